@@ -1,0 +1,236 @@
+//! Label sets: sorted name/value pairs identifying a series.
+
+use std::fmt;
+
+use crate::METRIC_NAME_LABEL;
+
+/// One label: a name and a value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    /// The label name.
+    pub name: String,
+    /// The label value; never empty in a stored series (an empty value means "absent").
+    pub value: String,
+}
+
+/// A set of labels, kept sorted by name with unique names.
+///
+/// Ordering compares label by label (name, then value), as Prometheus's `labels.Compare`
+/// does, so sorted series lists match Prometheus's order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    /// The empty label set.
+    pub fn empty() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Builds a label set from pairs; sorts them, drops empty values, and keeps the last
+    /// of duplicate names.
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
+        let mut v: Vec<Label> = pairs
+            .into_iter()
+            .map(|(n, v)| Label {
+                name: n.into(),
+                value: v.into(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut out: Vec<Label> = Vec::with_capacity(v.len());
+        for l in v {
+            if let Some(last) = out.last_mut()
+                && last.name == l.name
+            {
+                *last = l;
+                continue;
+            }
+            out.push(l);
+        }
+        out.retain(|l| !l.value.is_empty());
+        Self(out)
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the set has no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Iterates labels in name order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    /// The value of `name`, or "" when absent (PromQL's view of a missing label).
+    pub fn get_or_empty(&self, name: &str) -> &str {
+        self.get(name).unwrap_or("")
+    }
+
+    /// The metric name, if any.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME_LABEL)
+    }
+
+    /// Returns a copy with `name` set to `value` (removed when `value` is empty).
+    pub fn with(&self, name: &str, value: &str) -> Self {
+        let mut v = self.0.clone();
+        match v.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            Ok(i) if value.is_empty() => {
+                v.remove(i);
+            }
+            Ok(i) => v[i].value = value.to_string(),
+            Err(_) if value.is_empty() => {}
+            Err(i) => v.insert(
+                i,
+                Label {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                },
+            ),
+        }
+        Self(v)
+    }
+
+    /// Returns a copy without the metric name.
+    pub fn without_metric_name(&self) -> Self {
+        self.without(&[METRIC_NAME_LABEL])
+    }
+
+    /// Returns a copy without the named labels.
+    pub fn without<S: AsRef<str>>(&self, names: &[S]) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter(|l| !names.iter().any(|n| n.as_ref() == l.name))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Returns a copy with only the named labels.
+    pub fn keep<S: AsRef<str>>(&self, names: &[S]) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter(|l| names.iter().any(|n| n.as_ref() == l.name))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Consumes the set, returning its labels in name order.
+    pub fn into_vec(self) -> Vec<Label> {
+        self.0
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        for (a, b) in self.0.iter().zip(other.0.iter()) {
+            let c = a.name.cmp(&b.name).then_with(|| a.value.cmp(&b.value));
+            if c != std::cmp::Ordering::Equal {
+                return c;
+            }
+        }
+        self.0.len().cmp(&other.0.len())
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = &'a Label;
+    type IntoIter = std::slice::Iter<'a, Label>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// Formats as Prometheus does: `name{a="1", b="2"}`, values escaped.
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.metric_name();
+        if let Some(n) = name {
+            f.write_str(n)?;
+        }
+        let rest: Vec<&Label> = self
+            .0
+            .iter()
+            .filter(|l| l.name != METRIC_NAME_LABEL)
+            .collect();
+        if rest.is_empty() && name.is_some() {
+            return Ok(());
+        }
+        f.write_str("{")?;
+        for (i, l) in rest.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}=\"", l.name)?;
+            for c in l.value.chars() {
+                match c {
+                    '\\' => f.write_str("\\\\")?,
+                    '"' => f.write_str("\\\"")?,
+                    '\n' => f.write_str("\\n")?,
+                    c => write!(f, "{c}")?,
+                }
+            }
+            f.write_str("\"")?;
+        }
+        f.write_str("}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_sorted_deduplicated_and_empty_values_dropped() {
+        let ls = Labels::from_pairs([("b", "2"), ("a", "1"), ("b", "3"), ("c", "")]);
+        let names: Vec<_> = ls.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        assert_eq!(names, vec![("a", "1"), ("b", "3")]);
+    }
+
+    #[test]
+    fn with_inserts_replaces_and_removes() {
+        let ls = Labels::from_pairs([("a", "1")]);
+        assert_eq!(ls.with("b", "2").get("b"), Some("2"));
+        assert_eq!(ls.with("a", "9").get("a"), Some("9"));
+        assert!(ls.with("a", "").is_empty());
+    }
+
+    #[test]
+    fn display_matches_prometheus() {
+        let ls = Labels::from_pairs([("__name__", "x"), ("a", "q\"\\")]);
+        assert_eq!(ls.to_string(), r#"x{a="q\"\\"}"#);
+        assert_eq!(Labels::empty().to_string(), "{}");
+    }
+
+    #[test]
+    fn ordering_is_label_by_label() {
+        let a = Labels::from_pairs([("a", "1"), ("b", "2")]);
+        let b = Labels::from_pairs([("a", "1"), ("c", "0")]);
+        assert!(a < b);
+        assert!(Labels::from_pairs([("a", "1")]) < a);
+    }
+}

@@ -1,0 +1,33 @@
+//! Lookout's shared vocabulary: label sets, samples, label matchers and metric metadata.
+//!
+//! Every other crate speaks in these types; this crate does no I/O. It sits at the bottom
+//! of the data flow (collect → storage → promql → rules → notify) and is the only thing
+//! all layers agree on.
+//!
+//! ```
+//! use lookout_model::{Labels, Matcher, MatchOp};
+//!
+//! let ls = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+//! let m = Matcher::new(MatchOp::Regex, "job", "no.*").unwrap();
+//! assert!(m.matches_labels(&ls));
+//! assert_eq!(ls.to_string(), r#"up{job="node"}"#);
+//! ```
+
+mod labels;
+mod matcher;
+mod metadata;
+mod sample;
+
+pub use labels::{Label, Labels};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use metadata::MetricType;
+pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
+
+/// The label that carries a series' metric name.
+pub const METRIC_NAME_LABEL: &str = "__name__";
+/// The label of a classic histogram bucket's upper bound.
+pub const BUCKET_LABEL: &str = "le";
+/// The label that names a scrape target's instance.
+pub const INSTANCE_LABEL: &str = "instance";
+/// The label that names a scrape job.
+pub const JOB_LABEL: &str = "job";

@@ -1,0 +1,47 @@
+//! Errors of the storage seam, shared by every implementation.
+
+/// A storage error. Sample-level variants are matched on by callers (scrapers count them).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The sample is older than the series' newest sample.
+    #[error("out of order sample for series {series}: timestamp {t} is before the newest {last_t}")]
+    OutOfOrder {
+        /// The series, formatted.
+        series: String,
+        /// Rejected timestamp.
+        t: i64,
+        /// Newest stored timestamp.
+        last_t: i64,
+    },
+    /// A sample exists at this timestamp with a different value.
+    #[error("duplicate sample for timestamp {t} of series {series} with a different value")]
+    DuplicateSample {
+        /// The series, formatted.
+        series: String,
+        /// The timestamp.
+        t: i64,
+    },
+    /// The label set is unusable (empty, empty name, duplicate name).
+    #[error("invalid labels {labels}: {reason}")]
+    InvalidLabels {
+        /// The label set, formatted.
+        labels: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An I/O failure while reading or writing the store.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store was closed.
+    #[error("storage is closed")]
+    Closed,
+}
+
+/// Result with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

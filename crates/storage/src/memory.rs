@@ -1,0 +1,169 @@
+//! [`MemStorage`]: an in-memory store implementing both seams, for tests of upper layers.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use lookout_model::{Labels, Matcher, Sample};
+
+use crate::{Appendable, Appender, Error, Querier, Queryable, Result, SelectHints, Series, SeriesRef};
+
+/// In-memory storage: a sorted map from labels to samples. Accepts samples in any order
+/// (tests load data out of order); a duplicate timestamp replaces the earlier value.
+#[derive(Debug, Default)]
+pub struct MemStorage {
+    series: RwLock<BTreeMap<Labels, Vec<Sample>>>,
+}
+
+impl MemStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Removes all data.
+    pub fn clear(&self) {
+        self.series.write().expect("lock poisoned").clear();
+    }
+
+    /// Number of series stored.
+    pub fn series_count(&self) -> usize {
+        self.series.read().expect("lock poisoned").len()
+    }
+}
+
+impl Appendable for MemStorage {
+    fn appender(&self) -> Box<dyn Appender + '_> {
+        Box::new(MemAppender {
+            db: self,
+            pending: Vec::new(),
+        })
+    }
+}
+
+struct MemAppender<'a> {
+    db: &'a MemStorage,
+    pending: Vec<(Labels, Sample)>,
+}
+
+impl Appender for MemAppender<'_> {
+    fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef> {
+        if labels.is_empty() {
+            return Err(Error::InvalidLabels {
+                labels: labels.to_string(),
+                reason: "empty label set".into(),
+            });
+        }
+        self.pending.push((labels.clone(), Sample::new(t, v)));
+        Ok(0)
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        let mut map = self.db.series.write().expect("lock poisoned");
+        for (ls, s) in self.pending {
+            let samples = map.entry(ls).or_default();
+            match samples.binary_search_by(|x| x.t.cmp(&s.t)) {
+                Ok(i) => samples[i] = s,
+                Err(i) => samples.insert(i, s),
+            }
+        }
+        Ok(())
+    }
+
+    fn rollback(self: Box<Self>) {}
+}
+
+impl Queryable for MemStorage {
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>> {
+        Ok(Box::new(MemQuerier {
+            db: self,
+            mint,
+            maxt,
+        }))
+    }
+}
+
+struct MemQuerier<'a> {
+    db: &'a MemStorage,
+    mint: i64,
+    maxt: i64,
+}
+
+fn matches_all(ls: &Labels, ms: &[Matcher]) -> bool {
+    ms.iter().all(|m| m.matches_labels(ls))
+}
+
+impl Querier for MemQuerier<'_> {
+    fn select(&self, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {
+        if matchers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (mut lo, mut hi) = (self.mint, self.maxt);
+        if hints.start != 0 || hints.end != 0 {
+            lo = lo.max(hints.start);
+            hi = hi.min(hints.end);
+        }
+        let map = self.db.series.read().expect("lock poisoned");
+        Ok(map
+            .iter()
+            .filter(|(ls, _)| matches_all(ls, matchers))
+            .filter_map(|(ls, samples)| {
+                let a = samples.partition_point(|s| s.t < lo);
+                let b = samples.partition_point(|s| s.t <= hi);
+                (a < b).then(|| Series {
+                    labels: ls.clone(),
+                    samples: samples[a..b].to_vec(),
+                })
+            })
+            .collect())
+    }
+
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>> {
+        let map = self.db.series.read().expect("lock poisoned");
+        let mut names: Vec<String> = map
+            .keys()
+            .filter(|ls| matches_all(ls, matchers))
+            .flat_map(|ls| ls.iter().map(|l| l.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>> {
+        let map = self.db.series.read().expect("lock poisoned");
+        let mut values: Vec<String> = map
+            .keys()
+            .filter(|ls| matches_all(ls, matchers))
+            .filter_map(|ls| ls.get(name).map(str::to_string))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollback_discards_and_range_filters() {
+        let db = MemStorage::new();
+        let ls = Labels::from_pairs([("__name__", "a")]);
+        let mut app = db.appender();
+        app.append(&ls, 10, 1.0).unwrap();
+        app.rollback();
+        assert_eq!(db.series_count(), 0);
+        let mut app = db.appender();
+        for t in [10, 20, 30] {
+            app.append(&ls, t, t as f64).unwrap();
+        }
+        app.commit().unwrap();
+        let q = db.querier(15, 30).unwrap();
+        let got = q
+            .select(&SelectHints::default(), &[Matcher::equal("__name__", "a")])
+            .unwrap();
+        assert_eq!(got[0].samples.len(), 2);
+        assert!(q.select(&SelectHints::default(), &[]).unwrap().is_empty());
+    }
+}

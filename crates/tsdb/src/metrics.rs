@@ -1,0 +1,53 @@
+//! The store's own metrics, registered in the registry it is given.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Handles to the tsdb's metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct TsdbMetrics {
+    pub(crate) head_series: Gauge,
+    pub(crate) appended: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) wal_corruptions: Counter,
+    pub(crate) wal_failures: Counter,
+    pub(crate) wal_bytes: Gauge,
+}
+
+impl TsdbMetrics {
+    pub(crate) fn new(reg: &mut Registry) -> Self {
+        let m = Self {
+            head_series: Gauge::default(),
+            appended: Counter::default(),
+            rejected: Counter::default(),
+            wal_corruptions: Counter::default(),
+            wal_failures: Counter::default(),
+            wal_bytes: Gauge::default(),
+        };
+        let reg = reg.sub_registry_with_prefix("lookout_tsdb");
+        reg.register("head_series", "Series in the head", m.head_series.clone());
+        reg.register(
+            "head_samples_appended",
+            "Samples appended to the head",
+            m.appended.clone(),
+        );
+        reg.register(
+            "samples_rejected",
+            "Samples rejected as out of order or duplicate",
+            m.rejected.clone(),
+        );
+        reg.register(
+            "wal_corruptions",
+            "Torn or corrupt WAL tails truncated at start",
+            m.wal_corruptions.clone(),
+        );
+        reg.register(
+            "wal_write_failures",
+            "WAL writes or fsyncs that failed",
+            m.wal_failures.clone(),
+        );
+        reg.register("wal_size_bytes", "Size of the WAL", m.wal_bytes.clone());
+        m
+    }
+}
