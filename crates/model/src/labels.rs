@@ -207,7 +207,10 @@ mod tests {
     #[test]
     fn pairs_are_sorted_deduplicated_and_empty_values_dropped() {
         let ls = Labels::from_pairs([("b", "2"), ("a", "1"), ("b", "3"), ("c", "")]);
-        let names: Vec<_> = ls.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        let names: Vec<_> = ls
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
         assert_eq!(names, vec![("a", "1"), ("b", "3")]);
     }
 

@@ -5,7 +5,9 @@ use std::sync::RwLock;
 
 use lookout_model::{Labels, Matcher, Sample};
 
-use crate::{Appendable, Appender, Error, Querier, Queryable, Result, SelectHints, Series, SeriesRef};
+use crate::{
+    Appendable, Appender, Error, Querier, Queryable, Result, SelectHints, Series, SeriesRef,
+};
 
 /// In-memory storage: a sorted map from labels to samples. Accepts samples in any order
 /// (tests load data out of order); a duplicate timestamp replaces the earlier value.

@@ -137,14 +137,20 @@ mod tests {
     fn postings_serve_all_matcher_kinds() {
         let mut h = Head::default();
         for (i, job) in ["a", "b", "c"].iter().enumerate() {
-            h.create(i as u64, Labels::from_pairs([("__name__", "up"), ("job", *job)]));
+            h.create(
+                i as u64,
+                Labels::from_pairs([("__name__", "up"), ("job", *job)]),
+            );
         }
         h.create(3, Labels::from_pairs([("__name__", "other")]));
         let q = |ms: Vec<Matcher>| h.postings_for(&ms);
         let name = Matcher::equal("__name__", "up");
         assert_eq!(q(vec![name.clone(), Matcher::equal("job", "b")]), vec![1]);
         assert_eq!(
-            q(vec![name.clone(), Matcher::new(MatchOp::NotEqual, "job", "b").unwrap()]),
+            q(vec![
+                name.clone(),
+                Matcher::new(MatchOp::NotEqual, "job", "b").unwrap()
+            ]),
             vec![0, 2]
         );
         assert_eq!(
@@ -152,7 +158,10 @@ mod tests {
             vec![0, 2]
         );
         assert_eq!(
-            q(vec![name, Matcher::new(MatchOp::NotRegex, "job", "a|b").unwrap()]),
+            q(vec![
+                name,
+                Matcher::new(MatchOp::NotRegex, "job", "a|b").unwrap()
+            ]),
             vec![2]
         );
         // `job=""` selects series without the label.

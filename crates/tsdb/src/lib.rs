@@ -239,7 +239,12 @@ impl Tsdb {
         let probe = self.inner.dir.join(".write-probe");
         std::fs::write(&probe, b"ok")
             .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| format!("data directory {} is not writable: {e}", self.inner.dir.display()))
+            .map_err(|e| {
+                format!(
+                    "data directory {} is not writable: {e}",
+                    self.inner.dir.display()
+                )
+            })
     }
 
     /// Drops samples older than `now - retention`, then rewrites the WAL as a checkpoint
@@ -419,10 +424,11 @@ impl Appender for TsdbAppender<'_> {
                 }
             };
             // Re-check under the write lock: another appender may have committed since.
-            let last = newest
-                .get(&r)
-                .copied()
-                .or_else(|| head.series.get(r as usize).and_then(|m| m.samples.last().copied()));
+            let last = newest.get(&r).copied().or_else(|| {
+                head.series
+                    .get(r as usize)
+                    .and_then(|m| m.samples.last().copied())
+            });
             match check_order(ls, last, *s) {
                 Ok(true) => {
                     newest.insert(r, *s);

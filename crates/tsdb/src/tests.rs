@@ -50,7 +50,11 @@ fn out_of_order_and_duplicates_are_named_errors() {
     let mut app = db.appender();
     assert!(matches!(
         app.append(&up("a"), 1000, 1.0),
-        Err(Error::OutOfOrder { t: 1000, last_t: 2000, .. })
+        Err(Error::OutOfOrder {
+            t: 1000,
+            last_t: 2000,
+            ..
+        })
     ));
     assert!(matches!(
         app.append(&up("a"), 2000, 5.0),
@@ -98,13 +102,18 @@ fn label_names_and_values_respect_matchers() {
     let db = open(dir.path());
     let mut app = db.appender();
     app.append(&up("a"), 1, 1.0).unwrap();
-    app.append(&Labels::from_pairs([("__name__", "x"), ("zone", "z")]), 1, 1.0)
-        .unwrap();
+    app.append(
+        &Labels::from_pairs([("__name__", "x"), ("zone", "z")]),
+        1,
+        1.0,
+    )
+    .unwrap();
     app.commit().unwrap();
     let q = db.querier(0, 10).unwrap();
     assert_eq!(q.label_names(&[]).unwrap(), vec!["__name__", "job", "zone"]);
     assert_eq!(
-        q.label_values("__name__", &[Matcher::equal("job", "a")]).unwrap(),
+        q.label_values("__name__", &[Matcher::equal("job", "a")])
+            .unwrap(),
         vec!["up"]
     );
 }

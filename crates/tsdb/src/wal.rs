@@ -91,13 +91,16 @@ impl Cursor<'_> {
         self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        self.take(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
     fn string(&mut self, n: usize) -> Option<String> {
-        self.take(n).and_then(|b| String::from_utf8(b.to_vec()).ok())
+        self.take(n)
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
     }
 }
 
@@ -161,7 +164,10 @@ pub(crate) struct Wal {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("dir", &self.dir).field("size", &self.size).finish()
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -210,13 +216,17 @@ impl Wal {
             }
             let mut pos = HEADER_LEN as usize;
             while pos < data.len() {
-                let Some(frame) = data.get(pos..pos + 8) else { break };
+                let Some(frame) = data.get(pos..pos + 8) else {
+                    break;
+                };
                 let n = u32::from_le_bytes(frame[..4].try_into().expect("4 bytes"));
                 let crc = u32::from_le_bytes(frame[4..].try_into().expect("4 bytes"));
                 if n > MAX_RECORD {
                     break;
                 }
-                let Some(payload) = data.get(pos + 8..pos + 8 + n as usize) else { break };
+                let Some(payload) = data.get(pos + 8..pos + 8 + n as usize) else {
+                    break;
+                };
                 if crc32fast::hash(payload) != crc {
                     break;
                 }
@@ -250,7 +260,8 @@ impl Wal {
             self.scratch.clear();
             encode(r, &mut self.scratch);
             let crc = crc32fast::hash(&self.scratch);
-            self.out.write_all(&(self.scratch.len() as u32).to_le_bytes())?;
+            self.out
+                .write_all(&(self.scratch.len() as u32).to_le_bytes())?;
             self.out.write_all(&crc.to_le_bytes())?;
             self.out.write_all(&self.scratch)?;
             self.size += 8 + self.scratch.len() as u64;
@@ -318,7 +329,10 @@ mod tests {
     #[test]
     fn records_round_trip_through_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let recs = vec![series(1), Record::Samples(vec![(1, 5, 1.5), (1, 6, f64::INFINITY)])];
+        let recs = vec![
+            series(1),
+            Record::Samples(vec![(1, 5, 1.5), (1, 6, f64::INFINITY)]),
+        ];
         {
             let (mut w, _) = Wal::open(dir.path(), |_| {}).unwrap();
             w.append(&recs).unwrap();
@@ -341,7 +355,12 @@ mod tests {
         let path = dir.path().join("wal.log");
         let len = std::fs::metadata(&path).unwrap().len();
         // Tear the last record in half.
-        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 5).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
         let mut got = Vec::new();
         let (_, rep) = Wal::open(dir.path(), |r| got.push(r)).unwrap();
         assert_eq!(got, vec![series(1)]);

@@ -1,0 +1,275 @@
+//! Binary operators: arithmetic, comparison (with `bool`), `atan2` and the set operators,
+//! with vector matching (`on`/`ignoring`, `group_left`/`group_right`), following
+//! Prometheus's `VectorBinop`, `VectorscalarBinop` and `vectorElemBinop`.
+
+use std::collections::{HashMap, HashSet};
+
+use lookout_model::{Labels, METRIC_NAME_LABEL};
+use promql_parser::parser::token::*;
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use crate::engine::Evaluator;
+use crate::error::{Result, exec};
+use crate::value::{Value, VecSample};
+
+fn is_comparison(op: u16) -> bool {
+    matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
+}
+
+/// Prometheus drops the metric name for arithmetic, not for comparisons or set operators.
+fn drops_name(op: u16) -> bool {
+    !is_comparison(op) && !matches!(op, T_LAND | T_LOR | T_LUNLESS)
+}
+
+/// The result of `lhs op rhs` and whether to keep it (comparisons filter).
+fn elem(op: u16, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        T_ADD => (l + r, true),
+        T_SUB => (l - r, true),
+        T_MUL => (l * r, true),
+        T_DIV => (l / r, true),
+        T_POW => (l.powf(r), true),
+        T_MOD => (l % r, true),
+        T_ATAN2 => (l.atan2(r), true),
+        T_EQLC => (l, l == r),
+        T_NEQ => (l, l != r),
+        T_GTR => (l, l > r),
+        T_LSS => (l, l < r),
+        T_GTE => (l, l >= r),
+        T_LTE => (l, l <= r),
+        _ => (f64::NAN, false),
+    }
+}
+
+fn signature(ls: &Labels, matching: &Option<LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(on)) => ls.keep(&on.labels),
+        Some(LabelModifier::Exclude(ign)) => {
+            let mut drop: Vec<&str> = ign.labels.iter().map(String::as_str).collect();
+            drop.push(METRIC_NAME_LABEL);
+            ls.without(&drop)
+        }
+        None => ls.without_metric_name(),
+    }
+}
+
+/// Evaluates a binary expression at `ts`.
+pub(crate) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value> {
+    let op = b.op.id();
+    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    let lhs = ev.eval(&b.lhs, ts)?;
+    let rhs = ev.eval(&b.rhs, ts)?;
+    match (lhs, rhs) {
+        (Value::Scalar(l), Value::Scalar(r)) => {
+            let (v, keep) = elem(op, l, r);
+            Ok(Value::Scalar(if is_comparison(op) {
+                if keep { 1.0 } else { 0.0 }
+            } else {
+                v
+            }))
+        }
+        (Value::Vector(v), Value::Scalar(s)) => vector_scalar(ev, op, v, s, false, return_bool),
+        (Value::Scalar(s), Value::Vector(v)) => vector_scalar(ev, op, v, s, true, return_bool),
+        (Value::Vector(l), Value::Vector(r)) => {
+            let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
+            let card = b
+                .modifier
+                .as_ref()
+                .map(|m| m.card.clone())
+                .unwrap_or(VectorMatchCardinality::OneToOne);
+            match op {
+                T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, l, r, &matching))),
+                _ => vector_vector(op, l, r, &matching, &card, return_bool).map(Value::Vector),
+            }
+        }
+        (l, r) => exec(format!(
+            "binary operator between {} and {} is not supported",
+            l.type_name(),
+            r.type_name()
+        )),
+    }
+}
+
+fn vector_scalar(
+    ev: &Evaluator<'_>,
+    op: u16,
+    v: Vec<VecSample>,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+) -> Result<Value> {
+    let mut out = Vec::with_capacity(v.len());
+    for smp in v {
+        let (l, r) = if swap { (s, smp.v) } else { (smp.v, s) };
+        let (mut value, mut keep) = elem(op, l, r);
+        if is_comparison(op) && swap {
+            value = r;
+        }
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if keep {
+            let labels = if drops_name(op) || return_bool {
+                smp.labels.without_metric_name()
+            } else {
+                smp.labels
+            };
+            out.push(VecSample { labels, v: value });
+        }
+    }
+    ev.check_unique(&out)?;
+    Ok(Value::Vector(out))
+}
+
+/// Formats labels as Go's `labels.String()`: `{__name__="m", a="b"}`.
+fn braced(ls: &Labels) -> String {
+    let parts: Vec<String> = ls
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+fn set_op(
+    op: u16,
+    l: Vec<VecSample>,
+    r: Vec<VecSample>,
+    matching: &Option<LabelModifier>,
+) -> Vec<VecSample> {
+    match op {
+        T_LAND => {
+            let sigs: HashSet<Labels> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+            l.into_iter()
+                .filter(|s| sigs.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        T_LUNLESS => {
+            let sigs: HashSet<Labels> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+            l.into_iter()
+                .filter(|s| !sigs.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        _ => {
+            let sigs: HashSet<Labels> = l.iter().map(|s| signature(&s.labels, matching)).collect();
+            let mut out = l;
+            out.extend(
+                r.into_iter()
+                    .filter(|s| !sigs.contains(&signature(&s.labels, matching))),
+            );
+            out
+        }
+    }
+}
+
+fn result_labels(
+    l: &Labels,
+    r: &Labels,
+    op: u16,
+    matching: &Option<LabelModifier>,
+    card: &VectorMatchCardinality,
+) -> Labels {
+    let mut ls = if drops_name(op) {
+        l.without_metric_name()
+    } else {
+        l.clone()
+    };
+    match card {
+        VectorMatchCardinality::OneToOne => match matching {
+            Some(LabelModifier::Include(on)) => ls = ls.keep(&on.labels),
+            Some(LabelModifier::Exclude(ign)) => ls = ls.without(&ign.labels),
+            None => {}
+        },
+        VectorMatchCardinality::ManyToOne(include) | VectorMatchCardinality::OneToMany(include) => {
+            for name in &include.labels {
+                ls = ls.with(name, r.get_or_empty(name));
+            }
+        }
+        VectorMatchCardinality::ManyToMany => {}
+    }
+    ls
+}
+
+fn vector_vector(
+    op: u16,
+    mut lhs: Vec<VecSample>,
+    mut rhs: Vec<VecSample>,
+    matching: &Option<LabelModifier>,
+    card: &VectorMatchCardinality,
+    return_bool: bool,
+) -> Result<Vec<VecSample>> {
+    let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+    if one_to_many {
+        std::mem::swap(&mut lhs, &mut rhs);
+    }
+    let mut right: HashMap<Labels, VecSample> = HashMap::with_capacity(rhs.len());
+    for s in rhs {
+        let sig = signature(&s.labels, matching);
+        if let Some(prev) = right.get(&sig) {
+            let side = if one_to_many { "left" } else { "right" };
+            let (mut a, mut b) = (braced(&prev.labels), braced(&s.labels));
+            if a > b {
+                std::mem::swap(&mut a, &mut b);
+            }
+            return exec(format!(
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side",
+                braced(&sig)
+            ));
+        }
+        right.insert(sig, s);
+    }
+    if matches!(card, VectorMatchCardinality::OneToOne) {
+        // Prometheus reports a many side even when the operator would filter it all away.
+        let mut seen = HashSet::new();
+        for ls in &lhs {
+            let sig = signature(&ls.labels, matching);
+            if right.contains_key(&sig) && !seen.insert(sig) {
+                return exec(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                );
+            }
+        }
+    }
+    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut out = Vec::new();
+    for ls in lhs {
+        let sig = signature(&ls.labels, matching);
+        let Some(rs) = right.get(&sig) else { continue };
+        let (l, r) = if one_to_many {
+            (rs.v, ls.v)
+        } else {
+            (ls.v, rs.v)
+        };
+        let (mut value, mut keep) = elem(op, l, r);
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if !keep {
+            continue;
+        }
+        let mut labels = result_labels(&ls.labels, &rs.labels, op, matching, card);
+        if return_bool {
+            labels = labels.without_metric_name();
+        }
+        match matched.get_mut(&sig) {
+            Some(_) if matches!(card, VectorMatchCardinality::OneToOne) => {
+                return exec(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                );
+            }
+            Some(seen) => {
+                if !seen.insert(labels.clone()) {
+                    return exec(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    );
+                }
+            }
+            None => {
+                matched.insert(sig, HashSet::from([labels.clone()]));
+            }
+        }
+        out.push(VecSample { labels, v: value });
+    }
+    Ok(out)
+}

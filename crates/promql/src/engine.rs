@@ -1,0 +1,496 @@
+//! The engine: parses a query, loads the data its selectors need once, and evaluates the
+//! expression step by step.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use lookout_model::{Labels, METRIC_NAME_LABEL, MatchOp, Matcher, Sample, is_stale_nan};
+use lookout_storage::{Queryable, SelectHints, Series};
+use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
+use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
+
+use crate::error::{Error, Result, exec};
+use crate::value::{RangeSeries, Value, VecSample};
+use crate::{aggregate, binary, functions};
+
+/// Limits and defaults of query evaluation.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus: 5 m).
+    pub lookback_delta: Duration,
+    /// Longest a query may run.
+    pub timeout: Duration,
+    /// Most samples a query may load.
+    pub max_samples: usize,
+    /// Step of subqueries written without one (Prometheus: the global evaluation interval).
+    pub default_subquery_step: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback_delta: Duration::from_secs(300),
+            timeout: Duration::from_secs(120),
+            max_samples: 50_000_000,
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The PromQL engine. Holds only options; storage is handed in per query.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+/// Parses a PromQL expression, mapping the parser's message to [`Error::Parse`].
+pub fn parse(query: &str) -> Result<Expr> {
+    parser::parse(query).map_err(Error::Parse)
+}
+
+impl Engine {
+    /// An engine with the given options.
+    pub fn new(opts: EngineOptions) -> Self {
+        Self { opts }
+    }
+
+    /// The engine's options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Parses a PromQL expression.
+    pub fn parse(&self, query: &str) -> Result<Expr> {
+        parse(query)
+    }
+
+    /// Evaluates `query` at `t` (ms).
+    pub fn instant(&self, db: &dyn Queryable, query: &str, t: i64) -> Result<Value> {
+        let expr = parse(query)?;
+        self.instant_expr(db, &expr, t, None)
+    }
+
+    /// Evaluates a parsed expression at `t` (ms); `cancel`, when set, aborts the query.
+    pub fn instant_expr(
+        &self,
+        db: &dyn Queryable,
+        expr: &Expr,
+        t: i64,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Value> {
+        let ev = Evaluator::prepare(&self.opts, db, expr, t, t, 0, cancel)?;
+        let v = ev.eval(expr, t)?;
+        Ok(match v {
+            Value::Vector(mut v) => {
+                ev.check_unique(&v)?;
+                if !functions::is_ordered(expr) {
+                    v.sort_by(|a, b| a.labels.cmp(&b.labels));
+                }
+                Value::Vector(v)
+            }
+            other => other,
+        })
+    }
+
+    /// Evaluates `query` at every `step` from `start` to `end` (ms, inclusive); the
+    /// result is a matrix.
+    pub fn range(
+        &self,
+        db: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value> {
+        let expr = parse(query)?;
+        self.range_expr(db, &expr, start, end, step, None)
+    }
+
+    /// Range evaluation of a parsed expression.
+    pub fn range_expr(
+        &self,
+        db: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Value> {
+        if step <= 0 {
+            return exec("zero or negative query resolution step widths are not accepted");
+        }
+        match expr.value_type() {
+            parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
+            other => {
+                return exec(format!(
+                    "invalid expression type \"{other}\" for range query, must be Scalar or instant Vector"
+                ));
+            }
+        }
+        let ev = Evaluator::prepare(&self.opts, db, expr, start, end, step, cancel)?;
+        let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut t = start;
+        while t <= end {
+            ev.check_limits("query execution")?;
+            match ev.eval(expr, t)? {
+                Value::Scalar(v) => out
+                    .entry(Labels::empty())
+                    .or_default()
+                    .push(Sample::new(t, v)),
+                Value::Vector(vs) => {
+                    ev.check_unique(&vs)?;
+                    for s in vs {
+                        out.entry(s.labels).or_default().push(Sample::new(t, s.v));
+                    }
+                }
+                other => return exec(format!("unexpected {} in range query", other.type_name())),
+            }
+            t += step;
+        }
+        Ok(Value::Matrix(
+            out.into_iter()
+                .map(|(labels, samples)| RangeSeries { labels, samples })
+                .collect(),
+        ))
+    }
+}
+
+/// Milliseconds of a parser offset (negative offsets look forward).
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Converts parser matchers into model matchers, adding the metric name if given.
+pub(crate) fn to_matchers(name: &Option<String>, ms: &[PMatcher]) -> Result<Vec<Matcher>> {
+    let mut out = Vec::with_capacity(ms.len() + 1);
+    if let Some(n) = name
+        && !ms.iter().any(|m| m.name == METRIC_NAME_LABEL)
+    {
+        out.push(Matcher::equal(METRIC_NAME_LABEL, n));
+    }
+    for m in ms {
+        let op = match m.op {
+            PMatchOp::Equal => MatchOp::Equal,
+            PMatchOp::NotEqual => MatchOp::NotEqual,
+            PMatchOp::Re(_) => MatchOp::Regex,
+            PMatchOp::NotRe(_) => MatchOp::NotRegex,
+        };
+        out.push(Matcher::new(op, &m.name, &m.value).map_err(|e| Error::Parse(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// Per-query evaluation state: the loaded data and limits.
+pub(crate) struct Evaluator<'a> {
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) lookback: i64,
+    sub_step: i64,
+    data: HashMap<usize, Vec<Series>>,
+    deadline: Instant,
+    cancel: Option<&'a AtomicBool>,
+}
+
+struct Need<'e> {
+    vs: &'e VectorSelector,
+    mint: i64,
+    maxt: i64,
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+impl<'a> Evaluator<'a> {
+    fn prepare(
+        opts: &EngineOptions,
+        db: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        _step: i64,
+        cancel: Option<&'a AtomicBool>,
+    ) -> Result<Self> {
+        let mut ev = Evaluator {
+            start,
+            end,
+            lookback: opts.lookback_delta.as_millis() as i64,
+            sub_step: opts.default_subquery_step.as_millis().max(1) as i64,
+            data: HashMap::new(),
+            deadline: Instant::now() + opts.timeout,
+            cancel,
+        };
+        let mut needs = Vec::new();
+        ev.collect(expr, start, end, &mut needs);
+        if needs.is_empty() {
+            return Ok(ev);
+        }
+        let mint = needs.iter().map(|n| n.mint).min().unwrap_or(start);
+        let maxt = needs.iter().map(|n| n.maxt).max().unwrap_or(end);
+        let q = db.querier(mint, maxt)?;
+        let mut loaded = 0usize;
+        for n in needs {
+            let hints = SelectHints {
+                start: n.mint,
+                end: n.maxt,
+                func: None,
+            };
+            let mut series = if n.vs.matchers.or_matchers.is_empty() {
+                q.select(&hints, &to_matchers(&n.vs.name, &n.vs.matchers.matchers)?)?
+            } else {
+                let mut all: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+                for group in &n.vs.matchers.or_matchers {
+                    for s in q.select(&hints, &to_matchers(&n.vs.name, group)?)? {
+                        all.insert(s.labels, s.samples);
+                    }
+                }
+                all.into_iter()
+                    .map(|(labels, samples)| Series { labels, samples })
+                    .collect()
+            };
+            loaded += series.iter().map(|s| s.samples.len()).sum::<usize>();
+            if loaded > opts.max_samples {
+                return Err(Error::TooManySamples("query execution"));
+            }
+            // A selector used twice in one window shares its data.
+            let entry = ev.data.entry(key(n.vs)).or_default();
+            if entry.is_empty() {
+                *entry = std::mem::take(&mut series);
+            }
+            ev.check_limits("query preparation")?;
+        }
+        Ok(ev)
+    }
+
+    /// The time `at` pins a selector to, if any.
+    pub(crate) fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.start),
+            Some(AtModifier::End) => Some(self.end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    /// Records the data window each selector needs when `e` is evaluated in `[lo, hi]`.
+    fn collect<'e>(&self, e: &'e Expr, lo: i64, hi: i64, out: &mut Vec<Need<'e>>) {
+        match e {
+            Expr::VectorSelector(vs) => {
+                let (lo, hi) = self.pin(&vs.at, lo, hi);
+                let off = offset_ms(&vs.offset);
+                out.push(Need {
+                    vs,
+                    mint: lo - off - self.lookback,
+                    maxt: hi - off,
+                });
+            }
+            Expr::MatrixSelector(ms) => {
+                let (lo, hi) = self.pin(&ms.vs.at, lo, hi);
+                let off = offset_ms(&ms.vs.offset);
+                out.push(Need {
+                    vs: &ms.vs,
+                    mint: lo - off - ms.range.as_millis() as i64,
+                    maxt: hi - off,
+                });
+            }
+            Expr::Subquery(sq) => {
+                let (lo, hi) = self.pin(&sq.at, lo, hi);
+                let off = offset_ms(&sq.offset);
+                self.collect(
+                    &sq.expr,
+                    lo - off - sq.range.as_millis() as i64,
+                    hi - off,
+                    out,
+                );
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.collect(p, lo, hi, out);
+                }
+                self.collect(&a.expr, lo, hi, out);
+            }
+            Expr::Unary(u) => self.collect(&u.expr, lo, hi, out),
+            Expr::Binary(b) => {
+                self.collect(&b.lhs, lo, hi, out);
+                self.collect(&b.rhs, lo, hi, out);
+            }
+            Expr::Paren(p) => self.collect(&p.expr, lo, hi, out),
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.collect(a, lo, hi, out);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    fn pin(&self, at: &Option<AtModifier>, lo: i64, hi: i64) -> (i64, i64) {
+        match self.at_time(at) {
+            Some(t) => (t, t),
+            None => (lo, hi),
+        }
+    }
+
+    /// Fails when the query is past its deadline or was cancelled.
+    pub(crate) fn check_limits(&self, stage: &'static str) -> Result<()> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Canceled(stage));
+        }
+        if Instant::now() > self.deadline {
+            return Err(Error::Timeout(stage));
+        }
+        Ok(())
+    }
+
+    /// Fails when a vector holds two samples with the same labels.
+    pub(crate) fn check_unique(&self, v: &[VecSample]) -> Result<()> {
+        if v.len() < 2 {
+            return Ok(());
+        }
+        let mut seen = std::collections::HashSet::with_capacity(v.len());
+        for s in v {
+            if !seen.insert(&s.labels) {
+                return exec("vector cannot contain metrics with the same labelset");
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates `e` at time `ts`.
+    pub(crate) fn eval(&self, e: &Expr, ts: i64) -> Result<Value> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, ts),
+            Expr::Unary(u) => match self.eval(&u.expr, ts)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(vs) => {
+                    let out: Vec<VecSample> = vs
+                        .into_iter()
+                        .map(|s| VecSample {
+                            labels: s.labels.without_metric_name(),
+                            v: -s.v,
+                        })
+                        .collect();
+                    self.check_unique(&out)?;
+                    Ok(Value::Vector(out))
+                }
+                other => exec(format!("unary minus on a {}", other.type_name())),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.select_instant(vs, ts, false).0)),
+            Expr::MatrixSelector(ms) => {
+                let t = self.at_time(&ms.vs.at).unwrap_or(ts) - offset_ms(&ms.vs.offset);
+                Ok(Value::Matrix(self.select_range(
+                    &ms.vs,
+                    t,
+                    ms.range.as_millis() as i64,
+                )))
+            }
+            Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, ts)?)),
+            Expr::Call(c) => functions::call(self, c, ts),
+            Expr::Aggregate(a) => aggregate::eval(self, a, ts),
+            Expr::Binary(b) => binary::eval(self, b, ts),
+            Expr::Extension(_) => exec("extension expressions are not supported"),
+        }
+    }
+
+    /// The instant vector of a selector at `ts`; with `with_t`, also each sample's time.
+    pub(crate) fn select_instant(
+        &self,
+        vs: &VectorSelector,
+        ts: i64,
+        with_t: bool,
+    ) -> (Vec<VecSample>, Vec<i64>) {
+        let t = self.at_time(&vs.at).unwrap_or(ts) - offset_ms(&vs.offset);
+        let mut out = Vec::new();
+        let mut times = Vec::new();
+        for s in self.data.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[]) {
+            let i = s.samples.partition_point(|x| x.t <= t);
+            if i == 0 {
+                continue;
+            }
+            let smp = s.samples[i - 1];
+            if smp.t <= t - self.lookback || is_stale_nan(smp.v) {
+                continue;
+            }
+            out.push(VecSample {
+                labels: s.labels.clone(),
+                v: smp.v,
+            });
+            if with_t {
+                times.push(smp.t);
+            }
+        }
+        (out, times)
+    }
+
+    /// Samples of a selector in `(t - range, t]`, without staleness markers.
+    pub(crate) fn select_range(&self, vs: &VectorSelector, t: i64, range: i64) -> Vec<RangeSeries> {
+        let mut out = Vec::new();
+        for s in self.data.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[]) {
+            let a = s.samples.partition_point(|x| x.t <= t - range);
+            let b = s.samples.partition_point(|x| x.t <= t);
+            let samples: Vec<Sample> = s.samples[a..b]
+                .iter()
+                .filter(|x| !is_stale_nan(x.v))
+                .copied()
+                .collect();
+            if !samples.is_empty() {
+                out.push(RangeSeries {
+                    labels: s.labels.clone(),
+                    samples,
+                });
+            }
+        }
+        out
+    }
+
+    /// Evaluates a subquery ending at `ts`: the inner expression at every step aligned to
+    /// multiples of the step, in `(ts - offset - range, ts - offset]`.
+    pub(crate) fn subquery(&self, sq: &parser::SubqueryExpr, ts: i64) -> Result<Vec<RangeSeries>> {
+        let end = self.at_time(&sq.at).unwrap_or(ts) - offset_ms(&sq.offset);
+        let step = sq
+            .step
+            .map(|d| d.as_millis() as i64)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.sub_step);
+        let start = end - sq.range.as_millis() as i64;
+        let mut t = step * start.div_euclid(step);
+        if t <= start {
+            t += step;
+        }
+        let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        while t <= end {
+            self.check_limits("subquery evaluation")?;
+            match self.eval(&sq.expr, t)? {
+                Value::Vector(vs) => {
+                    for s in vs {
+                        out.entry(s.labels).or_default().push(Sample::new(t, s.v));
+                    }
+                }
+                Value::Scalar(v) => out
+                    .entry(Labels::empty())
+                    .or_default()
+                    .push(Sample::new(t, v)),
+                other => return exec(format!("subquery over a {}", other.type_name())),
+            }
+            t += step;
+        }
+        Ok(out
+            .into_iter()
+            .map(|(labels, samples)| RangeSeries { labels, samples })
+            .collect())
+    }
+}
