@@ -1,0 +1,124 @@
+//! The process collector: the `process_*` metrics of the Prometheus client libraries for
+//! one process (by default Lookout itself), read from /proc/<pid>.
+
+use procfs::process::Process;
+
+use crate::{Collector, Error, Metric, Result};
+
+/// Reads `process_*` metrics of one process.
+#[derive(Debug)]
+pub struct ProcessCollector {
+    pid: Option<i32>,
+}
+
+impl ProcessCollector {
+    /// Collects this process.
+    pub fn myself() -> Self {
+        Self { pid: None }
+    }
+
+    /// Collects the process with this pid.
+    pub fn pid(pid: i32) -> Self {
+        Self { pid: Some(pid) }
+    }
+
+    /// Reads the figures once.
+    pub fn read(&self) -> Result<Vec<Metric>> {
+        let mut out = Vec::new();
+        self.collect(&mut out)?;
+        Ok(out)
+    }
+}
+
+fn err(e: procfs::ProcError) -> Error {
+    Error::Read {
+        what: "/proc/<pid>",
+        message: e.to_string(),
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn name(&self) -> &str {
+        "process"
+    }
+
+    fn collect(&self, out: &mut Vec<Metric>) -> Result<()> {
+        let p = match self.pid {
+            None => Process::myself(),
+            Some(pid) => Process::new(pid),
+        }
+        .map_err(err)?;
+        let stat = p.stat().map_err(err)?;
+        let tps = procfs::ticks_per_second() as f64;
+        let boot = procfs::boot_time_secs().map_err(err)? as f64;
+        out.push(Metric::new(
+            "process_cpu_seconds_total",
+            &[],
+            (stat.utime + stat.stime) as f64 / tps,
+        ));
+        out.push(Metric::new(
+            "process_resident_memory_bytes",
+            &[],
+            (stat.rss * procfs::page_size()) as f64,
+        ));
+        out.push(Metric::new(
+            "process_virtual_memory_bytes",
+            &[],
+            stat.vsize as f64,
+        ));
+        out.push(Metric::new(
+            "process_start_time_seconds",
+            &[],
+            boot + stat.starttime as f64 / tps,
+        ));
+        out.push(Metric::new("process_threads", &[], stat.num_threads as f64));
+        if let Ok(n) = p.fd_count() {
+            out.push(Metric::new("process_open_fds", &[], n as f64));
+        }
+        if let Ok(l) = p.limits()
+            && let procfs::process::LimitValue::Value(v) = l.max_open_files.soft_limit
+        {
+            out.push(Metric::new("process_max_fds", &[], v as f64));
+        }
+        if let Ok(io) = p.io() {
+            out.push(Metric::new(
+                "process_io_read_bytes_total",
+                &[],
+                io.read_bytes as f64,
+            ));
+            out.push(Metric::new(
+                "process_io_write_bytes_total",
+                &[],
+                io.write_bytes as f64,
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn reads_own_process() {
+        let out = ProcessCollector::myself().read().unwrap();
+        let get = |n: &str| {
+            out.iter()
+                .find(|m| m.labels.metric_name() == Some(n))
+                .map(|m| m.value)
+        };
+        assert!(get("process_resident_memory_bytes").unwrap() > 0.0);
+        assert!(get("process_open_fds").unwrap() >= 3.0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let start = get("process_start_time_seconds").unwrap();
+        assert!(
+            start <= now + 1.0 && start > now - 3600.0,
+            "start {start} now {now}"
+        );
+    }
+}

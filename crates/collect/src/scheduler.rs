@@ -1,0 +1,443 @@
+//! The scheduler: runs each collector on its own task, every interval, with its own
+//! timeout, so one slow or failing collector never delays the others. It stamps samples
+//! with the run's start time, adds the target labels (`job`, `instance`), writes an `up`
+//! series per collector, marks vanished series stale, and records each run in a
+//! [`StatusBoard`] that health checks and the UI read.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lookout_model::{Labels, stale_nan};
+use lookout_storage::Appendable;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::{Collector, Metric};
+
+/// How often and how long collectors run.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Time between runs of each collector.
+    pub interval: Duration,
+    /// Longest one run may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the last run of one collector did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorStatus {
+    /// The collector's name.
+    pub name: String,
+    /// Its run interval.
+    pub interval: Duration,
+    /// When the last run started.
+    pub last_run: Option<SystemTime>,
+    /// How long the last run took.
+    pub last_duration: Option<Duration>,
+    /// The last run's error, if it failed.
+    pub last_error: Option<String>,
+    /// Samples the last run stored.
+    pub last_samples: usize,
+    /// Runs so far.
+    pub runs: u64,
+    /// Failed runs so far.
+    pub failures: u64,
+}
+
+/// Shared, read-mostly view of every collector's status.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Arc<RwLock<BTreeMap<String, CollectorStatus>>>);
+
+impl StatusBoard {
+    /// A copy of every collector's status, by name.
+    pub fn snapshot(&self) -> Vec<CollectorStatus> {
+        self.0
+            .read()
+            .expect("lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut CollectorStatus)) {
+        if let Some(s) = self.0.write().expect("lock poisoned").get_mut(name) {
+            f(s);
+        }
+    }
+
+    /// Registers a collector that has not run yet (also used by tests to inject states).
+    pub fn insert(&self, status: CollectorStatus) {
+        self.0
+            .write()
+            .expect("lock poisoned")
+            .insert(status.name.clone(), status);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CollectorLabel {
+    collector: String,
+}
+
+#[derive(Debug, Clone)]
+struct SchedulerMetrics {
+    duration: Family<CollectorLabel, Gauge<f64, AtomicU64>>,
+    runs: Family<CollectorLabel, Counter>,
+    failures: Family<CollectorLabel, Counter>,
+    rejected: Family<CollectorLabel, Counter>,
+}
+
+impl SchedulerMetrics {
+    fn new(reg: &mut Registry) -> Self {
+        let m = Self {
+            duration: Family::default(),
+            runs: Family::default(),
+            failures: Family::default(),
+            rejected: Family::default(),
+        };
+        let reg = reg.sub_registry_with_prefix("lookout_collector");
+        reg.register(
+            "duration_seconds",
+            "Duration of the last run",
+            m.duration.clone(),
+        );
+        reg.register("runs", "Collector runs", m.runs.clone());
+        reg.register(
+            "failures",
+            "Collector runs that failed or timed out",
+            m.failures.clone(),
+        );
+        reg.register(
+            "samples_rejected",
+            "Samples the store rejected (out of order, duplicate, invalid)",
+            m.rejected.clone(),
+        );
+        m
+    }
+}
+
+struct Entry {
+    collector: Arc<dyn Collector>,
+    target: Labels,
+}
+
+/// Runs collectors periodically and writes their samples.
+pub struct Scheduler {
+    opts: SchedulerOptions,
+    entries: Vec<Entry>,
+    board: StatusBoard,
+    metrics: SchedulerMetrics,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("opts", &self.opts)
+            .field("collectors", &self.entries.len())
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Scheduler {
+    /// A scheduler with no collectors; registers its metrics in `registry`.
+    pub fn new(opts: SchedulerOptions, registry: &mut Registry) -> Self {
+        Self {
+            opts,
+            entries: Vec::new(),
+            board: StatusBoard::default(),
+            metrics: SchedulerMetrics::new(registry),
+        }
+    }
+
+    /// Adds a collector whose samples get the `target` labels (e.g. `job`, `instance`).
+    pub fn add(&mut self, collector: Arc<dyn Collector>, target: Labels) {
+        self.board.insert(CollectorStatus {
+            name: collector.name().to_string(),
+            interval: self.opts.interval,
+            last_run: None,
+            last_duration: None,
+            last_error: None,
+            last_samples: 0,
+            runs: 0,
+            failures: 0,
+        });
+        self.entries.push(Entry { collector, target });
+    }
+
+    /// The status board the scheduler updates.
+    pub fn board(&self) -> StatusBoard {
+        self.board.clone()
+    }
+
+    /// Starts one task per collector; they run until `shutdown` turns true. The returned
+    /// handle completes when every task has stopped.
+    pub fn spawn(
+        self,
+        db: Arc<dyn Appendable>,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut handles = Vec::new();
+        let shared = Arc::new((self.opts, self.board, self.metrics));
+        for entry in self.entries {
+            let shared = Arc::clone(&shared);
+            let db = Arc::clone(&db);
+            let mut shutdown = shutdown.clone();
+            handles.push(tokio::spawn(async move {
+                let (opts, board, metrics) = &*shared;
+                let mut ticker = tokio::time::interval(opts.interval);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut previous = HashSet::new();
+                loop {
+                    tokio::select! {
+                        _ = ticker.tick() => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    previous = run_once(&entry, opts, board, metrics, &*db, previous).await;
+                }
+            }));
+        }
+        tokio::spawn(async move {
+            for h in handles {
+                let _ = h.await;
+            }
+        })
+    }
+}
+
+async fn run_once(
+    entry: &Entry,
+    opts: &SchedulerOptions,
+    board: &StatusBoard,
+    metrics: &SchedulerMetrics,
+    db: &dyn Appendable,
+    previous: HashSet<Labels>,
+) -> HashSet<Labels> {
+    let name = entry.collector.name().to_string();
+    let label = CollectorLabel {
+        collector: name.clone(),
+    };
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let t = now_ms();
+    let c = Arc::clone(&entry.collector);
+    let res = tokio::time::timeout(
+        opts.timeout,
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let r = c.collect(&mut out);
+            (out, r)
+        }),
+    )
+    .await;
+    let (out, error) = match res {
+        Ok(Ok((out, Ok(())))) => (out, None),
+        Ok(Ok((out, Err(e)))) => (out, Some(e.to_string())),
+        Ok(Err(e)) => (Vec::new(), Some(format!("collector panicked: {e}"))),
+        Err(_) => (
+            Vec::new(),
+            Some(format!("timed out after {:?}", opts.timeout)),
+        ),
+    };
+    let up = if error.is_some() && out.is_empty() {
+        0.0
+    } else {
+        1.0
+    };
+    let mut current = HashSet::with_capacity(out.len() + 1);
+    let mut app = db.appender();
+    let mut rejected = 0u64;
+    let with_target = |ls: &Labels| {
+        let mut ls = ls.clone();
+        for l in &entry.target {
+            if ls.get(&l.name).is_none() {
+                ls = ls.with(&l.name, &l.value);
+            }
+        }
+        ls
+    };
+    let up_metric = Metric::new("up", &[], up);
+    for m in out.iter().chain(std::iter::once(&up_metric)) {
+        let ls = with_target(&m.labels);
+        if app.append(&ls, t, m.value).is_err() {
+            rejected += 1;
+        }
+        current.insert(ls);
+    }
+    for gone in previous.difference(&current) {
+        if app.append(gone, t, stale_nan()).is_err() {
+            rejected += 1;
+        }
+    }
+    let commit_err = app.commit().err().map(|e| format!("storing samples: {e}"));
+    let error = error.or(commit_err);
+    let elapsed = started.elapsed();
+    metrics
+        .duration
+        .get_or_create(&label)
+        .set(elapsed.as_secs_f64());
+    metrics.runs.get_or_create(&label).inc();
+    metrics.rejected.get_or_create(&label).inc_by(rejected);
+    if let Some(e) = &error {
+        metrics.failures.get_or_create(&label).inc();
+        tracing::warn!(collector = %name, error = %e, "Collector run failed");
+    } else {
+        tracing::debug!(collector = %name, samples = current.len(), ?elapsed, "Collector run finished");
+    }
+    let stored = current.len();
+    board.update(&name, |s| {
+        s.last_run = Some(started_at);
+        s.last_duration = Some(elapsed);
+        s.runs += 1;
+        if error.is_some() {
+            s.failures += 1;
+        }
+        s.last_error = error;
+        s.last_samples = stored;
+    });
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_model::Matcher;
+    use lookout_storage::{MemStorage, Queryable, SelectHints};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Flaky {
+        calls: AtomicUsize,
+    }
+
+    impl Collector for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn collect(&self, out: &mut Vec<Metric>) -> crate::Result<()> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            out.push(Metric::new("always", &[], 1.0));
+            if n == 0 {
+                out.push(Metric::new("first_only", &[], 1.0));
+                Ok(())
+            } else {
+                Err(crate::Error::Read {
+                    what: "test",
+                    message: "injected".into(),
+                })
+            }
+        }
+    }
+
+    struct Slow;
+
+    impl Collector for Slow {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        fn collect(&self, _out: &mut Vec<Metric>) -> crate::Result<()> {
+            std::thread::sleep(Duration::from_millis(400));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn vanished_series_get_stale_markers_and_status_tracks_errors() {
+        let db = Arc::new(MemStorage::new());
+        let board = StatusBoard::default();
+        let metrics = SchedulerMetrics::new(&mut Registry::default());
+        let opts = SchedulerOptions::default();
+        let entry = Entry {
+            collector: Arc::new(Flaky {
+                calls: AtomicUsize::new(0),
+            }),
+            target: Labels::from_pairs([("job", "t")]),
+        };
+        board.insert(CollectorStatus {
+            name: "flaky".into(),
+            interval: opts.interval,
+            last_run: None,
+            last_duration: None,
+            last_error: None,
+            last_samples: 0,
+            runs: 0,
+            failures: 0,
+        });
+        let prev = run_once(&entry, &opts, &board, &metrics, &*db, HashSet::new()).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        run_once(&entry, &opts, &board, &metrics, &*db, prev).await;
+        let q = db.querier(0, i64::MAX).unwrap();
+        let s = q
+            .select(
+                &SelectHints::default(),
+                &[Matcher::equal("__name__", "first_only")],
+            )
+            .unwrap();
+        assert_eq!(s[0].labels.get("job"), Some("t"));
+        assert!(lookout_model::is_stale_nan(s[0].samples.last().unwrap().v));
+        let st = &board.snapshot()[0];
+        assert_eq!((st.runs, st.failures), (2, 1));
+        assert!(st.last_error.as_deref().unwrap().contains("injected"));
+    }
+
+    #[tokio::test]
+    async fn slow_collector_times_out_with_up_zero() {
+        let db = Arc::new(MemStorage::new());
+        let board = StatusBoard::default();
+        let metrics = SchedulerMetrics::new(&mut Registry::default());
+        let opts = SchedulerOptions {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(50),
+        };
+        let entry = Entry {
+            collector: Arc::new(Slow),
+            target: Labels::empty(),
+        };
+        board.insert(CollectorStatus {
+            name: "slow".into(),
+            interval: opts.interval,
+            last_run: None,
+            last_duration: None,
+            last_error: None,
+            last_samples: 0,
+            runs: 0,
+            failures: 0,
+        });
+        run_once(&entry, &opts, &board, &metrics, &*db, HashSet::new()).await;
+        let q = db.querier(0, i64::MAX).unwrap();
+        let up = q
+            .select(&SelectHints::default(), &[Matcher::equal("__name__", "up")])
+            .unwrap();
+        assert_eq!(up[0].samples[0].v, 0.0);
+        assert!(
+            board.snapshot()[0]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("timed out")
+        );
+    }
+}
