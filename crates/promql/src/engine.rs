@@ -49,6 +49,25 @@ pub fn parse(query: &str) -> Result<Expr> {
     parser::parse(query).map_err(Error::Parse)
 }
 
+/// Parses a series selector (`up{job="x"}`) as the `match[]` parameters of the HTTP API
+/// take it; returns one matcher list per `or` alternative.
+pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>> {
+    match parse(s)? {
+        Expr::VectorSelector(vs) => {
+            if vs.matchers.or_matchers.is_empty() {
+                Ok(vec![to_matchers(&vs.name, &vs.matchers.matchers)?])
+            } else {
+                vs.matchers
+                    .or_matchers
+                    .iter()
+                    .map(|g| to_matchers(&vs.name, g))
+                    .collect()
+            }
+        }
+        _ => Err(Error::Parse(format!("{s:?} is not a series selector"))),
+    }
+}
+
 impl Engine {
     /// An engine with the given options.
     pub fn new(opts: EngineOptions) -> Self {

@@ -41,6 +41,6 @@ mod functions;
 pub mod promqltest;
 mod value;
 
-pub use engine::{Engine, EngineOptions, parse};
+pub use engine::{Engine, EngineOptions, parse, parse_selector};
 pub use error::{Error, Result};
 pub use value::{RangeSeries, Value, VecSample};

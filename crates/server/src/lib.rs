@@ -1,1 +1,105 @@
-//! placeholder
+//! Lookout's HTTP face: the Prometheus-compatible API (`/api/v1/…`), health endpoints,
+//! Lookout's own `/metrics`, and the embedded web UI.
+//!
+//! The server reads through the storage seam ([`lookout_storage::Queryable`]) and the
+//! PromQL [`lookout_promql::Engine`]; it knows nothing of how data is stored or collected.
+//! Everything it needs comes in one [`AppState`]; [`router`] builds the routes and
+//! [`serve`] runs them until a shutdown future resolves.
+
+mod api;
+pub mod health;
+mod json;
+mod params;
+mod ui;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::routing::get;
+use lookout_collect::StatusBoard;
+use lookout_promql::Engine;
+use lookout_storage::Queryable;
+use prometheus_client::registry::Registry;
+
+pub use health::{CheckResult, HealthCheck, HealthStatus};
+pub use json::format_float;
+
+/// Build facts reported at `/api/v1/status/buildinfo`.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    /// Lookout's version.
+    pub version: String,
+    /// Source revision, if known.
+    pub revision: String,
+    /// Source branch, if known.
+    pub branch: String,
+    /// Who built it, if known.
+    pub build_user: String,
+    /// When it was built, if known.
+    pub build_date: String,
+    /// The toolchain (`goVersion` in Prometheus's JSON).
+    pub toolchain: String,
+}
+
+/// Everything the HTTP handlers use.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store queries read.
+    pub db: Arc<dyn Queryable>,
+    /// The PromQL engine.
+    pub engine: Engine,
+    /// Health checks, in display order.
+    pub checks: Vec<Arc<dyn HealthCheck>>,
+    /// Collector statuses for the UI.
+    pub collectors: StatusBoard,
+    /// Lookout's own metrics, served at `/metrics`.
+    pub registry: Arc<Registry>,
+    /// Set once start-up (WAL replay, first wiring) has finished.
+    pub ready: Arc<AtomicBool>,
+    /// Build facts.
+    pub build: BuildInfo,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("checks", &self.checks.len())
+            .field("build", &self.build)
+            .finish()
+    }
+}
+
+/// Builds every route.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/query", get(api::query).post(api::query))
+        .route("/query_range", get(api::query_range).post(api::query_range))
+        .route("/labels", get(api::labels).post(api::labels))
+        .route("/label/{name}/values", get(api::label_values))
+        .route("/series", get(api::series).post(api::series))
+        .route("/status/buildinfo", get(api::buildinfo))
+        .route("/lookout/collectors", get(api::collectors));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(api::metrics))
+        .route("/-/healthy", get(api::healthy_text))
+        .route("/-/ready", get(api::ready_text))
+        .route("/health", get(api::health_full))
+        .route("/health/live", get(api::health_live))
+        .route("/health/ready", get(api::health_ready))
+        .route("/", get(ui::index))
+        .route("/ui/{*path}", get(ui::asset))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,525 @@
+//! Handlers of the Prometheus-compatible API, Lookout's own endpoints and health. Library
+//! errors become HTTP statuses in one place, [`promql_error`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lookout_model::{Labels, Matcher};
+use lookout_promql::Error as QueryError;
+use lookout_storage::SelectHints;
+
+use crate::AppState;
+use crate::health::{HealthCheck, HealthStatus};
+use crate::json;
+use crate::params::{BadParam, Params};
+
+/// Most points a range query may return per series, as in Prometheus.
+const MAX_POINTS: i64 = 11_000;
+/// The earliest and latest times a missing `start`/`end` stand for.
+const MIN_TIME: i64 = i64::MIN / 4;
+const MAX_TIME: i64 = i64::MAX / 4;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn ok(data: &str) -> Response {
+    json_response(StatusCode::OK, json::success(data, &[]))
+}
+
+/// An API error: Prometheus's error type, message and HTTP status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    msg: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, json::error(self.kind, &self.msg))
+    }
+}
+
+fn api_error(status: StatusCode, kind: &'static str, msg: &str) -> ApiError {
+    ApiError {
+        status,
+        kind,
+        msg: msg.to_string(),
+    }
+}
+
+fn bad_data(msg: &str) -> ApiError {
+    api_error(StatusCode::BAD_REQUEST, "bad_data", msg)
+}
+
+impl From<BadParam> for ApiError {
+    fn from(b: BadParam) -> Self {
+        bad_data(&b.0)
+    }
+}
+
+/// Maps query errors to Prometheus's error types and statuses.
+fn promql_error(e: QueryError) -> ApiError {
+    let msg = e.to_string();
+    match e {
+        QueryError::Parse(m) => bad_data(&format!("invalid parameter \"query\": {m}")),
+        QueryError::Execution(_) | QueryError::TooManySamples(_) => {
+            api_error(StatusCode::UNPROCESSABLE_ENTITY, "execution", &msg)
+        }
+        QueryError::Timeout(_) => api_error(StatusCode::SERVICE_UNAVAILABLE, "timeout", &msg),
+        QueryError::Canceled(_) => api_error(
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "canceled",
+            &msg,
+        ),
+        QueryError::Storage(_) => api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &msg),
+    }
+}
+
+/// Sets the flag when dropped: a handler future dropped because its client went away
+/// cancels the query it was running.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn params(q: Option<String>, headers: &HeaderMap, body: &Bytes) -> Result<Params, ApiError> {
+    Params::parse(q.as_deref(), headers, body).map_err(ApiError::from)
+}
+
+fn engine_for(st: &AppState, p: &Params) -> Result<lookout_promql::Engine, ApiError> {
+    let mut opts = st.engine.options().clone();
+    if let Some(ms) = p.duration("timeout")?
+        && ms > 0
+    {
+        opts.timeout = opts
+            .timeout
+            .min(std::time::Duration::from_millis(ms as u64));
+    }
+    Ok(lookout_promql::Engine::new(opts))
+}
+
+pub(crate) async fn query(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match query_inner(st, q, headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn query_inner(
+    st: AppState,
+    q: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = params(q, &headers, &body)?;
+    let t = p.time("time", now_ms())?;
+    let engine = engine_for(&st, &p)?;
+    let text = p.get("query").unwrap_or("").to_string();
+    let expr = lookout_promql::parse(&text).map_err(promql_error)?;
+    let flag = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(Arc::clone(&flag));
+    let db = Arc::clone(&st.db);
+    let started = Instant::now();
+    let res = tokio::task::spawn_blocking(move || engine.instant_expr(&*db, &expr, t, Some(&flag)))
+        .await
+        .map_err(|e| {
+            api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            )
+        })?;
+    tracing::debug!(query = %text, elapsed = ?started.elapsed(), "Instant query");
+    let v = res.map_err(promql_error)?;
+    let mut data = String::new();
+    json::query_data(&mut data, &v, t);
+    Ok(ok(&data))
+}
+
+pub(crate) async fn query_range(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match query_range_inner(st, q, headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn required_time(p: &Params, key: &str) -> Result<i64, ApiError> {
+    if p.get(key).is_none() {
+        return Err(bad_data(&format!(
+            "invalid parameter \"{key}\": cannot parse \"\" to a valid timestamp"
+        )));
+    }
+    Ok(p.time(key, 0)?)
+}
+
+async fn query_range_inner(
+    st: AppState,
+    q: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = params(q, &headers, &body)?;
+    let start = required_time(&p, "start")?;
+    let end = required_time(&p, "end")?;
+    if end < start {
+        return Err(bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    let step = p.duration("step")?.ok_or_else(|| {
+        bad_data("invalid parameter \"step\": cannot parse \"\" to a valid duration")
+    })?;
+    if step <= 0 {
+        return Err(bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS {
+        return Err(bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let engine = engine_for(&st, &p)?;
+    let text = p.get("query").unwrap_or("").to_string();
+    let expr = lookout_promql::parse(&text).map_err(promql_error)?;
+    let flag = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(Arc::clone(&flag));
+    let db = Arc::clone(&st.db);
+    let res = tokio::task::spawn_blocking(move || {
+        engine.range_expr(&*db, &expr, start, end, step, Some(&flag))
+    })
+    .await
+    .map_err(|e| {
+        api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        )
+    })?;
+    let v = res.map_err(promql_error)?;
+    let mut data = String::new();
+    json::query_data(&mut data, &v, end);
+    Ok(ok(&data))
+}
+
+fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let mut out = Vec::new();
+    for s in p.all("match[]") {
+        let groups = lookout_promql::parse_selector(s)
+            .map_err(|e| bad_data(&format!("invalid parameter \"match[]\": {e}")))?;
+        out.extend(groups);
+    }
+    Ok(out)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    api_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        &e.to_string(),
+    )
+}
+
+pub(crate) async fn series(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        let p = params(q, &headers, &body)?;
+        let sels = selectors(&p)?;
+        if sels.is_empty() {
+            return Err(bad_data("no match[] parameter provided"));
+        }
+        let start = p.time("start", MIN_TIME)?;
+        let end = p.time("end", MAX_TIME)?;
+        let querier = st.db.querier(start, end).map_err(internal)?;
+        let mut all: BTreeSet<Labels> = BTreeSet::new();
+        for m in &sels {
+            for s in querier
+                .select(&SelectHints::default(), m)
+                .map_err(internal)?
+            {
+                all.insert(s.labels);
+            }
+        }
+        let mut data = String::from("[");
+        for (i, ls) in all.iter().enumerate() {
+            if i > 0 {
+                data.push(',');
+            }
+            json::labels(&mut data, ls);
+        }
+        data.push(']');
+        Ok(ok(&data))
+    };
+    match run() {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn string_list(items: &BTreeSet<String>) -> String {
+    serde_json::to_string(items).expect("strings serialize")
+}
+
+pub(crate) async fn labels(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        let p = params(q, &headers, &body)?;
+        let sels = selectors(&p)?;
+        let querier = st
+            .db
+            .querier(p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?)
+            .map_err(internal)?;
+        let mut names = BTreeSet::new();
+        if sels.is_empty() {
+            names.extend(querier.label_names(&[]).map_err(internal)?);
+        }
+        for m in &sels {
+            names.extend(querier.label_names(m).map_err(internal)?);
+        }
+        Ok(ok(&string_list(&names)))
+    };
+    match run() {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn valid_label_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+}
+
+pub(crate) async fn label_values(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        if !valid_label_name(&name) {
+            return Err(bad_data(&format!("invalid label name: {name:?}")));
+        }
+        let p = params(q, &headers, &Bytes::new())?;
+        let sels = selectors(&p)?;
+        let querier = st
+            .db
+            .querier(p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?)
+            .map_err(internal)?;
+        let mut values = BTreeSet::new();
+        if sels.is_empty() {
+            values.extend(querier.label_values(&name, &[]).map_err(internal)?);
+        }
+        for m in &sels {
+            values.extend(querier.label_values(&name, m).map_err(internal)?);
+        }
+        Ok(ok(&string_list(&values)))
+    };
+    match run() {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn buildinfo(State(st): State<AppState>) -> Response {
+    let b = &st.build;
+    let data = serde_json::json!({
+        "version": b.version,
+        "revision": b.revision,
+        "branch": b.branch,
+        "buildUser": b.build_user,
+        "buildDate": b.build_date,
+        "goVersion": b.toolchain,
+    });
+    ok(&data.to_string())
+}
+
+pub(crate) async fn collectors(State(st): State<AppState>) -> Response {
+    let items: Vec<serde_json::Value> = st
+        .collectors
+        .snapshot()
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "interval_seconds": s.interval.as_secs_f64(),
+                "last_run": s.last_run.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
+                "last_duration_seconds": s.last_duration.map(|d| d.as_secs_f64()),
+                "last_error": s.last_error,
+                "last_samples": s.last_samples,
+                "runs": s.runs,
+                "failures": s.failures,
+            })
+        })
+        .collect();
+    ok(&serde_json::Value::Array(items).to_string())
+}
+
+pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &st.registry) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}\n"),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+#[derive(serde::Serialize)]
+struct CheckJson {
+    name: String,
+    status: HealthStatus,
+    message: String,
+    duration_ms: f64,
+}
+
+#[derive(serde::Serialize)]
+struct HealthJson {
+    status: HealthStatus,
+    checks: Vec<CheckJson>,
+}
+
+/// Runs checks off the runtime; returns the overall status and the JSON body.
+async fn run_checks(
+    checks: Vec<Arc<dyn HealthCheck>>,
+    extra: Option<(HealthStatus, String)>,
+) -> (HealthStatus, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut overall = HealthStatus::Healthy;
+        let mut items = Vec::new();
+        if let Some((status, message)) = extra {
+            overall = overall.max(status);
+            items.push(CheckJson {
+                name: "startup".into(),
+                status,
+                message,
+                duration_ms: 0.0,
+            });
+        }
+        for c in checks {
+            let started = Instant::now();
+            let r = c.check();
+            overall = overall.max(r.status);
+            items.push(CheckJson {
+                name: c.name().to_string(),
+                status: r.status,
+                message: r.message,
+                duration_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            });
+        }
+        let body = serde_json::to_string(&HealthJson {
+            status: overall,
+            checks: items,
+        })
+        .expect("health serializes");
+        (overall, body)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        (
+            HealthStatus::Unhealthy,
+            json::error("internal", &e.to_string()),
+        )
+    })
+}
+
+fn health_response(status: HealthStatus, body: String) -> Response {
+    let code = if status == HealthStatus::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    json_response(code, body)
+}
+
+pub(crate) async fn health_full(State(st): State<AppState>) -> Response {
+    let (s, body) = run_checks(st.checks.clone(), None).await;
+    health_response(s, body)
+}
+
+pub(crate) async fn health_live() -> Response {
+    let body = HealthJson {
+        status: HealthStatus::Healthy,
+        checks: Vec::new(),
+    };
+    json_response(
+        StatusCode::OK,
+        serde_json::to_string(&body).expect("health serializes"),
+    )
+}
+
+async fn readiness(st: &AppState) -> (HealthStatus, String) {
+    let gating: Vec<Arc<dyn HealthCheck>> = st
+        .checks
+        .iter()
+        .filter(|c| c.gates_readiness())
+        .cloned()
+        .collect();
+    let extra = (!st.ready.load(Ordering::Acquire))
+        .then(|| (HealthStatus::Unhealthy, "Lookout is starting".to_string()));
+    run_checks(gating, extra).await
+}
+
+pub(crate) async fn health_ready(State(st): State<AppState>) -> Response {
+    let (s, body) = readiness(&st).await;
+    health_response(s, body)
+}
+
+pub(crate) async fn healthy_text() -> Response {
+    (StatusCode::OK, "Lookout is Healthy.\n").into_response()
+}
+
+pub(crate) async fn ready_text(State(st): State<AppState>) -> Response {
+    let (s, _) = readiness(&st).await;
+    if s == HealthStatus::Unhealthy {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
+    } else {
+        (StatusCode::OK, "Lookout is Ready.\n").into_response()
+    }
+}

@@ -1,0 +1,284 @@
+//! Health: checks that report healthy / degraded / unhealthy / unknown with a message, and
+//! the checks Lookout ships for its own parts (collectors, free disk space). Storage is
+//! checked through a [`FnCheck`] the binary builds over the tsdb.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use lookout_collect::StatusBoard;
+use serde::Serialize;
+
+/// The state of a check or of the whole process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Working as intended.
+    Healthy,
+    /// Not known yet (e.g. a collector has not run).
+    Unknown,
+    /// Working, but something needs attention.
+    Degraded,
+    /// Not working.
+    Unhealthy,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    /// The state.
+    pub status: HealthStatus,
+    /// What was found, in a sentence an operator can act on.
+    pub message: String,
+}
+
+impl CheckResult {
+    /// A result with this status and message.
+    pub fn new(status: HealthStatus, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// A health check. `check` may block briefly (it is run off the async runtime).
+pub trait HealthCheck: Send + Sync {
+    /// A short stable name (`storage`, `collectors`, `disk_space`).
+    fn name(&self) -> &str;
+    /// Runs the check.
+    fn check(&self) -> CheckResult;
+    /// Whether the check gates readiness (`/health/ready`, `/-/ready`).
+    fn gates_readiness(&self) -> bool {
+        false
+    }
+}
+
+/// A check from a closure.
+pub struct FnCheck<F> {
+    name: String,
+    readiness: bool,
+    f: F,
+}
+
+impl<F> std::fmt::Debug for FnCheck<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnCheck").field("name", &self.name).finish()
+    }
+}
+
+impl<F: Fn() -> CheckResult + Send + Sync> FnCheck<F> {
+    /// A check named `name` running `f`; `readiness` makes it gate readiness.
+    pub fn new(name: &str, readiness: bool, f: F) -> Self {
+        Self {
+            name: name.to_string(),
+            readiness,
+            f,
+        }
+    }
+}
+
+impl<F: Fn() -> CheckResult + Send + Sync> HealthCheck for FnCheck<F> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn check(&self) -> CheckResult {
+        (self.f)()
+    }
+    fn gates_readiness(&self) -> bool {
+        self.readiness
+    }
+}
+
+/// Collectors are healthy when every one's last run succeeded recently: a failed last run
+/// is degraded, none in three intervals is unhealthy, never run yet is unknown.
+#[derive(Debug)]
+pub struct CollectorsCheck {
+    board: StatusBoard,
+}
+
+impl CollectorsCheck {
+    /// A check over the scheduler's status board.
+    pub fn new(board: StatusBoard) -> Self {
+        Self { board }
+    }
+}
+
+impl HealthCheck for CollectorsCheck {
+    fn name(&self) -> &str {
+        "collectors"
+    }
+
+    fn check(&self) -> CheckResult {
+        let now = SystemTime::now();
+        let mut worst = HealthStatus::Healthy;
+        let mut notes = Vec::new();
+        let statuses = self.board.snapshot();
+        if statuses.is_empty() {
+            return CheckResult::new(HealthStatus::Healthy, "no collectors configured");
+        }
+        for s in &statuses {
+            let (st, note) = match s.last_run {
+                None => (HealthStatus::Unknown, format!("{} has not run yet", s.name)),
+                Some(t)
+                    if now.duration_since(t).unwrap_or_default()
+                        > s.interval * 3 + Duration::from_secs(5) =>
+                {
+                    (
+                        HealthStatus::Unhealthy,
+                        format!(
+                            "{} last ran {}s ago (interval {}s)",
+                            s.name,
+                            now.duration_since(t).unwrap_or_default().as_secs(),
+                            s.interval.as_secs()
+                        ),
+                    )
+                }
+                Some(_) => match &s.last_error {
+                    Some(e) => (HealthStatus::Degraded, format!("{} failed: {e}", s.name)),
+                    None => (HealthStatus::Healthy, String::new()),
+                },
+            };
+            worst = worst.max(st);
+            if !note.is_empty() {
+                notes.push(note);
+            }
+        }
+        let msg = if notes.is_empty() {
+            format!("{} collectors ran successfully", statuses.len())
+        } else {
+            notes.join("; ")
+        };
+        CheckResult::new(worst, msg)
+    }
+}
+
+/// Free space of the filesystem holding a directory: degraded below one fraction,
+/// unhealthy below another (defaults 10% and 2%).
+#[derive(Debug)]
+pub struct DiskSpaceCheck {
+    path: PathBuf,
+    degraded_below: f64,
+    unhealthy_below: f64,
+}
+
+impl DiskSpaceCheck {
+    /// A check of `path` with the default thresholds (10%, 2%).
+    pub fn new(path: PathBuf) -> Self {
+        Self::with_thresholds(path, 0.10, 0.02)
+    }
+
+    /// A check with explicit thresholds, as fractions of the filesystem size.
+    pub fn with_thresholds(path: PathBuf, degraded_below: f64, unhealthy_below: f64) -> Self {
+        Self {
+            path,
+            degraded_below,
+            unhealthy_below,
+        }
+    }
+}
+
+fn human_bytes(b: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units[i])
+}
+
+impl HealthCheck for DiskSpaceCheck {
+    fn name(&self) -> &str {
+        "disk_space"
+    }
+
+    fn check(&self) -> CheckResult {
+        let st = match rustix::fs::statvfs(&self.path) {
+            Ok(st) => st,
+            Err(e) => {
+                return CheckResult::new(
+                    HealthStatus::Unhealthy,
+                    format!("cannot stat {}: {e}", self.path.display()),
+                );
+            }
+        };
+        let size = st.f_blocks as f64 * st.f_frsize as f64;
+        let avail = st.f_bavail as f64 * st.f_frsize as f64;
+        let frac = if size > 0.0 { avail / size } else { 0.0 };
+        let status = if frac < self.unhealthy_below {
+            HealthStatus::Unhealthy
+        } else if frac < self.degraded_below {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Healthy
+        };
+        let mut msg = format!(
+            "{:.1}% free ({} of {}) on {}",
+            frac * 100.0,
+            human_bytes(avail),
+            human_bytes(size),
+            self.path.display()
+        );
+        if status != HealthStatus::Healthy {
+            msg.push_str(&format!(
+                "; below the {:.0}% threshold: free space or lower storage.retention",
+                if status == HealthStatus::Unhealthy {
+                    self.unhealthy_below
+                } else {
+                    self.degraded_below
+                } * 100.0
+            ));
+        }
+        CheckResult::new(status, msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_collect::CollectorStatus;
+
+    fn status(name: &str, ago: Option<u64>, err: Option<&str>) -> CollectorStatus {
+        CollectorStatus {
+            name: name.into(),
+            interval: Duration::from_secs(15),
+            last_run: ago.map(|a| SystemTime::now() - Duration::from_secs(a)),
+            last_duration: Some(Duration::from_millis(3)),
+            last_error: err.map(str::to_string),
+            last_samples: 1,
+            runs: 1,
+            failures: 0,
+        }
+    }
+
+    #[test]
+    fn collectors_check_grades_runs() {
+        let board = StatusBoard::default();
+        let c = CollectorsCheck::new(board.clone());
+        board.insert(status("host", Some(1), None));
+        assert_eq!(c.check().status, HealthStatus::Healthy);
+        board.insert(status("process", None, None));
+        assert_eq!(c.check().status, HealthStatus::Unknown);
+        board.insert(status("process", Some(2), Some("boom")));
+        let r = c.check();
+        assert_eq!(r.status, HealthStatus::Degraded);
+        assert!(r.message.contains("process failed: boom"));
+        board.insert(status("host", Some(600), None));
+        assert_eq!(c.check().status, HealthStatus::Unhealthy);
+    }
+
+    #[test]
+    fn disk_space_thresholds_apply_to_the_real_filesystem() {
+        let dir = std::env::temp_dir();
+        let ok = DiskSpaceCheck::with_thresholds(dir.clone(), 0.0, 0.0).check();
+        assert_eq!(ok.status, HealthStatus::Healthy, "{}", ok.message);
+        let degraded = DiskSpaceCheck::with_thresholds(dir.clone(), 1.01, 0.0).check();
+        assert_eq!(degraded.status, HealthStatus::Degraded);
+        assert!(degraded.message.contains("% free"));
+        let bad = DiskSpaceCheck::with_thresholds(dir, 1.01, 1.01).check();
+        assert_eq!(bad.status, HealthStatus::Unhealthy);
+        let missing = DiskSpaceCheck::new("/no/such/dir".into()).check();
+        assert_eq!(missing.status, HealthStatus::Unhealthy);
+    }
+}

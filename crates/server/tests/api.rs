@@ -1,0 +1,228 @@
+//! The HTTP API over a real router with an in-memory store: JSON shapes, error mapping
+//! and health grading. (The binary's end-to-end tests cover the same over a socket.)
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use lookout_collect::StatusBoard;
+use lookout_model::Labels;
+use lookout_promql::Engine;
+use lookout_server::health::FnCheck;
+use lookout_server::{AppState, BuildInfo, CheckResult, HealthCheck, HealthStatus, router};
+use lookout_storage::{Appendable, MemStorage};
+use prometheus_client::registry::Registry;
+use tower::ServiceExt;
+
+fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
+    let db = MemStorage::new();
+    let mut app = db.appender();
+    for i in 0..=20 {
+        let t = i * 15_000;
+        app.append(
+            &Labels::from_pairs([("__name__", "node_load1"), ("instance", "h")]),
+            t,
+            0.5,
+        )
+        .unwrap();
+        app.append(
+            &Labels::from_pairs([("__name__", "c_total"), ("job", "x")]),
+            t,
+            (i * 30) as f64,
+        )
+        .unwrap();
+    }
+    app.commit().unwrap();
+    AppState {
+        db: Arc::new(db),
+        engine: Engine::default(),
+        checks,
+        collectors: StatusBoard::default(),
+        registry: Arc::new(Registry::default()),
+        ready: Arc::new(AtomicBool::new(true)),
+        build: BuildInfo {
+            version: "0.1.0".into(),
+            revision: "abc".into(),
+            branch: "main".into(),
+            build_user: "test".into(),
+            build_date: "today".into(),
+            toolchain: "rust1.95".into(),
+        },
+    }
+}
+
+async fn call(st: AppState, req: Request<Body>) -> (StatusCode, String) {
+    let resp = router(st).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+async fn get(st: AppState, uri: &str) -> (StatusCode, String) {
+    call(st, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+#[tokio::test]
+async fn instant_query_has_prometheus_shape() {
+    let (s, body) = get(state(vec![]), "/api/v1/query?query=node_load1&time=300").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"node_load1","instance":"h"},"value":[300,"0.5"]}]}}"#
+    );
+    let (_, body) = get(state(vec![]), "/api/v1/query?query=1%2B1&time=1.5").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"scalar","result":[1.500,"2"]}}"#
+    );
+}
+
+#[tokio::test]
+async fn form_post_and_range_query() {
+    let req = Request::post("/api/v1/query_range")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("query=c_total&start=120&end=180&step=30"))
+        .unwrap();
+    let (s, body) = call(state(vec![]), req).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"c_total","job":"x"},"values":[[120,"240"],[150,"300"],[180,"360"]]}]}}"#
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_bad_data_naming_the_problem() {
+    let (s, body) = get(state(vec![]), "/api/v1/query?query=up&time=yesterday").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains(r#""errorType":"bad_data""#), "{body}");
+    assert!(body.contains(r#"invalid parameter \"time\""#), "{body}");
+
+    let (s, body) = get(state(vec![]), "/api/v1/query?query=sum(").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains(r#"invalid parameter \"query\""#), "{body}");
+
+    let (s, body) = get(
+        state(vec![]),
+        "/api/v1/query_range?query=up&start=10&end=5&step=1",
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("end timestamp must not be before start time"),
+        "{body}"
+    );
+
+    let (s, body) = get(
+        state(vec![]),
+        "/api/v1/query_range?query=up&start=0&end=5&step=abc",
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains(r#"invalid parameter \"step\""#), "{body}");
+
+    let (s, body) = get(state(vec![]), "/api/v1/series").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("no match[] parameter provided"));
+}
+
+#[tokio::test]
+async fn execution_errors_are_422() {
+    let (s, body) = get(
+        state(vec![]),
+        "/api/v1/query?query=histogram_quantile(0.9,c_total)&time=100",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains(r#""errorType":"execution""#));
+}
+
+#[tokio::test]
+async fn unknown_metric_is_empty_not_error() {
+    let (s, body) = get(state(vec![]), "/api/v1/query?query=nope&time=100").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#
+    );
+}
+
+#[tokio::test]
+async fn metadata_endpoints() {
+    let (_, body) = get(state(vec![]), "/api/v1/labels").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":["__name__","instance","job"]}"#
+    );
+    let (_, body) = get(state(vec![]), "/api/v1/label/__name__/values").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":["c_total","node_load1"]}"#
+    );
+    let (s, _) = get(state(vec![]), "/api/v1/label/bad-name/values").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, body) = get(state(vec![]), "/api/v1/series?match[]=%7Bjob%3D%22x%22%7D").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":[{"__name__":"c_total","job":"x"}]}"#
+    );
+    let (_, body) = get(state(vec![]), "/api/v1/status/buildinfo").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["version"], "0.1.0");
+    assert!(v["data"].get("features").is_none());
+    assert_eq!(v["data"].as_object().unwrap().len(), 6);
+}
+
+fn fixed(name: &str, status: HealthStatus) -> Arc<dyn HealthCheck> {
+    let name = name.to_string();
+    Arc::new(FnCheck::new(&name.clone(), true, move || {
+        CheckResult::new(status, format!("{name} injected"))
+    }))
+}
+
+#[tokio::test]
+async fn health_grades_by_worst_check() {
+    let healthy = vec![fixed("storage", HealthStatus::Healthy)];
+    let (s, body) = get(state(healthy), "/health").await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "healthy");
+    assert_eq!(v["checks"][0]["name"], "storage");
+    assert!(v["checks"][0]["duration_ms"].is_number());
+
+    let degraded = vec![
+        fixed("storage", HealthStatus::Healthy),
+        fixed("disk", HealthStatus::Degraded),
+    ];
+    let (s, body) = get(state(degraded), "/health").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains(r#""status":"degraded""#));
+
+    let unhealthy = vec![
+        fixed("storage", HealthStatus::Unhealthy),
+        fixed("disk", HealthStatus::Degraded),
+    ];
+    let (s, body) = get(state(unhealthy.clone()), "/health").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "unhealthy");
+    assert_eq!(v["checks"][0]["message"], "storage injected");
+    let (s, _) = get(state(unhealthy.clone()), "/health/ready").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let (s, _) = get(state(unhealthy.clone()), "/-/ready").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    // Liveness does not depend on checks.
+    let (s, _) = get(state(unhealthy), "/health/live").await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn not_ready_until_startup_finishes() {
+    let st = state(vec![]);
+    st.ready.store(false, std::sync::atomic::Ordering::Release);
+    let (s, body) = get(st, "/health/ready").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("starting"));
+}
