@@ -17,7 +17,7 @@ mod process;
 mod scheduler;
 
 pub use host::HostCollector;
-pub use process::ProcessCollector;
+pub use process::{ProcessCollector, SelfMetrics};
 pub use scheduler::{CollectorStatus, Scheduler, SchedulerOptions, StatusBoard};
 
 use lookout_model::Labels;

@@ -122,3 +122,49 @@ mod tests {
         );
     }
 }
+
+/// Lookout's own `process_*` metrics for its `/metrics` endpoint, read on every scrape.
+#[derive(Debug, Default)]
+pub struct SelfMetrics;
+
+impl prometheus_client::collector::Collector for SelfMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Ok(metrics) = ProcessCollector::myself().read() else {
+            return Ok(());
+        };
+        for m in metrics {
+            let Some(full) = m.labels.metric_name() else {
+                continue;
+            };
+            let (name, kind) = match full.strip_suffix("_total") {
+                Some(base) => (base, MetricType::Counter),
+                None => (full, MetricType::Gauge),
+            };
+            let help = match name {
+                "process_cpu_seconds" => "Total user and system CPU time spent in seconds.",
+                "process_resident_memory_bytes" => "Resident memory size in bytes.",
+                "process_virtual_memory_bytes" => "Virtual memory size in bytes.",
+                "process_start_time_seconds" => {
+                    "Start time of the process since unix epoch in seconds."
+                }
+                "process_open_fds" => "Number of open file descriptors.",
+                "process_max_fds" => "Maximum number of open file descriptors.",
+                "process_threads" => "Number of OS threads in the process.",
+                _ => "Process statistic.",
+            };
+            let enc = encoder.encode_descriptor(name, help, None, kind)?;
+            match kind {
+                MetricType::Counter => ConstCounter::new(m.value).encode(enc)?,
+                _ => ConstGauge::new(m.value).encode(enc)?,
+            }
+        }
+        Ok(())
+    }
+}

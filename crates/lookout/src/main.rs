@@ -1,1 +1,21 @@
-fn main() {}
+//! The `lookout` binary: parses the command line and runs the subcommand. Everything else
+//! lives in the library crates; this file only maps errors to exit codes.
+
+mod cli;
+mod config;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The command line: `serve`, `check config`, `test promql`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ListenAddress};
+use crate::serve;
+
+/// Lookout: host, database and Prometheus-target monitoring in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "lookout", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Collect, store, query and serve the web UI (defaults: ./lookout-data, 127.0.0.1:9180).
+    Serve(ServeArgs),
+    /// Validate files without running anything.
+    Check {
+        #[command(subcommand)]
+        what: CheckCommand,
+    },
+    /// Run test files.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
+}
+
+/// Flags of `lookout serve`; they override the config file.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Configuration file (YAML, Prometheus-style names).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory (overrides storage.path).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data: Option<PathBuf>,
+    /// Listen address host:port (overrides web.listen_address; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckCommand {
+    /// Validate a configuration file; exits 1 if it is invalid.
+    Config {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TestCommand {
+    /// Run PromQL test scripts (Prometheus's promqltest format); exits 1 on any failure.
+    Promql {
+        /// Script files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Runs the parsed command.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let mut config = match &args.config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
+            };
+            if let Some(d) = args.data {
+                config.storage.path = d;
+            }
+            if let Some(l) = args.listen {
+                config.web.listen_address =
+                    ListenAddress::parse(&l).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
+            }
+            serve::run(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            what: CheckCommand::Config { file },
+        } => match Config::load(&file) {
+            Ok(_) => {
+                println!("SUCCESS: {} is valid", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("FAILED: {e:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Test {
+            what: TestCommand::Promql { files },
+        } => {
+            let engine = lookout_promql::Engine::default();
+            let mut failed = false;
+            for f in files {
+                let r = lookout_promql::promqltest::run_file(&engine, &f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                println!(
+                    "{}: {} passed, {} failed",
+                    r.file,
+                    r.passed,
+                    r.failures.len()
+                );
+                for fail in &r.failures {
+                    println!("  {}:{}: {}", r.file, fail.line, fail.message);
+                }
+                failed |= !r.failures.is_empty();
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

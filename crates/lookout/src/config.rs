@@ -1,0 +1,284 @@
+//! Lookout's configuration file: YAML with Prometheus's names.
+//!
+//! ```yaml
+//! global:
+//!   scrape_interval: 15s      # how often collectors run
+//!   evaluation_interval: 1m   # how often rules run; default subquery step
+//! storage:
+//!   path: ./lookout-data      # data directory
+//!   retention: 15d            # how long samples are kept
+//! web:
+//!   listen_address: 127.0.0.1:9180
+//! ```
+//!
+//! Every section and key is optional; unknown keys and bad values stop start-up with an
+//! error naming the key and its line. Raw YAML is deserialized into these structs, whose
+//! field types validate themselves (durations must parse and be positive, addresses need a
+//! port), so the YAML parser's location is part of every error.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+/// A positive duration written as Prometheus writes them (`15s`, `1h30m`, `2w`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PromDuration(pub(crate) Duration);
+
+/// Parses a Prometheus duration: one or more `<integer><unit>` with units ms, s, m, h, d,
+/// w, y, largest first.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (use e.g. 15s, 1m, 1h30m, 15d)");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    let mut last_rank = usize::MAX;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (rank, mult) = match &rest[..unit_len] {
+            "y" => (0, 365 * 86_400_000),
+            "w" => (1, 7 * 86_400_000),
+            "d" => (2, 86_400_000),
+            "h" => (3, 3_600_000),
+            "m" => (4, 60_000),
+            "s" => (5, 1000),
+            "ms" => (6, 1),
+            _ => return Err(bad()),
+        };
+        if last_rank != usize::MAX && rank <= last_rank {
+            return Err(bad());
+        }
+        last_rank = rank;
+        total = n
+            .checked_mul(mult)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_millis(total))
+}
+
+impl<'de> Deserialize<'de> for PromDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let v = parse_duration(&s).map_err(de::Error::custom)?;
+        if v.is_zero() {
+            return Err(de::Error::custom(format!(
+                "duration {s:?} must be greater than 0"
+            )));
+        }
+        Ok(Self(v))
+    }
+}
+
+impl fmt::Display for PromDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// A `host:port` listen address; port 0 picks a free port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListenAddress(pub(crate) String);
+
+impl ListenAddress {
+    /// Validates `host:port`.
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("listen address {s:?} needs a port, e.g. 127.0.0.1:9180"))?;
+        port.parse::<u16>()
+            .map_err(|_| format!("listen address {s:?} has an invalid port {port:?}"))?;
+        if host.is_empty() {
+            return Err(format!(
+                "listen address {s:?} needs a host, e.g. 0.0.0.0:{port} for all interfaces"
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Settings shared by every part.
+    pub(crate) global: GlobalConfig,
+    /// The embedded time-series store.
+    pub(crate) storage: StorageConfig,
+    /// The HTTP server.
+    pub(crate) web: WebConfig,
+}
+
+/// `global:` settings, named as in Prometheus.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct GlobalConfig {
+    /// How often collectors run (default 15s).
+    pub(crate) scrape_interval: PromDuration,
+    /// How often rules are evaluated (default 1m); also the default subquery step.
+    pub(crate) evaluation_interval: PromDuration,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        Self {
+            scrape_interval: PromDuration(Duration::from_secs(15)),
+            evaluation_interval: PromDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// `storage:` settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StorageConfig {
+    /// Data directory (default `./lookout-data`).
+    pub(crate) path: PathBuf,
+    /// How long samples are kept (default 15d).
+    pub(crate) retention: PromDuration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./lookout-data"),
+            retention: PromDuration(Duration::from_secs(15 * 86_400)),
+        }
+    }
+}
+
+/// `web:` settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct WebConfig {
+    /// Address the HTTP server listens on (default `127.0.0.1:9180`).
+    pub(crate) listen_address: ListenAddress,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: ListenAddress("127.0.0.1:9180".into()),
+        }
+    }
+}
+
+/// Value errors from yaml_serde name the section (`global: …`) and the line of the key;
+/// add the key itself (`global.scrape_interval: …`) read from that line of the source.
+fn name_key(msg: &str, text: &str, line: usize) -> String {
+    let key = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.trim().trim_start_matches("- ").split_once(':'))
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    let Some(key) = key else {
+        return msg.to_string();
+    };
+    if msg.contains(&format!("`{key}`")) {
+        return msg.to_string();
+    }
+    match msg.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => format!("{path}.{key}: {rest}"),
+        _ => format!("{key}: {msg}"),
+    }
+}
+
+impl Config {
+    /// Parses configuration text; errors name the key and its line.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        yaml_serde::from_str::<Config>(text).map_err(|e| {
+            let msg = e.to_string();
+            match e.location() {
+                Some(loc) => name_key(&msg, text, loc.line()),
+                None => msg,
+            }
+        })
+    }
+
+    /// Reads and parses a configuration file.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.global.scrape_interval.0, Duration::from_secs(15));
+        assert_eq!(c.global.evaluation_interval.0, Duration::from_secs(60));
+        assert_eq!(c.storage.path, PathBuf::from("./lookout-data"));
+        assert_eq!(c.storage.retention.0, Duration::from_secs(15 * 86_400));
+        assert_eq!(c.web.listen_address.0, "127.0.0.1:9180");
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::parse(
+            "global:\n  scrape_interval: 5s\n  evaluation_interval: 30s\nstorage:\n  path: /tmp/x\n  retention: 30d\nweb:\n  listen_address: 0.0.0.0:0\n",
+        )
+        .unwrap();
+        assert_eq!(c.global.scrape_interval.0, Duration::from_secs(5));
+        assert_eq!(c.storage.retention.0, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.web.listen_address.0, "0.0.0.0:0");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e =
+            Config::parse("global:\n  scrape_interval: 5s\n  scrape_intervall: 5s\n").unwrap_err();
+        assert!(e.contains("scrape_intervall"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        let e = Config::parse("storage:\n  path: x\nrules: []\n").unwrap_err();
+        assert!(e.contains("rules") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_line() {
+        let e = Config::parse("global:\n  scrape_interval: soon\n").unwrap_err();
+        assert!(e.contains("scrape_interval") && e.contains("line 2"), "{e}");
+        let e = Config::parse("storage:\n  retention: 0s\n").unwrap_err();
+        assert!(e.contains("greater than 0") && e.contains("line 2"), "{e}");
+        let e = Config::parse("web:\n  listen_address: localhost\n").unwrap_err();
+        assert!(e.contains("needs a port") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse_like_prometheus() {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("30m1h").is_err());
+        assert!(parse_duration("1.5h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

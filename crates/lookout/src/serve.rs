@@ -1,0 +1,209 @@
+//! `lookout serve`: opens the store, starts the collectors and the HTTP server, and stops
+//! them in reverse order on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use lookout_collect::{HostCollector, ProcessCollector, Scheduler, SchedulerOptions, SelfMetrics};
+use lookout_model::Labels;
+use lookout_promql::{Engine, EngineOptions};
+use lookout_server::health::{CollectorsCheck, DiskSpaceCheck, FnCheck};
+use lookout_server::{AppState, BuildInfo, CheckResult, HealthCheck, HealthStatus};
+use lookout_tsdb::{Options, Tsdb};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// How long shutdown may wait for in-flight requests before closing the store anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How often retention is applied.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub(crate) fn run(config: Config) -> anyhow::Result<()> {
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lookout")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(config))
+}
+
+async fn run_async(config: Config) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let data = config.storage.path.clone();
+    let opened = std::time::Instant::now();
+    let tsdb = Arc::new(
+        Tsdb::open(
+            &data,
+            Options {
+                retention: config.storage.retention.0,
+                ..Options::default()
+            },
+            &mut registry,
+        )
+        .with_context(|| format!("opening the data directory {}", data.display()))?,
+    );
+    tracing::info!(path = %data.display(), elapsed = ?opened.elapsed(), "Storage opened");
+    if let Err(e) = tsdb.apply_retention(now_ms()) {
+        tracing::warn!(error = %e, "Applying retention failed");
+    }
+
+    let interval = config.global.scrape_interval.0;
+    let mut scheduler = Scheduler::new(
+        SchedulerOptions {
+            interval,
+            timeout: interval.min(Duration::from_secs(10)),
+        },
+        &mut registry,
+    );
+    let host = hostname();
+    scheduler.add(
+        Arc::new(HostCollector::default()),
+        Labels::from_pairs([("job", "node"), ("instance", host.as_str())]),
+    );
+    scheduler.add(
+        Arc::new(ProcessCollector::myself()),
+        Labels::from_pairs([("job", "lookout"), ("instance", host.as_str())]),
+    );
+    registry.register_collector(Box::new(SelfMetrics));
+    let board = scheduler.board();
+
+    let storage_db = Arc::clone(&tsdb);
+    let checks: Vec<Arc<dyn HealthCheck>> = vec![
+        Arc::new(FnCheck::new("storage", true, move || {
+            match storage_db.check() {
+                Ok(()) => {
+                    let st = storage_db.stats();
+                    CheckResult::new(
+                        HealthStatus::Healthy,
+                        format!(
+                            "writable, WAL ok; {} series, {} samples",
+                            st.series, st.samples
+                        ),
+                    )
+                }
+                Err(e) => CheckResult::new(HealthStatus::Unhealthy, e),
+            }
+        })),
+        Arc::new(CollectorsCheck::new(board.clone())),
+        Arc::new(DiskSpaceCheck::new(data.clone())),
+    ];
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        db: tsdb.clone(),
+        engine: Engine::new(EngineOptions {
+            default_subquery_step: config.global.evaluation_interval.0,
+            ..EngineOptions::default()
+        }),
+        checks,
+        collectors: board,
+        registry: Arc::new(registry),
+        ready: Arc::clone(&ready),
+        build: BuildInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            revision: option_env!("LOOKOUT_REVISION").unwrap_or("").into(),
+            branch: option_env!("LOOKOUT_BRANCH").unwrap_or("").into(),
+            build_user: option_env!("LOOKOUT_BUILD_USER").unwrap_or("").into(),
+            build_date: option_env!("LOOKOUT_BUILD_DATE").unwrap_or("").into(),
+            toolchain: format!("rust{}", env!("CARGO_PKG_RUST_VERSION")),
+        },
+    };
+
+    let addr = &config.web.listen_address.0;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let collectors = scheduler.spawn(tsdb.clone(), stop_rx.clone());
+    let retention_db = Arc::clone(&tsdb);
+    let mut retention_stop = stop_rx.clone();
+    let retention = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RETENTION_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = retention_stop.changed() => break,
+            }
+            let db = Arc::clone(&retention_db);
+            match tokio::task::spawn_blocking(move || db.apply_retention(now_ms())).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(dropped_samples = n, "Retention applied"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "Applying retention failed"),
+                _ => {}
+            }
+        }
+    });
+
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(lookout_server::serve(
+        listener,
+        lookout_server::router(state),
+        async move {
+            let _ = server_stop.changed().await;
+        },
+    ));
+    ready.store(true, Ordering::Release);
+    tracing::info!(address = %bound, "listening on http://{bound}");
+
+    wait_for_signal().await;
+    tracing::info!("Shutting down");
+    let _ = stop_tx.send(true);
+    let _ = collectors.await;
+    let _ = retention.await;
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("In-flight requests did not finish in time; closing anyway"),
+    }
+    tsdb.close().context("closing storage")?;
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

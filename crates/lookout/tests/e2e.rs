@@ -1,0 +1,327 @@
+//! End-to-end: the real `lookout` binary on port 0 with a temporary data directory,
+//! talked to over HTTP as a user would.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// A running `lookout serve`; killed on drop if the test did not stop it.
+struct Lookout {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lookout")
+}
+
+fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
+    let p = dir.join("lookout.yml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+impl Lookout {
+    fn start(data: &Path, config: &Path) -> Self {
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .arg("--config")
+            .arg(config)
+            .env("LOOKOUT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lookout");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on http://") {
+                    let addr: String = line[i + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .to_string();
+                    let _ = tx.send(addr);
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no 'listening on' line; log: {:?}", log.lock().unwrap()));
+        Self { child, base, log }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::blocking::get(format!("{}{}", self.base, path)).unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (code, body) = self.get(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn query(&self, q: &str) -> Vec<Value> {
+        let url = format!("{}/api/v1/query", self.base);
+        let r = reqwest::blocking::Client::new()
+            .get(url)
+            .query(&[("query", q)])
+            .send()
+            .unwrap();
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["status"], "success", "{q}: {v}");
+        v["data"]["result"].as_array().unwrap().clone()
+    }
+
+    /// Polls until `q` returns at least one sample.
+    fn wait_for(&self, q: &str, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.query(q);
+            if !r.is_empty() {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{q} stayed empty; log: {:?}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit, failing after five seconds.
+    fn terminate(mut self) -> ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lookout did not exit within 5s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Lookout {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const FAST: &str = "global:\n  scrape_interval: 1s\n";
+
+fn value_of(sample: &Value) -> f64 {
+    sample["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn serves_host_vitals_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), FAST);
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+
+    let load = lk.wait_for("node_load1", Duration::from_secs(20));
+    assert_eq!(load[0]["metric"]["job"], "node");
+    assert!(value_of(&load[0]) >= 0.0);
+
+    let rates = lk.wait_for("rate(node_cpu_seconds_total[1m])", Duration::from_secs(20));
+    assert!(rates.iter().all(|s| s["metric"].get("__name__").is_none()));
+    assert!(rates.iter().any(|s| s["metric"]["mode"] == "idle"));
+    for s in &rates {
+        let v = value_of(s);
+        // A CPU cannot spend more than one second per second in one mode.
+        assert!((0.0..=1.05).contains(&v), "rate {v} out of range: {s}");
+    }
+
+    let (code, page) = lk.get("/");
+    assert_eq!(code, 200);
+    assert!(page.contains("<title>Lookout</title>"));
+    let (code, js) = lk.get("/ui/vendor/uPlot.iife.min.js");
+    assert_eq!(code, 200);
+    assert!(js.len() > 10_000);
+
+    let health = lk.json("/health");
+    assert_eq!(health["status"], "healthy", "{health}");
+    let names: Vec<&str> = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["storage", "collectors", "disk_space"]);
+    let (code, _) = lk.get("/-/ready");
+    assert_eq!(code, 200);
+
+    let (code, metrics) = lk.get("/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("process_resident_memory_bytes"));
+    assert!(metrics.contains("lookout_tsdb_head_series"));
+
+    let status = lk.terminate();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn restart_keeps_what_was_queryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = write_config(dir.path(), FAST);
+    let lk = Lookout::start(&data, &cfg);
+    let t0 = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    lk.wait_for(
+        "count_over_time(node_load1[1m]) >= 3",
+        Duration::from_secs(20),
+    );
+    let t1 = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - 0.5;
+    let range = format!(
+        "/api/v1/query_range?query=sum%20by%20(mode)%20(node_cpu_seconds_total)&start={t0:.3}&end={t1:.3}&step=0.5"
+    );
+    let series = format!("/api/v1/series?match[]=%7Bjob%3D%22node%22%7D&end={t1:.3}");
+    let (_, before_range) = lk.get(&range);
+    let (_, before_series) = lk.get(&series);
+    let before: Value = serde_json::from_str(&before_range).unwrap();
+    assert!(!before["data"]["result"].as_array().unwrap().is_empty());
+    assert!(lk.terminate().success());
+
+    let lk = Lookout::start(&data, &cfg);
+    let (_, after_range) = lk.get(&range);
+    let (_, after_series) = lk.get(&series);
+    assert_eq!(before_range, after_range);
+    assert_eq!(before_series, after_series);
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn bad_input_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), FAST);
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    let (code, body) = lk.get("/api/v1/query?query=up&time=noon");
+    assert_eq!(code, 400);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errorType"], "bad_data");
+    assert!(v["error"].as_str().unwrap().contains("\"time\""), "{body}");
+
+    let (code, body) = lk.get("/api/v1/query?query=rate(up%5B5m)");
+    assert_eq!(code, 400);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.starts_with("invalid parameter \"query\": "), "{msg}");
+    assert!(
+        msg.len() > "invalid parameter \"query\": ".len() + 5,
+        "parser message missing: {msg}"
+    );
+
+    assert!(lk.query("no_such_metric_anywhere").is_empty());
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn config_errors_name_the_key_and_check_config_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 15s\n  scrape_timout: 5s\n",
+    );
+    let out = Command::new(bin())
+        .args(["check", "config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scrape_timout") && err.contains("line 3"),
+        "{err}"
+    );
+
+    let bad_value = dir.path().join("v.yml");
+    std::fs::write(&bad_value, "storage:\n  retention: forever\n").unwrap();
+    let out = Command::new(bin())
+        .args(["check", "config"])
+        .arg(&bad_value)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("storage.retention") && err.contains("line 2"),
+        "{err}"
+    );
+
+    // serve refuses to start on it, and creates nothing.
+    let data = dir.path().join("data");
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scrape_timout"));
+    assert!(!data.exists());
+
+    let good = dir.path().join("good.yml");
+    std::fs::write(
+        &good,
+        "global:\n  scrape_interval: 30s\nweb:\n  listen_address: 0.0.0.0:9999\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["check", "config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn test_promql_reports_failures_with_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.test");
+    std::fs::write(
+        &f,
+        "load 1m\n  m 1+1x3\n\neval instant at 2m m\n  m 3\n\neval instant at 2m m\n  m 4\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["test", "promql"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
+    assert!(text.contains(":7:"), "{text}");
+}
