@@ -147,8 +147,9 @@ fn serves_host_vitals_end_to_end() {
     assert!(rates.iter().any(|s| s["metric"]["mode"] == "idle"));
     for s in &rates {
         let v = value_of(s);
-        // A CPU cannot spend more than one second per second in one mode.
-        assert!((0.0..=1.05).contains(&v), "rate {v} out of range: {s}");
+        // Seconds per second, not ticks: a CPU cannot spend much more than one second
+        // per second in one mode (extrapolation over few samples allows some slack).
+        assert!((0.0..=1.5).contains(&v), "rate {v} out of range: {s}");
     }
 
     let (code, page) = lk.get("/");
@@ -158,15 +159,27 @@ fn serves_host_vitals_end_to_end() {
     assert_eq!(code, 200);
     assert!(js.len() > 10_000);
 
-    let health = lk.json("/health");
-    assert_eq!(health["status"], "healthy", "{health}");
-    let names: Vec<&str> = health["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let (code, body) = lk.get("/health");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    let checks = health["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["storage", "collectors", "disk_space"]);
+    assert_eq!(checks[0]["status"], "healthy", "{health}");
+    assert_eq!(checks[1]["status"], "healthy", "{health}");
+    // Free space depends on the machine; the overall status must follow the checks.
+    let rank = |s: &str| {
+        ["healthy", "unknown", "degraded", "unhealthy"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+    };
+    let worst = checks
+        .iter()
+        .map(|c| rank(c["status"].as_str().unwrap()))
+        .max()
+        .unwrap();
+    assert_eq!(rank(health["status"].as_str().unwrap()), worst, "{health}");
+    assert_eq!(code, if worst == 3 { 503 } else { 200 });
     let (code, _) = lk.get("/-/ready");
     assert_eq!(code, 200);
 
@@ -213,6 +226,21 @@ fn restart_keeps_what_was_queryable() {
     let (_, after_series) = lk.get(&series);
     assert_eq!(before_range, after_range);
     assert_eq!(before_series, after_series);
+    assert!(lk.terminate().success());
+
+    // A torn tail (a crash mid-write) is truncated with a warning; everything before it
+    // is still served.
+    let wal = data.join("wal").join("wal.log");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes.extend_from_slice(&[0x40, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 2, 1, 2, 3]);
+    std::fs::write(&wal, &bytes).unwrap();
+    let lk = Lookout::start(&data, &cfg);
+    let (_, torn_range) = lk.get(&range);
+    assert_eq!(before_range, torn_range);
+    let log = lk.log.lock().unwrap().join("\n");
+    assert!(log.contains("torn or corrupt tail"), "{log}");
+    let (_, metrics) = lk.get("/metrics");
+    assert!(metrics.contains("lookout_tsdb_wal_corruptions_total 1"), "{metrics}");
     assert!(lk.terminate().success());
 }
 

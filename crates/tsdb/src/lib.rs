@@ -248,10 +248,18 @@ impl Tsdb {
     }
 
     /// Drops samples older than `now - retention`, then rewrites the WAL as a checkpoint
-    /// of what remains. Returns the number of samples dropped.
+    /// of what remains. Returns the number of samples dropped; when nothing is old enough
+    /// to drop, the WAL is left as it is.
     pub fn apply_retention(&self, now_ms: i64) -> Result<u64> {
         let mint = now_ms - self.inner.opts.retention.as_millis() as i64;
         let mut head = self.inner.head.write().expect("lock poisoned");
+        let expired = head
+            .series
+            .iter()
+            .any(|s| s.samples.first().is_some_and(|x| x.t < mint));
+        if !expired {
+            return Ok(0);
+        }
         let before = head.samples;
         let fresh = head.truncate(mint);
         let dropped = before - fresh.samples;
