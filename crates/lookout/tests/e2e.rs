@@ -66,12 +66,6 @@ impl Lookout {
         (r.status().as_u16(), r.text().unwrap())
     }
 
-    fn json(&self, path: &str) -> Value {
-        let (code, body) = self.get(path);
-        assert_eq!(code, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
     fn query(&self, q: &str) -> Vec<Value> {
         let url = format!("{}/api/v1/query", self.base);
         let r = reqwest::blocking::Client::new()
