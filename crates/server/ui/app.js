@@ -8,6 +8,7 @@ const VITALS = [
   { title: "Load average", expr: '{__name__=~"node_load1|node_load5|node_load15"}' },
   { title: "Network receive (bytes/s)", expr: 'sum by (device) (rate(node_network_receive_bytes_total{device!="lo"}[1m]))' },
 ];
+const VITALS_WINDOW = 900;
 const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
 
 async function api(path, params) {
@@ -82,14 +83,14 @@ async function refreshVitals() {
     }
     const chart = panel.querySelector(".chart");
     try {
-      const r = await rangeQuery(v.expr, 3600);
-      drawChart(chart, r.result, alignStart(r.rawStart, r.step), r.end, r.step, 180);
+      const r = await rangeQuery(v.expr, VITALS_WINDOW);
+      drawChart(chart, r.result, gridStart(r.rawStart), r.end, r.step, 180);
     } catch (e) { text(chart, e.message); chart.className = "chart error"; }
   }
 }
 
-// Prometheus evaluates range queries at start, start+step, …; mirror that for the grid.
-function alignStart(start, step) { return Math.round(start * 1000) / 1000; }
+// Prometheus evaluates range queries at start, start+step, …; the chart uses the same grid.
+function gridStart(start) { return Math.round(start * 1000) / 1000; }
 
 async function refreshHealth() {
   try {
@@ -141,7 +142,7 @@ async function runQuery(ev) {
   const t0 = performance.now();
   try {
     const r = await rangeQuery(expr, seconds);
-    drawChart(document.getElementById("query-chart"), r.result, alignStart(r.rawStart, r.step), r.end, r.step, 300);
+    drawChart(document.getElementById("query-chart"), r.result, gridStart(r.rawStart), r.end, r.step, 300);
     status.textContent = `${r.result.length} series in ${Math.round(performance.now() - t0)} ms`;
   } catch (e) {
     err.hidden = false;
