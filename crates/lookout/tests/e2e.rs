@@ -234,7 +234,10 @@ fn restart_keeps_what_was_queryable() {
     let log = lk.log.lock().unwrap().join("\n");
     assert!(log.contains("torn or corrupt tail"), "{log}");
     let (_, metrics) = lk.get("/metrics");
-    assert!(metrics.contains("lookout_tsdb_wal_corruptions_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("lookout_tsdb_wal_corruptions_total 1"),
+        "{metrics}"
+    );
     assert!(lk.terminate().success());
 }
 
