@@ -19,8 +19,6 @@ use crate::config::Config;
 
 /// How long shutdown may wait for in-flight requests before closing the store anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// How often retention is applied.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -74,8 +72,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening the data directory {}", data.display()))?,
     );
     tracing::info!(path = %data.display(), elapsed = ?opened.elapsed(), "Storage opened");
-    if let Err(e) = tsdb.apply_retention(now_ms()) {
-        tracing::warn!(error = %e, "Applying retention failed");
+    if let Err(e) = tsdb.maintain(now_ms()) {
+        tracing::warn!(error = %e, "Storage maintenance failed");
     }
 
     let interval = config.global.scrape_interval.0;
@@ -147,25 +145,6 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let collectors = scheduler.spawn(tsdb.clone(), stop_rx.clone());
-    let retention_db = Arc::clone(&tsdb);
-    let mut retention_stop = stop_rx.clone();
-    let retention = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RETENTION_EVERY);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = retention_stop.changed() => break,
-            }
-            let db = Arc::clone(&retention_db);
-            match tokio::task::spawn_blocking(move || db.apply_retention(now_ms())).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(dropped_samples = n, "Retention applied"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "Applying retention failed"),
-                _ => {}
-            }
-        }
-    });
-
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(lookout_server::serve(
         listener,
@@ -181,7 +160,6 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     tracing::info!("Shutting down");
     let _ = stop_tx.send(true);
     let _ = collectors.await;
-    let _ = retention.await;
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),

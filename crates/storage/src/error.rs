@@ -21,6 +21,29 @@ pub enum Error {
         /// The timestamp.
         t: i64,
     },
+    /// The sample is older than anything the store still accepts (already written to a
+    /// block, or outside the out-of-order window).
+    #[error(
+        "out of bounds sample for series {series}: timestamp {t} is before the earliest accepted {min_t}"
+    )]
+    OutOfBounds {
+        /// The series, formatted.
+        series: String,
+        /// Rejected timestamp.
+        t: i64,
+        /// Earliest accepted timestamp.
+        min_t: i64,
+    },
+    /// A configured limit was reached.
+    #[error("{what} limit of {limit} exceeded: {detail}")]
+    LimitExceeded {
+        /// Which limit (`series`, `labels per series`, `label name length`, …).
+        what: &'static str,
+        /// The configured limit.
+        limit: usize,
+        /// What exceeded it.
+        detail: String,
+    },
     /// The label set is unusable (empty, empty name, duplicate name).
     #[error("invalid labels {labels}: {reason}")]
     InvalidLabels {

@@ -1,170 +1,630 @@
-//! The head: every series in memory with its samples, and an inverted index over labels.
+//! The head: the most recent data, in memory. A series registry with interned label
+//! strings and stable references, an inverted index (label pair → postings), and per
+//! series the sealed chunks plus one open chunk being appended to, and a small sorted
+//! buffer of out-of-order samples.
+//!
+//! Chunks are cut every [`MAX_SAMPLES`](crate::chunk::MAX_SAMPLES) samples and at every
+//! multiple of the block range, so no chunk straddles two blocks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
-use lookout_model::{Labels, MatchOp, Matcher, Sample};
+use lookout_model::{Labels, Matcher, Sample};
+
+use crate::chunk::{self, MAX_SAMPLES, OpenChunk};
+use crate::postings::Index;
+
+/// Interned strings: each label name and value is stored once.
+#[derive(Debug, Default)]
+pub(crate) struct Symbols {
+    by_str: HashMap<Arc<str>, u32>,
+    strs: Vec<Arc<str>>,
+}
+
+impl Symbols {
+    pub(crate) fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.by_str.get(s) {
+            return id;
+        }
+        let a: Arc<str> = Arc::from(s);
+        let id = self.strs.len() as u32;
+        self.strs.push(Arc::clone(&a));
+        self.by_str.insert(a, id);
+        id
+    }
+
+    pub(crate) fn get(&self, id: u32) -> &Arc<str> {
+        &self.strs[id as usize]
+    }
+}
+
+/// A sealed chunk held in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct HeadChunk {
+    pub(crate) min_t: i64,
+    pub(crate) max_t: i64,
+    pub(crate) data: Arc<[u8]>,
+}
 
 /// One series in the head.
 #[derive(Debug)]
 pub(crate) struct MemSeries {
-    pub(crate) labels: Labels,
-    pub(crate) samples: Vec<Sample>,
+    /// Alternating name and value symbol ids, sorted by name.
+    labels: Box<[u32]>,
+    pub(crate) chunks: Vec<HeadChunk>,
+    pub(crate) open: OpenChunk,
+    last_v: u64,
+    /// Out-of-order samples, ascending, unique timestamps.
+    pub(crate) ooo: Vec<Sample>,
 }
 
-/// In-memory series registry with postings (label pair → sorted series refs).
-#[derive(Debug, Default)]
-pub(crate) struct Head {
-    pub(crate) series: Vec<MemSeries>,
-    by_labels: HashMap<Labels, u64>,
-    postings: BTreeMap<String, BTreeMap<String, Vec<u64>>>,
-    pub(crate) samples: u64,
+impl MemSeries {
+    pub(crate) fn max_t(&self) -> Option<i64> {
+        if !self.open.is_empty() {
+            Some(self.open.max_t)
+        } else {
+            self.chunks.last().map(|c| c.max_t)
+        }
+    }
+
+    fn min_t(&self) -> Option<i64> {
+        let c = self.chunks.first().map(|c| c.min_t);
+        let o = (!self.open.is_empty()).then_some(self.open.min_t);
+        let x = self.ooo.first().map(|s| s.t);
+        [c, o, x].into_iter().flatten().min()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.open.is_empty() && self.ooo.is_empty()
+    }
+
+    fn seal(&mut self) {
+        if self.open.is_empty() {
+            return;
+        }
+        let open = std::mem::take(&mut self.open);
+        self.chunks.push(HeadChunk {
+            min_t: open.min_t,
+            max_t: open.max_t,
+            data: Arc::from(open.seal()),
+        });
+    }
 }
 
-/// Intersects two sorted lists.
-fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
+/// What a query needs of one series, copied out under the lock and decoded after.
+#[derive(Debug)]
+pub(crate) struct SeriesData {
+    pub(crate) sealed: Vec<Arc<[u8]>>,
+    pub(crate) tail: Vec<Sample>,
+    pub(crate) ooo: Vec<Sample>,
+}
+
+impl SeriesData {
+    /// All samples in `[mint, maxt]`, ascending.
+    pub(crate) fn decode(self, mint: i64, maxt: i64) -> Result<Vec<Sample>, chunk::CorruptChunk> {
+        let mut out = Vec::new();
+        for c in &self.sealed {
+            chunk::decode(c, &mut out)?;
+        }
+        out.extend(self.tail);
+        if !self.ooo.is_empty() {
+            out = merge(out, self.ooo);
+        }
+        out.retain(|s| s.t >= mint && s.t <= maxt);
+        Ok(out)
+    }
+}
+
+/// Merges two ascending sample lists; on equal timestamps `a` wins.
+pub(crate) fn merge(a: Vec<Sample>, b: Vec<Sample>) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if j >= b.len() || (i < a.len() && a[i].t < b[j].t) {
+            out.push(a[i]);
+            i += 1;
+        } else if i >= a.len() || b[j].t < a[i].t {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            out.push(a[i]);
+            i += 1;
+            j += 1;
         }
     }
     out
 }
 
+/// How an append relates to what the series already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Newer than everything: goes to the open chunk.
+    Newest,
+    /// Older than the newest sample, new timestamp: goes to the out-of-order buffer.
+    Older,
+    /// Same timestamp and bit-identical value: nothing to do.
+    Duplicate,
+    /// Same timestamp, different value.
+    Conflict,
+}
+
+/// The head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    symbols: Symbols,
+    series: Vec<Option<MemSeries>>,
+    by_hash: HashMap<u64, u32>,
+    collisions: HashMap<Labels, u32>,
+    pub(crate) index: Index,
+    live: usize,
+    /// Samples currently held.
+    pub(crate) samples: u64,
+    /// Block range in ms; chunks are cut at its multiples.
+    range: i64,
+}
+
+fn labels_hash(ls: &Labels) -> u64 {
+    let mut h = DefaultHasher::new();
+    for l in ls {
+        l.name.hash(&mut h);
+        0xffu8.hash(&mut h);
+        l.value.hash(&mut h);
+        0xffu8.hash(&mut h);
+    }
+    h.finish()
+}
+
 impl Head {
-    /// The ref of `labels`, if the series exists.
-    pub(crate) fn get_ref(&self, labels: &Labels) -> Option<u64> {
-        self.by_labels.get(labels).copied()
-    }
-
-    /// The ref the next created series will get.
-    pub(crate) fn next_ref(&self) -> u64 {
-        self.series.len() as u64
-    }
-
-    /// Creates a series with ref `sref`, which must equal [`Head::next_ref`].
-    pub(crate) fn create(&mut self, sref: u64, labels: Labels) {
-        debug_assert_eq!(sref, self.next_ref());
-        for l in &labels {
-            self.postings
-                .entry(l.name.clone())
-                .or_default()
-                .entry(l.value.clone())
-                .or_default()
-                .push(sref);
-        }
-        self.by_labels.insert(labels.clone(), sref);
-        self.series.push(MemSeries {
-            labels,
-            samples: Vec::new(),
-        });
-    }
-
-    /// Appends a sample; the caller has checked ordering.
-    pub(crate) fn push(&mut self, sref: u64, s: Sample) {
-        if let Some(ms) = self.series.get_mut(sref as usize) {
-            ms.samples.push(s);
-            self.samples += 1;
+    pub(crate) fn new(range: i64) -> Self {
+        Self {
+            symbols: Symbols::default(),
+            series: Vec::new(),
+            by_hash: HashMap::new(),
+            collisions: HashMap::new(),
+            index: Index::default(),
+            live: 0,
+            samples: 0,
+            range,
         }
     }
 
-    /// Series refs whose labels satisfy every matcher, ascending.
-    pub(crate) fn postings_for(&self, matchers: &[Matcher]) -> Vec<u64> {
-        let mut acc: Option<Vec<u64>> = None;
-        for m in matchers {
-            // Only matchers that cannot match a missing label narrow by postings.
-            if m.matches_empty() {
-                continue;
+    /// Number of live series.
+    pub(crate) fn num_series(&self) -> usize {
+        self.live
+    }
+
+    /// The next reference a new series gets.
+    pub(crate) fn next_ref(&self) -> u32 {
+        self.series.len() as u32
+    }
+
+    /// The reference of `labels`, if the series exists.
+    pub(crate) fn get_ref(&self, labels: &Labels) -> Option<u32> {
+        let h = labels_hash(labels);
+        match self.by_hash.get(&h) {
+            Some(&r) if self.labels_of(r).as_ref() == Some(labels) => Some(r),
+            Some(_) => self.collisions.get(labels).copied(),
+            None => None,
+        }
+    }
+
+    /// Creates a series with reference `r` (≥ every existing reference).
+    pub(crate) fn create(&mut self, r: u32, labels: &Labels) {
+        while self.series.len() < r as usize {
+            self.series.push(None);
+        }
+        let mut ids = Vec::with_capacity(labels.len() * 2);
+        for l in labels {
+            let n = self.symbols.intern(&l.name);
+            let v = self.symbols.intern(&l.value);
+            ids.push(n);
+            ids.push(v);
+            let name = Arc::clone(self.symbols.get(n));
+            let value = Arc::clone(self.symbols.get(v));
+            self.index.add(name, value, r);
+        }
+        let h = labels_hash(labels);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.by_hash.entry(h) {
+            e.insert(r);
+        } else {
+            self.collisions.insert(labels.clone(), r);
+        }
+        self.series.push(Some(MemSeries {
+            labels: ids.into_boxed_slice(),
+            chunks: Vec::new(),
+            open: OpenChunk::default(),
+            last_v: 0,
+            ooo: Vec::new(),
+        }));
+        self.live += 1;
+    }
+
+    pub(crate) fn get(&self, r: u32) -> Option<&MemSeries> {
+        self.series.get(r as usize).and_then(Option::as_ref)
+    }
+
+    /// The labels of series `r`.
+    pub(crate) fn labels_of(&self, r: u32) -> Option<Labels> {
+        let s = self.get(r)?;
+        Some(Labels::from_pairs(s.labels.chunks(2).map(|p| {
+            (
+                self.symbols.get(p[0]).to_string(),
+                self.symbols.get(p[1]).to_string(),
+            )
+        })))
+    }
+
+    fn label_value(&self, s: &MemSeries, name: &str) -> &str {
+        for p in s.labels.chunks(2) {
+            if &**self.symbols.get(p[0]) == name {
+                return self.symbols.get(p[1]);
             }
-            let Some(values) = self.postings.get(&m.name) else {
-                return Vec::new();
-            };
-            let list: Vec<u64> = match m.op {
-                MatchOp::Equal => values.get(&m.value).cloned().unwrap_or_default(),
-                _ => {
-                    let mut v: Vec<u64> = values
-                        .iter()
-                        .filter(|(val, _)| m.matches(val))
-                        .flat_map(|(_, refs)| refs.iter().copied())
-                        .collect();
-                    v.sort_unstable();
-                    v
-                }
-            };
-            acc = Some(match acc {
-                None => list,
-                Some(a) => intersect(&a, &list),
-            });
         }
-        let candidates = acc.unwrap_or_else(|| (0..self.series.len() as u64).collect());
-        candidates
-            .into_iter()
-            .filter(|r| {
-                let ls = &self.series[*r as usize].labels;
-                matchers.iter().all(|m| m.matches_labels(ls))
-            })
+        ""
+    }
+
+    /// Where a sample at `t` with value `v` would go in series `r`.
+    pub(crate) fn order(&self, r: u32, t: i64, v: f64) -> Order {
+        let Some(s) = self.get(r) else {
+            return Order::Newest;
+        };
+        match s.max_t() {
+            None => Order::Newest,
+            Some(max) if t > max => Order::Newest,
+            Some(max) if t == max => {
+                if s.last_v == v.to_bits() {
+                    Order::Duplicate
+                } else {
+                    Order::Conflict
+                }
+            }
+            Some(_) => match self.find(s, t) {
+                Some(old) if old.to_bits() == v.to_bits() => Order::Duplicate,
+                Some(_) => Order::Conflict,
+                None => Order::Older,
+            },
+        }
+    }
+
+    /// The value stored at exactly `t`, if any (decodes the chunk that covers `t`).
+    fn find(&self, s: &MemSeries, t: i64) -> Option<f64> {
+        if let Ok(i) = s.ooo.binary_search_by_key(&t, |x| x.t) {
+            return Some(s.ooo[i].v);
+        }
+        let mut buf = Vec::new();
+        for c in s.chunks.iter().filter(|c| c.min_t <= t && t <= c.max_t) {
+            chunk::decode(&c.data, &mut buf).ok()?;
+        }
+        if !s.open.is_empty() && s.open.min_t <= t && t <= s.open.max_t {
+            s.open.samples(&mut buf);
+        }
+        buf.iter().find(|x| x.t == t).map(|x| x.v)
+    }
+
+    /// Appends a sample already checked with [`Head::order`] (or replayed from the WAL).
+    pub(crate) fn append(&mut self, r: u32, t: i64, v: f64) {
+        let range = self.range;
+        let Some(s) = self.series.get_mut(r as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        match s.max_t() {
+            Some(max) if t < max => {
+                match s.ooo.binary_search_by_key(&t, |x| x.t) {
+                    Ok(_) => return,
+                    Err(i) => s.ooo.insert(i, Sample::new(t, v)),
+                }
+                self.samples += 1;
+                return;
+            }
+            Some(max) if t == max => return,
+            _ => {}
+        }
+        if !s.open.is_empty() {
+            let boundary = (s.open.min_t.div_euclid(range) + 1) * range;
+            if s.open.len() >= MAX_SAMPLES || t >= boundary {
+                s.seal();
+            }
+        }
+        s.open.push(t, v);
+        s.last_v = v.to_bits();
+        self.samples += 1;
+    }
+
+    /// Series references matching every matcher, ascending. An empty list matches nothing.
+    pub(crate) fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
+        self.index.select(
+            matchers,
+            || self.all_refs(),
+            |r, name| self.get(r).map(|s| self.label_value(s, name)),
+        )
+    }
+
+    fn all_refs(&self) -> Vec<u32> {
+        self.series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| i as u32)
             .collect()
     }
 
-    /// Drops samples before `mint` and series left empty; refs are renumbered.
-    pub(crate) fn truncate(&mut self, mint: i64) -> Head {
-        let mut fresh = Head::default();
-        for ms in self.series.drain(..) {
-            let keep: Vec<Sample> = ms.samples.into_iter().filter(|s| s.t >= mint).collect();
-            if keep.is_empty() {
-                continue;
-            }
-            let r = fresh.next_ref();
-            fresh.create(r, ms.labels);
-            fresh.samples += keep.len() as u64;
-            fresh.series[r as usize].samples = keep;
+    /// Copies out what a query over `[mint, maxt]` needs of series `r`.
+    pub(crate) fn data(&self, r: u32, mint: i64, maxt: i64) -> Option<SeriesData> {
+        let s = self.get(r)?;
+        let sealed = s
+            .chunks
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+            .map(|c| Arc::clone(&c.data))
+            .collect();
+        let mut tail = Vec::new();
+        if !s.open.is_empty() && s.open.max_t >= mint && s.open.min_t <= maxt {
+            s.open.samples(&mut tail);
         }
-        fresh
+        let ooo = s
+            .ooo
+            .iter()
+            .filter(|x| x.t >= mint && x.t <= maxt)
+            .copied()
+            .collect();
+        Some(SeriesData { sealed, tail, ooo })
+    }
+
+    /// Whether series `r` has a sample in `[mint, maxt]` (by chunk bounds).
+    pub(crate) fn overlaps(&self, r: u32, mint: i64, maxt: i64) -> bool {
+        self.get(r).is_some_and(|s| {
+            s.chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt)
+                || (!s.open.is_empty() && s.open.max_t >= mint && s.open.min_t <= maxt)
+                || s.ooo.iter().any(|x| x.t >= mint && x.t <= maxt)
+        })
+    }
+
+    /// Label names of the given series.
+    pub(crate) fn label_names(&self, refs: &[u32]) -> Vec<String> {
+        let mut ids: Vec<u32> = refs
+            .iter()
+            .filter_map(|r| self.get(*r))
+            .flat_map(|s| s.labels.iter().step_by(2).copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out: Vec<String> = ids
+            .into_iter()
+            .map(|i| self.symbols.get(i).to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Values of label `name` among the given series.
+    pub(crate) fn label_values(&self, name: &str, refs: &[u32]) -> Vec<String> {
+        let mut out: Vec<String> = refs
+            .iter()
+            .filter_map(|r| self.get(*r))
+            .map(|s| self.label_value(s, name))
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Every live series reference with its labels, for checkpoints and block writing.
+    pub(crate) fn refs(&self) -> Vec<u32> {
+        self.all_refs()
+    }
+
+    /// Earliest and latest sample times held, if any.
+    pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
+        let mut lo = i64::MAX;
+        let mut hi = i64::MIN;
+        for s in self.series.iter().flatten() {
+            if let Some(a) = s.min_t() {
+                lo = lo.min(a);
+            }
+            if let Some(b) = s.max_t() {
+                hi = hi.max(b);
+            }
+            if let Some(x) = s.ooo.last() {
+                hi = hi.max(x.t);
+            }
+        }
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    /// Removes series `r` entirely (a batch that created it failed to reach the WAL).
+    pub(crate) fn remove(&mut self, r: u32) {
+        if let Some(slot) = self.series.get_mut(r as usize)
+            && let Some(s) = slot.take()
+        {
+            self.live -= 1;
+            let ids = s.labels;
+            let labels = Labels::from_pairs(ids.chunks(2).map(|p| {
+                (
+                    self.symbols.get(p[0]).to_string(),
+                    self.symbols.get(p[1]).to_string(),
+                )
+            }));
+            let h = labels_hash(&labels);
+            if self.by_hash.get(&h) == Some(&r) {
+                self.by_hash.remove(&h);
+            }
+            self.collisions.remove(&labels);
+            for p in ids.chunks(2) {
+                let name = Arc::clone(self.symbols.get(p[0]));
+                let value = Arc::clone(self.symbols.get(p[1]));
+                self.index.remove(&name, &value, r);
+            }
+            // Keep the slot so references stay stable; a retried batch creates a new one.
+        }
+    }
+
+    /// Drops every sample before `t` (written to a block, or past retention) and series
+    /// left empty. Chunks never straddle block boundaries, so whole chunks go.
+    pub(crate) fn truncate_before(&mut self, t: i64) {
+        let mut removed = Vec::new();
+        for (r, slot) in self.series.iter_mut().enumerate() {
+            let Some(s) = slot else { continue };
+            let before = s.chunks.len();
+            s.chunks.retain(|c| c.max_t >= t);
+            let mut dropped = 0u64;
+            if s.chunks.len() != before {
+                // Counted approximately by chunk; exact counts come from stats.
+                dropped += (before - s.chunks.len()) as u64;
+            }
+            if !s.open.is_empty() && s.open.max_t < t {
+                dropped += s.open.len() as u64;
+                s.open = OpenChunk::default();
+            }
+            let n = s.ooo.len();
+            s.ooo.retain(|x| x.t >= t);
+            dropped += (n - s.ooo.len()) as u64;
+            let _ = dropped;
+            if s.is_empty() {
+                removed.push((r as u32, std::mem::take(&mut s.labels)));
+                *slot = None;
+            }
+        }
+        for (r, ids) in removed {
+            self.live -= 1;
+            let labels = Labels::from_pairs(ids.chunks(2).map(|p| {
+                (
+                    self.symbols.get(p[0]).to_string(),
+                    self.symbols.get(p[1]).to_string(),
+                )
+            }));
+            let h = labels_hash(&labels);
+            if self.by_hash.get(&h) == Some(&r) {
+                self.by_hash.remove(&h);
+            }
+            self.collisions.remove(&labels);
+            for p in ids.chunks(2) {
+                let name = Arc::clone(self.symbols.get(p[0]));
+                let value = Arc::clone(self.symbols.get(p[1]));
+                self.index.remove(&name, &value, r);
+            }
+        }
+        self.recount();
+    }
+
+    /// Recomputes the sample count from chunk headers.
+    fn recount(&mut self) {
+        let mut n = 0u64;
+        for s in self.series.iter().flatten() {
+            n += s
+                .chunks
+                .iter()
+                .map(|c| chunk::count(&c.data).unwrap_or(0) as u64)
+                .sum::<u64>();
+            n += s.open.len() as u64 + s.ooo.len() as u64;
+        }
+        self.samples = n;
+    }
+
+    /// Removes samples of series `r` in `[mint, maxt]` (admin deletion).
+    pub(crate) fn delete_range(&mut self, r: u32, mint: i64, maxt: i64) {
+        let range = self.range;
+        let Some(s) = self.series.get_mut(r as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut all = Vec::new();
+        for c in &s.chunks {
+            let _ = chunk::decode(&c.data, &mut all);
+        }
+        s.open.samples(&mut all);
+        let all = merge(all, std::mem::take(&mut s.ooo));
+        let keep: Vec<Sample> = all
+            .into_iter()
+            .filter(|x| x.t < mint || x.t > maxt)
+            .collect();
+        s.chunks.clear();
+        s.open = OpenChunk::default();
+        for x in keep {
+            if !s.open.is_empty() {
+                let boundary = (s.open.min_t.div_euclid(range) + 1) * range;
+                if s.open.len() >= MAX_SAMPLES || x.t >= boundary {
+                    s.seal();
+                }
+            }
+            s.open.push(x.t, x.v);
+            s.last_v = x.v.to_bits();
+        }
+        self.recount();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lookout_model::MatchOp;
+
+    fn ls(job: &str, inst: &str) -> Labels {
+        Labels::from_pairs([("__name__", "up"), ("job", job), ("instance", inst)])
+    }
 
     #[test]
-    fn postings_serve_all_matcher_kinds() {
-        let mut h = Head::default();
-        for (i, job) in ["a", "b", "c"].iter().enumerate() {
-            h.create(
-                i as u64,
-                Labels::from_pairs([("__name__", "up"), ("job", *job)]),
-            );
+    fn postings_serve_all_matcher_kinds_and_regex_shortcuts() {
+        let mut h = Head::new(7_200_000);
+        let jobs = ["api", "apiserver", "db", "web"];
+        for (i, j) in jobs.iter().enumerate() {
+            h.create(i as u32, &ls(j, "a"));
         }
-        h.create(3, Labels::from_pairs([("__name__", "other")]));
-        let q = |ms: Vec<Matcher>| h.postings_for(&ms);
-        let name = Matcher::equal("__name__", "up");
-        assert_eq!(q(vec![name.clone(), Matcher::equal("job", "b")]), vec![1]);
+        h.create(4, &Labels::from_pairs([("__name__", "other")]));
+        let q = |ms: Vec<Matcher>| h.select(&ms);
+        let re = |op, v: &str| Matcher::new(op, "job", v).unwrap();
+        assert_eq!(q(vec![Matcher::equal("job", "db")]), vec![2]);
+        assert_eq!(q(vec![re(MatchOp::Regex, "api|web")]), vec![0, 3]);
+        assert_eq!(q(vec![re(MatchOp::Regex, "api.*")]), vec![0, 1]);
+        assert_eq!(q(vec![re(MatchOp::Regex, "a.i")]), vec![0]);
         assert_eq!(
             q(vec![
-                name.clone(),
-                Matcher::new(MatchOp::NotEqual, "job", "b").unwrap()
+                Matcher::equal("__name__", "up"),
+                re(MatchOp::NotRegex, "api|web")
             ]),
-            vec![0, 2]
-        );
-        assert_eq!(
-            q(vec![Matcher::new(MatchOp::Regex, "job", "a|c").unwrap()]),
-            vec![0, 2]
+            vec![1, 2]
         );
         assert_eq!(
             q(vec![
-                name,
-                Matcher::new(MatchOp::NotRegex, "job", "a|b").unwrap()
+                Matcher::equal("__name__", "up"),
+                re(MatchOp::NotEqual, "db")
             ]),
-            vec![2]
+            vec![0, 1, 3]
         );
-        // `job=""` selects series without the label.
-        assert_eq!(q(vec![Matcher::equal("job", "")]), vec![3]);
+        assert_eq!(q(vec![Matcher::equal("job", "")]), vec![4]);
+        assert_eq!(q(vec![re(MatchOp::Regex, ".*")]), vec![0, 1, 2, 3, 4]);
+        assert_eq!(h.get_ref(&ls("db", "a")), Some(2));
+        assert_eq!(h.labels_of(2), Some(ls("db", "a")));
+    }
+
+    #[test]
+    fn appends_cut_chunks_and_accept_out_of_order() {
+        let range = 3_600_000;
+        let mut h = Head::new(range);
+        h.create(0, &ls("a", "b"));
+        for i in 0..600 {
+            h.append(0, i * 15_000, i as f64);
+        }
+        let s = h.get(0).unwrap();
+        // 240-sample chunks, and a cut at the 1h boundary (sample 240).
+        assert!(s.chunks.iter().all(|c| c.max_t < range || c.min_t >= range));
+        assert!(s.chunks.len() >= 2);
+        assert_eq!(h.order(0, 599 * 15_000, 599.0), Order::Duplicate);
+        assert_eq!(h.order(0, 599 * 15_000, 1.0), Order::Conflict);
+        assert_eq!(h.order(0, 10 * 15_000, 10.0), Order::Duplicate);
+        assert_eq!(h.order(0, 10 * 15_000 + 1, 1.0), Order::Older);
+        h.append(0, 10 * 15_000 + 1, -1.0);
+        let got = h.data(0, 0, i64::MAX).unwrap().decode(0, i64::MAX).unwrap();
+        assert_eq!(got.len(), 601);
+        assert_eq!(got[11], Sample::new(150_001, -1.0));
+        assert!(got.windows(2).all(|w| w[0].t < w[1].t));
+        h.truncate_before(range);
+        let got = h.data(0, 0, i64::MAX).unwrap().decode(0, i64::MAX).unwrap();
+        assert_eq!(got.first().unwrap().t, range);
+        h.truncate_before(i64::MAX);
+        assert_eq!(h.num_series(), 0);
+        assert!(h.select(&[Matcher::equal("job", "a")]).is_empty());
     }
 }

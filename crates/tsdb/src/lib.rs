@@ -1,14 +1,17 @@
-//! Lookout's embedded time-series database, first version: an in-memory head and an
-//! append-only write-ahead log on disk, replayed at start.
+//! Lookout's embedded time-series database.
 //!
 //! [`Tsdb`] implements the storage seams ([`Appendable`], [`Queryable`]); nothing above
-//! them knows how data is kept. The storage-engine issue replaces the head's sample vectors
-//! with compressed chunks and adds blocks, behind the same seams.
+//! them knows how data is kept.
 //!
-//! Durability: a commit writes its records to the WAL (see [`wal`](crate) module docs for the
-//! format) before they become visible; the WAL is fsynced per [`SyncPolicy`] (default every
-//! second) and at [`Tsdb::close`]. Retention truncation rewrites the WAL as a checkpoint so
-//! replay stays bounded.
+//! - **Head** (`head`): recent data in memory: interned labels, stable series references,
+//!   an inverted index, compressed chunks (`chunk`), and an out-of-order buffer.
+//! - **WAL** (`wal`): every commit is written to segmented, CRC-framed log files before it
+//!   becomes visible; fsynced per [`SyncPolicy`] and at [`Tsdb::close`]; checkpoints keep
+//!   replay bounded; torn tails are repaired at start.
+//! - **Blocks** (`block`): when the head spans 1.5 block ranges, its oldest range is written
+//!   to an immutable block and dropped from the head and the WAL. Adjacent blocks are
+//!   compacted into larger ones (2 h → 12 h → 3 d); blocks past retention are deleted whole.
+//! - Queries merge blocks and head transparently.
 //!
 //! ```
 //! use lookout_model::{Labels, Matcher};
@@ -25,25 +28,32 @@
 //! db.close().unwrap();
 //! ```
 
+mod bits;
+mod block;
+mod chunk;
 mod head;
 mod metrics;
+mod postings;
 mod wal;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lookout_model::{Labels, METRIC_NAME_LABEL, Matcher, Sample};
+use lookout_model::{Labels, Matcher, Sample};
 use lookout_storage::{
     Appendable, Appender, Error, Querier, Queryable, Result, SelectHints, Series, SeriesRef,
 };
 use prometheus_client::registry::Registry;
 
-use head::Head;
+use block::{Block, BlockWriter, PageCache};
+pub use block::{BlockError, BlockMeta, BlockStats};
+pub use chunk::CorruptChunk;
+use head::{Head, Order};
 use metrics::TsdbMetrics;
 use wal::{Record, Wal};
 
@@ -62,20 +72,64 @@ impl Default for SyncPolicy {
     }
 }
 
+/// Limits on what may be stored; exceeding one is a named error and a counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most series in the head (`None`: unlimited).
+    pub max_series: Option<usize>,
+    /// Most labels per series, `__name__` included.
+    pub max_labels: usize,
+    /// Longest label name in bytes.
+    pub max_label_name_len: usize,
+    /// Longest label value in bytes.
+    pub max_label_value_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_series: None,
+            max_labels: 128,
+            max_label_name_len: 1024,
+            max_label_value_len: 16 * 1024,
+        }
+    }
+}
+
 /// How a [`Tsdb`] is opened.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// How long samples are kept; older ones are dropped by [`Tsdb::apply_retention`].
+    /// How long samples are kept (default 15 d); whole blocks past it are deleted.
     pub retention: Duration,
+    /// Most bytes blocks and WAL may use together (`None`: no size limit); the oldest
+    /// blocks are deleted past it.
+    pub retention_size: Option<u64>,
     /// WAL fsync policy.
     pub sync: SyncPolicy,
+    /// Time range of a block cut from the head (default 2 h).
+    pub block_range: Duration,
+    /// How far behind the newest sample an out-of-order sample may be (default 10 min).
+    pub ooo_window: Duration,
+    /// Limits.
+    pub limits: Limits,
+    /// Largest WAL segment file (default 32 MiB).
+    pub wal_segment_size: u64,
+    /// How often the background thread cuts blocks, compacts and applies retention
+    /// (`None`: only when [`Tsdb::maintain`] is called).
+    pub maintenance_interval: Option<Duration>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             retention: Duration::from_secs(15 * 24 * 3600),
+            retention_size: None,
             sync: SyncPolicy::default(),
+            block_range: Duration::from_secs(2 * 3600),
+            ooo_window: Duration::from_secs(600),
+            limits: Limits::default(),
+            wal_segment_size: 32 << 20,
+            maintenance_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -83,16 +137,30 @@ impl Default for Options {
 /// Figures about the stored data.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
-    /// Series in the head.
+    /// Distinct series across head and blocks.
     pub series: u64,
-    /// Samples in the head.
+    /// Samples across head and blocks.
     pub samples: u64,
+    /// Series in the head.
+    pub head_series: u64,
+    /// Samples in the head.
+    pub head_samples: u64,
     /// Earliest sample timestamp, if any.
     pub min_time: Option<i64>,
     /// Latest sample timestamp, if any.
     pub max_time: Option<i64>,
     /// WAL size in bytes.
     pub wal_bytes: u64,
+    /// Number of blocks.
+    pub blocks: u64,
+    /// Bytes of block chunk files.
+    pub chunk_bytes: u64,
+    /// Bytes of block index files.
+    pub index_bytes: u64,
+    /// Samples in blocks.
+    pub block_samples: u64,
+    /// Label names with the most distinct values, descending.
+    pub top_cardinalities: Vec<(String, usize)>,
 }
 
 #[derive(Debug)]
@@ -101,17 +169,22 @@ struct Inner {
     opts: Options,
     head: RwLock<Head>,
     wal: Mutex<Wal>,
+    blocks: RwLock<Vec<Arc<Block>>>,
     metrics: TsdbMetrics,
     last_error: Mutex<Option<String>>,
     closed: AtomicBool,
+    /// Samples before this time are out of bounds (already in blocks).
+    min_valid: AtomicI64,
+    /// Serializes maintenance.
+    maint: Mutex<()>,
     _lock: File,
 }
 
-/// The embedded time-series database. Cheap to share behind an `Arc`; all methods take `&self`.
+/// The embedded time-series database. Share it behind an `Arc`; all methods take `&self`.
 #[derive(Debug)]
 pub struct Tsdb {
     inner: Arc<Inner>,
-    syncer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    threads: Mutex<Vec<(mpsc::Sender<()>, JoinHandle<()>)>>,
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -121,10 +194,51 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     }
 }
 
+fn block_err(e: BlockError) -> Error {
+    match e {
+        BlockError::Io { path, source } => Error::Io {
+            context: format!("block file {}", path.display()),
+            source,
+        },
+        BlockError::Corrupt { path, what } => Error::Io {
+            context: format!("block file {}", path.display()),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, what),
+        },
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn spawn_loop(
+    name: &str,
+    every: Duration,
+    inner: Arc<Inner>,
+    f: fn(&Inner),
+) -> Result<(mpsc::Sender<()>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                f(&inner);
+            }
+        })
+        .map_err(io_err(format!("starting the {name} thread")))?;
+    Ok((tx, handle))
+}
+
 impl Tsdb {
-    /// Opens the database in `dir` (created if absent), replaying its WAL. Takes an
-    /// exclusive lock on the directory, so two processes cannot share it. Registers the
-    /// store's metrics in `registry`.
+    /// Opens the database in `dir` (created if absent): loads blocks and replays the WAL.
+    /// Takes an exclusive lock on the directory. Registers metrics in `registry`.
     pub fn open(dir: &Path, opts: Options, registry: &mut Registry) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(io_err(format!("creating data directory {}", dir.display())))?;
@@ -141,19 +255,40 @@ impl Tsdb {
             },
         )?;
         let metrics = TsdbMetrics::new(registry);
-        let mut head = Head::default();
+        let blocks = load_blocks(&dir.join("blocks"))?;
+        let min_valid = blocks
+            .iter()
+            .map(|b| b.meta.max_time)
+            .max()
+            .unwrap_or(i64::MIN);
+        let mut head = Head::new(ms(opts.block_range));
         let wal_dir = dir.join("wal");
-        let (wal, replay) = Wal::open(&wal_dir, |rec| match rec {
+        let started = std::time::Instant::now();
+        let mut replayed = 0u64;
+        let (wal, replay) = Wal::open(&wal_dir, opts.wal_segment_size, |rec| match rec {
             Record::Series { sref, labels } => {
-                if sref == head.next_ref() {
-                    head.create(sref, labels);
+                if sref as u32 >= head.next_ref() {
+                    head.create(sref as u32, &labels);
                 }
             }
             Record::Samples(samples) => {
                 for (r, t, v) in samples {
-                    head.push(r, Sample::new(t, v));
+                    if t >= min_valid {
+                        head.append(r as u32, t, v);
+                        replayed += 1;
+                    }
                 }
             }
+            Record::Chunk { sref, data } => {
+                let mut s = Vec::new();
+                if chunk::decode(&data, &mut s).is_ok() {
+                    for x in s.into_iter().filter(|x| x.t >= min_valid) {
+                        head.append(sref as u32, x.t, x.v);
+                        replayed += 1;
+                    }
+                }
+            }
+            Record::Delete { sref, mint, maxt } => head.delete_range(sref as u32, mint, maxt),
         })
         .map_err(io_err(format!("opening WAL in {}", wal_dir.display())))?;
         if replay.truncated_bytes > 0 {
@@ -164,43 +299,56 @@ impl Tsdb {
                 "WAL had a torn or corrupt tail; truncated it and kept everything before"
             );
         }
+        let elapsed = started.elapsed();
         tracing::info!(
             records = replay.records,
-            series = head.series.len(),
-            samples = head.samples,
+            segments = replay.segments,
+            samples = replayed,
+            series = head.num_series(),
+            blocks = blocks.len(),
+            ?elapsed,
             "WAL replayed"
         );
-        metrics.head_series.set(head.series.len() as i64);
+        metrics.head_series.set(head.num_series() as i64);
         metrics.wal_bytes.set(wal.size() as i64);
+        metrics.blocks.set(blocks.len() as i64);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             opts: opts.clone(),
             head: RwLock::new(head),
             wal: Mutex::new(wal),
+            blocks: RwLock::new(blocks),
             metrics,
             last_error: Mutex::new(None),
             closed: AtomicBool::new(false),
+            min_valid: AtomicI64::new(min_valid),
+            maint: Mutex::new(()),
             _lock: lock,
         });
-        let syncer = match opts.sync {
-            SyncPolicy::Always => None,
-            SyncPolicy::Interval(every) => {
-                let (tx, rx) = mpsc::channel::<()>();
-                let inner2 = Arc::clone(&inner);
-                let handle = std::thread::Builder::new()
-                    .name("wal-sync".into())
-                    .spawn(move || {
-                        while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
-                            inner2.sync_wal();
-                        }
-                    })
-                    .map_err(io_err("starting WAL sync thread"))?;
-                Some((tx, handle))
-            }
-        };
+        let mut threads = Vec::new();
+        if let SyncPolicy::Interval(every) = opts.sync {
+            threads.push(spawn_loop(
+                "wal-sync",
+                every,
+                Arc::clone(&inner),
+                Inner::sync_wal,
+            )?);
+        }
+        if let Some(every) = opts.maintenance_interval {
+            threads.push(spawn_loop(
+                "tsdb-maintain",
+                every,
+                Arc::clone(&inner),
+                |i| {
+                    if let Err(e) = i.maintain(now_ms()) {
+                        tracing::error!(error = %e, "Storage maintenance failed");
+                    }
+                },
+            )?);
+        }
         Ok(Self {
             inner,
-            syncer: Mutex::new(syncer),
+            threads: Mutex::new(threads),
         })
     }
 
@@ -211,20 +359,7 @@ impl Tsdb {
 
     /// Figures about the stored data.
     pub fn stats(&self) -> Stats {
-        let head = self.inner.head.read().expect("lock poisoned");
-        let mut st = Stats {
-            series: head.series.len() as u64,
-            samples: head.samples,
-            ..Stats::default()
-        };
-        for s in &head.series {
-            if let (Some(a), Some(b)) = (s.samples.first(), s.samples.last()) {
-                st.min_time = Some(st.min_time.map_or(a.t, |m| m.min(a.t)));
-                st.max_time = Some(st.max_time.map_or(b.t, |m| m.max(b.t)));
-            }
-        }
-        st.wal_bytes = self.inner.wal.lock().expect("lock poisoned").size();
-        st
+        self.inner.stats()
     }
 
     /// Checks the store is usable: the last WAL write succeeded and the directory is
@@ -247,43 +382,35 @@ impl Tsdb {
             })
     }
 
-    /// Drops samples older than `now - retention`, then rewrites the WAL as a checkpoint
-    /// of what remains. Returns the number of samples dropped; when nothing is old enough
-    /// to drop, the WAL is left as it is.
-    pub fn apply_retention(&self, now_ms: i64) -> Result<u64> {
-        let mint = now_ms - self.inner.opts.retention.as_millis() as i64;
-        let mut head = self.inner.head.write().expect("lock poisoned");
-        let expired = head
-            .series
-            .iter()
-            .any(|s| s.samples.first().is_some_and(|x| x.t < mint));
-        if !expired {
-            return Ok(0);
-        }
-        let before = head.samples;
-        let fresh = head.truncate(mint);
-        let dropped = before - fresh.samples;
-        *head = fresh;
-        let mut wal = self.inner.wal.lock().expect("lock poisoned");
-        let series = head.series.iter().enumerate().map(|(i, s)| Record::Series {
-            sref: i as u64,
-            labels: s.labels.clone(),
-        });
-        let samples = head.series.iter().enumerate().flat_map(|(i, s)| {
-            s.samples
-                .chunks(4096)
-                .map(move |c| Record::Samples(c.iter().map(|x| (i as u64, x.t, x.v)).collect()))
-        });
-        wal.checkpoint(series.chain(samples))
-            .map_err(io_err("writing WAL checkpoint"))?;
-        self.inner.metrics.head_series.set(head.series.len() as i64);
-        self.inner.metrics.wal_bytes.set(wal.size() as i64);
-        Ok(dropped)
+    /// Cuts blocks from the head, compacts blocks and applies retention as of `now_ms`.
+    /// The background thread calls this every `maintenance_interval`.
+    pub fn maintain(&self, now_ms: i64) -> Result<()> {
+        self.inner.maintain(now_ms)
     }
 
-    /// Stops the sync thread, fsyncs the WAL and refuses further writes.
+    /// Writes everything in the head into blocks (used by import and tests), then
+    /// checkpoints the WAL.
+    pub fn flush_head(&self) -> Result<()> {
+        let _g = self.inner.maint.lock().expect("lock poisoned");
+        loop {
+            let range = self.inner.head.read().expect("lock poisoned").time_range();
+            let Some((lo, _)) = range else { break };
+            let r = ms(self.inner.opts.block_range);
+            let start = lo.div_euclid(r) * r;
+            self.inner.cut_block(start, start + r)?;
+        }
+        self.inner.checkpoint()
+    }
+
+    /// Deletes the samples of series matching `matchers` in `[mint, maxt]`, in the head
+    /// (logged to the WAL) and in blocks (rewritten). Returns the number of series touched.
+    pub fn delete_series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<usize> {
+        self.inner.delete_series(matchers, mint, maxt)
+    }
+
+    /// Stops background threads, fsyncs the WAL and refuses further writes.
     pub fn close(&self) -> Result<()> {
-        if let Some((tx, handle)) = self.syncer.lock().expect("lock poisoned").take() {
+        for (tx, handle) in self.threads.lock().expect("lock poisoned").drain(..) {
             drop(tx);
             let _ = handle.join();
         }
@@ -301,6 +428,27 @@ impl Drop for Tsdb {
     }
 }
 
+fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let mut blocks = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(io_err(format!("reading {}", dir.display())))?;
+    for e in entries {
+        let e = e.map_err(io_err(format!("reading {}", dir.display())))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.ends_with(".tmp") {
+            // A block whose writing was interrupted: never renamed, never used.
+            let _ = std::fs::remove_dir_all(e.path());
+            continue;
+        }
+        if !e.path().join("meta.json").exists() {
+            continue;
+        }
+        blocks.push(Arc::new(Block::open(&e.path()).map_err(block_err)?));
+    }
+    blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
+    Ok(blocks)
+}
+
 impl Inner {
     fn sync_wal(&self) {
         let res = self.wal.lock().expect("lock poisoned").sync();
@@ -312,31 +460,400 @@ impl Inner {
         match err {
             Some(e) => {
                 self.metrics.wal_failures.inc();
-                tracing::error!(error = %e, "WAL write failed");
+                if last.is_none() {
+                    tracing::error!(error = %e, "WAL write failed");
+                }
                 *last = Some(e.to_string());
             }
-            None => *last = None,
+            None => {
+                if last.take().is_some() {
+                    tracing::info!("WAL writes succeed again");
+                }
+            }
         }
     }
-}
 
-fn validate(labels: &Labels) -> Result<()> {
-    let bad = |reason: &str| {
-        Err(Error::InvalidLabels {
-            labels: labels.to_string(),
-            reason: reason.to_string(),
-        })
-    };
-    if labels.is_empty() {
-        return bad("empty label set");
+    fn stats(&self) -> Stats {
+        let mut st = Stats::default();
+        let mut seen: HashSet<Labels> = HashSet::new();
+        let mut card: HashMap<String, HashSet<String>> = HashMap::new();
+        {
+            let head = self.head.read().expect("lock poisoned");
+            st.head_series = head.num_series() as u64;
+            st.head_samples = head.samples;
+            if let Some((lo, hi)) = head.time_range() {
+                st.min_time = Some(lo);
+                st.max_time = Some(hi);
+            }
+            for r in head.refs() {
+                if let Some(ls) = head.labels_of(r) {
+                    for l in &ls {
+                        card.entry(l.name.clone())
+                            .or_default()
+                            .insert(l.value.clone());
+                    }
+                    seen.insert(ls);
+                }
+            }
+        }
+        for b in self.blocks.read().expect("lock poisoned").iter() {
+            st.blocks += 1;
+            st.chunk_bytes += b.chunks_bytes;
+            st.index_bytes += b.index_bytes;
+            st.block_samples += b.meta.stats.samples;
+            st.min_time = Some(
+                st.min_time
+                    .map_or(b.meta.min_time, |m| m.min(b.meta.min_time)),
+            );
+            let bmax = b.meta.max_time - 1;
+            st.max_time = Some(st.max_time.map_or(bmax, |m| m.max(bmax)));
+            for r in 0..b.num_series() as u32 {
+                let ls = b.labels(r);
+                for l in &ls {
+                    card.entry(l.name.clone())
+                        .or_default()
+                        .insert(l.value.clone());
+                }
+                seen.insert(ls);
+            }
+        }
+        st.series = seen.len() as u64;
+        st.samples = st.head_samples + st.block_samples;
+        st.wal_bytes = self.wal.lock().expect("lock poisoned").size();
+        let mut top: Vec<(String, usize)> = card.into_iter().map(|(k, v)| (k, v.len())).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(10);
+        st.top_cardinalities = top;
+        st
     }
-    if labels.metric_name().is_none() {
-        return bad("missing metric name (__name__)");
+
+    fn maintain(&self, now: i64) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _g = self.maint.lock().expect("lock poisoned");
+        let r = ms(self.opts.block_range);
+        let mut cut = false;
+        loop {
+            let range = self.head.read().expect("lock poisoned").time_range();
+            let Some((lo, hi)) = range else { break };
+            let start = lo.div_euclid(r) * r;
+            if hi - start < r + r / 2 {
+                break;
+            }
+            self.cut_block(start, start + r)?;
+            cut = true;
+        }
+        if cut {
+            self.checkpoint()?;
+        }
+        self.compact()?;
+        self.retention(now)?;
+        Ok(())
     }
-    if labels.iter().any(|l| l.name.is_empty()) {
-        return bad("empty label name");
+
+    /// Writes the head's samples in `[start, end)` into a block, then drops them from the head.
+    fn cut_block(&self, start: i64, end: i64) -> Result<()> {
+        {
+            // From now on, appends below `end` are out of bounds: the block will hold them.
+            let _head = self.head.write().expect("lock poisoned");
+            self.min_valid.fetch_max(end, Ordering::AcqRel);
+        }
+        let started = std::time::Instant::now();
+        let parent = self.dir.join("blocks");
+        let mut w = BlockWriter::new(&parent, start, end, 1).map_err(block_err)?;
+        let refs = self.head.read().expect("lock poisoned").refs();
+        for r in refs {
+            let (labels, data) = {
+                let head = self.head.read().expect("lock poisoned");
+                (head.labels_of(r), head.data(r, start, end - 1))
+            };
+            let (Some(labels), Some(data)) = (labels, data) else {
+                continue;
+            };
+            let samples = match data.decode(start, end - 1) {
+                Ok(s) => s,
+                Err(e) => {
+                    w.abort();
+                    return Err(Error::Io {
+                        context: format!("reading head series {labels}"),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    });
+                }
+            };
+            if let Err(e) = w.add(labels, &samples) {
+                w.abort();
+                return Err(block_err(e));
+            }
+        }
+        if let Some(meta) = w.finish().map_err(block_err)? {
+            let b = Block::open(&parent.join(&meta.id)).map_err(block_err)?;
+            tracing::info!(
+                id = %meta.id,
+                min_time = start,
+                max_time = end,
+                series = meta.stats.series,
+                samples = meta.stats.samples,
+                bytes = b.chunks_bytes + b.index_bytes,
+                elapsed = ?started.elapsed(),
+                "Block written from head"
+            );
+            let mut blocks = self.blocks.write().expect("lock poisoned");
+            blocks.push(Arc::new(b));
+            blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
+            self.metrics.blocks.set(blocks.len() as i64);
+        }
+        let mut head = self.head.write().expect("lock poisoned");
+        head.truncate_before(end);
+        self.metrics.head_series.set(head.num_series() as i64);
+        Ok(())
     }
-    Ok(())
+
+    /// Rotates the WAL and replaces every finished segment with a checkpoint of the head.
+    fn checkpoint(&self) -> Result<()> {
+        let (done, recs) = {
+            let head = self.head.write().expect("lock poisoned");
+            let mut wal = self.wal.lock().expect("lock poisoned");
+            let done = wal.rotate().map_err(io_err("rotating WAL segment"))?;
+            let mut recs = Vec::new();
+            for r in head.refs() {
+                let (Some(labels), Some(s)) = (head.labels_of(r), head.get(r)) else {
+                    continue;
+                };
+                recs.push(Record::Series {
+                    sref: r as u64,
+                    labels,
+                });
+                for c in &s.chunks {
+                    recs.push(Record::Chunk {
+                        sref: r as u64,
+                        data: c.data.to_vec(),
+                    });
+                }
+                if !s.open.is_empty() {
+                    recs.push(Record::Chunk {
+                        sref: r as u64,
+                        data: s.open.seal(),
+                    });
+                }
+                if !s.ooo.is_empty() {
+                    recs.push(Record::Samples(
+                        s.ooo.iter().map(|x| (r as u64, x.t, x.v)).collect(),
+                    ));
+                }
+            }
+            (done, recs)
+        };
+        let dir = self.wal.lock().expect("lock poisoned").dir().to_path_buf();
+        wal::write_checkpoint(&dir, done, recs.into_iter())
+            .map_err(io_err("writing WAL checkpoint"))?;
+        let size = self.wal.lock().expect("lock poisoned").size();
+        self.metrics.wal_bytes.set(size as i64);
+        Ok(())
+    }
+
+    /// Compacts adjacent blocks inside one 12 h (then 3 d) window once the head has moved past it.
+    fn compact(&self) -> Result<()> {
+        let r = ms(self.opts.block_range);
+        for window in [r * 6, r * 36] {
+            loop {
+                let group: Vec<Arc<Block>> = {
+                    let blocks = self.blocks.read().expect("lock poisoned");
+                    let limit = self.min_valid.load(Ordering::Acquire);
+                    let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+                    for b in blocks.iter() {
+                        if b.meta.max_time - b.meta.min_time >= window {
+                            continue;
+                        }
+                        let k = b.meta.min_time.div_euclid(window);
+                        if b.meta.max_time > (k + 1) * window {
+                            continue;
+                        }
+                        groups.entry(k).or_default().push(Arc::clone(b));
+                    }
+                    groups
+                        .into_iter()
+                        .find(|(k, g)| g.len() >= 2 && (k + 1) * window <= limit)
+                        .map(|(_, g)| g)
+                        .unwrap_or_default()
+                };
+                if group.is_empty() {
+                    break;
+                }
+                self.merge_blocks(&group, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one block holding every sample of `group` (minus `delete`), then swaps it in.
+    fn merge_blocks(
+        &self,
+        group: &[Arc<Block>],
+        delete: Option<(&[Matcher], i64, i64)>,
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
+        let min = group.iter().map(|b| b.meta.min_time).min().unwrap_or(0);
+        let max = group.iter().map(|b| b.meta.max_time).max().unwrap_or(0);
+        let level =
+            group.iter().map(|b| b.meta.level).max().unwrap_or(1) + u32::from(delete.is_none());
+        let parent = self.dir.join("blocks");
+        let mut w = BlockWriter::new(&parent, min, max, level).map_err(block_err)?;
+        let all = vec![
+            Matcher::new(
+                lookout_model::MatchOp::Regex,
+                lookout_model::METRIC_NAME_LABEL,
+                ".*",
+            )
+            .expect("valid regex"),
+        ];
+        let mut labels: BTreeMap<Labels, Vec<(usize, u32)>> = BTreeMap::new();
+        for (i, b) in group.iter().enumerate() {
+            for r in b.select(&all) {
+                labels.entry(b.labels(r)).or_default().push((i, r));
+            }
+        }
+        let deleted: HashSet<Labels> = match delete {
+            Some((ms_, _, _)) => group
+                .iter()
+                .flat_map(|b| {
+                    b.select(ms_)
+                        .into_iter()
+                        .map(|r| b.labels(r))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            None => HashSet::new(),
+        };
+        let mut cache = PageCache::default();
+        for (ls, refs) in labels {
+            let mut samples: Vec<Sample> = Vec::new();
+            for (i, r) in refs {
+                let s = group[i]
+                    .samples(r, i64::MIN, i64::MAX, &mut cache)
+                    .map_err(block_err)?;
+                samples = head::merge(samples, s);
+            }
+            if let Some((_, dmin, dmax)) = delete
+                && deleted.contains(&ls)
+            {
+                samples.retain(|s| s.t < dmin || s.t > dmax);
+            }
+            w.add(ls, &samples).map_err(block_err)?;
+        }
+        let meta = w.finish().map_err(block_err)?;
+        let new = match &meta {
+            Some(m) => Some(Arc::new(
+                Block::open(&parent.join(&m.id)).map_err(block_err)?,
+            )),
+            None => None,
+        };
+        {
+            let mut blocks = self.blocks.write().expect("lock poisoned");
+            blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
+            if let Some(n) = &new {
+                blocks.push(Arc::clone(n));
+            }
+            blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
+            self.metrics.blocks.set(blocks.len() as i64);
+        }
+        for b in group {
+            let _ = std::fs::remove_dir_all(&b.dir);
+        }
+        self.metrics.compactions.inc();
+        tracing::info!(
+            sources = group.len(),
+            min_time = min,
+            max_time = max,
+            level,
+            elapsed = ?started.elapsed(),
+            "Blocks compacted"
+        );
+        Ok(())
+    }
+
+    fn retention(&self, now: i64) -> Result<()> {
+        let cutoff = now.saturating_sub(ms(self.opts.retention));
+        let mut doomed: Vec<Arc<Block>> = Vec::new();
+        {
+            let mut blocks = self.blocks.write().expect("lock poisoned");
+            blocks.retain(|b| {
+                let keep = b.meta.max_time > cutoff;
+                if !keep {
+                    doomed.push(Arc::clone(b));
+                }
+                keep
+            });
+            if let Some(limit) = self.opts.retention_size {
+                let wal = self.wal.lock().expect("lock poisoned").size();
+                let mut total: u64 = wal
+                    + blocks
+                        .iter()
+                        .map(|b| b.chunks_bytes + b.index_bytes)
+                        .sum::<u64>();
+                while total > limit && !blocks.is_empty() {
+                    let b = blocks.remove(0);
+                    total -= b.chunks_bytes + b.index_bytes;
+                    doomed.push(b);
+                }
+            }
+            self.metrics.blocks.set(blocks.len() as i64);
+        }
+        for b in &doomed {
+            tracing::info!(id = %b.meta.id, max_time = b.meta.max_time, "Block deleted by retention");
+            std::fs::remove_dir_all(&b.dir)
+                .map_err(io_err(format!("deleting {}", b.dir.display())))?;
+        }
+        Ok(())
+    }
+
+    fn delete_series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<usize> {
+        let _g = self.maint.lock().expect("lock poisoned");
+        let mut touched: HashSet<Labels> = HashSet::new();
+        {
+            let mut head = self.head.write().expect("lock poisoned");
+            let refs = head.select(matchers);
+            let recs: Vec<Record> = refs
+                .iter()
+                .map(|r| Record::Delete {
+                    sref: *r as u64,
+                    mint,
+                    maxt,
+                })
+                .collect();
+            if !recs.is_empty() {
+                let mut wal = self.wal.lock().expect("lock poisoned");
+                let res = wal.append(&recs).and_then(|()| wal.sync());
+                self.record_io(res.as_ref().err());
+                res.map_err(io_err("logging deletion to the WAL"))?;
+            }
+            for r in refs {
+                if let Some(ls) = head.labels_of(r) {
+                    touched.insert(ls);
+                }
+                head.delete_range(r, mint, maxt);
+            }
+        }
+        let affected: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .expect("lock poisoned")
+            .iter()
+            .filter(|b| b.meta.min_time <= maxt && b.meta.max_time > mint)
+            .filter(|b| {
+                let refs = b.select(matchers);
+                refs.iter().for_each(|r| {
+                    touched.insert(b.labels(*r));
+                });
+                refs.iter().any(|r| b.overlaps(*r, mint, maxt))
+            })
+            .cloned()
+            .collect();
+        for b in affected {
+            self.merge_blocks(std::slice::from_ref(&b), Some((matchers, mint, maxt)))?;
+        }
+        Ok(touched.len())
+    }
 }
 
 impl Appendable for Tsdb {
@@ -344,7 +861,8 @@ impl Appendable for Tsdb {
         Box::new(TsdbAppender {
             db: &self.inner,
             pending: Vec::new(),
-            last: HashMap::new(),
+            batch: HashMap::new(),
+            new_series: 0,
         })
     }
 }
@@ -352,59 +870,167 @@ impl Appendable for Tsdb {
 struct TsdbAppender<'a> {
     db: &'a Inner,
     pending: Vec<(Labels, Sample)>,
-    /// Newest (t, v) per series appended in this batch.
-    last: HashMap<Labels, Sample>,
+    /// Samples of this batch per series, to check ordering within the batch.
+    batch: HashMap<Labels, Vec<Sample>>,
+    new_series: usize,
 }
 
-/// Whether `s` may follow `last`; `Ok(false)` for an exact duplicate to skip.
-fn check_order(labels: &Labels, last: Option<Sample>, s: Sample) -> Result<bool> {
-    match last {
-        Some(l) if s.t < l.t => Err(Error::OutOfOrder {
-            series: labels.to_string(),
-            t: s.t,
-            last_t: l.t,
-        }),
-        Some(l) if s.t == l.t => {
-            if l.v.to_bits() == s.v.to_bits() {
-                Ok(false)
-            } else {
-                Err(Error::DuplicateSample {
-                    series: labels.to_string(),
-                    t: s.t,
-                })
+impl TsdbAppender<'_> {
+    fn check_labels(&self, labels: &Labels) -> Result<()> {
+        let lim = &self.db.opts.limits;
+        let bad = |reason: &str| {
+            Err(Error::InvalidLabels {
+                labels: labels.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if labels.is_empty() {
+            return bad("empty label set");
+        }
+        if labels.metric_name().is_none() {
+            return bad("missing metric name (__name__)");
+        }
+        if labels.iter().any(|l| l.name.is_empty()) {
+            return bad("empty label name");
+        }
+        let limit = |what, limit, detail: String| {
+            self.db.metrics.limit_rejections.inc();
+            Err(Error::LimitExceeded {
+                what,
+                limit,
+                detail,
+            })
+        };
+        if labels.len() > lim.max_labels {
+            return limit(
+                "labels per series",
+                lim.max_labels,
+                format!("{} has {} labels", short(labels), labels.len()),
+            );
+        }
+        for l in labels {
+            if l.name.len() > lim.max_label_name_len {
+                return limit(
+                    "label name length",
+                    lim.max_label_name_len,
+                    format!("label name of {} bytes in {}", l.name.len(), short(labels)),
+                );
+            }
+            if l.value.len() > lim.max_label_value_len {
+                return limit(
+                    "label value length",
+                    lim.max_label_value_len,
+                    format!(
+                        "value of label {:?} has {} bytes in {}",
+                        l.name,
+                        l.value.len(),
+                        short(labels)
+                    ),
+                );
             }
         }
-        _ => Ok(true),
+        Ok(())
+    }
+}
+
+/// A label set shortened for error messages.
+fn short(ls: &Labels) -> String {
+    let s = ls.to_string();
+    if s.len() > 200 {
+        let cut = s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len());
+        format!("{}…", &s[..cut])
+    } else {
+        s
+    }
+}
+
+/// Classifies `s` for a series whose head holds samples (via `head`) and which already has
+/// `batch` samples in this appender.
+fn classify(head: &Head, r: Option<u32>, batch: &[Sample], s: Sample) -> Order {
+    if let Some(b) = batch.iter().find(|b| b.t == s.t) {
+        return if b.v.to_bits() == s.v.to_bits() {
+            Order::Duplicate
+        } else {
+            Order::Conflict
+        };
+    }
+    let head_order = r.map_or(Order::Newest, |r| head.order(r, s.t, s.v));
+    match head_order {
+        Order::Newest if batch.iter().any(|b| b.t > s.t) => Order::Older,
+        other => other,
     }
 }
 
 impl Appender for TsdbAppender<'_> {
     fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef> {
-        if self.db.closed.load(Ordering::Acquire) {
+        let db = self.db;
+        if db.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        validate(labels)?;
         let s = Sample::new(t, v);
-        let (last, sref) = match self.last.get(labels) {
-            Some(l) => (Some(*l), None),
-            None => {
-                let head = self.db.head.read().expect("lock poisoned");
-                let r = head.get_ref(labels);
-                (
-                    r.and_then(|r| head.series[r as usize].samples.last().copied()),
-                    r,
-                )
+        let min_valid = db.min_valid.load(Ordering::Acquire);
+        let head = db.head.read().expect("lock poisoned");
+        let r = head.get_ref(labels);
+        if r.is_none() && !self.batch.contains_key(labels) {
+            self.check_labels(labels)?;
+            if let Some(max) = db.opts.limits.max_series
+                && head.num_series() + self.new_series >= max
+            {
+                db.metrics.limit_rejections.inc();
+                return Err(Error::LimitExceeded {
+                    what: "series",
+                    limit: max,
+                    detail: format!("cannot add {}", short(labels)),
+                });
             }
-        };
-        let res = check_order(labels, last, s);
-        if res.is_err() {
-            self.db.metrics.rejected.inc();
         }
-        if res? {
-            self.last.insert(labels.clone(), s);
-            self.pending.push((labels.clone(), s));
+        if t < min_valid {
+            db.metrics.rejected.inc();
+            return Err(Error::OutOfBounds {
+                series: short(labels),
+                t,
+                min_t: min_valid,
+            });
         }
-        Ok(sref.unwrap_or(u64::MAX))
+        let batch = self.batch.get(labels).map(Vec::as_slice).unwrap_or(&[]);
+        match classify(&head, r, batch, s) {
+            Order::Newest => {}
+            Order::Duplicate => return Ok(r.map_or(u64::MAX, u64::from)),
+            Order::Conflict => {
+                db.metrics.rejected.inc();
+                return Err(Error::DuplicateSample {
+                    series: short(labels),
+                    t,
+                });
+            }
+            Order::Older => {
+                let newest = r
+                    .and_then(|r| head.get(r))
+                    .and_then(|m| m.max_t())
+                    .into_iter()
+                    .chain(batch.iter().map(|b| b.t))
+                    .max()
+                    .unwrap_or(t);
+                let floor = newest - ms(db.opts.ooo_window);
+                if t < floor {
+                    db.metrics.rejected.inc();
+                    return Err(Error::OutOfOrder {
+                        series: short(labels),
+                        t,
+                        last_t: newest,
+                    });
+                }
+                db.metrics.ooo_accepted.inc();
+            }
+        }
+        drop(head);
+        let entry = self.batch.entry(labels.clone()).or_default();
+        if entry.is_empty() && r.is_none() {
+            self.new_series += 1;
+        }
+        entry.push(s);
+        self.pending.push((labels.clone(), s));
+        Ok(r.map_or(u64::MAX, u64::from))
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
@@ -413,37 +1039,40 @@ impl Appender for TsdbAppender<'_> {
         }
         let db = self.db;
         let mut head = db.head.write().expect("lock poisoned");
+        let min_valid = db.min_valid.load(Ordering::Acquire);
         let mut recs = Vec::new();
-        let mut new_refs: HashMap<&Labels, u64> = HashMap::new();
-        let mut next = head.next_ref();
+        let mut created: Vec<u32> = Vec::new();
+        let mut refs: HashMap<&Labels, u32> = HashMap::new();
+        let mut seen: HashMap<u32, Vec<Sample>> = HashMap::new();
         let mut batch = Vec::with_capacity(self.pending.len());
-        let mut newest: HashMap<u64, Sample> = HashMap::new();
         for (ls, s) in &self.pending {
-            let r = match head.get_ref(ls).or_else(|| new_refs.get(ls).copied()) {
+            let r = match refs.get(ls).copied().or_else(|| head.get_ref(ls)) {
                 Some(r) => r,
                 None => {
+                    let r = head.next_ref();
+                    head.create(r, ls);
+                    created.push(r);
                     recs.push(Record::Series {
-                        sref: next,
+                        sref: r as u64,
                         labels: ls.clone(),
                     });
-                    new_refs.insert(ls, next);
-                    next += 1;
-                    next - 1
+                    r
                 }
             };
+            refs.insert(ls, r);
+            if s.t < min_valid {
+                db.metrics.rejected.inc();
+                continue;
+            }
             // Re-check under the write lock: another appender may have committed since.
-            let last = newest.get(&r).copied().or_else(|| {
-                head.series
-                    .get(r as usize)
-                    .and_then(|m| m.samples.last().copied())
-            });
-            match check_order(ls, last, *s) {
-                Ok(true) => {
-                    newest.insert(r, *s);
-                    batch.push((r, s.t, s.v));
+            let earlier = seen.entry(r).or_default();
+            match classify(&head, Some(r), earlier, *s) {
+                Order::Newest | Order::Older => {
+                    earlier.push(*s);
+                    batch.push((r as u64, s.t, s.v));
                 }
-                Ok(false) => {}
-                Err(_) => {
+                Order::Duplicate => {}
+                Order::Conflict => {
                     db.metrics.rejected.inc();
                 }
             }
@@ -456,19 +1085,19 @@ impl Appender for TsdbAppender<'_> {
                 res = wal.sync();
             }
             db.record_io(res.as_ref().err());
-            res.map_err(io_err("writing WAL"))?;
+            if let Err(e) = res {
+                for r in created {
+                    head.remove(r);
+                }
+                return Err(io_err("writing WAL")(e));
+            }
             db.metrics.wal_bytes.set(wal.size() as i64);
         }
-        for rec in recs {
-            if let Record::Series { sref, labels } = rec {
-                head.create(sref, labels);
-            }
-        }
         for (r, t, v) in &batch {
-            head.push(*r, Sample::new(*t, *v));
+            head.append(*r as u32, *t, *v);
         }
         db.metrics.appended.inc_by(batch.len() as u64);
-        db.metrics.head_series.set(head.series.len() as i64);
+        db.metrics.head_series.set(head.num_series() as i64);
         Ok(())
     }
 
@@ -477,8 +1106,18 @@ impl Appender for TsdbAppender<'_> {
 
 impl Queryable for Tsdb {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>> {
+        let blocks: Vec<Arc<Block>> = self
+            .inner
+            .blocks
+            .read()
+            .expect("lock poisoned")
+            .iter()
+            .filter(|b| b.meta.max_time > mint && b.meta.min_time <= maxt)
+            .cloned()
+            .collect();
         Ok(Box::new(TsdbQuerier {
             db: &self.inner,
+            blocks,
             mint,
             maxt,
         }))
@@ -487,15 +1126,9 @@ impl Queryable for Tsdb {
 
 struct TsdbQuerier<'a> {
     db: &'a Inner,
+    blocks: Vec<Arc<Block>>,
     mint: i64,
     maxt: i64,
-}
-
-impl TsdbQuerier<'_> {
-    fn in_range(&self, samples: &[Sample]) -> bool {
-        let a = samples.partition_point(|s| s.t < self.mint);
-        samples.get(a).is_some_and(|s| s.t <= self.maxt)
-    }
 }
 
 impl Querier for TsdbQuerier<'_> {
@@ -508,58 +1141,102 @@ impl Querier for TsdbQuerier<'_> {
             lo = lo.max(hints.start);
             hi = hi.min(hints.end);
         }
-        let head = self.db.head.read().expect("lock poisoned");
-        let mut out: Vec<Series> = head
-            .postings_for(matchers)
+        let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut cache = PageCache::default();
+        for b in &self.blocks {
+            if b.meta.max_time <= lo || b.meta.min_time > hi {
+                continue;
+            }
+            for r in b.select(matchers) {
+                if !b.overlaps(r, lo, hi) {
+                    continue;
+                }
+                let s = b.samples(r, lo, hi, &mut cache).map_err(block_err)?;
+                if s.is_empty() {
+                    continue;
+                }
+                let e = out.entry(b.labels(r)).or_default();
+                *e = head::merge(std::mem::take(e), s);
+            }
+        }
+        let datas: Vec<(Labels, head::SeriesData)> = {
+            let head = self.db.head.read().expect("lock poisoned");
+            head.select(matchers)
+                .into_iter()
+                .filter(|r| head.overlaps(*r, lo, hi))
+                .filter_map(|r| Some((head.labels_of(r)?, head.data(r, lo, hi)?)))
+                .collect()
+        };
+        for (ls, d) in datas {
+            let s = d.decode(lo, hi).map_err(|e| Error::Io {
+                context: format!("decoding head chunk of {ls}"),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?;
+            if s.is_empty() {
+                continue;
+            }
+            let e = out.entry(ls).or_default();
+            *e = head::merge(std::mem::take(e), s);
+        }
+        Ok(out
             .into_iter()
-            .filter_map(|r| {
-                let ms = &head.series[r as usize];
-                let a = ms.samples.partition_point(|s| s.t < lo);
-                let b = ms.samples.partition_point(|s| s.t <= hi);
-                (a < b).then(|| Series {
-                    labels: ms.labels.clone(),
-                    samples: ms.samples[a..b].to_vec(),
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+            .map(|(labels, samples)| Series { labels, samples })
+            .collect())
     }
 
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>> {
-        let head = self.db.head.read().expect("lock poisoned");
-        let refs = if matchers.is_empty() {
-            (0..head.series.len() as u64).collect()
-        } else {
-            head.postings_for(matchers)
-        };
-        let mut names: Vec<String> = refs
-            .into_iter()
-            .map(|r| &head.series[r as usize])
-            .filter(|s| self.in_range(&s.samples))
-            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
-            .collect();
+        let mut names: Vec<String> = Vec::new();
+        for b in &self.blocks {
+            if matchers.is_empty() {
+                names.extend(b.label_names(None));
+            } else {
+                let refs = b.select(matchers);
+                names.extend(b.label_names(Some(&refs)));
+            }
+        }
+        {
+            let head = self.db.head.read().expect("lock poisoned");
+            let refs: Vec<u32> = if matchers.is_empty() {
+                head.refs()
+            } else {
+                head.select(matchers)
+            };
+            let refs: Vec<u32> = refs
+                .into_iter()
+                .filter(|r| head.overlaps(*r, self.mint, self.maxt))
+                .collect();
+            names.extend(head.label_names(&refs));
+        }
         names.sort();
         names.dedup();
         Ok(names)
     }
 
     fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>> {
-        let head = self.db.head.read().expect("lock poisoned");
-        let refs = if matchers.is_empty() {
-            (0..head.series.len() as u64).collect()
-        } else {
-            head.postings_for(matchers)
-        };
-        let mut values: Vec<String> = refs
-            .into_iter()
-            .map(|r| &head.series[r as usize])
-            .filter(|s| self.in_range(&s.samples))
-            .filter_map(|s| s.labels.get(name).map(str::to_string))
-            .collect();
+        let mut values: Vec<String> = Vec::new();
+        for b in &self.blocks {
+            if matchers.is_empty() {
+                values.extend(b.label_values(name, None));
+            } else {
+                let refs = b.select(matchers);
+                values.extend(b.label_values(name, Some(&refs)));
+            }
+        }
+        {
+            let head = self.db.head.read().expect("lock poisoned");
+            let refs: Vec<u32> = if matchers.is_empty() {
+                head.refs()
+            } else {
+                head.select(matchers)
+            };
+            let refs: Vec<u32> = refs
+                .into_iter()
+                .filter(|r| head.overlaps(*r, self.mint, self.maxt))
+                .collect();
+            values.extend(head.label_values(name, &refs));
+        }
         values.sort();
         values.dedup();
-        let _ = METRIC_NAME_LABEL;
         Ok(values)
     }
 }

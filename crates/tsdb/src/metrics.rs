@@ -13,6 +13,10 @@ pub(crate) struct TsdbMetrics {
     pub(crate) wal_corruptions: Counter,
     pub(crate) wal_failures: Counter,
     pub(crate) wal_bytes: Gauge,
+    pub(crate) blocks: Gauge,
+    pub(crate) compactions: Counter,
+    pub(crate) ooo_accepted: Counter,
+    pub(crate) limit_rejections: Counter,
 }
 
 impl TsdbMetrics {
@@ -24,6 +28,10 @@ impl TsdbMetrics {
             wal_corruptions: Counter::default(),
             wal_failures: Counter::default(),
             wal_bytes: Gauge::default(),
+            blocks: Gauge::default(),
+            compactions: Counter::default(),
+            ooo_accepted: Counter::default(),
+            limit_rejections: Counter::default(),
         };
         let reg = reg.sub_registry_with_prefix("lookout_tsdb");
         reg.register("head_series", "Series in the head", m.head_series.clone());
@@ -47,7 +55,27 @@ impl TsdbMetrics {
             "WAL writes or fsyncs that failed",
             m.wal_failures.clone(),
         );
-        reg.register("wal_size_bytes", "Size of the WAL", m.wal_bytes.clone());
+        reg.register(
+            "wal_size_bytes",
+            "Size of the WAL segments",
+            m.wal_bytes.clone(),
+        );
+        reg.register("blocks_loaded", "Blocks on disk", m.blocks.clone());
+        reg.register(
+            "compactions",
+            "Block compactions run",
+            m.compactions.clone(),
+        );
+        reg.register(
+            "out_of_order_samples_accepted",
+            "Out-of-order samples accepted within the window",
+            m.ooo_accepted.clone(),
+        );
+        reg.register(
+            "limit_rejections",
+            "Samples rejected by series or label limits",
+            m.limit_rejections.clone(),
+        );
         m
     }
 }

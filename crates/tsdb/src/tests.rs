@@ -1,8 +1,17 @@
 use super::*;
 use lookout_model::MatchOp;
 
+const H: i64 = 3_600_000;
+
+fn opts() -> Options {
+    Options {
+        maintenance_interval: None,
+        ..Options::default()
+    }
+}
+
 fn open(dir: &Path) -> Tsdb {
-    Tsdb::open(dir, Options::default(), &mut Registry::default()).unwrap()
+    Tsdb::open(dir, opts(), &mut Registry::default()).unwrap()
 }
 
 fn up(job: &str) -> Labels {
@@ -19,103 +28,291 @@ fn all(db: &Tsdb) -> Vec<Series> {
         .unwrap()
 }
 
+/// `hours` of 15 s samples for a few series: a counter, a decimal gauge and a NaN-y one.
+fn fill(db: &Tsdb, from_h: i64, hours: i64) {
+    let mut app = db.appender();
+    let mut t = from_h * H;
+    while t < (from_h + hours) * H {
+        let i = t / 15_000;
+        app.append(&up("counter"), t, (i * 7) as f64).unwrap();
+        app.append(&up("gauge"), t, ((i % 97) as f64) / 4.0)
+            .unwrap();
+        if i % 50 == 0 {
+            app.append(&up("rare"), t, if i % 100 == 0 { f64::NAN } else { -0.0 })
+                .unwrap();
+        }
+        t += 15_000;
+    }
+    app.commit().unwrap();
+}
+
+fn bits(series: &[Series]) -> Vec<(Labels, Vec<(i64, u64)>)> {
+    series
+        .iter()
+        .map(|s| {
+            (
+                s.labels.clone(),
+                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn data_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
-    let mut app = db.appender();
-    for t in 0..100 {
-        app.append(&up("a"), t * 1000, t as f64).unwrap();
-        app.append(&up("b"), t * 1000, f64::NAN).unwrap();
-    }
-    app.commit().unwrap();
-    let before = all(&db);
+    fill(&db, 0, 1);
+    let before = bits(&all(&db));
     db.close().unwrap();
     drop(db);
     let db = open(dir.path());
-    let after = all(&db);
-    assert_eq!(before.len(), 2);
-    assert_eq!(before[0], after[0]);
-    assert!(after[1].samples.iter().all(|s| s.v.is_nan()));
-    assert_eq!(db.stats().samples, 200);
+    assert_eq!(before, bits(&all(&db)));
+    assert_eq!(db.stats().head_samples, 240 * 2 + 5);
 }
 
 #[test]
-fn out_of_order_and_duplicates_are_named_errors() {
+fn out_of_order_window_and_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     let mut app = db.appender();
-    app.append(&up("a"), 2000, 1.0).unwrap();
+    app.append(&up("a"), 20 * 60_000, 1.0).unwrap();
     app.commit().unwrap();
     let mut app = db.appender();
+    // 5 minutes behind: inside the 10 minute window.
+    app.append(&up("a"), 15 * 60_000, 2.0).unwrap();
+    // 15 minutes behind: outside.
     assert!(matches!(
-        app.append(&up("a"), 1000, 1.0),
-        Err(Error::OutOfOrder {
-            t: 1000,
-            last_t: 2000,
-            ..
-        })
+        app.append(&up("a"), 5 * 60_000, 3.0),
+        Err(Error::OutOfOrder { .. })
     ));
     assert!(matches!(
-        app.append(&up("a"), 2000, 5.0),
-        Err(Error::DuplicateSample { t: 2000, .. })
+        app.append(&up("a"), 20 * 60_000, 5.0),
+        Err(Error::DuplicateSample { .. })
     ));
-    // An identical duplicate is accepted and ignored.
-    app.append(&up("a"), 2000, 1.0).unwrap();
+    // Identical duplicates are accepted and ignored; a stale marker is stored.
+    app.append(&up("a"), 20 * 60_000, 1.0).unwrap();
+    app.append(&up("a"), 21 * 60_000, lookout_model::stale_nan())
+        .unwrap();
     app.commit().unwrap();
-    assert_eq!(db.stats().samples, 1);
+    let got = all(&db);
+    let ts: Vec<i64> = got[0].samples.iter().map(|s| s.t).collect();
+    assert_eq!(ts, vec![15 * 60_000, 20 * 60_000, 21 * 60_000]);
+    assert!(lookout_model::is_stale_nan(got[0].samples[2].v));
+    // The out-of-order sample survives a restart.
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(all(&db)[0].samples.len(), 3);
 }
 
 #[test]
 fn second_open_of_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _db = open(dir.path());
-    let err = Tsdb::open(dir.path(), Options::default(), &mut Registry::default()).unwrap_err();
+    let err = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap_err();
     assert!(err.to_string().contains("another Lookout"), "{err}");
 }
 
 #[test]
-fn retention_drops_old_samples_and_checkpoint_replays() {
+fn limits_are_named_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path());
+    let o = Options {
+        limits: Limits {
+            max_series: Some(2),
+            max_labels: 3,
+            max_label_name_len: 8,
+            max_label_value_len: 10,
+        },
+        ..opts()
+    };
+    let db = Tsdb::open(dir.path(), o, &mut Registry::default()).unwrap();
     let mut app = db.appender();
-    let day = 24 * 3600 * 1000;
-    app.append(&up("old"), 0, 1.0).unwrap();
-    app.append(&up("new"), 20 * day, 2.0).unwrap();
+    app.append(&up("a"), 1, 1.0).unwrap();
+    app.append(&up("b"), 1, 1.0).unwrap();
+    let e = app.append(&up("c"), 1, 1.0).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::LimitExceeded {
+                what: "series",
+                limit: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Existing series still take samples.
+    app.append(&up("a"), 2, 1.0).unwrap();
+    let e = app
+        .append(
+            &Labels::from_pairs([("__name__", "x"), ("a", "1"), ("b", "2"), ("c", "3")]),
+            1,
+            1.0,
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("labels per series limit of 3"),
+        "{e}"
+    );
+    let e = app
+        .append(
+            &Labels::from_pairs([("__name__", "x"), ("very_long_name", "1")]),
+            1,
+            1.0,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("label name length"), "{e}");
+    let e = app
+        .append(
+            &Labels::from_pairs([("__name__", "x"), ("a", "0123456789abc")]),
+            1,
+            1.0,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("label value length"), "{e}");
     app.commit().unwrap();
-    assert_eq!(db.apply_retention(20 * day).unwrap(), 1);
-    let mut app = db.appender();
-    app.append(&up("new"), 20 * day + 1, 3.0).unwrap();
-    app.commit().unwrap();
-    db.close().unwrap();
-    drop(db);
-    let db = open(dir.path());
-    let got = all(&db);
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].labels, up("new"));
-    assert_eq!(got[0].samples.len(), 2);
+    assert_eq!(db.stats().head_series, 2);
 }
 
 #[test]
-fn label_names_and_values_respect_matchers() {
+fn blocks_compaction_and_retention_keep_query_results() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
+    fill(&db, 0, 30);
+    let before = bits(&all(&db));
+    // Cut blocks (the head keeps at most 1.5 block ranges); the 12 h windows the head
+    // has left behind are compacted in the same pass.
+    db.maintain(30 * H).unwrap();
+    assert_eq!(
+        before,
+        bits(&all(&db)),
+        "after cutting and compacting blocks"
+    );
+    let levels = |dir: &Path| -> Vec<(i64, i64, u32)> {
+        let mut v: Vec<(i64, i64, u32)> = std::fs::read_dir(dir.join("blocks"))
+            .unwrap()
+            .map(|e| {
+                let m: BlockMeta = serde_json::from_slice(
+                    &std::fs::read(e.unwrap().path().join("meta.json")).unwrap(),
+                )
+                .unwrap();
+                (m.min_time, m.max_time, m.level)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let l = levels(dir.path());
+    assert_eq!(l[0], (0, 12 * H, 2), "{l:?}");
+    assert_eq!(l[1], (12 * H, 24 * H, 2), "{l:?}");
+    assert!(
+        l[2..].iter().all(|b| b.2 == 1 && b.1 - b.0 == 2 * H),
+        "{l:?}"
+    );
+    // More data: the next blocks are cut and queries still merge head and blocks.
+    fill(&db, 30, 2);
+    let before = bits(&all(&db));
+    db.maintain(32 * H).unwrap();
+    let st2 = db.stats();
+    assert_eq!(before, bits(&all(&db)), "after more blocks");
+    assert_eq!(
+        st2.samples,
+        before.iter().map(|s| s.1.len() as u64).sum::<u64>()
+    );
+    // A restart serves the same.
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(before, bits(&all(&db)), "after restart");
+    // Retention deletes whole blocks past it and nothing inside it.
+    let day = 24 * H;
+    db.maintain(15 * day + 12 * H).unwrap();
+    let cutoff = 12 * H;
+    let after = bits(&all(&db));
+    let first = after
+        .iter()
+        .filter_map(|s| s.1.first())
+        .map(|x| x.0)
+        .min()
+        .unwrap();
+    assert!(first >= cutoff - 12 * H, "kept data from {first}");
+    for (ls, samples) in &before {
+        let kept: Vec<_> = samples.iter().filter(|x| x.0 >= first).copied().collect();
+        let got = after
+            .iter()
+            .find(|s| &s.0 == ls)
+            .map(|s| s.1.clone())
+            .unwrap_or_default();
+        assert_eq!(kept, got, "{ls}");
+    }
+    assert!(db.stats().samples < before.iter().map(|s| s.1.len() as u64).sum::<u64>());
+}
+
+#[test]
+fn samples_before_cut_blocks_are_out_of_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    fill(&db, 0, 4);
+    db.maintain(4 * H).unwrap();
     let mut app = db.appender();
-    app.append(&up("a"), 1, 1.0).unwrap();
+    let e = app.append(&up("counter"), 1000, 1.0).unwrap_err();
+    assert!(matches!(e, Error::OutOfBounds { .. }), "{e}");
+}
+
+#[test]
+fn delete_series_removes_from_head_and_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    fill(&db, 0, 6);
+    db.maintain(6 * H).unwrap();
+    assert!(db.stats().blocks > 0);
+    let n = db
+        .delete_series(&[Matcher::equal("job", "gauge")], H, 5 * H)
+        .unwrap();
+    assert_eq!(n, 1);
+    let check = |db: &Tsdb| {
+        let got = all(db);
+        let g = got.iter().find(|s| s.labels == up("gauge")).unwrap();
+        assert!(g.samples.iter().all(|s| s.t < H || s.t > 5 * H));
+        assert!(g.samples.iter().any(|s| s.t > 5 * H));
+        let c = got.iter().find(|s| s.labels == up("counter")).unwrap();
+        assert_eq!(c.samples.len(), 6 * 240);
+    };
+    check(&db);
+    db.close().unwrap();
+    drop(db);
+    check(&open(dir.path()));
+}
+
+#[test]
+fn label_apis_merge_head_and_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    fill(&db, 0, 4);
+    db.maintain(4 * H).unwrap();
+    let mut app = db.appender();
     app.append(
-        &Labels::from_pairs([("__name__", "x"), ("zone", "z")]),
-        1,
+        &Labels::from_pairs([("__name__", "late"), ("zone", "z")]),
+        4 * H,
         1.0,
     )
     .unwrap();
     app.commit().unwrap();
-    let q = db.querier(0, 10).unwrap();
+    let q = db.querier(i64::MIN, i64::MAX).unwrap();
     assert_eq!(q.label_names(&[]).unwrap(), vec!["__name__", "job", "zone"]);
     assert_eq!(
-        q.label_values("__name__", &[Matcher::equal("job", "a")])
-            .unwrap(),
-        vec!["up"]
+        q.label_values("job", &[]).unwrap(),
+        vec!["counter", "gauge", "rare"]
     );
+    assert_eq!(
+        q.label_values("__name__", &[Matcher::equal("zone", "z")])
+            .unwrap(),
+        vec!["late"]
+    );
+    let st = db.stats();
+    assert_eq!(st.series, 4);
+    assert_eq!(st.top_cardinalities[0], ("job".to_string(), 3));
 }
 
 #[test]

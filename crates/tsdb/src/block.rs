@@ -1,0 +1,677 @@
+//! Blocks: immutable on-disk files holding every series' samples for a time range.
+//!
+//! ```text
+//! blocks/<id>/meta.json   id, time range [min_time, max_time), stats, compaction level
+//! blocks/<id>/chunks      the samples, in zstd-compressed pages
+//! blocks/<id>/index       symbols, series labels and where each series' chunks are
+//! ```
+//!
+//! # `chunks` format (version 1)
+//!
+//! An 8-byte header, the magic `LKCHK`, two zero bytes and the version (1); then pages,
+//! each `u32 LE compressed length`, `u32 LE CRC-32 of the compressed bytes`, `u32 LE
+//! uncompressed length`, and a zstd frame. A page holds about 64 KiB of sealed chunks
+//! (format in `chunk`) of consecutive series, so the timestamp streams of series scraped
+//! together, which are byte-identical, cost almost nothing after compression.
+//!
+//! # `index` format (version 1)
+//!
+//! An 8-byte header `LKIDX`, two zero bytes, version 1; then `u32 LE compressed length`,
+//! `u32 LE CRC-32`, `u32 LE uncompressed length` and one zstd frame holding, as LEB128
+//! varints: the symbol count and each symbol (length, bytes), sorted; the series count;
+//! per series (sorted by labels) the label count, the name and value symbol numbers, the
+//! chunk count, and per chunk its min time (zigzag delta from the previous chunk's max time),
+//! max time − min time, page offset in `chunks`, offset within the page and length.
+//! Postings are rebuilt in memory when a block is opened.
+//!
+//! Blocks are written to `<id>.tmp`, fsynced and renamed, so a crash never leaves a
+//! half-written block in place.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lookout_model::{Labels, Matcher, Sample};
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::{self, MAX_SAMPLES, get_varint, put_varint};
+use crate::postings::Index;
+
+const CHUNKS_MAGIC: &[u8; 5] = b"LKCHK";
+const INDEX_MAGIC: &[u8; 5] = b"LKIDX";
+const FORMAT_VERSION: u8 = 1;
+const PAGE_SIZE: usize = 64 << 10;
+const ZSTD_LEVEL: i32 = 9;
+
+fn header(magic: &[u8; 5]) -> [u8; 8] {
+    let mut h = [0u8; 8];
+    h[..5].copy_from_slice(magic);
+    h[7] = FORMAT_VERSION;
+    h
+}
+
+/// A block could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// File system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The block's files do not decode.
+    #[error("{path}: corrupt block: {what}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BlockError + '_ {
+    move |source| BlockError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Figures recorded in `meta.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BlockStats {
+    /// Series in the block.
+    #[serde(rename = "numSeries")]
+    pub series: u64,
+    /// Samples in the block.
+    #[serde(rename = "numSamples")]
+    pub samples: u64,
+    /// Chunks in the block.
+    #[serde(rename = "numChunks")]
+    pub chunks: u64,
+}
+
+/// `meta.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlockMeta {
+    /// Format version of the block.
+    pub version: u32,
+    /// The block's id (its directory name).
+    pub id: String,
+    /// Inclusive lower bound of sample times (ms).
+    #[serde(rename = "minTime")]
+    pub min_time: i64,
+    /// Exclusive upper bound of sample times (ms).
+    #[serde(rename = "maxTime")]
+    pub max_time: i64,
+    /// Counts.
+    pub stats: BlockStats,
+    /// Compaction level: 1 for blocks cut from the head or imported.
+    pub level: u32,
+}
+
+static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A new block id: creation time and a counter, so ids sort by creation.
+pub(crate) fn new_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!(
+        "{nanos:016x}{:04x}",
+        ID_COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff
+    )
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChunkRef {
+    min_t: i64,
+    max_t: i64,
+    page: u64,
+    offset: u32,
+    len: u32,
+}
+
+/// Writes one block. Series may arrive in any order; each series at most once.
+pub(crate) struct BlockWriter {
+    tmp: PathBuf,
+    dir: PathBuf,
+    id: String,
+    min_time: i64,
+    max_time: i64,
+    level: u32,
+    chunks: File,
+    chunks_len: u64,
+    page: Vec<u8>,
+    pending: Vec<(usize, usize, i64, i64)>,
+    series: Vec<(Labels, Vec<ChunkRef>)>,
+    stats: BlockStats,
+    compress: zstd::bulk::Compressor<'static>,
+}
+
+impl std::fmt::Debug for BlockWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockWriter")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl BlockWriter {
+    /// Starts a block for `[min_time, max_time)` under `parent`.
+    pub(crate) fn new(
+        parent: &Path,
+        min_time: i64,
+        max_time: i64,
+        level: u32,
+    ) -> Result<Self, BlockError> {
+        let id = new_id();
+        let dir = parent.join(&id);
+        let tmp = parent.join(format!("{id}.tmp"));
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let path = tmp.join("chunks");
+        let mut chunks = File::create(&path).map_err(io_err(&path))?;
+        chunks
+            .write_all(&header(CHUNKS_MAGIC))
+            .map_err(io_err(&path))?;
+        Ok(Self {
+            tmp,
+            dir,
+            id,
+            min_time,
+            max_time,
+            level,
+            chunks,
+            chunks_len: 8,
+            page: Vec::with_capacity(PAGE_SIZE * 2),
+            pending: Vec::new(),
+            series: Vec::new(),
+            stats: BlockStats::default(),
+            compress: zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level is valid"),
+        })
+    }
+
+    /// Adds one series with its samples (ascending, unique times, inside the block's range).
+    pub(crate) fn add(&mut self, labels: Labels, samples: &[Sample]) -> Result<(), BlockError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let idx = self.series.len();
+        let mut refs = Vec::new();
+        for part in samples.chunks(MAX_SAMPLES) {
+            let data = chunk::encode(part);
+            let off = self.page.len();
+            self.page.extend_from_slice(&data);
+            self.pending
+                .push((idx, refs.len(), part[0].t, part[part.len() - 1].t));
+            refs.push(ChunkRef {
+                min_t: part[0].t,
+                max_t: part[part.len() - 1].t,
+                page: 0,
+                offset: off as u32,
+                len: data.len() as u32,
+            });
+            self.stats.chunks += 1;
+        }
+        self.stats.samples += samples.len() as u64;
+        self.stats.series += 1;
+        self.series.push((labels, refs));
+        if self.page.len() >= PAGE_SIZE {
+            self.flush_page()?;
+        }
+        Ok(())
+    }
+
+    fn flush_page(&mut self) -> Result<(), BlockError> {
+        if self.page.is_empty() {
+            return Ok(());
+        }
+        let path = self.tmp.join("chunks");
+        let compressed = self.compress.compress(&self.page).map_err(io_err(&path))?;
+        let mut head = Vec::with_capacity(12);
+        head.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+        head.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
+        head.extend_from_slice(&(self.page.len() as u32).to_le_bytes());
+        self.chunks.write_all(&head).map_err(io_err(&path))?;
+        self.chunks.write_all(&compressed).map_err(io_err(&path))?;
+        for (s, c, _, _) in self.pending.drain(..) {
+            self.series[s].1[c].page = self.chunks_len;
+        }
+        self.chunks_len += 12 + compressed.len() as u64;
+        self.page.clear();
+        Ok(())
+    }
+
+    /// Writes the index and meta, fsyncs, and moves the block into place.
+    pub(crate) fn finish(mut self) -> Result<Option<BlockMeta>, BlockError> {
+        self.flush_page()?;
+        if self.series.is_empty() {
+            let _ = fs::remove_dir_all(&self.tmp);
+            return Ok(None);
+        }
+        let cpath = self.tmp.join("chunks");
+        self.chunks.sync_all().map_err(io_err(&cpath))?;
+        self.series.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut syms: Vec<&str> = self
+            .series
+            .iter()
+            .flat_map(|(ls, _)| ls.iter().flat_map(|l| [l.name.as_str(), l.value.as_str()]))
+            .collect();
+        syms.sort_unstable();
+        syms.dedup();
+        let sym_id: HashMap<&str, u64> = syms
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, i as u64))
+            .collect();
+        let mut body = Vec::new();
+        put_varint(&mut body, syms.len() as u64);
+        for s in &syms {
+            put_varint(&mut body, s.len() as u64);
+            body.extend_from_slice(s.as_bytes());
+        }
+        put_varint(&mut body, self.series.len() as u64);
+        for (ls, refs) in &self.series {
+            put_varint(&mut body, ls.len() as u64);
+            for l in ls {
+                put_varint(&mut body, sym_id[l.name.as_str()]);
+                put_varint(&mut body, sym_id[l.value.as_str()]);
+            }
+            put_varint(&mut body, refs.len() as u64);
+            let mut prev = self.min_time;
+            for c in refs {
+                let d = c.min_t.wrapping_sub(prev);
+                put_varint(&mut body, ((d << 1) ^ (d >> 63)) as u64);
+                put_varint(&mut body, (c.max_t - c.min_t) as u64);
+                put_varint(&mut body, c.page);
+                put_varint(&mut body, c.offset as u64);
+                put_varint(&mut body, c.len as u64);
+                prev = c.max_t;
+            }
+        }
+        let ipath = self.tmp.join("index");
+        let compressed = self.compress.compress(&body).map_err(io_err(&ipath))?;
+        let mut f = File::create(&ipath).map_err(io_err(&ipath))?;
+        let mut out = Vec::with_capacity(compressed.len() + 20);
+        out.extend_from_slice(&header(INDEX_MAGIC));
+        out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&compressed);
+        f.write_all(&out).map_err(io_err(&ipath))?;
+        f.sync_all().map_err(io_err(&ipath))?;
+        let meta = BlockMeta {
+            version: 1,
+            id: self.id.clone(),
+            min_time: self.min_time,
+            max_time: self.max_time,
+            stats: self.stats.clone(),
+            level: self.level,
+        };
+        let mpath = self.tmp.join("meta.json");
+        let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+        let mut f = File::create(&mpath).map_err(io_err(&mpath))?;
+        f.write_all(&json).map_err(io_err(&mpath))?;
+        f.sync_all().map_err(io_err(&mpath))?;
+        File::open(&self.tmp)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.tmp))?;
+        fs::rename(&self.tmp, &self.dir).map_err(io_err(&self.dir))?;
+        if let Some(parent) = self.dir.parent() {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(parent))?;
+        }
+        Ok(Some(meta))
+    }
+
+    /// Abandons the block, removing its temporary directory.
+    pub(crate) fn abort(self) {
+        let _ = fs::remove_dir_all(&self.tmp);
+    }
+}
+
+/// An open, immutable block.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub(crate) dir: PathBuf,
+    pub(crate) meta: BlockMeta,
+    symbols: Vec<Arc<str>>,
+    series: Vec<(Box<[u32]>, Vec<ChunkRef>)>,
+    index: Index,
+    chunks: File,
+    /// Sizes of the `chunks` and `index` files.
+    pub(crate) chunks_bytes: u64,
+    pub(crate) index_bytes: u64,
+}
+
+fn corrupt(path: &Path, what: impl Into<String>) -> BlockError {
+    BlockError::Corrupt {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+impl Block {
+    /// Opens the block in `dir`, loading its index.
+    pub(crate) fn open(dir: &Path) -> Result<Self, BlockError> {
+        let mpath = dir.join("meta.json");
+        let meta: BlockMeta = serde_json::from_slice(&fs::read(&mpath).map_err(io_err(&mpath))?)
+            .map_err(|e| corrupt(&mpath, e.to_string()))?;
+        let ipath = dir.join("index");
+        let raw = fs::read(&ipath).map_err(io_err(&ipath))?;
+        if raw.len() < 20 || &raw[..5] != INDEX_MAGIC {
+            return Err(corrupt(&ipath, "bad magic"));
+        }
+        if raw[7] != FORMAT_VERSION {
+            return Err(corrupt(&ipath, format!("unsupported version {}", raw[7])));
+        }
+        let clen = u32::from_le_bytes(raw[8..12].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(raw[12..16].try_into().expect("4 bytes"));
+        let ulen = u32::from_le_bytes(raw[16..20].try_into().expect("4 bytes")) as usize;
+        let comp = raw
+            .get(20..20 + clen)
+            .ok_or_else(|| corrupt(&ipath, "truncated"))?;
+        if crc32fast::hash(comp) != crc {
+            return Err(corrupt(&ipath, "checksum mismatch"));
+        }
+        let body =
+            zstd::bulk::decompress(comp, ulen).map_err(|e| corrupt(&ipath, e.to_string()))?;
+        let bad = || corrupt(&ipath, "index body does not decode");
+        let mut pos = 0;
+        let nsym = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
+        let mut symbols: Vec<Arc<str>> = Vec::with_capacity(nsym);
+        for _ in 0..nsym {
+            let n = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
+            let s = body.get(pos..pos + n).ok_or_else(bad)?;
+            symbols.push(Arc::from(std::str::from_utf8(s).map_err(|_| bad())?));
+            pos += n;
+        }
+        let nseries = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
+        let mut series = Vec::with_capacity(nseries);
+        let mut index = Index::default();
+        for r in 0..nseries {
+            let nl = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
+            let mut ids = Vec::with_capacity(nl * 2);
+            for _ in 0..nl * 2 {
+                let id = get_varint(&body, &mut pos).ok_or_else(bad)? as u32;
+                if id as usize >= symbols.len() {
+                    return Err(bad());
+                }
+                ids.push(id);
+            }
+            for p in ids.chunks(2) {
+                index.add(
+                    Arc::clone(&symbols[p[0] as usize]),
+                    Arc::clone(&symbols[p[1] as usize]),
+                    r as u32,
+                );
+            }
+            let nc = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
+            let mut refs = Vec::with_capacity(nc);
+            let mut prev = meta.min_time;
+            for _ in 0..nc {
+                let z = get_varint(&body, &mut pos).ok_or_else(bad)?;
+                let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                let min_t = prev.wrapping_add(d);
+                let max_t = min_t + get_varint(&body, &mut pos).ok_or_else(bad)? as i64;
+                let page = get_varint(&body, &mut pos).ok_or_else(bad)?;
+                let offset = get_varint(&body, &mut pos).ok_or_else(bad)? as u32;
+                let len = get_varint(&body, &mut pos).ok_or_else(bad)? as u32;
+                refs.push(ChunkRef {
+                    min_t,
+                    max_t,
+                    page,
+                    offset,
+                    len,
+                });
+                prev = max_t;
+            }
+            series.push((ids.into_boxed_slice(), refs));
+        }
+        let cpath = dir.join("chunks");
+        let chunks = File::open(&cpath).map_err(io_err(&cpath))?;
+        let mut head = [0u8; 8];
+        chunks.read_exact_at(&mut head, 0).map_err(io_err(&cpath))?;
+        if &head[..5] != CHUNKS_MAGIC || head[7] != FORMAT_VERSION {
+            return Err(corrupt(&cpath, "bad magic or version"));
+        }
+        let chunks_bytes = chunks.metadata().map_err(io_err(&cpath))?.len();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            meta,
+            symbols,
+            series,
+            index,
+            chunks,
+            chunks_bytes,
+            index_bytes: raw.len() as u64,
+        })
+    }
+
+    fn value_of(&self, r: u32, name: &str) -> Option<&str> {
+        let ids = &self.series.get(r as usize)?.0;
+        ids.chunks(2)
+            .find(|p| &*self.symbols[p[0] as usize] == name)
+            .map(|p| &*self.symbols[p[1] as usize])
+    }
+
+    /// Series references matching `matchers`.
+    pub(crate) fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
+        self.index.select(
+            matchers,
+            || (0..self.series.len() as u32).collect(),
+            |r, n| self.value_of(r, n),
+        )
+    }
+
+    /// Labels of series `r`.
+    pub(crate) fn labels(&self, r: u32) -> Labels {
+        let ids = &self.series[r as usize].0;
+        Labels::from_pairs(ids.chunks(2).map(|p| {
+            (
+                self.symbols[p[0] as usize].to_string(),
+                self.symbols[p[1] as usize].to_string(),
+            )
+        }))
+    }
+
+    /// Whether series `r` has a chunk overlapping `[mint, maxt]`.
+    pub(crate) fn overlaps(&self, r: u32, mint: i64, maxt: i64) -> bool {
+        self.series[r as usize]
+            .1
+            .iter()
+            .any(|c| c.max_t >= mint && c.min_t <= maxt)
+    }
+
+    /// Samples of series `r` in `[mint, maxt]`, using and filling `pages`.
+    pub(crate) fn samples(
+        &self,
+        r: u32,
+        mint: i64,
+        maxt: i64,
+        pages: &mut PageCache,
+    ) -> Result<Vec<Sample>, BlockError> {
+        let cpath = || self.dir.join("chunks");
+        let mut out = Vec::new();
+        for c in self.series[r as usize]
+            .1
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+        {
+            let page = pages.get(self, c.page)?;
+            let bytes = page
+                .get(c.offset as usize..c.offset as usize + c.len as usize)
+                .ok_or_else(|| corrupt(&cpath(), "chunk outside its page"))?;
+            chunk::decode(bytes, &mut out).map_err(|e| corrupt(&cpath(), e.to_string()))?;
+        }
+        out.retain(|s| s.t >= mint && s.t <= maxt);
+        Ok(out)
+    }
+
+    fn read_page(&self, off: u64) -> Result<Arc<Vec<u8>>, BlockError> {
+        let cpath = self.dir.join("chunks");
+        let mut head = [0u8; 12];
+        self.chunks
+            .read_exact_at(&mut head, off)
+            .map_err(io_err(&cpath))?;
+        let clen = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+        let ulen = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
+        if clen > 64 << 20 || ulen > 64 << 20 {
+            return Err(corrupt(&cpath, "page size out of range"));
+        }
+        let mut comp = vec![0u8; clen];
+        self.chunks
+            .read_exact_at(&mut comp, off + 12)
+            .map_err(io_err(&cpath))?;
+        if crc32fast::hash(&comp) != crc {
+            return Err(corrupt(
+                &cpath,
+                format!("checksum mismatch in page at {off}"),
+            ));
+        }
+        zstd::bulk::decompress(&comp, ulen)
+            .map(Arc::new)
+            .map_err(|e| corrupt(&cpath, e.to_string()))
+    }
+
+    /// Label names across the block's series (all, or those matching).
+    pub(crate) fn label_names(&self, refs: Option<&[u32]>) -> Vec<String> {
+        match refs {
+            None => self.index.names(),
+            Some(refs) => {
+                let mut v: Vec<String> = refs
+                    .iter()
+                    .flat_map(|r| self.series[*r as usize].0.iter().step_by(2))
+                    .map(|id| self.symbols[*id as usize].to_string())
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            }
+        }
+    }
+
+    /// Values of `name` (all, or among the given series).
+    pub(crate) fn label_values(&self, name: &str, refs: Option<&[u32]>) -> Vec<String> {
+        match refs {
+            None => self.index.values(name),
+            Some(refs) => {
+                let mut v: Vec<String> = refs
+                    .iter()
+                    .filter_map(|r| self.value_of(*r, name))
+                    .map(str::to_string)
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            }
+        }
+    }
+
+    /// Number of series.
+    pub(crate) fn num_series(&self) -> usize {
+        self.series.len()
+    }
+}
+
+/// Decompressed pages, per query.
+#[derive(Debug, Default)]
+pub(crate) struct PageCache {
+    pages: HashMap<(usize, u64), Arc<Vec<u8>>>,
+}
+
+impl PageCache {
+    fn get(&mut self, b: &Block, off: u64) -> Result<Arc<Vec<u8>>, BlockError> {
+        let key = (b as *const Block as usize, off);
+        if let Some(p) = self.pages.get(&key) {
+            return Ok(Arc::clone(p));
+        }
+        if self.pages.len() >= 64 {
+            self.pages.clear();
+        }
+        let p = b.read_page(off)?;
+        self.pages.insert(key, Arc::clone(&p));
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_model::MatchOp;
+
+    #[test]
+    fn block_round_trips_series_and_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::new(dir.path(), 0, 7_200_000, 1).unwrap();
+        let mut expect = Vec::new();
+        for i in (0..300).rev() {
+            let ls = Labels::from_pairs([
+                ("__name__", "m"),
+                ("i", &*format!("{i:03}")),
+                ("job", if i % 2 == 0 { "even" } else { "odd" }),
+            ]);
+            let s: Vec<Sample> = (0..480)
+                .map(|k| Sample::new(k * 15_000, (i * 1000 + k) as f64 / 100.0))
+                .collect();
+            w.add(ls.clone(), &s).unwrap();
+            expect.push((ls, s));
+        }
+        let meta = w.finish().unwrap().unwrap();
+        assert_eq!(meta.stats.series, 300);
+        assert_eq!(meta.stats.samples, 300 * 480);
+        let b = Block::open(&dir.path().join(&meta.id)).unwrap();
+        let refs = b.select(&[
+            Matcher::equal("job", "odd"),
+            Matcher::new(MatchOp::Regex, "i", "00.*").unwrap(),
+        ]);
+        let got: Vec<Labels> = refs.iter().map(|r| b.labels(*r)).collect();
+        assert_eq!(got.len(), 5);
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "series sorted by labels"
+        );
+        let mut cache = PageCache::default();
+        for (ls, s) in &expect {
+            let r = b.select(&[Matcher::equal("i", ls.get("i").unwrap())])[0];
+            assert_eq!(&b.samples(r, 0, i64::MAX, &mut cache).unwrap(), s);
+        }
+        let r = b.select(&[Matcher::equal("i", "007")])[0];
+        assert_eq!(b.samples(r, 15_000, 30_000, &mut cache).unwrap().len(), 2);
+        assert_eq!(b.label_values("job", None), vec!["even", "odd"]);
+        assert!(
+            b.chunks_bytes + b.index_bytes < (300 * 480 * 2) as u64,
+            "compact: {} bytes",
+            b.chunks_bytes + b.index_bytes
+        );
+    }
+
+    #[test]
+    fn corrupt_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::new(dir.path(), 0, 100, 1).unwrap();
+        w.add(
+            Labels::from_pairs([("__name__", "m")]),
+            &[Sample::new(1, 1.0)],
+        )
+        .unwrap();
+        let meta = w.finish().unwrap().unwrap();
+        let bdir = dir.path().join(&meta.id);
+        let ipath = bdir.join("index");
+        let mut raw = fs::read(&ipath).unwrap();
+        let n = raw.len();
+        raw[n - 1] ^= 0xff;
+        fs::write(&ipath, raw).unwrap();
+        let err = Block::open(&bdir).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+}
