@@ -224,7 +224,13 @@ fn restart_keeps_what_was_queryable() {
 
     // A torn tail (a crash mid-write) is truncated with a warning; everything before it
     // is still served.
-    let wal = data.join("wal").join("wal.log");
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    segments.sort();
+    let wal = segments.pop().expect("a WAL segment");
     let mut bytes = std::fs::read(&wal).unwrap();
     bytes.extend_from_slice(&[0x40, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 2, 1, 2, 3]);
     std::fs::write(&wal, &bytes).unwrap();
