@@ -90,6 +90,88 @@ impl fmt::Display for PromDuration {
     }
 }
 
+/// A duration that may be zero (`0s` turns the feature off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ZeroableDuration(pub(crate) Duration);
+
+impl<'de> Deserialize<'de> for ZeroableDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "0" {
+            return Ok(Self(Duration::ZERO));
+        }
+        parse_duration(&s).map(Self).map_err(de::Error::custom)
+    }
+}
+
+/// When the WAL is fsynced: `always` (every commit) or an interval such as `1s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WalSync {
+    /// fsync after every commit.
+    Always,
+    /// fsync at this interval (and at shutdown).
+    Every(Duration),
+}
+
+impl<'de> Deserialize<'de> for WalSync {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "always" {
+            return Ok(Self::Always);
+        }
+        match parse_duration(&s) {
+            Ok(v) if !v.is_zero() => Ok(Self::Every(v)),
+            _ => Err(de::Error::custom(format!(
+                "invalid WAL sync policy {s:?}: use `always` or an interval such as 1s"
+            ))),
+        }
+    }
+}
+
+/// A size in bytes: an integer with an optional unit B, KB, MB, GB, TB (powers of 1024,
+/// as Prometheus's `--storage.tsdb.retention.size`); `0` means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ByteSize(pub(crate) u64);
+
+impl ByteSize {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid size {s:?} (use e.g. 512MB, 20GB)"))?;
+        let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 1,
+            "KB" | "KIB" => 1 << 10,
+            "MB" | "MIB" => 1 << 20,
+            "GB" | "GIB" => 1 << 30,
+            "TB" | "TIB" => 1 << 40,
+            "PB" | "PIB" => 1 << 50,
+            _ => {
+                return Err(format!(
+                    "invalid size unit in {s:?} (use B, KB, MB, GB, TB)"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(Self)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = yaml_serde::Value::deserialize(d)?;
+        let s = match v {
+            yaml_serde::Value::Number(n) => n.to_string(),
+            yaml_serde::Value::String(s) => s,
+            _ => return Err(de::Error::custom("expected a size such as 512MB")),
+        };
+        Self::parse(&s).map_err(de::Error::custom)
+    }
+}
+
 /// A `host:port` listen address; port 0 picks a free port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ListenAddress(pub(crate) String);
@@ -157,6 +239,20 @@ pub(crate) struct StorageConfig {
     pub(crate) path: PathBuf,
     /// How long samples are kept (default 15d).
     pub(crate) retention: PromDuration,
+    /// Most bytes blocks and WAL may use (default 0: no size limit).
+    pub(crate) retention_size: ByteSize,
+    /// WAL fsync policy: an interval (default 1s) or `always`.
+    pub(crate) wal_sync: WalSync,
+    /// How far behind the newest sample an out-of-order sample is accepted (default 10m; 0s rejects all).
+    pub(crate) out_of_order_window: ZeroableDuration,
+    /// Most series in memory (default 0: unlimited).
+    pub(crate) max_series: usize,
+    /// Most labels per series (default 128).
+    pub(crate) max_labels_per_series: usize,
+    /// Longest label name in bytes (default 1024).
+    pub(crate) max_label_name_length: usize,
+    /// Longest label value in bytes (default 16384).
+    pub(crate) max_label_value_length: usize,
 }
 
 impl Default for StorageConfig {
@@ -164,6 +260,13 @@ impl Default for StorageConfig {
         Self {
             path: PathBuf::from("./lookout-data"),
             retention: PromDuration(Duration::from_secs(15 * 86_400)),
+            retention_size: ByteSize(0),
+            wal_sync: WalSync::Every(Duration::from_secs(1)),
+            out_of_order_window: ZeroableDuration(Duration::from_secs(600)),
+            max_series: 0,
+            max_labels_per_series: 128,
+            max_label_name_length: 1024,
+            max_label_value_length: 16 * 1024,
         }
     }
 }
@@ -271,6 +374,25 @@ mod tests {
         assert!(e.contains("greater than 0") && e.contains("line 2"), "{e}");
         let e = Config::parse("web:\n  listen_address: localhost\n").unwrap_err();
         assert!(e.contains("needs a port") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn storage_keys_parse() {
+        let c = Config::parse(
+            "storage:\n  retention_size: 512MB\n  wal_sync: always\n  out_of_order_window: 0s\n  max_series: 1000\n",
+        )
+        .unwrap();
+        assert_eq!(c.storage.retention_size, ByteSize(512 << 20));
+        assert_eq!(c.storage.wal_sync, WalSync::Always);
+        assert_eq!(c.storage.out_of_order_window.0, Duration::ZERO);
+        assert_eq!(c.storage.max_series, 1000);
+        let e = Config::parse("storage:\n  wal_sync: sometimes\n").unwrap_err();
+        assert!(
+            e.contains("storage.wal_sync") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = Config::parse("storage:\n  retention_size: 5XB\n").unwrap_err();
+        assert!(e.contains("retention_size"), "{e}");
     }
 
     #[test]

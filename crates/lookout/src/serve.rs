@@ -11,11 +11,11 @@ use lookout_model::Labels;
 use lookout_promql::{Engine, EngineOptions};
 use lookout_server::health::{CollectorsCheck, DiskSpaceCheck, FnCheck};
 use lookout_server::{AppState, BuildInfo, CheckResult, HealthCheck, HealthStatus};
-use lookout_tsdb::{Options, Tsdb};
+use lookout_tsdb::{Limits, Options, SyncPolicy, Tsdb};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, WalSync};
 
 /// How long shutdown may wait for in-flight requests before closing the store anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -45,6 +45,27 @@ fn init_logging() {
         .try_init();
 }
 
+/// The tsdb options a configuration asks for.
+pub(crate) fn storage_options(config: &Config) -> Options {
+    let st = &config.storage;
+    Options {
+        retention: st.retention.0,
+        retention_size: (st.retention_size.0 > 0).then_some(st.retention_size.0),
+        sync: match st.wal_sync {
+            WalSync::Always => SyncPolicy::Always,
+            WalSync::Every(d) => SyncPolicy::Interval(d),
+        },
+        ooo_window: st.out_of_order_window.0,
+        limits: Limits {
+            max_series: (st.max_series > 0).then_some(st.max_series),
+            max_labels: st.max_labels_per_series,
+            max_label_name_len: st.max_label_name_length,
+            max_label_value_len: st.max_label_value_length,
+        },
+        ..Options::default()
+    }
+}
+
 /// Runs until SIGINT or SIGTERM.
 pub(crate) fn run(config: Config) -> anyhow::Result<()> {
     init_logging();
@@ -61,15 +82,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let data = config.storage.path.clone();
     let opened = std::time::Instant::now();
     let tsdb = Arc::new(
-        Tsdb::open(
-            &data,
-            Options {
-                retention: config.storage.retention.0,
-                ..Options::default()
-            },
-            &mut registry,
-        )
-        .with_context(|| format!("opening the data directory {}", data.display()))?,
+        Tsdb::open(&data, storage_options(&config), &mut registry)
+            .with_context(|| format!("opening the data directory {}", data.display()))?,
     );
     tracing::info!(path = %data.display(), elapsed = ?opened.elapsed(), "Storage opened");
     if let Err(e) = tsdb.maintain(now_ms()) {
