@@ -426,3 +426,121 @@ fn sigkill_loses_nothing_fsynced() {
         assert!(lk.terminate().success());
     }
 }
+
+/// A tmpfs of a few MiB, unmounted on drop. Needs root (CI and dev sessions run as root);
+/// without it the test fails saying so rather than skipping.
+struct TinyFs(std::path::PathBuf);
+
+impl TinyFs {
+    fn mount(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a tmpfs and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn storage_check(lk: &Lookout) -> (String, String) {
+    let (_, body) = lk.get("/health");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "storage")
+        .unwrap()
+        .clone();
+    (
+        c["status"].as_str().unwrap().to_string(),
+        c["message"].as_str().unwrap().to_string(),
+    )
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn full_disk_is_an_error_not_a_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = TinyFs::mount(&dir.path().join("tiny"), "4m");
+    let data = fs.0.join("data");
+    let cfg = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 200ms\nstorage:\n  wal_sync: always\n",
+    );
+    let lk = Lookout::start(&data, &cfg);
+    lk.wait_for(
+        "count_over_time(node_load1[1m]) >= 10",
+        Duration::from_secs(30),
+    );
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - 1.0;
+    let before = samples_up_to(&lk, t);
+    assert!(before > 0.0);
+
+    // Fill the filesystem.
+    let filler = fs.0.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    }
+    wait_until("storage to turn unhealthy", Duration::from_secs(15), || {
+        storage_check(&lk).0 == "unhealthy"
+    });
+    let (_, msg) = storage_check(&lk);
+    assert!(
+        msg.contains("No space left") || msg.contains("not writable"),
+        "{msg}"
+    );
+    let (code, _) = lk.get("/health");
+    assert_eq!(code, 503);
+    // What was stored is still readable.
+    assert_eq!(samples_up_to(&lk, t), before);
+
+    // Space returns: writes resume, nothing is corrupt.
+    std::fs::remove_file(&filler).unwrap();
+    wait_until("storage to recover", Duration::from_secs(15), || {
+        storage_check(&lk).0 == "healthy"
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let t2 = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - 0.5;
+    let later = samples_up_to(&lk, t2);
+    assert!(later > before, "ingest resumed: {later} > {before}");
+    assert!(lk.terminate().success());
+
+    let lk = Lookout::start(&data, &cfg);
+    assert_eq!(samples_up_to(&lk, t2), later);
+    let log = lk.log.lock().unwrap().join("\n");
+    assert!(
+        !log.contains("torn or corrupt"),
+        "replay found damage: {log}"
+    );
+    assert!(lk.terminate().success());
+}
