@@ -26,6 +26,11 @@ enum Command {
         #[command(subcommand)]
         what: CheckCommand,
     },
+    /// Inspect a data directory.
+    Tsdb {
+        #[command(subcommand)]
+        what: TsdbCommand,
+    },
     /// Run test files.
     Test {
         #[command(subcommand)]
@@ -45,6 +50,9 @@ pub(crate) struct ServeArgs {
     /// Listen address host:port (overrides web.listen_address; port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<String>,
+    /// Enable the admin API (POST /api/v1/admin/tsdb/delete_series).
+    #[arg(long = "web.enable-admin-api")]
+    pub(crate) enable_admin_api: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +61,19 @@ enum CheckCommand {
     Config {
         /// The file to check.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TsdbCommand {
+    /// Series, samples, time range, bytes on disk and top label cardinalities.
+    Stats {
+        /// Data directory (stop `lookout serve` on it first).
+        #[arg(long, value_name = "DIR", default_value = "./lookout-data")]
+        data: PathBuf,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -81,7 +102,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.web.listen_address =
                     ListenAddress::parse(&l).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
             }
-            serve::run(config)?;
+            serve::run(config, args.enable_admin_api)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {
@@ -96,6 +117,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Tsdb {
+            what: TsdbCommand::Stats { data, json },
+        } => {
+            crate::tsdb_cmd::stats(&data, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Test {
             what: TestCommand::Promql { files },
         } => {

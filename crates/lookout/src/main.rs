@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod serve;
+mod tsdb_cmd;
 
 use std::process::ExitCode;
 

@@ -67,17 +67,17 @@ pub(crate) fn storage_options(config: &Config) -> Options {
 }
 
 /// Runs until SIGINT or SIGTERM.
-pub(crate) fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) fn run(config: Config, admin_api: bool) -> anyhow::Result<()> {
     init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lookout")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(run_async(config))
+    rt.block_on(run_async(config, admin_api))
 }
 
-async fn run_async(config: Config) -> anyhow::Result<()> {
+async fn run_async(config: Config, admin_api: bool) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let data = config.storage.path.clone();
     let opened = std::time::Instant::now();
@@ -149,6 +149,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             build_date: option_env!("LOOKOUT_BUILD_DATE").unwrap_or("").into(),
             toolchain: format!("rust{}", env!("CARGO_PKG_RUST_VERSION")),
         },
+        admin: admin_api
+            .then(|| Arc::new(TsdbAdmin(Arc::clone(&tsdb))) as Arc<dyn lookout_server::Admin>),
     };
 
     let addr = &config.web.listen_address.0;
@@ -183,6 +185,32 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     tsdb.close().context("closing storage")?;
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// The admin API over the tsdb.
+struct TsdbAdmin(Arc<Tsdb>);
+
+impl lookout_server::Admin for TsdbAdmin {
+    fn delete_series(
+        &self,
+        selectors: &[Vec<lookout_model::Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<(), String> {
+        for m in selectors {
+            let n = self
+                .0
+                .delete_series(m, start, end)
+                .map_err(|e| e.to_string())?;
+            tracing::info!(
+                series = n,
+                start,
+                end,
+                "Series deleted through the admin API"
+            );
+        }
+        Ok(())
+    }
 }
 
 async fn wait_for_signal() {

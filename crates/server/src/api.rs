@@ -358,6 +358,37 @@ pub(crate) async fn label_values(
     }
 }
 
+pub(crate) async fn delete_series(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = || -> Result<(), ApiError> {
+        let Some(admin) = st.admin.clone() else {
+            return Err(api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "admin APIs disabled",
+            ));
+        };
+        let p = params(q, &headers, &body)?;
+        let sels = selectors(&p)?;
+        if sels.is_empty() {
+            return Err(bad_data("no match[] parameter provided"));
+        }
+        let start = p.time("start", MIN_TIME)?;
+        let end = p.time("end", MAX_TIME)?;
+        admin
+            .delete_series(&sels, start, end)
+            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e))
+    };
+    match run() {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 pub(crate) async fn buildinfo(State(st): State<AppState>) -> Response {
     let b = &st.build;
     let data = serde_json::json!({

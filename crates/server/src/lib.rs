@@ -42,6 +42,18 @@ pub struct BuildInfo {
     pub toolchain: String,
 }
 
+/// Administrative storage operations, offered only when the operator enables them.
+pub trait Admin: Send + Sync {
+    /// Deletes samples of series matching any of the selectors (each a matcher list)
+    /// in `[start, end]` (ms).
+    fn delete_series(
+        &self,
+        selectors: &[Vec<lookout_model::Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<(), String>;
+}
+
 /// Everything the HTTP handlers use.
 #[derive(Clone)]
 pub struct AppState {
@@ -59,6 +71,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Build facts.
     pub build: BuildInfo,
+    /// Admin operations; `None` answers 503 "admin APIs disabled".
+    pub admin: Option<Arc<dyn Admin>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -79,7 +93,11 @@ pub fn router(state: AppState) -> Router {
         .route("/label/{name}/values", get(api::label_values))
         .route("/series", get(api::series).post(api::series))
         .route("/status/buildinfo", get(api::buildinfo))
-        .route("/lookout/collectors", get(api::collectors));
+        .route("/lookout/collectors", get(api::collectors))
+        .route(
+            "/admin/tsdb/delete_series",
+            axum::routing::post(api::delete_series).put(api::delete_series),
+        );
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(api::metrics))

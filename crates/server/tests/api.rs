@@ -50,6 +50,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
             build_date: "today".into(),
             toolchain: "rust1.95".into(),
         },
+        admin: None,
     }
 }
 
@@ -225,4 +226,44 @@ async fn not_ready_until_startup_finishes() {
     let (s, body) = get(st, "/health/ready").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("starting"));
+}
+
+struct RecordingAdmin(std::sync::Mutex<Vec<(usize, i64, i64)>>);
+
+impl lookout_server::Admin for RecordingAdmin {
+    fn delete_series(
+        &self,
+        sels: &[Vec<lookout_model::Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<(), String> {
+        self.0.lock().unwrap().push((sels.len(), start, end));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn admin_api_is_off_unless_enabled() {
+    let req = || {
+        Request::post("/api/v1/admin/tsdb/delete_series?match[]=up&start=10&end=20")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (s, body) = call(state(vec![]), req()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("admin APIs disabled"));
+    let admin = Arc::new(RecordingAdmin(Default::default()));
+    let mut st = state(vec![]);
+    st.admin = Some(admin.clone());
+    let (s, _) = call(st.clone(), req()).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(admin.0.lock().unwrap()[0], (1, 10_000, 20_000));
+    let (s, _) = call(
+        st,
+        Request::post("/api/v1/admin/tsdb/delete_series")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }

@@ -135,7 +135,7 @@ impl Default for Options {
 }
 
 /// Figures about the stored data.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Stats {
     /// Distinct series across head and blocks.
     pub series: u64,

@@ -1,0 +1,125 @@
+//! `lookout tsdb stats`: what a data directory holds.
+
+use std::path::Path;
+
+use anyhow::Context;
+use lookout_tsdb::{Options, Tsdb};
+use prometheus_client::registry::Registry;
+
+/// Formats ms since the epoch as RFC 3339 (UTC, second precision).
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Human-readable bytes.
+pub(crate) fn bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// Prints the statistics of the data directory `dir`.
+pub(crate) fn stats(dir: &Path, json: bool) -> anyhow::Result<()> {
+    if !dir.join("wal").exists() && !dir.join("blocks").exists() {
+        anyhow::bail!(
+            "{} is not a Lookout data directory (no wal/ or blocks/)",
+            dir.display()
+        );
+    }
+    let db = Tsdb::open(
+        dir,
+        Options {
+            maintenance_interval: None,
+            ..Options::default()
+        },
+        &mut Registry::default(),
+    )
+    .with_context(|| {
+        format!(
+            "opening {} (stop a running `lookout serve` first)",
+            dir.display()
+        )
+    })?;
+    let st = db.stats();
+    db.close()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(());
+    }
+    println!("Data directory:   {}", dir.display());
+    println!("Series:           {}", st.series);
+    println!(
+        "Samples:          {} (head {}, blocks {})",
+        st.samples, st.head_samples, st.block_samples
+    );
+    match (st.min_time, st.max_time) {
+        (Some(a), Some(b)) => println!(
+            "Time range:       {} – {} ({:.1} h)",
+            rfc3339(a),
+            rfc3339(b),
+            (b - a) as f64 / 3.6e6
+        ),
+        _ => println!("Time range:       (empty)"),
+    }
+    println!("Blocks:           {}", st.blocks);
+    println!(
+        "Bytes on disk:    chunks {}, index {}, WAL {}",
+        bytes(st.chunk_bytes),
+        bytes(st.index_bytes),
+        bytes(st.wal_bytes)
+    );
+    if st.block_samples > 0 {
+        println!(
+            "Bytes per sample: {:.3} in blocks (chunks {:.3} + index {:.3})",
+            (st.chunk_bytes + st.index_bytes) as f64 / st.block_samples as f64,
+            st.chunk_bytes as f64 / st.block_samples as f64,
+            st.index_bytes as f64 / st.block_samples as f64
+        );
+    }
+    println!("Top label cardinalities (distinct values):");
+    for (name, n) in &st.top_cardinalities {
+        println!("  {name:<24} {n}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times_and_sizes() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}
