@@ -26,6 +26,11 @@ enum Command {
         #[command(subcommand)]
         what: CheckCommand,
     },
+    /// Backfill data into a data directory.
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
     /// Inspect a data directory.
     Tsdb {
         #[command(subcommand)]
@@ -61,6 +66,19 @@ enum CheckCommand {
     Config {
         /// The file to check.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Import an OpenMetrics text file (the input of `promtool tsdb create-blocks-from
+    /// openmetrics`) into blocks; `lookout serve --data DIR` then answers queries over it.
+    Openmetrics {
+        /// The OpenMetrics file (samples with timestamps, ending with `# EOF`).
+        file: PathBuf,
+        /// Data directory (created if absent; no server may be running on it).
+        #[arg(long, value_name = "DIR", default_value = "./lookout-data")]
+        data: PathBuf,
     },
 }
 
@@ -117,6 +135,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Import {
+            what: ImportCommand::Openmetrics { file, data },
+        } => {
+            crate::import::openmetrics(&file, &data, std::time::Duration::from_secs(2 * 3600))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tsdb {
             what: TsdbCommand::Stats { data, json },
         } => {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod import;
 mod serve;
 mod tsdb_cmd;
 

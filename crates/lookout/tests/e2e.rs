@@ -544,3 +544,113 @@ fn full_disk_is_an_error_not_a_corruption() {
     );
     assert!(lk.terminate().success());
 }
+
+fn dir_listing(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(format!(
+                "{} {}",
+                p.strip_prefix(dir).unwrap().display(),
+                std::fs::metadata(&p).unwrap().len()
+            ));
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn import_openmetrics_then_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let om = dir.path().join("in.om");
+    // Recent data: older than storage.retention (15 d) would be deleted on start, as in Prometheus.
+    let base = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 4 * 3600;
+    let mut text = String::from("# HELP demo_total A demo counter.\n# TYPE demo_total counter\n");
+    // Three hours at 15 s across two block ranges, two series.
+    for job in ["a", "b"] {
+        for i in 0..720 {
+            let v = if job == "a" {
+                i as f64 * 1.5
+            } else {
+                (i % 7) as f64
+            };
+            text.push_str(&format!(
+                "demo_total{{job=\"{job}\"}} {v} {}\n",
+                base + i * 15
+            ));
+        }
+    }
+    text.push_str("# EOF\n");
+    std::fs::write(&om, &text).unwrap();
+    let out = Command::new(bin())
+        .args(["import", "openmetrics"])
+        .arg(&om)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imported 1440 samples"));
+
+    // A malformed file stops at its line and leaves the directory as it was.
+    let before = dir_listing(&data);
+    let bad = dir.path().join("bad.om");
+    std::fs::write(
+        &bad,
+        format!("demo_total{{job=\"c\"}} 1 {base}\ndemo_total{{job=\"c\"}} 2 {}\ndemo_total{{job=\"c\" 3 {}\n# EOF\n", base + 15, base + 30),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["import", "openmetrics"])
+        .arg(&bad)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3"), "{err}");
+    assert_eq!(before, dir_listing(&data));
+
+    let out = Command::new(bin())
+        .args(["tsdb", "stats", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["samples"], 1440);
+    assert_eq!(st["series"], 2);
+    assert_eq!(st["min_time"], base * 1000);
+
+    let cfg = write_config(dir.path(), FAST);
+    let lk = Lookout::start(&data, &cfg);
+    let url = format!("{}/api/v1/query", lk.base);
+    let v: Value = reqwest::blocking::Client::new()
+        .get(url)
+        .query(&[
+            ("query", "demo_total{job=\"a\"}".to_string()),
+            ("time", (base + 5000).to_string()),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    // Last sample at or before base + 5000 s: i = 333, value 499.5.
+    assert_eq!(v["data"]["result"][0]["value"][1], "499.5", "{v}");
+    assert!(lk.terminate().success());
+}

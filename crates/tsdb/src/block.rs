@@ -347,6 +347,8 @@ pub(crate) struct Block {
     series: Vec<(Box<[u32]>, Vec<ChunkRef>)>,
     index: Index,
     chunks: File,
+    /// Earliest and latest sample times, from the chunk references.
+    pub(crate) data_range: Option<(i64, i64)>,
     /// Sizes of the `chunks` and `index` files.
     pub(crate) chunks_bytes: u64,
     pub(crate) index_bytes: u64,
@@ -444,6 +446,14 @@ impl Block {
             return Err(corrupt(&cpath, "bad magic or version"));
         }
         let chunks_bytes = chunks.metadata().map_err(io_err(&cpath))?.len();
+        let data_range = series.iter().flat_map(|(_, refs)| refs.iter()).fold(
+            None,
+            |acc: Option<(i64, i64)>, c| {
+                Some(acc.map_or((c.min_t, c.max_t), |(a, b)| {
+                    (a.min(c.min_t), b.max(c.max_t))
+                }))
+            },
+        );
         Ok(Self {
             dir: dir.to_path_buf(),
             meta,
@@ -451,6 +461,7 @@ impl Block {
             series,
             index,
             chunks,
+            data_range,
             chunks_bytes,
             index_bytes: raw.len() as u64,
         })

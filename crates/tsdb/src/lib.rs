@@ -32,6 +32,7 @@ mod bits;
 mod block;
 mod chunk;
 mod head;
+mod import;
 mod metrics;
 mod postings;
 mod wal;
@@ -54,6 +55,7 @@ use block::{Block, BlockWriter, PageCache};
 pub use block::{BlockError, BlockMeta, BlockStats};
 pub use chunk::CorruptChunk;
 use head::{Head, Order};
+pub use import::{ImportError, ImportSummary, Importer};
 use metrics::TsdbMetrics;
 use wal::{Record, Wal};
 
@@ -501,12 +503,10 @@ impl Inner {
             st.chunk_bytes += b.chunks_bytes;
             st.index_bytes += b.index_bytes;
             st.block_samples += b.meta.stats.samples;
-            st.min_time = Some(
-                st.min_time
-                    .map_or(b.meta.min_time, |m| m.min(b.meta.min_time)),
-            );
-            let bmax = b.meta.max_time - 1;
-            st.max_time = Some(st.max_time.map_or(bmax, |m| m.max(bmax)));
+            if let Some((lo, hi)) = b.data_range {
+                st.min_time = Some(st.min_time.map_or(lo, |m| m.min(lo)));
+                st.max_time = Some(st.max_time.map_or(hi, |m| m.max(hi)));
+            }
             for r in 0..b.num_series() as u32 {
                 let ls = b.labels(r);
                 for l in &ls {

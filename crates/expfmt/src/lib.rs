@@ -1,0 +1,366 @@
+//! Exposition formats: parsing Prometheus text format and OpenMetrics, line by line.
+//!
+//! Written by hand rather than with a parser library because it is hot: every scrape and
+//! every imported sample goes through it. A [`Line`] borrows from the input where it can;
+//! errors carry what went wrong and the caller adds the line number.
+//!
+//! ```
+//! use lookout_expfmt::{parse_line, Format, Line};
+//!
+//! let line = parse_line(r#"http_requests_total{code="200",method="get"} 1027 1395066363.000"#, Format::OpenMetrics).unwrap();
+//! let Line::Sample(s) = line else { panic!() };
+//! assert_eq!(s.name, "http_requests_total");
+//! assert_eq!(s.labels[0], ("code", "200".into()));
+//! assert_eq!(s.timestamp_ms, Some(1_395_066_363_000));
+//! ```
+
+use std::borrow::Cow;
+
+/// Which format a line is in: the timestamp unit differs (ms in Prometheus text, seconds
+/// in OpenMetrics), and OpenMetrics ends with `# EOF`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleLine<'a> {
+    /// Metric name.
+    pub name: &'a str,
+    /// Labels in the order written.
+    pub labels: Vec<(&'a str, Cow<'a, str>)>,
+    /// The value.
+    pub value: f64,
+    /// Timestamp in ms, if given.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A parsed line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line<'a> {
+    /// `# HELP name text`.
+    Help {
+        /// Metric family name.
+        name: &'a str,
+        /// Help text (escapes not yet resolved).
+        text: &'a str,
+    },
+    /// `# TYPE name type`.
+    Type {
+        /// Metric family name.
+        name: &'a str,
+        /// Declared type.
+        kind: &'a str,
+    },
+    /// `# UNIT name unit`.
+    Unit {
+        /// Metric family name.
+        name: &'a str,
+        /// Declared unit.
+        unit: &'a str,
+    },
+    /// `# EOF` (OpenMetrics).
+    Eof,
+    /// A comment or an empty line.
+    Empty,
+    /// A sample.
+    Sample(SampleLine<'a>),
+}
+
+/// A line does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(msg.into()))
+}
+
+fn is_name_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c == b':'
+}
+
+fn is_name_char(c: u8) -> bool {
+    is_name_start(c) || c.is_ascii_digit()
+}
+
+/// Parses a float as both formats write them (`NaN`, `+Inf`, `-Inf`, Go floats).
+pub fn parse_float(s: &str) -> Option<f64> {
+    match s {
+        "NaN" | "nan" => Some(f64::NAN),
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => {
+            let b = s.as_bytes();
+            // Reject what Rust accepts but the formats do not ("infinity", "1_0").
+            if b.is_empty()
+                || b.iter()
+                    .any(|c| !(c.is_ascii_digit() || b"+-.eE".contains(c)))
+            {
+                return None;
+            }
+            s.parse().ok()
+        }
+    }
+}
+
+struct Cursor<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.pos).copied()
+    }
+
+    fn skip_spaces(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    fn name(&mut self) -> Option<&'a str> {
+        let start = self.pos;
+        if !self.peek().is_some_and(is_name_start) {
+            return None;
+        }
+        while self.peek().is_some_and(is_name_char) {
+            self.pos += 1;
+        }
+        Some(&self.s[start..self.pos])
+    }
+
+    /// A double-quoted string with `\\`, `\"` and `\n` escapes.
+    fn quoted(&mut self) -> Result<Cow<'a, str>, ParseError> {
+        if self.peek() != Some(b'"') {
+            return err("expected a quoted label value");
+        }
+        self.pos += 1;
+        let start = self.pos;
+        let bytes = self.s.as_bytes();
+        let mut owned: Option<String> = None;
+        while let Some(&c) = bytes.get(self.pos) {
+            match c {
+                b'"' => {
+                    let v = match owned {
+                        Some(o) => Cow::Owned(o),
+                        None => Cow::Borrowed(&self.s[start..self.pos]),
+                    };
+                    self.pos += 1;
+                    return Ok(v);
+                }
+                b'\\' => {
+                    let o = owned.get_or_insert_with(|| self.s[start..self.pos].to_string());
+                    let esc = bytes.get(self.pos + 1).copied();
+                    match esc {
+                        Some(b'\\') => o.push('\\'),
+                        Some(b'"') => o.push('"'),
+                        Some(b'n') => o.push('\n'),
+                        _ => return err("invalid escape in label value"),
+                    }
+                    self.pos += 2;
+                }
+                _ => {
+                    let ch = self.s[self.pos..].chars().next().expect("in bounds");
+                    if let Some(o) = owned.as_mut() {
+                        o.push(ch);
+                    }
+                    self.pos += ch.len_utf8();
+                }
+            }
+        }
+        err("unterminated label value")
+    }
+
+    fn token(&mut self) -> &'a str {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c != b' ' && c != b'\t') {
+            self.pos += 1;
+        }
+        &self.s[start..self.pos]
+    }
+}
+
+fn parse_meta(rest: &str) -> Result<Line<'_>, ParseError> {
+    let mut parts = rest.splitn(3, ' ');
+    let kw = parts.next().unwrap_or("");
+    let name = parts.next().unwrap_or("");
+    let text = parts.next().unwrap_or("");
+    match kw {
+        "HELP" | "TYPE" | "UNIT" if name.is_empty() => err(format!("# {kw} without a metric name")),
+        "HELP" => Ok(Line::Help { name, text }),
+        "TYPE" => match text {
+            "counter" | "gauge" | "histogram" | "gaugehistogram" | "summary" | "info"
+            | "stateset" | "unknown" | "untyped" => Ok(Line::Type { name, kind: text }),
+            other => err(format!("invalid metric type {other:?}")),
+        },
+        "UNIT" => Ok(Line::Unit { name, unit: text }),
+        _ => Ok(Line::Empty),
+    }
+}
+
+/// Parses one line (without its newline).
+pub fn parse_line(line: &str, format: Format) -> Result<Line<'_>, ParseError> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        return match format {
+            Format::OpenMetrics => err("empty line (not allowed in OpenMetrics)"),
+            Format::Prometheus => Ok(Line::Empty),
+        };
+    }
+    if let Some(rest) = line.strip_prefix('#') {
+        if rest == " EOF" {
+            return Ok(Line::Eof);
+        }
+        return match rest.strip_prefix(' ') {
+            Some(r) => parse_meta(r),
+            None => Ok(Line::Empty),
+        };
+    }
+    let mut c = Cursor { s: line, pos: 0 };
+    let Some(name) = c.name() else {
+        return err(format!("invalid metric name at {:?}", truncate(line)));
+    };
+    let mut labels = Vec::new();
+    if c.peek() == Some(b'{') {
+        c.pos += 1;
+        loop {
+            c.skip_spaces();
+            if c.peek() == Some(b'}') {
+                c.pos += 1;
+                break;
+            }
+            let Some(ln) = c.name() else {
+                return err("invalid label name");
+            };
+            c.skip_spaces();
+            if c.peek() != Some(b'=') {
+                return err(format!("expected '=' after label name {ln:?}"));
+            }
+            c.pos += 1;
+            c.skip_spaces();
+            let v = c.quoted()?;
+            if labels.iter().any(|(n, _)| *n == ln) {
+                return err(format!("duplicate label name {ln:?}"));
+            }
+            labels.push((ln, v));
+            c.skip_spaces();
+            match c.peek() {
+                Some(b',') => c.pos += 1,
+                Some(b'}') => {
+                    c.pos += 1;
+                    break;
+                }
+                _ => return err("expected ',' or '}' after a label"),
+            }
+        }
+    }
+    if !matches!(c.peek(), Some(b' ' | b'\t')) {
+        return err("expected a space before the value");
+    }
+    c.skip_spaces();
+    let vs = c.token();
+    let Some(value) = parse_float(vs) else {
+        return err(format!("invalid value {vs:?}"));
+    };
+    c.skip_spaces();
+    let mut timestamp_ms = None;
+    if c.peek().is_some() && c.peek() != Some(b'#') {
+        let ts = c.token();
+        timestamp_ms = Some(match format {
+            Format::Prometheus => ts
+                .parse::<i64>()
+                .map_err(|_| ParseError(format!("invalid timestamp {ts:?}")))?,
+            Format::OpenMetrics => {
+                let f = parse_float(ts)
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| ParseError(format!("invalid timestamp {ts:?}")))?;
+                (f * 1000.0).round() as i64
+            }
+        });
+        c.skip_spaces();
+    }
+    match c.peek() {
+        None => {}
+        Some(b'#') if format == Format::OpenMetrics => {} // exemplar: ignored here
+        Some(_) => {
+            return err(format!(
+                "unexpected text after the sample: {:?}",
+                truncate(&line[c.pos..])
+            ));
+        }
+    }
+    Ok(Line::Sample(SampleLine {
+        name,
+        labels,
+        value,
+        timestamp_ms,
+    }))
+}
+
+fn truncate(s: &str) -> &str {
+    let end = s.char_indices().nth(60).map(|(i, _)| i).unwrap_or(s.len());
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(l: &str, f: Format) -> SampleLine<'_> {
+        match parse_line(l, f).unwrap() {
+            Line::Sample(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_samples_and_metadata() {
+        let s = sample(r#"a{b="x\"y\\z\n",c="d"} -Inf 1500"#, Format::Prometheus);
+        assert_eq!(s.labels[0].1, "x\"y\\z\n");
+        assert_eq!(s.value, f64::NEG_INFINITY);
+        assert_eq!(s.timestamp_ms, Some(1500));
+        let s = sample("up 1 1.5", Format::OpenMetrics);
+        assert_eq!(s.timestamp_ms, Some(1500));
+        assert!(sample("nan_metric NaN", Format::Prometheus).value.is_nan());
+        let s = sample(
+            r#"foo_bucket{le="0.5"} 3 # {trace_id="a"} 0.4 1.2"#,
+            Format::OpenMetrics,
+        );
+        assert_eq!(s.value, 3.0);
+        assert_eq!(
+            parse_line("# TYPE foo counter", Format::OpenMetrics).unwrap(),
+            Line::Type {
+                name: "foo",
+                kind: "counter"
+            }
+        );
+        assert_eq!(parse_line("# EOF", Format::OpenMetrics).unwrap(), Line::Eof);
+        assert_eq!(
+            parse_line("# just a comment", Format::Prometheus).unwrap(),
+            Line::Empty
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_lines_with_a_reason() {
+        for (l, why) in [
+            ("9bad 1", "metric name"),
+            ("a{b=1} 1", "quoted"),
+            ("a{b=\"1\" 1", "','"),
+            ("a 1x", "invalid value"),
+            ("a 1 abc", "timestamp"),
+            ("a{b=\"1\",b=\"2\"} 1", "duplicate"),
+            ("# TYPE foo bogus", "metric type"),
+            ("a 1 2 3", "unexpected"),
+        ] {
+            let e = parse_line(l, Format::Prometheus).unwrap_err();
+            assert!(e.0.contains(why), "{l}: {e}");
+        }
+    }
+}
