@@ -26,6 +26,11 @@ enum Command {
         #[command(subcommand)]
         what: CheckCommand,
     },
+    /// Benchmarks that print figures (storage size, import, append, memory, replay).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Backfill data into a data directory.
     Import {
         #[command(subcommand)]
@@ -66,6 +71,55 @@ enum CheckCommand {
     Config {
         /// The file to check.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Write the node_exporter-like benchmark dataset as OpenMetrics.
+    Gen {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of series (rounded up to whole hosts).
+        #[arg(long, default_value_t = 30_000)]
+        series: usize,
+        /// Hours of data at 15 s.
+        #[arg(long, default_value_t = 6.0)]
+        hours: f64,
+        /// PRNG seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Import one dataset with Lookout and with promtool; compare size, time and memory.
+    Storage {
+        /// Dataset (generated into a temporary directory if absent).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Series to generate when no file is given.
+        #[arg(long, default_value_t = 30_000)]
+        series: usize,
+        /// Hours to generate when no file is given.
+        #[arg(long, default_value_t = 6.0)]
+        hours: f64,
+        /// The promtool to compare with.
+        #[arg(long, default_value = "promtool")]
+        promtool: String,
+        /// Directory for temporary files (default: the system's).
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
+    /// Append throughput, memory per active series and WAL replay speed.
+    Live {
+        /// Series for the memory and replay figures.
+        #[arg(long, default_value_t = 1_000_000)]
+        series: usize,
+        /// Series for the throughput figure.
+        #[arg(long, default_value_t = 100_000)]
+        throughput_series: usize,
+        /// Scrapes for the throughput figure.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
     },
 }
 
@@ -135,6 +189,35 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Bench { what } => {
+            match what {
+                BenchCommand::Gen {
+                    out,
+                    series,
+                    hours,
+                    seed,
+                } => {
+                    crate::bench::generate(&out, series, hours, seed)?;
+                }
+                BenchCommand::Storage {
+                    file,
+                    series,
+                    hours,
+                    promtool,
+                    work,
+                } => {
+                    crate::bench::storage(file, series, hours, &promtool, work)?;
+                }
+                BenchCommand::Live {
+                    series,
+                    throughput_series,
+                    rounds,
+                } => {
+                    crate::bench::live(series, throughput_series, rounds)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Import {
             what: ImportCommand::Openmetrics { file, data },
         } => {

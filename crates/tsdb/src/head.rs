@@ -7,8 +7,7 @@
 //! multiple of the block range, so no chunk straddles two blocks.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use lookout_model::{Labels, Matcher, Sample};
@@ -155,7 +154,7 @@ pub(crate) enum Order {
 pub(crate) struct Head {
     symbols: Symbols,
     series: Vec<Option<MemSeries>>,
-    by_hash: HashMap<u64, u32>,
+    by_hash: HashKeyed<u32>,
     collisions: HashMap<Labels, u32>,
     pub(crate) index: Index,
     live: usize,
@@ -165,23 +164,56 @@ pub(crate) struct Head {
     range: i64,
 }
 
+/// A fast non-cryptographic hash of a label set (FxHash's mixing over 8-byte words).
+/// Collisions are handled by comparing labels, so quality only affects speed.
 fn labels_hash(ls: &Labels) -> u64 {
-    let mut h = DefaultHasher::new();
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = 0;
+    let mut mix = |bytes: &[u8]| {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        last[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(last) ^ (rest.len() as u64) << 56)
+            .wrapping_mul(K);
+    };
     for l in ls {
-        l.name.hash(&mut h);
-        0xffu8.hash(&mut h);
-        l.value.hash(&mut h);
-        0xffu8.hash(&mut h);
+        mix(l.name.as_bytes());
+        mix(l.value.as_bytes());
     }
-    h.finish()
+    h
 }
+
+/// A hasher for keys that are already hashes.
+#[derive(Default)]
+pub(crate) struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type HashKeyed<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdentityHasher>>;
 
 impl Head {
     pub(crate) fn new(range: i64) -> Self {
         Self {
             symbols: Symbols::default(),
             series: Vec::new(),
-            by_hash: HashMap::new(),
+            by_hash: HashKeyed::default(),
             collisions: HashMap::new(),
             index: Index::default(),
             live: 0,
@@ -204,10 +236,18 @@ impl Head {
     pub(crate) fn get_ref(&self, labels: &Labels) -> Option<u32> {
         let h = labels_hash(labels);
         match self.by_hash.get(&h) {
-            Some(&r) if self.labels_of(r).as_ref() == Some(labels) => Some(r),
+            Some(&r) if self.get(r).is_some_and(|s| self.same_labels(s, labels)) => Some(r),
             Some(_) => self.collisions.get(labels).copied(),
             None => None,
         }
+    }
+
+    /// Whether series `s` has exactly `labels`, without allocating.
+    fn same_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
+        s.labels.len() == labels.len() * 2
+            && s.labels.chunks(2).zip(labels.iter()).all(|(p, l)| {
+                **self.symbols.get(p[0]) == *l.name && **self.symbols.get(p[1]) == *l.value
+            })
     }
 
     /// Creates a series with reference `r` (≥ every existing reference).

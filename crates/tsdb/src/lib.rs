@@ -861,18 +861,28 @@ impl Appendable for Tsdb {
         Box::new(TsdbAppender {
             db: &self.inner,
             pending: Vec::new(),
-            batch: HashMap::new(),
-            new_series: 0,
+            new_labels: Vec::new(),
+            new_index: HashMap::new(),
+            newest: HashMap::new(),
         })
     }
 }
 
+/// A series in a batch: an existing head series, or one the batch will create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Ref(u32),
+    New(u32),
+}
+
 struct TsdbAppender<'a> {
     db: &'a Inner,
-    pending: Vec<(Labels, Sample)>,
-    /// Samples of this batch per series, to check ordering within the batch.
-    batch: HashMap<Labels, Vec<Sample>>,
-    new_series: usize,
+    pending: Vec<(Key, Sample)>,
+    /// Labels of series this batch creates, by `Key::New` index.
+    new_labels: Vec<Labels>,
+    new_index: HashMap<Labels, u32>,
+    /// Newest timestamp per series in this batch.
+    newest: HashMap<Key, i64>,
 }
 
 impl TsdbAppender<'_> {
@@ -971,10 +981,14 @@ impl Appender for TsdbAppender<'_> {
         let min_valid = db.min_valid.load(Ordering::Acquire);
         let head = db.head.read().expect("lock poisoned");
         let r = head.get_ref(labels);
-        if r.is_none() && !self.batch.contains_key(labels) {
+        let key = match r {
+            Some(r) => Some(Key::Ref(r)),
+            None => self.new_index.get(labels).map(|i| Key::New(*i)),
+        };
+        if key.is_none() {
             self.check_labels(labels)?;
             if let Some(max) = db.opts.limits.max_series
-                && head.num_series() + self.new_series >= max
+                && head.num_series() + self.new_labels.len() >= max
             {
                 db.metrics.limit_rejections.inc();
                 return Err(Error::LimitExceeded {
@@ -992,27 +1006,28 @@ impl Appender for TsdbAppender<'_> {
                 min_t: min_valid,
             });
         }
-        let batch = self.batch.get(labels).map(Vec::as_slice).unwrap_or(&[]);
-        match classify(&head, r, batch, s) {
-            Order::Newest => {}
-            Order::Duplicate => return Ok(r.map_or(u64::MAX, u64::from)),
-            Order::Conflict => {
-                db.metrics.rejected.inc();
-                return Err(Error::DuplicateSample {
-                    series: short(labels),
-                    t,
-                });
-            }
-            Order::Older => {
+        let batch_newest = key.and_then(|k| self.newest.get(&k).copied());
+        // Only a sample not after this batch's newest needs the batch's other samples.
+        let batch: Vec<Sample> = match (key, batch_newest) {
+            (Some(k), Some(n)) if t <= n => self
+                .pending
+                .iter()
+                .filter(|(pk, _)| *pk == k)
+                .map(|(_, x)| *x)
+                .collect(),
+            _ => Vec::new(),
+        };
+        match classify(&head, r, &batch, s) {
+            Order::Newest if batch_newest.is_none_or(|n| t > n) => {}
+            Order::Newest | Order::Older => {
                 let newest = r
                     .and_then(|r| head.get(r))
                     .and_then(|m| m.max_t())
                     .into_iter()
-                    .chain(batch.iter().map(|b| b.t))
+                    .chain(batch_newest)
                     .max()
                     .unwrap_or(t);
-                let floor = newest - ms(db.opts.ooo_window);
-                if t < floor {
+                if t < newest - ms(db.opts.ooo_window) {
                     db.metrics.rejected.inc();
                     return Err(Error::OutOfOrder {
                         series: short(labels),
@@ -1022,14 +1037,25 @@ impl Appender for TsdbAppender<'_> {
                 }
                 db.metrics.ooo_accepted.inc();
             }
+            Order::Duplicate => return Ok(r.map_or(u64::MAX, u64::from)),
+            Order::Conflict => {
+                db.metrics.rejected.inc();
+                return Err(Error::DuplicateSample {
+                    series: short(labels),
+                    t,
+                });
+            }
         }
         drop(head);
-        let entry = self.batch.entry(labels.clone()).or_default();
-        if entry.is_empty() && r.is_none() {
-            self.new_series += 1;
-        }
-        entry.push(s);
-        self.pending.push((labels.clone(), s));
+        let key = key.unwrap_or_else(|| {
+            let i = self.new_labels.len() as u32;
+            self.new_labels.push(labels.clone());
+            self.new_index.insert(labels.clone(), i);
+            Key::New(i)
+        });
+        let e = self.newest.entry(key).or_insert(t);
+        *e = (*e).max(t);
+        self.pending.push((key, s));
         Ok(r.map_or(u64::MAX, u64::from))
     }
 
@@ -1042,11 +1068,10 @@ impl Appender for TsdbAppender<'_> {
         let min_valid = db.min_valid.load(Ordering::Acquire);
         let mut recs = Vec::new();
         let mut created: Vec<u32> = Vec::new();
-        let mut refs: HashMap<&Labels, u32> = HashMap::new();
-        let mut seen: HashMap<u32, Vec<Sample>> = HashMap::new();
-        let mut batch = Vec::with_capacity(self.pending.len());
-        for (ls, s) in &self.pending {
-            let r = match refs.get(ls).copied().or_else(|| head.get_ref(ls)) {
+        // Resolve the series this batch creates (another appender may have created them).
+        let mut new_refs = Vec::with_capacity(self.new_labels.len());
+        for ls in &self.new_labels {
+            let r = match head.get_ref(ls) {
                 Some(r) => r,
                 None => {
                     let r = head.next_ref();
@@ -1059,25 +1084,29 @@ impl Appender for TsdbAppender<'_> {
                     r
                 }
             };
-            refs.insert(ls, r);
+            new_refs.push(r);
+        }
+        let mut batch = Vec::with_capacity(self.pending.len());
+        for (key, s) in &self.pending {
+            let r = match key {
+                Key::Ref(r) => *r,
+                Key::New(i) => new_refs[*i as usize],
+            };
             if s.t < min_valid {
                 db.metrics.rejected.inc();
                 continue;
             }
-            // Re-check under the write lock: another appender may have committed since.
-            let earlier = seen.entry(r).or_default();
-            match classify(&head, Some(r), earlier, *s) {
-                Order::Newest | Order::Older => {
-                    earlier.push(*s);
-                    batch.push((r as u64, s.t, s.v));
-                }
+            // Re-check against the head: another appender may have committed since.
+            // Samples of this batch were already checked against each other.
+            match head.order(r, s.t, s.v) {
+                Order::Newest | Order::Older => batch.push((r as u64, s.t, s.v)),
                 Order::Duplicate => {}
                 Order::Conflict => {
                     db.metrics.rejected.inc();
                 }
             }
         }
-        recs.push(Record::Samples(batch.clone()));
+        recs.push(Record::Samples(batch));
         {
             let mut wal = db.wal.lock().expect("lock poisoned");
             let mut res = wal.append(&recs);
@@ -1093,6 +1122,9 @@ impl Appender for TsdbAppender<'_> {
             }
             db.metrics.wal_bytes.set(wal.size() as i64);
         }
+        let Some(Record::Samples(batch)) = recs.pop() else {
+            unreachable!("pushed above")
+        };
         for (r, t, v) in &batch {
             head.append(*r as u32, *t, *v);
         }

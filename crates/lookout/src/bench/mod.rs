@@ -1,0 +1,341 @@
+//! `lookout bench`: storage benchmarks that print figures, side by side with Prometheus's
+//! `promtool` where a baseline exists (never timed tests).
+//!
+//! - `bench gen`: writes the node_exporter-like dataset (see `dataset`).
+//! - `bench storage`: imports one file with `lookout import` and with `promtool tsdb
+//!   create-blocks-from openmetrics`, each as a child process, and compares wall time, peak
+//!   RSS and bytes per sample on disk (chunks + index).
+//! - `bench live`: append throughput into head + WAL on one core, resident memory per
+//!   active series, and WAL replay speed.
+
+mod dataset;
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lookout_model::Labels;
+use lookout_storage::Appendable;
+use lookout_tsdb::{Options, Tsdb};
+use prometheus_client::registry::Registry;
+
+/// Resident and peak resident memory of a process, in bytes, from /proc.
+fn rss(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Runs a command, returning wall time and peak RSS (polled).
+fn run_measured(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
+    let started = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let pid = child.id().to_string();
+    let mut peak = 0;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            anyhow::ensure!(st.success(), "{cmd:?} failed: {st}");
+            return Ok((started.elapsed(), peak));
+        }
+        peak = peak.max(rss(&pid).1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn dir_bytes(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> u64 {
+    let mut total = 0;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            total += dir_bytes(&p, keep);
+        } else if keep(&p) {
+            total += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// (chunk bytes, index bytes) of blocks under `dir`, for both Lookout's and Prometheus's layouts.
+fn block_bytes(dir: &Path) -> (u64, u64) {
+    let chunks = dir_bytes(dir, &|p| {
+        p.file_name().is_some_and(|n| n == "chunks")
+            || p.parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "chunks")
+    });
+    let index = dir_bytes(dir, &|p| p.file_name().is_some_and(|n| n == "index"));
+    (chunks, index)
+}
+
+/// Writes the dataset to `out`.
+pub(crate) fn generate(
+    out: &Path,
+    series: usize,
+    hours: f64,
+    seed: u64,
+) -> anyhow::Result<(u64, u64)> {
+    let per_host = dataset::series_per_host();
+    let hosts = series.div_ceil(per_host);
+    let points = (hours * 240.0).ceil() as usize + 1;
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let f = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut w = BufWriter::with_capacity(4 << 20, f);
+    let started = Instant::now();
+    let (s, n) = dataset::write(&mut w, hosts, points, end, seed)?;
+    w.flush()?;
+    eprintln!(
+        "generated {n} samples of {s} series ({hosts} hosts × {per_host}, {points} points at 15 s) in {:.1?} → {} ({:.0} MiB)",
+        started.elapsed(),
+        out.display(),
+        std::fs::metadata(out).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0
+    );
+    Ok((s, n))
+}
+
+/// `bench storage`.
+pub(crate) fn storage(
+    file: Option<PathBuf>,
+    series: usize,
+    hours: f64,
+    promtool: &str,
+    work: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("lookout-bench-")
+        .tempdir_in(work.unwrap_or_else(std::env::temp_dir))?;
+    let file = match file {
+        Some(f) => f,
+        None => {
+            let f = tmp.path().join("dataset.om");
+            generate(&f, series, hours, 42)?;
+            f
+        }
+    };
+    let exe = std::env::current_exe()?;
+    let ours = tmp.path().join("lookout");
+    eprintln!("importing with lookout…");
+    let (our_time, our_peak) = run_measured(
+        Command::new(&exe)
+            .args(["import", "openmetrics"])
+            .arg(&file)
+            .arg("--data")
+            .arg(&ours)
+            .stdout(std::process::Stdio::null()),
+    )?;
+    let st_out = Command::new(&exe)
+        .args(["tsdb", "stats", "--json", "--data"])
+        .arg(&ours)
+        .output()?;
+    let st: serde_json::Value =
+        serde_json::from_slice(&st_out.stdout).context("reading lookout tsdb stats")?;
+    let samples = st["samples"].as_u64().unwrap_or(0).max(1);
+    let (oc, oi) = block_bytes(&ours.join("blocks"));
+
+    let theirs = tmp.path().join("promtool");
+    eprintln!("importing with {promtool}…");
+    let prom = run_measured(
+        Command::new(promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&file)
+            .arg(&theirs)
+            .stdout(std::process::Stdio::null()),
+    );
+    let input = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "dataset: {} ({:.0} MiB), {} series, {samples} samples",
+        file.display(),
+        input as f64 / 1048576.0,
+        st["series"]
+    );
+    println!();
+    println!(
+        "{:<28} {:>14} {:>14} {:>10}",
+        "", "lookout", "promtool", "ratio"
+    );
+    match prom {
+        Ok((their_time, their_peak)) => {
+            let (tc, ti) = block_bytes(&theirs);
+            let bps = |c: u64, i: u64| (c + i) as f64 / samples as f64;
+            let row = |name: &str, a: f64, b: f64, unit: &str| {
+                println!(
+                    "{name:<28} {:>11.3} {unit:<2} {:>11.3} {unit:<2} {:>9.3}×",
+                    a,
+                    b,
+                    a / b
+                );
+            };
+            row("bytes/sample (chunks+index)", bps(oc, oi), bps(tc, ti), "B");
+            row(
+                "  chunks bytes/sample",
+                oc as f64 / samples as f64,
+                tc as f64 / samples as f64,
+                "B",
+            );
+            row(
+                "  index bytes/sample",
+                oi as f64 / samples as f64,
+                ti as f64 / samples as f64,
+                "B",
+            );
+            row(
+                "import wall time",
+                our_time.as_secs_f64(),
+                their_time.as_secs_f64(),
+                "s",
+            );
+            row(
+                "import peak RSS",
+                our_peak as f64 / 1048576.0,
+                their_peak as f64 / 1048576.0,
+                "MB",
+            );
+            println!();
+            println!(
+                "goals: bytes/sample ≤ 0.5× promtool ({}), import time ≤ 0.333× promtool ({})",
+                if bps(oc, oi) <= 0.5 * bps(tc, ti) {
+                    "met"
+                } else {
+                    "NOT met"
+                },
+                if our_time.as_secs_f64() <= their_time.as_secs_f64() / 3.0 {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            );
+        }
+        Err(e) => {
+            println!(
+                "bytes/sample (chunks+index)  {:>11.3} B",
+                (oc + oi) as f64 / samples as f64
+            );
+            println!(
+                "import wall time             {:>11.3} s",
+                our_time.as_secs_f64()
+            );
+            println!(
+                "import peak RSS              {:>11.1} MB",
+                our_peak as f64 / 1048576.0
+            );
+            println!("(no promtool baseline: {e:#}; install Debian's prometheus package)");
+        }
+    }
+    Ok(())
+}
+
+fn series_labels(i: usize) -> Labels {
+    let host = i / 100;
+    let k = i % 100;
+    Labels::from_pairs([
+        ("__name__", format!("node_metric_{}", k % 25)),
+        ("cpu", (k / 25).to_string()),
+        ("instance", format!("host-{host:05}:9100")),
+        ("job", "node".to_string()),
+        (
+            "mode",
+            ["idle", "user", "system", "iowait"][k % 4].to_string(),
+        ),
+    ])
+}
+
+/// `bench live`.
+pub(crate) fn live(series: usize, throughput_series: usize, rounds: usize) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let opts = || Options {
+        maintenance_interval: None,
+        ..Options::default()
+    };
+    let pid = std::process::id().to_string();
+    // 1. Append throughput on one core: a scrape-like loop of batches.
+    {
+        let db = Tsdb::open(&tmp.path().join("tput"), opts(), &mut Registry::default())?;
+        let labels: Vec<Labels> = (0..throughput_series).map(series_labels).collect();
+        let mut rng = dataset::Rng::new(7);
+        let started = Instant::now();
+        let mut n = 0u64;
+        for r in 0..rounds {
+            let t = 1_700_000_000_000 + r as i64 * 15_000;
+            for batch in labels.chunks(10_000) {
+                let mut app = db.appender();
+                for ls in batch {
+                    app.append(ls, t, (r as f64) * 10.0 + (rng.f() * 100.0).round() / 100.0)?;
+                    n += 1;
+                }
+                app.commit()?;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "append into head + WAL: {n} samples ({throughput_series} series × {rounds} scrapes) in {secs:.2} s = {:.0} samples/s on one core",
+            n as f64 / secs
+        );
+        db.close()?;
+        drop(db);
+        let started = Instant::now();
+        let db = Tsdb::open(&tmp.path().join("tput"), opts(), &mut Registry::default())?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "WAL replay ({throughput_series} series × {rounds} samples): {n} samples in {secs:.2} s = {:.0} samples/s (goal ≥ 2,000,000: {})",
+            n as f64 / secs,
+            if n as f64 / secs >= 2e6 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+        db.close()?;
+    }
+    // 2. Memory per active series, and 3. WAL replay.
+    let dir = tmp.path().join("rss");
+    let (rss0, _) = rss(&pid);
+    let appended;
+    {
+        let db = Tsdb::open(&dir, opts(), &mut Registry::default())?;
+        let mut n = 0u64;
+        for r in 0..2 {
+            let t = 1_700_000_000_000 + r * 15_000;
+            for start in (0..series).step_by(10_000) {
+                let mut app = db.appender();
+                for i in start..(start + 10_000).min(series) {
+                    app.append(&series_labels(i), t, i as f64)?;
+                    n += 1;
+                }
+                app.commit()?;
+            }
+        }
+        appended = n;
+        let (rss1, _) = rss(&pid);
+        let per = (rss1.saturating_sub(rss0)) as f64 / series as f64;
+        println!(
+            "resident memory: {} series with 2 samples each: +{:.0} MiB RSS = {:.0} bytes per active series (goal ≤ 1024: {})",
+            series,
+            (rss1.saturating_sub(rss0)) as f64 / 1048576.0,
+            per,
+            if per <= 1024.0 { "met" } else { "NOT met" }
+        );
+        db.close()?;
+    }
+    let started = Instant::now();
+    let db = Tsdb::open(&dir, opts(), &mut Registry::default())?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "WAL replay ({series} series × 2 samples, dominated by creating series): {appended} samples in {secs:.2} s = {:.0} samples/s",
+        appended as f64 / secs
+    );
+    db.close()?;
+    Ok(())
+}
