@@ -28,11 +28,16 @@ fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
 
 impl Lookout {
     fn start(data: &Path, config: &Path) -> Self {
+        Self::start_with(data, config, &[])
+    }
+
+    fn start_with(data: &Path, config: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .arg("--config")
             .arg(config)
+            .args(extra)
             .env("LOOKOUT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -652,5 +657,33 @@ fn import_openmetrics_then_serve() {
         .unwrap();
     // Last sample at or before base + 5000 s: i = 333, value 499.5.
     assert_eq!(v["data"]["result"][0]["value"][1], "499.5", "{v}");
+    let client = reqwest::blocking::Client::new();
+    let del = format!("{}/api/v1/admin/tsdb/delete_series", lk.base);
+    let r = client
+        .post(&del)
+        .query(&[("match[]", "demo_total{job=\"b\"}")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503, "admin API is off by default");
+    assert!(lk.terminate().success());
+
+    // With the admin API on, deleting job="b" removes it from the imported blocks.
+    let lk = Lookout::start_with(&data, &cfg, &["--web.enable-admin-api"]);
+    let del = format!("{}/api/v1/admin/tsdb/delete_series", lk.base);
+    let r = client
+        .post(&del)
+        .query(&[("match[]", "demo_total{job=\"b\"}")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(lk.query("demo_total{job=\"b\"}").is_empty());
+    let v: Value = client
+        .get(format!("{}/api/v1/series", lk.base))
+        .query(&[("match[]", "demo_total"), ("start", &base.to_string())])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
     assert!(lk.terminate().success());
 }

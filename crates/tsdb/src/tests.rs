@@ -325,3 +325,42 @@ fn invalid_labels_are_rejected() {
         .unwrap_err();
     assert!(err.to_string().contains("missing metric name"));
 }
+
+#[test]
+fn size_retention_deletes_oldest_blocks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    fill(&db, 0, 10);
+    db.maintain(10 * H).unwrap();
+    let st = db.stats();
+    assert!(st.blocks >= 3, "{st:?}");
+    let blocks = st.chunk_bytes + st.index_bytes;
+    db.close().unwrap();
+    drop(db);
+    // Allow a little less than the blocks alone (the WAL counts too): the oldest block
+    // must go, the newest data stay.
+    let limit = blocks - 1;
+    let o = Options {
+        retention_size: Some(limit),
+        ..opts()
+    };
+    let db = Tsdb::open(dir.path(), o, &mut Registry::default()).unwrap();
+    let first_before = all(&db)[0].samples[0].t;
+    db.maintain(10 * H).unwrap();
+    let st = db.stats();
+    assert!(
+        st.chunk_bytes + st.index_bytes + st.wal_bytes <= limit,
+        "{st:?}"
+    );
+    let first_after = all(&db)[0].samples[0].t;
+    assert!(
+        first_after > first_before,
+        "oldest data went: {first_before} → {first_after}"
+    );
+    // The newest data is still there.
+    assert!(
+        all(&db)
+            .iter()
+            .any(|s| s.samples.last().unwrap().t >= 10 * H - 15_000)
+    );
+}
