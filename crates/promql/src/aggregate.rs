@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 
 use lookout_model::{Labels, METRIC_NAME_LABEL};
-use promql_parser::parser::token::{T_AVG, T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
-use promql_parser::parser::{AggregateExpr, LabelModifier};
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_MAX, T_MIN, T_QUANTILE,
+    T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use crate::engine::Evaluator;
 use crate::error::{Result, exec};
@@ -35,16 +38,186 @@ fn group_labels(ls: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     }
 }
 
+/// Prometheus's `quantile` over values (NaN sorts first), used by `quantile` and
+/// `quantile_over_time`.
+pub(crate) fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).expect("not NaN"),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+fn scalar_param(ev: &Evaluator<'_>, p: &Option<Box<Expr>>, ts: i64) -> Result<f64> {
+    match p.as_deref().map(|e| ev.eval(e, ts)).transpose()? {
+        Some(Value::Scalar(v)) => Ok(v),
+        _ => exec("aggregation parameter must be a scalar"),
+    }
+}
+
+/// `topk`, `bottomk`, `limitk`: keeps up to k samples per group, with their own labels.
+fn select_k(
+    ev: &Evaluator<'_>,
+    a: &AggregateExpr,
+    input: Vec<VecSample>,
+    ts: i64,
+) -> Result<Value> {
+    let op = a.op.id();
+    let param = scalar_param(ev, &a.param, ts)?;
+    if param.is_nan() {
+        return exec("Parameter value is NaN");
+    }
+    let k = if param >= 9.2e18 {
+        i64::MAX
+    } else {
+        param as i64
+    };
+    if k < 1 {
+        return Ok(Value::Vector(Vec::new()));
+    }
+    let mut order: Vec<Labels> = Vec::new();
+    let mut groups: HashMap<Labels, Vec<VecSample>> = HashMap::new();
+    for s in input {
+        let key = group_labels(&s.labels, &a.modifier);
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(s);
+    }
+    let mut out = Vec::new();
+    for key in order {
+        let mut g = groups.remove(&key).expect("group exists");
+        if op != T_LIMITK {
+            // NaN is the smallest value for topk and the largest for bottomk.
+            let desc = op == T_TOPK;
+            g.sort_by(|x, y| match (x.v.is_nan(), y.v.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if desc => y.v.partial_cmp(&x.v).expect("not NaN"),
+                _ => x.v.partial_cmp(&y.v).expect("not NaN"),
+            });
+        }
+        out.extend(g.into_iter().take(k.min(usize::MAX as i64) as usize));
+    }
+    Ok(Value::Vector(out))
+}
+
+fn count_values(
+    ev: &Evaluator<'_>,
+    a: &AggregateExpr,
+    input: Vec<VecSample>,
+    ts: i64,
+) -> Result<Value> {
+    let label = match a.param.as_deref().map(|e| ev.eval(e, ts)).transpose()? {
+        Some(Value::String(s)) => s,
+        _ => return exec("count_values needs a label name"),
+    };
+    let valid = !label.is_empty()
+        && label
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if !valid {
+        return exec(format!("invalid label name {label:?}"));
+    }
+    let mut order: Vec<Labels> = Vec::new();
+    let mut counts: HashMap<Labels, f64> = HashMap::new();
+    for s in input {
+        let key =
+            group_labels(&s.labels, &a.modifier).with(&label, &crate::functions::go_float(s.v));
+        *counts.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            0.0
+        }) += 1.0;
+    }
+    Ok(Value::Vector(
+        order
+            .into_iter()
+            .map(|k| {
+                let v = counts[&k];
+                VecSample { labels: k, v }
+            })
+            .collect(),
+    ))
+}
+
 /// Evaluates an aggregation at `ts`.
 pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Value> {
     let op = a.op.id();
-    if !matches!(op, T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP) {
+    if !matches!(
+        op,
+        T_SUM
+            | T_AVG
+            | T_MIN
+            | T_MAX
+            | T_COUNT
+            | T_GROUP
+            | T_STDDEV
+            | T_STDVAR
+            | T_TOPK
+            | T_BOTTOMK
+            | T_LIMITK
+            | T_QUANTILE
+            | T_COUNT_VALUES
+    ) {
         return exec(format!("aggregation {} is not supported yet", a.op));
     }
     let input = match ev.eval(&a.expr, ts)? {
         Value::Vector(v) => v,
         other => return exec(format!("aggregation over a {}", other.type_name())),
     };
+    match op {
+        T_TOPK | T_BOTTOMK | T_LIMITK => return select_k(ev, a, input, ts),
+        T_COUNT_VALUES => return count_values(ev, a, input, ts),
+        T_QUANTILE => {
+            let q = scalar_param(ev, &a.param, ts)?;
+            let mut order: Vec<Labels> = Vec::new();
+            let mut groups: HashMap<Labels, Vec<f64>> = HashMap::new();
+            for s in input {
+                let key = group_labels(&s.labels, &a.modifier);
+                groups
+                    .entry(key.clone())
+                    .or_insert_with(|| {
+                        order.push(key);
+                        Vec::new()
+                    })
+                    .push(s.v);
+            }
+            return Ok(Value::Vector(
+                order
+                    .into_iter()
+                    .map(|k| {
+                        let vals = groups.remove(&k).expect("group exists");
+                        VecSample {
+                            labels: k,
+                            v: quantile(q, vals),
+                        }
+                    })
+                    .collect(),
+            ));
+        }
+        _ => {}
+    }
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Group> = HashMap::new();
     for s in input {
@@ -53,11 +226,12 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
             Some(g) => g,
             None => {
                 order.push(key.clone());
+                let stat = matches!(op, T_STDDEV | T_STDVAR);
                 groups.insert(
                     key.clone(),
                     Group {
                         labels: key,
-                        value: s.v,
+                        value: if stat { 0.0 } else { s.v },
                         mean: s.v,
                         count: 1.0,
                         ..Group::default()
@@ -98,6 +272,11 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
                 let current = g.mean + g.comp;
                 (g.mean, g.comp) = kahan_inc(s.v / g.count - current / g.count, g.mean, g.comp);
             }
+            T_STDDEV | T_STDVAR => {
+                let delta = s.v - g.mean;
+                g.mean += delta / g.count;
+                g.value += delta * (s.v - g.mean);
+            }
             T_MAX if g.value < s.v || g.value.is_nan() => g.value = s.v,
             T_MIN if g.value > s.v || g.value.is_nan() => g.value = s.v,
             _ => {}
@@ -112,6 +291,8 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
                 T_AVG if g.incremental => g.mean + g.comp,
                 T_AVG => g.value / g.count + g.comp / g.count,
                 T_COUNT => g.count,
+                T_STDVAR => g.value / g.count,
+                T_STDDEV => (g.value / g.count).sqrt(),
                 _ => g.value,
             };
             VecSample {

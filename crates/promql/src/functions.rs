@@ -25,7 +25,14 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 pub(crate) fn is_ordered(e: &Expr) -> bool {
     match e {
         Expr::Paren(p) => is_ordered(&p.expr),
-        Expr::Call(c) => matches!(c.func.name, "sort" | "sort_desc"),
+        Expr::Call(c) => matches!(
+            c.func.name,
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
+        ),
+        Expr::Aggregate(a) => matches!(
+            a.op.id(),
+            promql_parser::parser::token::T_TOPK | promql_parser::parser::token::T_BOTTOMK
+        ),
         _ => false,
     }
 }
@@ -208,6 +215,20 @@ fn math(name: &str, v: f64) -> Option<f64> {
         "ln" => v.ln(),
         "log2" => v.log2(),
         "log10" => v.log10(),
+        "sin" => v.sin(),
+        "cos" => v.cos(),
+        "tan" => v.tan(),
+        "asin" => v.asin(),
+        "acos" => v.acos(),
+        "atan" => v.atan(),
+        "sinh" => v.sinh(),
+        "cosh" => v.cosh(),
+        "tanh" => v.tanh(),
+        "asinh" => v.asinh(),
+        "acosh" => v.acosh(),
+        "atanh" => v.atanh(),
+        "deg" => v * 180.0 / std::f64::consts::PI,
+        "rad" => v * std::f64::consts::PI / 180.0,
         "sgn" => {
             if v > 0.0 {
                 1.0
@@ -219,6 +240,169 @@ fn math(name: &str, v: f64) -> Option<f64> {
         }
         _ => return None,
     })
+}
+
+/// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)`.
+pub(crate) fn go_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Civil date of a Unix time in seconds: (year, month 1–12, day 1–31, day of year 1–366,
+/// weekday 0 = Sunday, hour, minute).
+fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy_mar = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy_mar + 2) / 153;
+    let d = doy_mar - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let cum = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let yday = cum[(m - 1) as usize] + d + i64::from(leap && m > 2);
+    let wday = (days + 4).rem_euclid(7);
+    (y, m, d, yday, wday, rem / 3600, rem % 3600 / 60)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Prometheus's `linearRegression` (Kahan sums), x in seconds relative to `intercept_t`.
+fn linear_regression(s: &[Sample], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let init = s[0].v;
+    let mut const_y = true;
+    for (i, p) in s.iter().enumerate() {
+        if const_y && i > 0 && p.v != init {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (p.t - intercept_t) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(p.v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * p.v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    sx += cx;
+    sy += cy;
+    sxy += cxy;
+    sx2 += cx2;
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+fn stdvar_over(s: &[Sample]) -> f64 {
+    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for p in s {
+        count += 1.0;
+        let delta = p.v - (mean + cmean);
+        (mean, cmean) = kahan_inc(delta / count, mean, cmean);
+        (aux, caux) = kahan_inc(delta * (p.v - (mean + cmean)), aux, caux);
+    }
+    (aux + caux) / count
+}
+
+/// Natural ("version") order of two strings, as the natsort Prometheus uses.
+fn natural_less(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(cb.iter()) {
+        let ord = if x.0 && y.0 {
+            let xt = x.1.trim_start_matches('0');
+            let yt = y.1.trim_start_matches('0');
+            xt.len().cmp(&yt.len()).then_with(|| xt.cmp(yt))
+        } else {
+            x.1.cmp(y.1)
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len())
+}
+
+fn string_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<String> {
+    match ev.eval(e, ts)? {
+        Value::String(s) => Ok(s),
+        other => exec(format!("expected a string, got {}", other.type_name())),
+    }
+}
+
+fn valid_label_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+}
+
+/// Labels `absent()` gives: the equality matchers of a selector, except names matched twice.
+fn absent_labels(e: &Expr) -> lookout_model::Labels {
+    let mut inner = e;
+    while let Expr::Paren(p) = inner {
+        inner = &p.expr;
+    }
+    let vs = match inner {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return lookout_model::Labels::empty(),
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut dup: Vec<String> = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == lookout_model::METRIC_NAME_LABEL {
+            continue;
+        }
+        if let promql_parser::label::MatchOp::Equal = m.op {
+            if pairs.iter().any(|(n, _)| *n == m.name) {
+                dup.push(m.name.clone());
+            }
+            pairs.push((m.name.clone(), m.value.clone()));
+        } else if pairs.iter().any(|(n, _)| *n == m.name) {
+            dup.push(m.name.clone());
+        }
+    }
+    pairs.retain(|(n, _)| !dup.contains(n));
+    lookout_model::Labels::from_pairs(pairs)
 }
 
 /// Go's `math.Max`: NaN if either is NaN.
@@ -237,6 +421,110 @@ fn go_min(a: f64, b: f64) -> f64 {
     } else {
         a.min(b)
     }
+}
+
+/// Classic-histogram `histogram_quantile`: groups `_bucket` series by their labels without
+/// `le`, and interpolates as Prometheus's `BucketQuantile` does (monotonicity enforced,
+/// tiny float deltas ignored).
+fn histogram_quantile(q: f64, v: Vec<VecSample>) -> Vec<VecSample> {
+    let mut order: Vec<lookout_model::Labels> = Vec::new();
+    let mut groups: std::collections::HashMap<lookout_model::Labels, Vec<(f64, f64)>> =
+        std::collections::HashMap::new();
+    for s in v {
+        let Some(le) = s.labels.get(lookout_model::BUCKET_LABEL) else {
+            continue;
+        };
+        let Some(ub) = parse_le(le) else { continue };
+        let key = s.labels.without(&[
+            lookout_model::BUCKET_LABEL,
+            lookout_model::METRIC_NAME_LABEL,
+        ]);
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push((ub, s.v));
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let b = groups.remove(&k).expect("group exists");
+            VecSample {
+                labels: k,
+                v: bucket_quantile(q, b),
+            }
+        })
+        .collect()
+}
+
+fn parse_le(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => s.parse().ok(),
+    }
+}
+
+fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if !b.last().is_some_and(|x| x.0 == f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Coalesce buckets with the same upper bound.
+    let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for x in b {
+        match c.last_mut() {
+            Some(last) if last.0 == x.0 => last.1 += x.1,
+            _ => c.push(x),
+        }
+    }
+    // Force monotonicity; ignore tiny floating point deltas.
+    let mut prev = c[0].1;
+    for x in c.iter_mut().skip(1) {
+        let cur = x.1;
+        if cur == prev {
+            continue;
+        }
+        if crate::promqltest::almost_equal_eps(prev, cur, 1e-12) || cur < prev {
+            x.1 = prev;
+            continue;
+        }
+        prev = cur;
+    }
+    if c.len() < 2 {
+        return f64::NAN;
+    }
+    let obs = c[c.len() - 1].1;
+    if obs == 0.0 || obs.is_nan() {
+        return f64::NAN;
+    }
+    let mut rank = q * obs;
+    let idx = c[..c.len() - 1].partition_point(|x| x.1 < rank);
+    if idx == c.len() - 1 {
+        return c[c.len() - 2].0;
+    }
+    if idx == 0 && c[0].0 <= 0.0 {
+        return c[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, c[idx].0, c[idx].1);
+    if idx > 0 {
+        start = c[idx - 1].0;
+        count -= c[idx - 1].1;
+        rank -= c[idx - 1].1;
+    }
+    start + (end - start) * (rank / count)
 }
 
 fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
@@ -272,6 +560,210 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                 }
             }
             out
+        }
+        "quantile_over_time" => {
+            let q = scalar_arg(ev, &args[0], ts)?;
+            let w = matrix_arg(ev, &args[1], ts)?;
+            w.series
+                .iter()
+                .map(|s| VecSample {
+                    labels: s.labels.without_metric_name(),
+                    v: crate::aggregate::quantile(q, s.samples.iter().map(|x| x.v).collect()),
+                })
+                .collect()
+        }
+        "stddev_over_time" | "stdvar_over_time" | "mad_over_time" | "changes" | "resets"
+        | "deriv" | "first_over_time" => {
+            let w = matrix_arg(ev, &args[0], ts)?;
+            w.series
+                .iter()
+                .filter_map(|s| {
+                    let x = &s.samples;
+                    let v = match name {
+                        "stdvar_over_time" => stdvar_over(x),
+                        "stddev_over_time" => stdvar_over(x).sqrt(),
+                        "mad_over_time" => {
+                            let med =
+                                crate::aggregate::quantile(0.5, x.iter().map(|p| p.v).collect());
+                            crate::aggregate::quantile(
+                                0.5,
+                                x.iter().map(|p| (p.v - med).abs()).collect(),
+                            )
+                        }
+                        "changes" => x
+                            .windows(2)
+                            .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
+                            .count() as f64,
+                        "resets" => x.windows(2).filter(|w| w[1].v < w[0].v).count() as f64,
+                        "deriv" => {
+                            if x.len() < 2 {
+                                return None;
+                            }
+                            linear_regression(x, x[0].t).0
+                        }
+                        _ => x[0].v,
+                    };
+                    let labels = if name == "first_over_time" {
+                        s.labels.clone()
+                    } else {
+                        s.labels.without_metric_name()
+                    };
+                    Some(VecSample { labels, v })
+                })
+                .collect()
+        }
+        "predict_linear" => {
+            let w = matrix_arg(ev, &args[0], ts)?;
+            let dur = scalar_arg(ev, &args[1], ts)?;
+            w.series
+                .iter()
+                .filter(|s| s.samples.len() >= 2)
+                .map(|s| {
+                    let (slope, intercept) = linear_regression(&s.samples, ts);
+                    VecSample {
+                        labels: s.labels.without_metric_name(),
+                        v: slope * dur + intercept,
+                    }
+                })
+                .collect()
+        }
+        "absent_over_time" => {
+            let w = matrix_arg(ev, &args[0], ts)?;
+            if w.series.is_empty() {
+                vec![VecSample {
+                    labels: absent_labels(&args[0]),
+                    v: 1.0,
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        "absent" => {
+            let v = vector_arg(ev, &args[0], ts)?;
+            if v.is_empty() {
+                vec![VecSample {
+                    labels: absent_labels(&args[0]),
+                    v: 1.0,
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        "label_replace" => {
+            let v = vector_arg(ev, &args[0], ts)?;
+            let dst = string_arg(ev, &args[1], ts)?;
+            let repl = string_arg(ev, &args[2], ts)?;
+            let src = string_arg(ev, &args[3], ts)?;
+            let re_s = string_arg(ev, &args[4], ts)?;
+            let re = regex::Regex::new(&format!("^(?s:{re_s})$")).map_err(|_| {
+                crate::Error::Execution(format!(
+                    "invalid regular expression in label_replace(): {re_s}"
+                ))
+            })?;
+            if !valid_label_name(&dst) {
+                return exec(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                ));
+            }
+            v.into_iter()
+                .map(|s| {
+                    let val = s.labels.get_or_empty(&src).to_string();
+                    let labels = match re.captures(&val) {
+                        Some(c) => {
+                            let mut out = String::new();
+                            c.expand(&repl, &mut out);
+                            s.labels.with(&dst, &out)
+                        }
+                        None => s.labels,
+                    };
+                    VecSample { labels, v: s.v }
+                })
+                .collect()
+        }
+        "label_join" => {
+            let v = vector_arg(ev, &args[0], ts)?;
+            let dst = string_arg(ev, &args[1], ts)?;
+            let sep = string_arg(ev, &args[2], ts)?;
+            let mut srcs = Vec::new();
+            for a in &args[3..] {
+                let n = string_arg(ev, a, ts)?;
+                if !valid_label_name(&n) {
+                    return exec(format!("invalid source label name in label_join(): {n}"));
+                }
+                srcs.push(n);
+            }
+            if !valid_label_name(&dst) {
+                return exec(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                ));
+            }
+            v.into_iter()
+                .map(|s| {
+                    let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get_or_empty(n)).collect();
+                    let joined = joined.join(&sep);
+                    VecSample {
+                        labels: s.labels.with(&dst, &joined),
+                        v: s.v,
+                    }
+                })
+                .collect()
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut v = vector_arg(ev, &args[0], ts)?;
+            let mut names = Vec::new();
+            for a in &args[1..] {
+                names.push(string_arg(ev, a, ts)?);
+            }
+            v.sort_by(|a, b| {
+                for n in &names {
+                    let ord = natural_less(a.labels.get_or_empty(n), b.labels.get_or_empty(n));
+                    if ord != std::cmp::Ordering::Equal {
+                        return if name == "sort_by_label" {
+                            ord
+                        } else {
+                            ord.reverse()
+                        };
+                    }
+                }
+                let ord = a.labels.cmp(&b.labels);
+                if name == "sort_by_label" {
+                    ord
+                } else {
+                    ord.reverse()
+                }
+            });
+            return Ok(Value::Vector(v));
+        }
+        "histogram_quantile" => {
+            let q = scalar_arg(ev, &args[0], ts)?;
+            let v = vector_arg(ev, &args[1], ts)?;
+            histogram_quantile(q, v)
+        }
+        "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
+        | "month" | "year" => {
+            let v = match args.first() {
+                Some(a) => vector_arg(ev, a, ts)?,
+                None => vec![VecSample {
+                    labels: lookout_model::Labels::empty(),
+                    v: ts as f64 / 1000.0,
+                }],
+            };
+            map_vector(v, |x| {
+                if !x.is_finite() {
+                    return f64::NAN;
+                }
+                let (y, m, d, yd, wd, h, mi) = civil(x as i64);
+                (match name {
+                    "minute" => mi,
+                    "hour" => h,
+                    "day_of_month" => d,
+                    "day_of_week" => wd,
+                    "day_of_year" => yd,
+                    "days_in_month" => days_in_month(y, m),
+                    "month" => m,
+                    _ => y,
+                }) as f64
+            })
         }
         "avg_over_time" | "min_over_time" | "max_over_time" | "sum_over_time"
         | "count_over_time" | "last_over_time" | "present_over_time" => {

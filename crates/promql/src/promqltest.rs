@@ -47,7 +47,11 @@ pub fn run_file(engine: &Engine, path: &Path) -> std::io::Result<Report> {
 
 /// Prometheus's `almost.Equal` with its default epsilon; NaN equals NaN.
 pub fn almost_equal(a: f64, b: f64) -> bool {
-    const EPS: f64 = 0.000001;
+    almost_equal_eps(a, b, 0.000001)
+}
+
+/// Prometheus's `almost.Equal` with epsilon `eps`.
+pub fn almost_equal_eps(a: f64, b: f64, eps: f64) -> bool {
     const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
     if a.is_nan() && b.is_nan() {
         return true;
@@ -58,9 +62,9 @@ pub fn almost_equal(a: f64, b: f64) -> bool {
     let abs_sum = a.abs() + b.abs();
     let diff = (a - b).abs();
     if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
-        return diff < EPS * MIN_NORMAL;
+        return diff < eps * MIN_NORMAL;
     }
-    diff / abs_sum.min(f64::MAX) < EPS
+    diff / abs_sum.min(f64::MAX) < eps
 }
 
 fn parse_duration_ms(s: &str) -> Result<i64, String> {
