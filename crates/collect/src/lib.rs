@@ -44,6 +44,229 @@ impl Metric {
     }
 }
 
+/// Type and help of a metric family a built-in collector writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyMeta {
+    /// Metric name as stored (counters with `_total`).
+    pub name: &'static str,
+    /// Declared type.
+    pub kind: lookout_model::MetricType,
+    /// Help text, as the matching exporter words it.
+    pub help: &'static str,
+}
+
+/// Metadata of every family the host and process collectors write.
+pub fn builtin_metadata() -> Vec<FamilyMeta> {
+    use lookout_model::MetricType::{Counter, Gauge};
+    let f = |name, kind, help| FamilyMeta { name, kind, help };
+    vec![
+        f(
+            "node_cpu_seconds_total",
+            Counter,
+            "Seconds the CPUs spent in each mode.",
+        ),
+        f(
+            "node_memory_MemTotal_bytes",
+            Gauge,
+            "Memory information field MemTotal_bytes.",
+        ),
+        f(
+            "node_memory_MemAvailable_bytes",
+            Gauge,
+            "Memory information field MemAvailable_bytes.",
+        ),
+        f(
+            "node_memory_MemFree_bytes",
+            Gauge,
+            "Memory information field MemFree_bytes.",
+        ),
+        f(
+            "node_memory_Buffers_bytes",
+            Gauge,
+            "Memory information field Buffers_bytes.",
+        ),
+        f(
+            "node_memory_Cached_bytes",
+            Gauge,
+            "Memory information field Cached_bytes.",
+        ),
+        f(
+            "node_memory_SwapTotal_bytes",
+            Gauge,
+            "Memory information field SwapTotal_bytes.",
+        ),
+        f(
+            "node_memory_SwapFree_bytes",
+            Gauge,
+            "Memory information field SwapFree_bytes.",
+        ),
+        f("node_load1", Gauge, "1m load average."),
+        f("node_load5", Gauge, "5m load average."),
+        f("node_load15", Gauge, "15m load average."),
+        f(
+            "node_filesystem_size_bytes",
+            Gauge,
+            "Filesystem size in bytes.",
+        ),
+        f(
+            "node_filesystem_free_bytes",
+            Gauge,
+            "Filesystem free space in bytes.",
+        ),
+        f(
+            "node_filesystem_avail_bytes",
+            Gauge,
+            "Filesystem space available to non-root users in bytes.",
+        ),
+        f(
+            "node_filesystem_files",
+            Gauge,
+            "Filesystem total file nodes.",
+        ),
+        f(
+            "node_filesystem_files_free",
+            Gauge,
+            "Filesystem total free file nodes.",
+        ),
+        f(
+            "node_filesystem_readonly",
+            Gauge,
+            "Filesystem read-only status.",
+        ),
+        f(
+            "node_network_receive_bytes_total",
+            Counter,
+            "Network device statistic receive_bytes.",
+        ),
+        f(
+            "node_network_receive_packets_total",
+            Counter,
+            "Network device statistic receive_packets.",
+        ),
+        f(
+            "node_network_receive_errs_total",
+            Counter,
+            "Network device statistic receive_errs.",
+        ),
+        f(
+            "node_network_receive_drop_total",
+            Counter,
+            "Network device statistic receive_drop.",
+        ),
+        f(
+            "node_network_transmit_bytes_total",
+            Counter,
+            "Network device statistic transmit_bytes.",
+        ),
+        f(
+            "node_network_transmit_packets_total",
+            Counter,
+            "Network device statistic transmit_packets.",
+        ),
+        f(
+            "node_network_transmit_errs_total",
+            Counter,
+            "Network device statistic transmit_errs.",
+        ),
+        f(
+            "node_network_transmit_drop_total",
+            Counter,
+            "Network device statistic transmit_drop.",
+        ),
+        f(
+            "node_disk_read_bytes_total",
+            Counter,
+            "The total number of bytes read successfully.",
+        ),
+        f(
+            "node_disk_written_bytes_total",
+            Counter,
+            "The total number of bytes written successfully.",
+        ),
+        f(
+            "node_disk_reads_completed_total",
+            Counter,
+            "The total number of reads completed successfully.",
+        ),
+        f(
+            "node_disk_writes_completed_total",
+            Counter,
+            "The total number of writes completed successfully.",
+        ),
+        f(
+            "node_disk_io_time_seconds_total",
+            Counter,
+            "Total seconds spent doing I/Os.",
+        ),
+        f(
+            "node_boot_time_seconds",
+            Gauge,
+            "Node boot time, in unixtime.",
+        ),
+        f(
+            "node_time_seconds",
+            Gauge,
+            "System time in seconds since epoch (1970).",
+        ),
+        f(
+            "node_context_switches_total",
+            Counter,
+            "Total number of context switches.",
+        ),
+        f("node_forks_total", Counter, "Total number of forks."),
+        f(
+            "node_procs_running",
+            Gauge,
+            "Number of processes in runnable state.",
+        ),
+        f(
+            "node_procs_blocked",
+            Gauge,
+            "Number of processes blocked waiting for I/O to complete.",
+        ),
+        f(
+            "process_cpu_seconds_total",
+            Counter,
+            "Total user and system CPU time spent in seconds.",
+        ),
+        f(
+            "process_resident_memory_bytes",
+            Gauge,
+            "Resident memory size in bytes.",
+        ),
+        f(
+            "process_virtual_memory_bytes",
+            Gauge,
+            "Virtual memory size in bytes.",
+        ),
+        f(
+            "process_start_time_seconds",
+            Gauge,
+            "Start time of the process since unix epoch in seconds.",
+        ),
+        f(
+            "process_open_fds",
+            Gauge,
+            "Number of open file descriptors.",
+        ),
+        f(
+            "process_max_fds",
+            Gauge,
+            "Maximum number of open file descriptors.",
+        ),
+        f(
+            "process_threads",
+            Gauge,
+            "Number of OS threads in the process.",
+        ),
+        f(
+            "up",
+            Gauge,
+            "1 if the collector's last run succeeded, 0 otherwise.",
+        ),
+    ]
+}
+
 /// A collector failed to read its source.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -174,7 +174,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.web.listen_address =
                     ListenAddress::parse(&l).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
             }
-            serve::run(config, args.enable_admin_api)?;
+            serve::run(config, args.config.clone(), args.enable_admin_api)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {

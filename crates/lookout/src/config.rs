@@ -84,9 +84,33 @@ impl<'de> Deserialize<'de> for PromDuration {
     }
 }
 
+/// Formats a duration as Prometheus does (`15s`, `1h30m`, `2w`, `0s`).
+pub(crate) fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("y", 365 * 86_400_000u64),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
 impl fmt::Display for PromDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
+        f.write_str(&format_duration(self.0))
     }
 }
 
@@ -309,6 +333,30 @@ fn name_key(msg: &str, text: &str, line: usize) -> String {
 }
 
 impl Config {
+    /// The configuration in effect, as YAML with every default filled in.
+    pub(crate) fn to_yaml(&self) -> String {
+        let st = &self.storage;
+        let sync = match st.wal_sync {
+            WalSync::Always => "always".to_string(),
+            WalSync::Every(d) => format_duration(d),
+        };
+        format!(
+            "global:\n  scrape_interval: {}\n  evaluation_interval: {}\nstorage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
+            self.global.scrape_interval,
+            self.global.evaluation_interval,
+            st.path.display(),
+            st.retention,
+            st.retention_size.0,
+            sync,
+            format_duration(st.out_of_order_window.0),
+            st.max_series,
+            st.max_labels_per_series,
+            st.max_label_name_length,
+            st.max_label_value_length,
+            self.web.listen_address.0
+        )
+    }
+
     /// Parses configuration text; errors name the key and its line.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
@@ -393,6 +441,17 @@ mod tests {
         );
         let e = Config::parse("storage:\n  retention_size: 5XB\n").unwrap_err();
         assert!(e.contains("retention_size"), "{e}");
+    }
+
+    #[test]
+    fn rendered_config_parses_back_to_itself() {
+        let c = Config::parse(
+            "global:\n  scrape_interval: 90s\nstorage:\n  wal_sync: always\n  retention: 30d\n",
+        )
+        .unwrap();
+        assert_eq!(Config::parse(&c.to_yaml()).unwrap(), c);
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_secs(14 * 86_400)), "2w");
     }
 
     #[test]

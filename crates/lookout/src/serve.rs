@@ -67,17 +67,25 @@ pub(crate) fn storage_options(config: &Config) -> Options {
 }
 
 /// Runs until SIGINT or SIGTERM.
-pub(crate) fn run(config: Config, admin_api: bool) -> anyhow::Result<()> {
+pub(crate) fn run(
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+    admin_api: bool,
+) -> anyhow::Result<()> {
     init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lookout")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(run_async(config, admin_api))
+    rt.block_on(run_async(config, config_file, admin_api))
 }
 
-async fn run_async(config: Config, admin_api: bool) -> anyhow::Result<()> {
+async fn run_async(
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+    admin_api: bool,
+) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let data = config.storage.path.clone();
     let opened = std::time::Instant::now();
@@ -151,6 +159,34 @@ async fn run_async(config: Config, admin_api: bool) -> anyhow::Result<()> {
         },
         admin: admin_api
             .then(|| Arc::new(TsdbAdmin(Arc::clone(&tsdb))) as Arc<dyn lookout_server::Admin>),
+        info: Arc::new(Info {
+            config_yaml: config.to_yaml(),
+            flags: vec![
+                (
+                    "config.file".into(),
+                    config_file
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                ),
+                ("storage.tsdb.path".into(), data.display().to_string()),
+                (
+                    "storage.tsdb.retention.time".into(),
+                    config.storage.retention.to_string(),
+                ),
+                (
+                    "storage.tsdb.retention.size".into(),
+                    config.storage.retention_size.0.to_string(),
+                ),
+                (
+                    "web.listen-address".into(),
+                    config.web.listen_address.0.clone(),
+                ),
+                ("web.enable-admin-api".into(), admin_api.to_string()),
+            ],
+            started: SystemTime::now(),
+            retention: config.storage.retention.to_string(),
+            tsdb: Arc::clone(&tsdb),
+        }),
     };
 
     let addr = &config.web.listen_address.0;
@@ -185,6 +221,76 @@ async fn run_async(config: Config, admin_api: bool) -> anyhow::Result<()> {
     tsdb.close().context("closing storage")?;
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// Status facts for the HTTP API.
+struct Info {
+    config_yaml: String,
+    flags: Vec<(String, String)>,
+    started: SystemTime,
+    retention: String,
+    tsdb: Arc<Tsdb>,
+}
+
+impl lookout_server::ServerInfo for Info {
+    fn config_yaml(&self) -> String {
+        self.config_yaml.clone()
+    }
+
+    fn flags(&self) -> Vec<(String, String)> {
+        self.flags.clone()
+    }
+
+    fn runtime_info(&self) -> serde_json::Value {
+        let started = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let threads = std::fs::read_dir("/proc/self/task")
+            .map(|d| d.count())
+            .unwrap_or(0);
+        serde_json::json!({
+            "startTime": crate::tsdb_cmd::rfc3339(started),
+            "CWD": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
+            "reloadConfigSuccess": true,
+            "lastConfigTime": crate::tsdb_cmd::rfc3339(started),
+            "corruptionCount": self.tsdb.wal_corruptions(),
+            "goroutineCount": threads,
+            "GOMAXPROCS": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "GOMEMLIMIT": i64::MAX,
+            "GOGC": "",
+            "GODEBUG": "",
+            "storageRetention": self.retention,
+        })
+    }
+
+    fn tsdb_status(&self, limit: usize) -> lookout_server::TsdbStatus {
+        let h = self.tsdb.head_status(limit);
+        lookout_server::TsdbStatus {
+            num_series: h.num_series,
+            num_label_pairs: h.num_label_pairs,
+            chunk_count: h.chunk_count,
+            min_time: h.min_time,
+            max_time: h.max_time,
+            series_by_metric: h.series_by_metric,
+            values_by_label: h.values_by_label,
+            memory_by_label: h.memory_by_label,
+            series_by_pair: h.series_by_pair,
+        }
+    }
+
+    fn metadata(&self) -> Vec<lookout_server::MetricMetadata> {
+        lookout_collect::builtin_metadata()
+            .into_iter()
+            .map(|m| lookout_server::MetricMetadata {
+                metric: m.name.to_string(),
+                kind: m.kind.as_str().to_string(),
+                help: m.help.to_string(),
+                unit: String::new(),
+            })
+            .collect()
+    }
 }
 
 /// The admin API over the tsdb.

@@ -687,3 +687,115 @@ fn import_openmetrics_then_serve() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
     assert!(lk.terminate().success());
 }
+
+/// The requests Grafana's Prometheus data source sends: health check, metrics browser,
+/// series lookup, and a panel's range query (form POST with a step).
+#[test]
+fn grafana_data_source_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), FAST);
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    lk.wait_for(
+        "count_over_time(node_load1[1m]) >= 3",
+        Duration::from_secs(20),
+    );
+    let c = reqwest::blocking::Client::new();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (start, end) = ((now - 300).to_string(), now.to_string());
+    let get = |path: &str, q: &[(&str, &str)]| -> Value {
+        let r = c.get(format!("{}{path}", lk.base)).query(q).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["status"], "success", "{path}: {v}");
+        v
+    };
+
+    // "Save & test": 1+1 as an instant query.
+    let v = get("/api/v1/query", &[("query", "1+1"), ("time", &end)]);
+    assert_eq!(v["data"]["resultType"], "scalar");
+    assert_eq!(v["data"]["result"][1], "2");
+    let v = get("/api/v1/status/buildinfo", &[]);
+    assert!(v["data"]["version"].is_string());
+
+    // Metrics browser.
+    let v = get("/api/v1/labels", &[("start", &start), ("end", &end)]);
+    assert!(
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "instance")
+    );
+    let v = get(
+        "/api/v1/label/__name__/values",
+        &[("start", &start), ("end", &end)],
+    );
+    assert!(
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "node_cpu_seconds_total")
+    );
+    let v = get("/api/v1/metadata", &[]);
+    assert_eq!(v["data"]["node_cpu_seconds_total"][0]["type"], "counter");
+    let v = get(
+        "/api/v1/series",
+        &[("match[]", "node_load1"), ("start", &start), ("end", &end)],
+    );
+    assert_eq!(v["data"][0]["__name__"], "node_load1");
+    let v = get(
+        "/api/v1/label/mode/values",
+        &[
+            ("match[]", "node_cpu_seconds_total"),
+            ("start", &start),
+            ("end", &end),
+        ],
+    );
+    assert!(v["data"].as_array().unwrap().iter().any(|m| m == "idle"));
+
+    // A panel: range query as a form POST, then exemplars for the same range.
+    let r = c
+        .post(format!("{}/api/v1/query_range", lk.base))
+        .form(&[
+            ("query", "sum by (mode) (rate(node_cpu_seconds_total[1m]))"),
+            ("start", &start),
+            ("end", &end),
+            ("step", "15"),
+        ])
+        .send()
+        .unwrap();
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["data"]["resultType"], "matrix", "{v}");
+    let series = v["data"]["result"].as_array().unwrap();
+    assert!(series.iter().any(|s| s["metric"]["mode"] == "idle"));
+    for s in series {
+        for p in s["values"].as_array().unwrap() {
+            let t = p[0].as_f64().unwrap();
+            assert_eq!(
+                (t - start.parse::<f64>().unwrap()) % 15.0,
+                0.0,
+                "points on the step grid"
+            );
+            assert!(p[1].is_string());
+        }
+    }
+    let v = get(
+        "/api/v1/query_exemplars",
+        &[("query", "node_load1"), ("start", &start), ("end", &end)],
+    );
+    assert_eq!(v["data"], serde_json::json!([]));
+    let v = get("/api/v1/status/config", &[]);
+    assert!(
+        v["data"]["yaml"]
+            .as_str()
+            .unwrap()
+            .contains("scrape_interval: 1s")
+    );
+    let v = get("/api/v1/status/tsdb", &[]);
+    assert!(v["data"]["headStats"]["numSeries"].as_u64().unwrap() > 10);
+    assert!(lk.terminate().success());
+}

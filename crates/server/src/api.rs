@@ -272,15 +272,20 @@ pub(crate) async fn series(
                 all.insert(s.labels);
             }
         }
+        let limit = limit_of(&p)?;
         let mut data = String::from("[");
-        for (i, ls) in all.iter().enumerate() {
+        for (i, ls) in all.iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
             if i > 0 {
                 data.push(',');
             }
             json::labels(&mut data, ls);
         }
         data.push(']');
-        Ok(ok(&data))
+        let warn = match limit {
+            Some(n) if all.len() > n => vec!["results truncated due to limit".to_string()],
+            _ => Vec::new(),
+        };
+        Ok(json_response(StatusCode::OK, json::success(&data, &warn)))
     };
     match run() {
         Ok(r) => r,
@@ -288,8 +293,35 @@ pub(crate) async fn series(
     }
 }
 
-fn string_list(items: &BTreeSet<String>) -> String {
-    serde_json::to_string(items).expect("strings serialize")
+fn limit_of(p: &Params) -> Result<Option<usize>, ApiError> {
+    match p.get("limit") {
+        None => Ok(None),
+        Some(l) => match l.parse::<i64>() {
+            Ok(0) => Ok(None),
+            Ok(n) if n > 0 => Ok(Some(n as usize)),
+            _ => Err(bad_data(&format!(
+                "invalid parameter \"limit\": cannot parse {l:?} to a valid limit"
+            ))),
+        },
+    }
+}
+
+/// A JSON list, truncated to `limit` with Prometheus's warning.
+fn limited_list(items: &BTreeSet<String>, limit: Option<usize>) -> Response {
+    let (list, warn): (Vec<&String>, Vec<String>) = match limit {
+        Some(n) if items.len() > n => (
+            items.iter().take(n).collect(),
+            vec!["results truncated due to limit".to_string()],
+        ),
+        _ => (items.iter().collect(), Vec::new()),
+    };
+    json_response(
+        StatusCode::OK,
+        json::success(
+            &serde_json::to_string(&list).expect("strings serialize"),
+            &warn,
+        ),
+    )
 }
 
 pub(crate) async fn labels(
@@ -312,7 +344,7 @@ pub(crate) async fn labels(
         for m in &sels {
             names.extend(querier.label_names(m).map_err(internal)?);
         }
-        Ok(ok(&string_list(&names)))
+        Ok(limited_list(&names, limit_of(&p)?))
     };
     match run() {
         Ok(r) => r,
@@ -350,7 +382,7 @@ pub(crate) async fn label_values(
         for m in &sels {
             values.extend(querier.label_values(&name, m).map_err(internal)?);
         }
-        Ok(ok(&string_list(&values)))
+        Ok(limited_list(&values, limit_of(&p)?))
     };
     match run() {
         Ok(r) => r,
@@ -385,6 +417,147 @@ pub(crate) async fn delete_series(
     };
     match run() {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn status_config(State(st): State<AppState>) -> Response {
+    ok(&serde_json::json!({ "yaml": st.info.config_yaml() }).to_string())
+}
+
+pub(crate) async fn status_flags(State(st): State<AppState>) -> Response {
+    let map: serde_json::Map<String, serde_json::Value> = st
+        .info
+        .flags()
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    ok(&serde_json::Value::Object(map).to_string())
+}
+
+pub(crate) async fn status_runtime(State(st): State<AppState>) -> Response {
+    ok(&st.info.runtime_info().to_string())
+}
+
+fn name_values(v: &[(String, u64)]) -> serde_json::Value {
+    serde_json::Value::Array(
+        v.iter()
+            .map(|(n, c)| serde_json::json!({"name": n, "value": c}))
+            .collect(),
+    )
+}
+
+pub(crate) async fn status_tsdb(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        let p = params(q, &headers, &Bytes::new())?;
+        let limit = match p.get("limit") {
+            None => 10,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad_data(&format!("limit must be a positive number: {l:?}")))?,
+        };
+        let t = st.info.tsdb_status(limit);
+        let data = serde_json::json!({
+            "headStats": {
+                "numSeries": t.num_series,
+                "numLabelPairs": t.num_label_pairs,
+                "chunkCount": t.chunk_count,
+                "minTime": t.min_time.unwrap_or(i64::MAX),
+                "maxTime": t.max_time.unwrap_or(i64::MIN),
+            },
+            "seriesCountByMetricName": name_values(&t.series_by_metric),
+            "labelValueCountByLabelName": name_values(&t.values_by_label),
+            "memoryInBytesByLabelName": name_values(&t.memory_by_label),
+            "seriesCountByLabelValuePair": name_values(&t.series_by_pair),
+        });
+        Ok(ok(&data.to_string()))
+    };
+    match run() {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn metadata(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        let p = params(q, &headers, &Bytes::new())?;
+        let num = |k: &str| -> Result<i64, ApiError> {
+            match p.get(k) {
+                None => Ok(-1),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| bad_data(&format!("{k} must be a number"))),
+            }
+        };
+        let (limit, per_metric) = (num("limit")?, num("limit_per_metric")?);
+        let only = p.get("metric");
+        let mut out = serde_json::Map::new();
+        for m in st.info.metadata() {
+            if only.is_some_and(|o| o != m.metric) {
+                continue;
+            }
+            if limit >= 0 && out.len() as i64 >= limit && !out.contains_key(&m.metric) {
+                break;
+            }
+            let entry = out
+                .entry(m.metric.clone())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            let arr = entry.as_array_mut().expect("array");
+            if per_metric < 0 || (arr.len() as i64) < per_metric {
+                arr.push(serde_json::json!({"type": m.kind, "help": m.help, "unit": m.unit}));
+            }
+        }
+        Ok(ok(&serde_json::Value::Object(out).to_string()))
+    };
+    match run() {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn query_exemplars(
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        let p = params(q, &headers, &body)?;
+        let text = p.get("query").unwrap_or("");
+        lookout_promql::parse(text).map_err(promql_error)?;
+        // Lookout does not store exemplars yet: the answer is an empty list.
+        Ok(ok("[]"))
+    };
+    match run() {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn format_query(
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        let p = params(q, &headers, &body)?;
+        let text = p.get("query").unwrap_or("");
+        let expr = lookout_promql::parse(text).map_err(promql_error)?;
+        Ok(ok(
+            &serde_json::to_string(&expr.prettify()).expect("string serializes")
+        ))
+    };
+    match run() {
+        Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }

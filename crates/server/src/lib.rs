@@ -54,6 +54,56 @@ pub trait Admin: Send + Sync {
     ) -> Result<(), String>;
 }
 
+/// Cardinality figures for `/api/v1/status/tsdb`.
+#[derive(Debug, Clone, Default)]
+pub struct TsdbStatus {
+    /// Series in the head.
+    pub num_series: u64,
+    /// Distinct label pairs.
+    pub num_label_pairs: u64,
+    /// Chunks in the head.
+    pub chunk_count: u64,
+    /// Earliest sample (ms).
+    pub min_time: Option<i64>,
+    /// Latest sample (ms).
+    pub max_time: Option<i64>,
+    /// Series per metric name.
+    pub series_by_metric: Vec<(String, u64)>,
+    /// Distinct values per label name.
+    pub values_by_label: Vec<(String, u64)>,
+    /// Bytes of values per label name.
+    pub memory_by_label: Vec<(String, u64)>,
+    /// Series per label pair.
+    pub series_by_pair: Vec<(String, u64)>,
+}
+
+/// Metadata of one metric family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricMetadata {
+    /// Metric name.
+    pub metric: String,
+    /// `counter`, `gauge`, …
+    pub kind: String,
+    /// Help text.
+    pub help: String,
+    /// Unit (often empty).
+    pub unit: String,
+}
+
+/// Facts about the running process the status endpoints report.
+pub trait ServerInfo: Send + Sync {
+    /// The configuration in effect, as YAML.
+    fn config_yaml(&self) -> String;
+    /// Command-line flags and their values.
+    fn flags(&self) -> Vec<(String, String)>;
+    /// Runtime facts (`/api/v1/status/runtimeinfo`), as a JSON object.
+    fn runtime_info(&self) -> serde_json::Value;
+    /// Head cardinality, `limit` entries per list.
+    fn tsdb_status(&self, limit: usize) -> TsdbStatus;
+    /// Metric metadata known to Lookout.
+    fn metadata(&self) -> Vec<MetricMetadata>;
+}
+
 /// Everything the HTTP handlers use.
 #[derive(Clone)]
 pub struct AppState {
@@ -73,6 +123,8 @@ pub struct AppState {
     pub build: BuildInfo,
     /// Admin operations; `None` answers 503 "admin APIs disabled".
     pub admin: Option<Arc<dyn Admin>>,
+    /// Status facts.
+    pub info: Arc<dyn ServerInfo>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -93,6 +145,19 @@ pub fn router(state: AppState) -> Router {
         .route("/label/{name}/values", get(api::label_values))
         .route("/series", get(api::series).post(api::series))
         .route("/status/buildinfo", get(api::buildinfo))
+        .route("/status/config", get(api::status_config))
+        .route("/status/flags", get(api::status_flags))
+        .route("/status/runtimeinfo", get(api::status_runtime))
+        .route("/status/tsdb", get(api::status_tsdb))
+        .route("/metadata", get(api::metadata))
+        .route(
+            "/query_exemplars",
+            get(api::query_exemplars).post(api::query_exemplars),
+        )
+        .route(
+            "/format_query",
+            get(api::format_query).post(api::format_query),
+        )
         .route("/lookout/collectors", get(api::collectors))
         .route(
             "/admin/tsdb/delete_series",

@@ -16,6 +16,36 @@ use lookout_storage::{Appendable, MemStorage};
 use prometheus_client::registry::Registry;
 use tower::ServiceExt;
 
+/// Fixed status facts for the router tests.
+struct StaticInfo;
+
+impl lookout_server::ServerInfo for StaticInfo {
+    fn config_yaml(&self) -> String {
+        "global:\n  scrape_interval: 15s\n".into()
+    }
+    fn flags(&self) -> Vec<(String, String)> {
+        vec![("storage.tsdb.path".into(), "data".into())]
+    }
+    fn runtime_info(&self) -> serde_json::Value {
+        serde_json::json!({"storageRetention": "15d"})
+    }
+    fn tsdb_status(&self, _limit: usize) -> lookout_server::TsdbStatus {
+        lookout_server::TsdbStatus {
+            num_series: 2,
+            series_by_metric: vec![("c_total".into(), 1)],
+            ..Default::default()
+        }
+    }
+    fn metadata(&self) -> Vec<lookout_server::MetricMetadata> {
+        vec![lookout_server::MetricMetadata {
+            metric: "c_total".into(),
+            kind: "counter".into(),
+            help: "A counter.".into(),
+            unit: String::new(),
+        }]
+    }
+}
+
 fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
     let db = MemStorage::new();
     let mut app = db.appender();
@@ -51,6 +81,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
             toolchain: "rust1.95".into(),
         },
         admin: None,
+        info: Arc::new(StaticInfo),
     }
 }
 
@@ -133,11 +164,15 @@ async fn bad_input_is_bad_data_naming_the_problem() {
 async fn execution_errors_are_422() {
     let (s, body) = get(
         state(vec![]),
-        "/api/v1/query?query=histogram_quantile(0.9,c_total)&time=100",
+        "/api/v1/query?query=%7B__name__%3D~%22.%2B%22%7D%20%2B%20on()%20vector(1)&time=100",
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.contains(r#""errorType":"execution""#));
+    assert!(
+        body.contains("many-to-one matching must be explicit"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -265,5 +300,58 @@ async fn admin_api_is_off_unless_enabled() {
             .unwrap(),
     )
     .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn status_endpoints_and_limits() {
+    let (_, body) = get(state(vec![]), "/api/v1/status/config").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"yaml":"global:\n  scrape_interval: 15s\n"}}"#
+    );
+    let (_, body) = get(state(vec![]), "/api/v1/status/flags").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"storage.tsdb.path":"data"}}"#
+    );
+    let (_, body) = get(state(vec![]), "/api/v1/status/tsdb").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["headStats"]["numSeries"], 2);
+    assert_eq!(v["data"]["seriesCountByMetricName"][0]["name"], "c_total");
+    let (_, body) = get(state(vec![]), "/api/v1/metadata?metric=c_total").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"c_total":[{"help":"A counter.","type":"counter","unit":""}]}}"#
+    );
+    let (_, body) = get(
+        state(vec![]),
+        "/api/v1/query_exemplars?query=up&start=0&end=1",
+    )
+    .await;
+    assert_eq!(body, r#"{"status":"success","data":[]}"#);
+    let (_, body) = get(
+        state(vec![]),
+        "/api/v1/format_query?query=sum(rate(x%5B5m%5D))by(job)",
+    )
+    .await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":"sum by (job) (rate(x[5m]))"}"#
+    );
+    let (s, _) = get(state(vec![]), "/api/v1/format_query?query=sum(").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, body) = get(state(vec![]), "/api/v1/label/__name__/values?limit=1").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":["c_total"],"warnings":["results truncated due to limit"]}"#
+    );
+    let (_, body) = get(
+        state(vec![]),
+        "/api/v1/series?match[]=%7B__name__%3D~%22.%2B%22%7D&limit=1",
+    )
+    .await;
+    assert!(body.contains("results truncated due to limit"), "{body}");
+    let (s, _) = get(state(vec![]), "/api/v1/labels?limit=x").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }

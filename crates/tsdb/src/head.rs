@@ -475,6 +475,15 @@ impl Head {
         (lo <= hi).then_some((lo, hi))
     }
 
+    /// Number of chunks held (sealed and open).
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.series
+            .iter()
+            .flatten()
+            .map(|s| s.chunks.len() + usize::from(!s.open.is_empty()))
+            .sum()
+    }
+
     /// Removes series `r` entirely (a batch that created it failed to reach the WAL).
     pub(crate) fn remove(&mut self, r: u32) {
         if let Some(slot) = self.series.get_mut(r as usize)

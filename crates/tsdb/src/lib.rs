@@ -165,6 +165,29 @@ pub struct Stats {
     pub top_cardinalities: Vec<(String, usize)>,
 }
 
+/// The head's cardinality, as Prometheus's `/api/v1/status/tsdb` reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeadStatus {
+    /// Series in the head.
+    pub num_series: u64,
+    /// Distinct label pairs.
+    pub num_label_pairs: u64,
+    /// Chunks in the head.
+    pub chunk_count: u64,
+    /// Earliest sample time (ms), if any.
+    pub min_time: Option<i64>,
+    /// Latest sample time (ms), if any.
+    pub max_time: Option<i64>,
+    /// Series per metric name, descending.
+    pub series_by_metric: Vec<(String, u64)>,
+    /// Distinct values per label name, descending.
+    pub values_by_label: Vec<(String, u64)>,
+    /// Bytes of label values per label name, descending.
+    pub memory_by_label: Vec<(String, u64)>,
+    /// Series per `name=value` pair, descending.
+    pub series_by_pair: Vec<(String, u64)>,
+}
+
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
@@ -362,6 +385,49 @@ impl Tsdb {
     /// Figures about the stored data.
     pub fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+
+    /// The head's cardinality; each list keeps its `limit` largest entries.
+    pub fn head_status(&self, limit: usize) -> HeadStatus {
+        let head = self.inner.head.read().expect("lock poisoned");
+        let mut st = HeadStatus {
+            num_series: head.num_series() as u64,
+            chunk_count: head.chunk_count() as u64,
+            ..HeadStatus::default()
+        };
+        if let Some((a, b)) = head.time_range() {
+            st.min_time = Some(a);
+            st.max_time = Some(b);
+        }
+        let mut values: HashMap<&str, (u64, u64)> = HashMap::new();
+        for (name, value, n) in head.index.pairs() {
+            st.num_label_pairs += 1;
+            if name == lookout_model::METRIC_NAME_LABEL {
+                st.series_by_metric.push((value.to_string(), n as u64));
+            }
+            st.series_by_pair
+                .push((format!("{name}={value}"), n as u64));
+            let e = values.entry(name).or_default();
+            e.0 += 1;
+            e.1 += (value.len() * n) as u64;
+        }
+        st.values_by_label = values.iter().map(|(k, v)| (k.to_string(), v.0)).collect();
+        st.memory_by_label = values.iter().map(|(k, v)| (k.to_string(), v.1)).collect();
+        for list in [
+            &mut st.series_by_metric,
+            &mut st.values_by_label,
+            &mut st.memory_by_label,
+            &mut st.series_by_pair,
+        ] {
+            list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            list.truncate(limit);
+        }
+        st
+    }
+
+    /// WAL corruptions repaired since start.
+    pub fn wal_corruptions(&self) -> u64 {
+        self.inner.metrics.wal_corruptions.get()
     }
 
     /// Checks the store is usable: the last WAL write succeeded and the directory is

@@ -222,6 +222,13 @@ impl Index {
         cands
     }
 
+    /// Every (name, value, number of series) in the index.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str, usize)> {
+        self.map
+            .iter()
+            .flat_map(|(n, vs)| vs.iter().map(move |(v, l)| (&**n, &**v, l.len())))
+    }
+
     /// Every label name with at least one series.
     pub(crate) fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.map.keys().map(|k| k.to_string()).collect();
