@@ -23,6 +23,8 @@ struct Group {
     mean: f64,
     count: f64,
     incremental: bool,
+    /// Some member's name was to be dropped (matters only when grouping by `__name__`).
+    drop_name: bool,
 }
 
 /// The grouping key's labels for a sample.
@@ -155,7 +157,7 @@ fn count_values(
             .into_iter()
             .map(|k| {
                 let v = counts[&k];
-                VecSample { labels: k, v }
+                VecSample::new(k, v)
             })
             .collect(),
     ))
@@ -208,10 +210,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
                     .into_iter()
                     .map(|k| {
                         let vals = groups.remove(&k).expect("group exists");
-                        VecSample {
-                            labels: k,
-                            v: quantile(q, vals),
-                        }
+                        VecSample::new(k, quantile(q, vals))
                     })
                     .collect(),
             ));
@@ -234,6 +233,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
                         value: if stat { 0.0 } else { s.v },
                         mean: s.v,
                         count: 1.0,
+                        drop_name: s.drop_name,
                         ..Group::default()
                     },
                 );
@@ -247,6 +247,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
             }
         };
         g.count += 1.0;
+        g.drop_name |= s.drop_name;
         match op {
             T_SUM => (g.value, g.comp) = kahan_inc(s.v, g.value, g.comp),
             T_AVG => {
@@ -295,9 +296,11 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
                 T_STDDEV => (g.value / g.count).sqrt(),
                 _ => g.value,
             };
+            let drop_name = g.drop_name && g.labels.metric_name().is_some();
             VecSample {
                 labels: g.labels,
                 v,
+                drop_name,
             }
         })
         .collect();

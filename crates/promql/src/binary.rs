@@ -110,15 +110,14 @@ fn vector_scalar(
             keep = true;
         }
         if keep {
-            let labels = if drops_name(op) || return_bool {
-                smp.labels.without_metric_name()
-            } else {
-                smp.labels
-            };
-            out.push(VecSample { labels, v: value });
+            out.push(VecSample {
+                labels: smp.labels,
+                v: value,
+                drop_name: smp.drop_name || drops_name(op) || return_bool,
+            });
         }
     }
-    ev.check_unique(&out)?;
+    let _ = ev;
     Ok(Value::Vector(out))
 }
 
@@ -248,10 +247,10 @@ fn vector_vector(
         if !keep {
             continue;
         }
-        let mut labels = result_labels(&ls.labels, &rs.labels, op, matching, card);
-        if return_bool {
-            labels = labels.without_metric_name();
-        }
+        // Arithmetic removes the name at once (as upstream's resultMetric does even with
+        // delayed name removal); comparisons with `bool` mark it.
+        let labels = result_labels(&ls.labels, &rs.labels, op, matching, card);
+        let drop_name = ls.drop_name || return_bool;
         match matched.get_mut(&sig) {
             Some(_) if matches!(card, VectorMatchCardinality::OneToOne) => {
                 return exec(
@@ -269,7 +268,11 @@ fn vector_vector(
                 matched.insert(sig, HashSet::from([labels.clone()]));
             }
         }
-        out.push(VecSample { labels, v: value });
+        out.push(VecSample {
+            labels,
+            v: value,
+            drop_name,
+        });
     }
     Ok(out)
 }

@@ -101,7 +101,8 @@ impl Engine {
         let ev = Evaluator::prepare(&self.opts, db, expr, t, t, 0, cancel)?;
         let v = ev.eval(expr, t)?;
         Ok(match v {
-            Value::Vector(mut v) => {
+            Value::Vector(v) => {
+                let mut v = cleanup(v);
                 ev.check_unique(&v)?;
                 if !functions::is_ordered(expr) {
                     v.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -158,6 +159,7 @@ impl Engine {
                     .or_default()
                     .push(Sample::new(t, v)),
                 Value::Vector(vs) => {
+                    let vs = cleanup(vs);
                     ev.check_unique(&vs)?;
                     for s in vs {
                         out.entry(s.labels).or_default().push(Sample::new(t, s.v));
@@ -169,10 +171,28 @@ impl Engine {
         }
         Ok(Value::Matrix(
             out.into_iter()
-                .map(|(labels, samples)| RangeSeries { labels, samples })
+                .map(|(labels, samples)| RangeSeries {
+                    labels,
+                    samples,
+                    drop_name: false,
+                })
                 .collect(),
         ))
     }
+}
+
+/// Removes the metric name where it was marked for removal (the end of Prometheus's
+/// delayed name removal).
+fn cleanup(v: Vec<VecSample>) -> Vec<VecSample> {
+    v.into_iter()
+        .map(|s| {
+            if s.drop_name {
+                VecSample::new(s.labels.without_metric_name(), s.v)
+            } else {
+                s
+            }
+        })
+        .collect()
 }
 
 /// Milliseconds of a parser offset (negative offsets look forward).
@@ -399,11 +419,11 @@ impl<'a> Evaluator<'a> {
                     let out: Vec<VecSample> = vs
                         .into_iter()
                         .map(|s| VecSample {
-                            labels: s.labels.without_metric_name(),
+                            labels: s.labels,
                             v: -s.v,
+                            drop_name: true,
                         })
                         .collect();
-                    self.check_unique(&out)?;
                     Ok(Value::Vector(out))
                 }
                 other => exec(format!("unary minus on a {}", other.type_name())),
@@ -444,10 +464,7 @@ impl<'a> Evaluator<'a> {
             if smp.t <= t - self.lookback || is_stale_nan(smp.v) {
                 continue;
             }
-            out.push(VecSample {
-                labels: s.labels.clone(),
-                v: smp.v,
-            });
+            out.push(VecSample::new(s.labels.clone(), smp.v));
             if with_t {
                 times.push(smp.t);
             }
@@ -470,6 +487,7 @@ impl<'a> Evaluator<'a> {
                 out.push(RangeSeries {
                     labels: s.labels.clone(),
                     samples,
+                    drop_name: false,
                 });
             }
         }
@@ -490,18 +508,21 @@ impl<'a> Evaluator<'a> {
         if t <= start {
             t += step;
         }
-        let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut out: BTreeMap<Labels, (Vec<Sample>, bool)> = BTreeMap::new();
         while t <= end {
             self.check_limits("subquery evaluation")?;
             match self.eval(&sq.expr, t)? {
                 Value::Vector(vs) => {
                     for s in vs {
-                        out.entry(s.labels).or_default().push(Sample::new(t, s.v));
+                        let e = out.entry(s.labels).or_default();
+                        e.0.push(Sample::new(t, s.v));
+                        e.1 |= s.drop_name;
                     }
                 }
                 Value::Scalar(v) => out
                     .entry(Labels::empty())
                     .or_default()
+                    .0
                     .push(Sample::new(t, v)),
                 other => return exec(format!("subquery over a {}", other.type_name())),
             }
@@ -509,7 +530,11 @@ impl<'a> Evaluator<'a> {
         }
         Ok(out
             .into_iter()
-            .map(|(labels, samples)| RangeSeries { labels, samples })
+            .map(|(labels, (samples, drop_name))| RangeSeries {
+                labels,
+                samples,
+                drop_name,
+            })
             .collect())
     }
 }

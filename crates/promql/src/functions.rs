@@ -451,10 +451,7 @@ fn histogram_quantile(q: f64, v: Vec<VecSample>) -> Vec<VecSample> {
         .into_iter()
         .map(|k| {
             let b = groups.remove(&k).expect("group exists");
-            VecSample {
-                labels: k,
-                v: bucket_quantile(q, b),
-            }
+            VecSample::new(k, bucket_quantile(q, b))
         })
         .collect()
 }
@@ -530,7 +527,8 @@ fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
 fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
     v.into_iter()
         .map(|s| VecSample {
-            labels: s.labels.without_metric_name(),
+            labels: s.labels.clone(),
+            drop_name: true,
             v: f(s.v),
         })
         .collect()
@@ -554,7 +552,8 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                 };
                 if let Some(v) = v {
                     out.push(VecSample {
-                        labels: s.labels.without_metric_name(),
+                        labels: s.labels.clone(),
+                        drop_name: true,
                         v,
                     });
                 }
@@ -567,7 +566,8 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             w.series
                 .iter()
                 .map(|s| VecSample {
-                    labels: s.labels.without_metric_name(),
+                    labels: s.labels.clone(),
+                    drop_name: true,
                     v: crate::aggregate::quantile(q, s.samples.iter().map(|x| x.v).collect()),
                 })
                 .collect()
@@ -603,12 +603,12 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                         }
                         _ => x[0].v,
                     };
-                    let labels = if name == "first_over_time" {
-                        s.labels.clone()
-                    } else {
-                        s.labels.without_metric_name()
-                    };
-                    Some(VecSample { labels, v })
+                    let keep = name == "first_over_time";
+                    Some(VecSample {
+                        labels: s.labels.clone(),
+                        v,
+                        drop_name: !keep || s.drop_name,
+                    })
                 })
                 .collect()
         }
@@ -621,7 +621,8 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                 .map(|s| {
                     let (slope, intercept) = linear_regression(&s.samples, ts);
                     VecSample {
-                        labels: s.labels.without_metric_name(),
+                        labels: s.labels.clone(),
+                        drop_name: true,
                         v: slope * dur + intercept,
                     }
                 })
@@ -630,10 +631,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
         "absent_over_time" => {
             let w = matrix_arg(ev, &args[0], ts)?;
             if w.series.is_empty() {
-                vec![VecSample {
-                    labels: absent_labels(&args[0]),
-                    v: 1.0,
-                }]
+                vec![VecSample::new(absent_labels(&args[0]), 1.0)]
             } else {
                 Vec::new()
             }
@@ -641,10 +639,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
         "absent" => {
             let v = vector_arg(ev, &args[0], ts)?;
             if v.is_empty() {
-                vec![VecSample {
-                    labels: absent_labels(&args[0]),
-                    v: 1.0,
-                }]
+                vec![VecSample::new(absent_labels(&args[0]), 1.0)]
             } else {
                 Vec::new()
             }
@@ -676,7 +671,11 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                         }
                         None => s.labels,
                     };
-                    VecSample { labels, v: s.v }
+                    VecSample {
+                        labels,
+                        v: s.v,
+                        drop_name: s.drop_name && dst != lookout_model::METRIC_NAME_LABEL,
+                    }
                 })
                 .collect()
         }
@@ -704,6 +703,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                     VecSample {
                         labels: s.labels.with(&dst, &joined),
                         v: s.v,
+                        drop_name: s.drop_name && dst != lookout_model::METRIC_NAME_LABEL,
                     }
                 })
                 .collect()
@@ -743,10 +743,10 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
         | "month" | "year" => {
             let v = match args.first() {
                 Some(a) => vector_arg(ev, a, ts)?,
-                None => vec![VecSample {
-                    labels: lookout_model::Labels::empty(),
-                    v: ts as f64 / 1000.0,
-                }],
+                None => vec![VecSample::new(
+                    lookout_model::Labels::empty(),
+                    ts as f64 / 1000.0,
+                )],
             };
             map_vector(v, |x| {
                 if !x.is_finite() {
@@ -771,21 +771,18 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             w.series
                 .iter()
                 .map(|s| VecSample {
-                    labels: if name == "last_over_time" {
-                        s.labels.clone()
-                    } else {
-                        s.labels.without_metric_name()
-                    },
+                    labels: s.labels.clone(),
+                    drop_name: name != "last_over_time" || s.drop_name,
                     v: over_time(name, &s.samples),
                 })
                 .collect()
         }
         "time" => return Ok(Value::Scalar(ts as f64 / 1000.0)),
         "pi" => return Ok(Value::Scalar(std::f64::consts::PI)),
-        "vector" => vec![VecSample {
-            labels: lookout_model::Labels::empty(),
-            v: scalar_arg(ev, &args[0], ts)?,
-        }],
+        "vector" => vec![VecSample::new(
+            lookout_model::Labels::empty(),
+            scalar_arg(ev, &args[0], ts)?,
+        )],
         "scalar" => {
             let v = vector_arg(ev, &args[0], ts)?;
             return Ok(Value::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN }));
@@ -800,7 +797,8 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                 v.into_iter()
                     .zip(times)
                     .map(|(s, t)| VecSample {
-                        labels: s.labels.without_metric_name(),
+                        labels: s.labels.clone(),
+                        drop_name: true,
                         v: t as f64 / 1000.0,
                     })
                     .collect()
@@ -856,7 +854,6 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             None => return exec(format!("function {other}() is not supported yet")),
         },
     };
-    ev.check_unique(&out)?;
     Ok(Value::Vector(out))
 }
 

@@ -9,6 +9,21 @@ pub struct VecSample {
     pub labels: Labels,
     /// The value.
     pub v: f64,
+    /// The metric name is to be removed when the query's result is returned (Prometheus's
+    /// delayed name removal: functions and operators mark it, `label_replace` onto
+    /// `__name__` keeps it).
+    pub drop_name: bool,
+}
+
+impl VecSample {
+    /// A sample that keeps its metric name.
+    pub fn new(labels: Labels, v: f64) -> Self {
+        Self {
+            labels,
+            v,
+            drop_name: false,
+        }
+    }
 }
 
 /// One series of a range vector (a matrix).
@@ -18,6 +33,8 @@ pub struct RangeSeries {
     pub labels: Labels,
     /// Its samples, ascending by time.
     pub samples: Vec<Sample>,
+    /// The metric name is to be removed on the way out (see [`VecSample::drop_name`]).
+    pub drop_name: bool,
 }
 
 /// The value of an expression at one evaluation time, or of a whole range query.
