@@ -119,7 +119,7 @@ fn select_k(
                 _ => x.v.partial_cmp(&y.v).expect("not NaN"),
             });
         }
-        out.extend(g.into_iter().take(k.min(usize::MAX as i64) as usize));
+        out.extend(g.into_iter().take(usize::try_from(k).unwrap_or(usize::MAX)));
     }
     Ok(Value::Vector(out))
 }
@@ -230,7 +230,12 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
                     key.clone(),
                     Group {
                         labels: key,
-                        value: if stat { 0.0 } else { s.v },
+                        // A group seeded with NaN or ±Inf has an undefined deviation.
+                        value: if stat {
+                            if s.v.is_finite() { 0.0 } else { f64::NAN }
+                        } else {
+                            s.v
+                        },
                         mean: s.v,
                         count: 1.0,
                         drop_name: s.drop_name,

@@ -423,6 +423,130 @@ fn go_min(a: f64, b: f64) -> f64 {
     }
 }
 
+/// Holt's linear smoothing as Prometheus's `double_exponential_smoothing`.
+fn double_exponential_smoothing(x: &[Sample], sf: f64, tf: f64) -> f64 {
+    let trend = |i: usize, s0: f64, s1: f64, b: f64| {
+        if i == 0 {
+            b
+        } else {
+            tf * (s1 - s0) + (1.0 - tf) * b
+        }
+    };
+    let (mut s0, mut s1) = (0.0, x[0].v);
+    let mut b = x[1].v - x[0].v;
+    for (i, p) in x.iter().enumerate().skip(1) {
+        let xs = sf * p.v;
+        b = trend(i - 1, s0, s1, b);
+        let y = (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, xs + y);
+    }
+    s1
+}
+
+/// Groups classic-histogram bucket samples by their labels without `le` and the name.
+fn histogram_groups(v: Vec<VecSample>) -> Vec<(lookout_model::Labels, Vec<(f64, f64)>)> {
+    let mut order: Vec<lookout_model::Labels> = Vec::new();
+    let mut groups: std::collections::HashMap<lookout_model::Labels, Vec<(f64, f64)>> =
+        std::collections::HashMap::new();
+    for s in v {
+        let Some(le) = s.labels.get(lookout_model::BUCKET_LABEL) else {
+            continue;
+        };
+        let Some(ub) = parse_le(le) else { continue };
+        let key = s.labels.without(&[
+            lookout_model::BUCKET_LABEL,
+            lookout_model::METRIC_NAME_LABEL,
+        ]);
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push((ub, s.v));
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let b = groups.remove(&k).expect("group exists");
+            (k, b)
+        })
+        .collect()
+}
+
+/// Sorts buckets by upper bound and merges equal bounds; `None` without a `+Inf` bucket.
+fn coalesce(mut b: Vec<(f64, f64)>) -> Option<Vec<(f64, f64)>> {
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if !b.last().is_some_and(|x| x.0 == f64::INFINITY) {
+        return None;
+    }
+    let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for x in b {
+        match c.last_mut() {
+            Some(last) if last.0 == x.0 => last.1 += x.1,
+            _ => c.push(x),
+        }
+    }
+    Some(c)
+}
+
+/// Prometheus's `BucketFraction`: the share of observations between `lower` and `upper`,
+/// interpolating linearly inside buckets.
+fn bucket_fraction(lower: f64, upper: f64, b: Vec<(f64, f64)>) -> f64 {
+    let Some(b) = coalesce(b) else {
+        return f64::NAN;
+    };
+    let count = b[b.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, &(ub, c)) in b.iter().enumerate() {
+        let lb = if i > 0 {
+            b[i - 1].0
+        } else if ub > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let interp = |v: f64| rank + (c - rank) * (v - lb) / (ub - lb);
+        if !lower_set && lb >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lb >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lb < lower && ub > lower {
+            lower_rank = interp(lower);
+            lower_set = true;
+        }
+        if !upper_set && lb < upper && ub > upper {
+            upper_rank = interp(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = c;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
+}
+
 /// Classic-histogram `histogram_quantile`: groups `_bucket` series by their labels without
 /// `le`, and interpolates as Prometheus's `BucketQuantile` does (monotonicity enforced,
 /// tiny float deltas ignored).
@@ -733,6 +857,39 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                 }
             });
             return Ok(Value::Vector(v));
+        }
+        "histogram_fraction" => {
+            let lo = scalar_arg(ev, &args[0], ts)?;
+            let hi = scalar_arg(ev, &args[1], ts)?;
+            let v = vector_arg(ev, &args[2], ts)?;
+            histogram_groups(v)
+                .into_iter()
+                .map(|(k, b)| VecSample::new(k, bucket_fraction(lo, hi, b)))
+                .collect()
+        }
+        "double_exponential_smoothing" => {
+            let w = matrix_arg(ev, &args[0], ts)?;
+            let sf = scalar_arg(ev, &args[1], ts)?;
+            let tf = scalar_arg(ev, &args[2], ts)?;
+            if sf <= 0.0 || sf >= 1.0 {
+                return exec(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                ));
+            }
+            if tf <= 0.0 || tf >= 1.0 {
+                return exec(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                ));
+            }
+            w.series
+                .iter()
+                .filter(|s| s.samples.len() >= 2)
+                .map(|s| VecSample {
+                    labels: s.labels.clone(),
+                    v: double_exponential_smoothing(&s.samples, sf, tf),
+                    drop_name: true,
+                })
+                .collect()
         }
         "histogram_quantile" => {
             let q = scalar_arg(ev, &args[0], ts)?;
