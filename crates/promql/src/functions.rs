@@ -513,7 +513,17 @@ fn bucket_fraction(lower: f64, upper: f64, b: Vec<(f64, f64)>) -> f64 {
         } else {
             f64::NEG_INFINITY
         };
-        let interp = |v: f64| rank + (c - rank) * (v - lb) / (ub - lb);
+        // Inside a bucket of infinite width nothing is interpolated: its observations
+        // count as lying below any value in the -Inf bucket and above it in the +Inf one.
+        let interp = |v: f64, _is_lower: bool| {
+            if lb == f64::NEG_INFINITY {
+                c
+            } else if ub == f64::INFINITY {
+                rank
+            } else {
+                rank + (c - rank) * (v - lb) / (ub - lb)
+            }
+        };
         if !lower_set && lb >= lower {
             lower_rank = rank;
             lower_set = true;
@@ -526,11 +536,11 @@ fn bucket_fraction(lower: f64, upper: f64, b: Vec<(f64, f64)>) -> f64 {
             break;
         }
         if !lower_set && lb < lower && ub > lower {
-            lower_rank = interp(lower);
+            lower_rank = interp(lower, true);
             lower_set = true;
         }
         if !upper_set && lb < upper && ub > upper {
-            upper_rank = interp(upper);
+            upper_rank = interp(upper, false);
             upper_set = true;
         }
         if lower_set && upper_set {
@@ -864,8 +874,35 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             let v = vector_arg(ev, &args[2], ts)?;
             histogram_groups(v)
                 .into_iter()
-                .map(|(k, b)| VecSample::new(k, bucket_fraction(lo, hi, b)))
+                .map(|(k, b)| VecSample {
+                    labels: k,
+                    v: bucket_fraction(lo, hi, b),
+                    drop_name: true,
+                })
                 .collect()
+        }
+        "histogram_quantiles" => {
+            let v = vector_arg(ev, &args[0], ts)?;
+            let label = string_arg(ev, &args[1], ts)?;
+            let mut qs = Vec::new();
+            for a in &args[2..] {
+                qs.push(scalar_arg(ev, a, ts)?);
+            }
+            let mut out = Vec::new();
+            for (k, b) in histogram_groups(v) {
+                for q in &qs {
+                    let mut qs_str = go_float(*q);
+                    if !qs_str.contains(['.', 'e', 'I', 'N']) {
+                        qs_str.push_str(".0");
+                    }
+                    out.push(VecSample {
+                        labels: k.with(&label, &qs_str),
+                        v: bucket_quantile(*q, b.clone()),
+                        drop_name: true,
+                    });
+                }
+            }
+            out
         }
         "double_exponential_smoothing" => {
             let w = matrix_arg(ev, &args[0], ts)?;
