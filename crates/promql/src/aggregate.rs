@@ -193,6 +193,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
         T_COUNT_VALUES => return count_values(ev, a, input, ts),
         T_QUANTILE => {
             let q = scalar_param(ev, &a.param, ts)?;
+            crate::functions::check_quantile(ev, q);
             let mut order: Vec<Labels> = Vec::new();
             let mut groups: HashMap<Labels, Vec<f64>> = HashMap::new();
             for s in input {

@@ -98,9 +98,20 @@ impl Engine {
         t: i64,
         cancel: Option<&AtomicBool>,
     ) -> Result<Value> {
+        self.instant_query(db, expr, t, cancel).map(|r| r.value)
+    }
+
+    /// Like [`Engine::instant_expr`], with the query's annotations.
+    pub fn instant_query(
+        &self,
+        db: &dyn Queryable,
+        expr: &Expr,
+        t: i64,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<crate::value::QueryResult> {
         let ev = Evaluator::prepare(&self.opts, db, expr, t, t, 0, cancel)?;
         let v = ev.eval(expr, t)?;
-        Ok(match v {
+        let value = match v {
             Value::Vector(v) => {
                 let mut v = cleanup(v);
                 ev.check_unique(&v)?;
@@ -110,6 +121,10 @@ impl Engine {
                 Value::Vector(v)
             }
             other => other,
+        };
+        Ok(crate::value::QueryResult {
+            value,
+            annotations: ev.annotations.into_inner(),
         })
     }
 
@@ -137,6 +152,20 @@ impl Engine {
         step: i64,
         cancel: Option<&AtomicBool>,
     ) -> Result<Value> {
+        self.range_query(db, expr, start, end, step, cancel)
+            .map(|r| r.value)
+    }
+
+    /// Like [`Engine::range_expr`], with the query's annotations.
+    pub fn range_query(
+        &self,
+        db: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<crate::value::QueryResult> {
         if step <= 0 {
             return exec("zero or negative query resolution step widths are not accepted");
         }
@@ -149,6 +178,11 @@ impl Engine {
             }
         }
         let ev = Evaluator::prepare(&self.opts, db, expr, start, end, step, cancel)?;
+        if functions::is_sort(expr) {
+            ev.warn(
+                "sort is ineffective for range queries since results are always ordered by labels",
+            );
+        }
         let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
         let mut t = start;
         while t <= end {
@@ -169,15 +203,18 @@ impl Engine {
             }
             t += step;
         }
-        Ok(Value::Matrix(
-            out.into_iter()
-                .map(|(labels, samples)| RangeSeries {
-                    labels,
-                    samples,
-                    drop_name: false,
-                })
-                .collect(),
-        ))
+        Ok(crate::value::QueryResult {
+            value: Value::Matrix(
+                out.into_iter()
+                    .map(|(labels, samples)| RangeSeries {
+                        labels,
+                        samples,
+                        drop_name: false,
+                    })
+                    .collect(),
+            ),
+            annotations: ev.annotations.into_inner(),
+        })
     }
 }
 
@@ -240,6 +277,7 @@ pub(crate) struct Evaluator<'a> {
     data: HashMap<usize, Vec<Series>>,
     deadline: Instant,
     cancel: Option<&'a AtomicBool>,
+    annotations: std::cell::RefCell<crate::value::Annotations>,
 }
 
 struct Need<'e> {
@@ -270,6 +308,7 @@ impl<'a> Evaluator<'a> {
             data: HashMap::new(),
             deadline: Instant::now() + opts.timeout,
             cancel,
+            annotations: Default::default(),
         };
         let mut needs = Vec::new();
         ev.collect(expr, start, end, &mut needs);
@@ -311,6 +350,16 @@ impl<'a> Evaluator<'a> {
             ev.check_limits("query preparation")?;
         }
         Ok(ev)
+    }
+
+    /// Records a warning annotation.
+    pub(crate) fn warn(&self, msg: impl Into<String>) {
+        self.annotations.borrow_mut().warn(msg);
+    }
+
+    /// Records an info annotation.
+    pub(crate) fn info(&self, msg: impl Into<String>) {
+        self.annotations.borrow_mut().info(msg);
     }
 
     /// The time `at` pins a selector to, if any.

@@ -21,6 +21,35 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
+/// Whether the expression is a sort function at the top.
+pub(crate) fn is_sort(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => is_sort(&p.expr),
+        Expr::Call(c) => matches!(
+            c.func.name,
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
+        ),
+        _ => false,
+    }
+}
+
+/// Warns when a quantile is outside [0, 1] (as Prometheus's `NewInvalidQuantileWarning`).
+pub(crate) fn check_quantile(ev: &Evaluator<'_>, q: f64) {
+    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+        ev.warn(format!(
+            "quantile value should be between 0 and 1, got {}",
+            go_float(q)
+        ));
+    }
+}
+
+/// Whether a metric name looks like a counter's (Prometheus's possible-non-counter check).
+fn counter_like(name: &str) -> bool {
+    ["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
 /// Whether a query's result order is meaningful (`sort`, `sort_desc` at the top).
 pub(crate) fn is_ordered(e: &Expr) -> bool {
     match e {
@@ -453,10 +482,9 @@ fn histogram_groups(v: Vec<VecSample>) -> Vec<(lookout_model::Labels, Vec<(f64, 
             continue;
         };
         let Some(ub) = parse_le(le) else { continue };
-        let key = s.labels.without(&[
-            lookout_model::BUCKET_LABEL,
-            lookout_model::METRIC_NAME_LABEL,
-        ]);
+        // Keyed with the metric name, which is dropped on the way out: two histograms
+        // that differ only by name collide there, as upstream.
+        let key = s.labels.without(&[lookout_model::BUCKET_LABEL]);
         groups
             .entry(key.clone())
             .or_insert_with(|| {
@@ -560,32 +588,30 @@ fn bucket_fraction(lower: f64, upper: f64, b: Vec<(f64, f64)>) -> f64 {
 /// Classic-histogram `histogram_quantile`: groups `_bucket` series by their labels without
 /// `le`, and interpolates as Prometheus's `BucketQuantile` does (monotonicity enforced,
 /// tiny float deltas ignored).
-fn histogram_quantile(q: f64, v: Vec<VecSample>) -> Vec<VecSample> {
-    let mut order: Vec<lookout_model::Labels> = Vec::new();
-    let mut groups: std::collections::HashMap<lookout_model::Labels, Vec<(f64, f64)>> =
-        std::collections::HashMap::new();
+/// Warns about bucket series without a parsable `le` label.
+fn check_buckets(ev: &Evaluator<'_>, v: &[VecSample]) {
     for s in v {
-        let Some(le) = s.labels.get(lookout_model::BUCKET_LABEL) else {
-            continue;
-        };
-        let Some(ub) = parse_le(le) else { continue };
-        let key = s.labels.without(&[
-            lookout_model::BUCKET_LABEL,
-            lookout_model::METRIC_NAME_LABEL,
-        ]);
-        groups
-            .entry(key.clone())
-            .or_insert_with(|| {
-                order.push(key);
-                Vec::new()
-            })
-            .push((ub, s.v));
+        let le = s.labels.get(lookout_model::BUCKET_LABEL);
+        if le.and_then(parse_le).is_none() {
+            ev.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                le.unwrap_or(""),
+                s.labels.metric_name().unwrap_or("")
+            ));
+        }
     }
-    order
+}
+
+fn histogram_quantile(ev: &Evaluator<'_>, q: f64, v: Vec<VecSample>) -> Vec<VecSample> {
+    histogram_groups(v)
         .into_iter()
-        .map(|k| {
-            let b = groups.remove(&k).expect("group exists");
-            VecSample::new(k, bucket_quantile(q, b))
+        .map(|(k, b)| {
+            let v = bucket_quantile(ev, k.metric_name(), q, b);
+            VecSample {
+                labels: k,
+                v,
+                drop_name: true,
+            }
         })
         .collect()
 }
@@ -599,7 +625,7 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
+fn bucket_quantile(ev: &Evaluator<'_>, name: Option<&str>, q: f64, mut b: Vec<(f64, f64)>) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -628,8 +654,16 @@ fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
         if cur == prev {
             continue;
         }
-        if crate::promqltest::almost_equal_eps(prev, cur, 1e-12) || cur < prev {
+        if crate::promqltest::almost_equal_eps(prev, cur, 1e-12) {
             x.1 = prev;
+            continue;
+        }
+        if cur < prev {
+            x.1 = prev;
+            ev.info(format!(
+                "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                name.unwrap_or("")
+            ));
             continue;
         }
         prev = cur;
@@ -677,6 +711,14 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             let w = matrix_arg(ev, &args[0], ts)?;
             let mut out = Vec::with_capacity(w.series.len());
             for s in &w.series {
+                if matches!(name, "rate" | "increase")
+                    && let Some(n) = s.labels.metric_name()
+                    && !counter_like(n)
+                {
+                    ev.info(format!(
+                        "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
+                    ));
+                }
                 let v = match name {
                     "rate" => extrapolated_rate(&w, &s.samples, true, true),
                     "increase" => extrapolated_rate(&w, &s.samples, true, false),
@@ -696,6 +738,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
         }
         "quantile_over_time" => {
             let q = scalar_arg(ev, &args[0], ts)?;
+            check_quantile(ev, q);
             let w = matrix_arg(ev, &args[1], ts)?;
             w.series
                 .iter()
@@ -872,6 +915,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             let lo = scalar_arg(ev, &args[0], ts)?;
             let hi = scalar_arg(ev, &args[1], ts)?;
             let v = vector_arg(ev, &args[2], ts)?;
+            check_buckets(ev, &v);
             histogram_groups(v)
                 .into_iter()
                 .map(|(k, b)| VecSample {
@@ -888,6 +932,10 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             for a in &args[2..] {
                 qs.push(scalar_arg(ev, a, ts)?);
             }
+            for q in &qs {
+                check_quantile(ev, *q);
+            }
+            check_buckets(ev, &v);
             let mut out = Vec::new();
             for (k, b) in histogram_groups(v) {
                 for q in &qs {
@@ -897,7 +945,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                     }
                     out.push(VecSample {
                         labels: k.with(&label, &qs_str),
-                        v: bucket_quantile(*q, b.clone()),
+                        v: bucket_quantile(ev, k.metric_name(), *q, b.clone()),
                         drop_name: true,
                     });
                 }
@@ -930,8 +978,10 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
         }
         "histogram_quantile" => {
             let q = scalar_arg(ev, &args[0], ts)?;
+            check_quantile(ev, q);
             let v = vector_arg(ev, &args[1], ts)?;
-            histogram_quantile(q, v)
+            check_buckets(ev, &v);
+            histogram_quantile(ev, q, v)
         }
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
         | "month" | "year" => {

@@ -43,4 +43,4 @@ mod value;
 
 pub use engine::{Engine, EngineOptions, parse, parse_selector};
 pub use error::{Error, Result};
-pub use value::{RangeSeries, Value, VecSample};
+pub use value::{Annotations, QueryResult, RangeSeries, Value, VecSample};

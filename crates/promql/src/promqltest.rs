@@ -282,11 +282,19 @@ enum Query {
     Range { start: i64, end: i64, step: i64 },
 }
 
+/// An `expect warn` / `expect info` line.
+struct AnnoExpect {
+    info: bool,
+    matcher: Option<FailMatch>,
+}
+
 #[derive(Default)]
 struct Expect {
     fail: Option<Option<FailMatch>>,
     ordered: bool,
-    annotations: bool,
+    annotations: Vec<AnnoExpect>,
+    no_warn: bool,
+    no_info: bool,
     string: Option<String>,
     range_vector: Option<(i64, i64, i64)>,
 }
@@ -441,7 +449,14 @@ fn parse_eval_header(line: &str, exp: &mut Expect) -> Result<(Query, String), St
         "eval" => {}
         "eval_fail" => exp.fail = Some(None),
         "eval_ordered" => exp.ordered = true,
-        "eval_warn" | "eval_info" => exp.annotations = true,
+        "eval_warn" => exp.annotations.push(AnnoExpect {
+            info: false,
+            matcher: None,
+        }),
+        "eval_info" => exp.annotations.push(AnnoExpect {
+            info: true,
+            matcher: None,
+        }),
         other => return Err(format!("unknown command {other:?}")),
     }
     let parts: Vec<&str> = rest.split_whitespace().collect();
@@ -490,9 +505,22 @@ fn eval(
             } else if e == "ordered" {
                 exp.ordered = true;
             } else if e.starts_with("warn") || e.starts_with("info") {
-                exp.annotations = true;
-            } else if e.starts_with("no_warn") || e.starts_with("no_info") {
-                // We produce no annotations, so these hold trivially.
+                let info = e.starts_with("info");
+                let rest = e[4..].trim();
+                let matcher = if let Some(m) = rest.strip_prefix("msg:") {
+                    Some(FailMatch::Msg(m.trim().to_string()))
+                } else if let Some(r) = rest.strip_prefix("regex:") {
+                    Some(FailMatch::Regex(
+                        regex::Regex::new(r.trim()).map_err(|e| e.to_string())?,
+                    ))
+                } else {
+                    None
+                };
+                exp.annotations.push(AnnoExpect { info, matcher });
+            } else if e.starts_with("no_warn") {
+                exp.no_warn = true;
+            } else if e.starts_with("no_info") {
+                exp.no_info = true;
             } else if let Some(s) = e.strip_prefix("string ") {
                 exp.string = Some(s.trim().trim_matches(|c| c == '"' || c == '`').to_string());
             } else if let Some(r) = e.strip_prefix("range vector from ") {
@@ -523,12 +551,16 @@ fn eval(
             values: expand_values(&tokens)?,
         });
     }
-    if exp.annotations {
-        return Err("expects warn/info annotations, which are not produced yet".into());
-    }
-    let result = match query {
-        Query::Instant(t) => engine.instant(db, &expr, t),
-        Query::Range { start, end, step } => engine.range(db, &expr, start, end, step),
+    let result = crate::parse(&expr).and_then(|e| match query {
+        Query::Instant(t) => engine.instant_query(db, &e, t, None),
+        Query::Range { start, end, step } => engine.range_query(db, &e, start, end, step, None),
+    });
+    let result = match result {
+        Ok(r) => {
+            check_annotations(&exp, &r.annotations)?;
+            Ok(r.value)
+        }
+        Err(e) => Err(e),
     };
     let value = match (result, &exp.fail) {
         (Err(e), Some(None)) => {
@@ -590,6 +622,44 @@ fn eval(
         }
         (_, other) => Err(format!("unexpected result {other:?}")),
     }
+}
+
+/// Lookout's annotations carry no `(line:col)` position yet, so an expected message is
+/// compared without its trailing position.
+fn strip_position(m: &str) -> &str {
+    match m.rfind(" (") {
+        Some(i)
+            if m.ends_with(')')
+                && m[i + 2..m.len() - 1]
+                    .split(':')
+                    .all(|p| p.parse::<u32>().is_ok()) =>
+        {
+            &m[..i]
+        }
+        _ => m,
+    }
+}
+
+fn check_annotations(exp: &Expect, got: &crate::Annotations) -> Result<(), String> {
+    for a in &exp.annotations {
+        let pool = if a.info { &got.infos } else { &got.warnings };
+        let kind = if a.info { "info" } else { "warning" };
+        let ok = match &a.matcher {
+            None => !pool.is_empty(),
+            Some(FailMatch::Msg(m)) => pool.iter().any(|g| g == strip_position(m)),
+            Some(FailMatch::Regex(r)) => pool.iter().any(|g| r.is_match(g)),
+        };
+        if !ok {
+            return Err(format!("expected an {kind} annotation, got {pool:?}"));
+        }
+    }
+    if exp.no_warn && !got.warnings.is_empty() {
+        return Err(format!("expected no warnings, got {:?}", got.warnings));
+    }
+    if exp.no_info && !got.infos.is_empty() {
+        return Err(format!("expected no infos, got {:?}", got.infos));
+    }
+    Ok(())
 }
 
 fn check_vector(

@@ -61,3 +61,40 @@ impl Value {
         }
     }
 }
+
+/// Warnings and infos a query produced, as Prometheus's annotations (deduplicated, in
+/// the order first seen). Lookout's messages carry no `(line:col)` position yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// Warnings: the result may be wrong or incomplete.
+    pub warnings: Vec<String>,
+    /// Infos: the query may not do what was meant.
+    pub infos: Vec<String>,
+}
+
+impl Annotations {
+    /// Adds a warning (`PromQL warning: …`) once.
+    pub fn warn(&mut self, msg: impl Into<String>) {
+        let m = format!("PromQL warning: {}", msg.into());
+        if !self.warnings.contains(&m) {
+            self.warnings.push(m);
+        }
+    }
+
+    /// Adds an info (`PromQL info: …`) once.
+    pub fn info(&mut self, msg: impl Into<String>) {
+        let m = format!("PromQL info: {}", msg.into());
+        if !self.infos.contains(&m) {
+            self.infos.push(m);
+        }
+    }
+}
+
+/// A query's value with its annotations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    /// The result.
+    pub value: Value,
+    /// Warnings and infos.
+    pub annotations: Annotations,
+}

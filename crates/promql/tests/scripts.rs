@@ -53,6 +53,21 @@ fn classify(file: &str, message: &str) -> String {
     if let Some((_, why)) = experimental.iter().find(|(f, _)| *f == file) {
         return why.to_string();
     }
+    if message.contains("annotation, got")
+        || message.contains("expected no warnings")
+        || message.contains("expected no infos")
+    {
+        return if message.contains("[native histogram")
+            || message.contains("load_with_nhcb creates")
+        {
+            "native histograms (annotation about them)".into()
+        } else {
+            format!(
+                "TODO: annotations: {}",
+                message.chars().take(80).collect::<String>()
+            )
+        };
+    }
     if message.contains("native histogram")
         || message.contains("histogram_count")
         || message.contains("histogram_sum")
@@ -70,9 +85,6 @@ fn classify(file: &str, message: &str) -> String {
     }
     if message.contains("function ts_of_") || message.contains("function first_over_time()") {
         return "experimental: functions behind promql-experimental-functions".into();
-    }
-    if message.contains("expects warn/info annotations") {
-        return "TODO: warn/info annotations".into();
     }
     let short: String = message.chars().take(90).collect();
     format!("TODO: {short}")

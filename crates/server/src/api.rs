@@ -36,6 +36,13 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+fn annotated(data: &str, a: &lookout_promql::Annotations) -> Response {
+    json_response(
+        StatusCode::OK,
+        json::success_annotated(data, &a.warnings, &a.infos),
+    )
+}
+
 fn ok(data: &str) -> Response {
     json_response(StatusCode::OK, json::success(data, &[]))
 }
@@ -143,20 +150,21 @@ async fn query_inner(
     let _guard = CancelOnDrop(Arc::clone(&flag));
     let db = Arc::clone(&st.db);
     let started = Instant::now();
-    let res = tokio::task::spawn_blocking(move || engine.instant_expr(&*db, &expr, t, Some(&flag)))
-        .await
-        .map_err(|e| {
-            api_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                &e.to_string(),
-            )
-        })?;
+    let res =
+        tokio::task::spawn_blocking(move || engine.instant_query(&*db, &expr, t, Some(&flag)))
+            .await
+            .map_err(|e| {
+                api_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    &e.to_string(),
+                )
+            })?;
     tracing::debug!(query = %text, elapsed = ?started.elapsed(), "Instant query");
-    let v = res.map_err(promql_error)?;
+    let r = res.map_err(promql_error)?;
     let mut data = String::new();
-    json::query_data(&mut data, &v, t);
-    Ok(ok(&data))
+    json::query_data(&mut data, &r.value, t);
+    Ok(annotated(&data, &r.annotations))
 }
 
 pub(crate) async fn query_range(
@@ -214,7 +222,7 @@ async fn query_range_inner(
     let _guard = CancelOnDrop(Arc::clone(&flag));
     let db = Arc::clone(&st.db);
     let res = tokio::task::spawn_blocking(move || {
-        engine.range_expr(&*db, &expr, start, end, step, Some(&flag))
+        engine.range_query(&*db, &expr, start, end, step, Some(&flag))
     })
     .await
     .map_err(|e| {
@@ -224,10 +232,10 @@ async fn query_range_inner(
             &e.to_string(),
         )
     })?;
-    let v = res.map_err(promql_error)?;
+    let r = res.map_err(promql_error)?;
     let mut data = String::new();
-    json::query_data(&mut data, &v, end);
-    Ok(ok(&data))
+    json::query_data(&mut data, &r.value, end);
+    Ok(annotated(&data, &r.annotations))
 }
 
 fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {

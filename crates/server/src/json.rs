@@ -145,12 +145,21 @@ pub(crate) fn query_data(out: &mut String, v: &Value, t: i64) {
 
 /// Wraps `data` (already JSON) in a success envelope.
 pub(crate) fn success(data: &str, warnings: &[String]) -> String {
+    success_annotated(data, warnings, &[])
+}
+
+/// Wraps `data` in a success envelope with Prometheus's `warnings` and `infos`.
+pub(crate) fn success_annotated(data: &str, warnings: &[String], infos: &[String]) -> String {
     let mut out = String::with_capacity(data.len() + 40);
     out.push_str("{\"status\":\"success\",\"data\":");
     out.push_str(data);
     if !warnings.is_empty() {
         out.push_str(",\"warnings\":");
         out.push_str(&serde_json::to_string(warnings).expect("strings serialize"));
+    }
+    if !infos.is_empty() {
+        out.push_str(",\"infos\":");
+        out.push_str(&serde_json::to_string(infos).expect("strings serialize"));
     }
     out.push('}');
     out

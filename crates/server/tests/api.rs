@@ -355,3 +355,33 @@ async fn status_endpoints_and_limits() {
     let (s, _) = get(state(vec![]), "/api/v1/labels?limit=x").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn annotations_become_warnings_and_infos() {
+    let (s, body) = get(
+        state(vec![]),
+        "/api/v1/query?query=rate(node_load1%5B5m%5D)&time=300",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["infos"][0],
+        "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"node_load1\""
+    );
+    let (_, body) = get(
+        state(vec![]),
+        "/api/v1/query_range?query=sort(c_total)&start=0&end=60&step=15",
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("sort is ineffective"),
+        "{v}"
+    );
+    let (_, body) = get(state(vec![]), "/api/v1/query?query=c_total&time=100").await;
+    assert!(!body.contains("warnings") && !body.contains("infos"));
+}
