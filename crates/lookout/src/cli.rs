@@ -109,6 +109,28 @@ enum BenchCommand {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// The same queries against Lookout and Prometheus (each serving one dataset):
+    /// latency medians and whether the answers are identical.
+    Queries {
+        /// Series to generate.
+        #[arg(long, default_value_t = 5_000)]
+        series: usize,
+        /// Hours to generate.
+        #[arg(long, default_value_t = 6.0)]
+        hours: f64,
+        /// Runs per query and server (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// The prometheus server binary to compare with.
+        #[arg(long, default_value = "prometheus")]
+        prometheus: String,
+        /// The promtool that loads the dataset for Prometheus.
+        #[arg(long, default_value = "promtool")]
+        promtool: String,
+        /// Directory for temporary files (default: the system's).
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
     /// Append throughput, memory per active series and WAL replay speed.
     Live {
         /// Series for the memory and replay figures.
@@ -207,6 +229,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     work,
                 } => {
                     crate::bench::storage(file, series, hours, &promtool, work)?;
+                }
+                BenchCommand::Queries {
+                    series,
+                    hours,
+                    runs,
+                    prometheus,
+                    promtool,
+                    work,
+                } => {
+                    crate::bench::queries::run(series, hours, runs, &prometheus, &promtool, work)?;
                 }
                 BenchCommand::Live {
                     series,

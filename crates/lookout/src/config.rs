@@ -234,6 +234,32 @@ pub(crate) struct Config {
     pub(crate) storage: StorageConfig,
     /// The HTTP server.
     pub(crate) web: WebConfig,
+    /// Built-in collectors.
+    pub(crate) collectors: CollectorsConfig,
+}
+
+/// `collectors:` — which built-in collectors run.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct CollectorsConfig {
+    /// This host's vitals under node_exporter's names (default on).
+    pub(crate) host: Toggle,
+    /// Lookout's own process metrics (default on).
+    pub(crate) process: Toggle,
+}
+
+/// `{ enabled: bool }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Toggle {
+    /// Whether it runs.
+    pub(crate) enabled: bool,
+}
+
+impl Default for Toggle {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// `global:` settings, named as in Prometheus.
@@ -341,9 +367,11 @@ impl Config {
             WalSync::Every(d) => format_duration(d),
         };
         format!(
-            "global:\n  scrape_interval: {}\n  evaluation_interval: {}\nstorage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
+            "global:\n  scrape_interval: {}\n  evaluation_interval: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\nstorage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
             self.global.scrape_interval,
             self.global.evaluation_interval,
+            self.collectors.host.enabled,
+            self.collectors.process.enabled,
             st.path.display(),
             st.retention,
             st.retention_size.0,

@@ -107,14 +107,18 @@ async fn run_async(
         &mut registry,
     );
     let host = hostname();
-    scheduler.add(
-        Arc::new(HostCollector::default()),
-        Labels::from_pairs([("job", "node"), ("instance", host.as_str())]),
-    );
-    scheduler.add(
-        Arc::new(ProcessCollector::myself()),
-        Labels::from_pairs([("job", "lookout"), ("instance", host.as_str())]),
-    );
+    if config.collectors.host.enabled {
+        scheduler.add(
+            Arc::new(HostCollector::default()),
+            Labels::from_pairs([("job", "node"), ("instance", host.as_str())]),
+        );
+    }
+    if config.collectors.process.enabled {
+        scheduler.add(
+            Arc::new(ProcessCollector::myself()),
+            Labels::from_pairs([("job", "lookout"), ("instance", host.as_str())]),
+        );
+    }
     registry.register_collector(Box::new(SelfMetrics));
     let board = scheduler.board();
 

@@ -1,6 +1,7 @@
 //! Label sets: sorted name/value pairs identifying a series.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::METRIC_NAME_LABEL;
 
@@ -13,17 +14,73 @@ pub struct Label {
     pub value: String,
 }
 
-/// A set of labels, kept sorted by name with unique names.
+/// A set of labels, kept sorted by name with unique names. Immutable and shared: cloning
+/// is a reference-count increment, so query results can carry their series' labels at
+/// every step without copying strings.
 ///
 /// Ordering compares label by label (name, then value), as Prometheus's `labels.Compare`
 /// does, so sorted series lists match Prometheus's order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct Labels(Vec<Label>);
+#[derive(Debug, Clone)]
+pub struct Labels(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    labels: Box<[Label]>,
+    /// Computed once, so hashing a label set is O(1).
+    hash: u64,
+}
+
+fn hash_of(labels: &[Label]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = labels.len() as u64;
+    for l in labels {
+        for part in [l.name.as_bytes(), l.value.as_bytes()] {
+            for c in part.chunks(8) {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+            }
+            h = (h.rotate_left(5) ^ (part.len() as u64 | 0xff00)).wrapping_mul(K);
+        }
+    }
+    h
+}
+
+impl Labels {
+    fn from_sorted(v: Vec<Label>) -> Self {
+        let hash = hash_of(&v);
+        Self(Arc::new(Inner {
+            labels: v.into_boxed_slice(),
+            hash,
+        }))
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash && self.0.labels == other.0.labels)
+    }
+}
+
+impl Eq for Labels {}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
 
 impl Labels {
     /// The empty label set.
     pub fn empty() -> Self {
-        Self(Vec::new())
+        Self::from_sorted(Vec::new())
     }
 
     /// Builds a label set from pairs; sorts them, drops empty values, and keeps the last
@@ -50,30 +107,31 @@ impl Labels {
             out.push(l);
         }
         out.retain(|l| !l.value.is_empty());
-        Self(out)
+        Self::from_sorted(out)
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.labels.len()
     }
 
     /// Whether the set has no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.labels.is_empty()
     }
 
     /// Iterates labels in name order.
     pub fn iter(&self) -> std::slice::Iter<'_, Label> {
-        self.0.iter()
+        self.0.labels.iter()
     }
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
+            .labels
             .binary_search_by(|l| l.name.as_str().cmp(name))
             .ok()
-            .map(|i| self.0[i].value.as_str())
+            .map(|i| self.0.labels[i].value.as_str())
     }
 
     /// The value of `name`, or "" when absent (PromQL's view of a missing label).
@@ -88,7 +146,7 @@ impl Labels {
 
     /// Returns a copy with `name` set to `value` (removed when `value` is empty).
     pub fn with(&self, name: &str, value: &str) -> Self {
-        let mut v = self.0.clone();
+        let mut v = self.0.labels.to_vec();
         match v.binary_search_by(|l| l.name.as_str().cmp(name)) {
             Ok(i) if value.is_empty() => {
                 v.remove(i);
@@ -103,18 +161,30 @@ impl Labels {
                 },
             ),
         }
-        Self(v)
+        Self::from_sorted(v)
     }
 
-    /// Returns a copy without the metric name.
+    /// Returns a copy without the metric name (the same set, shared, if it has none).
     pub fn without_metric_name(&self) -> Self {
+        if self.metric_name().is_none() {
+            return self.clone();
+        }
         self.without(&[METRIC_NAME_LABEL])
     }
 
     /// Returns a copy without the named labels.
     pub fn without<S: AsRef<str>>(&self, names: &[S]) -> Self {
-        Self(
+        if !self
+            .0
+            .labels
+            .iter()
+            .any(|l| names.iter().any(|n| n.as_ref() == l.name))
+        {
+            return self.clone();
+        }
+        Self::from_sorted(
             self.0
+                .labels
                 .iter()
                 .filter(|l| !names.iter().any(|n| n.as_ref() == l.name))
                 .cloned()
@@ -124,8 +194,9 @@ impl Labels {
 
     /// Returns a copy with only the named labels.
     pub fn keep<S: AsRef<str>>(&self, names: &[S]) -> Self {
-        Self(
+        Self::from_sorted(
             self.0
+                .labels
                 .iter()
                 .filter(|l| names.iter().any(|n| n.as_ref() == l.name))
                 .cloned()
@@ -133,9 +204,9 @@ impl Labels {
         )
     }
 
-    /// Consumes the set, returning its labels in name order.
+    /// The labels in name order, as a vector.
     pub fn into_vec(self) -> Vec<Label> {
-        self.0
+        self.0.labels.to_vec()
     }
 }
 
@@ -147,13 +218,16 @@ impl PartialOrd for Labels {
 
 impl Ord for Labels {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        for (a, b) in self.0.iter().zip(other.0.iter()) {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        for (a, b) in self.0.labels.iter().zip(other.0.labels.iter()) {
             let c = a.name.cmp(&b.name).then_with(|| a.value.cmp(&b.value));
             if c != std::cmp::Ordering::Equal {
                 return c;
             }
         }
-        self.0.len().cmp(&other.0.len())
+        self.0.labels.len().cmp(&other.0.labels.len())
     }
 }
 
@@ -161,7 +235,7 @@ impl<'a> IntoIterator for &'a Labels {
     type Item = &'a Label;
     type IntoIter = std::slice::Iter<'a, Label>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.0.labels.iter()
     }
 }
 
@@ -174,6 +248,7 @@ impl fmt::Display for Labels {
         }
         let rest: Vec<&Label> = self
             .0
+            .labels
             .iter()
             .filter(|l| l.name != METRIC_NAME_LABEL)
             .collect();

@@ -163,6 +163,17 @@ fn count_values(
     ))
 }
 
+/// The grouping key of `ls`, memoised per aggregation node for the whole query.
+fn group_key(ev: &Evaluator<'_>, a: &AggregateExpr, ls: &Labels) -> Labels {
+    let key = (a as *const AggregateExpr as usize, ls.clone(), None);
+    if let Some(v) = ev.label_memo.borrow().get(&key) {
+        return v.clone();
+    }
+    let v = group_labels(ls, &a.modifier);
+    ev.label_memo.borrow_mut().insert(key, v.clone());
+    v
+}
+
 /// Evaluates an aggregation at `ts`.
 pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Value> {
     let op = a.op.id();
@@ -197,7 +208,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
             let mut order: Vec<Labels> = Vec::new();
             let mut groups: HashMap<Labels, Vec<f64>> = HashMap::new();
             for s in input {
-                let key = group_labels(&s.labels, &a.modifier);
+                let key = group_key(ev, a, &s.labels);
                 groups
                     .entry(key.clone())
                     .or_insert_with(|| {
@@ -221,7 +232,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Group> = HashMap::new();
     for s in input {
-        let key = group_labels(&s.labels, &a.modifier);
+        let key = group_key(ev, a, &s.labels);
         let g = match groups.get_mut(&key) {
             Some(g) => g,
             None => {

@@ -41,6 +41,42 @@ fn elem(op: u16, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
+/// Per-node memo of match signatures and result label sets: a range query sees the same
+/// series at every step, so each is computed once.
+pub(crate) struct Memo<'a> {
+    ev: &'a Evaluator<'a>,
+    node: usize,
+}
+
+impl Memo<'_> {
+    fn sig(&self, ls: &Labels, matching: &Option<LabelModifier>) -> Labels {
+        let key = (self.node, ls.clone(), None);
+        if let Some(v) = self.ev.label_memo.borrow().get(&key) {
+            return v.clone();
+        }
+        let v = signature(ls, matching);
+        self.ev.label_memo.borrow_mut().insert(key, v.clone());
+        v
+    }
+
+    fn result(
+        &self,
+        l: &Labels,
+        r: &Labels,
+        op: u16,
+        matching: &Option<LabelModifier>,
+        card: &VectorMatchCardinality,
+    ) -> Labels {
+        let key = (self.node, l.clone(), Some(r.clone()));
+        if let Some(v) = self.ev.label_memo.borrow().get(&key) {
+            return v.clone();
+        }
+        let v = result_labels(l, r, op, matching, card);
+        self.ev.label_memo.borrow_mut().insert(key, v.clone());
+        v
+    }
+}
+
 fn signature(ls: &Labels, matching: &Option<LabelModifier>) -> Labels {
     match matching {
         Some(LabelModifier::Include(on)) => ls.keep(&on.labels),
@@ -59,6 +95,10 @@ pub(crate) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value>
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     let lhs = ev.eval(&b.lhs, ts)?;
     let rhs = ev.eval(&b.rhs, ts)?;
+    let memo = Memo {
+        ev,
+        node: b as *const BinaryExpr as usize,
+    };
     match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => {
             let (v, keep) = elem(op, l, r);
@@ -78,8 +118,10 @@ pub(crate) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value>
                 .map(|m| m.card.clone())
                 .unwrap_or(VectorMatchCardinality::OneToOne);
             match op {
-                T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, l, r, &matching))),
-                _ => vector_vector(op, l, r, &matching, &card, return_bool).map(Value::Vector),
+                T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(&memo, op, l, r, &matching))),
+                _ => {
+                    vector_vector(&memo, op, l, r, &matching, &card, return_bool).map(Value::Vector)
+                }
             }
         }
         (l, r) => exec(format!(
@@ -131,6 +173,7 @@ fn braced(ls: &Labels) -> String {
 }
 
 fn set_op(
+    memo: &Memo<'_>,
     op: u16,
     l: Vec<VecSample>,
     r: Vec<VecSample>,
@@ -138,23 +181,23 @@ fn set_op(
 ) -> Vec<VecSample> {
     match op {
         T_LAND => {
-            let sigs: HashSet<Labels> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+            let sigs: HashSet<Labels> = r.iter().map(|s| memo.sig(&s.labels, matching)).collect();
             l.into_iter()
-                .filter(|s| sigs.contains(&signature(&s.labels, matching)))
+                .filter(|s| sigs.contains(&memo.sig(&s.labels, matching)))
                 .collect()
         }
         T_LUNLESS => {
-            let sigs: HashSet<Labels> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+            let sigs: HashSet<Labels> = r.iter().map(|s| memo.sig(&s.labels, matching)).collect();
             l.into_iter()
-                .filter(|s| !sigs.contains(&signature(&s.labels, matching)))
+                .filter(|s| !sigs.contains(&memo.sig(&s.labels, matching)))
                 .collect()
         }
         _ => {
-            let sigs: HashSet<Labels> = l.iter().map(|s| signature(&s.labels, matching)).collect();
+            let sigs: HashSet<Labels> = l.iter().map(|s| memo.sig(&s.labels, matching)).collect();
             let mut out = l;
             out.extend(
                 r.into_iter()
-                    .filter(|s| !sigs.contains(&signature(&s.labels, matching))),
+                    .filter(|s| !sigs.contains(&memo.sig(&s.labels, matching))),
             );
             out
         }
@@ -190,6 +233,7 @@ fn result_labels(
 }
 
 fn vector_vector(
+    memo: &Memo<'_>,
     op: u16,
     mut lhs: Vec<VecSample>,
     mut rhs: Vec<VecSample>,
@@ -203,7 +247,7 @@ fn vector_vector(
     }
     let mut right: HashMap<Labels, VecSample> = HashMap::with_capacity(rhs.len());
     for s in rhs {
-        let sig = signature(&s.labels, matching);
+        let sig = memo.sig(&s.labels, matching);
         if let Some(prev) = right.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
             let (mut a, mut b) = (braced(&prev.labels), braced(&s.labels));
@@ -221,7 +265,7 @@ fn vector_vector(
         // Prometheus reports a many side even when the operator would filter it all away.
         let mut seen = HashSet::new();
         for ls in &lhs {
-            let sig = signature(&ls.labels, matching);
+            let sig = memo.sig(&ls.labels, matching);
             if right.contains_key(&sig) && !seen.insert(sig) {
                 return exec(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
@@ -232,7 +276,7 @@ fn vector_vector(
     let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
     let mut out = Vec::new();
     for ls in lhs {
-        let sig = signature(&ls.labels, matching);
+        let sig = memo.sig(&ls.labels, matching);
         let Some(rs) = right.get(&sig) else { continue };
         let (l, r) = if one_to_many {
             (rs.v, ls.v)
@@ -249,7 +293,7 @@ fn vector_vector(
         }
         // Arithmetic removes the name at once (as upstream's resultMetric does even with
         // delayed name removal); comparisons with `bool` mark it.
-        let labels = result_labels(&ls.labels, &rs.labels, op, matching, card);
+        let labels = memo.result(&ls.labels, &rs.labels, op, matching, card);
         let drop_name = ls.drop_name || return_bool;
         match matched.get_mut(&sig) {
             Some(_) if matches!(card, VectorMatchCardinality::OneToOne) => {

@@ -113,7 +113,7 @@ impl Engine {
         let v = ev.eval(expr, t)?;
         let value = match v {
             Value::Vector(v) => {
-                let mut v = cleanup(v);
+                let mut v = cleanup(v, &mut HashMap::new());
                 ev.check_unique(&v)?;
                 if !functions::is_ordered(expr) {
                     v.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -183,7 +183,8 @@ impl Engine {
                 "sort is ineffective for range queries since results are always ordered by labels",
             );
         }
-        let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut out: HashMap<Labels, Vec<Sample>> = HashMap::new();
+        let mut memo = HashMap::new();
         let mut t = start;
         while t <= end {
             ev.check_limits("query execution")?;
@@ -193,7 +194,7 @@ impl Engine {
                     .or_default()
                     .push(Sample::new(t, v)),
                 Value::Vector(vs) => {
-                    let vs = cleanup(vs);
+                    let vs = cleanup(vs, &mut memo);
                     ev.check_unique(&vs)?;
                     for s in vs {
                         out.entry(s.labels).or_default().push(Sample::new(t, s.v));
@@ -203,28 +204,34 @@ impl Engine {
             }
             t += step;
         }
+        let mut series: Vec<RangeSeries> = out
+            .into_iter()
+            .map(|(labels, samples)| RangeSeries {
+                labels,
+                samples,
+                drop_name: false,
+            })
+            .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(crate::value::QueryResult {
-            value: Value::Matrix(
-                out.into_iter()
-                    .map(|(labels, samples)| RangeSeries {
-                        labels,
-                        samples,
-                        drop_name: false,
-                    })
-                    .collect(),
-            ),
+            value: Value::Matrix(series),
             annotations: ev.annotations.into_inner(),
         })
     }
 }
 
 /// Removes the metric name where it was marked for removal (the end of Prometheus's
-/// delayed name removal).
-fn cleanup(v: Vec<VecSample>) -> Vec<VecSample> {
+/// delayed name removal). `memo` keeps the name-less label set of each series, so a range
+/// query builds it once rather than at every step.
+fn cleanup(v: Vec<VecSample>, memo: &mut HashMap<Labels, Labels>) -> Vec<VecSample> {
     v.into_iter()
         .map(|s| {
             if s.drop_name {
-                VecSample::new(s.labels.without_metric_name(), s.v)
+                let ls = memo
+                    .entry(s.labels.clone())
+                    .or_insert_with(|| s.labels.without_metric_name())
+                    .clone();
+                VecSample::new(ls, s.v)
             } else {
                 s
             }
@@ -268,6 +275,9 @@ pub(crate) fn to_matchers(name: &Option<String>, ms: &[PMatcher]) -> Result<Vec<
     Ok(out)
 }
 
+/// Key of a derived label set: expression node, input labels, and a second input.
+pub(crate) type LabelMemoKey = (usize, Labels, Option<Labels>);
+
 /// Per-query evaluation state: the loaded data and limits.
 pub(crate) struct Evaluator<'a> {
     pub(crate) start: i64,
@@ -278,6 +288,11 @@ pub(crate) struct Evaluator<'a> {
     deadline: Instant,
     cancel: Option<&'a AtomicBool>,
     annotations: std::cell::RefCell<crate::value::Annotations>,
+    /// Inner results of subqueries by (expression, time): consecutive steps of a range
+    /// query share most of their inner steps.
+    sub_cache: std::cell::RefCell<HashMap<(usize, i64), Value>>,
+    /// Label sets derived per expression node (see `binary::Memo`).
+    pub(crate) label_memo: std::cell::RefCell<HashMap<LabelMemoKey, Labels>>,
 }
 
 struct Need<'e> {
@@ -309,6 +324,8 @@ impl<'a> Evaluator<'a> {
             deadline: Instant::now() + opts.timeout,
             cancel,
             annotations: Default::default(),
+            sub_cache: Default::default(),
+            label_memo: Default::default(),
         };
         let mut needs = Vec::new();
         ev.collect(expr, start, end, &mut needs);
@@ -558,9 +575,19 @@ impl<'a> Evaluator<'a> {
             t += step;
         }
         let mut out: BTreeMap<Labels, (Vec<Sample>, bool)> = BTreeMap::new();
+        let key = &*sq.expr as *const Expr as usize;
         while t <= end {
             self.check_limits("subquery evaluation")?;
-            match self.eval(&sq.expr, t)? {
+            let cached = self.sub_cache.borrow().get(&(key, t)).cloned();
+            let value = match cached {
+                Some(v) => v,
+                None => {
+                    let v = self.eval(&sq.expr, t)?;
+                    self.sub_cache.borrow_mut().insert((key, t), v.clone());
+                    v
+                }
+            };
+            match value {
                 Value::Vector(vs) => {
                     for s in vs {
                         let e = out.entry(s.labels).or_default();

@@ -326,7 +326,11 @@ pub(crate) fn write(
     // Per-host scrape jitter, shared by all of a host's series, as in a real scrape.
     let mut jr = Rng::new(seed ^ 0xabcdef);
     let jitter: Vec<Vec<i64>> = (0..hosts)
-        .map(|_| (0..points).map(|_| (jr.next_u64() % 11) as i64).collect())
+        .map(|_| {
+            (0..points)
+                .map(|_| 1 + (jr.next_u64() % 10) as i64)
+                .collect()
+        })
         .collect();
     let per_host: Vec<Vec<Family>> = (0..hosts)
         .map(|h| families(h, &mut Rng::new(seed.wrapping_add(h as u64))))

@@ -9,6 +9,7 @@
 //!   active series, and WAL replay speed.
 
 mod dataset;
+pub(crate) mod queries;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
