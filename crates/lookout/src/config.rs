@@ -236,6 +236,30 @@ pub(crate) struct Config {
     pub(crate) web: WebConfig,
     /// Built-in collectors.
     pub(crate) collectors: CollectorsConfig,
+    /// Query engine limits (Prometheus's `--query.*` flags).
+    pub(crate) query: QueryConfig,
+}
+
+/// `query:` settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct QueryConfig {
+    /// How far back an instant selector looks for a sample (default 5m).
+    pub(crate) lookback_delta: PromDuration,
+    /// Longest a query may run (default 2m).
+    pub(crate) timeout: PromDuration,
+    /// Most samples one query may load (default 50000000).
+    pub(crate) max_samples: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            lookback_delta: PromDuration(Duration::from_secs(300)),
+            timeout: PromDuration(Duration::from_secs(120)),
+            max_samples: 50_000_000,
+        }
+    }
 }
 
 /// `collectors:` — which built-in collectors run.
@@ -367,9 +391,12 @@ impl Config {
             WalSync::Every(d) => format_duration(d),
         };
         format!(
-            "global:\n  scrape_interval: {}\n  evaluation_interval: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\nstorage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
+            "global:\n  scrape_interval: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\nstorage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
             self.global.scrape_interval,
             self.global.evaluation_interval,
+            self.query.lookback_delta,
+            self.query.timeout,
+            self.query.max_samples,
             self.collectors.host.enabled,
             self.collectors.process.enabled,
             st.path.display(),

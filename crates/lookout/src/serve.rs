@@ -147,7 +147,9 @@ async fn run_async(
         db: tsdb.clone(),
         engine: Engine::new(EngineOptions {
             default_subquery_step: config.global.evaluation_interval.0,
-            ..EngineOptions::default()
+            lookback_delta: config.query.lookback_delta.0,
+            timeout: config.query.timeout.0,
+            max_samples: config.query.max_samples,
         }),
         checks,
         collectors: board,

@@ -187,7 +187,7 @@ impl Engine {
         let mut memo = HashMap::new();
         let mut t = start;
         while t <= end {
-            ev.check_limits("query execution")?;
+            ev.check_limits("expression evaluation")?;
             match ev.eval(expr, t)? {
                 Value::Scalar(v) => out
                     .entry(Labels::empty())
