@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use lookout_model::{Labels, METRIC_NAME_LABEL};
 use promql_parser::parser::token::{
-    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_MAX, T_MIN, T_QUANTILE,
-    T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMIT_RATIO, T_LIMITK, T_MAX, T_MIN,
+    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
@@ -71,6 +71,47 @@ fn scalar_param(ev: &Evaluator<'_>, p: &Option<Box<Expr>>, ts: i64) -> Result<f6
         Some(Value::Scalar(v)) => Ok(v),
         _ => exec("aggregation parameter must be a scalar"),
     }
+}
+
+/// Prometheus's `labels.Hash()`: xxHash64 of every `name 0xff value 0xff`.
+fn prometheus_label_hash(ls: &Labels) -> u64 {
+    let mut buf = Vec::with_capacity(128);
+    for l in ls {
+        buf.extend_from_slice(l.name.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(l.value.as_bytes());
+        buf.push(0xff);
+    }
+    xxhash_rust::xxh64::xxh64(&buf, 0)
+}
+
+/// `limit_ratio`: keeps the series whose label hash falls in the first `r` share of the
+/// hash space (or, for negative `r`, in the last `-r` share), as Prometheus's
+/// `HashRatioSampler`, so the choice is stable across steps and queries.
+fn limit_ratio(
+    ev: &Evaluator<'_>,
+    a: &AggregateExpr,
+    input: Vec<VecSample>,
+    ts: i64,
+) -> Result<Value> {
+    let mut r = scalar_param(ev, &a.param, ts)?;
+    if r.is_nan() {
+        return exec("Ratio value is NaN");
+    }
+    if !(-1.0..=1.0).contains(&r) {
+        let capped = r.clamp(-1.0, 1.0);
+        ev.warn(format!(
+            "ratio value should be between -1 and 1, got {}, capping to {}",
+            crate::functions::go_float(r),
+            crate::functions::go_float(capped)
+        ));
+        r = capped;
+    }
+    let keep = |s: &VecSample| {
+        let offset = prometheus_label_hash(&s.labels) as f64 / u64::MAX as f64;
+        (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r)
+    };
+    Ok(Value::Vector(input.into_iter().filter(keep).collect()))
 }
 
 /// `topk`, `bottomk`, `limitk`: keeps up to k samples per group, with their own labels.
@@ -192,6 +233,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
             | T_LIMITK
             | T_QUANTILE
             | T_COUNT_VALUES
+            | T_LIMIT_RATIO
     ) {
         return exec(format!("aggregation {} is not supported yet", a.op));
     }
@@ -201,6 +243,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
     };
     match op {
         T_TOPK | T_BOTTOMK | T_LIMITK => return select_k(ev, a, input, ts),
+        T_LIMIT_RATIO => return limit_ratio(ev, a, input, ts),
         T_COUNT_VALUES => return count_values(ev, a, input, ts),
         T_QUANTILE => {
             let q = scalar_param(ev, &a.param, ts)?;
@@ -322,4 +365,20 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
         })
         .collect();
     Ok(Value::Vector(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_hash_is_xxhash64_of_prometheus_bytes() {
+        assert_eq!(xxhash_rust::xxh64::xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
+        assert_eq!(xxhash_rust::xxh64::xxh64(b"abc", 0), 0x44BC_2CF5_AD77_0999);
+        let ls = Labels::from_pairs([("a", "b")]);
+        assert_eq!(
+            prometheus_label_hash(&ls),
+            xxhash_rust::xxh64::xxh64(b"a\xffb\xff", 0)
+        );
+    }
 }
