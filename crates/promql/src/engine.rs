@@ -283,6 +283,8 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) start: i64,
     pub(crate) end: i64,
     pub(crate) lookback: i64,
+    /// The range query's step (0 for instant queries).
+    pub(crate) step: i64,
     sub_step: i64,
     data: HashMap<usize, Vec<Series>>,
     deadline: Instant,
@@ -293,6 +295,10 @@ pub(crate) struct Evaluator<'a> {
     sub_cache: std::cell::RefCell<HashMap<(usize, i64), Value>>,
     /// Label sets derived per expression node (see `binary::Memo`).
     pub(crate) label_memo: std::cell::RefCell<HashMap<LabelMemoKey, Labels>>,
+    /// Results of range-vector functions computed for every step at once, by (call, time).
+    pub(crate) step_cache: std::cell::RefCell<HashMap<(usize, i64), Vec<VecSample>>>,
+    /// Evaluation grids (start, end, step) of the subqueries being evaluated, innermost last.
+    pub(crate) grids: std::cell::RefCell<Vec<(i64, i64, i64)>>,
 }
 
 struct Need<'e> {
@@ -312,13 +318,14 @@ impl<'a> Evaluator<'a> {
         expr: &Expr,
         start: i64,
         end: i64,
-        _step: i64,
+        step: i64,
         cancel: Option<&'a AtomicBool>,
     ) -> Result<Self> {
         let mut ev = Evaluator {
             start,
             end,
             lookback: opts.lookback_delta.as_millis() as i64,
+            step,
             sub_step: opts.default_subquery_step.as_millis().max(1) as i64,
             data: HashMap::new(),
             deadline: Instant::now() + opts.timeout,
@@ -326,6 +333,8 @@ impl<'a> Evaluator<'a> {
             annotations: Default::default(),
             sub_cache: Default::default(),
             label_memo: Default::default(),
+            step_cache: Default::default(),
+            grids: Default::default(),
         };
         let mut needs = Vec::new();
         ev.collect(expr, start, end, &mut needs);
@@ -538,6 +547,11 @@ impl<'a> Evaluator<'a> {
         (out, times)
     }
 
+    /// Every series a selector loaded, with all its samples.
+    pub(crate) fn series_of(&self, vs: &VectorSelector) -> &[Series] {
+        self.data.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[])
+    }
+
     /// Samples of a selector in `(t - range, t]`, without staleness markers.
     pub(crate) fn select_range(&self, vs: &VectorSelector, t: i64, range: i64) -> Vec<RangeSeries> {
         let mut out = Vec::new();
@@ -574,8 +588,40 @@ impl<'a> Evaluator<'a> {
         if t <= start {
             t += step;
         }
-        let mut out: BTreeMap<Labels, (Vec<Sample>, bool)> = BTreeMap::new();
         let key = &*sq.expr as *const Expr as usize;
+        // In a range query, the inner steps of every outer step lie on one grid: let
+        // range-vector functions inside compute it in one pass.
+        let grid = (self.step > 0 && sq.at.is_none()).then(|| {
+            let first = self.start - offset_ms(&sq.offset) - sq.range.as_millis() as i64;
+            let mut g = step * first.div_euclid(step);
+            if g <= first {
+                g += step;
+            }
+            (g, self.end - offset_ms(&sq.offset), step)
+        });
+        if let Some(g) = grid {
+            self.grids.borrow_mut().push(g);
+        }
+        let result = self.subquery_steps(sq, key, t, end);
+        if grid.is_some() {
+            self.grids.borrow_mut().pop();
+        }
+        result
+    }
+
+    fn subquery_steps(
+        &self,
+        sq: &parser::SubqueryExpr,
+        key: usize,
+        mut t: i64,
+        end: i64,
+    ) -> Result<Vec<RangeSeries>> {
+        let step = sq
+            .step
+            .map(|d| d.as_millis() as i64)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.sub_step);
+        let mut out: HashMap<Labels, (Vec<Sample>, bool)> = HashMap::new();
         while t <= end {
             self.check_limits("subquery evaluation")?;
             let cached = self.sub_cache.borrow().get(&(key, t)).cloned();
@@ -604,6 +650,8 @@ impl<'a> Evaluator<'a> {
             }
             t += step;
         }
+        let mut out: Vec<(Labels, (Vec<Sample>, bool))> = out.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out
             .into_iter()
             .map(|(labels, (samples, drop_name))| RangeSeries {

@@ -702,8 +702,137 @@ fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
         .collect()
 }
 
+/// Range-vector functions over a plain selector that a range query computes for all
+/// steps at once.
+const BATCHED: &[&str] = &[
+    "rate",
+    "increase",
+    "delta",
+    "irate",
+    "idelta",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "last_over_time",
+    "present_over_time",
+];
+
+/// In a range query, evaluates `f(selector[range])` for every step in one pass per series
+/// (sliding the window instead of searching it at each step, as Prometheus's `rangeEval`
+/// does for matrix selectors), caches the steps and returns the one at `ts`. `None` when
+/// the call does not qualify (instant query, `@`, subquery argument, time off the grid).
+fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
+    let name = c.func.name;
+    // The grid of the innermost subquery being evaluated, or the range query's own.
+    let grid = ev.grids.borrow().last().copied();
+    let (g_start, g_end, g_step) = match grid {
+        Some(g) => g,
+        None if ev.step > 0 => (ev.start, ev.end, ev.step),
+        None => return None,
+    };
+    if !BATCHED.contains(&name) || ts < g_start || ts > g_end || (ts - g_start) % g_step != 0 {
+        return None;
+    }
+    let mut arg = &*c.args.args[0];
+    while let Expr::Paren(p) = arg {
+        arg = &p.expr;
+    }
+    let Expr::MatrixSelector(ms) = arg else {
+        return None;
+    };
+    if ms.vs.at.is_some() {
+        return None;
+    }
+    let node = c as *const Call as usize;
+    if let Some(v) = ev.step_cache.borrow_mut().remove(&(node, ts)) {
+        return Some(v);
+    }
+    let off = offset_ms(&ms.vs.offset);
+    let range = ms.range.as_millis() as i64;
+    let steps: Vec<i64> = (0..)
+        .map(|k| g_start + k * g_step)
+        .take_while(|t| *t <= g_end)
+        .collect();
+    let mut per_step: Vec<Vec<VecSample>> = steps.iter().map(|_| Vec::new()).collect();
+    let keep_name = name == "last_over_time";
+    let mut buf: Vec<Sample> = Vec::new();
+    for s in ev.series_of(&ms.vs) {
+        if matches!(name, "rate" | "increase")
+            && let Some(n) = s.labels.metric_name()
+            && !counter_like(n)
+        {
+            ev.info(format!(
+                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
+            ));
+        }
+        let smp = &s.samples;
+        let has_stale = smp.iter().any(|x| lookout_model::is_stale_nan(x.v));
+        let (mut a, mut b) = (0usize, 0usize);
+        for (i, &t) in steps.iter().enumerate() {
+            let end = t - off;
+            let start = end - range;
+            while b < smp.len() && smp[b].t <= end {
+                b += 1;
+            }
+            while a < b && smp[a].t <= start {
+                a += 1;
+            }
+            let window: &[Sample] = if has_stale {
+                buf.clear();
+                buf.extend(
+                    smp[a..b]
+                        .iter()
+                        .filter(|x| !lookout_model::is_stale_nan(x.v)),
+                );
+                &buf
+            } else {
+                &smp[a..b]
+            };
+            if window.is_empty() {
+                continue;
+            }
+            let w = Window {
+                series: Vec::new(),
+                start,
+                end,
+                range,
+            };
+            let v = match name {
+                "rate" => extrapolated_rate(&w, window, true, true),
+                "increase" => extrapolated_rate(&w, window, true, false),
+                "delta" => extrapolated_rate(&w, window, false, false),
+                "irate" => instant_value(window, true),
+                "idelta" => instant_value(window, false),
+                _ => Some(over_time(name, window)),
+            };
+            if let Some(v) = v {
+                per_step[i].push(VecSample {
+                    labels: s.labels.clone(),
+                    v,
+                    drop_name: !keep_name,
+                });
+            }
+        }
+    }
+    let mut current = Vec::new();
+    let mut cache = ev.step_cache.borrow_mut();
+    for (t, v) in steps.into_iter().zip(per_step) {
+        if t == ts {
+            current = v;
+        } else {
+            cache.insert((node, t), v);
+        }
+    }
+    Some(current)
+}
+
 /// Evaluates a function call at `ts`.
 pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
+    if let Some(v) = batched(ev, c, ts) {
+        return Ok(Value::Vector(v));
+    }
     let name = c.func.name;
     let args = &c.args.args;
     let out = match name {

@@ -117,7 +117,17 @@ impl SeriesData {
 }
 
 /// Merges two ascending sample lists; on equal timestamps `a` wins.
-pub(crate) fn merge(a: Vec<Sample>, b: Vec<Sample>) -> Vec<Sample> {
+pub(crate) fn merge(mut a: Vec<Sample>, b: Vec<Sample>) -> Vec<Sample> {
+    // Blocks and head rarely overlap: appending is the common case.
+    match (a.last(), b.first()) {
+        (None, _) => return b,
+        (_, None) => return a,
+        (Some(x), Some(y)) if x.t < y.t => {
+            a.extend_from_slice(&b);
+            return a;
+        }
+        _ => {}
+    }
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() || j < b.len() {
