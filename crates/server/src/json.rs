@@ -6,8 +6,6 @@
 //! `strconv` shortest representation, seconds without a trailing `.0`) is part of the
 //! contract and serde_json would print `1700000000.0`.
 
-use std::fmt::Write;
-
 use lookout_model::Labels;
 use lookout_promql::Value;
 
@@ -24,15 +22,21 @@ pub(crate) fn timestamp(out: &mut String, t: i64) {
     if neg {
         out.push('-');
     }
-    let _ = write!(out, "{}", t / 1000);
+    out.push_str(itoa::Buffer::new().format(t / 1000));
     let frac = t % 1000;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        out.push('.');
+        out.push((b'0' + (frac / 100) as u8) as char);
+        out.push((b'0' + (frac / 10 % 10) as u8) as char);
+        out.push((b'0' + (frac % 10) as u8) as char);
     }
 }
 
 /// Formats a float as Go's `strconv.FormatFloat(f, 'f' or 'e', -1, 64)` the way
 /// Prometheus's `MarshalFloat` chooses: exponent form below 1e-6 and from 1e21.
+///
+/// The digits are the shortest that round-trip, with ties broken to even, as Go's Ryū
+/// port does (the `ryu` crate gives the same digits; Rust's `Display` breaks ties up).
 pub fn format_float(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();
@@ -44,19 +48,61 @@ pub fn format_float(f: f64) -> String {
             "-Inf".into()
         };
     }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Rust prints `1e-7`; Go prints `1e-07` (at least two exponent digits, explicit sign).
-        let s = format!("{f:e}");
-        let (mant, exp) = s.split_once('e').expect("exponent form");
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp),
+    if f == 0.0 {
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
         };
-        return format!("{mant}e{sign}{digits:0>2}");
     }
-    let s = format!("{f}");
-    if s == "-0" { "-0".into() } else { s }
+    let mut b = ryu::Buffer::new();
+    let s = b.format_finite(f.abs());
+    // Split ryu's output into significant digits and a decimal exponent E, so that
+    // |f| = 0.DIGITS × 10^E.
+    let (mant, exp) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (s, 0),
+    };
+    let point = mant.find('.').unwrap_or(mant.len()) as i32;
+    let raw: String = mant.chars().filter(|c| *c != '.').collect();
+    let lead = raw.len() - raw.trim_start_matches('0').len();
+    let digits = raw.trim_start_matches('0').trim_end_matches('0');
+    let e = point + exp - lead as i32;
+    let mut out = String::with_capacity(24);
+    if f < 0.0 {
+        out.push('-');
+    }
+    let abs = f.abs();
+    if (1e-6..1e21).contains(&abs) {
+        let n = digits.len() as i32;
+        if e <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-e) as usize));
+            out.push_str(digits);
+        } else if e >= n {
+            out.push_str(digits);
+            out.extend(std::iter::repeat_n('0', (e - n) as usize));
+        } else {
+            out.push_str(&digits[..e as usize]);
+            out.push('.');
+            out.push_str(&digits[e as usize..]);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let x = e - 1;
+        out.push('e');
+        out.push(if x < 0 { '-' } else { '+' });
+        let xs = x.abs().to_string();
+        if xs.len() < 2 {
+            out.push('0');
+        }
+        out.push_str(&xs);
+    }
+    out
 }
 
 /// Appends a sample value as a JSON string.
@@ -190,6 +236,33 @@ mod tests {
         assert_eq!(format_float(f64::NAN), "NaN");
         assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_float(123456789.125), "123456789.125");
+    }
+
+    #[test]
+    fn ties_round_to_even_like_go() {
+        // Exactly -766395478193889.25: Go (and Python, and ryu) print .2.
+        assert_eq!(format_float(-7.663954781938893e14), "-766395478193889.2");
+        assert_eq!(format_float(1e20), "100000000000000000000");
+        assert_eq!(format_float(1.25e-5), "0.0000125");
+        assert_eq!(format_float(-0.0), "-0");
+        assert_eq!(format_float(123e-9), "1.23e-07");
+        assert_eq!(format_float(5e300), "5e+300");
+    }
+
+    #[test]
+    fn round_trips_and_matches_display_except_ties() {
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        for _ in 0..20_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let v = f64::from_bits(rng);
+            if !v.is_finite() {
+                continue;
+            }
+            let s = format_float(v);
+            assert_eq!(s.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{s}");
+        }
     }
 
     #[test]
