@@ -38,50 +38,70 @@ pub(crate) fn timestamp(out: &mut String, t: i64) {
 /// The digits are the shortest that round-trip, with ties broken to even, as Go's Ryū
 /// port does (the `ryu` crate gives the same digits; Rust's `Display` breaks ties up).
 pub fn format_float(f: f64) -> String {
+    let mut out = String::with_capacity(24);
+    push_float(&mut out, f);
+    out
+}
+
+/// Appends [`format_float`]'s text to `out` without allocating.
+pub(crate) fn push_float(out: &mut String, f: f64) {
     if f.is_nan() {
-        return "NaN".into();
+        out.push_str("NaN");
+        return;
     }
     if f.is_infinite() {
-        return if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+        out.push_str(if f > 0.0 { "+Inf" } else { "-Inf" });
+        return;
     }
     if f == 0.0 {
-        return if f.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
+        out.push_str(if f.is_sign_negative() { "-0" } else { "0" });
+        return;
     }
     let mut b = ryu::Buffer::new();
-    let s = b.format_finite(f.abs());
+    let s = b.format_finite(f.abs()).as_bytes();
     // Split ryu's output into significant digits and a decimal exponent E, so that
     // |f| = 0.DIGITS × 10^E.
-    let (mant, exp) = match s.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+    let (mant, exp) = match s.iter().position(|c| *c == b'e' || *c == b'E') {
+        Some(i) => (
+            &s[..i],
+            std::str::from_utf8(&s[i + 1..])
+                .ok()
+                .and_then(|e| e.parse::<i32>().ok())
+                .unwrap_or(0),
+        ),
         None => (s, 0),
     };
-    let point = mant.find('.').unwrap_or(mant.len()) as i32;
-    let raw: String = mant.chars().filter(|c| *c != '.').collect();
-    let lead = raw.len() - raw.trim_start_matches('0').len();
-    let digits = raw.trim_start_matches('0').trim_end_matches('0');
+    let mut buf = [0u8; 32];
+    let (mut n, mut point) = (0usize, None);
+    for (i, &c) in mant.iter().enumerate() {
+        if c == b'.' {
+            point = Some(i);
+        } else if n < buf.len() {
+            buf[n] = c;
+            n += 1;
+        }
+    }
+    let point = point.unwrap_or(n) as i32;
+    let lead = buf[..n].iter().take_while(|c| **c == b'0').count();
+    let mut end = n;
+    while end > lead && buf[end - 1] == b'0' {
+        end -= 1;
+    }
+    let digits = std::str::from_utf8(&buf[lead..end]).expect("ASCII digits");
     let e = point + exp - lead as i32;
-    let mut out = String::with_capacity(24);
     if f < 0.0 {
         out.push('-');
     }
     let abs = f.abs();
     if (1e-6..1e21).contains(&abs) {
-        let n = digits.len() as i32;
+        let nd = digits.len() as i32;
         if e <= 0 {
             out.push_str("0.");
             out.extend(std::iter::repeat_n('0', (-e) as usize));
             out.push_str(digits);
-        } else if e >= n {
+        } else if e >= nd {
             out.push_str(digits);
-            out.extend(std::iter::repeat_n('0', (e - n) as usize));
+            out.extend(std::iter::repeat_n('0', (e - nd) as usize));
         } else {
             out.push_str(&digits[..e as usize]);
             out.push('.');
@@ -96,19 +116,17 @@ pub fn format_float(f: f64) -> String {
         let x = e - 1;
         out.push('e');
         out.push(if x < 0 { '-' } else { '+' });
-        let xs = x.abs().to_string();
-        if xs.len() < 2 {
+        if x.abs() < 10 {
             out.push('0');
         }
-        out.push_str(&xs);
+        out.push_str(itoa::Buffer::new().format(x.abs()));
     }
-    out
 }
 
 /// Appends a sample value as a JSON string.
 pub(crate) fn value(out: &mut String, v: f64) {
     out.push('"');
-    out.push_str(&format_float(v));
+    push_float(out, v);
     out.push('"');
 }
 
