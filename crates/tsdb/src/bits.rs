@@ -81,6 +81,14 @@ impl<'a> BitReader<'a> {
         if self.pos + n as u64 > self.buf.len() as u64 * 8 {
             return None;
         }
+        // Fast path: eight bytes hold the bit offset (≤ 7) plus up to 57 bits.
+        let byte = (self.pos / 8) as usize;
+        let off = (self.pos % 8) as u32;
+        if n <= 57 && byte + 8 <= self.buf.len() {
+            let w = u64::from_be_bytes(self.buf[byte..byte + 8].try_into().expect("8 bytes"));
+            self.pos += n as u64;
+            return Some((w << off) >> (64 - n));
+        }
         let mut out = 0u64;
         let mut left = n;
         while left > 0 {
