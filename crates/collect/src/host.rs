@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use procfs::{Current, CurrentSI};
 use regex::Regex;
 
-use crate::{Collector, Error, Metric, Result};
+use crate::{Collector, Error, Metric, Result, push_family};
 
 /// node_exporter's default filesystem mount point exclusions.
 const MOUNT_EXCLUDE: &str =
@@ -67,17 +67,15 @@ impl HostCollector {
                 }
             }
         }
-        out.push(Metric::new(
-            "node_boot_time_seconds",
+        push_family(
+            out,
             &[],
-            stat.btime as f64,
-        ));
-        out.push(Metric::new(
-            "node_context_switches_total",
-            &[],
-            stat.ctxt as f64,
-        ));
-        out.push(Metric::new("node_forks_total", &[], stat.processes as f64));
+            [
+                ("node_boot_time_seconds", stat.btime as f64),
+                ("node_context_switches_total", stat.ctxt as f64),
+                ("node_forks_total", stat.processes as f64),
+            ],
+        );
         if let Some(r) = stat.procs_running {
             out.push(Metric::new("node_procs_running", &[], r as f64));
         }
@@ -149,37 +147,19 @@ impl HostCollector {
                 ("mountpoint", m.fs_file.as_str()),
             ];
             let bs = st.f_frsize as f64;
-            out.push(Metric::new(
-                "node_filesystem_size_bytes",
-                &labels,
-                st.f_blocks as f64 * bs,
-            ));
-            out.push(Metric::new(
-                "node_filesystem_free_bytes",
-                &labels,
-                st.f_bfree as f64 * bs,
-            ));
-            out.push(Metric::new(
-                "node_filesystem_avail_bytes",
-                &labels,
-                st.f_bavail as f64 * bs,
-            ));
-            out.push(Metric::new(
-                "node_filesystem_files",
-                &labels,
-                st.f_files as f64,
-            ));
-            out.push(Metric::new(
-                "node_filesystem_files_free",
-                &labels,
-                st.f_ffree as f64,
-            ));
             let ro = st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY);
-            out.push(Metric::new(
-                "node_filesystem_readonly",
+            push_family(
+                out,
                 &labels,
-                if ro { 1.0 } else { 0.0 },
-            ));
+                [
+                    ("node_filesystem_size_bytes", st.f_blocks as f64 * bs),
+                    ("node_filesystem_free_bytes", st.f_bfree as f64 * bs),
+                    ("node_filesystem_avail_bytes", st.f_bavail as f64 * bs),
+                    ("node_filesystem_files", st.f_files as f64),
+                    ("node_filesystem_files_free", st.f_ffree as f64),
+                    ("node_filesystem_readonly", if ro { 1.0 } else { 0.0 }),
+                ],
+            );
         }
         Ok(())
     }
@@ -188,46 +168,20 @@ impl HostCollector {
         let devs = procfs::net::dev_status().map_err(read_err("/proc/net/dev"))?;
         for (name, d) in devs {
             let l = [("device", name.as_str())];
-            out.push(Metric::new(
-                "node_network_receive_bytes_total",
+            push_family(
+                out,
                 &l,
-                d.recv_bytes as f64,
-            ));
-            out.push(Metric::new(
-                "node_network_receive_packets_total",
-                &l,
-                d.recv_packets as f64,
-            ));
-            out.push(Metric::new(
-                "node_network_receive_errs_total",
-                &l,
-                d.recv_errs as f64,
-            ));
-            out.push(Metric::new(
-                "node_network_receive_drop_total",
-                &l,
-                d.recv_drop as f64,
-            ));
-            out.push(Metric::new(
-                "node_network_transmit_bytes_total",
-                &l,
-                d.sent_bytes as f64,
-            ));
-            out.push(Metric::new(
-                "node_network_transmit_packets_total",
-                &l,
-                d.sent_packets as f64,
-            ));
-            out.push(Metric::new(
-                "node_network_transmit_errs_total",
-                &l,
-                d.sent_errs as f64,
-            ));
-            out.push(Metric::new(
-                "node_network_transmit_drop_total",
-                &l,
-                d.sent_drop as f64,
-            ));
+                [
+                    ("node_network_receive_bytes_total", d.recv_bytes as f64),
+                    ("node_network_receive_packets_total", d.recv_packets as f64),
+                    ("node_network_receive_errs_total", d.recv_errs as f64),
+                    ("node_network_receive_drop_total", d.recv_drop as f64),
+                    ("node_network_transmit_bytes_total", d.sent_bytes as f64),
+                    ("node_network_transmit_packets_total", d.sent_packets as f64),
+                    ("node_network_transmit_errs_total", d.sent_errs as f64),
+                    ("node_network_transmit_drop_total", d.sent_drop as f64),
+                ],
+            );
         }
         Ok(())
     }
@@ -240,31 +194,23 @@ impl HostCollector {
             }
             let l = [("device", d.name.as_str())];
             // /proc/diskstats counts 512-byte sectors whatever the device's sector size.
-            out.push(Metric::new(
-                "node_disk_read_bytes_total",
+            push_family(
+                out,
                 &l,
-                d.sectors_read as f64 * 512.0,
-            ));
-            out.push(Metric::new(
-                "node_disk_written_bytes_total",
-                &l,
-                d.sectors_written as f64 * 512.0,
-            ));
-            out.push(Metric::new(
-                "node_disk_reads_completed_total",
-                &l,
-                d.reads as f64,
-            ));
-            out.push(Metric::new(
-                "node_disk_writes_completed_total",
-                &l,
-                d.writes as f64,
-            ));
-            out.push(Metric::new(
-                "node_disk_io_time_seconds_total",
-                &l,
-                d.time_in_progress as f64 / 1000.0,
-            ));
+                [
+                    ("node_disk_read_bytes_total", d.sectors_read as f64 * 512.0),
+                    (
+                        "node_disk_written_bytes_total",
+                        d.sectors_written as f64 * 512.0,
+                    ),
+                    ("node_disk_reads_completed_total", d.reads as f64),
+                    ("node_disk_writes_completed_total", d.writes as f64),
+                    (
+                        "node_disk_io_time_seconds_total",
+                        d.time_in_progress as f64 / 1000.0,
+                    ),
+                ],
+            );
         }
         Ok(())
     }

@@ -44,6 +44,15 @@ impl Metric {
     }
 }
 
+/// Pushes one metric per `(name, value)`, all with the same labels.
+pub(crate) fn push_family<const N: usize>(
+    out: &mut Vec<Metric>,
+    labels: &[(&str, &str)],
+    values: [(&str, f64); N],
+) {
+    out.extend(values.map(|(name, v)| Metric::new(name, labels, v)));
+}
+
 /// Type and help of a metric family a built-in collector writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FamilyMeta {

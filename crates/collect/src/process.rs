@@ -3,7 +3,7 @@
 
 use procfs::process::Process;
 
-use crate::{Collector, Error, Metric, Result};
+use crate::{Collector, Error, Metric, Result, push_family};
 
 /// Reads `process_*` metrics of one process.
 #[derive(Debug)]
@@ -51,27 +51,26 @@ impl Collector for ProcessCollector {
         let stat = p.stat().map_err(err)?;
         let tps = procfs::ticks_per_second() as f64;
         let boot = procfs::boot_time_secs().map_err(err)? as f64;
-        out.push(Metric::new(
-            "process_cpu_seconds_total",
+        push_family(
+            out,
             &[],
-            (stat.utime + stat.stime) as f64 / tps,
-        ));
-        out.push(Metric::new(
-            "process_resident_memory_bytes",
-            &[],
-            (stat.rss * procfs::page_size()) as f64,
-        ));
-        out.push(Metric::new(
-            "process_virtual_memory_bytes",
-            &[],
-            stat.vsize as f64,
-        ));
-        out.push(Metric::new(
-            "process_start_time_seconds",
-            &[],
-            boot + stat.starttime as f64 / tps,
-        ));
-        out.push(Metric::new("process_threads", &[], stat.num_threads as f64));
+            [
+                (
+                    "process_cpu_seconds_total",
+                    (stat.utime + stat.stime) as f64 / tps,
+                ),
+                (
+                    "process_resident_memory_bytes",
+                    (stat.rss * procfs::page_size()) as f64,
+                ),
+                ("process_virtual_memory_bytes", stat.vsize as f64),
+                (
+                    "process_start_time_seconds",
+                    boot + stat.starttime as f64 / tps,
+                ),
+                ("process_threads", stat.num_threads as f64),
+            ],
+        );
         if let Ok(n) = p.fd_count() {
             out.push(Metric::new("process_open_fds", &[], n as f64));
         }
@@ -81,16 +80,14 @@ impl Collector for ProcessCollector {
             out.push(Metric::new("process_max_fds", &[], v as f64));
         }
         if let Ok(io) = p.io() {
-            out.push(Metric::new(
-                "process_io_read_bytes_total",
+            push_family(
+                out,
                 &[],
-                io.read_bytes as f64,
-            ));
-            out.push(Metric::new(
-                "process_io_write_bytes_total",
-                &[],
-                io.write_bytes as f64,
-            ));
+                [
+                    ("process_io_read_bytes_total", io.read_bytes as f64),
+                    ("process_io_write_bytes_total", io.write_bytes as f64),
+                ],
+            );
         }
         Ok(())
     }

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use lookout_model::{Labels, stale_nan};
+use lookout_model::{Labels, now_ms, stale_nan};
 use lookout_storage::Appendable;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -57,6 +57,22 @@ pub struct CollectorStatus {
     pub runs: u64,
     /// Failed runs so far.
     pub failures: u64,
+}
+
+impl CollectorStatus {
+    /// The status of a collector that has not run yet.
+    pub fn new(name: impl Into<String>, interval: Duration) -> Self {
+        Self {
+            name: name.into(),
+            interval,
+            last_run: None,
+            last_duration: None,
+            last_error: None,
+            last_samples: 0,
+            runs: 0,
+            failures: 0,
+        }
+    }
 }
 
 /// Shared, read-mostly view of every collector's status.
@@ -153,13 +169,6 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl Scheduler {
     /// A scheduler with no collectors; registers its metrics in `registry`.
     pub fn new(opts: SchedulerOptions, registry: &mut Registry) -> Self {
@@ -173,16 +182,8 @@ impl Scheduler {
 
     /// Adds a collector whose samples get the `target` labels (e.g. `job`, `instance`).
     pub fn add(&mut self, collector: Arc<dyn Collector>, target: Labels) {
-        self.board.insert(CollectorStatus {
-            name: collector.name().to_string(),
-            interval: self.opts.interval,
-            last_run: None,
-            last_duration: None,
-            last_error: None,
-            last_samples: 0,
-            runs: 0,
-            failures: 0,
-        });
+        self.board
+            .insert(CollectorStatus::new(collector.name(), self.opts.interval));
         self.entries.push(Entry { collector, target });
     }
 
@@ -376,16 +377,7 @@ mod tests {
             }),
             target: Labels::from_pairs([("job", "t")]),
         };
-        board.insert(CollectorStatus {
-            name: "flaky".into(),
-            interval: opts.interval,
-            last_run: None,
-            last_duration: None,
-            last_error: None,
-            last_samples: 0,
-            runs: 0,
-            failures: 0,
-        });
+        board.insert(CollectorStatus::new("flaky", opts.interval));
         let prev = run_once(&entry, &opts, &board, &metrics, &*db, HashSet::new()).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
         run_once(&entry, &opts, &board, &metrics, &*db, prev).await;
@@ -416,16 +408,7 @@ mod tests {
             collector: Arc::new(Slow),
             target: Labels::empty(),
         };
-        board.insert(CollectorStatus {
-            name: "slow".into(),
-            interval: opts.interval,
-            last_run: None,
-            last_duration: None,
-            last_error: None,
-            last_samples: 0,
-            runs: 0,
-            failures: 0,
-        });
+        board.insert(CollectorStatus::new("slow", opts.interval));
         run_once(&entry, &opts, &board, &metrics, &*db, HashSet::new()).await;
         let q = db.querier(0, i64::MAX).unwrap();
         let up = q

@@ -28,48 +28,7 @@ use serde::de::{self, Deserializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PromDuration(pub(crate) Duration);
 
-/// Parses a Prometheus duration: one or more `<integer><unit>` with units ms, s, m, h, d,
-/// w, y, largest first.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (use e.g. 15s, 1m, 1h30m, 15d)");
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    let mut rest = s;
-    let mut last_rank = usize::MAX;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (rank, mult) = match &rest[..unit_len] {
-            "y" => (0, 365 * 86_400_000),
-            "w" => (1, 7 * 86_400_000),
-            "d" => (2, 86_400_000),
-            "h" => (3, 3_600_000),
-            "m" => (4, 60_000),
-            "s" => (5, 1000),
-            "ms" => (6, 1),
-            _ => return Err(bad()),
-        };
-        if last_rank != usize::MAX && rank <= last_rank {
-            return Err(bad());
-        }
-        last_rank = rank;
-        total = n
-            .checked_mul(mult)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        rest = &rest[unit_len..];
-    }
-    Ok(Duration::from_millis(total))
-}
+pub(crate) use lookout_model::parse_duration;
 
 impl<'de> Deserialize<'de> for PromDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use lookout_collect::{HostCollector, ProcessCollector, Scheduler, SchedulerOptions, SelfMetrics};
-use lookout_model::Labels;
+use lookout_model::{Labels, now_ms};
 use lookout_promql::{Engine, EngineOptions};
 use lookout_server::health::{CollectorsCheck, DiskSpaceCheck, FnCheck};
 use lookout_server::{AppState, BuildInfo, CheckResult, HealthCheck, HealthStatus};
@@ -26,13 +26,6 @@ fn hostname() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn init_logging() {
@@ -127,13 +120,11 @@ async fn run_async(
         Arc::new(FnCheck::new("storage", true, move || {
             match storage_db.check() {
                 Ok(()) => {
-                    let st = storage_db.stats();
+                    // Head figures only: `stats` walks every block, too much for a probe.
+                    let (series, samples) = storage_db.head_counts();
                     CheckResult::new(
                         HealthStatus::Healthy,
-                        format!(
-                            "writable, WAL ok; {} series, {} samples",
-                            st.series, st.samples
-                        ),
+                        format!("writable, WAL ok; {series} series, {samples} samples in memory"),
                     )
                 }
                 Err(e) => CheckResult::new(HealthStatus::Unhealthy, e),
@@ -271,19 +262,8 @@ impl lookout_server::ServerInfo for Info {
         })
     }
 
-    fn tsdb_status(&self, limit: usize) -> lookout_server::TsdbStatus {
-        let h = self.tsdb.head_status(limit);
-        lookout_server::TsdbStatus {
-            num_series: h.num_series,
-            num_label_pairs: h.num_label_pairs,
-            chunk_count: h.chunk_count,
-            min_time: h.min_time,
-            max_time: h.max_time,
-            series_by_metric: h.series_by_metric,
-            values_by_label: h.values_by_label,
-            memory_by_label: h.memory_by_label,
-            series_by_pair: h.series_by_pair,
-        }
+    fn tsdb_status(&self, limit: usize) -> lookout_tsdb::HeadStatus {
+        self.tsdb.head_status(limit)
     }
 
     fn metadata(&self) -> Vec<lookout_server::MetricMetadata> {

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +18,16 @@ struct Lookout {
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lookout")
+}
+
+/// Runs a one-shot `lookout` command to completion.
+fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+/// A temp path as a command-line argument (temp dirs are UTF-8 here).
+fn utf8(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
 }
 
 fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
@@ -127,6 +137,14 @@ impl Drop for Lookout {
 
 const FAST: &str = "global:\n  scrape_interval: 1s\n";
 
+/// Seconds since the Unix epoch, as the HTTP API takes timestamps.
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 fn value_of(sample: &Value) -> f64 {
     sample["value"][1].as_str().unwrap().parse().unwrap()
 }
@@ -197,19 +215,12 @@ fn restart_keeps_what_was_queryable() {
     let data = dir.path().join("data");
     let cfg = write_config(dir.path(), FAST);
     let lk = Lookout::start(&data, &cfg);
-    let t0 = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let t0 = now_secs();
     lk.wait_for(
         "count_over_time(node_load1[1m]) >= 3",
         Duration::from_secs(20),
     );
-    let t1 = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        - 0.5;
+    let t1 = now_secs() - 0.5;
     let range = format!(
         "/api/v1/query_range?query=sum%20by%20(mode)%20(node_cpu_seconds_total)&start={t0:.3}&end={t1:.3}&step=0.5"
     );
@@ -284,11 +295,7 @@ fn config_errors_name_the_key_and_check_config_exits_1() {
         dir.path(),
         "global:\n  scrape_interval: 15s\n  scrape_timout: 5s\n",
     );
-    let out = Command::new(bin())
-        .args(["check", "config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = run(&["check", "config", utf8(&bad)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -298,11 +305,7 @@ fn config_errors_name_the_key_and_check_config_exits_1() {
 
     let bad_value = dir.path().join("v.yml");
     std::fs::write(&bad_value, "storage:\n  retention: forever\n").unwrap();
-    let out = Command::new(bin())
-        .args(["check", "config"])
-        .arg(&bad_value)
-        .output()
-        .unwrap();
+    let out = run(&["check", "config", utf8(&bad_value)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -312,13 +315,15 @@ fn config_errors_name_the_key_and_check_config_exits_1() {
 
     // serve refuses to start on it, and creates nothing.
     let data = dir.path().join("data");
-    let out = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .arg("--config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        utf8(&data),
+        "--config",
+        utf8(&bad),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("scrape_timout"));
     assert!(!data.exists());
@@ -329,11 +334,7 @@ fn config_errors_name_the_key_and_check_config_exits_1() {
         "global:\n  scrape_interval: 30s\nweb:\n  listen_address: 0.0.0.0:9999\n",
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["check", "config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = run(&["check", "config", utf8(&good)]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -351,11 +352,7 @@ fn test_promql_reports_failures_with_lines() {
         "load 1m\n  m 1+1x3\n\neval instant at 2m m\n  m 3\n\neval instant at 2m m\n  m 4\n",
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["test", "promql"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = run(&["test", "promql", utf8(&f)]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("1 passed, 1 failed"), "{text}");
@@ -411,11 +408,7 @@ fn sigkill_loses_nothing_fsynced() {
             Duration::from_secs(30),
         );
         // Everything stamped up to a second ago was committed before this query ran.
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-            - 1.0;
+        let t = now_secs() - 1.0;
         let before = samples_up_to(&lk, t);
         assert!(before > 100.0, "{policy}: only {before} samples");
         // With the 1 s policy, let two fsyncs pass while ingest goes on; with `always`,
@@ -497,11 +490,7 @@ fn full_disk_is_an_error_not_a_corruption() {
         "count_over_time(node_load1[1m]) >= 10",
         Duration::from_secs(30),
     );
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        - 1.0;
+    let t = now_secs() - 1.0;
     let before = samples_up_to(&lk, t);
     assert!(before > 0.0);
 
@@ -531,11 +520,7 @@ fn full_disk_is_an_error_not_a_corruption() {
         storage_check(&lk).0 == "healthy"
     });
     std::thread::sleep(Duration::from_millis(600));
-    let t2 = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        - 0.5;
+    let t2 = now_secs() - 0.5;
     let later = samples_up_to(&lk, t2);
     assert!(later > before, "ingest resumed: {later} > {before}");
     assert!(lk.terminate().success());
@@ -576,11 +561,7 @@ fn import_openmetrics_then_serve() {
     let data = dir.path().join("data");
     let om = dir.path().join("in.om");
     // Recent data: older than storage.retention (15 d) would be deleted on start, as in Prometheus.
-    let base = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        - 4 * 3600;
+    let base = now_secs() as i64 - 4 * 3600;
     let mut text = String::from("# HELP demo_total A demo counter.\n# TYPE demo_total counter\n");
     // Three hours at 15 s across two block ranges, two series.
     for job in ["a", "b"] {
@@ -598,13 +579,7 @@ fn import_openmetrics_then_serve() {
     }
     text.push_str("# EOF\n");
     std::fs::write(&om, &text).unwrap();
-    let out = Command::new(bin())
-        .args(["import", "openmetrics"])
-        .arg(&om)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = run(&["import", "openmetrics", utf8(&om), "--data", utf8(&data)]);
     assert!(
         out.status.success(),
         "{}",
@@ -620,23 +595,13 @@ fn import_openmetrics_then_serve() {
         format!("demo_total{{job=\"c\"}} 1 {base}\ndemo_total{{job=\"c\"}} 2 {}\ndemo_total{{job=\"c\" 3 {}\n# EOF\n", base + 15, base + 30),
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["import", "openmetrics"])
-        .arg(&bad)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = run(&["import", "openmetrics", utf8(&bad), "--data", utf8(&data)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3"), "{err}");
     assert_eq!(before, dir_listing(&data));
 
-    let out = Command::new(bin())
-        .args(["tsdb", "stats", "--json", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = run(&["tsdb", "stats", "--json", "--data", utf8(&data)]);
     let st: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["samples"], 1440);
     assert_eq!(st["series"], 2);
@@ -700,10 +665,7 @@ fn grafana_data_source_requests() {
         Duration::from_secs(20),
     );
     let c = reqwest::blocking::Client::new();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now_secs() as u64;
     let (start, end) = ((now - 300).to_string(), now.to_string());
     let get = |path: &str, q: &[(&str, &str)]| -> Value {
         let r = c.get(format!("{}{path}", lk.base)).query(q).send().unwrap();

@@ -17,11 +17,24 @@ mod labels;
 mod matcher;
 mod metadata;
 mod sample;
+mod time;
 
 pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use metadata::MetricType;
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
+pub use time::{
+    civil_from_days, days_from_civil, format_rfc3339, now_ms, parse_duration, parse_rfc3339,
+};
+
+/// Whether `name` is a valid (classic) label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+}
 
 /// The label that carries a series' metric name.
 pub const METRIC_NAME_LABEL: &str = "__name__";

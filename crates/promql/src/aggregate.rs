@@ -175,12 +175,7 @@ fn count_values(
         Some(Value::String(s)) => s,
         _ => return exec("count_values needs a label name"),
     };
-    let valid = !label.is_empty()
-        && label
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-    if !valid {
+    if !lookout_model::is_valid_label_name(&label) {
         return exec(format!("invalid label name {label:?}"));
     }
     let mut order: Vec<Labels> = Vec::new();
@@ -206,13 +201,10 @@ fn count_values(
 
 /// The grouping key of `ls`, memoised per aggregation node for the whole query.
 fn group_key(ev: &Evaluator<'_>, a: &AggregateExpr, ls: &Labels) -> Labels {
-    let key = (a as *const AggregateExpr as usize, ls.clone(), None);
-    if let Some(v) = ev.label_memo.borrow().get(&key) {
-        return v.clone();
-    }
-    let v = group_labels(ls, &a.modifier);
-    ev.label_memo.borrow_mut().insert(key, v.clone());
-    v
+    ev.memo_labels(
+        (a as *const AggregateExpr as usize, ls.clone(), None),
+        || group_labels(ls, &a.modifier),
+    )
 }
 
 /// Evaluates an aggregation at `ts`.

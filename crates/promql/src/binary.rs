@@ -50,13 +50,8 @@ pub(crate) struct Memo<'a> {
 
 impl Memo<'_> {
     fn sig(&self, ls: &Labels, matching: &Option<LabelModifier>) -> Labels {
-        let key = (self.node, ls.clone(), None);
-        if let Some(v) = self.ev.label_memo.borrow().get(&key) {
-            return v.clone();
-        }
-        let v = signature(ls, matching);
-        self.ev.label_memo.borrow_mut().insert(key, v.clone());
-        v
+        self.ev
+            .memo_labels((self.node, ls.clone(), None), || signature(ls, matching))
     }
 
     fn result(
@@ -67,13 +62,10 @@ impl Memo<'_> {
         matching: &Option<LabelModifier>,
         card: &VectorMatchCardinality,
     ) -> Labels {
-        let key = (self.node, l.clone(), Some(r.clone()));
-        if let Some(v) = self.ev.label_memo.borrow().get(&key) {
-            return v.clone();
-        }
-        let v = result_labels(l, r, op, matching, card);
-        self.ev.label_memo.borrow_mut().insert(key, v.clone());
-        v
+        self.ev
+            .memo_labels((self.node, l.clone(), Some(r.clone())), || {
+                result_labels(l, r, op, matching, card)
+            })
     }
 }
 

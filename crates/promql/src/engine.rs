@@ -87,21 +87,11 @@ impl Engine {
     /// Evaluates `query` at `t` (ms).
     pub fn instant(&self, db: &dyn Queryable, query: &str, t: i64) -> Result<Value> {
         let expr = parse(query)?;
-        self.instant_expr(db, &expr, t, None)
+        self.instant_query(db, &expr, t, None).map(|r| r.value)
     }
 
-    /// Evaluates a parsed expression at `t` (ms); `cancel`, when set, aborts the query.
-    pub fn instant_expr(
-        &self,
-        db: &dyn Queryable,
-        expr: &Expr,
-        t: i64,
-        cancel: Option<&AtomicBool>,
-    ) -> Result<Value> {
-        self.instant_query(db, expr, t, cancel).map(|r| r.value)
-    }
-
-    /// Like [`Engine::instant_expr`], with the query's annotations.
+    /// Evaluates a parsed expression at `t` (ms), with the query's annotations; `cancel`,
+    /// when set, aborts the query.
     pub fn instant_query(
         &self,
         db: &dyn Queryable,
@@ -139,24 +129,11 @@ impl Engine {
         step: i64,
     ) -> Result<Value> {
         let expr = parse(query)?;
-        self.range_expr(db, &expr, start, end, step, None)
-    }
-
-    /// Range evaluation of a parsed expression.
-    pub fn range_expr(
-        &self,
-        db: &dyn Queryable,
-        expr: &Expr,
-        start: i64,
-        end: i64,
-        step: i64,
-        cancel: Option<&AtomicBool>,
-    ) -> Result<Value> {
-        self.range_query(db, expr, start, end, step, cancel)
+        self.range_query(db, &expr, start, end, step, None)
             .map(|r| r.value)
     }
 
-    /// Like [`Engine::range_expr`], with the query's annotations.
+    /// Range evaluation of a parsed expression, with the query's annotations.
     pub fn range_query(
         &self,
         db: &dyn Queryable,
@@ -294,7 +271,7 @@ pub(crate) struct Evaluator<'a> {
     /// query share most of their inner steps.
     sub_cache: std::cell::RefCell<HashMap<(usize, i64), Value>>,
     /// Label sets derived per expression node (see `binary::Memo`).
-    pub(crate) label_memo: std::cell::RefCell<HashMap<LabelMemoKey, Labels>>,
+    label_memo: std::cell::RefCell<HashMap<LabelMemoKey, Labels>>,
     /// Results of range-vector functions computed for every step at once, by (call, time).
     pub(crate) step_cache: std::cell::RefCell<HashMap<(usize, i64), Vec<VecSample>>>,
     /// Evaluation grids (start, end, step) of the subqueries being evaluated, innermost last.
@@ -376,6 +353,17 @@ impl<'a> Evaluator<'a> {
             ev.check_limits("query preparation")?;
         }
         Ok(ev)
+    }
+
+    /// A label set derived from `key` (expression node and inputs), computed by `derive`
+    /// once per query: a range query sees the same series at every step.
+    pub(crate) fn memo_labels(&self, key: LabelMemoKey, derive: impl FnOnce() -> Labels) -> Labels {
+        if let Some(v) = self.label_memo.borrow().get(&key) {
+            return v.clone();
+        }
+        let v = derive();
+        self.label_memo.borrow_mut().insert(key, v.clone());
+        v
     }
 
     /// Records a warning annotation.

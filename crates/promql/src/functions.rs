@@ -291,18 +291,8 @@ pub(crate) fn go_float(f: f64) -> String {
 fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy_mar = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy_mar + 2) / 153;
-    let d = doy_mar - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let cum = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let yday = cum[(m - 1) as usize] + d + i64::from(leap && m > 2);
+    let (y, m, d) = lookout_model::civil_from_days(days);
+    let yday = days - lookout_model::days_from_civil(y, 1, 1) + 1;
     let wday = (days + 4).rem_euclid(7);
     (y, m, d, yday, wday, rem / 3600, rem % 3600 / 60)
 }
@@ -395,13 +385,6 @@ fn string_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<String> {
         Value::String(s) => Ok(s),
         other => exec(format!("expected a string, got {}", other.type_name())),
     }
-}
-
-fn valid_label_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.chars()
-            .enumerate()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
 }
 
 /// Labels `absent()` gives: the equality matchers of a selector, except names matched twice.
@@ -625,7 +608,7 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-fn bucket_quantile(ev: &Evaluator<'_>, name: Option<&str>, q: f64, mut b: Vec<(f64, f64)>) -> f64 {
+fn bucket_quantile(ev: &Evaluator<'_>, name: Option<&str>, q: f64, b: Vec<(f64, f64)>) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -635,18 +618,9 @@ fn bucket_quantile(ev: &Evaluator<'_>, name: Option<&str>, q: f64, mut b: Vec<(f
     if q > 1.0 {
         return f64::INFINITY;
     }
-    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
-    if !b.last().is_some_and(|x| x.0 == f64::INFINITY) {
+    let Some(mut c) = coalesce(b) else {
         return f64::NAN;
-    }
-    // Coalesce buckets with the same upper bound.
-    let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
-    for x in b {
-        match c.last_mut() {
-            Some(last) if last.0 == x.0 => last.1 += x.1,
-            _ => c.push(x),
-        }
-    }
+    };
     // Force monotonicity; ignore tiny floating point deltas.
     let mut prev = c[0].1;
     for x in c.iter_mut().skip(1) {
@@ -702,9 +676,9 @@ fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
         .collect()
 }
 
-/// Range-vector functions over a plain selector that a range query computes for all
-/// steps at once.
-const BATCHED: &[&str] = &[
+/// Range-vector functions whose value depends only on one series' window; a range query
+/// computes them for all steps at once ([`batched`]).
+const WINDOW_FNS: &[&str] = &[
     "rate",
     "increase",
     "delta",
@@ -719,6 +693,37 @@ const BATCHED: &[&str] = &[
     "present_over_time",
 ];
 
+/// The value of window function `name` (one of [`WINDOW_FNS`]) over one series' samples
+/// in `w`; `None` where the rate family needs more samples.
+fn window_fn(name: &str, w: &Window, x: &[Sample]) -> Option<f64> {
+    match name {
+        "rate" => extrapolated_rate(w, x, true, true),
+        "increase" => extrapolated_rate(w, x, true, false),
+        "delta" => extrapolated_rate(w, x, false, false),
+        "irate" => instant_value(x, true),
+        "idelta" => instant_value(x, false),
+        _ => Some(over_time(name, x)),
+    }
+}
+
+/// Whether window function `name` keeps the metric name (only `last_over_time`).
+fn keeps_name(name: &str) -> bool {
+    name == "last_over_time"
+}
+
+/// Prometheus's possible-non-counter info for `rate`/`increase` over a series whose name
+/// does not look like a counter's.
+fn note_non_counter(ev: &Evaluator<'_>, name: &str, labels: &lookout_model::Labels) {
+    if matches!(name, "rate" | "increase")
+        && let Some(n) = labels.metric_name()
+        && !counter_like(n)
+    {
+        ev.info(format!(
+            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
+        ));
+    }
+}
+
 /// In a range query, evaluates `f(selector[range])` for every step in one pass per series
 /// (sliding the window instead of searching it at each step, as Prometheus's `rangeEval`
 /// does for matrix selectors), caches the steps and returns the one at `ts`. `None` when
@@ -732,7 +737,7 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
         None if ev.step > 0 => (ev.start, ev.end, ev.step),
         None => return None,
     };
-    if !BATCHED.contains(&name) || ts < g_start || ts > g_end || (ts - g_start) % g_step != 0 {
+    if !WINDOW_FNS.contains(&name) || ts < g_start || ts > g_end || (ts - g_start) % g_step != 0 {
         return None;
     }
     let mut arg = &*c.args.args[0];
@@ -756,17 +761,9 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
         .take_while(|t| *t <= g_end)
         .collect();
     let mut per_step: Vec<Vec<VecSample>> = steps.iter().map(|_| Vec::new()).collect();
-    let keep_name = name == "last_over_time";
     let mut buf: Vec<Sample> = Vec::new();
     for s in ev.series_of(&ms.vs) {
-        if matches!(name, "rate" | "increase")
-            && let Some(n) = s.labels.metric_name()
-            && !counter_like(n)
-        {
-            ev.info(format!(
-                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
-            ));
-        }
+        note_non_counter(ev, name, &s.labels);
         let smp = &s.samples;
         let has_stale = smp.iter().any(|x| lookout_model::is_stale_nan(x.v));
         let (mut a, mut b) = (0usize, 0usize);
@@ -799,19 +796,11 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
                 end,
                 range,
             };
-            let v = match name {
-                "rate" => extrapolated_rate(&w, window, true, true),
-                "increase" => extrapolated_rate(&w, window, true, false),
-                "delta" => extrapolated_rate(&w, window, false, false),
-                "irate" => instant_value(window, true),
-                "idelta" => instant_value(window, false),
-                _ => Some(over_time(name, window)),
-            };
-            if let Some(v) = v {
+            if let Some(v) = window_fn(name, &w, window) {
                 per_step[i].push(VecSample {
                     labels: s.labels.clone(),
                     v,
-                    drop_name: !keep_name,
+                    drop_name: !keeps_name(name),
                 });
             }
         }
@@ -836,30 +825,16 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
     let name = c.func.name;
     let args = &c.args.args;
     let out = match name {
-        "rate" | "increase" | "delta" | "irate" | "idelta" => {
+        n if WINDOW_FNS.contains(&n) => {
             let w = matrix_arg(ev, &args[0], ts)?;
             let mut out = Vec::with_capacity(w.series.len());
             for s in &w.series {
-                if matches!(name, "rate" | "increase")
-                    && let Some(n) = s.labels.metric_name()
-                    && !counter_like(n)
-                {
-                    ev.info(format!(
-                        "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
-                    ));
-                }
-                let v = match name {
-                    "rate" => extrapolated_rate(&w, &s.samples, true, true),
-                    "increase" => extrapolated_rate(&w, &s.samples, true, false),
-                    "delta" => extrapolated_rate(&w, &s.samples, false, false),
-                    "irate" => instant_value(&s.samples, true),
-                    _ => instant_value(&s.samples, false),
-                };
-                if let Some(v) = v {
+                note_non_counter(ev, name, &s.labels);
+                if let Some(v) = window_fn(name, &w, &s.samples) {
                     out.push(VecSample {
                         labels: s.labels.clone(),
-                        drop_name: true,
                         v,
+                        drop_name: !keeps_name(name) || s.drop_name,
                     });
                 }
             }
@@ -961,7 +936,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                     "invalid regular expression in label_replace(): {re_s}"
                 ))
             })?;
-            if !valid_label_name(&dst) {
+            if !lookout_model::is_valid_label_name(&dst) {
                 return exec(format!(
                     "invalid destination label name in label_replace(): {dst}"
                 ));
@@ -992,12 +967,12 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             let mut srcs = Vec::new();
             for a in &args[3..] {
                 let n = string_arg(ev, a, ts)?;
-                if !valid_label_name(&n) {
+                if !lookout_model::is_valid_label_name(&n) {
                     return exec(format!("invalid source label name in label_join(): {n}"));
                 }
                 srcs.push(n);
             }
-            if !valid_label_name(&dst) {
+            if !lookout_model::is_valid_label_name(&dst) {
                 return exec(format!(
                     "invalid destination label name in label_join(): {dst}"
                 ));
@@ -1137,18 +1112,6 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                     _ => y,
                 }) as f64
             })
-        }
-        "avg_over_time" | "min_over_time" | "max_over_time" | "sum_over_time"
-        | "count_over_time" | "last_over_time" | "present_over_time" => {
-            let w = matrix_arg(ev, &args[0], ts)?;
-            w.series
-                .iter()
-                .map(|s| VecSample {
-                    labels: s.labels.clone(),
-                    drop_name: name != "last_over_time" || s.drop_name,
-                    v: over_time(name, &s.samples),
-                })
-                .collect()
         }
         "time" => return Ok(Value::Scalar(ts as f64 / 1000.0)),
         "pi" => return Ok(Value::Scalar(std::f64::consts::PI)),

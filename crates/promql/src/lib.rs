@@ -43,4 +43,5 @@ mod value;
 
 pub use engine::{Engine, EngineOptions, parse, parse_selector};
 pub use error::{Error, Result};
+pub use promql_parser::parser::Expr;
 pub use value::{Annotations, QueryResult, RangeSeries, Value, VecSample};

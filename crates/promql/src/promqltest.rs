@@ -68,37 +68,13 @@ pub fn almost_equal_eps(a: f64, b: f64, eps: f64) -> bool {
 }
 
 fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    let bad = || format!("bad duration {s:?}");
     let (neg, body) = match s.strip_prefix('-') {
         Some(b) => (true, b),
         None => (false, s),
     };
-    let ms = if let Ok(n) = body.parse::<f64>() {
-        (n * 1000.0).round() as i64
-    } else {
-        let mut total = 0i64;
-        let mut rest = body;
-        while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-            let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            let mult = match &rest[..unit_len] {
-                "ms" => 1,
-                "s" => 1000,
-                "m" => 60_000,
-                "h" => 3_600_000,
-                "d" => 86_400_000,
-                "w" => 7 * 86_400_000,
-                "y" => 365 * 86_400_000,
-                _ => return Err(bad()),
-            };
-            total += n * mult;
-            rest = &rest[unit_len..];
-        }
-        total
+    let ms = match body.parse::<f64>() {
+        Ok(n) => (n * 1000.0).round() as i64,
+        Err(_) => lookout_model::parse_duration(body)?.as_millis() as i64,
     };
     Ok(if neg { -ms } else { ms })
 }

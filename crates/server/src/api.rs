@@ -4,13 +4,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lookout_model::{Labels, Matcher};
+use lookout_model::{Labels, Matcher, now_ms};
 use lookout_promql::Error as QueryError;
 use lookout_storage::SelectHints;
 
@@ -24,13 +24,6 @@ const MAX_POINTS: i64 = 11_000;
 /// The earliest and latest times a missing `start`/`end` stand for.
 const MIN_TIME: i64 = i64::MIN / 4;
 const MAX_TIME: i64 = i64::MAX / 4;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -123,60 +116,57 @@ fn engine_for(st: &AppState, p: &Params) -> Result<lookout_promql::Engine, ApiEr
     Ok(lookout_promql::Engine::new(opts))
 }
 
-pub(crate) async fn query(
-    State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match query_inner(st, q, headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
+/// What every fallible handler returns; `ApiError` renders Prometheus's error envelope.
+type ApiResult = Result<Response, ApiError>;
 
-async fn query_inner(
-    st: AppState,
-    q: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = params(q, &headers, &body)?;
-    let t = p.time("time", now_ms())?;
-    let engine = engine_for(&st, &p)?;
+/// Parses the `query` parameter and evaluates it off the runtime with the request's
+/// engine options; the query is cancelled when the client goes away.
+async fn evaluate(
+    st: &AppState,
+    p: &Params,
+    run: impl FnOnce(
+        &lookout_promql::Engine,
+        &dyn lookout_storage::Queryable,
+        &lookout_promql::Expr,
+        &AtomicBool,
+    ) -> lookout_promql::Result<lookout_promql::QueryResult>
+    + Send
+    + 'static,
+) -> Result<lookout_promql::QueryResult, ApiError> {
+    let engine = engine_for(st, p)?;
     let text = p.get("query").unwrap_or("").to_string();
     let expr = lookout_promql::parse(&text).map_err(promql_error)?;
     let flag = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(Arc::clone(&flag));
     let db = Arc::clone(&st.db);
     let started = Instant::now();
-    let res =
-        tokio::task::spawn_blocking(move || engine.instant_query(&*db, &expr, t, Some(&flag)))
-            .await
-            .map_err(|e| {
-                api_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    &e.to_string(),
-                )
-            })?;
-    tracing::debug!(query = %text, elapsed = ?started.elapsed(), "Instant query");
-    let r = res.map_err(promql_error)?;
-    let mut data = String::new();
-    json::query_data(&mut data, &r.value, t);
-    Ok(annotated(&data, &r.annotations))
+    let res = tokio::task::spawn_blocking(move || run(&engine, &*db, &expr, &flag))
+        .await
+        .map_err(internal)?;
+    tracing::debug!(query = %text, elapsed = ?started.elapsed(), "Query evaluated");
+    res.map_err(promql_error)
 }
 
-pub(crate) async fn query_range(
+/// Renders a query result as Prometheus's `data` at evaluation time `t`.
+fn query_response(r: &lookout_promql::QueryResult, t: i64) -> Response {
+    let mut data = String::new();
+    json::query_data(&mut data, &r.value, t);
+    annotated(&data, &r.annotations)
+}
+
+pub(crate) async fn query(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    match query_range_inner(st, q, headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+) -> ApiResult {
+    let p = params(q, &headers, &body)?;
+    let t = p.time("time", now_ms())?;
+    let r = evaluate(&st, &p, move |e, db, expr, flag| {
+        e.instant_query(db, expr, t, Some(flag))
+    })
+    .await?;
+    Ok(query_response(&r, t))
 }
 
 fn required_time(p: &Params, key: &str) -> Result<i64, ApiError> {
@@ -188,12 +178,12 @@ fn required_time(p: &Params, key: &str) -> Result<i64, ApiError> {
     Ok(p.time(key, 0)?)
 }
 
-async fn query_range_inner(
-    st: AppState,
-    q: Option<String>,
+pub(crate) async fn query_range(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> ApiResult {
     let p = params(q, &headers, &body)?;
     let start = required_time(&p, "start")?;
     let end = required_time(&p, "end")?;
@@ -215,27 +205,11 @@ async fn query_range_inner(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let engine = engine_for(&st, &p)?;
-    let text = p.get("query").unwrap_or("").to_string();
-    let expr = lookout_promql::parse(&text).map_err(promql_error)?;
-    let flag = Arc::new(AtomicBool::new(false));
-    let _guard = CancelOnDrop(Arc::clone(&flag));
-    let db = Arc::clone(&st.db);
-    let res = tokio::task::spawn_blocking(move || {
-        engine.range_query(&*db, &expr, start, end, step, Some(&flag))
+    let r = evaluate(&st, &p, move |e, db, expr, flag| {
+        e.range_query(db, expr, start, end, step, Some(flag))
     })
-    .await
-    .map_err(|e| {
-        api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &e.to_string(),
-        )
-    })?;
-    let r = res.map_err(promql_error)?;
-    let mut data = String::new();
-    json::query_data(&mut data, &r.value, end);
-    Ok(annotated(&data, &r.annotations))
+    .await?;
+    Ok(query_response(&r, end))
 }
 
 fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
@@ -256,49 +230,46 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+const TRUNCATED: &str = "results truncated due to limit";
+
 pub(crate) async fn series(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let run = || -> Result<Response, ApiError> {
-        let p = params(q, &headers, &body)?;
-        let sels = selectors(&p)?;
-        if sels.is_empty() {
-            return Err(bad_data("no match[] parameter provided"));
-        }
-        let start = p.time("start", MIN_TIME)?;
-        let end = p.time("end", MAX_TIME)?;
-        let querier = st.db.querier(start, end).map_err(internal)?;
-        let mut all: BTreeSet<Labels> = BTreeSet::new();
-        for m in &sels {
-            for s in querier
-                .select(&SelectHints::default(), m)
-                .map_err(internal)?
-            {
-                all.insert(s.labels);
-            }
-        }
-        let limit = limit_of(&p)?;
-        let mut data = String::from("[");
-        for (i, ls) in all.iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
-            if i > 0 {
-                data.push(',');
-            }
-            json::labels(&mut data, ls);
-        }
-        data.push(']');
-        let warn = match limit {
-            Some(n) if all.len() > n => vec!["results truncated due to limit".to_string()],
-            _ => Vec::new(),
-        };
-        Ok(json_response(StatusCode::OK, json::success(&data, &warn)))
-    };
-    match run() {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+) -> ApiResult {
+    let p = params(q, &headers, &body)?;
+    let sels = selectors(&p)?;
+    if sels.is_empty() {
+        return Err(bad_data("no match[] parameter provided"));
     }
+    let querier = st
+        .db
+        .querier(p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?)
+        .map_err(internal)?;
+    let mut all: BTreeSet<Labels> = BTreeSet::new();
+    for m in &sels {
+        for s in querier
+            .select(&SelectHints::default(), m)
+            .map_err(internal)?
+        {
+            all.insert(s.labels);
+        }
+    }
+    let limit = limit_of(&p)?;
+    let mut data = String::from("[");
+    for (i, ls) in all.iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json::labels(&mut data, ls);
+    }
+    data.push(']');
+    let warn = match limit {
+        Some(n) if all.len() > n => vec![TRUNCATED.to_string()],
+        _ => Vec::new(),
+    };
+    Ok(json_response(StatusCode::OK, json::success(&data, &warn)))
 }
 
 fn limit_of(p: &Params) -> Result<Option<usize>, ApiError> {
@@ -314,22 +285,36 @@ fn limit_of(p: &Params) -> Result<Option<usize>, ApiError> {
     }
 }
 
-/// A JSON list, truncated to `limit` with Prometheus's warning.
-fn limited_list(items: &BTreeSet<String>, limit: Option<usize>) -> Response {
-    let (list, warn): (Vec<&String>, Vec<String>) = match limit {
-        Some(n) if items.len() > n => (
-            items.iter().take(n).collect(),
-            vec!["results truncated due to limit".to_string()],
-        ),
+/// Label names or values (`get`) of the series matching the request's `match[]` (all
+/// series without one) in `start`–`end`, as a list truncated to `limit`.
+fn label_list(
+    st: &AppState,
+    p: &Params,
+    get: impl Fn(&dyn lookout_storage::Querier, &[Matcher]) -> lookout_storage::Result<Vec<String>>,
+) -> ApiResult {
+    let sels = selectors(p)?;
+    let querier = st
+        .db
+        .querier(p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?)
+        .map_err(internal)?;
+    let mut items = BTreeSet::new();
+    if sels.is_empty() {
+        items.extend(get(&*querier, &[]).map_err(internal)?);
+    }
+    for m in &sels {
+        items.extend(get(&*querier, m).map_err(internal)?);
+    }
+    let (list, warn): (Vec<&String>, Vec<String>) = match limit_of(p)? {
+        Some(n) if items.len() > n => (items.iter().take(n).collect(), vec![TRUNCATED.to_string()]),
         _ => (items.iter().collect(), Vec::new()),
     };
-    json_response(
+    Ok(json_response(
         StatusCode::OK,
         json::success(
             &serde_json::to_string(&list).expect("strings serialize"),
             &warn,
         ),
-    )
+    ))
 }
 
 pub(crate) async fn labels(
@@ -337,34 +322,9 @@ pub(crate) async fn labels(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let run = || -> Result<Response, ApiError> {
-        let p = params(q, &headers, &body)?;
-        let sels = selectors(&p)?;
-        let querier = st
-            .db
-            .querier(p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?)
-            .map_err(internal)?;
-        let mut names = BTreeSet::new();
-        if sels.is_empty() {
-            names.extend(querier.label_names(&[]).map_err(internal)?);
-        }
-        for m in &sels {
-            names.extend(querier.label_names(m).map_err(internal)?);
-        }
-        Ok(limited_list(&names, limit_of(&p)?))
-    };
-    match run() {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-fn valid_label_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.chars()
-            .enumerate()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+) -> ApiResult {
+    let p = params(q, &headers, &body)?;
+    label_list(&st, &p, |q, m| q.label_names(m))
 }
 
 pub(crate) async fn label_values(
@@ -372,30 +332,12 @@ pub(crate) async fn label_values(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    let run = || -> Result<Response, ApiError> {
-        if !valid_label_name(&name) {
-            return Err(bad_data(&format!("invalid label name: {name:?}")));
-        }
-        let p = params(q, &headers, &Bytes::new())?;
-        let sels = selectors(&p)?;
-        let querier = st
-            .db
-            .querier(p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?)
-            .map_err(internal)?;
-        let mut values = BTreeSet::new();
-        if sels.is_empty() {
-            values.extend(querier.label_values(&name, &[]).map_err(internal)?);
-        }
-        for m in &sels {
-            values.extend(querier.label_values(&name, m).map_err(internal)?);
-        }
-        Ok(limited_list(&values, limit_of(&p)?))
-    };
-    match run() {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+) -> ApiResult {
+    if !lookout_model::is_valid_label_name(&name) {
+        return Err(bad_data(&format!("invalid label name: {name:?}")));
     }
+    let p = params(q, &headers, &Bytes::new())?;
+    label_list(&st, &p, |q, m| q.label_values(&name, m))
 }
 
 pub(crate) async fn delete_series(
@@ -403,30 +345,23 @@ pub(crate) async fn delete_series(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let run = || -> Result<(), ApiError> {
-        let Some(admin) = st.admin.clone() else {
-            return Err(api_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "admin APIs disabled",
-            ));
-        };
-        let p = params(q, &headers, &body)?;
-        let sels = selectors(&p)?;
-        if sels.is_empty() {
-            return Err(bad_data("no match[] parameter provided"));
-        }
-        let start = p.time("start", MIN_TIME)?;
-        let end = p.time("end", MAX_TIME)?;
-        admin
-            .delete_series(&sels, start, end)
-            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e))
+) -> ApiResult {
+    let Some(admin) = st.admin.clone() else {
+        return Err(api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "admin APIs disabled",
+        ));
     };
-    match run() {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => e.into_response(),
+    let p = params(q, &headers, &body)?;
+    let sels = selectors(&p)?;
+    if sels.is_empty() {
+        return Err(bad_data("no match[] parameter provided"));
     }
+    admin
+        .delete_series(&sels, p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?)
+        .map_err(internal)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub(crate) async fn status_config(State(st): State<AppState>) -> Response {
@@ -459,115 +394,97 @@ pub(crate) async fn status_tsdb(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    let run = || -> Result<Response, ApiError> {
-        let p = params(q, &headers, &Bytes::new())?;
-        let limit = match p.get("limit") {
-            None => 10,
-            Some(l) => l
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| bad_data(&format!("limit must be a positive number: {l:?}")))?,
-        };
-        let t = st.info.tsdb_status(limit);
-        let data = serde_json::json!({
-            "headStats": {
-                "numSeries": t.num_series,
-                "numLabelPairs": t.num_label_pairs,
-                "chunkCount": t.chunk_count,
-                "minTime": t.min_time.unwrap_or(i64::MAX),
-                "maxTime": t.max_time.unwrap_or(i64::MIN),
-            },
-            "seriesCountByMetricName": name_values(&t.series_by_metric),
-            "labelValueCountByLabelName": name_values(&t.values_by_label),
-            "memoryInBytesByLabelName": name_values(&t.memory_by_label),
-            "seriesCountByLabelValuePair": name_values(&t.series_by_pair),
-        });
-        Ok(ok(&data.to_string()))
+) -> ApiResult {
+    let p = params(q, &headers, &Bytes::new())?;
+    let limit = match p.get("limit") {
+        None => 10,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad_data(&format!("limit must be a positive number: {l:?}")))?,
     };
-    match run() {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    let t = st.info.tsdb_status(limit);
+    let data = serde_json::json!({
+        "headStats": {
+            "numSeries": t.num_series,
+            "numLabelPairs": t.num_label_pairs,
+            "chunkCount": t.chunk_count,
+            "minTime": t.min_time.unwrap_or(i64::MAX),
+            "maxTime": t.max_time.unwrap_or(i64::MIN),
+        },
+        "seriesCountByMetricName": name_values(&t.series_by_metric),
+        "labelValueCountByLabelName": name_values(&t.values_by_label),
+        "memoryInBytesByLabelName": name_values(&t.memory_by_label),
+        "seriesCountByLabelValuePair": name_values(&t.series_by_pair),
+    });
+    Ok(ok(&data.to_string()))
 }
 
 pub(crate) async fn metadata(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    let run = || -> Result<Response, ApiError> {
-        let p = params(q, &headers, &Bytes::new())?;
-        let num = |k: &str| -> Result<i64, ApiError> {
-            match p.get(k) {
-                None => Ok(-1),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| bad_data(&format!("{k} must be a number"))),
-            }
-        };
-        let (limit, per_metric) = (num("limit")?, num("limit_per_metric")?);
-        let only = p.get("metric");
-        let mut out = serde_json::Map::new();
-        for m in st.info.metadata() {
-            if only.is_some_and(|o| o != m.metric) {
-                continue;
-            }
-            if limit >= 0 && out.len() as i64 >= limit && !out.contains_key(&m.metric) {
-                break;
-            }
-            let entry = out
-                .entry(m.metric.clone())
-                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-            let arr = entry.as_array_mut().expect("array");
-            if per_metric < 0 || (arr.len() as i64) < per_metric {
-                arr.push(serde_json::json!({"type": m.kind, "help": m.help, "unit": m.unit}));
-            }
+) -> ApiResult {
+    let p = params(q, &headers, &Bytes::new())?;
+    let num = |k: &str| -> Result<i64, ApiError> {
+        match p.get(k) {
+            None => Ok(-1),
+            Some(v) => v
+                .parse()
+                .map_err(|_| bad_data(&format!("{k} must be a number"))),
         }
-        Ok(ok(&serde_json::Value::Object(out).to_string()))
     };
-    match run() {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    let (limit, per_metric) = (num("limit")?, num("limit_per_metric")?);
+    let only = p.get("metric");
+    let mut out = serde_json::Map::new();
+    for m in st.info.metadata() {
+        if only.is_some_and(|o| o != m.metric) {
+            continue;
+        }
+        if limit >= 0 && out.len() as i64 >= limit && !out.contains_key(&m.metric) {
+            break;
+        }
+        let entry = out
+            .entry(m.metric.clone())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        let arr = entry.as_array_mut().expect("array");
+        if per_metric < 0 || (arr.len() as i64) < per_metric {
+            arr.push(serde_json::json!({"type": m.kind, "help": m.help, "unit": m.unit}));
+        }
     }
+    Ok(ok(&serde_json::Value::Object(out).to_string()))
+}
+
+/// The parsed `query` parameter of a request.
+fn parsed_query(
+    q: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<lookout_promql::Expr, ApiError> {
+    let p = params(q, headers, body)?;
+    lookout_promql::parse(p.get("query").unwrap_or("")).map_err(promql_error)
 }
 
 pub(crate) async fn query_exemplars(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let run = || -> Result<Response, ApiError> {
-        let p = params(q, &headers, &body)?;
-        let text = p.get("query").unwrap_or("");
-        lookout_promql::parse(text).map_err(promql_error)?;
-        // Lookout does not store exemplars yet: the answer is an empty list.
-        Ok(ok("[]"))
-    };
-    match run() {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+) -> ApiResult {
+    parsed_query(q, &headers, &body)?;
+    // Lookout does not store exemplars yet: the answer is an empty list.
+    Ok(ok("[]"))
 }
 
 pub(crate) async fn format_query(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let run = || -> Result<Response, ApiError> {
-        let p = params(q, &headers, &body)?;
-        let text = p.get("query").unwrap_or("");
-        let expr = lookout_promql::parse(text).map_err(promql_error)?;
-        Ok(ok(
-            &serde_json::to_string(&expr.prettify()).expect("string serializes")
-        ))
-    };
-    match run() {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+) -> ApiResult {
+    let expr = parsed_query(q, &headers, &body)?;
+    Ok(ok(
+        &serde_json::to_string(&expr.prettify()).expect("string serializes")
+    ))
 }
 
 pub(crate) async fn buildinfo(State(st): State<AppState>) -> Response {

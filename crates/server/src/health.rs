@@ -241,14 +241,12 @@ mod tests {
 
     fn status(name: &str, ago: Option<u64>, err: Option<&str>) -> CollectorStatus {
         CollectorStatus {
-            name: name.into(),
-            interval: Duration::from_secs(15),
             last_run: ago.map(|a| SystemTime::now() - Duration::from_secs(a)),
             last_duration: Some(Duration::from_millis(3)),
             last_error: err.map(str::to_string),
             last_samples: 1,
             runs: 1,
-            failures: 0,
+            ..CollectorStatus::new(name, Duration::from_secs(15))
         }
     }
 

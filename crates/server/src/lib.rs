@@ -54,29 +54,6 @@ pub trait Admin: Send + Sync {
     ) -> Result<(), String>;
 }
 
-/// Cardinality figures for `/api/v1/status/tsdb`.
-#[derive(Debug, Clone, Default)]
-pub struct TsdbStatus {
-    /// Series in the head.
-    pub num_series: u64,
-    /// Distinct label pairs.
-    pub num_label_pairs: u64,
-    /// Chunks in the head.
-    pub chunk_count: u64,
-    /// Earliest sample (ms).
-    pub min_time: Option<i64>,
-    /// Latest sample (ms).
-    pub max_time: Option<i64>,
-    /// Series per metric name.
-    pub series_by_metric: Vec<(String, u64)>,
-    /// Distinct values per label name.
-    pub values_by_label: Vec<(String, u64)>,
-    /// Bytes of values per label name.
-    pub memory_by_label: Vec<(String, u64)>,
-    /// Series per label pair.
-    pub series_by_pair: Vec<(String, u64)>,
-}
-
 /// Metadata of one metric family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricMetadata {
@@ -99,7 +76,7 @@ pub trait ServerInfo: Send + Sync {
     /// Runtime facts (`/api/v1/status/runtimeinfo`), as a JSON object.
     fn runtime_info(&self) -> serde_json::Value;
     /// Head cardinality, `limit` entries per list.
-    fn tsdb_status(&self, limit: usize) -> TsdbStatus;
+    fn tsdb_status(&self, limit: usize) -> lookout_tsdb::HeadStatus;
     /// Metric metadata known to Lookout.
     fn metadata(&self) -> Vec<MetricMetadata>;
 }

@@ -90,7 +90,7 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
         let ms = ((f - secs) * 1000.0).round();
         return Some(secs as i64 * 1000 + ms as i64);
     }
-    parse_rfc3339(s)
+    lookout_model::parse_rfc3339(s)
 }
 
 /// Prometheus's `parseDuration`: float seconds or a Prometheus duration (`1h30m`).
@@ -102,97 +102,9 @@ pub(crate) fn parse_duration(s: &str) -> Option<i64> {
         }
         return Some(ms as i64);
     }
-    lookout_promql_duration(s)
-}
-
-fn lookout_promql_duration(s: &str) -> Option<i64> {
-    let mut total = 0i64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(mult)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses `2024-01-02T03:04:05(.123)?(Z|+hh:mm)` into ms.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut ms = 0i64;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let frac = &s[start..i];
-        let padded = format!("{:0<3}", &frac[..frac.len().min(3)]);
-        ms = padded.parse().ok()?;
-    }
-    let offset = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        b'+' | b'-' if i + 6 == b.len() && b[i + 3] == b':' => {
-            let oh: i64 = s.get(i + 1..i + 3)?.parse().ok()?;
-            let om: i64 = s.get(i + 4..i + 6)?.parse().ok()?;
-            let off = (oh * 60 + om) * 60;
-            if b[i] == b'+' { off } else { -off }
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset;
-    Some(secs * 1000 + ms)
+    lookout_model::parse_duration(s)
+        .ok()
+        .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
 }
 
 #[cfg(test)]

@@ -29,8 +29,8 @@ impl lookout_server::ServerInfo for StaticInfo {
     fn runtime_info(&self) -> serde_json::Value {
         serde_json::json!({"storageRetention": "15d"})
     }
-    fn tsdb_status(&self, _limit: usize) -> lookout_server::TsdbStatus {
-        lookout_server::TsdbStatus {
+    fn tsdb_status(&self, _limit: usize) -> lookout_tsdb::HeadStatus {
+        lookout_tsdb::HeadStatus {
             num_series: 2,
             series_by_metric: vec![("c_total".into(), 1)],
             ..Default::default()

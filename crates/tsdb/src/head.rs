@@ -297,13 +297,16 @@ impl Head {
 
     /// The labels of series `r`.
     pub(crate) fn labels_of(&self, r: u32) -> Option<Labels> {
-        let s = self.get(r)?;
-        Some(Labels::from_pairs(s.labels.chunks(2).map(|p| {
+        Some(self.labels_from_ids(&self.get(r)?.labels))
+    }
+
+    fn labels_from_ids(&self, ids: &[u32]) -> Labels {
+        Labels::from_pairs(ids.chunks(2).map(|p| {
             (
                 self.symbols.get(p[0]).to_string(),
                 self.symbols.get(p[1]).to_string(),
             )
-        })))
+        }))
     }
 
     fn label_value(&self, s: &MemSeries, name: &str) -> &str {
@@ -494,77 +497,44 @@ impl Head {
             .sum()
     }
 
-    /// Removes series `r` entirely (a batch that created it failed to reach the WAL).
+    /// Removes series `r` entirely (emptied by truncation, or created by a batch that
+    /// failed to reach the WAL).
     pub(crate) fn remove(&mut self, r: u32) {
-        if let Some(slot) = self.series.get_mut(r as usize)
-            && let Some(s) = slot.take()
-        {
-            self.live -= 1;
-            let ids = s.labels;
-            let labels = Labels::from_pairs(ids.chunks(2).map(|p| {
-                (
-                    self.symbols.get(p[0]).to_string(),
-                    self.symbols.get(p[1]).to_string(),
-                )
-            }));
-            let h = labels_hash(&labels);
-            if self.by_hash.get(&h) == Some(&r) {
-                self.by_hash.remove(&h);
-            }
-            self.collisions.remove(&labels);
-            for p in ids.chunks(2) {
-                let name = Arc::clone(self.symbols.get(p[0]));
-                let value = Arc::clone(self.symbols.get(p[1]));
-                self.index.remove(&name, &value, r);
-            }
-            // Keep the slot so references stay stable; a retried batch creates a new one.
+        // The slot stays (empty) so references stay stable.
+        let Some(s) = self.series.get_mut(r as usize).and_then(Option::take) else {
+            return;
+        };
+        self.live -= 1;
+        let labels = self.labels_from_ids(&s.labels);
+        let h = labels_hash(&labels);
+        if self.by_hash.get(&h) == Some(&r) {
+            self.by_hash.remove(&h);
+        }
+        self.collisions.remove(&labels);
+        for p in s.labels.chunks(2) {
+            let name = Arc::clone(self.symbols.get(p[0]));
+            let value = Arc::clone(self.symbols.get(p[1]));
+            self.index.remove(&name, &value, r);
         }
     }
 
     /// Drops every sample before `t` (written to a block, or past retention) and series
     /// left empty. Chunks never straddle block boundaries, so whole chunks go.
     pub(crate) fn truncate_before(&mut self, t: i64) {
-        let mut removed = Vec::new();
-        for (r, slot) in self.series.iter_mut().enumerate() {
-            let Some(s) = slot else { continue };
-            let before = s.chunks.len();
+        let mut emptied = Vec::new();
+        for (r, s) in self.series.iter_mut().enumerate() {
+            let Some(s) = s else { continue };
             s.chunks.retain(|c| c.max_t >= t);
-            let mut dropped = 0u64;
-            if s.chunks.len() != before {
-                // Counted approximately by chunk; exact counts come from stats.
-                dropped += (before - s.chunks.len()) as u64;
-            }
             if !s.open.is_empty() && s.open.max_t < t {
-                dropped += s.open.len() as u64;
                 s.open = OpenChunk::default();
             }
-            let n = s.ooo.len();
             s.ooo.retain(|x| x.t >= t);
-            dropped += (n - s.ooo.len()) as u64;
-            let _ = dropped;
             if s.is_empty() {
-                removed.push((r as u32, std::mem::take(&mut s.labels)));
-                *slot = None;
+                emptied.push(r as u32);
             }
         }
-        for (r, ids) in removed {
-            self.live -= 1;
-            let labels = Labels::from_pairs(ids.chunks(2).map(|p| {
-                (
-                    self.symbols.get(p[0]).to_string(),
-                    self.symbols.get(p[1]).to_string(),
-                )
-            }));
-            let h = labels_hash(&labels);
-            if self.by_hash.get(&h) == Some(&r) {
-                self.by_hash.remove(&h);
-            }
-            self.collisions.remove(&labels);
-            for p in ids.chunks(2) {
-                let name = Arc::clone(self.symbols.get(p[0]));
-                let value = Arc::clone(self.symbols.get(p[1]));
-                self.index.remove(&name, &value, r);
-            }
+        for r in emptied {
+            self.remove(r);
         }
         self.recount();
     }

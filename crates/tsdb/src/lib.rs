@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lookout_model::{Labels, Matcher, Sample};
+use lookout_model::{Labels, Matcher, Sample, now_ms};
 use lookout_storage::{
     Appendable, Appender, Error, Querier, Queryable, Result, SelectHints, Series, SeriesRef,
 };
@@ -236,13 +236,6 @@ fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn spawn_loop(
     name: &str,
     every: Duration,
@@ -423,6 +416,12 @@ impl Tsdb {
             list.truncate(limit);
         }
         st
+    }
+
+    /// Series and samples in memory: cheap, for health checks (`stats` walks every block).
+    pub fn head_counts(&self) -> (u64, u64) {
+        let head = self.inner.head.read().expect("lock poisoned");
+        (head.num_series() as u64, head.samples)
     }
 
     /// WAL corruptions repaired since start.
@@ -1283,59 +1282,53 @@ impl Querier for TsdbQuerier<'_> {
     }
 
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>> {
-        let mut names: Vec<String> = Vec::new();
-        for b in &self.blocks {
-            if matchers.is_empty() {
-                names.extend(b.label_names(None));
-            } else {
-                let refs = b.select(matchers);
-                names.extend(b.label_names(Some(&refs)));
-            }
-        }
-        {
-            let head = self.db.head.read().expect("lock poisoned");
-            let refs: Vec<u32> = if matchers.is_empty() {
-                head.refs()
-            } else {
-                head.select(matchers)
-            };
-            let refs: Vec<u32> = refs
-                .into_iter()
-                .filter(|r| head.overlaps(*r, self.mint, self.maxt))
-                .collect();
-            names.extend(head.label_names(&refs));
-        }
-        names.sort();
-        names.dedup();
-        Ok(names)
+        Ok(self.collect_labels(
+            matchers,
+            |b, refs| b.label_names(refs),
+            |h, refs| h.label_names(refs),
+        ))
     }
 
     fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>> {
-        let mut values: Vec<String> = Vec::new();
+        Ok(self.collect_labels(
+            matchers,
+            |b, refs| b.label_values(name, refs),
+            |h, refs| h.label_values(name, refs),
+        ))
+    }
+}
+
+impl TsdbQuerier<'_> {
+    /// Label names or values across blocks and head, of the series matching `matchers`
+    /// (every series when empty), sorted and deduplicated.
+    fn collect_labels(
+        &self,
+        matchers: &[Matcher],
+        from_block: impl Fn(&Block, Option<&[u32]>) -> Vec<String>,
+        from_head: impl Fn(&Head, &[u32]) -> Vec<String>,
+    ) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
         for b in &self.blocks {
             if matchers.is_empty() {
-                values.extend(b.label_values(name, None));
+                out.extend(from_block(b, None));
             } else {
-                let refs = b.select(matchers);
-                values.extend(b.label_values(name, Some(&refs)));
+                out.extend(from_block(b, Some(&b.select(matchers))));
             }
         }
-        {
-            let head = self.db.head.read().expect("lock poisoned");
-            let refs: Vec<u32> = if matchers.is_empty() {
-                head.refs()
-            } else {
-                head.select(matchers)
-            };
-            let refs: Vec<u32> = refs
-                .into_iter()
-                .filter(|r| head.overlaps(*r, self.mint, self.maxt))
-                .collect();
-            values.extend(head.label_values(name, &refs));
-        }
-        values.sort();
-        values.dedup();
-        Ok(values)
+        let head = self.db.head.read().expect("lock poisoned");
+        let refs: Vec<u32> = if matchers.is_empty() {
+            head.refs()
+        } else {
+            head.select(matchers)
+        };
+        let refs: Vec<u32> = refs
+            .into_iter()
+            .filter(|r| head.overlaps(*r, self.mint, self.maxt))
+            .collect();
+        out.extend(from_head(&head, &refs));
+        out.sort();
+        out.dedup();
+        out
     }
 }
 

@@ -90,9 +90,7 @@ pub(crate) fn generate(
     let per_host = dataset::series_per_host();
     let hosts = series.div_ceil(per_host);
     let points = (hours * 240.0).ceil() as usize + 1;
-    let end = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
+    let end = lookout_model::now_ms();
     let f = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut w = BufWriter::with_capacity(4 << 20, f);
     let started = Instant::now();

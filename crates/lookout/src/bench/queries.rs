@@ -196,9 +196,7 @@ pub(crate) fn run(
         .tempdir_in(work.unwrap_or_else(std::env::temp_dir))?;
     let file = tmp.path().join("dataset.om");
     super::generate(&file, series, hours, 7)?;
-    let end_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
+    let end_ms = lookout_model::now_ms();
     let exe = std::env::current_exe()?;
     let ours = tmp.path().join("lookout");
     let theirs = tmp.path().join("prometheus");
