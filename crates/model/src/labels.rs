@@ -78,6 +78,11 @@ impl Default for Labels {
 }
 
 impl Labels {
+    /// Whether both share one allocation (then they are equal; the converse does not hold).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The empty label set.
     pub fn empty() -> Self {
         Self::from_sorted(Vec::new())

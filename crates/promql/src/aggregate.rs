@@ -2,6 +2,7 @@
 //! following Prometheus's `aggregation` in `promql/engine.go`.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use lookout_model::{Labels, METRIC_NAME_LABEL};
 use promql_parser::parser::token::{
@@ -207,6 +208,45 @@ fn group_key(ev: &Evaluator<'_>, a: &AggregateExpr, ls: &Labels) -> Labels {
     )
 }
 
+/// Which group each input sample falls in, for one list of input series: a range query
+/// usually aggregates the same series at every step, so the grouping is computed once.
+pub(crate) struct GroupPlan {
+    input: Vec<Labels>,
+    /// The group of each input position.
+    slots: Vec<u32>,
+    /// Group labels, in order of first appearance.
+    keys: Vec<Labels>,
+}
+
+fn group_plan(ev: &Evaluator<'_>, a: &AggregateExpr, input: &[VecSample]) -> Rc<GroupPlan> {
+    let node = a as *const AggregateExpr as usize;
+    if let Some(p) = ev.group_plans.borrow().get(&node)
+        && p.input.len() == input.len()
+        && p.input.iter().zip(input).all(|(x, y)| x.ptr_eq(&y.labels))
+    {
+        return p.clone();
+    }
+    let mut index: HashMap<Labels, u32> = HashMap::new();
+    let mut keys = Vec::new();
+    let slots = input
+        .iter()
+        .map(|s| {
+            let key = group_key(ev, a, &s.labels);
+            *index.entry(key.clone()).or_insert_with(|| {
+                keys.push(key);
+                keys.len() as u32 - 1
+            })
+        })
+        .collect();
+    let p = Rc::new(GroupPlan {
+        input: input.iter().map(|s| s.labels.clone()).collect(),
+        slots,
+        keys,
+    });
+    ev.group_plans.borrow_mut().insert(node, p.clone());
+    p
+}
+
 /// Evaluates an aggregation at `ts`.
 pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Value> {
     let op = a.op.id();
@@ -240,63 +280,43 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
         T_QUANTILE => {
             let q = scalar_param(ev, &a.param, ts)?;
             crate::functions::check_quantile(ev, q);
-            let mut order: Vec<Labels> = Vec::new();
-            let mut groups: HashMap<Labels, Vec<f64>> = HashMap::new();
-            for s in input {
-                let key = group_key(ev, a, &s.labels);
-                groups
-                    .entry(key.clone())
-                    .or_insert_with(|| {
-                        order.push(key);
-                        Vec::new()
-                    })
-                    .push(s.v);
+            let plan = group_plan(ev, a, &input);
+            let mut groups: Vec<Vec<f64>> = vec![Vec::new(); plan.keys.len()];
+            for (s, &slot) in input.iter().zip(&plan.slots) {
+                groups[slot as usize].push(s.v);
             }
             return Ok(Value::Vector(
-                order
-                    .into_iter()
-                    .map(|k| {
-                        let vals = groups.remove(&k).expect("group exists");
-                        VecSample::new(k, quantile(q, vals))
-                    })
+                plan.keys
+                    .iter()
+                    .zip(groups)
+                    .map(|(k, vals)| VecSample::new(k.clone(), quantile(q, vals)))
                     .collect(),
             ));
         }
         _ => {}
     }
-    let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, Group> = HashMap::new();
-    for s in input {
-        let key = group_key(ev, a, &s.labels);
-        let g = match groups.get_mut(&key) {
-            Some(g) => g,
-            None => {
-                order.push(key.clone());
-                let stat = matches!(op, T_STDDEV | T_STDVAR);
-                groups.insert(
-                    key.clone(),
-                    Group {
-                        labels: key,
-                        // A group seeded with NaN or ±Inf has an undefined deviation.
-                        value: if stat {
-                            if s.v.is_finite() { 0.0 } else { f64::NAN }
-                        } else {
-                            s.v
-                        },
-                        mean: s.v,
-                        count: 1.0,
-                        drop_name: s.drop_name,
-                        ..Group::default()
-                    },
-                );
-                if op == T_GROUP {
-                    groups
-                        .get_mut(&order[order.len() - 1])
-                        .expect("just inserted")
-                        .value = 1.0;
-                }
-                continue;
-            }
+    let plan = group_plan(ev, a, &input);
+    let mut groups: Vec<Option<Group>> = (0..plan.keys.len()).map(|_| None).collect();
+    for (s, &slot) in input.iter().zip(&plan.slots) {
+        let slot = slot as usize;
+        let Some(g) = groups[slot].as_mut() else {
+            let stat = matches!(op, T_STDDEV | T_STDVAR);
+            groups[slot] = Some(Group {
+                labels: plan.keys[slot].clone(),
+                // A group seeded with NaN or ±Inf has an undefined deviation.
+                value: if op == T_GROUP {
+                    1.0
+                } else if stat {
+                    if s.v.is_finite() { 0.0 } else { f64::NAN }
+                } else {
+                    s.v
+                },
+                mean: s.v,
+                count: 1.0,
+                drop_name: s.drop_name,
+                ..Group::default()
+            });
+            continue;
         };
         g.count += 1.0;
         g.drop_name |= s.drop_name;
@@ -335,10 +355,10 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
             _ => {}
         }
     }
-    let out = order
+    let out = groups
         .into_iter()
-        .map(|k| {
-            let g = groups.remove(&k).expect("group exists");
+        .map(|g| {
+            let g = g.expect("every group has a member");
             let v = match op {
                 T_SUM => g.value + g.comp,
                 T_AVG if g.incremental => g.mean + g.comp,

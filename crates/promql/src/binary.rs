@@ -224,19 +224,127 @@ fn result_labels(
     ls
 }
 
+/// The pairs a vector match produced for one pair of input series lists: while a range
+/// query's steps bring the same series in the same order on both sides, later steps
+/// reuse it and only compute values. A plan is made only when every candidate pair
+/// matches uniquely, so any subset a comparison keeps is valid too (the checks that
+/// depend on values cannot fail).
+pub(crate) struct MatchPlan {
+    lhs: Vec<Labels>,
+    rhs: Vec<Labels>,
+    /// (index on the "many" side, index on the "one" side, result labels).
+    pairs: Vec<(u32, u32, Labels)>,
+}
+
+impl MatchPlan {
+    fn fits(&self, lhs: &[VecSample], rhs: &[VecSample]) -> bool {
+        fn same(a: &[Labels], b: &[VecSample]) -> bool {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.ptr_eq(&y.labels))
+        }
+        same(&self.lhs, lhs) && same(&self.rhs, rhs)
+    }
+}
+
+/// Builds the plan for `lhs op rhs` (already swapped for `group_right`), or `None` when
+/// some match is not unique regardless of values.
+fn plan(
+    memo: &Memo<'_>,
+    op: u16,
+    many: &[VecSample],
+    one: &[VecSample],
+    matching: &Option<LabelModifier>,
+    card: &VectorMatchCardinality,
+) -> Option<Vec<(u32, u32, Labels)>> {
+    let mut right: HashMap<Labels, u32> = HashMap::with_capacity(one.len());
+    for (j, s) in one.iter().enumerate() {
+        if right
+            .insert(memo.sig(&s.labels, matching), j as u32)
+            .is_some()
+        {
+            return None;
+        }
+    }
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    let mut seen: HashSet<(Labels, Labels)> = HashSet::with_capacity(many.len());
+    let mut sigs: HashSet<Labels> = HashSet::new();
+    let mut pairs = Vec::with_capacity(many.len());
+    for (i, ls) in many.iter().enumerate() {
+        let sig = memo.sig(&ls.labels, matching);
+        let Some(&j) = right.get(&sig) else { continue };
+        if one_to_one && !sigs.insert(sig.clone()) {
+            return None;
+        }
+        let labels = memo.result(&ls.labels, &one[j as usize].labels, op, matching, card);
+        if !seen.insert((sig, labels.clone())) {
+            return None;
+        }
+        pairs.push((i as u32, j, labels));
+    }
+    Some(pairs)
+}
+
 fn vector_vector(
     memo: &Memo<'_>,
     op: u16,
-    mut lhs: Vec<VecSample>,
-    mut rhs: Vec<VecSample>,
+    lhs: Vec<VecSample>,
+    rhs: Vec<VecSample>,
     matching: &Option<LabelModifier>,
     card: &VectorMatchCardinality,
     return_bool: bool,
 ) -> Result<Vec<VecSample>> {
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
-    if one_to_many {
-        std::mem::swap(&mut lhs, &mut rhs);
+    let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+    if let Some(p) = memo.ev.match_plans.borrow().get(&memo.node)
+        && p.fits(&many, &one)
+    {
+        let mut out = Vec::with_capacity(p.pairs.len());
+        for (i, j, labels) in &p.pairs {
+            let (ls, rs) = (&many[*i as usize], &one[*j as usize]);
+            let (l, r) = if one_to_many {
+                (rs.v, ls.v)
+            } else {
+                (ls.v, rs.v)
+            };
+            let (mut value, mut keep) = elem(op, l, r);
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+                keep = true;
+            }
+            if keep {
+                out.push(VecSample {
+                    labels: labels.clone(),
+                    v: value,
+                    drop_name: ls.drop_name || return_bool,
+                });
+            }
+        }
+        return Ok(out);
     }
+    if memo.ev.step > 0
+        && let Some(pairs) = plan(memo, op, &many, &one, matching, card)
+    {
+        let p = MatchPlan {
+            lhs: many.iter().map(|s| s.labels.clone()).collect(),
+            rhs: one.iter().map(|s| s.labels.clone()).collect(),
+            pairs,
+        };
+        memo.ev.match_plans.borrow_mut().insert(memo.node, p);
+    }
+    vector_match(memo, op, many, one, matching, card, return_bool)
+}
+
+/// Matches the "many" side against the "one" side step by step, with Prometheus's
+/// errors for non-unique matches.
+fn vector_match(
+    memo: &Memo<'_>,
+    op: u16,
+    lhs: Vec<VecSample>,
+    rhs: Vec<VecSample>,
+    matching: &Option<LabelModifier>,
+    card: &VectorMatchCardinality,
+    return_bool: bool,
+) -> Result<Vec<VecSample>> {
+    let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
     let mut right: HashMap<Labels, VecSample> = HashMap::with_capacity(rhs.len());
     for s in rhs {
         let sig = memo.sig(&s.labels, matching);

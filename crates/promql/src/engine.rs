@@ -160,35 +160,63 @@ impl Engine {
                 "sort is ineffective for range queries since results are always ordered by labels",
             );
         }
-        let mut out: HashMap<Labels, Vec<Sample>> = HashMap::new();
+        let mut series: Vec<RangeSeries> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
         let mut memo = HashMap::new();
+        // The series each position of the previous step's vector went to, with that
+        // sample's labels before name removal. Steps usually return the same series in
+        // the same order, so most samples find their series without hashing, and a step
+        // whose label sets are all those of the (checked) previous step needs no
+        // duplicate check.
+        let mut prev: Vec<(Labels, bool, usize)> = Vec::new();
         let mut t = start;
         while t <= end {
             ev.check_limits("expression evaluation")?;
             match ev.eval(expr, t)? {
-                Value::Scalar(v) => out
-                    .entry(Labels::empty())
-                    .or_default()
-                    .push(Sample::new(t, v)),
+                Value::Scalar(v) => {
+                    if series.is_empty() {
+                        series.push(RangeSeries {
+                            labels: Labels::empty(),
+                            samples: Vec::new(),
+                            drop_name: false,
+                        });
+                    }
+                    series[0].samples.push(Sample::new(t, v));
+                }
                 Value::Vector(vs) => {
-                    let vs = cleanup(vs, &mut memo);
-                    ev.check_unique(&vs)?;
-                    for s in vs {
-                        out.entry(s.labels).or_default().push(Sample::new(t, s.v));
+                    let same = vs.len() == prev.len()
+                        && vs
+                            .iter()
+                            .zip(&prev)
+                            .all(|(s, p)| s.drop_name == p.1 && s.labels.ptr_eq(&p.0));
+                    if same {
+                        for (s, p) in vs.iter().zip(&prev) {
+                            series[p.2].samples.push(Sample::new(t, s.v));
+                        }
+                    } else {
+                        let keys: Vec<(Labels, bool)> =
+                            vs.iter().map(|s| (s.labels.clone(), s.drop_name)).collect();
+                        let vs = cleanup(vs, &mut memo);
+                        ev.check_unique(&vs)?;
+                        prev.clear();
+                        for (s, (key, dn)) in vs.into_iter().zip(keys) {
+                            let i = *index.entry(s.labels.clone()).or_insert_with(|| {
+                                series.push(RangeSeries {
+                                    labels: s.labels,
+                                    samples: Vec::new(),
+                                    drop_name: false,
+                                });
+                                series.len() - 1
+                            });
+                            series[i].samples.push(Sample::new(t, s.v));
+                            prev.push((key, dn, i));
+                        }
                     }
                 }
                 other => return exec(format!("unexpected {} in range query", other.type_name())),
             }
             t += step;
         }
-        let mut series: Vec<RangeSeries> = out
-            .into_iter()
-            .map(|(labels, samples)| RangeSeries {
-                labels,
-                samples,
-                drop_name: false,
-            })
-            .collect();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(crate::value::QueryResult {
             value: Value::Matrix(series),
@@ -263,7 +291,10 @@ pub(crate) struct Evaluator<'a> {
     /// The range query's step (0 for instant queries).
     pub(crate) step: i64,
     sub_step: i64,
-    data: HashMap<usize, Vec<Series>>,
+    /// The series each selector node reads: an index into `loaded`.
+    data: HashMap<usize, usize>,
+    /// Selected series; selectors with the same matchers and window share one entry.
+    loaded: Vec<Vec<Series>>,
     deadline: Instant,
     cancel: Option<&'a AtomicBool>,
     annotations: std::cell::RefCell<crate::value::Annotations>,
@@ -276,6 +307,12 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) step_cache: std::cell::RefCell<HashMap<(usize, i64), Vec<VecSample>>>,
     /// Evaluation grids (start, end, step) of the subqueries being evaluated, innermost last.
     pub(crate) grids: std::cell::RefCell<Vec<(i64, i64, i64)>>,
+    /// Vector matches of binary operators, by node, reused while both sides keep their
+    /// series (see `binary::MatchPlan`).
+    pub(crate) match_plans: std::cell::RefCell<HashMap<usize, crate::binary::MatchPlan>>,
+    /// Groupings of aggregations, by node, reused while the input keeps its series.
+    pub(crate) group_plans:
+        std::cell::RefCell<HashMap<usize, std::rc::Rc<crate::aggregate::GroupPlan>>>,
 }
 
 struct Need<'e> {
@@ -305,6 +342,7 @@ impl<'a> Evaluator<'a> {
             step,
             sub_step: opts.default_subquery_step.as_millis().max(1) as i64,
             data: HashMap::new(),
+            loaded: Vec::new(),
             deadline: Instant::now() + opts.timeout,
             cancel,
             annotations: Default::default(),
@@ -312,6 +350,8 @@ impl<'a> Evaluator<'a> {
             label_memo: Default::default(),
             step_cache: Default::default(),
             grids: Default::default(),
+            match_plans: Default::default(),
+            group_plans: Default::default(),
         };
         let mut needs = Vec::new();
         ev.collect(expr, start, end, &mut needs);
@@ -322,7 +362,20 @@ impl<'a> Evaluator<'a> {
         let maxt = needs.iter().map(|n| n.maxt).max().unwrap_or(end);
         let q = db.querier(mint, maxt)?;
         let mut loaded = 0usize;
+        let mut by_selection: HashMap<(String, i64, i64), usize> = HashMap::new();
         for n in needs {
+            if ev.data.contains_key(&key(n.vs)) {
+                continue;
+            }
+            let skey = (
+                format!("{:?}|{:?}", n.vs.name, n.vs.matchers),
+                n.mint,
+                n.maxt,
+            );
+            if let Some(&i) = by_selection.get(&skey) {
+                ev.data.insert(key(n.vs), i);
+                continue;
+            }
             let hints = SelectHints {
                 start: n.mint,
                 end: n.maxt,
@@ -345,11 +398,10 @@ impl<'a> Evaluator<'a> {
             if loaded > opts.max_samples {
                 return Err(Error::TooManySamples("query execution"));
             }
-            // A selector used twice in one window shares its data.
-            let entry = ev.data.entry(key(n.vs)).or_default();
-            if entry.is_empty() {
-                *entry = std::mem::take(&mut series);
-            }
+            let i = ev.loaded.len();
+            ev.loaded.push(std::mem::take(&mut series));
+            ev.data.insert(key(n.vs), i);
+            by_selection.insert(skey, i);
             ev.check_limits("query preparation")?;
         }
         Ok(ev)
@@ -518,7 +570,7 @@ impl<'a> Evaluator<'a> {
         let t = self.at_time(&vs.at).unwrap_or(ts) - offset_ms(&vs.offset);
         let mut out = Vec::new();
         let mut times = Vec::new();
-        for s in self.data.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[]) {
+        for s in self.series_of(vs) {
             let i = s.samples.partition_point(|x| x.t <= t);
             if i == 0 {
                 continue;
@@ -537,13 +589,16 @@ impl<'a> Evaluator<'a> {
 
     /// Every series a selector loaded, with all its samples.
     pub(crate) fn series_of(&self, vs: &VectorSelector) -> &[Series] {
-        self.data.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[])
+        self.data
+            .get(&key(vs))
+            .map(|&i| self.loaded[i].as_slice())
+            .unwrap_or(&[])
     }
 
     /// Samples of a selector in `(t - range, t]`, without staleness markers.
     pub(crate) fn select_range(&self, vs: &VectorSelector, t: i64, range: i64) -> Vec<RangeSeries> {
         let mut out = Vec::new();
-        for s in self.data.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[]) {
+        for s in self.series_of(vs) {
             let a = s.samples.partition_point(|x| x.t <= t - range);
             let b = s.samples.partition_point(|x| x.t <= t);
             let samples: Vec<Sample> = s.samples[a..b]

@@ -119,14 +119,23 @@ fn scalar_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<f64> {
 }
 
 /// Prometheus's `extrapolatedRate` for float samples.
-fn extrapolated_rate(w: &Window, s: &[Sample], is_counter: bool, is_rate: bool) -> Option<f64> {
+///
+/// `no_resets` says the caller knows the window holds no counter reset (then the scan for
+/// them is skipped; the result is the same).
+fn extrapolated_rate(
+    w: &Window,
+    s: &[Sample],
+    is_counter: bool,
+    is_rate: bool,
+    no_resets: bool,
+) -> Option<f64> {
     if s.len() < 2 {
         return None;
     }
     let first = s[0];
     let last = s[s.len() - 1];
     let mut result = last.v - first.v;
-    if is_counter {
+    if is_counter && !no_resets {
         let mut prev = first.v;
         for p in &s[1..] {
             if p.v < prev {
@@ -695,11 +704,12 @@ const WINDOW_FNS: &[&str] = &[
 
 /// The value of window function `name` (one of [`WINDOW_FNS`]) over one series' samples
 /// in `w`; `None` where the rate family needs more samples.
-fn window_fn(name: &str, w: &Window, x: &[Sample]) -> Option<f64> {
+/// `no_resets` as for [`extrapolated_rate`].
+fn window_fn(name: &str, w: &Window, x: &[Sample], no_resets: bool) -> Option<f64> {
     match name {
-        "rate" => extrapolated_rate(w, x, true, true),
-        "increase" => extrapolated_rate(w, x, true, false),
-        "delta" => extrapolated_rate(w, x, false, false),
+        "rate" => extrapolated_rate(w, x, true, true, no_resets),
+        "increase" => extrapolated_rate(w, x, true, false, no_resets),
+        "delta" => extrapolated_rate(w, x, false, false, false),
         "irate" => instant_value(x, true),
         "idelta" => instant_value(x, false),
         _ => Some(over_time(name, x)),
@@ -762,10 +772,23 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
         .collect();
     let mut per_step: Vec<Vec<VecSample>> = steps.iter().map(|_| Vec::new()).collect();
     let mut buf: Vec<Sample> = Vec::new();
+    let counter = matches!(name, "rate" | "increase");
+    let mut drops: Vec<u32> = Vec::new();
     for s in ev.series_of(&ms.vs) {
         note_non_counter(ev, name, &s.labels);
         let smp = &s.samples;
         let has_stale = smp.iter().any(|x| lookout_model::is_stale_nan(x.v));
+        // drops[i]: counter resets among samples 1..=i, so a window's count is one
+        // subtraction and reset-free windows skip the scan.
+        drops.clear();
+        if counter && !has_stale {
+            let mut n = 0u32;
+            drops.push(0);
+            for p in smp.windows(2) {
+                n += u32::from(p[1].v < p[0].v);
+                drops.push(n);
+            }
+        }
         let (mut a, mut b) = (0usize, 0usize);
         for (i, &t) in steps.iter().enumerate() {
             let end = t - off;
@@ -796,7 +819,8 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
                 end,
                 range,
             };
-            if let Some(v) = window_fn(name, &w, window) {
+            let no_resets = !drops.is_empty() && drops[b - 1] == drops[a];
+            if let Some(v) = window_fn(name, &w, window, no_resets) {
                 per_step[i].push(VecSample {
                     labels: s.labels.clone(),
                     v,
@@ -830,7 +854,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             let mut out = Vec::with_capacity(w.series.len());
             for s in &w.series {
                 note_non_counter(ev, name, &s.labels);
-                if let Some(v) = window_fn(name, &w, &s.samples) {
+                if let Some(v) = window_fn(name, &w, &s.samples, false) {
                     out.push(VecSample {
                         labels: s.labels.clone(),
                         v,

@@ -29,13 +29,6 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn annotated(data: &str, a: &lookout_promql::Annotations) -> Response {
-    json_response(
-        StatusCode::OK,
-        json::success_annotated(data, &a.warnings, &a.infos),
-    )
-}
-
 fn ok(data: &str) -> Response {
     json_response(StatusCode::OK, json::success(data, &[]))
 }
@@ -149,9 +142,11 @@ async fn evaluate(
 
 /// Renders a query result as Prometheus's `data` at evaluation time `t`.
 fn query_response(r: &lookout_promql::QueryResult, t: i64) -> Response {
-    let mut data = String::new();
-    json::query_data(&mut data, &r.value, t);
-    annotated(&data, &r.annotations)
+    let mut out = String::with_capacity(128 + json::query_size_hint(&r.value));
+    out.push_str(json::SUCCESS_PREFIX);
+    json::query_data(&mut out, &r.value, t);
+    json::finish_success(&mut out, &r.annotations.warnings, &r.annotations.infos);
+    json_response(StatusCode::OK, out)
 }
 
 pub(crate) async fn query(

@@ -144,6 +144,26 @@ pub(crate) fn labels(out: &mut String, ls: &Labels) {
     out.push('}');
 }
 
+/// A generous guess of the bytes [`query_data`] writes, so the buffer is allocated once
+/// rather than grown (and copied) while a large matrix is written.
+pub(crate) fn query_size_hint(v: &Value) -> usize {
+    match v {
+        Value::Vector(vs) => vs.iter().map(|s| 64 + labels_size(&s.labels)).sum(),
+        Value::Matrix(ms) => ms
+            .iter()
+            .map(|s| 32 + labels_size(&s.labels) + 36 * s.samples.len())
+            .sum(),
+        _ => 64,
+    }
+}
+
+fn labels_size(ls: &lookout_model::Labels) -> usize {
+    ls.iter()
+        .map(|l| l.name.len() + l.value.len() + 6)
+        .sum::<usize>()
+        + 2
+}
+
 /// Appends the `data` object of a query result evaluated at `t` (ms).
 pub(crate) fn query_data(out: &mut String, v: &Value, t: i64) {
     out.push_str("{\"resultType\":");
@@ -215,8 +235,17 @@ pub(crate) fn success(data: &str, warnings: &[String]) -> String {
 /// Wraps `data` in a success envelope with Prometheus's `warnings` and `infos`.
 pub(crate) fn success_annotated(data: &str, warnings: &[String], infos: &[String]) -> String {
     let mut out = String::with_capacity(data.len() + 40);
-    out.push_str("{\"status\":\"success\",\"data\":");
+    out.push_str(SUCCESS_PREFIX);
     out.push_str(data);
+    finish_success(&mut out, warnings, infos);
+    out
+}
+
+/// What a success envelope starts with; [`finish_success`] closes it.
+pub(crate) const SUCCESS_PREFIX: &str = "{\"status\":\"success\",\"data\":";
+
+/// Closes a success envelope whose data has been written after [`SUCCESS_PREFIX`].
+pub(crate) fn finish_success(out: &mut String, warnings: &[String], infos: &[String]) {
     if !warnings.is_empty() {
         out.push_str(",\"warnings\":");
         out.push_str(&serde_json::to_string(warnings).expect("strings serialize"));
@@ -226,7 +255,6 @@ pub(crate) fn success_annotated(data: &str, warnings: &[String], infos: &[String
         out.push_str(&serde_json::to_string(infos).expect("strings serialize"));
     }
     out.push('}');
-    out
 }
 
 /// An error envelope.

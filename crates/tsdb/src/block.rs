@@ -361,6 +361,22 @@ fn corrupt(path: &Path, what: impl Into<String>) -> BlockError {
     }
 }
 
+/// Decompresses one zstd frame of `ulen` bytes with this thread's reused context (a
+/// query reads many pages; creating a context per page costs more than small pages do).
+fn decompress(comp: &[u8], ulen: usize) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("created above").decompress(comp, ulen)
+    })
+}
+
 impl Block {
     /// Opens the block in `dir`, loading its index.
     pub(crate) fn open(dir: &Path) -> Result<Self, BlockError> {
@@ -384,8 +400,7 @@ impl Block {
         if crc32fast::hash(comp) != crc {
             return Err(corrupt(&ipath, "checksum mismatch"));
         }
-        let body =
-            zstd::bulk::decompress(comp, ulen).map_err(|e| corrupt(&ipath, e.to_string()))?;
+        let body = decompress(comp, ulen).map_err(|e| corrupt(&ipath, e.to_string()))?;
         let bad = || corrupt(&ipath, "index body does not decode");
         let mut pos = 0;
         let nsym = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
@@ -512,16 +527,25 @@ impl Block {
     ) -> Result<Vec<Sample>, BlockError> {
         let cpath = || self.dir.join("chunks");
         let mut out = Vec::new();
-        for c in self.series[r as usize]
-            .1
+        let chunks = &self.series[r as usize].1;
+        let wanted = chunks
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+            .count();
+        for (k, c) in chunks
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+            .enumerate()
         {
             let page = pages.get(self, c.page)?;
             let bytes = page
                 .get(c.offset as usize..c.offset as usize + c.len as usize)
                 .ok_or_else(|| corrupt(&cpath(), "chunk outside its page"))?;
             chunk::decode(bytes, &mut out).map_err(|e| corrupt(&cpath(), e.to_string()))?;
+            if k == 0 {
+                // Chunks of a series hold similar counts: size the rest after the first.
+                out.reserve(out.len() * (wanted - 1));
+            }
         }
         out.retain(|s| s.t >= mint && s.t <= maxt);
         Ok(out)
@@ -549,7 +573,7 @@ impl Block {
                 format!("checksum mismatch in page at {off}"),
             ));
         }
-        zstd::bulk::decompress(&comp, ulen)
+        decompress(&comp, ulen)
             .map(Arc::new)
             .map_err(|e| corrupt(&cpath, e.to_string()))
     }

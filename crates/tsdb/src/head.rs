@@ -116,6 +116,26 @@ impl SeriesData {
     }
 }
 
+/// Joins one series' parts, each sorted, earlier parts winning on equal timestamps (as
+/// [`merge`] applied in order).
+pub(crate) fn join(mut parts: Vec<Vec<Sample>>) -> Vec<Sample> {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let ordered = parts.windows(2).all(|w| match (w[0].last(), w[1].first()) {
+        (Some(a), Some(b)) => a.t < b.t,
+        _ => false,
+    });
+    if ordered {
+        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for p in parts {
+            out.extend_from_slice(&p);
+        }
+        return out;
+    }
+    parts.into_iter().fold(Vec::new(), merge)
+}
+
 /// Merges two ascending sample lists; on equal timestamps `a` wins.
 pub(crate) fn merge(mut a: Vec<Sample>, b: Vec<Sample>) -> Vec<Sample> {
     // Blocks and head rarely overlap: appending is the common case.

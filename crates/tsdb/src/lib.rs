@@ -1238,7 +1238,9 @@ impl Querier for TsdbQuerier<'_> {
             lo = lo.max(hints.start);
             hi = hi.min(hints.end);
         }
-        let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        // Each series' parts (blocks in time order, then the head), joined at the end so
+        // the common case (disjoint, ordered parts) copies each sample once.
+        let mut out: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
         let mut cache = PageCache::default();
         for b in &self.blocks {
             if b.meta.max_time <= lo || b.meta.min_time > hi {
@@ -1252,8 +1254,7 @@ impl Querier for TsdbQuerier<'_> {
                 if s.is_empty() {
                     continue;
                 }
-                let e = out.entry(b.labels(r)).or_default();
-                *e = head::merge(std::mem::take(e), s);
+                out.entry(b.labels(r)).or_default().push(s);
             }
         }
         let datas: Vec<(Labels, head::SeriesData)> = {
@@ -1272,12 +1273,14 @@ impl Querier for TsdbQuerier<'_> {
             if s.is_empty() {
                 continue;
             }
-            let e = out.entry(ls).or_default();
-            *e = head::merge(std::mem::take(e), s);
+            out.entry(ls).or_default().push(s);
         }
         Ok(out
             .into_iter()
-            .map(|(labels, samples)| Series { labels, samples })
+            .map(|(labels, parts)| Series {
+                labels,
+                samples: head::join(parts),
+            })
             .collect())
     }
 
