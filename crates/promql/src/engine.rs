@@ -310,6 +310,8 @@ pub(crate) struct Evaluator<'a> {
     /// Vector matches of binary operators, by node, reused while both sides keep their
     /// series (see `binary::MatchPlan`).
     pub(crate) match_plans: std::cell::RefCell<HashMap<usize, crate::binary::MatchPlan>>,
+    /// Compiled regular expressions of `label_replace`, by pattern.
+    regexes: std::cell::RefCell<HashMap<String, Option<std::rc::Rc<regex::Regex>>>>,
     /// Groupings of aggregations, by node, reused while the input keeps its series.
     pub(crate) group_plans:
         std::cell::RefCell<HashMap<usize, std::rc::Rc<crate::aggregate::GroupPlan>>>,
@@ -352,6 +354,7 @@ impl<'a> Evaluator<'a> {
             grids: Default::default(),
             match_plans: Default::default(),
             group_plans: Default::default(),
+            regexes: Default::default(),
         };
         let mut needs = Vec::new();
         ev.collect(expr, start, end, &mut needs);
@@ -416,6 +419,15 @@ impl<'a> Evaluator<'a> {
         let v = derive();
         self.label_memo.borrow_mut().insert(key, v.clone());
         v
+    }
+
+    /// `pattern` compiled, once per query; `None` when it is not a valid expression.
+    pub(crate) fn regex(&self, pattern: &str) -> Option<std::rc::Rc<regex::Regex>> {
+        self.regexes
+            .borrow_mut()
+            .entry(pattern.to_string())
+            .or_insert_with(|| regex::Regex::new(pattern).ok().map(std::rc::Rc::new))
+            .clone()
     }
 
     /// Records a warning annotation.

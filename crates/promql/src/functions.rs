@@ -700,25 +700,95 @@ const WINDOW_FNS: &[&str] = &[
     "count_over_time",
     "last_over_time",
     "present_over_time",
+    "first_over_time",
+    "quantile_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "mad_over_time",
+    "changes",
+    "resets",
+    "deriv",
+    "predict_linear",
 ];
 
+/// The position of the range-vector argument of window function `name`.
+fn window_arg(name: &str) -> usize {
+    usize::from(name == "quantile_over_time")
+}
+
+/// The scalar parameter of window function `name`, if it has one.
+fn window_param(name: &str, args: &[Box<Expr>]) -> Option<usize> {
+    match name {
+        "quantile_over_time" => Some(0),
+        "predict_linear" => Some(1),
+        _ => None,
+    }
+    .filter(|i| *i < args.len())
+}
+
 /// The value of window function `name` (one of [`WINDOW_FNS`]) over one series' samples
-/// in `w`; `None` where the rate family needs more samples.
-/// `no_resets` as for [`extrapolated_rate`].
-fn window_fn(name: &str, w: &Window, x: &[Sample], no_resets: bool) -> Option<f64> {
+/// in `w` (never empty), evaluated at `ts` with scalar parameter `param`; `None` where
+/// the function needs more samples. `no_resets` as for [`extrapolated_rate`].
+fn window_fn(
+    name: &str,
+    w: &Window,
+    x: &[Sample],
+    ts: i64,
+    param: f64,
+    no_resets: bool,
+) -> Option<f64> {
     match name {
         "rate" => extrapolated_rate(w, x, true, true, no_resets),
         "increase" => extrapolated_rate(w, x, true, false, no_resets),
         "delta" => extrapolated_rate(w, x, false, false, false),
         "irate" => instant_value(x, true),
         "idelta" => instant_value(x, false),
+        "first_over_time" => Some(x[0].v),
+        "quantile_over_time" => Some(crate::aggregate::quantile(
+            param,
+            x.iter().map(|p| p.v).collect(),
+        )),
+        "stdvar_over_time" => Some(stdvar_over(x)),
+        "stddev_over_time" => Some(stdvar_over(x).sqrt()),
+        "mad_over_time" => {
+            let med = crate::aggregate::quantile(0.5, x.iter().map(|p| p.v).collect());
+            Some(crate::aggregate::quantile(
+                0.5,
+                x.iter().map(|p| (p.v - med).abs()).collect(),
+            ))
+        }
+        "changes" => Some(
+            x.windows(2)
+                .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
+                .count() as f64,
+        ),
+        "resets" => Some(x.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
+        "deriv" if x.len() >= 2 => Some(linear_regression(x, x[0].t).0),
+        "predict_linear" if x.len() >= 2 => {
+            let (slope, intercept) = linear_regression(x, ts);
+            Some(slope * param + intercept)
+        }
+        "deriv" | "predict_linear" => None,
         _ => Some(over_time(name, x)),
     }
 }
 
-/// Whether window function `name` keeps the metric name (only `last_over_time`).
+/// Whether an expression has the same value at every step (numbers and arithmetic on
+/// them), so a batched evaluation may compute it once.
+fn is_constant(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) => true,
+        Expr::Paren(p) => is_constant(&p.expr),
+        Expr::Unary(u) => is_constant(&u.expr),
+        Expr::Binary(b) => is_constant(&b.lhs) && is_constant(&b.rhs),
+        _ => false,
+    }
+}
+
+/// Whether window function `name` keeps the metric name (`last_over_time`,
+/// `first_over_time`).
 fn keeps_name(name: &str) -> bool {
-    name == "last_over_time"
+    matches!(name, "last_over_time" | "first_over_time")
 }
 
 /// Prometheus's possible-non-counter info for `rate`/`increase` over a series whose name
@@ -750,7 +820,8 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
     if !WINDOW_FNS.contains(&name) || ts < g_start || ts > g_end || (ts - g_start) % g_step != 0 {
         return None;
     }
-    let mut arg = &*c.args.args[0];
+    let args = &c.args.args;
+    let mut arg = &**args.get(window_arg(name))?;
     while let Expr::Paren(p) = arg {
         arg = &p.expr;
     }
@@ -763,6 +834,17 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
     let node = c as *const Call as usize;
     if let Some(v) = ev.step_cache.borrow_mut().remove(&(node, ts)) {
         return Some(v);
+    }
+    let param = match window_param(name, args) {
+        Some(i) if !is_constant(&args[i]) => return None,
+        Some(i) => match scalar_arg(ev, &args[i], ts) {
+            Ok(v) => v,
+            Err(_) => return None,
+        },
+        None => 0.0,
+    };
+    if name == "quantile_over_time" {
+        check_quantile(ev, param);
     }
     let off = offset_ms(&ms.vs.offset);
     let range = ms.range.as_millis() as i64;
@@ -820,7 +902,7 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
                 range,
             };
             let no_resets = !drops.is_empty() && drops[b - 1] == drops[a];
-            if let Some(v) = window_fn(name, &w, window, no_resets) {
+            if let Some(v) = window_fn(name, &w, window, t, param, no_resets) {
                 per_step[i].push(VecSample {
                     labels: s.labels.clone(),
                     v,
@@ -850,11 +932,18 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
     let args = &c.args.args;
     let out = match name {
         n if WINDOW_FNS.contains(&n) => {
-            let w = matrix_arg(ev, &args[0], ts)?;
+            let param = match window_param(name, args) {
+                Some(i) => scalar_arg(ev, &args[i], ts)?,
+                None => 0.0,
+            };
+            if name == "quantile_over_time" {
+                check_quantile(ev, param);
+            }
+            let w = matrix_arg(ev, &args[window_arg(name)], ts)?;
             let mut out = Vec::with_capacity(w.series.len());
             for s in &w.series {
                 note_non_counter(ev, name, &s.labels);
-                if let Some(v) = window_fn(name, &w, &s.samples, false) {
+                if let Some(v) = window_fn(name, &w, &s.samples, ts, param, false) {
                     out.push(VecSample {
                         labels: s.labels.clone(),
                         v,
@@ -863,75 +952,6 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                 }
             }
             out
-        }
-        "quantile_over_time" => {
-            let q = scalar_arg(ev, &args[0], ts)?;
-            check_quantile(ev, q);
-            let w = matrix_arg(ev, &args[1], ts)?;
-            w.series
-                .iter()
-                .map(|s| VecSample {
-                    labels: s.labels.clone(),
-                    drop_name: true,
-                    v: crate::aggregate::quantile(q, s.samples.iter().map(|x| x.v).collect()),
-                })
-                .collect()
-        }
-        "stddev_over_time" | "stdvar_over_time" | "mad_over_time" | "changes" | "resets"
-        | "deriv" | "first_over_time" => {
-            let w = matrix_arg(ev, &args[0], ts)?;
-            w.series
-                .iter()
-                .filter_map(|s| {
-                    let x = &s.samples;
-                    let v = match name {
-                        "stdvar_over_time" => stdvar_over(x),
-                        "stddev_over_time" => stdvar_over(x).sqrt(),
-                        "mad_over_time" => {
-                            let med =
-                                crate::aggregate::quantile(0.5, x.iter().map(|p| p.v).collect());
-                            crate::aggregate::quantile(
-                                0.5,
-                                x.iter().map(|p| (p.v - med).abs()).collect(),
-                            )
-                        }
-                        "changes" => x
-                            .windows(2)
-                            .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
-                            .count() as f64,
-                        "resets" => x.windows(2).filter(|w| w[1].v < w[0].v).count() as f64,
-                        "deriv" => {
-                            if x.len() < 2 {
-                                return None;
-                            }
-                            linear_regression(x, x[0].t).0
-                        }
-                        _ => x[0].v,
-                    };
-                    let keep = name == "first_over_time";
-                    Some(VecSample {
-                        labels: s.labels.clone(),
-                        v,
-                        drop_name: !keep || s.drop_name,
-                    })
-                })
-                .collect()
-        }
-        "predict_linear" => {
-            let w = matrix_arg(ev, &args[0], ts)?;
-            let dur = scalar_arg(ev, &args[1], ts)?;
-            w.series
-                .iter()
-                .filter(|s| s.samples.len() >= 2)
-                .map(|s| {
-                    let (slope, intercept) = linear_regression(&s.samples, ts);
-                    VecSample {
-                        labels: s.labels.clone(),
-                        drop_name: true,
-                        v: slope * dur + intercept,
-                    }
-                })
-                .collect()
         }
         "absent_over_time" => {
             let w = matrix_arg(ev, &args[0], ts)?;
@@ -955,7 +975,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             let repl = string_arg(ev, &args[2], ts)?;
             let src = string_arg(ev, &args[3], ts)?;
             let re_s = string_arg(ev, &args[4], ts)?;
-            let re = regex::Regex::new(&format!("^(?s:{re_s})$")).map_err(|_| {
+            let re = ev.regex(&format!("^(?s:{re_s})$")).ok_or_else(|| {
                 crate::Error::Execution(format!(
                     "invalid regular expression in label_replace(): {re_s}"
                 ))
@@ -965,17 +985,21 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                     "invalid destination label name in label_replace(): {dst}"
                 ));
             }
+            // The arguments are string literals: each input series gets the same labels
+            // at every step.
+            let node = c as *const Call as usize;
             v.into_iter()
                 .map(|s| {
-                    let val = s.labels.get_or_empty(&src).to_string();
-                    let labels = match re.captures(&val) {
-                        Some(c) => {
-                            let mut out = String::new();
-                            c.expand(&repl, &mut out);
-                            s.labels.with(&dst, &out)
+                    let labels = ev.memo_labels((node, s.labels.clone(), None), || {
+                        match re.captures(s.labels.get_or_empty(&src)) {
+                            Some(c) => {
+                                let mut out = String::new();
+                                c.expand(&repl, &mut out);
+                                s.labels.with(&dst, &out)
+                            }
+                            None => s.labels.clone(),
                         }
-                        None => s.labels,
-                    };
+                    });
                     VecSample {
                         labels,
                         v: s.v,
@@ -1001,12 +1025,16 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                     "invalid destination label name in label_join(): {dst}"
                 ));
             }
+            let node = c as *const Call as usize;
             v.into_iter()
                 .map(|s| {
-                    let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get_or_empty(n)).collect();
-                    let joined = joined.join(&sep);
+                    let labels = ev.memo_labels((node, s.labels.clone(), None), || {
+                        let joined: Vec<&str> =
+                            srcs.iter().map(|n| s.labels.get_or_empty(n)).collect();
+                        s.labels.with(&dst, &joined.join(&sep))
+                    });
                     VecSample {
-                        labels: s.labels.with(&dst, &joined),
+                        labels,
                         v: s.v,
                         drop_name: s.drop_name && dst != lookout_model::METRIC_NAME_LABEL,
                     }
