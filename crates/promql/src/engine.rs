@@ -301,6 +301,8 @@ pub(crate) struct Evaluator<'a> {
     /// Inner results of subqueries by (expression, time): consecutive steps of a range
     /// query share most of their inner steps.
     sub_cache: std::cell::RefCell<HashMap<(usize, i64), Value>>,
+    /// Outermost subqueries evaluated over their whole grid, by expression.
+    sub_whole: std::cell::RefCell<HashMap<usize, std::rc::Rc<Vec<GridSeries>>>>,
     /// Label sets derived per expression node (see `binary::Memo`).
     label_memo: std::cell::RefCell<HashMap<LabelMemoKey, Labels>>,
     /// Results of range-vector functions computed for every step at once, by (call, time).
@@ -315,6 +317,14 @@ pub(crate) struct Evaluator<'a> {
     /// Groupings of aggregations, by node, reused while the input keeps its series.
     pub(crate) group_plans:
         std::cell::RefCell<HashMap<usize, std::rc::Rc<crate::aggregate::GroupPlan>>>,
+}
+
+/// One series of a subquery evaluated over a whole grid, with each sample's name-removal
+/// mark.
+pub(crate) struct GridSeries {
+    labels: Labels,
+    samples: Vec<Sample>,
+    drops: Vec<bool>,
 }
 
 struct Need<'e> {
@@ -349,6 +359,7 @@ impl<'a> Evaluator<'a> {
             cancel,
             annotations: Default::default(),
             sub_cache: Default::default(),
+            sub_whole: Default::default(),
             label_memo: Default::default(),
             step_cache: Default::default(),
             grids: Default::default(),
@@ -654,6 +665,42 @@ impl<'a> Evaluator<'a> {
             }
             (g, self.end - offset_ms(&sq.offset), step)
         });
+        // The outermost subquery of a range query whose windows touch or overlap: its
+        // inner steps are evaluated once over the whole grid, and each outer step takes
+        // its window from that.
+        let whole = grid.filter(|g| {
+            self.grids.borrow().is_empty()
+                && sq.range.as_millis() as i64 >= self.step
+                && t >= g.0
+                && end <= g.1
+                && (t - g.0) % step == 0
+        });
+        if let Some(g) = whole {
+            let cached = self.sub_whole.borrow().get(&key).cloned();
+            let all = match cached {
+                Some(all) => all,
+                None => {
+                    self.grids.borrow_mut().push(g);
+                    let all = self.subquery_grid(sq, g);
+                    self.grids.borrow_mut().pop();
+                    let all = std::rc::Rc::new(all?);
+                    self.sub_whole.borrow_mut().insert(key, all.clone());
+                    all
+                }
+            };
+            return Ok(all
+                .iter()
+                .filter_map(|s| {
+                    let a = s.samples.partition_point(|x| x.t < t);
+                    let b = s.samples.partition_point(|x| x.t <= end);
+                    (a < b).then(|| RangeSeries {
+                        labels: s.labels.clone(),
+                        samples: s.samples[a..b].to_vec(),
+                        drop_name: s.drops[a..b].iter().any(|d| *d),
+                    })
+                })
+                .collect());
+        }
         if let Some(g) = grid {
             self.grids.borrow_mut().push(g);
         }
@@ -662,6 +709,56 @@ impl<'a> Evaluator<'a> {
             self.grids.borrow_mut().pop();
         }
         result
+    }
+
+    /// Evaluates a subquery's expression at every point of grid `g`, series by series.
+    fn subquery_grid(
+        &self,
+        sq: &parser::SubqueryExpr,
+        g: (i64, i64, i64),
+    ) -> Result<Vec<GridSeries>> {
+        let (mut t, end, step) = g;
+        let mut out: Vec<GridSeries> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        // As in `range_query`: the series of the previous step by position.
+        let mut prev: Vec<usize> = Vec::new();
+        while t <= end {
+            self.check_limits("subquery evaluation")?;
+            let vs = match self.eval(&sq.expr, t)? {
+                Value::Vector(vs) => vs,
+                Value::Scalar(v) => vec![VecSample::new(Labels::empty(), v)],
+                other => return exec(format!("subquery over a {}", other.type_name())),
+            };
+            let same = vs.len() == prev.len()
+                && vs
+                    .iter()
+                    .zip(&prev)
+                    .all(|(s, &i)| s.labels.ptr_eq(&out[i].labels));
+            if !same {
+                prev.clear();
+            }
+            for (k, s) in vs.into_iter().enumerate() {
+                let i = if same {
+                    prev[k]
+                } else {
+                    let i = *index.entry(s.labels.clone()).or_insert_with(|| {
+                        out.push(GridSeries {
+                            labels: s.labels,
+                            samples: Vec::new(),
+                            drops: Vec::new(),
+                        });
+                        out.len() - 1
+                    });
+                    prev.push(i);
+                    i
+                };
+                out[i].samples.push(Sample::new(t, s.v));
+                out[i].drops.push(s.drop_name);
+            }
+            t += step;
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
     }
 
     fn subquery_steps(
