@@ -101,11 +101,15 @@ fn limit_ratio(
     }
     if !(-1.0..=1.0).contains(&r) {
         let capped = r.clamp(-1.0, 1.0);
-        ev.warn(format!(
+        let msg = format!(
             "ratio value should be between -1 and 1, got {}, capping to {}",
             crate::functions::go_float(r),
             crate::functions::go_float(capped)
-        ));
+        );
+        match &a.param {
+            Some(p) => ev.warn_at(msg, p),
+            None => ev.warn(msg),
+        }
         r = capped;
     }
     let keep = |s: &VecSample| {
@@ -279,7 +283,9 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
         T_COUNT_VALUES => return count_values(ev, a, input, ts),
         T_QUANTILE => {
             let q = scalar_param(ev, &a.param, ts)?;
-            crate::functions::check_quantile(ev, q);
+            if let Some(p) = &a.param {
+                crate::functions::check_quantile(ev, q, p);
+            }
             let plan = group_plan(ev, a, &input);
             let mut groups: Vec<Vec<f64>> = vec![Vec::new(); plan.keys.len()];
             for (s, &slot) in input.iter().zip(&plan.slots) {

@@ -87,19 +87,21 @@ impl Engine {
     /// Evaluates `query` at `t` (ms).
     pub fn instant(&self, db: &dyn Queryable, query: &str, t: i64) -> Result<Value> {
         let expr = parse(query)?;
-        self.instant_query(db, &expr, t, None).map(|r| r.value)
+        self.instant_query(db, query, &expr, t, None)
+            .map(|r| r.value)
     }
 
-    /// Evaluates a parsed expression at `t` (ms), with the query's annotations; `cancel`,
-    /// when set, aborts the query.
+    /// Evaluates `expr` (parsed from `text`, which annotations point into) at `t` (ms),
+    /// with the query's annotations; `cancel`, when set, aborts the query.
     pub fn instant_query(
         &self,
         db: &dyn Queryable,
+        text: &str,
         expr: &Expr,
         t: i64,
         cancel: Option<&AtomicBool>,
     ) -> Result<crate::value::QueryResult> {
-        let ev = Evaluator::prepare(&self.opts, db, expr, t, t, 0, cancel)?;
+        let ev = Evaluator::prepare(&self.opts, db, text, expr, t, t, 0, cancel)?;
         let v = ev.eval(expr, t)?;
         let value = match v {
             Value::Vector(v) => {
@@ -129,14 +131,16 @@ impl Engine {
         step: i64,
     ) -> Result<Value> {
         let expr = parse(query)?;
-        self.range_query(db, &expr, start, end, step, None)
+        self.range_query(db, query, &expr, start, end, step, None)
             .map(|r| r.value)
     }
 
     /// Range evaluation of a parsed expression, with the query's annotations.
+    #[allow(clippy::too_many_arguments)] // Prometheus's NewRangeQuery takes as many
     pub fn range_query(
         &self,
         db: &dyn Queryable,
+        text: &str,
         expr: &Expr,
         start: i64,
         end: i64,
@@ -154,11 +158,12 @@ impl Engine {
                 ));
             }
         }
-        let ev = Evaluator::prepare(&self.opts, db, expr, start, end, step, cancel)?;
+        let ev = Evaluator::prepare(&self.opts, db, text, expr, start, end, step, cancel)?;
         if functions::is_sort(expr) {
-            ev.warn(
-                "sort is ineffective for range queries since results are always ordered by labels",
-            );
+            ev.warn(format!(
+                "sort is ineffective for range queries since results are always ordered by labels ({})",
+                crate::position::line_col(text, crate::position::start(text))
+            ));
         }
         let mut series: Vec<RangeSeries> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
@@ -285,6 +290,10 @@ pub(crate) type LabelMemoKey = (usize, Labels, Option<Labels>);
 
 /// Per-query evaluation state: the loaded data and limits.
 pub(crate) struct Evaluator<'a> {
+    /// The query text, and where its function and aggregation arguments start (for the
+    /// `line:col` annotations end with).
+    text: String,
+    positions: HashMap<usize, usize>,
     pub(crate) start: i64,
     pub(crate) end: i64,
     pub(crate) lookback: i64,
@@ -338,9 +347,11 @@ fn key(vs: &VectorSelector) -> usize {
 }
 
 impl<'a> Evaluator<'a> {
+    #[allow(clippy::too_many_arguments)]
     fn prepare(
         opts: &EngineOptions,
         db: &dyn Queryable,
+        text: &str,
         expr: &Expr,
         start: i64,
         end: i64,
@@ -348,6 +359,8 @@ impl<'a> Evaluator<'a> {
         cancel: Option<&'a AtomicBool>,
     ) -> Result<Self> {
         let mut ev = Evaluator {
+            text: text.to_string(),
+            positions: crate::position::locate(text, expr),
             start,
             end,
             lookback: opts.lookback_delta.as_millis() as i64,
@@ -449,6 +462,24 @@ impl<'a> Evaluator<'a> {
     /// Records an info annotation.
     pub(crate) fn info(&self, msg: impl Into<String>) {
         self.annotations.borrow_mut().info(msg);
+    }
+
+    /// `msg` with the position of `about` in the query, as Prometheus ends annotations.
+    fn at(&self, msg: String, about: &Expr) -> String {
+        match self.positions.get(&(about as *const Expr as usize)) {
+            Some(p) => format!("{msg} ({})", crate::position::line_col(&self.text, *p)),
+            None => msg,
+        }
+    }
+
+    /// Records a warning about the argument `about`.
+    pub(crate) fn warn_at(&self, msg: impl Into<String>, about: &Expr) {
+        self.warn(self.at(msg.into(), about));
+    }
+
+    /// Records an info about the argument `about`.
+    pub(crate) fn info_at(&self, msg: impl Into<String>, about: &Expr) {
+        self.info(self.at(msg.into(), about));
     }
 
     /// The time `at` pins a selector to, if any.

@@ -34,12 +34,15 @@ pub(crate) fn is_sort(e: &Expr) -> bool {
 }
 
 /// Warns when a quantile is outside [0, 1] (as Prometheus's `NewInvalidQuantileWarning`).
-pub(crate) fn check_quantile(ev: &Evaluator<'_>, q: f64) {
+pub(crate) fn check_quantile(ev: &Evaluator<'_>, q: f64, about: &Expr) {
     if q.is_nan() || !(0.0..=1.0).contains(&q) {
-        ev.warn(format!(
-            "quantile value should be between 0 and 1, got {}",
-            go_float(q)
-        ));
+        ev.warn_at(
+            format!(
+                "quantile value should be between 0 and 1, got {}",
+                go_float(q)
+            ),
+            about,
+        );
     }
 }
 
@@ -581,24 +584,29 @@ fn bucket_fraction(lower: f64, upper: f64, b: Vec<(f64, f64)>) -> f64 {
 /// `le`, and interpolates as Prometheus's `BucketQuantile` does (monotonicity enforced,
 /// tiny float deltas ignored).
 /// Warns about bucket series without a parsable `le` label.
-fn check_buckets(ev: &Evaluator<'_>, v: &[VecSample]) {
+fn check_buckets(ev: &Evaluator<'_>, v: &[VecSample], about: &Expr) {
     for s in v {
         let le = s.labels.get(lookout_model::BUCKET_LABEL);
         if le.and_then(parse_le).is_none() {
-            ev.warn(format!(
+            ev.warn_at(format!(
                 "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
                 le.unwrap_or(""),
                 s.labels.metric_name().unwrap_or("")
-            ));
+            ), about);
         }
     }
 }
 
-fn histogram_quantile(ev: &Evaluator<'_>, q: f64, v: Vec<VecSample>) -> Vec<VecSample> {
+fn histogram_quantile(
+    ev: &Evaluator<'_>,
+    q: f64,
+    v: Vec<VecSample>,
+    about: &Expr,
+) -> Vec<VecSample> {
     histogram_groups(v)
         .into_iter()
         .map(|(k, b)| {
-            let v = bucket_quantile(ev, k.metric_name(), q, b);
+            let v = bucket_quantile(ev, k.metric_name(), q, b, about);
             VecSample {
                 labels: k,
                 v,
@@ -617,7 +625,14 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-fn bucket_quantile(ev: &Evaluator<'_>, name: Option<&str>, q: f64, b: Vec<(f64, f64)>) -> f64 {
+/// `about` is the bucket argument the monotonicity info points at.
+fn bucket_quantile(
+    ev: &Evaluator<'_>,
+    name: Option<&str>,
+    q: f64,
+    b: Vec<(f64, f64)>,
+    about: &Expr,
+) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -643,10 +658,10 @@ fn bucket_quantile(ev: &Evaluator<'_>, name: Option<&str>, q: f64, b: Vec<(f64, 
         }
         if cur < prev {
             x.1 = prev;
-            ev.info(format!(
+            ev.info_at(format!(
                 "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
                 name.unwrap_or("")
-            ));
+            ), about);
             continue;
         }
         prev = cur;
@@ -793,14 +808,14 @@ fn keeps_name(name: &str) -> bool {
 
 /// Prometheus's possible-non-counter info for `rate`/`increase` over a series whose name
 /// does not look like a counter's.
-fn note_non_counter(ev: &Evaluator<'_>, name: &str, labels: &lookout_model::Labels) {
+fn note_non_counter(ev: &Evaluator<'_>, name: &str, labels: &lookout_model::Labels, about: &Expr) {
     if matches!(name, "rate" | "increase")
         && let Some(n) = labels.metric_name()
         && !counter_like(n)
     {
-        ev.info(format!(
+        ev.info_at(format!(
             "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
-        ));
+        ), about);
     }
 }
 
@@ -844,7 +859,7 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
         None => 0.0,
     };
     if name == "quantile_over_time" {
-        check_quantile(ev, param);
+        check_quantile(ev, param, &args[0]);
     }
     let off = offset_ms(&ms.vs.offset);
     let range = ms.range.as_millis() as i64;
@@ -857,7 +872,7 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
     let counter = matches!(name, "rate" | "increase");
     let mut drops: Vec<u32> = Vec::new();
     for s in ev.series_of(&ms.vs) {
-        note_non_counter(ev, name, &s.labels);
+        note_non_counter(ev, name, &s.labels, &args[window_arg(name)]);
         let smp = &s.samples;
         let has_stale = smp.iter().any(|x| lookout_model::is_stale_nan(x.v));
         // drops[i]: counter resets among samples 1..=i, so a window's count is one
@@ -937,12 +952,12 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                 None => 0.0,
             };
             if name == "quantile_over_time" {
-                check_quantile(ev, param);
+                check_quantile(ev, param, &args[0]);
             }
             let w = matrix_arg(ev, &args[window_arg(name)], ts)?;
             let mut out = Vec::with_capacity(w.series.len());
             for s in &w.series {
-                note_non_counter(ev, name, &s.labels);
+                note_non_counter(ev, name, &s.labels, &args[window_arg(name)]);
                 if let Some(v) = window_fn(name, &w, &s.samples, ts, param, false) {
                     out.push(VecSample {
                         labels: s.labels.clone(),
@@ -1071,7 +1086,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             let lo = scalar_arg(ev, &args[0], ts)?;
             let hi = scalar_arg(ev, &args[1], ts)?;
             let v = vector_arg(ev, &args[2], ts)?;
-            check_buckets(ev, &v);
+            check_buckets(ev, &v, &args[2]);
             histogram_groups(v)
                 .into_iter()
                 .map(|(k, b)| VecSample {
@@ -1088,10 +1103,10 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             for a in &args[2..] {
                 qs.push(scalar_arg(ev, a, ts)?);
             }
-            for q in &qs {
-                check_quantile(ev, *q);
+            for (q, a) in qs.iter().zip(&args[2..]) {
+                check_quantile(ev, *q, a);
             }
-            check_buckets(ev, &v);
+            check_buckets(ev, &v, &args[0]);
             let mut out = Vec::new();
             for (k, b) in histogram_groups(v) {
                 for q in &qs {
@@ -1101,7 +1116,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                     }
                     out.push(VecSample {
                         labels: k.with(&label, &qs_str),
-                        v: bucket_quantile(ev, k.metric_name(), *q, b.clone()),
+                        v: bucket_quantile(ev, k.metric_name(), *q, b.clone(), &args[0]),
                         drop_name: true,
                     });
                 }
@@ -1134,10 +1149,10 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
         }
         "histogram_quantile" => {
             let q = scalar_arg(ev, &args[0], ts)?;
-            check_quantile(ev, q);
+            check_quantile(ev, q, &args[0]);
             let v = vector_arg(ev, &args[1], ts)?;
-            check_buckets(ev, &v);
-            histogram_quantile(ev, q, v)
+            check_buckets(ev, &v, &args[1]);
+            histogram_quantile(ev, q, v, &args[1])
         }
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
         | "month" | "year" => {

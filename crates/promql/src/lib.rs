@@ -11,11 +11,12 @@
 //! Prometheus 3: 5-minute lookback, left-open range windows, staleness markers end a
 //! series, and `rate`/`increase` extrapolate exactly as Prometheus does.
 //!
-//! Supported so far: vector and matrix selectors (all matcher kinds, `offset`, `@`),
-//! subqueries, `rate`/`irate`/`increase`/`delta`/`idelta`, the common `*_over_time`
-//! functions, math functions, `time`/`vector`/`scalar`/`timestamp`, `sum`/`avg`/`min`/`max`/
-//! `count` with `by`/`without`, every binary operator with one-to-one and many-to-one
-//! matching, `bool`, and the set operators. Anything else is an execution error naming it.
+//! Everything in Prometheus 3's stable PromQL over float samples: every aggregation,
+//! binary operator and matching mode, every stable function, subqueries, `offset`, `@`,
+//! limits and cancellation, and annotations ending with the `line:col` of the argument
+//! they are about (recovered from the text by the `position` module, since the parser's
+//! AST has no positions). Native histograms, `info()` and experimental features are not
+//! evaluated; `testdata/upstream-expected.tsv` lists the upstream evals that need them.
 //!
 //! ```
 //! use lookout_model::Labels;
@@ -38,6 +39,7 @@ mod binary;
 mod engine;
 mod error;
 mod functions;
+mod position;
 pub mod promqltest;
 mod value;
 

@@ -528,8 +528,10 @@ fn eval(
         });
     }
     let result = crate::parse(&expr).and_then(|e| match query {
-        Query::Instant(t) => engine.instant_query(db, &e, t, None),
-        Query::Range { start, end, step } => engine.range_query(db, &e, start, end, step, None),
+        Query::Instant(t) => engine.instant_query(db, &expr, &e, t, None),
+        Query::Range { start, end, step } => {
+            engine.range_query(db, &expr, &e, start, end, step, None)
+        }
     });
     let result = match result {
         Ok(r) => {
@@ -600,29 +602,13 @@ fn eval(
     }
 }
 
-/// Lookout's annotations carry no `(line:col)` position yet, so an expected message is
-/// compared without its trailing position.
-fn strip_position(m: &str) -> &str {
-    match m.rfind(" (") {
-        Some(i)
-            if m.ends_with(')')
-                && m[i + 2..m.len() - 1]
-                    .split(':')
-                    .all(|p| p.parse::<u32>().is_ok()) =>
-        {
-            &m[..i]
-        }
-        _ => m,
-    }
-}
-
 fn check_annotations(exp: &Expect, got: &crate::Annotations) -> Result<(), String> {
     for a in &exp.annotations {
         let pool = if a.info { &got.infos } else { &got.warnings };
         let kind = if a.info { "info" } else { "warning" };
         let ok = match &a.matcher {
             None => !pool.is_empty(),
-            Some(FailMatch::Msg(m)) => pool.iter().any(|g| g == strip_position(m)),
+            Some(FailMatch::Msg(m)) => pool.iter().any(|g| g == m),
             Some(FailMatch::Regex(r)) => pool.iter().any(|g| r.is_match(g)),
         };
         if !ok {

@@ -63,7 +63,7 @@ impl Value {
 }
 
 /// Warnings and infos a query produced, as Prometheus's annotations (deduplicated, in
-/// the order first seen). Lookout's messages carry no `(line:col)` position yet.
+/// the order first seen). Messages about an argument end with its `(line:col)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Annotations {
     /// Warnings: the result may be wrong or incomplete.

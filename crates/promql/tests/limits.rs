@@ -63,7 +63,7 @@ fn cancelled_query_stops() {
     let cancel = AtomicBool::new(true);
     let expr = parse("rate(m[1m])").unwrap();
     let err = Engine::default()
-        .range_query(&db(), &expr, 0, 100_000, 1000, Some(&cancel))
+        .range_query(&db(), "rate(m[1m])", &expr, 0, 100_000, 1000, Some(&cancel))
         .unwrap_err();
     assert!(matches!(err, Error::Canceled(_)), "{err}");
 }

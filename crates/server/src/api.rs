@@ -120,6 +120,7 @@ async fn evaluate(
     run: impl FnOnce(
         &lookout_promql::Engine,
         &dyn lookout_storage::Queryable,
+        &str,
         &lookout_promql::Expr,
         &AtomicBool,
     ) -> lookout_promql::Result<lookout_promql::QueryResult>
@@ -133,10 +134,13 @@ async fn evaluate(
     let _guard = CancelOnDrop(Arc::clone(&flag));
     let db = Arc::clone(&st.db);
     let started = Instant::now();
-    let res = tokio::task::spawn_blocking(move || run(&engine, &*db, &expr, &flag))
-        .await
-        .map_err(internal)?;
-    tracing::debug!(query = %text, elapsed = ?started.elapsed(), "Query evaluated");
+    let res = tokio::task::spawn_blocking(move || {
+        let r = run(&engine, &*db, &text, &expr, &flag);
+        tracing::debug!(query = %text, elapsed = ?started.elapsed(), "Query evaluated");
+        r
+    })
+    .await
+    .map_err(internal)?;
     res.map_err(promql_error)
 }
 
@@ -157,8 +161,8 @@ pub(crate) async fn query(
 ) -> ApiResult {
     let p = params(q, &headers, &body)?;
     let t = p.time("time", now_ms())?;
-    let r = evaluate(&st, &p, move |e, db, expr, flag| {
-        e.instant_query(db, expr, t, Some(flag))
+    let r = evaluate(&st, &p, move |e, db, text, expr, flag| {
+        e.instant_query(db, text, expr, t, Some(flag))
     })
     .await?;
     Ok(query_response(&r, t))
@@ -200,8 +204,8 @@ pub(crate) async fn query_range(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let r = evaluate(&st, &p, move |e, db, expr, flag| {
-        e.range_query(db, expr, start, end, step, Some(flag))
+    let r = evaluate(&st, &p, move |e, db, text, expr, flag| {
+        e.range_query(db, text, expr, start, end, step, Some(flag))
     })
     .await?;
     Ok(query_response(&r, end))

@@ -367,7 +367,7 @@ async fn annotations_become_warnings_and_infos() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         v["infos"][0],
-        "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"node_load1\""
+        "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"node_load1\" (1:6)"
     );
     let (_, body) = get(
         state(vec![]),
