@@ -318,6 +318,9 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) step_cache: std::cell::RefCell<HashMap<(usize, i64), Vec<VecSample>>>,
     /// Evaluation grids (start, end, step) of the subqueries being evaluated, innermost last.
     pub(crate) grids: std::cell::RefCell<Vec<(i64, i64, i64)>>,
+    /// Per instant selector: the time of its last evaluation and, per series, the index
+    /// of the first sample after it.
+    cursors: std::cell::RefCell<HashMap<usize, (i64, Vec<usize>)>>,
     /// Vector matches of binary operators, by node, reused while both sides keep their
     /// series (see `binary::MatchPlan`).
     pub(crate) match_plans: std::cell::RefCell<HashMap<usize, crate::binary::MatchPlan>>,
@@ -377,6 +380,7 @@ impl<'a> Evaluator<'a> {
             step_cache: Default::default(),
             grids: Default::default(),
             match_plans: Default::default(),
+            cursors: Default::default(),
             group_plans: Default::default(),
             regexes: Default::default(),
         };
@@ -624,12 +628,31 @@ impl<'a> Evaluator<'a> {
         let t = self.at_time(&vs.at).unwrap_or(ts) - offset_ms(&vs.offset);
         let mut out = Vec::new();
         let mut times = Vec::new();
-        for s in self.series_of(vs) {
-            let i = s.samples.partition_point(|x| x.t <= t);
+        let series = self.series_of(vs);
+        // Steps mostly move forward a little: continue from where the previous one
+        // stopped in each series instead of searching it again.
+        let mut cursors = self.cursors.borrow_mut();
+        let (last_t, pos) = cursors
+            .entry(key(vs))
+            .or_insert_with(|| (i64::MIN, vec![0; series.len()]));
+        let forward = t >= *last_t;
+        *last_t = t;
+        for (s, p) in series.iter().zip(pos.iter_mut()) {
+            let x = &s.samples;
+            let mut i = if forward { *p } else { 0 };
+            let mut hops = 0;
+            while i < x.len() && x[i].t <= t && hops < 16 {
+                i += 1;
+                hops += 1;
+            }
+            if hops == 16 || !forward {
+                i += x[i..].partition_point(|y| y.t <= t);
+            }
+            *p = i;
             if i == 0 {
                 continue;
             }
-            let smp = s.samples[i - 1];
+            let smp = x[i - 1];
             if smp.t <= t - self.lookback || is_stale_nan(smp.v) {
                 continue;
             }
