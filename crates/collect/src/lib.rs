@@ -13,12 +13,19 @@
 //! ```
 
 mod host;
+mod postgres;
 mod process;
+mod redis_server;
 mod scheduler;
 
 pub use host::HostCollector;
+pub use postgres::{PostgresCollector, PostgresTarget, SlowQueries, Statement};
 pub use process::{ProcessCollector, SelfMetrics};
+pub use redis_server::{RedisCollector, RedisTarget};
 pub use scheduler::{CollectorStatus, Scheduler, SchedulerOptions, StatusBoard};
+
+use std::future::Future;
+use std::pin::Pin;
 
 use lookout_model::Labels;
 
@@ -287,10 +294,37 @@ pub enum Error {
         /// The underlying error.
         message: String,
     },
+    /// A server (PostgreSQL, Redis, a scrape target) could not be reached or answered
+    /// with an error.
+    #[error("{server}: {message}")]
+    Server {
+        /// Which server (`postgres main`, `redis cache`).
+        server: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Result with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The future an [`AsyncCollector`] returns.
+pub type CollectFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+/// A source read over the network (PostgreSQL, Redis, scrape targets): `collect` is async
+/// and runs on the runtime under the scheduler's timeout. Like [`Collector::collect`], it
+/// appends what it could read and returns an error naming what failed.
+pub trait AsyncCollector: Send + Sync + 'static {
+    /// A short stable name (`postgres/main`), used in status, health and self-metrics.
+    fn name(&self) -> &str;
+    /// Reads the source once.
+    fn collect<'a>(&'a self, out: &'a mut Vec<Metric>) -> CollectFuture<'a>;
+    /// What the last run could not read although the run as a whole worked (a missing
+    /// extension or privilege): shown by health checks as degraded.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
 
 /// A source of samples. `collect` is blocking and is run off the async runtime; it appends
 /// every sample it could read to `out` and returns an error naming what failed. Samples

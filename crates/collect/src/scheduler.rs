@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::{Collector, Metric};
+use crate::{AsyncCollector, Collector, Metric};
 
 /// How often and how long collectors run.
 #[derive(Debug, Clone)]
@@ -57,6 +57,9 @@ pub struct CollectorStatus {
     pub runs: u64,
     /// Failed runs so far.
     pub failures: u64,
+    /// What the last run could not read although it worked (see
+    /// [`AsyncCollector::notes`](crate::AsyncCollector::notes)).
+    pub notes: Vec<String>,
 }
 
 impl CollectorStatus {
@@ -71,6 +74,7 @@ impl CollectorStatus {
             last_samples: 0,
             runs: 0,
             failures: 0,
+            notes: Vec::new(),
         }
     }
 }
@@ -147,8 +151,24 @@ impl SchedulerMetrics {
     }
 }
 
+/// A collector of either kind.
+#[derive(Clone)]
+enum Source {
+    Blocking(Arc<dyn Collector>),
+    Async(Arc<dyn AsyncCollector>),
+}
+
+impl Source {
+    fn name(&self) -> &str {
+        match self {
+            Source::Blocking(c) => c.name(),
+            Source::Async(c) => c.name(),
+        }
+    }
+}
+
 struct Entry {
-    collector: Arc<dyn Collector>,
+    collector: Source,
     target: Labels,
 }
 
@@ -182,6 +202,15 @@ impl Scheduler {
 
     /// Adds a collector whose samples get the `target` labels (e.g. `job`, `instance`).
     pub fn add(&mut self, collector: Arc<dyn Collector>, target: Labels) {
+        self.push(Source::Blocking(collector), target);
+    }
+
+    /// Adds an async collector (a database, a scrape target) with its `target` labels.
+    pub fn add_async(&mut self, collector: Arc<dyn AsyncCollector>, target: Labels) {
+        self.push(Source::Async(collector), target);
+    }
+
+    fn push(&mut self, collector: Source, target: Labels) {
         self.board
             .insert(CollectorStatus::new(collector.name(), self.opts.interval));
         self.entries.push(Entry { collector, target });
@@ -245,24 +274,41 @@ async fn run_once(
     let started = Instant::now();
     let started_at = SystemTime::now();
     let t = now_ms();
-    let c = Arc::clone(&entry.collector);
-    let res = tokio::time::timeout(
-        opts.timeout,
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            let r = c.collect(&mut out);
-            (out, r)
-        }),
-    )
-    .await;
-    let (out, error) = match res {
-        Ok(Ok((out, Ok(())))) => (out, None),
-        Ok(Ok((out, Err(e)))) => (out, Some(e.to_string())),
-        Ok(Err(e)) => (Vec::new(), Some(format!("collector panicked: {e}"))),
-        Err(_) => (
+    let timed_out = || {
+        (
             Vec::new(),
             Some(format!("timed out after {:?}", opts.timeout)),
-        ),
+        )
+    };
+    let (out, error) = match &entry.collector {
+        Source::Blocking(c) => {
+            let c = Arc::clone(c);
+            let res = tokio::time::timeout(
+                opts.timeout,
+                tokio::task::spawn_blocking(move || {
+                    let mut out = Vec::new();
+                    let r = c.collect(&mut out);
+                    (out, r)
+                }),
+            )
+            .await;
+            match res {
+                Ok(Ok((out, r))) => (out, r.err().map(|e| e.to_string())),
+                Ok(Err(e)) => (Vec::new(), Some(format!("collector panicked: {e}"))),
+                Err(_) => timed_out(),
+            }
+        }
+        Source::Async(c) => {
+            let mut out = Vec::new();
+            match tokio::time::timeout(opts.timeout, c.collect(&mut out)).await {
+                Ok(r) => (out, r.err().map(|e| e.to_string())),
+                Err(_) => timed_out(),
+            }
+        }
+    };
+    let notes = match &entry.collector {
+        Source::Async(c) => c.notes(),
+        Source::Blocking(_) => Vec::new(),
     };
     let up = if error.is_some() && out.is_empty() {
         0.0
@@ -319,6 +365,7 @@ async fn run_once(
         }
         s.last_error = error;
         s.last_samples = stored;
+        s.notes = notes;
     });
     current
 }
@@ -372,9 +419,9 @@ mod tests {
         let metrics = SchedulerMetrics::new(&mut Registry::default());
         let opts = SchedulerOptions::default();
         let entry = Entry {
-            collector: Arc::new(Flaky {
+            collector: Source::Blocking(Arc::new(Flaky {
                 calls: AtomicUsize::new(0),
-            }),
+            })),
             target: Labels::from_pairs([("job", "t")]),
         };
         board.insert(CollectorStatus::new("flaky", opts.interval));
@@ -405,7 +452,7 @@ mod tests {
             timeout: Duration::from_millis(50),
         };
         let entry = Entry {
-            collector: Arc::new(Slow),
+            collector: Source::Blocking(Arc::new(Slow)),
             target: Labels::empty(),
         };
         board.insert(CollectorStatus::new("slow", opts.interval));

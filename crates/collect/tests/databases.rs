@@ -1,0 +1,215 @@
+//! The PostgreSQL and Redis collectors against real servers started here (Debian's
+//! packages; `scripts/test` installs them): exporter family names, counters that move
+//! under pgbench / redis-benchmark load, missing extensions, outages and recovery.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use lookout_collect::{
+    AsyncCollector, Metric, PostgresCollector, PostgresTarget, RedisCollector, RedisTarget,
+    SlowQueries,
+};
+use support::{PgServer, RedisServer};
+
+/// Family names checked in from the real exporters' output (see `testdata/families/`).
+fn families(file: &str) -> BTreeSet<String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/families")
+        .join(file);
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn names(out: &[Metric]) -> BTreeSet<String> {
+    out.iter()
+        .filter_map(|m| m.labels.metric_name().map(str::to_string))
+        .collect()
+}
+
+fn value(out: &[Metric], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    out.iter()
+        .find(|m| {
+            m.labels.metric_name() == Some(name)
+                && labels.iter().all(|(k, v)| m.labels.get(k) == Some(*v))
+        })
+        .map(|m| m.value)
+}
+
+fn pg(server: &PgServer, db: &str, slow: &SlowQueries) -> PostgresCollector {
+    PostgresCollector::new(
+        PostgresTarget {
+            name: "main".into(),
+            dsn: server.dsn(db),
+            password: None,
+            top_statements: 50,
+        },
+        slow.clone(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_families_and_load() {
+    let server = PgServer::start();
+    server.psql("postgres", "CREATE DATABASE bench");
+    server.psql("bench", "CREATE EXTENSION pg_stat_statements");
+    server.pgbench("bench", &["-i", "-s", "1", "-q"]);
+    let slow = SlowQueries::default();
+    let c = pg(&server, "bench", &slow);
+
+    let mut before = Vec::new();
+    c.collect(&mut before).await.unwrap();
+    assert_eq!(value(&before, "pg_up", &[]), Some(1.0));
+    assert!(c.notes().is_empty(), "{:?}", c.notes());
+
+    // Every family the real postgres_exporter (Debian's) gave for the same server.
+    let missing: Vec<String> = families("postgres.txt")
+        .difference(&names(&before))
+        .cloned()
+        .collect();
+    assert!(missing.is_empty(), "families missing: {missing:?}");
+    for extra in [
+        "pg_stat_bgwriter_checkpoints_timed",
+        "pg_stat_user_tables_n_live_tup",
+        "pg_statio_user_tables_heap_blocks_hit",
+        "pg_replication_is_replica",
+        "pg_wal_segments",
+        "pg_stat_statements_calls_total",
+    ] {
+        assert!(names(&before).contains(extra), "{extra} missing");
+    }
+
+    server.pgbench("bench", &["-t", "200", "-c", "2", "-n"]);
+    let mut after = Vec::new();
+    c.collect(&mut after).await.unwrap();
+    let commits = |out: &[Metric]| {
+        value(out, "pg_stat_database_xact_commit", &[("datname", "bench")]).unwrap()
+    };
+    assert!(
+        commits(&after) >= commits(&before) + 400.0,
+        "xact_commit {} -> {}",
+        commits(&before),
+        commits(&after)
+    );
+    let updates = value(
+        &after,
+        "pg_stat_user_tables_n_tup_upd",
+        &[("relname", "pgbench_accounts"), ("schemaname", "public")],
+    )
+    .unwrap();
+    assert!(updates >= 400.0, "n_tup_upd {updates}");
+
+    // Statements: bounded labels, text only through SlowQueries.
+    let stmts: Vec<&Metric> = after
+        .iter()
+        .filter(|m| m.labels.metric_name() == Some("pg_stat_statements_calls_total"))
+        .collect();
+    assert!(!stmts.is_empty() && stmts.len() <= 50);
+    for m in &stmts {
+        let keys: Vec<&str> = m.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(keys, ["__name__", "datname", "queryid", "user"]);
+    }
+    let snap = slow.snapshot();
+    assert!(
+        snap.iter()
+            .any(|s| s.query.contains("pgbench_accounts") && s.calls >= 400.0),
+        "{snap:?}"
+    );
+    assert!(
+        snap.windows(2)
+            .all(|w| w[0].total_seconds >= w[1].total_seconds)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_without_extension_still_reports_the_rest() {
+    let server = PgServer::start();
+    let slow = SlowQueries::default();
+    let c = pg(&server, "postgres", &slow);
+    let mut out = Vec::new();
+    c.collect(&mut out).await.unwrap();
+    assert_eq!(value(&out, "pg_up", &[]), Some(1.0));
+    assert!(names(&out).contains("pg_stat_database_xact_commit"));
+    assert!(!names(&out).contains("pg_stat_statements_calls_total"));
+    let notes = c.notes();
+    assert!(
+        notes.iter().any(|n| n.starts_with("pg_stat_statements:")),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_and_recovery() {
+    let mut server = PgServer::start();
+    let c = pg(&server, "postgres", &SlowQueries::default());
+    let mut out = Vec::new();
+    c.collect(&mut out).await.unwrap();
+    assert_eq!(value(&out, "pg_up", &[]), Some(1.0));
+
+    server.stop();
+    let mut out = Vec::new();
+    let err = c.collect(&mut out).await.unwrap_err().to_string();
+    assert_eq!(value(&out, "pg_up", &[]), Some(0.0));
+    assert!(err.starts_with("postgres main:"), "{err}");
+
+    server.start_again();
+    let mut out = Vec::new();
+    c.collect(&mut out).await.unwrap();
+    assert_eq!(value(&out, "pg_up", &[]), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_families_and_load() {
+    let server = RedisServer::start();
+    server.cli(&["SET", "session:1", "x", "EX", "1000"]);
+    let c = RedisCollector::new(RedisTarget {
+        name: "cache".into(),
+        url: server.url(),
+        password: None,
+    })
+    .unwrap();
+    let mut before = Vec::new();
+    c.collect(&mut before).await.unwrap();
+    assert_eq!(value(&before, "redis_up", &[]), Some(1.0));
+
+    server.benchmark(&["-n", "2000", "-t", "set,get"]);
+    let mut after = Vec::new();
+    c.collect(&mut after).await.unwrap();
+    // Every family the real redis_exporter (Debian's) gave for the same kind of server.
+    let missing: Vec<String> = families("redis.txt")
+        .difference(&names(&after))
+        .cloned()
+        .collect();
+    assert!(missing.is_empty(), "families missing: {missing:?}");
+    let sets = value(&after, "redis_commands_total", &[("cmd", "set")]).unwrap();
+    assert!(sets >= 2000.0, "set calls {sets}");
+    let processed = |o: &[Metric]| value(o, "redis_commands_processed_total", &[]).unwrap();
+    assert!(processed(&after) >= processed(&before) + 4000.0);
+    assert_eq!(
+        value(&after, "redis_db_keys_expiring", &[("db", "db0")]),
+        Some(1.0)
+    );
+    assert!(value(&after, "redis_db_keys", &[("db", "db0")]).unwrap() >= 2.0);
+    assert!(value(&after, "redis_instance_info", &[("role", "master")]).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_redis_up_zero() {
+    let port = support::free_port();
+    let c = RedisCollector::new(RedisTarget {
+        name: "gone".into(),
+        url: format!("redis://127.0.0.1:{port}"),
+        password: None,
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    let err = c.collect(&mut out).await.unwrap_err().to_string();
+    assert_eq!(value(&out, "redis_up", &[]), Some(0.0));
+    assert!(err.starts_with("redis gone:"), "{err}");
+}
