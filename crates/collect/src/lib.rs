@@ -20,7 +20,7 @@ mod scheduler;
 
 pub use host::HostCollector;
 pub use postgres::{PostgresCollector, PostgresTarget, SlowQueries, Statement};
-pub use process::{ProcessCollector, SelfMetrics};
+pub use process::{ProcessCollector, ProcessGroupCollector, SelfMetrics};
 pub use redis_server::{RedisCollector, RedisTarget};
 pub use scheduler::{CollectorStatus, Scheduler, SchedulerOptions, StatusBoard};
 

@@ -1,5 +1,7 @@
-//! The process collector: the `process_*` metrics of the Prometheus client libraries for
-//! one process (by default Lookout itself), read from /proc/<pid>.
+//! Process collectors, from /proc: [`ProcessCollector`] gives the `process_*` metrics of
+//! the Prometheus client libraries for one process (by default Lookout itself);
+//! [`ProcessGroupCollector`] gives process-exporter's `namedprocess_namegroup_*` metrics
+//! for every process with a configured name (`postgres`, `redis-server`), summed per name.
 
 use procfs::process::Process;
 
@@ -93,6 +95,117 @@ impl Collector for ProcessCollector {
     }
 }
 
+/// process-exporter's `namedprocess_namegroup_*` metrics for processes by name: a
+/// process belongs to a group when its command name (`comm`) or the file name of its
+/// executable equals the group's name. CPU and I/O are the sums over the group's current
+/// processes, so they drop when a process exits (process-exporter keeps them monotonic by
+/// tracking exits; rate() treats the drop as a reset).
+#[derive(Debug)]
+pub struct ProcessGroupCollector {
+    names: Vec<String>,
+}
+
+impl ProcessGroupCollector {
+    /// A collector for these process names.
+    pub fn new(names: Vec<String>) -> Self {
+        Self { names }
+    }
+}
+
+#[derive(Default)]
+struct Group {
+    procs: f64,
+    user: f64,
+    system: f64,
+    resident: f64,
+    virt: f64,
+    fds: f64,
+    threads: f64,
+    oldest: Option<f64>,
+    read: f64,
+    write: f64,
+}
+
+impl Collector for ProcessGroupCollector {
+    fn name(&self) -> &str {
+        "processes"
+    }
+
+    fn collect(&self, out: &mut Vec<Metric>) -> Result<()> {
+        let tps = procfs::ticks_per_second() as f64;
+        let boot = procfs::boot_time_secs().map_err(err)? as f64;
+        let page = procfs::page_size() as f64;
+        let mut groups: Vec<Group> = self.names.iter().map(|_| Group::default()).collect();
+        for p in procfs::process::all_processes().map_err(err)?.flatten() {
+            // A process may exit while it is read: skip it.
+            let Ok(stat) = p.stat() else { continue };
+            let exe = p
+                .exe()
+                .ok()
+                .and_then(|e| e.file_name().map(|f| f.to_string_lossy().into_owned()));
+            let Some(i) = self
+                .names
+                .iter()
+                .position(|n| *n == stat.comm || exe.as_deref() == Some(n.as_str()))
+            else {
+                continue;
+            };
+            let g = &mut groups[i];
+            g.procs += 1.0;
+            g.user += stat.utime as f64 / tps;
+            g.system += stat.stime as f64 / tps;
+            g.resident += stat.rss as f64 * page;
+            g.virt += stat.vsize as f64;
+            g.threads += stat.num_threads as f64;
+            let start = boot + stat.starttime as f64 / tps;
+            g.oldest = Some(g.oldest.map_or(start, |o: f64| o.min(start)));
+            if let Ok(n) = p.fd_count() {
+                g.fds += n as f64;
+            }
+            if let Ok(io) = p.io() {
+                g.read += io.read_bytes as f64;
+                g.write += io.write_bytes as f64;
+            }
+        }
+        for (name, g) in self.names.iter().zip(groups) {
+            let l = [("groupname", name.as_str())];
+            push_family(
+                out,
+                &l,
+                [
+                    ("namedprocess_namegroup_num_procs", g.procs),
+                    ("namedprocess_namegroup_open_filedesc", g.fds),
+                    ("namedprocess_namegroup_num_threads", g.threads),
+                    ("namedprocess_namegroup_read_bytes_total", g.read),
+                    ("namedprocess_namegroup_write_bytes_total", g.write),
+                ],
+            );
+            if let Some(t) = g.oldest {
+                out.push(Metric::new(
+                    "namedprocess_namegroup_oldest_start_time_seconds",
+                    &l,
+                    t,
+                ));
+            }
+            for (mode, v) in [("user", g.user), ("system", g.system)] {
+                out.push(Metric::new(
+                    "namedprocess_namegroup_cpu_seconds_total",
+                    &[("groupname", name), ("mode", mode)],
+                    v,
+                ));
+            }
+            for (memtype, v) in [("resident", g.resident), ("virtual", g.virt)] {
+                out.push(Metric::new(
+                    "namedprocess_namegroup_memory_bytes",
+                    &[("groupname", name), ("memtype", memtype)],
+                    v,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +229,47 @@ mod tests {
         assert!(
             start <= now + 1.0 && start > now - 3600.0,
             "start {start} now {now}"
+        );
+    }
+
+    #[test]
+    fn groups_processes_by_name() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let c = ProcessGroupCollector::new(vec!["sleep".into(), "no-such-process".into()]);
+        let mut out = Vec::new();
+        c.collect(&mut out).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let get = |name: &str, l: &[(&str, &str)]| {
+            out.iter()
+                .find(|m| m.labels == Metric::new(name, l, 0.0).labels)
+                .map(|m| m.value)
+        };
+        assert!(
+            get(
+                "namedprocess_namegroup_num_procs",
+                &[("groupname", "sleep")]
+            )
+            .unwrap()
+                >= 1.0
+        );
+        assert!(
+            get(
+                "namedprocess_namegroup_memory_bytes",
+                &[("groupname", "sleep"), ("memtype", "resident")]
+            )
+            .unwrap()
+                > 0.0
+        );
+        assert_eq!(
+            get(
+                "namedprocess_namegroup_num_procs",
+                &[("groupname", "no-such-process")]
+            ),
+            Some(0.0)
         );
     }
 }

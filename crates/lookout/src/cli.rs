@@ -201,7 +201,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check {
             what: CheckCommand::Config { file },
-        } => match Config::load(&file) {
+        } => match Config::load(&file).and_then(|c| {
+            // Build the database collectors too: DSNs must parse, password files be readable.
+            let mut scheduler = lookout_collect::Scheduler::new(
+                lookout_collect::SchedulerOptions::default(),
+                &mut prometheus_client::registry::Registry::default(),
+            );
+            serve::add_database_collectors(&c, &mut scheduler)
+        }) {
             Ok(_) => {
                 println!("SUCCESS: {} is valid", file.display());
                 Ok(ExitCode::SUCCESS)

@@ -229,6 +229,100 @@ pub(crate) struct CollectorsConfig {
     pub(crate) host: Toggle,
     /// Lookout's own process metrics (default on).
     pub(crate) process: Toggle,
+    /// Processes to watch by name (process-exporter's `namedprocess_namegroup_*`).
+    pub(crate) processes: Vec<ProcessConfig>,
+    /// PostgreSQL servers (postgres_exporter's families).
+    pub(crate) postgres: Vec<PostgresConfig>,
+    /// Redis servers (redis_exporter's families).
+    pub(crate) redis: Vec<RedisConfig>,
+}
+
+/// One entry of `collectors.processes`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessConfig {
+    /// The command name (`postgres`, `redis-server`).
+    pub(crate) name: String,
+}
+
+/// One entry of `collectors.postgres`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PostgresConfig {
+    /// Becomes the `instance` label.
+    pub(crate) name: String,
+    /// libpq connection string or URL.
+    pub(crate) dsn: String,
+    /// File holding the password (trailing newline ignored).
+    #[serde(default)]
+    pub(crate) password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub(crate) password_env: Option<String>,
+    /// How many pg_stat_statements entries become metrics (default 50; 0 turns it off).
+    #[serde(default = "default_top_statements")]
+    pub(crate) top_statements: usize,
+}
+
+fn default_top_statements() -> usize {
+    50
+}
+
+/// One entry of `collectors.redis`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisConfig {
+    /// Becomes the `instance` label.
+    pub(crate) name: String,
+    /// `redis://host:port`.
+    pub(crate) url: String,
+    /// File holding the password.
+    #[serde(default)]
+    pub(crate) password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub(crate) password_env: Option<String>,
+}
+
+/// Reads a password from a file or an environment variable (at most one may be set);
+/// `what` names the entry in errors.
+pub(crate) fn read_password(
+    what: &str,
+    file: &Option<PathBuf>,
+    env: &Option<String>,
+) -> Result<Option<String>, String> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(format!(
+            "{what}: set password_file or password_env, not both"
+        )),
+        (Some(f), None) => std::fs::read_to_string(f)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| format!("{what}: reading password_file {}: {e}", f.display())),
+        (None, Some(v)) => std::env::var(v)
+            .map(Some)
+            .map_err(|_| format!("{what}: environment variable {v} (password_env) is not set")),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A DSN with any password replaced by `<secret>`, for display.
+fn redact(dsn: &str) -> String {
+    if let Some((scheme, rest)) = dsn.split_once("://")
+        && let Some((cred, host)) = rest.split_once('@')
+        && let Some((user, _)) = cred.split_once(':')
+    {
+        return format!("{scheme}://{user}:<secret>@{host}");
+    }
+    dsn.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=<secret>".to_string()
+            } else {
+                kv.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `{ enabled: bool }`.
@@ -350,7 +444,7 @@ impl Config {
             WalSync::Every(d) => format_duration(d),
         };
         format!(
-            "global:\n  scrape_interval: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\nstorage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
+            "global:\n  scrape_interval: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
             self.global.scrape_interval,
             self.global.evaluation_interval,
             self.query.lookback_delta,
@@ -358,6 +452,7 @@ impl Config {
             self.query.max_samples,
             self.collectors.host.enabled,
             self.collectors.process.enabled,
+            self.collectors_yaml(),
             st.path.display(),
             st.retention,
             st.retention_size.0,
@@ -371,18 +466,96 @@ impl Config {
         )
     }
 
+    /// The process, PostgreSQL and Redis entries, passwords hidden.
+    fn collectors_yaml(&self) -> String {
+        let c = &self.collectors;
+        let mut out = String::new();
+        let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+        if !c.processes.is_empty() {
+            out.push_str("  processes:\n");
+            for p in &c.processes {
+                out.push_str(&format!("  - name: {}\n", q(&p.name)));
+            }
+        }
+        if !c.postgres.is_empty() {
+            out.push_str("  postgres:\n");
+            for p in &c.postgres {
+                out.push_str(&format!(
+                    "  - name: {}\n    dsn: {}\n    top_statements: {}\n",
+                    q(&p.name),
+                    q(&redact(&p.dsn)),
+                    p.top_statements
+                ));
+            }
+        }
+        if !c.redis.is_empty() {
+            out.push_str("  redis:\n");
+            for r in &c.redis {
+                out.push_str(&format!(
+                    "  - name: {}\n    url: {}\n",
+                    q(&r.name),
+                    q(&redact(&r.url))
+                ));
+            }
+        }
+        out
+    }
+
     /// Parses configuration text; errors name the key and its line.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        yaml_serde::from_str::<Config>(text).map_err(|e| {
+        let c = yaml_serde::from_str::<Config>(text).map_err(|e| {
             let msg = e.to_string();
             match e.location() {
                 Some(loc) => name_key(&msg, text, loc.line()),
                 None => msg,
             }
-        })
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks what the types cannot: unique collector names, one password source.
+    fn validate(&self) -> Result<(), String> {
+        let c = &self.collectors;
+        let mut seen = std::collections::HashSet::new();
+        for (kind, name) in c
+            .postgres
+            .iter()
+            .map(|p| ("postgres", &p.name))
+            .chain(c.redis.iter().map(|r| ("redis", &r.name)))
+        {
+            if name.is_empty() {
+                return Err(format!("collectors.{kind}: every entry needs a name"));
+            }
+            if !seen.insert((kind, name)) {
+                return Err(format!(
+                    "collectors.{kind}: the name {name:?} is used twice (it becomes the instance label)"
+                ));
+            }
+        }
+        for p in &c.postgres {
+            if p.password_file.is_some() && p.password_env.is_some() {
+                return Err(format!(
+                    "collectors.postgres {:?}: set password_file or password_env, not both",
+                    p.name
+                ));
+            }
+        }
+        for r in &c.redis {
+            if r.password_file.is_some() && r.password_env.is_some() {
+                return Err(format!(
+                    "collectors.redis {:?}: set password_file or password_env, not both",
+                    r.name
+                ));
+            }
+        }
+        if let Some(p) = c.processes.iter().find(|p| p.name.is_empty()) {
+            return Err(format!("collectors.processes: empty name in {p:?}"));
+        }
+        Ok(())
     }
 
     /// Reads and parses a configuration file.

@@ -6,16 +6,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use lookout_collect::{HostCollector, ProcessCollector, Scheduler, SchedulerOptions, SelfMetrics};
+use lookout_collect::{
+    HostCollector, PostgresCollector, PostgresTarget, ProcessCollector, ProcessGroupCollector,
+    RedisCollector, RedisTarget, Scheduler, SchedulerOptions, SelfMetrics, SlowQueries,
+};
 use lookout_model::{Labels, now_ms};
 use lookout_promql::{Engine, EngineOptions};
-use lookout_server::health::{CollectorsCheck, DiskSpaceCheck, FnCheck};
+use lookout_server::health::{CollectorCheck, CollectorsCheck, DiskSpaceCheck, FnCheck};
 use lookout_server::{AppState, BuildInfo, CheckResult, HealthCheck, HealthStatus};
 use lookout_tsdb::{Limits, Options, SyncPolicy, Tsdb};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::config::{Config, WalSync};
+use crate::config::{Config, WalSync, read_password};
 
 /// How long shutdown may wait for in-flight requests before closing the store anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -57,6 +60,62 @@ pub(crate) fn storage_options(config: &Config) -> Options {
         },
         ..Options::default()
     }
+}
+
+/// Adds the configured process groups, PostgreSQL and Redis servers to the scheduler,
+/// each with `job`/`instance` labels as if scraped from its exporter. Returns where the
+/// PostgreSQL statements go and the collector names that get their own health check.
+pub(crate) fn add_database_collectors(
+    config: &Config,
+    scheduler: &mut Scheduler,
+) -> anyhow::Result<(SlowQueries, Vec<String>)> {
+    let c = &config.collectors;
+    if !c.processes.is_empty() {
+        let names = c.processes.iter().map(|p| p.name.clone()).collect();
+        scheduler.add(
+            Arc::new(ProcessGroupCollector::new(names)),
+            Labels::from_pairs([("job", "process"), ("instance", hostname().as_str())]),
+        );
+    }
+    let slow = SlowQueries::default();
+    let mut checks = Vec::new();
+    for p in &c.postgres {
+        let what = format!("collectors.postgres {:?}", p.name);
+        let password =
+            read_password(&what, &p.password_file, &p.password_env).map_err(anyhow::Error::msg)?;
+        let col = PostgresCollector::new(
+            PostgresTarget {
+                name: p.name.clone(),
+                dsn: p.dsn.clone(),
+                password,
+                top_statements: p.top_statements,
+            },
+            slow.clone(),
+        )
+        .with_context(|| what.clone())?;
+        checks.push(lookout_collect::AsyncCollector::name(&col).to_string());
+        scheduler.add_async(
+            Arc::new(col),
+            Labels::from_pairs([("job", "postgres"), ("instance", p.name.as_str())]),
+        );
+    }
+    for r in &c.redis {
+        let what = format!("collectors.redis {:?}", r.name);
+        let password =
+            read_password(&what, &r.password_file, &r.password_env).map_err(anyhow::Error::msg)?;
+        let col = RedisCollector::new(RedisTarget {
+            name: r.name.clone(),
+            url: r.url.clone(),
+            password,
+        })
+        .with_context(|| what.clone())?;
+        checks.push(lookout_collect::AsyncCollector::name(&col).to_string());
+        scheduler.add_async(
+            Arc::new(col),
+            Labels::from_pairs([("job", "redis"), ("instance", r.name.as_str())]),
+        );
+    }
+    Ok((slow, checks))
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -112,11 +171,12 @@ async fn run_async(
             Labels::from_pairs([("job", "lookout"), ("instance", host.as_str())]),
         );
     }
+    let (slow_queries, database_checks) = add_database_collectors(&config, &mut scheduler)?;
     registry.register_collector(Box::new(SelfMetrics));
     let board = scheduler.board();
 
     let storage_db = Arc::clone(&tsdb);
-    let checks: Vec<Arc<dyn HealthCheck>> = vec![
+    let mut checks: Vec<Arc<dyn HealthCheck>> = vec![
         Arc::new(FnCheck::new("storage", true, move || {
             match storage_db.check() {
                 Ok(()) => {
@@ -133,6 +193,9 @@ async fn run_async(
         Arc::new(CollectorsCheck::new(board.clone())),
         Arc::new(DiskSpaceCheck::new(data.clone())),
     ];
+    for name in database_checks {
+        checks.push(Arc::new(CollectorCheck::new(board.clone(), name)));
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
         db: tsdb.clone(),
@@ -144,6 +207,7 @@ async fn run_async(
         }),
         checks,
         collectors: board,
+        slow_queries,
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
         build: BuildInfo {

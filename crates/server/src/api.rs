@@ -514,10 +514,31 @@ pub(crate) async fn collectors(State(st): State<AppState>) -> Response {
                 "last_samples": s.last_samples,
                 "runs": s.runs,
                 "failures": s.failures,
+                "notes": s.notes,
             })
         })
         .collect();
     ok(&serde_json::Value::Array(items).to_string())
+}
+
+/// The top statements of every PostgreSQL instance (`pg_stat_statements`), slowest by
+/// total time first, with their text; `?instance=` keeps one instance, `?limit=` the
+/// first N.
+pub(crate) async fn slow_queries(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let mut v = st.slow_queries.snapshot();
+    if let Some(i) = p.get("instance") {
+        v.retain(|s| s.instance == i);
+    }
+    v.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
+    if let Some(l) = p.get("limit") {
+        let n: usize = l
+            .parse()
+            .map_err(|_| bad_data(&format!("invalid limit {l:?}")))?;
+        v.truncate(n);
+    }
+    let data = serde_json::to_string(&v).map_err(internal)?;
+    Ok(ok(&data))
 }
 
 pub(crate) async fn metrics(State(st): State<AppState>) -> Response {

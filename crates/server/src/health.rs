@@ -152,6 +152,62 @@ impl HealthCheck for CollectorsCheck {
     }
 }
 
+/// One collector (a database, a scrape target): unhealthy when its last run failed or it
+/// has not run in three intervals, degraded when the run worked but could not read
+/// everything (its notes say what and why), unknown before its first run.
+#[derive(Debug)]
+pub struct CollectorCheck {
+    board: StatusBoard,
+    name: String,
+}
+
+impl CollectorCheck {
+    /// A check of the collector `name` on `board`.
+    pub fn new(board: StatusBoard, name: impl Into<String>) -> Self {
+        Self {
+            board,
+            name: name.into(),
+        }
+    }
+}
+
+impl HealthCheck for CollectorCheck {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self) -> CheckResult {
+        let Some(s) = self
+            .board
+            .snapshot()
+            .into_iter()
+            .find(|s| s.name == self.name)
+        else {
+            return CheckResult::new(HealthStatus::Unknown, "not configured");
+        };
+        let Some(t) = s.last_run else {
+            return CheckResult::new(HealthStatus::Unknown, "has not run yet");
+        };
+        let age = SystemTime::now().duration_since(t).unwrap_or_default();
+        if age > s.interval * 3 + Duration::from_secs(5) {
+            return CheckResult::new(
+                HealthStatus::Unhealthy,
+                format!("last ran {}s ago", age.as_secs()),
+            );
+        }
+        if let Some(e) = &s.last_error {
+            return CheckResult::new(HealthStatus::Unhealthy, e.clone());
+        }
+        if !s.notes.is_empty() {
+            return CheckResult::new(HealthStatus::Degraded, s.notes.join("; "));
+        }
+        CheckResult::new(
+            HealthStatus::Healthy,
+            format!("{} samples in the last run", s.last_samples),
+        )
+    }
+}
+
 /// Free space of the filesystem holding a directory: degraded below one fraction,
 /// unhealthy below another (defaults 10% and 2%).
 #[derive(Debug)]

@@ -92,6 +92,8 @@ pub struct AppState {
     pub checks: Vec<Arc<dyn HealthCheck>>,
     /// Collector statuses for the UI.
     pub collectors: StatusBoard,
+    /// The PostgreSQL collectors' latest top statements, with their text.
+    pub slow_queries: lookout_collect::SlowQueries,
     /// Lookout's own metrics, served at `/metrics`.
     pub registry: Arc<Registry>,
     /// Set once start-up (WAL replay, first wiring) has finished.
@@ -136,6 +138,7 @@ pub fn router(state: AppState) -> Router {
             get(api::format_query).post(api::format_query),
         )
         .route("/lookout/collectors", get(api::collectors))
+        .route("/lookout/slow_queries", get(api::slow_queries))
         .route(
             "/admin/tsdb/delete_series",
             axum::routing::post(api::delete_series).put(api::delete_series),

@@ -70,6 +70,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         engine: Engine::default(),
         checks,
         collectors: StatusBoard::default(),
+        slow_queries: Default::default(),
         registry: Arc::new(Registry::default()),
         ready: Arc::new(AtomicBool::new(true)),
         build: BuildInfo {

@@ -1,0 +1,161 @@
+//! Shared by the end-to-end tests: the real `lookout` binary on port 0 with a temporary
+//! data directory, talked to over HTTP as a user would.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// A running `lookout serve`; killed on drop if the test did not stop it.
+pub struct Lookout {
+    pub child: Child,
+    pub base: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lookout")
+}
+
+/// Runs a one-shot `lookout` command to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+/// A temp path as a command-line argument (temp dirs are UTF-8 here).
+pub fn utf8(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+pub fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
+    let p = dir.join("lookout.yml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+impl Lookout {
+    pub fn start(data: &Path, config: &Path) -> Self {
+        Self::start_with(data, config, &[])
+    }
+
+    pub fn start_with(data: &Path, config: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .env("LOOKOUT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lookout");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on http://") {
+                    let addr: String = line[i + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .to_string();
+                    let _ = tx.send(addr);
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no 'listening on' line; log: {:?}", log.lock().unwrap()));
+        Self { child, base, log }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::blocking::get(format!("{}{}", self.base, path)).unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    pub fn query(&self, q: &str) -> Vec<Value> {
+        let url = format!("{}/api/v1/query", self.base);
+        let r = reqwest::blocking::Client::new()
+            .get(url)
+            .query(&[("query", q)])
+            .send()
+            .unwrap();
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["status"], "success", "{q}: {v}");
+        v["data"]["result"].as_array().unwrap().clone()
+    }
+
+    /// Polls until `q` returns at least one sample.
+    pub fn wait_for(&self, q: &str, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.query(q);
+            if !r.is_empty() {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{q} stayed empty; log: {:?}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit, failing after five seconds.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lookout did not exit within 5s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Lookout {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const FAST: &str = "global:\n  scrape_interval: 1s\n";
+
+/// Seconds since the Unix epoch, as the HTTP API takes timestamps.
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+pub fn value_of(sample: &Value) -> f64 {
+    sample["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+/// Polls `f` every 200 ms until it holds, failing after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

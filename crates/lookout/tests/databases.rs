@@ -1,0 +1,129 @@
+//! End-to-end with real databases: `lookout serve` configured with a PostgreSQL, a Redis
+//! and process groups, all started here on loopback. PostgreSQL going down flips `pg_up`
+//! and its health check; coming back recovers without restarting Lookout.
+
+mod common;
+#[path = "../../collect/tests/support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use support::{PgServer, RedisServer};
+
+fn check(lk: &Lookout, name: &str) -> (String, String) {
+    let (_, body) = lk.get("/health");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {v}"))
+        .clone();
+    (
+        c["status"].as_str().unwrap().to_string(),
+        c["message"].as_str().unwrap().to_string(),
+    )
+}
+
+fn latest(lk: &Lookout, q: &str) -> Option<f64> {
+    lk.query(q).first().map(value_of)
+}
+
+#[test]
+fn databases_end_to_end() {
+    let mut pg = PgServer::start();
+    pg.psql("postgres", "CREATE EXTENSION pg_stat_statements");
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pg-password");
+    std::fs::write(&pw, "unused-with-trust\n").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "global:\n  scrape_interval: 1s\ncollectors:\n  host: {{ enabled: false }}\n  processes: [ {{ name: postgres }}, {{ name: redis-server }} ]\n  postgres:\n    - name: main\n      dsn: \"{}\"\n      password_file: {}\n      top_statements: 10\n  redis:\n    - name: cache\n      url: \"{}\"\n",
+            pg.dsn("postgres"),
+            pw.display(),
+            redis.url()
+        ),
+    );
+    let out = run(&["check", "config", utf8(&cfg)]);
+    assert!(out.status.success(), "{out:?}");
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+
+    let up = lk.wait_for(
+        r#"pg_up{job="postgres",instance="main"} == 1"#,
+        Duration::from_secs(20),
+    );
+    assert_eq!(up.len(), 1);
+    lk.wait_for(
+        r#"redis_up{job="redis",instance="cache"} == 1"#,
+        Duration::from_secs(20),
+    );
+    lk.wait_for(
+        r#"namedprocess_namegroup_num_procs{groupname="postgres"} > 0"#,
+        Duration::from_secs(20),
+    );
+    wait_until("healthy postgres check", Duration::from_secs(10), || {
+        check(&lk, "postgres/main").0 == "healthy"
+    });
+    assert_eq!(check(&lk, "redis/cache").0, "healthy");
+
+    // Statements appear with their text at the Lookout API, never as label values.
+    // (Slow enough to rank above Lookout's own monitoring queries.)
+    pg.psql("postgres", "SELECT pg_sleep(0.3), 'lookout-e2e-marker'");
+    wait_until("slow queries", Duration::from_secs(10), || {
+        let (_, body) = lk.get("/api/v1/lookout/slow_queries?instance=main");
+        body.contains("pg_sleep")
+    });
+    let series = lk.query("pg_stat_statements_calls_total");
+    assert!(!series.is_empty());
+    for s in &series {
+        assert!(s["metric"].get("query").is_none(), "{s}");
+        assert!(s["metric"]["queryid"].is_string());
+    }
+
+    // Outage: pg_up 0 and an unhealthy check naming the problem; then recovery.
+    pg.stop();
+    wait_until("pg_up 0", Duration::from_secs(15), || {
+        latest(&lk, r#"pg_up{instance="main"}"#) == Some(0.0)
+    });
+    let (status, msg) = check(&lk, "postgres/main");
+    assert_eq!(status, "unhealthy", "{msg}");
+    assert!(msg.contains("postgres main"), "{msg}");
+    assert_eq!(check(&lk, "redis/cache").0, "healthy");
+    pg.start_again();
+    wait_until("pg_up 1 again", Duration::from_secs(20), || {
+        latest(&lk, r#"pg_up{instance="main"}"#) == Some(1.0)
+    });
+    wait_until("healthy again", Duration::from_secs(10), || {
+        check(&lk, "postgres/main").0 == "healthy"
+    });
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn database_config_errors_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "collectors:\n  postgres:\n    - name: main\n      dsn: \"postgres://x@127.0.0.1/db\"\n      password_env: LOOKOUT_TEST_UNSET_PASSWORD\n",
+    );
+    let out = run(&["check", "config", utf8(&cfg)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LOOKOUT_TEST_UNSET_PASSWORD") && err.contains("\"main\""),
+        "{err}"
+    );
+    let cfg = write_config(
+        dir.path(),
+        "collectors:\n  redis:\n    - name: a\n      url: \"redis://127.0.0.1:1\"\n    - name: a\n      url: \"redis://127.0.0.1:2\"\n",
+    );
+    let out = run(&["check", "config", utf8(&cfg)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("used twice"), "{err}");
+}
