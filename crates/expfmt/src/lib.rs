@@ -135,43 +135,42 @@ impl<'a> Cursor<'a> {
         Some(&self.s[start..self.pos])
     }
 
-    /// A double-quoted string with `\\`, `\"` and `\n` escapes.
+    /// A double-quoted string with `\\`, `\"` and `\n` escapes. Scans bytes: neither
+    /// `"` nor `\` occurs inside a multi-byte UTF-8 character.
     fn quoted(&mut self) -> Result<Cow<'a, str>, ParseError> {
         if self.peek() != Some(b'"') {
             return err("expected a quoted label value");
         }
         self.pos += 1;
-        let start = self.pos;
         let bytes = self.s.as_bytes();
+        let mut start = self.pos;
         let mut owned: Option<String> = None;
         while let Some(&c) = bytes.get(self.pos) {
             match c {
                 b'"' => {
                     let v = match owned {
-                        Some(o) => Cow::Owned(o),
+                        Some(mut o) => {
+                            o.push_str(&self.s[start..self.pos]);
+                            Cow::Owned(o)
+                        }
                         None => Cow::Borrowed(&self.s[start..self.pos]),
                     };
                     self.pos += 1;
                     return Ok(v);
                 }
                 b'\\' => {
-                    let o = owned.get_or_insert_with(|| self.s[start..self.pos].to_string());
-                    let esc = bytes.get(self.pos + 1).copied();
-                    match esc {
+                    let o = owned.get_or_insert_with(String::new);
+                    o.push_str(&self.s[start..self.pos]);
+                    match bytes.get(self.pos + 1) {
                         Some(b'\\') => o.push('\\'),
                         Some(b'"') => o.push('"'),
                         Some(b'n') => o.push('\n'),
                         _ => return err("invalid escape in label value"),
                     }
                     self.pos += 2;
+                    start = self.pos;
                 }
-                _ => {
-                    let ch = self.s[self.pos..].chars().next().expect("in bounds");
-                    if let Some(o) = owned.as_mut() {
-                        o.push(ch);
-                    }
-                    self.pos += ch.len_utf8();
-                }
+                _ => self.pos += 1,
             }
         }
         err("unterminated label value")
@@ -301,6 +300,101 @@ pub fn parse_line(line: &str, format: Format) -> Result<Line<'_>, ParseError> {
         value,
         timestamp_ms,
     }))
+}
+
+/// A line of a whole exposition failed to parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A whole exposition: its samples in order and what its metadata lines declared.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exposition<'a> {
+    /// Every sample (OpenMetrics `_created` series left out, as Prometheus does).
+    pub samples: Vec<SampleLine<'a>>,
+    /// `# TYPE` per family.
+    pub types: Vec<(&'a str, &'a str)>,
+    /// `# HELP` per family.
+    pub help: Vec<(&'a str, &'a str)>,
+    /// `# UNIT` per family (OpenMetrics).
+    pub units: Vec<(&'a str, &'a str)>,
+}
+
+/// What Prometheus sends as `Accept` when it scrapes: OpenMetrics preferred, then the
+/// Prometheus text format.
+pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+
+/// The format a response's `Content-Type` announces (Prometheus text when it is not
+/// OpenMetrics, as Prometheus decides).
+pub fn format_for_content_type(content_type: &str) -> Format {
+    if content_type.split(';').next().is_some_and(|m| {
+        m.trim()
+            .eq_ignore_ascii_case("application/openmetrics-text")
+    }) {
+        Format::OpenMetrics
+    } else {
+        Format::Prometheus
+    }
+}
+
+/// Parses a whole exposition (a scrape body). OpenMetrics must end with `# EOF` and have
+/// nothing after it. Errors name the line.
+pub fn parse(body: &str, format: Format) -> Result<Exposition<'_>, LineError> {
+    let mut out = Exposition::default();
+    let mut eof_at = None;
+    let mut created_skip: Option<&str> = None;
+    let mut lines = body.split('\n').enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
+        let n = i + 1;
+        // The final newline leaves one empty piece: not a line.
+        if line.is_empty() && lines.peek().is_none() {
+            break;
+        }
+        if let Some(at) = eof_at {
+            return Err(LineError {
+                line: n,
+                message: format!("text after # EOF (line {at})"),
+            });
+        }
+        let parsed = parse_line(line, format).map_err(|e| LineError {
+            line: n,
+            message: e.0,
+        })?;
+        match parsed {
+            Line::Sample(s) => {
+                if let Some(fam) = created_skip
+                    && s.name.len() == fam.len() + "_created".len()
+                    && s.name.starts_with(fam)
+                    && s.name.ends_with("_created")
+                {
+                    continue;
+                }
+                out.samples.push(s);
+            }
+            Line::Type { name, kind } => {
+                created_skip = (format == Format::OpenMetrics
+                    && matches!(kind, "counter" | "histogram" | "summary" | "gaugehistogram"))
+                .then_some(name);
+                out.types.push((name, kind));
+            }
+            Line::Help { name, text } => out.help.push((name, text)),
+            Line::Unit { name, unit } => out.units.push((name, unit)),
+            Line::Eof if format == Format::OpenMetrics => eof_at = Some(n),
+            Line::Eof | Line::Empty => {}
+        }
+    }
+    if format == Format::OpenMetrics && eof_at.is_none() {
+        return Err(LineError {
+            line: body.lines().count().max(1),
+            message: "OpenMetrics exposition does not end with # EOF".into(),
+        });
+    }
+    Ok(out)
 }
 
 fn truncate(s: &str) -> &str {
