@@ -17,6 +17,7 @@ mod postgres;
 mod process;
 mod redis_server;
 mod scheduler;
+pub mod scrape;
 
 pub use host::HostCollector;
 pub use postgres::{PostgresCollector, PostgresTarget, SlowQueries, Statement};

@@ -16,6 +16,7 @@
 mod labels;
 mod matcher;
 mod metadata;
+pub mod relabel;
 mod sample;
 mod time;
 

@@ -1,0 +1,238 @@
+//! Prometheus's `scrape_configs` entries, deserialized with Prometheus's names and
+//! defaults. Unknown keys are errors: nothing is silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lookout_model::relabel::RelabelConfig;
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+/// A duration written as Prometheus writes them (`15s`, `1m30s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for PromDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        lookout_model::parse_duration(&s)
+            .map(Self)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain HTTP (default).
+    #[default]
+    Http,
+    /// HTTPS.
+    Https,
+}
+
+impl Scheme {
+    /// As written in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// `basic_auth`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// File holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `tls_config`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificates (PEM) to verify the server with, instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Name to verify the server's certificate against.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Accept any server certificate.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// `static_configs` entry.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    /// `host:port` addresses.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Labels for every target of the group.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `file_sd_configs` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSdConfig {
+    /// Files (`.json`, `.yml`, `.yaml`; the last path element may be a `*` glob).
+    pub files: Vec<String>,
+    /// Re-read at least this often (default 5m); changes are also noticed within
+    /// seconds.
+    #[serde(default)]
+    pub refresh_interval: Option<PromDuration>,
+}
+
+/// One `scrape_configs` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// The `job` label.
+    pub job_name: String,
+    /// Default: the global `scrape_interval`.
+    #[serde(default)]
+    pub scrape_interval: Option<PromDuration>,
+    /// Default: the global `scrape_timeout` (10s), at most the interval.
+    #[serde(default)]
+    pub scrape_timeout: Option<PromDuration>,
+    /// Default `/metrics`.
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    /// Default `http`.
+    #[serde(default)]
+    pub scheme: Scheme,
+    /// URL query parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    /// Keep the scraped labels when they clash with target labels.
+    #[serde(default)]
+    pub honor_labels: bool,
+    /// Use the timestamps the target exposes (default true).
+    #[serde(default = "yes")]
+    pub honor_timestamps: bool,
+    /// Basic authentication.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// A bearer token.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// A file holding a bearer token (read at every scrape).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    /// Fixed targets.
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+    /// Targets from files.
+    #[serde(default)]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    /// Rules applied to targets before scraping.
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    /// Rules applied to scraped samples.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// Most samples per scrape (0: no limit); more fails the scrape.
+    #[serde(default)]
+    pub sample_limit: usize,
+    /// Most labels per sample (0: no limit); more fails the scrape.
+    #[serde(default)]
+    pub label_limit: usize,
+    /// Longest label name (0: no limit).
+    #[serde(default)]
+    pub label_name_length_limit: usize,
+    /// Longest label value (0: no limit).
+    #[serde(default)]
+    pub label_value_length_limit: usize,
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ScrapeConfig {
+    /// Checks what serde cannot: relabel rules, one kind of authentication, a timeout
+    /// within the interval. `global_interval`/`global_timeout` fill the defaults.
+    pub fn validate(
+        &self,
+        global_interval: Duration,
+        global_timeout: Duration,
+    ) -> Result<(), String> {
+        let job = &self.job_name;
+        if job.is_empty() {
+            return Err("scrape_configs: job_name is empty".into());
+        }
+        for (what, rules) in [
+            ("relabel_configs", &self.relabel_configs),
+            ("metric_relabel_configs", &self.metric_relabel_configs),
+        ] {
+            for r in rules {
+                r.validate()
+                    .map_err(|e| format!("scrape_configs {job:?}: {what}: {e}"))?;
+            }
+        }
+        let auths = [
+            self.basic_auth.is_some(),
+            self.bearer_token.is_some(),
+            self.bearer_token_file.is_some(),
+        ];
+        if auths.iter().filter(|a| **a).count() > 1 {
+            return Err(format!(
+                "scrape_configs {job:?}: at most one of basic_auth, bearer_token and bearer_token_file may be set"
+            ));
+        }
+        let (interval, timeout) = self.timing(global_interval, global_timeout);
+        if timeout > interval {
+            return Err(format!(
+                "scrape_configs {job:?}: scrape timeout greater than scrape interval"
+            ));
+        }
+        if !self.metrics_path.starts_with('/') {
+            return Err(format!(
+                "scrape_configs {job:?}: metrics_path {:?} must start with /",
+                self.metrics_path
+            ));
+        }
+        Ok(())
+    }
+
+    /// The interval and timeout in effect. As Prometheus: a job without its own
+    /// timeout takes the global one, capped at its interval.
+    pub fn timing(
+        &self,
+        global_interval: Duration,
+        global_timeout: Duration,
+    ) -> (Duration, Duration) {
+        let interval = self.scrape_interval.map_or(global_interval, |d| d.0);
+        let timeout = match self.scrape_timeout {
+            Some(t) => t.0,
+            None => global_timeout.min(interval),
+        };
+        (interval, timeout)
+    }
+}

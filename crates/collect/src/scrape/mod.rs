@@ -1,0 +1,659 @@
+//! Scraping Prometheus targets, as Prometheus does: `scrape_configs` with static and file
+//! service discovery, target relabeling, one loop per target on its own interval and
+//! timeout, content negotiation (OpenMetrics or text), `honor_labels`,
+//! `honor_timestamps`, metric relabeling, sample and label limits, the report series
+//! (`up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+//! `scrape_samples_post_metric_relabeling`, `scrape_series_added`) and staleness markers
+//! when a series, a scrape or a whole target goes away. Samples go only through
+//! [`Appendable`].
+
+mod config;
+mod discovery;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use lookout_expfmt::{ACCEPT_HEADER, format_for_content_type};
+use lookout_model::relabel::process;
+use lookout_model::{Labels, METRIC_NAME_LABEL, now_ms, stale_nan};
+use lookout_storage::Appendable;
+use tokio::sync::watch;
+
+pub use config::{
+    BasicAuth, FileSdConfig, PromDuration, Scheme, ScrapeConfig, StaticConfig, TlsConfig,
+};
+pub use discovery::{TargetGroup, read_file_sd};
+
+/// Intervals that apply where a job sets none (Prometheus's `global:` section).
+#[derive(Debug, Clone, Copy)]
+pub struct ScrapeDefaults {
+    /// `global.scrape_interval` (default 1m in Prometheus; Lookout's default 15s).
+    pub interval: Duration,
+    /// `global.scrape_timeout` (default 10s).
+    pub timeout: Duration,
+}
+
+/// One target after relabeling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Labels every scraped sample gets (`job`, `instance`, …).
+    pub labels: Labels,
+    /// Labels before relabeling (`__address__`, `__meta_*`, …).
+    pub discovered: Labels,
+    /// The URL scraped.
+    pub url: String,
+    /// Time between scrapes.
+    pub interval: Duration,
+    /// Longest one scrape may take.
+    pub timeout: Duration,
+}
+
+/// The state of one target, for `/api/v1/targets`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetStatus {
+    /// The job.
+    pub job: String,
+    /// The target.
+    pub target: Target,
+    /// `up`, `down` or `unknown` (not scraped yet).
+    pub health: &'static str,
+    /// Why the last scrape failed.
+    pub last_error: String,
+    /// When the last scrape started.
+    pub last_scrape: Option<SystemTime>,
+    /// How long it took.
+    pub last_duration: Option<Duration>,
+}
+
+/// Every target's state, shared with the HTTP API.
+#[derive(Debug, Clone, Default)]
+pub struct TargetsBoard(Arc<RwLock<BTreeMap<(String, String), TargetStatus>>>);
+
+impl TargetsBoard {
+    /// Every target, by job and URL.
+    pub fn snapshot(&self) -> Vec<TargetStatus> {
+        self.0
+            .read()
+            .expect("lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn key(job: &str, t: &Target) -> (String, String) {
+        (job.to_string(), format!("{} {}", t.url, t.labels))
+    }
+
+    fn set(&self, job: &str, s: TargetStatus) {
+        self.0
+            .write()
+            .expect("lock poisoned")
+            .insert(Self::key(job, &s.target), s);
+    }
+
+    fn remove(&self, job: &str, t: &Target) {
+        self.0
+            .write()
+            .expect("lock poisoned")
+            .remove(&Self::key(job, t));
+    }
+}
+
+/// Applies a job's target relabeling to the groups discovery found.
+pub fn targets(
+    cfg: &ScrapeConfig,
+    groups: &[TargetGroup],
+    defaults: ScrapeDefaults,
+) -> Vec<Target> {
+    let (interval, timeout) = cfg.timing(defaults.interval, defaults.timeout);
+    let mut out = Vec::new();
+    for g in groups {
+        for addr in &g.targets {
+            let mut pairs: BTreeMap<String, String> = g.labels.clone();
+            pairs.insert("__address__".into(), addr.clone());
+            let mut set_default = |k: &str, v: String| {
+                pairs.entry(k.to_string()).or_insert(v);
+            };
+            set_default("job", cfg.job_name.clone());
+            set_default("__scheme__", cfg.scheme.as_str().to_string());
+            set_default("__metrics_path__", cfg.metrics_path.clone());
+            set_default("__scrape_interval__", crate::scrape::fmt_duration(interval));
+            set_default("__scrape_timeout__", crate::scrape::fmt_duration(timeout));
+            for (k, v) in &cfg.params {
+                if let Some(first) = v.first() {
+                    set_default(&format!("__param_{k}"), first.clone());
+                }
+            }
+            let discovered = Labels::from_pairs(pairs);
+            let Some(ls) = process(&discovered, &cfg.relabel_configs) else {
+                continue;
+            };
+            let Some(address) = ls.get("__address__").filter(|a| !a.is_empty()) else {
+                continue;
+            };
+            let scheme = ls.get("__scheme__").unwrap_or("http");
+            let path = ls.get("__metrics_path__").unwrap_or("/metrics");
+            let mut query: Vec<(String, String)> = Vec::new();
+            for (k, v) in &cfg.params {
+                let over = ls.get(&format!("__param_{k}"));
+                match over {
+                    Some(o) => query.push((k.clone(), o.to_string())),
+                    None => query.extend(v.iter().map(|x| (k.clone(), x.clone()))),
+                }
+            }
+            for l in ls.iter() {
+                if let Some(k) = l.name.strip_prefix("__param_")
+                    && !cfg.params.contains_key(k)
+                {
+                    query.push((k.to_string(), l.value.clone()));
+                }
+            }
+            let mut url = format!("{scheme}://{address}{path}");
+            if !query.is_empty() {
+                let q: Vec<String> = query
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                    .collect();
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(&q.join("&"));
+            }
+            let iv = ls
+                .get("__scrape_interval__")
+                .and_then(|v| lookout_model::parse_duration(v).ok())
+                .unwrap_or(interval);
+            let to = ls
+                .get("__scrape_timeout__")
+                .and_then(|v| lookout_model::parse_duration(v).ok())
+                .unwrap_or(timeout);
+            let instance = ls.get("instance").unwrap_or(address).to_string();
+            let mut final_pairs: Vec<(String, String)> = ls
+                .iter()
+                .filter(|l| !l.name.starts_with("__"))
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            final_pairs.push(("instance".into(), instance));
+            out.push(Target {
+                labels: Labels::from_pairs(final_pairs),
+                discovered,
+                url,
+                interval: iv,
+                timeout: to,
+            });
+        }
+    }
+    out
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// Builds a job's HTTP client: authentication is added per request, TLS here.
+fn client(cfg: &ScrapeConfig) -> Result<reqwest::Client, String> {
+    // rustls with the ring provider (no aws-lc); installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("Lookout/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(10));
+    if let Some(tls) = &cfg.tls_config {
+        if tls.server_name.is_some() {
+            return Err("tls_config.server_name is not supported yet".into());
+        }
+        if let Some(ca) = &tls.ca_file {
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("reading ca_file {}: {e}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+            b = b.tls_certs_only(certs);
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(c), Some(k)) => {
+                let mut pem = std::fs::read(c)
+                    .map_err(|e| format!("reading cert_file {}: {e}", c.display()))?;
+                pem.extend(
+                    std::fs::read(k)
+                        .map_err(|e| format!("reading key_file {}: {e}", k.display()))?,
+                );
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| format!("cert_file/key_file: {e}"))?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            _ => return Err("tls_config needs both cert_file and key_file".into()),
+        }
+        if tls.insecure_skip_verify {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+    }
+    b.build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+/// What one job needs at scrape time.
+struct Job {
+    cfg: ScrapeConfig,
+    client: reqwest::Client,
+}
+
+/// Runs every job's discovery and target loops.
+pub struct ScrapeManager {
+    jobs: Vec<Arc<Job>>,
+    defaults: ScrapeDefaults,
+    board: TargetsBoard,
+}
+
+impl std::fmt::Debug for ScrapeManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScrapeManager")
+            .field("jobs", &self.jobs.len())
+            .finish()
+    }
+}
+
+impl ScrapeManager {
+    /// Checks every job and builds its HTTP client; errors name the job.
+    pub fn new(configs: Vec<ScrapeConfig>, defaults: ScrapeDefaults) -> Result<Self, String> {
+        let mut names = HashSet::new();
+        let mut jobs = Vec::new();
+        for cfg in configs {
+            cfg.validate(defaults.interval, defaults.timeout)?;
+            if !names.insert(cfg.job_name.clone()) {
+                return Err(format!(
+                    "scrape_configs: found multiple scrape configs with job name {:?}",
+                    cfg.job_name
+                ));
+            }
+            let client =
+                client(&cfg).map_err(|e| format!("scrape_configs {:?}: {e}", cfg.job_name))?;
+            jobs.push(Arc::new(Job { cfg, client }));
+        }
+        Ok(Self {
+            jobs,
+            defaults,
+            board: TargetsBoard::default(),
+        })
+    }
+
+    /// The targets board the loops update.
+    pub fn board(&self) -> TargetsBoard {
+        self.board.clone()
+    }
+
+    /// Starts discovery for every job; runs until `shutdown` turns true, then marks every
+    /// target's series stale.
+    pub fn spawn(
+        self,
+        db: Arc<dyn Appendable>,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut handles = Vec::new();
+        for job in self.jobs {
+            handles.push(tokio::spawn(run_job(
+                job,
+                self.defaults,
+                Arc::clone(&db),
+                self.board.clone(),
+                shutdown.clone(),
+            )));
+        }
+        tokio::spawn(async move {
+            for h in handles {
+                let _ = h.await;
+            }
+        })
+    }
+}
+
+/// How often file_sd files are checked for changes.
+const FILE_POLL: Duration = Duration::from_secs(2);
+
+async fn run_job(
+    job: Arc<Job>,
+    defaults: ScrapeDefaults,
+    db: Arc<dyn Appendable>,
+    board: TargetsBoard,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = job.cfg.job_name.clone();
+    let mut running: HashMap<String, (Target, watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
+        HashMap::new();
+    let mut last_fingerprint = None;
+    let mut last_read = Instant::now();
+    let mut last_good = HashMap::new();
+    let refresh = job
+        .cfg
+        .file_sd_configs
+        .iter()
+        .filter_map(|f| f.refresh_interval.map(|d| d.0))
+        .min()
+        .unwrap_or(Duration::from_secs(300));
+    loop {
+        let fingerprint = discovery::fingerprint(&job.cfg.file_sd_configs);
+        if last_fingerprint.as_ref() != Some(&fingerprint) || last_read.elapsed() >= refresh {
+            last_fingerprint = Some(fingerprint);
+            last_read = Instant::now();
+            let groups = discovery::groups(&job.cfg, &mut last_good);
+            let wanted: Vec<Target> = targets(&job.cfg, &groups, defaults);
+            let keys: HashSet<String> = wanted
+                .iter()
+                .map(|t| format!("{} {}", t.url, t.labels))
+                .collect();
+            // Stop targets that went away (their loops write staleness markers).
+            let gone: Vec<String> = running
+                .keys()
+                .filter(|k| !keys.contains(*k))
+                .cloned()
+                .collect();
+            for k in gone {
+                if let Some((t, stop, h)) = running.remove(&k) {
+                    let _ = stop.send(true);
+                    let _ = h.await;
+                    board.remove(&name, &t);
+                }
+            }
+            for t in wanted {
+                let k = format!("{} {}", t.url, t.labels);
+                if running.contains_key(&k) {
+                    continue;
+                }
+                tracing::info!(job = %name, url = %t.url, "Scrape target added");
+                let (tx, rx) = watch::channel(false);
+                let h = tokio::spawn(scrape_loop(
+                    Arc::clone(&job),
+                    t.clone(),
+                    Arc::clone(&db),
+                    board.clone(),
+                    rx,
+                ));
+                running.insert(k, (t, tx, h));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(FILE_POLL) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    for (_, (_, stop, h)) in running {
+        let _ = stop.send(true);
+        let _ = h.await;
+    }
+}
+
+/// Report series names.
+const REPORT: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+async fn scrape_loop(
+    job: Arc<Job>,
+    target: Target,
+    db: Arc<dyn Appendable>,
+    board: TargetsBoard,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = job.cfg.job_name.clone();
+    board.set(
+        &name,
+        TargetStatus {
+            job: name.clone(),
+            target: target.clone(),
+            health: "unknown",
+            last_error: String::new(),
+            last_scrape: None,
+            last_duration: None,
+        },
+    );
+    // Spread targets over the interval as Prometheus does, by a hash of the target, but
+    // start within two seconds so a new target shows up quickly.
+    let spread = target
+        .interval
+        .min(Duration::from_secs(2))
+        .as_millis()
+        .max(1) as u64;
+    let offset = Duration::from_millis(
+        std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            &target.url,
+        ) % spread,
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(offset) => {}
+        _ = stop.changed() => {}
+    }
+    let mut ticker = tokio::time::interval(target.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut previous: HashSet<Labels> = HashSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let started = Instant::now();
+        let started_at = SystemTime::now();
+        let t = now_ms();
+        let result = scrape_once(&job, &target, t).await;
+        let elapsed = started.elapsed();
+        let (samples, scraped, error) = match result {
+            Ok((s, n)) => (s, n, None),
+            Err(e) => (Vec::new(), 0, Some(e)),
+        };
+        let up = if error.is_some() { 0.0 } else { 1.0 };
+        let current: HashSet<Labels> = samples.iter().map(|s| s.0.clone()).collect();
+        let added = current.difference(&previous).count();
+        let mut app = db.appender();
+        let mut rejected = 0usize;
+        for (ls, ts, v) in &samples {
+            if app.append(ls, *ts, *v).is_err() {
+                rejected += 1;
+            }
+        }
+        for gone in previous.difference(&current) {
+            let _ = app.append(gone, t, stale_nan());
+        }
+        let report = [
+            up,
+            elapsed.as_secs_f64(),
+            scraped as f64,
+            samples.len() as f64,
+            added as f64,
+        ];
+        for (n, v) in REPORT.iter().zip(report) {
+            let _ = app.append(&target.labels.with(METRIC_NAME_LABEL, n), t, v);
+        }
+        if let Err(e) = app.commit() {
+            tracing::warn!(job = %name, url = %target.url, error = %e, "Storing scraped samples failed");
+        }
+        if rejected > 0 {
+            tracing::debug!(job = %name, url = %target.url, rejected, "Samples rejected by the store");
+        }
+        if let Some(e) = &error {
+            tracing::debug!(job = %name, url = %target.url, error = %e, "Scrape failed");
+        }
+        previous = current;
+        board.set(
+            &name,
+            TargetStatus {
+                job: name.clone(),
+                target: target.clone(),
+                health: if error.is_some() { "down" } else { "up" },
+                last_error: error.unwrap_or_default(),
+                last_scrape: Some(started_at),
+                last_duration: Some(elapsed),
+            },
+        );
+    }
+    // The target went away (or Lookout stops): end its series, report series included.
+    let t = now_ms();
+    let mut app = db.appender();
+    for gone in &previous {
+        let _ = app.append(gone, t, stale_nan());
+    }
+    for n in REPORT {
+        let _ = app.append(&target.labels.with(METRIC_NAME_LABEL, n), t, stale_nan());
+    }
+    let _ = app.commit();
+}
+
+type Scraped = (Vec<(Labels, i64, f64)>, usize);
+
+/// One scrape: the samples to store (labels, timestamp, value) and how many the target
+/// exposed; an error names what failed.
+async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, String> {
+    let cfg = &job.cfg;
+    let mut req = job
+        .client
+        .get(&target.url)
+        .timeout(target.timeout)
+        .header(reqwest::header::ACCEPT, ACCEPT_HEADER)
+        .header(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            format!("{}", target.timeout.as_secs_f64()),
+        );
+    if let Some(b) = &cfg.basic_auth {
+        let pw = match (&b.password, &b.password_file) {
+            (_, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| format!("reading basic_auth password_file {}: {e}", f.display()))?
+                .trim_end()
+                .to_string(),
+            (Some(p), None) => p.clone(),
+            (None, None) => String::new(),
+        };
+        req = req.basic_auth(&b.username, Some(pw));
+    }
+    if let Some(tok) = &cfg.bearer_token {
+        req = req.bearer_auth(tok);
+    }
+    if let Some(f) = &cfg.bearer_token_file {
+        let tok = std::fs::read_to_string(f)
+            .map_err(|e| format!("reading bearer_token_file {}: {e}", f.display()))?;
+        req = req.bearer_auth(tok.trim());
+    }
+    let resp = req.send().await.map_err(|e| describe(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("server returned HTTP status {status}"));
+    }
+    let format = format_for_content_type(
+        resp.headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let body = resp.text().await.map_err(|e| describe(&e))?;
+    let exp =
+        lookout_expfmt::parse(&body, format).map_err(|e| format!("parsing the response: {e}"))?;
+    let scraped = exp.samples.len();
+    let mut out = Vec::with_capacity(scraped);
+    for s in exp.samples {
+        let mut pairs: BTreeMap<String, String> = BTreeMap::new();
+        pairs.insert(METRIC_NAME_LABEL.into(), s.name.to_string());
+        for (k, v) in s.labels {
+            pairs.insert(k.to_string(), v.into_owned());
+        }
+        for l in target.labels.iter() {
+            match pairs.get(&l.name) {
+                Some(_) if cfg.honor_labels => {}
+                Some(exposed) => {
+                    // Prometheus keeps the target's value and renames the scraped one.
+                    let exposed = exposed.clone();
+                    let mut name = format!("exported_{}", l.name);
+                    while pairs.contains_key(&name) {
+                        name = format!("exported_{name}");
+                    }
+                    pairs.insert(name, exposed);
+                    pairs.insert(l.name.clone(), l.value.clone());
+                }
+                None => {
+                    pairs.insert(l.name.clone(), l.value.clone());
+                }
+            }
+        }
+        let ls = Labels::from_pairs(pairs);
+        let Some(ls) = process(&ls, &cfg.metric_relabel_configs) else {
+            continue;
+        };
+        check_label_limits(cfg, &ls)?;
+        let ts = match s.timestamp_ms {
+            Some(ts) if cfg.honor_timestamps => ts,
+            _ => t,
+        };
+        out.push((ls, ts, s.value));
+        if cfg.sample_limit > 0 && out.len() > cfg.sample_limit {
+            return Err(format!(
+                "sample_limit exceeded (limit {})",
+                cfg.sample_limit
+            ));
+        }
+    }
+    Ok((out, scraped))
+}
+
+fn check_label_limits(cfg: &ScrapeConfig, ls: &Labels) -> Result<(), String> {
+    let name = ls.metric_name().unwrap_or("");
+    if cfg.label_limit > 0 && ls.len() > cfg.label_limit {
+        return Err(format!(
+            "label_limit exceeded (metric: {name}, number of labels: {}, limit: {})",
+            ls.len(),
+            cfg.label_limit
+        ));
+    }
+    for l in ls.iter() {
+        if cfg.label_name_length_limit > 0 && l.name.len() > cfg.label_name_length_limit {
+            return Err(format!(
+                "label_name_length_limit exceeded (metric: {name}, label name: {}, length: {}, limit: {})",
+                l.name,
+                l.name.len(),
+                cfg.label_name_length_limit
+            ));
+        }
+        if cfg.label_value_length_limit > 0 && l.value.len() > cfg.label_value_length_limit {
+            return Err(format!(
+                "label_value_length_limit exceeded (metric: {name}, label name: {}, value length: {}, limit: {})",
+                l.name,
+                l.value.len(),
+                cfg.label_value_length_limit
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
