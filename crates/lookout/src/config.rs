@@ -43,29 +43,7 @@ impl<'de> Deserialize<'de> for PromDuration {
     }
 }
 
-/// Formats a duration as Prometheus does (`15s`, `1h30m`, `2w`, `0s`).
-pub(crate) fn format_duration(d: Duration) -> String {
-    let mut ms = d.as_millis() as u64;
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, size) in [
-        ("y", 365 * 86_400_000u64),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
-        if ms >= size {
-            out.push_str(&format!("{}{unit}", ms / size));
-            ms %= size;
-        }
-    }
-    out
-}
+pub(crate) use lookout_model::format_duration;
 
 impl fmt::Display for PromDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -197,6 +175,16 @@ pub(crate) struct Config {
     pub(crate) collectors: CollectorsConfig,
     /// Query engine limits (Prometheus's `--query.*` flags).
     pub(crate) query: QueryConfig,
+    /// Prometheus's scrape jobs.
+    pub(crate) scrape_configs: Vec<lookout_collect::scrape::ScrapeConfig>,
+    /// Prometheus's rule files (not evaluated yet: start-up stops when set).
+    pub(crate) rule_files: Vec<String>,
+    /// Prometheus's `alerting:` (not supported yet: start-up stops when set).
+    pub(crate) alerting: Option<yaml_serde::Value>,
+    /// Prometheus's `remote_write:` (not supported yet: start-up stops when set).
+    pub(crate) remote_write: Option<yaml_serde::Value>,
+    /// Prometheus's `remote_read:` (not supported: start-up stops when set).
+    pub(crate) remote_read: Option<yaml_serde::Value>,
 }
 
 /// `query:` settings.
@@ -347,6 +335,11 @@ pub(crate) struct GlobalConfig {
     pub(crate) scrape_interval: PromDuration,
     /// How often rules are evaluated (default 1m); also the default subquery step.
     pub(crate) evaluation_interval: PromDuration,
+    /// Longest a scrape may take where a job sets no `scrape_timeout` (default 10s, or
+    /// the scrape interval when that is shorter); see [`GlobalConfig::timeout`].
+    pub(crate) scrape_timeout: Option<PromDuration>,
+    /// Labels added to alerts and remote writes (kept for when those arrive).
+    pub(crate) external_labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for GlobalConfig {
@@ -354,7 +347,18 @@ impl Default for GlobalConfig {
         Self {
             scrape_interval: PromDuration(Duration::from_secs(15)),
             evaluation_interval: PromDuration(Duration::from_secs(60)),
+            scrape_timeout: None,
+            external_labels: Default::default(),
         }
+    }
+}
+
+impl GlobalConfig {
+    /// The scrape timeout in effect, as Prometheus fills it: 10s unless the interval is
+    /// shorter.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.scrape_timeout
+            .map_or(Duration::from_secs(10).min(self.scrape_interval.0), |t| t.0)
     }
 }
 
@@ -444,8 +448,9 @@ impl Config {
             WalSync::Every(d) => format_duration(d),
         };
         format!(
-            "global:\n  scrape_interval: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
+            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
             self.global.scrape_interval,
+            format_duration(self.global.timeout()),
             self.global.evaluation_interval,
             self.query.lookback_delta,
             self.query.timeout,
@@ -463,7 +468,43 @@ impl Config {
             st.max_label_name_length,
             st.max_label_value_length,
             self.web.listen_address.0
-        )
+        ) + &self.scrape_yaml()
+    }
+
+    /// The scrape jobs with their effective timing.
+    fn scrape_yaml(&self) -> String {
+        if self.scrape_configs.is_empty() {
+            return String::new();
+        }
+        let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+        let mut out = String::from("scrape_configs:\n");
+        for sc in &self.scrape_configs {
+            let (iv, to) = sc.timing(self.global.scrape_interval.0, self.global.timeout());
+            out.push_str(&format!(
+                "- job_name: {}\n  scrape_interval: {}\n  scrape_timeout: {}\n  metrics_path: {}\n  scheme: {}\n  honor_labels: {}\n  honor_timestamps: {}\n",
+                q(&sc.job_name),
+                format_duration(iv),
+                format_duration(to),
+                q(&sc.metrics_path),
+                sc.scheme.as_str(),
+                sc.honor_labels,
+                sc.honor_timestamps
+            ));
+            let statics: Vec<&String> = sc.static_configs.iter().flat_map(|s| &s.targets).collect();
+            if !statics.is_empty() {
+                out.push_str("  static_configs:\n  - targets:\n");
+                for t in statics {
+                    out.push_str(&format!("    - {}\n", q(t)));
+                }
+            }
+            for f in &sc.file_sd_configs {
+                out.push_str("  file_sd_configs:\n  - files:\n");
+                for p in &f.files {
+                    out.push_str(&format!("    - {}\n", q(p)));
+                }
+            }
+        }
+        out
     }
 
     /// The process, PostgreSQL and Redis entries, passwords hidden.
@@ -517,8 +558,39 @@ impl Config {
         Ok(c)
     }
 
-    /// Checks what the types cannot: unique collector names, one password source.
+    /// Checks what the types cannot: sections Lookout does not run yet, scrape jobs,
+    /// unique collector names, one password source.
     fn validate(&self) -> Result<(), String> {
+        let unsupported: Vec<&str> = [
+            ("rule_files", !self.rule_files.is_empty()),
+            ("alerting", self.alerting.is_some()),
+            ("remote_write", self.remote_write.is_some()),
+            ("remote_read", self.remote_read.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(n, _)| *n)
+        .collect();
+        if !unsupported.is_empty() {
+            return Err(format!(
+                "not supported yet: {} (remove {} to start; nothing is ignored silently)",
+                unsupported.join(", "),
+                if unsupported.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        if self.global.timeout() > self.global.scrape_interval.0 {
+            return Err("global: scrape timeout greater than scrape interval".into());
+        }
+        let mut jobs = std::collections::HashSet::new();
+        for sc in &self.scrape_configs {
+            sc.validate(self.global.scrape_interval.0, self.global.timeout())?;
+            if !jobs.insert(&sc.job_name) {
+                return Err(format!(
+                    "scrape_configs: found multiple scrape configs with job name {:?}",
+                    sc.job_name
+                ));
+            }
+        }
         let c = &self.collectors;
         let mut seen = std::collections::HashSet::new();
         for (kind, name) in c
@@ -636,7 +708,11 @@ mod tests {
             "global:\n  scrape_interval: 90s\nstorage:\n  wal_sync: always\n  retention: 30d\n",
         )
         .unwrap();
-        assert_eq!(Config::parse(&c.to_yaml()).unwrap(), c);
+        // Rendering is what parses back: every default filled in, and stable.
+        let back = Config::parse(&c.to_yaml()).unwrap();
+        assert_eq!(back.to_yaml(), c.to_yaml());
+        assert_eq!(back.storage, c.storage);
+        assert_eq!(back.global.timeout(), Duration::from_secs(10));
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(14 * 86_400)), "2w");
     }

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    lookout_collect::scrape::install_tls_provider();
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => code,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use lookout_collect::scrape::{ScrapeDefaults, ScrapeManager};
 use lookout_collect::{
     HostCollector, PostgresCollector, PostgresTarget, ProcessCollector, ProcessGroupCollector,
     RedisCollector, RedisTarget, Scheduler, SchedulerOptions, SelfMetrics, SlowQueries,
@@ -172,6 +173,15 @@ async fn run_async(
         );
     }
     let (slow_queries, database_checks) = add_database_collectors(&config, &mut scheduler)?;
+    let scrape = ScrapeManager::new(
+        config.scrape_configs.clone(),
+        ScrapeDefaults {
+            interval: config.global.scrape_interval.0,
+            timeout: config.global.timeout(),
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    let targets = scrape.board();
     registry.register_collector(Box::new(SelfMetrics));
     let board = scheduler.board();
 
@@ -208,6 +218,7 @@ async fn run_async(
         checks,
         collectors: board,
         slow_queries,
+        targets,
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
         build: BuildInfo {
@@ -258,6 +269,7 @@ async fn run_async(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let collectors = scheduler.spawn(tsdb.clone(), stop_rx.clone());
+    let scraping = scrape.spawn(tsdb.clone(), stop_rx.clone());
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(lookout_server::serve(
         listener,
@@ -273,6 +285,14 @@ async fn run_async(
     tracing::info!("Shutting down");
     let _ = stop_tx.send(true);
     let _ = collectors.await;
+    // Target loops write their staleness markers on the way out; a scrape in flight may
+    // hold one up to its timeout, so do not wait longer than the grace period.
+    if tokio::time::timeout(SHUTDOWN_GRACE, scraping)
+        .await
+        .is_err()
+    {
+        tracing::warn!("Scrapes did not finish in time; closing anyway");
+    }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),

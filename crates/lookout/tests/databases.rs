@@ -127,3 +127,75 @@ fn database_config_errors_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("used twice"), "{err}");
 }
+
+struct Exporter(std::process::Child);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A Prometheus configuration file, used as is (promtool accepts the same file).
+#[test]
+fn prometheus_yml_drop_in() {
+    let port = support::free_port();
+    let _exp = Exporter(
+        std::process::Command::new("prometheus-node-exporter")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus-node-exporter is not installed (run ./scripts/test)"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  external_labels:\n    site: test\nscrape_configs:\n  - job_name: node-exp\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: node_load.*\n        action: keep\n"
+        ),
+    )
+    .unwrap();
+    if let Ok(out) = std::process::Command::new("promtool")
+        .args(["check", "config"])
+        .arg(&prom)
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "promtool rejects the test config: {out:?}"
+        );
+    }
+    let lk = Lookout::start(&dir.path().join("data"), &prom);
+    let load = lk.wait_for(r#"node_load1{job="node-exp"}"#, Duration::from_secs(20));
+    assert_eq!(
+        load[0]["metric"]["instance"],
+        format!("127.0.0.1:{port}").as_str()
+    );
+    assert!(
+        lk.query(r#"node_cpu_seconds_total{job="node-exp"}"#)
+            .is_empty()
+    );
+    let (_, body) = lk.get("/api/v1/targets");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let t = &v["data"]["activeTargets"][0];
+    assert_eq!(t["health"], "up", "{v}");
+    assert_eq!(t["scrapePool"], "node-exp");
+    assert_eq!(t["labels"]["job"], "node-exp");
+
+    // Sections Lookout does not run yet stop start-up, named.
+    let with_rules = dir.path().join("with-rules.yml");
+    std::fs::write(
+        &with_rules,
+        "rule_files: [\"rules/*.yml\"]\nalerting:\n  alertmanagers: []\nscrape_configs: []\n",
+    )
+    .unwrap();
+    let out = run(&["check", "config", utf8(&with_rules)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rule_files") && err.contains("alerting"),
+        "{err}"
+    );
+}

@@ -224,7 +224,7 @@ fn test_promql_reports_failures_with_lines() {
 /// (t − 1h, t], counted through PromQL.
 fn samples_up_to(lk: &Lookout, t: f64) -> f64 {
     let url = format!("{}/api/v1/query", lk.base);
-    let v: Value = reqwest::blocking::Client::new()
+    let v: Value = http()
         .get(url)
         .query(&[
             (
@@ -463,7 +463,7 @@ fn import_openmetrics_then_serve() {
     let cfg = write_config(dir.path(), FAST);
     let lk = Lookout::start(&data, &cfg);
     let url = format!("{}/api/v1/query", lk.base);
-    let v: Value = reqwest::blocking::Client::new()
+    let v: Value = http()
         .get(url)
         .query(&[
             ("query", "demo_total{job=\"a\"}".to_string()),
@@ -475,7 +475,7 @@ fn import_openmetrics_then_serve() {
         .unwrap();
     // Last sample at or before base + 5000 s: i = 333, value 499.5.
     assert_eq!(v["data"]["result"][0]["value"][1], "499.5", "{v}");
-    let client = reqwest::blocking::Client::new();
+    let client = http();
     let del = format!("{}/api/v1/admin/tsdb/delete_series", lk.base);
     let r = client
         .post(&del)
@@ -517,7 +517,7 @@ fn grafana_data_source_requests() {
         "count_over_time(node_load1[1m]) >= 3",
         Duration::from_secs(20),
     );
-    let c = reqwest::blocking::Client::new();
+    let c = http();
     let now = now_secs() as u64;
     let (start, end) = ((now - 300).to_string(), now.to_string());
     let get = |path: &str, q: &[(&str, &str)]| -> Value {

@@ -136,6 +136,30 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(secs * 1000 + ms)
 }
 
+/// Formats a duration as Prometheus does (`15s`, `1h30m`, `2w`, `0s`).
+pub fn format_duration(d: std::time::Duration) -> String {
+    let mut ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("y", 365 * 86_400_000u64),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

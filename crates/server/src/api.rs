@@ -521,6 +521,43 @@ pub(crate) async fn collectors(State(st): State<AppState>) -> Response {
     ok(&serde_json::Value::Array(items).to_string())
 }
 
+/// Prometheus's `/api/v1/targets`: every scrape target with its labels and last scrape.
+pub(crate) async fn targets(State(st): State<AppState>) -> Response {
+    let labels = |ls: &Labels| {
+        serde_json::Value::Object(
+            ls.iter()
+                .map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone())))
+                .collect(),
+        )
+    };
+    let active: Vec<serde_json::Value> = st
+        .targets
+        .snapshot()
+        .into_iter()
+        .map(|t| {
+            let last = t
+                .last_scrape
+                .and_then(|s| s.duration_since(UNIX_EPOCH).ok())
+                .map(|d| lookout_model::format_rfc3339(d.as_millis() as i64))
+                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+            serde_json::json!({
+                "discoveredLabels": labels(&t.target.discovered),
+                "labels": labels(&t.target.labels),
+                "scrapePool": t.job,
+                "scrapeUrl": t.target.url,
+                "globalUrl": t.target.url,
+                "lastError": t.last_error,
+                "lastScrape": last,
+                "lastScrapeDuration": t.last_duration.map_or(0.0, |d| d.as_secs_f64()),
+                "health": t.health,
+                "scrapeInterval": lookout_model::format_duration(t.target.interval),
+                "scrapeTimeout": lookout_model::format_duration(t.target.timeout),
+            })
+        })
+        .collect();
+    ok(&serde_json::json!({ "activeTargets": active, "droppedTargets": [] }).to_string())
+}
+
 /// The top statements of every PostgreSQL instance (`pg_stat_statements`), slowest by
 /// total time first, with their text; `?instance=` keeps one instance, `?limit=` the
 /// first N.

@@ -94,6 +94,8 @@ pub struct AppState {
     pub collectors: StatusBoard,
     /// The PostgreSQL collectors' latest top statements, with their text.
     pub slow_queries: lookout_collect::SlowQueries,
+    /// Scrape targets and their state, for `/api/v1/targets`.
+    pub targets: lookout_collect::scrape::TargetsBoard,
     /// Lookout's own metrics, served at `/metrics`.
     pub registry: Arc<Registry>,
     /// Set once start-up (WAL replay, first wiring) has finished.
@@ -139,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/lookout/collectors", get(api::collectors))
         .route("/lookout/slow_queries", get(api::slow_queries))
+        .route("/targets", get(api::targets))
         .route(
             "/admin/tsdb/delete_series",
             axum::routing::post(api::delete_series).put(api::delete_series),

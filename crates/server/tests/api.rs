@@ -71,6 +71,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         checks,
         collectors: StatusBoard::default(),
         slow_queries: Default::default(),
+        targets: Default::default(),
         registry: Arc::new(Registry::default()),
         ready: Arc::new(AtomicBool::new(true)),
         build: BuildInfo {

@@ -118,8 +118,14 @@ pub fn targets(
             set_default("job", cfg.job_name.clone());
             set_default("__scheme__", cfg.scheme.as_str().to_string());
             set_default("__metrics_path__", cfg.metrics_path.clone());
-            set_default("__scrape_interval__", crate::scrape::fmt_duration(interval));
-            set_default("__scrape_timeout__", crate::scrape::fmt_duration(timeout));
+            set_default(
+                "__scrape_interval__",
+                lookout_model::format_duration(interval),
+            );
+            set_default(
+                "__scrape_timeout__",
+                lookout_model::format_duration(timeout),
+            );
             for (k, v) in &cfg.params {
                 if let Some(first) = v.first() {
                     set_default(&format!("__param_{k}"), first.clone());
@@ -198,19 +204,15 @@ fn encode(s: &str) -> String {
     out
 }
 
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
+/// Makes rustls's `ring` provider the process default (Lookout builds rustls without
+/// aws-lc). Every HTTP client in the process needs it; calling it again is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Builds a job's HTTP client: authentication is added per request, TLS here.
 fn client(cfg: &ScrapeConfig) -> Result<reqwest::Client, String> {
-    // rustls with the ring provider (no aws-lc); installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_tls_provider();
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("Lookout/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(10));

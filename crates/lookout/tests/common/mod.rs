@@ -79,17 +79,13 @@ impl Lookout {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        let r = reqwest::blocking::get(format!("{}{}", self.base, path)).unwrap();
+        let r = http().get(format!("{}{}", self.base, path)).send().unwrap();
         (r.status().as_u16(), r.text().unwrap())
     }
 
     pub fn query(&self, q: &str) -> Vec<Value> {
         let url = format!("{}/api/v1/query", self.base);
-        let r = reqwest::blocking::Client::new()
-            .get(url)
-            .query(&[("query", q)])
-            .send()
-            .unwrap();
+        let r = http().get(url).query(&[("query", q)]).send().unwrap();
         let v: Value = r.json().unwrap();
         assert_eq!(v["status"], "success", "{q}: {v}");
         v["data"]["result"].as_array().unwrap().clone()
@@ -149,6 +145,12 @@ pub fn now_secs() -> f64 {
 
 pub fn value_of(sample: &Value) -> f64 {
     sample["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+/// An HTTP client (rustls needs its provider installed first).
+pub fn http() -> reqwest::blocking::Client {
+    lookout_collect::scrape::install_tls_provider();
+    reqwest::blocking::Client::new()
 }
 
 /// Polls `f` every 200 ms until it holds, failing after `timeout`.
