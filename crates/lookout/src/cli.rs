@@ -131,6 +131,40 @@ enum BenchCommand {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// Exposition parsing throughput (lines/s) on the textparse files and a generated
+    /// payload, with promtool reading the same payload as the baseline.
+    Parse {
+        /// Sample lines in the generated payload.
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: usize,
+        /// The promtool to compare with.
+        #[arg(long, default_value = "promtool")]
+        promtool: String,
+        /// Exposition files to parse (default: Prometheus's textparse test files, when present).
+        files: Vec<PathBuf>,
+    },
+    /// CPU and memory of monitoring this host, one PostgreSQL and one Redis, side by side
+    /// with node/postgres/redis exporters + Prometheus + Alertmanager doing the same.
+    Overhead {
+        /// The PostgreSQL both sides monitor.
+        #[arg(long)]
+        postgres_dsn: String,
+        /// The Redis both sides monitor.
+        #[arg(long)]
+        redis_url: String,
+        /// Collection interval.
+        #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
+        interval: std::time::Duration,
+        /// Time before measuring starts.
+        #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+        warmup: std::time::Duration,
+        /// Time measured.
+        #[arg(long, default_value = "10m", value_parser = parse_duration_arg)]
+        duration: std::time::Duration,
+        /// Directory for temporary files (default: the system's).
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
     /// Append throughput, memory per active series and WAL replay speed.
     Live {
         /// Series for the memory and replay figures.
@@ -220,6 +254,26 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Bench { what } => {
             match what {
+                BenchCommand::Parse {
+                    lines,
+                    promtool,
+                    files,
+                } => crate::bench::parse::run(lines, &promtool, files)?,
+                BenchCommand::Overhead {
+                    postgres_dsn,
+                    redis_url,
+                    interval,
+                    warmup,
+                    duration,
+                    work,
+                } => crate::bench::overhead::run(
+                    &postgres_dsn,
+                    &redis_url,
+                    interval,
+                    warmup,
+                    duration,
+                    work.as_deref(),
+                )?,
                 BenchCommand::Gen {
                     out,
                     series,
@@ -295,4 +349,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// A clap value parser for Prometheus-style durations (`15s`, `10m`).
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    lookout_model::parse_duration(s)
 }

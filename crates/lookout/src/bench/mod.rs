@@ -7,8 +7,13 @@
 //!   RSS and bytes per sample on disk (chunks + index).
 //! - `bench live`: append throughput into head + WAL on one core, resident memory per
 //!   active series, and WAL replay speed.
+//! - `bench parse`: exposition parsing throughput (see `parse`).
+//! - `bench overhead`: Lookout vs the exporter + Prometheus + Alertmanager stack
+//!   monitoring the same host and databases (see `overhead`).
 
 mod dataset;
+pub(crate) mod overhead;
+pub(crate) mod parse;
 pub(crate) mod queries;
 
 use std::io::{BufWriter, Write};
