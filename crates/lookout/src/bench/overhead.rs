@@ -65,7 +65,11 @@ impl Side {
     }
 
     fn start(&mut self) {
-        self.cpu_start = self.procs.iter().map(|p| cpu_seconds(p.child.id())).collect();
+        self.cpu_start = self
+            .procs
+            .iter()
+            .map(|p| cpu_seconds(p.child.id()))
+            .collect();
     }
 
     fn sample_rss(&mut self) {
@@ -145,7 +149,8 @@ pub(crate) fn run(
     );
     let node = spawn(
         "prometheus-node-exporter",
-        Command::new("prometheus-node-exporter").arg(format!("--web.listen-address=127.0.0.1:{np}")),
+        Command::new("prometheus-node-exporter")
+            .arg(format!("--web.listen-address=127.0.0.1:{np}")),
     )?;
     let pg = spawn(
         "prometheus-postgres-exporter",
@@ -164,7 +169,10 @@ pub(crate) fn run(
         Command::new("prometheus-alertmanager")
             .arg(format!("--web.listen-address=127.0.0.1:{ap}"))
             .arg("--cluster.listen-address=")
-            .arg(format!("--storage.path={}", tmp.path().join("am").display()))
+            .arg(format!(
+                "--storage.path={}",
+                tmp.path().join("am").display()
+            ))
             .arg(format!(
                 "--config.file={}",
                 write(
@@ -184,7 +192,10 @@ pub(crate) fn run(
         "prometheus",
         Command::new("prometheus")
             .arg(format!("--config.file={}", pcfg.display()))
-            .arg(format!("--storage.tsdb.path={}", tmp.path().join("prom").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("prom").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prp}")),
     )?;
     let mut theirs = Side::new(vec![node, pg, redis, prom, am]);
@@ -219,7 +230,9 @@ pub(crate) fn run(
     let (lp, lcpu, lmean, lpeak) = ours.report(secs);
     let (tp, tcpu, tmean, tpeak) = theirs.report(secs);
     let mib = |b: f64| b / (1024.0 * 1024.0);
-    println!("over {secs:.0} s at a {iv} interval (CPU as % of one core; RSS summed over each side's processes):");
+    println!(
+        "over {secs:.0} s at a {iv} interval (CPU as % of one core; RSS summed over each side's processes):"
+    );
     println!("{:<32} {:>8}", "process", "cpu %");
     for (n, c) in lp.iter().chain(&tp) {
         println!("{n:<32} {c:>8.3}");
@@ -241,7 +254,11 @@ pub(crate) fn run(
         if lcpu / tcpu <= 0.5 { "met" } else { "NOT met" },
         lmean / tmean,
         lpeak as f64 / 1e6,
-        if lpeak as f64 / 1e6 <= 40.0 { "met" } else { "NOT met" }
+        if lpeak as f64 / 1e6 <= 40.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     Ok(())
 }

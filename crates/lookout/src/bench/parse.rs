@@ -75,12 +75,24 @@ pub(crate) fn run(lines: usize, promtool: &str, files: Vec<PathBuf>) -> anyhow::
         files.sort();
     }
     for f in files {
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let format = if name.contains(".om") { Format::OpenMetrics } else { Format::Prometheus };
-        let body = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let format = if name.contains(".om") {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        };
+        let body =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
         inputs.push((name, body, format));
     }
-    inputs.push((format!("generated ({lines} lines)"), payload(lines), Format::Prometheus));
+    inputs.push((
+        format!("generated ({lines} lines)"),
+        payload(lines),
+        Format::Prometheus,
+    ));
     println!(
         "{:<40} {:>10} {:>14} {:>16} {:>8}",
         "input", "lines", "lookout l/s", "promtool l/s", "ratio"
@@ -111,6 +123,8 @@ pub(crate) fn run(lines: usize, promtool: &str, files: Vec<PathBuf>) -> anyhow::
             theirs.map_or("-".into(), |t| format!("{:.3}×", ours / t)),
         );
     }
-    println!("(ratio: Lookout's time / promtool's time for the same input; promtool includes its start-up and lint checks)");
+    println!(
+        "(ratio: Lookout's time / promtool's time for the same input; promtool includes its start-up and lint checks)"
+    );
     Ok(())
 }
