@@ -117,3 +117,35 @@ pub(crate) fn groups(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_yaml_and_json_files_through_globs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yml"),
+            "- targets: [\"h1:9100\", \"h2:9100\"]\n  labels: { env: prod }\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("b.json"), r#"[{"targets": ["h3:9100"]}]"#).unwrap();
+        std::fs::write(dir.path().join("c.txt"), "ignored").unwrap();
+        let cfg = FileSdConfig {
+            files: vec![
+                format!("{}/*.yml", dir.path().display()),
+                format!("{}/b.json", dir.path().display()),
+            ],
+            refresh_interval: None,
+        };
+        let found = files(std::slice::from_ref(&cfg));
+        assert_eq!(found.len(), 2);
+        let a = read_file_sd(&found[0]).unwrap();
+        assert_eq!(a[0].targets, ["h1:9100", "h2:9100"]);
+        assert_eq!(a[0].labels.get("env").map(String::as_str), Some("prod"));
+        assert!(a[0].labels["__meta_filepath"].ends_with("a.yml"));
+        let e = read_file_sd(&dir.path().join("c.txt")).unwrap_err();
+        assert!(e.contains("c.txt"), "{e}");
+    }
+}
