@@ -89,8 +89,9 @@ fn parse_number(s: &str) -> Option<f64> {
     }
 }
 
-/// Expands value notation (`1+2x3`, `_x2`, `stale`, …) into optional values.
-fn expand_values(tokens: &[&str]) -> Result<Vec<Option<f64>>, String> {
+/// Expands value notation (`1+2x3`, `_x2`, `stale`, …) into optional values (`None`
+/// for `_`), as `load` and promtool's `input_series` write them.
+pub fn expand_values(tokens: &[&str]) -> Result<Vec<Option<f64>>, String> {
     let mut out = Vec::new();
     for &tok in tokens {
         if tok.starts_with("{{") {
@@ -182,7 +183,7 @@ fn split_series(line: &str) -> (&str, Vec<&str>) {
 }
 
 /// Parses a series descriptor (`metric{a="b"}`, `{__name__="m"}`, `{}`) into labels.
-fn parse_labels(s: &str) -> Result<Labels, String> {
+pub fn parse_labels(s: &str) -> Result<Labels, String> {
     let bad = |why: &str| format!("bad series {s:?}: {why}");
     let s = s.trim();
     let (name, rest) = match s.find('{') {

@@ -1,0 +1,703 @@
+//! Go text/template expansion of alert labels and annotations, as Prometheus does it.
+//!
+//! Templates run on the `gtmpl` crate (Go's text/template for Rust) with Prometheus's
+//! variables (`$labels`, `$externalLabels`, `$externalURL`, `$value`, also as `.Labels`,
+//! `.ExternalLabels`, `.ExternalURL`, `.Value`) and functions: `query`, `first`, `label`,
+//! `value`, `strvalue`, `sortByLabel`, `args`, `humanize`, `humanize1024`,
+//! `humanizeDuration`, `humanizePercentage`, `humanizeTimestamp`, `toTime`, `toDuration`,
+//! `parseDuration`, `now`, `title`, `toUpper`, `toLower`, `match`, `reReplaceAll`,
+//! `safeHtml`, `stripPort`, `stripDomain`, `externalURL`, `pathPrefix`, `graphLink`,
+//! `tableLink`, plus Go's built-ins (`printf`, `index`, `len`, `eq`, `and`, …).
+//!
+//! Prometheus renders a missing label as an empty string (`missingkey=zero`); gtmpl would
+//! print `<no value>`, so the label names a template mentions are filled in with empty
+//! values before it runs. `query` needs the engine and the store: gtmpl functions are plain
+//! function pointers, so the query function for the template being rendered sits in a
+//! thread-local for the duration of the render.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock};
+
+use gtmpl::{Context, FuncError, Template, Value};
+use lookout_model::Labels;
+
+use crate::gofmt;
+
+/// Runs a PromQL query for a template's `query` function: the result's labels and values.
+pub type QueryFn = Arc<dyn Fn(&str) -> Result<Vec<(Labels, f64)>, String> + Send + Sync>;
+
+/// What a template sees.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateData {
+    /// `$labels`: the labels of the series that triggered the alert.
+    pub labels: BTreeMap<String, String>,
+    /// `$externalLabels`.
+    pub external_labels: BTreeMap<String, String>,
+    /// `$externalURL`.
+    pub external_url: String,
+    /// `$value`.
+    pub value: f64,
+}
+
+thread_local! {
+    static QUERY: RefCell<Option<QueryFn>> = const { RefCell::new(None) };
+    static EXTERNAL_URL: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+const PREFIX: &str = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}";
+
+static LABEL_REF: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r"(\$labels|\.Labels|\$externalLabels|\.ExternalLabels)\.([A-Za-z_][A-Za-z0-9_]*)",
+    )
+    .expect("valid regex")
+});
+
+fn template(name: &str, text: &str) -> Result<Template, String> {
+    let mut t = Template::with_name(name);
+    for (n, f) in FUNCS {
+        t.add_func(n, *f);
+    }
+    for (n, f) in [
+        ("printf", gofmt::printf as Func),
+        ("eq", gofmt::eq),
+        ("ne", gofmt::ne),
+        ("lt", gofmt::lt),
+        ("le", gofmt::le),
+        ("gt", gofmt::gt),
+        ("ge", gofmt::ge),
+    ] {
+        t.add_func(n, f);
+    }
+    t.parse(format!("{PREFIX}{text}"))
+        .map_err(|e| clean_error(name, &e.to_string()))?;
+    Ok(t)
+}
+
+fn clean_error(name: &str, e: &str) -> String {
+    // gtmpl reports `template: :LINE:msg` without the name.
+    let e = e.strip_prefix("template: ").unwrap_or(e);
+    let e = e.strip_prefix(':').unwrap_or(e);
+    format!("template: {name}:{e}")
+}
+
+/// Parses a template without running it (for `check rules`).
+pub fn check(name: &str, text: &str) -> Result<(), String> {
+    template(name, text).map(|_| ())
+}
+
+fn string_map(m: &BTreeMap<String, String>, text: &str, which: &[&str]) -> Value {
+    let mut out: HashMap<String, Value> = m
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    for c in LABEL_REF.captures_iter(text) {
+        if which.contains(&&c[1]) {
+            out.entry(c[2].to_string())
+                .or_insert_with(|| Value::String(String::new()));
+        }
+    }
+    Value::Map(out)
+}
+
+/// Expands `text` with `data`; `query` backs the template's `query` function.
+pub fn expand(
+    name: &str,
+    text: &str,
+    data: &TemplateData,
+    query: Option<QueryFn>,
+) -> Result<String, String> {
+    if !text.contains("{{") {
+        return Ok(text.to_string());
+    }
+    let t = template(name, text)?;
+    let mut ctx = HashMap::new();
+    ctx.insert(
+        "Labels".to_string(),
+        string_map(&data.labels, text, &["$labels", ".Labels"]),
+    );
+    ctx.insert(
+        "ExternalLabels".to_string(),
+        string_map(
+            &data.external_labels,
+            text,
+            &["$externalLabels", ".ExternalLabels"],
+        ),
+    );
+    ctx.insert(
+        "ExternalURL".to_string(),
+        Value::String(data.external_url.clone()),
+    );
+    ctx.insert(
+        "Value".to_string(),
+        Value::String(gofmt::go_float(data.value)),
+    );
+    QUERY.with(|q| *q.borrow_mut() = query);
+    EXTERNAL_URL.with(|u| u.borrow_mut().clone_from(&data.external_url));
+    let out = t.render(&Context::from(Value::Object(ctx)));
+    QUERY.with(|q| *q.borrow_mut() = None);
+    out.map_err(|e| clean_error(name, &format!("{e}")))
+}
+
+/// Go's `%.Ng` for floats: shortest of `%e` and `%f` with `prec` significant digits,
+/// trailing zeros removed.
+pub fn format_g(v: f64, prec: usize) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let prec = prec.max(1);
+    let e = format!("{:.*e}", prec - 1, v);
+    let (mant, exp) = e.split_once('e').expect("exponent");
+    let exp: i32 = exp.parse().expect("exponent digits");
+    if exp < -4 || exp >= prec as i32 {
+        let mant = trim_zeros(mant);
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
+    } else {
+        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
+        trim_zeros(&format!("{v:.decimals$}")).to_string()
+    }
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+fn to_f64(v: &Value) -> Result<f64, FuncError> {
+    gofmt::as_number(v).ok_or_else(|| match v {
+        Value::String(s) => {
+            FuncError::Generic(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"))
+        }
+        other => FuncError::Generic(format!("cannot convert {other} to float")),
+    })
+}
+
+fn arg<'a>(args: &'a [Value], i: usize, name: &str, n: usize) -> Result<&'a Value, FuncError> {
+    if args.len() != n {
+        return Err(FuncError::ExactlyXArgs(name.into(), n));
+    }
+    Ok(&args[i])
+}
+
+fn string_arg(args: &[Value], i: usize, name: &str, n: usize) -> Result<String, FuncError> {
+    Ok(match arg(args, i, name, n)? {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+fn humanize(args: &[Value]) -> Result<Value, FuncError> {
+    let mut v = to_f64(arg(args, 0, "humanize", 1)?)?;
+    if v == 0.0 || !v.is_finite() {
+        return Ok(Value::from(format_g(v, 4)));
+    }
+    let mut prefix = "";
+    if v.abs() >= 1.0 {
+        for p in ["k", "M", "G", "T", "P", "E", "Z", "Y"] {
+            if v.abs() < 1000.0 {
+                break;
+            }
+            prefix = p;
+            v /= 1000.0;
+        }
+    } else {
+        for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
+            if v.abs() >= 1.0 {
+                break;
+            }
+            prefix = p;
+            v *= 1000.0;
+        }
+    }
+    Ok(Value::from(format!("{}{prefix}", format_g(v, 4))))
+}
+
+fn humanize1024(args: &[Value]) -> Result<Value, FuncError> {
+    let mut v = to_f64(arg(args, 0, "humanize1024", 1)?)?;
+    if v.abs() <= 1.0 || !v.is_finite() {
+        return Ok(Value::from(format_g(v, 4)));
+    }
+    let mut prefix = "";
+    for p in ["ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"] {
+        if v.abs() < 1024.0 {
+            break;
+        }
+        prefix = p;
+        v /= 1024.0;
+    }
+    Ok(Value::from(format!("{}{prefix}", format_g(v, 4))))
+}
+
+/// Prometheus's `humanizeDuration` of a number of seconds.
+pub fn humanize_duration(mut v: f64) -> String {
+    if !v.is_finite() {
+        return format_g(v, 4);
+    }
+    if v == 0.0 {
+        return "0s".into();
+    }
+    if v.abs() >= 1.0 {
+        let sign = if v < 0.0 { "-" } else { "" };
+        v = v.abs();
+        let d = v as i64;
+        let (s, m, h, days) = (d % 60, (d / 60) % 60, (d / 3600) % 24, d / 86400);
+        return if days != 0 {
+            format!("{sign}{days}d {h}h {m}m {s}s")
+        } else if h != 0 {
+            format!("{sign}{h}h {m}m {s}s")
+        } else if m != 0 {
+            format!("{sign}{m}m {s}s")
+        } else {
+            format!("{sign}{}s", format_g(v, 4))
+        };
+    }
+    let mut prefix = "";
+    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
+        if v.abs() >= 1.0 {
+            break;
+        }
+        prefix = p;
+        v *= 1000.0;
+    }
+    format!("{}{prefix}s", format_g(v, 4))
+}
+
+fn humanize_duration_fn(args: &[Value]) -> Result<Value, FuncError> {
+    let v = to_f64(arg(args, 0, "humanizeDuration", 1)?)?;
+    Ok(Value::from(humanize_duration(v)))
+}
+
+fn humanize_percentage(args: &[Value]) -> Result<Value, FuncError> {
+    let v = to_f64(arg(args, 0, "humanizePercentage", 1)?)?;
+    Ok(Value::from(format!("{}%", format_g(v * 100.0, 4))))
+}
+
+/// Go's `time.Time.String()` in UTC for Unix seconds: `2006-01-02 15:04:05.999999999 +0000 UTC`.
+pub fn go_time_string(secs: f64) -> String {
+    // Prometheus goes through model.Time: whole milliseconds.
+    let ms = ((secs * 1e9) as i64).div_euclid(1_000_000);
+    let whole = ms.div_euclid(1000);
+    let nanos = ms.rem_euclid(1000) * 1_000_000;
+    let (days, rem) = (whole.div_euclid(86400), whole.rem_euclid(86400));
+    let (y, mo, d) = lookout_model::civil_from_days(days);
+    let mut s = format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    );
+    if nanos > 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push_str(" +0000 UTC");
+    s
+}
+
+fn humanize_timestamp(args: &[Value]) -> Result<Value, FuncError> {
+    let v = to_f64(arg(args, 0, "humanizeTimestamp", 1)?)?;
+    if !v.is_finite() {
+        return Ok(Value::from(format_g(v, 4)));
+    }
+    Ok(Value::from(go_time_string(v)))
+}
+
+fn to_time(args: &[Value]) -> Result<Value, FuncError> {
+    humanize_timestamp(args)
+}
+
+fn to_duration(args: &[Value]) -> Result<Value, FuncError> {
+    humanize_duration_fn(args)
+}
+
+fn parse_duration_fn(args: &[Value]) -> Result<Value, FuncError> {
+    let s = string_arg(args, 0, "parseDuration", 1)?;
+    let d = lookout_model::parse_duration(&s).map_err(FuncError::Generic)?;
+    Ok(Value::from(d.as_secs_f64()))
+}
+
+fn now(args: &[Value]) -> Result<Value, FuncError> {
+    if !args.is_empty() {
+        return Err(FuncError::ExactlyXArgs("now".into(), 0));
+    }
+    Ok(Value::from(lookout_model::now_ms() as f64 / 1000.0))
+}
+
+fn sample_value(labels: &Labels, v: f64) -> Value {
+    let mut l: HashMap<String, Value> = labels
+        .iter()
+        .map(|l| (l.name.clone(), Value::String(l.value.clone())))
+        .collect();
+    l.entry("__value__".into())
+        .or_insert_with(|| Value::String(String::new()));
+    let mut s = HashMap::new();
+    s.insert("Labels".to_string(), Value::Map(l));
+    s.insert("Value".to_string(), Value::String(gofmt::go_float(v)));
+    Value::Object(s)
+}
+
+fn query(args: &[Value]) -> Result<Value, FuncError> {
+    let q = string_arg(args, 0, "query", 1)?;
+    let f = QUERY
+        .with(|f| f.borrow().clone())
+        .ok_or_else(|| FuncError::Generic("query is not available here".into()))?;
+    let res = f(&q).map_err(FuncError::Generic)?;
+    Ok(Value::Array(
+        res.iter().map(|(l, v)| sample_value(l, *v)).collect(),
+    ))
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) | Value::Map(m) => m.get(name),
+        _ => None,
+    }
+}
+
+fn first(args: &[Value]) -> Result<Value, FuncError> {
+    match arg(args, 0, "first", 1)? {
+        Value::Array(a) => a
+            .first()
+            .cloned()
+            .ok_or_else(|| FuncError::Generic("first() called on vector with no elements".into())),
+        _ => Err(FuncError::Generic("first() needs a query result".into())),
+    }
+}
+
+fn label(args: &[Value]) -> Result<Value, FuncError> {
+    let name = string_arg(args, 0, "label", 2)?;
+    Ok(field(&args[1], "Labels")
+        .and_then(|l| field(l, &name))
+        .cloned()
+        .unwrap_or_else(|| Value::String(String::new())))
+}
+
+fn value(args: &[Value]) -> Result<Value, FuncError> {
+    field(arg(args, 0, "value", 1)?, "Value")
+        .cloned()
+        .ok_or_else(|| FuncError::Generic("value() needs a sample".into()))
+}
+
+fn strvalue(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(field(arg(args, 0, "strvalue", 1)?, "Labels")
+        .and_then(|l| field(l, "__value__"))
+        .cloned()
+        .unwrap_or_else(|| Value::String(String::new())))
+}
+
+fn sort_by_label(args: &[Value]) -> Result<Value, FuncError> {
+    let name = string_arg(args, 0, "sortByLabel", 2)?;
+    let Value::Array(a) = &args[1] else {
+        return Err(FuncError::Generic(
+            "sortByLabel needs a query result".into(),
+        ));
+    };
+    let mut a = a.clone();
+    let key = |v: &Value| {
+        field(v, "Labels")
+            .and_then(|l| field(l, &name))
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    a.sort_by_key(key);
+    Ok(Value::Array(a))
+}
+
+fn args_fn(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::Map(
+        args.iter()
+            .enumerate()
+            .map(|(i, v)| (format!("arg{i}"), v.clone()))
+            .collect(),
+    ))
+}
+
+fn title(args: &[Value]) -> Result<Value, FuncError> {
+    let s = string_arg(args, 0, "title", 1)?;
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if start && c.is_alphabetic() {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        start = !c.is_alphanumeric() && c != '\'' && c != '_';
+    }
+    Ok(Value::from(out))
+}
+
+fn to_upper(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::from(
+        string_arg(args, 0, "toUpper", 1)?.to_uppercase(),
+    ))
+}
+
+fn to_lower(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::from(
+        string_arg(args, 0, "toLower", 1)?.to_lowercase(),
+    ))
+}
+
+fn go_regex(pattern: &str) -> Result<regex::Regex, FuncError> {
+    regex::Regex::new(pattern)
+        .map_err(|e| FuncError::Generic(format!("invalid regex {pattern:?}: {e}")))
+}
+
+fn match_fn(args: &[Value]) -> Result<Value, FuncError> {
+    let re = go_regex(&string_arg(args, 0, "match", 2)?)?;
+    let s = string_arg(args, 1, "match", 2)?;
+    Ok(Value::Bool(re.is_match(&s)))
+}
+
+fn re_replace_all(args: &[Value]) -> Result<Value, FuncError> {
+    let re = go_regex(&string_arg(args, 0, "reReplaceAll", 3)?)?;
+    let repl = string_arg(args, 1, "reReplaceAll", 3)?;
+    let s = string_arg(args, 2, "reReplaceAll", 3)?;
+    Ok(Value::from(re.replace_all(&s, repl.as_str()).into_owned()))
+}
+
+fn safe_html(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::from(string_arg(args, 0, "safeHtml", 1)?))
+}
+
+fn strip_port(args: &[Value]) -> Result<Value, FuncError> {
+    let s = string_arg(args, 0, "stripPort", 1)?;
+    let host = if let Some(rest) = s.strip_prefix('[') {
+        rest.split_once(']').map_or(s.as_str(), |(h, _)| h)
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => s.as_str(),
+        }
+    };
+    Ok(Value::from(host.to_string()))
+}
+
+fn strip_domain(args: &[Value]) -> Result<Value, FuncError> {
+    let s = string_arg(args, 0, "stripDomain", 1)?;
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+        _ => (s.as_str(), None),
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(Value::from(s.clone()));
+    }
+    let short = host.split('.').next().unwrap_or(host);
+    Ok(Value::from(match port {
+        Some(p) => format!("{short}:{p}"),
+        None => short.to_string(),
+    }))
+}
+
+fn external_url(args: &[Value]) -> Result<Value, FuncError> {
+    if !args.is_empty() {
+        return Err(FuncError::ExactlyXArgs("externalURL".into(), 0));
+    }
+    Ok(Value::from(EXTERNAL_URL.with(|u| u.borrow().clone())))
+}
+
+fn path_prefix(args: &[Value]) -> Result<Value, FuncError> {
+    if !args.is_empty() {
+        return Err(FuncError::ExactlyXArgs("pathPrefix".into(), 0));
+    }
+    let url = EXTERNAL_URL.with(|u| u.borrow().clone());
+    let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
+    Ok(Value::from(path.trim_end_matches('/').to_string()))
+}
+
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn link(args: &[Value], name: &str, tab: u8) -> Result<Value, FuncError> {
+    let expr = string_arg(args, 0, name, 1)?;
+    let base = EXTERNAL_URL.with(|u| u.borrow().clone());
+    Ok(Value::from(format!(
+        "{}/graph?g0.expr={}&g0.tab={tab}",
+        base.trim_end_matches('/'),
+        query_escape(&expr)
+    )))
+}
+
+fn graph_link(args: &[Value]) -> Result<Value, FuncError> {
+    link(args, "graphLink", 0)
+}
+
+fn table_link(args: &[Value]) -> Result<Value, FuncError> {
+    link(args, "tableLink", 1)
+}
+
+type Func = fn(&[Value]) -> Result<Value, FuncError>;
+
+const FUNCS: &[(&str, Func)] = &[
+    ("query", query),
+    ("first", first),
+    ("label", label),
+    ("value", value),
+    ("strvalue", strvalue),
+    ("sortByLabel", sort_by_label),
+    ("args", args_fn),
+    ("humanize", humanize),
+    ("humanize1024", humanize1024),
+    ("humanizeDuration", humanize_duration_fn),
+    ("humanizePercentage", humanize_percentage),
+    ("humanizeTimestamp", humanize_timestamp),
+    ("toTime", to_time),
+    ("toDuration", to_duration),
+    ("parseDuration", parse_duration_fn),
+    ("now", now),
+    ("title", title),
+    ("toUpper", to_upper),
+    ("toLower", to_lower),
+    ("match", match_fn),
+    ("reReplaceAll", re_replace_all),
+    ("safeHtml", safe_html),
+    ("stripPort", strip_port),
+    ("stripDomain", strip_domain),
+    ("externalURL", external_url),
+    ("pathPrefix", path_prefix),
+    ("graphLink", graph_link),
+    ("tableLink", table_link),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> TemplateData {
+        TemplateData {
+            labels: [("instance", "db1:9187"), ("job", "postgres")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            external_labels: [("cluster".to_string(), "eu".to_string())].into(),
+            external_url: "http://lookout:9180/prefix".into(),
+            value: 1234567.0,
+        }
+    }
+
+    fn x(t: &str) -> String {
+        expand("t", t, &data(), None).unwrap()
+    }
+
+    #[test]
+    fn variables_and_missing_labels() {
+        assert_eq!(
+            x("{{ $labels.instance }} of {{ .Labels.job }} in {{ $externalLabels.cluster }}"),
+            "db1:9187 of postgres in eu"
+        );
+        assert_eq!(x("[{{ $labels.nope }}]"), "[]");
+        assert_eq!(x("{{ $value | humanize }}"), "1.235M");
+        assert_eq!(
+            x("{{ printf \"%.1f\" $value }} {{ $value }}"),
+            "1234567.0 1.234567e+06"
+        );
+        assert_eq!(x("{{ if gt $value 1000.0 }}big{{ end }}"), "big");
+        assert_eq!(
+            x("{{ externalURL }} {{ pathPrefix }}"),
+            "http://lookout:9180/prefix /prefix"
+        );
+        assert_eq!(
+            x("{{ $labels.instance | stripPort }} {{ \"db1.example.com:80\" | stripDomain }}"),
+            "db1 db1:80"
+        );
+        assert_eq!(
+            x(
+                "{{ if match \"^db\" $labels.instance }}yes{{ end }} {{ reReplaceAll \":.*\" \"\" $labels.instance }}"
+            ),
+            "yes db1"
+        );
+        assert_eq!(
+            x("{{ \"hello world\" | title }} {{ toUpper \"a\" }}{{ toLower \"B\" }}"),
+            "Hello World Ab"
+        );
+        assert_eq!(x("{{ with args 1 \"x\" }}{{ .arg1 }}{{ end }}"), "x");
+    }
+
+    #[test]
+    fn humanize_family_matches_prometheus() {
+        let h = |f: Func, v: f64| match f(&[Value::from(v)]).unwrap() {
+            Value::String(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(h(humanize, 0.0), "0");
+        assert_eq!(h(humanize, 1234.5678), "1.235k");
+        assert_eq!(h(humanize, 0.0012345), "1.234m");
+        assert_eq!(h(humanize, 12.0), "12");
+        assert_eq!(h(humanize1024, 1048576.0), "1Mi");
+        assert_eq!(h(humanize1024, 1.0), "1");
+        assert_eq!(h(humanize_duration_fn, 0.0), "0s");
+        assert_eq!(h(humanize_duration_fn, 90061.0), "1d 1h 1m 1s");
+        assert_eq!(h(humanize_duration_fn, 3725.0), "1h 2m 5s");
+        assert_eq!(h(humanize_duration_fn, 1.5), "1.5s");
+        assert_eq!(h(humanize_duration_fn, 0.001234), "1.234ms");
+        assert_eq!(h(humanize_percentage, 0.12345), "12.35%");
+        assert_eq!(
+            h(humanize_timestamp, 1435065584.128),
+            "2015-06-23 13:19:44.128 +0000 UTC"
+        );
+        assert_eq!(format_g(1e21, 4), "1e+21");
+        assert_eq!(format_g(0.0001, 4), "0.0001");
+        assert_eq!(format_g(0.00001, 4), "1e-05");
+    }
+
+    #[test]
+    fn query_runs_through_the_given_function() {
+        let q: QueryFn = Arc::new(|e: &str| {
+            assert_eq!(e, "up");
+            Ok(vec![
+                (Labels::from_pairs([("instance", "b")]), 2.0),
+                (Labels::from_pairs([("instance", "a")]), 1.0),
+            ])
+        });
+        let out = expand(
+            "t",
+            "{{ range query \"up\" | sortByLabel \"instance\" }}{{ .Labels.instance }}={{ .Value }} {{ end }}{{ with query \"up\" }}{{ . | first | value }}{{ end }}",
+            &data(),
+            Some(q),
+        )
+        .unwrap();
+        assert_eq!(out, "a=1 b=2 2");
+        let e = expand("t", "{{ query \"up\" }}", &data(), None).unwrap_err();
+        assert!(e.contains("query is not available"), "{e}");
+    }
+
+    #[test]
+    fn parse_errors_name_the_template() {
+        let e = check("__alert_A", "{{ $label.foo }}").unwrap_err();
+        assert!(e.starts_with("template: __alert_A:"), "{e}");
+        assert!(e.contains("$label"), "{e}");
+    }
+}
