@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check config`, `test promql`.
+//! The command line: `serve`, `check config|rules`, `test promql|rules`, `import`, `tsdb`, `bench`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +71,15 @@ enum CheckCommand {
     Config {
         /// The file to check.
         file: PathBuf,
+    },
+    /// Validate Prometheus rule files as `promtool check rules` does; exits 1 if any is invalid.
+    Rules {
+        /// Rule files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Ignore unknown fields in the rule files.
+        #[arg(long)]
+        ignore_unknown_fields: bool,
     },
 }
 
@@ -213,6 +222,18 @@ enum TestCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run rule unit tests in promtool's format (`promtool test rules`); exits 1 on any failure.
+    Rules {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only run test groups whose name matches this regular expression.
+        #[arg(long, value_name = "REGEX")]
+        run: Option<String>,
+        /// Ignore unknown fields in the rule files under test.
+        #[arg(long)]
+        ignore_unknown_fields: bool,
+    },
 }
 
 /// Runs the parsed command.
@@ -252,6 +273,21 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Check {
+            what:
+                CheckCommand::Rules {
+                    files,
+                    ignore_unknown_fields,
+                },
+        } => Ok(crate::rules_cmd::check(&files, ignore_unknown_fields)),
+        Command::Test {
+            what:
+                TestCommand::Rules {
+                    files,
+                    run,
+                    ignore_unknown_fields,
+                },
+        } => crate::rules_cmd::test(&files, run.as_deref(), ignore_unknown_fields),
         Command::Bench { what } => {
             match what {
                 BenchCommand::Parse {

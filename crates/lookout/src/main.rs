@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod config;
 mod import;
+mod rules_cmd;
 mod serve;
 mod tsdb_cmd;
 

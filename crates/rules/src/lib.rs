@@ -16,9 +16,11 @@
 pub mod file;
 pub mod gofmt;
 pub mod group;
+pub mod manager;
 pub mod rule;
 pub mod template;
 pub mod unittest;
 
 pub use group::Group;
+pub use manager::{AlertSink, Manager, ManagerOptions, ReloadStatus};
 pub use rule::{Alert, AlertState, AlertingRule, EvalContext, Health, RecordingRule, Rule};

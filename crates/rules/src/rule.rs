@@ -248,7 +248,14 @@ pub struct AlertingRule {
     /// Annotations (templates).
     pub annotations: BTreeMap<String, String>,
     active: HashMap<Labels, Alert>,
-    restore: Option<(i64, HashMap<Labels, Alert>)>,
+    restore: Option<Restore>,
+}
+
+#[derive(Debug, Clone)]
+struct Restore {
+    saved_at: i64,
+    policy: RestorePolicy,
+    alerts: HashMap<Labels, Alert>,
 }
 
 /// How restoring after a restart treats time (Prometheus's `--rules.alert.*` flags).
@@ -315,35 +322,44 @@ impl AlertingRule {
 
     /// Arranges for the next evaluation to restore `saved` alerts, last evaluated at
     /// `saved_at` (ms), under `policy`.
-    pub fn restore_from(
-        &mut self,
-        saved: SavedAlerts,
-        saved_at: i64,
-        policy: RestorePolicy,
-        now: i64,
-    ) {
-        if saved_at < now - policy.outage_tolerance.as_millis() as i64 {
+    pub fn restore_from(&mut self, saved: SavedAlerts, saved_at: i64, policy: RestorePolicy) {
+        self.restore = Some(Restore {
+            saved_at,
+            policy,
+            alerts: saved
+                .into_iter()
+                .filter(|a| a.state != AlertState::Inactive)
+                .map(|a| (a.labels.clone(), a))
+                .collect(),
+        });
+    }
+
+    /// Saved alerts adjusted to a first evaluation at `ts`, as Prometheus restores
+    /// `ALERTS_FOR_STATE`: time spent pending before the restart counts, the downtime does
+    /// not, and an alert about to fire still waits the grace period.
+    fn restored(&self, r: Restore, ts: i64) -> HashMap<Labels, Alert> {
+        if r.saved_at < ts - r.policy.outage_tolerance.as_millis() as i64 {
             tracing::info!(alert = %self.name, "Saved alert state is older than the outage tolerance; not restored");
-            return;
+            return HashMap::new();
         }
-        let mut m = HashMap::new();
-        for mut a in saved {
-            if a.state == AlertState::Inactive {
+        let hold = self.hold.as_millis() as i64;
+        let grace = r.policy.for_grace_period.as_millis() as i64;
+        let mut out = r.alerts;
+        for a in out.values_mut() {
+            if a.state != AlertState::Pending || hold < grace {
                 continue;
             }
-            if self.hold >= policy.for_grace_period && a.state == AlertState::Pending {
-                let spent = saved_at - a.active_at;
-                let remaining = self.hold.as_millis() as i64 - spent;
-                if remaining < policy.for_grace_period.as_millis() as i64 {
-                    a.active_at = now + policy.for_grace_period.as_millis() as i64
-                        - self.hold.as_millis() as i64;
-                } else {
-                    a.active_at += now - saved_at;
-                }
+            let remaining = hold - (r.saved_at - a.active_at);
+            if remaining <= 0 {
+                continue;
             }
-            m.insert(a.labels.clone(), a);
+            if remaining < grace {
+                a.active_at = ts + grace - hold;
+            } else {
+                a.active_at += ts - r.saved_at;
+            }
         }
-        self.restore = Some((saved_at, m));
+        out
     }
 
     fn template_data(&self, ctx: &EvalContext, labels: &Labels, value: f64) -> TemplateData {
@@ -413,9 +429,8 @@ impl AlertingRule {
                 },
             );
         }
-        let restore = self.restore.take();
-        if let Some((_, saved)) = &restore {
-            for (l, s) in saved {
+        if let Some(r) = self.restore.take() {
+            for (l, s) in &self.restored(r, ts) {
                 if let Some(a) = found.get_mut(l) {
                     a.active_at = s.active_at;
                     a.fired_at = s.fired_at;

@@ -76,10 +76,16 @@ fn template(name: &str, text: &str) -> Result<Template, String> {
 }
 
 fn clean_error(name: &str, e: &str) -> String {
-    // gtmpl reports `template: :LINE:msg` without the name.
+    // gtmpl says `template: [NAME]:N:msg`, where N is not a line of the text as written
+    // (the variable prelude shifts it); keep the name and the message.
     let e = e.strip_prefix("template: ").unwrap_or(e);
+    let e = e.strip_prefix(name).unwrap_or(e);
     let e = e.strip_prefix(':').unwrap_or(e);
-    format!("template: {name}:{e}")
+    let e = match e.split_once(':') {
+        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
+        _ => e,
+    };
+    format!("template: {name}: {}", e.trim_start())
 }
 
 /// Parses a template without running it (for `check rules`).
