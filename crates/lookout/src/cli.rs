@@ -262,7 +262,19 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 lookout_collect::SchedulerOptions::default(),
                 &mut prometheus_client::registry::Registry::default(),
             );
-            serve::add_database_collectors(&c, &mut scheduler)
+            serve::add_database_collectors(&c, &mut scheduler)?;
+            // Rule files must load as `serve` would load them.
+            let files = lookout_rules::file::expand_patterns(&c.rule_files, c.base_dir.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let errs: Vec<String> = files
+                .iter()
+                .filter_map(|f| lookout_rules::file::load_file(f, false).err())
+                .flatten()
+                .collect();
+            if !errs.is_empty() {
+                anyhow::bail!("rule_files:\n{}", errs.join("\n"));
+            }
+            Ok(())
         }) {
             Ok(_) => {
                 println!("SUCCESS: {} is valid", file.display());

@@ -177,8 +177,11 @@ pub(crate) struct Config {
     pub(crate) query: QueryConfig,
     /// Prometheus's scrape jobs.
     pub(crate) scrape_configs: Vec<lookout_collect::scrape::ScrapeConfig>,
-    /// Prometheus's rule files (not evaluated yet: start-up stops when set).
+    /// Prometheus's rule files (globs, relative to the config file's directory).
     pub(crate) rule_files: Vec<String>,
+    /// The directory of the file this configuration was read from.
+    #[serde(skip)]
+    pub(crate) base_dir: Option<PathBuf>,
     /// Prometheus's `alerting:` (not supported yet: start-up stops when set).
     pub(crate) alerting: Option<yaml_serde::Value>,
     /// Prometheus's `remote_write:` (not supported yet: start-up stops when set).
@@ -408,12 +411,16 @@ impl Default for StorageConfig {
 pub(crate) struct WebConfig {
     /// Address the HTTP server listens on (default `127.0.0.1:9180`).
     pub(crate) listen_address: ListenAddress,
+    /// The URL users reach Lookout at (`$externalURL` in templates, links in
+    /// notifications); default `http://` + the listen address.
+    pub(crate) external_url: Option<String>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             listen_address: ListenAddress("127.0.0.1:9180".into()),
+            external_url: None,
         }
     }
 }
@@ -468,7 +475,21 @@ impl Config {
             st.max_label_name_length,
             st.max_label_value_length,
             self.web.listen_address.0
-        ) + &self.scrape_yaml()
+        ) + &self.rules_yaml()
+            + &self.scrape_yaml()
+    }
+
+    /// `rule_files`, as given.
+    fn rules_yaml(&self) -> String {
+        if self.rule_files.is_empty() {
+            return String::new();
+        }
+        let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+        let mut out = String::from("rule_files:\n");
+        for f in &self.rule_files {
+            out.push_str(&format!("- {}\n", q(f)));
+        }
+        out
     }
 
     /// The scrape jobs with their effective timing.
@@ -562,7 +583,6 @@ impl Config {
     /// unique collector names, one password source.
     fn validate(&self) -> Result<(), String> {
         let unsupported: Vec<&str> = [
-            ("rule_files", !self.rule_files.is_empty()),
             ("alerting", self.alerting.is_some()),
             ("remote_write", self.remote_write.is_some()),
             ("remote_read", self.remote_read.is_some()),
@@ -634,7 +654,9 @@ impl Config {
     pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let mut c = Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        c.base_dir = path.parent().map(Path::to_path_buf);
+        Ok(c)
     }
 }
 

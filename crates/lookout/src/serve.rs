@@ -13,6 +13,7 @@ use lookout_collect::{
 };
 use lookout_model::{Labels, now_ms};
 use lookout_promql::{Engine, EngineOptions};
+use lookout_rules::{EvalContext, Manager, ManagerOptions};
 use lookout_server::health::{CollectorCheck, CollectorsCheck, DiskSpaceCheck, FnCheck};
 use lookout_server::{AppState, BuildInfo, CheckResult, HealthCheck, HealthStatus};
 use lookout_tsdb::{Limits, Options, SyncPolicy, Tsdb};
@@ -207,14 +208,31 @@ async fn run_async(
         checks.push(Arc::new(CollectorCheck::new(board.clone(), name)));
     }
     let ready = Arc::new(AtomicBool::new(false));
+    let engine = Engine::new(EngineOptions {
+        default_subquery_step: config.global.evaluation_interval.0,
+        lookback_delta: config.query.lookback_delta.0,
+        timeout: config.query.timeout.0,
+        max_samples: config.query.max_samples,
+    });
+
+    let addr = &config.web.listen_address.0;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let external_url = config
+        .web
+        .external_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+
+    let rules = rules_manager(&config, &engine, &tsdb, external_url)?;
+    if let Some(m) = &rules {
+        checks.push(Arc::new(rules_check(Arc::clone(m))));
+    }
     let state = AppState {
         db: tsdb.clone(),
-        engine: Engine::new(EngineOptions {
-            default_subquery_step: config.global.evaluation_interval.0,
-            lookback_delta: config.query.lookback_delta.0,
-            timeout: config.query.timeout.0,
-            max_samples: config.query.max_samples,
-        }),
+        engine,
         checks,
         collectors: board,
         slow_queries,
@@ -259,17 +277,16 @@ async fn run_async(
             retention: config.storage.retention.to_string(),
             tsdb: Arc::clone(&tsdb),
         }),
+        rules: rules.clone(),
     };
-
-    let addr = &config.web.listen_address.0;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    let bound = listener.local_addr().context("reading the bound address")?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let collectors = scheduler.spawn(tsdb.clone(), stop_rx.clone());
     let scraping = scrape.spawn(tsdb.clone(), stop_rx.clone());
+    let rule_eval = rules.as_ref().map(|m| m.spawn(stop_rx.clone()));
+    if let Some(m) = &rules {
+        tokio::spawn(reload_on_sighup(Arc::clone(m)));
+    }
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(lookout_server::serve(
         listener,
@@ -293,6 +310,9 @@ async fn run_async(
     {
         tracing::warn!("Scrapes did not finish in time; closing anyway");
     }
+    if let Some(t) = rule_eval {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
+    }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
@@ -302,6 +322,90 @@ async fn run_async(
     tsdb.close().context("closing storage")?;
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// The rule manager for `rule_files`, loaded (bad files stop start-up), or `None`
+/// when there are none.
+fn rules_manager(
+    config: &Config,
+    engine: &Engine,
+    tsdb: &Arc<Tsdb>,
+    external_url: String,
+) -> anyhow::Result<Option<Arc<Manager>>> {
+    if config.rule_files.is_empty() {
+        return Ok(None);
+    }
+    let m = Manager::new(
+        ManagerOptions {
+            files: config.rule_files.clone(),
+            base_dir: config.base_dir.clone(),
+            default_interval: config.global.evaluation_interval.0,
+            state_file: Some(config.storage.path.join("alerts-state.json")),
+            ..ManagerOptions::default()
+        },
+        EvalContext {
+            engine: engine.clone(),
+            db: tsdb.clone(),
+            external_labels: config.global.external_labels.clone(),
+            external_url,
+        },
+        tsdb.clone(),
+        None,
+    );
+    m.reload(now_ms())
+        .map_err(|errs| anyhow::anyhow!("loading rule files:\n{}", errs.join("\n")))?;
+    Ok(Some(Arc::new(m)))
+}
+
+/// The `rules` health check: a failed reload or failing rules degrade it.
+fn rules_check(m: Arc<Manager>) -> impl HealthCheck {
+    FnCheck::new("rules", false, move || {
+        let st = m.reload_status();
+        if !st.success {
+            return CheckResult::new(
+                HealthStatus::Degraded,
+                format!(
+                    "the last reload failed, the previous rules keep running: {}",
+                    st.errors.join("; ")
+                ),
+            );
+        }
+        let failing = m.failing_rules();
+        if !failing.is_empty() {
+            let list: Vec<String> = failing.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+            return CheckResult::new(
+                HealthStatus::Degraded,
+                format!("{} rule(s) failing: {}", failing.len(), list.join("; ")),
+            );
+        }
+        let groups = m.groups();
+        let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+        let firing = m
+            .alerts()
+            .iter()
+            .filter(|a| a.state == lookout_rules::AlertState::Firing)
+            .count();
+        CheckResult::new(
+            HealthStatus::Healthy,
+            format!(
+                "{} groups, {rules} rules, {firing} alerts firing",
+                groups.len()
+            ),
+        )
+    })
+}
+
+/// Reloads the rule files on every SIGHUP.
+async fn reload_on_sighup(m: Arc<Manager>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("Cannot listen for SIGHUP; reload with POST /-/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading rules");
+        let m = Arc::clone(&m);
+        let _ = tokio::task::spawn_blocking(move || m.reload(now_ms())).await;
+    }
 }
 
 /// Status facts for the HTTP API.

@@ -40,6 +40,17 @@ pub fn go_float(v: f64) -> String {
     format!("{v}")
 }
 
+/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: shortest digits in exponent form
+/// (`1e+00`, `1.5e-07`), as Prometheus writes alert values.
+pub fn go_e(v: f64) -> String {
+    if !v.is_finite() {
+        return go_float(v);
+    }
+    let s = format!("{v:e}");
+    let (m, e) = s.split_once('e').expect("exponent");
+    exp_form(m, e.parse().expect("exponent digits"))
+}
+
 fn exp_form(mant: &str, exp: i32) -> String {
     format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
 }
@@ -346,6 +357,8 @@ mod tests {
         assert_eq!(go_float(0.0001), "0.0001");
         assert_eq!(go_float(0.00001), "1e-05");
         assert_eq!(go_float(f64::INFINITY), "+Inf");
+        assert_eq!(go_e(1.0), "1e+00");
+        assert_eq!(go_e(-1.5e-7), "-1.5e-07");
     }
 
     #[test]

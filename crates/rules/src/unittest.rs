@@ -415,21 +415,10 @@ fn check_alerts(t: &AlertTest, groups: &[Group]) -> Option<String> {
     ))
 }
 
-/// Go's `%e` of a float, as promtool prints sample values.
-fn go_e(v: f64) -> String {
-    if !v.is_finite() {
-        return crate::template::format_g(v, 4);
-    }
-    let s = format!("{v:e}");
-    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-    let e: i32 = e.parse().unwrap_or(0);
-    format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
-}
-
 fn fmt_samples(v: &[(Labels, f64)]) -> String {
     let items: Vec<String> = v
         .iter()
-        .map(|(l, v)| format!("{} {}", fmt_labels(l), go_e(*v)))
+        .map(|(l, v)| format!("{} {}", fmt_labels(l), crate::gofmt::go_e(*v)))
         .collect();
     items.join(", ")
 }

@@ -33,6 +33,11 @@ fn ok(data: &str) -> Response {
     json_response(StatusCode::OK, json::success(data, &[]))
 }
 
+/// A success envelope around a JSON value.
+pub(crate) fn ok_value(data: &serde_json::Value) -> Response {
+    ok(&data.to_string())
+}
+
 /// An API error: Prometheus's error type, message and HTTP status.
 #[derive(Debug)]
 pub(crate) struct ApiError {

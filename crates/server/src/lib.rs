@@ -10,6 +10,7 @@ mod api;
 pub mod health;
 mod json;
 mod params;
+mod rules_api;
 mod ui;
 
 use std::sync::Arc;
@@ -106,6 +107,8 @@ pub struct AppState {
     pub admin: Option<Arc<dyn Admin>>,
     /// Status facts.
     pub info: Arc<dyn ServerInfo>,
+    /// Recording and alerting rules; `None` when no rule files are configured.
+    pub rules: Option<Arc<lookout_rules::Manager>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -142,6 +145,8 @@ pub fn router(state: AppState) -> Router {
         .route("/lookout/collectors", get(api::collectors))
         .route("/lookout/slow_queries", get(api::slow_queries))
         .route("/targets", get(api::targets))
+        .route("/rules", get(rules_api::rules))
+        .route("/alerts", get(rules_api::alerts))
         .route(
             "/admin/tsdb/delete_series",
             axum::routing::post(api::delete_series).put(api::delete_series),
@@ -151,6 +156,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/-/healthy", get(api::healthy_text))
         .route("/-/ready", get(api::ready_text))
+        .route(
+            "/-/reload",
+            axum::routing::post(rules_api::reload).put(rules_api::reload),
+        )
         .route("/health", get(api::health_full))
         .route("/health/live", get(api::health_live))
         .route("/health/ready", get(api::health_ready))

@@ -1,0 +1,170 @@
+//! `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload`, in Prometheus's JSON.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lookout_model::Labels;
+use lookout_rules::gofmt::go_e;
+use lookout_rules::{Alert, AlertState, Health, Rule};
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+fn labels(l: &Labels) -> Value {
+    Value::Object(
+        l.iter()
+            .map(|l| (l.name.clone(), Value::String(l.value.clone())))
+            .collect(),
+    )
+}
+
+fn map(m: &BTreeMap<String, String>) -> Value {
+    Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// RFC 3339 with milliseconds, as Prometheus writes times; the zero time when unset.
+fn time(ms: i64) -> String {
+    if ms == 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    let s = lookout_model::format_rfc3339(ms);
+    let frac = ms.rem_euclid(1000);
+    if frac == 0 {
+        s
+    } else {
+        format!("{}.{frac:03}Z", s.trim_end_matches('Z'))
+    }
+}
+
+fn alert(a: &Alert) -> Value {
+    let mut v = json!({
+        "labels": labels(&a.labels),
+        "annotations": map(&a.annotations),
+        "state": a.state.as_str(),
+        "activeAt": time(a.active_at),
+        "value": go_e(a.value),
+    });
+    if let Some(k) = a.keep_firing_since {
+        v["keepFiringSince"] = Value::String(time(k));
+    }
+    v
+}
+
+fn active(alerts: Vec<Alert>) -> Vec<Value> {
+    alerts
+        .iter()
+        .filter(|a| a.state != AlertState::Inactive)
+        .map(alert)
+        .collect()
+}
+
+fn health(h: Health) -> &'static str {
+    match h {
+        Health::Unknown => "unknown",
+        Health::Ok => "ok",
+        Health::Err => "err",
+    }
+}
+
+fn no_rules() -> Response {
+    crate::api::ok_value(&json!({ "groups": [] }))
+}
+
+/// Prometheus's `/api/v1/rules` (`type=alert|record` keeps one kind).
+pub(crate) async fn rules(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let Some(m) = &st.rules else {
+        return no_rules();
+    };
+    let kind = q
+        .as_deref()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|p| p.into_iter().find(|(k, _)| k == "type").map(|(_, v)| v));
+    let groups: Vec<Value> = m
+        .groups()
+        .iter()
+        .map(|g| {
+            let rules: Vec<Value> = g
+                .rules
+                .iter()
+                .filter(|e| {
+                    !matches!(
+                        (&e.rule, kind.as_deref()),
+                        (Rule::Alerting(_), Some("record")) | (Rule::Recording(_), Some("alert"))
+                    )
+                })
+                .map(|e| {
+                    let common = json!({
+                        "name": e.rule.name(),
+                        "query": e.rule.expr(),
+                        "labels": map(e.rule.labels()),
+                        "health": health(e.health),
+                        "lastError": e.last_error.clone().unwrap_or_default(),
+                        "evaluationTime": e.evaluation_time.as_secs_f64(),
+                        "lastEvaluation": time(e.last_evaluation),
+                    });
+                    let mut v = common;
+                    match &e.rule {
+                        Rule::Alerting(r) => {
+                            v["type"] = "alerting".into();
+                            v["state"] = r.state().as_str().into();
+                            v["duration"] = r.hold.as_secs_f64().into();
+                            v["keepFiringFor"] = r.keep_firing_for.as_secs_f64().into();
+                            v["annotations"] = map(&r.annotations);
+                            v["alerts"] = Value::Array(active(r.alerts()));
+                        }
+                        Rule::Recording(_) => v["type"] = "recording".into(),
+                    }
+                    v
+                })
+                .collect();
+            json!({
+                "name": g.name,
+                "file": g.file.display().to_string(),
+                "rules": rules,
+                "interval": g.interval.as_secs_f64(),
+                "limit": g.limit,
+                "evaluationTime": g.evaluation_time.as_secs_f64(),
+                "lastEvaluation": time(g.last_evaluation),
+            })
+        })
+        .collect();
+    crate::api::ok_value(&json!({ "groups": groups }))
+}
+
+/// Prometheus's `/api/v1/alerts`: every pending and firing alert.
+pub(crate) async fn alerts(State(st): State<AppState>) -> Response {
+    let list = st
+        .rules
+        .as_ref()
+        .map(|m| active(m.alerts()))
+        .unwrap_or_default();
+    crate::api::ok_value(&json!({ "alerts": list }))
+}
+
+/// `POST /-/reload`: reads the rule files again; 500 with the errors when they are bad
+/// (the running rules are kept).
+pub(crate) async fn reload(State(st): State<AppState>) -> Response {
+    let Some(m) = st.rules.clone() else {
+        return (StatusCode::OK, "no rule files configured\n").into_response();
+    };
+    let now = lookout_model::now_ms();
+    match tokio::task::spawn_blocking(move || m.reload(now)).await {
+        Ok(Ok(())) => (StatusCode::OK, "rules reloaded\n").into_response(),
+        Ok(Err(errs)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload rules: {}\n", errs.join("; ")),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
