@@ -179,6 +179,9 @@ pub(crate) struct Config {
     pub(crate) scrape_configs: Vec<lookout_collect::scrape::ScrapeConfig>,
     /// Prometheus's rule files (globs, relative to the config file's directory).
     pub(crate) rule_files: Vec<String>,
+    /// Lookout's built-in rule packs to run (`host`, `postgres`, `redis`); when unset,
+    /// the packs of the collectors that are on.
+    pub(crate) rule_packs: Option<Vec<String>>,
     /// The directory of the file this configuration was read from.
     #[serde(skip)]
     pub(crate) base_dir: Option<PathBuf>,
@@ -479,15 +482,43 @@ impl Config {
             + &self.scrape_yaml()
     }
 
-    /// `rule_files`, as given.
+    /// The rule packs in effect: the configured ones, or those of the collectors on.
+    pub(crate) fn effective_rule_packs(&self) -> Vec<lookout_rules::packs::Pack> {
+        let names: Vec<String> = match &self.rule_packs {
+            Some(v) => v.clone(),
+            None => {
+                let c = &self.collectors;
+                [
+                    ("host", c.host.enabled),
+                    ("postgres", !c.postgres.is_empty()),
+                    ("redis", !c.redis.is_empty()),
+                ]
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(n, _)| n.to_string())
+                .collect()
+            }
+        };
+        names
+            .iter()
+            .filter_map(|n| lookout_rules::packs::get(n))
+            .collect()
+    }
+
+    /// `rule_packs` in effect and `rule_files`, as given.
     fn rules_yaml(&self) -> String {
-        if self.rule_files.is_empty() {
-            return String::new();
-        }
         let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
-        let mut out = String::from("rule_files:\n");
-        for f in &self.rule_files {
-            out.push_str(&format!("- {}\n", q(f)));
+        let packs: Vec<String> = self
+            .effective_rule_packs()
+            .iter()
+            .map(|p| q(p.name))
+            .collect();
+        let mut out = format!("rule_packs: [{}]\n", packs.join(", "));
+        if !self.rule_files.is_empty() {
+            out.push_str("rule_files:\n");
+            for f in &self.rule_files {
+                out.push_str(&format!("- {}\n", q(f)));
+            }
         }
         out
     }
@@ -641,6 +672,15 @@ impl Config {
                 return Err(format!(
                     "collectors.redis {:?}: set password_file or password_env, not both",
                     r.name
+                ));
+            }
+        }
+        for name in self.rule_packs.iter().flatten() {
+            if lookout_rules::packs::get(name).is_none() {
+                let known: Vec<&str> = lookout_rules::packs::PACKS.iter().map(|p| p.name).collect();
+                return Err(format!(
+                    "rule_packs: unknown pack {name:?} (known: {})",
+                    known.join(", ")
                 ));
             }
         }

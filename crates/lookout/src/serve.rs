@@ -324,20 +324,22 @@ async fn run_async(
     Ok(())
 }
 
-/// The rule manager for `rule_files`, loaded (bad files stop start-up), or `None`
-/// when there are none.
+/// The rule manager for the rule packs and `rule_files`, loaded (bad files stop
+/// start-up), or `None` when there are neither.
 fn rules_manager(
     config: &Config,
     engine: &Engine,
     tsdb: &Arc<Tsdb>,
     external_url: String,
 ) -> anyhow::Result<Option<Arc<Manager>>> {
-    if config.rule_files.is_empty() {
+    let packs = config.effective_rule_packs();
+    if config.rule_files.is_empty() && packs.is_empty() {
         return Ok(None);
     }
     let m = Manager::new(
         ManagerOptions {
             files: config.rule_files.clone(),
+            packs,
             base_dir: config.base_dir.clone(),
             default_interval: config.global.evaluation_interval.0,
             state_file: Some(config.storage.path.join("alerts-state.json")),

@@ -41,7 +41,7 @@ fn serves_host_vitals_end_to_end() {
     let health: Value = serde_json::from_str(&body).unwrap();
     let checks = health["checks"].as_array().unwrap();
     let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["storage", "collectors", "disk_space"]);
+    assert_eq!(names, ["storage", "collectors", "disk_space", "rules"]);
     assert_eq!(checks[0]["status"], "healthy", "{health}");
     assert_eq!(checks[1]["status"], "healthy", "{health}");
     // Free space depends on the machine; the overall status must follow the checks.

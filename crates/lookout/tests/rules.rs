@@ -48,7 +48,7 @@ fn rules_evaluate_and_reload_without_losing_the_running_set() {
     std::fs::write(&rules, RULES).unwrap();
     let cfg = write_config(
         dir.path(),
-        "global:\n  scrape_interval: 1s\n  external_labels: {site: lab}\nrule_files: [\"rules/*.yml\"]\n",
+        "global:\n  scrape_interval: 1s\n  external_labels: {site: lab}\nrule_packs: []\nrule_files: [\"rules/*.yml\"]\n",
     );
     let lk = Lookout::start(&dir.path().join("data"), &cfg);
 
@@ -148,6 +148,57 @@ fn rules_evaluate_and_reload_without_losing_the_running_set() {
     let (_, body) = lk.get("/api/v1/alerts");
     assert_eq!(json(&body)["data"]["alerts"][0]["activeAt"], a["activeAt"]);
 
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn the_host_pack_runs_without_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 2s\n",
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    let (_, body) = lk.get("/api/v1/rules");
+    let v = json(&body);
+    let g = &v["data"]["groups"][0];
+    assert_eq!(g["name"], "lookout-host", "{v}");
+    assert_eq!(g["file"], "<builtin>/host.yml");
+    let names: Vec<&str> = g["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"HostOutOfDiskSpace") && names.contains(&"TargetDown"),
+        "{names:?}"
+    );
+    let r = &g["rules"][0];
+    assert!(
+        r["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("docs/runbooks/host.md#targetdown")
+    );
+    // The packs' rules run against the host collector's series without errors.
+    wait_until("the host pack evaluated", Duration::from_secs(20), || {
+        let (_, body) = lk.get("/api/v1/rules");
+        json(&body)["data"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["health"] == "ok")
+    });
+    let out = run(&[
+        "check",
+        "config",
+        utf8(&write_config(dir.path(), "rule_packs: [mysql]\n")),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("unknown pack \"mysql\" (known: host, postgres, redis)")
+    );
     assert!(lk.terminate().success());
 }
 

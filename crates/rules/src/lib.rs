@@ -7,6 +7,7 @@
 //! - [`group`]: groups of rules evaluated in order, writing through the storage seam.
 //! - [`manager`]: loads rule files, runs every group on its interval, reloads, keeps
 //!   alert state across restarts and hands alerts to a notifier.
+//! - [`packs`]: the rule packs shipped with Lookout (host, PostgreSQL, Redis).
 //! - [`unittest`]: promtool's rule unit-test format.
 //!
 //! Rules read only through [`lookout_storage::Queryable`] (via the PromQL engine) and
@@ -17,6 +18,7 @@ pub mod file;
 pub mod gofmt;
 pub mod group;
 pub mod manager;
+pub mod packs;
 pub mod rule;
 pub mod template;
 pub mod unittest;

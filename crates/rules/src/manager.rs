@@ -41,6 +41,8 @@ pub trait AlertSink: Send + Sync {
 pub struct ManagerOptions {
     /// `rule_files` patterns.
     pub files: Vec<String>,
+    /// Built-in rule packs to run besides the files (see [`crate::packs`]).
+    pub packs: Vec<crate::packs::Pack>,
     /// Directory relative patterns are resolved against (the config file's).
     pub base_dir: Option<PathBuf>,
     /// Interval of groups that name none (`global.evaluation_interval`).
@@ -59,6 +61,7 @@ impl Default for ManagerOptions {
     fn default() -> Self {
         Self {
             files: Vec::new(),
+            packs: Vec::new(),
             base_dir: None,
             default_interval: Duration::from_secs(60),
             state_file: None,
@@ -209,6 +212,16 @@ impl Manager {
         *self.fingerprint.lock().expect("lock") = fingerprint(&paths);
         let mut errs = Vec::new();
         let mut new = Vec::new();
+        for pack in &self.opts.packs {
+            let path = PathBuf::from(crate::packs::display_path(pack.name));
+            let f = file::parse_text(pack.text, false).map_err(|e| vec![e])?;
+            for g in &f.groups {
+                match Group::from_spec(g, &path, self.opts.default_interval) {
+                    Ok(g) => new.push(g),
+                    Err(e) => errs.push(format!("{}: {e}", path.display())),
+                }
+            }
+        }
         for p in &paths {
             match file::load_file(p, false) {
                 Ok(l) => {

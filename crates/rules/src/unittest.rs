@@ -324,11 +324,12 @@ fn run_group(
     let mut next_alert = 0;
     let mut ts = start;
     while ts <= start + max_eval {
+        let mut eval_errs = Vec::new();
         for g in &mut groups {
             g.eval(&ctx, db.as_ref(), ts);
             for e in &g.rules {
                 if let Some(err) = &e.last_error {
-                    errs.push(format!(
+                    eval_errs.push(format!(
                         "group {:?}, rule \"{}\": {err} (at {})",
                         g.name,
                         e.rule.name(),
@@ -337,7 +338,8 @@ fn run_group(
                 }
             }
         }
-        if !errs.is_empty() {
+        if !eval_errs.is_empty() {
+            errs.extend(eval_errs);
             return errs;
         }
         // Alert tests whose time falls in [ts, ts + evaluation_interval).
