@@ -1,0 +1,632 @@
+//! Alertmanager's configuration file (`alertmanager.yml`), read as it is.
+//!
+//! Parsed: `global` (resolve timeout, SMTP, Slack and PagerDuty defaults), `route` (tree
+//! with `match`, `match_re`, `matchers`, `group_by` incl. `...`, `group_wait`,
+//! `group_interval`, `repeat_interval`, `continue`, `mute_time_intervals`,
+//! `active_time_intervals`), `inhibit_rules`, `time_intervals`/`mute_time_intervals`,
+//! `templates`, and `receivers` with `webhook_configs`, `slack_configs`,
+//! `pagerduty_configs` and `email_configs`. Receivers of other kinds (OpsGenie,
+//! VictorOps, …) parse, so a valid file stays valid, and are reported by
+//! [`Config::unsupported`]: the notifier refuses to start with them rather than drop
+//! their notifications. Validation follows Alertmanager's and uses its wording.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use lookout_model::{MatchOp, Matcher};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+use crate::matchers::parse_matcher;
+
+/// A duration in Alertmanager's notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "0" {
+            return Ok(Self(Duration::ZERO));
+        }
+        lookout_model::parse_duration(&s)
+            .map(Self)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Defaults for every receiver.
+    #[serde(default)]
+    pub global: Global,
+    /// Template files (globs).
+    #[serde(default)]
+    pub templates: Vec<String>,
+    /// The routing tree.
+    #[serde(default)]
+    pub route: Option<RouteSpec>,
+    /// Receivers, by name.
+    #[serde(default)]
+    pub receivers: Vec<Receiver>,
+    /// Inhibition rules.
+    #[serde(default)]
+    pub inhibit_rules: Vec<InhibitRuleSpec>,
+    /// Named time intervals (the older name).
+    #[serde(default)]
+    pub mute_time_intervals: Vec<NamedInterval>,
+    /// Named time intervals.
+    #[serde(default)]
+    pub time_intervals: Vec<NamedInterval>,
+    /// Alertmanager's `tracing:` section (kept, unused).
+    #[serde(default)]
+    pub tracing: Option<yaml_serde::Value>,
+}
+
+/// `global:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Global {
+    /// How long an alert without `endsAt` stays firing after it was last received.
+    pub resolve_timeout: Dur,
+    /// Default sender address.
+    pub smtp_from: Option<String>,
+    /// Default SMTP server (`host:port`).
+    pub smtp_smarthost: Option<String>,
+    /// EHLO host name.
+    pub smtp_hello: Option<String>,
+    /// SMTP user.
+    pub smtp_auth_username: Option<String>,
+    /// SMTP password.
+    pub smtp_auth_password: Option<String>,
+    /// SMTP password file.
+    pub smtp_auth_password_file: Option<String>,
+    /// SMTP CRAM-MD5 secret.
+    pub smtp_auth_secret: Option<String>,
+    /// SMTP CRAM-MD5 secret file.
+    pub smtp_auth_secret_file: Option<String>,
+    /// SMTP identity.
+    pub smtp_auth_identity: Option<String>,
+    /// Require STARTTLS.
+    pub smtp_require_tls: bool,
+    /// Slack webhook URL.
+    pub slack_api_url: Option<String>,
+    /// File holding the Slack webhook URL.
+    pub slack_api_url_file: Option<String>,
+    /// PagerDuty Events API URL.
+    pub pagerduty_url: String,
+    /// HTTP client settings (parsed, not all applied).
+    pub http_config: Option<yaml_serde::Value>,
+    /// Other receivers' globals (OpsGenie, WeChat, …): kept so files stay valid.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, yaml_serde::Value>,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Self {
+            resolve_timeout: Dur(Duration::from_secs(300)),
+            smtp_from: None,
+            smtp_smarthost: None,
+            smtp_hello: None,
+            smtp_auth_username: None,
+            smtp_auth_password: None,
+            smtp_auth_password_file: None,
+            smtp_auth_secret: None,
+            smtp_auth_secret_file: None,
+            smtp_auth_identity: None,
+            smtp_require_tls: true,
+            slack_api_url: None,
+            slack_api_url_file: None,
+            pagerduty_url: "https://events.pagerduty.com/v2/enqueue".into(),
+            http_config: None,
+            other: BTreeMap::new(),
+        }
+    }
+}
+
+/// One node of the routing tree as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Receiver for alerts this route takes (inherited).
+    pub receiver: Option<String>,
+    /// Labels alerts are grouped by (`...`: every label); inherited.
+    pub group_by: Option<Vec<String>>,
+    /// Keep matching siblings after this one matched.
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+    /// Legacy equality matchers.
+    #[serde(default, rename = "match")]
+    pub match_: BTreeMap<String, String>,
+    /// Legacy regex matchers.
+    #[serde(default)]
+    pub match_re: BTreeMap<String, Option<String>>,
+    /// Matchers (`name="value"`, …).
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// Wait before the first notification of a new group.
+    pub group_wait: Option<Dur>,
+    /// Wait between notifications about a changed group.
+    pub group_interval: Option<Dur>,
+    /// Wait before re-sending an unchanged group.
+    pub repeat_interval: Option<Dur>,
+    /// Time intervals during which this route sends nothing.
+    #[serde(default)]
+    pub mute_time_intervals: Vec<String>,
+    /// Time intervals outside which this route sends nothing.
+    #[serde(default)]
+    pub active_time_intervals: Vec<String>,
+    /// Child routes.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// A receiver and its integrations.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Receiver {
+    /// Unique name.
+    pub name: String,
+    /// Webhooks.
+    #[serde(default)]
+    pub webhook_configs: Vec<WebhookConfig>,
+    /// Slack incoming webhooks.
+    #[serde(default)]
+    pub slack_configs: Vec<SlackConfig>,
+    /// PagerDuty Events API v2.
+    #[serde(default)]
+    pub pagerduty_configs: Vec<PagerdutyConfig>,
+    /// Email over SMTP.
+    #[serde(default)]
+    pub email_configs: Vec<EmailConfig>,
+    /// Integrations Lookout does not send to yet (`opsgenie_configs`, …).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, yaml_serde::Value>,
+}
+
+/// `webhook_configs` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookConfig {
+    /// Send resolved alerts too (default true).
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+    /// Where to POST.
+    pub url: Option<String>,
+    /// File holding the URL.
+    pub url_file: Option<String>,
+    /// Most alerts per message; 0: all.
+    #[serde(default)]
+    pub max_alerts: usize,
+    /// Per-request timeout.
+    pub timeout: Option<Dur>,
+    /// HTTP client settings.
+    pub http_config: Option<yaml_serde::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `slack_configs` entry (incoming-webhook style).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SlackConfig {
+    /// Send resolved alerts too (default false).
+    #[serde(default)]
+    pub send_resolved: bool,
+    /// Webhook URL (default: the global one).
+    pub api_url: Option<String>,
+    /// File holding the webhook URL.
+    pub api_url_file: Option<String>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Bot user name.
+    pub username: Option<String>,
+    /// Attachment colour (template).
+    pub color: Option<String>,
+    /// Title (template).
+    pub title: Option<String>,
+    /// Title link (template).
+    pub title_link: Option<String>,
+    /// Pretext (template).
+    pub pretext: Option<String>,
+    /// Text (template).
+    pub text: Option<String>,
+    /// Footer (template).
+    pub footer: Option<String>,
+    /// Fallback text (template).
+    pub fallback: Option<String>,
+    /// Callback id (template).
+    pub callback_id: Option<String>,
+    /// Emoji icon.
+    pub icon_emoji: Option<String>,
+    /// Icon URL.
+    pub icon_url: Option<String>,
+    /// Image URL.
+    pub image_url: Option<String>,
+    /// Thumbnail URL.
+    pub thumb_url: Option<String>,
+    /// Link channel names.
+    #[serde(default)]
+    pub link_names: bool,
+    /// Fields rendered as markdown.
+    pub mrkdwn_in: Option<Vec<String>>,
+    /// HTTP client settings.
+    pub http_config: Option<yaml_serde::Value>,
+    /// Slack options Lookout does not render yet (fields, actions, …).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, yaml_serde::Value>,
+}
+
+/// `pagerduty_configs` entry (Events API v2).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PagerdutyConfig {
+    /// Send resolved alerts too (default true).
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+    /// Events API v2 routing key.
+    pub routing_key: Option<String>,
+    /// File holding the routing key.
+    pub routing_key_file: Option<String>,
+    /// Events API v1 service key (not supported: v2 only).
+    pub service_key: Option<String>,
+    /// File holding the service key.
+    pub service_key_file: Option<String>,
+    /// Events API URL (default: the global one).
+    pub url: Option<String>,
+    /// Client name.
+    pub client: Option<String>,
+    /// Client URL.
+    pub client_url: Option<String>,
+    /// Summary (template).
+    pub description: Option<String>,
+    /// Custom details (templates).
+    pub details: Option<BTreeMap<String, String>>,
+    /// Severity (template).
+    pub severity: Option<String>,
+    /// Source (template).
+    pub source: Option<String>,
+    /// Class (template).
+    pub class: Option<String>,
+    /// Component (template).
+    pub component: Option<String>,
+    /// Group (template).
+    pub group: Option<String>,
+    /// HTTP client settings.
+    pub http_config: Option<yaml_serde::Value>,
+    /// Options Lookout does not send yet (images, links).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, yaml_serde::Value>,
+}
+
+/// `email_configs` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EmailConfig {
+    /// Send resolved alerts too (default false).
+    #[serde(default)]
+    pub send_resolved: bool,
+    /// Recipients (comma separated).
+    pub to: Option<String>,
+    /// Sender (default: global).
+    pub from: Option<String>,
+    /// SMTP server (default: global).
+    pub smarthost: Option<String>,
+    /// EHLO name.
+    pub hello: Option<String>,
+    /// SMTP user.
+    pub auth_username: Option<String>,
+    /// SMTP password.
+    pub auth_password: Option<String>,
+    /// SMTP password file.
+    pub auth_password_file: Option<String>,
+    /// CRAM-MD5 secret.
+    pub auth_secret: Option<String>,
+    /// CRAM-MD5 secret file.
+    pub auth_secret_file: Option<String>,
+    /// Identity.
+    pub auth_identity: Option<String>,
+    /// Extra headers (templates).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// HTML body (template).
+    pub html: Option<String>,
+    /// Text body (template).
+    pub text: Option<String>,
+    /// Require STARTTLS (default: global).
+    pub require_tls: Option<bool>,
+    /// TLS settings.
+    pub tls_config: Option<yaml_serde::Value>,
+}
+
+/// An inhibition rule as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRuleSpec {
+    /// Legacy source equality matchers.
+    #[serde(default)]
+    pub source_match: BTreeMap<String, String>,
+    /// Legacy source regex matchers.
+    #[serde(default)]
+    pub source_match_re: BTreeMap<String, Option<String>>,
+    /// Source matchers.
+    #[serde(default)]
+    pub source_matchers: Vec<String>,
+    /// Legacy target equality matchers.
+    #[serde(default)]
+    pub target_match: BTreeMap<String, String>,
+    /// Legacy target regex matchers.
+    #[serde(default)]
+    pub target_match_re: BTreeMap<String, Option<String>>,
+    /// Target matchers.
+    #[serde(default)]
+    pub target_matchers: Vec<String>,
+    /// Labels that must be equal in source and target.
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+/// A named list of time intervals.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedInterval {
+    /// Name routes refer to.
+    pub name: String,
+    /// The intervals; the name is active when any is.
+    #[serde(default)]
+    pub time_intervals: Vec<crate::timeinterval::TimeInterval>,
+}
+
+/// A configuration problem, worded as Alertmanager words it.
+pub type ConfigError = String;
+
+fn matchers_of(
+    eq: &BTreeMap<String, String>,
+    re: &BTreeMap<String, Option<String>>,
+    list: &[String],
+) -> Result<Vec<Matcher>, ConfigError> {
+    let mut out = Vec::new();
+    for (k, v) in eq {
+        check_label_name(k)?;
+        out.push(Matcher::equal(k, v));
+    }
+    for (k, v) in re {
+        check_label_name(k)?;
+        let v = v
+            .as_deref()
+            .ok_or_else(|| format!("invalid regular expression for label {k:?}: empty"))?;
+        out.push(
+            Matcher::new(MatchOp::Regex, k, v)
+                .map_err(|e| format!("invalid regular expression for label {k:?}: {e}"))?,
+        );
+    }
+    for m in list {
+        out.push(parse_matcher(m)?);
+    }
+    Ok(out)
+}
+
+fn check_label_name(k: &str) -> Result<(), ConfigError> {
+    if lookout_model::is_valid_label_name(k) {
+        Ok(())
+    } else {
+        Err(format!("{k:?} is not a valid label name"))
+    }
+}
+
+impl RouteSpec {
+    /// This route's matchers.
+    pub fn all_matchers(&self) -> Result<Vec<Matcher>, ConfigError> {
+        matchers_of(&self.match_, &self.match_re, &self.matchers)
+    }
+}
+
+impl InhibitRuleSpec {
+    /// Source and target matchers.
+    pub fn all_matchers(&self) -> Result<(Vec<Matcher>, Vec<Matcher>), ConfigError> {
+        Ok((
+            matchers_of(
+                &self.source_match,
+                &self.source_match_re,
+                &self.source_matchers,
+            )?,
+            matchers_of(
+                &self.target_match,
+                &self.target_match_re,
+                &self.target_matchers,
+            )?,
+        ))
+    }
+}
+
+impl Config {
+    /// Parses and validates a file's text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let c: Config = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Every named time interval.
+    pub fn intervals(&self) -> impl Iterator<Item = &NamedInterval> {
+        self.time_intervals.iter().chain(&self.mute_time_intervals)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let g = &self.global;
+        if g.slack_api_url.is_some() && g.slack_api_url_file.is_some() {
+            return Err(
+                "at most one of slack_api_url & slack_api_url_file must be configured".into(),
+            );
+        }
+        if g.smtp_auth_password.is_some() && g.smtp_auth_password_file.is_some() {
+            return Err(
+                "at most one of smtp_auth_password & smtp_auth_password_file must be configured"
+                    .into(),
+            );
+        }
+        if g.smtp_auth_secret.is_some() && g.smtp_auth_secret_file.is_some() {
+            return Err(
+                "at most one of smtp_auth_secret & smtp_auth_secret_file must be configured".into(),
+            );
+        }
+        let mut names = HashSet::new();
+        for r in &self.receivers {
+            if r.name.is_empty() {
+                return Err("missing name in receiver".into());
+            }
+            if !names.insert(r.name.as_str()) {
+                return Err(format!(
+                    "notification config name {:?} is not unique",
+                    r.name
+                ));
+            }
+            for w in &r.webhook_configs {
+                match (&w.url, &w.url_file) {
+                    (None, None) => return Err("one of url or url_file must be configured".into()),
+                    (Some(_), Some(_)) => {
+                        return Err("at most one of url & url_file must be configured".into());
+                    }
+                    _ => {}
+                }
+            }
+            for s in &r.slack_configs {
+                if s.api_url.is_some() && s.api_url_file.is_some() {
+                    return Err("at most one of api_url & api_url_file must be configured".into());
+                }
+                if s.api_url.is_none()
+                    && s.api_url_file.is_none()
+                    && g.slack_api_url.is_none()
+                    && g.slack_api_url_file.is_none()
+                {
+                    return Err("no global Slack API URL set either inline or in a file".into());
+                }
+            }
+            for p in &r.pagerduty_configs {
+                if p.routing_key.is_none()
+                    && p.routing_key_file.is_none()
+                    && p.service_key.is_none()
+                    && p.service_key_file.is_none()
+                {
+                    return Err("missing service or routing key in PagerDuty config".into());
+                }
+            }
+            for e in &r.email_configs {
+                if e.to.as_deref().is_none_or(str::is_empty) {
+                    return Err("missing to address in email config".into());
+                }
+                if e.smarthost.is_none() && g.smtp_smarthost.is_none() {
+                    return Err("no global SMTP smarthost set".into());
+                }
+                if e.from.is_none() && g.smtp_from.is_none() {
+                    return Err("no global mail from address set".into());
+                }
+                if e.auth_password.is_some() && e.auth_password_file.is_some() {
+                    return Err(
+                        "at most one of auth_password & auth_password_file must be configured"
+                            .into(),
+                    );
+                }
+            }
+        }
+        let mut tnames = HashSet::new();
+        for t in self.intervals() {
+            if !tnames.insert(t.name.as_str()) {
+                return Err(format!("time interval {:?} is not unique", t.name));
+            }
+        }
+        let root = self.route.as_ref().ok_or("no routes provided")?;
+        if root.receiver.as_deref().is_none_or(str::is_empty) {
+            return Err("root route must specify a default receiver".into());
+        }
+        if !root.all_matchers()?.is_empty() {
+            return Err("root route must not have any matchers".into());
+        }
+        if !root.mute_time_intervals.is_empty() {
+            return Err("root route must not have any mute time intervals".into());
+        }
+        if !root.active_time_intervals.is_empty() {
+            return Err("root route must not have any active time intervals".into());
+        }
+        self.check_route(root, &names, &tnames)?;
+        for r in &self.inhibit_rules {
+            r.all_matchers()?;
+            for l in &r.equal {
+                check_label_name(l)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_route(
+        &self,
+        r: &RouteSpec,
+        receivers: &HashSet<&str>,
+        intervals: &HashSet<&str>,
+    ) -> Result<(), ConfigError> {
+        if let Some(name) = &r.receiver
+            && !receivers.contains(name.as_str())
+        {
+            return Err(format!("undefined receiver {name:?} used in route"));
+        }
+        if let Some(gb) = &r.group_by {
+            let mut seen = HashSet::new();
+            for l in gb {
+                if l == "..." {
+                    if gb.len() > 1 {
+                        return Err("cannot have wildcard group_by (`...`) and other other labels at the same time".into());
+                    }
+                    continue;
+                }
+                check_label_name(l)?;
+                if !seen.insert(l) {
+                    return Err(format!("duplicated label {l:?} in group_by"));
+                }
+            }
+        }
+        for t in r.mute_time_intervals.iter().chain(&r.active_time_intervals) {
+            if !intervals.contains(t.as_str()) {
+                return Err(format!("undefined time interval {t:?} used in route"));
+            }
+        }
+        if r.group_interval.is_some_and(|d| d.0.is_zero()) {
+            return Err("group_interval cannot be zero".into());
+        }
+        if r.repeat_interval.is_some_and(|d| d.0.is_zero()) {
+            return Err("repeat_interval cannot be zero".into());
+        }
+        r.all_matchers()?;
+        for c in &r.routes {
+            self.check_route(c, receivers, intervals)?;
+        }
+        Ok(())
+    }
+
+    /// Receiver integrations Lookout cannot send to yet, as `receiver/kind`.
+    pub fn unsupported(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.receivers {
+            for (k, v) in &r.other {
+                if !v.is_null() {
+                    out.push(format!("{}/{k}", r.name));
+                }
+            }
+            for (kind, n) in [
+                ("slack_configs", r.slack_configs.len()),
+                ("pagerduty_configs", r.pagerduty_configs.len()),
+                ("email_configs", r.email_configs.len()),
+            ] {
+                if n > 0 {
+                    out.push(format!("{}/{kind}", r.name));
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,752 @@
+//! The notifier's core: the alert store, aggregation groups and their timers, the
+//! notification pipeline (inhibition, time intervals, silences, deduplication against
+//! the notification log, acknowledgements), and escalation.
+//!
+//! It is a state machine driven by the caller's clock: [`Core::put_alerts`] takes
+//! alerts, [`Core::tick`] returns the notifications due at a time, and
+//! [`Core::record`] is told of each successful delivery. Sending (with retries) is the
+//! caller's business ([`crate::send`]), so the whole pipeline runs under test without
+//! sleeping.
+//!
+//! Grouping and timing are Alertmanager's: a new group waits `group_wait` (or flushes at
+//! once if its first alert started longer ago), then flushes every `group_interval`; a
+//! flush notifies an integration when its firing set grew, when alerts resolved (with
+//! `send_resolved`), or when `repeat_interval` has passed since it was last told. An
+//! acknowledged alert stops that repetition until it resolves or the acknowledgement
+//! expires; new alerts in its group are still sent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lookout_model::{Labels, Matcher};
+use serde_json::json;
+
+use crate::alert::{Alert, fingerprint_hex};
+use crate::audit::Audit;
+use crate::config::{Config, ConfigError, Receiver, WebhookConfig};
+use crate::nflog::{self, Entry, NotificationLog};
+use crate::route::Route;
+use crate::silence::Silences;
+use crate::timeinterval::TimeInterval;
+
+/// One level of an escalation policy.
+#[derive(Debug, Clone)]
+pub struct Level {
+    /// Receivers (names from the Alertmanager configuration) notified at this level.
+    pub receivers: Vec<String>,
+    /// How long the level waits for an acknowledgement before the next one is notified.
+    pub timeout: Duration,
+}
+
+/// An escalation policy: alerts matching `matchers` go through `levels` until
+/// acknowledged or resolved.
+#[derive(Debug, Clone)]
+pub struct EscalationPolicy {
+    /// Name, for the audit log.
+    pub name: String,
+    /// Alerts it applies to (all must match).
+    pub matchers: Vec<Matcher>,
+    /// Levels, first to last.
+    pub levels: Vec<Level>,
+}
+
+/// What the notifier is configured with besides the Alertmanager file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The URL notifications link back to (`externalURL`).
+    pub external_url: String,
+    /// Where the notification log, silences and audit log are kept; `None`: memory only.
+    pub data_dir: Option<PathBuf>,
+    /// Escalation policies.
+    pub escalations: Vec<EscalationPolicy>,
+}
+
+/// An acknowledgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ack {
+    /// Who.
+    pub who: String,
+    /// Why / what is being done.
+    pub comment: String,
+    /// When (ms).
+    pub at: i64,
+    /// When it lapses (ms), if ever.
+    pub expires_at: Option<i64>,
+}
+
+/// A receiver integration.
+#[derive(Debug, Clone)]
+pub enum Integration {
+    /// A webhook.
+    Webhook(WebhookConfig),
+}
+
+impl Integration {
+    fn send_resolved(&self) -> bool {
+        match self {
+            Integration::Webhook(w) => w.send_resolved,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Integration::Webhook(_) => "webhook",
+        }
+    }
+}
+
+/// One message to deliver.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// Receiver name.
+    pub receiver: String,
+    /// The integration to deliver through.
+    pub integration: Integration,
+    /// Alertmanager's group key.
+    pub group_key: String,
+    /// The group's labels.
+    pub group_labels: Labels,
+    /// The alerts, sorted as Alertmanager sorts them.
+    pub alerts: Vec<Alert>,
+    /// When it was decided (ms): alert statuses are as of this time.
+    pub now: i64,
+    /// How long delivery may be retried.
+    pub retry_for: Duration,
+    log: Option<(String, Entry)>,
+}
+
+impl Notification {
+    /// Alertmanager's template data (`receiver`, `status`, `alerts`, `groupLabels`,
+    /// `commonLabels`, `commonAnnotations`, `externalURL`) as JSON.
+    pub fn data(&self, external_url: &str) -> serde_json::Value {
+        let now = self.now;
+        let alerts: Vec<serde_json::Value> = self
+            .alerts
+            .iter()
+            .map(|a| {
+                json!({
+                    "status": a.status(now),
+                    "labels": labels_json(&a.labels),
+                    "annotations": a.annotations,
+                    "startsAt": crate::alert::go_time(a.starts_at),
+                    // Alertmanager shows no end for an alert still firing.
+                    "endsAt": crate::alert::go_time(if a.resolved_at(now) { a.ends_at } else { 0 }),
+                    "generatorURL": a.generator_url,
+                    "fingerprint": fingerprint_hex(a.fingerprint()),
+                })
+            })
+            .collect();
+        let firing = self.alerts.iter().any(|a| !a.resolved_at(now));
+        let common_labels = common(self.alerts.iter().map(|a| {
+            a.labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect::<BTreeMap<_, _>>()
+        }));
+        let common_annotations = common(self.alerts.iter().map(|a| a.annotations.clone()));
+        json!({
+            "receiver": self.receiver,
+            "status": if firing { "firing" } else { "resolved" },
+            "alerts": alerts,
+            "groupLabels": labels_json(&self.group_labels),
+            "commonLabels": common_labels,
+            "commonAnnotations": common_annotations,
+            "externalURL": external_url,
+        })
+    }
+}
+
+fn labels_json(l: &Labels) -> serde_json::Value {
+    serde_json::Value::Object(
+        l.iter()
+            .map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone())))
+            .collect(),
+    )
+}
+
+/// The pairs every map shares.
+fn common(mut maps: impl Iterator<Item = BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    let Some(mut acc) = maps.next() else {
+        return BTreeMap::new();
+    };
+    for m in maps {
+        acc.retain(|k, v| m.get(k) == Some(v));
+    }
+    acc
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    key: String,
+    receiver: String,
+    labels: Labels,
+    alerts: BTreeMap<u64, Alert>,
+    group_wait: Duration,
+    group_interval: Duration,
+    repeat_interval: Duration,
+    mute: Vec<String>,
+    active: Vec<String>,
+    next_flush: i64,
+    flushed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct EscState {
+    level: usize,
+    since: i64,
+}
+
+/// Why an alert is not being notified.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Suppression {
+    /// Silences muting it.
+    pub silenced_by: Vec<String>,
+    /// Fingerprints of the alerts inhibiting it.
+    pub inhibited_by: Vec<String>,
+}
+
+struct InhibitRule {
+    source: Vec<Matcher>,
+    target: Vec<Matcher>,
+    equal: Vec<String>,
+}
+
+/// The notifier's state.
+pub struct Core {
+    config: Config,
+    tree: Route,
+    intervals: HashMap<String, Vec<TimeInterval>>,
+    receivers: BTreeMap<String, Receiver>,
+    inhibit: Vec<InhibitRule>,
+    alerts: HashMap<u64, Alert>,
+    groups: BTreeMap<String, Group>,
+    /// Silences.
+    pub silences: Silences,
+    nflog: NotificationLog,
+    acks: HashMap<u64, Ack>,
+    escalation: HashMap<(usize, u64), EscState>,
+    /// The audit log.
+    pub audit: Audit,
+    opts: Options,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("alerts", &self.alerts.len())
+            .field("groups", &self.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn sort_alerts(v: &mut [Alert]) {
+    v.sort_by(|a, b| {
+        for k in ["job", "instance"] {
+            match (a.labels.get(k), b.labels.get(k)) {
+                (Some(x), Some(y)) if x != y => return x.cmp(y),
+                _ => {}
+            }
+        }
+        a.labels.cmp(&b.labels)
+    });
+}
+
+impl Core {
+    /// A notifier for a validated configuration. Fails on receivers it cannot send to,
+    /// escalation levels naming unknown receivers, or unreadable state files.
+    pub fn new(config: Config, opts: Options) -> Result<Self, ConfigError> {
+        let unsupported = config.unsupported();
+        if !unsupported.is_empty() {
+            return Err(format!(
+                "receiver integrations not supported yet: {} (remove them to start; nothing is dropped silently)",
+                unsupported.join(", ")
+            ));
+        }
+        let tree = Route::tree(&config)?;
+        let receivers: BTreeMap<String, Receiver> = config
+            .receivers
+            .iter()
+            .map(|r| (r.name.clone(), r.clone()))
+            .collect();
+        for p in &opts.escalations {
+            if p.levels.is_empty() {
+                return Err(format!("escalation {:?} has no levels", p.name));
+            }
+            for l in &p.levels {
+                for r in &l.receivers {
+                    if !receivers.contains_key(r) {
+                        return Err(format!("escalation {:?}: undefined receiver {r:?}", p.name));
+                    }
+                }
+            }
+        }
+        let intervals = config
+            .intervals()
+            .map(|n| (n.name.clone(), n.time_intervals.clone()))
+            .collect();
+        let inhibit = config
+            .inhibit_rules
+            .iter()
+            .map(|r| {
+                let (source, target) = r.all_matchers()?;
+                Ok(InhibitRule {
+                    source,
+                    target,
+                    equal: r.equal.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let file = |n: &str| opts.data_dir.as_ref().map(|d| d.join(n));
+        Ok(Self {
+            silences: Silences::open(file("silences.json"))?,
+            nflog: NotificationLog::open(file("nflog.json"))?,
+            audit: Audit::new(file("audit.log")),
+            config,
+            tree,
+            intervals,
+            receivers,
+            inhibit,
+            alerts: HashMap::new(),
+            groups: BTreeMap::new(),
+            acks: HashMap::new(),
+            escalation: HashMap::new(),
+            opts,
+        })
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Takes alerts (from rules or the API) at `now` (ms). An alert without `endsAt`
+    /// stays firing for `resolve_timeout` after it was last received.
+    pub fn put_alerts(&mut self, alerts: Vec<Alert>, now: i64) {
+        let timeout = self.config.global.resolve_timeout.0.as_millis() as i64;
+        for mut a in alerts {
+            if a.starts_at == 0 {
+                a.starts_at = now;
+            }
+            if a.ends_at == 0 {
+                a.ends_at = now + timeout;
+            }
+            a.updated_at = now;
+            let fp = a.fingerprint();
+            match self.alerts.get_mut(&fp) {
+                Some(old) if !old.resolved_at(now) || a.resolved_at(now) => old.merge(a),
+                _ => {
+                    self.alerts.insert(fp, a);
+                }
+            }
+            let a = self.alerts[&fp].clone();
+            for r in self.tree.matching(&a.labels) {
+                let labels = r.group_labels(&a.labels);
+                let key = format!("{}:{}", r.key, go_labelset(&labels));
+                let g = self
+                    .groups
+                    .entry(format!("{key}\u{0}{}", r.receiver))
+                    .or_insert_with(|| Group {
+                        key: key.clone(),
+                        receiver: r.receiver.clone(),
+                        labels: labels.clone(),
+                        alerts: BTreeMap::new(),
+                        group_wait: r.group_wait,
+                        group_interval: r.group_interval,
+                        repeat_interval: r.repeat_interval,
+                        mute: r.mute_time_intervals.clone(),
+                        active: r.active_time_intervals.clone(),
+                        next_flush: now + r.group_wait.as_millis() as i64,
+                        flushed: false,
+                    });
+                if !g.flushed && a.starts_at + (g.group_wait.as_millis() as i64) < now {
+                    g.next_flush = g.next_flush.min(now);
+                }
+                g.alerts.insert(fp, a.clone());
+            }
+        }
+    }
+
+    /// Every alert the notifier knows of.
+    pub fn alerts(&self) -> Vec<Alert> {
+        let mut v: Vec<Alert> = self.alerts.values().cloned().collect();
+        sort_alerts(&mut v);
+        v
+    }
+
+    /// Why an alert is suppressed at `now` (empty when it is not).
+    pub fn suppression(&mut self, a: &Alert, now: i64) -> Suppression {
+        let fp = a.fingerprint();
+        Suppression {
+            silenced_by: self.silences.mutes(&a.labels, fp, now),
+            inhibited_by: self.inhibited_by(a, now),
+        }
+    }
+
+    fn inhibited_by(&self, t: &Alert, now: i64) -> Vec<String> {
+        let tfp = t.fingerprint();
+        let mut out = Vec::new();
+        for r in &self.inhibit {
+            if !r.target.iter().all(|m| m.matches_labels(&t.labels)) {
+                continue;
+            }
+            for (fp, s) in &self.alerts {
+                if *fp == tfp || s.resolved_at(now) {
+                    continue;
+                }
+                if r.source.iter().all(|m| m.matches_labels(&s.labels))
+                    && r.equal
+                        .iter()
+                        .all(|l| s.labels.get_or_empty(l) == t.labels.get_or_empty(l))
+                {
+                    out.push(fingerprint_hex(*fp));
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn muted(&mut self, a: &Alert, now: i64) -> bool {
+        let s = self.suppression(a, now);
+        !s.silenced_by.is_empty() || !s.inhibited_by.is_empty()
+    }
+
+    fn time_muted(&self, g: &Group, now: i64) -> bool {
+        let any = |names: &[String]| {
+            names.iter().any(|n| {
+                self.intervals
+                    .get(n)
+                    .is_some_and(|ts| ts.iter().any(|t| t.contains(now)))
+            })
+        };
+        any(&g.mute) || (!g.active.is_empty() && !any(&g.active))
+    }
+
+    /// Whether `fp` is acknowledged at `now`.
+    pub fn acked(&self, fp: u64, now: i64) -> Option<&Ack> {
+        self.acks
+            .get(&fp)
+            .filter(|a| a.expires_at.is_none_or(|e| e > now))
+    }
+
+    /// Acknowledges a firing alert.
+    pub fn ack(
+        &mut self,
+        fp: u64,
+        who: &str,
+        comment: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), String> {
+        let a = self
+            .alerts
+            .get(&fp)
+            .filter(|a| !a.resolved_at(now))
+            .ok_or_else(|| format!("no firing alert with fingerprint {}", fingerprint_hex(fp)))?;
+        if who.trim().is_empty() {
+            return Err("an acknowledgement needs a who".into());
+        }
+        if expires_at.is_some_and(|e| e <= now) {
+            return Err("the acknowledgement's expiry is in the past".into());
+        }
+        let labels = labels_json(&a.labels);
+        self.acks.insert(
+            fp,
+            Ack {
+                who: who.into(),
+                comment: comment.into(),
+                at: now,
+                expires_at,
+            },
+        );
+        self.audit.record(
+            now,
+            "ack",
+            who,
+            json!({
+                "fingerprint": fingerprint_hex(fp),
+                "labels": labels,
+                "comment": comment,
+                "expiresAt": expires_at.map(crate::alert::go_time),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Withdraws an acknowledgement.
+    pub fn unack(&mut self, fp: u64, who: &str, now: i64) -> Result<(), String> {
+        self.acks
+            .remove(&fp)
+            .ok_or_else(|| format!("alert {} is not acknowledged", fingerprint_hex(fp)))?;
+        self.audit.record(
+            now,
+            "unack",
+            who,
+            json!({ "fingerprint": fingerprint_hex(fp) }),
+        );
+        Ok(())
+    }
+
+    fn integrations(&self, receiver: &str) -> Vec<(String, Integration)> {
+        let Some(r) = self.receivers.get(receiver) else {
+            return Vec::new();
+        };
+        r.webhook_configs
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (format!("webhook/{i}"), Integration::Webhook(w.clone())))
+            .collect()
+    }
+
+    /// The notifications due at `now`.
+    pub fn tick(&mut self, now: i64) -> Vec<Notification> {
+        let mut out = Vec::new();
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_flush <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in due {
+            let Some(mut g) = self.groups.remove(&id) else {
+                continue;
+            };
+            g.next_flush = now + g.group_interval.as_millis() as i64;
+            g.flushed = true;
+            self.flush(&g, now, &mut out);
+            g.alerts.retain(|_, a| !a.resolved_at(now));
+            if !g.alerts.is_empty() {
+                self.groups.insert(id, g);
+            }
+        }
+        self.escalate(now, &mut out);
+        // Acknowledgements end with their alert.
+        let firing: Vec<u64> = self
+            .alerts
+            .iter()
+            .filter(|(_, a)| !a.resolved_at(now))
+            .map(|(fp, _)| *fp)
+            .collect();
+        self.acks.retain(|fp, _| firing.contains(fp));
+        for id in self
+            .silences
+            .expire_resolved(|fp| firing.contains(&fp), now)
+        {
+            self.audit.record(
+                now,
+                "silence_expire",
+                "lookout",
+                json!({ "id": id, "reason": "the alerts it silenced resolved" }),
+            );
+        }
+        // Resolved alerts are forgotten once no group holds them.
+        let held: Vec<u64> = self
+            .groups
+            .values()
+            .flat_map(|g| g.alerts.keys().copied())
+            .collect();
+        self.alerts
+            .retain(|fp, a| !a.resolved_at(now) || held.contains(fp));
+        out
+    }
+
+    fn flush(&mut self, g: &Group, now: i64, out: &mut Vec<Notification>) {
+        if self.time_muted(g, now) {
+            return;
+        }
+        let mut alerts: Vec<Alert> = Vec::new();
+        for a in g.alerts.values() {
+            if !self.muted(a, now) {
+                alerts.push(a.clone());
+            }
+        }
+        sort_alerts(&mut alerts);
+        let mut firing: Vec<u64> = alerts
+            .iter()
+            .filter(|a| !a.resolved_at(now))
+            .map(Alert::fingerprint)
+            .collect();
+        let mut resolved: Vec<u64> = alerts
+            .iter()
+            .filter(|a| a.resolved_at(now))
+            .map(Alert::fingerprint)
+            .collect();
+        firing.sort_unstable();
+        resolved.sort_unstable();
+        for (name, integ) in self.integrations(&g.receiver) {
+            let key = nflog::key(&g.key, &g.receiver, &name);
+            let entry = self.nflog.get(&key);
+            let send_resolved = integ.send_resolved();
+            let needs = match entry {
+                None => !firing.is_empty(),
+                Some(e) if !e.firing_subset(&firing) => true,
+                Some(e) if firing.is_empty() => !e.firing.is_empty(),
+                Some(e) if send_resolved && !e.resolved_subset(&resolved) => true,
+                Some(e) => {
+                    // Only the repeat interval is left: acknowledged alerts do not repeat.
+                    let all_acked = firing.iter().all(|fp| self.acked(*fp, now).is_some());
+                    !all_acked && e.at + (g.repeat_interval.as_millis() as i64) <= now
+                }
+            };
+            if !needs {
+                continue;
+            }
+            let to_send: Vec<Alert> = alerts
+                .iter()
+                .filter(|a| send_resolved || !a.resolved_at(now))
+                .cloned()
+                .collect();
+            let log = Entry {
+                firing: firing.clone(),
+                resolved: resolved.clone(),
+                at: now,
+            };
+            if to_send.is_empty() {
+                self.nflog.record(key, log);
+                continue;
+            }
+            out.push(Notification {
+                receiver: g.receiver.clone(),
+                integration: integ,
+                group_key: g.key.clone(),
+                group_labels: g.labels.clone(),
+                alerts: to_send,
+                now,
+                retry_for: g.group_interval,
+                log: Some((key, log)),
+            });
+        }
+    }
+
+    fn escalate(&mut self, now: i64, out: &mut Vec<Notification>) {
+        let policies = self.opts.escalations.clone();
+        let mut alive = Vec::new();
+        let current: Vec<Alert> = self.alerts.values().cloned().collect();
+        for (pi, p) in policies.iter().enumerate() {
+            for a in &current {
+                if a.resolved_at(now) || !p.matchers.iter().all(|m| m.matches_labels(&a.labels)) {
+                    continue;
+                }
+                if self.muted(a, now) {
+                    continue;
+                }
+                let fp = a.fingerprint();
+                alive.push((pi, fp));
+                let acked = self.acked(fp, now).is_some();
+                let st = self.escalation.get(&(pi, fp)).cloned();
+                let level = match st {
+                    None => {
+                        self.escalation.insert(
+                            (pi, fp),
+                            EscState {
+                                level: 0,
+                                since: now,
+                            },
+                        );
+                        Some(0)
+                    }
+                    Some(s)
+                        if !acked
+                            && s.level + 1 < p.levels.len()
+                            && now - s.since >= p.levels[s.level].timeout.as_millis() as i64 =>
+                    {
+                        let next = s.level + 1;
+                        self.escalation.insert(
+                            (pi, fp),
+                            EscState {
+                                level: next,
+                                since: now,
+                            },
+                        );
+                        self.audit.record(
+                            now,
+                            "escalate",
+                            "lookout",
+                            json!({
+                                "policy": p.name,
+                                "fingerprint": fingerprint_hex(fp),
+                                "labels": labels_json(&a.labels),
+                                "level": next + 1,
+                                "receivers": p.levels[next].receivers,
+                                "reason": format!("not acknowledged within {}", lookout_model::format_duration(p.levels[s.level].timeout)),
+                            }),
+                        );
+                        Some(next)
+                    }
+                    Some(_) => None,
+                };
+                if let Some(l) = level {
+                    for r in &p.levels[l].receivers {
+                        for (_, integ) in self.integrations(r) {
+                            out.push(Notification {
+                                receiver: r.clone(),
+                                integration: integ,
+                                group_key: format!("escalation/{}:{}", p.name, fingerprint_hex(fp)),
+                                group_labels: a.labels.clone(),
+                                alerts: vec![a.clone()],
+                                now,
+                                retry_for: Duration::from_secs(60),
+                                log: None,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.escalation.retain(|k, _| alive.contains(k));
+    }
+
+    /// The escalation level (1-based) an alert has reached under each policy.
+    pub fn escalation_levels(&self, fp: u64) -> Vec<(String, usize)> {
+        self.escalation
+            .iter()
+            .filter(|((_, f), _)| *f == fp)
+            .map(|((pi, _), s)| (self.opts.escalations[*pi].name.clone(), s.level + 1))
+            .collect()
+    }
+
+    /// Records a delivered notification in the notification log.
+    pub fn record(&mut self, n: &Notification) {
+        if let Some((k, e)) = &n.log {
+            self.nflog.record(k.clone(), e.clone());
+        }
+    }
+
+    /// Drops notification-log entries and expired silences older than five days.
+    pub fn gc(&mut self, now: i64) {
+        const RETENTION: i64 = 5 * 86_400_000;
+        self.nflog.gc(now, RETENTION);
+        self.silences.gc(now, RETENTION);
+    }
+
+    /// Receivers an alert is routed to.
+    pub fn receivers_of(&self, l: &Labels) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .tree
+            .matching(l)
+            .iter()
+            .map(|r| r.receiver.clone())
+            .collect();
+        v.dedup();
+        v
+    }
+
+    /// Integration kind names of a receiver, for status output.
+    pub fn integration_kinds(&self, receiver: &str) -> Vec<&'static str> {
+        self.integrations(receiver)
+            .iter()
+            .map(|(_, i)| i.kind())
+            .collect()
+    }
+}
+
+/// A label set as Go's `model.LabelSet.String()` prints it: `{a="b", c="d"}`.
+pub fn go_labelset(l: &Labels) -> String {
+    let parts: Vec<String> = l
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}

@@ -1,0 +1,31 @@
+//! Lookout's notifier: Alertmanager's routing, grouping, inhibition, silences and
+//! notification log, plus acknowledgement, escalation and an audit log.
+//!
+//! Written by hand because it is the product's core: its timing and deduplication
+//! decide who gets paged. The layers:
+//!
+//! - [`config`]: `alertmanager.yml` as Alertmanager reads it; [`timeinterval`];
+//!   [`matchers`] (Alertmanager's matcher syntax).
+//! - [`route`]: the routing tree.
+//! - [`dispatch`]: the state machine (store, groups, pipeline, acks, escalation), driven
+//!   by the caller's clock.
+//! - [`silence`], [`nflog`], [`audit`]: state kept on disk.
+//! - [`send`]: wire formats and retries.
+//!
+//! Nothing here knows about HTTP serving or the rules engine: alerts come in through
+//! [`dispatch::Core::put_alerts`], from whoever produces them.
+
+pub mod alert;
+pub mod audit;
+pub mod config;
+pub mod dispatch;
+pub mod matchers;
+pub mod nflog;
+pub mod route;
+pub mod send;
+pub mod silence;
+pub mod timeinterval;
+
+pub use alert::Alert;
+pub use config::Config;
+pub use dispatch::{Core, EscalationPolicy, Level, Notification, Options};
