@@ -185,12 +185,85 @@ pub(crate) struct Config {
     /// The directory of the file this configuration was read from.
     #[serde(skip)]
     pub(crate) base_dir: Option<PathBuf>,
-    /// Prometheus's `alerting:` (not supported yet: start-up stops when set).
-    pub(crate) alerting: Option<yaml_serde::Value>,
+    /// Prometheus's `alerting:`: external Alertmanagers alerts are forwarded to.
+    pub(crate) alerting: AlertingConfig,
+    /// Lookout's notifier: an Alertmanager configuration file and escalation policies.
+    pub(crate) notifier: NotifierConfig,
     /// Prometheus's `remote_write:` (not supported yet: start-up stops when set).
     pub(crate) remote_write: Option<yaml_serde::Value>,
     /// Prometheus's `remote_read:` (not supported: start-up stops when set).
     pub(crate) remote_read: Option<yaml_serde::Value>,
+}
+
+/// Prometheus's `alerting:` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AlertingConfig {
+    /// Relabeling applied to alerts before they are sent anywhere.
+    pub(crate) alert_relabel_configs: Vec<lookout_model::relabel::RelabelConfig>,
+    /// External Alertmanagers.
+    pub(crate) alertmanagers: Vec<AlertmanagerConfig>,
+}
+
+/// One `alerting.alertmanagers` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AlertmanagerConfig {
+    /// `http` or `https`.
+    pub(crate) scheme: String,
+    /// Prefix before `/api/v2/alerts`.
+    pub(crate) path_prefix: String,
+    /// Request timeout (default 10s).
+    pub(crate) timeout: PromDuration,
+    /// Only `v2` (Alertmanager's current API).
+    pub(crate) api_version: String,
+    /// Targets (`host:port`).
+    pub(crate) static_configs: Vec<lookout_collect::scrape::StaticConfig>,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        Self {
+            scheme: "http".into(),
+            path_prefix: String::new(),
+            timeout: PromDuration(Duration::from_secs(10)),
+            api_version: "v2".into(),
+            static_configs: Vec::new(),
+        }
+    }
+}
+
+/// `notifier:` settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct NotifierConfig {
+    /// An Alertmanager configuration file (relative to this file), used as is.
+    pub(crate) config_file: Option<PathBuf>,
+    /// Escalation policies.
+    pub(crate) escalations: Vec<EscalationConfig>,
+}
+
+/// One escalation policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscalationConfig {
+    /// Name (for the audit log).
+    pub(crate) name: String,
+    /// Alertmanager matchers selecting the alerts it applies to.
+    #[serde(default)]
+    pub(crate) matchers: Vec<String>,
+    /// Levels, first to last.
+    pub(crate) levels: Vec<EscalationLevelConfig>,
+}
+
+/// One escalation level.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscalationLevelConfig {
+    /// Receivers of the Alertmanager configuration notified at this level.
+    pub(crate) receivers: Vec<String>,
+    /// How long to wait for an acknowledgement before the next level (default 15m).
+    pub(crate) timeout: Option<PromDuration>,
 }
 
 /// `query:` settings.
@@ -614,7 +687,6 @@ impl Config {
     /// unique collector names, one password source.
     fn validate(&self) -> Result<(), String> {
         let unsupported: Vec<&str> = [
-            ("alerting", self.alerting.is_some()),
             ("remote_write", self.remote_write.is_some()),
             ("remote_read", self.remote_read.is_some()),
         ]
@@ -673,6 +745,38 @@ impl Config {
                     "collectors.redis {:?}: set password_file or password_env, not both",
                     r.name
                 ));
+            }
+        }
+        for am in &self.alerting.alertmanagers {
+            if am.api_version != "v2" {
+                return Err(format!(
+                    "alerting.alertmanagers: api_version {:?} is not supported (Alertmanager serves v2)",
+                    am.api_version
+                ));
+            }
+            if am.scheme != "http" && am.scheme != "https" {
+                return Err(format!(
+                    "alerting.alertmanagers: invalid scheme {:?}",
+                    am.scheme
+                ));
+            }
+        }
+        for r in &self.alerting.alert_relabel_configs {
+            r.validate()
+                .map_err(|e| format!("alerting.alert_relabel_configs: {e}"))?;
+        }
+        if !self.notifier.escalations.is_empty() && self.notifier.config_file.is_none() {
+            return Err("notifier.escalations need notifier.config_file (their receivers are defined there)".into());
+        }
+        for e in &self.notifier.escalations {
+            if e.name.is_empty() || e.levels.is_empty() {
+                return Err(
+                    "notifier.escalations: every policy needs a name and at least one level".into(),
+                );
+            }
+            for m in &e.matchers {
+                lookout_notify::matchers::parse_matcher(m)
+                    .map_err(|err| format!("notifier.escalations {:?}: {err}", e.name))?;
             }
         }
         for name in self.rule_packs.iter().flatten() {

@@ -1,6 +1,7 @@
 //! The `lookout` binary: parses the command line and runs the subcommand. Everything else
 //! lives in the library crates; this file only maps errors to exit codes.
 
+mod alerting;
 mod bench;
 mod cli;
 mod config;

@@ -226,7 +226,20 @@ async fn run_async(
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
 
-    let rules = rules_manager(&config, &engine, &tsdb, external_url)?;
+    let notifier = crate::alerting::notifier(&config, &external_url)?;
+    let forwarder = crate::alerting::forwarder(&config);
+    let sink: Option<Arc<dyn lookout_rules::AlertSink>> =
+        (notifier.is_some() || forwarder.is_some()).then(|| {
+            Arc::new(crate::alerting::Bridge {
+                notifier: notifier.clone(),
+                forwarder: forwarder.clone(),
+                external_labels: config.global.external_labels.clone(),
+                external_url: external_url.clone(),
+                relabel: config.alerting.alert_relabel_configs.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }) as Arc<dyn lookout_rules::AlertSink>
+        });
+    let rules = rules_manager(&config, &engine, &tsdb, external_url, sink)?;
     if let Some(m) = &rules {
         checks.push(Arc::new(rules_check(Arc::clone(m))));
     }
@@ -278,12 +291,14 @@ async fn run_async(
             tsdb: Arc::clone(&tsdb),
         }),
         rules: rules.clone(),
+        notifier: notifier.clone(),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let collectors = scheduler.spawn(tsdb.clone(), stop_rx.clone());
     let scraping = scrape.spawn(tsdb.clone(), stop_rx.clone());
     let rule_eval = rules.as_ref().map(|m| m.spawn(stop_rx.clone()));
+    let notifying = notifier.as_ref().map(|n| n.spawn(stop_rx.clone()));
     if let Some(m) = &rules {
         tokio::spawn(reload_on_sighup(Arc::clone(m)));
     }
@@ -313,6 +328,9 @@ async fn run_async(
     if let Some(t) = rule_eval {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
     }
+    if let Some(t) = notifying {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
+    }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
@@ -331,6 +349,7 @@ fn rules_manager(
     engine: &Engine,
     tsdb: &Arc<Tsdb>,
     external_url: String,
+    sink: Option<Arc<dyn lookout_rules::AlertSink>>,
 ) -> anyhow::Result<Option<Arc<Manager>>> {
     let packs = config.effective_rule_packs();
     if config.rule_files.is_empty() && packs.is_empty() {
@@ -352,7 +371,7 @@ fn rules_manager(
             external_url,
         },
         tsdb.clone(),
-        None,
+        sink,
     );
     m.reload(now_ms())
         .map_err(|errs| anyhow::anyhow!("loading rule files:\n{}", errs.join("\n")))?;

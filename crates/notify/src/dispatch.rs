@@ -721,6 +721,26 @@ impl Core {
         self.silences.gc(now, RETENTION);
     }
 
+    /// The aggregation groups: (receiver, group labels, alerts), sorted.
+    pub fn groups(&self) -> Vec<(String, Labels, Vec<Alert>)> {
+        let mut out: Vec<(String, Labels, Vec<Alert>)> = self
+            .groups
+            .values()
+            .map(|g| {
+                let mut a: Vec<Alert> = g.alerts.values().cloned().collect();
+                sort_alerts(&mut a);
+                (g.receiver.clone(), g.labels.clone(), a)
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+
+    /// Receiver names.
+    pub fn receiver_names(&self) -> Vec<String> {
+        self.receivers.keys().cloned().collect()
+    }
+
     /// Receivers an alert is routed to.
     pub fn receivers_of(&self, l: &Labels) -> Vec<String> {
         let mut v: Vec<String> = self

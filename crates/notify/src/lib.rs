@@ -10,7 +10,8 @@
 //! - [`dispatch`]: the state machine (store, groups, pipeline, acks, escalation), driven
 //!   by the caller's clock.
 //! - [`silence`], [`nflog`], [`audit`]: state kept on disk.
-//! - [`send`]: wire formats and retries.
+//! - [`send`]: wire formats and retries; [`service`]: the running notifier;
+//!   [`forward`]: sending to external Alertmanagers.
 //!
 //! Nothing here knows about HTTP serving or the rules engine: alerts come in through
 //! [`dispatch::Core::put_alerts`], from whoever produces them.
@@ -19,13 +20,17 @@ pub mod alert;
 pub mod audit;
 pub mod config;
 pub mod dispatch;
+pub mod forward;
 pub mod matchers;
 pub mod nflog;
 pub mod route;
 pub mod send;
+pub mod service;
 pub mod silence;
 pub mod timeinterval;
 
 pub use alert::Alert;
 pub use config::Config;
 pub use dispatch::{Core, EscalationPolicy, Level, Notification, Options};
+pub use forward::Forwarder;
+pub use service::Notifier;

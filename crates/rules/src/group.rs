@@ -198,13 +198,19 @@ impl Group {
         stats
     }
 
-    /// Alerts the notifier should hear about after the evaluation at `ts`.
-    pub fn alerts_to_send(&mut self, ts: i64, resend_delay: Duration) -> Vec<Alert> {
+    /// Alerts the notifier should hear about after the evaluation at `ts`, each with
+    /// its rule's expression.
+    pub fn alerts_to_send(&mut self, ts: i64, resend_delay: Duration) -> Vec<(Alert, String)> {
         let interval = self.interval;
         self.rules
             .iter_mut()
             .filter_map(|e| match &mut e.rule {
-                Rule::Alerting(r) => Some(r.alerts_to_send(ts, resend_delay, interval)),
+                Rule::Alerting(r) => Some(
+                    r.alerts_to_send(ts, resend_delay, interval)
+                        .into_iter()
+                        .map(|a| (a, r.expr_text.clone()))
+                        .collect::<Vec<_>>(),
+                ),
                 Rule::Recording(_) => None,
             })
             .flatten()

@@ -32,8 +32,8 @@ use crate::rule::{Alert, EvalContext, Health, RestorePolicy};
 /// Receives the alerts to notify about after each evaluation (firing ones again every
 /// resend delay, resolved ones while they are retained).
 pub trait AlertSink: Send + Sync {
-    /// Takes the alerts of one group's evaluation.
-    fn send(&self, alerts: Vec<Alert>);
+    /// Takes the alerts of one group's evaluation, each with its rule's expression.
+    fn send(&self, alerts: Vec<(Alert, String)>);
 }
 
 /// What the manager runs.

@@ -434,14 +434,18 @@ impl AlertingRule {
                 if let Some(a) = found.get_mut(l) {
                     a.active_at = s.active_at;
                     a.fired_at = s.fired_at;
-                    a.last_sent_at = s.last_sent_at;
+                    // Sent again at once: the notifier's log drops what it already sent,
+                    // and a notification pending at the restart is not lost.
+                    a.last_sent_at = None;
                     a.valid_until = s.valid_until;
                     if s.state == AlertState::Firing {
                         a.state = AlertState::Firing;
                     }
                 } else if s.state == AlertState::Firing && !self.keep_firing_for.is_zero() {
                     // Kept firing before the restart: it goes on doing so here.
-                    self.active.insert(l.clone(), s.clone());
+                    let mut s = s.clone();
+                    s.last_sent_at = None;
+                    self.active.insert(l.clone(), s);
                 }
             }
         }

@@ -195,9 +195,14 @@ struct Collect(Mutex<Vec<(i64, Vec<Alert>)>>);
 struct Tagged(Arc<Collect>, Arc<Mutex<i64>>);
 
 impl AlertSink for Tagged {
-    fn send(&self, alerts: Vec<Alert>) {
+    fn send(&self, alerts: Vec<(Alert, String)>) {
         let t = *self.1.lock().unwrap();
-        self.0.0.lock().unwrap().push((t, alerts));
+        assert!(alerts.iter().all(|(_, e)| e == "up == 0"));
+        self.0
+            .0
+            .lock()
+            .unwrap()
+            .push((t, alerts.into_iter().map(|(a, _)| a).collect()));
     }
 }
 

@@ -6,6 +6,7 @@
 //! Everything it needs comes in one [`AppState`]; [`router`] builds the routes and
 //! [`serve`] runs them until a shutdown future resolves.
 
+mod am_api;
 mod api;
 pub mod health;
 mod json;
@@ -109,6 +110,8 @@ pub struct AppState {
     pub info: Arc<dyn ServerInfo>,
     /// Recording and alerting rules; `None` when no rule files are configured.
     pub rules: Option<Arc<lookout_rules::Manager>>,
+    /// The notifier (Alertmanager API v2, acknowledgements); `None` when not configured.
+    pub notifier: Option<Arc<lookout_notify::Notifier>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -148,11 +151,30 @@ pub fn router(state: AppState) -> Router {
         .route("/rules", get(rules_api::rules))
         .route("/alerts", get(rules_api::alerts))
         .route(
+            "/lookout/alerts/{fingerprint}/ack",
+            axum::routing::post(am_api::ack).delete(am_api::unack),
+        )
+        .route("/lookout/audit", get(am_api::audit))
+        .route(
             "/admin/tsdb/delete_series",
             axum::routing::post(api::delete_series).put(api::delete_series),
         );
+    let am = Router::new()
+        .route("/alerts", get(am_api::get_alerts).post(am_api::post_alerts))
+        .route("/alerts/groups", get(am_api::alert_groups))
+        .route(
+            "/silences",
+            get(am_api::get_silences).post(am_api::post_silence),
+        )
+        .route(
+            "/silence/{id}",
+            get(am_api::get_silence).delete(am_api::delete_silence),
+        )
+        .route("/status", get(am_api::status))
+        .route("/receivers", get(am_api::receivers));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/api/v2", am)
         .route("/metrics", get(api::metrics))
         .route("/-/healthy", get(api::healthy_text))
         .route("/-/ready", get(api::ready_text))

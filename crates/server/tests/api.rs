@@ -85,6 +85,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         admin: None,
         info: Arc::new(StaticInfo),
         rules: None,
+        notifier: None,
     }
 }
 

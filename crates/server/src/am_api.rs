@@ -1,0 +1,546 @@
+//! Alertmanager's API v2 over Lookout's notifier, so `amtool` and Alertmanager clients
+//! work against Lookout: `/api/v2/alerts` (GET, POST), `/api/v2/alerts/groups`,
+//! `/api/v2/silences` (GET, POST), `/api/v2/silence/{id}` (GET, DELETE),
+//! `/api/v2/status`, `/api/v2/receivers`; plus Lookout's acknowledgement endpoint
+//! `POST|DELETE /api/v1/lookout/alerts/{fingerprint}/ack` and `GET /api/v1/lookout/audit`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lookout_model::{Labels, Matcher};
+use lookout_notify::alert::{fingerprint_hex, go_time};
+use lookout_notify::matchers::parse_matchers;
+use lookout_notify::silence::{Change, Silence, SilenceMatcher};
+use lookout_notify::{Alert, Notifier};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+/// An API error: a status and a message, answered as a JSON string as Alertmanager does.
+#[derive(Debug)]
+pub(crate) struct AmError(StatusCode, String);
+
+impl IntoResponse for AmError {
+    fn into_response(self) -> Response {
+        (self.0, Json(Value::String(self.1))).into_response()
+    }
+}
+
+type AmResult = Result<Response, AmError>;
+
+fn err(status: StatusCode, msg: impl Into<String>) -> AmError {
+    AmError(status, msg.into())
+}
+
+fn notifier(st: &AppState) -> Result<Arc<Notifier>, AmError> {
+    st.notifier.clone().ok_or_else(|| {
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the notifier is not configured (set notifier.config_file)",
+        )
+    })
+}
+
+fn params(q: Option<String>) -> Vec<(String, String)> {
+    q.and_then(|q| serde_urlencoded::from_str(&q).ok())
+        .unwrap_or_default()
+}
+
+fn flag(p: &[(String, String)], name: &str) -> bool {
+    p.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .is_none_or(|(_, v)| v != "false")
+}
+
+fn filters(p: &[(String, String)]) -> Result<Vec<Matcher>, AmError> {
+    let mut out = Vec::new();
+    for (_, v) in p.iter().filter(|(k, _)| k == "filter") {
+        out.extend(parse_matchers(v).map_err(|e| err(StatusCode::BAD_REQUEST, e))?);
+    }
+    Ok(out)
+}
+
+fn labels_json(l: &Labels) -> Value {
+    Value::Object(
+        l.iter()
+            .map(|l| (l.name.clone(), Value::String(l.value.clone())))
+            .collect(),
+    )
+}
+
+fn gettable_alert(n: &Notifier, a: &Alert, now: i64) -> (Value, &'static str) {
+    let (sup, receivers, acked) = n.with(|c| {
+        let fp = a.fingerprint();
+        (
+            c.suppression(a, now),
+            c.receivers_of(&a.labels),
+            c.acked(fp, now).cloned(),
+        )
+    });
+    let state = if sup.silenced_by.is_empty() && sup.inhibited_by.is_empty() {
+        "active"
+    } else {
+        "suppressed"
+    };
+    let mut v = json!({
+        "annotations": a.annotations,
+        "endsAt": go_time(a.ends_at),
+        "fingerprint": fingerprint_hex(a.fingerprint()),
+        "receivers": receivers.iter().map(|r| json!({"name": r})).collect::<Vec<_>>(),
+        "startsAt": go_time(a.starts_at),
+        "status": {
+            "inhibitedBy": sup.inhibited_by,
+            "silencedBy": sup.silenced_by,
+            "mutedBy": [],
+            "state": state,
+        },
+        "updatedAt": go_time(a.updated_at),
+        "generatorURL": a.generator_url,
+        "labels": labels_json(&a.labels),
+    });
+    if let Some(ack) = acked {
+        v["acknowledged"] = json!({
+            "by": ack.who,
+            "comment": ack.comment,
+            "at": go_time(ack.at),
+            "expiresAt": ack.expires_at.map(go_time),
+        });
+    }
+    (v, state)
+}
+
+fn keep(
+    p: &[(String, String)],
+    fs: &[Matcher],
+    a: &Alert,
+    state: &str,
+    silenced: bool,
+    inhibited: bool,
+) -> bool {
+    fs.iter().all(|m| m.matches_labels(&a.labels))
+        && match state {
+            "active" => flag(p, "active"),
+            _ => (silenced && flag(p, "silenced")) || (inhibited && flag(p, "inhibited")),
+        }
+}
+
+/// `GET /api/v2/alerts` (`active`, `silenced`, `inhibited`, `filter`, `receiver`).
+pub(crate) async fn get_alerts(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
+    let n = notifier(&st)?;
+    let p = params(q);
+    let fs = filters(&p)?;
+    let receiver = p
+        .iter()
+        .find(|(k, _)| k == "receiver")
+        .and_then(|(_, v)| regex::Regex::new(&format!("^(?:{v})$")).ok());
+    let now = lookout_model::now_ms();
+    let alerts = n.with(|c| c.alerts());
+    let mut out = Vec::new();
+    for a in alerts.iter().filter(|a| !a.resolved_at(now)) {
+        let (v, state) = gettable_alert(&n, a, now);
+        let silenced = !v["status"]["silencedBy"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+        let inhibited = !v["status"]["inhibitedBy"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+        let rec_ok = receiver.as_ref().is_none_or(|re| {
+            v["receivers"].as_array().is_some_and(|rs| {
+                rs.iter()
+                    .any(|r| re.is_match(r["name"].as_str().unwrap_or("")))
+            })
+        });
+        if rec_ok && keep(&p, &fs, a, state, silenced, inhibited) {
+            out.push(v);
+        }
+    }
+    Ok(Json(Value::Array(out)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostableAlert {
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    starts_at: Option<String>,
+    #[serde(default)]
+    ends_at: Option<String>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: String,
+}
+
+fn time_param(s: &Option<String>, what: &str) -> Result<i64, String> {
+    match s.as_deref() {
+        None | Some("") | Some("0001-01-01T00:00:00Z") => Ok(0),
+        Some(t) => lookout_model::parse_rfc3339(t).ok_or_else(|| format!("invalid {what} {t:?}")),
+    }
+}
+
+/// `POST /api/v2/alerts`.
+pub(crate) async fn post_alerts(State(st): State<AppState>, body: String) -> AmResult {
+    let n = notifier(&st)?;
+    let list: Vec<PostableAlert> = match serde_json::from_str(&body) {
+        Ok(l) => l,
+        Err(e) => return Err(err(StatusCode::BAD_REQUEST, format!("invalid alerts: {e}"))),
+    };
+    let mut alerts = Vec::with_capacity(list.len());
+    for a in list {
+        if a.labels.is_empty() {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "invalid alert: at least one label pair required",
+            ));
+        }
+        for k in a.labels.keys() {
+            if !lookout_model::is_valid_label_name(k) {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid label name {k:?}"),
+                ));
+            }
+        }
+        let (starts_at, ends_at) = match (
+            time_param(&a.starts_at, "startsAt"),
+            time_param(&a.ends_at, "endsAt"),
+        ) {
+            (Ok(s), Ok(e)) => (s, e),
+            (Err(e), _) | (_, Err(e)) => return Err(err(StatusCode::BAD_REQUEST, e)),
+        };
+        alerts.push(Alert {
+            labels: Labels::from_pairs(a.labels),
+            annotations: a.annotations,
+            starts_at,
+            ends_at,
+            generator_url: a.generator_url,
+            updated_at: 0,
+        });
+    }
+    n.put_alerts(alerts);
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /api/v2/alerts/groups`.
+pub(crate) async fn alert_groups(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
+    let n = notifier(&st)?;
+    let p = params(q);
+    let fs = filters(&p)?;
+    let now = lookout_model::now_ms();
+    let groups = n.with(|c| c.groups());
+    let out: Vec<Value> = groups
+        .iter()
+        .filter_map(|(receiver, labels, alerts)| {
+            let list: Vec<Value> = alerts
+                .iter()
+                .filter(|a| !a.resolved_at(now) && fs.iter().all(|m| m.matches_labels(&a.labels)))
+                .map(|a| gettable_alert(&n, a, now).0)
+                .collect();
+            (!list.is_empty()).then(|| {
+                json!({ "alerts": list, "labels": labels_json(labels), "receiver": { "name": receiver } })
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(out)).into_response())
+}
+
+fn gettable_silence(s: &Silence, now: i64) -> Value {
+    json!({
+        "id": s.id,
+        "status": { "state": s.state(now).as_str() },
+        "updatedAt": go_time(s.updated_at),
+        "comment": s.comment,
+        "createdBy": s.created_by,
+        "endsAt": go_time(s.ends_at),
+        "startsAt": go_time(s.starts_at),
+        "matchers": s.matchers,
+        "expireOnResolve": s.expire_on_resolve,
+    })
+}
+
+/// `GET /api/v2/silences` (`filter`).
+pub(crate) async fn get_silences(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
+    let n = notifier(&st)?;
+    let p = params(q);
+    let fs = filters(&p)?;
+    let now = lookout_model::now_ms();
+    let list = n.with(|c| c.silences.list());
+    let out: Vec<Value> = list
+        .iter()
+        .filter(|s| {
+            // A filter keeps silences that have a matcher equal to it, as Alertmanager does.
+            fs.iter().all(|f| {
+                s.matchers.iter().any(|m| {
+                    m.name == f.name
+                        && m.value == f.value
+                        && m.is_regex
+                            == matches!(
+                                f.op,
+                                lookout_model::MatchOp::Regex | lookout_model::MatchOp::NotRegex
+                            )
+                })
+            })
+        })
+        .map(|s| gettable_silence(s, now))
+        .collect();
+    Ok(Json(Value::Array(out)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostableSilence {
+    #[serde(default)]
+    id: String,
+    matchers: Vec<SilenceMatcher>,
+    starts_at: String,
+    ends_at: String,
+    #[serde(default)]
+    created_by: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    expire_on_resolve: bool,
+}
+
+/// `POST /api/v2/silences`: creates or updates; answers `{"silenceID": …}`.
+pub(crate) async fn post_silence(State(st): State<AppState>, body: String) -> AmResult {
+    let n = notifier(&st)?;
+    let p: PostableSilence = match serde_json::from_str(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("invalid silence: {e}"),
+            ));
+        }
+    };
+    let (starts, ends) = match (
+        lookout_model::parse_rfc3339(&p.starts_at),
+        lookout_model::parse_rfc3339(&p.ends_at),
+    ) {
+        (Some(s), Some(e)) => (s, e),
+        _ => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "invalid silence: startsAt and endsAt must be RFC 3339 times",
+            ));
+        }
+    };
+    if p.created_by.trim().is_empty() {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "silence invalid: createdBy must not be empty",
+        ));
+    }
+    let now = lookout_model::now_ms();
+    let who = p.created_by.clone();
+    let s = Silence {
+        id: p.id,
+        matchers: p.matchers,
+        starts_at: starts,
+        ends_at: ends,
+        updated_at: now,
+        created_by: p.created_by,
+        comment: p.comment,
+        expire_on_resolve: p.expire_on_resolve,
+        silenced: Vec::new(),
+    };
+    let matchers = json!(s.matchers);
+    let res = n.with(|c| {
+        let r = c.silences.set(s, now);
+        if let Ok(ch) = &r {
+            let (action, id, old) = match ch {
+                Change::Created(id) => ("silence_create", id.clone(), None),
+                Change::Updated(id) => ("silence_update", id.clone(), None),
+                Change::Replaced { old, new } => ("silence_update", new.clone(), Some(old.clone())),
+            };
+            c.audit.record(
+                now,
+                action,
+                &who,
+                json!({ "id": id, "replaces": old, "matchers": matchers, "endsAt": go_time(ends) }),
+            );
+        }
+        r
+    });
+    match res {
+        Ok(Change::Created(id) | Change::Updated(id) | Change::Replaced { new: id, .. }) => {
+            Ok(Json(json!({ "silenceID": id })).into_response())
+        }
+        Err(e) if e.contains("not found") => Err(err(StatusCode::NOT_FOUND, e)),
+        Err(e) => Err(err(StatusCode::BAD_REQUEST, e)),
+    }
+}
+
+/// `GET /api/v2/silence/{id}`.
+pub(crate) async fn get_silence(State(st): State<AppState>, Path(id): Path<String>) -> AmResult {
+    let n = notifier(&st)?;
+    let now = lookout_model::now_ms();
+    match n.with(|c| c.silences.get(&id).cloned()) {
+        Some(s) => Ok(Json(gettable_silence(&s, now)).into_response()),
+        None => Err(err(
+            StatusCode::NOT_FOUND,
+            format!("silence {id} not found"),
+        )),
+    }
+}
+
+/// `DELETE /api/v2/silence/{id}`: expires it.
+pub(crate) async fn delete_silence(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> AmResult {
+    let n = notifier(&st)?;
+    let now = lookout_model::now_ms();
+    let who = headers
+        .get("x-lookout-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("api")
+        .to_string();
+    match n.with(|c| {
+        let r = c.silences.expire(&id, now);
+        if r.is_ok() {
+            c.audit
+                .record(now, "silence_expire", &who, json!({ "id": id }));
+        }
+        r
+    }) {
+        Ok(()) => Ok(StatusCode::OK.into_response()),
+        Err(e) if e.contains("not found") => Err(err(StatusCode::NOT_FOUND, e)),
+        Err(e) => Err(err(StatusCode::BAD_REQUEST, e)),
+    }
+}
+
+/// `GET /api/v2/status`.
+pub(crate) async fn status(State(st): State<AppState>) -> AmResult {
+    let n = notifier(&st)?;
+    let b = &st.build;
+    Ok(Json(json!({
+        "cluster": { "name": "", "peers": [], "status": "disabled" },
+        "config": { "original": n.config_text },
+        "uptime": go_time(n.started()),
+        "versionInfo": {
+            "branch": b.branch,
+            "buildDate": b.build_date,
+            "buildUser": b.build_user,
+            "goVersion": b.toolchain,
+            "revision": b.revision,
+            "version": b.version,
+        },
+    }))
+    .into_response())
+}
+
+/// `GET /api/v2/receivers`.
+pub(crate) async fn receivers(State(st): State<AppState>) -> AmResult {
+    let n = notifier(&st)?;
+    let names = n.with(|c| c.receiver_names());
+    Ok(Json(Value::Array(
+        names.into_iter().map(|r| json!({ "name": r })).collect(),
+    ))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct AckBody {
+    #[serde(default)]
+    who: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+fn parse_fp(s: &str) -> Result<u64, AmError> {
+    u64::from_str_radix(s, 16).map_err(|_| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("invalid fingerprint {s:?}"),
+        )
+    })
+}
+
+/// `POST /api/v1/lookout/alerts/{fingerprint}/ack` (`who`, `comment`, `expires`: an RFC
+/// 3339 time or a duration such as `2h`).
+pub(crate) async fn ack(
+    State(st): State<AppState>,
+    Path(fp): Path<String>,
+    body: String,
+) -> AmResult {
+    let n = notifier(&st)?;
+    let fp = parse_fp(&fp)?;
+    let b: AckBody = match serde_json::from_str(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("invalid acknowledgement: {e}"),
+            ));
+        }
+    };
+    let now = lookout_model::now_ms();
+    let expires = match b.expires.as_deref() {
+        None | Some("") => None,
+        Some(e) => match lookout_model::parse_rfc3339(e).or_else(|| {
+            lookout_model::parse_duration(e)
+                .ok()
+                .map(|d| now + d.as_millis() as i64)
+        }) {
+            Some(t) => Some(t),
+            None => {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid expires {e:?}: use an RFC 3339 time or a duration such as 2h"),
+                ));
+            }
+        },
+    };
+    match n.with(|c| c.ack(fp, &b.who, &b.comment, expires, now)) {
+        Ok(()) => Ok(
+            Json(json!({ "status": "success", "fingerprint": fingerprint_hex(fp) }))
+                .into_response(),
+        ),
+        Err(e) if e.contains("no firing alert") => Err(err(StatusCode::NOT_FOUND, e)),
+        Err(e) => Err(err(StatusCode::BAD_REQUEST, e)),
+    }
+}
+
+/// `DELETE /api/v1/lookout/alerts/{fingerprint}/ack`.
+pub(crate) async fn unack(
+    State(st): State<AppState>,
+    Path(fp): Path<String>,
+    RawQuery(q): RawQuery,
+) -> AmResult {
+    let n = notifier(&st)?;
+    let fp = parse_fp(&fp)?;
+    let who = params(q)
+        .into_iter()
+        .find(|(k, _)| k == "who")
+        .map_or_else(|| "api".to_string(), |(_, v)| v);
+    match n.with(|c| c.unack(fp, &who, lookout_model::now_ms())) {
+        Ok(()) => Ok(StatusCode::OK.into_response()),
+        Err(e) => Err(err(StatusCode::NOT_FOUND, e)),
+    }
+}
+
+/// `GET /api/v1/lookout/audit`: the newest audit records (`limit`, default 100).
+pub(crate) async fn audit(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
+    let n = notifier(&st)?;
+    let limit = params(q)
+        .into_iter()
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(100);
+    let recent = n.with(|c| {
+        let r = &c.audit.recent;
+        r[r.len().saturating_sub(limit)..].to_vec()
+    });
+    Ok(crate::api::ok_value(&Value::Array(recent)))
+}
