@@ -118,6 +118,25 @@ enum BenchCommand {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// Rule evaluation time per cycle (Lookout and Prometheus scraping the same target
+    /// and evaluating the same rules) and notification latency after group_wait.
+    Alerting {
+        /// Series exposed to both.
+        #[arg(long, default_value_t = 10_000)]
+        series: usize,
+        /// Alerting rules (in groups of 100).
+        #[arg(long, default_value_t = 1_000)]
+        rules: usize,
+        /// Evaluation cycles sampled.
+        #[arg(long, default_value_t = 10)]
+        cycles: usize,
+        /// The prometheus server binary to compare with.
+        #[arg(long, default_value = "prometheus")]
+        prometheus: String,
+        /// Directory for temporary files (default: the system's).
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
     /// The same queries against Lookout and Prometheus (each serving one dataset):
     /// latency medians and whether the answers are identical.
     Queries {
@@ -339,6 +358,19 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } => {
                     crate::bench::storage(file, series, hours, &promtool, work)?;
                 }
+                BenchCommand::Alerting {
+                    series,
+                    rules,
+                    cycles,
+                    prometheus,
+                    work,
+                } => crate::bench::alerting::run(
+                    series,
+                    rules,
+                    cycles,
+                    &prometheus,
+                    work.as_deref(),
+                )?,
                 BenchCommand::Queries {
                     series,
                     hours,

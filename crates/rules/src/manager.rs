@@ -14,10 +14,12 @@
 //!   rules: a pending alert's time spent pending before the restart counts, the downtime
 //!   does not, and an alert close to firing waits at least the grace period; state older
 //!   than the outage tolerance is dropped. Firing alerts held by `keep_firing_for` stay
-//!   firing.
+//!   firing. The file is written at most every five seconds while rules run, and when
+//!   the manager stops.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +30,10 @@ use tokio::sync::watch;
 use crate::file;
 use crate::group::{Group, rule_key};
 use crate::rule::{Alert, EvalContext, Health, RestorePolicy};
+
+/// The least time between two writes of the alert state file during evaluation (it is
+/// also written when the manager stops).
+pub const STATE_WRITE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Receives the alerts to notify about after each evaluation (firing ones again every
 /// resend delay, resolved ones while they are retained).
@@ -107,6 +113,8 @@ pub struct Manager {
     status: Mutex<ReloadStatus>,
     fingerprint: Mutex<Fingerprint>,
     saved: Mutex<StateFile>,
+    dirty: AtomicBool,
+    last_write: AtomicI64,
     generation: watch::Sender<u64>,
 }
 
@@ -178,6 +186,8 @@ impl Manager {
             status: Mutex::new(ReloadStatus::default()),
             fingerprint: Mutex::new(Vec::new()),
             saved: Mutex::new(saved),
+            dirty: AtomicBool::new(false),
+            last_write: AtomicI64::new(0),
             generation: watch::channel(0).0,
         }
     }
@@ -338,7 +348,7 @@ impl Manager {
         {
             sink.send(alerts);
         }
-        self.save(key, saved);
+        self.update_state(key, saved);
     }
 
     /// Evaluates every group once at `ts` (ms), in load order: for tests and tools that
@@ -350,18 +360,41 @@ impl Manager {
         }
     }
 
-    fn save(&self, key: String, group: SavedGroup) {
-        let Some(path) = &self.opts.state_file else {
+    /// Files a group's alerts for the state file; writes it when the last write is older
+    /// than [`STATE_WRITE_INTERVAL`] (the supervisor and drop write the rest).
+    fn update_state(&self, key: String, group: SavedGroup) {
+        if self.opts.state_file.is_none() {
             return;
-        };
+        }
         let mut saved = self.saved.lock().expect("lock");
-        saved.version = 1;
         if group.rules.is_empty() {
             saved.groups.remove(&key);
         } else {
             saved.groups.insert(key, group);
         }
-        if let Err(e) = write_atomic(path, &serde_json::to_vec(&*saved).unwrap_or_default()) {
+        drop(saved);
+        self.dirty.store(true, Ordering::Release);
+        let last = self.last_write.load(Ordering::Acquire);
+        if lookout_model::now_ms() - last >= STATE_WRITE_INTERVAL.as_millis() as i64 {
+            self.write_state();
+        }
+    }
+
+    /// Writes the alert state file now if anything changed since the last write.
+    pub fn write_state(&self) {
+        let Some(path) = &self.opts.state_file else {
+            return;
+        };
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.last_write
+            .store(lookout_model::now_ms(), Ordering::Release);
+        let mut saved = self.saved.lock().expect("lock");
+        saved.version = 1;
+        let bytes = serde_json::to_vec(&*saved).unwrap_or_default();
+        drop(saved);
+        if let Err(e) = write_atomic(path, &bytes) {
             tracing::warn!(path = %path.display(), error = %e, "Saving alert state failed");
         }
     }
@@ -394,6 +427,7 @@ impl Manager {
                     tasks = self.start_groups(&stop);
                 }
                 _ = tick => {
+                    self.write_state();
                     if self.files_changed() {
                         tracing::info!("A rule file changed; reloading");
                         let me = Arc::clone(&self);
@@ -406,6 +440,7 @@ impl Manager {
         for t in tasks {
             t.abort();
         }
+        self.write_state();
     }
 
     fn start_groups(
@@ -448,6 +483,12 @@ impl Manager {
                 })
             })
             .collect()
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.write_state();
     }
 }
 

@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::sync::{Arc, LazyLock};
 
 use gtmpl::{Context, FuncError, Template, Value};
@@ -40,9 +41,52 @@ pub struct TemplateData {
     pub value: f64,
 }
 
+/// A parsed template with the label names it mentions.
+struct Parsed {
+    template: Template,
+    labels: Vec<String>,
+    external_labels: Vec<String>,
+}
+
 thread_local! {
     static QUERY: RefCell<Option<QueryFn>> = const { RefCell::new(None) };
     static EXTERNAL_URL: RefCell<String> = const { RefCell::new(String::new()) };
+    /// Parsed templates by (name, text): rules expand the same few templates for every
+    /// alert of every evaluation, and parsing dominates a render.
+    static CACHE: RefCell<HashMap<(String, String), Rc<Parsed>>> = RefCell::new(HashMap::new());
+}
+
+const CACHE_LIMIT: usize = 4096;
+
+fn parsed(name: &str, text: &str) -> Result<Rc<Parsed>, String> {
+    let key = (name.to_string(), text.to_string());
+    if let Some(p) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(p);
+    }
+    let template = template(name, text)?;
+    let mut labels = Vec::new();
+    let mut external_labels = Vec::new();
+    for c in LABEL_REF.captures_iter(text) {
+        let list = if c[1].contains("xternal") {
+            &mut external_labels
+        } else {
+            &mut labels
+        };
+        list.push(c[2].to_string());
+    }
+    let p = Rc::new(Parsed {
+        template,
+        labels,
+        external_labels,
+    });
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHE_LIMIT {
+            c.clear();
+        }
+        c.insert(key, Rc::clone(&p));
+    });
+    Ok(p)
 }
 
 const PREFIX: &str = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}";
@@ -93,16 +137,14 @@ pub fn check(name: &str, text: &str) -> Result<(), String> {
     template(name, text).map(|_| ())
 }
 
-fn string_map(m: &BTreeMap<String, String>, text: &str, which: &[&str]) -> Value {
+fn string_map(m: &BTreeMap<String, String>, mentioned: &[String]) -> Value {
     let mut out: HashMap<String, Value> = m
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    for c in LABEL_REF.captures_iter(text) {
-        if which.contains(&&c[1]) {
-            out.entry(c[2].to_string())
-                .or_insert_with(|| Value::String(String::new()));
-        }
+    for name in mentioned {
+        out.entry(name.clone())
+            .or_insert_with(|| Value::String(String::new()));
     }
     Value::Map(out)
 }
@@ -117,19 +159,12 @@ pub fn expand(
     if !text.contains("{{") {
         return Ok(text.to_string());
     }
-    let t = template(name, text)?;
+    let p = parsed(name, text)?;
     let mut ctx = HashMap::new();
-    ctx.insert(
-        "Labels".to_string(),
-        string_map(&data.labels, text, &["$labels", ".Labels"]),
-    );
+    ctx.insert("Labels".to_string(), string_map(&data.labels, &p.labels));
     ctx.insert(
         "ExternalLabels".to_string(),
-        string_map(
-            &data.external_labels,
-            text,
-            &["$externalLabels", ".ExternalLabels"],
-        ),
+        string_map(&data.external_labels, &p.external_labels),
     );
     ctx.insert(
         "ExternalURL".to_string(),
@@ -141,7 +176,7 @@ pub fn expand(
     );
     QUERY.with(|q| *q.borrow_mut() = query);
     EXTERNAL_URL.with(|u| u.borrow_mut().clone_from(&data.external_url));
-    let out = t.render(&Context::from(Value::Object(ctx)));
+    let out = p.template.render(&Context::from(Value::Object(ctx)));
     QUERY.with(|q| *q.borrow_mut() = None);
     out.map_err(|e| clean_error(name, &format!("{e}")))
 }

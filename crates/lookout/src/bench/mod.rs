@@ -11,6 +11,7 @@
 //! - `bench overhead`: Lookout vs the exporter + Prometheus + Alertmanager stack
 //!   monitoring the same host and databases (see `overhead`).
 
+pub(crate) mod alerting;
 mod dataset;
 pub(crate) mod overhead;
 pub(crate) mod parse;
