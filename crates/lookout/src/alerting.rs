@@ -102,20 +102,6 @@ pub(crate) struct Bridge {
     pub(crate) runtime: tokio::runtime::Handle,
 }
 
-fn query_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 impl Bridge {
     fn convert(&self, a: &lookout_rules::Alert, expr: &str) -> Option<lookout_notify::Alert> {
         let mut labels = a.labels.clone();
@@ -133,7 +119,7 @@ impl Bridge {
             generator_url: format!(
                 "{}/graph?g0.expr={}&g0.tab=1",
                 self.external_url.trim_end_matches('/'),
-                query_escape(expr)
+                lookout_gotmpl::funcs::query_escape(expr)
             ),
             updated_at: 0,
         })

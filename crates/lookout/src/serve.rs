@@ -240,6 +240,9 @@ async fn run_async(
             }) as Arc<dyn lookout_rules::AlertSink>
         });
     let rules = rules_manager(&config, &engine, &tsdb, external_url, sink)?;
+    if let Some(n) = &notifier {
+        checks.push(Arc::new(notifier_check(Arc::clone(n))));
+    }
     if let Some(m) = &rules {
         checks.push(Arc::new(rules_check(Arc::clone(m))));
     }
@@ -411,6 +414,40 @@ fn rules_check(m: Arc<Manager>) -> impl HealthCheck {
             format!(
                 "{} groups, {rules} rules, {firing} alerts firing",
                 groups.len()
+            ),
+        )
+    })
+}
+
+/// The `notifier` health check: a delivery that failed after all retries in the last
+/// ten minutes degrades it.
+fn notifier_check(n: Arc<lookout_notify::Notifier>) -> impl HealthCheck {
+    use std::sync::atomic::Ordering::Relaxed;
+    FnCheck::new("notifier", false, move || {
+        let now = now_ms();
+        if let Some((at, e)) = n.last_error.lock().expect("lock").clone()
+            && now - at < 600_000
+        {
+            return CheckResult::new(
+                HealthStatus::Degraded,
+                format!("a notification failed: {e}"),
+            );
+        }
+        let (alerts, silences) = n.with(|c| {
+            let silences = c
+                .silences
+                .list()
+                .iter()
+                .filter(|s| s.state(now) == lookout_notify::silence::SilenceState::Active)
+                .count();
+            (c.alerts().len(), silences)
+        });
+        CheckResult::new(
+            HealthStatus::Healthy,
+            format!(
+                "{alerts} alerts, {silences} active silences; {} notifications sent, {} failed",
+                n.sent.load(Relaxed),
+                n.failed.load(Relaxed)
             ),
         )
     })

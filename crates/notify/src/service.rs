@@ -24,8 +24,8 @@ pub struct Notifier {
     pub sent: AtomicU64,
     /// Notifications that failed after every retry.
     pub failed: AtomicU64,
-    /// The last delivery error.
-    pub last_error: Mutex<Option<String>>,
+    /// The last delivery error and when it happened (ms).
+    pub last_error: Mutex<Option<(i64, String)>>,
     started: i64,
 }
 
@@ -75,7 +75,7 @@ impl Notifier {
                     Err(e) => {
                         tracing::error!(error = %e, group = %n.group_key, "Notification failed after retries");
                         me.failed.fetch_add(1, Ordering::Relaxed);
-                        *me.last_error.lock().expect("lock") = Some(e.to_string());
+                        *me.last_error.lock().expect("lock") = Some((lookout_model::now_ms(), e.to_string()));
                     }
                 }
             }));

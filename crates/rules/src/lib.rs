@@ -15,7 +15,6 @@
 //! passed in, so evaluation is deterministic under test.
 
 pub mod file;
-pub mod gofmt;
 pub mod group;
 pub mod manager;
 pub mod packs;

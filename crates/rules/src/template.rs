@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, LazyLock};
 
-use gtmpl::{Context, FuncError, Template, Value};
+use lookout_gotmpl::fmt as gofmt;
+use lookout_gotmpl::funcs::*;
+use lookout_gotmpl::{Context, FuncError, Template, Value};
 use lookout_model::Labels;
-
-use crate::gofmt;
 
 /// Runs a PromQL query for a template's `query` function: the result's labels and values.
 pub type QueryFn = Arc<dyn Fn(&str) -> Result<Vec<(Labels, f64)>, String> + Send + Sync>;
@@ -99,37 +99,7 @@ static LABEL_REF: LazyLock<regex::Regex> = LazyLock::new(|| {
 });
 
 fn template(name: &str, text: &str) -> Result<Template, String> {
-    let mut t = Template::with_name(name);
-    for (n, f) in FUNCS {
-        t.add_func(n, *f);
-    }
-    for (n, f) in [
-        ("printf", gofmt::printf as Func),
-        ("eq", gofmt::eq),
-        ("ne", gofmt::ne),
-        ("lt", gofmt::lt),
-        ("le", gofmt::le),
-        ("gt", gofmt::gt),
-        ("ge", gofmt::ge),
-    ] {
-        t.add_func(n, f);
-    }
-    t.parse(format!("{PREFIX}{text}"))
-        .map_err(|e| clean_error(name, &e.to_string()))?;
-    Ok(t)
-}
-
-fn clean_error(name: &str, e: &str) -> String {
-    // gtmpl says `template: [NAME]:N:msg`, where N is not a line of the text as written
-    // (the variable prelude shifts it); keep the name and the message.
-    let e = e.strip_prefix("template: ").unwrap_or(e);
-    let e = e.strip_prefix(name).unwrap_or(e);
-    let e = e.strip_prefix(':').unwrap_or(e);
-    let e = match e.split_once(':') {
-        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
-        _ => e,
-    };
-    format!("template: {name}: {}", e.trim_start())
+    lookout_gotmpl::parse(name, &format!("{PREFIX}{text}"), FUNCS)
 }
 
 /// Parses a template without running it (for `check rules`).
@@ -178,210 +148,7 @@ pub fn expand(
     EXTERNAL_URL.with(|u| u.borrow_mut().clone_from(&data.external_url));
     let out = p.template.render(&Context::from(Value::Object(ctx)));
     QUERY.with(|q| *q.borrow_mut() = None);
-    out.map_err(|e| clean_error(name, &format!("{e}")))
-}
-
-/// Go's `%.Ng` for floats: shortest of `%e` and `%f` with `prec` significant digits,
-/// trailing zeros removed.
-pub fn format_g(v: f64, prec: usize) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    let prec = prec.max(1);
-    let e = format!("{:.*e}", prec - 1, v);
-    let (mant, exp) = e.split_once('e').expect("exponent");
-    let exp: i32 = exp.parse().expect("exponent digits");
-    if exp < -4 || exp >= prec as i32 {
-        let mant = trim_zeros(mant);
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mant}e{sign}{:02}", exp.abs())
-    } else {
-        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
-        trim_zeros(&format!("{v:.decimals$}")).to_string()
-    }
-}
-
-fn trim_zeros(s: &str) -> &str {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        s
-    }
-}
-
-fn to_f64(v: &Value) -> Result<f64, FuncError> {
-    gofmt::as_number(v).ok_or_else(|| match v {
-        Value::String(s) => {
-            FuncError::Generic(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"))
-        }
-        other => FuncError::Generic(format!("cannot convert {other} to float")),
-    })
-}
-
-fn arg<'a>(args: &'a [Value], i: usize, name: &str, n: usize) -> Result<&'a Value, FuncError> {
-    if args.len() != n {
-        return Err(FuncError::ExactlyXArgs(name.into(), n));
-    }
-    Ok(&args[i])
-}
-
-fn string_arg(args: &[Value], i: usize, name: &str, n: usize) -> Result<String, FuncError> {
-    Ok(match arg(args, i, name, n)? {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    })
-}
-
-fn humanize(args: &[Value]) -> Result<Value, FuncError> {
-    let mut v = to_f64(arg(args, 0, "humanize", 1)?)?;
-    if v == 0.0 || !v.is_finite() {
-        return Ok(Value::from(format_g(v, 4)));
-    }
-    let mut prefix = "";
-    if v.abs() >= 1.0 {
-        for p in ["k", "M", "G", "T", "P", "E", "Z", "Y"] {
-            if v.abs() < 1000.0 {
-                break;
-            }
-            prefix = p;
-            v /= 1000.0;
-        }
-    } else {
-        for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-            if v.abs() >= 1.0 {
-                break;
-            }
-            prefix = p;
-            v *= 1000.0;
-        }
-    }
-    Ok(Value::from(format!("{}{prefix}", format_g(v, 4))))
-}
-
-fn humanize1024(args: &[Value]) -> Result<Value, FuncError> {
-    let mut v = to_f64(arg(args, 0, "humanize1024", 1)?)?;
-    if v.abs() <= 1.0 || !v.is_finite() {
-        return Ok(Value::from(format_g(v, 4)));
-    }
-    let mut prefix = "";
-    for p in ["ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"] {
-        if v.abs() < 1024.0 {
-            break;
-        }
-        prefix = p;
-        v /= 1024.0;
-    }
-    Ok(Value::from(format!("{}{prefix}", format_g(v, 4))))
-}
-
-/// Prometheus's `humanizeDuration` of a number of seconds.
-pub fn humanize_duration(mut v: f64) -> String {
-    if !v.is_finite() {
-        return format_g(v, 4);
-    }
-    if v == 0.0 {
-        return "0s".into();
-    }
-    if v.abs() >= 1.0 {
-        let sign = if v < 0.0 { "-" } else { "" };
-        v = v.abs();
-        let d = v as i64;
-        let (s, m, h, days) = (d % 60, (d / 60) % 60, (d / 3600) % 24, d / 86400);
-        return if days != 0 {
-            format!("{sign}{days}d {h}h {m}m {s}s")
-        } else if h != 0 {
-            format!("{sign}{h}h {m}m {s}s")
-        } else if m != 0 {
-            format!("{sign}{m}m {s}s")
-        } else {
-            format!("{sign}{}s", format_g(v, 4))
-        };
-    }
-    let mut prefix = "";
-    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-        if v.abs() >= 1.0 {
-            break;
-        }
-        prefix = p;
-        v *= 1000.0;
-    }
-    format!("{}{prefix}s", format_g(v, 4))
-}
-
-fn humanize_duration_fn(args: &[Value]) -> Result<Value, FuncError> {
-    let v = to_f64(arg(args, 0, "humanizeDuration", 1)?)?;
-    Ok(Value::from(humanize_duration(v)))
-}
-
-fn humanize_percentage(args: &[Value]) -> Result<Value, FuncError> {
-    let v = to_f64(arg(args, 0, "humanizePercentage", 1)?)?;
-    Ok(Value::from(format!("{}%", format_g(v * 100.0, 4))))
-}
-
-/// Go's `time.Time.String()` in UTC for Unix seconds: `2006-01-02 15:04:05.999999999 +0000 UTC`.
-pub fn go_time_string(secs: f64) -> String {
-    // Prometheus goes through model.Time: whole milliseconds.
-    let ms = ((secs * 1e9) as i64).div_euclid(1_000_000);
-    let whole = ms.div_euclid(1000);
-    let nanos = ms.rem_euclid(1000) * 1_000_000;
-    let (days, rem) = (whole.div_euclid(86400), whole.rem_euclid(86400));
-    let (y, mo, d) = lookout_model::civil_from_days(days);
-    let mut s = format!(
-        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    );
-    if nanos > 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push_str(" +0000 UTC");
-    s
-}
-
-fn humanize_timestamp(args: &[Value]) -> Result<Value, FuncError> {
-    let v = to_f64(arg(args, 0, "humanizeTimestamp", 1)?)?;
-    if !v.is_finite() {
-        return Ok(Value::from(format_g(v, 4)));
-    }
-    Ok(Value::from(go_time_string(v)))
-}
-
-fn to_time(args: &[Value]) -> Result<Value, FuncError> {
-    humanize_timestamp(args)
-}
-
-fn to_duration(args: &[Value]) -> Result<Value, FuncError> {
-    humanize_duration_fn(args)
-}
-
-fn parse_duration_fn(args: &[Value]) -> Result<Value, FuncError> {
-    let s = string_arg(args, 0, "parseDuration", 1)?;
-    let d = lookout_model::parse_duration(&s).map_err(FuncError::Generic)?;
-    Ok(Value::from(d.as_secs_f64()))
-}
-
-fn now(args: &[Value]) -> Result<Value, FuncError> {
-    if !args.is_empty() {
-        return Err(FuncError::ExactlyXArgs("now".into(), 0));
-    }
-    Ok(Value::from(lookout_model::now_ms() as f64 / 1000.0))
+    out.map_err(|e| lookout_gotmpl::clean_error(name, &format!("{e}")))
 }
 
 fn sample_value(labels: &Labels, v: f64) -> Value {
@@ -473,55 +240,6 @@ fn args_fn(args: &[Value]) -> Result<Value, FuncError> {
     ))
 }
 
-fn title(args: &[Value]) -> Result<Value, FuncError> {
-    let s = string_arg(args, 0, "title", 1)?;
-    let mut out = String::with_capacity(s.len());
-    let mut start = true;
-    for c in s.chars() {
-        if start && c.is_alphabetic() {
-            out.extend(c.to_uppercase());
-        } else {
-            out.push(c);
-        }
-        start = !c.is_alphanumeric() && c != '\'' && c != '_';
-    }
-    Ok(Value::from(out))
-}
-
-fn to_upper(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::from(
-        string_arg(args, 0, "toUpper", 1)?.to_uppercase(),
-    ))
-}
-
-fn to_lower(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::from(
-        string_arg(args, 0, "toLower", 1)?.to_lowercase(),
-    ))
-}
-
-fn go_regex(pattern: &str) -> Result<regex::Regex, FuncError> {
-    regex::Regex::new(pattern)
-        .map_err(|e| FuncError::Generic(format!("invalid regex {pattern:?}: {e}")))
-}
-
-fn match_fn(args: &[Value]) -> Result<Value, FuncError> {
-    let re = go_regex(&string_arg(args, 0, "match", 2)?)?;
-    let s = string_arg(args, 1, "match", 2)?;
-    Ok(Value::Bool(re.is_match(&s)))
-}
-
-fn re_replace_all(args: &[Value]) -> Result<Value, FuncError> {
-    let re = go_regex(&string_arg(args, 0, "reReplaceAll", 3)?)?;
-    let repl = string_arg(args, 1, "reReplaceAll", 3)?;
-    let s = string_arg(args, 2, "reReplaceAll", 3)?;
-    Ok(Value::from(re.replace_all(&s, repl.as_str()).into_owned()))
-}
-
-fn safe_html(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::from(string_arg(args, 0, "safeHtml", 1)?))
-}
-
 fn strip_port(args: &[Value]) -> Result<Value, FuncError> {
     let s = string_arg(args, 0, "stripPort", 1)?;
     let host = if let Some(rest) = s.strip_prefix('[') {
@@ -568,20 +286,6 @@ fn path_prefix(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::from(path.trim_end_matches('/').to_string()))
 }
 
-fn query_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 fn link(args: &[Value], name: &str, tab: u8) -> Result<Value, FuncError> {
     let expr = string_arg(args, 0, name, 1)?;
     let base = EXTERNAL_URL.with(|u| u.borrow().clone());
@@ -600,8 +304,7 @@ fn table_link(args: &[Value]) -> Result<Value, FuncError> {
     link(args, "tableLink", 1)
 }
 
-type Func = fn(&[Value]) -> Result<Value, FuncError>;
-
+/// Prometheus's alert-template functions besides the common ones.
 const FUNCS: &[(&str, Func)] = &[
     ("query", query),
     ("first", first),
@@ -612,19 +315,12 @@ const FUNCS: &[(&str, Func)] = &[
     ("args", args_fn),
     ("humanize", humanize),
     ("humanize1024", humanize1024),
-    ("humanizeDuration", humanize_duration_fn),
     ("humanizePercentage", humanize_percentage),
     ("humanizeTimestamp", humanize_timestamp),
     ("toTime", to_time),
     ("toDuration", to_duration),
     ("parseDuration", parse_duration_fn),
     ("now", now),
-    ("title", title),
-    ("toUpper", to_upper),
-    ("toLower", to_lower),
-    ("match", match_fn),
-    ("reReplaceAll", re_replace_all),
-    ("safeHtml", safe_html),
     ("stripPort", strip_port),
     ("stripDomain", strip_domain),
     ("externalURL", external_url),

@@ -420,7 +420,7 @@ fn check_alerts(t: &AlertTest, groups: &[Group]) -> Option<String> {
 fn fmt_samples(v: &[(Labels, f64)]) -> String {
     let items: Vec<String> = v
         .iter()
-        .map(|(l, v)| format!("{} {}", fmt_labels(l), crate::gofmt::go_e(*v)))
+        .map(|(l, v)| format!("{} {}", fmt_labels(l), lookout_gotmpl::fmt::go_e(*v)))
         .collect();
     items.join(", ")
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lookout_gotmpl::fmt::go_e;
 use lookout_model::Labels;
-use lookout_rules::gofmt::go_e;
 use lookout_rules::{Alert, AlertState, Health, Rule};
 use serde_json::{Value, json};
 

@@ -152,7 +152,7 @@ fn fmt_e(v: f64, prec: usize, upper: bool) -> String {
 fn fmt_g(v: f64, prec: Option<usize>, upper: bool) -> String {
     let s = match prec {
         None => go_float(v),
-        Some(p) => crate::template::format_g(v, p),
+        Some(p) => crate::funcs::format_g(v, p),
     };
     if upper { s.to_uppercase() } else { s }
 }
