@@ -295,6 +295,18 @@ pub fn join(args: &[Value]) -> Result<Value, FuncError> {
     }
 }
 
+/// `len`, for every kind of value (gtmpl's leaves out maps).
+pub fn len(args: &[Value]) -> Result<Value, FuncError> {
+    let v = arg(args, 0, "len", 1)?;
+    let n = match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.len(),
+        Value::Map(m) | Value::Object(m) => m.len(),
+        other => return Err(FuncError::Generic(format!("len of {other} is undefined"))),
+    };
+    Ok(Value::from(n as u64))
+}
+
 /// `stringSlice`: its arguments as a list.
 pub fn string_slice(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::Array(args.to_vec()))
@@ -326,6 +338,7 @@ pub fn query_escape(s: &str) -> String {
 /// own `printf` and comparisons.
 pub const COMMON: &[(&str, Func)] = &[
     ("printf", crate::fmt::printf),
+    ("len", len),
     ("eq", crate::fmt::eq),
     ("ne", crate::fmt::ne),
     ("lt", crate::fmt::lt),

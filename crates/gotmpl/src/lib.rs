@@ -34,3 +34,21 @@ pub fn parse(name: &str, text: &str, extra: &[(&str, Func)]) -> Result<Template,
         .map_err(|e| clean_error(name, &e.to_string()))?;
     Ok(t)
 }
+
+/// Like [`parse`], with `defs` (template definitions, never executed themselves) made
+/// available to `text`.
+pub fn parse_with_definitions(
+    name: &str,
+    defs: &str,
+    text: &str,
+    extra: &[(&str, Func)],
+) -> Result<Template, String> {
+    let mut t = Template::with_name(name);
+    for (n, f) in funcs::COMMON.iter().chain(extra) {
+        t.add_func(n, *f);
+    }
+    t.add_template("__definitions", defs)
+        .map_err(|e| clean_error("definitions", &e.to_string()))?;
+    t.parse(text).map_err(|e| clean_error(name, &e.to_string()))?;
+    Ok(t)
+}

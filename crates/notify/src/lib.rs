@@ -27,6 +27,7 @@ pub mod route;
 pub mod send;
 pub mod service;
 pub mod silence;
+pub mod template;
 pub mod timeinterval;
 
 pub use alert::Alert;
