@@ -49,6 +49,7 @@ pub fn parse_with_definitions(
     }
     t.add_template("__definitions", defs)
         .map_err(|e| clean_error("definitions", &e.to_string()))?;
-    t.parse(text).map_err(|e| clean_error(name, &e.to_string()))?;
+    t.parse(text)
+        .map_err(|e| clean_error(name, &e.to_string()))?;
     Ok(t)
 }

@@ -60,6 +60,7 @@ pub(crate) fn notifier(
             external_url: external_url.to_string(),
             data_dir: Some(dir),
             escalations,
+            config_dir: path.parent().map(std::path::Path::to_path_buf),
         },
     )
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

@@ -617,14 +617,14 @@ impl Config {
                     out.push(format!("{}/{k}", r.name));
                 }
             }
-            for (kind, n) in [
-                ("slack_configs", r.slack_configs.len()),
-                ("pagerduty_configs", r.pagerduty_configs.len()),
-                ("email_configs", r.email_configs.len()),
-            ] {
-                if n > 0 {
-                    out.push(format!("{}/{kind}", r.name));
-                }
+            if r.pagerduty_configs
+                .iter()
+                .any(|p| p.routing_key.is_none() && p.routing_key_file.is_none())
+            {
+                out.push(format!(
+                    "{}/pagerduty_configs (service_key: Events API v1)",
+                    r.name
+                ));
             }
         }
         out

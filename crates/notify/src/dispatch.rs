@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lookout_model::{Labels, Matcher};
@@ -24,10 +25,13 @@ use serde_json::json;
 
 use crate::alert::{Alert, fingerprint_hex};
 use crate::audit::Audit;
-use crate::config::{Config, ConfigError, Receiver, WebhookConfig};
+use crate::config::{
+    Config, ConfigError, EmailConfig, PagerdutyConfig, Receiver, SlackConfig, WebhookConfig,
+};
 use crate::nflog::{self, Entry, NotificationLog};
 use crate::route::Route;
 use crate::silence::Silences;
+use crate::template::Templates;
 use crate::timeinterval::TimeInterval;
 
 /// One level of an escalation policy.
@@ -60,6 +64,8 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Escalation policies.
     pub escalations: Vec<EscalationPolicy>,
+    /// Directory of the Alertmanager configuration (for relative `templates:`).
+    pub config_dir: Option<PathBuf>,
 }
 
 /// An acknowledgement.
@@ -75,23 +81,36 @@ pub struct Ack {
     pub expires_at: Option<i64>,
 }
 
-/// A receiver integration.
+/// A receiver integration, with the global defaults filled in.
 #[derive(Debug, Clone)]
 pub enum Integration {
     /// A webhook.
     Webhook(WebhookConfig),
+    /// A Slack incoming webhook.
+    Slack(SlackConfig),
+    /// PagerDuty Events API v2.
+    Pagerduty(PagerdutyConfig),
+    /// Email over SMTP.
+    Email(Box<EmailConfig>),
 }
 
 impl Integration {
     fn send_resolved(&self) -> bool {
         match self {
             Integration::Webhook(w) => w.send_resolved,
+            Integration::Slack(s) => s.send_resolved,
+            Integration::Pagerduty(p) => p.send_resolved,
+            Integration::Email(e) => e.send_resolved,
         }
     }
 
-    fn kind(&self) -> &'static str {
+    /// The integration's kind, as the configuration names it.
+    pub fn kind(&self) -> &'static str {
         match self {
             Integration::Webhook(_) => "webhook",
+            Integration::Slack(_) => "slack",
+            Integration::Pagerduty(_) => "pagerduty",
+            Integration::Email(_) => "email",
         }
     }
 }
@@ -113,6 +132,8 @@ pub struct Notification {
     pub now: i64,
     /// How long delivery may be retried.
     pub retry_for: Duration,
+    /// The templates messages are rendered with.
+    pub templates: Arc<Templates>,
     log: Option<(String, Entry)>,
 }
 
@@ -226,6 +247,7 @@ pub struct Core {
     nflog: NotificationLog,
     acks: HashMap<u64, Ack>,
     escalation: HashMap<(usize, u64), EscState>,
+    templates: Arc<Templates>,
     /// The audit log.
     pub audit: Audit,
     opts: Options,
@@ -297,6 +319,10 @@ impl Core {
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
+        let templates = Arc::new(Templates::load(
+            &config.templates,
+            opts.config_dir.as_deref(),
+        )?);
         let file = |n: &str| opts.data_dir.as_ref().map(|d| d.join(n));
         Ok(Self {
             silences: Silences::open(file("silences.json"))?,
@@ -311,6 +337,7 @@ impl Core {
             groups: BTreeMap::new(),
             acks: HashMap::new(),
             escalation: HashMap::new(),
+            templates,
             opts,
         })
     }
@@ -493,11 +520,50 @@ impl Core {
         let Some(r) = self.receivers.get(receiver) else {
             return Vec::new();
         };
-        r.webhook_configs
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (format!("webhook/{i}"), Integration::Webhook(w.clone())))
-            .collect()
+        let g = &self.config.global;
+        let mut out: Vec<(String, Integration)> = Vec::new();
+        for (i, w) in r.webhook_configs.iter().enumerate() {
+            out.push((format!("webhook/{i}"), Integration::Webhook(w.clone())));
+        }
+        for (i, s) in r.slack_configs.iter().enumerate() {
+            let mut s = s.clone();
+            if s.api_url.is_none() && s.api_url_file.is_none() {
+                s.api_url.clone_from(&g.slack_api_url);
+                s.api_url_file.clone_from(&g.slack_api_url_file);
+            }
+            out.push((format!("slack/{i}"), Integration::Slack(s)));
+        }
+        for (i, p) in r.pagerduty_configs.iter().enumerate() {
+            let mut p = p.clone();
+            if p.url.is_none() {
+                p.url = Some(g.pagerduty_url.clone());
+            }
+            out.push((format!("pagerduty/{i}"), Integration::Pagerduty(p)));
+        }
+        for (i, e) in r.email_configs.iter().enumerate() {
+            let mut e = e.clone();
+            let fill = |v: &mut Option<String>, d: &Option<String>| {
+                if v.is_none() {
+                    v.clone_from(d);
+                }
+            };
+            fill(&mut e.from, &g.smtp_from);
+            fill(&mut e.smarthost, &g.smtp_smarthost);
+            fill(&mut e.hello, &g.smtp_hello);
+            if e.auth_username.is_none() {
+                e.auth_username.clone_from(&g.smtp_auth_username);
+                e.auth_password.clone_from(&g.smtp_auth_password);
+                e.auth_password_file.clone_from(&g.smtp_auth_password_file);
+                e.auth_secret.clone_from(&g.smtp_auth_secret);
+                e.auth_secret_file.clone_from(&g.smtp_auth_secret_file);
+                e.auth_identity.clone_from(&g.smtp_auth_identity);
+            }
+            if e.require_tls.is_none() {
+                e.require_tls = Some(g.smtp_require_tls);
+            }
+            out.push((format!("email/{i}"), Integration::Email(Box::new(e))));
+        }
+        out
     }
 
     /// The notifications due at `now`.
@@ -615,6 +681,7 @@ impl Core {
                 alerts: to_send,
                 now,
                 retry_for: g.group_interval,
+                templates: Arc::clone(&self.templates),
                 log: Some((key, log)),
             });
         }
@@ -688,6 +755,7 @@ impl Core {
                                 alerts: vec![a.clone()],
                                 now,
                                 retry_for: Duration::from_secs(60),
+                                templates: Arc::clone(&self.templates),
                                 log: None,
                             });
                         }

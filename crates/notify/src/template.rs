@@ -65,15 +65,33 @@ static METHODS: LazyLock<Vec<(regex::Regex, &'static str)>> = LazyLock::new(|| {
     // A bare method on the dot: `{{ .Values }}`, `{{ range .SortedPairs }}`.
     let bare = r"(^|[\s(|{])";
     [
-        (format!(r"{opt}\.Alerts\.Firing\b"), "(firingAlerts $1.Alerts)"),
-        (format!(r"{opt}\.Alerts\.Resolved\b"), "(resolvedAlerts $1.Alerts)"),
-        (format!(r"{chain}\.SortedPairs\.Values\b"), "(pairValues (sortedPairs $1))"),
-        (format!(r"{chain}\.SortedPairs\.Names\b"), "(pairNames (sortedPairs $1))"),
+        (
+            format!(r"{opt}\.Alerts\.Firing\b"),
+            "(firingAlerts $1.Alerts)",
+        ),
+        (
+            format!(r"{opt}\.Alerts\.Resolved\b"),
+            "(resolvedAlerts $1.Alerts)",
+        ),
+        (
+            format!(r"{chain}\.SortedPairs\.Values\b"),
+            "(pairValues (sortedPairs $1))",
+        ),
+        (
+            format!(r"{chain}\.SortedPairs\.Names\b"),
+            "(pairNames (sortedPairs $1))",
+        ),
         (format!(r"{chain}\.SortedPairs\b"), "(sortedPairs $1)"),
-        (format!(r"{chain}\.Remove\s+{chain}\.Names\b"), "removeLabels $1 (kvNames $2)"),
+        (
+            format!(r"{chain}\.Remove\s+{chain}\.Names\b"),
+            "removeLabels $1 (kvNames $2)",
+        ),
         (format!(r"{chain}\.Names\b"), "(kvNames $1)"),
         (format!(r"{chain}\.Values\b"), "(kvValues $1)"),
-        (format!(r"{bare}\.SortedPairs\.Values\b"), "$1(pairValues (sortedPairs .))"),
+        (
+            format!(r"{bare}\.SortedPairs\.Values\b"),
+            "$1(pairValues (sortedPairs .))",
+        ),
         (format!(r"{bare}\.SortedPairs\b"), "$1(sortedPairs .)"),
         (format!(r"{bare}\.Names\b"), "$1(kvNames .)"),
         (format!(r"{bare}\.Values\b"), "$1(kvValues .)"),
@@ -124,7 +142,10 @@ fn sorted_names(m: &HashMap<String, Value>) -> Vec<String> {
 }
 
 fn sorted_pairs(args: &[Value]) -> Result<Value, FuncError> {
-    let m = kv_map(args.first().ok_or(FuncError::ExactlyXArgs("sortedPairs".into(), 1))?)?;
+    let m = kv_map(
+        args.first()
+            .ok_or(FuncError::ExactlyXArgs("sortedPairs".into(), 1))?,
+    )?;
     Ok(Value::Array(
         sorted_names(m)
             .into_iter()
@@ -158,13 +179,23 @@ fn pair_names(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn kv_names(args: &[Value]) -> Result<Value, FuncError> {
-    let m = kv_map(args.first().ok_or(FuncError::ExactlyXArgs("Names".into(), 1))?)?;
-    Ok(Value::Array(sorted_names(m).into_iter().map(Value::String).collect()))
+    let m = kv_map(
+        args.first()
+            .ok_or(FuncError::ExactlyXArgs("Names".into(), 1))?,
+    )?;
+    Ok(Value::Array(
+        sorted_names(m).into_iter().map(Value::String).collect(),
+    ))
 }
 
 fn kv_values(args: &[Value]) -> Result<Value, FuncError> {
-    let m = kv_map(args.first().ok_or(FuncError::ExactlyXArgs("Values".into(), 1))?)?;
-    Ok(Value::Array(sorted_names(m).into_iter().map(|n| m[&n].clone()).collect()))
+    let m = kv_map(
+        args.first()
+            .ok_or(FuncError::ExactlyXArgs("Values".into(), 1))?,
+    )?;
+    Ok(Value::Array(
+        sorted_names(m).into_iter().map(|n| m[&n].clone()).collect(),
+    ))
 }
 
 fn remove_labels(args: &[Value]) -> Result<Value, FuncError> {
@@ -212,15 +243,22 @@ fn to_json(args: &[Value]) -> Result<Value, FuncError> {
         match v {
             Value::String(s) => serde_json::Value::String(s.clone()),
             Value::Bool(b) => serde_json::Value::Bool(*b),
-            Value::Number(_) => serde_json::from_str(&lookout_gotmpl::fmt::display(v)).unwrap_or(serde_json::Value::Null),
+            Value::Number(_) => serde_json::from_str(&lookout_gotmpl::fmt::display(v))
+                .unwrap_or(serde_json::Value::Null),
             Value::Array(a) => serde_json::Value::Array(a.iter().map(conv).collect()),
             Value::Map(m) | Value::Object(m) => serde_json::Value::Object(
-                m.iter().map(|(k, v)| (k.clone(), conv(v))).collect::<BTreeMap<_, _>>().into_iter().collect(),
+                m.iter()
+                    .map(|(k, v)| (k.clone(), conv(v)))
+                    .collect::<BTreeMap<_, _>>()
+                    .into_iter()
+                    .collect(),
             ),
             _ => serde_json::Value::Null,
         }
     }
-    let v = args.first().ok_or(FuncError::ExactlyXArgs("toJson".into(), 1))?;
+    let v = args
+        .first()
+        .ok_or(FuncError::ExactlyXArgs("toJson".into(), 1))?;
     Ok(Value::String(conv(v).to_string()))
 }
 
@@ -283,15 +321,32 @@ impl Templates {
                 _ => std::path::PathBuf::from(p),
             };
             let dir = full.parent().unwrap_or(std::path::Path::new("."));
-            let name = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let re = regex::Regex::new(&format!("^{}$", regex::escape(&name).replace("\\*", ".*").replace("\\?", ".")))
-                .map_err(|e| e.to_string())?;
+            let name = full
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let re = regex::Regex::new(&format!(
+                "^{}$",
+                regex::escape(&name)
+                    .replace("\\*", ".*")
+                    .replace("\\?", ".")
+            ))
+            .map_err(|e| e.to_string())?;
             let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-                .map(|rd| rd.flatten().map(|e| e.path()).filter(|f| re.is_match(&f.file_name().unwrap_or_default().to_string_lossy())).collect())
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|f| {
+                            re.is_match(&f.file_name().unwrap_or_default().to_string_lossy())
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             files.sort();
             for f in files {
-                extra.push(std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?);
+                extra.push(
+                    std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?,
+                );
             }
         }
         Self::new(&extra)
@@ -317,12 +372,24 @@ fn kv(m: impl IntoIterator<Item = (String, String)>) -> Value {
 fn alert_value(a: &Alert, now: i64) -> Value {
     let mut m = HashMap::new();
     m.insert("Status".into(), Value::String(a.status(now).into()));
-    m.insert("Labels".into(), kv(a.labels.iter().map(|l| (l.name.clone(), l.value.clone()))));
+    m.insert(
+        "Labels".into(),
+        kv(a.labels.iter().map(|l| (l.name.clone(), l.value.clone()))),
+    );
     m.insert("Annotations".into(), kv(a.annotations.clone()));
     m.insert("StartsAt".into(), Value::String(go_time(a.starts_at)));
-    m.insert("EndsAt".into(), Value::String(go_time(if a.resolved_at(now) { a.ends_at } else { 0 })));
-    m.insert("GeneratorURL".into(), Value::String(a.generator_url.clone()));
-    m.insert("Fingerprint".into(), Value::String(crate::alert::fingerprint_hex(a.fingerprint())));
+    m.insert(
+        "EndsAt".into(),
+        Value::String(go_time(if a.resolved_at(now) { a.ends_at } else { 0 })),
+    );
+    m.insert(
+        "GeneratorURL".into(),
+        Value::String(a.generator_url.clone()),
+    );
+    m.insert(
+        "Fingerprint".into(),
+        Value::String(crate::alert::fingerprint_hex(a.fingerprint())),
+    );
     Value::Object(m)
 }
 
@@ -331,13 +398,23 @@ pub fn data(n: &Notification, external_url: &str) -> Value {
     let j = n.data(external_url);
     let map_of = |v: &serde_json::Value| {
         kv(v.as_object()
-            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect::<Vec<_>>())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default())
     };
     let mut m = HashMap::new();
     m.insert("Receiver".into(), Value::String(n.receiver.clone()));
-    m.insert("Status".into(), Value::String(j["status"].as_str().unwrap_or("").into()));
-    m.insert("Alerts".into(), Value::Array(n.alerts.iter().map(|a| alert_value(a, n.now)).collect()));
+    m.insert(
+        "Status".into(),
+        Value::String(j["status"].as_str().unwrap_or("").into()),
+    );
+    m.insert(
+        "Alerts".into(),
+        Value::Array(n.alerts.iter().map(|a| alert_value(a, n.now)).collect()),
+    );
     m.insert("GroupLabels".into(), map_of(&j["groupLabels"]));
     m.insert("CommonLabels".into(), map_of(&j["commonLabels"]));
     m.insert("CommonAnnotations".into(), map_of(&j["commonAnnotations"]));
@@ -364,9 +441,21 @@ mod tests {
 
     #[test]
     fn methods_become_functions() {
-        assert_eq!(rewrite("{{ .Alerts.Firing | len }}"), "{{ (firingAlerts .Alerts) | len }}");
-        assert_eq!(rewrite("{{ .GroupLabels.SortedPairs.Values | join \" \" }}"), "{{ (pairValues (sortedPairs .GroupLabels)) | join \" \" }}");
-        assert_eq!(rewrite("{{ with .CommonLabels.Remove .GroupLabels.Names }}{{ .Values }}{{ end }}"), "{{ with removeLabels .CommonLabels (kvNames .GroupLabels) }}{{ (kvValues .) }}{{ end }}");
-        assert_eq!(rewrite("text .Alerts.Firing {{ range .Labels.SortedPairs }}"), "text .Alerts.Firing {{ range (sortedPairs .Labels) }}");
+        assert_eq!(
+            rewrite("{{ .Alerts.Firing | len }}"),
+            "{{ (firingAlerts .Alerts) | len }}"
+        );
+        assert_eq!(
+            rewrite("{{ .GroupLabels.SortedPairs.Values | join \" \" }}"),
+            "{{ (pairValues (sortedPairs .GroupLabels)) | join \" \" }}"
+        );
+        assert_eq!(
+            rewrite("{{ with .CommonLabels.Remove .GroupLabels.Names }}{{ .Values }}{{ end }}"),
+            "{{ with removeLabels .CommonLabels (kvNames .GroupLabels) }}{{ (kvValues .) }}{{ end }}"
+        );
+        assert_eq!(
+            rewrite("text .Alerts.Firing {{ range .Labels.SortedPairs }}"),
+            "text .Alerts.Firing {{ range (sortedPairs .Labels) }}"
+        );
     }
 }

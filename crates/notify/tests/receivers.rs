@@ -1,0 +1,218 @@
+//! Slack, PagerDuty and email end to end: Slack's and PagerDuty's APIs cannot run here,
+//! so local HTTP receivers check the exact payloads against golden files; email goes to
+//! a real SMTP server process (Python's `smtpd` DebuggingServer) and the message is
+//! checked as it arrives.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lookout_model::Labels;
+use lookout_notify::send::{deliver, http_client};
+use lookout_notify::{Alert, Config, Core, Notification, Options};
+use serde_json::Value;
+
+const T0: i64 = 1_767_225_600_000;
+
+/// Records JSON bodies POSTed to any path.
+struct Http {
+    base: String,
+    bodies: Arc<Mutex<Vec<(String, Value)>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Http {
+    fn start(status: u16) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let b = bodies.clone();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+            let b = b.clone();
+            async move {
+                b.lock()
+                    .unwrap()
+                    .push((uri.path().to_string(), serde_json::from_str(&body).unwrap()));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        });
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base: format!("http://{addr}"),
+            bodies,
+            _rt: rt,
+        }
+    }
+}
+
+fn notification(cfg: &str) -> Notification {
+    let mut core = Core::new(Config::parse(cfg).unwrap(), Options::default()).unwrap();
+    let a = |inst: &str| Alert {
+        labels: Labels::from_pairs([
+            ("alertname", "PostgresDown"),
+            ("instance", inst),
+            ("job", "postgres"),
+            ("severity", "critical"),
+        ]),
+        annotations: [("summary".to_string(), format!("{inst} is down"))].into(),
+        starts_at: T0,
+        ends_at: 0,
+        generator_url: "http://lookout/graph?g0.expr=pg_up+%3D%3D+0&g0.tab=1".into(),
+        updated_at: 0,
+    };
+    core.put_alerts(vec![a("db1"), a("db2")], T0);
+    core.tick(T0 + 30_000).remove(0)
+}
+
+fn send(n: &Notification) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(deliver(&http_client(), n, "http://lookout.example:9180"))
+        .unwrap();
+}
+
+#[test]
+fn slack_gets_alertmanagers_message() {
+    let http = Http::start(200);
+    let n = notification(&format!(
+        "global: {{slack_api_url: '{}/services/T/B/X'}}\nroute: {{receiver: chat, group_by: [alertname]}}\nreceivers:\n  - name: chat\n    slack_configs: [{{channel: '#db', text: '{{{{ range .Alerts }}}}{{{{ .Annotations.summary }}}} {{{{ end }}}}'}}]\n",
+        http.base
+    ));
+    send(&n);
+    let got = http.bodies.lock().unwrap().clone();
+    assert_eq!(got[0].0, "/services/T/B/X");
+    let golden: Value = serde_json::from_str(include_str!("golden/slack.json")).unwrap();
+    assert_eq!(
+        got[0].1,
+        golden,
+        "{}",
+        serde_json::to_string_pretty(&got[0].1).unwrap()
+    );
+}
+
+#[test]
+fn pagerduty_gets_an_events_v2_trigger() {
+    let http = Http::start(202);
+    let n = notification(&format!(
+        "route: {{receiver: pd, group_by: [alertname]}}\nreceivers:\n  - name: pd\n    pagerduty_configs: [{{routing_key: 'R0UTING', url: '{}/v2/enqueue', severity: '{{{{ .CommonLabels.severity }}}}'}}]\n",
+        http.base
+    ));
+    send(&n);
+    let got = http.bodies.lock().unwrap().clone();
+    assert_eq!(got[0].0, "/v2/enqueue");
+    let golden: Value = serde_json::from_str(include_str!("golden/pagerduty.json")).unwrap();
+    assert_eq!(
+        got[0].1,
+        golden,
+        "{}",
+        serde_json::to_string_pretty(&got[0].1).unwrap()
+    );
+}
+
+/// A real SMTP server: Python's smtpd DebuggingServer on a free port, printing messages.
+struct Smtp {
+    child: Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Smtp {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = match Command::new("python3")
+            .args([
+                "-u",
+                "-W",
+                "ignore",
+                "-m",
+                "smtpd",
+                "-n",
+                "-c",
+                "DebuggingServer",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("SKIPPED: python3 cannot start an SMTP server: {e}");
+                return None;
+            }
+        };
+        let out = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                l2.lock().unwrap().push(l);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the SMTP server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { child, port, lines })
+    }
+}
+
+#[test]
+fn email_reaches_a_real_smtp_server() {
+    let Some(smtp) = Smtp::start() else { return };
+    let n = notification(&format!(
+        "global: {{smtp_smarthost: '127.0.0.1:{}', smtp_from: 'lookout@example.org', smtp_require_tls: false}}\nroute: {{receiver: mail, group_by: [alertname]}}\nreceivers:\n  - name: mail\n    email_configs: [{{to: 'oncall@example.org, dba@example.org', headers: {{X-Team: dba}}}}]\n",
+        smtp.port
+    ));
+    send(&n);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let t = smtp.lines.lock().unwrap().join("\n");
+        if t.contains("END MESSAGE") {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no message arrived: {t}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        text.contains("b'Subject: [FIRING:2] PostgresDown (postgres critical)'"),
+        "{text}"
+    );
+    assert!(text.contains("b'From: lookout@example.org'"), "{text}");
+    assert!(
+        text.contains("oncall@example.org") && text.contains("dba@example.org"),
+        "{text}"
+    );
+    assert!(text.contains("b'X-Team: dba'"), "{text}");
+    assert!(text.contains("b'Alerts Firing:'"), "{text}");
+    assert!(
+        text.contains("b' - instance = db1'") && text.contains("b' - summary = db2 is down'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("b'View in Lookout: http://lookout.example:9180/#/alerts?receiver=mail'"),
+        "{text}"
+    );
+}
