@@ -22,6 +22,12 @@ pub(crate) fn notifier(
     config: &Config,
     external_url: &str,
 ) -> anyhow::Result<Option<Arc<Notifier>>> {
+    Ok(core(config, external_url)?
+        .map(|(core, text)| Arc::new(Notifier::new(core, external_url.to_string(), text))))
+}
+
+/// Reads `notifier.config_file` and builds the notifier's core (with the file's text).
+pub(crate) fn core(config: &Config, external_url: &str) -> anyhow::Result<Option<(Core, String)>> {
     let Some(file) = &config.notifier.config_file else {
         return Ok(None);
     };
@@ -64,11 +70,7 @@ pub(crate) fn notifier(
         },
     )
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(Some(Arc::new(Notifier::new(
-        core,
-        external_url.to_string(),
-        text,
-    ))))
+    Ok(Some((core, text)))
 }
 
 /// The forwarder for `alerting.alertmanagers`, or `None`.

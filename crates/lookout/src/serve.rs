@@ -239,10 +239,16 @@ async fn run_async(
                 runtime: tokio::runtime::Handle::current(),
             }) as Arc<dyn lookout_rules::AlertSink>
         });
-    let rules = rules_manager(&config, &engine, &tsdb, external_url, sink)?;
+    let rules = rules_manager(&config, &engine, &tsdb, external_url.clone(), sink)?;
     if let Some(n) = &notifier {
         checks.push(Arc::new(notifier_check(Arc::clone(n))));
     }
+    let reload_all = reloader(
+        rules.clone(),
+        notifier.clone(),
+        config.clone(),
+        external_url.clone(),
+    );
     if let Some(m) = &rules {
         checks.push(Arc::new(rules_check(Arc::clone(m))));
     }
@@ -295,6 +301,7 @@ async fn run_async(
         }),
         rules: rules.clone(),
         notifier: notifier.clone(),
+        reload: Some(reload_all.clone()),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -302,9 +309,7 @@ async fn run_async(
     let scraping = scrape.spawn(tsdb.clone(), stop_rx.clone());
     let rule_eval = rules.as_ref().map(|m| m.spawn(stop_rx.clone()));
     let notifying = notifier.as_ref().map(|n| n.spawn(stop_rx.clone()));
-    if let Some(m) = &rules {
-        tokio::spawn(reload_on_sighup(Arc::clone(m)));
-    }
+    tokio::spawn(reload_on_sighup(Arc::clone(&reload_all)));
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(lookout_server::serve(
         listener,
@@ -453,16 +458,50 @@ fn notifier_check(n: Arc<lookout_notify::Notifier>) -> impl HealthCheck {
     })
 }
 
-/// Reloads the rule files on every SIGHUP.
-async fn reload_on_sighup(m: Arc<Manager>) {
+/// What SIGHUP and `POST /-/reload` run: the rule files and the notifier configuration
+/// are read again; a bad file keeps what runs and is reported.
+type Reload = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+fn reloader(
+    rules: Option<Arc<Manager>>,
+    notifier: Option<Arc<lookout_notify::Notifier>>,
+    config: Config,
+    external_url: String,
+) -> Reload {
+    Arc::new(move || {
+        let mut errs = Vec::new();
+        if let Some(m) = &rules
+            && let Err(e) = m.reload(now_ms())
+        {
+            errs.extend(e);
+        }
+        if let Some(n) = &notifier {
+            match crate::alerting::core(&config, &external_url) {
+                Ok(Some((core, text))) => {
+                    n.replace(core, text);
+                    tracing::info!("Notifier configuration reloaded");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "Notifier configuration not reloaded; the previous one keeps running");
+                    errs.push(format!("{e:#}"));
+                }
+            }
+        }
+        errs
+    })
+}
+
+/// Reloads on every SIGHUP.
+async fn reload_on_sighup(reload: Reload) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         tracing::warn!("Cannot listen for SIGHUP; reload with POST /-/reload");
         return;
     };
     while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading rules");
-        let m = Arc::clone(&m);
-        let _ = tokio::task::spawn_blocking(move || m.reload(now_ms())).await;
+        tracing::info!("SIGHUP: reloading rules and the notifier configuration");
+        let r = Arc::clone(&reload);
+        let _ = tokio::task::spawn_blocking(move || r()).await;
     }
 }
 

@@ -766,6 +766,22 @@ impl Core {
         self.escalation.retain(|k, _| alive.contains(k));
     }
 
+    /// Takes over what an earlier notifier knew (on reload): its alerts (grouped again
+    /// under the new routes; the notification log keeps receivers from hearing twice),
+    /// acknowledgements, and escalation levels of policies that kept their name.
+    pub fn take_state(&mut self, old: &mut Core, now: i64) {
+        self.acks = std::mem::take(&mut old.acks);
+        for ((pi, fp), st) in std::mem::take(&mut old.escalation) {
+            let name = &old.opts.escalations[pi].name;
+            if let Some(ni) = self.opts.escalations.iter().position(|p| &p.name == name) {
+                self.escalation.insert((ni, fp), st);
+            }
+        }
+        self.audit.recent = std::mem::take(&mut old.audit.recent);
+        let alerts: Vec<Alert> = std::mem::take(&mut old.alerts).into_values().collect();
+        self.put_alerts(alerts, now);
+    }
+
     /// The escalation level (1-based) an alert has reached under each policy.
     pub fn escalation_levels(&self, fp: u64) -> Vec<(String, usize)> {
         self.escalation

@@ -19,7 +19,7 @@ pub struct Notifier {
     /// The URL notifications link back to.
     pub external_url: String,
     /// The Alertmanager configuration file as read (for `/api/v2/status`).
-    pub config_text: String,
+    pub config_text: Mutex<String>,
     /// Notifications delivered.
     pub sent: AtomicU64,
     /// Notifications that failed after every retry.
@@ -36,7 +36,7 @@ impl Notifier {
             core: Mutex::new(core),
             client: crate::send::http_client(),
             external_url,
-            config_text,
+            config_text: Mutex::new(config_text),
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -52,6 +52,16 @@ impl Notifier {
     /// Runs `f` on the core.
     pub fn with<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
         f(&mut self.core.lock().expect("notifier lock"))
+    }
+
+    /// Replaces the configuration: `new` takes over the running state (see
+    /// [`Core::take_state`]).
+    pub fn replace(&self, mut new: Core, config_text: String) {
+        let now = lookout_model::now_ms();
+        let mut core = self.core.lock().expect("notifier lock");
+        new.take_state(&mut core, now);
+        *core = new;
+        *self.config_text.lock().expect("lock") = config_text;
     }
 
     /// Takes alerts now.

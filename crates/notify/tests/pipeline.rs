@@ -535,3 +535,48 @@ fn an_expired_ack_lets_the_alert_repeat() {
         "the ack expired: repeats again"
     );
 }
+
+#[test]
+fn mute_and_active_time_intervals_hold_notifications() {
+    let rx = Receiver::start(0);
+    let cfg = Config::parse(&format!(
+        r#"
+route:
+  receiver: team
+  group_by: [alertname]
+  routes:
+    - matchers: ['team="night"']
+      receiver: team
+      mute_time_intervals: [nights]
+    - matchers: ['team="office"']
+      receiver: team
+      active_time_intervals: [office]
+receivers:
+  - name: team
+    webhook_configs: [{{url: "{}"}}]
+time_intervals:
+  - name: nights
+    time_intervals: [{{times: [{{start_time: "00:00", end_time: "06:00"}}]}}]
+  - name: office
+    time_intervals: [{{times: [{{start_time: "09:00", end_time: "17:00"}}], weekdays: ["monday:friday"]}}]
+"#,
+        rx.url
+    ))
+    .unwrap();
+    let mut core = Core::new(cfg, Options::default()).unwrap();
+    // T0 is Thursday 2026-01-01 00:00 UTC: night, outside office hours.
+    let night = alert(&[("alertname", "N"), ("team", "night")], T0, 0);
+    let office = alert(&[("alertname", "O"), ("team", "office")], T0, 0);
+    core.put_alerts(vec![night.clone(), office.clone()], T0);
+    assert!(core.tick(T0 + 30 * S).is_empty(), "both muted at midnight");
+    // 10:00: neither muted any more.
+    let ten = T0 + 10 * 3600 * S;
+    core.put_alerts(vec![night, office], ten);
+    let ns = core.tick(ten);
+    let mut names: Vec<&str> = ns
+        .iter()
+        .map(|n| n.alerts[0].labels.get("alertname").unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["N", "O"]);
+}

@@ -424,7 +424,7 @@ pub(crate) async fn status(State(st): State<AppState>) -> AmResult {
     let b = &st.build;
     Ok(Json(json!({
         "cluster": { "name": "", "peers": [], "status": "disabled" },
-        "config": { "original": n.config_text },
+        "config": { "original": *n.config_text.lock().expect("lock") },
         "uptime": go_time(n.started()),
         "versionInfo": {
             "branch": b.branch,

@@ -112,6 +112,9 @@ pub struct AppState {
     pub rules: Option<Arc<lookout_rules::Manager>>,
     /// The notifier (Alertmanager API v2, acknowledgements); `None` when not configured.
     pub notifier: Option<Arc<lookout_notify::Notifier>>,
+    /// What `POST /-/reload` runs: reloads rule files and the notifier configuration,
+    /// returning the problems (the running configuration stays when there are any).
+    pub reload: Option<Arc<dyn Fn() -> Vec<String> + Send + Sync>>,
 }
 
 impl std::fmt::Debug for AppState {

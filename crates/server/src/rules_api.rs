@@ -147,18 +147,17 @@ pub(crate) async fn alerts(State(st): State<AppState>) -> Response {
     crate::api::ok_value(&json!({ "alerts": list }))
 }
 
-/// `POST /-/reload`: reads the rule files again; 500 with the errors when they are bad
-/// (the running rules are kept).
+/// `POST /-/reload`: reads the rule files and the notifier configuration again; 500 with
+/// the errors when any is bad (what runs is kept).
 pub(crate) async fn reload(State(st): State<AppState>) -> Response {
-    let Some(m) = st.rules.clone() else {
-        return (StatusCode::OK, "no rule files configured\n").into_response();
+    let Some(f) = st.reload.clone() else {
+        return (StatusCode::OK, "nothing to reload\n").into_response();
     };
-    let now = lookout_model::now_ms();
-    match tokio::task::spawn_blocking(move || m.reload(now)).await {
-        Ok(Ok(())) => (StatusCode::OK, "rules reloaded\n").into_response(),
-        Ok(Err(errs)) => (
+    match tokio::task::spawn_blocking(move || f()).await {
+        Ok(errs) if errs.is_empty() => (StatusCode::OK, "reloaded\n").into_response(),
+        Ok(errs) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to reload rules: {}\n", errs.join("; ")),
+            format!("failed to reload: {}\n", errs.join("; ")),
         )
             .into_response(),
         Err(e) => (

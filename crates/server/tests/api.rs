@@ -86,6 +86,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         info: Arc::new(StaticInfo),
         rules: None,
         notifier: None,
+        reload: None,
     }
 }
 
