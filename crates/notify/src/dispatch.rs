@@ -285,6 +285,17 @@ impl Core {
                 unsupported.join(", ")
             ));
         }
+        for r in &config.receivers {
+            let ignored: Vec<&String> = r
+                .slack_configs
+                .iter()
+                .flat_map(|c| c.other.keys())
+                .chain(r.pagerduty_configs.iter().flat_map(|c| c.other.keys()))
+                .collect();
+            if !ignored.is_empty() {
+                tracing::warn!(receiver = %r.name, options = ?ignored, "Receiver options Lookout does not send yet are left out of its messages");
+            }
+        }
         let tree = Route::tree(&config)?;
         let receivers: BTreeMap<String, Receiver> = config
             .receivers

@@ -1,4 +1,4 @@
-// Lookout's dashboard: health, collectors, vitals and a query box. Plain JavaScript over
+// Lookout's dashboard: alerts, health, collectors, vitals and a query box. Plain JavaScript over
 // the Prometheus-compatible API; uPlot draws the charts.
 "use strict";
 
@@ -111,6 +111,33 @@ async function refreshHealth() {
   } catch (e) { text(document.getElementById("overall"), "health: unreachable"); }
 }
 
+async function refreshAlerts() {
+  try {
+    const body = await api("/api/v1/alerts");
+    const tbody = document.querySelector("#alerts tbody");
+    tbody.innerHTML = "";
+    const alerts = body.data.alerts.slice().sort((a, b) =>
+      (a.state === b.state ? 0 : a.state === "firing" ? -1 : 1) || a.labels.alertname.localeCompare(b.labels.alertname));
+    document.getElementById("alerts-none").hidden = alerts.length > 0;
+    for (const a of alerts) {
+      const row = tbody.insertRow();
+      cell(row, a.labels.alertname);
+      row.insertCell().appendChild(badge(a.state === "firing" ? "unhealthy" : "degraded")).textContent = a.state;
+      const labels = Object.entries(a.labels).filter(([k]) => k !== "alertname").map(([k, v]) => k + "=" + v).join(", ");
+      cell(row, labels, "muted");
+      cell(row, a.annotations.summary || "");
+      cell(row, new Date(a.activeAt).toLocaleString());
+      const rb = row.insertCell();
+      if (a.annotations.runbook_url) {
+        const link = document.createElement("a");
+        link.href = a.annotations.runbook_url;
+        link.textContent = "runbook";
+        rb.appendChild(link);
+      }
+    }
+  } catch (e) { /* shown by health */ }
+}
+
 async function refreshCollectors() {
   try {
     const body = await api("/api/v1/lookout/collectors");
@@ -157,7 +184,7 @@ async function init() {
     text(document.getElementById("version"), "v" + b.data.version);
   } catch (e) { /* optional */ }
   document.getElementById("query-form").addEventListener("submit", runQuery);
-  const tick = () => { refreshHealth(); refreshCollectors(); refreshVitals(); };
+  const tick = () => { refreshAlerts(); refreshHealth(); refreshCollectors(); refreshVitals(); };
   tick();
   runQuery();
   setInterval(tick, 15000);
