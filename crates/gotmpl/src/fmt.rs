@@ -10,25 +10,24 @@ use std::cmp::Ordering;
 
 use gtmpl::{FuncError, Value};
 
+/// How Go prints NaN, infinities and zeros, whatever the verb.
+pub(crate) fn special(v: f64) -> Option<String> {
+    if v.is_nan() {
+        Some("NaN".into())
+    } else if v.is_infinite() {
+        Some(if v > 0.0 { "+Inf" } else { "-Inf" }.into())
+    } else if v == 0.0 {
+        Some(if v.is_sign_negative() { "-0" } else { "0" }.into())
+    } else {
+        None
+    }
+}
+
 /// Go's `%v` of a float64 (`strconv.FormatFloat(v, 'g', -1, 64)` with fmt's exponent
 /// threshold): `0.5`, `100000`, `1e+06`, `1.234567e+06`, `NaN`, `+Inf`.
 pub fn go_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
+    if let Some(s) = special(v) {
+        return s;
     }
     let e = format!("{v:e}");
     let (mant, exp) = e.split_once('e').expect("exponent");

@@ -12,22 +12,8 @@ pub type Func = fn(&[Value]) -> Result<Value, FuncError>;
 /// Go's `%.Ng` for floats: shortest of `%e` and `%f` with `prec` significant digits,
 /// trailing zeros removed.
 pub fn format_g(v: f64, prec: usize) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
+    if let Some(s) = crate::fmt::special(v) {
+        return s;
     }
     let prec = prec.max(1);
     let e = format!("{:.*e}", prec - 1, v);

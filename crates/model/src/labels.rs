@@ -245,6 +245,23 @@ impl<'a> IntoIterator for &'a Labels {
 }
 
 /// Formats as Prometheus does: `name{a="1", b="2"}`, values escaped.
+/// A label set serializes as a JSON-style map, `{"name": "value", …}`, as the HTTP APIs
+/// and state files write it.
+impl serde::Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter().map(|l| (&l.name, &l.value)))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::from_pairs(std::collections::BTreeMap::<
+            String,
+            String,
+        >::deserialize(d)?))
+    }
+}
+
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.metric_name();

@@ -53,7 +53,6 @@ pub fn go_time(ms: i64) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Identifying labels.
-    #[serde(with = "labels_map")]
     pub labels: Labels,
     /// Annotations.
     pub annotations: BTreeMap<String, String>,
@@ -98,24 +97,6 @@ impl Alert {
             starts_at: starts,
             ..newer
         };
-    }
-}
-
-/// `Labels` as a JSON object.
-pub(crate) mod labels_map {
-    use std::collections::BTreeMap;
-
-    use lookout_model::Labels;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(l: &Labels, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(l.iter().map(|l| (&l.name, &l.value)))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
-        Ok(Labels::from_pairs(BTreeMap::<String, String>::deserialize(
-            d,
-        )?))
     }
 }
 

@@ -148,7 +148,7 @@ impl Notification {
             .map(|a| {
                 json!({
                     "status": a.status(now),
-                    "labels": labels_json(&a.labels),
+                    "labels": json!(a.labels),
                     "annotations": a.annotations,
                     "startsAt": crate::alert::go_time(a.starts_at),
                     // Alertmanager shows no end for an alert still firing.
@@ -170,20 +170,12 @@ impl Notification {
             "receiver": self.receiver,
             "status": if firing { "firing" } else { "resolved" },
             "alerts": alerts,
-            "groupLabels": labels_json(&self.group_labels),
+            "groupLabels": json!(self.group_labels),
             "commonLabels": common_labels,
             "commonAnnotations": common_annotations,
             "externalURL": external_url,
         })
     }
-}
-
-fn labels_json(l: &Labels) -> serde_json::Value {
-    serde_json::Value::Object(
-        l.iter()
-            .map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone())))
-            .collect(),
-    )
 }
 
 /// The pairs every map shares.
@@ -489,7 +481,7 @@ impl Core {
         if expires_at.is_some_and(|e| e <= now) {
             return Err("the acknowledgement's expiry is in the past".into());
         }
-        let labels = labels_json(&a.labels);
+        let labels = json!(a.labels);
         self.acks.insert(
             fp,
             Ack {
@@ -745,7 +737,7 @@ impl Core {
                             json!({
                                 "policy": p.name,
                                 "fingerprint": fingerprint_hex(fp),
-                                "labels": labels_json(&a.labels),
+                                "labels": json!(a.labels),
                                 "level": next + 1,
                                 "receivers": p.levels[next].receivers,
                                 "reason": format!("not acknowledged within {}", lookout_model::format_duration(p.levels[s.level].timeout)),

@@ -62,7 +62,6 @@ impl AlertState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Labels: the series' labels (without `__name__`), the rule's labels, `alertname`.
-    #[serde(with = "labels_map")]
     pub labels: Labels,
     /// Expanded annotations.
     pub annotations: BTreeMap<String, String>,
@@ -95,24 +94,6 @@ impl Alert {
             return true;
         }
         last.saturating_add(resend_delay.as_millis() as i64) <= ts
-    }
-}
-
-/// `Labels` as a JSON object, for the state file.
-pub(crate) mod labels_map {
-    use std::collections::BTreeMap;
-
-    use lookout_model::Labels;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(l: &Labels, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(l.iter().map(|l| (&l.name, &l.value)))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
-        Ok(Labels::from_pairs(BTreeMap::<String, String>::deserialize(
-            d,
-        )?))
     }
 }
 

@@ -66,14 +66,6 @@ fn filters(p: &[(String, String)]) -> Result<Vec<Matcher>, AmError> {
     Ok(out)
 }
 
-fn labels_json(l: &Labels) -> Value {
-    Value::Object(
-        l.iter()
-            .map(|l| (l.name.clone(), Value::String(l.value.clone())))
-            .collect(),
-    )
-}
-
 fn gettable_alert(n: &Notifier, a: &Alert, now: i64) -> (Value, &'static str) {
     let (sup, receivers, acked) = n.with(|c| {
         let fp = a.fingerprint();
@@ -102,7 +94,7 @@ fn gettable_alert(n: &Notifier, a: &Alert, now: i64) -> (Value, &'static str) {
         },
         "updatedAt": go_time(a.updated_at),
         "generatorURL": a.generator_url,
-        "labels": labels_json(&a.labels),
+        "labels": json!(a.labels),
     });
     if let Some(ack) = acked {
         v["acknowledged"] = json!({
@@ -243,7 +235,7 @@ pub(crate) async fn alert_groups(State(st): State<AppState>, RawQuery(q): RawQue
                 .map(|a| gettable_alert(&n, a, now).0)
                 .collect();
             (!list.is_empty()).then(|| {
-                json!({ "alerts": list, "labels": labels_json(labels), "receiver": { "name": receiver } })
+                json!({ "alerts": list, "labels": json!(labels), "receiver": { "name": receiver } })
             })
         })
         .collect();

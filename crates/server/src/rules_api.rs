@@ -6,19 +6,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lookout_gotmpl::fmt::go_e;
-use lookout_model::Labels;
 use lookout_rules::{Alert, AlertState, Health, Rule};
 use serde_json::{Value, json};
 
 use crate::AppState;
-
-fn labels(l: &Labels) -> Value {
-    Value::Object(
-        l.iter()
-            .map(|l| (l.name.clone(), Value::String(l.value.clone())))
-            .collect(),
-    )
-}
 
 fn map(m: &BTreeMap<String, String>) -> Value {
     Value::Object(
@@ -44,7 +35,7 @@ fn time(ms: i64) -> String {
 
 fn alert(a: &Alert) -> Value {
     let mut v = json!({
-        "labels": labels(&a.labels),
+        "labels": json!(a.labels),
         "annotations": map(&a.annotations),
         "state": a.state.as_str(),
         "activeAt": time(a.active_at),
