@@ -148,3 +148,122 @@ impl lookout_rules::AlertSink for Bridge {
         }
     }
 }
+
+/// Rule and notifier figures on Lookout's `/metrics`, under Prometheus's and
+/// Alertmanager's own names where they have one, so their self-monitoring dashboards
+/// work: `prometheus_rule_group_last_duration_seconds`, `…_interval_seconds`,
+/// `…_rules`, `…_last_evaluation_timestamp_seconds` per `rule_group` (`file;name`),
+/// `alertmanager_alerts{state}`, `alertmanager_silences{state}`, and
+/// `lookout_notifications_total` / `lookout_notifications_failed_total`.
+#[derive(Debug)]
+pub(crate) struct AlertingMetrics {
+    pub(crate) rules: Option<Arc<lookout_rules::Manager>>,
+    pub(crate) notifier: Option<Arc<Notifier>>,
+}
+
+impl prometheus_client::collector::Collector for AlertingMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        if let Some(m) = &self.rules {
+            let groups = m.groups();
+            type Figure = fn(&lookout_rules::Group) -> f64;
+            let figures: [(&str, &str, Figure); 4] = [
+                (
+                    "prometheus_rule_group_last_duration_seconds",
+                    "The duration of the last rule group evaluation.",
+                    |g| g.evaluation_time.as_secs_f64(),
+                ),
+                (
+                    "prometheus_rule_group_interval_seconds",
+                    "The interval of a rule group.",
+                    |g| g.interval.as_secs_f64(),
+                ),
+                ("prometheus_rule_group_rules", "The number of rules.", |g| {
+                    g.rules.len() as f64
+                }),
+                (
+                    "prometheus_rule_group_last_evaluation_timestamp_seconds",
+                    "The timestamp of the last rule group evaluation in seconds.",
+                    |g| g.last_evaluation as f64 / 1000.0,
+                ),
+            ];
+            for (name, help, f) in figures {
+                let mut enc = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                for g in &groups {
+                    let labels = vec![("rule_group".to_string(), g.key())];
+                    ConstGauge::new(f(g)).encode(enc.encode_family(&labels)?)?;
+                }
+            }
+        }
+        if let Some(n) = &self.notifier {
+            use std::sync::atomic::Ordering::Relaxed;
+            let now = lookout_model::now_ms();
+            let (active, suppressed, silences) = n.with(|c| {
+                let mut active = 0u64;
+                let mut suppressed = 0u64;
+                for a in c.alerts().iter().filter(|a| !a.resolved_at(now)) {
+                    let s = c.suppression(a, now);
+                    if s.silenced_by.is_empty() && s.inhibited_by.is_empty() {
+                        active += 1;
+                    } else {
+                        suppressed += 1;
+                    }
+                }
+                let mut by_state = [0u64; 3];
+                for s in c.silences.list() {
+                    by_state[match s.state(now) {
+                        lookout_notify::silence::SilenceState::Active => 0,
+                        lookout_notify::silence::SilenceState::Pending => 1,
+                        lookout_notify::silence::SilenceState::Expired => 2,
+                    }] += 1;
+                }
+                (active, suppressed, by_state)
+            });
+            let mut enc = encoder.encode_descriptor(
+                "alertmanager_alerts",
+                "How many alerts by state.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (state, v) in [("active", active), ("suppressed", suppressed)] {
+                ConstGauge::new(v as f64)
+                    .encode(enc.encode_family(&vec![("state".to_string(), state.to_string())])?)?;
+            }
+            let mut enc = encoder.encode_descriptor(
+                "alertmanager_silences",
+                "How many silences by state.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (state, v) in [
+                ("active", silences[0]),
+                ("pending", silences[1]),
+                ("expired", silences[2]),
+            ] {
+                ConstGauge::new(v as f64)
+                    .encode(enc.encode_family(&vec![("state".to_string(), state.to_string())])?)?;
+            }
+            let enc = encoder.encode_descriptor(
+                "lookout_notifications",
+                "Notifications delivered.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(n.sent.load(Relaxed)).encode(enc)?;
+            let enc = encoder.encode_descriptor(
+                "lookout_notifications_failed",
+                "Notifications that failed after every retry.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(n.failed.load(Relaxed)).encode(enc)?;
+        }
+        Ok(())
+    }
+}

@@ -243,6 +243,10 @@ async fn run_async(
     if let Some(n) = &notifier {
         checks.push(Arc::new(notifier_check(Arc::clone(n))));
     }
+    registry.register_collector(Box::new(crate::alerting::AlertingMetrics {
+        rules: rules.clone(),
+        notifier: notifier.clone(),
+    }));
     let reload_all = reloader(
         rules.clone(),
         notifier.clone(),

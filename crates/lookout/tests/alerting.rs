@@ -120,6 +120,21 @@ fn a_firing_rule_reaches_the_webhook_and_a_restart_sends_no_duplicate() {
         serde_json::to_string_pretty(&hook.first()).unwrap()
     );
 
+    // Self-monitoring under Prometheus's and Alertmanager's names.
+    let (_, metrics) = lk.get("/metrics");
+    assert!(
+        metrics.contains("prometheus_rule_group_rules{rule_group=\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("alertmanager_alerts{state=\"active\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lookout_notifications_total 1"),
+        "{metrics}"
+    );
+
     // The Alertmanager API shows it; amtool is tested below.
     let (code, body) = lk.get("/api/v2/alerts");
     assert_eq!(code, 200);
