@@ -21,7 +21,13 @@ pub fn clean_error(name: &str, e: &str) -> String {
         Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
         _ => e,
     };
-    format!("template: {name}: {}", e.trim_start())
+    // Go quotes the variable: `undefined variable "$x"`.
+    let e = e.trim_start();
+    let e = match e.strip_prefix("undefined variable ") {
+        Some(v) if !v.starts_with('"') => format!("undefined variable {v:?}"),
+        _ => e.to_string(),
+    };
+    format!("template: {name}: {e}")
 }
 
 /// A template named `name` with the common functions and `extra` ones, parsed from `text`.

@@ -96,6 +96,7 @@ struct InputSeries {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AlertTest {
+    #[serde(default)]
     eval_time: TestDuration,
     alertname: String,
     #[serde(default)]
@@ -115,6 +116,7 @@ struct ExpAlert {
 #[serde(deny_unknown_fields)]
 struct ExprTest {
     expr: String,
+    #[serde(default)]
     eval_time: TestDuration,
     #[serde(default)]
     exp_samples: Vec<ExpSample>,
@@ -330,8 +332,7 @@ fn run_group(
             for e in &g.rules {
                 if let Some(err) = &e.last_error {
                     eval_errs.push(format!(
-                        "group {:?}, rule \"{}\": {err} (at {})",
-                        g.name,
+                        "rule: {}, time: {}, err: {err}",
                         e.rule.name(),
                         ms_text(ts - start)
                     ));
