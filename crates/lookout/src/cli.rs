@@ -293,7 +293,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !errs.is_empty() {
                 anyhow::bail!("rule_files:\n{}", errs.join("\n"));
             }
-            Ok(())
+            // The notifier's Alertmanager file must load as `serve` loads it (state files
+            // are not touched: the check builds it without a data directory).
+            let mut dry = c.clone();
+            dry.storage.path =
+                std::env::temp_dir().join(format!("lookout-check-{}", std::process::id()));
+            let res = crate::alerting::core(&dry, "http://127.0.0.1:9180").map(|_| ());
+            let _ = std::fs::remove_dir_all(&dry.storage.path);
+            res.context("notifier.config_file")
         }) {
             Ok(_) => {
                 println!("SUCCESS: {} is valid", file.display());
