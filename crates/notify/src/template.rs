@@ -10,7 +10,9 @@
 //! own text producing Alertmanager's output; a test renders Alertmanager's `default.tmpl`
 //! (when present) through the same engine and compares.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::sync::LazyLock;
 
 use lookout_gotmpl::funcs::{Func, string_arg};
@@ -289,6 +291,15 @@ const FUNCS: &[(&str, Func)] = &[
 #[derive(Debug, Clone)]
 pub struct Templates {
     source: String,
+    /// Identifies `source` in the parse cache without hashing it per render.
+    id: u64,
+}
+
+fn source_id(source: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    source.hash(&mut h);
+    h.finish()
 }
 
 impl Templates {
@@ -299,7 +310,10 @@ impl Templates {
             source.push('\n');
             source.push_str(e);
         }
-        let t = Self { source };
+        let t = Self {
+            id: source_id(&source),
+            source,
+        };
         t.render("{{ template \"__subject\" . }}", &sample())?;
         Ok(t)
     }
@@ -309,6 +323,7 @@ impl Templates {
     pub fn from_source(source: &str) -> Self {
         Self {
             source: source.to_string(),
+            id: source_id(source),
         }
     }
 
@@ -354,15 +369,35 @@ impl Templates {
 
     /// Renders `text` (which may call the defined templates) with `data`.
     pub fn render(&self, text: &str, data: &Value) -> Result<String, String> {
-        let t: Template = lookout_gotmpl::parse_with_definitions(
-            "notification",
-            &rewrite(&self.source),
-            &rewrite(text),
-            FUNCS,
-        )?;
+        let key = (self.id, text.to_string());
+        let t = match PARSED.with(|c| c.borrow().get(&key).cloned()) {
+            Some(t) => t,
+            None => {
+                let t = Rc::new(lookout_gotmpl::parse_with_definitions(
+                    "notification",
+                    &rewrite(&self.source),
+                    &rewrite(text),
+                    FUNCS,
+                )?);
+                PARSED.with(|c| {
+                    let mut c = c.borrow_mut();
+                    if c.len() >= 256 {
+                        c.clear();
+                    }
+                    c.insert(key, Rc::clone(&t));
+                });
+                t
+            }
+        };
         t.render(&Context::from(data.clone()))
             .map_err(|e| lookout_gotmpl::clean_error("notification", &e.to_string()))
     }
+}
+
+thread_local! {
+    /// Parsed templates by (definitions, text): every message renders the same few
+    /// fields, and parsing the definitions dominates a render.
+    static PARSED: RefCell<HashMap<(u64, String), Rc<Template>>> = RefCell::new(HashMap::new());
 }
 
 fn kv(m: impl IntoIterator<Item = (String, String)>) -> Value {
