@@ -219,6 +219,9 @@ pub struct Suppression {
     pub inhibited_by: Vec<String>,
 }
 
+/// Firing alerts matching an inhibition rule's source side: fingerprints and labels.
+type Sources = Vec<(u64, Labels)>;
+
 struct InhibitRule {
     source: Vec<Matcher>,
     target: Vec<Matcher>,
@@ -233,6 +236,8 @@ pub struct Core {
     receivers: BTreeMap<String, Receiver>,
     inhibit: Vec<InhibitRule>,
     alerts: HashMap<u64, Alert>,
+    /// Inhibition sources as of a time; cleared when alerts change.
+    sources: Option<(i64, Vec<Sources>)>,
     groups: BTreeMap<String, Group>,
     /// Silences.
     pub silences: Silences,
@@ -337,6 +342,7 @@ impl Core {
             receivers,
             inhibit,
             alerts: HashMap::new(),
+            sources: None,
             groups: BTreeMap::new(),
             acks: HashMap::new(),
             escalation: HashMap::new(),
@@ -353,6 +359,7 @@ impl Core {
     /// Takes alerts (from rules or the API) at `now` (ms). An alert without `endsAt`
     /// stays firing for `resolve_timeout` after it was last received.
     pub fn put_alerts(&mut self, alerts: Vec<Alert>, now: i64) {
+        self.sources = None;
         let timeout = self.config.global.resolve_timeout.0.as_millis() as i64;
         for mut a in alerts {
             if a.starts_at == 0 {
@@ -413,21 +420,51 @@ impl Core {
         }
     }
 
-    fn inhibited_by(&self, t: &Alert, now: i64) -> Vec<String> {
+    /// Per inhibition rule, the firing alerts matching its source side at `now`,
+    /// computed once per time and alert set.
+    fn inhibit_sources(&mut self, now: i64) -> &[Sources] {
+        if self.sources.as_ref().is_none_or(|(t, _)| *t != now) {
+            let per_rule = self
+                .inhibit
+                .iter()
+                .map(|r| {
+                    self.alerts
+                        .iter()
+                        .filter(|(_, s)| {
+                            !s.resolved_at(now)
+                                && r.source.iter().all(|m| m.matches_labels(&s.labels))
+                        })
+                        .map(|(fp, s)| (*fp, s.labels.clone()))
+                        .collect()
+                })
+                .collect();
+            self.sources = Some((now, per_rule));
+        }
+        &self.sources.as_ref().expect("just computed").1
+    }
+
+    fn inhibited_by(&mut self, t: &Alert, now: i64) -> Vec<String> {
         let tfp = t.fingerprint();
+        let targets: Vec<bool> = self
+            .inhibit
+            .iter()
+            .map(|r| r.target.iter().all(|m| m.matches_labels(&t.labels)))
+            .collect();
+        if !targets.contains(&true) {
+            return Vec::new();
+        }
+        let equal: Vec<Vec<String>> = self.inhibit.iter().map(|r| r.equal.clone()).collect();
+        let sources = self.inhibit_sources(now);
         let mut out = Vec::new();
-        for r in &self.inhibit {
-            if !r.target.iter().all(|m| m.matches_labels(&t.labels)) {
+        for (i, srcs) in sources.iter().enumerate() {
+            if !targets[i] {
                 continue;
             }
-            for (fp, s) in &self.alerts {
-                if *fp == tfp || s.resolved_at(now) {
-                    continue;
-                }
-                if r.source.iter().all(|m| m.matches_labels(&s.labels))
-                    && r.equal
+            for (fp, labels) in srcs {
+                if *fp != tfp
+                    && equal[i]
                         .iter()
-                        .all(|l| s.labels.get_or_empty(l) == t.labels.get_or_empty(l))
+                        .all(|l| labels.get_or_empty(l) == t.labels.get_or_empty(l))
                 {
                     out.push(fingerprint_hex(*fp));
                 }
@@ -592,7 +629,7 @@ impl Core {
         }
         self.escalate(now, &mut out);
         // Acknowledgements end with their alert.
-        let firing: Vec<u64> = self
+        let firing: std::collections::HashSet<u64> = self
             .alerts
             .iter()
             .filter(|(_, a)| !a.resolved_at(now))
@@ -611,7 +648,7 @@ impl Core {
             );
         }
         // Resolved alerts are forgotten once no group holds them.
-        let held: Vec<u64> = self
+        let held: std::collections::HashSet<u64> = self
             .groups
             .values()
             .flat_map(|g| g.alerts.keys().copied())
