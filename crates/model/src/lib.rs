@@ -13,6 +13,7 @@
 //! assert_eq!(ls.to_string(), r#"up{job="node"}"#);
 //! ```
 
+pub mod histogram;
 mod labels;
 mod matcher;
 mod metadata;
@@ -20,6 +21,7 @@ pub mod relabel;
 mod sample;
 mod time;
 
+pub use histogram::{CounterResetHint, FloatHistogram};
 pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use metadata::MetricType;

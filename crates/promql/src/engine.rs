@@ -102,6 +102,7 @@ impl Engine {
         cancel: Option<&AtomicBool>,
     ) -> Result<crate::value::QueryResult> {
         let ev = Evaluator::prepare(&self.opts, db, text, expr, t, t, 0, cancel)?;
+        let histograms = ev.plain_histograms(expr, t)?;
         let v = ev.eval(expr, t)?;
         let value = match v {
             Value::Vector(v) => {
@@ -117,6 +118,7 @@ impl Engine {
         Ok(crate::value::QueryResult {
             value,
             annotations: ev.annotations.into_inner(),
+            histograms,
         })
     }
 
@@ -159,6 +161,9 @@ impl Engine {
             }
         }
         let ev = Evaluator::prepare(&self.opts, db, text, expr, start, end, step, cancel)?;
+        if !ev.histograms.is_empty() {
+            return exec("native histograms are not supported in range queries yet");
+        }
         if functions::is_sort(expr) {
             ev.warn(format!(
                 "sort is ineffective for range queries since results are always ordered by labels ({})",
@@ -226,6 +231,7 @@ impl Engine {
         Ok(crate::value::QueryResult {
             value: Value::Matrix(series),
             annotations: ev.annotations.into_inner(),
+            histograms: Vec::new(),
         })
     }
 }
@@ -302,6 +308,8 @@ pub(crate) struct Evaluator<'a> {
     sub_step: i64,
     /// The series each selector node reads: an index into `loaded`.
     data: HashMap<usize, usize>,
+    /// Native-histogram series of each selector, when the store has any.
+    histograms: HashMap<usize, Vec<lookout_storage::HistogramSeries>>,
     /// Selected series; selectors with the same matchers and window share one entry.
     loaded: Vec<Vec<Series>>,
     deadline: Instant,
@@ -370,6 +378,7 @@ impl<'a> Evaluator<'a> {
             step,
             sub_step: opts.default_subquery_step.as_millis().max(1) as i64,
             data: HashMap::new(),
+            histograms: HashMap::new(),
             loaded: Vec::new(),
             deadline: Instant::now() + opts.timeout,
             cancel,
@@ -425,6 +434,20 @@ impl<'a> Evaluator<'a> {
                     .map(|(labels, samples)| Series { labels, samples })
                     .collect()
             };
+            let mut hs = Vec::new();
+            let groups: Vec<&Vec<PMatcher>> = if n.vs.matchers.or_matchers.is_empty() {
+                vec![&n.vs.matchers.matchers]
+            } else {
+                n.vs.matchers.or_matchers.iter().collect()
+            };
+            for g in groups {
+                hs.extend(q.select_histograms(&hints, &to_matchers(&n.vs.name, g)?)?);
+            }
+            if !hs.is_empty() {
+                hs.sort_by(|a, b| a.labels.cmp(&b.labels));
+                hs.dedup_by(|a, b| a.labels == b.labels);
+                ev.histograms.insert(key(n.vs), hs);
+            }
             loaded += series.iter().map(|s| s.samples.len()).sum::<usize>();
             if loaded > opts.max_samples {
                 return Err(Error::TooManySamples("query execution"));
@@ -436,6 +459,38 @@ impl<'a> Evaluator<'a> {
             ev.check_limits("query preparation")?;
         }
         Ok(ev)
+    }
+
+    /// The native-histogram samples an instant query returns: only a plain selector
+    /// (possibly in parentheses) returns them so far; any other expression over
+    /// histogram series is an error rather than a wrong answer.
+    fn plain_histograms(
+        &self,
+        expr: &Expr,
+        ts: i64,
+    ) -> Result<Vec<(Labels, std::sync::Arc<lookout_model::FloatHistogram>)>> {
+        if self.histograms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut e = expr;
+        while let Expr::Paren(p) = e {
+            e = &p.expr;
+        }
+        let Expr::VectorSelector(vs) = e else {
+            return exec(
+                "native histograms are only returned by plain selectors so far; functions, operators and aggregations do not take them yet",
+            );
+        };
+        let t = self.at_time(&vs.at).unwrap_or(ts) - offset_ms(&vs.offset);
+        let mut out = Vec::new();
+        for s in self.histograms.get(&key(vs)).into_iter().flatten() {
+            let i = s.samples.partition_point(|x| x.t <= t);
+            if i == 0 || s.samples[i - 1].t <= t - self.lookback {
+                continue;
+            }
+            out.push((s.labels.clone(), std::sync::Arc::clone(&s.samples[i - 1].h)));
+        }
+        Ok(out)
     }
 
     /// A label set derived from `key` (expression node and inputs), computed by `derive`

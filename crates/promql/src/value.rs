@@ -97,4 +97,7 @@ pub struct QueryResult {
     pub value: Value,
     /// Warnings and infos.
     pub annotations: Annotations,
+    /// Native-histogram samples of an instant query that is a plain selector (the only
+    /// expression that returns them so far), sorted by labels.
+    pub histograms: Vec<(Labels, std::sync::Arc<lookout_model::FloatHistogram>)>,
 }

@@ -80,3 +80,40 @@ fn lookback_delta_is_configurable() {
     let v = e.instant(&db(), "count(m)", 115_000).unwrap();
     assert!(matches!(v, lookout_promql::Value::Vector(ref s) if s.is_empty()));
 }
+
+/// Native histograms come back from a plain selector and nowhere else yet: any other use
+/// is an error naming the limitation, never a wrong number.
+#[test]
+fn native_histograms_only_through_plain_selectors() {
+    use lookout_model::FloatHistogram;
+    let db = MemStorage::new();
+    let mut app = db.appender();
+    let h = FloatHistogram::parse("{{schema:0 sum:5 count:3 buckets:[1 2]}}").unwrap();
+    let l = Labels::from_pairs([("__name__", "h"), ("job", "x")]);
+    app.append_histogram(&l, 60_000, &h).unwrap();
+    app.append(&Labels::from_pairs([("__name__", "f")]), 60_000, 1.0)
+        .unwrap();
+    app.commit().unwrap();
+    let e = Engine::default();
+    let q = |s: &str| e.instant_query(&db, s, &lookout_promql::parse(s).unwrap(), 90_000, None);
+    let r = q("(h)").unwrap();
+    assert_eq!(r.histograms.len(), 1);
+    assert!(r.histograms[0].1.same_as(&h));
+    assert_eq!(r.histograms[0].0, l);
+    assert!(q("h").unwrap().histograms.len() == 1);
+    assert!(
+        q("h offset 10m").unwrap().histograms.is_empty(),
+        "outside the lookback"
+    );
+    assert!(q("f").unwrap().histograms.is_empty());
+    let err = q("sum(h)").unwrap_err().to_string();
+    assert!(
+        err.contains("native histograms are only returned by plain selectors"),
+        "{err}"
+    );
+    let err = e
+        .range(&db, "h", 0, 90_000, 15_000)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not supported in range queries"), "{err}");
+}

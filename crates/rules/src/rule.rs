@@ -127,6 +127,9 @@ impl EvalContext {
             .engine
             .instant_query(self.db.as_ref(), text, expr, t, None)
             .map_err(|e| e.to_string())?;
+        if !r.histograms.is_empty() {
+            return Err("rules over native histograms are not supported yet".into());
+        }
         match r.value {
             Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
             Value::Scalar(v) => Ok(vec![(Labels::empty(), v)]),

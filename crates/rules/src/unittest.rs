@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lookout_model::{Labels, stale_nan};
+use lookout_model::{CounterResetHint, FloatHistogram, Labels, stale_nan};
 use lookout_promql::{Engine, EngineOptions, promqltest};
 use lookout_storage::{Appendable, MemStorage};
 use serde::Deserialize;
@@ -261,6 +261,99 @@ fn ms_text(ms: i64) -> String {
     lookout_model::format_duration(Duration::from_millis(ms.max(0) as u64))
 }
 
+/// One input point.
+enum Point {
+    /// `_`: no sample.
+    None,
+    /// A float (stale markers included).
+    Float(f64),
+    /// A native histogram.
+    Histogram(FloatHistogram),
+}
+
+/// Splits series values at whitespace outside `{{…}}`.
+fn tokens(values: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0usize;
+    let mut chars = values.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                depth += 1;
+                cur.push_str("{{");
+            }
+            '}' if depth > 0 && chars.peek() == Some(&'}') => {
+                chars.next();
+                depth -= 1;
+                cur.push_str("}}");
+            }
+            c if c.is_whitespace() && depth == 0 => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Expands a histogram token: `{{a}}`, `{{a}}xN` (N more copies) or `{{a}}+{{b}}xN`
+/// (N more, each adding b). Generated samples say `not_reset`, as Prometheus's loader.
+fn expand_histogram(tok: &str) -> Result<Vec<FloatHistogram>, String> {
+    let first_end = tok.find("}}").ok_or("unterminated histogram")? + 2;
+    let first = FloatHistogram::parse(&tok[..first_end])?;
+    let rest = &tok[first_end..];
+    if rest.is_empty() {
+        return Ok(vec![first]);
+    }
+    let (delta, times) = if let Some(r) = rest.strip_prefix('+') {
+        let end = r.find("}}").ok_or("unterminated histogram")? + 2;
+        (Some(FloatHistogram::parse(&r[..end])?), &r[end..])
+    } else {
+        (None, rest)
+    };
+    let n: usize = times
+        .strip_prefix('x')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("bad histogram repetition {tok:?}"))?;
+    let mut out = vec![first.clone()];
+    let mut cur = first;
+    for _ in 0..n {
+        if let Some(d) = &delta {
+            cur = cur.add(d)?;
+        }
+        let mut next = cur.clone();
+        next.hint = CounterResetHint::NotReset;
+        out.push(next);
+    }
+    Ok(out)
+}
+
+/// Expands input values (expanding notation, floats and native histograms).
+fn expand(values: &str) -> Result<Vec<Point>, String> {
+    let mut out = Vec::new();
+    for tok in tokens(values) {
+        if tok.starts_with("{{") {
+            out.extend(expand_histogram(&tok)?.into_iter().map(Point::Histogram));
+        } else {
+            for v in promqltest::expand_values(&[tok.as_str()])? {
+                out.push(match v {
+                    None => Point::None,
+                    Some(v) if lookout_model::is_stale_nan(v) => Point::Float(stale_nan()),
+                    Some(v) => Point::Float(v),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Runs one test group; returns its failures.
 fn run_group(
     tg: &TestGroup,
@@ -282,21 +375,19 @@ fn run_group(
                 Ok(l) => l,
                 Err(e) => return vec![format!("bad input series {:?}: {e}", s.series)],
             };
-            let toks: Vec<&str> = s.values.split_whitespace().collect();
-            let vals = match promqltest::expand_values(&toks) {
+            let vals = match expand(&s.values) {
                 Ok(v) => v,
                 Err(e) => return vec![format!("bad values for {:?}: {e}", s.series)],
             };
             for (i, v) in vals.into_iter().enumerate() {
-                if let Some(v) = v {
-                    let v = if lookout_model::is_stale_nan(v) {
-                        stale_nan()
-                    } else {
-                        v
-                    };
-                    if let Err(e) = app.append(&labels, start + i as i64 * interval, v) {
-                        return vec![format!("loading {:?}: {e}", s.series)];
-                    }
+                let t = start + i as i64 * interval;
+                let res = match v {
+                    Point::None => Ok(0),
+                    Point::Float(v) => app.append(&labels, t, v),
+                    Point::Histogram(h) => app.append_histogram(&labels, t, &h),
+                };
+                if let Err(e) = res {
+                    return vec![format!("loading {:?}: {e}", s.series)];
                 }
             }
         }
@@ -418,14 +509,6 @@ fn check_alerts(t: &AlertTest, groups: &[Group]) -> Option<String> {
     ))
 }
 
-fn fmt_samples(v: &[(Labels, f64)]) -> String {
-    let items: Vec<String> = v
-        .iter()
-        .map(|(l, v)| format!("{} {}", fmt_labels(l), lookout_gotmpl::fmt::go_e(*v)))
-        .collect();
-    items.join(", ")
-}
-
 fn floats_equal(a: f64, b: f64, fuzzy: bool) -> bool {
     if a.is_nan() && b.is_nan() {
         return true;
@@ -438,6 +521,37 @@ fn floats_equal(a: f64, b: f64, fuzzy: bool) -> bool {
     }
 }
 
+/// A sample's value: a float or a native histogram.
+#[derive(Debug, Clone)]
+enum Got {
+    Float(f64),
+    Histogram(FloatHistogram),
+}
+
+impl Got {
+    fn same(&self, other: &Got, fuzzy: bool) -> bool {
+        match (self, other) {
+            (Got::Float(a), Got::Float(b)) => floats_equal(*a, *b, fuzzy),
+            (Got::Histogram(a), Got::Histogram(b)) => a.same_as(b),
+            _ => false,
+        }
+    }
+}
+
+fn fmt_got(v: &[(Labels, Got)]) -> String {
+    if v.is_empty() {
+        return "(empty)".into();
+    }
+    let items: Vec<String> = v
+        .iter()
+        .map(|(l, g)| match g {
+            Got::Float(f) => format!("{} {}", fmt_labels(l), lookout_gotmpl::fmt::go_e(*f)),
+            Got::Histogram(h) => format!("{} {h}", fmt_labels(l)),
+        })
+        .collect();
+    items.join(", ")
+}
+
 fn check_expr(t: &ExprTest, ctx: &EvalContext, start: i64, fuzzy: bool) -> Option<String> {
     let at = start + t.eval_time.0.as_millis() as i64;
     let head = format!(
@@ -445,31 +559,34 @@ fn check_expr(t: &ExprTest, ctx: &EvalContext, start: i64, fuzzy: bool) -> Optio
         t.expr,
         ms_text(t.eval_time.0.as_millis() as i64)
     );
-    let got = match lookout_promql::parse(&t.expr).and_then(|expr| {
+    let mut got: Vec<(Labels, Got)> = match lookout_promql::parse(&t.expr).and_then(|expr| {
         ctx.engine
             .instant_query(ctx.db.as_ref(), &t.expr, &expr, at, None)
     }) {
-        Ok(r) => match r.value {
-            lookout_promql::Value::Vector(v) => {
-                v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>()
-            }
-            lookout_promql::Value::Scalar(v) => vec![(Labels::empty(), v)],
-            other => {
-                return Some(format!(
-                    "{head}, err: unexpected result type {}",
-                    other.type_name()
-                ));
-            }
-        },
+        Ok(r) => {
+            let mut got: Vec<(Labels, Got)> = match r.value {
+                lookout_promql::Value::Vector(v) => {
+                    v.into_iter().map(|s| (s.labels, Got::Float(s.v))).collect()
+                }
+                lookout_promql::Value::Scalar(v) => vec![(Labels::empty(), Got::Float(v))],
+                other => {
+                    return Some(format!(
+                        "{head}, err: unexpected result type {}",
+                        other.type_name()
+                    ));
+                }
+            };
+            got.extend(
+                r.histograms
+                    .into_iter()
+                    .map(|(l, h)| (l, Got::Histogram((*h).clone()))),
+            );
+            got
+        }
         Err(e) => return Some(format!("{head}, err: {e}")),
     };
     let mut exp = Vec::new();
     for s in &t.exp_samples {
-        if s.histogram.is_some() {
-            return Some(format!(
-                "{head}, err: native histogram samples are not supported"
-            ));
-        }
         let labels = if s.labels.trim().is_empty() {
             Labels::empty()
         } else {
@@ -478,30 +595,28 @@ fn check_expr(t: &ExprTest, ctx: &EvalContext, start: i64, fuzzy: bool) -> Optio
                 Err(e) => return Some(format!("{head}, err: {e}")),
             }
         };
-        exp.push((labels, s.value.unwrap_or(0.0)));
+        let v = match &s.histogram {
+            Some(h) => match FloatHistogram::parse(h) {
+                Ok(h) => Got::Histogram(h),
+                Err(e) => return Some(format!("{head}, err: expected histogram: {e}")),
+            },
+            None => Got::Float(s.value.unwrap_or(0.0)),
+        };
+        exp.push((labels, v));
     }
-    let mut got = got;
     got.sort_by(|a, b| a.0.cmp(&b.0));
     exp.sort_by(|a, b| a.0.cmp(&b.0));
     let same = got.len() == exp.len()
         && got
             .iter()
             .zip(&exp)
-            .all(|(g, e)| g.0 == e.0 && floats_equal(g.1, e.1, fuzzy));
+            .all(|(g, e)| g.0 == e.0 && g.1.same(&e.1, fuzzy));
     if same {
         return None;
     }
     Some(format!(
         "{head},\n        exp: {}\n        got: {}",
-        if exp.is_empty() {
-            "(empty)".into()
-        } else {
-            fmt_samples(&exp)
-        },
-        if got.is_empty() {
-            "(empty)".into()
-        } else {
-            fmt_samples(&got)
-        },
+        fmt_got(&exp),
+        fmt_got(&got)
     ))
 }

@@ -64,6 +64,9 @@ pub enum Error {
     /// The store was closed.
     #[error("storage is closed")]
     Closed,
+    /// The store does not take this kind of sample.
+    #[error("{0} are not stored by this store yet")]
+    Unsupported(&'static str),
 }
 
 /// Result with [`Error`] as the default error.

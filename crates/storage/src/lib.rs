@@ -28,7 +28,9 @@ mod memory;
 pub use error::{Error, Result};
 pub use memory::MemStorage;
 
-use lookout_model::{Labels, Matcher, Sample};
+use std::sync::Arc;
+
+use lookout_model::{FloatHistogram, Labels, Matcher, Sample};
 
 /// A stable reference to a series within one storage instance.
 pub type SeriesRef = u64;
@@ -51,6 +53,17 @@ pub trait Appendable: Send + Sync {
 pub trait Appender: Send {
     /// Adds one sample of the series `labels` at `t` (milliseconds) with value `v`.
     fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef>;
+    /// Adds one native-histogram sample; stores that do not keep histograms yet refuse
+    /// it with [`Error::Unsupported`].
+    fn append_histogram(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        h: &FloatHistogram,
+    ) -> Result<SeriesRef> {
+        let _ = (labels, t, h);
+        Err(Error::Unsupported("native histograms"))
+    }
     /// Makes every appended sample durable (per the store's sync policy) and visible.
     fn commit(self: Box<Self>) -> Result<()>;
     /// Discards every appended sample.
@@ -77,6 +90,24 @@ pub struct Series {
     pub samples: Vec<Sample>,
 }
 
+/// A native-histogram sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// Timestamp (ms).
+    pub t: i64,
+    /// The histogram.
+    pub h: Arc<FloatHistogram>,
+}
+
+/// A series of native-histogram samples, ascending by time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its samples.
+    pub samples: Vec<HistogramSample>,
+}
+
 /// Something that can be read.
 pub trait Queryable: Send + Sync {
     /// Opens a querier over `[mint, maxt]` (milliseconds, inclusive).
@@ -89,6 +120,16 @@ pub trait Querier {
     /// Series matching all `matchers` that have at least one sample in range, sorted by
     /// labels, with their samples in range. An empty matcher list selects nothing.
     fn select(&self, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>>;
+    /// Native-histogram series matching all `matchers` with samples in range, sorted by
+    /// labels. Stores without histograms have none.
+    fn select_histograms(
+        &self,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<HistogramSeries>> {
+        let _ = (hints, matchers);
+        Ok(Vec::new())
+    }
     /// Label names of series matching `matchers` (all series if empty), sorted.
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>>;
     /// Values of label `name` among series matching `matchers` (all if empty), sorted.

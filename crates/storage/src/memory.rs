@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use lookout_model::{Labels, Matcher, Sample};
+use std::sync::Arc;
+
+use lookout_model::{FloatHistogram, Labels, Matcher, Sample};
 
 use crate::{
-    Appendable, Appender, Error, Querier, Queryable, Result, SelectHints, Series, SeriesRef,
+    Appendable, Appender, Error, HistogramSample, HistogramSeries, Querier, Queryable, Result,
+    SelectHints, Series, SeriesRef,
 };
 
 /// In-memory storage: a sorted map from labels to samples. Accepts samples in any order
@@ -14,6 +17,7 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct MemStorage {
     series: RwLock<BTreeMap<Labels, Vec<Sample>>>,
+    histograms: RwLock<BTreeMap<Labels, Vec<HistogramSample>>>,
 }
 
 impl MemStorage {
@@ -25,6 +29,7 @@ impl MemStorage {
     /// Removes all data.
     pub fn clear(&self) {
         self.series.write().expect("lock poisoned").clear();
+        self.histograms.write().expect("lock poisoned").clear();
     }
 
     /// Number of series stored.
@@ -38,6 +43,7 @@ impl Appendable for MemStorage {
         Box::new(MemAppender {
             db: self,
             pending: Vec::new(),
+            pending_h: Vec::new(),
         })
     }
 }
@@ -45,6 +51,7 @@ impl Appendable for MemStorage {
 struct MemAppender<'a> {
     db: &'a MemStorage,
     pending: Vec<(Labels, Sample)>,
+    pending_h: Vec<(Labels, HistogramSample)>,
 }
 
 impl Appender for MemAppender<'_> {
@@ -59,7 +66,38 @@ impl Appender for MemAppender<'_> {
         Ok(0)
     }
 
+    fn append_histogram(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        h: &FloatHistogram,
+    ) -> Result<SeriesRef> {
+        if labels.is_empty() {
+            return Err(Error::InvalidLabels {
+                labels: labels.to_string(),
+                reason: "empty label set".into(),
+            });
+        }
+        self.pending_h.push((
+            labels.clone(),
+            HistogramSample {
+                t,
+                h: Arc::new(h.clone()),
+            },
+        ));
+        Ok(0)
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
+        let mut hmap = self.db.histograms.write().expect("lock poisoned");
+        for (ls, s) in self.pending_h {
+            let samples = hmap.entry(ls).or_default();
+            match samples.binary_search_by(|x| x.t.cmp(&s.t)) {
+                Ok(i) => samples[i] = s,
+                Err(i) => samples.insert(i, s),
+            }
+        }
+        drop(hmap);
         let mut map = self.db.series.write().expect("lock poisoned");
         for (ls, s) in self.pending {
             let samples = map.entry(ls).or_default();
@@ -112,6 +150,34 @@ impl Querier for MemQuerier<'_> {
                 let a = samples.partition_point(|s| s.t < lo);
                 let b = samples.partition_point(|s| s.t <= hi);
                 (a < b).then(|| Series {
+                    labels: ls.clone(),
+                    samples: samples[a..b].to_vec(),
+                })
+            })
+            .collect())
+    }
+
+    fn select_histograms(
+        &self,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<HistogramSeries>> {
+        if matchers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (mut lo, mut hi) = (self.mint, self.maxt);
+        if hints.start != 0 || hints.end != 0 {
+            lo = lo.max(hints.start);
+            hi = hi.min(hints.end);
+        }
+        let map = self.db.histograms.read().expect("lock poisoned");
+        Ok(map
+            .iter()
+            .filter(|(ls, _)| matches_all(ls, matchers))
+            .filter_map(|(ls, samples)| {
+                let a = samples.partition_point(|s| s.t < lo);
+                let b = samples.partition_point(|s| s.t <= hi);
+                (a < b).then(|| HistogramSeries {
                     labels: ls.clone(),
                     samples: samples[a..b].to_vec(),
                 })

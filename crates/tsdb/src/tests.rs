@@ -364,3 +364,19 @@ fn size_retention_deletes_oldest_blocks_first() {
             .any(|s| s.samples.last().unwrap().t >= 10 * H - 15_000)
     );
 }
+
+#[test]
+fn native_histograms_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), Options::default(), &mut Registry::default()).unwrap();
+    let mut app = db.appender();
+    let h = lookout_model::FloatHistogram::parse("{{sum:1 count:1 buckets:[1]}}").unwrap();
+    let e = app
+        .append_histogram(&Labels::from_pairs([("__name__", "h")]), 1000, &h)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "native histograms are not stored by this store yet"
+    );
+    app.rollback();
+}

@@ -1,0 +1,236 @@
+//! Native histograms (float flavour), as far as Lookout handles them so far: values in
+//! Prometheus's test notation (`{{schema:1 sum:3 count:2 buckets:[1 1] offset:-1}}`),
+//! addition (for the notation's `a+bxn` series), and comparison. Storage keeps them only
+//! in the test store; the tsdb and the evaluator's functions do not take them yet.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What a histogram says about counter resets since the previous sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CounterResetHint {
+    /// Nothing is known.
+    #[default]
+    Unknown,
+    /// A reset happened.
+    Reset,
+    /// No reset happened.
+    NotReset,
+    /// A gauge histogram.
+    Gauge,
+}
+
+impl CounterResetHint {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Reset => "reset",
+            Self::NotReset => "not_reset",
+            Self::Gauge => "gauge",
+        }
+    }
+}
+
+/// A float native histogram. Buckets are keyed by their index in the schema.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FloatHistogram {
+    /// Resolution (bucket boundaries grow by 2^(2^-schema)).
+    pub schema: i32,
+    /// Width of the zero bucket.
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: f64,
+    /// Observations in all.
+    pub count: f64,
+    /// Sum of observations.
+    pub sum: f64,
+    /// Positive buckets by index.
+    pub positive: BTreeMap<i32, f64>,
+    /// Negative buckets by index.
+    pub negative: BTreeMap<i32, f64>,
+    /// Counter-reset hint.
+    pub hint: CounterResetHint,
+}
+
+fn buckets(list: &str, offset: i32) -> Result<BTreeMap<i32, f64>, String> {
+    let inner = list
+        .strip_prefix('[')
+        .and_then(|l| l.strip_suffix(']'))
+        .ok_or_else(|| format!("bucket list {list:?} must be in brackets"))?;
+    let mut out = BTreeMap::new();
+    for (i, v) in inner.split_whitespace().enumerate() {
+        let v: f64 = v.parse().map_err(|_| format!("bad bucket count {v:?}"))?;
+        out.insert(offset + i as i32, v);
+    }
+    Ok(out)
+}
+
+impl FloatHistogram {
+    /// Parses the inside of `{{…}}` in Prometheus's test notation.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let t = t
+            .strip_prefix("{{")
+            .and_then(|t| t.strip_suffix("}}"))
+            .unwrap_or(t);
+        // Split `key:value` pairs; bracketed lists hold spaces.
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut rest = t.trim();
+        while !rest.is_empty() {
+            let (k, after) = rest
+                .split_once(':')
+                .ok_or_else(|| format!("expected key:value in histogram {text:?}"))?;
+            let after = after.trim_start();
+            let (v, next) = if after.starts_with('[') {
+                let end = after
+                    .find(']')
+                    .ok_or_else(|| format!("unterminated bucket list in {text:?}"))?;
+                (&after[..=end], &after[end + 1..])
+            } else {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            };
+            pairs.push((k.trim().to_string(), v.to_string()));
+            rest = next.trim_start();
+        }
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let num = |k: &str| -> Result<f64, String> {
+            get(k).map_or(Ok(0.0), |v| {
+                v.parse().map_err(|_| format!("bad {k} {v:?} in histogram"))
+            })
+        };
+        let int = |k: &str| -> Result<i32, String> {
+            get(k).map_or(Ok(0), |v| {
+                v.parse().map_err(|_| format!("bad {k} {v:?} in histogram"))
+            })
+        };
+        for (k, _) in &pairs {
+            if ![
+                "schema",
+                "sum",
+                "count",
+                "z_bucket",
+                "z_bucket_w",
+                "buckets",
+                "offset",
+                "n_buckets",
+                "n_offset",
+                "counter_reset_hint",
+            ]
+            .contains(&k.as_str())
+            {
+                return Err(format!("unknown histogram field {k:?}"));
+            }
+        }
+        let hint = match get("counter_reset_hint") {
+            None | Some("unknown") => CounterResetHint::Unknown,
+            Some("reset") => CounterResetHint::Reset,
+            Some("not_reset") => CounterResetHint::NotReset,
+            Some("gauge") => CounterResetHint::Gauge,
+            Some(o) => return Err(format!("unknown counter_reset_hint {o:?}")),
+        };
+        Ok(Self {
+            schema: int("schema")?,
+            zero_threshold: num("z_bucket_w")?,
+            zero_count: num("z_bucket")?,
+            count: num("count")?,
+            sum: num("sum")?,
+            positive: get("buckets").map_or(Ok(BTreeMap::new()), |b| buckets(b, int("offset")?))?,
+            negative: get("n_buckets")
+                .map_or(Ok(BTreeMap::new()), |b| buckets(b, int("n_offset")?))?,
+            hint,
+        })
+    }
+
+    /// `self + other` (same schema; buckets added by index).
+    pub fn add(&self, other: &Self) -> Result<Self, String> {
+        if self.schema != other.schema {
+            return Err("cannot add histograms of different schemas yet".into());
+        }
+        let mut out = self.clone();
+        out.zero_count += other.zero_count;
+        out.count += other.count;
+        out.sum += other.sum;
+        for (side, theirs) in [
+            (&mut out.positive, &other.positive),
+            (&mut out.negative, &other.negative),
+        ] {
+            for (i, v) in theirs {
+                *side.entry(*i).or_insert(0.0) += v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Equal in every field, empty buckets counting as absent.
+    pub fn same_as(&self, other: &Self) -> bool {
+        let nz = |m: &BTreeMap<i32, f64>| -> Vec<(i32, f64)> {
+            m.iter()
+                .filter(|(_, v)| **v != 0.0)
+                .map(|(k, v)| (*k, *v))
+                .collect()
+        };
+        self.schema == other.schema
+            && self.zero_threshold == other.zero_threshold
+            && self.zero_count == other.zero_count
+            && self.count == other.count
+            && self.sum == other.sum
+            && self.hint == other.hint
+            && nz(&self.positive) == nz(&other.positive)
+            && nz(&self.negative) == nz(&other.negative)
+    }
+}
+
+impl fmt::Display for FloatHistogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{{{{schema:{} count:{} sum:{}",
+            self.schema, self.count, self.sum
+        )?;
+        if self.zero_threshold != 0.0 || self.zero_count != 0.0 {
+            write!(
+                f,
+                " z_bucket:{} z_bucket_w:{}",
+                self.zero_count, self.zero_threshold
+            )?;
+        }
+        for (name, off, m) in [
+            ("buckets", "offset", &self.positive),
+            ("n_buckets", "n_offset", &self.negative),
+        ] {
+            if let (Some(first), Some(last)) = (m.keys().next(), m.keys().last()) {
+                let vals: Vec<String> = (*first..=*last)
+                    .map(|i| m.get(&i).copied().unwrap_or(0.0).to_string())
+                    .collect();
+                write!(f, " {off}:{first} {name}:[{}]", vals.join(" "))?;
+            }
+        }
+        if self.hint != CounterResetHint::Unknown {
+            write!(f, " counter_reset_hint:{}", self.hint.as_str())?;
+        }
+        write!(f, "}}}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notation_round_trips_and_adds() {
+        let h = FloatHistogram::parse("{{schema:1 sum:-0.3 count:32.1 z_bucket:7.1 z_bucket_w:0.05 buckets:[5.1 10 7] offset:-3 n_buckets:[4.1 5] n_offset:-5}}").unwrap();
+        assert_eq!(h.positive.get(&-3), Some(&5.1));
+        assert_eq!(h.negative.get(&-4), Some(&5.0));
+        assert!(FloatHistogram::parse(&h.to_string()).unwrap().same_as(&h));
+        let a = FloatHistogram::parse("{{sum:3 count:2 buckets:[2]}}").unwrap();
+        let b = FloatHistogram::parse("{{sum:1.3 count:1 buckets:[1]}}").unwrap();
+        let mut sum = a.add(&b).unwrap().add(&b).unwrap();
+        sum.hint = CounterResetHint::NotReset;
+        let want =
+            FloatHistogram::parse("{{count:4 sum:5.6 counter_reset_hint:not_reset buckets:[4]}}")
+                .unwrap();
+        assert!(sum.same_as(&want), "{sum} vs {want}");
+        assert!(FloatHistogram::parse("{{nope:1}}").is_err());
+    }
+}
