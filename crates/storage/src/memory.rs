@@ -89,23 +89,8 @@ impl Appender for MemAppender<'_> {
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
-        let mut hmap = self.db.histograms.write().expect("lock poisoned");
-        for (ls, s) in self.pending_h {
-            let samples = hmap.entry(ls).or_default();
-            match samples.binary_search_by(|x| x.t.cmp(&s.t)) {
-                Ok(i) => samples[i] = s,
-                Err(i) => samples.insert(i, s),
-            }
-        }
-        drop(hmap);
-        let mut map = self.db.series.write().expect("lock poisoned");
-        for (ls, s) in self.pending {
-            let samples = map.entry(ls).or_default();
-            match samples.binary_search_by(|x| x.t.cmp(&s.t)) {
-                Ok(i) => samples[i] = s,
-                Err(i) => samples.insert(i, s),
-            }
-        }
+        merge(&self.db.histograms, self.pending_h, |s| s.t);
+        merge(&self.db.series, self.pending, |s| s.t);
         Ok(())
     }
 
@@ -132,29 +117,62 @@ fn matches_all(ls: &Labels, ms: &[Matcher]) -> bool {
     ms.iter().all(|m| m.matches_labels(ls))
 }
 
-impl Querier for MemQuerier<'_> {
-    fn select(&self, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {
+/// Inserts samples in time order; a sample at an existing timestamp replaces it.
+fn merge<T>(
+    map: &RwLock<BTreeMap<Labels, Vec<T>>>,
+    pending: Vec<(Labels, T)>,
+    t: impl Fn(&T) -> i64,
+) {
+    let mut map = map.write().expect("lock poisoned");
+    for (ls, s) in pending {
+        let samples = map.entry(ls).or_default();
+        match samples.binary_search_by(|x| t(x).cmp(&t(&s))) {
+            Ok(i) => samples[i] = s,
+            Err(i) => samples.insert(i, s),
+        }
+    }
+}
+
+impl MemQuerier<'_> {
+    /// The series of `map` matching `matchers` with samples in the querier's range (as
+    /// narrowed by `hints`), built by `make`.
+    fn select_from<T: Clone, S>(
+        &self,
+        map: &RwLock<BTreeMap<Labels, Vec<T>>>,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+        t: impl Fn(&T) -> i64,
+        make: impl Fn(Labels, Vec<T>) -> S,
+    ) -> Vec<S> {
         if matchers.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let (mut lo, mut hi) = (self.mint, self.maxt);
         if hints.start != 0 || hints.end != 0 {
             lo = lo.max(hints.start);
             hi = hi.min(hints.end);
         }
-        let map = self.db.series.read().expect("lock poisoned");
-        Ok(map
-            .iter()
+        let map = map.read().expect("lock poisoned");
+        map.iter()
             .filter(|(ls, _)| matches_all(ls, matchers))
             .filter_map(|(ls, samples)| {
-                let a = samples.partition_point(|s| s.t < lo);
-                let b = samples.partition_point(|s| s.t <= hi);
-                (a < b).then(|| Series {
-                    labels: ls.clone(),
-                    samples: samples[a..b].to_vec(),
-                })
+                let a = samples.partition_point(|s| t(s) < lo);
+                let b = samples.partition_point(|s| t(s) <= hi);
+                (a < b).then(|| make(ls.clone(), samples[a..b].to_vec()))
             })
-            .collect())
+            .collect()
+    }
+}
+
+impl Querier for MemQuerier<'_> {
+    fn select(&self, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {
+        Ok(self.select_from(
+            &self.db.series,
+            hints,
+            matchers,
+            |s| s.t,
+            |labels, samples| Series { labels, samples },
+        ))
     }
 
     fn select_histograms(
@@ -162,27 +180,13 @@ impl Querier for MemQuerier<'_> {
         hints: &SelectHints,
         matchers: &[Matcher],
     ) -> Result<Vec<HistogramSeries>> {
-        if matchers.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (mut lo, mut hi) = (self.mint, self.maxt);
-        if hints.start != 0 || hints.end != 0 {
-            lo = lo.max(hints.start);
-            hi = hi.min(hints.end);
-        }
-        let map = self.db.histograms.read().expect("lock poisoned");
-        Ok(map
-            .iter()
-            .filter(|(ls, _)| matches_all(ls, matchers))
-            .filter_map(|(ls, samples)| {
-                let a = samples.partition_point(|s| s.t < lo);
-                let b = samples.partition_point(|s| s.t <= hi);
-                (a < b).then(|| HistogramSeries {
-                    labels: ls.clone(),
-                    samples: samples[a..b].to_vec(),
-                })
-            })
-            .collect())
+        Ok(self.select_from(
+            &self.db.histograms,
+            hints,
+            matchers,
+            |s| s.t,
+            |labels, samples| HistogramSeries { labels, samples },
+        ))
     }
 
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>> {
