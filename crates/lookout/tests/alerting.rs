@@ -90,6 +90,17 @@ fn setup(dir: &std::path::Path, hook: &str, extra: &str) -> std::path::PathBuf {
     )
 }
 
+/// Lookout with the test rule and a webhook receiver, once the alert fires.
+fn start_firing(dir: &std::path::Path) -> (Hook, std::path::PathBuf, Lookout) {
+    let hook = Hook::start();
+    let cfg = setup(dir, &hook.url, "");
+    let lk = Lookout::start(&dir.join("data"), &cfg);
+    wait_until("the alert", Duration::from_secs(20), || {
+        lk.get("/api/v2/alerts").1.contains("PostgresDown")
+    });
+    (hook, cfg, lk)
+}
+
 /// The parts of a payload that vary between runs, replaced by placeholders.
 fn normalized(mut v: Value, base: &str) -> Value {
     v["externalURL"] = Value::String(v["externalURL"].as_str().unwrap().replace(base, "BASE"));
@@ -190,12 +201,7 @@ fn amtool_lists_alerts_and_adds_and_expires_silences() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let hook = Hook::start();
-    let cfg = setup(dir.path(), &hook.url, "");
-    let lk = Lookout::start(&dir.path().join("data"), &cfg);
-    wait_until("the alert", Duration::from_secs(20), || {
-        lk.get("/api/v2/alerts").1.contains("PostgresDown")
-    });
+    let (_hook, _cfg, lk) = start_firing(dir.path());
 
     let out = amtool(&lk.base, &["alert", "query"]);
     assert!(
@@ -269,12 +275,7 @@ fn amtool_lists_alerts_and_adds_and_expires_silences() {
 #[test]
 fn acknowledging_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let hook = Hook::start();
-    let cfg = setup(dir.path(), &hook.url, "");
-    let lk = Lookout::start(&dir.path().join("data"), &cfg);
-    wait_until("the alert", Duration::from_secs(20), || {
-        lk.get("/api/v2/alerts").1.contains("PostgresDown")
-    });
+    let (hook, cfg, lk) = start_firing(dir.path());
     let (_, body) = lk.get("/api/v2/alerts");
     let fp = serde_json::from_str::<Value>(&body).unwrap()[0]["fingerprint"]
         .as_str()
@@ -306,6 +307,56 @@ fn acknowledging_through_the_api() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
+
+    // The notifier's configuration reloads with the rules; a bad one keeps what runs,
+    // and `check config` reports it first.
+    let am = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am,
+        "route: {receiver: nobody}\nreceivers: [{name: team}]\n",
+    )
+    .unwrap();
+    let out = run(&["check", "config", utf8(&cfg)]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("undefined receiver \"nobody\" used in route"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = http().post(format!("{}/-/reload", lk.base)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    assert!(
+        r.text()
+            .unwrap()
+            .contains("undefined receiver \"nobody\" used in route")
+    );
+    std::fs::write(
+        &am,
+        format!(
+            "route: {{receiver: team2, group_wait: 1s}}\nreceivers: [{{name: team2, webhook_configs: [{{url: \"{}\"}}]}}]\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let r = http().post(format!("{}/-/reload", lk.base)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap());
+    let (_, body) = lk.get("/api/v2/receivers");
+    assert_eq!(body, r#"[{"name":"team2"}]"#);
+    let (_, body) = lk.get("/api/v2/alerts");
+    let a = &serde_json::from_str::<Value>(&body).unwrap()[0];
+    assert_eq!(
+        a["acknowledged"]["by"], "alice",
+        "acknowledgements survive a reload"
+    );
+    assert_eq!(a["receivers"][0]["name"], "team2");
+    wait_until("the new receiver is told", Duration::from_secs(10), || {
+        hook.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b["receiver"] == "team2")
+    });
     assert!(lk.terminate().success());
 }
 

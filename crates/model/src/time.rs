@@ -160,6 +160,25 @@ pub fn format_duration(d: std::time::Duration) -> String {
     out
 }
 
+/// Go's `time.Time` JSON: RFC 3339 with as many fractional digits as needed, UTC; the
+/// zero time for 0.
+pub fn format_go_time(ms: i64) -> String {
+    if ms == 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    let s = format_rfc3339(ms);
+    let frac = ms.rem_euclid(1000);
+    if frac == 0 {
+        return s;
+    }
+    let digits = format!("{frac:03}");
+    format!(
+        "{}.{}Z",
+        s.trim_end_matches('Z'),
+        digits.trim_end_matches('0')
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

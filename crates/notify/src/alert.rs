@@ -30,24 +30,7 @@ pub fn fingerprint_hex(fp: u64) -> String {
     format!("{fp:016x}")
 }
 
-/// Go's `time.Time` JSON: RFC 3339 with as many fractional digits as needed, UTC; the
-/// zero time for 0.
-pub fn go_time(ms: i64) -> String {
-    if ms == 0 {
-        return "0001-01-01T00:00:00Z".into();
-    }
-    let s = lookout_model::format_rfc3339(ms);
-    let frac = ms.rem_euclid(1000);
-    if frac == 0 {
-        return s;
-    }
-    let digits = format!("{frac:03}");
-    format!(
-        "{}.{}Z",
-        s.trim_end_matches('Z'),
-        digits.trim_end_matches('0')
-    )
-}
+pub use lookout_model::format_go_time as go_time;
 
 /// One alert. Times are Unix milliseconds; `ends_at` 0 means "not set".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

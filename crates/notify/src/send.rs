@@ -119,63 +119,50 @@ pub fn slack_payload(
     external_url: &str,
 ) -> Result<serde_json::Value, String> {
     let d = crate::template::data(n, external_url);
-    let r = |given: &Option<String>, default: &str| render(n, &d, given.as_deref(), default);
-    let mut att = serde_json::Map::new();
-    let put =
-        |o: &mut serde_json::Map<String, serde_json::Value>, k: &str, v: String, always: bool| {
-            if always || !v.is_empty() {
-                o.insert(k.into(), json!(v));
+    // (JSON key, configured template, default template or none, kept when empty).
+    type Field<'a> = (&'a str, &'a Option<String>, Option<&'a str>, bool);
+    let fill =
+        |fields: &[Field<'_>]| -> Result<serde_json::Map<String, serde_json::Value>, String> {
+            let mut o = serde_json::Map::new();
+            for (key, given, default, always) in fields {
+                let v = match (given, default) {
+                    (_, Some(default)) => render(n, &d, given.as_deref(), default)?,
+                    (Some(t), None) => n.templates.render(t, &d)?,
+                    (None, None) => continue,
+                };
+                if *always || !v.is_empty() {
+                    o.insert((*key).into(), json!(v));
+                }
             }
+            Ok(o)
         };
-    put(
-        &mut att,
-        "title",
-        r(&c.title, "slack.default.title")?,
-        false,
-    );
-    put(
-        &mut att,
-        "title_link",
-        r(&c.title_link, "slack.default.titlelink")?,
-        false,
-    );
-    put(
-        &mut att,
-        "pretext",
-        r(&c.pretext, "slack.default.pretext")?,
-        false,
-    );
-    put(&mut att, "text", r(&c.text, "slack.default.text")?, true);
-    put(
-        &mut att,
-        "fallback",
-        r(&c.fallback, "slack.default.fallback")?,
-        true,
-    );
-    put(
-        &mut att,
-        "callback_id",
-        r(&c.callback_id, "slack.default.callbackid")?,
-        false,
-    );
-    if let Some(u) = &c.image_url {
-        put(&mut att, "image_url", n.templates.render(u, &d)?, false);
-    }
-    if let Some(u) = &c.thumb_url {
-        put(&mut att, "thumb_url", n.templates.render(u, &d)?, false);
-    }
-    put(
-        &mut att,
-        "footer",
-        r(&c.footer, "slack.default.footer")?,
-        false,
-    );
-    put(
-        &mut att,
-        "color",
-        r(&c.color, "slack.default.color")?,
-        false,
-    );
+    let mut att = fill(&[
+        ("title", &c.title, Some("slack.default.title"), false),
+        (
+            "title_link",
+            &c.title_link,
+            Some("slack.default.titlelink"),
+            false,
+        ),
+        ("pretext", &c.pretext, Some("slack.default.pretext"), false),
+        ("text", &c.text, Some("slack.default.text"), true),
+        (
+            "fallback",
+            &c.fallback,
+            Some("slack.default.fallback"),
+            true,
+        ),
+        (
+            "callback_id",
+            &c.callback_id,
+            Some("slack.default.callbackid"),
+            false,
+        ),
+        ("image_url", &c.image_url, None, false),
+        ("thumb_url", &c.thumb_url, None, false),
+        ("footer", &c.footer, Some("slack.default.footer"), false),
+        ("color", &c.color, Some("slack.default.color"), false),
+    ])?;
     att.insert(
         "mrkdwn_in".into(),
         json!(c.mrkdwn_in.clone().unwrap_or_else(|| vec![
@@ -184,28 +171,27 @@ pub fn slack_payload(
             "text".into()
         ])),
     );
-    let mut req = serde_json::Map::new();
-    if let Some(ch) = &c.channel {
-        put(&mut req, "channel", n.templates.render(ch, &d)?, false);
-    }
-    put(
-        &mut req,
-        "username",
-        r(&c.username, "slack.default.username")?,
-        false,
-    );
-    put(
-        &mut req,
-        "icon_emoji",
-        r(&c.icon_emoji, "slack.default.iconemoji")?,
-        false,
-    );
-    put(
-        &mut req,
-        "icon_url",
-        r(&c.icon_url, "slack.default.iconurl")?,
-        false,
-    );
+    let mut req = fill(&[
+        ("channel", &c.channel, None, false),
+        (
+            "username",
+            &c.username,
+            Some("slack.default.username"),
+            false,
+        ),
+        (
+            "icon_emoji",
+            &c.icon_emoji,
+            Some("slack.default.iconemoji"),
+            false,
+        ),
+        (
+            "icon_url",
+            &c.icon_url,
+            Some("slack.default.iconurl"),
+            false,
+        ),
+    ])?;
     if c.link_names {
         req.insert("link_names".into(), json!(true));
     }

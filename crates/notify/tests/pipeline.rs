@@ -2,7 +2,6 @@
 //! grouping and timing, the webhook payload against a golden file, retries, inhibition,
 //! silences, the notification log across a restart, acknowledgement and escalation.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lookout_model::Labels;
@@ -13,61 +12,12 @@ use lookout_notify::send::deliver;
 use lookout_notify::silence::{Silence, SilenceMatcher};
 use lookout_notify::{Alert, Config, Notification};
 use serde_json::Value;
+use support::Http;
+
+mod support;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const S: i64 = 1000;
-
-/// A local webhook receiver: records every body; the first `fail` requests get a 500.
-struct Receiver {
-    url: String,
-    bodies: Arc<Mutex<Vec<Value>>>,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl Receiver {
-    fn start(fail: usize) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let count = Arc::new(Mutex::new(0usize));
-        let b2 = bodies.clone();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |body: String| {
-                let b2 = b2.clone();
-                let count = count.clone();
-                async move {
-                    let mut c = count.lock().unwrap();
-                    *c += 1;
-                    if *c <= fail {
-                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
-                    }
-                    b2.lock()
-                        .unwrap()
-                        .push(serde_json::from_str(&body).unwrap());
-                    axum::http::StatusCode::OK
-                }
-            }),
-        );
-        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            url: format!("http://{addr}/hook"),
-            bodies,
-            _rt: rt,
-        }
-    }
-
-    fn take(&self) -> Vec<Value> {
-        std::mem::take(&mut *self.bodies.lock().unwrap())
-    }
-}
 
 fn config(url: &str, extra: &str) -> Config {
     Config::parse(&format!(
@@ -131,7 +81,7 @@ fn send_all(core: &mut Core, ns: Vec<Notification>) -> usize {
 
 #[test]
 fn groups_wait_then_flush_and_the_payload_matches_alertmanager() {
-    let rx = Receiver::start(0);
+    let rx = Http::start(200, 0);
     let mut core = Core::new(config(&rx.url, ""), Options::default()).unwrap();
     core.put_alerts(
         vec![alert(
@@ -225,7 +175,7 @@ fn groups_wait_then_flush_and_the_payload_matches_alertmanager() {
 
 #[test]
 fn deliveries_are_retried_until_they_succeed() {
-    let rx = Receiver::start(2);
+    let rx = Http::start(200, 2);
     let mut core = Core::new(config(&rx.url, ""), Options::default()).unwrap();
     core.put_alerts(
         vec![alert(&[("alertname", "X"), ("instance", "a")], T0, 0)],
@@ -249,7 +199,7 @@ fn deliveries_are_retried_until_they_succeed() {
 
 #[test]
 fn inhibition_and_silences_suppress() {
-    let rx = Receiver::start(0);
+    let rx = Http::start(200, 0);
     let extra = "inhibit_rules:\n  - source_matchers: ['alertname=\"HostDown\"']\n    target_matchers: ['alertname=\"PostgresDown\"']\n    equal: [instance]\n";
     let mut core = Core::new(config(&rx.url, extra), Options::default()).unwrap();
     core.put_alerts(
@@ -336,7 +286,7 @@ fn inhibition_and_silences_suppress() {
 #[test]
 fn the_notification_log_prevents_duplicates_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(0);
+    let rx = Http::start(200, 0);
     let opts = Options {
         data_dir: Some(dir.path().to_path_buf()),
         ..Options::default()
@@ -382,7 +332,7 @@ fn the_notification_log_prevents_duplicates_across_a_restart() {
     assert_eq!(ns[0].alerts[0].labels.get("alertname"), Some("Y"));
 }
 
-fn escalating(rx: &Receiver, dir: &std::path::Path) -> Core {
+fn escalating(rx: &Http, dir: &std::path::Path) -> Core {
     let opts = Options {
         data_dir: Some(dir.to_path_buf()),
         escalations: vec![EscalationPolicy {
@@ -413,7 +363,7 @@ fn receivers(ns: &[Notification]) -> Vec<&str> {
 
 #[test]
 fn unacknowledged_alerts_escalate_and_acknowledged_ones_do_not() {
-    let rx = Receiver::start(0);
+    let rx = Http::start(200, 0);
     let dir = tempfile::tempdir().unwrap();
     let mut core = escalating(&rx, dir.path());
     let page = alert(
@@ -455,7 +405,7 @@ fn unacknowledged_alerts_escalate_and_acknowledged_ones_do_not() {
 
     // A second alert, acknowledged within level 1's timeout, stays at level 1 and stops
     // repeating.
-    let rx = Receiver::start(0);
+    let rx = Http::start(200, 0);
     let dir = tempfile::tempdir().unwrap();
     let mut core = escalating(&rx, dir.path());
     core.put_alerts(vec![page.clone()], T0);
@@ -514,7 +464,7 @@ fn unacknowledged_alerts_escalate_and_acknowledged_ones_do_not() {
 
 #[test]
 fn an_expired_ack_lets_the_alert_repeat() {
-    let rx = Receiver::start(0);
+    let rx = Http::start(200, 0);
     let mut core = Core::new(config(&rx.url, ""), Options::default()).unwrap();
     let a = alert(&[("alertname", "X"), ("instance", "a")], T0, 0);
     let fp = a.fingerprint();
@@ -538,7 +488,7 @@ fn an_expired_ack_lets_the_alert_repeat() {
 
 #[test]
 fn mute_and_active_time_intervals_hold_notifications() {
-    let rx = Receiver::start(0);
+    let rx = Http::start(200, 0);
     let cfg = Config::parse(&format!(
         r#"
 route:

@@ -12,46 +12,11 @@ use lookout_model::Labels;
 use lookout_notify::send::{deliver, http_client};
 use lookout_notify::{Alert, Config, Core, Notification, Options};
 use serde_json::Value;
+use support::Http;
+
+mod support;
 
 const T0: i64 = 1_767_225_600_000;
-
-/// Records JSON bodies POSTed to any path.
-struct Http {
-    base: String,
-    bodies: Arc<Mutex<Vec<(String, Value)>>>,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl Http {
-    fn start(status: u16) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let b = bodies.clone();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
-            let b = b.clone();
-            async move {
-                b.lock()
-                    .unwrap()
-                    .push((uri.path().to_string(), serde_json::from_str(&body).unwrap()));
-                axum::http::StatusCode::from_u16(status).unwrap()
-            }
-        });
-        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            base: format!("http://{addr}"),
-            bodies,
-            _rt: rt,
-        }
-    }
-}
 
 fn notification(cfg: &str) -> Notification {
     let mut core = Core::new(Config::parse(cfg).unwrap(), Options::default()).unwrap();
@@ -83,7 +48,7 @@ fn send(n: &Notification) {
 
 #[test]
 fn slack_gets_alertmanagers_message() {
-    let http = Http::start(200);
+    let http = Http::start(200, 0);
     let n = notification(&format!(
         "global: {{slack_api_url: '{}/services/T/B/X'}}\nroute: {{receiver: chat, group_by: [alertname]}}\nreceivers:\n  - name: chat\n    slack_configs: [{{channel: '#db', text: '{{{{ range .Alerts }}}}{{{{ .Annotations.summary }}}} {{{{ end }}}}'}}]\n",
         http.base
@@ -102,7 +67,7 @@ fn slack_gets_alertmanagers_message() {
 
 #[test]
 fn pagerduty_gets_an_events_v2_trigger() {
-    let http = Http::start(202);
+    let http = Http::start(202, 0);
     let n = notification(&format!(
         "route: {{receiver: pd, group_by: [alertname]}}\nreceivers:\n  - name: pd\n    pagerduty_configs: [{{routing_key: 'R0UTING', url: '{}/v2/enqueue', severity: '{{{{ .CommonLabels.severity }}}}'}}]\n",
         http.base

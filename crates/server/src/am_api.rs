@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lookout_model::{Labels, Matcher};
 use lookout_notify::alert::{fingerprint_hex, go_time};
@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::params::Params;
 
 /// An API error: a status and a message, answered as a JSON string as Alertmanager does.
 #[derive(Debug)]
@@ -46,21 +47,20 @@ fn notifier(st: &AppState) -> Result<Arc<Notifier>, AmError> {
     })
 }
 
-fn params(q: Option<String>) -> Vec<(String, String)> {
-    q.and_then(|q| serde_urlencoded::from_str(&q).ok())
-        .unwrap_or_default()
+/// The URL query, read as every other API handler reads it.
+fn params(q: Option<String>) -> Result<Params, AmError> {
+    Params::parse(q.as_deref(), &HeaderMap::new(), &[])
+        .map_err(|e| err(StatusCode::BAD_REQUEST, e.0))
 }
 
-fn flag(p: &[(String, String)], name: &str) -> bool {
-    p.iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .is_none_or(|(_, v)| v != "false")
+/// A boolean filter: true unless given as `false`.
+fn flag(p: &Params, name: &str) -> bool {
+    p.get(name) != Some("false")
 }
 
-fn filters(p: &[(String, String)]) -> Result<Vec<Matcher>, AmError> {
+fn filters(p: &Params) -> Result<Vec<Matcher>, AmError> {
     let mut out = Vec::new();
-    for (_, v) in p.iter().filter(|(k, _)| k == "filter") {
+    for v in p.all("filter") {
         out.extend(parse_matchers(v).map_err(|e| err(StatusCode::BAD_REQUEST, e))?);
     }
     Ok(out)
@@ -108,7 +108,7 @@ fn gettable_alert(n: &Notifier, a: &Alert, now: i64) -> (Value, &'static str) {
 }
 
 fn keep(
-    p: &[(String, String)],
+    p: &Params,
     fs: &[Matcher],
     a: &Alert,
     state: &str,
@@ -125,12 +125,11 @@ fn keep(
 /// `GET /api/v2/alerts` (`active`, `silenced`, `inhibited`, `filter`, `receiver`).
 pub(crate) async fn get_alerts(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
     let n = notifier(&st)?;
-    let p = params(q);
+    let p = params(q)?;
     let fs = filters(&p)?;
     let receiver = p
-        .iter()
-        .find(|(k, _)| k == "receiver")
-        .and_then(|(_, v)| regex::Regex::new(&format!("^(?:{v})$")).ok());
+        .get("receiver")
+        .and_then(|v| regex::Regex::new(&format!("^(?:{v})$")).ok());
     let now = lookout_model::now_ms();
     let alerts = n.with(|c| c.alerts());
     let mut out = Vec::new();
@@ -222,7 +221,7 @@ pub(crate) async fn post_alerts(State(st): State<AppState>, body: String) -> AmR
 /// `GET /api/v2/alerts/groups`.
 pub(crate) async fn alert_groups(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
     let n = notifier(&st)?;
-    let p = params(q);
+    let p = params(q)?;
     let fs = filters(&p)?;
     let now = lookout_model::now_ms();
     let groups = n.with(|c| c.groups());
@@ -259,7 +258,7 @@ fn gettable_silence(s: &Silence, now: i64) -> Value {
 /// `GET /api/v2/silences` (`filter`).
 pub(crate) async fn get_silences(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
     let n = notifier(&st)?;
-    let p = params(q);
+    let p = params(q)?;
     let fs = filters(&p)?;
     let now = lookout_model::now_ms();
     let list = n.with(|c| c.silences.list());
@@ -512,10 +511,7 @@ pub(crate) async fn unack(
 ) -> AmResult {
     let n = notifier(&st)?;
     let fp = parse_fp(&fp)?;
-    let who = params(q)
-        .into_iter()
-        .find(|(k, _)| k == "who")
-        .map_or_else(|| "api".to_string(), |(_, v)| v);
+    let who = params(q)?.get("who").unwrap_or("api").to_string();
     match n.with(|c| c.unack(fp, &who, lookout_model::now_ms())) {
         Ok(()) => Ok(StatusCode::OK.into_response()),
         Err(e) => Err(err(StatusCode::NOT_FOUND, e)),
@@ -525,10 +521,9 @@ pub(crate) async fn unack(
 /// `GET /api/v1/lookout/audit`: the newest audit records (`limit`, default 100).
 pub(crate) async fn audit(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
     let n = notifier(&st)?;
-    let limit = params(q)
-        .into_iter()
-        .find(|(k, _)| k == "limit")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
+    let limit = params(q)?
+        .get("limit")
+        .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(100);
     let recent = n.with(|c| {
         let r = &c.audit.recent;

@@ -6,6 +6,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lookout_gotmpl::fmt::go_e;
+// Times as Prometheus's JSON writes them (Go's `time.Time`); the zero time when unset.
+use lookout_model::format_go_time as time;
 use lookout_rules::{Alert, AlertState, Health, Rule};
 use serde_json::{Value, json};
 
@@ -17,20 +19,6 @@ fn map(m: &BTreeMap<String, String>) -> Value {
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect(),
     )
-}
-
-/// RFC 3339 with milliseconds, as Prometheus writes times; the zero time when unset.
-fn time(ms: i64) -> String {
-    if ms == 0 {
-        return "0001-01-01T00:00:00Z".into();
-    }
-    let s = lookout_model::format_rfc3339(ms);
-    let frac = ms.rem_euclid(1000);
-    if frac == 0 {
-        s
-    } else {
-        format!("{}.{frac:03}Z", s.trim_end_matches('Z'))
-    }
 }
 
 fn alert(a: &Alert) -> Value {
@@ -72,10 +60,9 @@ pub(crate) async fn rules(State(st): State<AppState>, RawQuery(q): RawQuery) -> 
     let Some(m) = &st.rules else {
         return no_rules();
     };
-    let kind = q
-        .as_deref()
-        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-        .and_then(|p| p.into_iter().find(|(k, _)| k == "type").map(|(_, v)| v));
+    let kind = crate::params::Params::parse(q.as_deref(), &axum::http::HeaderMap::new(), &[])
+        .ok()
+        .and_then(|p| p.get("type").map(str::to_string));
     let groups: Vec<Value> = m
         .groups()
         .iter()

@@ -13,23 +13,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde_json::Value;
 
-use super::queries::free_port;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use super::overhead::spawn;
+use super::queries::{free_port, median};
 
 /// Serves `body` to every HTTP request on a free port, on a background thread.
 fn serve_static(body: String) -> anyhow::Result<u16> {
@@ -122,11 +113,6 @@ fn firing(client: &reqwest::blocking::Client, base: &str) -> Option<usize> {
         .map(|f| f as usize)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 /// Runs both figures and prints them.
 pub(crate) fn run(
     series: usize,
@@ -151,19 +137,17 @@ pub(crate) fn run(
     std::fs::write(dir.join("lookout.yml"), lookout_cfg)?;
     let (lp, pp) = (free_port()?, free_port()?);
     let exe = std::env::current_exe()?;
-    let _lk = Proc(
+    let _lk = spawn(
+        "lookout",
         Command::new(&exe)
             .args(["serve", "--config"])
             .arg(dir.join("lookout.yml"))
             .arg("--data")
             .arg(dir.join("lookout-data"))
-            .args(["--listen", &format!("127.0.0.1:{lp}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting lookout")?,
-    );
-    let _prom = Proc(
+            .args(["--listen", &format!("127.0.0.1:{lp}")]),
+    )?;
+    let _prom = spawn(
+        "prometheus (apt-get install prometheus)",
         Command::new(prometheus)
             .arg(format!(
                 "--config.file={}",
@@ -173,12 +157,8 @@ pub(crate) fn run(
                 "--storage.tsdb.path={}",
                 dir.join("prom-data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{pp}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {prometheus} (apt-get install prometheus)"))?,
-    );
+            .arg(format!("--web.listen-address=127.0.0.1:{pp}")),
+    )?;
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;

@@ -14,8 +14,8 @@ use anyhow::Context;
 
 use super::queries::free_port;
 
-/// A process of one side, killed on drop.
-struct Proc {
+/// A benchmark's child process, killed on drop.
+pub(crate) struct Proc {
     name: &'static str,
     child: Child,
 }
@@ -27,7 +27,8 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Proc> {
+/// Starts `cmd` with its output discarded.
+pub(crate) fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Proc> {
     let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())

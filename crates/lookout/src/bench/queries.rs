@@ -176,7 +176,8 @@ fn diff(a: &(String, Normalized), b: &(String, Normalized)) -> Option<String> {
     None
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median (the upper one of an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN latencies"));
     v[v.len() / 2]
 }
