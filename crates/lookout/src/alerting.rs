@@ -171,7 +171,6 @@ impl prometheus_client::collector::Collector for AlertingMetrics {
         use prometheus_client::metrics::counter::ConstCounter;
         use prometheus_client::metrics::gauge::ConstGauge;
         if let Some(m) = &self.rules {
-            let groups = m.groups();
             type Figure = fn(&lookout_rules::Group) -> f64;
             let figures: [(&str, &str, Figure); 4] = [
                 (
@@ -193,11 +192,23 @@ impl prometheus_client::collector::Collector for AlertingMetrics {
                     |g| g.last_evaluation as f64 / 1000.0,
                 ),
             ];
-            for (name, help, f) in figures {
+            // One pass over the groups, without copying their alerts.
+            let rows: Vec<(String, [f64; 4])> = m.map_groups(|g| {
+                (
+                    g.key(),
+                    [
+                        figures[0].2(g),
+                        figures[1].2(g),
+                        figures[2].2(g),
+                        figures[3].2(g),
+                    ],
+                )
+            });
+            for (i, (name, help, _)) in figures.iter().enumerate() {
                 let mut enc = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-                for g in &groups {
-                    let labels = vec![("rule_group".to_string(), g.key())];
-                    ConstGauge::new(f(g)).encode(enc.encode_family(&labels)?)?;
+                for (key, values) in &rows {
+                    let labels = vec![("rule_group".to_string(), key.clone())];
+                    ConstGauge::new(values[i]).encode(enc.encode_family(&labels)?)?;
                 }
             }
         }

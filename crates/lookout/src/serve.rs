@@ -411,8 +411,8 @@ fn rules_check(m: Arc<Manager>) -> impl HealthCheck {
                 format!("{} rule(s) failing: {}", failing.len(), list.join("; ")),
             );
         }
-        let groups = m.groups();
-        let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+        let sizes = m.map_groups(|g| g.rules.len());
+        let rules: usize = sizes.iter().sum();
         let firing = m
             .alerts()
             .iter()
@@ -422,7 +422,7 @@ fn rules_check(m: Arc<Manager>) -> impl HealthCheck {
             HealthStatus::Healthy,
             format!(
                 "{} groups, {rules} rules, {firing} alerts firing",
-                groups.len()
+                sizes.len()
             ),
         )
     })

@@ -288,6 +288,17 @@ impl Manager {
             .collect()
     }
 
+    /// `f` applied to every group in load order, without copying them (for figures such
+    /// as metrics and health, read often).
+    pub fn map_groups<R>(&self, mut f: impl FnMut(&Group) -> R) -> Vec<R> {
+        self.groups
+            .read()
+            .expect("lock")
+            .iter()
+            .map(|g| f(&g.lock().expect("lock")))
+            .collect()
+    }
+
     /// Every pending, firing or recently resolved alert.
     pub fn alerts(&self) -> Vec<Alert> {
         self.groups
