@@ -276,6 +276,9 @@ pub(crate) struct QueryConfig {
     pub(crate) timeout: PromDuration,
     /// Most samples one query may load (default 50000000).
     pub(crate) max_samples: usize,
+    /// Most queries, series and label lookups evaluated at once; the rest wait
+    /// (default 20, as Prometheus's `--query.max-concurrency`).
+    pub(crate) max_concurrency: usize,
 }
 
 impl Default for QueryConfig {
@@ -284,6 +287,7 @@ impl Default for QueryConfig {
             lookback_delta: PromDuration(Duration::from_secs(300)),
             timeout: PromDuration(Duration::from_secs(120)),
             max_samples: 50_000_000,
+            max_concurrency: lookout_server::gate::DEFAULT_MAX_CONCURRENCY,
         }
     }
 }
@@ -531,13 +535,14 @@ impl Config {
             WalSync::Every(d) => format_duration(d),
         };
         format!(
-            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
+            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\n  max_concurrency: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
             self.global.scrape_interval,
             format_duration(self.global.timeout()),
             self.global.evaluation_interval,
             self.query.lookback_delta,
             self.query.timeout,
             self.query.max_samples,
+            self.query.max_concurrency,
             self.collectors.host.enabled,
             self.collectors.process.enabled,
             self.collectors_yaml(),

@@ -24,6 +24,8 @@ use crate::config::{Config, WalSync, read_password};
 
 /// How long shutdown may wait for in-flight requests before closing the store anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Stack of the runtime's threads, which evaluate queries and rules.
+const QUERY_STACK_SIZE: usize = 16 << 20;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -130,6 +132,10 @@ pub(crate) fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lookout")
+        // Queries run on the blocking pool: the deepest one the parser accepts
+        // (lookout_promql::limits) needs more than the default 2 MiB in debug builds.
+        // Only what a thread touches is committed, so this costs address space only.
+        .thread_stack_size(QUERY_STACK_SIZE)
         .build()
         .context("starting the async runtime")?;
     rt.block_on(run_async(config, config_file, admin_api))
@@ -256,9 +262,11 @@ async fn run_async(
     if let Some(m) = &rules {
         checks.push(Arc::new(rules_check(Arc::clone(m))));
     }
+    let gate = Arc::new(lookout_server::QueryGate::new(config.query.max_concurrency));
     let state = AppState {
         db: tsdb.clone(),
         engine,
+        gate: Arc::clone(&gate),
         checks,
         collectors: board,
         slow_queries,
@@ -326,7 +334,8 @@ async fn run_async(
     tracing::info!(address = %bound, "listening on http://{bound}");
 
     wait_for_signal().await;
-    tracing::info!("Shutting down");
+    tracing::info!(running_queries = gate.running(), "Shutting down");
+    gate.cancel_all();
     let _ = stop_tx.send(true);
     let _ = collectors.await;
     // Target loops write their staleness markers on the way out; a scrape in flight may

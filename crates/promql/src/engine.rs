@@ -44,9 +44,22 @@ pub struct Engine {
     opts: EngineOptions,
 }
 
-/// Parses a PromQL expression, mapping the parser's message to [`Error::Parse`].
+/// Parses a PromQL expression, mapping the parser's message to [`Error::Parse`]. Queries
+/// over the length or nesting limits ([`crate::limits`]) are refused before parsing.
 pub fn parse(query: &str) -> Result<Expr> {
-    parser::parse(query).map_err(Error::Parse)
+    crate::limits::check(query)?;
+    // The parser panics on some hostile numbers (a float duration such as `x[1e300]`
+    // overflows `Duration::from_secs_f64`): that is a bad query, not a crash.
+    std::panic::catch_unwind(|| parser::parse(query))
+        .unwrap_or_else(|p| {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown reason".into());
+            Err(format!("invalid number or duration in query: {why}"))
+        })
+        .map_err(Error::Parse)
 }
 
 /// Parses a series selector (`up{job="x"}`) as the `match[]` parameters of the HTTP API
@@ -182,7 +195,15 @@ impl Engine {
         let mut t = start;
         while t <= end {
             ev.check_limits("expression evaluation")?;
-            match ev.eval(expr, t)? {
+            let v = ev.eval(expr, t)?;
+            ev.count_samples(
+                match &v {
+                    Value::Vector(vs) => vs.len(),
+                    _ => 1,
+                },
+                "expression evaluation",
+            )?;
+            match v {
                 Value::Scalar(v) => {
                     if series.is_empty() {
                         series.push(RangeSeries {
@@ -255,19 +276,29 @@ fn cleanup(v: Vec<VecSample>, memo: &mut HashMap<Labels, Labels>) -> Vec<VecSamp
         .collect()
 }
 
+/// Longest offset, range or step a query may name, in ms (about 36 million years):
+/// larger ones are refused when the query is prepared, so the evaluator's time
+/// arithmetic cannot overflow.
+pub(crate) const MAX_DURATION_MS: i64 = i64::MAX / 8;
+
+/// Milliseconds of a duration, saturating.
+pub(crate) fn dur_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Milliseconds of a parser offset (negative offsets look forward).
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Pos(d)) => dur_ms(*d),
+        Some(Offset::Neg(d)) => -dur_ms(*d),
     }
 }
 
 fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => dur_ms(d),
+        Err(e) => -dur_ms(e.duration()),
     }
 }
 
@@ -314,6 +345,13 @@ pub(crate) struct Evaluator<'a> {
     loaded: Vec<Vec<Series>>,
     deadline: Instant,
     cancel: Option<&'a AtomicBool>,
+    /// Most samples (loaded, computed by subqueries, or returned) the query may hold.
+    max_samples: usize,
+    /// Samples counted against `max_samples` so far.
+    samples: std::cell::Cell<usize>,
+    /// The earliest and latest times evaluation reaches, and whether any offset, range
+    /// or step was too large (found while collecting the selectors' windows).
+    extent: std::cell::Cell<(i64, i64, bool)>,
     annotations: std::cell::RefCell<crate::value::Annotations>,
     /// Inner results of subqueries by (expression, time): consecutive steps of a range
     /// query share most of their inner steps.
@@ -382,6 +420,9 @@ impl<'a> Evaluator<'a> {
             loaded: Vec::new(),
             deadline: Instant::now() + opts.timeout,
             cancel,
+            max_samples: opts.max_samples,
+            samples: Default::default(),
+            extent: std::cell::Cell::new((start, end, false)),
             annotations: Default::default(),
             sub_cache: Default::default(),
             sub_whole: Default::default(),
@@ -395,6 +436,19 @@ impl<'a> Evaluator<'a> {
         };
         let mut needs = Vec::new();
         ev.collect(expr, start, end, &mut needs);
+        let (lo, hi, too_long) = ev.extent.get();
+        if too_long {
+            return Err(Error::Parse(format!(
+                "an offset, range or step is longer than the limit of {}",
+                lookout_model::format_duration(Duration::from_millis(MAX_DURATION_MS as u64))
+            )));
+        }
+        if lo < -crate::limits::MAX_TIME_MS || hi > crate::limits::MAX_TIME_MS {
+            return Err(Error::Parse(
+                "the query reaches times out of range (more than 73 million years from 1970)"
+                    .into(),
+            ));
+        }
         if needs.is_empty() {
             return Ok(ev);
         }
@@ -452,6 +506,7 @@ impl<'a> Evaluator<'a> {
             if loaded > opts.max_samples {
                 return Err(Error::TooManySamples("query execution"));
             }
+            ev.samples.set(loaded);
             let i = ev.loaded.len();
             ev.loaded.push(std::mem::take(&mut series));
             ev.data.insert(key(n.vs), i);
@@ -556,31 +611,30 @@ impl<'a> Evaluator<'a> {
         match e {
             Expr::VectorSelector(vs) => {
                 let (lo, hi) = self.pin(&vs.at, lo, hi);
-                let off = offset_ms(&vs.offset);
-                out.push(Need {
-                    vs,
-                    mint: lo - off - self.lookback,
-                    maxt: hi - off,
-                });
+                let off = self.checked(offset_ms(&vs.offset));
+                let (mint, maxt) = self.reach(lo, hi, off, self.lookback);
+                out.push(Need { vs, mint, maxt });
             }
             Expr::MatrixSelector(ms) => {
                 let (lo, hi) = self.pin(&ms.vs.at, lo, hi);
-                let off = offset_ms(&ms.vs.offset);
+                let off = self.checked(offset_ms(&ms.vs.offset));
+                let range = self.checked(dur_ms(ms.range));
+                let (mint, maxt) = self.reach(lo, hi, off, range);
                 out.push(Need {
                     vs: &ms.vs,
-                    mint: lo - off - ms.range.as_millis() as i64,
-                    maxt: hi - off,
+                    mint,
+                    maxt,
                 });
             }
             Expr::Subquery(sq) => {
                 let (lo, hi) = self.pin(&sq.at, lo, hi);
-                let off = offset_ms(&sq.offset);
-                self.collect(
-                    &sq.expr,
-                    lo - off - sq.range.as_millis() as i64,
-                    hi - off,
-                    out,
-                );
+                let off = self.checked(offset_ms(&sq.offset));
+                let range = self.checked(dur_ms(sq.range));
+                if let Some(step) = sq.step {
+                    self.checked(dur_ms(step));
+                }
+                let (mint, maxt) = self.reach(lo, hi, off, range);
+                self.collect(&sq.expr, mint, maxt, out);
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
@@ -608,6 +662,52 @@ impl<'a> Evaluator<'a> {
             Some(t) => (t, t),
             None => (lo, hi),
         }
+    }
+
+    /// `d` (an offset, range or step in ms), noting when it is over [`MAX_DURATION_MS`];
+    /// such a query is refused after collection, so evaluation never sees it.
+    fn checked(&self, d: i64) -> i64 {
+        if d.unsigned_abs() > MAX_DURATION_MS as u64 {
+            let (lo, hi, _) = self.extent.get();
+            self.extent.set((lo, hi, true));
+            return 0;
+        }
+        d
+    }
+
+    /// The window `[lo - off - back, hi - off]`, saturating, widening the query's extent.
+    fn reach(&self, lo: i64, hi: i64, off: i64, back: i64) -> (i64, i64) {
+        let mint = lo.saturating_sub(off).saturating_sub(back);
+        let maxt = hi.saturating_sub(off);
+        let (a, b, bad) = self.extent.get();
+        self.extent
+            .set((a.min(mint).min(lo), b.max(maxt).max(hi), bad));
+        (mint, maxt)
+    }
+
+    /// Fails at once when a subquery's grid from `t` to `end` has more steps than
+    /// `max_samples` leaves room for: each step costs at least one, so it would fail
+    /// anyway, after evaluating millions of steps.
+    fn room_for_steps(&self, t: i64, end: i64, step: i64) -> Result<()> {
+        let steps = if end < t {
+            0
+        } else {
+            (i128::from(end) - i128::from(t)) / i128::from(step) + 1
+        };
+        if steps > (self.max_samples.saturating_sub(self.samples.get())) as i128 {
+            return Err(Error::TooManySamples("subquery evaluation"));
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more samples held by the query, failing past `max_samples`.
+    pub(crate) fn count_samples(&self, n: usize, stage: &'static str) -> Result<()> {
+        let total = self.samples.get().saturating_add(n);
+        self.samples.set(total);
+        if total > self.max_samples {
+            return Err(Error::TooManySamples(stage));
+        }
+        Ok(())
     }
 
     /// Fails when the query is past its deadline or was cancelled.
@@ -827,6 +927,7 @@ impl<'a> Evaluator<'a> {
         g: (i64, i64, i64),
     ) -> Result<Vec<GridSeries>> {
         let (mut t, end, step) = g;
+        self.room_for_steps(t, end, step)?;
         let mut out: Vec<GridSeries> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         // As in `range_query`: the series of the previous step by position.
@@ -838,6 +939,8 @@ impl<'a> Evaluator<'a> {
                 Value::Scalar(v) => vec![VecSample::new(Labels::empty(), v)],
                 other => return exec(format!("subquery over a {}", other.type_name())),
             };
+            // Every step costs at least one, so a huge grid of empty steps is bounded too.
+            self.count_samples(vs.len().max(1), "subquery evaluation")?;
             let same = vs.len() == prev.len()
                 && vs
                     .iter()
@@ -882,6 +985,7 @@ impl<'a> Evaluator<'a> {
             .map(|d| d.as_millis() as i64)
             .filter(|s| *s > 0)
             .unwrap_or(self.sub_step);
+        self.room_for_steps(t, end, step)?;
         let mut out: HashMap<Labels, (Vec<Sample>, bool)> = HashMap::new();
         while t <= end {
             self.check_limits("subquery evaluation")?;
@@ -890,6 +994,11 @@ impl<'a> Evaluator<'a> {
                 Some(v) => v,
                 None => {
                     let v = self.eval(&sq.expr, t)?;
+                    let n = match &v {
+                        Value::Vector(vs) => vs.len(),
+                        _ => 1,
+                    };
+                    self.count_samples(n.max(1), "subquery evaluation")?;
                     self.sub_cache.borrow_mut().insert((key, t), v.clone());
                     v
                 }

@@ -39,6 +39,7 @@ mod binary;
 mod engine;
 mod error;
 mod functions;
+pub mod limits;
 mod position;
 pub mod promqltest;
 mod value;

@@ -117,3 +117,88 @@ fn native_histograms_only_through_plain_selectors() {
         .to_string();
     assert!(err.contains("not supported in range queries"), "{err}");
 }
+
+/// Issue 12: a subquery over a constant was unbounded (`max_samples` counted loaded
+/// samples only): its points count now, empty steps included.
+#[test]
+fn issue_12_subquery_points_count_against_max_samples() {
+    let e = Engine::new(EngineOptions {
+        max_samples: 10_000,
+        ..EngineOptions::default()
+    });
+    let err = e
+        .instant(&db(), "count_over_time(vector(1)[30d:1ms])", 100_000)
+        .unwrap_err();
+    assert!(matches!(err, Error::TooManySamples(_)), "{err}");
+    assert!(err.to_string().ends_with("in subquery evaluation"), "{err}");
+    // Steps that produce nothing still cost one each.
+    let err = e
+        .instant(&db(), "count_over_time(absent(m)[30d:1ms])", 100_000)
+        .unwrap_err();
+    assert!(matches!(err, Error::TooManySamples(_)), "{err}");
+    // A range query's output points count too.
+    let r = e.range(&db(), "m", 0, 100_000, 50);
+    assert!(matches!(r, Err(Error::TooManySamples(_))), "not refused");
+    assert!(e.range(&db(), "m", 0, 100_000, 1000).is_ok());
+    // A modest subquery still answers.
+    let v = e
+        .instant(&db(), "count_over_time(vector(1)[1m:1s])", 100_000)
+        .unwrap();
+    let lookout_promql::Value::Vector(v) = v else {
+        panic!()
+    };
+    assert_eq!(v[0].v, 60.0);
+}
+
+/// Issue 12: offsets, ranges and `@` times beyond any sane range were evaluated with
+/// wrapping arithmetic; they are refused as bad queries, and the parser's panic on a
+/// float duration that overflows is an error too.
+#[test]
+fn issue_12_huge_offsets_ranges_and_at_times_are_bad_queries() {
+    for q in [
+        "m offset 100000000y",
+        "m @ 1e300",
+        "m @ -1e17",
+        "rate(m[100000000y])",
+        "max_over_time(m[1h:100000000y])",
+        "m[1e300]",
+        "m offset 1e300",
+        "max_over_time(m[5m:1e300])",
+        "max_over_time((max_over_time(m offset 10000000y[10000000y:1h]) offset 10000000y)[10000000y:1h])",
+    ] {
+        let err = Engine::default().instant(&db(), q, 100_000).unwrap_err();
+        assert!(matches!(err, Error::Parse(_)), "{q}: {err}");
+    }
+    // Large but sane offsets still work.
+    Engine::default()
+        .instant(&db(), "m offset 1000y", 100_000)
+        .unwrap();
+    Engine::default()
+        .instant(&db(), "m @ 100000", 100_000)
+        .unwrap();
+}
+
+/// Issue 12: 60,000 nested parentheses overflowed the stack and aborted the process.
+#[test]
+fn issue_12_deep_queries_are_refused_before_parsing() {
+    let deep = format!("{}1{}", "(".repeat(60_000), ")".repeat(60_000));
+    let err = parse(&deep).unwrap_err();
+    assert!(
+        matches!(err, Error::Parse(ref m) if m.contains("nests too deeply")),
+        "{err}"
+    );
+    let chain = vec!["m"; 20_000].join("+");
+    assert!(parse(&chain).is_err());
+    // At the limit the query parses and evaluates on an ordinary thread's stack.
+    let at = format!(
+        "{}1{}",
+        "(".repeat(lookout_promql::limits::MAX_QUERY_DEPTH),
+        ")".repeat(lookout_promql::limits::MAX_QUERY_DEPTH)
+    );
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(move || Engine::default().instant(&db(), &at, 1000).unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lookout_model::{Labels, Matcher, now_ms};
 use lookout_promql::Error as QueryError;
-use lookout_storage::SelectHints;
 
 use crate::AppState;
 use crate::health::{HealthCheck, HealthStatus};
@@ -88,14 +87,27 @@ fn promql_error(e: QueryError) -> ApiError {
     }
 }
 
-/// Sets the flag when dropped: a handler future dropped because its client went away
-/// cancels the query it was running.
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+impl From<crate::gate::GateError> for ApiError {
+    fn from(e: crate::gate::GateError) -> Self {
+        match e {
+            crate::gate::GateError::ShuttingDown => api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &e.to_string(),
+            ),
+            crate::gate::GateError::Panicked(_) => internal(e),
+        }
     }
+}
+
+/// Runs `work` through the server's [`crate::gate::QueryGate`]: off the async workers, at
+/// most `query.max_concurrency` at once, cancelled when the client goes away or the
+/// server stops.
+async fn heavy<T: Send + 'static>(
+    st: &AppState,
+    work: impl FnOnce(&AtomicBool) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    st.gate.run(work).await?
 }
 
 fn params(q: Option<String>, headers: &HeaderMap, body: &Bytes) -> Result<Params, ApiError> {
@@ -117,7 +129,7 @@ fn engine_for(st: &AppState, p: &Params) -> Result<lookout_promql::Engine, ApiEr
 /// What every fallible handler returns; `ApiError` renders Prometheus's error envelope.
 type ApiResult = Result<Response, ApiError>;
 
-/// Parses the `query` parameter and evaluates it off the runtime with the request's
+/// Parses the `query` parameter and evaluates it through the gate with the request's
 /// engine options; the query is cancelled when the client goes away.
 async fn evaluate(
     st: &AppState,
@@ -134,19 +146,17 @@ async fn evaluate(
 ) -> Result<lookout_promql::QueryResult, ApiError> {
     let engine = engine_for(st, p)?;
     let text = p.get("query").unwrap_or("").to_string();
-    let expr = lookout_promql::parse(&text).map_err(promql_error)?;
-    let flag = Arc::new(AtomicBool::new(false));
-    let _guard = CancelOnDrop(Arc::clone(&flag));
     let db = Arc::clone(&st.db);
-    let started = Instant::now();
-    let res = tokio::task::spawn_blocking(move || {
-        let r = run(&engine, &*db, &text, &expr, &flag);
+    heavy(st, move |flag| {
+        let started = Instant::now();
+        // Parsed here, not on the async worker: a long query takes a while to parse, and
+        // its tree is dropped here too.
+        let expr = lookout_promql::parse(&text).map_err(promql_error)?;
+        let r = run(&engine, &*db, &text, &expr, flag);
         tracing::debug!(query = %text, elapsed = ?started.elapsed(), "Query evaluated");
-        r
+        r.map_err(promql_error)
     })
     .await
-    .map_err(internal)?;
-    res.map_err(promql_error)
 }
 
 /// Renders a query result as Prometheus's `data` at evaluation time `t`.
@@ -204,7 +214,7 @@ pub(crate) async fn query_range(
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    if (end - start) / step > MAX_POINTS {
+    if (i128::from(end) - i128::from(start)) / i128::from(step) > i128::from(MAX_POINTS) {
         return Err(bad_data(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
@@ -243,24 +253,23 @@ pub(crate) async fn series(
     body: Bytes,
 ) -> ApiResult {
     let p = params(q, &headers, &body)?;
-    let sels = selectors(&p)?;
-    if sels.is_empty() {
-        return Err(bad_data("no match[] parameter provided"));
-    }
-    let querier = st
-        .db
-        .querier(p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?)
-        .map_err(internal)?;
-    let mut all: BTreeSet<Labels> = BTreeSet::new();
-    for m in &sels {
-        for s in querier
-            .select(&SelectHints::default(), m)
-            .map_err(internal)?
-        {
-            all.insert(s.labels);
-        }
-    }
+    let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let limit = limit_of(&p)?;
+    let db = Arc::clone(&st.db);
+    let all = heavy(&st, move |_| {
+        let sels = selectors(&p)?;
+        if sels.is_empty() {
+            return Err(bad_data("no match[] parameter provided"));
+        }
+        let querier = db.querier(start, end).map_err(internal)?;
+        let mut all: BTreeSet<Labels> = BTreeSet::new();
+        for m in &sels {
+            // Labels only: no sample is decoded for this endpoint.
+            all.extend(querier.series_labels(m).map_err(internal)?);
+        }
+        Ok(all)
+    })
+    .await?;
     let mut data = String::from("[");
     for (i, ls) in all.iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
         if i > 0 {
@@ -291,24 +300,30 @@ fn limit_of(p: &Params) -> Result<Option<usize>, ApiError> {
 
 /// Label names or values (`get`) of the series matching the request's `match[]` (all
 /// series without one) in `start`–`end`, as a list truncated to `limit`.
-fn label_list(
+async fn label_list(
     st: &AppState,
-    p: &Params,
-    get: impl Fn(&dyn lookout_storage::Querier, &[Matcher]) -> lookout_storage::Result<Vec<String>>,
+    p: Params,
+    get: impl Fn(&dyn lookout_storage::Querier, &[Matcher]) -> lookout_storage::Result<Vec<String>>
+    + Send
+    + 'static,
 ) -> ApiResult {
-    let sels = selectors(p)?;
-    let querier = st
-        .db
-        .querier(p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?)
-        .map_err(internal)?;
-    let mut items = BTreeSet::new();
-    if sels.is_empty() {
-        items.extend(get(&*querier, &[]).map_err(internal)?);
-    }
-    for m in &sels {
-        items.extend(get(&*querier, m).map_err(internal)?);
-    }
-    let (list, warn): (Vec<&String>, Vec<String>) = match limit_of(p)? {
+    let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
+    let limit = limit_of(&p)?;
+    let db = Arc::clone(&st.db);
+    let items = heavy(st, move |_| {
+        let sels = selectors(&p)?;
+        let querier = db.querier(start, end).map_err(internal)?;
+        let mut items = BTreeSet::new();
+        if sels.is_empty() {
+            items.extend(get(&*querier, &[]).map_err(internal)?);
+        }
+        for m in &sels {
+            items.extend(get(&*querier, m).map_err(internal)?);
+        }
+        Ok(items)
+    })
+    .await?;
+    let (list, warn): (Vec<&String>, Vec<String>) = match limit {
         Some(n) if items.len() > n => (items.iter().take(n).collect(), vec![TRUNCATED.to_string()]),
         _ => (items.iter().collect(), Vec::new()),
     };
@@ -328,7 +343,7 @@ pub(crate) async fn labels(
     body: Bytes,
 ) -> ApiResult {
     let p = params(q, &headers, &body)?;
-    label_list(&st, &p, |q, m| q.label_names(m))
+    label_list(&st, p, |q, m| q.label_names(m)).await
 }
 
 pub(crate) async fn label_values(
@@ -341,7 +356,7 @@ pub(crate) async fn label_values(
         return Err(bad_data(&format!("invalid label name: {name:?}")));
     }
     let p = params(q, &headers, &Bytes::new())?;
-    label_list(&st, &p, |q, m| q.label_values(&name, m))
+    label_list(&st, p, move |q, m| q.label_values(&name, m)).await
 }
 
 pub(crate) async fn delete_series(
@@ -460,34 +475,44 @@ pub(crate) async fn metadata(
     Ok(ok(&serde_json::Value::Object(out).to_string()))
 }
 
-/// The parsed `query` parameter of a request.
-fn parsed_query(
+/// The `query` parameter of a request, parsed through the gate and handed to `then`
+/// there (the tree never reaches the async worker).
+async fn with_parsed_query<T: Send + 'static>(
+    st: &AppState,
     q: Option<String>,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<lookout_promql::Expr, ApiError> {
+    then: impl FnOnce(&lookout_promql::Expr) -> T + Send + 'static,
+) -> Result<T, ApiError> {
     let p = params(q, headers, body)?;
-    lookout_promql::parse(p.get("query").unwrap_or("")).map_err(promql_error)
+    let text = p.get("query").unwrap_or("").to_string();
+    heavy(st, move |_| {
+        let expr = lookout_promql::parse(&text).map_err(promql_error)?;
+        Ok(then(&expr))
+    })
+    .await
 }
 
 pub(crate) async fn query_exemplars(
+    State(st): State<AppState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    parsed_query(q, &headers, &body)?;
+    with_parsed_query(&st, q, &headers, &body, |_| ()).await?;
     // Lookout does not store exemplars yet: the answer is an empty list.
     Ok(ok("[]"))
 }
 
 pub(crate) async fn format_query(
+    State(st): State<AppState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let expr = parsed_query(q, &headers, &body)?;
+    let pretty = with_parsed_query(&st, q, &headers, &body, |e| e.prettify()).await?;
     Ok(ok(
-        &serde_json::to_string(&expr.prettify()).expect("string serializes")
+        &serde_json::to_string(&pretty).expect("string serializes")
     ))
 }
 

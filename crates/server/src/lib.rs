@@ -8,6 +8,7 @@
 
 mod am_api;
 mod api;
+pub mod gate;
 pub mod health;
 mod json;
 mod params;
@@ -24,6 +25,7 @@ use lookout_promql::Engine;
 use lookout_storage::Queryable;
 use prometheus_client::registry::Registry;
 
+pub use gate::QueryGate;
 pub use health::{CheckResult, HealthCheck, HealthStatus};
 pub use json::format_float;
 
@@ -90,6 +92,9 @@ pub struct AppState {
     pub db: Arc<dyn Queryable>,
     /// The PromQL engine.
     pub engine: Engine,
+    /// Where queries, series and label lookups run: off the async workers, bounded,
+    /// cancelled at shutdown.
+    pub gate: Arc<QueryGate>,
     /// Health checks, in display order.
     pub checks: Vec<Arc<dyn HealthCheck>>,
     /// Collector statuses for the UI.

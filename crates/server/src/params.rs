@@ -80,17 +80,20 @@ impl Params {
     }
 }
 
-/// Prometheus's `parseTime`: Unix seconds (with fraction) or RFC 3339.
+/// Prometheus's `parseTime`: Unix seconds (with fraction) or RFC 3339, within
+/// ±[`lookout_promql::limits::MAX_TIME_MS`] (about 73 million years from 1970), so no
+/// later time arithmetic can overflow.
 pub(crate) fn parse_time(s: &str) -> Option<i64> {
+    const LIMIT: i64 = lookout_promql::limits::MAX_TIME_MS;
     if let Ok(f) = s.parse::<f64>() {
-        if !f.is_finite() {
+        if !f.is_finite() || f.abs() > (LIMIT / 1000) as f64 {
             return None;
         }
         let secs = f.trunc();
         let ms = ((f - secs) * 1000.0).round();
         return Some(secs as i64 * 1000 + ms as i64);
     }
-    lookout_model::parse_rfc3339(s)
+    lookout_model::parse_rfc3339(s).filter(|t| t.abs() <= LIMIT)
 }
 
 /// Prometheus's `parseDuration`: float seconds or a Prometheus duration (`1h30m`).
@@ -121,6 +124,11 @@ mod tests {
             Some(1_700_000_000_500)
         );
         assert_eq!(parse_time("yesterday"), None);
+        // Issue 12: `time=1e300` was evaluated as -1 (and panicked in debug builds).
+        assert_eq!(parse_time("1e300"), None);
+        assert_eq!(parse_time("-9e15"), None);
+        assert_eq!(parse_time("NaN"), None);
+        assert_eq!(parse_time("2e12"), Some(2_000_000_000_000_000));
     }
 
     #[test]
@@ -130,5 +138,6 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(90_000));
         assert_eq!(parse_duration("1x"), None);
         assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("1e300"), None);
     }
 }

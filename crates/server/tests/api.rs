@@ -68,6 +68,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
     AppState {
         db: Arc::new(db),
         engine: Engine::default(),
+        gate: Default::default(),
         checks,
         collectors: StatusBoard::default(),
         slow_queries: Default::default(),
@@ -389,4 +390,85 @@ async fn annotations_become_warnings_and_infos() {
     );
     let (_, body) = get(state(vec![]), "/api/v1/query?query=c_total&time=100").await;
     assert!(!body.contains("warnings") && !body.contains("infos"));
+}
+
+fn post_form(uri: &str, body: String) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// Issue 12: 60,000 nested parentheses aborted the process through every endpoint that
+/// parses a query; now each answers 400 naming the limit.
+#[tokio::test]
+async fn issue_12_deeply_nested_queries_are_bad_data_everywhere() {
+    let deep = format!("{}1{}", "(".repeat(60_000), ")".repeat(60_000));
+    let chain = vec!["1"; 20_000].join("%2B");
+    for (uri, field) in [
+        ("/api/v1/query", "query"),
+        ("/api/v1/query_range", "query"),
+        ("/api/v1/format_query", "query"),
+        ("/api/v1/query_exemplars", "query"),
+        ("/api/v1/series", "match[]"),
+        ("/api/v1/labels", "match[]"),
+    ] {
+        let body = format!("{field}={deep}&start=0&end=100&step=10");
+        let (s, out) = call(state(vec![]), post_form(uri, body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {out}");
+        assert!(out.contains("nests too deeply"), "{uri}: {out}");
+        let body = format!("{field}={chain}&start=0&end=100&step=10");
+        let (s, out) = call(state(vec![]), post_form(uri, body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {out}");
+    }
+    let long = format!("query=up{{a=\"{}\"}}", "x".repeat(300_000));
+    let (s, out) = call(state(vec![]), post_form("/api/v1/query", long)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{out}");
+    assert!(out.contains("bytes long"), "{out}");
+}
+
+/// Issue 12: `start=-9e15&end=9e15&step=0.001` wrapped the point count past the
+/// 11,000 limit and `time=1e300` was evaluated as -1.
+#[tokio::test]
+async fn issue_12_time_parameters_cannot_overflow() {
+    for uri in [
+        "/api/v1/query_range?query=1&start=-9e15&end=9e15&step=0.001",
+        "/api/v1/query?query=1&time=1e300",
+        "/api/v1/query?query=1&time=-1e300",
+        "/api/v1/query_range?query=1&start=0&end=1e300&step=1",
+        "/api/v1/series?match[]=up&start=1e300",
+        "/api/v1/labels?start=-1e300",
+        "/api/v1/query?query=1&timeout=1e300",
+    ] {
+        let (s, body) = get(state(vec![]), uri).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(body.contains("bad_data"), "{uri}: {body}");
+    }
+    // The widest legal range is still refused by the point limit, not by wrapping.
+    let (s, body) = get(
+        state(vec![]),
+        "/api/v1/query_range?query=1&start=-2e15&end=2e15&step=1",
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("11,000 points"), "{body}");
+    // And a subquery producing billions of points is refused by max_samples.
+    let (s, body) = get(
+        state(vec![]),
+        "/api/v1/query?query=count_over_time(vector(1)%5B30d:1ms%5D)&time=300",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("too many samples"), "{body}");
+}
+
+/// Issue 12: `/api/v1/series` answers from labels only (the store's `series_labels`).
+#[tokio::test]
+async fn issue_12_series_lists_labels() {
+    let (s, body) = get(state(vec![]), "/api/v1/series?match[]=%7Bjob%3D%22x%22%7D").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":[{"__name__":"c_total","job":"x"}]}"#
+    );
 }

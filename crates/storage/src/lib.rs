@@ -130,6 +130,16 @@ pub trait Querier {
         let _ = (hints, matchers);
         Ok(Vec::new())
     }
+    /// Label sets of the series matching all `matchers` with data in range, sorted, for
+    /// the series API: stores that can answer from their index without reading samples
+    /// should. An empty matcher list selects nothing.
+    fn series_labels(&self, matchers: &[Matcher]) -> Result<Vec<Labels>> {
+        Ok(self
+            .select(&SelectHints::default(), matchers)?
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
+    }
     /// Label names of series matching `matchers` (all series if empty), sorted.
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>>;
     /// Values of label `name` among series matching `matchers` (all if empty), sorted.

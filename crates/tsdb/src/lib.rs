@@ -1284,6 +1284,34 @@ impl Querier for TsdbQuerier<'_> {
             .collect())
     }
 
+    fn series_labels(&self, matchers: &[Matcher]) -> Result<Vec<Labels>> {
+        if matchers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // From the indexes and chunk time ranges only: no sample is decoded.
+        let mut out: Vec<Labels> = Vec::new();
+        for b in &self.blocks {
+            out.extend(
+                b.select(matchers)
+                    .into_iter()
+                    .filter(|r| b.overlaps(*r, self.mint, self.maxt))
+                    .map(|r| b.labels(r)),
+            );
+        }
+        {
+            let head = self.db.head.read().expect("lock poisoned");
+            out.extend(
+                head.select(matchers)
+                    .into_iter()
+                    .filter(|r| head.overlaps(*r, self.mint, self.maxt))
+                    .filter_map(|r| head.labels_of(r)),
+            );
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>> {
         Ok(self.collect_labels(
             matchers,
