@@ -459,6 +459,12 @@ pub(crate) struct StorageConfig {
     pub(crate) wal_sync: WalSync,
     /// How far behind the newest sample an out-of-order sample is accepted (default 10m; 0s rejects all).
     pub(crate) out_of_order_window: ZeroableDuration,
+    /// How far ahead of this machine's clock a sample may be (default 10m; 0s rejects
+    /// every sample from the future). Later ones are rejected and counted.
+    pub(crate) future_tolerance: ZeroableDuration,
+    /// Largest WAL segment file (default 32MB), as Prometheus's
+    /// `--storage.tsdb.wal-segment-size`; at least 64KB.
+    pub(crate) wal_segment_size: ByteSize,
     /// Most series in memory (default 0: unlimited).
     pub(crate) max_series: usize,
     /// Most labels per series (default 128).
@@ -477,6 +483,8 @@ impl Default for StorageConfig {
             retention_size: ByteSize(0),
             wal_sync: WalSync::Every(Duration::from_secs(1)),
             out_of_order_window: ZeroableDuration(Duration::from_secs(600)),
+            future_tolerance: ZeroableDuration(Duration::from_secs(600)),
+            wal_segment_size: ByteSize(32 << 20),
             max_series: 0,
             max_labels_per_series: 128,
             max_label_name_length: 1024,
@@ -535,7 +543,7 @@ impl Config {
             WalSync::Every(d) => format_duration(d),
         };
         format!(
-            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\n  max_concurrency: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
+            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\n  max_concurrency: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  future_tolerance: {}\n  wal_segment_size: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
             self.global.scrape_interval,
             format_duration(self.global.timeout()),
             self.global.evaluation_interval,
@@ -551,6 +559,8 @@ impl Config {
             st.retention_size.0,
             sync,
             format_duration(st.out_of_order_window.0),
+            format_duration(st.future_tolerance.0),
+            st.wal_segment_size.0,
             st.max_series,
             st.max_labels_per_series,
             st.max_label_name_length,

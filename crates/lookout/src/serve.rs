@@ -56,6 +56,8 @@ pub(crate) fn storage_options(config: &Config) -> Options {
             WalSync::Every(d) => SyncPolicy::Interval(d),
         },
         ooo_window: st.out_of_order_window.0,
+        future_tolerance: st.future_tolerance.0,
+        wal_segment_size: st.wal_segment_size.0.max(64 << 10),
         limits: Limits {
             max_series: (st.max_series > 0).then_some(st.max_series),
             max_labels: st.max_labels_per_series,
@@ -199,10 +201,17 @@ async fn run_async(
                 Ok(()) => {
                     // Head figures only: `stats` walks every block, too much for a probe.
                     let (series, samples) = storage_db.head_counts();
-                    CheckResult::new(
-                        HealthStatus::Healthy,
-                        format!("writable, WAL ok; {series} series, {samples} samples in memory"),
-                    )
+                    let warnings = storage_db.warnings();
+                    if warnings.is_empty() {
+                        CheckResult::new(
+                            HealthStatus::Healthy,
+                            format!(
+                                "writable, WAL ok; {series} series, {samples} samples in memory"
+                            ),
+                        )
+                    } else {
+                        CheckResult::new(HealthStatus::Degraded, warnings.join("; "))
+                    }
                 }
                 Err(e) => CheckResult::new(HealthStatus::Unhealthy, e),
             }

@@ -34,6 +34,19 @@ pub enum Error {
         /// Earliest accepted timestamp.
         min_t: i64,
     },
+    /// The sample is further in the future than the store accepts: one such sample would
+    /// otherwise move the head's time range past the present.
+    #[error(
+        "sample for series {series} is too far in the future: timestamp {t} is after the latest accepted {max_t} (now + the future tolerance)"
+    )]
+    TooFarInFuture {
+        /// The series, formatted.
+        series: String,
+        /// Rejected timestamp.
+        t: i64,
+        /// Latest accepted timestamp.
+        max_t: i64,
+    },
     /// A configured limit was reached.
     #[error("{what} limit of {limit} exceeded: {detail}")]
     LimitExceeded {

@@ -114,6 +114,16 @@ pub struct BlockMeta {
     pub stats: BlockStats,
     /// Compaction level: 1 for blocks cut from the head or imported.
     pub level: u32,
+    /// Written by `lookout import` rather than cut from the head: it does not move the
+    /// head's lower bound, so samples of the WAL in its range are kept (and merged with
+    /// it by queries and compaction) instead of being dropped at replay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
+    /// Ids of the blocks this one replaces (compaction, deletion). A block named here that
+    /// is still on disk at open was left by a crash before its removal, and is removed
+    /// then: its samples are in this block.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
 }
 
 static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -147,6 +157,8 @@ pub(crate) struct BlockWriter {
     min_time: i64,
     max_time: i64,
     level: u32,
+    imported: bool,
+    parents: Vec<String>,
     chunks: File,
     chunks_len: u64,
     page: Vec<u8>,
@@ -188,6 +200,8 @@ impl BlockWriter {
             min_time,
             max_time,
             level,
+            imported: false,
+            parents: Vec::new(),
             chunks,
             chunks_len: 8,
             page: Vec::with_capacity(PAGE_SIZE * 2),
@@ -314,6 +328,8 @@ impl BlockWriter {
             max_time: self.max_time,
             stats: self.stats.clone(),
             level: self.level,
+            imported: self.imported,
+            parents: std::mem::take(&mut self.parents),
         };
         let mpath = self.tmp.join("meta.json");
         let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
@@ -330,6 +346,16 @@ impl BlockWriter {
                 .map_err(io_err(parent))?;
         }
         Ok(Some(meta))
+    }
+
+    /// Marks the block as imported (see [`BlockMeta::imported`]).
+    pub(crate) fn set_imported(&mut self, imported: bool) {
+        self.imported = imported;
+    }
+
+    /// Names the blocks this one replaces (see [`BlockMeta::parents`]).
+    pub(crate) fn set_parents(&mut self, parents: Vec<String>) {
+        self.parents = parents;
     }
 
     /// Abandons the block, removing its temporary directory.

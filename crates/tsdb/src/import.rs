@@ -16,6 +16,13 @@ use lookout_model::{Labels, Sample};
 
 use crate::block::{BlockError, BlockWriter};
 
+/// The server's default `storage.future_tolerance`.
+const DEFAULT_FUTURE_TOLERANCE: Duration = Duration::from_secs(600);
+
+fn future_limit(tolerance: Duration) -> i64 {
+    lookout_model::now_ms().saturating_add(i64::try_from(tolerance.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Why an import stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -28,6 +35,21 @@ pub enum ImportError {
         t: i64,
         /// The previous timestamp.
         last_t: i64,
+    },
+    /// A sample is further ahead of the wall clock than the future tolerance: a block in
+    /// the future would make the server reject every live sample before it.
+    #[error(
+        "sample for {series} is too far in the future: timestamp {t} is after {max_t} (now + {tolerance:?}); fix the input's timestamps"
+    )]
+    TooFarInFuture {
+        /// The series.
+        series: String,
+        /// Its timestamp.
+        t: i64,
+        /// The latest accepted timestamp.
+        max_t: i64,
+        /// The tolerance in force.
+        tolerance: Duration,
     },
     /// Writing blocks failed.
     #[error(transparent)]
@@ -62,6 +84,8 @@ pub struct Importer {
     writers: BTreeMap<i64, BlockWriter>,
     current: Option<(Labels, Vec<Sample>)>,
     summary: ImportSummary,
+    tolerance: Duration,
+    max_t: i64,
     _lock: File,
 }
 
@@ -97,12 +121,30 @@ impl Importer {
             writers: BTreeMap::new(),
             current: None,
             summary: ImportSummary::default(),
+            tolerance: DEFAULT_FUTURE_TOLERANCE,
+            max_t: future_limit(DEFAULT_FUTURE_TOLERANCE),
             _lock: lock,
         })
     }
 
+    /// Accepts samples up to `tolerance` ahead of the wall clock (default 10 minutes, as
+    /// the server's `storage.future_tolerance`).
+    pub fn future_tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self.max_t = future_limit(tolerance);
+        self
+    }
+
     /// Adds one sample.
     pub fn add(&mut self, labels: Labels, t: i64, v: f64) -> Result<(), ImportError> {
+        if t > self.max_t {
+            return Err(ImportError::TooFarInFuture {
+                series: labels.to_string(),
+                t,
+                max_t: self.max_t,
+                tolerance: self.tolerance,
+            });
+        }
         if let Some((ls, samples)) = &mut self.current
             && *ls == labels
         {
@@ -133,12 +175,11 @@ impl Importer {
             let end = start + samples[start..].partition_point(|s| s.t.div_euclid(self.range) == w);
             let writer = match self.writers.entry(w) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => e.insert(BlockWriter::new(
-                    &blocks,
-                    w * self.range,
-                    (w + 1) * self.range,
-                    1,
-                )?),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let mut b = BlockWriter::new(&blocks, w * self.range, (w + 1) * self.range, 1)?;
+                    b.set_imported(true);
+                    e.insert(b)
+                }
             };
             writer.add(labels.clone(), &samples[start..end])?;
             self.summary.series += 1;

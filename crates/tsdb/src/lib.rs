@@ -112,6 +112,10 @@ pub struct Options {
     pub block_range: Duration,
     /// How far behind the newest sample an out-of-order sample may be (default 10 min).
     pub ooo_window: Duration,
+    /// How far ahead of the wall clock a sample may be (default 10 min); later ones are
+    /// rejected with [`Error::TooFarInFuture`], so one bad timestamp cannot move the
+    /// head's time range (and with it every block cut) past the present.
+    pub future_tolerance: Duration,
     /// Limits.
     pub limits: Limits,
     /// Largest WAL segment file (default 32 MiB).
@@ -129,6 +133,7 @@ impl Default for Options {
             sync: SyncPolicy::default(),
             block_range: Duration::from_secs(2 * 3600),
             ooo_window: Duration::from_secs(600),
+            future_tolerance: Duration::from_secs(600),
             limits: Limits::default(),
             wal_segment_size: 32 << 20,
             maintenance_interval: Some(Duration::from_secs(60)),
@@ -202,6 +207,10 @@ struct Inner {
     min_valid: AtomicI64,
     /// Serializes maintenance.
     maint: Mutex<()>,
+    /// Samples rejected as too far in the future, and when the last one was.
+    future: FutureRejections,
+    /// Blocks that could not be opened (damaged files), with why; left on disk untouched.
+    skipped_blocks: Vec<String>,
     _lock: File,
 }
 
@@ -273,9 +282,12 @@ impl Tsdb {
             },
         )?;
         let metrics = TsdbMetrics::new(registry);
-        let blocks = load_blocks(&dir.join("blocks"))?;
+        let (blocks, skipped_blocks) = load_blocks(&dir.join("blocks"))?;
+        metrics.blocks_skipped.set(skipped_blocks.len() as i64);
+        // Imported blocks do not bound the head: the WAL may hold samples in their range.
         let min_valid = blocks
             .iter()
+            .filter(|b| !b.meta.imported)
             .map(|b| b.meta.max_time)
             .max()
             .unwrap_or(i64::MIN);
@@ -341,6 +353,8 @@ impl Tsdb {
             closed: AtomicBool::new(false),
             min_valid: AtomicI64::new(min_valid),
             maint: Mutex::new(()),
+            future: FutureRejections::default(),
+            skipped_blocks,
             _lock: lock,
         });
         let mut threads = Vec::new();
@@ -429,6 +443,26 @@ impl Tsdb {
         self.inner.metrics.wal_corruptions.get()
     }
 
+    /// What is wrong without stopping the store (the `storage` health check shows these
+    /// as degraded): samples rejected as too far in the future in the last
+    /// [`WARNING_WINDOW`], blocks skipped as damaged, WAL damage repaired at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(msg) = self.inner.future.recent(now_ms()) {
+            out.push(msg);
+        }
+        for b in &self.inner.skipped_blocks {
+            out.push(format!("block skipped: {b}"));
+        }
+        let corrupt = self.inner.metrics.wal_corruptions.get();
+        if corrupt > 0 {
+            out.push(format!(
+                "{corrupt} damaged WAL segment(s) or record(s) repaired at start (see the log)"
+            ));
+        }
+        out
+    }
+
     /// Checks the store is usable: the last WAL write succeeded and the directory is
     /// writable. Returns a message naming the problem otherwise.
     pub fn check(&self) -> std::result::Result<(), String> {
@@ -495,9 +529,14 @@ impl Drop for Tsdb {
     }
 }
 
-fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
+/// Opens every block in `dir`. A block another block names as a parent is what a crash
+/// left behind between writing its replacement and removing it: it is removed. A block
+/// that does not open (a damaged file) is skipped, left on disk and reported; the rest
+/// are served.
+fn load_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, Vec<String>)> {
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let mut blocks = Vec::new();
+    let mut skipped = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(io_err(format!("reading {}", dir.display())))?;
     for e in entries {
         let e = e.map_err(io_err(format!("reading {}", dir.display())))?;
@@ -510,10 +549,73 @@ fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
         if !e.path().join("meta.json").exists() {
             continue;
         }
-        blocks.push(Arc::new(Block::open(&e.path()).map_err(block_err)?));
+        match Block::open(&e.path()) {
+            Ok(b) => blocks.push(Arc::new(b)),
+            Err(err) => {
+                tracing::error!(block = %name, error = %err, "Block is damaged; skipping it (its files are left in place)");
+                skipped.push(format!("{name}: {err}"));
+            }
+        }
     }
+    let superseded: HashSet<String> = blocks
+        .iter()
+        .flat_map(|b| b.meta.parents.iter().cloned())
+        .collect();
+    blocks.retain(|b| {
+        if !superseded.contains(&b.meta.id) {
+            return true;
+        }
+        tracing::warn!(block = %b.meta.id, "Block was replaced by compaction or deletion before a crash; removing it");
+        let _ = std::fs::remove_dir_all(&b.dir);
+        false
+    });
     blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
-    Ok(blocks)
+    Ok((blocks, skipped))
+}
+
+/// How long a rejected future sample keeps the `storage` check degraded.
+pub const WARNING_WINDOW: Duration = Duration::from_secs(600);
+
+/// Counts samples rejected as too far in the future; logs the first of every minute.
+#[derive(Debug, Default)]
+struct FutureRejections {
+    total: std::sync::atomic::AtomicU64,
+    /// Time (ms) of the last rejection and of the last log line.
+    last: AtomicI64,
+    logged: AtomicI64,
+}
+
+impl FutureRejections {
+    fn record(&self, series: &str, t: i64, max_t: i64, now: i64) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.last.store(now, Ordering::Relaxed);
+        let logged = self.logged.load(Ordering::Relaxed);
+        if (logged == 0 || now - logged >= 60_000)
+            && self
+                .logged
+                .compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                series,
+                timestamp = t,
+                latest_accepted = max_t,
+                rejected_so_far = self.total.load(Ordering::Relaxed),
+                "Sample too far in the future rejected (is a target's clock or honor_timestamps wrong?)"
+            );
+        }
+    }
+
+    fn recent(&self, now: i64) -> Option<String> {
+        let last = self.last.load(Ordering::Relaxed);
+        (last != 0 && now - last < ms(WARNING_WINDOW)).then(|| {
+            format!(
+                "{} sample(s) rejected as too far in the future since start, the last {}s ago",
+                self.total.load(Ordering::Relaxed),
+                (now - last) / 1000
+            )
+        })
+    }
 }
 
 impl Inner {
@@ -602,6 +704,10 @@ impl Inner {
         loop {
             let range = self.head.read().expect("lock poisoned").time_range();
             let Some((lo, hi)) = range else { break };
+            // Cut by the wall clock, not only by the newest sample: a sample from the
+            // future (one that slipped in before the tolerance existed, or a clock that
+            // jumped back) must not cut blocks up to it and reject everything after.
+            let hi = hi.min(now);
             let start = lo.div_euclid(r) * r;
             if hi - start < r + r / 2 {
                 break;
@@ -764,6 +870,8 @@ impl Inner {
             group.iter().map(|b| b.meta.level).max().unwrap_or(1) + u32::from(delete.is_none());
         let parent = self.dir.join("blocks");
         let mut w = BlockWriter::new(&parent, min, max, level).map_err(block_err)?;
+        w.set_parents(group.iter().map(|b| b.meta.id.clone()).collect());
+        w.set_imported(group.iter().all(|b| b.meta.imported));
         let all = vec![
             Matcher::new(
                 lookout_model::MatchOp::Regex,
@@ -925,6 +1033,7 @@ impl Appendable for Tsdb {
     fn appender(&self) -> Box<dyn Appender + '_> {
         Box::new(TsdbAppender {
             db: &self.inner,
+            max_t: now_ms().saturating_add(ms(self.inner.opts.future_tolerance)),
             pending: Vec::new(),
             new_labels: Vec::new(),
             new_index: HashMap::new(),
@@ -942,6 +1051,9 @@ enum Key {
 
 struct TsdbAppender<'a> {
     db: &'a Inner,
+    /// The latest timestamp accepted: the wall clock when the appender was made plus the
+    /// future tolerance.
+    max_t: i64,
     pending: Vec<(Key, Sample)>,
     /// Labels of series this batch creates, by `Key::New` index.
     new_labels: Vec<Labels>,
@@ -1041,6 +1153,17 @@ impl Appender for TsdbAppender<'_> {
         let db = self.db;
         if db.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
+        }
+        if t > self.max_t {
+            db.metrics.rejected.inc();
+            db.metrics.future_rejections.inc();
+            let series = short(labels);
+            db.future.record(&series, t, self.max_t, now_ms());
+            return Err(Error::TooFarInFuture {
+                series,
+                t,
+                max_t: self.max_t,
+            });
         }
         let s = Sample::new(t, v);
         let min_valid = db.min_valid.load(Ordering::Acquire);
@@ -1363,5 +1486,7 @@ impl TsdbQuerier<'_> {
     }
 }
 
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod tests;

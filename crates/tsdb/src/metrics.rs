@@ -17,6 +17,8 @@ pub(crate) struct TsdbMetrics {
     pub(crate) compactions: Counter,
     pub(crate) ooo_accepted: Counter,
     pub(crate) limit_rejections: Counter,
+    pub(crate) future_rejections: Counter,
+    pub(crate) blocks_skipped: Gauge,
 }
 
 impl TsdbMetrics {
@@ -32,6 +34,8 @@ impl TsdbMetrics {
             compactions: Counter::default(),
             ooo_accepted: Counter::default(),
             limit_rejections: Counter::default(),
+            future_rejections: Counter::default(),
+            blocks_skipped: Gauge::default(),
         };
         let reg = reg.sub_registry_with_prefix("lookout_tsdb");
         reg.register("head_series", "Series in the head", m.head_series.clone());
@@ -42,7 +46,7 @@ impl TsdbMetrics {
         );
         reg.register(
             "samples_rejected",
-            "Samples rejected as out of order or duplicate",
+            "Samples rejected: out of order, duplicate, out of bounds or too far in the future",
             m.rejected.clone(),
         );
         reg.register(
@@ -70,6 +74,16 @@ impl TsdbMetrics {
             "out_of_order_samples_accepted",
             "Out-of-order samples accepted within the window",
             m.ooo_accepted.clone(),
+        );
+        reg.register(
+            "future_samples_rejected",
+            "Samples rejected as further ahead of the wall clock than the future tolerance",
+            m.future_rejections.clone(),
+        );
+        reg.register(
+            "blocks_skipped",
+            "Blocks that could not be opened (damaged files) and are not served",
+            m.blocks_skipped.clone(),
         );
         reg.register(
             "limit_rejections",

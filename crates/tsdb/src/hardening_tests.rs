@@ -1,0 +1,215 @@
+//! Issue 12: a bad timestamp or a damaged file never stops ingestion or loses data.
+
+use super::*;
+
+fn opts() -> Options {
+    Options {
+        maintenance_interval: None,
+        ..Options::default()
+    }
+}
+
+fn m(name: &str) -> Labels {
+    Labels::from_pairs([("__name__", name)])
+}
+
+fn count(db: &Tsdb, name: &str) -> usize {
+    db.querier(i64::MIN, i64::MAX)
+        .unwrap()
+        .select(&SelectHints::default(), &[Matcher::equal("__name__", name)])
+        .unwrap()
+        .iter()
+        .map(|s| s.samples.len())
+        .sum()
+}
+
+/// One sample at now + 1 year used to make maintenance cut blocks up to it, after which
+/// every sample at the present was out of bounds.
+#[test]
+fn issue_12_a_future_sample_is_rejected_by_name_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+    let now = now_ms();
+    let mut app = db.appender();
+    let e = app
+        .append(&m("future"), now + 365 * 86_400_000, 1.0)
+        .unwrap_err();
+    assert!(matches!(e, Error::TooFarInFuture { .. }), "{e}");
+    // Within the tolerance is fine.
+    app.append(&m("soon"), now + 60_000, 1.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(db.inner.metrics.future_rejections.get(), 1);
+    let w = db.warnings();
+    assert!(
+        w.iter().any(|w| w.contains("too far in the future")),
+        "{w:?}"
+    );
+    // Ingestion at the present goes on.
+    let mut app = db.appender();
+    app.append(&m("now"), now, 1.0).unwrap();
+    app.commit().unwrap();
+    db.maintain(now).unwrap();
+    let mut app = db.appender();
+    app.append(&m("now"), now + 1000, 2.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(count(&db, "now"), 2);
+}
+
+/// With a future sample already in the head (a generous tolerance lets it in, as data
+/// written before the tolerance existed would), maintenance cuts by the wall clock.
+#[test]
+fn issue_12_block_cuts_follow_the_wall_clock_not_the_newest_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(
+        dir.path(),
+        Options {
+            future_tolerance: Duration::from_secs(400 * 86_400),
+            ..opts()
+        },
+        &mut Registry::default(),
+    )
+    .unwrap();
+    let now = now_ms();
+    let mut app = db.appender();
+    app.append(&m("past"), now - 3 * 3_600_000, 1.0).unwrap();
+    app.append(&m("future"), now + 365 * 86_400_000, 1.0)
+        .unwrap();
+    app.commit().unwrap();
+    db.maintain(now).unwrap();
+    // The past was cut into a block; the future sample still waits in the head...
+    assert!(db.inner.min_valid.load(Ordering::Acquire) <= now);
+    // ... and the present is still accepted.
+    let mut app = db.appender();
+    app.append(&m("present"), now, 1.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(count(&db, "present"), 1);
+    assert_eq!(count(&db, "past"), 1);
+    assert_eq!(count(&db, "future"), 1);
+}
+
+/// Importing a block over the head's range used to empty the head at the next restart:
+/// WAL replay dropped every sample below the newest block's end.
+#[test]
+fn issue_12_an_imported_block_over_the_head_loses_nothing_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    {
+        let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+        let mut app = db.appender();
+        for i in 0..60 {
+            app.append(&m("live"), now - 3_600_000 + i * 60_000, i as f64)
+                .unwrap();
+        }
+        app.commit().unwrap();
+        db.close().unwrap();
+    }
+    let mut imp = Importer::new(dir.path(), Duration::from_secs(2 * 3600)).unwrap();
+    imp.add(m("live"), now - 1_800_000 + 1, 99.0).unwrap();
+    imp.add(m("backfill"), now - 1_800_000, 1.0).unwrap();
+    imp.finish().unwrap();
+    let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+    assert_eq!(
+        count(&db, "live"),
+        61,
+        "the head's samples survive the import"
+    );
+    assert_eq!(count(&db, "backfill"), 1);
+    // And live ingestion continues right after the newest head sample.
+    let mut app = db.appender();
+    app.append(&m("live"), now, 1.0).unwrap();
+    app.commit().unwrap();
+}
+
+#[test]
+fn issue_12_import_refuses_samples_from_the_future() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imp = Importer::new(dir.path(), Duration::from_secs(2 * 3600)).unwrap();
+    let e = imp
+        .add(m("x"), now_ms() + 3_600_000, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("too far in the future"), "{e}");
+    imp.abort();
+}
+
+/// A crash between writing a compacted block and removing its sources left overlapping
+/// blocks; the new block names its parents, and open removes them.
+#[test]
+fn issue_12_sources_left_by_a_crash_mid_compaction_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = 3_600_000;
+    let before = {
+        let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+        let mut app = db.appender();
+        for t in (0..14 * h).step_by(60_000) {
+            app.append(&m("c"), t, t as f64).unwrap();
+        }
+        app.commit().unwrap();
+        db.maintain(14 * h).unwrap();
+        let blocks = db.inner.blocks.read().unwrap().len();
+        assert!(blocks >= 1);
+        let n = count(&db, "c");
+        db.close().unwrap();
+        n
+    };
+    // Simulate the crash: put a copy of a source back next to the compacted block.
+    let bdir = dir.path().join("blocks");
+    let compacted = std::fs::read_dir(&bdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let meta: BlockMeta =
+                serde_json::from_slice(&std::fs::read(p.join("meta.json")).unwrap()).unwrap();
+            !meta.parents.is_empty()
+        })
+        .expect("a compacted block naming its parents");
+    let meta: BlockMeta =
+        serde_json::from_slice(&std::fs::read(compacted.join("meta.json")).unwrap()).unwrap();
+    let ghost = bdir.join(&meta.parents[0]);
+    std::fs::create_dir_all(&ghost).unwrap();
+    for f in ["chunks", "index"] {
+        std::fs::copy(compacted.join(f), ghost.join(f)).unwrap();
+    }
+    let mut gm = meta.clone();
+    gm.id = meta.parents[0].clone();
+    gm.parents.clear();
+    gm.level = 1;
+    std::fs::write(ghost.join("meta.json"), serde_json::to_vec(&gm).unwrap()).unwrap();
+    let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+    assert!(!ghost.exists(), "the superseded source is removed");
+    assert_eq!(count(&db, "c"), before);
+}
+
+/// A damaged block used to stop start-up; now it is skipped, reported, left on disk,
+/// and the rest is served.
+#[test]
+fn issue_12_a_damaged_block_is_skipped_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = 3_600_000;
+    {
+        let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+        let mut app = db.appender();
+        for t in (0..5 * h).step_by(60_000) {
+            app.append(&m("c"), t, 1.0).unwrap();
+        }
+        app.commit().unwrap();
+        db.flush_head().unwrap();
+        db.close().unwrap();
+    }
+    let mut blocks: Vec<_> = std::fs::read_dir(dir.path().join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    blocks.sort();
+    assert!(blocks.len() >= 2);
+    let index = blocks[0].join("index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&index, &bytes).unwrap();
+    let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+    let w = db.warnings();
+    assert!(w.iter().any(|w| w.contains("block skipped")), "{w:?}");
+    assert!(index.exists(), "damaged files are left for the operator");
+    assert!(count(&db, "c") > 0, "the other blocks are served");
+}
