@@ -211,6 +211,8 @@ struct Inner {
     future: FutureRejections,
     /// Blocks that could not be opened (damaged files), with why; left on disk untouched.
     skipped_blocks: Vec<String>,
+    /// Damaged WAL files found at open, with what was passed over.
+    wal_damage: Vec<String>,
     _lock: File,
 }
 
@@ -329,6 +331,10 @@ impl Tsdb {
                 "WAL had a torn or corrupt tail; truncated it and kept everything before"
             );
         }
+        for d in &replay.damaged {
+            metrics.wal_corruptions.inc();
+            tracing::error!(damage = %d, "WAL file damaged; read what was intact and went on with the next");
+        }
         let elapsed = started.elapsed();
         tracing::info!(
             records = replay.records,
@@ -355,6 +361,7 @@ impl Tsdb {
             maint: Mutex::new(()),
             future: FutureRejections::default(),
             skipped_blocks,
+            wal_damage: replay.damaged,
             _lock: lock,
         });
         let mut threads = Vec::new();
@@ -454,11 +461,8 @@ impl Tsdb {
         for b in &self.inner.skipped_blocks {
             out.push(format!("block skipped: {b}"));
         }
-        let corrupt = self.inner.metrics.wal_corruptions.get();
-        if corrupt > 0 {
-            out.push(format!(
-                "{corrupt} damaged WAL segment(s) or record(s) repaired at start (see the log)"
-            ));
+        for d in &self.inner.wal_damage {
+            out.push(format!("WAL damaged: {d}"));
         }
         out
     }
@@ -1088,18 +1092,29 @@ impl TsdbAppender<'_> {
                 detail,
             })
         };
-        if labels.len() > lim.max_labels {
+        // The configured limits, capped by what a WAL series record can hold.
+        let max_labels = lim.max_labels.min(wal::MAX_LABELS);
+        let max_name = lim.max_label_name_len.min(wal::MAX_LABEL_NAME);
+        if labels.len() > max_labels {
             return limit(
                 "labels per series",
-                lim.max_labels,
+                max_labels,
                 format!("{} has {} labels", short(labels), labels.len()),
             );
         }
+        let bytes: usize = labels.iter().map(|l| l.name.len() + l.value.len()).sum();
+        if bytes > wal::MAX_SERIES_BYTES {
+            return limit(
+                "label bytes per series",
+                wal::MAX_SERIES_BYTES,
+                format!("{} has {bytes} bytes of labels", short(labels)),
+            );
+        }
         for l in labels {
-            if l.name.len() > lim.max_label_name_len {
+            if l.name.len() > max_name {
                 return limit(
                     "label name length",
-                    lim.max_label_name_len,
+                    max_name,
                     format!("label name of {} bytes in {}", l.name.len(), short(labels)),
                 );
             }
