@@ -460,15 +460,21 @@ fn notifier_check(n: Arc<lookout_notify::Notifier>) -> impl HealthCheck {
                 format!("a notification failed: {e}"),
             );
         }
-        let (alerts, silences) = n.with(|c| {
+        let (alerts, silences, damaged) = n.with(|c| {
             let silences = c
                 .silences
                 .list()
                 .iter()
                 .filter(|s| s.state(now) == lookout_notify::silence::SilenceState::Active)
                 .count();
-            (c.alerts().len(), silences)
+            (c.alert_count(), silences, c.damaged_state().to_vec())
         });
+        if !damaged.is_empty() {
+            return CheckResult::new(
+                HealthStatus::Degraded,
+                format!("state file(s) damaged at start: {}", damaged.join("; ")),
+            );
+        }
         CheckResult::new(
             HealthStatus::Healthy,
             format!(

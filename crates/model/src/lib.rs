@@ -1,6 +1,7 @@
 //! Lookout's shared vocabulary: label sets, samples, label matchers and metric metadata.
 //!
-//! Every other crate speaks in these types; this crate does no I/O. It sits at the bottom
+//! Every other crate speaks in these types; this crate does no I/O beyond
+//! [`durable::replace_file`], the shared way state files are written. It sits at the bottom
 //! of the data flow (collect → storage → promql → rules → notify) and is the only thing
 //! all layers agree on.
 //!
@@ -13,6 +14,7 @@
 //! assert_eq!(ls.to_string(), r#"up{job="node"}"#);
 //! ```
 
+pub mod durable;
 pub mod histogram;
 mod labels;
 mod matcher;

@@ -29,6 +29,8 @@ use crate::config::{
     Config, ConfigError, EmailConfig, PagerdutyConfig, Receiver, SlackConfig, WebhookConfig,
 };
 use crate::nflog::{self, Entry, NotificationLog};
+pub use crate::oncall::Ack;
+use crate::oncall::{EscState, OnCall};
 use crate::route::Route;
 use crate::silence::Silences;
 use crate::template::Templates;
@@ -68,18 +70,9 @@ pub struct Options {
     pub config_dir: Option<PathBuf>,
 }
 
-/// An acknowledgement.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ack {
-    /// Who.
-    pub who: String,
-    /// Why / what is being done.
-    pub comment: String,
-    /// When (ms).
-    pub at: i64,
-    /// When it lapses (ms), if ever.
-    pub expires_at: Option<i64>,
-}
+/// Most alerts the notifier holds; new ones past it are refused (and counted by the
+/// caller), updates of known ones are always taken.
+pub const MAX_ALERTS: usize = 100_000;
 
 /// A receiver integration, with the global defaults filled in.
 #[derive(Debug, Clone)]
@@ -135,6 +128,8 @@ pub struct Notification {
     /// The templates messages are rendered with.
     pub templates: Arc<Templates>,
     log: Option<(String, Entry)>,
+    /// The aggregation group it was flushed from (none for escalation pages).
+    group_id: Option<String>,
 }
 
 impl Notification {
@@ -202,12 +197,10 @@ struct Group {
     active: Vec<String>,
     next_flush: i64,
     flushed: bool,
-}
-
-#[derive(Debug, Clone)]
-struct EscState {
-    level: usize,
-    since: i64,
+    /// Notifications of this group's last flushes still being delivered.
+    inflight: u32,
+    /// Whether one of them failed: resolved alerts then stay until a flush succeeds.
+    failed: bool,
 }
 
 /// Why an alert is not being notified.
@@ -242,8 +235,11 @@ pub struct Core {
     /// Silences.
     pub silences: Silences,
     nflog: NotificationLog,
-    acks: HashMap<u64, Ack>,
-    escalation: HashMap<(usize, u64), EscState>,
+    oncall: OnCall,
+    /// Escalation pages being delivered, by notification-log key.
+    esc_inflight: std::collections::HashSet<String>,
+    /// State files that were damaged at start (moved aside, started empty).
+    damaged: Vec<String>,
     templates: Arc<Templates>,
     /// The audit log.
     pub audit: Audit,
@@ -332,9 +328,16 @@ impl Core {
             opts.config_dir.as_deref(),
         )?);
         let file = |n: &str| opts.data_dir.as_ref().map(|d| d.join(n));
+        let mut damaged = Vec::new();
+        let silences = open_or_set_aside(file("silences.json"), &mut damaged, Silences::open)?;
+        let nflog = open_or_set_aside(file("nflog.json"), &mut damaged, NotificationLog::open)?;
+        let oncall = open_or_set_aside(file("oncall.json"), &mut damaged, OnCall::open)?;
         Ok(Self {
-            silences: Silences::open(file("silences.json"))?,
-            nflog: NotificationLog::open(file("nflog.json"))?,
+            silences,
+            nflog,
+            oncall,
+            esc_inflight: Default::default(),
+            damaged,
             audit: Audit::new(file("audit.log")),
             config,
             tree,
@@ -344,8 +347,6 @@ impl Core {
             alerts: HashMap::new(),
             sources: None,
             groups: BTreeMap::new(),
-            acks: HashMap::new(),
-            escalation: HashMap::new(),
             templates,
             opts,
         })
@@ -356,11 +357,18 @@ impl Core {
         &self.config
     }
 
+    /// State files found damaged at start: each was moved aside and started empty.
+    pub fn damaged_state(&self) -> &[String] {
+        &self.damaged
+    }
+
     /// Takes alerts (from rules or the API) at `now` (ms). An alert without `endsAt`
-    /// stays firing for `resolve_timeout` after it was last received.
-    pub fn put_alerts(&mut self, alerts: Vec<Alert>, now: i64) {
+    /// stays firing for `resolve_timeout` after it was last received. Returns how many
+    /// new alerts were refused because [`MAX_ALERTS`] are held already.
+    pub fn put_alerts(&mut self, alerts: Vec<Alert>, now: i64) -> usize {
         self.sources = None;
         let timeout = self.config.global.resolve_timeout.0.as_millis() as i64;
+        let mut refused = 0;
         for mut a in alerts {
             if a.starts_at == 0 {
                 a.starts_at = now;
@@ -370,6 +378,10 @@ impl Core {
             }
             a.updated_at = now;
             let fp = a.fingerprint();
+            if self.alerts.len() >= MAX_ALERTS && !self.alerts.contains_key(&fp) {
+                refused += 1;
+                continue;
+            }
             match self.alerts.get_mut(&fp) {
                 Some(old) if !old.resolved_at(now) || a.resolved_at(now) => old.merge(a),
                 _ => {
@@ -395,6 +407,8 @@ impl Core {
                         active: r.active_time_intervals.clone(),
                         next_flush: now + r.group_wait.as_millis() as i64,
                         flushed: false,
+                        inflight: 0,
+                        failed: false,
                     });
                 if !g.flushed && a.starts_at + (g.group_wait.as_millis() as i64) < now {
                     g.next_flush = g.next_flush.min(now);
@@ -402,6 +416,19 @@ impl Core {
                 g.alerts.insert(fp, a.clone());
             }
         }
+        if refused > 0 {
+            tracing::warn!(
+                refused,
+                limit = MAX_ALERTS,
+                "Notifier holds the most alerts it may; new alerts refused"
+            );
+        }
+        refused
+    }
+
+    /// How many alerts the notifier holds.
+    pub fn alert_count(&self) -> usize {
+        self.alerts.len()
     }
 
     /// Every alert the notifier knows of.
@@ -493,7 +520,8 @@ impl Core {
 
     /// Whether `fp` is acknowledged at `now`.
     pub fn acked(&self, fp: u64, now: i64) -> Option<&Ack> {
-        self.acks
+        self.oncall
+            .acks
             .get(&fp)
             .filter(|a| a.expires_at.is_none_or(|e| e > now))
     }
@@ -519,7 +547,7 @@ impl Core {
             return Err("the acknowledgement's expiry is in the past".into());
         }
         let labels = json!(a.labels);
-        self.acks.insert(
+        let before = self.oncall.acks.insert(
             fp,
             Ack {
                 who: who.into(),
@@ -528,6 +556,14 @@ impl Core {
                 expires_at,
             },
         );
+        if let Err(e) = self.oncall.save() {
+            // Not kept: memory and disk agree, and the caller hears why.
+            match before {
+                Some(b) => self.oncall.acks.insert(fp, b),
+                None => self.oncall.acks.remove(&fp),
+            };
+            return Err(e);
+        }
         self.audit.record(
             now,
             "ack",
@@ -544,9 +580,15 @@ impl Core {
 
     /// Withdraws an acknowledgement.
     pub fn unack(&mut self, fp: u64, who: &str, now: i64) -> Result<(), String> {
-        self.acks
+        let old = self
+            .oncall
+            .acks
             .remove(&fp)
             .ok_or_else(|| format!("alert {} is not acknowledged", fingerprint_hex(fp)))?;
+        if let Err(e) = self.oncall.save() {
+            self.oncall.acks.insert(fp, old);
+            return Err(e);
+        }
         self.audit.record(
             now,
             "unack",
@@ -621,21 +663,43 @@ impl Core {
             };
             g.next_flush = now + g.group_interval.as_millis() as i64;
             g.flushed = true;
+            if g.inflight == 0 {
+                g.failed = false;
+            }
+            let before = out.len();
             self.flush(&g, now, &mut out);
-            g.alerts.retain(|_, a| !a.resolved_at(now));
+            for n in &mut out[before..] {
+                n.group_id = Some(id.clone());
+            }
+            g.inflight += (out.len() - before) as u32;
+            // As Alertmanager: resolved alerts leave the group only once a flush that
+            // carried them was delivered everywhere (see `record`); with nothing to send,
+            // at once.
+            if g.inflight == 0 && !g.failed {
+                g.alerts.retain(|_, a| !a.resolved_at(now));
+            }
             if !g.alerts.is_empty() {
                 self.groups.insert(id, g);
             }
         }
         self.escalate(now, &mut out);
-        // Acknowledgements end with their alert.
+        // Acknowledgements end with their alert (an alert not seen since a restart keeps
+        // its acknowledgement for a grace period, while the rules catch up).
         let firing: std::collections::HashSet<u64> = self
             .alerts
             .iter()
             .filter(|(_, a)| !a.resolved_at(now))
             .map(|(fp, _)| *fp)
             .collect();
-        self.acks.retain(|fp, _| firing.contains(fp));
+        let grace = self.oncall.in_grace(now);
+        let known: std::collections::HashSet<u64> = self.alerts.keys().copied().collect();
+        let acks = self.oncall.acks.len();
+        self.oncall
+            .acks
+            .retain(|fp, _| firing.contains(fp) || (grace && !known.contains(fp)));
+        if self.oncall.acks.len() != acks {
+            let _ = self.oncall.save();
+        }
         for id in self
             .silences
             .expire_resolved(|fp| firing.contains(&fp), now)
@@ -723,15 +787,17 @@ impl Core {
                 retry_for: g.group_interval,
                 templates: Arc::clone(&self.templates),
                 log: Some((key, log)),
+                group_id: None,
             });
         }
     }
 
     fn escalate(&mut self, now: i64, out: &mut Vec<Notification>) {
         let policies = self.opts.escalations.clone();
-        let mut alive = Vec::new();
+        let mut alive: std::collections::HashSet<(String, u64)> = Default::default();
+        let mut changed = false;
         let current: Vec<Alert> = self.alerts.values().cloned().collect();
-        for (pi, p) in policies.iter().enumerate() {
+        for p in &policies {
             for a in &current {
                 if a.resolved_at(now) || !p.matchers.iter().all(|m| m.matches_labels(&a.labels)) {
                     continue;
@@ -740,19 +806,18 @@ impl Core {
                     continue;
                 }
                 let fp = a.fingerprint();
-                alive.push((pi, fp));
+                let k = (p.name.clone(), fp);
+                alive.insert(k.clone());
                 let acked = self.acked(fp, now).is_some();
-                let st = self.escalation.get(&(pi, fp)).cloned();
-                let level = match st {
+                let st = match self.oncall.escalation.get(&k).cloned() {
                     None => {
-                        self.escalation.insert(
-                            (pi, fp),
-                            EscState {
-                                level: 0,
-                                since: now,
-                            },
-                        );
-                        Some(0)
+                        changed = true;
+                        let st = EscState {
+                            level: 0,
+                            since: now,
+                        };
+                        self.oncall.escalation.insert(k.clone(), st.clone());
+                        st
                     }
                     Some(s)
                         if !acked
@@ -760,13 +825,12 @@ impl Core {
                             && now - s.since >= p.levels[s.level].timeout.as_millis() as i64 =>
                     {
                         let next = s.level + 1;
-                        self.escalation.insert(
-                            (pi, fp),
-                            EscState {
-                                level: next,
-                                since: now,
-                            },
-                        );
+                        changed = true;
+                        let st = EscState {
+                            level: next,
+                            since: now,
+                        };
+                        self.oncall.escalation.insert(k.clone(), st.clone());
                         self.audit.record(
                             now,
                             "escalate",
@@ -780,43 +844,72 @@ impl Core {
                                 "reason": format!("not acknowledged within {}", lookout_model::format_duration(p.levels[s.level].timeout)),
                             }),
                         );
-                        Some(next)
+                        st
                     }
-                    Some(_) => None,
+                    Some(s) => s,
                 };
-                if let Some(l) = level {
-                    for r in &p.levels[l].receivers {
-                        for (_, integ) in self.integrations(r) {
-                            out.push(Notification {
-                                receiver: r.clone(),
-                                integration: integ,
-                                group_key: format!("escalation/{}:{}", p.name, fingerprint_hex(fp)),
-                                group_labels: a.labels.clone(),
-                                alerts: vec![a.clone()],
-                                now,
-                                retry_for: Duration::from_secs(60),
-                                templates: Arc::clone(&self.templates),
-                                log: None,
-                            });
+                if acked {
+                    continue;
+                }
+                // The level's page goes to each of its integrations until delivered (in
+                // the notification log since the level began), retried as long as the
+                // level is due, so a receiver down for minutes still gets it.
+                let group_key = format!("escalation/{}:{}", p.name, fingerprint_hex(fp));
+                for r in &p.levels[st.level].receivers {
+                    for (name, integ) in self.integrations(r) {
+                        let key =
+                            nflog::key(&group_key, r, &format!("{name}@level{}", st.level + 1));
+                        let delivered = self.nflog.get(&key).is_some_and(|e| e.at >= st.since);
+                        if delivered || self.esc_inflight.contains(&key) {
+                            continue;
                         }
+                        self.esc_inflight.insert(key.clone());
+                        out.push(Notification {
+                            receiver: r.clone(),
+                            integration: integ,
+                            group_key: group_key.clone(),
+                            group_labels: a.labels.clone(),
+                            alerts: vec![a.clone()],
+                            now,
+                            retry_for: Duration::from_secs(60),
+                            templates: Arc::clone(&self.templates),
+                            log: Some((
+                                key,
+                                Entry {
+                                    firing: vec![fp],
+                                    resolved: Vec::new(),
+                                    at: now,
+                                },
+                            )),
+                            group_id: None,
+                        });
                     }
                 }
             }
         }
-        self.escalation.retain(|k, _| alive.contains(k));
+        let grace = self.oncall.in_grace(now);
+        let known: std::collections::HashSet<u64> = self.alerts.keys().copied().collect();
+        let before = self.oncall.escalation.len();
+        self.oncall
+            .escalation
+            .retain(|k, _| alive.contains(k) || (grace && !known.contains(&k.1)));
+        if changed || before != self.oncall.escalation.len() {
+            let _ = self.oncall.save();
+        }
     }
 
     /// Takes over what an earlier notifier knew (on reload): its alerts (grouped again
     /// under the new routes; the notification log keeps receivers from hearing twice),
     /// acknowledgements, and escalation levels of policies that kept their name.
     pub fn take_state(&mut self, old: &mut Core, now: i64) {
-        self.acks = std::mem::take(&mut old.acks);
-        for ((pi, fp), st) in std::mem::take(&mut old.escalation) {
-            let name = &old.opts.escalations[pi].name;
-            if let Some(ni) = self.opts.escalations.iter().position(|p| &p.name == name) {
-                self.escalation.insert((ni, fp), st);
+        self.oncall.acks = std::mem::take(&mut old.oncall.acks);
+        for ((name, fp), st) in std::mem::take(&mut old.oncall.escalation) {
+            if self.opts.escalations.iter().any(|p| p.name == name) {
+                self.oncall.escalation.insert((name, fp), st);
             }
         }
+        self.esc_inflight = std::mem::take(&mut old.esc_inflight);
+        let _ = self.oncall.save();
         self.audit.recent = std::mem::take(&mut old.audit.recent);
         let alerts: Vec<Alert> = std::mem::take(&mut old.alerts).into_values().collect();
         self.put_alerts(alerts, now);
@@ -824,17 +917,51 @@ impl Core {
 
     /// The escalation level (1-based) an alert has reached under each policy.
     pub fn escalation_levels(&self, fp: u64) -> Vec<(String, usize)> {
-        self.escalation
+        let mut v: Vec<(String, usize)> = self
+            .oncall
+            .escalation
             .iter()
             .filter(|((_, f), _)| *f == fp)
-            .map(|((pi, _), s)| (self.opts.escalations[*pi].name.clone(), s.level + 1))
-            .collect()
+            .map(|((name, _), s)| (name.clone(), s.level + 1))
+            .collect();
+        v.sort();
+        v
     }
 
-    /// Records a delivered notification in the notification log.
+    /// Records a delivered notification in the notification log. When it was the last
+    /// one of its group's flush and none failed, the alerts that flush carried as
+    /// resolved leave the group.
     pub fn record(&mut self, n: &Notification) {
         if let Some((k, e)) = &n.log {
             self.nflog.record(k.clone(), e.clone());
+            self.esc_inflight.remove(k);
+        }
+        self.delivery_done(n, true);
+    }
+
+    /// Tells the core a notification failed after every retry: its group keeps its
+    /// resolved alerts for the next flush, an escalation page is sent again next tick.
+    pub fn failed(&mut self, n: &Notification) {
+        if let Some((k, _)) = &n.log {
+            self.esc_inflight.remove(k);
+        }
+        self.delivery_done(n, false);
+    }
+
+    fn delivery_done(&mut self, n: &Notification, ok: bool) {
+        let Some(id) = &n.group_id else { return };
+        let Some(g) = self.groups.get_mut(id) else {
+            return;
+        };
+        g.inflight = g.inflight.saturating_sub(1);
+        g.failed |= !ok;
+        if g.inflight == 0 && !g.failed {
+            let at = n.now;
+            g.alerts
+                .retain(|_, a| !(a.resolved_at(at) && a.updated_at <= at));
+            if g.alerts.is_empty() {
+                self.groups.remove(id);
+            }
         }
     }
 
@@ -883,6 +1010,29 @@ impl Core {
             .iter()
             .map(|(_, i)| i.kind())
             .collect()
+    }
+}
+
+/// Opens a state file with `open`; a file that does not parse is moved aside (to
+/// `<name>.damaged`) and an empty state opened in its place, noted in `damaged`, so a bad
+/// file never stops the notifier. Only an unreadable directory is an error.
+fn open_or_set_aside<T>(
+    path: Option<PathBuf>,
+    damaged: &mut Vec<String>,
+    open: impl Fn(Option<PathBuf>) -> Result<T, String>,
+) -> Result<T, String> {
+    match open(path.clone()) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let Some(p) = path.filter(|p| p.is_file()) else {
+                return Err(e);
+            };
+            let aside = p.with_extension("damaged");
+            std::fs::rename(&p, &aside).map_err(|re| format!("{e} (and moving it aside: {re})"))?;
+            tracing::error!(file = %p.display(), moved_to = %aside.display(), error = %e, "Notifier state file is damaged; moved it aside and started without it");
+            damaged.push(format!("{e}; moved to {}", aside.display()));
+            open(Some(p))
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 //! - [`route`]: the routing tree.
 //! - [`dispatch`]: the state machine (store, groups, pipeline, acks, escalation), driven
 //!   by the caller's clock.
-//! - [`silence`], [`nflog`], [`audit`]: state kept on disk.
+//! - [`silence`], [`nflog`], [`audit`], `oncall` (acknowledgements and escalation
+//!   levels): state kept on disk, each file replaced durably.
 //! - [`send`]: wire formats and retries; [`service`]: the running notifier;
 //!   [`forward`]: sending to external Alertmanagers.
 //!
@@ -23,6 +24,7 @@ pub mod dispatch;
 pub mod forward;
 pub mod matchers;
 pub mod nflog;
+mod oncall;
 pub mod route;
 pub mod send;
 pub mod service;

@@ -96,11 +96,9 @@ impl NotificationLog {
             version: 1,
             entries: self.entries.clone(),
         };
-        let tmp = p.with_extension("tmp");
         let res = serde_json::to_vec(&f)
             .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|()| std::fs::rename(&tmp, p));
+            .and_then(|b| lookout_model::durable::replace_file(p, &b));
         if let Err(e) = res {
             tracing::warn!(path = %p.display(), error = %e, "Saving the notification log failed");
         }

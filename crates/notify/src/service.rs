@@ -64,10 +64,10 @@ impl Notifier {
         *self.config_text.lock().expect("lock") = config_text;
     }
 
-    /// Takes alerts now.
-    pub fn put_alerts(&self, alerts: Vec<Alert>) {
+    /// Takes alerts now; returns how many new ones were refused (the store is full).
+    pub fn put_alerts(&self, alerts: Vec<Alert>) -> usize {
         let now = lookout_model::now_ms();
-        self.with(|c| c.put_alerts(alerts, now));
+        self.with(|c| c.put_alerts(alerts, now))
     }
 
     /// Ticks once at `now` and delivers what is due; returns when every delivery ended.
@@ -84,6 +84,7 @@ impl Notifier {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, group = %n.group_key, "Notification failed after retries");
+                        me.with(|c| c.failed(&n));
                         me.failed.fetch_add(1, Ordering::Relaxed);
                         *me.last_error.lock().expect("lock") = Some((lookout_model::now_ms(), e.to_string()));
                     }

@@ -104,12 +104,16 @@ impl Silence {
         }
     }
 
-    fn matches(&self, l: &Labels) -> bool {
-        self.matchers
-            .iter()
-            .all(|m| m.matcher().is_ok_and(|m| m.matches_labels(l)))
+    /// Its matchers compiled; fails on an invalid one.
+    fn compile(&self) -> Result<Vec<Matcher>, String> {
+        self.matchers.iter().map(SilenceMatcher::matcher).collect()
     }
 }
+
+/// Most silences kept (expired ones included, until garbage collection).
+pub const MAX_SILENCES: usize = 10_000;
+/// Most bytes one silence's matchers and comment may take.
+pub const MAX_SILENCE_BYTES: usize = 16 * 1024;
 
 /// A new 128-bit random identifier in UUID form.
 pub fn new_id() -> String {
@@ -153,10 +157,11 @@ pub enum Change {
     },
 }
 
-/// Every silence, persisted.
+/// Every silence, persisted, with its matchers compiled once (not per alert per tick).
 #[derive(Debug, Default)]
 pub struct Silences {
     by_id: BTreeMap<String, Silence>,
+    compiled: BTreeMap<String, Vec<Matcher>>,
     path: Option<PathBuf>,
 }
 
@@ -165,6 +170,7 @@ impl Silences {
     pub fn open(path: Option<PathBuf>) -> Result<Self, String> {
         let mut s = Self {
             by_id: BTreeMap::new(),
+            compiled: BTreeMap::new(),
             path,
         };
         if let Some(p) = &s.path {
@@ -173,6 +179,11 @@ impl Silences {
                     let list: Vec<Silence> =
                         serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", p.display()))?;
                     s.by_id = list.into_iter().map(|x| (x.id.clone(), x)).collect();
+                    s.compiled = s
+                        .by_id
+                        .values()
+                        .filter_map(|x| Some((x.id.clone(), x.compile().ok()?)))
+                        .collect();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(format!("{}: {e}", p.display())),
@@ -181,17 +192,17 @@ impl Silences {
         Ok(s)
     }
 
-    fn save(&self) {
-        let Some(p) = &self.path else { return };
+    /// Writes the file (durably); the error names the file.
+    fn save(&self) -> Result<(), String> {
+        let Some(p) = &self.path else { return Ok(()) };
         let list: Vec<&Silence> = self.by_id.values().collect();
-        let tmp = p.with_extension("tmp");
         let res = serde_json::to_vec(&list)
             .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|()| std::fs::rename(&tmp, p));
-        if let Err(e) = res {
+            .and_then(|b| lookout_model::durable::replace_file(p, &b));
+        res.map_err(|e| {
             tracing::warn!(path = %p.display(), error = %e, "Saving silences failed");
-        }
+            format!("saving silences to {}: {e}", p.display())
+        })
     }
 
     /// Creates a silence, or updates the one with `s.id`; returns what happened.
@@ -199,13 +210,20 @@ impl Silences {
         if s.matchers.is_empty() {
             return Err("silence invalid: at least one matcher required".into());
         }
-        for m in &s.matchers {
-            m.matcher().map_err(|e| format!("silence invalid: {e}"))?;
-        }
-        if s.matchers
+        let size: usize = s
+            .matchers
             .iter()
-            .all(|m| m.matcher().is_ok_and(|m| m.matches_empty()))
-        {
+            .map(|m| m.name.len() + m.value.len())
+            .sum::<usize>()
+            + s.comment.len()
+            + s.created_by.len();
+        if size > MAX_SILENCE_BYTES {
+            return Err(format!(
+                "silence invalid: {size} bytes of matchers and comment, more than the limit of {MAX_SILENCE_BYTES}"
+            ));
+        }
+        let compiled = s.compile().map_err(|e| format!("silence invalid: {e}"))?;
+        if compiled.iter().all(|m| m.matches_empty()) {
             return Err(
                 "silence invalid: at least one matcher must not match the empty string".into(),
             );
@@ -217,6 +235,14 @@ impl Silences {
             return Err("silence invalid: end time can't be in the past".into());
         }
         s.updated_at = now;
+        let prior = self.by_id.get(&s.id).cloned();
+        let adds = s.id.is_empty() || !self.by_id.contains_key(&s.id);
+        if adds && self.by_id.len() >= MAX_SILENCES {
+            return Err(format!(
+                "too many silences: {} are kept, the limit is {MAX_SILENCES}; expire some (expired ones are dropped after five days)",
+                self.by_id.len()
+            ));
+        }
         let change = match self.by_id.get_mut(&s.id) {
             Some(old) if !s.id.is_empty() => {
                 let st = old.state(now);
@@ -230,6 +256,7 @@ impl Silences {
                 if in_place {
                     s.silenced = std::mem::take(&mut old.silenced);
                     *old = s.clone();
+                    self.compiled.insert(s.id.clone(), compiled);
                     Change::Updated(s.id)
                 } else {
                     old.ends_at = now;
@@ -239,6 +266,7 @@ impl Silences {
                     s.starts_at = s.starts_at.max(now);
                     let new = s.id.clone();
                     self.by_id.insert(new.clone(), s);
+                    self.compiled.insert(new.clone(), compiled);
                     Change::Replaced { old: old_id, new }
                 }
             }
@@ -250,10 +278,32 @@ impl Silences {
                 s.starts_at = s.starts_at.max(now);
                 let id = s.id.clone();
                 self.by_id.insert(id.clone(), s);
+                self.compiled.insert(id.clone(), compiled);
                 Change::Created(id)
             }
         };
-        self.save();
+        if let Err(e) = self.save() {
+            // Not kept: undo, so memory and disk agree and the error means no change.
+            match &change {
+                Change::Created(id) => {
+                    self.by_id.remove(id);
+                    self.compiled.remove(id);
+                }
+                Change::Updated(_) | Change::Replaced { .. } => {
+                    if let Change::Replaced { new, .. } = &change {
+                        self.by_id.remove(new);
+                        self.compiled.remove(new);
+                    }
+                    if let Some(p) = prior {
+                        if let Ok(c) = p.compile() {
+                            self.compiled.insert(p.id.clone(), c);
+                        }
+                        self.by_id.insert(p.id.clone(), p);
+                    }
+                }
+            }
+            return Err(e);
+        }
         Ok(change)
     }
 
@@ -266,9 +316,15 @@ impl Silences {
         if s.state(now) == SilenceState::Expired {
             return Err(format!("silence {id} already expired"));
         }
+        let (ends, updated) = (s.ends_at, s.updated_at);
         s.ends_at = now;
         s.updated_at = now;
-        self.save();
+        if let Err(e) = self.save() {
+            let s = self.by_id.get_mut(id).expect("just changed");
+            s.ends_at = ends;
+            s.updated_at = updated;
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -286,7 +342,12 @@ impl Silences {
     pub fn mutes(&mut self, l: &Labels, fp: u64, now: i64) -> Vec<String> {
         let mut ids = Vec::new();
         for s in self.by_id.values_mut() {
-            if s.state(now) == SilenceState::Active && s.matches(l) {
+            let matches = |l: &Labels| {
+                self.compiled
+                    .get(&s.id)
+                    .is_some_and(|ms| ms.iter().all(|m| m.matches_labels(l)))
+            };
+            if s.state(now) == SilenceState::Active && matches(l) {
                 if s.expire_on_resolve && !s.silenced.contains(&fp) {
                     s.silenced.push(fp);
                 }
@@ -312,7 +373,8 @@ impl Silences {
             }
         }
         if !done.is_empty() {
-            self.save();
+            // Saved again at the next change if this fails; the log says so.
+            let _ = self.save();
         }
         done
     }
@@ -321,8 +383,9 @@ impl Silences {
     pub fn gc(&mut self, now: i64, retention_ms: i64) {
         let before = self.by_id.len();
         self.by_id.retain(|_, s| s.ends_at + retention_ms > now);
+        self.compiled.retain(|id, _| self.by_id.contains_key(id));
         if self.by_id.len() != before {
-            self.save();
+            let _ = self.save();
         }
     }
 }

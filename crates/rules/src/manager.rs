@@ -18,7 +18,7 @@
 //!   the manager stops.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -405,7 +405,7 @@ impl Manager {
         saved.version = 1;
         let bytes = serde_json::to_vec(&*saved).unwrap_or_default();
         drop(saved);
-        if let Err(e) = write_atomic(path, &bytes) {
+        if let Err(e) = lookout_model::durable::replace_file(path, &bytes) {
             tracing::warn!(path = %path.display(), error = %e, "Saving alert state failed");
         }
     }
@@ -501,10 +501,4 @@ impl Drop for Manager {
     fn drop(&mut self) {
         self.write_state();
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }

@@ -214,7 +214,16 @@ pub(crate) async fn post_alerts(State(st): State<AppState>, body: String) -> AmR
             updated_at: 0,
         });
     }
-    n.put_alerts(alerts);
+    let refused = n.put_alerts(alerts);
+    if refused > 0 {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{refused} new alert(s) refused: the notifier holds the most alerts it may ({})",
+                lookout_notify::dispatch::MAX_ALERTS
+            ),
+        ));
+    }
     Ok(StatusCode::OK.into_response())
 }
 
@@ -365,7 +374,7 @@ pub(crate) async fn post_silence(State(st): State<AppState>, body: String) -> Am
             Ok(Json(json!({ "silenceID": id })).into_response())
         }
         Err(e) if e.contains("not found") => Err(err(StatusCode::NOT_FOUND, e)),
-        Err(e) => Err(err(StatusCode::BAD_REQUEST, e)),
+        Err(e) => Err(err(state_status(&e), e)),
     }
 }
 
@@ -405,7 +414,7 @@ pub(crate) async fn delete_silence(
     }) {
         Ok(()) => Ok(StatusCode::OK.into_response()),
         Err(e) if e.contains("not found") => Err(err(StatusCode::NOT_FOUND, e)),
-        Err(e) => Err(err(StatusCode::BAD_REQUEST, e)),
+        Err(e) => Err(err(state_status(&e), e)),
     }
 }
 
@@ -499,7 +508,7 @@ pub(crate) async fn ack(
                 .into_response(),
         ),
         Err(e) if e.contains("no firing alert") => Err(err(StatusCode::NOT_FOUND, e)),
-        Err(e) => Err(err(StatusCode::BAD_REQUEST, e)),
+        Err(e) => Err(err(state_status(&e), e)),
     }
 }
 
@@ -514,7 +523,18 @@ pub(crate) async fn unack(
     let who = params(q)?.get("who").unwrap_or("api").to_string();
     match n.with(|c| c.unack(fp, &who, lookout_model::now_ms())) {
         Ok(()) => Ok(StatusCode::OK.into_response()),
+        Err(e) if e.starts_with("saving ") => Err(err(StatusCode::INTERNAL_SERVER_ERROR, e)),
         Err(e) => Err(err(StatusCode::NOT_FOUND, e)),
+    }
+}
+
+/// A change the notifier refused: 500 when its state could not be saved (nothing
+/// changed), 400 for a bad request.
+fn state_status(e: &str) -> StatusCode {
+    if e.starts_with("saving ") {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::BAD_REQUEST
     }
 }
 
