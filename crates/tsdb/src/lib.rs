@@ -213,6 +213,10 @@ struct Inner {
     skipped_blocks: Vec<String>,
     /// Damaged WAL files found at open, with what was passed over.
     wal_damage: Vec<String>,
+    /// Head series whose creation could not be logged (the WAL write failed after they
+    /// were created, and another appender may already refer to them): the next commit
+    /// touching one logs it first. Only used with the WAL lock held.
+    unlogged: Mutex<HashSet<u32>>,
     _lock: File,
 }
 
@@ -362,6 +366,7 @@ impl Tsdb {
             future: FutureRejections::default(),
             skipped_blocks,
             wal_damage: replay.damaged,
+            unlogged: Mutex::new(HashSet::new()),
             _lock: lock,
         });
         let mut threads = Vec::new();
@@ -785,11 +790,16 @@ impl Inner {
     }
 
     /// Rotates the WAL and replaces every finished segment with a checkpoint of the head.
+    ///
+    /// The WAL stays locked from the rotation to the end of the snapshot, so the snapshot
+    /// holds exactly what segments up to the rotated one hold; the head is only read-locked
+    /// (queries go on), sealed chunks are shared rather than copied, and the checkpoint is
+    /// written with no lock held.
     fn checkpoint(&self) -> Result<()> {
         let (done, recs) = {
-            let head = self.head.write().expect("lock poisoned");
             let mut wal = self.wal.lock().expect("lock poisoned");
             let done = wal.rotate().map_err(io_err("rotating WAL segment"))?;
+            let head = self.head.read().expect("lock poisoned");
             let mut recs = Vec::new();
             for r in head.refs() {
                 let (Some(labels), Some(s)) = (head.labels_of(r), head.get(r)) else {
@@ -802,13 +812,13 @@ impl Inner {
                 for c in &s.chunks {
                     recs.push(Record::Chunk {
                         sref: r as u64,
-                        data: c.data.to_vec(),
+                        data: Arc::clone(&c.data),
                     });
                 }
                 if !s.open.is_empty() {
                     recs.push(Record::Chunk {
                         sref: r as u64,
-                        data: s.open.seal(),
+                        data: s.open.seal().into(),
                     });
                 }
                 if !s.ooo.is_empty() {
@@ -988,8 +998,10 @@ impl Inner {
         let _g = self.maint.lock().expect("lock poisoned");
         let mut touched: HashSet<Labels> = HashSet::new();
         {
-            let mut head = self.head.write().expect("lock poisoned");
-            let refs = head.select(matchers);
+            // The WAL before the head, as commits take them; the deletion is logged (and
+            // fsynced) with only a read lock on the head, then applied.
+            let mut wal = self.wal.lock().expect("lock poisoned");
+            let refs = self.head.read().expect("lock poisoned").select(matchers);
             let recs: Vec<Record> = refs
                 .iter()
                 .map(|r| Record::Delete {
@@ -999,11 +1011,12 @@ impl Inner {
                 })
                 .collect();
             if !recs.is_empty() {
-                let mut wal = self.wal.lock().expect("lock poisoned");
                 let res = wal.append(&recs).and_then(|()| wal.sync());
                 self.record_io(res.as_ref().err());
                 res.map_err(io_err("logging deletion to the WAL"))?;
             }
+            let mut head = self.head.write().expect("lock poisoned");
+            drop(wal);
             for r in refs {
                 if let Some(ls) = head.labels_of(r) {
                     touched.insert(ls);
@@ -1262,76 +1275,110 @@ impl Appender for TsdbAppender<'_> {
         Ok(r.map_or(u64::MAX, u64::from))
     }
 
+    /// Committers take the WAL first, so they commit one at a time in log order. The
+    /// head's write lock is held twice, briefly: to create the batch's series and check
+    /// its samples against the head, then to apply them; the WAL write and its fsync
+    /// happen in between with the head unlocked, so queries never wait for the disk. No
+    /// other commit can run between the check and the apply (the WAL lock is held), so the
+    /// check still holds; a block cut in between only raises `min_valid`, re-checked.
     fn commit(self: Box<Self>) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let db = self.db;
-        let mut head = db.head.write().expect("lock poisoned");
-        let min_valid = db.min_valid.load(Ordering::Acquire);
+        let mut wal = db.wal.lock().expect("lock poisoned");
+        let mut unlogged = db.unlogged.lock().expect("lock poisoned");
         let mut recs = Vec::new();
         let mut created: Vec<u32> = Vec::new();
-        // Resolve the series this batch creates (another appender may have created them).
-        let mut new_refs = Vec::with_capacity(self.new_labels.len());
-        for ls in &self.new_labels {
-            let r = match head.get_ref(ls) {
-                Some(r) => r,
-                None => {
-                    let r = head.next_ref();
-                    head.create(r, ls);
-                    created.push(r);
-                    recs.push(Record::Series {
-                        sref: r as u64,
-                        labels: ls.clone(),
-                    });
-                    r
-                }
-            };
-            new_refs.push(r);
-        }
-        let mut batch = Vec::with_capacity(self.pending.len());
-        for (key, s) in &self.pending {
-            let r = match key {
-                Key::Ref(r) => *r,
-                Key::New(i) => new_refs[*i as usize],
-            };
-            if s.t < min_valid {
-                db.metrics.rejected.inc();
-                continue;
-            }
-            // Re-check against the head: another appender may have committed since.
-            // Samples of this batch were already checked against each other.
-            match head.order(r, s.t, s.v) {
-                Order::Newest | Order::Older => batch.push((r as u64, s.t, s.v)),
-                Order::Duplicate => {}
-                Order::Conflict => {
-                    db.metrics.rejected.inc();
-                }
-            }
-        }
-        recs.push(Record::Samples(batch));
+        let mut relogged: Vec<u32> = Vec::new();
         {
-            let mut wal = db.wal.lock().expect("lock poisoned");
-            let mut res = wal.append(&recs);
-            if res.is_ok() && db.opts.sync == SyncPolicy::Always {
-                res = wal.sync();
-            }
-            db.record_io(res.as_ref().err());
-            if let Err(e) = res {
-                for r in created {
-                    head.remove(r);
+            let mut head = db.head.write().expect("lock poisoned");
+            let min_valid = db.min_valid.load(Ordering::Acquire);
+            if !unlogged.is_empty() {
+                for (key, _) in &self.pending {
+                    if let Key::Ref(r) = key
+                        && unlogged.contains(r)
+                        && !relogged.contains(r)
+                        && let Some(labels) = head.labels_of(*r)
+                    {
+                        relogged.push(*r);
+                        recs.push(Record::Series {
+                            sref: u64::from(*r),
+                            labels,
+                        });
+                    }
                 }
-                return Err(io_err("writing WAL")(e));
             }
-            db.metrics.wal_bytes.set(wal.size() as i64);
+            // Resolve the series this batch creates (another appender may have created them).
+            let mut new_refs = Vec::with_capacity(self.new_labels.len());
+            for ls in &self.new_labels {
+                let r = match head.get_ref(ls) {
+                    Some(r) => r,
+                    None => {
+                        let r = head.next_ref();
+                        head.create(r, ls);
+                        created.push(r);
+                        recs.push(Record::Series {
+                            sref: r as u64,
+                            labels: ls.clone(),
+                        });
+                        r
+                    }
+                };
+                new_refs.push(r);
+            }
+            let mut batch = Vec::with_capacity(self.pending.len());
+            for (key, s) in &self.pending {
+                let r = match key {
+                    Key::Ref(r) => *r,
+                    Key::New(i) => new_refs[*i as usize],
+                };
+                if s.t < min_valid {
+                    db.metrics.rejected.inc();
+                    continue;
+                }
+                // Re-check against the head: another appender may have committed since.
+                // Samples of this batch were already checked against each other.
+                match head.order(r, s.t, s.v) {
+                    Order::Newest | Order::Older => batch.push((r as u64, s.t, s.v)),
+                    Order::Duplicate => {}
+                    Order::Conflict => {
+                        db.metrics.rejected.inc();
+                    }
+                }
+            }
+            recs.push(Record::Samples(batch));
         }
+        let mut res = wal.append(&recs);
+        if res.is_ok() && db.opts.sync == SyncPolicy::Always {
+            res = wal.sync();
+        }
+        db.record_io(res.as_ref().err());
+        if let Err(e) = res {
+            // The series stay (another appender may already refer to them) and are
+            // logged by the next commit that uses them.
+            unlogged.extend(created);
+            return Err(io_err("writing WAL")(e));
+        }
+        for r in relogged {
+            unlogged.remove(&r);
+        }
+        drop(unlogged);
+        db.metrics.wal_bytes.set(wal.size() as i64);
         let Some(Record::Samples(batch)) = recs.pop() else {
             unreachable!("pushed above")
         };
+        let mut head = db.head.write().expect("lock poisoned");
+        drop(wal);
+        let min_valid = db.min_valid.load(Ordering::Acquire);
+        let mut applied = 0u64;
         for (r, t, v) in &batch {
-            head.append(*r as u32, *t, *v);
+            if *t >= min_valid {
+                head.append(*r as u32, *t, *v);
+                applied += 1;
+            }
         }
-        db.metrics.appended.inc_by(batch.len() as u64);
+        db.metrics.appended.inc_by(applied);
         db.metrics.head_series.set(head.num_series() as i64);
         Ok(())
     }

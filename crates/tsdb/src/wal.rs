@@ -78,8 +78,11 @@ pub(crate) enum Record {
     Series { sref: u64, labels: Labels },
     /// Samples `(ref, t, v)`.
     Samples(Vec<(u64, i64, f64)>),
-    /// A sealed chunk of a series (checkpoints).
-    Chunk { sref: u64, data: Vec<u8> },
+    /// A sealed chunk of a series (checkpoints); shared with the head while written.
+    Chunk {
+        sref: u64,
+        data: std::sync::Arc<[u8]>,
+    },
     /// Samples of a series in `[mint, maxt]` were deleted.
     Delete { sref: u64, mint: i64, maxt: i64 },
 }
@@ -204,7 +207,7 @@ fn decode(payload: &[u8]) -> Option<Record> {
         }
         REC_CHUNK => {
             let sref = c.u64()?;
-            let data = std::mem::take(&mut c.0).to_vec();
+            let data = std::mem::take(&mut c.0).into();
             Record::Chunk { sref, data }
         }
         REC_DELETE => Record::Delete {
@@ -652,7 +655,7 @@ mod tests {
             Record::Samples(vec![(1, 5, 1.5), (1, 6, f64::INFINITY)]),
             Record::Chunk {
                 sref: 1,
-                data: vec![1, 2, 3],
+                data: vec![1, 2, 3].into(),
             },
             Record::Delete {
                 sref: 1,
