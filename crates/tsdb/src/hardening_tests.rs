@@ -280,3 +280,43 @@ fn issue_12_series_created_by_a_failed_commit_are_logged_by_the_next() {
     let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
     assert_eq!(count(&db, "fresh"), 1);
 }
+
+/// Item 10: the head never freed symbols or series slots, so memory grew with every
+/// label value ever seen under series churn.
+#[test]
+fn issue_12_series_churn_frees_symbols_and_series_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+    let h = 3_600_000;
+    let mut peak_symbols = 0;
+    for round in 0..10i64 {
+        let t0 = round * 2 * h;
+        let mut app = db.appender();
+        for i in 0..2000 {
+            let id = format!("pod-{round}-{i}");
+            let ls = Labels::from_pairs([("__name__", "churn"), ("pod", id.as_str())]);
+            for k in 0..4 {
+                app.append(&ls, t0 + k * 60_000, 1.0).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        // Two hours on, the round's series are cut into a block and leave the head.
+        db.maintain(t0 + 2 * h + h / 2).unwrap();
+        let head = db.inner.head.read().unwrap();
+        peak_symbols = peak_symbols.max(head.num_symbols());
+        // At most the rounds the head still spans (three) are held, not all seen so far.
+        assert!(
+            head.num_symbols() <= 3 * 2000 + 3,
+            "round {round}: {} symbols",
+            head.num_symbols()
+        );
+        assert!(
+            head.series.capacity() <= 14_336,
+            "series slots kept: {}",
+            head.series.capacity()
+        );
+    }
+    assert!(peak_symbols > 0);
+    // Everything is still queryable from the blocks.
+    assert_eq!(count(&db, "churn"), 10 * 2000 * 4);
+}

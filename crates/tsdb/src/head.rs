@@ -20,24 +20,80 @@ use crate::postings::Index;
 pub(crate) struct Symbols {
     by_str: HashMap<Arc<str>, u32>,
     strs: Vec<Arc<str>>,
+    /// Uses of each symbol by live series; a symbol no series uses is freed.
+    uses: Vec<u32>,
+    /// Ids of freed symbols, reused before new ones.
+    free: Vec<u32>,
 }
 
 impl Symbols {
+    /// The id of `s`, counting one more use.
     pub(crate) fn intern(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.by_str.get(s) {
+            self.uses[id as usize] += 1;
             return id;
         }
         let a: Arc<str> = Arc::from(s);
-        let id = self.strs.len() as u32;
-        self.strs.push(Arc::clone(&a));
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.strs[id as usize] = Arc::clone(&a);
+                self.uses[id as usize] = 1;
+                id
+            }
+            None => {
+                self.strs.push(Arc::clone(&a));
+                self.uses.push(1);
+                (self.strs.len() - 1) as u32
+            }
+        };
         self.by_str.insert(a, id);
         id
+    }
+
+    /// One use of `id` fewer; the string is freed when no series uses it.
+    pub(crate) fn release(&mut self, id: u32) {
+        let u = &mut self.uses[id as usize];
+        *u = u.saturating_sub(1);
+        if *u == 0 {
+            let s = std::mem::replace(&mut self.strs[id as usize], Arc::from(""));
+            self.by_str.remove(&s);
+            self.free.push(id);
+        }
     }
 
     pub(crate) fn get(&self, id: u32) -> &Arc<str> {
         &self.strs[id as usize]
     }
+
+    /// Symbols in use.
+    pub(crate) fn len(&self) -> usize {
+        self.by_str.len()
+    }
 }
+
+/// Hashes series references for the series map (Fibonacci hashing: consecutive
+/// references spread over the table).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RefHasher(u64);
+
+impl Hasher for RefHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Live series by reference. A map, not a vector indexed by reference: references are
+/// never reused (the WAL names series by them), so under churn a vector would keep a slot
+/// for every series ever seen; a map frees them when series leave the head.
+type SeriesMap = HashMap<u32, MemSeries, std::hash::BuildHasherDefault<RefHasher>>;
 
 /// A sealed chunk held in memory.
 #[derive(Debug, Clone)]
@@ -183,7 +239,9 @@ pub(crate) enum Order {
 #[derive(Debug)]
 pub(crate) struct Head {
     symbols: Symbols,
-    series: Vec<Option<MemSeries>>,
+    pub(crate) series: SeriesMap,
+    /// The reference the next new series gets.
+    next: u32,
     by_hash: HashKeyed<u32>,
     collisions: HashMap<Labels, u32>,
     pub(crate) index: Index,
@@ -242,7 +300,8 @@ impl Head {
     pub(crate) fn new(range: i64) -> Self {
         Self {
             symbols: Symbols::default(),
-            series: Vec::new(),
+            series: SeriesMap::default(),
+            next: 0,
             by_hash: HashKeyed::default(),
             collisions: HashMap::new(),
             index: Index::default(),
@@ -259,7 +318,12 @@ impl Head {
 
     /// The next reference a new series gets.
     pub(crate) fn next_ref(&self) -> u32 {
-        self.series.len() as u32
+        self.next
+    }
+
+    /// Distinct strings the live series' labels use.
+    pub(crate) fn num_symbols(&self) -> usize {
+        self.symbols.len()
     }
 
     /// The reference of `labels`, if the series exists.
@@ -282,9 +346,10 @@ impl Head {
 
     /// Creates a series with reference `r` (≥ every existing reference).
     pub(crate) fn create(&mut self, r: u32, labels: &Labels) {
-        while self.series.len() < r as usize {
-            self.series.push(None);
+        if r < self.next || r == u32::MAX {
+            return;
         }
+        self.next = r + 1;
         let mut ids = Vec::with_capacity(labels.len() * 2);
         for l in labels {
             let n = self.symbols.intern(&l.name);
@@ -301,18 +366,21 @@ impl Head {
         } else {
             self.collisions.insert(labels.clone(), r);
         }
-        self.series.push(Some(MemSeries {
-            labels: ids.into_boxed_slice(),
-            chunks: Vec::new(),
-            open: OpenChunk::default(),
-            last_v: 0,
-            ooo: Vec::new(),
-        }));
+        self.series.insert(
+            r,
+            MemSeries {
+                labels: ids.into_boxed_slice(),
+                chunks: Vec::new(),
+                open: OpenChunk::default(),
+                last_v: 0,
+                ooo: Vec::new(),
+            },
+        );
         self.live += 1;
     }
 
     pub(crate) fn get(&self, r: u32) -> Option<&MemSeries> {
-        self.series.get(r as usize).and_then(Option::as_ref)
+        self.series.get(&r)
     }
 
     /// The labels of series `r`.
@@ -379,7 +447,7 @@ impl Head {
     /// Appends a sample already checked with [`Head::order`] (or replayed from the WAL).
     pub(crate) fn append(&mut self, r: u32, t: i64, v: f64) {
         let range = self.range;
-        let Some(s) = self.series.get_mut(r as usize).and_then(Option::as_mut) else {
+        let Some(s) = self.series.get_mut(&r) else {
             return;
         };
         match s.max_t() {
@@ -415,12 +483,9 @@ impl Head {
     }
 
     fn all_refs(&self) -> Vec<u32> {
-        self.series
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.is_some())
-            .map(|(i, _)| i as u32)
-            .collect()
+        let mut v: Vec<u32> = self.series.keys().copied().collect();
+        v.sort_unstable();
+        v
     }
 
     /// Copies out what a query over `[mint, maxt]` needs of series `r`.
@@ -494,7 +559,7 @@ impl Head {
     pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
         let mut lo = i64::MAX;
         let mut hi = i64::MIN;
-        for s in self.series.iter().flatten() {
+        for s in self.series.values() {
             if let Some(a) = s.min_t() {
                 lo = lo.min(a);
             }
@@ -511,19 +576,14 @@ impl Head {
     /// Number of chunks held (sealed and open).
     pub(crate) fn chunk_count(&self) -> usize {
         self.series
-            .iter()
-            .flatten()
+            .values()
             .map(|s| s.chunks.len() + usize::from(!s.open.is_empty()))
             .sum()
     }
 
-    /// Removes series `r` entirely (emptied by truncation, or created by a batch that
-    /// failed to reach the WAL).
-    pub(crate) fn remove(&mut self, r: u32) {
-        // The slot stays (empty) so references stay stable.
-        let Some(s) = self.series.get_mut(r as usize).and_then(Option::take) else {
-            return;
-        };
+    /// Removes `r` from the series map and the label-hash lookup (not the postings).
+    fn forget(&mut self, r: u32) -> Option<MemSeries> {
+        let s = self.series.remove(&r)?;
         self.live -= 1;
         let labels = self.labels_from_ids(&s.labels);
         let h = labels_hash(&labels);
@@ -531,38 +591,54 @@ impl Head {
             self.by_hash.remove(&h);
         }
         self.collisions.remove(&labels);
-        for p in s.labels.chunks(2) {
-            let name = Arc::clone(self.symbols.get(p[0]));
-            let value = Arc::clone(self.symbols.get(p[1]));
-            self.index.remove(&name, &value, r);
+        Some(s)
+    }
+
+    fn release_symbols(&mut self, s: &MemSeries) {
+        for id in s.labels.iter() {
+            self.symbols.release(*id);
         }
+    }
+
+    /// Removes many series at once (garbage collection at a block cut): one pass over
+    /// the postings instead of one per series, then their symbols are freed.
+    fn remove_all(&mut self, refs: &[u32]) {
+        let gone: std::collections::HashSet<u32> = refs.iter().copied().collect();
+        let mut removed = Vec::with_capacity(refs.len());
+        for r in refs {
+            if let Some(s) = self.forget(*r) {
+                removed.push(s);
+            }
+        }
+        self.index.remove_refs(&gone);
+        for s in &removed {
+            self.release_symbols(s);
+        }
+        self.series.shrink_to_fit();
     }
 
     /// Drops every sample before `t` (written to a block, or past retention) and series
     /// left empty. Chunks never straddle block boundaries, so whole chunks go.
     pub(crate) fn truncate_before(&mut self, t: i64) {
         let mut emptied = Vec::new();
-        for (r, s) in self.series.iter_mut().enumerate() {
-            let Some(s) = s else { continue };
+        for (r, s) in self.series.iter_mut() {
             s.chunks.retain(|c| c.max_t >= t);
             if !s.open.is_empty() && s.open.max_t < t {
                 s.open = OpenChunk::default();
             }
             s.ooo.retain(|x| x.t >= t);
             if s.is_empty() {
-                emptied.push(r as u32);
+                emptied.push(*r);
             }
         }
-        for r in emptied {
-            self.remove(r);
-        }
+        self.remove_all(&emptied);
         self.recount();
     }
 
     /// Recomputes the sample count from chunk headers.
     fn recount(&mut self) {
         let mut n = 0u64;
-        for s in self.series.iter().flatten() {
+        for s in self.series.values() {
             n += s
                 .chunks
                 .iter()
@@ -576,7 +652,7 @@ impl Head {
     /// Removes samples of series `r` in `[mint, maxt]` (admin deletion).
     pub(crate) fn delete_range(&mut self, r: u32, mint: i64, maxt: i64) {
         let range = self.range;
-        let Some(s) = self.series.get_mut(r as usize).and_then(Option::as_mut) else {
+        let Some(s) = self.series.get_mut(&r) else {
             return;
         };
         let mut all = Vec::new();

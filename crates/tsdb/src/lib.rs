@@ -786,6 +786,7 @@ impl Inner {
         let mut head = self.head.write().expect("lock poisoned");
         head.truncate_before(end);
         self.metrics.head_series.set(head.num_series() as i64);
+        self.metrics.head_symbols.set(head.num_symbols() as i64);
         Ok(())
     }
 

@@ -19,6 +19,7 @@ pub(crate) struct TsdbMetrics {
     pub(crate) limit_rejections: Counter,
     pub(crate) future_rejections: Counter,
     pub(crate) blocks_skipped: Gauge,
+    pub(crate) head_symbols: Gauge,
 }
 
 impl TsdbMetrics {
@@ -36,9 +37,15 @@ impl TsdbMetrics {
             limit_rejections: Counter::default(),
             future_rejections: Counter::default(),
             blocks_skipped: Gauge::default(),
+            head_symbols: Gauge::default(),
         };
         let reg = reg.sub_registry_with_prefix("lookout_tsdb");
         reg.register("head_series", "Series in the head", m.head_series.clone());
+        reg.register(
+            "head_symbols",
+            "Distinct label strings the head's series use",
+            m.head_symbols.clone(),
+        );
         reg.register(
             "head_samples_appended",
             "Samples appended to the head",

@@ -124,19 +124,18 @@ impl Index {
             .push(r);
     }
 
-    /// Removes `r` from the postings of `name=value`.
-    pub(crate) fn remove(&mut self, name: &str, value: &str, r: u32) {
-        if let Some(values) = self.map.get_mut(name) {
-            if let Some(list) = values.get_mut(value) {
-                list.retain(|x| *x != r);
-                if list.is_empty() {
-                    values.remove(value);
-                }
-            }
-            if values.is_empty() {
-                self.map.remove(name);
-            }
+    /// Removes every series in `gone` from every list, dropping emptied entries.
+    pub(crate) fn remove_refs(&mut self, gone: &std::collections::HashSet<u32>) {
+        if gone.is_empty() {
+            return;
         }
+        self.map.retain(|_, values| {
+            values.retain(|_, list| {
+                list.retain(|x| !gone.contains(x));
+                !list.is_empty()
+            });
+            !values.is_empty()
+        });
     }
 
     /// Postings of series whose `m.name` label satisfies `m` (for matchers that reject "").
