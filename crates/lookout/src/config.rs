@@ -502,6 +502,12 @@ pub(crate) struct WebConfig {
     /// The URL users reach Lookout at (`$externalURL` in templates, links in
     /// notifications); default `http://` + the listen address.
     pub(crate) external_url: Option<String>,
+    /// Longest a client may take to send its request headers (default 10s); slower
+    /// connections are closed.
+    pub(crate) read_header_timeout: PromDuration,
+    /// Most connections served at once (default 10000; at most the open-file limit less
+    /// 512); past it a connection gets 503 and is closed.
+    pub(crate) max_connections: usize,
 }
 
 impl Default for WebConfig {
@@ -509,6 +515,8 @@ impl Default for WebConfig {
         Self {
             listen_address: ListenAddress("127.0.0.1:9180".into()),
             external_url: None,
+            read_header_timeout: PromDuration(Duration::from_secs(10)),
+            max_connections: 10_000,
         }
     }
 }

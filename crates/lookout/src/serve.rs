@@ -231,7 +231,7 @@ async fn run_async(
     });
 
     let addr = &config.web.listen_address.0;
-    let listener = tokio::net::TcpListener::bind(addr)
+    let listener = lookout_server::listen::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr().context("reading the bound address")?;
@@ -332,13 +332,21 @@ async fn run_async(
     let notifying = notifier.as_ref().map(|n| n.spawn(stop_rx.clone()));
     tokio::spawn(reload_on_sighup(Arc::clone(&reload_all)));
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(lookout_server::serve(
-        listener,
-        lookout_server::router(state),
-        async move {
-            let _ = server_stop.changed().await;
-        },
-    ));
+    let serve_opts = lookout_server::ServeOptions {
+        read_header_timeout: config.web.read_header_timeout.0,
+        max_connections: config.web.max_connections,
+    };
+    let server = tokio::spawn(async move {
+        lookout_server::serve_with(
+            listener,
+            lookout_server::router(state),
+            async move {
+                let _ = server_stop.changed().await;
+            },
+            &serve_opts,
+        )
+        .await
+    });
     ready.store(true, Ordering::Release);
     tracing::info!(address = %bound, "listening on http://{bound}");
 

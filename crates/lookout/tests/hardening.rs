@@ -120,3 +120,163 @@ fn issue_12_a_damaged_old_wal_segment_costs_only_its_record() {
     assert_eq!(v["checks"][0]["status"], "degraded", "{health}");
     assert!(lk.terminate().success());
 }
+
+/// One raw HTTP exchange: what the server answered first (the status line), or why not.
+fn raw(base: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Issue 12, hostile HTTP: slow-loris clients, thousands of idle connections, oversized
+/// headers and bodies, malformed forms and JSON; the server answers 4xx and the probes
+/// keep answering.
+#[test]
+fn issue_12_hostile_http_clients_get_4xx_and_the_probes_keep_answering() {
+    use std::io::Write;
+    let fd_limit = lookout_server::listen::raise_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alertmanager.yml"),
+        "route: { receiver: nobody }\nreceivers: [ { name: nobody } ]\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{FAST}web:\n  read_header_timeout: 1s\n  max_connections: 12000\nnotifier:\n  config_file: alertmanager.yml\n"
+        ),
+    );
+    let started = std::time::Instant::now();
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    let addr = lk.base.trim_start_matches("http://").to_string();
+    let mut worst = Duration::ZERO;
+    let mut probe = |lk: &Lookout| {
+        let t = std::time::Instant::now();
+        assert_eq!(lk.get("/-/healthy").0, 200);
+        worst = worst.max(t.elapsed());
+    };
+
+    // Slow-loris: headers that never finish are cut off after read_header_timeout.
+    let mut slow: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /api/v1/query?query=up HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    probe(&lk);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut closed = 0;
+    for s in &mut slow {
+        use std::io::Read;
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = [0u8; 256];
+        // Closed by the server: EOF, an error, or a 408 before closing.
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => closed += 1,
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&b[..n]);
+                assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+                closed += 1;
+            }
+        }
+    }
+    assert_eq!(closed, slow.len(), "slow clients were not cut off");
+    drop(slow);
+    probe(&lk);
+
+    // Thousands of idle connections at once (as many as this process may open).
+    let n = 10_000.min(fd_limit.saturating_sub(200) as usize);
+    let idle: Vec<std::net::TcpStream> = (0..n)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    for _ in 0..5 {
+        probe(&lk);
+    }
+    drop(idle);
+
+    // Oversized headers and bodies, malformed forms and JSON.
+    let big_header = format!(
+        "GET /-/healthy HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let status = raw(&lk.base, big_header.as_bytes());
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+    let big = "q".repeat(3 << 20);
+    for path in [
+        "/api/v1/query",
+        "/api/v1/query_range",
+        "/api/v1/series",
+        "/api/v1/labels",
+        "/api/v1/format_query",
+        "/api/v2/alerts",
+        "/api/v2/silences",
+    ] {
+        let r = http()
+            .post(format!("{}{path}", lk.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(big.clone())
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        assert!((400..500).contains(&code), "{path}: {code}");
+    }
+    let (code, body) = post_form(&lk, "/api/v1/query", "query=%ZZ&&=&".into());
+    assert_eq!(code, 400, "{body}");
+    for (path, json) in [
+        ("/api/v2/alerts", "[{\"labels\": {\"a\": 1}}"),
+        ("/api/v2/silences", "{\"matchers\": [[[[["),
+        ("/api/v2/alerts", "nul"),
+    ] {
+        let r = http()
+            .post(format!("{}{path}", lk.base))
+            .header("content-type", "application/json")
+            .body(json)
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        assert!((400..500).contains(&code), "{path} {json}: {code}");
+    }
+    probe(&lk);
+    eprintln!(
+        "slowest /-/healthy during the hostile clients: {worst:?} ({n} idle connections; {:?} in all)",
+        started.elapsed()
+    );
+    assert!(lk.terminate().success());
+}
+
+/// Past `web.max_connections`, a connection gets a 503 and is closed, and the listener
+/// keeps accepting.
+#[test]
+fn issue_12_connections_past_the_limit_get_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &format!("{FAST}web:\n  max_connections: 20\n"));
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    let addr = lk.base.trim_start_matches("http://").to_string();
+    let idle: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = raw(&lk.base, b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    drop(idle);
+    wait_until("a free connection slot", Duration::from_secs(10), || {
+        raw(
+            &lk.base,
+            b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .starts_with("HTTP/1.1 200")
+    });
+    assert!(lk.terminate().success());
+}

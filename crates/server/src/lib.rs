@@ -11,6 +11,7 @@ mod api;
 pub mod gate;
 pub mod health;
 mod json;
+pub mod listen;
 mod params;
 mod rules_api;
 mod ui;
@@ -28,6 +29,7 @@ use prometheus_client::registry::Registry;
 pub use gate::QueryGate;
 pub use health::{CheckResult, HealthCheck, HealthStatus};
 pub use json::format_float;
+pub use listen::{ServeOptions, serve_with};
 
 /// Build facts reported at `/api/v1/status/buildinfo`.
 #[derive(Debug, Clone)]
@@ -198,13 +200,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves `router` on `listener` with the default [`ServeOptions`] until `shutdown`
+/// resolves, then finishes in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, shutdown, &ServeOptions::default()).await
 }

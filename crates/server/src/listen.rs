@@ -1,0 +1,143 @@
+//! The connection loop: accepts connections and serves each with hyper, with the limits
+//! an exposed server needs and `axum::serve` does not set.
+//!
+//! - A client must send its request headers within `read_header_timeout`
+//!   (slow-loris clients are cut off instead of holding a connection forever).
+//! - At most `max_connections` connections are served at once (bounded by the process's
+//!   file-descriptor limit, which [`raise_fd_limit`] lifts to its hard maximum); past it a
+//!   connection gets a `503` and is closed, so the listener never stalls on `EMFILE`
+//!   and the probes keep answering.
+//! - Accept errors are retried at once or after 10 ms, never after a second's sleep.
+//! - On shutdown the listener closes and in-flight requests finish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+/// How the HTTP server treats connections.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Longest a client may take to send its request headers (default 10 s).
+    pub read_header_timeout: Duration,
+    /// Most connections served at once (default 10,000).
+    pub max_connections: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            read_header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the limit in force.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if let Some(max) = l.maximum
+        && l.current.is_some_and(|c| c < max)
+    {
+        l.current = Some(max);
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// The listen backlog: connections the kernel queues before they are accepted (the
+/// kernel caps it at `net.core.somaxconn`). Tokio's default of 1024 overflows when
+/// thousands of clients connect at once, and each dropped SYN costs a client a second.
+const BACKLOG: u32 = 8192;
+
+/// Binds `addr` (`host:port`; the first address it resolves to) with a deep backlog.
+pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{addr} resolves to no address"),
+        )
+    }))
+}
+
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 41\r\nconnection: close\r\n\r\ntoo many connections; try again shortly\r\n";
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    opts: &ServeOptions,
+) -> std::io::Result<()> {
+    // Keep some descriptors for the store, the scrapers and the database collectors.
+    let fds = raise_fd_limit().saturating_sub(512).max(64);
+    let max = opts.max_connections.min(fds as usize).max(1);
+    let slots = Arc::new(Semaphore::new(max));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(opts.read_header_timeout)
+        .keep_alive(true);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                ) {
+                    tracing::warn!(error = %e, "Accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tokio::spawn(async move {
+                let mut s = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(BUSY)).await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "Connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
