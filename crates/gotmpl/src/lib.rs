@@ -30,8 +30,74 @@ pub fn clean_error(name: &str, e: &str) -> String {
     format!("template: {name}: {e}")
 }
 
+/// Most bytes of template text accepted.
+pub const MAX_TEMPLATE_LENGTH: usize = 256 * 1024;
+
+/// Refuses text gtmpl cannot be trusted with, before it sees it: longer than
+/// [`MAX_TEMPLATE_LENGTH`]; ending inside an action (`{{ x`), on which gtmpl's lexer can
+/// loop forever (its `backup` steps back a byte even after reading nothing at the end of
+/// input); or a non-ASCII character inside an action outside a string, on which it steps
+/// back into the middle of the character and panics.
+fn check_text(name: &str, text: &str) -> Result<(), String> {
+    if text.len() > MAX_TEMPLATE_LENGTH {
+        return Err(format!(
+            "template: {name}: {} bytes, more than the limit of {MAX_TEMPLATE_LENGTH}",
+            text.len()
+        ));
+    }
+    let b = text.as_bytes();
+    let line_at = |i: usize| text[..i].bytes().filter(|c| *c == b'\n').count() + 1;
+    let mut i = 0;
+    let mut open: Option<usize> = None;
+    while i < b.len() {
+        match open {
+            None => {
+                if b[i..].starts_with(b"{{") {
+                    open = Some(i);
+                    i += 2;
+                    continue;
+                }
+            }
+            Some(_) if b[i..].starts_with(b"}}") => {
+                open = None;
+                i += 2;
+                continue;
+            }
+            Some(_) if matches!(b[i], b'"' | b'\'' | b'`') => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' && q != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            Some(start) if !b[i].is_ascii() => {
+                // Inside a comment anything goes.
+                if !b[start..].starts_with(b"{{/*") && !b[start..].starts_with(b"{{- /*") {
+                    return Err(format!(
+                        "template: {name}:{}: unrecognized character in action (only ASCII outside strings)",
+                        line_at(i)
+                    ));
+                }
+            }
+            Some(_) => {}
+        }
+        i += 1;
+    }
+    match open {
+        Some(start) => Err(format!(
+            "template: {name}:{}: unclosed action",
+            line_at(start)
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A template named `name` with the common functions and `extra` ones, parsed from `text`.
 pub fn parse(name: &str, text: &str, extra: &[(&str, Func)]) -> Result<Template, String> {
+    check_text(name, text)?;
     let mut t = Template::with_name(name);
     for (n, f) in funcs::COMMON.iter().chain(extra) {
         t.add_func(n, *f);
@@ -49,6 +115,8 @@ pub fn parse_with_definitions(
     text: &str,
     extra: &[(&str, Func)],
 ) -> Result<Template, String> {
+    check_text("definitions", defs)?;
+    check_text(name, text)?;
     let mut t = Template::with_name(name);
     for (n, f) in funcs::COMMON.iter().chain(extra) {
         t.add_func(n, *f);
@@ -58,4 +126,56 @@ pub fn parse_with_definitions(
     t.parse(text)
         .map_err(|e| clean_error(name, &e.to_string()))?;
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12 (found by `lookout bench fuzz`): gtmpl's lexer never returned on an
+    /// action left open after a space at the end of the text, so one bad annotation in a
+    /// rule file hung rule loading. Each case runs on its own thread so a regression fails
+    /// instead of hanging the suite.
+    #[test]
+    fn issue_12_an_unclosed_action_ending_in_a_space_is_an_error_not_a_hang() {
+        for t in [
+            "{{ ",
+            "{{ a ",
+            "x {{ $labels.job\t",
+            "{{ \"}}\" ",
+            "{{- a ",
+            "{{ (x ",
+            "{{ range $i, $\ne $labels.\n",
+            "{{ $a",
+            "{{/* never closed",
+        ] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let text = t.to_string();
+            std::thread::spawn(move || {
+                let _ = tx.send(parse("t", &text, &[]).map(|_| ()));
+            });
+            let r = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{t:?} hung the parser"));
+            let e = r.unwrap_err();
+            assert!(e.contains("unclosed action"), "{t:?}: {e}");
+        }
+        // Closed actions followed by spaces, and spaces in strings, still parse.
+        for t in [
+            "{{ .x }} ",
+            "a {{ \"{{ \" }}  ",
+            "{{/* c é */}}\t",
+            "é {{ \"ü\" }} ö",
+        ] {
+            assert!(parse("t", t, &[]).is_ok(), "{t:?}");
+        }
+        assert!(
+            parse("t", "{{ .é }}", &[])
+                .err()
+                .unwrap()
+                .contains("unrecognized")
+        );
+        let long = "x".repeat(MAX_TEMPLATE_LENGTH + 1);
+        assert!(parse("t", &long, &[]).err().unwrap().contains("limit"));
+    }
 }

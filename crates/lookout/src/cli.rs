@@ -193,6 +193,23 @@ enum BenchCommand {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
+    /// configuration, rule and Alertmanager files, templates, WAL segments, block files)
+    /// with mutated inputs; exits 1 if any input crashes one.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Random seed (runs are reproducible).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Only targets whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// Where crashing inputs are written.
+        #[arg(long, default_value = "./fuzz-crashes")]
+        out: PathBuf,
+    },
     /// Append throughput, memory per active series and WAL replay speed.
     Live {
         /// Series for the memory and replay figures.
@@ -387,6 +404,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     work,
                 } => {
                     crate::bench::queries::run(series, hours, runs, &prometheus, &promtool, work)?;
+                }
+                BenchCommand::Fuzz {
+                    seconds,
+                    seed,
+                    only,
+                    out,
+                } => {
+                    crate::fuzz::run(seconds, seed, only, out)?;
                 }
                 BenchCommand::Live {
                     series,

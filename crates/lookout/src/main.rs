@@ -5,6 +5,7 @@ mod alerting;
 mod bench;
 mod cli;
 mod config;
+mod fuzz;
 mod import;
 mod rules_cmd;
 mod serve;
