@@ -845,7 +845,15 @@ impl Inner {
             loop {
                 let group: Vec<Arc<Block>> = {
                     let blocks = self.blocks.read().expect("lock poisoned");
-                    let limit = self.min_valid.load(Ordering::Acquire);
+                    // Windows below the newest block's end (imported blocks included) hold
+                    // no more head data; queries merge anything that overlaps anyway.
+                    let limit = self.min_valid.load(Ordering::Acquire).max(
+                        blocks
+                            .iter()
+                            .map(|b| b.meta.max_time)
+                            .max()
+                            .unwrap_or(i64::MIN),
+                    );
                     let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
                     for b in blocks.iter() {
                         if b.meta.max_time - b.meta.min_time >= window {
