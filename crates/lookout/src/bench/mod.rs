@@ -10,12 +10,15 @@
 //! - `bench parse`: exposition parsing throughput (see `parse`).
 //! - `bench overhead`: Lookout vs the exporter + Prometheus + Alertmanager stack
 //!   monitoring the same host and databases (see `overhead`).
+//! - `bench soak`: the real server for a long while under churn, queries, rules and the
+//!   notifier: memory, query latency, scrape gaps (see `soak`).
 
 pub(crate) mod alerting;
 mod dataset;
 pub(crate) mod overhead;
 pub(crate) mod parse;
 pub(crate) mod queries;
+pub(crate) mod soak;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -20,6 +20,13 @@ pub(crate) struct Proc {
     child: Child,
 }
 
+impl Proc {
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();

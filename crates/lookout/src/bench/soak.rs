@@ -1,0 +1,330 @@
+//! `bench soak`: the real server under a day's work, compressed or not.
+//!
+//! `lookout serve` runs as a child process on a temporary data directory, scraping an
+//! endpoint served here with `series` active series, of which a `churn` share is replaced
+//! every hour (continuously: one series at a time gets a new `pod` label), with recording
+//! and alerting rules and the notifier (sending to a local webhook) on. Four threads send
+//! `qps` queries a second between them, mixed: instant and range PromQL, series and label
+//! lookups. Every `window` the benchmark prints the server's resident memory (min/max),
+//! query latency (p50/p99/max and how many took over a second), the longest gap between
+//! two scrapes of the target as the server recorded them, and samples rejected. A flat
+//! RSS, no query or ingest stall over a second and nothing rejected are the goals.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::overhead::spawn;
+use super::queries::free_port;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct SoakOptions {
+    pub(crate) series: usize,
+    /// Share of the series replaced per hour.
+    pub(crate) churn: f64,
+    pub(crate) qps: f64,
+    pub(crate) duration: Duration,
+    pub(crate) window: Duration,
+    pub(crate) scrape_interval: Duration,
+}
+
+/// The exposition body at `elapsed`: series slot `i` carries its generation in `pod`.
+fn body(series: usize, replaced: u64) -> String {
+    let mut out = String::with_capacity(series * 64);
+    out.push_str("# TYPE soak_value gauge\n");
+    for i in 0..series as u64 {
+        let generation = if replaced > i {
+            (replaced - 1 - i) / series as u64 + 1
+        } else {
+            0
+        };
+        let v = (i * 7 + replaced) % 101;
+        out.push_str(&format!(
+            "soak_value{{shard=\"{}\",pod=\"p{i}-{generation}\"}} {v}\n",
+            i % 50
+        ));
+    }
+    out
+}
+
+/// Serves the churning exposition on a free port.
+fn serve_target(series: usize, churn: f64, started: Instant) -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut r = BufReader::new(s.try_clone().expect("clone socket"));
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let hours = started.elapsed().as_secs_f64() / 3600.0;
+                let replaced = (hours * churn * series as f64) as u64;
+                let b = body(series, replaced);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                );
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// A webhook receiver that counts what it gets.
+fn serve_sink(count: Arc<AtomicU64>) -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut r = BufReader::new(s.try_clone().expect("clone socket"));
+                let mut line = String::new();
+                let mut len = 0usize;
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut b = vec![0u8; len];
+                let _ = std::io::Read::read_exact(&mut r, &mut b);
+                count.fetch_add(1, Ordering::Relaxed);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    Ok(port)
+}
+
+const QUERIES: &[&str] = &[
+    "count(soak_value)",
+    "sum by (shard) (soak_value)",
+    "topk(5, soak_value)",
+    "avg_over_time(soak_value{shard=\"3\"}[5m])",
+    "max by (shard) (max_over_time(soak_value[10m]))",
+    "count(count by (pod) (soak_value))",
+];
+
+fn query_loop(base: String, per_thread_qps: f64, stop: Arc<AtomicBool>, lat: Arc<Mutex<Vec<f64>>>) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let every = Duration::from_secs_f64(1.0 / per_thread_qps.max(0.01));
+    let mut i = 0usize;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = lookout_model::now_ms() as f64 / 1000.0;
+        let req = match i % 8 {
+            6 => client.get(format!("{base}/api/v1/series")).query(&[
+                ("match[]", format!("soak_value{{shard=\"{}\"}}", i % 50)),
+                ("start", format!("{}", now - 600.0)),
+            ]),
+            7 => client.get(format!("{base}/api/v1/label/pod/values")),
+            k if k % 2 == 1 => client.get(format!("{base}/api/v1/query_range")).query(&[
+                ("query", QUERIES[i % QUERIES.len()].to_string()),
+                ("start", format!("{}", now - 3600.0)),
+                ("end", format!("{now}")),
+                ("step", "60".to_string()),
+            ]),
+            _ => client
+                .get(format!("{base}/api/v1/query"))
+                .query(&[("query", QUERIES[i % QUERIES.len()])]),
+        };
+        let t = Instant::now();
+        let ok = req.send().is_ok_and(|r| r.status().is_success());
+        let secs = t.elapsed().as_secs_f64();
+        lat.lock()
+            .expect("lock")
+            .push(if ok { secs } else { -secs });
+        i += 1;
+        next += every;
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The longest gap (s) between two consecutive `up` samples of the target in the last
+/// `secs` seconds, as the server stored them.
+fn longest_scrape_gap(client: &reqwest::blocking::Client, base: &str, secs: u64) -> Option<f64> {
+    let v: Value = client
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", format!("up{{job=\"soak\"}}[{secs}s]"))])
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    let values = v["data"]["result"][0]["values"].as_array()?;
+    let ts: Vec<f64> = values.iter().filter_map(|p| p[0].as_f64()).collect();
+    ts.windows(2).map(|w| w[1] - w[0]).reduce(f64::max)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs the soak and prints one line per window and a summary.
+pub(crate) fn run(o: SoakOptions) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let target = serve_target(o.series, o.churn, started)?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let sink = serve_sink(Arc::clone(&sent))?;
+    let rules = dir.path().join("soak-rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: soak\n    interval: 15s\n    rules:\n      - record: shard:soak_value:sum\n        expr: sum by (shard) (soak_value)\n      - record: shard:soak_value:avg5m\n        expr: avg by (shard) (avg_over_time(soak_value[5m]))\n      - alert: SoakHigh\n        expr: soak_value > 99\n        for: 1m\n        labels: { severity: warning }\n        annotations: { summary: '{{ $labels.pod }} is {{ $value }}' }\n",
+    )?;
+    std::fs::write(
+        dir.path().join("am.yml"),
+        format!(
+            "route: {{ receiver: sink, group_by: [shard], group_wait: 10s, group_interval: 1m }}\nreceivers: [ {{ name: sink, webhook_configs: [ {{ url: 'http://127.0.0.1:{sink}/' }} ] }} ]\n"
+        ),
+    )?;
+    let port = free_port()?;
+    let cfg = dir.path().join("lookout.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: {}s\n  evaluation_interval: 15s\nrule_files: [ soak-rules.yml ]\nnotifier:\n  config_file: am.yml\nscrape_configs:\n  - job_name: soak\n    static_configs: [ {{ targets: [ '127.0.0.1:{target}' ] }} ]\n",
+            o.scrape_interval.as_secs().max(1)
+        ),
+    )?;
+    let exe = std::env::current_exe().context("finding the lookout binary")?;
+    let data = dir.path().join("data");
+    let child = spawn(
+        "lookout",
+        std::process::Command::new(&exe)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&cfg),
+    )?;
+    let pid = child.pid().to_string();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.get(format!("{base}/-/ready")).send().is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "lookout did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "soak: {} series, {:.0}% replaced per hour, {} queries/s, for {:?} (report every {:?})",
+        o.series,
+        o.churn * 100.0,
+        o.qps,
+        o.duration,
+        o.window
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let lat = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (b, s, l) = (base.clone(), Arc::clone(&stop), Arc::clone(&lat));
+            let q = o.qps / 4.0;
+            std::thread::spawn(move || query_loop(b, q, s, l))
+        })
+        .collect();
+    println!(
+        "window  rss_min_MiB  rss_max_MiB  queries  p50_ms  p99_ms  max_ms  over_1s  failed  scrape_gap_max_s  rejected  notifications"
+    );
+    let mut window_start = Instant::now();
+    let (mut rss_min, mut rss_max) = (u64::MAX, 0u64);
+    let mut windows = 0;
+    let (mut all_max, mut all_over, mut gap_max) = (0.0f64, 0usize, 0.0f64);
+    let (mut flat_min, mut flat_max) = (u64::MAX, 0u64);
+    let soak_start = Instant::now();
+    while soak_start.elapsed() < o.duration {
+        std::thread::sleep(Duration::from_secs(5).min(o.window));
+        let (rss, _) = super::rss(&pid);
+        anyhow::ensure!(rss > 0, "lookout exited during the soak");
+        rss_min = rss_min.min(rss);
+        rss_max = rss_max.max(rss);
+        if window_start.elapsed() >= o.window || soak_start.elapsed() >= o.duration {
+            windows += 1;
+            let mut l: Vec<f64> = std::mem::take(&mut *lat.lock().expect("lock"));
+            let failed = l.iter().filter(|x| **x < 0.0).count();
+            let mut ok: Vec<f64> = l.drain(..).map(f64::abs).collect();
+            let n = ok.len();
+            let over = ok.iter().filter(|x| **x > 1.0).count();
+            let (p50, p99, max) = (
+                percentile(&mut ok, 0.5),
+                percentile(&mut ok, 0.99),
+                percentile(&mut ok, 1.0),
+            );
+            let metrics = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .and_then(|r| r.text())
+                .unwrap_or_default();
+            let rejected = metric(&metrics, "lookout_tsdb_samples_rejected_total")
+                + metric(&metrics, "lookout_tsdb_limit_rejections_total");
+            let gap = longest_scrape_gap(&client, &base, o.window.as_secs().max(30)).unwrap_or(0.0);
+            println!(
+                "{windows:>6}  {:>11.1}  {:>11.1}  {n:>7}  {:>6.1}  {:>6.1}  {:>6.1}  {over:>7}  {failed:>6}  {gap:>16.1}  {rejected:>8}  {:>13}",
+                rss_min as f64 / 1048576.0,
+                rss_max as f64 / 1048576.0,
+                p50 * 1e3,
+                p99 * 1e3,
+                max * 1e3,
+                sent.load(Ordering::Relaxed)
+            );
+            all_max = all_max.max(max);
+            all_over += over;
+            gap_max = gap_max.max(gap);
+            // The first window holds the warm-up (the head filling to its steady size).
+            if windows > 1 {
+                flat_min = flat_min.min(rss_min);
+                flat_max = flat_max.max(rss_max);
+            }
+            rss_min = u64::MAX;
+            rss_max = 0;
+            window_start = Instant::now();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    drop(child);
+    println!(
+        "soak: slowest query {:.0} ms, {all_over} over 1 s; longest scrape gap {gap_max:.1} s (interval {}s); RSS after warm-up {:.1}–{:.1} MiB",
+        all_max * 1e3,
+        o.scrape_interval.as_secs(),
+        if flat_min == u64::MAX {
+            0.0
+        } else {
+            flat_min as f64 / 1048576.0
+        },
+        flat_max as f64 / 1048576.0
+    );
+    Ok(())
+}
