@@ -69,6 +69,13 @@ fn check_text(name: &str, text: &str) -> Result<(), String> {
                 while i < b.len() && b[i] != q {
                     if b[i] == b'\\' && q != b'`' {
                         i += 1;
+                        // gtmpl slices escapes by byte and panics on `\é`; Go rejects it.
+                        if b.get(i).is_some_and(|c| !c.is_ascii()) {
+                            return Err(format!(
+                                "template: {name}:{}: invalid escape in a string",
+                                line_at(i - 1)
+                            ));
+                        }
                     }
                     i += 1;
                 }
@@ -175,6 +182,12 @@ mod tests {
                 .unwrap()
                 .contains("unrecognized")
         );
+        // Found by the fuzzer: gtmpl panicked unquoting a backslash before a multi-byte
+        // character.
+        let e = parse("t", "{{ reReplaceAll \"\\é\" \"\" \"x\" }}", &[])
+            .err()
+            .unwrap();
+        assert!(e.contains("invalid escape"), "{e}");
         let long = "x".repeat(MAX_TEMPLATE_LENGTH + 1);
         assert!(parse("t", &long, &[]).err().unwrap().contains("limit"));
     }

@@ -320,3 +320,39 @@ fn issue_12_series_churn_frees_symbols_and_series_slots() {
     // Everything is still queryable from the blocks.
     assert_eq!(count(&db, "churn"), 10 * 2000 * 4);
 }
+
+/// A damaged page of a block's chunks used to fail every query touching it; now the
+/// samples it held are skipped, the rest answered, and the storage check says why.
+#[test]
+fn issue_12_a_damaged_chunk_page_costs_its_samples_not_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = 3_600_000;
+    let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+    let mut app = db.appender();
+    for t in (0..5 * h).step_by(60_000) {
+        app.append(&m("c"), t, (t / 60_000) as f64).unwrap();
+    }
+    app.commit().unwrap();
+    db.flush_head().unwrap();
+    let before = count(&db, "c");
+    db.close().unwrap();
+    drop(db);
+    let mut blocks: Vec<_> = std::fs::read_dir(dir.path().join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    blocks.sort();
+    let chunks = blocks[0].join("chunks");
+    let mut bytes = std::fs::read(&chunks).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&chunks, &bytes).unwrap();
+    let db = Tsdb::open(dir.path(), opts(), &mut Registry::default()).unwrap();
+    let after = count(&db, "c");
+    assert!(
+        after > 0 && after < before,
+        "before {before}, after {after}"
+    );
+    let w = db.warnings();
+    assert!(w.iter().any(|w| w.contains("damaged chunk data")), "{w:?}");
+}

@@ -213,6 +213,8 @@ struct Inner {
     skipped_blocks: Vec<String>,
     /// Damaged WAL files found at open, with what was passed over.
     wal_damage: Vec<String>,
+    /// Blocks whose chunk data failed to decode in a query, with the first error.
+    bad_chunks: Mutex<BTreeMap<String, String>>,
     /// Head series whose creation could not be logged (the WAL write failed after they
     /// were created, and another appender may already refer to them): the next commit
     /// touching one logs it first. Only used with the WAL lock held.
@@ -367,6 +369,7 @@ impl Tsdb {
             skipped_blocks,
             wal_damage: replay.damaged,
             unlogged: Mutex::new(HashSet::new()),
+            bad_chunks: Mutex::new(BTreeMap::new()),
             _lock: lock,
         });
         let mut threads = Vec::new();
@@ -468,6 +471,11 @@ impl Tsdb {
         }
         for d in &self.inner.wal_damage {
             out.push(format!("WAL damaged: {d}"));
+        }
+        for (id, e) in self.inner.bad_chunks.lock().expect("lock poisoned").iter() {
+            out.push(format!(
+                "block {id}: damaged chunk data, its samples are skipped: {e}"
+            ));
         }
         out
     }
@@ -631,6 +639,17 @@ impl Inner {
     fn sync_wal(&self) {
         let res = self.wal.lock().expect("lock poisoned").sync();
         self.record_io(res.as_ref().err());
+    }
+
+    /// Notes chunk data of block `id` that failed to decode: counted every time, logged
+    /// once per block.
+    fn damaged_chunks(&self, id: &str, e: &BlockError) {
+        self.metrics.chunk_read_errors.inc();
+        let mut bad = self.bad_chunks.lock().expect("lock poisoned");
+        if !bad.contains_key(id) {
+            tracing::error!(block = %id, error = %e, "Block chunk data is damaged; skipping the samples it held");
+            bad.insert(id.to_string(), e.to_string());
+        }
     }
 
     fn record_io(&self, err: Option<&std::io::Error>) {
@@ -1444,7 +1463,15 @@ impl Querier for TsdbQuerier<'_> {
                 if !b.overlaps(r, lo, hi) {
                     continue;
                 }
-                let s = b.samples(r, lo, hi, &mut cache).map_err(block_err)?;
+                let s = match b.samples(r, lo, hi, &mut cache) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // A damaged page costs its series' samples in this block, not
+                        // the query.
+                        self.db.damaged_chunks(&b.meta.id, &e);
+                        continue;
+                    }
+                };
                 if s.is_empty() {
                     continue;
                 }

@@ -20,6 +20,7 @@ pub(crate) struct TsdbMetrics {
     pub(crate) future_rejections: Counter,
     pub(crate) blocks_skipped: Gauge,
     pub(crate) head_symbols: Gauge,
+    pub(crate) chunk_read_errors: Counter,
 }
 
 impl TsdbMetrics {
@@ -38,6 +39,7 @@ impl TsdbMetrics {
             future_rejections: Counter::default(),
             blocks_skipped: Gauge::default(),
             head_symbols: Gauge::default(),
+            chunk_read_errors: Counter::default(),
         };
         let reg = reg.sub_registry_with_prefix("lookout_tsdb");
         reg.register("head_series", "Series in the head", m.head_series.clone());
@@ -58,7 +60,7 @@ impl TsdbMetrics {
         );
         reg.register(
             "wal_corruptions",
-            "Torn or corrupt WAL tails truncated at start",
+            "Damaged WAL files (torn tails, damaged records, foreign files) found at start",
             m.wal_corruptions.clone(),
         );
         reg.register(
@@ -86,6 +88,11 @@ impl TsdbMetrics {
             "future_samples_rejected",
             "Samples rejected as further ahead of the wall clock than the future tolerance",
             m.future_rejections.clone(),
+        );
+        reg.register(
+            "chunk_read_errors",
+            "Block chunk pages that failed to decode in a query (their samples skipped)",
+            m.chunk_read_errors.clone(),
         );
         reg.register(
             "blocks_skipped",
