@@ -71,30 +71,6 @@ impl Symbols {
     }
 }
 
-/// Hashes series references for the series map (Fibonacci hashing: consecutive
-/// references spread over the table).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct RefHasher(u64);
-
-impl Hasher for RefHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-/// Live series by reference. A map, not a vector indexed by reference: references are
-/// never reused (the WAL names series by them), so under churn a vector would keep a slot
-/// for every series ever seen; a map frees them when series leave the head.
-type SeriesMap = HashMap<u32, MemSeries, std::hash::BuildHasherDefault<RefHasher>>;
-
 /// A sealed chunk held in memory.
 #[derive(Debug, Clone)]
 pub(crate) struct HeadChunk {
@@ -239,9 +215,10 @@ pub(crate) enum Order {
 #[derive(Debug)]
 pub(crate) struct Head {
     symbols: Symbols,
-    pub(crate) series: SeriesMap,
-    /// The reference the next new series gets.
-    next: u32,
+    /// Series by reference. A vector: appends and queries index it in reference order
+    /// (a hash map here halved append throughput). References are never reused (the WAL
+    /// names series by them), so the slot of a series that left the head stays, empty.
+    pub(crate) series: Vec<Option<MemSeries>>,
     by_hash: HashKeyed<u32>,
     collisions: HashMap<Labels, u32>,
     pub(crate) index: Index,
@@ -300,8 +277,7 @@ impl Head {
     pub(crate) fn new(range: i64) -> Self {
         Self {
             symbols: Symbols::default(),
-            series: SeriesMap::default(),
-            next: 0,
+            series: Vec::new(),
             by_hash: HashKeyed::default(),
             collisions: HashMap::new(),
             index: Index::default(),
@@ -318,7 +294,7 @@ impl Head {
 
     /// The next reference a new series gets.
     pub(crate) fn next_ref(&self) -> u32 {
-        self.next
+        self.series.len() as u32
     }
 
     /// Distinct strings the live series' labels use.
@@ -346,10 +322,12 @@ impl Head {
 
     /// Creates a series with reference `r` (≥ every existing reference).
     pub(crate) fn create(&mut self, r: u32, labels: &Labels) {
-        if r < self.next || r == u32::MAX {
+        if (r as usize) < self.series.len() || r == u32::MAX {
             return;
         }
-        self.next = r + 1;
+        while self.series.len() < r as usize {
+            self.series.push(None);
+        }
         let mut ids = Vec::with_capacity(labels.len() * 2);
         for l in labels {
             let n = self.symbols.intern(&l.name);
@@ -366,21 +344,18 @@ impl Head {
         } else {
             self.collisions.insert(labels.clone(), r);
         }
-        self.series.insert(
-            r,
-            MemSeries {
-                labels: ids.into_boxed_slice(),
-                chunks: Vec::new(),
-                open: OpenChunk::default(),
-                last_v: 0,
-                ooo: Vec::new(),
-            },
-        );
+        self.series.push(Some(MemSeries {
+            labels: ids.into_boxed_slice(),
+            chunks: Vec::new(),
+            open: OpenChunk::default(),
+            last_v: 0,
+            ooo: Vec::new(),
+        }));
         self.live += 1;
     }
 
     pub(crate) fn get(&self, r: u32) -> Option<&MemSeries> {
-        self.series.get(&r)
+        self.series.get(r as usize).and_then(Option::as_ref)
     }
 
     /// The labels of series `r`.
@@ -447,7 +422,7 @@ impl Head {
     /// Appends a sample already checked with [`Head::order`] (or replayed from the WAL).
     pub(crate) fn append(&mut self, r: u32, t: i64, v: f64) {
         let range = self.range;
-        let Some(s) = self.series.get_mut(&r) else {
+        let Some(s) = self.series.get_mut(r as usize).and_then(Option::as_mut) else {
             return;
         };
         match s.max_t() {
@@ -483,9 +458,12 @@ impl Head {
     }
 
     fn all_refs(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.series.keys().copied().collect();
-        v.sort_unstable();
-        v
+        self.series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| i as u32)
+            .collect()
     }
 
     /// Copies out what a query over `[mint, maxt]` needs of series `r`.
@@ -559,7 +537,7 @@ impl Head {
     pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
         let mut lo = i64::MAX;
         let mut hi = i64::MIN;
-        for s in self.series.values() {
+        for s in self.series.iter().flatten() {
             if let Some(a) = s.min_t() {
                 lo = lo.min(a);
             }
@@ -576,14 +554,15 @@ impl Head {
     /// Number of chunks held (sealed and open).
     pub(crate) fn chunk_count(&self) -> usize {
         self.series
-            .values()
+            .iter()
+            .flatten()
             .map(|s| s.chunks.len() + usize::from(!s.open.is_empty()))
             .sum()
     }
 
     /// Removes `r` from the series map and the label-hash lookup (not the postings).
     fn forget(&mut self, r: u32) -> Option<MemSeries> {
-        let s = self.series.remove(&r)?;
+        let s = self.series.get_mut(r as usize).and_then(Option::take)?;
         self.live -= 1;
         let labels = self.labels_from_ids(&s.labels);
         let h = labels_hash(&labels);
@@ -614,21 +593,21 @@ impl Head {
         for s in &removed {
             self.release_symbols(s);
         }
-        self.series.shrink_to_fit();
     }
 
     /// Drops every sample before `t` (written to a block, or past retention) and series
     /// left empty. Chunks never straddle block boundaries, so whole chunks go.
     pub(crate) fn truncate_before(&mut self, t: i64) {
         let mut emptied = Vec::new();
-        for (r, s) in self.series.iter_mut() {
+        for (r, s) in self.series.iter_mut().enumerate() {
+            let Some(s) = s else { continue };
             s.chunks.retain(|c| c.max_t >= t);
             if !s.open.is_empty() && s.open.max_t < t {
                 s.open = OpenChunk::default();
             }
             s.ooo.retain(|x| x.t >= t);
             if s.is_empty() {
-                emptied.push(*r);
+                emptied.push(r as u32);
             }
         }
         self.remove_all(&emptied);
@@ -638,7 +617,7 @@ impl Head {
     /// Recomputes the sample count from chunk headers.
     fn recount(&mut self) {
         let mut n = 0u64;
-        for s in self.series.values() {
+        for s in self.series.iter().flatten() {
             n += s
                 .chunks
                 .iter()
@@ -652,7 +631,7 @@ impl Head {
     /// Removes samples of series `r` in `[mint, maxt]` (admin deletion).
     pub(crate) fn delete_range(&mut self, r: u32, mint: i64, maxt: i64) {
         let range = self.range;
-        let Some(s) = self.series.get_mut(&r) else {
+        let Some(s) = self.series.get_mut(r as usize).and_then(Option::as_mut) else {
             return;
         };
         let mut all = Vec::new();
