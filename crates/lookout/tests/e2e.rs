@@ -286,33 +286,6 @@ fn sigkill_loses_nothing_fsynced() {
     }
 }
 
-/// A tmpfs of a few MiB, unmounted on drop. Needs root (CI and dev sessions run as root);
-/// without it the test fails saying so rather than skipping.
-struct TinyFs(std::path::PathBuf);
-
-impl TinyFs {
-    fn mount(at: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a tmpfs and needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self(at.to_path_buf())
-    }
-}
-
-impl Drop for TinyFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 fn storage_check(lk: &Lookout) -> (String, String) {
     let (_, body) = lk.get("/health");
     let v: Value = serde_json::from_str(&body).unwrap();

@@ -381,3 +381,90 @@ fn issue_12_repeated_sigkill_during_ingest_and_compaction_loses_nothing() {
     assert!(lk.terminate().success());
     eprintln!("{kills} SIGKILLs, {imported} imported samples intact, {blocks} blocks");
 }
+
+/// Issue 12 item 12, with a real full disk: a silence or an acknowledgement that cannot
+/// be saved is a 500 and is not kept; once space returns they save; an import onto a full
+/// disk fails and leaves nothing behind.
+#[test]
+fn issue_12_a_full_disk_fails_state_saves_and_imports_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = TinyFs::mount(&dir.path().join("tiny"), "8m");
+    let data = fs.0.join("data");
+    std::fs::write(
+        dir.path().join("alertmanager.yml"),
+        "route: { receiver: nobody }\nreceivers: [ { name: nobody } ]\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 1s\nnotifier:\n  config_file: alertmanager.yml\n",
+    );
+    let lk = Lookout::start(&data, &cfg);
+    let post = |path: &str, body: String| {
+        let r = http()
+            .post(format!("{}{path}", lk.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let (code, _) = post(
+        "/api/v2/alerts",
+        r#"[{"labels": {"alertname": "DiskTest", "instance": "a"}}]"#.into(),
+    );
+    assert_eq!(code, 200);
+    let (_, alerts) = lk.get("/api/v2/alerts");
+    let alerts: Value = serde_json::from_str(&alerts).unwrap();
+    let fp = alerts[0]["fingerprint"].as_str().unwrap().to_string();
+    let silence = format!(
+        r#"{{"matchers": [{{"name": "alertname", "value": "DiskTest", "isRegex": false}}], "startsAt": "{}", "endsAt": "2099-01-01T00:00:00Z", "createdBy": "test", "comment": "disk"}}"#,
+        lookout_model::format_rfc3339(lookout_model::now_ms())
+    );
+
+    let filler = fs.0.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    }
+    let (code, body) = post("/api/v2/silences", silence.clone());
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("saving silences"), "{body}");
+    let (_, list) = lk.get("/api/v2/silences");
+    assert_eq!(list.trim(), "[]", "a silence that was not saved was kept");
+    let (code, body) = post(
+        &format!("/api/v1/lookout/alerts/{fp}/ack"),
+        r#"{"who": "alice", "comment": "x"}"#.into(),
+    );
+    assert_eq!(code, 500, "{body}");
+
+    // An import onto the full disk fails and leaves no directory behind.
+    let om = dir.path().join("in.om");
+    let now = now_secs() as i64 - 3600;
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text.push_str(&format!("big{{i=\"{}\"}} {i} {}\n", i % 500, now + i / 500));
+    }
+    text.push_str("# EOF\n");
+    std::fs::write(&om, text).unwrap();
+    let target = fs.0.join("imported");
+    let out = run(&["import", "openmetrics", utf8(&om), "--data", utf8(&target)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !target.exists(),
+        "a failed import left {}",
+        target.display()
+    );
+
+    // Space returns: both save.
+    std::fs::remove_file(&filler).unwrap();
+    let (code, body) = post("/api/v2/silences", silence);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = post(
+        &format!("/api/v1/lookout/alerts/{fp}/ack"),
+        r#"{"who": "alice", "comment": "x"}"#.into(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(lk.terminate().success());
+}
