@@ -238,6 +238,14 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
+        // Right after exec the kernel may still report 0 resident pages (RSS counters
+        // are synced lazily): wait until the child's own figure shows, so the
+        // assertion below reads a settled process (this raced in CI-like runs).
+        let me = procfs::process::Process::new(child.id() as i32).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while me.stat().map_or(0, |s| s.rss) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let c = ProcessGroupCollector::new(vec!["sleep".into(), "no-such-process".into()]);
         let mut out = Vec::new();
         c.collect(&mut out).unwrap();
