@@ -46,7 +46,7 @@ fn check_text(name: &str, text: &str) -> Result<(), String> {
         ));
     }
     let b = text.as_bytes();
-    let line_at = |i: usize| text[..i].bytes().filter(|c| *c == b'\n').count() + 1;
+    let line_at = |i: usize| b[..i].iter().filter(|c| **c == b'\n').count() + 1;
     let mut i = 0;
     let mut open: Option<usize> = None;
     while i < b.len() {

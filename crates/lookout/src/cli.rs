@@ -195,26 +195,7 @@ enum BenchCommand {
     },
     /// Run the server for a long while under series churn, queries, rules and the
     /// notifier, printing memory, query latency and scrape gaps per window.
-    Soak {
-        /// Active series scraped.
-        #[arg(long, default_value_t = 100_000)]
-        series: usize,
-        /// Share of the series replaced per hour.
-        #[arg(long, default_value_t = 0.1)]
-        churn: f64,
-        /// Queries per second (mixed instant, range, series, label values).
-        #[arg(long, default_value_t = 20.0)]
-        qps: f64,
-        /// How long to run (a Prometheus duration).
-        #[arg(long, default_value = "1h", value_parser = parse_duration_arg)]
-        duration: std::time::Duration,
-        /// Report every.
-        #[arg(long, default_value = "10m", value_parser = parse_duration_arg)]
-        window: std::time::Duration,
-        /// Scrape interval of the target.
-        #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
-        scrape_interval: std::time::Duration,
-    },
+    Soak(crate::bench::soak::SoakOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
     /// configuration, rule and Alertmanager files, templates, WAL segments, block files)
     /// with mutated inputs; exits 1 if any input crashes one.
@@ -427,23 +408,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } => {
                     crate::bench::queries::run(series, hours, runs, &prometheus, &promtool, work)?;
                 }
-                BenchCommand::Soak {
-                    series,
-                    churn,
-                    qps,
-                    duration,
-                    window,
-                    scrape_interval,
-                } => {
-                    crate::bench::soak::run(crate::bench::soak::SoakOptions {
-                        series,
-                        churn,
-                        qps,
-                        duration,
-                        window,
-                        scrape_interval,
-                    })?;
-                }
+                BenchCommand::Soak(o) => crate::bench::soak::run(o)?,
                 BenchCommand::Fuzz {
                     seconds,
                     seed,
@@ -503,6 +468,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// A clap value parser for Prometheus-style durations (`15s`, `10m`).
-fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     lookout_model::parse_duration(s)
 }

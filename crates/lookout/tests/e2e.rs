@@ -100,12 +100,7 @@ fn restart_keeps_what_was_queryable() {
 
     // A torn tail (a crash mid-write) is truncated with a warning; everything before it
     // is still served.
-    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(data.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    segments.sort();
+    let mut segments = wal_segments(&data);
     let wal = segments.pop().expect("a WAL segment");
     let mut bytes = std::fs::read(&wal).unwrap();
     bytes.extend_from_slice(&[0x40, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 2, 1, 2, 3]);
@@ -320,12 +315,7 @@ fn full_disk_is_an_error_not_a_corruption() {
     assert!(before > 0.0);
 
     // Fill the filesystem.
-    let filler = fs.0.join("filler");
-    {
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 << 10];
-        while std::io::Write::write_all(&mut f, &block).is_ok() {}
-    }
+    let filler = fs.fill();
     wait_until("storage to turn unhealthy", Duration::from_secs(15), || {
         storage_check(&lk).0 == "unhealthy"
     });

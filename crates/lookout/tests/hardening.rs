@@ -9,13 +9,7 @@ use common::*;
 use serde_json::Value;
 
 fn post_form(lk: &Lookout, path: &str, body: String) -> (u16, String) {
-    let r = http()
-        .post(format!("{}{}", lk.base, path))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.text().unwrap())
+    lk.post(path, "application/x-www-form-urlencoded", body)
 }
 
 /// Issue 12 item 1: 60,000 nested parentheses aborted the server; 20,000 chained `+`
@@ -68,16 +62,6 @@ fn issue_12_hostile_queries_neither_crash_nor_stall_and_sigterm_stops_a_query() 
         // The connection may close before the answer is written.
         Err(e) => assert!(!e.is_timeout(), "{e}"),
     }
-}
-
-fn wal_segments(data: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut segs: Vec<_> = std::fs::read_dir(data.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    segs.sort();
-    segs
 }
 
 /// Issue 12 item 4: one flipped byte in an old WAL segment deleted every later, intact
@@ -145,11 +129,7 @@ fn issue_12_hostile_http_clients_get_4xx_and_the_probes_keep_answering() {
     use std::io::Write;
     let fd_limit = lookout_server::listen::raise_fd_limit();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("alertmanager.yml"),
-        "route: { receiver: nobody }\nreceivers: [ { name: nobody } ]\n",
-    )
-    .unwrap();
+    write_silent_alertmanager(dir.path());
     let cfg = write_config(
         dir.path(),
         &format!(
@@ -223,13 +203,7 @@ fn issue_12_hostile_http_clients_get_4xx_and_the_probes_keep_answering() {
         "/api/v2/alerts",
         "/api/v2/silences",
     ] {
-        let r = http()
-            .post(format!("{}{path}", lk.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(big.clone())
-            .send()
-            .unwrap();
-        let code = r.status().as_u16();
+        let (code, _) = post_form(&lk, path, big.clone());
         assert!((400..500).contains(&code), "{path}: {code}");
     }
     let (code, body) = post_form(&lk, "/api/v1/query", "query=%ZZ&&=&".into());
@@ -239,13 +213,7 @@ fn issue_12_hostile_http_clients_get_4xx_and_the_probes_keep_answering() {
         ("/api/v2/silences", "{\"matchers\": [[[[["),
         ("/api/v2/alerts", "nul"),
     ] {
-        let r = http()
-            .post(format!("{}{path}", lk.base))
-            .header("content-type", "application/json")
-            .body(json)
-            .send()
-            .unwrap();
-        let code = r.status().as_u16();
+        let (code, _) = lk.post(path, "application/json", json);
         assert!((400..500).contains(&code), "{path} {json}: {code}");
     }
     probe(&lk);
@@ -390,25 +358,13 @@ fn issue_12_a_full_disk_fails_state_saves_and_imports_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let fs = TinyFs::mount(&dir.path().join("tiny"), "8m");
     let data = fs.0.join("data");
-    std::fs::write(
-        dir.path().join("alertmanager.yml"),
-        "route: { receiver: nobody }\nreceivers: [ { name: nobody } ]\n",
-    )
-    .unwrap();
+    write_silent_alertmanager(dir.path());
     let cfg = write_config(
         dir.path(),
         "global:\n  scrape_interval: 1s\nnotifier:\n  config_file: alertmanager.yml\n",
     );
     let lk = Lookout::start(&data, &cfg);
-    let post = |path: &str, body: String| {
-        let r = http()
-            .post(format!("{}{path}", lk.base))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.text().unwrap())
-    };
+    let post = |path: &str, body: String| lk.post(path, "application/json", body);
     let (code, _) = post(
         "/api/v2/alerts",
         r#"[{"labels": {"alertname": "DiskTest", "instance": "a"}}]"#.into(),
@@ -422,12 +378,7 @@ fn issue_12_a_full_disk_fails_state_saves_and_imports_cleanly() {
         lookout_model::format_rfc3339(lookout_model::now_ms())
     );
 
-    let filler = fs.0.join("filler");
-    {
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 << 10];
-        while std::io::Write::write_all(&mut f, &block).is_ok() {}
-    }
+    let filler = fs.fill();
     let (code, body) = post("/api/v2/silences", silence.clone());
     assert_eq!(code, 500, "{body}");
     assert!(body.contains("saving silences"), "{body}");

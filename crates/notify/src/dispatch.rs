@@ -692,11 +692,11 @@ impl Core {
             .map(|(fp, _)| *fp)
             .collect();
         let grace = self.oncall.in_grace(now);
-        let known: std::collections::HashSet<u64> = self.alerts.keys().copied().collect();
+        let alerts = &self.alerts;
         let acks = self.oncall.acks.len();
         self.oncall
             .acks
-            .retain(|fp, _| firing.contains(fp) || (grace && !known.contains(fp)));
+            .retain(|fp, _| firing.contains(fp) || (grace && !alerts.contains_key(fp)));
         if self.oncall.acks.len() != acks {
             let _ = self.oncall.save();
         }
@@ -888,11 +888,11 @@ impl Core {
             }
         }
         let grace = self.oncall.in_grace(now);
-        let known: std::collections::HashSet<u64> = self.alerts.keys().copied().collect();
+        let alerts = &self.alerts;
         let before = self.oncall.escalation.len();
         self.oncall
             .escalation
-            .retain(|k, _| alive.contains(k) || (grace && !known.contains(&k.1)));
+            .retain(|k, _| alive.contains(k) || (grace && !alerts.contains_key(&k.1)));
         if changed || before != self.oncall.escalation.len() {
             let _ = self.oncall.save();
         }

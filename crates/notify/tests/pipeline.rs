@@ -2,11 +2,8 @@
 //! grouping and timing, the webhook payload against a golden file, retries, inhibition,
 //! silences, the notification log across a restart, acknowledgement and escalation.
 
-use std::time::Duration;
-
 use lookout_model::Labels;
-use lookout_notify::dispatch::{Core, EscalationPolicy, Level, Options};
-use lookout_notify::matchers::parse_matchers;
+use lookout_notify::dispatch::{Core, Options};
 use lookout_notify::send::deliver;
 
 use lookout_notify::silence::{Silence, SilenceMatcher};
@@ -335,20 +332,7 @@ fn the_notification_log_prevents_duplicates_across_a_restart() {
 fn escalating(rx: &Http, dir: &std::path::Path) -> Core {
     let opts = Options {
         data_dir: Some(dir.to_path_buf()),
-        escalations: vec![EscalationPolicy {
-            name: "db-oncall".into(),
-            matchers: parse_matchers("severity=\"page\"").unwrap(),
-            levels: vec![
-                Level {
-                    receivers: vec!["pager".into()],
-                    timeout: Duration::from_secs(600),
-                },
-                Level {
-                    receivers: vec!["senior".into()],
-                    timeout: Duration::from_secs(600),
-                },
-            ],
-        }],
+        escalations: vec![support::db_oncall_policy()],
         ..Options::default()
     };
     Core::new(config(&rx.url, ""), opts).unwrap()

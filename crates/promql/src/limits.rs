@@ -54,16 +54,7 @@ fn depth_bound(query: &str) -> usize {
     while i < b.len() {
         let c = b[i];
         match c {
-            b'"' | b'\'' | b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    // Backquoted strings have no escapes.
-                    if b[i] == b'\\' && c != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
+            b'"' | b'\'' | b'`' => i = crate::position::string_end(b, i),
             b'#' => {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;

@@ -52,6 +52,20 @@ enum Tok<'a> {
 
 /// Splits `text` into the tokens the position search needs, with their byte offsets.
 /// Strings, `{…}` matchers and `[…]` ranges are single tokens.
+/// Where the string literal opened by the quote at `open` ends: the index of its closing
+/// quote, or the end of the text. Backquoted strings have no escapes.
+pub(crate) fn string_end(b: &[u8], open: usize) -> usize {
+    let q = b[open];
+    let mut i = open + 1;
+    while i < b.len() && b[i] != q {
+        if b[i] == b'\\' && q != b'`' {
+            i += 1;
+        }
+        i += 1;
+    }
+    i.min(b.len())
+}
+
 fn scan(text: &str) -> Vec<(usize, Tok<'_>)> {
     let b = text.as_bytes();
     let mut out = Vec::new();
@@ -71,14 +85,7 @@ fn scan(text: &str) -> Vec<(usize, Tok<'_>)> {
                 continue;
             }
             b'"' | b'\'' | b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    if b[i] == b'\\' && c != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
+                i = string_end(b, i) + 1;
                 out.push((start, Tok::Other));
                 continue;
             }
@@ -86,14 +93,7 @@ fn scan(text: &str) -> Vec<(usize, Tok<'_>)> {
                 let close = if c == b'{' { b'}' } else { b']' };
                 while i < b.len() && b[i] != close {
                     if matches!(b[i], b'"' | b'\'' | b'`') {
-                        let q = b[i];
-                        i += 1;
-                        while i < b.len() && b[i] != q {
-                            if b[i] == b'\\' && q != b'`' {
-                                i += 1;
-                            }
-                            i += 1;
-                        }
+                        i = string_end(b, i);
                     }
                     i += 1;
                 }

@@ -22,7 +22,6 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 20;
 #[derive(Debug)]
 pub struct QueryGate {
     permits: Arc<Semaphore>,
-    max: usize,
     running: Mutex<HashMap<u64, Arc<AtomicBool>>>,
     next: AtomicU64,
     stopping: AtomicBool,
@@ -58,19 +57,12 @@ impl Drop for CancelOnDrop {
 impl QueryGate {
     /// A gate letting `max_concurrency` (at least 1) pieces of work run at once.
     pub fn new(max_concurrency: usize) -> Self {
-        let max = max_concurrency.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(max)),
-            max,
+            permits: Arc::new(Semaphore::new(max_concurrency.max(1))),
             running: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         }
-    }
-
-    /// Most pieces of work that run at once.
-    pub fn max_concurrency(&self) -> usize {
-        self.max
     }
 
     /// Pieces of work running now.

@@ -24,29 +24,8 @@ use super::queries::{free_port, median};
 
 /// Serves `body` to every HTTP request on a free port, on a background thread.
 fn serve_static(body: String) -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    let port = l.local_addr()?.port();
-    let body = Arc::new(body);
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let body = Arc::clone(&body);
-            std::thread::spawn(move || {
-                let mut s = s;
-                let mut r = BufReader::new(s.try_clone().expect("clone socket"));
-                let mut line = String::new();
-                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                    body.len(),
-                    body
-                );
-            });
-        }
-    });
-    Ok(port)
+    let body: Arc<str> = body.into();
+    super::serve_exposition(move || Arc::clone(&body))
 }
 
 fn payload(series: usize) -> String {

@@ -31,6 +31,47 @@ use lookout_storage::Appendable;
 use lookout_tsdb::{Options, Tsdb};
 use prometheus_client::registry::Registry;
 
+/// Reads an HTTP request's head from `r`; returns its `Content-Length` (0 if none).
+pub(crate) fn read_request_head(r: &mut impl std::io::BufRead) -> usize {
+    let mut line = String::new();
+    let mut len = 0;
+    while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        line.clear();
+    }
+    len
+}
+
+/// Serves the exposition text `body()` returns to every HTTP request on a free port, on
+/// background threads; returns the port.
+pub(crate) fn serve_exposition<B: AsRef<str>>(
+    body: impl Fn() -> B + Send + Sync + 'static,
+) -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    let body = std::sync::Arc::new(body);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let body = std::sync::Arc::clone(&body);
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut r = std::io::BufReader::new(s.try_clone().expect("clone socket"));
+                read_request_head(&mut r);
+                let b = body();
+                let b = b.as_ref();
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                );
+            });
+        }
+    });
+    Ok(port)
+}
+
 /// Resident and peak resident memory of a process, in bytes, from /proc.
 fn rss(pid: &str) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -11,7 +11,7 @@
 //! two scrapes of the target as the server recorded them, and samples rejected. A flat
 //! RSS, no query or ingest stall over a second and nothing rejected are the goals.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,15 +23,26 @@ use serde_json::Value;
 use super::overhead::spawn;
 use super::queries::free_port;
 
-/// What to run.
-#[derive(Debug, Clone)]
+/// What to run (the command line of `lookout bench soak`).
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct SoakOptions {
+    /// Active series scraped.
+    #[arg(long, default_value_t = 100_000)]
     pub(crate) series: usize,
     /// Share of the series replaced per hour.
+    #[arg(long, default_value_t = 0.1)]
     pub(crate) churn: f64,
+    /// Queries per second (mixed instant, range, series, label values).
+    #[arg(long, default_value_t = 20.0)]
     pub(crate) qps: f64,
+    /// How long to run (a Prometheus duration).
+    #[arg(long, default_value = "1h", value_parser = crate::cli::parse_duration_arg)]
     pub(crate) duration: Duration,
+    /// Report every.
+    #[arg(long, default_value = "10m", value_parser = crate::cli::parse_duration_arg)]
     pub(crate) window: Duration,
+    /// Scrape interval of the target.
+    #[arg(long, default_value = "15s", value_parser = crate::cli::parse_duration_arg)]
     pub(crate) scrape_interval: Duration,
 }
 
@@ -56,29 +67,10 @@ fn body(series: usize, replaced: u64) -> String {
 
 /// Serves the churning exposition on a free port.
 fn serve_target(series: usize, churn: f64, started: Instant) -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    let port = l.local_addr()?.port();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let mut r = BufReader::new(s.try_clone().expect("clone socket"));
-                let mut line = String::new();
-                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let hours = started.elapsed().as_secs_f64() / 3600.0;
-                let replaced = (hours * churn * series as f64) as u64;
-                let b = body(series, replaced);
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
-                    b.len()
-                );
-            });
-        }
-    });
-    Ok(port)
+    super::serve_exposition(move || {
+        let hours = started.elapsed().as_secs_f64() / 3600.0;
+        body(series, (hours * churn * series as f64) as u64)
+    })
 }
 
 /// A webhook receiver that counts what it gets.
@@ -91,14 +83,7 @@ fn serve_sink(count: Arc<AtomicU64>) -> anyhow::Result<u16> {
             std::thread::spawn(move || {
                 let mut s = s;
                 let mut r = BufReader::new(s.try_clone().expect("clone socket"));
-                let mut line = String::new();
-                let mut len = 0usize;
-                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    line.clear();
-                }
+                let len = super::read_request_head(&mut r);
                 let mut b = vec![0u8; len];
                 let _ = std::io::Read::read_exact(&mut r, &mut b);
                 count.fetch_add(1, Ordering::Relaxed);

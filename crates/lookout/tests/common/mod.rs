@@ -78,6 +78,17 @@ impl Lookout {
         Self { child, base, log }
     }
 
+    /// POSTs `body` with `content_type`; the status and the body of the answer.
+    pub fn post(&self, path: &str, content_type: &str, body: impl Into<String>) -> (u16, String) {
+        let r = http()
+            .post(format!("{}{}", self.base, path))
+            .header("content-type", content_type)
+            .body(body.into())
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         let r = http().get(format!("{}{}", self.base, path)).send().unwrap();
         (r.status().as_u16(), r.text().unwrap())
@@ -190,4 +201,36 @@ impl Drop for TinyFs {
             .arg(&self.0)
             .status();
     }
+}
+
+impl TinyFs {
+    /// Fills the filesystem with a file (`filler`, in it) until writes fail; returns its
+    /// path, to remove when space should come back.
+    pub fn fill(&self) -> std::path::PathBuf {
+        let filler = self.0.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+        filler
+    }
+}
+
+/// The WAL segment files of a data directory, oldest first.
+pub fn wal_segments(data: &Path) -> Vec<std::path::PathBuf> {
+    let mut segs: Vec<_> = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// Writes `alertmanager.yml` in `dir`: one receiver that sends nowhere.
+pub fn write_silent_alertmanager(dir: &Path) {
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        "route: { receiver: nobody }\nreceivers: [ { name: nobody } ]\n",
+    )
+    .unwrap();
 }
