@@ -465,6 +465,10 @@ pub(crate) struct StorageConfig {
     /// Largest WAL segment file (default 32MB), as Prometheus's
     /// `--storage.tsdb.wal-segment-size`; at least 64KB.
     pub(crate) wal_segment_size: ByteSize,
+    /// Time range of a block cut from the head (default 2h), as Prometheus's
+    /// `--storage.tsdb.min-block-duration`: the head holds up to 1.5 times it. Between
+    /// 1m and 1d; shorter ranges make more, smaller blocks (tests and benchmarks).
+    pub(crate) block_duration: PromDuration,
     /// Most series in memory (default 0: unlimited).
     pub(crate) max_series: usize,
     /// Most labels per series (default 128).
@@ -485,6 +489,7 @@ impl Default for StorageConfig {
             out_of_order_window: ZeroableDuration(Duration::from_secs(600)),
             future_tolerance: ZeroableDuration(Duration::from_secs(600)),
             wal_segment_size: ByteSize(32 << 20),
+            block_duration: PromDuration(Duration::from_secs(2 * 3600)),
             max_series: 0,
             max_labels_per_series: 128,
             max_label_name_length: 1024,
@@ -551,7 +556,7 @@ impl Config {
             WalSync::Every(d) => format_duration(d),
         };
         format!(
-            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\n  max_concurrency: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  future_tolerance: {}\n  wal_segment_size: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
+            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\n  max_concurrency: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  future_tolerance: {}\n  wal_segment_size: {}\n  block_duration: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
             self.global.scrape_interval,
             format_duration(self.global.timeout()),
             self.global.evaluation_interval,
@@ -569,6 +574,7 @@ impl Config {
             format_duration(st.out_of_order_window.0),
             format_duration(st.future_tolerance.0),
             st.wal_segment_size.0,
+            st.block_duration,
             st.max_series,
             st.max_labels_per_series,
             st.max_label_name_length,
@@ -722,6 +728,13 @@ impl Config {
                 "not supported yet: {} (remove {} to start; nothing is ignored silently)",
                 unsupported.join(", "),
                 if unsupported.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        let block = self.storage.block_duration.0;
+        if block < Duration::from_secs(60) || block > Duration::from_secs(86_400) {
+            return Err(format!(
+                "storage.block_duration: {} is outside 1m to 1d",
+                self.storage.block_duration
             ));
         }
         if self.global.timeout() > self.global.scrape_interval.0 {
@@ -889,6 +902,15 @@ mod tests {
         );
         let e = Config::parse("storage:\n  retention_size: 5XB\n").unwrap_err();
         assert!(e.contains("retention_size"), "{e}");
+        let c = Config::parse("storage:\n  block_duration: 10m\n").unwrap();
+        assert_eq!(c.storage.block_duration.0, Duration::from_secs(600));
+        for bad in ["30s", "2d"] {
+            let e = Config::parse(&format!("storage:\n  block_duration: {bad}\n")).unwrap_err();
+            assert!(
+                e.contains("storage.block_duration") && e.contains(bad),
+                "{e}"
+            );
+        }
     }
 
     #[test]

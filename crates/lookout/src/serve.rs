@@ -58,6 +58,7 @@ pub(crate) fn storage_options(config: &Config) -> Options {
         ooo_window: st.out_of_order_window.0,
         future_tolerance: st.future_tolerance.0,
         wal_segment_size: st.wal_segment_size.0.max(64 << 10),
+        block_range: st.block_duration.0,
         limits: Limits {
             max_series: (st.max_series > 0).then_some(st.max_series),
             max_labels: st.max_labels_per_series,
