@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use lookout_model::{Labels, METRIC_NAME_LABEL, MatchOp, Matcher, Sample, is_stale_nan};
-use lookout_storage::{Queryable, SelectHints, Series};
+use lookout_storage::{Grid, Queryable, SelectHints, Series};
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 
@@ -389,6 +389,9 @@ struct Need<'e> {
     vs: &'e VectorSelector,
     mint: i64,
     maxt: i64,
+    /// Where an instant selector is read, when that is known before evaluation: the
+    /// store then returns one sample per series and step instead of every sample.
+    grid: Option<Grid>,
 }
 
 fn key(vs: &VectorSelector) -> usize {
@@ -435,7 +438,7 @@ impl<'a> Evaluator<'a> {
             regexes: Default::default(),
         };
         let mut needs = Vec::new();
-        ev.collect(expr, start, end, &mut needs);
+        ev.collect(expr, start, end, Some(step), &mut needs);
         let (lo, hi, too_long) = ev.extent.get();
         if too_long {
             return Err(Error::Parse(format!(
@@ -462,7 +465,7 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             let skey = (
-                format!("{:?}|{:?}", n.vs.name, n.vs.matchers),
+                format!("{:?}|{:?}|{:?}", n.vs.name, n.vs.matchers, n.grid),
                 n.mint,
                 n.maxt,
             );
@@ -474,6 +477,7 @@ impl<'a> Evaluator<'a> {
                 start: n.mint,
                 end: n.maxt,
                 func: None,
+                grid: n.grid,
             };
             let mut series = if n.vs.matchers.or_matchers.is_empty() {
                 q.select(&hints, &to_matchers(&n.vs.name, &n.vs.matchers.matchers)?)?
@@ -606,14 +610,39 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Records the data window each selector needs when `e` is evaluated in `[lo, hi]`.
-    fn collect<'e>(&self, e: &'e Expr, lo: i64, hi: i64, out: &mut Vec<Need<'e>>) {
+    /// Records the data window each selector needs when `e` is evaluated in `[lo, hi]`,
+    /// every `step` from `lo` (`None` inside a subquery, whose steps are its own).
+    fn collect<'e>(
+        &self,
+        e: &'e Expr,
+        lo: i64,
+        hi: i64,
+        step: Option<i64>,
+        out: &mut Vec<Need<'e>>,
+    ) {
         match e {
             Expr::VectorSelector(vs) => {
+                let pinned = self.at_time(&vs.at).is_some();
                 let (lo, hi) = self.pin(&vs.at, lo, hi);
                 let off = self.checked(offset_ms(&vs.offset));
                 let (mint, maxt) = self.reach(lo, hi, off, self.lookback);
-                out.push(Need { vs, mint, maxt });
+                // Read only at the steps (or the one time `@` pins it to), each step
+                // taking the newest sample at or before it.
+                let grid = match (pinned, step) {
+                    (true, _) => Some(0),
+                    (false, s) => s,
+                }
+                .map(|step| Grid {
+                    first: lo.saturating_sub(off),
+                    last: if pinned { lo } else { hi }.saturating_sub(off),
+                    step,
+                });
+                out.push(Need {
+                    vs,
+                    mint,
+                    maxt,
+                    grid,
+                });
             }
             Expr::MatrixSelector(ms) => {
                 let (lo, hi) = self.pin(&ms.vs.at, lo, hi);
@@ -624,6 +653,7 @@ impl<'a> Evaluator<'a> {
                     vs: &ms.vs,
                     mint,
                     maxt,
+                    grid: None,
                 });
             }
             Expr::Subquery(sq) => {
@@ -634,23 +664,23 @@ impl<'a> Evaluator<'a> {
                     self.checked(dur_ms(step));
                 }
                 let (mint, maxt) = self.reach(lo, hi, off, range);
-                self.collect(&sq.expr, mint, maxt, out);
+                self.collect(&sq.expr, mint, maxt, None, out);
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.collect(p, lo, hi, out);
+                    self.collect(p, lo, hi, step, out);
                 }
-                self.collect(&a.expr, lo, hi, out);
+                self.collect(&a.expr, lo, hi, step, out);
             }
-            Expr::Unary(u) => self.collect(&u.expr, lo, hi, out),
+            Expr::Unary(u) => self.collect(&u.expr, lo, hi, step, out),
             Expr::Binary(b) => {
-                self.collect(&b.lhs, lo, hi, out);
-                self.collect(&b.rhs, lo, hi, out);
+                self.collect(&b.lhs, lo, hi, step, out);
+                self.collect(&b.rhs, lo, hi, step, out);
             }
-            Expr::Paren(p) => self.collect(&p.expr, lo, hi, out),
+            Expr::Paren(p) => self.collect(&p.expr, lo, hi, step, out),
             Expr::Call(c) => {
                 for a in &c.args.args {
-                    self.collect(a, lo, hi, out);
+                    self.collect(a, lo, hi, step, out);
                 }
             }
             Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}

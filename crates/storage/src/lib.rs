@@ -70,6 +70,57 @@ pub trait Appender: Send {
     fn rollback(self: Box<Self>);
 }
 
+/// The points in time a selection is read at, when the reader only wants the newest
+/// sample at or before each point (PromQL's instant selectors: each step reads one
+/// sample per series). A store may then return only those samples; one that ignores
+/// the grid and returns every sample is also correct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// First point (ms).
+    pub first: i64,
+    /// Last point (ms, at least `first`).
+    pub last: i64,
+    /// Distance between points (ms); 0 or less: `first` is the only point.
+    pub step: i64,
+}
+
+impl Grid {
+    /// The first point at or after `t`, if any.
+    fn point_at_or_after(&self, t: i64) -> Option<i64> {
+        if t <= self.first {
+            return (self.first <= self.last).then_some(self.first);
+        }
+        if self.step <= 0 {
+            return None;
+        }
+        let (t, first, step) = (i128::from(t), i128::from(self.first), i128::from(self.step));
+        let p = first + (t - first + step - 1) / step * step;
+        (p <= i128::from(self.last)).then_some(p as i64)
+    }
+
+    /// The samples of `s` (ascending) that are the newest at or before some point: for
+    /// every point, the newest sample at or before it is the same in `s` and in the
+    /// result. At most one sample per point is kept.
+    pub fn thin(&self, s: &[Sample]) -> Vec<Sample> {
+        let mut out = Vec::new();
+        // The first point at or after the current sample; samples ascend, so it only
+        // moves forward, and is recomputed only when a sample passes it.
+        let mut p = i64::MIN;
+        for (i, x) in s.iter().enumerate() {
+            if x.t > p {
+                match self.point_at_or_after(x.t) {
+                    Some(q) => p = q,
+                    None => break,
+                }
+            }
+            if s.get(i + 1).is_none_or(|n| n.t > p) {
+                out.push(*x);
+            }
+        }
+        out
+    }
+}
+
 /// Hints for a select: the range and function the caller needs, so stores can skip data.
 #[derive(Debug, Clone, Default)]
 pub struct SelectHints {
@@ -79,6 +130,9 @@ pub struct SelectHints {
     pub end: i64,
     /// Name of the PromQL function the data feeds, if any.
     pub func: Option<String>,
+    /// The points the samples are read at, when only the newest at or before each is
+    /// needed ([`Grid::thin`]).
+    pub grid: Option<Grid>,
 }
 
 /// A series with its samples in ascending time order.
@@ -144,4 +198,73 @@ pub trait Querier {
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>>;
     /// Values of label `name` among series matching `matchers` (all if empty), sorted.
     fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The newest sample at or before `p`.
+    fn newest(s: &[Sample], p: i64) -> Option<Sample> {
+        s.iter().rev().find(|x| x.t <= p).copied()
+    }
+
+    #[test]
+    fn thinning_keeps_the_newest_sample_at_or_before_every_point() {
+        // A small linear congruential generator: varied series and grids, reproducibly.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for _ in 0..2000 {
+            let mut t = next(50) as i64 - 25;
+            let s: Vec<Sample> = (0..next(40))
+                .map(|i| {
+                    t += 1 + next(20) as i64;
+                    Sample::new(t, i as f64)
+                })
+                .collect();
+            let g = Grid {
+                first: next(100) as i64 - 30,
+                last: 0,
+                step: next(25) as i64,
+            };
+            let g = Grid {
+                last: g.first + next(400) as i64,
+                ..g
+            };
+            let thin = g.thin(&s);
+            let mut p = g.first;
+            let mut points = 0;
+            while p <= g.last {
+                assert_eq!(newest(&thin, p), newest(&s, p), "{g:?} at {p}: {s:?}");
+                points += 1;
+                if g.step <= 0 {
+                    break;
+                }
+                p += g.step;
+            }
+            assert!(
+                thin.len() <= points,
+                "{g:?}: {} kept for {points} points",
+                thin.len()
+            );
+            assert!(thin.windows(2).all(|w| w[0].t < w[1].t));
+        }
+        // Far ends of the time axis do not overflow: the points are MIN, -1 and MAX - 1.
+        let s = [
+            Sample::new(i64::MIN, 1.0),
+            Sample::new(i64::MAX - 1, 2.0),
+            Sample::new(i64::MAX, 3.0),
+        ];
+        let g = Grid {
+            first: i64::MIN,
+            last: i64::MAX,
+            step: i64::MAX,
+        };
+        assert_eq!(g.thin(&s), s[..2].to_vec());
+    }
 }

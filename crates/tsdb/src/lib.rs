@@ -1472,6 +1472,10 @@ impl Querier for TsdbQuerier<'_> {
                         continue;
                     }
                 };
+                let s = match &hints.grid {
+                    Some(g) => g.thin(&s),
+                    None => s,
+                };
                 if s.is_empty() {
                     continue;
                 }
@@ -1491,6 +1495,11 @@ impl Querier for TsdbQuerier<'_> {
                 context: format!("decoding head chunk of {ls}"),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             })?;
+            // Parts thinned apart keep, together, the newest sample before every point.
+            let s = match &hints.grid {
+                Some(g) => g.thin(&s),
+                None => s,
+            };
             if s.is_empty() {
                 continue;
             }
