@@ -1,6 +1,7 @@
 //! Issue 12: a bad timestamp or a damaged file never stops ingestion or loses data.
 
 use super::*;
+use lookout_storage::{Appendable, Queryable, SelectHints};
 
 fn opts() -> Options {
     Options {

@@ -1,5 +1,6 @@
 use super::*;
 use lookout_model::MatchOp;
+use lookout_storage::{Appendable, Queryable, SelectHints, Series};
 
 const H: i64 = 3_600_000;
 

@@ -1,0 +1,352 @@
+//! Appending: label checks, ordering and limits per sample, then a commit that writes
+//! the WAL before the head shows the batch.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use lookout_model::{Labels, Sample, now_ms};
+use lookout_storage::{Appendable, Appender, Error, Result, SeriesRef};
+
+use crate::head::{Head, Order};
+use crate::wal::{self, Record};
+use crate::{Inner, SyncPolicy, Tsdb, io_err, ms};
+
+impl Appendable for Tsdb {
+    fn appender(&self) -> Box<dyn Appender + '_> {
+        Box::new(TsdbAppender {
+            db: &self.inner,
+            max_t: now_ms().saturating_add(ms(self.inner.opts.future_tolerance)),
+            pending: Vec::new(),
+            new_labels: Vec::new(),
+            new_index: HashMap::new(),
+            newest: HashMap::new(),
+        })
+    }
+}
+
+/// A series in a batch: an existing head series, or one the batch will create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Ref(u32),
+    New(u32),
+}
+
+struct TsdbAppender<'a> {
+    db: &'a Inner,
+    /// The latest timestamp accepted: the wall clock when the appender was made plus the
+    /// future tolerance.
+    max_t: i64,
+    pending: Vec<(Key, Sample)>,
+    /// Labels of series this batch creates, by `Key::New` index.
+    new_labels: Vec<Labels>,
+    new_index: HashMap<Labels, u32>,
+    /// Newest timestamp per series in this batch.
+    newest: HashMap<Key, i64>,
+}
+
+impl TsdbAppender<'_> {
+    fn check_labels(&self, labels: &Labels) -> Result<()> {
+        let lim = &self.db.opts.limits;
+        let bad = |reason: &str| {
+            Err(Error::InvalidLabels {
+                labels: labels.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if labels.is_empty() {
+            return bad("empty label set");
+        }
+        if labels.metric_name().is_none() {
+            return bad("missing metric name (__name__)");
+        }
+        if labels.iter().any(|l| l.name.is_empty()) {
+            return bad("empty label name");
+        }
+        let limit = |what, limit, detail: String| {
+            self.db.metrics.limit_rejections.inc();
+            Err(Error::LimitExceeded {
+                what,
+                limit,
+                detail,
+            })
+        };
+        // The configured limits, capped by what a WAL series record can hold.
+        let max_labels = lim.max_labels.min(wal::MAX_LABELS);
+        let max_name = lim.max_label_name_len.min(wal::MAX_LABEL_NAME);
+        if labels.len() > max_labels {
+            return limit(
+                "labels per series",
+                max_labels,
+                format!("{} has {} labels", short(labels), labels.len()),
+            );
+        }
+        let bytes: usize = labels.iter().map(|l| l.name.len() + l.value.len()).sum();
+        if bytes > wal::MAX_SERIES_BYTES {
+            return limit(
+                "label bytes per series",
+                wal::MAX_SERIES_BYTES,
+                format!("{} has {bytes} bytes of labels", short(labels)),
+            );
+        }
+        for l in labels {
+            if l.name.len() > max_name {
+                return limit(
+                    "label name length",
+                    max_name,
+                    format!("label name of {} bytes in {}", l.name.len(), short(labels)),
+                );
+            }
+            if l.value.len() > lim.max_label_value_len {
+                return limit(
+                    "label value length",
+                    lim.max_label_value_len,
+                    format!(
+                        "value of label {:?} has {} bytes in {}",
+                        l.name,
+                        l.value.len(),
+                        short(labels)
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A label set shortened for error messages.
+fn short(ls: &Labels) -> String {
+    let s = ls.to_string();
+    if s.len() > 200 {
+        let cut = s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len());
+        format!("{}…", &s[..cut])
+    } else {
+        s
+    }
+}
+
+/// Classifies `s` for a series whose head holds samples (via `head`) and which already has
+/// `batch` samples in this appender.
+fn classify(head: &Head, r: Option<u32>, batch: &[Sample], s: Sample) -> Order {
+    if let Some(b) = batch.iter().find(|b| b.t == s.t) {
+        return if b.v.to_bits() == s.v.to_bits() {
+            Order::Duplicate
+        } else {
+            Order::Conflict
+        };
+    }
+    let head_order = r.map_or(Order::Newest, |r| head.order(r, s.t, s.v));
+    match head_order {
+        Order::Newest if batch.iter().any(|b| b.t > s.t) => Order::Older,
+        other => other,
+    }
+}
+
+impl Appender for TsdbAppender<'_> {
+    fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef> {
+        let db = self.db;
+        if db.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if t > self.max_t {
+            db.metrics.rejected.inc();
+            db.metrics.future_rejections.inc();
+            let series = short(labels);
+            db.future.record(&series, t, self.max_t, now_ms());
+            return Err(Error::TooFarInFuture {
+                series,
+                t,
+                max_t: self.max_t,
+            });
+        }
+        let s = Sample::new(t, v);
+        let min_valid = db.min_valid.load(Ordering::Acquire);
+        let head = db.head.read().expect("lock poisoned");
+        let r = head.get_ref(labels);
+        let key = match r {
+            Some(r) => Some(Key::Ref(r)),
+            None => self.new_index.get(labels).map(|i| Key::New(*i)),
+        };
+        if key.is_none() {
+            self.check_labels(labels)?;
+            if let Some(max) = db.opts.limits.max_series
+                && head.num_series() + self.new_labels.len() >= max
+            {
+                db.metrics.limit_rejections.inc();
+                return Err(Error::LimitExceeded {
+                    what: "series",
+                    limit: max,
+                    detail: format!("cannot add {}", short(labels)),
+                });
+            }
+        }
+        if t < min_valid {
+            db.metrics.rejected.inc();
+            return Err(Error::OutOfBounds {
+                series: short(labels),
+                t,
+                min_t: min_valid,
+            });
+        }
+        let batch_newest = key.and_then(|k| self.newest.get(&k).copied());
+        // Only a sample not after this batch's newest needs the batch's other samples.
+        let batch: Vec<Sample> = match (key, batch_newest) {
+            (Some(k), Some(n)) if t <= n => self
+                .pending
+                .iter()
+                .filter(|(pk, _)| *pk == k)
+                .map(|(_, x)| *x)
+                .collect(),
+            _ => Vec::new(),
+        };
+        match classify(&head, r, &batch, s) {
+            Order::Newest if batch_newest.is_none_or(|n| t > n) => {}
+            Order::Newest | Order::Older => {
+                let newest = r
+                    .and_then(|r| head.get(r))
+                    .and_then(|m| m.max_t())
+                    .into_iter()
+                    .chain(batch_newest)
+                    .max()
+                    .unwrap_or(t);
+                if t < newest - ms(db.opts.ooo_window) {
+                    db.metrics.rejected.inc();
+                    return Err(Error::OutOfOrder {
+                        series: short(labels),
+                        t,
+                        last_t: newest,
+                    });
+                }
+                db.metrics.ooo_accepted.inc();
+            }
+            Order::Duplicate => return Ok(r.map_or(u64::MAX, u64::from)),
+            Order::Conflict => {
+                db.metrics.rejected.inc();
+                return Err(Error::DuplicateSample {
+                    series: short(labels),
+                    t,
+                });
+            }
+        }
+        drop(head);
+        let key = key.unwrap_or_else(|| {
+            let i = self.new_labels.len() as u32;
+            self.new_labels.push(labels.clone());
+            self.new_index.insert(labels.clone(), i);
+            Key::New(i)
+        });
+        let e = self.newest.entry(key).or_insert(t);
+        *e = (*e).max(t);
+        self.pending.push((key, s));
+        Ok(r.map_or(u64::MAX, u64::from))
+    }
+
+    /// Committers take the WAL first, so they commit one at a time in log order. The
+    /// head's write lock is held twice, briefly: to create the batch's series and check
+    /// its samples against the head, then to apply them; the WAL write and its fsync
+    /// happen in between with the head unlocked, so queries never wait for the disk. No
+    /// other commit can run between the check and the apply (the WAL lock is held), so the
+    /// check still holds; a block cut in between only raises `min_valid`, re-checked.
+    fn commit(self: Box<Self>) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let db = self.db;
+        let mut wal = db.wal.lock().expect("lock poisoned");
+        let mut unlogged = db.unlogged.lock().expect("lock poisoned");
+        let mut recs = Vec::new();
+        let mut created: Vec<u32> = Vec::new();
+        let mut relogged: Vec<u32> = Vec::new();
+        {
+            let mut head = db.head.write().expect("lock poisoned");
+            let min_valid = db.min_valid.load(Ordering::Acquire);
+            if !unlogged.is_empty() {
+                for (key, _) in &self.pending {
+                    if let Key::Ref(r) = key
+                        && unlogged.contains(r)
+                        && !relogged.contains(r)
+                        && let Some(labels) = head.labels_of(*r)
+                    {
+                        relogged.push(*r);
+                        recs.push(Record::Series {
+                            sref: u64::from(*r),
+                            labels,
+                        });
+                    }
+                }
+            }
+            // Resolve the series this batch creates (another appender may have created them).
+            let mut new_refs = Vec::with_capacity(self.new_labels.len());
+            for ls in &self.new_labels {
+                let r = match head.get_ref(ls) {
+                    Some(r) => r,
+                    None => {
+                        let r = head.next_ref();
+                        head.create(r, ls);
+                        created.push(r);
+                        recs.push(Record::Series {
+                            sref: r as u64,
+                            labels: ls.clone(),
+                        });
+                        r
+                    }
+                };
+                new_refs.push(r);
+            }
+            let mut batch = Vec::with_capacity(self.pending.len());
+            for (key, s) in &self.pending {
+                let r = match key {
+                    Key::Ref(r) => *r,
+                    Key::New(i) => new_refs[*i as usize],
+                };
+                if s.t < min_valid {
+                    db.metrics.rejected.inc();
+                    continue;
+                }
+                // Re-check against the head: another appender may have committed since.
+                // Samples of this batch were already checked against each other.
+                match head.order(r, s.t, s.v) {
+                    Order::Newest | Order::Older => batch.push((r as u64, s.t, s.v)),
+                    Order::Duplicate => {}
+                    Order::Conflict => {
+                        db.metrics.rejected.inc();
+                    }
+                }
+            }
+            recs.push(Record::Samples(batch));
+        }
+        let mut res = wal.append(&recs);
+        if res.is_ok() && db.opts.sync == SyncPolicy::Always {
+            res = wal.sync();
+        }
+        db.record_io(res.as_ref().err());
+        if let Err(e) = res {
+            // The series stay (another appender may already refer to them) and are
+            // logged by the next commit that uses them.
+            unlogged.extend(created);
+            return Err(io_err("writing WAL")(e));
+        }
+        for r in relogged {
+            unlogged.remove(&r);
+        }
+        drop(unlogged);
+        db.metrics.wal_bytes.set(wal.size() as i64);
+        let Some(Record::Samples(batch)) = recs.pop() else {
+            unreachable!("pushed above")
+        };
+        let mut head = db.head.write().expect("lock poisoned");
+        drop(wal);
+        let min_valid = db.min_valid.load(Ordering::Acquire);
+        let mut applied = 0u64;
+        for (r, t, v) in &batch {
+            if *t >= min_valid {
+                head.append(*r as u32, *t, *v);
+                applied += 1;
+            }
+        }
+        db.metrics.appended.inc_by(applied);
+        db.metrics.head_series.set(head.num_series() as i64);
+        Ok(())
+    }
+
+    fn rollback(self: Box<Self>) {}
+}

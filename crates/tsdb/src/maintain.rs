@@ -1,0 +1,372 @@
+//! Maintenance: cutting blocks from the head, checkpointing the WAL, compacting
+//! blocks, retention and deletion. Runs on the maintenance thread (or when asked), one
+//! pass at a time.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use lookout_model::{Labels, Matcher, Sample};
+use lookout_storage::{Error, Result};
+
+use crate::block::{Block, BlockWriter, PageCache};
+use crate::wal::{self, Record};
+use crate::{Inner, block_err, head, io_err, ms};
+
+impl Inner {
+    pub(crate) fn maintain(&self, now: i64) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _g = self.maint.lock().expect("lock poisoned");
+        let r = ms(self.opts.block_range);
+        let mut cut = false;
+        loop {
+            let range = self.head.read().expect("lock poisoned").time_range();
+            let Some((lo, hi)) = range else { break };
+            // Cut by the wall clock, not only by the newest sample: a sample from the
+            // future (one that slipped in before the tolerance existed, or a clock that
+            // jumped back) must not cut blocks up to it and reject everything after.
+            let hi = hi.min(now);
+            let start = lo.div_euclid(r) * r;
+            if hi - start < r + r / 2 {
+                break;
+            }
+            self.cut_block(start, start + r)?;
+            cut = true;
+        }
+        if cut {
+            self.checkpoint()?;
+        }
+        self.compact()?;
+        self.retention(now)?;
+        Ok(())
+    }
+
+    /// Writes the head's samples in `[start, end)` into a block, then drops them from the head.
+    pub(crate) fn cut_block(&self, start: i64, end: i64) -> Result<()> {
+        {
+            // From now on, appends below `end` are out of bounds: the block will hold them.
+            let _head = self.head.write().expect("lock poisoned");
+            self.min_valid.fetch_max(end, Ordering::AcqRel);
+        }
+        let started = std::time::Instant::now();
+        let parent = self.dir.join("blocks");
+        let mut w = BlockWriter::new(&parent, start, end, 1).map_err(block_err)?;
+        let refs = self.head.read().expect("lock poisoned").refs();
+        for r in refs {
+            let (labels, data) = {
+                let head = self.head.read().expect("lock poisoned");
+                (head.labels_of(r), head.data(r, start, end - 1))
+            };
+            let (Some(labels), Some(data)) = (labels, data) else {
+                continue;
+            };
+            let samples = match data.decode(start, end - 1) {
+                Ok(s) => s,
+                Err(e) => {
+                    w.abort();
+                    return Err(Error::Io {
+                        context: format!("reading head series {labels}"),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    });
+                }
+            };
+            if let Err(e) = w.add(labels, &samples) {
+                w.abort();
+                return Err(block_err(e));
+            }
+        }
+        if let Some(meta) = w.finish().map_err(block_err)? {
+            let b = Block::open(&parent.join(&meta.id)).map_err(block_err)?;
+            tracing::info!(
+                id = %meta.id,
+                min_time = start,
+                max_time = end,
+                series = meta.stats.series,
+                samples = meta.stats.samples,
+                bytes = b.chunks_bytes + b.index_bytes,
+                elapsed = ?started.elapsed(),
+                "Block written from head"
+            );
+            let mut blocks = self.blocks.write().expect("lock poisoned");
+            blocks.push(Arc::new(b));
+            blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
+            self.metrics.blocks.set(blocks.len() as i64);
+        }
+        let mut head = self.head.write().expect("lock poisoned");
+        head.truncate_before(end);
+        self.metrics.head_series.set(head.num_series() as i64);
+        self.metrics.head_symbols.set(head.num_symbols() as i64);
+        Ok(())
+    }
+
+    /// Rotates the WAL and replaces every finished segment with a checkpoint of the head.
+    ///
+    /// The WAL stays locked from the rotation to the end of the snapshot, so the snapshot
+    /// holds exactly what segments up to the rotated one hold; the head is only read-locked
+    /// (queries go on), sealed chunks are shared rather than copied, and the checkpoint is
+    /// written with no lock held.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let (done, recs) = {
+            let mut wal = self.wal.lock().expect("lock poisoned");
+            let done = wal.rotate().map_err(io_err("rotating WAL segment"))?;
+            let head = self.head.read().expect("lock poisoned");
+            let mut recs = Vec::new();
+            for r in head.refs() {
+                let (Some(labels), Some(s)) = (head.labels_of(r), head.get(r)) else {
+                    continue;
+                };
+                recs.push(Record::Series {
+                    sref: r as u64,
+                    labels,
+                });
+                for c in &s.chunks {
+                    recs.push(Record::Chunk {
+                        sref: r as u64,
+                        data: Arc::clone(&c.data),
+                    });
+                }
+                if !s.open.is_empty() {
+                    recs.push(Record::Chunk {
+                        sref: r as u64,
+                        data: s.open.seal().into(),
+                    });
+                }
+                if !s.ooo.is_empty() {
+                    recs.push(Record::Samples(
+                        s.ooo.iter().map(|x| (r as u64, x.t, x.v)).collect(),
+                    ));
+                }
+            }
+            (done, recs)
+        };
+        let dir = self.wal.lock().expect("lock poisoned").dir().to_path_buf();
+        wal::write_checkpoint(&dir, done, recs.into_iter())
+            .map_err(io_err("writing WAL checkpoint"))?;
+        let size = self.wal.lock().expect("lock poisoned").size();
+        self.metrics.wal_bytes.set(size as i64);
+        Ok(())
+    }
+
+    /// Compacts adjacent blocks inside one 12 h (then 3 d) window once the head has moved past it.
+    pub(crate) fn compact(&self) -> Result<()> {
+        let r = ms(self.opts.block_range);
+        for window in [r * 6, r * 36] {
+            loop {
+                let group: Vec<Arc<Block>> = {
+                    let blocks = self.blocks.read().expect("lock poisoned");
+                    // Windows below the newest block's end (imported blocks included) hold
+                    // no more head data; queries merge anything that overlaps anyway.
+                    let limit = self.min_valid.load(Ordering::Acquire).max(
+                        blocks
+                            .iter()
+                            .map(|b| b.meta.max_time)
+                            .max()
+                            .unwrap_or(i64::MIN),
+                    );
+                    let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+                    for b in blocks.iter() {
+                        if b.meta.max_time - b.meta.min_time >= window {
+                            continue;
+                        }
+                        let k = b.meta.min_time.div_euclid(window);
+                        if b.meta.max_time > (k + 1) * window {
+                            continue;
+                        }
+                        groups.entry(k).or_default().push(Arc::clone(b));
+                    }
+                    groups
+                        .into_iter()
+                        .find(|(k, g)| g.len() >= 2 && (k + 1) * window <= limit)
+                        .map(|(_, g)| g)
+                        .unwrap_or_default()
+                };
+                if group.is_empty() {
+                    break;
+                }
+                self.merge_blocks(&group, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one block holding every sample of `group` (minus `delete`), then swaps it in.
+    pub(crate) fn merge_blocks(
+        &self,
+        group: &[Arc<Block>],
+        delete: Option<(&[Matcher], i64, i64)>,
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
+        let min = group.iter().map(|b| b.meta.min_time).min().unwrap_or(0);
+        let max = group.iter().map(|b| b.meta.max_time).max().unwrap_or(0);
+        let level =
+            group.iter().map(|b| b.meta.level).max().unwrap_or(1) + u32::from(delete.is_none());
+        let parent = self.dir.join("blocks");
+        let mut w = BlockWriter::new(&parent, min, max, level).map_err(block_err)?;
+        w.set_parents(group.iter().map(|b| b.meta.id.clone()).collect());
+        w.set_imported(group.iter().all(|b| b.meta.imported));
+        let all = vec![
+            Matcher::new(
+                lookout_model::MatchOp::Regex,
+                lookout_model::METRIC_NAME_LABEL,
+                ".*",
+            )
+            .expect("valid regex"),
+        ];
+        let mut labels: BTreeMap<Labels, Vec<(usize, u32)>> = BTreeMap::new();
+        for (i, b) in group.iter().enumerate() {
+            for r in b.select(&all) {
+                labels.entry(b.labels(r)).or_default().push((i, r));
+            }
+        }
+        let deleted: HashSet<Labels> = match delete {
+            Some((ms_, _, _)) => group
+                .iter()
+                .flat_map(|b| {
+                    b.select(ms_)
+                        .into_iter()
+                        .map(|r| b.labels(r))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            None => HashSet::new(),
+        };
+        let mut cache = PageCache::default();
+        for (ls, refs) in labels {
+            let mut samples: Vec<Sample> = Vec::new();
+            for (i, r) in refs {
+                let s = group[i]
+                    .samples(r, i64::MIN, i64::MAX, &mut cache)
+                    .map_err(block_err)?;
+                samples = head::merge(samples, s);
+            }
+            if let Some((_, dmin, dmax)) = delete
+                && deleted.contains(&ls)
+            {
+                samples.retain(|s| s.t < dmin || s.t > dmax);
+            }
+            w.add(ls, &samples).map_err(block_err)?;
+        }
+        let meta = w.finish().map_err(block_err)?;
+        let new = match &meta {
+            Some(m) => Some(Arc::new(
+                Block::open(&parent.join(&m.id)).map_err(block_err)?,
+            )),
+            None => None,
+        };
+        {
+            let mut blocks = self.blocks.write().expect("lock poisoned");
+            blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
+            if let Some(n) = &new {
+                blocks.push(Arc::clone(n));
+            }
+            blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
+            self.metrics.blocks.set(blocks.len() as i64);
+        }
+        for b in group {
+            let _ = std::fs::remove_dir_all(&b.dir);
+        }
+        self.metrics.compactions.inc();
+        tracing::info!(
+            sources = group.len(),
+            min_time = min,
+            max_time = max,
+            level,
+            elapsed = ?started.elapsed(),
+            "Blocks compacted"
+        );
+        Ok(())
+    }
+
+    pub(crate) fn retention(&self, now: i64) -> Result<()> {
+        let cutoff = now.saturating_sub(ms(self.opts.retention));
+        let mut doomed: Vec<Arc<Block>> = Vec::new();
+        {
+            let mut blocks = self.blocks.write().expect("lock poisoned");
+            blocks.retain(|b| {
+                let keep = b.meta.max_time > cutoff;
+                if !keep {
+                    doomed.push(Arc::clone(b));
+                }
+                keep
+            });
+            if let Some(limit) = self.opts.retention_size {
+                let wal = self.wal.lock().expect("lock poisoned").size();
+                let mut total: u64 = wal
+                    + blocks
+                        .iter()
+                        .map(|b| b.chunks_bytes + b.index_bytes)
+                        .sum::<u64>();
+                while total > limit && !blocks.is_empty() {
+                    let b = blocks.remove(0);
+                    total -= b.chunks_bytes + b.index_bytes;
+                    doomed.push(b);
+                }
+            }
+            self.metrics.blocks.set(blocks.len() as i64);
+        }
+        for b in &doomed {
+            tracing::info!(id = %b.meta.id, max_time = b.meta.max_time, "Block deleted by retention");
+            std::fs::remove_dir_all(&b.dir)
+                .map_err(io_err(format!("deleting {}", b.dir.display())))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn delete_series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<usize> {
+        let _g = self.maint.lock().expect("lock poisoned");
+        let mut touched: HashSet<Labels> = HashSet::new();
+        {
+            // The WAL before the head, as commits take them; the deletion is logged (and
+            // fsynced) with only a read lock on the head, then applied.
+            let mut wal = self.wal.lock().expect("lock poisoned");
+            let refs = self.head.read().expect("lock poisoned").select(matchers);
+            let recs: Vec<Record> = refs
+                .iter()
+                .map(|r| Record::Delete {
+                    sref: *r as u64,
+                    mint,
+                    maxt,
+                })
+                .collect();
+            if !recs.is_empty() {
+                let res = wal.append(&recs).and_then(|()| wal.sync());
+                self.record_io(res.as_ref().err());
+                res.map_err(io_err("logging deletion to the WAL"))?;
+            }
+            let mut head = self.head.write().expect("lock poisoned");
+            drop(wal);
+            for r in refs {
+                if let Some(ls) = head.labels_of(r) {
+                    touched.insert(ls);
+                }
+                head.delete_range(r, mint, maxt);
+            }
+        }
+        let affected: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .expect("lock poisoned")
+            .iter()
+            .filter(|b| b.meta.min_time <= maxt && b.meta.max_time > mint)
+            .filter(|b| {
+                let refs = b.select(matchers);
+                refs.iter().for_each(|r| {
+                    touched.insert(b.labels(*r));
+                });
+                refs.iter().any(|r| b.overlaps(*r, mint, maxt))
+            })
+            .cloned()
+            .collect();
+        for b in affected {
+            self.merge_blocks(std::slice::from_ref(&b), Some((matchers, mint, maxt)))?;
+        }
+        Ok(touched.len())
+    }
+}
