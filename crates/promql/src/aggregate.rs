@@ -11,9 +11,9 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use crate::engine::Evaluator;
+use crate::engine::{Evaluator, NodeId};
 use crate::error::{Result, exec};
-use crate::functions::kahan_inc;
+use crate::numeric::kahan_inc;
 use crate::value::{Value, VecSample};
 
 #[derive(Default)]
@@ -206,10 +206,9 @@ fn count_values(
 
 /// The grouping key of `ls`, memoised per aggregation node for the whole query.
 fn group_key(ev: &Evaluator<'_>, a: &AggregateExpr, ls: &Labels) -> Labels {
-    ev.memo_labels(
-        (a as *const AggregateExpr as usize, ls.clone(), None),
-        || group_labels(ls, &a.modifier),
-    )
+    ev.memo_labels((NodeId::of(a), ls.clone(), None), || {
+        group_labels(ls, &a.modifier)
+    })
 }
 
 /// Which group each input sample falls in, for one list of input series: a range query
@@ -223,8 +222,8 @@ pub(crate) struct GroupPlan {
 }
 
 fn group_plan(ev: &Evaluator<'_>, a: &AggregateExpr, input: &[VecSample]) -> Rc<GroupPlan> {
-    let node = a as *const AggregateExpr as usize;
-    if let Some(p) = ev.group_plans.borrow().get(&node)
+    let node = NodeId::of(a);
+    if let Some(p) = ev.cache.group_plans.borrow().get(&node)
         && p.input.len() == input.len()
         && p.input.iter().zip(input).all(|(x, y)| x.ptr_eq(&y.labels))
     {
@@ -247,7 +246,7 @@ fn group_plan(ev: &Evaluator<'_>, a: &AggregateExpr, input: &[VecSample]) -> Rc<
         slots,
         keys,
     });
-    ev.group_plans.borrow_mut().insert(node, p.clone());
+    ev.cache.group_plans.borrow_mut().insert(node, p.clone());
     p
 }
 

@@ -8,7 +8,7 @@ use lookout_model::{Labels, METRIC_NAME_LABEL};
 use promql_parser::parser::token::*;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use crate::engine::Evaluator;
+use crate::engine::{Evaluator, NodeId};
 use crate::error::{Result, exec};
 use crate::value::{Value, VecSample};
 
@@ -45,7 +45,7 @@ fn elem(op: u16, l: f64, r: f64) -> (f64, bool) {
 /// series at every step, so each is computed once.
 pub(crate) struct Memo<'a> {
     ev: &'a Evaluator<'a>,
-    node: usize,
+    node: NodeId,
 }
 
 impl Memo<'_> {
@@ -82,6 +82,16 @@ fn signature(ls: &Labels, matching: &Option<LabelModifier>) -> Labels {
 }
 
 /// Evaluates a binary expression at `ts`.
+/// The value an output sample gets from `elem`'s `(value, keep)`, or `None` when a
+/// comparison filters it out; with `bool`, comparisons give 1 or 0 and filter nothing.
+fn outcome(value: f64, keep: bool, return_bool: bool) -> Option<f64> {
+    if return_bool {
+        Some(if keep { 1.0 } else { 0.0 })
+    } else {
+        keep.then_some(value)
+    }
+}
+
 pub(crate) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value> {
     let op = b.op.id();
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
@@ -89,7 +99,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value>
     let rhs = ev.eval(&b.rhs, ts)?;
     let memo = Memo {
         ev,
-        node: b as *const BinaryExpr as usize,
+        node: NodeId::of(b),
     };
     match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => {
@@ -135,18 +145,13 @@ fn vector_scalar(
     let mut out = Vec::with_capacity(v.len());
     for smp in v {
         let (l, r) = if swap { (s, smp.v) } else { (smp.v, s) };
-        let (mut value, mut keep) = elem(op, l, r);
-        if is_comparison(op) && swap {
-            value = r;
-        }
-        if return_bool {
-            value = if keep { 1.0 } else { 0.0 };
-            keep = true;
-        }
-        if keep {
+        let (value, keep) = elem(op, l, r);
+        // A filtering comparison keeps the vector's own value, on either side.
+        let value = if is_comparison(op) && swap { r } else { value };
+        if let Some(v) = outcome(value, keep, return_bool) {
             out.push(VecSample {
                 labels: smp.labels,
-                v: value,
+                v,
                 drop_name: smp.drop_name || drops_name(op) || return_bool,
             });
         }
@@ -294,7 +299,7 @@ fn vector_vector(
 ) -> Result<Vec<VecSample>> {
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    if let Some(p) = memo.ev.match_plans.borrow().get(&memo.node)
+    if let Some(p) = memo.ev.cache.match_plans.borrow().get(&memo.node)
         && p.fits(&many, &one)
     {
         let mut out = Vec::with_capacity(p.pairs.len());
@@ -305,15 +310,11 @@ fn vector_vector(
             } else {
                 (ls.v, rs.v)
             };
-            let (mut value, mut keep) = elem(op, l, r);
-            if return_bool {
-                value = if keep { 1.0 } else { 0.0 };
-                keep = true;
-            }
-            if keep {
+            let (value, keep) = elem(op, l, r);
+            if let Some(v) = outcome(value, keep, return_bool) {
                 out.push(VecSample {
                     labels: labels.clone(),
-                    v: value,
+                    v,
                     drop_name: ls.drop_name || return_bool,
                 });
             }
@@ -328,7 +329,7 @@ fn vector_vector(
             rhs: one.iter().map(|s| s.labels.clone()).collect(),
             pairs,
         };
-        memo.ev.match_plans.borrow_mut().insert(memo.node, p);
+        memo.ev.cache.match_plans.borrow_mut().insert(memo.node, p);
     }
     vector_match(memo, op, many, one, matching, card, return_bool)
 }
@@ -383,14 +384,10 @@ fn vector_match(
         } else {
             (ls.v, rs.v)
         };
-        let (mut value, mut keep) = elem(op, l, r);
-        if return_bool {
-            value = if keep { 1.0 } else { 0.0 };
-            keep = true;
-        }
-        if !keep {
+        let (value, keep) = elem(op, l, r);
+        let Some(value) = outcome(value, keep, return_bool) else {
             continue;
-        }
+        };
         // Arithmetic removes the name at once (as upstream's resultMetric does even with
         // delayed name removal); comparisons with `bool` mark it.
         let labels = memo.result(&ls.labels, &rs.labels, op, matching, card);

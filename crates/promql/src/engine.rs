@@ -322,15 +322,31 @@ pub(crate) fn to_matchers(name: &Option<String>, ms: &[PMatcher]) -> Result<Vec<
     Ok(out)
 }
 
+/// Identity of one node of the query's syntax tree, for what is kept per node during
+/// one query (loaded data, caches, plans, source positions).
+///
+/// promql-parser's tree carries no ids; it is borrowed, unmoved, for the whole query, so
+/// a node's address names it. This is the one place that takes addresses: two nodes
+/// never share one, because children are boxed, not stored inside their parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct NodeId(usize);
+
+impl NodeId {
+    /// The id of `node` (an `Expr`, or a node struct inside one).
+    pub(crate) fn of<T>(node: &T) -> Self {
+        Self(std::ptr::from_ref(node).addr())
+    }
+}
+
 /// Key of a derived label set: expression node, input labels, and a second input.
-pub(crate) type LabelMemoKey = (usize, Labels, Option<Labels>);
+pub(crate) type LabelMemoKey = (NodeId, Labels, Option<Labels>);
 
 /// Per-query evaluation state: the loaded data and limits.
 pub(crate) struct Evaluator<'a> {
     /// The query text, and where its function and aggregation arguments start (for the
     /// `line:col` annotations end with).
     text: String,
-    positions: HashMap<usize, usize>,
+    positions: HashMap<NodeId, usize>,
     pub(crate) start: i64,
     pub(crate) end: i64,
     pub(crate) lookback: i64,
@@ -338,9 +354,9 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) step: i64,
     sub_step: i64,
     /// The series each selector node reads: an index into `loaded`.
-    data: HashMap<usize, usize>,
+    data: HashMap<NodeId, usize>,
     /// Native-histogram series of each selector, when the store has any.
-    histograms: HashMap<usize, Vec<lookout_storage::HistogramSeries>>,
+    histograms: HashMap<NodeId, Vec<lookout_storage::HistogramSeries>>,
     /// Selected series; selectors with the same matchers and window share one entry.
     loaded: Vec<Vec<Series>>,
     deadline: Instant,
@@ -353,28 +369,10 @@ pub(crate) struct Evaluator<'a> {
     /// or step was too large (found while collecting the selectors' windows).
     extent: std::cell::Cell<(i64, i64, bool)>,
     annotations: std::cell::RefCell<crate::value::Annotations>,
-    /// Inner results of subqueries by (expression, time): consecutive steps of a range
-    /// query share most of their inner steps.
-    sub_cache: std::cell::RefCell<HashMap<(usize, i64), Value>>,
-    /// Outermost subqueries evaluated over their whole grid, by expression.
-    sub_whole: std::cell::RefCell<HashMap<usize, std::rc::Rc<Vec<GridSeries>>>>,
-    /// Label sets derived per expression node (see `binary::Memo`).
-    label_memo: std::cell::RefCell<HashMap<LabelMemoKey, Labels>>,
-    /// Results of range-vector functions computed for every step at once, by (call, time).
-    pub(crate) step_cache: std::cell::RefCell<HashMap<(usize, i64), Vec<VecSample>>>,
     /// Evaluation grids (start, end, step) of the subqueries being evaluated, innermost last.
     pub(crate) grids: std::cell::RefCell<Vec<(i64, i64, i64)>>,
-    /// Per instant selector: the time of its last evaluation and, per series, the index
-    /// of the first sample after it.
-    cursors: std::cell::RefCell<HashMap<usize, (i64, Vec<usize>)>>,
-    /// Vector matches of binary operators, by node, reused while both sides keep their
-    /// series (see `binary::MatchPlan`).
-    pub(crate) match_plans: std::cell::RefCell<HashMap<usize, crate::binary::MatchPlan>>,
-    /// Compiled regular expressions of `label_replace`, by pattern.
-    regexes: std::cell::RefCell<HashMap<String, Option<std::rc::Rc<regex::Regex>>>>,
-    /// Groupings of aggregations, by node, reused while the input keeps its series.
-    pub(crate) group_plans:
-        std::cell::RefCell<HashMap<usize, std::rc::Rc<crate::aggregate::GroupPlan>>>,
+    /// What the query computes once and reuses across steps.
+    pub(crate) cache: crate::cache::QueryCache,
 }
 
 /// One series of a subquery evaluated over a whole grid, with each sample's name-removal
@@ -394,8 +392,8 @@ struct Need<'e> {
     grid: Option<Grid>,
 }
 
-fn key(vs: &VectorSelector) -> usize {
-    vs as *const VectorSelector as usize
+fn key(vs: &VectorSelector) -> NodeId {
+    NodeId::of(vs)
 }
 
 impl<'a> Evaluator<'a> {
@@ -427,15 +425,8 @@ impl<'a> Evaluator<'a> {
             samples: Default::default(),
             extent: std::cell::Cell::new((start, end, false)),
             annotations: Default::default(),
-            sub_cache: Default::default(),
-            sub_whole: Default::default(),
-            label_memo: Default::default(),
-            step_cache: Default::default(),
             grids: Default::default(),
-            match_plans: Default::default(),
-            cursors: Default::default(),
-            group_plans: Default::default(),
-            regexes: Default::default(),
+            cache: Default::default(),
         };
         let mut needs = Vec::new();
         ev.collect(expr, start, end, Some(step), &mut needs);
@@ -555,17 +546,18 @@ impl<'a> Evaluator<'a> {
     /// A label set derived from `key` (expression node and inputs), computed by `derive`
     /// once per query: a range query sees the same series at every step.
     pub(crate) fn memo_labels(&self, key: LabelMemoKey, derive: impl FnOnce() -> Labels) -> Labels {
-        if let Some(v) = self.label_memo.borrow().get(&key) {
+        if let Some(v) = self.cache.labels.borrow().get(&key) {
             return v.clone();
         }
         let v = derive();
-        self.label_memo.borrow_mut().insert(key, v.clone());
+        self.cache.labels.borrow_mut().insert(key, v.clone());
         v
     }
 
     /// `pattern` compiled, once per query; `None` when it is not a valid expression.
     pub(crate) fn regex(&self, pattern: &str) -> Option<std::rc::Rc<regex::Regex>> {
-        self.regexes
+        self.cache
+            .regexes
             .borrow_mut()
             .entry(pattern.to_string())
             .or_insert_with(|| regex::Regex::new(pattern).ok().map(std::rc::Rc::new))
@@ -584,7 +576,7 @@ impl<'a> Evaluator<'a> {
 
     /// `msg` with the position of `about` in the query, as Prometheus ends annotations.
     fn at(&self, msg: String, about: &Expr) -> String {
-        match self.positions.get(&(about as *const Expr as usize)) {
+        match self.positions.get(&NodeId::of(about)) {
             Some(p) => format!("{msg} ({})", crate::position::line_col(&self.text, *p)),
             None => msg,
         }
@@ -816,7 +808,7 @@ impl<'a> Evaluator<'a> {
         let series = self.series_of(vs);
         // Steps mostly move forward a little: continue from where the previous one
         // stopped in each series instead of searching it again.
-        let mut cursors = self.cursors.borrow_mut();
+        let mut cursors = self.cache.cursors.borrow_mut();
         let (last_t, pos) = cursors
             .entry(key(vs))
             .or_insert_with(|| (i64::MIN, vec![0; series.len()]));
@@ -893,7 +885,7 @@ impl<'a> Evaluator<'a> {
         if t <= start {
             t += step;
         }
-        let key = &*sq.expr as *const Expr as usize;
+        let key = NodeId::of(&*sq.expr);
         // In a range query, the inner steps of every outer step lie on one grid: let
         // range-vector functions inside compute it in one pass.
         let grid = (self.step > 0 && sq.at.is_none()).then(|| {
@@ -915,7 +907,7 @@ impl<'a> Evaluator<'a> {
                 && (t - g.0) % step == 0
         });
         if let Some(g) = whole {
-            let cached = self.sub_whole.borrow().get(&key).cloned();
+            let cached = self.cache.subquery_grids.borrow().get(&key).cloned();
             let all = match cached {
                 Some(all) => all,
                 None => {
@@ -923,7 +915,10 @@ impl<'a> Evaluator<'a> {
                     let all = self.subquery_grid(sq, g);
                     self.grids.borrow_mut().pop();
                     let all = std::rc::Rc::new(all?);
-                    self.sub_whole.borrow_mut().insert(key, all.clone());
+                    self.cache
+                        .subquery_grids
+                        .borrow_mut()
+                        .insert(key, all.clone());
                     all
                 }
             };
@@ -1006,7 +1001,7 @@ impl<'a> Evaluator<'a> {
     fn subquery_steps(
         &self,
         sq: &parser::SubqueryExpr,
-        key: usize,
+        key: NodeId,
         mut t: i64,
         end: i64,
     ) -> Result<Vec<RangeSeries>> {
@@ -1019,7 +1014,7 @@ impl<'a> Evaluator<'a> {
         let mut out: HashMap<Labels, (Vec<Sample>, bool)> = HashMap::new();
         while t <= end {
             self.check_limits("subquery evaluation")?;
-            let cached = self.sub_cache.borrow().get(&(key, t)).cloned();
+            let cached = self.cache.subquery_steps.borrow().get(&(key, t)).cloned();
             let value = match cached {
                 Some(v) => v,
                 None => {
@@ -1029,7 +1024,10 @@ impl<'a> Evaluator<'a> {
                         _ => 1,
                     };
                     self.count_samples(n.max(1), "subquery evaluation")?;
-                    self.sub_cache.borrow_mut().insert((key, t), v.clone());
+                    self.cache
+                        .subquery_steps
+                        .borrow_mut()
+                        .insert((key, t), v.clone());
                     v
                 }
             };

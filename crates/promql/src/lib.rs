@@ -36,10 +36,12 @@
 
 mod aggregate;
 mod binary;
+mod cache;
 mod engine;
 mod error;
 mod functions;
 pub mod limits;
+mod numeric;
 mod position;
 pub mod promqltest;
 mod value;

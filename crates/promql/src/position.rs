@@ -13,6 +13,8 @@ use std::collections::HashMap;
 
 use promql_parser::parser::Expr;
 
+use crate::engine::NodeId;
+
 const AGGREGATIONS: &[&str] = &[
     "sum",
     "avg",
@@ -249,7 +251,7 @@ fn nodes<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
 }
 
 /// Byte offsets of function and aggregation arguments in `text`, by node address.
-pub(crate) fn locate(text: &str, expr: &Expr) -> HashMap<usize, usize> {
+pub(crate) fn locate(text: &str, expr: &Expr) -> HashMap<NodeId, usize> {
     let toks = scan(text);
     let sites = sites(&toks);
     let mut calls = Vec::new();
@@ -270,7 +272,7 @@ pub(crate) fn locate(text: &str, expr: &Expr) -> HashMap<usize, usize> {
             return HashMap::new();
         }
         for (a, off) in args.into_iter().zip(&site.args) {
-            out.insert(a as *const Expr as usize, *off);
+            out.insert(NodeId::of(a), *off);
         }
     }
     out
@@ -296,8 +298,7 @@ mod tests {
     fn pos_of_arg(query: &str, pick: impl Fn(&Expr) -> &Expr) -> Option<String> {
         let e = promql_parser::parser::parse(query).unwrap();
         let m = locate(query, &e);
-        m.get(&(pick(&e) as *const Expr as usize))
-            .map(|p| line_col(query, *p))
+        m.get(&NodeId::of(pick(&e))).map(|p| line_col(query, *p))
     }
 
     fn call_arg(e: &Expr, i: usize) -> &Expr {

@@ -1,25 +1,27 @@
 //! PromQL functions. Each follows the Prometheus function of the same name
 //! (`promql/functions.go`): same edge cases, same dropping of the metric name.
 
+mod date;
+mod histogram;
+mod labels;
+mod math;
+mod range;
+
 use lookout_model::Sample;
 use promql_parser::parser::{Call, Expr};
 
-use crate::engine::{Evaluator, offset_ms};
+use crate::engine::{Evaluator, NodeId, offset_ms};
 use crate::error::{Result, exec};
 use crate::value::{RangeSeries, Value, VecSample};
 
-/// Neumaier-compensated addition, as Prometheus's `kahanSumInc`.
-pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
+use crate::numeric::{go_max, go_min, linear_regression, stdvar_over};
+use date::{civil, days_in_month};
+use histogram::{
+    bucket_fraction, bucket_quantile, check_buckets, histogram_groups, histogram_quantile,
+};
+use labels::{absent_labels, natural_less};
+use math::math;
+use range::{double_exponential_smoothing, extrapolated_rate, instant_value, over_time};
 
 /// Whether the expression is a sort function at the top.
 pub(crate) fn is_sort(e: &Expr) -> bool {
@@ -121,168 +123,6 @@ fn scalar_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<f64> {
     }
 }
 
-/// Prometheus's `extrapolatedRate` for float samples.
-///
-/// `no_resets` says the caller knows the window holds no counter reset (then the scan for
-/// them is skipped; the result is the same).
-fn extrapolated_rate(
-    w: &Window,
-    s: &[Sample],
-    is_counter: bool,
-    is_rate: bool,
-    no_resets: bool,
-) -> Option<f64> {
-    if s.len() < 2 {
-        return None;
-    }
-    let first = s[0];
-    let last = s[s.len() - 1];
-    let mut result = last.v - first.v;
-    if is_counter && !no_resets {
-        let mut prev = first.v;
-        for p in &s[1..] {
-            if p.v < prev {
-                result += prev;
-            }
-            prev = p.v;
-        }
-    }
-    let mut to_start = (first.t - w.start) as f64 / 1000.0;
-    let mut to_end = (w.end - last.t) as f64 / 1000.0;
-    let sampled = (last.t - first.t) as f64 / 1000.0;
-    let avg_step = sampled / (s.len() - 1) as f64;
-    let threshold = avg_step * 1.1;
-    if to_start >= threshold {
-        to_start = avg_step / 2.0;
-    }
-    if is_counter {
-        let mut to_zero = to_start;
-        if result > 0.0 && first.v >= 0.0 {
-            to_zero = sampled * (first.v / result);
-        }
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    if to_end >= threshold {
-        to_end = avg_step / 2.0;
-    }
-    let mut factor = (sampled + to_start + to_end) / sampled;
-    if is_rate {
-        factor /= w.range as f64 / 1000.0;
-    }
-    Some(result * factor)
-}
-
-/// Prometheus's `instantValue` (irate, idelta).
-fn instant_value(s: &[Sample], is_rate: bool) -> Option<f64> {
-    if s.len() < 2 {
-        return None;
-    }
-    let (a, b) = (s[s.len() - 2], s[s.len() - 1]);
-    let interval = b.t - a.t;
-    if interval == 0 {
-        return None;
-    }
-    let mut v = b.v;
-    if !is_rate || b.v >= a.v || b.v.is_nan() || a.v.is_nan() {
-        v = b.v - a.v;
-    }
-    if is_rate {
-        v /= interval as f64 / 1000.0;
-    }
-    Some(v)
-}
-
-fn avg_over(s: &[Sample]) -> f64 {
-    let (mut sum, mut count) = (s[0].v, 1.0f64);
-    let (mut mean, mut c) = (0.0f64, 0.0f64);
-    let mut incremental = false;
-    for (i, p) in s[1..].iter().enumerate() {
-        count = (i + 2) as f64;
-        if !incremental {
-            let (ns, nc) = kahan_inc(p.v, sum, c);
-            if !ns.is_infinite() {
-                sum = ns;
-                c = nc;
-                continue;
-            }
-            incremental = true;
-            mean = sum / (count - 1.0);
-            c /= count - 1.0;
-        }
-        let q = (count - 1.0) / count;
-        (mean, c) = kahan_inc(p.v / count, q * mean, q * c);
-    }
-    if incremental {
-        mean + c
-    } else {
-        sum / count + c / count
-    }
-}
-
-fn over_time(name: &str, s: &[Sample]) -> f64 {
-    match name {
-        "avg_over_time" => avg_over(s),
-        "min_over_time" => s
-            .iter()
-            .skip(1)
-            .fold(s[0].v, |m, p| if m > p.v || m.is_nan() { p.v } else { m }),
-        "max_over_time" => s
-            .iter()
-            .skip(1)
-            .fold(s[0].v, |m, p| if m < p.v || m.is_nan() { p.v } else { m }),
-        "sum_over_time" => {
-            let (mut sum, mut c) = (0.0, 0.0);
-            for p in s {
-                (sum, c) = kahan_inc(p.v, sum, c);
-            }
-            if sum.is_infinite() { sum } else { sum + c }
-        }
-        "count_over_time" => s.len() as f64,
-        "last_over_time" => s[s.len() - 1].v,
-        "present_over_time" => 1.0,
-        _ => f64::NAN,
-    }
-}
-
-fn math(name: &str, v: f64) -> Option<f64> {
-    Some(match name {
-        "abs" => v.abs(),
-        "ceil" => v.ceil(),
-        "floor" => v.floor(),
-        "exp" => v.exp(),
-        "sqrt" => v.sqrt(),
-        "ln" => v.ln(),
-        "log2" => v.log2(),
-        "log10" => v.log10(),
-        "sin" => v.sin(),
-        "cos" => v.cos(),
-        "tan" => v.tan(),
-        "asin" => v.asin(),
-        "acos" => v.acos(),
-        "atan" => v.atan(),
-        "sinh" => v.sinh(),
-        "cosh" => v.cosh(),
-        "tanh" => v.tanh(),
-        "asinh" => v.asinh(),
-        "acosh" => v.acosh(),
-        "atanh" => v.atanh(),
-        "deg" => v * 180.0 / std::f64::consts::PI,
-        "rad" => v * std::f64::consts::PI / 180.0,
-        "sgn" => {
-            if v > 0.0 {
-                1.0
-            } else if v < 0.0 {
-                -1.0
-            } else {
-                v
-            }
-        }
-        _ => return None,
-    })
-}
-
 /// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)`.
 pub(crate) fn go_float(f: f64) -> String {
     if f.is_nan() {
@@ -298,396 +138,11 @@ pub(crate) fn go_float(f: f64) -> String {
     }
 }
 
-/// Civil date of a Unix time in seconds: (year, month 1–12, day 1–31, day of year 1–366,
-/// weekday 0 = Sunday, hour, minute).
-fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = lookout_model::civil_from_days(days);
-    let yday = days - lookout_model::days_from_civil(y, 1, 1) + 1;
-    let wday = (days + 4).rem_euclid(7);
-    (y, m, d, yday, wday, rem / 3600, rem % 3600 / 60)
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Prometheus's `linearRegression` (Kahan sums), x in seconds relative to `intercept_t`.
-fn linear_regression(s: &[Sample], intercept_t: i64) -> (f64, f64) {
-    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
-        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    let init = s[0].v;
-    let mut const_y = true;
-    for (i, p) in s.iter().enumerate() {
-        if const_y && i > 0 && p.v != init {
-            const_y = false;
-        }
-        n += 1.0;
-        let x = (p.t - intercept_t) as f64 / 1e3;
-        (sx, cx) = kahan_inc(x, sx, cx);
-        (sy, cy) = kahan_inc(p.v, sy, cy);
-        (sxy, cxy) = kahan_inc(x * p.v, sxy, cxy);
-        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
-    }
-    if const_y {
-        if init.is_infinite() {
-            return (f64::NAN, f64::NAN);
-        }
-        return (0.0, init);
-    }
-    sx += cx;
-    sy += cy;
-    sxy += cxy;
-    sx2 += cx2;
-    let cov = sxy - sx * sy / n;
-    let var = sx2 - sx * sx / n;
-    let slope = cov / var;
-    (slope, sy / n - slope * sx / n)
-}
-
-fn stdvar_over(s: &[Sample]) -> f64 {
-    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for p in s {
-        count += 1.0;
-        let delta = p.v - (mean + cmean);
-        (mean, cmean) = kahan_inc(delta / count, mean, cmean);
-        (aux, caux) = kahan_inc(delta * (p.v - (mean + cmean)), aux, caux);
-    }
-    (aux + caux) / count
-}
-
-/// Natural ("version") order of two strings, as the natsort Prometheus uses.
-fn natural_less(a: &str, b: &str) -> std::cmp::Ordering {
-    fn chunks(s: &str) -> Vec<(bool, &str)> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        let bytes = s.as_bytes();
-        for i in 1..=bytes.len() {
-            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
-                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
-                start = i;
-            }
-        }
-        out
-    }
-    let (ca, cb) = (chunks(a), chunks(b));
-    for (x, y) in ca.iter().zip(cb.iter()) {
-        let ord = if x.0 && y.0 {
-            let xt = x.1.trim_start_matches('0');
-            let yt = y.1.trim_start_matches('0');
-            xt.len().cmp(&yt.len()).then_with(|| xt.cmp(yt))
-        } else {
-            x.1.cmp(y.1)
-        };
-        if ord != std::cmp::Ordering::Equal {
-            return ord;
-        }
-    }
-    ca.len().cmp(&cb.len())
-}
-
 fn string_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<String> {
     match ev.eval(e, ts)? {
         Value::String(s) => Ok(s),
         other => exec(format!("expected a string, got {}", other.type_name())),
     }
-}
-
-/// Labels `absent()` gives: the equality matchers of a selector, except names matched twice.
-fn absent_labels(e: &Expr) -> lookout_model::Labels {
-    let mut inner = e;
-    while let Expr::Paren(p) = inner {
-        inner = &p.expr;
-    }
-    let vs = match inner {
-        Expr::VectorSelector(vs) => vs,
-        Expr::MatrixSelector(ms) => &ms.vs,
-        _ => return lookout_model::Labels::empty(),
-    };
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    let mut dup: Vec<String> = Vec::new();
-    for m in &vs.matchers.matchers {
-        if m.name == lookout_model::METRIC_NAME_LABEL {
-            continue;
-        }
-        if let promql_parser::label::MatchOp::Equal = m.op {
-            if pairs.iter().any(|(n, _)| *n == m.name) {
-                dup.push(m.name.clone());
-            }
-            pairs.push((m.name.clone(), m.value.clone()));
-        } else if pairs.iter().any(|(n, _)| *n == m.name) {
-            dup.push(m.name.clone());
-        }
-    }
-    pairs.retain(|(n, _)| !dup.contains(n));
-    lookout_model::Labels::from_pairs(pairs)
-}
-
-/// Go's `math.Max`: NaN if either is NaN.
-fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
-}
-
-/// Go's `math.Min`: NaN if either is NaN.
-fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.min(b)
-    }
-}
-
-/// Holt's linear smoothing as Prometheus's `double_exponential_smoothing`.
-fn double_exponential_smoothing(x: &[Sample], sf: f64, tf: f64) -> f64 {
-    let trend = |i: usize, s0: f64, s1: f64, b: f64| {
-        if i == 0 {
-            b
-        } else {
-            tf * (s1 - s0) + (1.0 - tf) * b
-        }
-    };
-    let (mut s0, mut s1) = (0.0, x[0].v);
-    let mut b = x[1].v - x[0].v;
-    for (i, p) in x.iter().enumerate().skip(1) {
-        let xs = sf * p.v;
-        b = trend(i - 1, s0, s1, b);
-        let y = (1.0 - sf) * (s1 + b);
-        (s0, s1) = (s1, xs + y);
-    }
-    s1
-}
-
-/// Groups classic-histogram bucket samples by their labels without `le` and the name.
-fn histogram_groups(v: Vec<VecSample>) -> Vec<(lookout_model::Labels, Vec<(f64, f64)>)> {
-    let mut order: Vec<lookout_model::Labels> = Vec::new();
-    let mut groups: std::collections::HashMap<lookout_model::Labels, Vec<(f64, f64)>> =
-        std::collections::HashMap::new();
-    for s in v {
-        let Some(le) = s.labels.get(lookout_model::BUCKET_LABEL) else {
-            continue;
-        };
-        let Some(ub) = parse_le(le) else { continue };
-        // Keyed with the metric name, which is dropped on the way out: two histograms
-        // that differ only by name collide there, as upstream.
-        let key = s.labels.without(&[lookout_model::BUCKET_LABEL]);
-        groups
-            .entry(key.clone())
-            .or_insert_with(|| {
-                order.push(key);
-                Vec::new()
-            })
-            .push((ub, s.v));
-    }
-    order
-        .into_iter()
-        .map(|k| {
-            let b = groups.remove(&k).expect("group exists");
-            (k, b)
-        })
-        .collect()
-}
-
-/// Sorts buckets by upper bound and merges equal bounds; `None` without a `+Inf` bucket.
-fn coalesce(mut b: Vec<(f64, f64)>) -> Option<Vec<(f64, f64)>> {
-    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
-    if !b.last().is_some_and(|x| x.0 == f64::INFINITY) {
-        return None;
-    }
-    let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
-    for x in b {
-        match c.last_mut() {
-            Some(last) if last.0 == x.0 => last.1 += x.1,
-            _ => c.push(x),
-        }
-    }
-    Some(c)
-}
-
-/// Prometheus's `BucketFraction`: the share of observations between `lower` and `upper`,
-/// interpolating linearly inside buckets.
-fn bucket_fraction(lower: f64, upper: f64, b: Vec<(f64, f64)>) -> f64 {
-    let Some(b) = coalesce(b) else {
-        return f64::NAN;
-    };
-    let count = b[b.len() - 1].1;
-    if count == 0.0 || lower.is_nan() || upper.is_nan() {
-        return f64::NAN;
-    }
-    if lower >= upper {
-        return 0.0;
-    }
-    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
-    let (mut lower_set, mut upper_set) = (false, false);
-    for (i, &(ub, c)) in b.iter().enumerate() {
-        let lb = if i > 0 {
-            b[i - 1].0
-        } else if ub > 0.0 {
-            0.0
-        } else {
-            f64::NEG_INFINITY
-        };
-        // Inside a bucket of infinite width nothing is interpolated: its observations
-        // count as lying below any value in the -Inf bucket and above it in the +Inf one.
-        let interp = |v: f64, _is_lower: bool| {
-            if lb == f64::NEG_INFINITY {
-                c
-            } else if ub == f64::INFINITY {
-                rank
-            } else {
-                rank + (c - rank) * (v - lb) / (ub - lb)
-            }
-        };
-        if !lower_set && lb >= lower {
-            lower_rank = rank;
-            lower_set = true;
-        }
-        if !upper_set && lb >= upper {
-            upper_rank = rank;
-            upper_set = true;
-        }
-        if lower_set && upper_set {
-            break;
-        }
-        if !lower_set && lb < lower && ub > lower {
-            lower_rank = interp(lower, true);
-            lower_set = true;
-        }
-        if !upper_set && lb < upper && ub > upper {
-            upper_rank = interp(upper, false);
-            upper_set = true;
-        }
-        if lower_set && upper_set {
-            break;
-        }
-        rank = c;
-    }
-    if !lower_set || lower_rank > count {
-        lower_rank = count;
-    }
-    if !upper_set || upper_rank > count {
-        upper_rank = count;
-    }
-    (upper_rank - lower_rank) / count
-}
-
-/// Classic-histogram `histogram_quantile`: groups `_bucket` series by their labels without
-/// `le`, and interpolates as Prometheus's `BucketQuantile` does (monotonicity enforced,
-/// tiny float deltas ignored).
-/// Warns about bucket series without a parsable `le` label.
-fn check_buckets(ev: &Evaluator<'_>, v: &[VecSample], about: &Expr) {
-    for s in v {
-        let le = s.labels.get(lookout_model::BUCKET_LABEL);
-        if le.and_then(parse_le).is_none() {
-            ev.warn_at(format!(
-                "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
-                le.unwrap_or(""),
-                s.labels.metric_name().unwrap_or("")
-            ), about);
-        }
-    }
-}
-
-fn histogram_quantile(
-    ev: &Evaluator<'_>,
-    q: f64,
-    v: Vec<VecSample>,
-    about: &Expr,
-) -> Vec<VecSample> {
-    histogram_groups(v)
-        .into_iter()
-        .map(|(k, b)| {
-            let v = bucket_quantile(ev, k.metric_name(), q, b, about);
-            VecSample {
-                labels: k,
-                v,
-                drop_name: true,
-            }
-        })
-        .collect()
-}
-
-fn parse_le(s: &str) -> Option<f64> {
-    match s {
-        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
-        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        "NaN" => Some(f64::NAN),
-        _ => s.parse().ok(),
-    }
-}
-
-/// `about` is the bucket argument the monotonicity info points at.
-fn bucket_quantile(
-    ev: &Evaluator<'_>,
-    name: Option<&str>,
-    q: f64,
-    b: Vec<(f64, f64)>,
-    about: &Expr,
-) -> f64 {
-    if q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    let Some(mut c) = coalesce(b) else {
-        return f64::NAN;
-    };
-    // Force monotonicity; ignore tiny floating point deltas.
-    let mut prev = c[0].1;
-    for x in c.iter_mut().skip(1) {
-        let cur = x.1;
-        if cur == prev {
-            continue;
-        }
-        if crate::promqltest::almost_equal_eps(prev, cur, 1e-12) {
-            x.1 = prev;
-            continue;
-        }
-        if cur < prev {
-            x.1 = prev;
-            ev.info_at(format!(
-                "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
-                name.unwrap_or("")
-            ), about);
-            continue;
-        }
-        prev = cur;
-    }
-    if c.len() < 2 {
-        return f64::NAN;
-    }
-    let obs = c[c.len() - 1].1;
-    if obs == 0.0 || obs.is_nan() {
-        return f64::NAN;
-    }
-    let mut rank = q * obs;
-    let idx = c[..c.len() - 1].partition_point(|x| x.1 < rank);
-    if idx == c.len() - 1 {
-        return c[c.len() - 2].0;
-    }
-    if idx == 0 && c[0].0 <= 0.0 {
-        return c[0].0;
-    }
-    let (mut start, end, mut count) = (0.0, c[idx].0, c[idx].1);
-    if idx > 0 {
-        start = c[idx - 1].0;
-        count -= c[idx - 1].1;
-        rank -= c[idx - 1].1;
-    }
-    start + (end - start) * (rank / count)
 }
 
 fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
@@ -846,8 +301,8 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
     if ms.vs.at.is_some() {
         return None;
     }
-    let node = c as *const Call as usize;
-    if let Some(v) = ev.step_cache.borrow_mut().remove(&(node, ts)) {
+    let node = NodeId::of(c);
+    if let Some(v) = ev.cache.range_steps.borrow_mut().remove(&(node, ts)) {
         return Some(v);
     }
     let param = match window_param(name, args) {
@@ -927,7 +382,7 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
         }
     }
     let mut current = Vec::new();
-    let mut cache = ev.step_cache.borrow_mut();
+    let mut cache = ev.cache.range_steps.borrow_mut();
     for (t, v) in steps.into_iter().zip(per_step) {
         if t == ts {
             current = v;
@@ -1002,7 +457,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             }
             // The arguments are string literals: each input series gets the same labels
             // at every step.
-            let node = c as *const Call as usize;
+            let node = NodeId::of(c);
             v.into_iter()
                 .map(|s| {
                     let labels = ev.memo_labels((node, s.labels.clone(), None), || {
@@ -1040,7 +495,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
                     "invalid destination label name in label_join(): {dst}"
                 ));
             }
-            let node = c as *const Call as usize;
+            let node = NodeId::of(c);
             v.into_iter()
                 .map(|s| {
                     let labels = ev.memo_labels((node, s.labels.clone(), None), || {
@@ -1263,15 +718,6 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kahan_keeps_small_terms() {
-        let (mut s, mut c) = (0.0, 0.0);
-        for v in [1e16, 1.0, -1e16] {
-            (s, c) = kahan_inc(v, s, c);
-        }
-        assert_eq!(s + c, 1.0);
-    }
 
     #[test]
     fn irate_handles_counter_reset() {

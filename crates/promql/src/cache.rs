@@ -1,0 +1,40 @@
+//! What one query computes once and reuses across its steps: a range query sees the same
+//! series at every step, so derived label sets, groupings, vector matches, subquery and
+//! range-function results are kept here, per node of the query ([`NodeId`]), for the
+//! query's lifetime and no longer.
+//!
+//! Each map has its own cell: evaluation is recursive, and a node may fill one map while
+//! a node above it holds another.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use lookout_model::Labels;
+
+use crate::engine::{GridSeries, LabelMemoKey, NodeId};
+use crate::value::{Value, VecSample};
+
+/// The per-query caches of an evaluation.
+#[derive(Default)]
+pub(crate) struct QueryCache {
+    /// Inner results of subqueries by (expression, time): consecutive steps of a range
+    /// query share most of their inner steps.
+    pub(crate) subquery_steps: RefCell<HashMap<(NodeId, i64), Value>>,
+    /// Outermost subqueries evaluated over their whole grid, by expression.
+    pub(crate) subquery_grids: RefCell<HashMap<NodeId, Rc<Vec<GridSeries>>>>,
+    /// Label sets derived per expression node (see `binary::Memo`).
+    pub(crate) labels: RefCell<HashMap<LabelMemoKey, Labels>>,
+    /// Results of range-vector functions computed for every step at once, by (call, time).
+    pub(crate) range_steps: RefCell<HashMap<(NodeId, i64), Vec<VecSample>>>,
+    /// Per instant selector: the time of its last evaluation and, per series, the index
+    /// of the first sample after it.
+    pub(crate) cursors: RefCell<HashMap<NodeId, (i64, Vec<usize>)>>,
+    /// Vector matches of binary operators, by node, reused while both sides keep their
+    /// series (see `binary::MatchPlan`).
+    pub(crate) match_plans: RefCell<HashMap<NodeId, crate::binary::MatchPlan>>,
+    /// Groupings of aggregations, by node, reused while the input keeps its series.
+    pub(crate) group_plans: RefCell<HashMap<NodeId, Rc<crate::aggregate::GroupPlan>>>,
+    /// Compiled regular expressions of `label_replace`, by pattern.
+    pub(crate) regexes: RefCell<HashMap<String, Option<Rc<regex::Regex>>>>,
+}

@@ -1,0 +1,230 @@
+//! Classic-histogram functions: bucket grouping, `histogram_quantile`,
+//! `histogram_fraction`.
+
+use promql_parser::parser::Expr;
+
+use crate::engine::Evaluator;
+use crate::value::VecSample;
+
+/// Groups classic-histogram bucket samples by their labels without `le` and the name.
+pub(super) fn histogram_groups(v: Vec<VecSample>) -> Vec<(lookout_model::Labels, Vec<(f64, f64)>)> {
+    let mut order: Vec<lookout_model::Labels> = Vec::new();
+    let mut groups: std::collections::HashMap<lookout_model::Labels, Vec<(f64, f64)>> =
+        std::collections::HashMap::new();
+    for s in v {
+        let Some(le) = s.labels.get(lookout_model::BUCKET_LABEL) else {
+            continue;
+        };
+        let Some(ub) = parse_le(le) else { continue };
+        // Keyed with the metric name, which is dropped on the way out: two histograms
+        // that differ only by name collide there, as upstream.
+        let key = s.labels.without(&[lookout_model::BUCKET_LABEL]);
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push((ub, s.v));
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let b = groups.remove(&k).expect("group exists");
+            (k, b)
+        })
+        .collect()
+}
+
+/// Sorts buckets by upper bound and merges equal bounds; `None` without a `+Inf` bucket.
+fn coalesce(mut b: Vec<(f64, f64)>) -> Option<Vec<(f64, f64)>> {
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if !b.last().is_some_and(|x| x.0 == f64::INFINITY) {
+        return None;
+    }
+    let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for x in b {
+        match c.last_mut() {
+            Some(last) if last.0 == x.0 => last.1 += x.1,
+            _ => c.push(x),
+        }
+    }
+    Some(c)
+}
+
+/// Prometheus's `BucketFraction`: the share of observations between `lower` and `upper`,
+/// interpolating linearly inside buckets.
+pub(super) fn bucket_fraction(lower: f64, upper: f64, b: Vec<(f64, f64)>) -> f64 {
+    let Some(b) = coalesce(b) else {
+        return f64::NAN;
+    };
+    let count = b[b.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, &(ub, c)) in b.iter().enumerate() {
+        let lb = if i > 0 {
+            b[i - 1].0
+        } else if ub > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        // Inside a bucket of infinite width nothing is interpolated: its observations
+        // count as lying below any value in the -Inf bucket and above it in the +Inf one.
+        let interp = |v: f64, _is_lower: bool| {
+            if lb == f64::NEG_INFINITY {
+                c
+            } else if ub == f64::INFINITY {
+                rank
+            } else {
+                rank + (c - rank) * (v - lb) / (ub - lb)
+            }
+        };
+        if !lower_set && lb >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lb >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lb < lower && ub > lower {
+            lower_rank = interp(lower, true);
+            lower_set = true;
+        }
+        if !upper_set && lb < upper && ub > upper {
+            upper_rank = interp(upper, false);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = c;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
+}
+
+/// Classic-histogram `histogram_quantile`: groups `_bucket` series by their labels without
+/// `le`, and interpolates as Prometheus's `BucketQuantile` does (monotonicity enforced,
+/// tiny float deltas ignored).
+/// Warns about bucket series without a parsable `le` label.
+pub(super) fn check_buckets(ev: &Evaluator<'_>, v: &[VecSample], about: &Expr) {
+    for s in v {
+        let le = s.labels.get(lookout_model::BUCKET_LABEL);
+        if le.and_then(parse_le).is_none() {
+            ev.warn_at(format!(
+                "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                le.unwrap_or(""),
+                s.labels.metric_name().unwrap_or("")
+            ), about);
+        }
+    }
+}
+
+pub(super) fn histogram_quantile(
+    ev: &Evaluator<'_>,
+    q: f64,
+    v: Vec<VecSample>,
+    about: &Expr,
+) -> Vec<VecSample> {
+    histogram_groups(v)
+        .into_iter()
+        .map(|(k, b)| {
+            let v = bucket_quantile(ev, k.metric_name(), q, b, about);
+            VecSample {
+                labels: k,
+                v,
+                drop_name: true,
+            }
+        })
+        .collect()
+}
+
+fn parse_le(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => s.parse().ok(),
+    }
+}
+
+/// `about` is the bucket argument the monotonicity info points at.
+pub(super) fn bucket_quantile(
+    ev: &Evaluator<'_>,
+    name: Option<&str>,
+    q: f64,
+    b: Vec<(f64, f64)>,
+    about: &Expr,
+) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let Some(mut c) = coalesce(b) else {
+        return f64::NAN;
+    };
+    // Force monotonicity; ignore tiny floating point deltas.
+    let mut prev = c[0].1;
+    for x in c.iter_mut().skip(1) {
+        let cur = x.1;
+        if cur == prev {
+            continue;
+        }
+        if crate::promqltest::almost_equal_eps(prev, cur, 1e-12) {
+            x.1 = prev;
+            continue;
+        }
+        if cur < prev {
+            x.1 = prev;
+            ev.info_at(format!(
+                "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                name.unwrap_or("")
+            ), about);
+            continue;
+        }
+        prev = cur;
+    }
+    if c.len() < 2 {
+        return f64::NAN;
+    }
+    let obs = c[c.len() - 1].1;
+    if obs == 0.0 || obs.is_nan() {
+        return f64::NAN;
+    }
+    let mut rank = q * obs;
+    let idx = c[..c.len() - 1].partition_point(|x| x.1 < rank);
+    if idx == c.len() - 1 {
+        return c[c.len() - 2].0;
+    }
+    if idx == 0 && c[0].0 <= 0.0 {
+        return c[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, c[idx].0, c[idx].1);
+    if idx > 0 {
+        start = c[idx - 1].0;
+        count -= c[idx - 1].1;
+        rank -= c[idx - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
