@@ -419,3 +419,71 @@ fn issue_12_a_full_disk_fails_state_saves_and_imports_cleanly() {
     assert_eq!(code, 200, "{body}");
     assert!(lk.terminate().success());
 }
+
+/// Issue 12, disk full while ingesting: appends fail with the WAL write's error and the
+/// storage check says so (no crash, nothing acknowledged lost); once space returns,
+/// ingestion resumes by itself and the check recovers.
+#[test]
+fn issue_12_a_full_disk_stops_ingest_cleanly_and_it_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = TinyFs::mount(&dir.path().join("tiny"), "16m");
+    let data = fs.0.join("data");
+    let cfg = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 1s\nstorage:\n  wal_sync: always\n",
+    );
+    let lk = Lookout::start(&data, &cfg);
+    let stored = |lk: &Lookout| -> f64 {
+        lk.query("count_over_time(node_load1[1h])")
+            .first()
+            .map_or(0.0, value_of)
+    };
+    let storage = |lk: &Lookout| -> String {
+        let (_, body) = lk.get("/health");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "storage")
+            .map(|c| format!("{} {}", c["status"], c["message"]))
+            .unwrap_or_default()
+    };
+    wait_until("a few samples", Duration::from_secs(20), || {
+        stored(&lk) >= 3.0
+    });
+
+    let filler = fs.fill();
+    wait_until(
+        "the storage check to report the full disk",
+        Duration::from_secs(20),
+        || {
+            let s = storage(&lk);
+            !s.starts_with("\"healthy\"") && s.to_lowercase().contains("space")
+        },
+    );
+    let during = stored(&lk);
+    std::thread::sleep(Duration::from_secs(2));
+    // Still serving, and what was acknowledged is all there.
+    let (code, _) = lk.get("/-/healthy");
+    assert_eq!(code, 200);
+    assert!(
+        stored(&lk) >= during,
+        "samples were lost while the disk was full"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    wait_until("ingestion to resume", Duration::from_secs(20), || {
+        stored(&lk) >= during + 3.0
+    });
+    wait_until(
+        "the storage check to recover",
+        Duration::from_secs(20),
+        || storage(&lk).starts_with("\"healthy\""),
+    );
+    assert!(lk.terminate().success());
+    // Everything survives a restart: the WAL written around the full disk replays.
+    let lk = Lookout::start(&data, &cfg);
+    assert!(stored(&lk) >= during + 3.0);
+    assert!(lk.terminate().success());
+}
