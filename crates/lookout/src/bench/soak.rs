@@ -4,9 +4,11 @@
 //! endpoint served here with `series` active series, of which a `churn` share is replaced
 //! every hour (continuously: one series at a time gets a new `pod` label), with recording
 //! and alerting rules and the notifier (sending to a local webhook) on. Four threads send
-//! `qps` queries a second between them, mixed: instant and range PromQL (mostly over one
-//! shard, as a dashboard panel asks; every fourth over all series), series and label
-//! lookups. A probe asks `/-/healthy` and a one-series query every second: a stall is
+//! `qps` queries a second between them, mixed: instant and range PromQL over one shard
+//! (2% of the series, as a dashboard panel asks) or the recording rules, series and
+//! label lookups, and every `all_series_every`-th request one over every series (an
+//! hour's `count`, a `sum by`, every `pod` value). The alert fires per shard on the
+//! recording rule, so alerts do not churn faster than the series. A probe asks `/-/healthy` and a one-series query every second: a stall is
 //! the server not answering it. Every `window` the benchmark prints the server's resident
 //! memory (min/max), query latency (p50/p99/max, the slowest panel query, how many panel
 //! queries took over a second), the slowest probe, the longest gap between two scrapes
@@ -52,6 +54,11 @@ pub(crate) struct SoakOptions {
     /// Scrape interval of the target.
     #[arg(long, default_value = "15s", value_parser = crate::cli::parse_duration_arg)]
     pub(crate) scrape_interval: Duration,
+    /// One request in this many reads every series (an hour's range, all label values,
+    /// an aggregation over everything); the rest read one shard (2% of the series), as a
+    /// dashboard panel does.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) all_series_every: u64,
     /// The server's `storage.block_duration`.
     #[arg(long, default_value = "10m", value_parser = crate::cli::parse_duration_arg)]
     pub(crate) block_duration: Duration,
@@ -109,22 +116,15 @@ fn serve_sink(count: Arc<AtomicU64>) -> anyhow::Result<u16> {
 
 /// The PromQL of requests 0 to 5 (mod 8) of each loop: even ones instant, odd ones
 /// ranges over the last hour; requests 6 and 7 are a series and a label-values lookup.
-/// Mostly what a dashboard panel asks (one shard, 2% of the series); see [`over_all`].
+/// What a dashboard panel asks: one shard (2% of the series), or the recording rules.
 const QUERIES: [&str; 6] = [
     "sum by (pod) (soak_value{shard=\"3\"})",
     "avg_over_time(soak_value{shard=\"7\"}[5m])",
     "topk(5, soak_value{shard=\"11\"})",
-    "count(soak_value)",
+    "count(soak_value{shard=\"13\"})",
     "max by (pod) (max_over_time(soak_value{shard=\"19\"}[10m]))",
     "sum(shard:soak_value:sum)",
 ];
-
-/// Whether request `i` of the loop reads every series: the range query over
-/// `count(soak_value)` and the values of `pod`; the rest read one shard's 2% or the
-/// recording rule's 50 series.
-fn over_all(i: usize) -> bool {
-    matches!(i % 8, 3 | 7)
-}
 
 /// One query's outcome: its latency, whether it answered 2xx, whether it read all series.
 #[derive(Debug, Clone, Copy)]
@@ -134,9 +134,12 @@ struct Took {
     all: bool,
 }
 
+/// Sends `per_thread_qps` requests a second until `stop`; every `all_every`-th reads
+/// every series (what a fleet overview asks, in turn), the rest one shard.
 fn query_loop(
     base: String,
     per_thread_qps: f64,
+    all_every: u64,
     stop: Arc<AtomicBool>,
     lat: Arc<Mutex<Vec<Took>>>,
 ) {
@@ -145,34 +148,50 @@ fn query_loop(
         .build()
         .expect("client");
     let every = Duration::from_secs_f64(1.0 / per_thread_qps.max(0.01));
-    let mut i = 0usize;
+    let mut i = 0u64;
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = lookout_model::now_ms() as f64 / 1000.0;
-        let req = match i % 8 {
-            6 => client.get(format!("{base}/api/v1/series")).query(&[
-                ("match[]", format!("soak_value{{shard=\"{}\"}}", i % 50)),
-                ("start", format!("{}", now - 600.0)),
-            ]),
-            7 => client.get(format!("{base}/api/v1/label/pod/values")),
-            k if k % 2 == 1 => client.get(format!("{base}/api/v1/query_range")).query(&[
-                ("query", QUERIES[k].to_string()),
-                ("start", format!("{}", now - 3600.0)),
-                ("end", format!("{now}")),
-                ("step", "60".to_string()),
-            ]),
-            k => client
-                .get(format!("{base}/api/v1/query"))
-                .query(&[("query", QUERIES[k])]),
+        let hour = [
+            ("start", format!("{}", now - 3600.0)),
+            ("end", format!("{now}")),
+            ("step", "60".to_string()),
+        ];
+        let shard = i % 50;
+        let all = (i + 1).is_multiple_of(all_every);
+        let req = if all {
+            match (i / all_every) % 3 {
+                0 => client
+                    .get(format!("{base}/api/v1/query_range"))
+                    .query(&[("query", "count(soak_value)")])
+                    .query(&hour),
+                1 => client
+                    .get(format!("{base}/api/v1/query"))
+                    .query(&[("query", "sum by (shard) (soak_value)")]),
+                _ => client.get(format!("{base}/api/v1/label/pod/values")),
+            }
+        } else {
+            match (i % 8) as usize {
+                6 => client.get(format!("{base}/api/v1/series")).query(&[
+                    ("match[]", format!("soak_value{{shard=\"{shard}\"}}")),
+                    ("start", format!("{}", now - 600.0)),
+                ]),
+                7 => client
+                    .get(format!("{base}/api/v1/label/pod/values"))
+                    .query(&[("match[]", format!("soak_value{{shard=\"{shard}\"}}"))]),
+                k if k % 2 == 1 => client
+                    .get(format!("{base}/api/v1/query_range"))
+                    .query(&[("query", QUERIES[k])])
+                    .query(&hour),
+                k => client
+                    .get(format!("{base}/api/v1/query"))
+                    .query(&[("query", QUERIES[k])]),
+            }
         };
         let t = Instant::now();
         let ok = req.send().is_ok_and(|r| r.status().is_success());
         let secs = t.elapsed().as_secs_f64();
-        lat.lock().expect("lock").push(Took {
-            secs,
-            ok,
-            all: over_all(i),
-        });
+        lat.lock().expect("lock").push(Took { secs, ok, all });
         i += 1;
         next += every;
         if let Some(d) = next.checked_duration_since(Instant::now()) {
@@ -248,7 +267,7 @@ pub(crate) fn run(o: SoakOptions) -> anyhow::Result<()> {
     let rules = dir.path().join("soak-rules.yml");
     std::fs::write(
         &rules,
-        "groups:\n  - name: soak\n    interval: 15s\n    rules:\n      - record: shard:soak_value:sum\n        expr: sum by (shard) (soak_value)\n      - record: shard:soak_value:avg5m\n        expr: avg by (shard) (avg_over_time(soak_value[5m]))\n      - alert: SoakHigh\n        expr: soak_value > 99\n        for: 1m\n        labels: { severity: warning }\n        annotations: { summary: '{{ $labels.pod }} is {{ $value }}' }\n",
+        "groups:\n  - name: soak\n    interval: 15s\n    rules:\n      - record: shard:soak_value:sum\n        expr: sum by (shard) (soak_value)\n      - record: shard:soak_value:avg5m\n        expr: avg by (shard) (avg_over_time(soak_value[5m]))\n      - alert: SoakHigh\n        expr: shard:soak_value:sum > 100000\n        for: 1m\n        labels: { severity: warning }\n        annotations: { summary: 'shard {{ $labels.shard }} sums to {{ $value }}' }\n",
     )?;
     std::fs::write(
         dir.path().join("am.yml"),
@@ -300,8 +319,8 @@ pub(crate) fn run(o: SoakOptions) -> anyhow::Result<()> {
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let (b, s, l) = (base.clone(), Arc::clone(&stop), Arc::clone(&lat));
-            let q = o.qps / 4.0;
-            std::thread::spawn(move || query_loop(b, q, s, l))
+            let (q, every) = (o.qps / 4.0, o.all_series_every);
+            std::thread::spawn(move || query_loop(b, q, every, s, l))
         })
         .collect();
     let probes = Arc::new(Mutex::new(Vec::new()));
