@@ -15,6 +15,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The process's allocator. glibc's malloc keeps what the queries' and rules' working
+/// sets freed in per-thread arenas: in `bench soak` (100k series) the server held 1.26 GB
+/// of which `malloc_trim` gave 0.8 GB back. mimalloc returns freed pages to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     lookout_collect::scrape::install_tls_provider();
     let cli = cli::Cli::parse();
