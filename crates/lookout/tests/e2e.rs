@@ -326,6 +326,9 @@ fn full_disk_is_an_error_not_a_corruption() {
     );
     let (code, _) = lk.get("/health");
     assert_eq!(code, 503);
+    // The server itself keeps answering.
+    let (code, _) = lk.get("/-/healthy");
+    assert_eq!(code, 200);
     // What was stored is still readable.
     assert_eq!(samples_up_to(&lk, t), before);
 

@@ -626,7 +626,7 @@ impl<'a> Evaluator<'a> {
                 }
                 .map(|step| Grid {
                     first: lo.saturating_sub(off),
-                    last: if pinned { lo } else { hi }.saturating_sub(off),
+                    last: hi.saturating_sub(off),
                     step,
                 });
                 out.push(Need {
