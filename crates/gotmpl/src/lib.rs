@@ -10,8 +10,66 @@ pub mod funcs;
 pub use funcs::Func;
 pub use gtmpl::{Context, FuncError, Template, Value};
 
-/// Error text in Go's shape: `template: NAME: message`.
-pub fn clean_error(name: &str, e: &str) -> String {
+/// What can go wrong with a template. Every variant displays in Go's shape,
+/// `template: NAME: message` (or `template: NAME:LINE: message`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The text is longer than [`MAX_TEMPLATE_LENGTH`].
+    #[error("template: {name}: {len} bytes, more than the limit of {MAX_TEMPLATE_LENGTH}")]
+    TooLong {
+        /// The template's name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Text refused before gtmpl sees it (see [`parse`]).
+    #[error("template: {name}:{line}: {problem}")]
+    Refused {
+        /// The template's name.
+        name: String,
+        /// The line (from 1) the problem starts on.
+        line: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// The parser refused the text.
+    #[error("template: {name}: {message}")]
+    Parse {
+        /// The template's name.
+        name: String,
+        /// The parser's message, without its own prefix.
+        message: String,
+    },
+    /// Executing the template failed.
+    #[error("template: {name}: {message}")]
+    Execute {
+        /// The template's name.
+        name: String,
+        /// The executor's message, without its own prefix.
+        message: String,
+    },
+}
+
+impl Error {
+    /// A parse error from gtmpl's message.
+    pub fn parse(name: &str, gtmpl_message: &str) -> Self {
+        Self::Parse {
+            name: name.to_string(),
+            message: clean_message(name, gtmpl_message),
+        }
+    }
+
+    /// An execution error from gtmpl's message.
+    pub fn execute(name: &str, gtmpl_message: &str) -> Self {
+        Self::Execute {
+            name: name.to_string(),
+            message: clean_message(name, gtmpl_message),
+        }
+    }
+}
+
+/// gtmpl's message without its `template: [NAME]:N:` prefix, in Go's words.
+fn clean_message(name: &str, e: &str) -> String {
     // gtmpl says `template: [NAME]:N:msg`, where N is not a line of the text as written
     // when a prelude was prepended; keep the name and the message.
     let e = e.strip_prefix("template: ").unwrap_or(e);
@@ -23,11 +81,10 @@ pub fn clean_error(name: &str, e: &str) -> String {
     };
     // Go quotes the variable: `undefined variable "$x"`.
     let e = e.trim_start();
-    let e = match e.strip_prefix("undefined variable ") {
+    match e.strip_prefix("undefined variable ") {
         Some(v) if !v.starts_with('"') => format!("undefined variable {v:?}"),
         _ => e.to_string(),
-    };
-    format!("template: {name}: {e}")
+    }
 }
 
 /// Most bytes of template text accepted.
@@ -38,15 +95,19 @@ pub const MAX_TEMPLATE_LENGTH: usize = 256 * 1024;
 /// loop forever (its `backup` steps back a byte even after reading nothing at the end of
 /// input); or a non-ASCII character inside an action outside a string, on which it steps
 /// back into the middle of the character and panics.
-fn check_text(name: &str, text: &str) -> Result<(), String> {
+fn check_text(name: &str, text: &str) -> Result<(), Error> {
     if text.len() > MAX_TEMPLATE_LENGTH {
-        return Err(format!(
-            "template: {name}: {} bytes, more than the limit of {MAX_TEMPLATE_LENGTH}",
-            text.len()
-        ));
+        return Err(Error::TooLong {
+            name: name.to_string(),
+            len: text.len(),
+        });
     }
     let b = text.as_bytes();
-    let line_at = |i: usize| b[..i].iter().filter(|c| **c == b'\n').count() + 1;
+    let refused = |i: usize, problem| Error::Refused {
+        name: name.to_string(),
+        line: b[..i].iter().filter(|c| **c == b'\n').count() + 1,
+        problem,
+    };
     let mut i = 0;
     let mut open: Option<usize> = None;
     while i < b.len() {
@@ -71,10 +132,7 @@ fn check_text(name: &str, text: &str) -> Result<(), String> {
                         i += 1;
                         // gtmpl slices escapes by byte and panics on `\é`; Go rejects it.
                         if b.get(i).is_some_and(|c| !c.is_ascii()) {
-                            return Err(format!(
-                                "template: {name}:{}: invalid escape in a string",
-                                line_at(i - 1)
-                            ));
+                            return Err(refused(i - 1, "invalid escape in a string"));
                         }
                     }
                     i += 1;
@@ -83,9 +141,9 @@ fn check_text(name: &str, text: &str) -> Result<(), String> {
             Some(start) if !b[i].is_ascii() => {
                 // Inside a comment anything goes.
                 if !b[start..].starts_with(b"{{/*") && !b[start..].starts_with(b"{{- /*") {
-                    return Err(format!(
-                        "template: {name}:{}: unrecognized character in action (only ASCII outside strings)",
-                        line_at(i)
+                    return Err(refused(
+                        i,
+                        "unrecognized character in action (only ASCII outside strings)",
                     ));
                 }
             }
@@ -94,23 +152,20 @@ fn check_text(name: &str, text: &str) -> Result<(), String> {
         i += 1;
     }
     match open {
-        Some(start) => Err(format!(
-            "template: {name}:{}: unclosed action",
-            line_at(start)
-        )),
+        Some(start) => Err(refused(start, "unclosed action")),
         None => Ok(()),
     }
 }
 
 /// A template named `name` with the common functions and `extra` ones, parsed from `text`.
-pub fn parse(name: &str, text: &str, extra: &[(&str, Func)]) -> Result<Template, String> {
+pub fn parse(name: &str, text: &str, extra: &[(&str, Func)]) -> Result<Template, Error> {
     check_text(name, text)?;
     let mut t = Template::with_name(name);
     for (n, f) in funcs::COMMON.iter().chain(extra) {
         t.add_func(n, *f);
     }
     t.parse(text)
-        .map_err(|e| clean_error(name, &e.to_string()))?;
+        .map_err(|e| Error::parse(name, &e.to_string()))?;
     Ok(t)
 }
 
@@ -121,7 +176,7 @@ pub fn parse_with_definitions(
     defs: &str,
     text: &str,
     extra: &[(&str, Func)],
-) -> Result<Template, String> {
+) -> Result<Template, Error> {
     check_text("definitions", defs)?;
     check_text(name, text)?;
     let mut t = Template::with_name(name);
@@ -129,9 +184,9 @@ pub fn parse_with_definitions(
         t.add_func(n, *f);
     }
     t.add_template("__definitions", defs)
-        .map_err(|e| clean_error("definitions", &e.to_string()))?;
+        .map_err(|e| Error::parse("definitions", &e.to_string()))?;
     t.parse(text)
-        .map_err(|e| clean_error(name, &e.to_string()))?;
+        .map_err(|e| Error::parse(name, &e.to_string()))?;
     Ok(t)
 }
 
@@ -164,7 +219,7 @@ mod tests {
             let r = rx
                 .recv_timeout(std::time::Duration::from_secs(10))
                 .unwrap_or_else(|_| panic!("{t:?} hung the parser"));
-            let e = r.unwrap_err();
+            let e = r.unwrap_err().to_string();
             assert!(e.contains("unclosed action"), "{t:?}: {e}");
         }
         // Closed actions followed by spaces, and spaces in strings, still parse.
@@ -180,15 +235,20 @@ mod tests {
             parse("t", "{{ .é }}", &[])
                 .err()
                 .unwrap()
+                .to_string()
                 .contains("unrecognized")
         );
         // Found by the fuzzer: gtmpl panicked unquoting a backslash before a multi-byte
         // character.
         let e = parse("t", "{{ reReplaceAll \"\\é\" \"\" \"x\" }}", &[])
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(e.contains("invalid escape"), "{e}");
         let long = "x".repeat(MAX_TEMPLATE_LENGTH + 1);
-        assert!(parse("t", &long, &[]).err().unwrap().contains("limit"));
+        assert!(matches!(
+            parse("t", &long, &[]),
+            Err(Error::TooLong { len, .. }) if len == MAX_TEMPLATE_LENGTH + 1
+        ));
     }
 }

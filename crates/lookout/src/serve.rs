@@ -610,12 +610,9 @@ impl lookout_server::Admin for TsdbAdmin {
         selectors: &[Vec<lookout_model::Matcher>],
         start: i64,
         end: i64,
-    ) -> Result<(), String> {
+    ) -> lookout_storage::Result<()> {
         for m in selectors {
-            let n = self
-                .0
-                .delete_series(m, start, end)
-                .map_err(|e| e.to_string())?;
+            let n = self.0.delete_series(m, start, end)?;
             tracing::info!(
                 series = n,
                 start,

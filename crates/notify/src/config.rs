@@ -17,6 +17,7 @@ use lookout_model::{MatchOp, Matcher};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+use crate::Error;
 use crate::matchers::parse_matcher;
 
 /// A duration in Alertmanager's notation.
@@ -377,14 +378,15 @@ pub struct NamedInterval {
     pub time_intervals: Vec<crate::timeinterval::TimeInterval>,
 }
 
-/// A configuration problem, worded as Alertmanager words it.
-pub type ConfigError = String;
+/// A configuration problem, worded as Alertmanager words it; public functions return it
+/// as [`Error::Config`].
+type Problem = String;
 
 fn matchers_of(
     eq: &BTreeMap<String, String>,
     re: &BTreeMap<String, Option<String>>,
     list: &[String],
-) -> Result<Vec<Matcher>, ConfigError> {
+) -> Result<Vec<Matcher>, Problem> {
     let mut out = Vec::new();
     for (k, v) in eq {
         check_label_name(k)?;
@@ -401,12 +403,12 @@ fn matchers_of(
         );
     }
     for m in list {
-        out.push(parse_matcher(m)?);
+        out.push(parse_matcher(m).map_err(|e| e.to_string())?);
     }
     Ok(out)
 }
 
-fn check_label_name(k: &str) -> Result<(), ConfigError> {
+fn check_label_name(k: &str) -> Result<(), Problem> {
     if lookout_model::is_valid_label_name(k) {
         Ok(())
     } else {
@@ -416,41 +418,44 @@ fn check_label_name(k: &str) -> Result<(), ConfigError> {
 
 impl RouteSpec {
     /// This route's matchers.
-    pub fn all_matchers(&self) -> Result<Vec<Matcher>, ConfigError> {
-        matchers_of(&self.match_, &self.match_re, &self.matchers)
+    pub fn all_matchers(&self) -> crate::Result<Vec<Matcher>> {
+        matchers_of(&self.match_, &self.match_re, &self.matchers).map_err(Error::Config)
     }
 }
 
 impl InhibitRuleSpec {
     /// Source and target matchers.
-    pub fn all_matchers(&self) -> Result<(Vec<Matcher>, Vec<Matcher>), ConfigError> {
+    pub fn all_matchers(&self) -> crate::Result<(Vec<Matcher>, Vec<Matcher>)> {
+        let source = matchers_of(
+            &self.source_match,
+            &self.source_match_re,
+            &self.source_matchers,
+        );
+        let target = matchers_of(
+            &self.target_match,
+            &self.target_match_re,
+            &self.target_matchers,
+        );
         Ok((
-            matchers_of(
-                &self.source_match,
-                &self.source_match_re,
-                &self.source_matchers,
-            )?,
-            matchers_of(
-                &self.target_match,
-                &self.target_match_re,
-                &self.target_matchers,
-            )?,
+            source.map_err(Error::Config)?,
+            target.map_err(Error::Config)?,
         ))
     }
 }
 
 impl Config {
     /// Parses and validates a file's text.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let c: Config = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
-        c.validate()?;
+    pub fn parse(text: &str) -> crate::Result<Self> {
+        let c: Config = yaml_serde::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        c.validate().map_err(Error::Config)?;
         Ok(c)
     }
 
     /// Reads, parses and validates a file.
-    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &std::path::Path) -> crate::Result<Self> {
+        let named = |e: &dyn std::fmt::Display| Error::Config(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| named(&e))?;
+        Self::parse(&text).map_err(|e| named(&e))
     }
 
     /// Every named time interval.
@@ -458,7 +463,7 @@ impl Config {
         self.time_intervals.iter().chain(&self.mute_time_intervals)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), Problem> {
         let g = &self.global;
         if g.slack_api_url.is_some() && g.slack_api_url_file.is_some() {
             return Err(
@@ -545,7 +550,7 @@ impl Config {
         if root.receiver.as_deref().is_none_or(str::is_empty) {
             return Err("root route must specify a default receiver".into());
         }
-        if !root.all_matchers()?.is_empty() {
+        if !root.all_matchers().map_err(|e| e.to_string())?.is_empty() {
             return Err("root route must not have any matchers".into());
         }
         if !root.mute_time_intervals.is_empty() {
@@ -556,7 +561,7 @@ impl Config {
         }
         self.check_route(root, &names, &tnames)?;
         for r in &self.inhibit_rules {
-            r.all_matchers()?;
+            r.all_matchers().map_err(|e| e.to_string())?;
             for l in &r.equal {
                 check_label_name(l)?;
             }
@@ -569,7 +574,7 @@ impl Config {
         r: &RouteSpec,
         receivers: &HashSet<&str>,
         intervals: &HashSet<&str>,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<(), Problem> {
         if let Some(name) = &r.receiver
             && !receivers.contains(name.as_str())
         {
@@ -601,7 +606,7 @@ impl Config {
         if r.repeat_interval.is_some_and(|d| d.0.is_zero()) {
             return Err("repeat_interval cannot be zero".into());
         }
-        r.all_matchers()?;
+        r.all_matchers().map_err(|e| e.to_string())?;
         for c in &r.routes {
             self.check_route(c, receivers, intervals)?;
         }

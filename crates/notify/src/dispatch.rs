@@ -25,9 +25,7 @@ use serde_json::json;
 
 use crate::alert::{Alert, fingerprint_hex};
 use crate::audit::Audit;
-use crate::config::{
-    Config, ConfigError, EmailConfig, PagerdutyConfig, Receiver, SlackConfig, WebhookConfig,
-};
+use crate::config::{Config, EmailConfig, PagerdutyConfig, Receiver, SlackConfig, WebhookConfig};
 use crate::nflog::{self, Entry, NotificationLog};
 pub use crate::oncall::Ack;
 use crate::oncall::{EscState, OnCall};
@@ -35,6 +33,7 @@ use crate::route::Route;
 use crate::silence::Silences;
 use crate::template::Templates;
 use crate::timeinterval::TimeInterval;
+use crate::{Error, Result};
 
 /// One level of an escalation policy.
 #[derive(Debug, Clone)]
@@ -270,13 +269,13 @@ fn sort_alerts(v: &mut [Alert]) {
 impl Core {
     /// A notifier for a validated configuration. Fails on receivers it cannot send to,
     /// escalation levels naming unknown receivers, or unreadable state files.
-    pub fn new(config: Config, opts: Options) -> Result<Self, ConfigError> {
+    pub fn new(config: Config, opts: Options) -> Result<Self> {
         let unsupported = config.unsupported();
         if !unsupported.is_empty() {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "receiver integrations not supported yet: {} (remove them to start; nothing is dropped silently)",
                 unsupported.join(", ")
-            ));
+            )));
         }
         for r in &config.receivers {
             let ignored: Vec<&String> = r
@@ -297,12 +296,18 @@ impl Core {
             .collect();
         for p in &opts.escalations {
             if p.levels.is_empty() {
-                return Err(format!("escalation {:?} has no levels", p.name));
+                return Err(Error::Config(format!(
+                    "escalation {:?} has no levels",
+                    p.name
+                )));
             }
             for l in &p.levels {
                 for r in &l.receivers {
                     if !receivers.contains_key(r) {
-                        return Err(format!("escalation {:?}: undefined receiver {r:?}", p.name));
+                        return Err(Error::Config(format!(
+                            "escalation {:?}: undefined receiver {r:?}",
+                            p.name
+                        )));
                     }
                 }
             }
@@ -322,7 +327,7 @@ impl Core {
                     equal: r.equal.clone(),
                 })
             })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+            .collect::<Result<Vec<_>>>()?;
         let templates = Arc::new(Templates::load(
             &config.templates,
             opts.config_dir.as_deref(),
@@ -534,17 +539,24 @@ impl Core {
         comment: &str,
         expires_at: Option<i64>,
         now: i64,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let a = self
             .alerts
             .get(&fp)
             .filter(|a| !a.resolved_at(now))
-            .ok_or_else(|| format!("no firing alert with fingerprint {}", fingerprint_hex(fp)))?;
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no firing alert with fingerprint {}",
+                    fingerprint_hex(fp)
+                ))
+            })?;
         if who.trim().is_empty() {
-            return Err("an acknowledgement needs a who".into());
+            return Err(Error::Invalid("an acknowledgement needs a who".into()));
         }
         if expires_at.is_some_and(|e| e <= now) {
-            return Err("the acknowledgement's expiry is in the past".into());
+            return Err(Error::Invalid(
+                "the acknowledgement's expiry is in the past".into(),
+            ));
         }
         let labels = json!(a.labels);
         let before = self.oncall.acks.insert(
@@ -579,12 +591,10 @@ impl Core {
     }
 
     /// Withdraws an acknowledgement.
-    pub fn unack(&mut self, fp: u64, who: &str, now: i64) -> Result<(), String> {
-        let old = self
-            .oncall
-            .acks
-            .remove(&fp)
-            .ok_or_else(|| format!("alert {} is not acknowledged", fingerprint_hex(fp)))?;
+    pub fn unack(&mut self, fp: u64, who: &str, now: i64) -> Result<()> {
+        let old = self.oncall.acks.remove(&fp).ok_or_else(|| {
+            Error::NotFound(format!("alert {} is not acknowledged", fingerprint_hex(fp)))
+        })?;
         if let Err(e) = self.oncall.save() {
             self.oncall.acks.insert(fp, old);
             return Err(e);
@@ -1019,8 +1029,8 @@ impl Core {
 fn open_or_set_aside<T>(
     path: Option<PathBuf>,
     damaged: &mut Vec<String>,
-    open: impl Fn(Option<PathBuf>) -> Result<T, String>,
-) -> Result<T, String> {
+    open: impl Fn(Option<PathBuf>) -> Result<T>,
+) -> Result<T> {
     match open(path.clone()) {
         Ok(t) => Ok(t),
         Err(e) => {
@@ -1028,7 +1038,10 @@ fn open_or_set_aside<T>(
                 return Err(e);
             };
             let aside = p.with_extension("damaged");
-            std::fs::rename(&p, &aside).map_err(|re| format!("{e} (and moving it aside: {re})"))?;
+            std::fs::rename(&p, &aside).map_err(|re| Error::StateFile {
+                path: p.clone(),
+                message: format!("{e} (and moving it aside: {re})"),
+            })?;
             tracing::error!(file = %p.display(), moved_to = %aside.display(), error = %e, "Notifier state file is damaged; moved it aside and started without it");
             damaged.push(format!("{e}; moved to {}", aside.display()));
             open(Some(p))

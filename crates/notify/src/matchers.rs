@@ -5,10 +5,16 @@
 
 use lookout_model::{MatchOp, Matcher};
 
+use crate::{Error, Result};
+
 /// Parses one matcher.
-pub fn parse_matcher(s: &str) -> Result<Matcher, String> {
+pub fn parse_matcher(s: &str) -> Result<Matcher> {
     let t = s.trim();
-    let bad = |why: &str| format!("bad matcher {s:?}: {why}");
+    let bad = |why: &str| Error::Matcher {
+        what: "matcher",
+        text: s.to_string(),
+        problem: why.to_string(),
+    };
     let op_at = t
         .find(['=', '!'])
         .ok_or_else(|| bad("expected name=value, name!=value, name=~regex or name!~regex"))?;
@@ -58,13 +64,16 @@ fn unquote(v: &str) -> Result<String, String> {
 }
 
 /// Splits a matcher list (`{a="b", c=~"d,e"}` or `a=b,c=d`) at commas outside quotes.
-pub fn parse_matchers(s: &str) -> Result<Vec<Matcher>, String> {
+pub fn parse_matchers(s: &str) -> Result<Vec<Matcher>> {
     let t = s.trim();
     let t = t
         .strip_prefix('{')
         .map(|r| {
-            r.strip_suffix('}')
-                .ok_or_else(|| format!("bad matchers {s:?}: missing '}}'"))
+            r.strip_suffix('}').ok_or_else(|| Error::Matcher {
+                what: "matchers",
+                text: s.to_string(),
+                problem: "missing '}'".to_string(),
+            })
         })
         .transpose()?
         .unwrap_or(t);
@@ -132,6 +141,7 @@ mod tests {
         assert!(
             parse_matcher("a=~\"(\"")
                 .unwrap_err()
+                .to_string()
                 .contains("bad matcher")
         );
         assert_eq!(display_list(&ms[..1]), "{alertname=\"A\"}");

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Result, state};
+
 /// One integration's last notification of a group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -51,21 +53,19 @@ pub fn key(group_key: &str, receiver: &str, integration: &str) -> String {
 
 impl NotificationLog {
     /// A log kept in `path` (loaded if it exists).
-    pub fn open(path: Option<PathBuf>) -> Result<Self, String> {
+    pub fn open(path: Option<PathBuf>) -> Result<Self> {
         let mut l = Self {
             entries: BTreeMap::new(),
             path,
         };
-        if let Some(p) = &l.path {
-            match std::fs::read(p) {
-                Ok(b) => {
-                    let f: File =
-                        serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", p.display()))?;
-                    l.entries = f.entries;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{}: {e}", p.display())),
-            }
+        if let Some(f) = l
+            .path
+            .as_deref()
+            .map(state::load::<File>)
+            .transpose()?
+            .flatten()
+        {
+            l.entries = f.entries;
         }
         Ok(l)
     }
@@ -96,11 +96,7 @@ impl NotificationLog {
             version: 1,
             entries: self.entries.clone(),
         };
-        let res = serde_json::to_vec(&f)
-            .map_err(std::io::Error::other)
-            .and_then(|b| lookout_model::durable::replace_file(p, &b));
-        if let Err(e) = res {
-            tracing::warn!(path = %p.display(), error = %e, "Saving the notification log failed");
-        }
+        // A failure is logged by `save`; the next record tries again.
+        let _ = state::save(p, &f, "the notification log to ");
     }
 }

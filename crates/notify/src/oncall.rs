@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Result, state};
+
 /// How long restored state waits for its alert to come back after a restart.
 pub(crate) const RESTORE_GRACE_MS: i64 = 10 * 60_000;
 
@@ -60,27 +62,25 @@ pub(crate) struct OnCall {
 
 impl OnCall {
     /// State kept in `path` (loaded if it exists).
-    pub(crate) fn open(path: Option<PathBuf>) -> Result<Self, String> {
+    pub(crate) fn open(path: Option<PathBuf>) -> Result<Self> {
         let mut s = Self {
             path,
             ..Self::default()
         };
-        if let Some(p) = &s.path {
-            match std::fs::read(p) {
-                Ok(b) => {
-                    let f: File =
-                        serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", p.display()))?;
-                    s.acks = f.acks.into_iter().collect();
-                    s.escalation = f
-                        .escalations
-                        .into_iter()
-                        .map(|(p, fp, st)| ((p, fp), st))
-                        .collect();
-                    s.restored = !s.acks.is_empty() || !s.escalation.is_empty();
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{}: {e}", p.display())),
-            }
+        if let Some(f) = s
+            .path
+            .as_deref()
+            .map(state::load::<File>)
+            .transpose()?
+            .flatten()
+        {
+            s.acks = f.acks.into_iter().collect();
+            s.escalation = f
+                .escalations
+                .into_iter()
+                .map(|(p, fp, st)| ((p, fp), st))
+                .collect();
+            s.restored = !s.acks.is_empty() || !s.escalation.is_empty();
         }
         Ok(s)
     }
@@ -98,7 +98,7 @@ impl OnCall {
     }
 
     /// Writes the file durably; the error names it.
-    pub(crate) fn save(&self) -> Result<(), String> {
+    pub(crate) fn save(&self) -> Result<()> {
         let Some(p) = &self.path else { return Ok(()) };
         let mut acks: Vec<(u64, Ack)> = self.acks.iter().map(|(k, v)| (*k, v.clone())).collect();
         acks.sort_by_key(|a| a.0);
@@ -113,13 +113,7 @@ impl OnCall {
             acks,
             escalations,
         };
-        serde_json::to_vec(&f)
-            .map_err(std::io::Error::other)
-            .and_then(|b| lookout_model::durable::replace_file(p, &b))
-            .map_err(|e| {
-                tracing::warn!(path = %p.display(), error = %e, "Saving acknowledgements and escalation levels failed");
-                format!("saving {}: {e}", p.display())
-            })
+        state::save(p, &f, "")
     }
 }
 
@@ -158,7 +152,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("oncall.json");
         std::fs::write(&p, b"{ not json").unwrap();
-        let e = OnCall::open(Some(p)).unwrap_err();
+        let e = OnCall::open(Some(p)).unwrap_err().to_string();
         assert!(e.contains("oncall.json"), "{e}");
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use lookout_model::{Labels, Matcher};
 
-use crate::config::{Config, ConfigError, RouteSpec};
+use crate::Result;
+use crate::config::{Config, RouteSpec};
 use crate::matchers::display_list;
 
 /// How a route groups alerts.
@@ -50,8 +51,11 @@ pub struct Route {
 
 impl Route {
     /// Builds the tree of a validated configuration.
-    pub fn tree(c: &Config) -> Result<Route, ConfigError> {
-        let root = c.route.as_ref().ok_or("no routes provided")?;
+    pub fn tree(c: &Config) -> Result<Route> {
+        let root = c
+            .route
+            .as_ref()
+            .ok_or_else(|| crate::Error::Config("no routes provided".into()))?;
         let defaults = Route {
             receiver: String::new(),
             group_by: GroupBy::Labels(Vec::new()),
@@ -68,11 +72,7 @@ impl Route {
         Self::build(root, &defaults, None)
     }
 
-    fn build(
-        s: &RouteSpec,
-        parent: &Route,
-        parent_key: Option<&str>,
-    ) -> Result<Route, ConfigError> {
+    fn build(s: &RouteSpec, parent: &Route, parent_key: Option<&str>) -> Result<Route> {
         let matchers = s.all_matchers()?;
         let key = match parent_key {
             Some(p) => format!("{p}/{}", display_list(&matchers)),

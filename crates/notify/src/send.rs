@@ -93,10 +93,13 @@ async fn post_json(
     }
 }
 
-fn read_secret(file: &str) -> Result<String, String> {
+fn read_secret(file: &str) -> crate::Result<String> {
     std::fs::read_to_string(file)
         .map(|s| s.trim().to_string())
-        .map_err(|e| format!("reading {file}: {e}"))
+        .map_err(|source| crate::Error::Secret {
+            path: file.to_string(),
+            source,
+        })
 }
 
 fn render(
@@ -104,7 +107,7 @@ fn render(
     data: &lookout_gotmpl::Value,
     given: Option<&str>,
     default: &str,
-) -> Result<String, String> {
+) -> crate::Result<String> {
     let text = given.map_or_else(
         || format!("{{{{ template \"{default}\" . }}}}"),
         str::to_string,
@@ -117,25 +120,24 @@ pub fn slack_payload(
     n: &Notification,
     c: &crate::config::SlackConfig,
     external_url: &str,
-) -> Result<serde_json::Value, String> {
+) -> crate::Result<serde_json::Value> {
     let d = crate::template::data(n, external_url);
     // (JSON key, configured template, default template or none, kept when empty).
     type Field<'a> = (&'a str, &'a Option<String>, Option<&'a str>, bool);
-    let fill =
-        |fields: &[Field<'_>]| -> Result<serde_json::Map<String, serde_json::Value>, String> {
-            let mut o = serde_json::Map::new();
-            for (key, given, default, always) in fields {
-                let v = match (given, default) {
-                    (_, Some(default)) => render(n, &d, given.as_deref(), default)?,
-                    (Some(t), None) => n.templates.render(t, &d)?,
-                    (None, None) => continue,
-                };
-                if *always || !v.is_empty() {
-                    o.insert((*key).into(), json!(v));
-                }
+    let fill = |fields: &[Field<'_>]| -> crate::Result<serde_json::Map<String, serde_json::Value>> {
+        let mut o = serde_json::Map::new();
+        for (key, given, default, always) in fields {
+            let v = match (given, default) {
+                (_, Some(default)) => render(n, &d, given.as_deref(), default)?,
+                (Some(t), None) => n.templates.render(t, &d)?,
+                (None, None) => continue,
+            };
+            if *always || !v.is_empty() {
+                o.insert((*key).into(), json!(v));
             }
-            Ok(o)
-        };
+        }
+        Ok(o)
+    };
     let mut att = fill(&[
         ("title", &c.title, Some("slack.default.title"), false),
         (
@@ -207,14 +209,14 @@ pub fn pagerduty_payload(
     n: &Notification,
     c: &crate::config::PagerdutyConfig,
     external_url: &str,
-) -> Result<serde_json::Value, String> {
+) -> crate::Result<serde_json::Value> {
     use sha2::Digest;
     let d = crate::template::data(n, external_url);
     let r = |given: &Option<String>, default: &str| render(n, &d, given.as_deref(), default);
     let key = match (&c.routing_key, &c.routing_key_file) {
         (Some(k), _) => k.clone(),
         (None, Some(f)) => read_secret(f)?,
-        _ => return Err("no routing key".into()),
+        _ => return Err(crate::Error::Config("no routing key".into())),
     };
     let resolved = n.alerts.iter().all(|a| a.resolved_at(n.now));
     let mut summary = r(&c.description, "pagerduty.default.description")?;
@@ -225,7 +227,7 @@ pub fn pagerduty_payload(
         Some(m) => m
             .iter()
             .map(|(k, v)| Ok((k.clone(), json!(n.templates.render(v, &d)?))))
-            .collect::<Result<_, String>>()?,
+            .collect::<crate::Result<_>>()?,
         None => [
             (
                 "firing",
@@ -240,7 +242,7 @@ pub fn pagerduty_payload(
         ]
         .iter()
         .map(|(k, t)| Ok((k.to_string(), json!(n.templates.render(t, &d)?))))
-        .collect::<Result<_, String>>()?,
+        .collect::<crate::Result<_>>()?,
     };
     let dedup: String = sha2::Sha256::digest(n.group_key.as_bytes())
         .iter()
@@ -292,7 +294,7 @@ pub fn email_parts(
     n: &Notification,
     c: &crate::config::EmailConfig,
     external_url: &str,
-) -> Result<EmailParts, String> {
+) -> crate::Result<EmailParts> {
     let d = crate::template::data(n, external_url);
     let mut headers = Vec::new();
     let mut subject = None;
@@ -409,7 +411,7 @@ async fn send_email(
             (Some(p), _) => p.clone(),
             (None, Some(f)) => match read_secret(f) {
                 Ok(p) => p,
-                Err(e) => return Attempt::Fatal(e),
+                Err(e) => return Attempt::Fatal(e.to_string()),
             },
             _ => String::new(),
         };
@@ -451,7 +453,7 @@ pub async fn deliver(
             let url = match (&w.url, &w.url_file) {
                 (Some(u), _) => Ok(u.clone()),
                 (None, Some(f)) => read_secret(f),
-                (None, None) => Err("no url".to_string()),
+                (None, None) => Err(crate::Error::Config("no url".into())),
             };
             Some((
                 url,
@@ -463,7 +465,7 @@ pub async fn deliver(
             let url = match (&c.api_url, &c.api_url_file) {
                 (Some(u), _) => Ok(u.clone()),
                 (None, Some(f)) => read_secret(f),
-                (None, None) => Err("no Slack API URL".to_string()),
+                (None, None) => Err(crate::Error::Config("no Slack API URL".into())),
             };
             Some((
                 url,
@@ -472,7 +474,9 @@ pub async fn deliver(
             ))
         }
         Integration::Pagerduty(c) => Some((
-            c.url.clone().ok_or_else(|| "no PagerDuty URL".to_string()),
+            c.url
+                .clone()
+                .ok_or_else(|| crate::Error::Config("no PagerDuty URL".into())),
             pagerduty_payload(n, c, external_url),
             Duration::from_secs(10),
         )),
@@ -483,7 +487,7 @@ pub async fn deliver(
     let mut attempts = 0;
     let (url, body, timeout) = match http {
         Some((u, b, t)) => (
-            Some(u.map_err(|m| err(m, 0))?),
+            Some(u.map_err(|m| err(m.to_string(), 0))?),
             Some(b.map_err(|m| err(format!("rendering: {m}"), 0))?),
             t,
         ),

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use lookout_model::{Labels, MatchOp, Matcher};
 use serde::{Deserialize, Serialize};
 
+use crate::{Error, Result, state};
+
 /// One matcher of a silence, in the API's shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,14 +35,14 @@ fn yes() -> bool {
 
 impl SilenceMatcher {
     /// The label matcher it stands for.
-    pub fn matcher(&self) -> Result<Matcher, String> {
+    pub fn matcher(&self) -> Result<Matcher, lookout_model::MatcherError> {
         let op = match (self.is_regex, self.is_equal) {
             (false, true) => MatchOp::Equal,
             (false, false) => MatchOp::NotEqual,
             (true, true) => MatchOp::Regex,
             (true, false) => MatchOp::NotRegex,
         };
-        Matcher::new(op, &self.name, &self.value).map_err(|e| e.to_string())
+        Matcher::new(op, &self.name, &self.value)
     }
 }
 
@@ -105,7 +107,7 @@ impl Silence {
     }
 
     /// Its matchers compiled; fails on an invalid one.
-    fn compile(&self) -> Result<Vec<Matcher>, String> {
+    fn compile(&self) -> Result<Vec<Matcher>, lookout_model::MatcherError> {
         #[cfg(test)]
         tests::COMPILES.with(|c| c.set(c.get() + 1));
         self.matchers.iter().map(SilenceMatcher::matcher).collect()
@@ -169,48 +171,36 @@ pub struct Silences {
 
 impl Silences {
     /// Silences kept in `path` (loaded if it exists).
-    pub fn open(path: Option<PathBuf>) -> Result<Self, String> {
+    pub fn open(path: Option<PathBuf>) -> Result<Self> {
         let mut s = Self {
             by_id: BTreeMap::new(),
             compiled: BTreeMap::new(),
             path,
         };
-        if let Some(p) = &s.path {
-            match std::fs::read(p) {
-                Ok(b) => {
-                    let list: Vec<Silence> =
-                        serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", p.display()))?;
-                    s.by_id = list.into_iter().map(|x| (x.id.clone(), x)).collect();
-                    s.compiled = s
-                        .by_id
-                        .values()
-                        .filter_map(|x| Some((x.id.clone(), x.compile().ok()?)))
-                        .collect();
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{}: {e}", p.display())),
-            }
+        let saved = s.path.as_deref().map(state::load::<Vec<Silence>>);
+        if let Some(list) = saved.transpose()?.flatten() {
+            s.by_id = list.into_iter().map(|x| (x.id.clone(), x)).collect();
+            s.compiled = s
+                .by_id
+                .values()
+                .filter_map(|x| Some((x.id.clone(), x.compile().ok()?)))
+                .collect();
         }
         Ok(s)
     }
 
     /// Writes the file (durably); the error names the file.
-    fn save(&self) -> Result<(), String> {
+    fn save(&self) -> Result<()> {
         let Some(p) = &self.path else { return Ok(()) };
         let list: Vec<&Silence> = self.by_id.values().collect();
-        let res = serde_json::to_vec(&list)
-            .map_err(std::io::Error::other)
-            .and_then(|b| lookout_model::durable::replace_file(p, &b));
-        res.map_err(|e| {
-            tracing::warn!(path = %p.display(), error = %e, "Saving silences failed");
-            format!("saving silences to {}: {e}", p.display())
-        })
+        state::save(p, &list, "silences to ")
     }
 
     /// Creates a silence, or updates the one with `s.id`; returns what happened.
-    pub fn set(&mut self, mut s: Silence, now: i64) -> Result<Change, String> {
+    pub fn set(&mut self, mut s: Silence, now: i64) -> Result<Change> {
+        let invalid = |why: &str| Err(Error::Invalid(format!("silence invalid: {why}")));
         if s.matchers.is_empty() {
-            return Err("silence invalid: at least one matcher required".into());
+            return invalid("at least one matcher required");
         }
         let size: usize = s
             .matchers
@@ -220,30 +210,31 @@ impl Silences {
             + s.comment.len()
             + s.created_by.len();
         if size > MAX_SILENCE_BYTES {
-            return Err(format!(
-                "silence invalid: {size} bytes of matchers and comment, more than the limit of {MAX_SILENCE_BYTES}"
+            return invalid(&format!(
+                "{size} bytes of matchers and comment, more than the limit of {MAX_SILENCE_BYTES}"
             ));
         }
-        let compiled = s.compile().map_err(|e| format!("silence invalid: {e}"))?;
+        let compiled = match s.compile() {
+            Ok(c) => c,
+            Err(e) => return invalid(&e.to_string()),
+        };
         if compiled.iter().all(|m| m.matches_empty()) {
-            return Err(
-                "silence invalid: at least one matcher must not match the empty string".into(),
-            );
+            return invalid("at least one matcher must not match the empty string");
         }
         if s.ends_at <= s.starts_at {
-            return Err("silence invalid: end time must not be before start time".into());
+            return invalid("end time must not be before start time");
         }
         if s.ends_at <= now {
-            return Err("silence invalid: end time can't be in the past".into());
+            return invalid("end time can't be in the past");
         }
         s.updated_at = now;
         let prior = self.by_id.get(&s.id).cloned();
         let adds = s.id.is_empty() || !self.by_id.contains_key(&s.id);
         if adds && self.by_id.len() >= MAX_SILENCES {
-            return Err(format!(
+            return Err(Error::Invalid(format!(
                 "too many silences: {} are kept, the limit is {MAX_SILENCES}; expire some (expired ones are dropped after five days)",
                 self.by_id.len()
-            ));
+            )));
         }
         let change = match self.by_id.get_mut(&s.id) {
             Some(old) if !s.id.is_empty() => {
@@ -253,7 +244,10 @@ impl Silences {
                         && old.matchers == s.matchers
                         && old.starts_at == s.starts_at);
                 if st == SilenceState::Expired {
-                    return Err(format!("silence {} is expired and cannot be changed", s.id));
+                    return Err(Error::Invalid(format!(
+                        "silence {} is expired and cannot be changed",
+                        s.id
+                    )));
                 }
                 if in_place {
                     s.silenced = std::mem::take(&mut old.silenced);
@@ -273,7 +267,7 @@ impl Silences {
                 }
             }
             Some(_) | None if !s.id.is_empty() => {
-                return Err(format!("silence {} not found", s.id));
+                return Err(Error::NotFound(format!("silence {} not found", s.id)));
             }
             _ => {
                 s.id = new_id();
@@ -310,13 +304,13 @@ impl Silences {
     }
 
     /// Expires a silence now.
-    pub fn expire(&mut self, id: &str, now: i64) -> Result<(), String> {
+    pub fn expire(&mut self, id: &str, now: i64) -> Result<()> {
         let s = self
             .by_id
             .get_mut(id)
-            .ok_or_else(|| format!("silence {id} not found"))?;
+            .ok_or_else(|| Error::NotFound(format!("silence {id} not found")))?;
         if s.state(now) == SilenceState::Expired {
-            return Err(format!("silence {id} already expired"));
+            return Err(Error::Invalid(format!("silence {id} already expired")));
         }
         let (ends, updated) = (s.ends_at, s.updated_at);
         s.ends_at = now;
@@ -486,6 +480,7 @@ mod tests {
         assert!(
             s.set(silence(&[("x", "y")], 0, 10), 20)
                 .unwrap_err()
+                .to_string()
                 .contains("past")
         );
         s.expire(&new, 400).unwrap();

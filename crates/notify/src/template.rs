@@ -304,7 +304,7 @@ fn source_id(source: &str) -> u64 {
 
 impl Templates {
     /// The defaults followed by `extra` template definitions (later ones win).
-    pub fn new(extra: &[String]) -> Result<Self, String> {
+    pub fn new(extra: &[String]) -> crate::Result<Self> {
         let mut source = String::from(DEFAULTS);
         for e in extra {
             source.push('\n');
@@ -328,7 +328,7 @@ impl Templates {
     }
 
     /// Reads the template files matching the configuration's `templates:` globs.
-    pub fn load(patterns: &[String], base: Option<&std::path::Path>) -> Result<Self, String> {
+    pub fn load(patterns: &[String], base: Option<&std::path::Path>) -> crate::Result<Self> {
         let mut extra = Vec::new();
         for p in patterns {
             let full = match base {
@@ -346,7 +346,7 @@ impl Templates {
                     .replace("\\*", ".*")
                     .replace("\\?", ".")
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::Error::Config(format!("template pattern {p:?}: {e}")))?;
             let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
                 .map(|rd| {
                     rd.flatten()
@@ -360,7 +360,8 @@ impl Templates {
             files.sort();
             for f in files {
                 extra.push(
-                    std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?,
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| crate::Error::Config(format!("{}: {e}", f.display())))?,
                 );
             }
         }
@@ -368,7 +369,7 @@ impl Templates {
     }
 
     /// Renders `text` (which may call the defined templates) with `data`.
-    pub fn render(&self, text: &str, data: &Value) -> Result<String, String> {
+    pub fn render(&self, text: &str, data: &Value) -> crate::Result<String> {
         let key = (self.id, text.to_string());
         let t = match PARSED.with(|c| c.borrow().get(&key).cloned()) {
             Some(t) => t,
@@ -390,7 +391,7 @@ impl Templates {
             }
         };
         t.render(&Context::from(data.clone()))
-            .map_err(|e| lookout_gotmpl::clean_error("notification", &e.to_string()))
+            .map_err(|e| lookout_gotmpl::Error::execute("notification", &e.to_string()).into())
     }
 }
 

@@ -63,7 +63,7 @@ fn config_files_get_alertmanager_verdicts() {
     for (f, want) in bad {
         match Config::load(&dir.join(f)) {
             Ok(_) => panic!("{f} should be refused"),
-            Err(e) => assert!(e.contains(want), "{f}: {e}"),
+            Err(e) => assert!(e.to_string().contains(want), "{f}: {e}"),
         }
     }
     // The good file routes as Alertmanager documents.

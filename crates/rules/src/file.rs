@@ -158,20 +158,20 @@ fn strip_unknown(v: &mut yaml_serde::Value) {
 }
 
 /// Parses rule-file text (YAML) without validating the rules.
-pub fn parse_text(text: &str, ignore_unknown_fields: bool) -> Result<RuleFile, String> {
+pub fn parse_text(text: &str, ignore_unknown_fields: bool) -> crate::Result<RuleFile> {
     if text.trim().is_empty() {
         return Ok(RuleFile::default());
     }
     if ignore_unknown_fields {
-        let mut v: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
+        let mut v: yaml_serde::Value = yaml_serde::from_str(text)?;
         strip_unknown(&mut v);
         // Back through text, so scalars read as the schema wants them (`expr: 1`).
-        let text = yaml_serde::to_string(&v).map_err(|e| e.to_string())?;
-        yaml_serde::from_str(&text).map_err(|e| e.to_string())
+        let text = yaml_serde::to_string(&v)?;
+        Ok(yaml_serde::from_str(&text)?)
     } else {
         yaml_serde::from_str::<Option<RuleFile>>(text)
             .map(Option::unwrap_or_default)
-            .map_err(|e| e.to_string())
+            .map_err(crate::Error::Format)
     }
 }
 
@@ -296,7 +296,7 @@ pub fn load_file(path: &Path, ignore_unknown_fields: bool) -> Result<LoadedFile,
 /// Expands `rule_files` patterns (globs in any path element, relative to `base`) into
 /// files, in order, without duplicates. A pattern without glob characters is kept even if
 /// the file does not exist, so reading it reports the problem.
-pub fn expand_patterns(patterns: &[String], base: Option<&Path>) -> Result<Vec<PathBuf>, String> {
+pub fn expand_patterns(patterns: &[String], base: Option<&Path>) -> crate::Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = Vec::new();
     for p in patterns {
         let full = match base {
@@ -305,8 +305,10 @@ pub fn expand_patterns(patterns: &[String], base: Option<&Path>) -> Result<Vec<P
         };
         let s = full.to_string_lossy().into_owned();
         if s.contains(['*', '?', '[']) {
-            let paths =
-                glob::glob(&s).map_err(|e| format!("invalid rule file pattern {p:?}: {e}"))?;
+            let paths = glob::glob(&s).map_err(|e| crate::Error::Pattern {
+                pattern: p.clone(),
+                message: e.to_string(),
+            })?;
             let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
             found.sort();
             for f in found {
@@ -364,7 +366,7 @@ mod tests {
     #[test]
     fn unknown_fields_are_errors_unless_ignored() {
         let text = "groups:\n- name: g\n  owner: me\n  rules:\n  - record: x\n    expr: '1'\n    extra: 1\n";
-        let e = parse_text(text, false).unwrap_err();
+        let e = parse_text(text, false).unwrap_err().to_string();
         assert!(e.contains("owner"), "{e}");
         let f = parse_text(text, true).unwrap();
         assert_eq!(f.groups[0].rules[0].record.as_deref(), Some("x"));

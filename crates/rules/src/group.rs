@@ -79,7 +79,7 @@ impl Group {
         spec: &GroupSpec,
         file: &Path,
         default_interval: Duration,
-    ) -> Result<Self, String> {
+    ) -> crate::Result<Self> {
         let mut rules = Vec::with_capacity(spec.rules.len());
         for r in &spec.rules {
             let mut labels = spec.labels.clone();
@@ -165,7 +165,7 @@ impl Group {
                 Err(err) => {
                     tracing::warn!(group = %self.name, rule = %e.rule.name(), error = %err, "Rule evaluation failed");
                     e.health = Health::Err;
-                    e.last_error = Some(err);
+                    e.last_error = Some(err.to_string());
                     Vec::new()
                 }
             };

@@ -14,6 +14,7 @@
 //! write only through [`lookout_storage::Appendable`]; they know nothing of HTTP. Time is
 //! passed in, so evaluation is deterministic under test.
 
+mod error;
 pub mod file;
 pub mod group;
 pub mod manager;
@@ -22,6 +23,7 @@ pub mod rule;
 pub mod template;
 pub mod unittest;
 
+pub use error::{Error, Result};
 pub use group::Group;
 pub use manager::{AlertSink, Manager, ManagerOptions, ReloadStatus};
 pub use rule::{Alert, AlertState, AlertingRule, EvalContext, Health, RecordingRule, Rule};

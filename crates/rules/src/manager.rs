@@ -218,13 +218,13 @@ impl Manager {
 
     fn load(&self) -> Result<(), Vec<String>> {
         let paths = file::expand_patterns(&self.opts.files, self.opts.base_dir.as_deref())
-            .map_err(|e| vec![e])?;
+            .map_err(|e| vec![e.to_string()])?;
         *self.fingerprint.lock().expect("lock") = fingerprint(&paths);
         let mut errs = Vec::new();
         let mut new = Vec::new();
         for pack in &self.opts.packs {
             let path = PathBuf::from(crate::packs::display_path(pack.name));
-            let f = file::parse_text(pack.text, false).map_err(|e| vec![e])?;
+            let f = file::parse_text(pack.text, false).map_err(|e| vec![e.to_string()])?;
             for g in &f.groups {
                 match Group::from_spec(g, &path, self.opts.default_interval) {
                     Ok(g) => new.push(g),

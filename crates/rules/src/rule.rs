@@ -17,6 +17,7 @@ use lookout_promql::{Engine, Expr, Value};
 use lookout_storage::Queryable;
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::template::{self, QueryFn, TemplateData};
 
 /// How long a resolved alert is kept (and re-sent) after it resolves.
@@ -122,21 +123,17 @@ impl std::fmt::Debug for EvalContext {
 impl EvalContext {
     /// Evaluates `expr` at `t` (ms) as a rule does: a vector, or a scalar as one sample
     /// without labels.
-    pub fn query(&self, text: &str, expr: &Expr, t: i64) -> Result<Vec<(Labels, f64)>, String> {
+    pub fn query(&self, text: &str, expr: &Expr, t: i64) -> crate::Result<Vec<(Labels, f64)>> {
         let r = self
             .engine
-            .instant_query(self.db.as_ref(), text, expr, t, None)
-            .map_err(|e| e.to_string())?;
+            .instant_query(self.db.as_ref(), text, expr, t, None)?;
         if !r.histograms.is_empty() {
-            return Err("rules over native histograms are not supported yet".into());
+            return Err(Error::HistogramResult);
         }
         match r.value {
             Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
             Value::Scalar(v) => Ok(vec![(Labels::empty(), v)]),
-            other => Err(format!(
-                "rule result is not a vector or scalar: {}",
-                other.type_name()
-            )),
+            other => Err(Error::ResultType(other.type_name())),
         }
     }
 
@@ -144,7 +141,7 @@ impl EvalContext {
     fn query_fn(&self, t: i64) -> QueryFn {
         let ctx = self.clone();
         Arc::new(move |q: &str| {
-            let expr = lookout_promql::parse(q).map_err(|e| e.to_string())?;
+            let expr = lookout_promql::parse(q)?;
             ctx.query(q, &expr, t)
         })
     }
@@ -173,11 +170,11 @@ pub struct RecordingRule {
 
 impl RecordingRule {
     /// A rule from parts already validated.
-    pub fn new(name: &str, expr: &str, labels: BTreeMap<String, String>) -> Result<Self, String> {
+    pub fn new(name: &str, expr: &str, labels: BTreeMap<String, String>) -> crate::Result<Self> {
         Ok(Self {
             name: name.into(),
             expr_text: expr.into(),
-            expr: lookout_promql::parse(expr).map_err(|e| e.to_string())?,
+            expr: lookout_promql::parse(expr)?,
             labels,
         })
     }
@@ -188,25 +185,22 @@ impl RecordingRule {
         ctx: &EvalContext,
         t: i64,
         limit: usize,
-    ) -> Result<Vec<(Labels, f64)>, String> {
+    ) -> crate::Result<Vec<(Labels, f64)>> {
         let res = ctx.query(&self.expr_text, &self.expr, t)?;
         let mut seen = HashSet::with_capacity(res.len());
         let mut out = Vec::with_capacity(res.len());
         for (l, v) in res {
             let l = apply_labels(&l.with(METRIC_NAME_LABEL, &self.name), &self.labels);
             if !seen.insert(l.clone()) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying rule labels"
-                        .into(),
-                );
+                return Err(Error::DuplicateLabelset("rule"));
             }
             out.push((l, v));
         }
         if limit > 0 && out.len() > limit {
-            return Err(format!(
-                "exceeded limit of {limit} with {} series",
-                out.len()
-            ));
+            return Err(Error::SeriesLimit {
+                limit,
+                found: out.len(),
+            });
         }
         Ok(out)
     }
@@ -269,11 +263,11 @@ impl AlertingRule {
         keep_firing_for: Duration,
         labels: BTreeMap<String, String>,
         annotations: BTreeMap<String, String>,
-    ) -> Result<Self, String> {
+    ) -> crate::Result<Self> {
         Ok(Self {
             name: name.into(),
             expr_text: expr.into(),
-            expr: lookout_promql::parse(expr).map_err(|e| e.to_string())?,
+            expr: lookout_promql::parse(expr)?,
             hold,
             keep_firing_for,
             labels,
@@ -366,7 +360,7 @@ impl AlertingRule {
         ts: i64,
         offset: Duration,
         limit: usize,
-    ) -> Result<Vec<(Labels, f64)>, String> {
+    ) -> crate::Result<Vec<(Labels, f64)>> {
         let qt = ts - offset.as_millis() as i64;
         let res = ctx.query(&self.expr_text, &self.expr, qt)?;
         let tmpl_name = format!("__alert_{}", self.name);
@@ -392,10 +386,7 @@ impl AlertingRule {
                 .map(|(k, t)| (k.clone(), expand(t)))
                 .collect();
             if found.contains_key(&labels) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying alert labels"
-                        .into(),
-                );
+                return Err(Error::DuplicateLabelset("alert"));
             }
             found.insert(
                 labels.clone(),
@@ -490,9 +481,10 @@ impl AlertingRule {
         }
         if limit > 0 && active_count > limit {
             self.active.clear();
-            return Err(format!(
-                "exceeded limit of {limit} with {active_count} alerts"
-            ));
+            return Err(Error::AlertLimit {
+                limit,
+                found: active_count,
+            });
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)

@@ -26,7 +26,7 @@ use lookout_gotmpl::{Context, FuncError, Template, Value};
 use lookout_model::Labels;
 
 /// Runs a PromQL query for a template's `query` function: the result's labels and values.
-pub type QueryFn = Arc<dyn Fn(&str) -> Result<Vec<(Labels, f64)>, String> + Send + Sync>;
+pub type QueryFn = Arc<dyn Fn(&str) -> crate::Result<Vec<(Labels, f64)>> + Send + Sync>;
 
 /// What a template sees.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +58,7 @@ thread_local! {
 
 const CACHE_LIMIT: usize = 4096;
 
-fn parsed(name: &str, text: &str) -> Result<Rc<Parsed>, String> {
+fn parsed(name: &str, text: &str) -> Result<Rc<Parsed>, lookout_gotmpl::Error> {
     let key = (name.to_string(), text.to_string());
     if let Some(p) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
         return Ok(p);
@@ -98,12 +98,12 @@ static LABEL_REF: LazyLock<regex::Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 
-fn template(name: &str, text: &str) -> Result<Template, String> {
+fn template(name: &str, text: &str) -> Result<Template, lookout_gotmpl::Error> {
     lookout_gotmpl::parse(name, &format!("{PREFIX}{text}"), FUNCS)
 }
 
 /// Parses a template without running it (for `check rules`).
-pub fn check(name: &str, text: &str) -> Result<(), String> {
+pub fn check(name: &str, text: &str) -> Result<(), lookout_gotmpl::Error> {
     template(name, text).map(|_| ())
 }
 
@@ -125,7 +125,7 @@ pub fn expand(
     text: &str,
     data: &TemplateData,
     query: Option<QueryFn>,
-) -> Result<String, String> {
+) -> Result<String, lookout_gotmpl::Error> {
     if !text.contains("{{") {
         return Ok(text.to_string());
     }
@@ -148,7 +148,7 @@ pub fn expand(
     EXTERNAL_URL.with(|u| u.borrow_mut().clone_from(&data.external_url));
     let out = p.template.render(&Context::from(Value::Object(ctx)));
     QUERY.with(|q| *q.borrow_mut() = None);
-    out.map_err(|e| lookout_gotmpl::clean_error(name, &format!("{e}")))
+    out.map_err(|e| lookout_gotmpl::Error::execute(name, &e.to_string()))
 }
 
 fn sample_value(labels: &Labels, v: f64) -> Value {
@@ -168,8 +168,8 @@ fn query(args: &[Value]) -> Result<Value, FuncError> {
     let q = string_arg(args, 0, "query", 1)?;
     let f = QUERY
         .with(|f| f.borrow().clone())
-        .ok_or_else(|| FuncError::Generic("query is not available here".into()))?;
-    let res = f(&q).map_err(FuncError::Generic)?;
+        .ok_or_else(|| FuncError::Generic(crate::Error::NoQuery.to_string()))?;
+    let res = f(&q).map_err(|e| FuncError::Generic(e.to_string()))?;
     Ok(Value::Array(
         res.iter().map(|(l, v)| sample_value(l, *v)).collect(),
     ))
@@ -427,13 +427,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "a=1 b=2 2");
-        let e = expand("t", "{{ query \"up\" }}", &data(), None).unwrap_err();
+        let e = expand("t", "{{ query \"up\" }}", &data(), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("query is not available"), "{e}");
     }
 
     #[test]
     fn parse_errors_name_the_template() {
-        let e = check("__alert_A", "{{ $label.foo }}").unwrap_err();
+        let e = check("__alert_A", "{{ $label.foo }}")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("template: __alert_A:"), "{e}");
         assert!(e.contains("$label"), "{e}");
     }

@@ -182,7 +182,7 @@ pub fn run_file(path: &Path, opts: &TestOptions) -> FileOutcome {
     let files = match file::expand_patterns(&tf.rule_files, base) {
         Ok(f) => f,
         Err(e) => {
-            out.failures.push(e);
+            out.failures.push(e.to_string());
             return out;
         }
     };
@@ -236,20 +236,21 @@ pub fn run_file(path: &Path, opts: &TestOptions) -> FileOutcome {
     out
 }
 
-fn start_time(v: &Option<yaml_serde::Value>) -> Result<i64, String> {
+fn start_time(v: &Option<yaml_serde::Value>) -> crate::Result<i64> {
     match v {
         None | Some(yaml_serde::Value::Null) => Ok(0),
         Some(yaml_serde::Value::Number(n)) => n
             .as_f64()
             .map(|s| (s * 1000.0) as i64)
-            .ok_or_else(|| format!("invalid start_timestamp {n}")),
+            .ok_or_else(|| crate::Error::StartTimestamp(n.to_string())),
         Some(yaml_serde::Value::String(s)) => {
             if let Ok(n) = s.parse::<f64>() {
                 return Ok((n * 1000.0) as i64);
             }
-            lookout_model::parse_rfc3339(s).ok_or_else(|| format!("invalid start_timestamp {s:?}"))
+            lookout_model::parse_rfc3339(s)
+                .ok_or_else(|| crate::Error::StartTimestamp(format!("{s:?}")))
         }
-        Some(other) => Err(format!("invalid start_timestamp {other:?}")),
+        Some(other) => Err(crate::Error::StartTimestamp(format!("{other:?}"))),
     }
 }
 
@@ -364,7 +365,7 @@ fn run_group(
     let mut errs = Vec::new();
     let start = match start_time(&tg.start_timestamp) {
         Ok(s) => s,
-        Err(e) => return vec![e],
+        Err(e) => return vec![e.to_string()],
     };
     let interval = tg.interval.map_or(eval_interval, |d| d.0).as_millis() as i64;
     let db = Arc::new(MemStorage::new());

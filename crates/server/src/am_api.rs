@@ -38,6 +38,23 @@ fn err(status: StatusCode, msg: impl Into<String>) -> AmError {
     AmError(status, msg.into())
 }
 
+/// The one place notifier errors become statuses: what the request names is missing
+/// (404), a change could not be saved and nothing changed (500), the notifier's
+/// configuration cannot serve it (500), anything else is a bad request (400).
+impl From<lookout_notify::Error> for AmError {
+    fn from(e: lookout_notify::Error) -> Self {
+        use lookout_notify::Error as E;
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Save { .. } | E::StateFile { .. } | E::Secret { .. } | E::Config(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            E::Matcher { .. } | E::Invalid(_) | E::Template(_) => StatusCode::BAD_REQUEST,
+        };
+        err(status, e.to_string())
+    }
+}
+
 fn notifier(st: &AppState) -> Result<Arc<Notifier>, AmError> {
     st.notifier.clone().ok_or_else(|| {
         err(
@@ -61,7 +78,7 @@ fn flag(p: &Params, name: &str) -> bool {
 fn filters(p: &Params) -> Result<Vec<Matcher>, AmError> {
     let mut out = Vec::new();
     for v in p.all("filter") {
-        out.extend(parse_matchers(v).map_err(|e| err(StatusCode::BAD_REQUEST, e))?);
+        out.extend(parse_matchers(v)?);
     }
     Ok(out)
 }
@@ -168,10 +185,11 @@ struct PostableAlert {
     generator_url: String,
 }
 
-fn time_param(s: &Option<String>, what: &str) -> Result<i64, String> {
+fn time_param(s: &Option<String>, what: &str) -> Result<i64, AmError> {
     match s.as_deref() {
         None | Some("") | Some("0001-01-01T00:00:00Z") => Ok(0),
-        Some(t) => lookout_model::parse_rfc3339(t).ok_or_else(|| format!("invalid {what} {t:?}")),
+        Some(t) => lookout_model::parse_rfc3339(t)
+            .ok_or_else(|| err(StatusCode::BAD_REQUEST, format!("invalid {what} {t:?}"))),
     }
 }
 
@@ -198,13 +216,8 @@ pub(crate) async fn post_alerts(State(st): State<AppState>, body: String) -> AmR
                 ));
             }
         }
-        let (starts_at, ends_at) = match (
-            time_param(&a.starts_at, "startsAt"),
-            time_param(&a.ends_at, "endsAt"),
-        ) {
-            (Ok(s), Ok(e)) => (s, e),
-            (Err(e), _) | (_, Err(e)) => return Err(err(StatusCode::BAD_REQUEST, e)),
-        };
+        let starts_at = time_param(&a.starts_at, "startsAt")?;
+        let ends_at = time_param(&a.ends_at, "endsAt")?;
         alerts.push(Alert {
             labels: Labels::from_pairs(a.labels),
             annotations: a.annotations,
@@ -373,8 +386,7 @@ pub(crate) async fn post_silence(State(st): State<AppState>, body: String) -> Am
         Ok(Change::Created(id) | Change::Updated(id) | Change::Replaced { new: id, .. }) => {
             Ok(Json(json!({ "silenceID": id })).into_response())
         }
-        Err(e) if e.contains("not found") => Err(err(StatusCode::NOT_FOUND, e)),
-        Err(e) => Err(err(state_status(&e), e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -413,8 +425,7 @@ pub(crate) async fn delete_silence(
         r
     }) {
         Ok(()) => Ok(StatusCode::OK.into_response()),
-        Err(e) if e.contains("not found") => Err(err(StatusCode::NOT_FOUND, e)),
-        Err(e) => Err(err(state_status(&e), e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -507,8 +518,7 @@ pub(crate) async fn ack(
             Json(json!({ "status": "success", "fingerprint": fingerprint_hex(fp) }))
                 .into_response(),
         ),
-        Err(e) if e.contains("no firing alert") => Err(err(StatusCode::NOT_FOUND, e)),
-        Err(e) => Err(err(state_status(&e), e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -523,18 +533,7 @@ pub(crate) async fn unack(
     let who = params(q)?.get("who").unwrap_or("api").to_string();
     match n.with(|c| c.unack(fp, &who, lookout_model::now_ms())) {
         Ok(()) => Ok(StatusCode::OK.into_response()),
-        Err(e) if e.starts_with("saving ") => Err(err(StatusCode::INTERNAL_SERVER_ERROR, e)),
-        Err(e) => Err(err(StatusCode::NOT_FOUND, e)),
-    }
-}
-
-/// A change the notifier refused: 500 when its state could not be saved (nothing
-/// changed), 400 for a bad request.
-fn state_status(e: &str) -> StatusCode {
-    if e.starts_with("saving ") {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::BAD_REQUEST
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -57,7 +57,7 @@ pub trait Admin: Send + Sync {
         selectors: &[Vec<lookout_model::Matcher>],
         start: i64,
         end: i64,
-    ) -> Result<(), String>;
+    ) -> lookout_storage::Result<()>;
 }
 
 /// Metadata of one metric family.

@@ -277,7 +277,7 @@ impl lookout_server::Admin for RecordingAdmin {
         sels: &[Vec<lookout_model::Matcher>],
         start: i64,
         end: i64,
-    ) -> Result<(), String> {
+    ) -> lookout_storage::Result<()> {
         self.0.lock().unwrap().push((sels.len(), start, end));
         Ok(())
     }
