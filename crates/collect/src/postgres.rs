@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+pub use lookout_model::status::Statement;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::{AsyncCollector, CollectFuture, Error, Metric, Result};
@@ -39,29 +40,6 @@ pub struct PostgresTarget {
     pub password: Option<String>,
     /// How many statements of `pg_stat_statements` become metrics.
     pub top_statements: usize,
-}
-
-/// One statement of `pg_stat_statements`, with its text.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Statement {
-    /// The instance it was read from.
-    pub instance: String,
-    /// The database.
-    pub datname: String,
-    /// The role that ran it.
-    pub user: String,
-    /// pg_stat_statements' query id.
-    pub queryid: String,
-    /// The normalised query text.
-    pub query: String,
-    /// Times run.
-    pub calls: f64,
-    /// Total execution time in seconds.
-    pub total_seconds: f64,
-    /// Mean execution time in seconds.
-    pub mean_seconds: f64,
-    /// Rows returned or affected.
-    pub rows: f64,
 }
 
 /// The latest top statements of every PostgreSQL instance, by instance name; the HTTP API

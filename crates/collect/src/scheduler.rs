@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use lookout_model::status::CollectorStatus;
 use lookout_model::{Labels, now_ms, stale_nan};
 use lookout_storage::Appendable;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,47 +35,6 @@ impl Default for SchedulerOptions {
         Self {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// What the last run of one collector did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CollectorStatus {
-    /// The collector's name.
-    pub name: String,
-    /// Its run interval.
-    pub interval: Duration,
-    /// When the last run started.
-    pub last_run: Option<SystemTime>,
-    /// How long the last run took.
-    pub last_duration: Option<Duration>,
-    /// The last run's error, if it failed.
-    pub last_error: Option<String>,
-    /// Samples the last run stored.
-    pub last_samples: usize,
-    /// Runs so far.
-    pub runs: u64,
-    /// Failed runs so far.
-    pub failures: u64,
-    /// What the last run could not read although it worked (see
-    /// [`AsyncCollector::notes`](crate::AsyncCollector::notes)).
-    pub notes: Vec<String>,
-}
-
-impl CollectorStatus {
-    /// The status of a collector that has not run yet.
-    pub fn new(name: impl Into<String>, interval: Duration) -> Self {
-        Self {
-            name: name.into(),
-            interval,
-            last_run: None,
-            last_duration: None,
-            last_error: None,
-            last_samples: 0,
-            runs: 0,
-            failures: 0,
-            notes: Vec::new(),
         }
     }
 }

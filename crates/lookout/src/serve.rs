@@ -191,9 +191,12 @@ async fn run_async(
         },
     )
     .map_err(anyhow::Error::msg)?;
-    let targets = scrape.board();
     registry.register_collector(Box::new(SelfMetrics));
-    let board = scheduler.board();
+    let collection: Arc<dyn lookout_server::CollectionView> = Arc::new(Collection {
+        collectors: scheduler.board(),
+        targets: scrape.board(),
+        slow_queries,
+    });
 
     let storage_db = Arc::clone(&tsdb);
     let mut checks: Vec<Arc<dyn HealthCheck>> = vec![
@@ -217,11 +220,11 @@ async fn run_async(
                 Err(e) => CheckResult::new(HealthStatus::Unhealthy, e),
             }
         })),
-        Arc::new(CollectorsCheck::new(board.clone())),
+        Arc::new(CollectorsCheck::new(Arc::clone(&collection))),
         Arc::new(DiskSpaceCheck::new(data.clone())),
     ];
     for name in database_checks {
-        checks.push(Arc::new(CollectorCheck::new(board.clone(), name)));
+        checks.push(Arc::new(CollectorCheck::new(Arc::clone(&collection), name)));
     }
     let ready = Arc::new(AtomicBool::new(false));
     let engine = Engine::new(EngineOptions {
@@ -278,9 +281,7 @@ async fn run_async(
         engine,
         gate: Arc::clone(&gate),
         checks,
-        collectors: board,
-        slow_queries,
-        targets,
+        collection,
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
         build: BuildInfo {
@@ -598,6 +599,27 @@ impl lookout_server::ServerInfo for Info {
                 unit: String::new(),
             })
             .collect()
+    }
+}
+
+/// What the server shows of collection, over the scheduler's and scrapers' boards.
+struct Collection {
+    collectors: lookout_collect::StatusBoard,
+    targets: lookout_collect::scrape::TargetsBoard,
+    slow_queries: SlowQueries,
+}
+
+impl lookout_server::CollectionView for Collection {
+    fn collectors(&self) -> Vec<lookout_collect::CollectorStatus> {
+        self.collectors.snapshot()
+    }
+
+    fn targets(&self) -> Vec<lookout_collect::scrape::TargetStatus> {
+        self.targets.snapshot()
+    }
+
+    fn slow_queries(&self) -> Vec<lookout_collect::Statement> {
+        self.slow_queries.snapshot()
     }
 }
 

@@ -21,6 +21,7 @@ mod matcher;
 mod metadata;
 pub mod relabel;
 mod sample;
+pub mod status;
 mod time;
 
 pub use histogram::{CounterResetHint, FloatHistogram};

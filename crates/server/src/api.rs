@@ -531,8 +531,8 @@ pub(crate) async fn buildinfo(State(st): State<AppState>) -> Response {
 
 pub(crate) async fn collectors(State(st): State<AppState>) -> Response {
     let items: Vec<serde_json::Value> = st
-        .collectors
-        .snapshot()
+        .collection
+        .collectors()
         .into_iter()
         .map(|s| {
             serde_json::json!({
@@ -561,8 +561,8 @@ pub(crate) async fn targets(State(st): State<AppState>) -> Response {
         )
     };
     let active: Vec<serde_json::Value> = st
-        .targets
-        .snapshot()
+        .collection
+        .targets()
         .into_iter()
         .map(|t| {
             let last = t
@@ -593,7 +593,7 @@ pub(crate) async fn targets(State(st): State<AppState>) -> Response {
 /// first N.
 pub(crate) async fn slow_queries(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
     let p = params(q, &HeaderMap::new(), &Bytes::new())?;
-    let mut v = st.slow_queries.snapshot();
+    let mut v = st.collection.slow_queries();
     if let Some(i) = p.get("instance") {
         v.retain(|s| s.instance == i);
     }

@@ -3,9 +3,10 @@
 //! checked through a [`FnCheck`] the binary builds over the tsdb.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lookout_collect::StatusBoard;
+use crate::CollectionView;
 use serde::Serialize;
 
 /// The state of a check or of the whole process.
@@ -91,15 +92,20 @@ impl<F: Fn() -> CheckResult + Send + Sync> HealthCheck for FnCheck<F> {
 
 /// Collectors are healthy when every one's last run succeeded recently: a failed last run
 /// is degraded, none in three intervals is unhealthy, never run yet is unknown.
-#[derive(Debug)]
 pub struct CollectorsCheck {
-    board: StatusBoard,
+    view: Arc<dyn CollectionView>,
+}
+
+impl std::fmt::Debug for CollectorsCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectorsCheck").finish_non_exhaustive()
+    }
 }
 
 impl CollectorsCheck {
-    /// A check over the scheduler's status board.
-    pub fn new(board: StatusBoard) -> Self {
-        Self { board }
+    /// A check over the collectors' statuses.
+    pub fn new(view: Arc<dyn CollectionView>) -> Self {
+        Self { view }
     }
 }
 
@@ -112,7 +118,7 @@ impl HealthCheck for CollectorsCheck {
         let now = SystemTime::now();
         let mut worst = HealthStatus::Healthy;
         let mut notes = Vec::new();
-        let statuses = self.board.snapshot();
+        let statuses = self.view.collectors();
         if statuses.is_empty() {
             return CheckResult::new(HealthStatus::Healthy, "no collectors configured");
         }
@@ -155,17 +161,24 @@ impl HealthCheck for CollectorsCheck {
 /// One collector (a database, a scrape target): unhealthy when its last run failed or it
 /// has not run in three intervals, degraded when the run worked but could not read
 /// everything (its notes say what and why), unknown before its first run.
-#[derive(Debug)]
 pub struct CollectorCheck {
-    board: StatusBoard,
+    view: Arc<dyn CollectionView>,
     name: String,
 }
 
+impl std::fmt::Debug for CollectorCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectorCheck")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CollectorCheck {
-    /// A check of the collector `name` on `board`.
-    pub fn new(board: StatusBoard, name: impl Into<String>) -> Self {
+    /// A check of the collector `name`.
+    pub fn new(view: Arc<dyn CollectionView>, name: impl Into<String>) -> Self {
         Self {
-            board,
+            view,
             name: name.into(),
         }
     }
@@ -178,8 +191,8 @@ impl HealthCheck for CollectorCheck {
 
     fn check(&self) -> CheckResult {
         let Some(s) = self
-            .board
-            .snapshot()
+            .view
+            .collectors()
             .into_iter()
             .find(|s| s.name == self.name)
         else {
@@ -293,7 +306,33 @@ impl HealthCheck for DiskSpaceCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lookout_collect::CollectorStatus;
+    use std::sync::Mutex;
+
+    use lookout_model::status::{CollectorStatus, Statement, TargetStatus};
+
+    /// Collector statuses a test sets.
+    #[derive(Default)]
+    struct Board(Mutex<Vec<CollectorStatus>>);
+
+    impl Board {
+        fn insert(&self, s: CollectorStatus) {
+            let mut v = self.0.lock().unwrap();
+            v.retain(|o| o.name != s.name);
+            v.push(s);
+        }
+    }
+
+    impl CollectionView for Board {
+        fn collectors(&self) -> Vec<CollectorStatus> {
+            self.0.lock().unwrap().clone()
+        }
+        fn targets(&self) -> Vec<TargetStatus> {
+            Vec::new()
+        }
+        fn slow_queries(&self) -> Vec<Statement> {
+            Vec::new()
+        }
+    }
 
     fn status(name: &str, ago: Option<u64>, err: Option<&str>) -> CollectorStatus {
         CollectorStatus {
@@ -308,8 +347,8 @@ mod tests {
 
     #[test]
     fn collectors_check_grades_runs() {
-        let board = StatusBoard::default();
-        let c = CollectorsCheck::new(board.clone());
+        let board = Arc::new(Board::default());
+        let c = CollectorsCheck::new(Arc::clone(&board) as Arc<dyn CollectionView>);
         board.insert(status("host", Some(1), None));
         assert_eq!(c.check().status, HealthStatus::Healthy);
         board.insert(status("process", None, None));

@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::routing::get;
-use lookout_collect::StatusBoard;
+use lookout_model::status::{CollectorStatus, HeadStatus, Statement, TargetStatus};
 use lookout_promql::Engine;
 use lookout_storage::Queryable;
 use prometheus_client::registry::Registry;
@@ -82,9 +82,21 @@ pub trait ServerInfo: Send + Sync {
     /// Runtime facts (`/api/v1/status/runtimeinfo`), as a JSON object.
     fn runtime_info(&self) -> serde_json::Value;
     /// Head cardinality, `limit` entries per list.
-    fn tsdb_status(&self, limit: usize) -> lookout_tsdb::HeadStatus;
+    fn tsdb_status(&self, limit: usize) -> HeadStatus;
     /// Metric metadata known to Lookout.
     fn metadata(&self) -> Vec<MetricMetadata>;
+}
+
+/// What the server shows of collection, read as snapshots: the seam to the collectors
+/// and scrapers, which the server does not know. The binary implements it over their
+/// status boards.
+pub trait CollectionView: Send + Sync {
+    /// Every built-in collector's last run.
+    fn collectors(&self) -> Vec<CollectorStatus>;
+    /// Every scrape target's state.
+    fn targets(&self) -> Vec<TargetStatus>;
+    /// The PostgreSQL collectors' latest top statements, with their text.
+    fn slow_queries(&self) -> Vec<Statement>;
 }
 
 /// Everything the HTTP handlers use.
@@ -99,12 +111,8 @@ pub struct AppState {
     pub gate: Arc<QueryGate>,
     /// Health checks, in display order.
     pub checks: Vec<Arc<dyn HealthCheck>>,
-    /// Collector statuses for the UI.
-    pub collectors: StatusBoard,
-    /// The PostgreSQL collectors' latest top statements, with their text.
-    pub slow_queries: lookout_collect::SlowQueries,
-    /// Scrape targets and their state, for `/api/v1/targets`.
-    pub targets: lookout_collect::scrape::TargetsBoard,
+    /// Collectors, scrape targets and top statements, for the UI and `/api/v1/targets`.
+    pub collection: Arc<dyn CollectionView>,
     /// Lookout's own metrics, served at `/metrics`.
     pub registry: Arc<Registry>,
     /// Set once start-up (WAL replay, first wiring) has finished.

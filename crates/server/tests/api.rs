@@ -1,13 +1,13 @@
 //! The HTTP API over a real router with an in-memory store: JSON shapes, error mapping
 //! and health grading. (The binary's end-to-end tests cover the same over a socket.)
 
+use lookout_model::status::{CollectorStatus, HeadStatus, Statement, TargetStatus};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use lookout_collect::StatusBoard;
 use lookout_model::Labels;
 use lookout_promql::Engine;
 use lookout_server::health::FnCheck;
@@ -29,8 +29,8 @@ impl lookout_server::ServerInfo for StaticInfo {
     fn runtime_info(&self) -> serde_json::Value {
         serde_json::json!({"storageRetention": "15d"})
     }
-    fn tsdb_status(&self, _limit: usize) -> lookout_tsdb::HeadStatus {
-        lookout_tsdb::HeadStatus {
+    fn tsdb_status(&self, _limit: usize) -> HeadStatus {
+        HeadStatus {
             num_series: 2,
             series_by_metric: vec![("c_total".into(), 1)],
             ..Default::default()
@@ -43,6 +43,21 @@ impl lookout_server::ServerInfo for StaticInfo {
             help: "A counter.".into(),
             unit: String::new(),
         }]
+    }
+}
+
+/// No collectors, targets or statements.
+struct NoCollection;
+
+impl lookout_server::CollectionView for NoCollection {
+    fn collectors(&self) -> Vec<CollectorStatus> {
+        Vec::new()
+    }
+    fn targets(&self) -> Vec<TargetStatus> {
+        Vec::new()
+    }
+    fn slow_queries(&self) -> Vec<Statement> {
+        Vec::new()
     }
 }
 
@@ -70,9 +85,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         engine: Engine::default(),
         gate: Default::default(),
         checks,
-        collectors: StatusBoard::default(),
-        slow_queries: Default::default(),
-        targets: Default::default(),
+        collection: Arc::new(NoCollection),
         registry: Arc::new(Registry::default()),
         ready: Arc::new(AtomicBool::new(true)),
         build: BuildInfo {

@@ -63,6 +63,7 @@ pub use block::{BlockError, BlockMeta, BlockStats};
 pub use chunk::CorruptChunk;
 use head::Head;
 pub use import::{ImportError, ImportSummary, Importer};
+pub use lookout_model::status::HeadStatus;
 use metrics::TsdbMetrics;
 pub use options::{Limits, Options, SyncPolicy};
 use wal::{Record, Wal};
@@ -94,29 +95,6 @@ pub struct Stats {
     pub block_samples: u64,
     /// Label names with the most distinct values, descending.
     pub top_cardinalities: Vec<(String, usize)>,
-}
-
-/// The head's cardinality, as Prometheus's `/api/v1/status/tsdb` reports it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HeadStatus {
-    /// Series in the head.
-    pub num_series: u64,
-    /// Distinct label pairs.
-    pub num_label_pairs: u64,
-    /// Chunks in the head.
-    pub chunk_count: u64,
-    /// Earliest sample time (ms), if any.
-    pub min_time: Option<i64>,
-    /// Latest sample time (ms), if any.
-    pub max_time: Option<i64>,
-    /// Series per metric name, descending.
-    pub series_by_metric: Vec<(String, u64)>,
-    /// Distinct values per label name, descending.
-    pub values_by_label: Vec<(String, u64)>,
-    /// Bytes of label values per label name, descending.
-    pub memory_by_label: Vec<(String, u64)>,
-    /// Series per `name=value` pair, descending.
-    pub series_by_pair: Vec<(String, u64)>,
 }
 
 #[derive(Debug)]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lookout_expfmt::{ACCEPT_HEADER, format_for_content_type};
 use lookout_model::relabel::process;
+pub use lookout_model::status::{Target, TargetStatus};
 use lookout_model::{Labels, METRIC_NAME_LABEL, now_ms, stale_nan};
 use lookout_storage::Appendable;
 use tokio::sync::watch;
@@ -32,38 +33,6 @@ pub struct ScrapeDefaults {
     pub interval: Duration,
     /// `global.scrape_timeout` (default 10s).
     pub timeout: Duration,
-}
-
-/// One target after relabeling.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    /// Labels every scraped sample gets (`job`, `instance`, …).
-    pub labels: Labels,
-    /// Labels before relabeling (`__address__`, `__meta_*`, …).
-    pub discovered: Labels,
-    /// The URL scraped.
-    pub url: String,
-    /// Time between scrapes.
-    pub interval: Duration,
-    /// Longest one scrape may take.
-    pub timeout: Duration,
-}
-
-/// The state of one target, for `/api/v1/targets`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetStatus {
-    /// The job.
-    pub job: String,
-    /// The target.
-    pub target: Target,
-    /// `up`, `down` or `unknown` (not scraped yet).
-    pub health: &'static str,
-    /// Why the last scrape failed.
-    pub last_error: String,
-    /// When the last scrape started.
-    pub last_scrape: Option<SystemTime>,
-    /// How long it took.
-    pub last_duration: Option<Duration>,
 }
 
 /// Every target's state, shared with the HTTP API.
