@@ -187,158 +187,10 @@ pub struct Receiver {
     pub other: BTreeMap<String, yaml_serde::Value>,
 }
 
-/// `webhook_configs` entry.
-#[derive(Debug, Clone, Deserialize)]
-pub struct WebhookConfig {
-    /// Send resolved alerts too (default true).
-    #[serde(default = "yes")]
-    pub send_resolved: bool,
-    /// Where to POST.
-    pub url: Option<String>,
-    /// File holding the URL.
-    pub url_file: Option<String>,
-    /// Most alerts per message; 0: all.
-    #[serde(default)]
-    pub max_alerts: usize,
-    /// Per-request timeout.
-    pub timeout: Option<Dur>,
-    /// HTTP client settings.
-    pub http_config: Option<yaml_serde::Value>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// `slack_configs` entry (incoming-webhook style).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct SlackConfig {
-    /// Send resolved alerts too (default false).
-    #[serde(default)]
-    pub send_resolved: bool,
-    /// Webhook URL (default: the global one).
-    pub api_url: Option<String>,
-    /// File holding the webhook URL.
-    pub api_url_file: Option<String>,
-    /// Channel.
-    pub channel: Option<String>,
-    /// Bot user name.
-    pub username: Option<String>,
-    /// Attachment colour (template).
-    pub color: Option<String>,
-    /// Title (template).
-    pub title: Option<String>,
-    /// Title link (template).
-    pub title_link: Option<String>,
-    /// Pretext (template).
-    pub pretext: Option<String>,
-    /// Text (template).
-    pub text: Option<String>,
-    /// Footer (template).
-    pub footer: Option<String>,
-    /// Fallback text (template).
-    pub fallback: Option<String>,
-    /// Callback id (template).
-    pub callback_id: Option<String>,
-    /// Emoji icon.
-    pub icon_emoji: Option<String>,
-    /// Icon URL.
-    pub icon_url: Option<String>,
-    /// Image URL.
-    pub image_url: Option<String>,
-    /// Thumbnail URL.
-    pub thumb_url: Option<String>,
-    /// Link channel names.
-    #[serde(default)]
-    pub link_names: bool,
-    /// Fields rendered as markdown.
-    pub mrkdwn_in: Option<Vec<String>>,
-    /// HTTP client settings.
-    pub http_config: Option<yaml_serde::Value>,
-    /// Slack options Lookout does not render yet (fields, actions, …).
-    #[serde(flatten)]
-    pub other: BTreeMap<String, yaml_serde::Value>,
-}
-
-/// `pagerduty_configs` entry (Events API v2).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct PagerdutyConfig {
-    /// Send resolved alerts too (default true).
-    #[serde(default = "yes")]
-    pub send_resolved: bool,
-    /// Events API v2 routing key.
-    pub routing_key: Option<String>,
-    /// File holding the routing key.
-    pub routing_key_file: Option<String>,
-    /// Events API v1 service key (not supported: v2 only).
-    pub service_key: Option<String>,
-    /// File holding the service key.
-    pub service_key_file: Option<String>,
-    /// Events API URL (default: the global one).
-    pub url: Option<String>,
-    /// Client name.
-    pub client: Option<String>,
-    /// Client URL.
-    pub client_url: Option<String>,
-    /// Summary (template).
-    pub description: Option<String>,
-    /// Custom details (templates).
-    pub details: Option<BTreeMap<String, String>>,
-    /// Severity (template).
-    pub severity: Option<String>,
-    /// Source (template).
-    pub source: Option<String>,
-    /// Class (template).
-    pub class: Option<String>,
-    /// Component (template).
-    pub component: Option<String>,
-    /// Group (template).
-    pub group: Option<String>,
-    /// HTTP client settings.
-    pub http_config: Option<yaml_serde::Value>,
-    /// Options Lookout does not send yet (images, links).
-    #[serde(flatten)]
-    pub other: BTreeMap<String, yaml_serde::Value>,
-}
-
-/// `email_configs` entry.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct EmailConfig {
-    /// Send resolved alerts too (default false).
-    #[serde(default)]
-    pub send_resolved: bool,
-    /// Recipients (comma separated).
-    pub to: Option<String>,
-    /// Sender (default: global).
-    pub from: Option<String>,
-    /// SMTP server (default: global).
-    pub smarthost: Option<String>,
-    /// EHLO name.
-    pub hello: Option<String>,
-    /// SMTP user.
-    pub auth_username: Option<String>,
-    /// SMTP password.
-    pub auth_password: Option<String>,
-    /// SMTP password file.
-    pub auth_password_file: Option<String>,
-    /// CRAM-MD5 secret.
-    pub auth_secret: Option<String>,
-    /// CRAM-MD5 secret file.
-    pub auth_secret_file: Option<String>,
-    /// Identity.
-    pub auth_identity: Option<String>,
-    /// Extra headers (templates).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// HTML body (template).
-    pub html: Option<String>,
-    /// Text body (template).
-    pub text: Option<String>,
-    /// Require STARTTLS (default: global).
-    pub require_tls: Option<bool>,
-    /// TLS settings.
-    pub tls_config: Option<yaml_serde::Value>,
-}
+pub use crate::receivers::email::EmailConfig;
+pub use crate::receivers::pagerduty::PagerdutyConfig;
+pub use crate::receivers::slack::SlackConfig;
+pub use crate::receivers::webhook::WebhookConfig;
 
 /// An inhibition rule as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -493,51 +345,16 @@ impl Config {
                 ));
             }
             for w in &r.webhook_configs {
-                match (&w.url, &w.url_file) {
-                    (None, None) => return Err("one of url or url_file must be configured".into()),
-                    (Some(_), Some(_)) => {
-                        return Err("at most one of url & url_file must be configured".into());
-                    }
-                    _ => {}
-                }
+                w.validate()?;
             }
             for s in &r.slack_configs {
-                if s.api_url.is_some() && s.api_url_file.is_some() {
-                    return Err("at most one of api_url & api_url_file must be configured".into());
-                }
-                if s.api_url.is_none()
-                    && s.api_url_file.is_none()
-                    && g.slack_api_url.is_none()
-                    && g.slack_api_url_file.is_none()
-                {
-                    return Err("no global Slack API URL set either inline or in a file".into());
-                }
+                s.validate(g)?;
             }
             for p in &r.pagerduty_configs {
-                if p.routing_key.is_none()
-                    && p.routing_key_file.is_none()
-                    && p.service_key.is_none()
-                    && p.service_key_file.is_none()
-                {
-                    return Err("missing service or routing key in PagerDuty config".into());
-                }
+                p.validate()?;
             }
             for e in &r.email_configs {
-                if e.to.as_deref().is_none_or(str::is_empty) {
-                    return Err("missing to address in email config".into());
-                }
-                if e.smarthost.is_none() && g.smtp_smarthost.is_none() {
-                    return Err("no global SMTP smarthost set".into());
-                }
-                if e.from.is_none() && g.smtp_from.is_none() {
-                    return Err("no global mail from address set".into());
-                }
-                if e.auth_password.is_some() && e.auth_password_file.is_some() {
-                    return Err(
-                        "at most one of auth_password & auth_password_file must be configured"
-                            .into(),
-                    );
-                }
+                e.validate(g)?;
             }
         }
         let mut tnames = HashSet::new();

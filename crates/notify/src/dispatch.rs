@@ -5,7 +5,7 @@
 //! It is a state machine driven by the caller's clock: [`Core::put_alerts`] takes
 //! alerts, [`Core::tick`] returns the notifications due at a time, and
 //! [`Core::record`] is told of each successful delivery. Sending (with retries) is the
-//! caller's business ([`crate::send`]), so the whole pipeline runs under test without
+//! caller's business ([`crate::receivers`]), so the whole pipeline runs under test without
 //! sleeping.
 //!
 //! Grouping and timing are Alertmanager's: a new group waits `group_wait` (or flushes at
@@ -25,10 +25,12 @@ use serde_json::json;
 
 use crate::alert::{Alert, fingerprint_hex};
 use crate::audit::Audit;
-use crate::config::{Config, EmailConfig, PagerdutyConfig, Receiver, SlackConfig, WebhookConfig};
+use crate::config::{Config, Receiver};
 use crate::nflog::{self, Entry, NotificationLog};
+pub use crate::notification::Notification;
 pub use crate::oncall::Ack;
 use crate::oncall::{EscState, OnCall};
+pub use crate::receivers::Integration;
 use crate::route::Route;
 use crate::silence::Silences;
 use crate::template::Templates;
@@ -72,116 +74,6 @@ pub struct Options {
 /// Most alerts the notifier holds; new ones past it are refused (and counted by the
 /// caller), updates of known ones are always taken.
 pub const MAX_ALERTS: usize = 100_000;
-
-/// A receiver integration, with the global defaults filled in.
-#[derive(Debug, Clone)]
-pub enum Integration {
-    /// A webhook.
-    Webhook(WebhookConfig),
-    /// A Slack incoming webhook.
-    Slack(SlackConfig),
-    /// PagerDuty Events API v2.
-    Pagerduty(PagerdutyConfig),
-    /// Email over SMTP.
-    Email(Box<EmailConfig>),
-}
-
-impl Integration {
-    fn send_resolved(&self) -> bool {
-        match self {
-            Integration::Webhook(w) => w.send_resolved,
-            Integration::Slack(s) => s.send_resolved,
-            Integration::Pagerduty(p) => p.send_resolved,
-            Integration::Email(e) => e.send_resolved,
-        }
-    }
-
-    /// The integration's kind, as the configuration names it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Integration::Webhook(_) => "webhook",
-            Integration::Slack(_) => "slack",
-            Integration::Pagerduty(_) => "pagerduty",
-            Integration::Email(_) => "email",
-        }
-    }
-}
-
-/// One message to deliver.
-#[derive(Debug, Clone)]
-pub struct Notification {
-    /// Receiver name.
-    pub receiver: String,
-    /// The integration to deliver through.
-    pub integration: Integration,
-    /// Alertmanager's group key.
-    pub group_key: String,
-    /// The group's labels.
-    pub group_labels: Labels,
-    /// The alerts, sorted as Alertmanager sorts them.
-    pub alerts: Vec<Alert>,
-    /// When it was decided (ms): alert statuses are as of this time.
-    pub now: i64,
-    /// How long delivery may be retried.
-    pub retry_for: Duration,
-    /// The templates messages are rendered with.
-    pub templates: Arc<Templates>,
-    log: Option<(String, Entry)>,
-    /// The aggregation group it was flushed from (none for escalation pages).
-    group_id: Option<String>,
-}
-
-impl Notification {
-    /// Alertmanager's template data (`receiver`, `status`, `alerts`, `groupLabels`,
-    /// `commonLabels`, `commonAnnotations`, `externalURL`) as JSON.
-    pub fn data(&self, external_url: &str) -> serde_json::Value {
-        let now = self.now;
-        let alerts: Vec<serde_json::Value> = self
-            .alerts
-            .iter()
-            .map(|a| {
-                json!({
-                    "status": a.status(now),
-                    "labels": json!(a.labels),
-                    "annotations": a.annotations,
-                    "startsAt": crate::alert::go_time(a.starts_at),
-                    // Alertmanager shows no end for an alert still firing.
-                    "endsAt": crate::alert::go_time(if a.resolved_at(now) { a.ends_at } else { 0 }),
-                    "generatorURL": a.generator_url,
-                    "fingerprint": fingerprint_hex(a.fingerprint()),
-                })
-            })
-            .collect();
-        let firing = self.alerts.iter().any(|a| !a.resolved_at(now));
-        let common_labels = common(self.alerts.iter().map(|a| {
-            a.labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect::<BTreeMap<_, _>>()
-        }));
-        let common_annotations = common(self.alerts.iter().map(|a| a.annotations.clone()));
-        json!({
-            "receiver": self.receiver,
-            "status": if firing { "firing" } else { "resolved" },
-            "alerts": alerts,
-            "groupLabels": json!(self.group_labels),
-            "commonLabels": common_labels,
-            "commonAnnotations": common_annotations,
-            "externalURL": external_url,
-        })
-    }
-}
-
-/// The pairs every map shares.
-fn common(mut maps: impl Iterator<Item = BTreeMap<String, String>>) -> BTreeMap<String, String> {
-    let Some(mut acc) = maps.next() else {
-        return BTreeMap::new();
-    };
-    for m in maps {
-        acc.retain(|k, v| m.get(k) == Some(v));
-    }
-    acc
-}
 
 #[derive(Debug, Clone)]
 struct Group {
@@ -618,42 +510,15 @@ impl Core {
             out.push((format!("webhook/{i}"), Integration::Webhook(w.clone())));
         }
         for (i, s) in r.slack_configs.iter().enumerate() {
-            let mut s = s.clone();
-            if s.api_url.is_none() && s.api_url_file.is_none() {
-                s.api_url.clone_from(&g.slack_api_url);
-                s.api_url_file.clone_from(&g.slack_api_url_file);
-            }
-            out.push((format!("slack/{i}"), Integration::Slack(s)));
+            out.push((format!("slack/{i}"), Integration::Slack(s.with_defaults(g))));
         }
         for (i, p) in r.pagerduty_configs.iter().enumerate() {
-            let mut p = p.clone();
-            if p.url.is_none() {
-                p.url = Some(g.pagerduty_url.clone());
-            }
+            let p = p.with_defaults(g);
             out.push((format!("pagerduty/{i}"), Integration::Pagerduty(p)));
         }
         for (i, e) in r.email_configs.iter().enumerate() {
-            let mut e = e.clone();
-            let fill = |v: &mut Option<String>, d: &Option<String>| {
-                if v.is_none() {
-                    v.clone_from(d);
-                }
-            };
-            fill(&mut e.from, &g.smtp_from);
-            fill(&mut e.smarthost, &g.smtp_smarthost);
-            fill(&mut e.hello, &g.smtp_hello);
-            if e.auth_username.is_none() {
-                e.auth_username.clone_from(&g.smtp_auth_username);
-                e.auth_password.clone_from(&g.smtp_auth_password);
-                e.auth_password_file.clone_from(&g.smtp_auth_password_file);
-                e.auth_secret.clone_from(&g.smtp_auth_secret);
-                e.auth_secret_file.clone_from(&g.smtp_auth_secret_file);
-                e.auth_identity.clone_from(&g.smtp_auth_identity);
-            }
-            if e.require_tls.is_none() {
-                e.require_tls = Some(g.smtp_require_tls);
-            }
-            out.push((format!("email/{i}"), Integration::Email(Box::new(e))));
+            let e = Box::new(e.with_defaults(g));
+            out.push((format!("email/{i}"), Integration::Email(e)));
         }
         out
     }

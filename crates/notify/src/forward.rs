@@ -53,7 +53,7 @@ impl Forwarder {
     pub fn new(targets: Vec<Target>) -> Self {
         Self {
             targets,
-            client: crate::send::http_client(),
+            client: crate::receivers::http_client(),
             sent: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         }

@@ -11,7 +11,10 @@
 //!   by the caller's clock.
 //! - [`silence`], [`nflog`], [`audit`], `oncall` (acknowledgements and escalation
 //!   levels): state kept on disk, each file replaced durably.
-//! - [`send`]: wire formats and retries; [`service`]: the running notifier;
+//! - [`notification`]: one message to deliver and its template data.
+//! - [`receivers`]: one module per integration (webhook, Slack, PagerDuty, email): its
+//!   configuration entry, checks, defaults and wire format; delivery with retries.
+//! - [`service`]: the running notifier;
 //!   [`forward`]: sending to external Alertmanagers.
 //!
 //! Nothing here knows about HTTP serving or the rules engine: alerts come in through
@@ -25,9 +28,10 @@ mod error;
 pub mod forward;
 pub mod matchers;
 pub mod nflog;
+pub mod notification;
 mod oncall;
+pub mod receivers;
 pub mod route;
-pub mod send;
 pub mod service;
 pub mod silence;
 mod state;

@@ -34,7 +34,7 @@ impl Notifier {
     pub fn new(core: Core, external_url: String, config_text: String) -> Self {
         Self {
             core: Mutex::new(core),
-            client: crate::send::http_client(),
+            client: crate::receivers::http_client(),
             external_url,
             config_text: Mutex::new(config_text),
             sent: AtomicU64::new(0),
@@ -77,7 +77,7 @@ impl Notifier {
         for n in due {
             let me = Arc::clone(self);
             tasks.push(tokio::spawn(async move {
-                match crate::send::deliver(&me.client, &n, &me.external_url).await {
+                match crate::receivers::deliver(&me.client, &n, &me.external_url).await {
                     Ok(_) => {
                         me.with(|c| c.record(&n));
                         me.sent.fetch_add(1, Ordering::Relaxed);

@@ -19,7 +19,7 @@ use lookout_gotmpl::funcs::{Func, string_arg};
 use lookout_gotmpl::{Context, FuncError, Template, Value};
 
 use crate::alert::{Alert, go_time};
-use crate::dispatch::Notification;
+use crate::notification::Notification;
 
 /// Lookout's default notification templates (Alertmanager's names and output).
 pub const DEFAULTS: &str = r#"{{ define "__alertmanager" }}Alertmanager{{ end }}

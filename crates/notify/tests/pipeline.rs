@@ -4,7 +4,7 @@
 
 use lookout_model::Labels;
 use lookout_notify::dispatch::{Core, Options};
-use lookout_notify::send::deliver;
+use lookout_notify::receivers::deliver;
 
 use lookout_notify::silence::{Silence, SilenceMatcher};
 use lookout_notify::{Alert, Config, Notification};
@@ -66,7 +66,7 @@ fn send_all(core: &mut Core, ns: Vec<Notification>) -> usize {
         .enable_all()
         .build()
         .unwrap();
-    let client = lookout_notify::send::http_client();
+    let client = lookout_notify::receivers::http_client();
     let n = ns.len();
     for x in ns {
         rt.block_on(deliver(&client, &x, "http://lookout.example:9180"))
@@ -185,7 +185,7 @@ fn deliveries_are_retried_until_they_succeed() {
         .unwrap();
     let attempts = rt
         .block_on(deliver(
-            &lookout_notify::send::http_client(),
+            &lookout_notify::receivers::http_client(),
             &ns[0],
             "http://x",
         ))

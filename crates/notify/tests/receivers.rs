@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lookout_model::Labels;
-use lookout_notify::send::{deliver, http_client};
+use lookout_notify::receivers::{deliver, http_client};
 use lookout_notify::{Alert, Config, Core, Notification, Options};
 use serde_json::Value;
 use support::Http;
