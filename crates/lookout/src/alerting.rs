@@ -6,93 +6,65 @@
 //! generator URL links to the expression.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use lookout_model::Labels;
 use lookout_model::relabel::RelabelConfig;
 use lookout_notify::forward::{Forwarder, Target};
-use lookout_notify::{Core, EscalationPolicy, Level, Notifier, Options};
+use lookout_notify::{Core, Notifier, Options};
 
-use crate::config::Config;
+use crate::settings::NotifierSettings;
 
-/// The notifier for `notifier.config_file`, or `None`.
+/// The notifier for `notifier.config_file`, or `None`; its state is kept under
+/// `data_dir/notifier`.
 pub(crate) fn notifier(
-    config: &Config,
+    settings: Option<&NotifierSettings>,
     external_url: &str,
+    data_dir: &Path,
 ) -> anyhow::Result<Option<Arc<Notifier>>> {
-    Ok(core(config, external_url)?
-        .map(|(core, text)| Arc::new(Notifier::new(core, external_url.to_string(), text))))
-}
-
-/// Reads `notifier.config_file` and builds the notifier's core (with the file's text).
-pub(crate) fn core(config: &Config, external_url: &str) -> anyhow::Result<Option<(Core, String)>> {
-    let Some(file) = &config.notifier.config_file else {
+    let Some(settings) = settings else {
         return Ok(None);
     };
-    let path = match &config.base_dir {
-        Some(b) if file.is_relative() => b.join(file),
-        _ => file.clone(),
-    };
-    let text = std::fs::read_to_string(&path)
+    let dir = data_dir.join("notifier");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (core, text) = core(settings, external_url, Some(dir))?;
+    Ok(Some(Arc::new(Notifier::new(
+        core,
+        external_url.to_string(),
+        text,
+    ))))
+}
+
+/// Reads the notifier's Alertmanager file and builds its core (with the file's text);
+/// state is kept in `state_dir`, or in memory only when `None` (`check config`).
+pub(crate) fn core(
+    settings: &NotifierSettings,
+    external_url: &str,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<(Core, String)> {
+    let path = &settings.file;
+    let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the notifier configuration {}", path.display()))?;
     let am = lookout_notify::Config::parse(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut escalations = Vec::new();
-    for e in &config.notifier.escalations {
-        let mut matchers = Vec::new();
-        for m in &e.matchers {
-            matchers.push(lookout_notify::matchers::parse_matcher(m).map_err(anyhow::Error::msg)?);
-        }
-        escalations.push(EscalationPolicy {
-            name: e.name.clone(),
-            matchers,
-            levels: e
-                .levels
-                .iter()
-                .map(|l| Level {
-                    receivers: l.receivers.clone(),
-                    timeout: l.timeout.map_or(Duration::from_secs(900), |d| d.0),
-                })
-                .collect(),
-        });
-    }
-    let dir = config.storage.path.join("notifier");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let core = Core::new(
         am,
         Options {
             external_url: external_url.to_string(),
-            data_dir: Some(dir),
-            escalations,
-            config_dir: path.parent().map(std::path::Path::to_path_buf),
+            data_dir: state_dir,
+            escalations: settings.escalations.clone(),
+            config_dir: path.parent().map(Path::to_path_buf),
         },
     )
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(Some((core, text)))
+    Ok((core, text))
 }
 
-/// The forwarder for `alerting.alertmanagers`, or `None`.
-pub(crate) fn forwarder(config: &Config) -> Option<Arc<Forwarder>> {
-    let targets: Vec<Target> = config
-        .alerting
-        .alertmanagers
-        .iter()
-        .flat_map(|am| {
-            am.static_configs.iter().flat_map(move |s| {
-                s.targets.iter().map(move |t| Target {
-                    base: format!(
-                        "{}://{t}{}",
-                        am.scheme,
-                        am.path_prefix.trim_end_matches('/')
-                    ),
-                    timeout: am.timeout.0,
-                })
-            })
-        })
-        .collect();
-    (!targets.is_empty()).then(|| Arc::new(Forwarder::new(targets)))
+/// The forwarder for `alerting.alertmanagers`, or `None` when there are none.
+pub(crate) fn forwarder(targets: &[Target]) -> Option<Arc<Forwarder>> {
+    (!targets.is_empty()).then(|| Arc::new(Forwarder::new(targets.to_vec())))
 }
 
 /// Hands the rules' alerts to the notifier and the forwarder.

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ListenAddress};
 use crate::serve;
+use crate::settings::Settings;
 
 /// Lookout: host, database and Prometheus-target monitoring in one binary.
 #[derive(Debug, Parser)]
@@ -290,7 +291,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.web.listen_address =
                     ListenAddress::parse(&l).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
             }
-            serve::run(config, args.config.clone(), args.enable_admin_api)?;
+            let settings = Settings::new(&config).map_err(anyhow::Error::msg)?;
+            serve::run(settings, args.config.clone(), args.enable_admin_api)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {
@@ -301,7 +303,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 lookout_collect::SchedulerOptions::default(),
                 &mut prometheus_client::registry::Registry::default(),
             );
-            serve::add_database_collectors(&c, &mut scheduler)?;
+            let settings = Settings::new(&c).map_err(anyhow::Error::msg)?;
+            serve::add_database_collectors(&settings.collectors, &mut scheduler)?;
             // Rule files must load as `serve` would load them.
             let files = lookout_rules::file::expand_patterns(&c.rule_files, c.base_dir.as_deref())
                 .map_err(anyhow::Error::msg)?;
@@ -313,14 +316,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !errs.is_empty() {
                 anyhow::bail!("rule_files:\n{}", errs.join("\n"));
             }
-            // The notifier's Alertmanager file must load as `serve` loads it (state files
-            // are not touched: the check builds it without a data directory).
-            let mut dry = c.clone();
-            dry.storage.path =
-                std::env::temp_dir().join(format!("lookout-check-{}", std::process::id()));
-            let res = crate::alerting::core(&dry, "http://127.0.0.1:9180").map(|_| ());
-            let _ = std::fs::remove_dir_all(&dry.storage.path);
-            res.context("notifier.config_file")
+            // The notifier's Alertmanager file must load as `serve` loads it; its state
+            // stays in memory, so the check touches no file.
+            match &settings.notifier {
+                Some(n) => crate::alerting::core(n, "http://127.0.0.1:9180", None)
+                    .map(|_| ())
+                    .context("notifier.config_file"),
+                None => Ok(()),
+            }
         }) {
             Ok(_) => {
                 println!("SUCCESS: {} is valid", file.display());

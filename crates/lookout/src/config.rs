@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Deserialize;
 use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
 
 /// A positive duration written as Prometheus writes them (`15s`, `1h30m`, `2w`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,41 +547,227 @@ fn name_key(msg: &str, text: &str, line: usize) -> String {
     }
 }
 
+/// What [`Config::to_yaml`] writes: the settings in effect, defaults filled in, in the
+/// file's own shape (so it parses back to the same configuration).
+#[derive(Serialize)]
+struct Rendered<'a> {
+    global: RenderedGlobal,
+    query: RenderedQuery,
+    collectors: RenderedCollectors<'a>,
+    storage: RenderedStorage<'a>,
+    web: RenderedWeb<'a>,
+    rule_packs: Vec<&'static str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    rule_files: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    scrape_configs: Vec<RenderedScrape<'a>>,
+}
+
+#[derive(Serialize)]
+struct RenderedGlobal {
+    scrape_interval: String,
+    scrape_timeout: String,
+    evaluation_interval: String,
+}
+
+#[derive(Serialize)]
+struct RenderedQuery {
+    lookback_delta: String,
+    timeout: String,
+    max_samples: usize,
+    max_concurrency: usize,
+}
+
+#[derive(Serialize)]
+struct RenderedCollectors<'a> {
+    host: Enabled,
+    process: Enabled,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    processes: Vec<Named<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    postgres: Vec<RenderedPostgres<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    redis: Vec<RenderedRedis<'a>>,
+}
+
+#[derive(Serialize)]
+struct Enabled {
+    enabled: bool,
+}
+
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct RenderedPostgres<'a> {
+    name: &'a str,
+    dsn: String,
+    top_statements: usize,
+}
+
+#[derive(Serialize)]
+struct RenderedRedis<'a> {
+    name: &'a str,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct RenderedStorage<'a> {
+    path: &'a Path,
+    retention: String,
+    retention_size: u64,
+    wal_sync: String,
+    out_of_order_window: String,
+    future_tolerance: String,
+    wal_segment_size: u64,
+    block_duration: String,
+    max_series: usize,
+    max_labels_per_series: usize,
+    max_label_name_length: usize,
+    max_label_value_length: usize,
+}
+
+#[derive(Serialize)]
+struct RenderedWeb<'a> {
+    listen_address: &'a str,
+}
+
+#[derive(Serialize)]
+struct RenderedScrape<'a> {
+    job_name: &'a str,
+    scrape_interval: String,
+    scrape_timeout: String,
+    metrics_path: &'a str,
+    scheme: &'static str,
+    honor_labels: bool,
+    honor_timestamps: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    static_configs: Vec<Targets<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    file_sd_configs: Vec<Files<'a>>,
+}
+
+#[derive(Serialize)]
+struct Targets<'a> {
+    targets: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Files<'a> {
+    files: &'a [String],
+}
+
+impl<'a> Rendered<'a> {
+    fn of(c: &'a Config) -> Self {
+        let st = &c.storage;
+        let co = &c.collectors;
+        let (interval, timeout) = (c.global.scrape_interval.0, c.global.timeout());
+        Self {
+            global: RenderedGlobal {
+                scrape_interval: c.global.scrape_interval.to_string(),
+                scrape_timeout: format_duration(timeout),
+                evaluation_interval: c.global.evaluation_interval.to_string(),
+            },
+            query: RenderedQuery {
+                lookback_delta: c.query.lookback_delta.to_string(),
+                timeout: c.query.timeout.to_string(),
+                max_samples: c.query.max_samples,
+                max_concurrency: c.query.max_concurrency,
+            },
+            collectors: RenderedCollectors {
+                host: Enabled {
+                    enabled: co.host.enabled,
+                },
+                process: Enabled {
+                    enabled: co.process.enabled,
+                },
+                processes: co
+                    .processes
+                    .iter()
+                    .map(|p| Named { name: &p.name })
+                    .collect(),
+                postgres: co
+                    .postgres
+                    .iter()
+                    .map(|p| RenderedPostgres {
+                        name: &p.name,
+                        dsn: redact(&p.dsn),
+                        top_statements: p.top_statements,
+                    })
+                    .collect(),
+                redis: co
+                    .redis
+                    .iter()
+                    .map(|r| RenderedRedis {
+                        name: &r.name,
+                        url: redact(&r.url),
+                    })
+                    .collect(),
+            },
+            storage: RenderedStorage {
+                path: &st.path,
+                retention: st.retention.to_string(),
+                retention_size: st.retention_size.0,
+                wal_sync: match st.wal_sync {
+                    WalSync::Always => "always".to_string(),
+                    WalSync::Every(d) => format_duration(d),
+                },
+                out_of_order_window: format_duration(st.out_of_order_window.0),
+                future_tolerance: format_duration(st.future_tolerance.0),
+                wal_segment_size: st.wal_segment_size.0,
+                block_duration: st.block_duration.to_string(),
+                max_series: st.max_series,
+                max_labels_per_series: st.max_labels_per_series,
+                max_label_name_length: st.max_label_name_length,
+                max_label_value_length: st.max_label_value_length,
+            },
+            web: RenderedWeb {
+                listen_address: &c.web.listen_address.0,
+            },
+            rule_packs: c.effective_rule_packs().iter().map(|p| p.name).collect(),
+            rule_files: &c.rule_files,
+            scrape_configs: c
+                .scrape_configs
+                .iter()
+                .map(|sc| {
+                    let (iv, to) = sc.timing(interval, timeout);
+                    let targets: Vec<&str> = sc
+                        .static_configs
+                        .iter()
+                        .flat_map(|s| s.targets.iter().map(String::as_str))
+                        .collect();
+                    RenderedScrape {
+                        job_name: &sc.job_name,
+                        scrape_interval: format_duration(iv),
+                        scrape_timeout: format_duration(to),
+                        metrics_path: &sc.metrics_path,
+                        scheme: sc.scheme.as_str(),
+                        honor_labels: sc.honor_labels,
+                        honor_timestamps: sc.honor_timestamps,
+                        static_configs: if targets.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![Targets { targets }]
+                        },
+                        file_sd_configs: sc
+                            .file_sd_configs
+                            .iter()
+                            .map(|f| Files { files: &f.files })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Config {
-    /// The configuration in effect, as YAML with every default filled in.
+    /// The configuration in effect, as YAML with every default filled in (passwords in
+    /// DSNs hidden).
     pub(crate) fn to_yaml(&self) -> String {
-        let st = &self.storage;
-        let sync = match st.wal_sync {
-            WalSync::Always => "always".to_string(),
-            WalSync::Every(d) => format_duration(d),
-        };
-        format!(
-            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n  evaluation_interval: {}\nquery:\n  lookback_delta: {}\n  timeout: {}\n  max_samples: {}\n  max_concurrency: {}\ncollectors:\n  host:\n    enabled: {}\n  process:\n    enabled: {}\n{}storage:\n  path: {}\n  retention: {}\n  retention_size: {}\n  wal_sync: {}\n  out_of_order_window: {}\n  future_tolerance: {}\n  wal_segment_size: {}\n  block_duration: {}\n  max_series: {}\n  max_labels_per_series: {}\n  max_label_name_length: {}\n  max_label_value_length: {}\nweb:\n  listen_address: {}\n",
-            self.global.scrape_interval,
-            format_duration(self.global.timeout()),
-            self.global.evaluation_interval,
-            self.query.lookback_delta,
-            self.query.timeout,
-            self.query.max_samples,
-            self.query.max_concurrency,
-            self.collectors.host.enabled,
-            self.collectors.process.enabled,
-            self.collectors_yaml(),
-            st.path.display(),
-            st.retention,
-            st.retention_size.0,
-            sync,
-            format_duration(st.out_of_order_window.0),
-            format_duration(st.future_tolerance.0),
-            st.wal_segment_size.0,
-            st.block_duration,
-            st.max_series,
-            st.max_labels_per_series,
-            st.max_label_name_length,
-            st.max_label_value_length,
-            self.web.listen_address.0
-        ) + &self.rules_yaml()
-            + &self.scrape_yaml()
+        yaml_serde::to_string(&Rendered::of(self)).expect("the rendered configuration serializes")
     }
 
     /// The rule packs in effect: the configured ones, or those of the collectors on.
@@ -605,95 +791,6 @@ impl Config {
             .iter()
             .filter_map(|n| lookout_rules::packs::get(n))
             .collect()
-    }
-
-    /// `rule_packs` in effect and `rule_files`, as given.
-    fn rules_yaml(&self) -> String {
-        let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
-        let packs: Vec<String> = self
-            .effective_rule_packs()
-            .iter()
-            .map(|p| q(p.name))
-            .collect();
-        let mut out = format!("rule_packs: [{}]\n", packs.join(", "));
-        if !self.rule_files.is_empty() {
-            out.push_str("rule_files:\n");
-            for f in &self.rule_files {
-                out.push_str(&format!("- {}\n", q(f)));
-            }
-        }
-        out
-    }
-
-    /// The scrape jobs with their effective timing.
-    fn scrape_yaml(&self) -> String {
-        if self.scrape_configs.is_empty() {
-            return String::new();
-        }
-        let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
-        let mut out = String::from("scrape_configs:\n");
-        for sc in &self.scrape_configs {
-            let (iv, to) = sc.timing(self.global.scrape_interval.0, self.global.timeout());
-            out.push_str(&format!(
-                "- job_name: {}\n  scrape_interval: {}\n  scrape_timeout: {}\n  metrics_path: {}\n  scheme: {}\n  honor_labels: {}\n  honor_timestamps: {}\n",
-                q(&sc.job_name),
-                format_duration(iv),
-                format_duration(to),
-                q(&sc.metrics_path),
-                sc.scheme.as_str(),
-                sc.honor_labels,
-                sc.honor_timestamps
-            ));
-            let statics: Vec<&String> = sc.static_configs.iter().flat_map(|s| &s.targets).collect();
-            if !statics.is_empty() {
-                out.push_str("  static_configs:\n  - targets:\n");
-                for t in statics {
-                    out.push_str(&format!("    - {}\n", q(t)));
-                }
-            }
-            for f in &sc.file_sd_configs {
-                out.push_str("  file_sd_configs:\n  - files:\n");
-                for p in &f.files {
-                    out.push_str(&format!("    - {}\n", q(p)));
-                }
-            }
-        }
-        out
-    }
-
-    /// The process, PostgreSQL and Redis entries, passwords hidden.
-    fn collectors_yaml(&self) -> String {
-        let c = &self.collectors;
-        let mut out = String::new();
-        let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
-        if !c.processes.is_empty() {
-            out.push_str("  processes:\n");
-            for p in &c.processes {
-                out.push_str(&format!("  - name: {}\n", q(&p.name)));
-            }
-        }
-        if !c.postgres.is_empty() {
-            out.push_str("  postgres:\n");
-            for p in &c.postgres {
-                out.push_str(&format!(
-                    "  - name: {}\n    dsn: {}\n    top_statements: {}\n",
-                    q(&p.name),
-                    q(&redact(&p.dsn)),
-                    p.top_statements
-                ));
-            }
-        }
-        if !c.redis.is_empty() {
-            out.push_str("  redis:\n");
-            for r in &c.redis {
-                out.push_str(&format!(
-                    "  - name: {}\n    url: {}\n",
-                    q(&r.name),
-                    q(&redact(&r.url))
-                ));
-            }
-        }
-        out
     }
 
     /// Parses configuration text; errors name the key and its line.
@@ -810,10 +907,6 @@ impl Config {
                     "notifier.escalations: every policy needs a name and at least one level".into(),
                 );
             }
-            for m in &e.matchers {
-                lookout_notify::matchers::parse_matcher(m)
-                    .map_err(|err| format!("notifier.escalations {:?}: {err}", e.name))?;
-            }
         }
         for name in self.rule_packs.iter().flatten() {
             if lookout_rules::packs::get(name).is_none() {
@@ -926,6 +1019,26 @@ mod tests {
         assert_eq!(back.global.timeout(), Duration::from_secs(10));
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(14 * 86_400)), "2w");
+    }
+
+    #[test]
+    fn rendered_config_hides_passwords_and_lists_every_job() {
+        let c = Config::parse(
+            "collectors:\n  processes: [{name: postgres}]\n  postgres:\n    - name: main\n      dsn: \"postgres://u:hunter2@127.0.0.1/db\"\n  redis:\n    - name: r\n      url: \"redis://x:pw@127.0.0.1:6379\"\nrule_files: [\"a/*.yml\"]\nscrape_configs:\n  - job_name: node\n    static_configs: [{targets: ['127.0.0.1:9100', 'h:1']}]\n    file_sd_configs: [{files: [x.json]}]\n",
+        )
+        .unwrap();
+        let y = c.to_yaml();
+        assert!(!y.contains("hunter2") && !y.contains(":pw@"), "{y}");
+        assert!(y.contains("postgres://u:<secret>@127.0.0.1/db"), "{y}");
+        let back = Config::parse(&y).unwrap();
+        assert_eq!(back.scrape_configs[0].static_configs[0].targets.len(), 2);
+        assert_eq!(back.scrape_configs[0].file_sd_configs[0].files, ["x.json"]);
+        assert_eq!(back.rule_files, ["a/*.yml"]);
+        assert_eq!(back.collectors.processes, c.collectors.processes);
+        assert_eq!(
+            back.effective_rule_packs().len(),
+            c.effective_rule_packs().len()
+        );
     }
 
     #[test]

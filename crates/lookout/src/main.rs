@@ -9,6 +9,7 @@ mod fuzz;
 mod import;
 mod rules_cmd;
 mod serve;
+mod settings;
 mod tsdb_cmd;
 
 use std::process::ExitCode;

@@ -6,21 +6,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use lookout_collect::scrape::{ScrapeDefaults, ScrapeManager};
+use lookout_collect::scrape::ScrapeManager;
 use lookout_collect::{
     HostCollector, PostgresCollector, PostgresTarget, ProcessCollector, ProcessGroupCollector,
-    RedisCollector, RedisTarget, Scheduler, SchedulerOptions, SelfMetrics, SlowQueries,
+    RedisCollector, RedisTarget, Scheduler, SelfMetrics, SlowQueries,
 };
 use lookout_model::{Labels, now_ms};
-use lookout_promql::{Engine, EngineOptions};
+use lookout_promql::Engine;
 use lookout_rules::{EvalContext, Manager, ManagerOptions};
 use lookout_server::health::{CollectorCheck, CollectorsCheck, DiskSpaceCheck, FnCheck};
 use lookout_server::{AppState, BuildInfo, CheckResult, HealthCheck, HealthStatus};
-use lookout_tsdb::{Limits, Options, SyncPolicy, Tsdb};
+use lookout_tsdb::Tsdb;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::config::{Config, WalSync, read_password};
+use crate::config::{CollectorsConfig, read_password};
+use crate::settings::{AlertSettings, NotifierSettings, Settings};
 
 /// How long shutdown may wait for in-flight requests before closing the store anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -45,38 +46,13 @@ fn init_logging() {
         .try_init();
 }
 
-/// The tsdb options a configuration asks for.
-pub(crate) fn storage_options(config: &Config) -> Options {
-    let st = &config.storage;
-    Options {
-        retention: st.retention.0,
-        retention_size: (st.retention_size.0 > 0).then_some(st.retention_size.0),
-        sync: match st.wal_sync {
-            WalSync::Always => SyncPolicy::Always,
-            WalSync::Every(d) => SyncPolicy::Interval(d),
-        },
-        ooo_window: st.out_of_order_window.0,
-        future_tolerance: st.future_tolerance.0,
-        wal_segment_size: st.wal_segment_size.0.max(64 << 10),
-        block_range: st.block_duration.0,
-        limits: Limits {
-            max_series: (st.max_series > 0).then_some(st.max_series),
-            max_labels: st.max_labels_per_series,
-            max_label_name_len: st.max_label_name_length,
-            max_label_value_len: st.max_label_value_length,
-        },
-        ..Options::default()
-    }
-}
-
 /// Adds the configured process groups, PostgreSQL and Redis servers to the scheduler,
 /// each with `job`/`instance` labels as if scraped from its exporter. Returns where the
 /// PostgreSQL statements go and the collector names that get their own health check.
 pub(crate) fn add_database_collectors(
-    config: &Config,
+    c: &CollectorsConfig,
     scheduler: &mut Scheduler,
 ) -> anyhow::Result<(SlowQueries, Vec<String>)> {
-    let c = &config.collectors;
     if !c.processes.is_empty() {
         let names = c.processes.iter().map(|p| p.name.clone()).collect();
         scheduler.add(
@@ -127,7 +103,7 @@ pub(crate) fn add_database_collectors(
 
 /// Runs until SIGINT or SIGTERM.
 pub(crate) fn run(
-    config: Config,
+    settings: Settings,
     config_file: Option<std::path::PathBuf>,
     admin_api: bool,
 ) -> anyhow::Result<()> {
@@ -141,64 +117,205 @@ pub(crate) fn run(
         .thread_stack_size(QUERY_STACK_SIZE)
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(run_async(config, config_file, admin_api))
+    rt.block_on(async move {
+        let built = build(settings, config_file, admin_api).await?;
+        let running = start(built);
+        wait_for_signal().await;
+        shutdown(running).await
+    })
 }
 
-async fn run_async(
-    config: Config,
+/// Every part, built and wired but not running yet.
+struct Built {
+    tsdb: Arc<Tsdb>,
+    scheduler: Scheduler,
+    scrape: ScrapeManager,
+    rules: Option<Arc<Manager>>,
+    notifier: Option<Arc<lookout_notify::Notifier>>,
+    reload: Reload,
+    gate: Arc<lookout_server::QueryGate>,
+    ready: Arc<AtomicBool>,
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    serve: lookout_server::ServeOptions,
+}
+
+/// Opens the store, makes the collectors, scrapers, rules, notifier and HTTP state, and
+/// binds the listener; nothing runs yet.
+async fn build(
+    settings: Settings,
     config_file: Option<std::path::PathBuf>,
     admin_api: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Built> {
     let mut registry = Registry::default();
-    let data = config.storage.path.clone();
+    let tsdb = open_storage(&settings, &mut registry)?;
+    let Collecting {
+        scheduler,
+        scrape,
+        view: collection,
+        database_checks,
+    } = collection(&settings, &mut registry)?;
+    let mut checks = health_checks(&tsdb, &collection, &settings.data_dir, database_checks);
+    let engine = Engine::new(settings.engine.clone());
+
+    let addr = &settings.listen_address;
+    let listener = lookout_server::listen::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let external_url = settings
+        .external_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+
+    let notifier = crate::alerting::notifier(
+        settings.notifier.as_ref(),
+        &external_url,
+        &settings.data_dir,
+    )?;
+    let forwarder = crate::alerting::forwarder(&settings.forward_to);
+    let sink: Option<Arc<dyn lookout_rules::AlertSink>> =
+        (notifier.is_some() || forwarder.is_some()).then(|| {
+            Arc::new(crate::alerting::Bridge {
+                notifier: notifier.clone(),
+                forwarder: forwarder.clone(),
+                external_labels: settings.alerts.external_labels.clone(),
+                external_url: external_url.clone(),
+                relabel: settings.alerts.relabel.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }) as Arc<dyn lookout_rules::AlertSink>
+        });
+    let rules = rules_manager(
+        settings.rules.clone(),
+        &settings.alerts,
+        &engine,
+        &tsdb,
+        external_url.clone(),
+        sink,
+    )?;
+    if let Some(n) = &notifier {
+        checks.push(Arc::new(notifier_check(Arc::clone(n))));
+    }
+    if let Some(m) = &rules {
+        checks.push(Arc::new(rules_check(Arc::clone(m))));
+    }
+    registry.register_collector(Box::new(crate::alerting::AlertingMetrics {
+        rules: rules.clone(),
+        notifier: notifier.clone(),
+    }));
+    let reload = reloader(
+        rules.clone(),
+        notifier.clone(),
+        settings.notifier.clone(),
+        external_url,
+        settings.data_dir.join("notifier"),
+    );
+    let gate = Arc::new(lookout_server::QueryGate::new(settings.max_concurrency));
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        db: tsdb.clone(),
+        engine,
+        gate: Arc::clone(&gate),
+        checks,
+        collection,
+        registry: Arc::new(registry),
+        ready: Arc::clone(&ready),
+        build: build_info(),
+        admin: admin_api
+            .then(|| Arc::new(TsdbAdmin(Arc::clone(&tsdb))) as Arc<dyn lookout_server::Admin>),
+        info: Arc::new(Info {
+            config_yaml: settings.yaml.clone(),
+            flags: flags(&settings, config_file, admin_api),
+            started: SystemTime::now(),
+            retention: settings.retention_text.clone(),
+            tsdb: Arc::clone(&tsdb),
+        }),
+        rules: rules.clone(),
+        notifier: notifier.clone(),
+        reload: Some(reload.clone()),
+    };
+    Ok(Built {
+        tsdb,
+        scheduler,
+        scrape,
+        rules,
+        notifier,
+        reload,
+        gate,
+        ready,
+        listener,
+        state,
+        serve: settings.serve,
+    })
+}
+
+/// Opens the data directory and runs the maintenance a restart may owe.
+fn open_storage(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Arc<Tsdb>> {
+    let data = &settings.data_dir;
     let opened = std::time::Instant::now();
     let tsdb = Arc::new(
-        Tsdb::open(&data, storage_options(&config), &mut registry)
+        Tsdb::open(data, settings.storage.clone(), registry)
             .with_context(|| format!("opening the data directory {}", data.display()))?,
     );
     tracing::info!(path = %data.display(), elapsed = ?opened.elapsed(), "Storage opened");
     if let Err(e) = tsdb.maintain(now_ms()) {
         tracing::warn!(error = %e, "Storage maintenance failed");
     }
+    Ok(tsdb)
+}
 
-    let interval = config.global.scrape_interval.0;
-    let mut scheduler = Scheduler::new(
-        SchedulerOptions {
-            interval,
-            timeout: interval.min(Duration::from_secs(10)),
-        },
-        &mut registry,
-    );
+/// The built-in collectors and the scrape jobs, not running yet.
+struct Collecting {
+    scheduler: Scheduler,
+    scrape: ScrapeManager,
+    /// What the server shows of them.
+    view: Arc<dyn lookout_server::CollectionView>,
+    /// The collectors that get a health check of their own.
+    database_checks: Vec<String>,
+}
+
+/// The built-in collectors and the scrape jobs.
+fn collection(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Collecting> {
+    let mut scheduler = Scheduler::new(settings.scheduler.clone(), registry);
     let host = hostname();
-    if config.collectors.host.enabled {
+    if settings.collectors.host.enabled {
         scheduler.add(
             Arc::new(HostCollector::default()),
             Labels::from_pairs([("job", "node"), ("instance", host.as_str())]),
         );
     }
-    if config.collectors.process.enabled {
+    if settings.collectors.process.enabled {
         scheduler.add(
             Arc::new(ProcessCollector::myself()),
             Labels::from_pairs([("job", "lookout"), ("instance", host.as_str())]),
         );
     }
-    let (slow_queries, database_checks) = add_database_collectors(&config, &mut scheduler)?;
-    let scrape = ScrapeManager::new(
-        config.scrape_configs.clone(),
-        ScrapeDefaults {
-            interval: config.global.scrape_interval.0,
-            timeout: config.global.timeout(),
-        },
-    )
-    .map_err(anyhow::Error::msg)?;
+    let (slow_queries, database_checks) =
+        add_database_collectors(&settings.collectors, &mut scheduler)?;
+    let scrape = ScrapeManager::new(settings.scrape_configs.clone(), settings.scrape_defaults)
+        .map_err(anyhow::Error::msg)?;
     registry.register_collector(Box::new(SelfMetrics));
-    let collection: Arc<dyn lookout_server::CollectionView> = Arc::new(Collection {
+    let view: Arc<dyn lookout_server::CollectionView> = Arc::new(Collection {
         collectors: scheduler.board(),
         targets: scrape.board(),
         slow_queries,
     });
+    Ok(Collecting {
+        scheduler,
+        scrape,
+        view,
+        database_checks,
+    })
+}
 
-    let storage_db = Arc::clone(&tsdb);
+/// The storage, collectors and disk-space checks, and one per database collector.
+fn health_checks(
+    tsdb: &Arc<Tsdb>,
+    collection: &Arc<dyn lookout_server::CollectionView>,
+    data_dir: &std::path::Path,
+    database_checks: Vec<String>,
+) -> Vec<Arc<dyn HealthCheck>> {
+    let storage_db = Arc::clone(tsdb);
     let mut checks: Vec<Arc<dyn HealthCheck>> = vec![
         Arc::new(FnCheck::new("storage", true, move || {
             match storage_db.check() {
@@ -220,124 +337,80 @@ async fn run_async(
                 Err(e) => CheckResult::new(HealthStatus::Unhealthy, e),
             }
         })),
-        Arc::new(CollectorsCheck::new(Arc::clone(&collection))),
-        Arc::new(DiskSpaceCheck::new(data.clone())),
+        Arc::new(CollectorsCheck::new(Arc::clone(collection))),
+        Arc::new(DiskSpaceCheck::new(data_dir.to_path_buf())),
     ];
     for name in database_checks {
-        checks.push(Arc::new(CollectorCheck::new(Arc::clone(&collection), name)));
+        checks.push(Arc::new(CollectorCheck::new(Arc::clone(collection), name)));
     }
-    let ready = Arc::new(AtomicBool::new(false));
-    let engine = Engine::new(EngineOptions {
-        default_subquery_step: config.global.evaluation_interval.0,
-        lookback_delta: config.query.lookback_delta.0,
-        timeout: config.query.timeout.0,
-        max_samples: config.query.max_samples,
-    });
+    checks
+}
 
-    let addr = &config.web.listen_address.0;
-    let listener = lookout_server::listen::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    let bound = listener.local_addr().context("reading the bound address")?;
-    let external_url = config
-        .web
-        .external_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{bound}"));
-
-    let notifier = crate::alerting::notifier(&config, &external_url)?;
-    let forwarder = crate::alerting::forwarder(&config);
-    let sink: Option<Arc<dyn lookout_rules::AlertSink>> =
-        (notifier.is_some() || forwarder.is_some()).then(|| {
-            Arc::new(crate::alerting::Bridge {
-                notifier: notifier.clone(),
-                forwarder: forwarder.clone(),
-                external_labels: config.global.external_labels.clone(),
-                external_url: external_url.clone(),
-                relabel: config.alerting.alert_relabel_configs.clone(),
-                runtime: tokio::runtime::Handle::current(),
-            }) as Arc<dyn lookout_rules::AlertSink>
-        });
-    let rules = rules_manager(&config, &engine, &tsdb, external_url.clone(), sink)?;
-    if let Some(n) = &notifier {
-        checks.push(Arc::new(notifier_check(Arc::clone(n))));
+/// Build facts for `/api/v1/status/buildinfo`.
+fn build_info() -> BuildInfo {
+    BuildInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        revision: option_env!("LOOKOUT_REVISION").unwrap_or("").into(),
+        branch: option_env!("LOOKOUT_BRANCH").unwrap_or("").into(),
+        build_user: option_env!("LOOKOUT_BUILD_USER").unwrap_or("").into(),
+        build_date: option_env!("LOOKOUT_BUILD_DATE").unwrap_or("").into(),
+        toolchain: format!("rust{}", env!("CARGO_PKG_RUST_VERSION")),
     }
-    registry.register_collector(Box::new(crate::alerting::AlertingMetrics {
-        rules: rules.clone(),
-        notifier: notifier.clone(),
-    }));
-    let reload_all = reloader(
-        rules.clone(),
-        notifier.clone(),
-        config.clone(),
-        external_url.clone(),
-    );
-    if let Some(m) = &rules {
-        checks.push(Arc::new(rules_check(Arc::clone(m))));
-    }
-    let gate = Arc::new(lookout_server::QueryGate::new(config.query.max_concurrency));
-    let state = AppState {
-        db: tsdb.clone(),
-        engine,
-        gate: Arc::clone(&gate),
-        checks,
-        collection,
-        registry: Arc::new(registry),
-        ready: Arc::clone(&ready),
-        build: BuildInfo {
-            version: env!("CARGO_PKG_VERSION").into(),
-            revision: option_env!("LOOKOUT_REVISION").unwrap_or("").into(),
-            branch: option_env!("LOOKOUT_BRANCH").unwrap_or("").into(),
-            build_user: option_env!("LOOKOUT_BUILD_USER").unwrap_or("").into(),
-            build_date: option_env!("LOOKOUT_BUILD_DATE").unwrap_or("").into(),
-            toolchain: format!("rust{}", env!("CARGO_PKG_RUST_VERSION")),
-        },
-        admin: admin_api
-            .then(|| Arc::new(TsdbAdmin(Arc::clone(&tsdb))) as Arc<dyn lookout_server::Admin>),
-        info: Arc::new(Info {
-            config_yaml: config.to_yaml(),
-            flags: vec![
-                (
-                    "config.file".into(),
-                    config_file
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                ),
-                ("storage.tsdb.path".into(), data.display().to_string()),
-                (
-                    "storage.tsdb.retention.time".into(),
-                    config.storage.retention.to_string(),
-                ),
-                (
-                    "storage.tsdb.retention.size".into(),
-                    config.storage.retention_size.0.to_string(),
-                ),
-                (
-                    "web.listen-address".into(),
-                    config.web.listen_address.0.clone(),
-                ),
-                ("web.enable-admin-api".into(), admin_api.to_string()),
-            ],
-            started: SystemTime::now(),
-            retention: config.storage.retention.to_string(),
-            tsdb: Arc::clone(&tsdb),
-        }),
-        rules: rules.clone(),
-        notifier: notifier.clone(),
-        reload: Some(reload_all.clone()),
-    };
+}
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let collectors = scheduler.spawn(tsdb.clone(), stop_rx.clone());
-    let scraping = scrape.spawn(tsdb.clone(), stop_rx.clone());
-    let rule_eval = rules.as_ref().map(|m| m.spawn(stop_rx.clone()));
-    let notifying = notifier.as_ref().map(|n| n.spawn(stop_rx.clone()));
-    tokio::spawn(reload_on_sighup(Arc::clone(&reload_all)));
-    let mut server_stop = stop_rx.clone();
-    let serve_opts = lookout_server::ServeOptions {
-        read_header_timeout: config.web.read_header_timeout.0,
-        max_connections: config.web.max_connections,
-    };
+/// The command-line flags `/api/v1/status/flags` reports, under Prometheus's names.
+fn flags(
+    settings: &Settings,
+    config_file: Option<std::path::PathBuf>,
+    admin_api: bool,
+) -> Vec<(String, String)> {
+    vec![
+        (
+            "config.file".into(),
+            config_file
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "storage.tsdb.path".into(),
+            settings.data_dir.display().to_string(),
+        ),
+        (
+            "storage.tsdb.retention.time".into(),
+            settings.retention_text.clone(),
+        ),
+        (
+            "storage.tsdb.retention.size".into(),
+            settings.retention_size.to_string(),
+        ),
+        ("web.listen-address".into(), settings.listen_address.clone()),
+        ("web.enable-admin-api".into(), admin_api.to_string()),
+    ]
+}
+
+/// Everything running, and how to stop it.
+struct Running {
+    tsdb: Arc<Tsdb>,
+    gate: Arc<lookout_server::QueryGate>,
+    stop: watch::Sender<bool>,
+    collectors: tokio::task::JoinHandle<()>,
+    scraping: tokio::task::JoinHandle<()>,
+    rule_eval: Option<tokio::task::JoinHandle<()>>,
+    notifying: Option<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts the collectors, scrapers, rules, notifier and HTTP server; marks ready.
+fn start(b: Built) -> Running {
+    let (stop, stop_rx) = watch::channel(false);
+    let collectors = b.scheduler.spawn(b.tsdb.clone(), stop_rx.clone());
+    let scraping = b.scrape.spawn(b.tsdb.clone(), stop_rx.clone());
+    let rule_eval = b.rules.as_ref().map(|m| m.spawn(stop_rx.clone()));
+    let notifying = b.notifier.as_ref().map(|n| n.spawn(stop_rx.clone()));
+    tokio::spawn(reload_on_sighup(b.reload));
+    let mut server_stop = stop_rx;
+    let bound = b.listener.local_addr().ok();
+    let (listener, state, serve) = (b.listener, b.state, b.serve);
     let server = tokio::spawn(async move {
         lookout_server::serve_with(
             listener,
@@ -345,39 +418,54 @@ async fn run_async(
             async move {
                 let _ = server_stop.changed().await;
             },
-            &serve_opts,
+            &serve,
         )
         .await
     });
-    ready.store(true, Ordering::Release);
-    tracing::info!(address = %bound, "listening on http://{bound}");
+    b.ready.store(true, Ordering::Release);
+    if let Some(bound) = bound {
+        tracing::info!(address = %bound, "listening on http://{bound}");
+    }
+    Running {
+        tsdb: b.tsdb,
+        gate: b.gate,
+        stop,
+        collectors,
+        scraping,
+        rule_eval,
+        notifying,
+        server,
+    }
+}
 
-    wait_for_signal().await;
-    tracing::info!(running_queries = gate.running(), "Shutting down");
-    gate.cancel_all();
-    let _ = stop_tx.send(true);
-    let _ = collectors.await;
+/// Stops everything in reverse order, each part given [`SHUTDOWN_GRACE`], and closes
+/// the store.
+async fn shutdown(r: Running) -> anyhow::Result<()> {
+    tracing::info!(running_queries = r.gate.running(), "Shutting down");
+    r.gate.cancel_all();
+    let _ = r.stop.send(true);
+    let _ = r.collectors.await;
     // Target loops write their staleness markers on the way out; a scrape in flight may
     // hold one up to its timeout, so do not wait longer than the grace period.
-    if tokio::time::timeout(SHUTDOWN_GRACE, scraping)
+    if tokio::time::timeout(SHUTDOWN_GRACE, r.scraping)
         .await
         .is_err()
     {
         tracing::warn!("Scrapes did not finish in time; closing anyway");
     }
-    if let Some(t) = rule_eval {
+    if let Some(t) = r.rule_eval {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
     }
-    if let Some(t) = notifying {
+    if let Some(t) = r.notifying {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
     }
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+    match tokio::time::timeout(SHUTDOWN_GRACE, r.server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("In-flight requests did not finish in time; closing anyway"),
     }
-    tsdb.close().context("closing storage")?;
+    r.tsdb.close().context("closing storage")?;
     tracing::info!("Stopped");
     Ok(())
 }
@@ -385,29 +473,22 @@ async fn run_async(
 /// The rule manager for the rule packs and `rule_files`, loaded (bad files stop
 /// start-up), or `None` when there are neither.
 fn rules_manager(
-    config: &Config,
+    opts: Option<ManagerOptions>,
+    alerts: &AlertSettings,
     engine: &Engine,
     tsdb: &Arc<Tsdb>,
     external_url: String,
     sink: Option<Arc<dyn lookout_rules::AlertSink>>,
 ) -> anyhow::Result<Option<Arc<Manager>>> {
-    let packs = config.effective_rule_packs();
-    if config.rule_files.is_empty() && packs.is_empty() {
+    let Some(opts) = opts else {
         return Ok(None);
-    }
+    };
     let m = Manager::new(
-        ManagerOptions {
-            files: config.rule_files.clone(),
-            packs,
-            base_dir: config.base_dir.clone(),
-            default_interval: config.global.evaluation_interval.0,
-            state_file: Some(config.storage.path.join("alerts-state.json")),
-            ..ManagerOptions::default()
-        },
+        opts,
         EvalContext {
             engine: engine.clone(),
             db: tsdb.clone(),
-            external_labels: config.global.external_labels.clone(),
+            external_labels: alerts.external_labels.clone(),
             external_url,
         },
         tsdb.clone(),
@@ -503,8 +584,9 @@ type Reload = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 fn reloader(
     rules: Option<Arc<Manager>>,
     notifier: Option<Arc<lookout_notify::Notifier>>,
-    config: Config,
+    settings: Option<NotifierSettings>,
     external_url: String,
+    state_dir: std::path::PathBuf,
 ) -> Reload {
     Arc::new(move || {
         let mut errs = Vec::new();
@@ -513,13 +595,12 @@ fn reloader(
         {
             errs.extend(e);
         }
-        if let Some(n) = &notifier {
-            match crate::alerting::core(&config, &external_url) {
-                Ok(Some((core, text))) => {
+        if let (Some(n), Some(s)) = (&notifier, &settings) {
+            match crate::alerting::core(s, &external_url, Some(state_dir.clone())) {
+                Ok((core, text)) => {
                     n.replace(core, text);
                     tracing::info!("Notifier configuration reloaded");
                 }
-                Ok(None) => {}
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "Notifier configuration not reloaded; the previous one keeps running");
                     errs.push(format!("{e:#}"));

@@ -1,0 +1,238 @@
+//! The configuration validated once into each component's own options type: the tsdb's
+//! [`Options`], the engine's [`EngineOptions`], the scheduler's and scrapers' options,
+//! the rule manager's [`ManagerOptions`], the notifier's file and escalation policies,
+//! the forwarder's targets and the HTTP server's [`ServeOptions`]. `serve`, `check
+//! config` and reloads build from these; past [`Settings::new`] nothing reads the
+//! configuration file's sections again, and nothing here touches the disk.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lookout_collect::SchedulerOptions;
+use lookout_collect::scrape::{ScrapeConfig, ScrapeDefaults};
+use lookout_model::relabel::RelabelConfig;
+use lookout_notify::forward::Target;
+use lookout_notify::{EscalationPolicy, Level};
+use lookout_promql::EngineOptions;
+use lookout_rules::ManagerOptions;
+use lookout_server::ServeOptions;
+use lookout_tsdb::{Limits, Options, SyncPolicy};
+
+use crate::config::{CollectorsConfig, Config, WalSync};
+
+/// Every component's options, from one validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The data directory.
+    pub(crate) data_dir: PathBuf,
+    /// The tsdb's options.
+    pub(crate) storage: Options,
+    /// The PromQL engine's options.
+    pub(crate) engine: EngineOptions,
+    /// Most queries, series and label lookups evaluated at once.
+    pub(crate) max_concurrency: usize,
+    /// The built-in collectors' schedule.
+    pub(crate) scheduler: SchedulerOptions,
+    /// Which built-in collectors run, and the databases and processes they watch.
+    pub(crate) collectors: CollectorsConfig,
+    /// Scrape jobs.
+    pub(crate) scrape_configs: Vec<ScrapeConfig>,
+    /// Timing of scrape jobs that name none.
+    pub(crate) scrape_defaults: ScrapeDefaults,
+    /// The rule manager's options; `None` without rule files or packs.
+    pub(crate) rules: Option<ManagerOptions>,
+    /// Lookout's notifier; `None` without `notifier.config_file`.
+    pub(crate) notifier: Option<NotifierSettings>,
+    /// External Alertmanagers alerts are forwarded to.
+    pub(crate) forward_to: Vec<Target>,
+    /// How rule alerts become notifier alerts.
+    pub(crate) alerts: AlertSettings,
+    /// Where the HTTP server listens.
+    pub(crate) listen_address: String,
+    /// `web.external_url`, when set.
+    pub(crate) external_url: Option<String>,
+    /// The HTTP server's options.
+    pub(crate) serve: ServeOptions,
+    /// The configuration in effect, as YAML (`/api/v1/status/config`).
+    pub(crate) yaml: String,
+    /// `storage.retention`, as written (status pages).
+    pub(crate) retention_text: String,
+    /// `storage.retention_size` in bytes (status pages).
+    pub(crate) retention_size: u64,
+}
+
+/// The notifier's Alertmanager file and escalation policies.
+#[derive(Debug, Clone)]
+pub(crate) struct NotifierSettings {
+    /// The Alertmanager configuration file (resolved against the config's directory).
+    pub(crate) file: PathBuf,
+    /// Escalation policies, matchers parsed.
+    pub(crate) escalations: Vec<EscalationPolicy>,
+}
+
+/// What rule alerts get before they reach the notifier or an external Alertmanager.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AlertSettings {
+    /// Added where an alert has no such label.
+    pub(crate) external_labels: BTreeMap<String, String>,
+    /// `alerting.alert_relabel_configs`.
+    pub(crate) relabel: Vec<RelabelConfig>,
+}
+
+impl Settings {
+    /// Every component's options from a configuration [`Config::parse`] accepted;
+    /// errors name the key.
+    pub(crate) fn new(c: &Config) -> Result<Self, String> {
+        let interval = c.global.scrape_interval.0;
+        let packs = c.effective_rule_packs();
+        let rules = (!c.rule_files.is_empty() || !packs.is_empty()).then(|| ManagerOptions {
+            files: c.rule_files.clone(),
+            packs,
+            base_dir: c.base_dir.clone(),
+            default_interval: c.global.evaluation_interval.0,
+            state_file: Some(c.storage.path.join("alerts-state.json")),
+            ..ManagerOptions::default()
+        });
+        Ok(Self {
+            data_dir: c.storage.path.clone(),
+            storage: storage_options(c),
+            engine: EngineOptions {
+                default_subquery_step: c.global.evaluation_interval.0,
+                lookback_delta: c.query.lookback_delta.0,
+                timeout: c.query.timeout.0,
+                max_samples: c.query.max_samples,
+            },
+            max_concurrency: c.query.max_concurrency,
+            scheduler: SchedulerOptions {
+                interval,
+                timeout: interval.min(Duration::from_secs(10)),
+            },
+            collectors: c.collectors.clone(),
+            scrape_configs: c.scrape_configs.clone(),
+            scrape_defaults: ScrapeDefaults {
+                interval,
+                timeout: c.global.timeout(),
+            },
+            rules,
+            notifier: notifier(c)?,
+            forward_to: forward_targets(c),
+            alerts: AlertSettings {
+                external_labels: c.global.external_labels.clone(),
+                relabel: c.alerting.alert_relabel_configs.clone(),
+            },
+            listen_address: c.web.listen_address.0.clone(),
+            external_url: c.web.external_url.clone(),
+            serve: ServeOptions {
+                read_header_timeout: c.web.read_header_timeout.0,
+                max_connections: c.web.max_connections,
+            },
+            yaml: c.to_yaml(),
+            retention_text: c.storage.retention.to_string(),
+            retention_size: c.storage.retention_size.0,
+        })
+    }
+}
+
+/// The tsdb options a configuration asks for.
+pub(crate) fn storage_options(config: &Config) -> Options {
+    let st = &config.storage;
+    Options {
+        retention: st.retention.0,
+        retention_size: (st.retention_size.0 > 0).then_some(st.retention_size.0),
+        sync: match st.wal_sync {
+            WalSync::Always => SyncPolicy::Always,
+            WalSync::Every(d) => SyncPolicy::Interval(d),
+        },
+        ooo_window: st.out_of_order_window.0,
+        future_tolerance: st.future_tolerance.0,
+        wal_segment_size: st.wal_segment_size.0.max(64 << 10),
+        block_range: st.block_duration.0,
+        limits: Limits {
+            max_series: (st.max_series > 0).then_some(st.max_series),
+            max_labels: st.max_labels_per_series,
+            max_label_name_len: st.max_label_name_length,
+            max_label_value_len: st.max_label_value_length,
+        },
+        ..Options::default()
+    }
+}
+
+/// The notifier's file and escalation policies, matchers parsed (once, here).
+fn notifier(c: &Config) -> Result<Option<NotifierSettings>, String> {
+    let Some(file) = &c.notifier.config_file else {
+        return Ok(None);
+    };
+    let file = match &c.base_dir {
+        Some(b) if file.is_relative() => b.join(file),
+        _ => file.clone(),
+    };
+    let mut escalations = Vec::new();
+    for e in &c.notifier.escalations {
+        let matchers = e
+            .matchers
+            .iter()
+            .map(|m| lookout_notify::matchers::parse_matcher(m))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| format!("notifier.escalations {:?}: {err}", e.name))?;
+        escalations.push(EscalationPolicy {
+            name: e.name.clone(),
+            matchers,
+            levels: e
+                .levels
+                .iter()
+                .map(|l| Level {
+                    receivers: l.receivers.clone(),
+                    timeout: l.timeout.map_or(Duration::from_secs(900), |d| d.0),
+                })
+                .collect(),
+        });
+    }
+    Ok(Some(NotifierSettings { file, escalations }))
+}
+
+/// One target per `alerting.alertmanagers` static target.
+fn forward_targets(c: &Config) -> Vec<Target> {
+    c.alerting
+        .alertmanagers
+        .iter()
+        .flat_map(|am| {
+            am.static_configs.iter().flat_map(move |s| {
+                s.targets.iter().map(move |t| Target {
+                    base: format!(
+                        "{}://{t}{}",
+                        am.scheme,
+                        am.path_prefix.trim_end_matches('/')
+                    ),
+                    timeout: am.timeout.0,
+                })
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escalation_matchers_are_parsed_here_and_named_on_error() {
+        let c = Config::parse(
+            "notifier:\n  config_file: am.yml\n  escalations:\n  - name: db\n    matchers: ['severity=\"page\"']\n    levels: [{receivers: [a]}]\n",
+        )
+        .unwrap();
+        let s = Settings::new(&c).unwrap();
+        let n = s.notifier.unwrap();
+        assert_eq!(n.escalations[0].matchers[0].value, "page");
+        assert_eq!(n.escalations[0].levels[0].timeout, Duration::from_secs(900));
+        let bad = Config::parse(
+            "notifier:\n  config_file: am.yml\n  escalations:\n  - name: db\n    matchers: ['severity']\n    levels: [{receivers: [a]}]\n",
+        )
+        .unwrap();
+        let e = Settings::new(&bad).unwrap_err();
+        assert!(
+            e.starts_with("notifier.escalations \"db\": bad matcher"),
+            "{e}"
+        );
+    }
+}
