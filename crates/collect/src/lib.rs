@@ -13,6 +13,7 @@
 //! ```
 
 mod host;
+mod pipeline;
 mod postgres;
 mod process;
 mod redis_server;
@@ -20,6 +21,7 @@ mod scheduler;
 pub mod scrape;
 
 pub use host::HostCollector;
+pub use pipeline::RunMetrics;
 pub use postgres::{PostgresCollector, PostgresTarget, SlowQueries, Statement};
 pub use process::{ProcessCollector, ProcessGroupCollector, SelfMetrics};
 pub use redis_server::{RedisCollector, RedisTarget};

@@ -4,22 +4,18 @@
 //! series per collector, marks vanished series stale, and records each run in a
 //! [`StatusBoard`] that health checks and the UI read.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::AtomicU64;
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use lookout_model::status::CollectorStatus;
-use lookout_model::{Labels, now_ms, stale_nan};
+use lookout_model::{Labels, now_ms};
 use lookout_storage::Appendable;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::{AsyncCollector, Collector, Metric};
+use crate::pipeline::{Pipeline, Run, RunMetrics};
+use crate::{AsyncCollector, Collector};
 
 /// How often and how long collectors run.
 #[derive(Debug, Clone)]
@@ -69,48 +65,6 @@ impl StatusBoard {
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CollectorLabel {
-    collector: String,
-}
-
-#[derive(Debug, Clone)]
-struct SchedulerMetrics {
-    duration: Family<CollectorLabel, Gauge<f64, AtomicU64>>,
-    runs: Family<CollectorLabel, Counter>,
-    failures: Family<CollectorLabel, Counter>,
-    rejected: Family<CollectorLabel, Counter>,
-}
-
-impl SchedulerMetrics {
-    fn new(reg: &mut Registry) -> Self {
-        let m = Self {
-            duration: Family::default(),
-            runs: Family::default(),
-            failures: Family::default(),
-            rejected: Family::default(),
-        };
-        let reg = reg.sub_registry_with_prefix("lookout_collector");
-        reg.register(
-            "duration_seconds",
-            "Duration of the last run",
-            m.duration.clone(),
-        );
-        reg.register("runs", "Collector runs", m.runs.clone());
-        reg.register(
-            "failures",
-            "Collector runs that failed or timed out",
-            m.failures.clone(),
-        );
-        reg.register(
-            "samples_rejected",
-            "Samples the store rejected (out of order, duplicate, invalid)",
-            m.rejected.clone(),
-        );
-        m
-    }
-}
-
 /// A collector of either kind.
 #[derive(Clone)]
 enum Source {
@@ -137,7 +91,7 @@ pub struct Scheduler {
     opts: SchedulerOptions,
     entries: Vec<Entry>,
     board: StatusBoard,
-    metrics: SchedulerMetrics,
+    metrics: RunMetrics,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -156,7 +110,7 @@ impl Scheduler {
             opts,
             entries: Vec::new(),
             board: StatusBoard::default(),
-            metrics: SchedulerMetrics::new(registry),
+            metrics: RunMetrics::new(registry),
         }
     }
 
@@ -181,6 +135,12 @@ impl Scheduler {
         self.board.clone()
     }
 
+    /// The run metrics the scheduler records in; scrapes record in the same ones
+    /// ([`ScrapeManager::with_metrics`](crate::scrape::ScrapeManager::with_metrics)).
+    pub fn metrics(&self) -> RunMetrics {
+        self.metrics.clone()
+    }
+
     /// Starts one task per collector; they run until `shutdown` turns true. The returned
     /// handle completes when every task has stopped.
     pub fn spawn(
@@ -198,7 +158,7 @@ impl Scheduler {
                 let (opts, board, metrics) = &*shared;
                 let mut ticker = tokio::time::interval(opts.interval);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                let mut previous = HashSet::new();
+                let mut pipeline = Pipeline::new(entry.target.clone());
                 loop {
                     tokio::select! {
                         _ = ticker.tick() => {}
@@ -207,7 +167,7 @@ impl Scheduler {
                     if *shutdown.borrow() {
                         break;
                     }
-                    previous = run_once(&entry, opts, board, metrics, &*db, previous).await;
+                    run_once(&entry, opts, board, metrics, &*db, &mut pipeline).await;
                 }
             }));
         }
@@ -223,14 +183,11 @@ async fn run_once(
     entry: &Entry,
     opts: &SchedulerOptions,
     board: &StatusBoard,
-    metrics: &SchedulerMetrics,
+    metrics: &RunMetrics,
     db: &dyn Appendable,
-    previous: HashSet<Labels>,
-) -> HashSet<Labels> {
+    pipeline: &mut Pipeline,
+) {
     let name = entry.collector.name().to_string();
-    let label = CollectorLabel {
-        collector: name.clone(),
-    };
     let started = Instant::now();
     let started_at = SystemTime::now();
     let t = now_ms();
@@ -270,14 +227,6 @@ async fn run_once(
         Source::Async(c) => c.notes(),
         Source::Blocking(_) => Vec::new(),
     };
-    let up = if error.is_some() && out.is_empty() {
-        0.0
-    } else {
-        1.0
-    };
-    let mut current = HashSet::with_capacity(out.len() + 1);
-    let mut app = db.appender();
-    let mut rejected = 0u64;
     let with_target = |ls: &Labels| {
         let mut ls = ls.clone();
         for l in &entry.target {
@@ -287,35 +236,27 @@ async fn run_once(
         }
         ls
     };
-    let up_metric = Metric::new("up", &[], up);
-    for m in out.iter().chain(std::iter::once(&up_metric)) {
-        let ls = with_target(&m.labels);
-        if app.append(&ls, t, m.value).is_err() {
-            rejected += 1;
-        }
-        current.insert(ls);
-    }
-    for gone in previous.difference(&current) {
-        if app.append(gone, t, stale_nan()).is_err() {
-            rejected += 1;
-        }
-    }
-    let commit_err = app.commit().err().map(|e| format!("storing samples: {e}"));
+    let run = Run {
+        samples: out
+            .iter()
+            .map(|m| (with_target(&m.labels), t, m.value))
+            .collect(),
+        scraped: out.len(),
+        up: error.is_none() || !out.is_empty(),
+        duration: started.elapsed(),
+    };
+    let written = pipeline.write(db, t, &run);
+    let commit_err = written
+        .commit_error
+        .map(|e| format!("storing samples: {e}"));
     let error = error.or(commit_err);
     let elapsed = started.elapsed();
-    metrics
-        .duration
-        .get_or_create(&label)
-        .set(elapsed.as_secs_f64());
-    metrics.runs.get_or_create(&label).inc();
-    metrics.rejected.get_or_create(&label).inc_by(rejected);
+    metrics.record(&name, elapsed, error.is_some(), written.rejected);
     if let Some(e) = &error {
-        metrics.failures.get_or_create(&label).inc();
         tracing::warn!(collector = %name, error = %e, "Collector run failed");
     } else {
-        tracing::debug!(collector = %name, samples = current.len(), ?elapsed, "Collector run finished");
+        tracing::debug!(collector = %name, samples = written.series, ?elapsed, "Collector run finished");
     }
-    let stored = current.len();
     board.update(&name, |s| {
         s.last_run = Some(started_at);
         s.last_duration = Some(elapsed);
@@ -324,15 +265,15 @@ async fn run_once(
             s.failures += 1;
         }
         s.last_error = error;
-        s.last_samples = stored;
+        s.last_samples = written.series;
         s.notes = notes;
     });
-    current
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Metric;
     use lookout_model::Matcher;
     use lookout_storage::{MemStorage, Queryable, SelectHints};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -376,7 +317,7 @@ mod tests {
     async fn vanished_series_get_stale_markers_and_status_tracks_errors() {
         let db = Arc::new(MemStorage::new());
         let board = StatusBoard::default();
-        let metrics = SchedulerMetrics::new(&mut Registry::default());
+        let metrics = RunMetrics::new(&mut Registry::default());
         let opts = SchedulerOptions::default();
         let entry = Entry {
             collector: Source::Blocking(Arc::new(Flaky {
@@ -385,9 +326,10 @@ mod tests {
             target: Labels::from_pairs([("job", "t")]),
         };
         board.insert(CollectorStatus::new("flaky", opts.interval));
-        let prev = run_once(&entry, &opts, &board, &metrics, &*db, HashSet::new()).await;
+        let mut pipeline = Pipeline::new(entry.target.clone());
+        run_once(&entry, &opts, &board, &metrics, &*db, &mut pipeline).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
-        run_once(&entry, &opts, &board, &metrics, &*db, prev).await;
+        run_once(&entry, &opts, &board, &metrics, &*db, &mut pipeline).await;
         let q = db.querier(0, i64::MAX).unwrap();
         let s = q
             .select(
@@ -406,7 +348,7 @@ mod tests {
     async fn slow_collector_times_out_with_up_zero() {
         let db = Arc::new(MemStorage::new());
         let board = StatusBoard::default();
-        let metrics = SchedulerMetrics::new(&mut Registry::default());
+        let metrics = RunMetrics::new(&mut Registry::default());
         let opts = SchedulerOptions {
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(50),
@@ -416,7 +358,8 @@ mod tests {
             target: Labels::empty(),
         };
         board.insert(CollectorStatus::new("slow", opts.interval));
-        run_once(&entry, &opts, &board, &metrics, &*db, HashSet::new()).await;
+        let mut pipeline = Pipeline::new(entry.target.clone());
+        run_once(&entry, &opts, &board, &metrics, &*db, &mut pipeline).await;
         let q = db.querier(0, i64::MAX).unwrap();
         let up = q
             .select(&SelectHints::default(), &[Matcher::equal("__name__", "up")])

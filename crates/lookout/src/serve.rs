@@ -293,7 +293,8 @@ fn collection(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Co
     let (slow_queries, database_checks) =
         add_database_collectors(&settings.collectors, &mut scheduler)?;
     let scrape = ScrapeManager::new(settings.scrape_configs.clone(), settings.scrape_defaults)
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_metrics(scheduler.metrics());
     registry.register_collector(Box::new(SelfMetrics));
     let view: Arc<dyn lookout_server::CollectionView> = Arc::new(Collection {
         collectors: scheduler.board(),

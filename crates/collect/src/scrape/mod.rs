@@ -4,7 +4,8 @@
 //! `honor_timestamps`, metric relabeling, sample and label limits, the report series
 //! (`up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
 //! `scrape_samples_post_metric_relabeling`, `scrape_series_added`) and staleness markers
-//! when a series, a scrape or a whole target goes away. Samples go only through
+//! when a series, a scrape or a whole target goes away (the last three through the
+//! pipeline the built-in collectors share, `crate::pipeline`). Samples go only through
 //! [`Appendable`].
 
 mod config;
@@ -17,9 +18,11 @@ use std::time::{Duration, Instant, SystemTime};
 use lookout_expfmt::{ACCEPT_HEADER, format_for_content_type};
 use lookout_model::relabel::process;
 pub use lookout_model::status::{Target, TargetStatus};
-use lookout_model::{Labels, METRIC_NAME_LABEL, now_ms, stale_nan};
+use lookout_model::{Labels, METRIC_NAME_LABEL, now_ms};
 use lookout_storage::Appendable;
 use tokio::sync::watch;
+
+use crate::pipeline::{Pipeline, Run, RunMetrics};
 
 pub use config::{
     BasicAuth, FileSdConfig, PromDuration, Scheme, ScrapeConfig, StaticConfig, TlsConfig,
@@ -230,6 +233,7 @@ pub struct ScrapeManager {
     jobs: Vec<Arc<Job>>,
     defaults: ScrapeDefaults,
     board: TargetsBoard,
+    metrics: RunMetrics,
 }
 
 impl std::fmt::Debug for ScrapeManager {
@@ -261,7 +265,15 @@ impl ScrapeManager {
             jobs,
             defaults,
             board: TargetsBoard::default(),
+            metrics: RunMetrics::default(),
         })
+    }
+
+    /// Records every scrape in `metrics` (labelled `job/instance`), the collectors'
+    /// figures; without it the figures are kept but not exposed.
+    pub fn with_metrics(mut self, metrics: RunMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The targets board the loops update.
@@ -283,6 +295,7 @@ impl ScrapeManager {
                 self.defaults,
                 Arc::clone(&db),
                 self.board.clone(),
+                self.metrics.clone(),
                 shutdown.clone(),
             )));
         }
@@ -302,6 +315,7 @@ async fn run_job(
     defaults: ScrapeDefaults,
     db: Arc<dyn Appendable>,
     board: TargetsBoard,
+    metrics: RunMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = job.cfg.job_name.clone();
@@ -353,6 +367,7 @@ async fn run_job(
                     t.clone(),
                     Arc::clone(&db),
                     board.clone(),
+                    metrics.clone(),
                     rx,
                 ));
                 running.insert(k, (t, tx, h));
@@ -372,20 +387,12 @@ async fn run_job(
     }
 }
 
-/// Report series names.
-const REPORT: [&str; 5] = [
-    "up",
-    "scrape_duration_seconds",
-    "scrape_samples_scraped",
-    "scrape_samples_post_metric_relabeling",
-    "scrape_series_added",
-];
-
 async fn scrape_loop(
     job: Arc<Job>,
     target: Target,
     db: Arc<dyn Appendable>,
     board: TargetsBoard,
+    metrics: RunMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let name = job.cfg.job_name.clone();
@@ -419,7 +426,8 @@ async fn scrape_loop(
     }
     let mut ticker = tokio::time::interval(target.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut previous: HashSet<Labels> = HashSet::new();
+    let mut pipeline = Pipeline::new(target.labels.clone());
+    let source = format!("{name}/{}", target.labels.get("instance").unwrap_or(""));
     loop {
         if *stop.borrow() {
             break;
@@ -437,39 +445,23 @@ async fn scrape_loop(
             Ok((s, n)) => (s, n, None),
             Err(e) => (Vec::new(), 0, Some(e)),
         };
-        let up = if error.is_some() { 0.0 } else { 1.0 };
-        let current: HashSet<Labels> = samples.iter().map(|s| s.0.clone()).collect();
-        let added = current.difference(&previous).count();
-        let mut app = db.appender();
-        let mut rejected = 0usize;
-        for (ls, ts, v) in &samples {
-            if app.append(ls, *ts, *v).is_err() {
-                rejected += 1;
-            }
-        }
-        for gone in previous.difference(&current) {
-            let _ = app.append(gone, t, stale_nan());
-        }
-        let report = [
-            up,
-            elapsed.as_secs_f64(),
-            scraped as f64,
-            samples.len() as f64,
-            added as f64,
-        ];
-        for (n, v) in REPORT.iter().zip(report) {
-            let _ = app.append(&target.labels.with(METRIC_NAME_LABEL, n), t, v);
-        }
-        if let Err(e) = app.commit() {
+        let run = Run {
+            samples,
+            scraped,
+            up: error.is_none(),
+            duration: elapsed,
+        };
+        let written = pipeline.write(&*db, t, &run);
+        if let Some(e) = &written.commit_error {
             tracing::warn!(job = %name, url = %target.url, error = %e, "Storing scraped samples failed");
         }
-        if rejected > 0 {
-            tracing::debug!(job = %name, url = %target.url, rejected, "Samples rejected by the store");
+        if written.rejected > 0 {
+            tracing::debug!(job = %name, url = %target.url, rejected = written.rejected, "Samples rejected by the store");
         }
         if let Some(e) = &error {
             tracing::debug!(job = %name, url = %target.url, error = %e, "Scrape failed");
         }
-        previous = current;
+        metrics.record(&source, elapsed, error.is_some(), written.rejected);
         board.set(
             &name,
             TargetStatus {
@@ -483,15 +475,7 @@ async fn scrape_loop(
         );
     }
     // The target went away (or Lookout stops): end its series, report series included.
-    let t = now_ms();
-    let mut app = db.appender();
-    for gone in &previous {
-        let _ = app.append(gone, t, stale_nan());
-    }
-    for n in REPORT {
-        let _ = app.append(&target.labels.with(METRIC_NAME_LABEL, n), t, stale_nan());
-    }
-    let _ = app.commit();
+    pipeline.end(&*db, now_ms());
 }
 
 type Scraped = (Vec<(Labels, i64, f64)>, usize);

@@ -1,0 +1,232 @@
+//! One pipeline for every collection run, whatever produced the samples (a built-in
+//! collector or a scrape of a Prometheus target): the samples are appended in one
+//! commit with the run's report series (`up`, `scrape_duration_seconds`, …, as
+//! Prometheus records them for every target), each series the previous run wrote and
+//! this one did not is ended with a staleness marker, what the store refused is counted,
+//! and the run is recorded in one set of metrics (`lookout_collector_*`, labelled by
+//! collector or `job/instance`). The scheduler and the scrape loops differ only in how
+//! they get their samples.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use lookout_model::{Labels, METRIC_NAME_LABEL, stale_nan};
+use lookout_storage::Appendable;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The report series every run writes, as Prometheus names them.
+pub(crate) const REPORT: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// What one run produced.
+#[derive(Debug)]
+pub(crate) struct Run {
+    /// Samples (labels, timestamp in ms, value), target labels applied.
+    pub(crate) samples: Vec<(Labels, i64, f64)>,
+    /// Samples the source exposed before relabeling.
+    pub(crate) scraped: usize,
+    /// Whether the source answered (`up`).
+    pub(crate) up: bool,
+    /// How long the run took.
+    pub(crate) duration: Duration,
+}
+
+/// What writing one run did.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// Series written.
+    pub(crate) series: usize,
+    /// Samples the store refused.
+    pub(crate) rejected: u64,
+    /// Why the commit failed, if it did.
+    pub(crate) commit_error: Option<lookout_storage::Error>,
+}
+
+/// One source's series between runs: writes a run, ends the series it stops writing.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    /// The source's target labels (`job`, `instance`); report series carry only these.
+    target: Labels,
+    previous: HashSet<Labels>,
+}
+
+impl Pipeline {
+    /// A pipeline for the source with `target` labels, nothing written yet.
+    pub(crate) fn new(target: Labels) -> Self {
+        Self {
+            target,
+            previous: HashSet::new(),
+        }
+    }
+
+    /// Writes `run` at `t` (ms) in one commit: its samples, its report series, and
+    /// staleness markers for the series the previous run wrote and this one did not.
+    pub(crate) fn write(&mut self, db: &dyn Appendable, t: i64, run: &Run) -> Written {
+        let current: HashSet<Labels> = run.samples.iter().map(|s| s.0.clone()).collect();
+        let added = current.difference(&self.previous).count();
+        let mut app = db.appender();
+        let mut rejected = 0u64;
+        for (ls, ts, v) in &run.samples {
+            if app.append(ls, *ts, *v).is_err() {
+                rejected += 1;
+            }
+        }
+        for gone in self.previous.difference(&current) {
+            if app.append(gone, t, stale_nan()).is_err() {
+                rejected += 1;
+            }
+        }
+        let report = [
+            if run.up { 1.0 } else { 0.0 },
+            run.duration.as_secs_f64(),
+            run.scraped as f64,
+            run.samples.len() as f64,
+            added as f64,
+        ];
+        for (n, v) in REPORT.iter().zip(report) {
+            if app
+                .append(&self.target.with(METRIC_NAME_LABEL, n), t, v)
+                .is_err()
+            {
+                rejected += 1;
+            }
+        }
+        let commit_error = app.commit().err();
+        let series = current.len();
+        self.previous = current;
+        Written {
+            series,
+            rejected,
+            commit_error,
+        }
+    }
+
+    /// Ends every series the last run wrote, report series included (the source went
+    /// away or Lookout stops).
+    pub(crate) fn end(&mut self, db: &dyn Appendable, t: i64) {
+        let mut app = db.appender();
+        for gone in self.previous.drain() {
+            let _ = app.append(&gone, t, stale_nan());
+        }
+        for n in REPORT {
+            let _ = app.append(&self.target.with(METRIC_NAME_LABEL, n), t, stale_nan());
+        }
+        let _ = app.commit();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    collector: String,
+}
+
+/// Lookout's own figures about collection runs, one set for collectors and scrapes:
+/// `lookout_collector_{duration_seconds,runs_total,failures_total,samples_rejected_total}`.
+#[derive(Debug, Clone, Default)]
+pub struct RunMetrics {
+    duration: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+    runs: Family<SourceLabel, Counter>,
+    failures: Family<SourceLabel, Counter>,
+    rejected: Family<SourceLabel, Counter>,
+}
+
+impl RunMetrics {
+    /// The families, registered in `reg`.
+    pub fn new(reg: &mut Registry) -> Self {
+        let m = Self::default();
+        let reg = reg.sub_registry_with_prefix("lookout_collector");
+        reg.register(
+            "duration_seconds",
+            "Duration of the last run",
+            m.duration.clone(),
+        );
+        reg.register("runs", "Collector runs", m.runs.clone());
+        reg.register(
+            "failures",
+            "Collector runs that failed or timed out",
+            m.failures.clone(),
+        );
+        reg.register(
+            "samples_rejected",
+            "Samples the store rejected (out of order, duplicate, invalid)",
+            m.rejected.clone(),
+        );
+        m
+    }
+
+    /// Records one run of `source`.
+    pub(crate) fn record(&self, source: &str, duration: Duration, failed: bool, rejected: u64) {
+        let l = SourceLabel {
+            collector: source.to_string(),
+        };
+        self.duration.get_or_create(&l).set(duration.as_secs_f64());
+        self.runs.get_or_create(&l).inc();
+        self.rejected.get_or_create(&l).inc_by(rejected);
+        if failed {
+            self.failures.get_or_create(&l).inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_model::Matcher;
+    use lookout_storage::{MemStorage, Queryable, SelectHints};
+
+    fn latest(db: &MemStorage, name: &str) -> Option<f64> {
+        let q = db.querier(0, i64::MAX).unwrap();
+        let s = q
+            .select(&SelectHints::default(), &[Matcher::equal("__name__", name)])
+            .unwrap();
+        s.first().and_then(|s| s.samples.last()).map(|p| p.v)
+    }
+
+    #[test]
+    fn a_run_writes_report_series_and_ends_what_the_next_run_lacks() {
+        let db = MemStorage::new();
+        let target = Labels::from_pairs([("job", "j"), ("instance", "i")]);
+        let mut p = Pipeline::new(target.clone());
+        let s = |n: &str, t| (target.with(METRIC_NAME_LABEL, n), t, 1.0);
+        let w = p.write(
+            &db,
+            1000,
+            &Run {
+                samples: vec![s("a", 1000), s("b", 1000)],
+                scraped: 3,
+                up: true,
+                duration: Duration::from_millis(5),
+            },
+        );
+        assert_eq!((w.series, w.rejected), (2, 0));
+        assert_eq!(latest(&db, "scrape_series_added"), Some(2.0));
+        assert_eq!(latest(&db, "scrape_samples_scraped"), Some(3.0));
+        let w = p.write(
+            &db,
+            2000,
+            &Run {
+                samples: vec![s("a", 2000)],
+                scraped: 1,
+                up: false,
+                duration: Duration::ZERO,
+            },
+        );
+        assert_eq!(w.series, 1);
+        assert!(lookout_model::is_stale_nan(latest(&db, "b").unwrap()));
+        assert_eq!(latest(&db, "up"), Some(0.0));
+        assert_eq!(latest(&db, "scrape_series_added"), Some(0.0));
+        p.end(&db, 3000);
+        assert!(lookout_model::is_stale_nan(latest(&db, "a").unwrap()));
+        assert!(lookout_model::is_stale_nan(latest(&db, "up").unwrap()));
+    }
+}
