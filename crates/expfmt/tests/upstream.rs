@@ -2,21 +2,14 @@
 //! CI and dev sessions, not in a user's clone: skipped visibly when absent), and broken
 //! expositions are rejected with the line number.
 
-use std::path::Path;
-
 use lookout_expfmt::{Format, parse};
 
 #[test]
 fn upstream_textparse_files_parse() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/prometheus/textparse-testdata");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!(
-            "SKIPPED: {} is absent (it exists in CI and dev sessions only)",
-            dir.display()
-        );
+    let Some(dir) = lookout_testkit::upstream("prometheus/textparse-testdata") else {
         return;
     };
+    let entries = std::fs::read_dir(&dir).unwrap();
     let mut n = 0;
     for e in entries {
         let p = e.unwrap().path();

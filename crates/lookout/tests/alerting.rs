@@ -7,60 +7,11 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use lookout_testkit::WebhookReceiver;
 use serde_json::Value;
-
-/// A webhook receiver on a free port, recording bodies.
-struct Hook {
-    url: String,
-    bodies: Arc<Mutex<Vec<Value>>>,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl Hook {
-    fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let b = bodies.clone();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |body: String| {
-                let b = b.clone();
-                async move {
-                    b.lock()
-                        .unwrap()
-                        .push(serde_json::from_str::<Value>(&body).unwrap());
-                    "ok"
-                }
-            }),
-        );
-        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            url: format!("http://{addr}/hook"),
-            bodies,
-            _rt: rt,
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.bodies.lock().unwrap().len()
-    }
-
-    fn first(&self) -> Value {
-        self.bodies.lock().unwrap()[0].clone()
-    }
-}
 
 const RULES: &str = r#"groups:
 - name: db
@@ -91,8 +42,8 @@ fn setup(dir: &std::path::Path, hook: &str, extra: &str) -> std::path::PathBuf {
 }
 
 /// Lookout with the test rule and a webhook receiver, once the alert fires.
-fn start_firing(dir: &std::path::Path) -> (Hook, std::path::PathBuf, Lookout) {
-    let hook = Hook::start();
+fn start_firing(dir: &std::path::Path) -> (WebhookReceiver, std::path::PathBuf, Lookout) {
+    let hook = WebhookReceiver::start(200, 0);
     let cfg = setup(dir, &hook.url, "");
     let lk = Lookout::start(&dir.join("data"), &cfg);
     wait_until("the alert", Duration::from_secs(20), || {
@@ -116,7 +67,7 @@ fn normalized(mut v: Value, base: &str) -> Value {
 #[test]
 fn a_firing_rule_reaches_the_webhook_and_a_restart_sends_no_duplicate() {
     let dir = tempfile::tempdir().unwrap();
-    let hook = Hook::start();
+    let hook = WebhookReceiver::start(200, 0);
     let cfg = setup(dir.path(), &hook.url, "");
     let data = dir.path().join("data");
     let lk = Lookout::start(&data, &cfg);
@@ -355,7 +306,7 @@ fn acknowledging_through_the_api() {
             .lock()
             .unwrap()
             .iter()
-            .any(|b| b["receiver"] == "team2")
+            .any(|(_, b)| b["receiver"] == "team2")
     });
     assert!(lk.terminate().success());
 }
@@ -406,7 +357,7 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
             .spawn()
             .unwrap(),
     );
-    let hook = Hook::start();
+    let hook = WebhookReceiver::start(200, 0);
     let cfg = setup(
         dir.path(),
         &hook.url,

@@ -3,8 +3,6 @@
 //! skipped, saying so, when absent): the same engine renders both over the same
 //! notification, and every template receivers use must give the same text.
 
-use std::path::Path;
-
 use lookout_model::Labels;
 use lookout_notify::template::{Templates, data};
 use lookout_notify::{Alert, Config, Core, Options};
@@ -40,8 +38,6 @@ fn notification() -> lookout_notify::Notification {
 
 #[test]
 fn defaults_render_as_alertmanager_does() {
-    let up = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/alertmanager/template/default.tmpl");
     let n = notification();
     let d = data(&n, "http://lookout.example");
     let ours = Templates::new(&[]).unwrap();
@@ -61,13 +57,9 @@ fn defaults_render_as_alertmanager_does() {
     );
     assert!(list.contains("Annotations:\n - runbook_url = https://x/r\n - summary = db1 is down\nSource: http://lookout/graph"), "{list}");
 
-    if !up.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent (reference data, not part of the repository)",
-            up.display()
-        );
+    let Some(up) = lookout_testkit::upstream("alertmanager/template/default.tmpl") else {
         return;
-    }
+    };
     // gtmpl parses all of default.tmpl but `jira.default.priority`, which reassigns a
     // variable (`$x = …`, Go 1.11): that one definition is cut out, and it must be the
     // only thing gtmpl refuses.

@@ -2,22 +2,12 @@
 //! config-testdata`), with the verdicts Alertmanager gives them. Reference data outside
 //! the repository: when absent, the test says so and checks nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lookout_notify::Config;
 
 fn upstream() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/alertmanager/config-testdata");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is absent (reference data, not part of the repository)",
-            p.display()
-        );
-        None
-    }
+    lookout_testkit::upstream("alertmanager/config-testdata")
 }
 
 #[test]

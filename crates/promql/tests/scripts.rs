@@ -112,15 +112,9 @@ const TABLE: &str = "testdata/upstream-expected.tsv";
 /// passes must be removed from the table. `PROMQL_UPDATE_TABLE=1` rewrites the table.
 #[test]
 fn upstream_scripts_match_the_table() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/prometheus/promql-testdata");
-    if !dir.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent (it exists in CI and dev sessions only)",
-            dir.display()
-        );
+    let Some(dir) = lookout_testkit::upstream("prometheus/promql-testdata") else {
         return;
-    }
+    };
     let engine = Engine::default();
     let mut actual: Vec<(String, usize, String)> = Vec::new();
     let mut summary = Vec::new();

@@ -3,23 +3,13 @@
 //! directory is reference data outside the repository: when it is absent the test says so
 //! and checks nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lookout_rules::file;
 use lookout_rules::unittest::{TestOptions, run_file};
 
 fn upstream() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/prometheus/promtool-testdata");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is absent (reference data, not part of the repository)",
-            p.display()
-        );
-        None
-    }
+    lookout_testkit::upstream("prometheus/promtool-testdata")
 }
 
 #[test]
