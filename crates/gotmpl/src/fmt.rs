@@ -10,49 +10,9 @@ use std::cmp::Ordering;
 
 use gtmpl::{FuncError, Value};
 
-/// How Go prints NaN, infinities and zeros, whatever the verb.
-pub(crate) fn special(v: f64) -> Option<String> {
-    if v.is_nan() {
-        Some("NaN".into())
-    } else if v.is_infinite() {
-        Some(if v > 0.0 { "+Inf" } else { "-Inf" }.into())
-    } else if v == 0.0 {
-        Some(if v.is_sign_negative() { "-0" } else { "0" }.into())
-    } else {
-        None
-    }
-}
-
-/// Go's `%v` of a float64 (`strconv.FormatFloat(v, 'g', -1, 64)` with fmt's exponent
-/// threshold): `0.5`, `100000`, `1e+06`, `1.234567e+06`, `NaN`, `+Inf`.
-pub fn go_float(v: f64) -> String {
-    if let Some(s) = special(v) {
-        return s;
-    }
-    let e = format!("{v:e}");
-    let (mant, exp) = e.split_once('e').expect("exponent");
-    let exp: i32 = exp.parse().expect("exponent digits");
-    // fmt's %v: shortest digits, exponent form below 1e-4 and from 1e6 up.
-    if !(-4..6).contains(&exp) {
-        return exp_form(mant, exp);
-    }
-    format!("{v}")
-}
-
-/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: shortest digits in exponent form
-/// (`1e+00`, `1.5e-07`), as Prometheus writes alert values.
-pub fn go_e(v: f64) -> String {
-    if !v.is_finite() {
-        return go_float(v);
-    }
-    let s = format!("{v:e}");
-    let (m, e) = s.split_once('e').expect("exponent");
-    exp_form(m, e.parse().expect("exponent digits"))
-}
-
-fn exp_form(mant: &str, exp: i32) -> String {
-    format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
-}
+use lookout_model::gofmt::exp_form;
+pub(crate) use lookout_model::gofmt::special;
+pub use lookout_model::gofmt::{go_e, go_float};
 
 /// A template value as a float, when it is a number or a numeric string.
 pub fn as_number(v: &Value) -> Option<f64> {

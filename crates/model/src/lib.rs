@@ -15,6 +15,7 @@
 //! ```
 
 pub mod durable;
+pub mod gofmt;
 pub mod histogram;
 mod labels;
 mod matcher;
@@ -30,8 +31,8 @@ pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use metadata::MetricType;
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
 pub use time::{
-    civil_from_days, days_from_civil, format_duration, format_go_time, format_rfc3339, now_ms,
-    parse_duration, parse_rfc3339,
+    civil_from_days, days_from_civil, days_in_month, format_duration, format_go_time,
+    format_rfc3339, now_ms, parse_duration, parse_rfc3339,
 };
 
 /// Whether `name` is a valid (classic) label name: `[a-zA-Z_][a-zA-Z0-9_]*`.

@@ -163,10 +163,7 @@ impl<'de> Deserialize<'de> for TimeInterval {
     }
 }
 
-fn days_in_month(y: i64, m: i64) -> i64 {
-    let next = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    lookout_model::days_from_civil(next.0, next.1, 1) - lookout_model::days_from_civil(y, m, 1)
-}
+use lookout_model::days_in_month;
 
 impl TimeInterval {
     /// Whether `ms` (Unix milliseconds, UTC) falls in this interval.

@@ -1,6 +1,7 @@
 //! Aggregation operators (`sum`, `avg`, `min`, `max`, `count`) with `by`/`without`,
 //! following Prometheus's `aggregation` in `promql/engine.go`.
 
+use lookout_model::gofmt::format_f;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -103,8 +104,8 @@ fn limit_ratio(
         let capped = r.clamp(-1.0, 1.0);
         let msg = format!(
             "ratio value should be between -1 and 1, got {}, capping to {}",
-            crate::functions::go_float(r),
-            crate::functions::go_float(capped)
+            format_f(r),
+            format_f(capped)
         );
         match &a.param {
             Some(p) => ev.warn_at(msg, p),
@@ -186,8 +187,7 @@ fn count_values(
     let mut order: Vec<Labels> = Vec::new();
     let mut counts: HashMap<Labels, f64> = HashMap::new();
     for s in input {
-        let key =
-            group_labels(&s.labels, &a.modifier).with(&label, &crate::functions::go_float(s.v));
+        let key = group_labels(&s.labels, &a.modifier).with(&label, &format_f(s.v));
         *counts.entry(key.clone()).or_insert_with(|| {
             order.push(key);
             0.0

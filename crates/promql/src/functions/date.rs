@@ -11,11 +11,4 @@ pub(super) fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
     (y, m, d, yday, wday, rem / 3600, rem % 3600 / 60)
 }
 
-pub(super) fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
+pub(super) use lookout_model::days_in_month;

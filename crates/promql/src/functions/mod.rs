@@ -8,6 +8,7 @@ mod math;
 mod range;
 
 use lookout_model::Sample;
+use lookout_model::gofmt::format_f;
 use promql_parser::parser::{Call, Expr};
 
 use crate::engine::{Evaluator, NodeId, offset_ms};
@@ -41,7 +42,7 @@ pub(crate) fn check_quantile(ev: &Evaluator<'_>, q: f64, about: &Expr) {
         ev.warn_at(
             format!(
                 "quantile value should be between 0 and 1, got {}",
-                go_float(q)
+                format_f(q)
             ),
             about,
         );
@@ -120,21 +121,6 @@ fn scalar_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<f64> {
     match ev.eval(e, ts)? {
         Value::Scalar(v) => Ok(v),
         other => exec(format!("expected a scalar, got {}", other.type_name())),
-    }
-}
-
-/// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)`.
-pub(crate) fn go_float(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else {
-        format!("{f}")
     }
 }
 
@@ -565,7 +551,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             let mut out = Vec::new();
             for (k, b) in histogram_groups(v) {
                 for q in &qs {
-                    let mut qs_str = go_float(*q);
+                    let mut qs_str = format_f(*q);
                     if !qs_str.contains(['.', 'e', 'I', 'N']) {
                         qs_str.push_str(".0");
                     }
