@@ -15,7 +15,7 @@ use lookout_model::relabel::RelabelConfig;
 use lookout_notify::forward::{Forwarder, Target};
 use lookout_notify::{Core, Notifier, Options};
 
-use crate::settings::NotifierSettings;
+use lookout_config::NotifierSettings;
 
 /// The notifier for `notifier.config_file`, or `None`; its state is kept under
 /// `data_dir/notifier`.

@@ -2,14 +2,12 @@
 //! lives in the library crates; this file only maps errors to exit codes.
 
 mod alerting;
-mod bench;
+mod check;
 mod cli;
-mod config;
-mod fuzz;
 mod import;
+mod promql_cmd;
 mod rules_cmd;
 mod serve;
-mod settings;
 mod tsdb_cmd;
 
 use std::process::ExitCode;

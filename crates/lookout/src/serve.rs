@@ -20,8 +20,7 @@ use lookout_tsdb::Tsdb;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::config::{CollectorsConfig, read_password};
-use crate::settings::{AlertSettings, NotifierSettings, Settings};
+use lookout_config::{AlertSettings, CollectorsConfig, NotifierSettings, Settings, read_password};
 
 /// How long shutdown may wait for in-flight requests before closing the store anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);

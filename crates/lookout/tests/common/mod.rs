@@ -126,6 +126,16 @@ impl Lookout {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                if !st.success() {
+                    // Say why before the caller's assertion fails: the last log lines.
+                    std::thread::sleep(Duration::from_millis(100));
+                    let log = self.log.lock().unwrap();
+                    let tail = &log[log.len().saturating_sub(20)..];
+                    eprintln!(
+                        "lookout exited with {st}; last log lines:\n{}",
+                        tail.join("\n")
+                    );
+                }
                 return st;
             }
             assert!(

@@ -1,24 +1,7 @@
-//! `lookout bench`: storage benchmarks that print figures, side by side with Prometheus's
-//! `promtool` where a baseline exists (never timed tests).
-//!
-//! - `bench gen`: writes the node_exporter-like dataset (see `dataset`).
-//! - `bench storage`: imports one file with `lookout import` and with `promtool tsdb
-//!   create-blocks-from openmetrics`, each as a child process, and compares wall time, peak
-//!   RSS and bytes per sample on disk (chunks + index).
-//! - `bench live`: append throughput into head + WAL on one core, resident memory per
-//!   active series, and WAL replay speed.
-//! - `bench parse`: exposition parsing throughput (see `parse`).
-//! - `bench overhead`: Lookout vs the exporter + Prometheus + Alertmanager stack
-//!   monitoring the same host and databases (see `overhead`).
-//! - `bench soak`: the real server for a long while under churn, queries, rules and the
-//!   notifier: memory, query latency, scrape gaps (see `soak`).
-
-pub(crate) mod alerting;
-mod dataset;
-pub(crate) mod overhead;
-pub(crate) mod parse;
-pub(crate) mod queries;
-pub(crate) mod soak;
+//! `lookout-bench gen`, `storage` and `live`: the node_exporter-like dataset, import
+//! size and speed against promtool, append throughput, memory per series and WAL replay
+//! speed; and the helpers the other benchmarks share (a local exposition server, the
+//! resident memory of a process).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -73,7 +56,7 @@ pub(crate) fn serve_exposition<B: AsRef<str>>(
 }
 
 /// Resident and peak resident memory of a process, in bytes, from /proc.
-fn rss(pid: &str) -> (u64, u64) {
+pub(crate) fn rss(pid: &str) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |k: &str| {
         status
@@ -137,14 +120,14 @@ pub(crate) fn generate(
     hours: f64,
     seed: u64,
 ) -> anyhow::Result<(u64, u64)> {
-    let per_host = dataset::series_per_host();
+    let per_host = crate::dataset::series_per_host();
     let hosts = series.div_ceil(per_host);
     let points = (hours * 240.0).ceil() as usize + 1;
     let end = lookout_model::now_ms();
     let f = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut w = BufWriter::with_capacity(4 << 20, f);
     let started = Instant::now();
-    let (s, n) = dataset::write(&mut w, hosts, points, end, seed)?;
+    let (s, n) = crate::dataset::write(&mut w, hosts, points, end, seed)?;
     w.flush()?;
     eprintln!(
         "generated {n} samples of {s} series ({hosts} hosts × {per_host}, {points} points at 15 s) in {:.1?} → {} ({:.0} MiB)",
@@ -155,7 +138,7 @@ pub(crate) fn generate(
     Ok((s, n))
 }
 
-/// `bench storage`.
+/// `lookout-bench storage`.
 pub(crate) fn storage(
     file: Option<PathBuf>,
     series: usize,
@@ -174,7 +157,7 @@ pub(crate) fn storage(
             f
         }
     };
-    let exe = std::env::current_exe()?;
+    let exe = crate::lookout_exe()?;
     let ours = tmp.path().join("lookout");
     eprintln!("importing with lookout…");
     let (our_time, our_peak) = run_measured(
@@ -301,7 +284,7 @@ fn series_labels(i: usize) -> Labels {
     ])
 }
 
-/// `bench live`.
+/// `lookout-bench live`.
 pub(crate) fn live(series: usize, throughput_series: usize, rounds: usize) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let opts = || Options {
@@ -313,7 +296,7 @@ pub(crate) fn live(series: usize, throughput_series: usize, rounds: usize) -> an
     {
         let db = Tsdb::open(&tmp.path().join("tput"), opts(), &mut Registry::default())?;
         let labels: Vec<Labels> = (0..throughput_series).map(series_labels).collect();
-        let mut rng = dataset::Rng::new(7);
+        let mut rng = crate::dataset::Rng::new(7);
         let started = Instant::now();
         let mut n = 0u64;
         for r in 0..rounds {

@@ -20,15 +20,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+
 /// A positive duration written as Prometheus writes them (`15s`, `1h30m`, `2w`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PromDuration(pub(crate) Duration);
+pub struct PromDuration(pub Duration);
 
-pub(crate) use lookout_model::parse_duration;
+pub use lookout_model::parse_duration;
 
 impl<'de> Deserialize<'de> for PromDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -43,7 +44,7 @@ impl<'de> Deserialize<'de> for PromDuration {
     }
 }
 
-pub(crate) use lookout_model::format_duration;
+pub use lookout_model::format_duration;
 
 impl fmt::Display for PromDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -53,7 +54,7 @@ impl fmt::Display for PromDuration {
 
 /// A duration that may be zero (`0s` turns the feature off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ZeroableDuration(pub(crate) Duration);
+pub struct ZeroableDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for ZeroableDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -67,7 +68,7 @@ impl<'de> Deserialize<'de> for ZeroableDuration {
 
 /// When the WAL is fsynced: `always` (every commit) or an interval such as `1s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WalSync {
+pub enum WalSync {
     /// fsync after every commit.
     Always,
     /// fsync at this interval (and at shutdown).
@@ -92,10 +93,11 @@ impl<'de> Deserialize<'de> for WalSync {
 /// A size in bytes: an integer with an optional unit B, KB, MB, GB, TB (powers of 1024,
 /// as Prometheus's `--storage.tsdb.retention.size`); `0` means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ByteSize(pub(crate) u64);
+pub struct ByteSize(pub u64);
 
 impl ByteSize {
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+    /// Parses `512MB`, `10GB`, `1024` (bytes; units are powers of 1024).
+    pub fn parse(s: &str) -> Result<Self, String> {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
@@ -135,11 +137,11 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 /// A `host:port` listen address; port 0 picks a free port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ListenAddress(pub(crate) String);
+pub struct ListenAddress(pub String);
 
 impl ListenAddress {
     /// Validates `host:port`.
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, String> {
         let (host, port) = s
             .rsplit_once(':')
             .ok_or_else(|| format!("listen address {s:?} needs a port, e.g. 127.0.0.1:9180"))?;
@@ -164,61 +166,61 @@ impl<'de> Deserialize<'de> for ListenAddress {
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct Config {
+pub struct Config {
     /// Settings shared by every part.
-    pub(crate) global: GlobalConfig,
+    pub global: GlobalConfig,
     /// The embedded time-series store.
-    pub(crate) storage: StorageConfig,
+    pub storage: StorageConfig,
     /// The HTTP server.
-    pub(crate) web: WebConfig,
+    pub web: WebConfig,
     /// Built-in collectors.
-    pub(crate) collectors: CollectorsConfig,
+    pub collectors: CollectorsConfig,
     /// Query engine limits (Prometheus's `--query.*` flags).
-    pub(crate) query: QueryConfig,
+    pub query: QueryConfig,
     /// Prometheus's scrape jobs.
-    pub(crate) scrape_configs: Vec<lookout_collect::scrape::ScrapeConfig>,
+    pub scrape_configs: Vec<lookout_collect::scrape::ScrapeConfig>,
     /// Prometheus's rule files (globs, relative to the config file's directory).
-    pub(crate) rule_files: Vec<String>,
+    pub rule_files: Vec<String>,
     /// Lookout's built-in rule packs to run (`host`, `postgres`, `redis`); when unset,
     /// the packs of the collectors that are on.
-    pub(crate) rule_packs: Option<Vec<String>>,
+    pub rule_packs: Option<Vec<String>>,
     /// The directory of the file this configuration was read from.
     #[serde(skip)]
-    pub(crate) base_dir: Option<PathBuf>,
+    pub base_dir: Option<PathBuf>,
     /// Prometheus's `alerting:`: external Alertmanagers alerts are forwarded to.
-    pub(crate) alerting: AlertingConfig,
+    pub alerting: AlertingConfig,
     /// Lookout's notifier: an Alertmanager configuration file and escalation policies.
-    pub(crate) notifier: NotifierConfig,
+    pub notifier: NotifierConfig,
     /// Prometheus's `remote_write:` (not supported yet: start-up stops when set).
-    pub(crate) remote_write: Option<yaml_serde::Value>,
+    pub remote_write: Option<yaml_serde::Value>,
     /// Prometheus's `remote_read:` (not supported: start-up stops when set).
-    pub(crate) remote_read: Option<yaml_serde::Value>,
+    pub remote_read: Option<yaml_serde::Value>,
 }
 
 /// Prometheus's `alerting:` section.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct AlertingConfig {
+pub struct AlertingConfig {
     /// Relabeling applied to alerts before they are sent anywhere.
-    pub(crate) alert_relabel_configs: Vec<lookout_model::relabel::RelabelConfig>,
+    pub alert_relabel_configs: Vec<lookout_model::relabel::RelabelConfig>,
     /// External Alertmanagers.
-    pub(crate) alertmanagers: Vec<AlertmanagerConfig>,
+    pub alertmanagers: Vec<AlertmanagerConfig>,
 }
 
 /// One `alerting.alertmanagers` entry.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct AlertmanagerConfig {
+pub struct AlertmanagerConfig {
     /// `http` or `https`.
-    pub(crate) scheme: String,
+    pub scheme: String,
     /// Prefix before `/api/v2/alerts`.
-    pub(crate) path_prefix: String,
+    pub path_prefix: String,
     /// Request timeout (default 10s).
-    pub(crate) timeout: PromDuration,
+    pub timeout: PromDuration,
     /// Only `v2` (Alertmanager's current API).
-    pub(crate) api_version: String,
+    pub api_version: String,
     /// Targets (`host:port`).
-    pub(crate) static_configs: Vec<lookout_collect::scrape::StaticConfig>,
+    pub static_configs: Vec<lookout_collect::scrape::StaticConfig>,
 }
 
 impl Default for AlertmanagerConfig {
@@ -236,49 +238,49 @@ impl Default for AlertmanagerConfig {
 /// `notifier:` settings.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct NotifierConfig {
+pub struct NotifierConfig {
     /// An Alertmanager configuration file (relative to this file), used as is.
-    pub(crate) config_file: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
     /// Escalation policies.
-    pub(crate) escalations: Vec<EscalationConfig>,
+    pub escalations: Vec<EscalationConfig>,
 }
 
 /// One escalation policy.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EscalationConfig {
+pub struct EscalationConfig {
     /// Name (for the audit log).
-    pub(crate) name: String,
+    pub name: String,
     /// Alertmanager matchers selecting the alerts it applies to.
     #[serde(default)]
-    pub(crate) matchers: Vec<String>,
+    pub matchers: Vec<String>,
     /// Levels, first to last.
-    pub(crate) levels: Vec<EscalationLevelConfig>,
+    pub levels: Vec<EscalationLevelConfig>,
 }
 
 /// One escalation level.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EscalationLevelConfig {
+pub struct EscalationLevelConfig {
     /// Receivers of the Alertmanager configuration notified at this level.
-    pub(crate) receivers: Vec<String>,
+    pub receivers: Vec<String>,
     /// How long to wait for an acknowledgement before the next level (default 15m).
-    pub(crate) timeout: Option<PromDuration>,
+    pub timeout: Option<PromDuration>,
 }
 
 /// `query:` settings.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct QueryConfig {
+pub struct QueryConfig {
     /// How far back an instant selector looks for a sample (default 5m).
-    pub(crate) lookback_delta: PromDuration,
+    pub lookback_delta: PromDuration,
     /// Longest a query may run (default 2m).
-    pub(crate) timeout: PromDuration,
+    pub timeout: PromDuration,
     /// Most samples one query may load (default 50000000).
-    pub(crate) max_samples: usize,
+    pub max_samples: usize,
     /// Most queries, series and label lookups evaluated at once; the rest wait
     /// (default 20, as Prometheus's `--query.max-concurrency`).
-    pub(crate) max_concurrency: usize,
+    pub max_concurrency: usize,
 }
 
 impl Default for QueryConfig {
@@ -295,44 +297,44 @@ impl Default for QueryConfig {
 /// `collectors:` — which built-in collectors run.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct CollectorsConfig {
+pub struct CollectorsConfig {
     /// This host's vitals under node_exporter's names (default on).
-    pub(crate) host: Toggle,
+    pub host: Toggle,
     /// Lookout's own process metrics (default on).
-    pub(crate) process: Toggle,
+    pub process: Toggle,
     /// Processes to watch by name (process-exporter's `namedprocess_namegroup_*`).
-    pub(crate) processes: Vec<ProcessConfig>,
+    pub processes: Vec<ProcessConfig>,
     /// PostgreSQL servers (postgres_exporter's families).
-    pub(crate) postgres: Vec<PostgresConfig>,
+    pub postgres: Vec<PostgresConfig>,
     /// Redis servers (redis_exporter's families).
-    pub(crate) redis: Vec<RedisConfig>,
+    pub redis: Vec<RedisConfig>,
 }
 
 /// One entry of `collectors.processes`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProcessConfig {
+pub struct ProcessConfig {
     /// The command name (`postgres`, `redis-server`).
-    pub(crate) name: String,
+    pub name: String,
 }
 
 /// One entry of `collectors.postgres`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PostgresConfig {
+pub struct PostgresConfig {
     /// Becomes the `instance` label.
-    pub(crate) name: String,
+    pub name: String,
     /// libpq connection string or URL.
-    pub(crate) dsn: String,
+    pub dsn: String,
     /// File holding the password (trailing newline ignored).
     #[serde(default)]
-    pub(crate) password_file: Option<PathBuf>,
+    pub password_file: Option<PathBuf>,
     /// Environment variable holding the password.
     #[serde(default)]
-    pub(crate) password_env: Option<String>,
+    pub password_env: Option<String>,
     /// How many pg_stat_statements entries become metrics (default 50; 0 turns it off).
     #[serde(default = "default_top_statements")]
-    pub(crate) top_statements: usize,
+    pub top_statements: usize,
 }
 
 fn default_top_statements() -> usize {
@@ -342,22 +344,22 @@ fn default_top_statements() -> usize {
 /// One entry of `collectors.redis`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RedisConfig {
+pub struct RedisConfig {
     /// Becomes the `instance` label.
-    pub(crate) name: String,
+    pub name: String,
     /// `redis://host:port`.
-    pub(crate) url: String,
+    pub url: String,
     /// File holding the password.
     #[serde(default)]
-    pub(crate) password_file: Option<PathBuf>,
+    pub password_file: Option<PathBuf>,
     /// Environment variable holding the password.
     #[serde(default)]
-    pub(crate) password_env: Option<String>,
+    pub password_env: Option<String>,
 }
 
 /// Reads a password from a file or an environment variable (at most one may be set);
 /// `what` names the entry in errors.
-pub(crate) fn read_password(
+pub fn read_password(
     what: &str,
     file: &Option<PathBuf>,
     env: &Option<String>,
@@ -399,9 +401,9 @@ fn redact(dsn: &str) -> String {
 /// `{ enabled: bool }`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct Toggle {
+pub struct Toggle {
     /// Whether it runs.
-    pub(crate) enabled: bool,
+    pub enabled: bool,
 }
 
 impl Default for Toggle {
@@ -413,16 +415,16 @@ impl Default for Toggle {
 /// `global:` settings, named as in Prometheus.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct GlobalConfig {
+pub struct GlobalConfig {
     /// How often collectors run (default 15s).
-    pub(crate) scrape_interval: PromDuration,
+    pub scrape_interval: PromDuration,
     /// How often rules are evaluated (default 1m); also the default subquery step.
-    pub(crate) evaluation_interval: PromDuration,
+    pub evaluation_interval: PromDuration,
     /// Longest a scrape may take where a job sets no `scrape_timeout` (default 10s, or
     /// the scrape interval when that is shorter); see [`GlobalConfig::timeout`].
-    pub(crate) scrape_timeout: Option<PromDuration>,
+    pub scrape_timeout: Option<PromDuration>,
     /// Labels added to alerts and remote writes (kept for when those arrive).
-    pub(crate) external_labels: std::collections::BTreeMap<String, String>,
+    pub external_labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for GlobalConfig {
@@ -439,7 +441,7 @@ impl Default for GlobalConfig {
 impl GlobalConfig {
     /// The scrape timeout in effect, as Prometheus fills it: 10s unless the interval is
     /// shorter.
-    pub(crate) fn timeout(&self) -> Duration {
+    pub fn timeout(&self) -> Duration {
         self.scrape_timeout
             .map_or(Duration::from_secs(10).min(self.scrape_interval.0), |t| t.0)
     }
@@ -448,35 +450,35 @@ impl GlobalConfig {
 /// `storage:` settings.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct StorageConfig {
+pub struct StorageConfig {
     /// Data directory (default `./lookout-data`).
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// How long samples are kept (default 15d).
-    pub(crate) retention: PromDuration,
+    pub retention: PromDuration,
     /// Most bytes blocks and WAL may use (default 0: no size limit).
-    pub(crate) retention_size: ByteSize,
+    pub retention_size: ByteSize,
     /// WAL fsync policy: an interval (default 1s) or `always`.
-    pub(crate) wal_sync: WalSync,
+    pub wal_sync: WalSync,
     /// How far behind the newest sample an out-of-order sample is accepted (default 10m; 0s rejects all).
-    pub(crate) out_of_order_window: ZeroableDuration,
+    pub out_of_order_window: ZeroableDuration,
     /// How far ahead of this machine's clock a sample may be (default 10m; 0s rejects
     /// every sample from the future). Later ones are rejected and counted.
-    pub(crate) future_tolerance: ZeroableDuration,
+    pub future_tolerance: ZeroableDuration,
     /// Largest WAL segment file (default 32MB), as Prometheus's
     /// `--storage.tsdb.wal-segment-size`; at least 64KB.
-    pub(crate) wal_segment_size: ByteSize,
+    pub wal_segment_size: ByteSize,
     /// Time range of a block cut from the head (default 2h), as Prometheus's
     /// `--storage.tsdb.min-block-duration`: the head holds up to 1.5 times it. Between
     /// 1m and 1d; shorter ranges make more, smaller blocks (tests and benchmarks).
-    pub(crate) block_duration: PromDuration,
+    pub block_duration: PromDuration,
     /// Most series in memory (default 0: unlimited).
-    pub(crate) max_series: usize,
+    pub max_series: usize,
     /// Most labels per series (default 128).
-    pub(crate) max_labels_per_series: usize,
+    pub max_labels_per_series: usize,
     /// Longest label name in bytes (default 1024).
-    pub(crate) max_label_name_length: usize,
+    pub max_label_name_length: usize,
     /// Longest label value in bytes (default 16384).
-    pub(crate) max_label_value_length: usize,
+    pub max_label_value_length: usize,
 }
 
 impl Default for StorageConfig {
@@ -501,18 +503,18 @@ impl Default for StorageConfig {
 /// `web:` settings.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct WebConfig {
+pub struct WebConfig {
     /// Address the HTTP server listens on (default `127.0.0.1:9180`).
-    pub(crate) listen_address: ListenAddress,
+    pub listen_address: ListenAddress,
     /// The URL users reach Lookout at (`$externalURL` in templates, links in
     /// notifications); default `http://` + the listen address.
-    pub(crate) external_url: Option<String>,
+    pub external_url: Option<String>,
     /// Longest a client may take to send its request headers (default 10s); slower
     /// connections are closed.
-    pub(crate) read_header_timeout: PromDuration,
+    pub read_header_timeout: PromDuration,
     /// Most connections served at once (default 10000; at most the open-file limit less
     /// 512); past it a connection gets 503 and is closed.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
 }
 
 impl Default for WebConfig {
@@ -766,12 +768,12 @@ impl<'a> Rendered<'a> {
 impl Config {
     /// The configuration in effect, as YAML with every default filled in (passwords in
     /// DSNs hidden).
-    pub(crate) fn to_yaml(&self) -> String {
+    pub fn to_yaml(&self) -> String {
         yaml_serde::to_string(&Rendered::of(self)).expect("the rendered configuration serializes")
     }
 
     /// The rule packs in effect: the configured ones, or those of the collectors on.
-    pub(crate) fn effective_rule_packs(&self) -> Vec<lookout_rules::packs::Pack> {
+    pub fn effective_rule_packs(&self) -> Vec<lookout_rules::packs::Pack> {
         let names: Vec<String> = match &self.rule_packs {
             Some(v) => v.clone(),
             None => {
@@ -794,7 +796,11 @@ impl Config {
     }
 
     /// Parses configuration text; errors name the key and its line.
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        Self::parse_text(text).map_err(Error::Invalid)
+    }
+
+    fn parse_text(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
@@ -924,10 +930,15 @@ impl Config {
     }
 
     /// Reads and parses a configuration file.
-    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        let mut c = Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut c = Self::parse_text(&text).map_err(|message| Error::InFile {
+            path: path.to_path_buf(),
+            message,
+        })?;
         c.base_dir = path.parent().map(Path::to_path_buf);
         Ok(c)
     }
@@ -960,21 +971,30 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let e =
-            Config::parse("global:\n  scrape_interval: 5s\n  scrape_intervall: 5s\n").unwrap_err();
+        let e = Config::parse("global:\n  scrape_interval: 5s\n  scrape_intervall: 5s\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("scrape_intervall"), "{e}");
         assert!(e.contains("line 3"), "{e}");
-        let e = Config::parse("storage:\n  path: x\nrules: []\n").unwrap_err();
+        let e = Config::parse("storage:\n  path: x\nrules: []\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rules") && e.contains("line 3"), "{e}");
     }
 
     #[test]
     fn bad_values_are_named_with_their_line() {
-        let e = Config::parse("global:\n  scrape_interval: soon\n").unwrap_err();
+        let e = Config::parse("global:\n  scrape_interval: soon\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("scrape_interval") && e.contains("line 2"), "{e}");
-        let e = Config::parse("storage:\n  retention: 0s\n").unwrap_err();
+        let e = Config::parse("storage:\n  retention: 0s\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("greater than 0") && e.contains("line 2"), "{e}");
-        let e = Config::parse("web:\n  listen_address: localhost\n").unwrap_err();
+        let e = Config::parse("web:\n  listen_address: localhost\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs a port") && e.contains("line 2"), "{e}");
     }
 
@@ -988,17 +1008,23 @@ mod tests {
         assert_eq!(c.storage.wal_sync, WalSync::Always);
         assert_eq!(c.storage.out_of_order_window.0, Duration::ZERO);
         assert_eq!(c.storage.max_series, 1000);
-        let e = Config::parse("storage:\n  wal_sync: sometimes\n").unwrap_err();
+        let e = Config::parse("storage:\n  wal_sync: sometimes\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("storage.wal_sync") && e.contains("line 2"),
             "{e}"
         );
-        let e = Config::parse("storage:\n  retention_size: 5XB\n").unwrap_err();
+        let e = Config::parse("storage:\n  retention_size: 5XB\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("retention_size"), "{e}");
         let c = Config::parse("storage:\n  block_duration: 10m\n").unwrap();
         assert_eq!(c.storage.block_duration.0, Duration::from_secs(600));
         for bad in ["30s", "2d"] {
-            let e = Config::parse(&format!("storage:\n  block_duration: {bad}\n")).unwrap_err();
+            let e = Config::parse(&format!("storage:\n  block_duration: {bad}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("storage.block_duration") && e.contains(bad),
                 "{e}"

@@ -1,5 +1,5 @@
 //! A mutation fuzzer for every parser and file reader, on stable Rust (`cargo fuzz` needs
-//! nightly): `lookout bench fuzz --seconds N` runs it for as long as asked, and the unit
+//! nightly): `lookout-bench fuzz --seconds N` runs it for as long as asked, and the unit
 //! test at the bottom runs a few hundred inputs per target in every CI run.
 //!
 //! Each target starts from valid seed inputs and feeds its parser mutations of them
@@ -248,7 +248,7 @@ pub(crate) fn targets() -> Vec<Target> {
                 "~",
             ],
             run: Box::new(|b| {
-                let _ = crate::config::Config::parse(&text(b));
+                let _ = lookout_config::Config::parse(&text(b));
             }),
         },
         Target {
@@ -557,7 +557,7 @@ pub(crate) fn fuzz_target(
     r
 }
 
-/// `lookout bench fuzz`: every target (or those whose name contains `only`) for
+/// `lookout-bench fuzz`: every target (or those whose name contains `only`) for
 /// `seconds` each, printing executions and crashes; fails when anything crashed.
 pub(crate) fn run(
     seconds: u64,
@@ -616,7 +616,7 @@ mod tests {
     use super::*;
 
     /// Issue 12: every parser survives a few hundred mutated inputs per CI run (the long
-    /// run is `lookout bench fuzz`).
+    /// run is `lookout-bench fuzz`).
     #[test]
     fn no_parser_panics_on_mutated_input() {
         let handle = std::thread::Builder::new()

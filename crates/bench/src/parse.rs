@@ -1,4 +1,4 @@
-//! `lookout bench parse`: exposition parsing throughput (lines per second) of
+//! `lookout-bench parse`: exposition parsing throughput (lines per second) of
 //! `lookout_expfmt::parse` on Prometheus's textparse test files (when
 //! ../shared/upstream is there) and on a large generated payload, with `promtool check
 //! metrics` reading the same payload in the same run as the baseline (it parses with

@@ -1,4 +1,4 @@
-//! `bench alerting`: rule evaluation and notification latency.
+//! `lookout-bench alerting`: rule evaluation and notification latency.
 //!
 //! 1. **Evaluation**: one exposition endpoint (served here) with N series is scraped
 //!    every 5 s by Lookout and by Debian's Prometheus, each evaluating the same rule file
@@ -115,7 +115,7 @@ pub(crate) fn run(
     );
     std::fs::write(dir.join("lookout.yml"), lookout_cfg)?;
     let (lp, pp) = (free_port()?, free_port()?);
-    let exe = std::env::current_exe()?;
+    let exe = crate::lookout_exe()?;
     let _lk = spawn(
         "lookout",
         Command::new(&exe)

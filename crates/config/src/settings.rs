@@ -19,71 +19,72 @@ use lookout_rules::ManagerOptions;
 use lookout_server::ServeOptions;
 use lookout_tsdb::{Limits, Options, SyncPolicy};
 
-use crate::config::{CollectorsConfig, Config, WalSync};
+use crate::Error;
+use crate::file::{CollectorsConfig, Config, WalSync};
 
 /// Every component's options, from one validated configuration.
 #[derive(Debug, Clone)]
-pub(crate) struct Settings {
+pub struct Settings {
     /// The data directory.
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// The tsdb's options.
-    pub(crate) storage: Options,
+    pub storage: Options,
     /// The PromQL engine's options.
-    pub(crate) engine: EngineOptions,
+    pub engine: EngineOptions,
     /// Most queries, series and label lookups evaluated at once.
-    pub(crate) max_concurrency: usize,
+    pub max_concurrency: usize,
     /// The built-in collectors' schedule.
-    pub(crate) scheduler: SchedulerOptions,
+    pub scheduler: SchedulerOptions,
     /// Which built-in collectors run, and the databases and processes they watch.
-    pub(crate) collectors: CollectorsConfig,
+    pub collectors: CollectorsConfig,
     /// Scrape jobs.
-    pub(crate) scrape_configs: Vec<ScrapeConfig>,
+    pub scrape_configs: Vec<ScrapeConfig>,
     /// Timing of scrape jobs that name none.
-    pub(crate) scrape_defaults: ScrapeDefaults,
+    pub scrape_defaults: ScrapeDefaults,
     /// The rule manager's options; `None` without rule files or packs.
-    pub(crate) rules: Option<ManagerOptions>,
+    pub rules: Option<ManagerOptions>,
     /// Lookout's notifier; `None` without `notifier.config_file`.
-    pub(crate) notifier: Option<NotifierSettings>,
+    pub notifier: Option<NotifierSettings>,
     /// External Alertmanagers alerts are forwarded to.
-    pub(crate) forward_to: Vec<Target>,
+    pub forward_to: Vec<Target>,
     /// How rule alerts become notifier alerts.
-    pub(crate) alerts: AlertSettings,
+    pub alerts: AlertSettings,
     /// Where the HTTP server listens.
-    pub(crate) listen_address: String,
+    pub listen_address: String,
     /// `web.external_url`, when set.
-    pub(crate) external_url: Option<String>,
+    pub external_url: Option<String>,
     /// The HTTP server's options.
-    pub(crate) serve: ServeOptions,
+    pub serve: ServeOptions,
     /// The configuration in effect, as YAML (`/api/v1/status/config`).
-    pub(crate) yaml: String,
+    pub yaml: String,
     /// `storage.retention`, as written (status pages).
-    pub(crate) retention_text: String,
+    pub retention_text: String,
     /// `storage.retention_size` in bytes (status pages).
-    pub(crate) retention_size: u64,
+    pub retention_size: u64,
 }
 
 /// The notifier's Alertmanager file and escalation policies.
 #[derive(Debug, Clone)]
-pub(crate) struct NotifierSettings {
+pub struct NotifierSettings {
     /// The Alertmanager configuration file (resolved against the config's directory).
-    pub(crate) file: PathBuf,
+    pub file: PathBuf,
     /// Escalation policies, matchers parsed.
-    pub(crate) escalations: Vec<EscalationPolicy>,
+    pub escalations: Vec<EscalationPolicy>,
 }
 
 /// What rule alerts get before they reach the notifier or an external Alertmanager.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct AlertSettings {
+pub struct AlertSettings {
     /// Added where an alert has no such label.
-    pub(crate) external_labels: BTreeMap<String, String>,
+    pub external_labels: BTreeMap<String, String>,
     /// `alerting.alert_relabel_configs`.
-    pub(crate) relabel: Vec<RelabelConfig>,
+    pub relabel: Vec<RelabelConfig>,
 }
 
 impl Settings {
     /// Every component's options from a configuration [`Config::parse`] accepted;
     /// errors name the key.
-    pub(crate) fn new(c: &Config) -> Result<Self, String> {
+    pub fn new(c: &Config) -> Result<Self, Error> {
         let interval = c.global.scrape_interval.0;
         let packs = c.effective_rule_packs();
         let rules = (!c.rule_files.is_empty() || !packs.is_empty()).then(|| ManagerOptions {
@@ -115,7 +116,7 @@ impl Settings {
                 timeout: c.global.timeout(),
             },
             rules,
-            notifier: notifier(c)?,
+            notifier: notifier(c).map_err(Error::Invalid)?,
             forward_to: forward_targets(c),
             alerts: AlertSettings {
                 external_labels: c.global.external_labels.clone(),
@@ -135,7 +136,7 @@ impl Settings {
 }
 
 /// The tsdb options a configuration asks for.
-pub(crate) fn storage_options(config: &Config) -> Options {
+pub fn storage_options(config: &Config) -> Options {
     let st = &config.storage;
     Options {
         retention: st.retention.0,
@@ -229,7 +230,7 @@ mod tests {
             "notifier:\n  config_file: am.yml\n  escalations:\n  - name: db\n    matchers: ['severity']\n    levels: [{receivers: [a]}]\n",
         )
         .unwrap();
-        let e = Settings::new(&bad).unwrap_err();
+        let e = Settings::new(&bad).unwrap_err().to_string();
         assert!(
             e.starts_with("notifier.escalations \"db\": bad matcher"),
             "{e}"

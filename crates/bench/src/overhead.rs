@@ -1,4 +1,4 @@
-//! `lookout bench overhead`: the cost of monitoring this host, one PostgreSQL and one
+//! `lookout-bench overhead`: the cost of monitoring this host, one PostgreSQL and one
 //! Redis at one interval, side by side with the stack Lookout replaces doing the same job
 //! (Debian's prometheus-node-exporter, prometheus-postgres-exporter,
 //! prometheus-redis-exporter, prometheus scraping them and prometheus-alertmanager). Both
@@ -135,7 +135,7 @@ pub(crate) fn run(
             "global:\n  scrape_interval: {iv}\ncollectors:\n  postgres:\n    - name: main\n      dsn: \"{postgres_dsn}\"\n  redis:\n    - name: cache\n      url: \"{redis_url}\"\n"
         ),
     )?;
-    let exe = std::env::current_exe()?;
+    let exe = crate::lookout_exe()?;
     let lport = free_port()?;
     let mut ours = Side::new(vec![spawn(
         "lookout",

@@ -1,4 +1,4 @@
-//! `bench queries`: the same dataset served by Lookout and by Prometheus, the same PromQL
+//! `lookout-bench queries`: the same dataset served by Lookout and by Prometheus, the same PromQL
 //! queries against both HTTP APIs: per-query median latency, the total ratio, and whether
 //! every answer is identical (relative tolerance 1e-9, NaN equal to NaN).
 
@@ -198,7 +198,7 @@ pub(crate) fn run(
     let file = tmp.path().join("dataset.om");
     super::generate(&file, series, hours, 7)?;
     let end_ms = lookout_model::now_ms();
-    let exe = std::env::current_exe()?;
+    let exe = crate::lookout_exe()?;
     let ours = tmp.path().join("lookout");
     let theirs = tmp.path().join("prometheus");
     eprintln!("loading the dataset into both…");

@@ -1,4 +1,4 @@
-//! `bench soak`: the real server under a day's work, compressed or not.
+//! `lookout-bench soak`: the real server under a day's work, compressed or not.
 //!
 //! `lookout serve` runs as a child process on a temporary data directory, scraping an
 //! endpoint served here with `series` active series, of which a `churn` share is replaced
@@ -27,13 +27,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde_json::Value;
 
 use super::overhead::spawn;
 use super::queries::free_port;
 
-/// What to run (the command line of `lookout bench soak`).
+/// What to run (the command line of `lookout-bench soak`).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct SoakOptions {
     /// Active series scraped.
@@ -46,13 +45,13 @@ pub(crate) struct SoakOptions {
     #[arg(long, default_value_t = 20.0)]
     pub(crate) qps: f64,
     /// How long to run (a Prometheus duration).
-    #[arg(long, default_value = "1h", value_parser = crate::cli::parse_duration_arg)]
+    #[arg(long, default_value = "1h", value_parser = crate::parse_duration_arg)]
     pub(crate) duration: Duration,
     /// Report every.
-    #[arg(long, default_value = "10m", value_parser = crate::cli::parse_duration_arg)]
+    #[arg(long, default_value = "10m", value_parser = crate::parse_duration_arg)]
     pub(crate) window: Duration,
     /// Scrape interval of the target.
-    #[arg(long, default_value = "15s", value_parser = crate::cli::parse_duration_arg)]
+    #[arg(long, default_value = "15s", value_parser = crate::parse_duration_arg)]
     pub(crate) scrape_interval: Duration,
     /// One request in this many reads every series (an hour's range, all label values,
     /// an aggregation over everything); the rest read one shard (2% of the series), as a
@@ -60,7 +59,7 @@ pub(crate) struct SoakOptions {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) all_series_every: u64,
     /// The server's `storage.block_duration`.
-    #[arg(long, default_value = "10m", value_parser = crate::cli::parse_duration_arg)]
+    #[arg(long, default_value = "10m", value_parser = crate::parse_duration_arg)]
     pub(crate) block_duration: Duration,
 }
 
@@ -285,7 +284,7 @@ pub(crate) fn run(o: SoakOptions) -> anyhow::Result<()> {
             o.block_duration.as_secs().max(60)
         ),
     )?;
-    let exe = std::env::current_exe().context("finding the lookout binary")?;
+    let exe = crate::lookout_exe()?;
     let data = dir.path().join("data");
     let child = spawn(
         "lookout",
