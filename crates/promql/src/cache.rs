@@ -35,6 +35,8 @@ pub(crate) struct QueryCache {
     pub(crate) match_plans: RefCell<HashMap<NodeId, crate::binary::MatchPlan>>,
     /// Groupings of aggregations, by node, reused while the input keeps its series.
     pub(crate) group_plans: RefCell<HashMap<NodeId, Rc<crate::aggregate::GroupPlan>>>,
+    /// Function specs, resolved once per call node.
+    pub(crate) specs: RefCell<HashMap<NodeId, Option<&'static crate::functions::Spec>>>,
     /// Compiled regular expressions of `label_replace`, by pattern.
     pub(crate) regexes: RefCell<HashMap<String, Option<Rc<regex::Regex>>>>,
 }

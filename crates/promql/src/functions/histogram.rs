@@ -1,10 +1,13 @@
-//! Classic-histogram functions: bucket grouping, `histogram_quantile`,
-//! `histogram_fraction`.
+//! Classic-histogram functions: `histogram_quantile`, `histogram_quantiles`,
+//! `histogram_fraction`, and bucket grouping.
 
+use lookout_model::gofmt::format_f;
 use promql_parser::parser::Expr;
 
+use super::{Args, FnCall, check_quantile};
 use crate::engine::Evaluator;
-use crate::value::VecSample;
+use crate::error::Result;
+use crate::value::{Value, VecSample};
 
 /// Groups classic-histogram bucket samples by their labels without `le` and the name.
 pub(super) fn histogram_groups(v: Vec<VecSample>) -> Vec<(lookout_model::Labels, Vec<(f64, f64)>)> {
@@ -227,4 +230,60 @@ pub(super) fn bucket_quantile(
         rank -= c[idx - 1].1;
     }
     start + (end - start) * (rank / count)
+}
+
+/// `histogram_fraction(lower, upper, buckets)`.
+pub(super) fn fraction(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
+    let lo = args.scalar(0)?;
+    let hi = args.scalar(1)?;
+    let v = args.vector(2)?;
+    check_buckets(c.ev, &v, &c.exprs[2]);
+    Ok(Value::Vector(
+        histogram_groups(v)
+            .into_iter()
+            .map(|(k, b)| VecSample {
+                labels: k,
+                v: bucket_fraction(lo, hi, b),
+                drop_name: true,
+            })
+            .collect(),
+    ))
+}
+
+/// `histogram_quantiles(buckets, label, q...)`: one series per quantile, labelled.
+pub(super) fn quantiles(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
+    let v = args.vector(0)?;
+    let label = args.string(1)?;
+    let mut qs = Vec::new();
+    for i in 2..args.len() {
+        qs.push(args.scalar(i)?);
+    }
+    for (q, a) in qs.iter().zip(&c.exprs[2..]) {
+        check_quantile(c.ev, *q, a);
+    }
+    check_buckets(c.ev, &v, &c.exprs[0]);
+    let mut out = Vec::new();
+    for (k, b) in histogram_groups(v) {
+        for q in &qs {
+            let mut qs_str = format_f(*q);
+            if !qs_str.contains(['.', 'e', 'I', 'N']) {
+                qs_str.push_str(".0");
+            }
+            out.push(VecSample {
+                labels: k.with(&label, &qs_str),
+                v: bucket_quantile(c.ev, k.metric_name(), *q, b.clone(), &c.exprs[0]),
+                drop_name: true,
+            });
+        }
+    }
+    Ok(Value::Vector(out))
+}
+
+/// `histogram_quantile(q, buckets)`.
+pub(super) fn quantile(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
+    let q = args.scalar(0)?;
+    check_quantile(c.ev, q, &c.exprs[0]);
+    let v = args.vector(1)?;
+    check_buckets(c.ev, &v, &c.exprs[1]);
+    Ok(Value::Vector(histogram_quantile(c.ev, q, v, &c.exprs[1])))
 }

@@ -1,5 +1,14 @@
 //! PromQL functions. Each follows the Prometheus function of the same name
 //! (`promql/functions.go`): same edge cases, same dropping of the metric name.
+//!
+//! Every function has one [`Spec`] in [`SPECS`]: how it is evaluated, whether it keeps
+//! the metric name, whether its result order matters. A call node resolves its spec once
+//! (cached per node for the query); its arguments are evaluated by the types the parser
+//! declares for them and handed over as [`Args`], with the argument expressions for
+//! annotations, as Prometheus's `FunctionCall(vals, args, enh)` is. Window functions
+//! (the rate family, `*_over_time`, `deriv`, …) are also computed for every step of a
+//! range query at once ([`batched`]). Implementations live by family: `range`,
+//! `histogram`, `labels`, `date`, `math`.
 
 mod date;
 mod histogram;
@@ -9,30 +18,180 @@ mod range;
 
 use lookout_model::Sample;
 use lookout_model::gofmt::format_f;
+use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Call, Expr};
 
 use crate::engine::{Evaluator, NodeId, offset_ms};
 use crate::error::{Result, exec};
 use crate::value::{RangeSeries, Value, VecSample};
 
-use crate::numeric::{go_max, go_min, linear_regression, stdvar_over};
-use date::{civil, days_in_month};
-use histogram::{
-    bucket_fraction, bucket_quantile, check_buckets, histogram_groups, histogram_quantile,
-};
-use labels::{absent_labels, natural_less};
-use math::math;
-use range::{double_exponential_smoothing, extrapolated_rate, instant_value, over_time};
+pub(crate) use range::WindowFn;
+
+/// How a function is evaluated.
+#[derive(Clone, Copy)]
+pub(crate) enum Eval {
+    /// A function of one series' window ([`WindowFn`]): batched over a range query's
+    /// steps when its range argument is a plain selector.
+    Window(WindowFn),
+    /// Element-wise over its one vector argument (`abs`, `ln`, …).
+    Math(fn(f64) -> f64),
+    /// Its own implementation, handed the evaluated arguments.
+    Call(fn(&FnCall<'_, '_>, Args) -> Result<Value>),
+    /// Reads its argument expression itself (`timestamp` needs sample times, not values).
+    Raw(fn(&FnCall<'_, '_>) -> Result<Value>),
+}
+
+/// Everything known about one function.
+#[derive(Clone, Copy)]
+pub(crate) struct Spec {
+    /// The name PromQL calls it by.
+    pub(crate) name: &'static str,
+    /// How it is evaluated.
+    pub(crate) eval: Eval,
+    /// Whether the result keeps the metric name (`last_over_time`, `first_over_time`).
+    pub(crate) keeps_name: bool,
+    /// Whether the result's order is meaningful (`sort` and friends).
+    pub(crate) ordered: bool,
+}
+
+const fn f(name: &'static str, eval: Eval) -> Spec {
+    Spec {
+        name,
+        eval,
+        keeps_name: false,
+        ordered: false,
+    }
+}
+
+const fn window(name: &'static str, w: WindowFn) -> Spec {
+    Spec {
+        keeps_name: matches!(w, WindowFn::Last | WindowFn::First),
+        ..f(name, Eval::Window(w))
+    }
+}
+
+const fn ordered(name: &'static str, call: fn(&FnCall<'_, '_>, Args) -> Result<Value>) -> Spec {
+    Spec {
+        ordered: true,
+        ..f(name, Eval::Call(call))
+    }
+}
+
+/// Every function Lookout evaluates.
+pub(crate) static SPECS: &[Spec] = &[
+    window("rate", WindowFn::Rate),
+    window("increase", WindowFn::Increase),
+    window("delta", WindowFn::Delta),
+    window("irate", WindowFn::Irate),
+    window("idelta", WindowFn::Idelta),
+    window("avg_over_time", WindowFn::Avg),
+    window("min_over_time", WindowFn::Min),
+    window("max_over_time", WindowFn::Max),
+    window("sum_over_time", WindowFn::Sum),
+    window("count_over_time", WindowFn::Count),
+    window("last_over_time", WindowFn::Last),
+    window("present_over_time", WindowFn::Present),
+    window("first_over_time", WindowFn::First),
+    window("quantile_over_time", WindowFn::Quantile),
+    window("stddev_over_time", WindowFn::Stddev),
+    window("stdvar_over_time", WindowFn::Stdvar),
+    window("mad_over_time", WindowFn::Mad),
+    window("changes", WindowFn::Changes),
+    window("resets", WindowFn::Resets),
+    window("deriv", WindowFn::Deriv),
+    window("predict_linear", WindowFn::PredictLinear),
+    f("absent_over_time", Eval::Call(range::absent_over_time)),
+    f(
+        "double_exponential_smoothing",
+        Eval::Call(range::double_exponential_smoothing),
+    ),
+    f("absent", Eval::Call(labels::absent)),
+    f("label_replace", Eval::Call(labels::label_replace)),
+    f("label_join", Eval::Call(labels::label_join)),
+    ordered("sort_by_label", labels::sort_by_label),
+    ordered("sort_by_label_desc", labels::sort_by_label_desc),
+    f("histogram_fraction", Eval::Call(histogram::fraction)),
+    f("histogram_quantiles", Eval::Call(histogram::quantiles)),
+    f("histogram_quantile", Eval::Call(histogram::quantile)),
+    f("minute", Eval::Call(|c, a| date::part(c, a, |d| d.minute))),
+    f("hour", Eval::Call(|c, a| date::part(c, a, |d| d.hour))),
+    f(
+        "day_of_month",
+        Eval::Call(|c, a| date::part(c, a, |d| d.day)),
+    ),
+    f(
+        "day_of_week",
+        Eval::Call(|c, a| date::part(c, a, |d| d.weekday)),
+    ),
+    f(
+        "day_of_year",
+        Eval::Call(|c, a| date::part(c, a, |d| d.yday)),
+    ),
+    f(
+        "days_in_month",
+        Eval::Call(|c, a| date::part(c, a, |d| lookout_model::days_in_month(d.year, d.month))),
+    ),
+    f("month", Eval::Call(|c, a| date::part(c, a, |d| d.month))),
+    f("year", Eval::Call(|c, a| date::part(c, a, |d| d.year))),
+    f("time", Eval::Call(date::time)),
+    f("timestamp", Eval::Raw(date::timestamp)),
+    f("pi", Eval::Call(math::pi)),
+    f("vector", Eval::Call(math::vector)),
+    f("scalar", Eval::Call(math::scalar)),
+    f("clamp_min", Eval::Call(math::clamp_min)),
+    f("clamp_max", Eval::Call(math::clamp_max)),
+    f("clamp", Eval::Call(math::clamp)),
+    f("round", Eval::Call(math::round)),
+    ordered("sort", math::sort),
+    ordered("sort_desc", math::sort_desc),
+    f("abs", Eval::Math(f64::abs)),
+    f("ceil", Eval::Math(f64::ceil)),
+    f("floor", Eval::Math(f64::floor)),
+    f("exp", Eval::Math(f64::exp)),
+    f("sqrt", Eval::Math(f64::sqrt)),
+    f("ln", Eval::Math(f64::ln)),
+    f("log2", Eval::Math(f64::log2)),
+    f("log10", Eval::Math(f64::log10)),
+    f("sin", Eval::Math(f64::sin)),
+    f("cos", Eval::Math(f64::cos)),
+    f("tan", Eval::Math(f64::tan)),
+    f("asin", Eval::Math(f64::asin)),
+    f("acos", Eval::Math(f64::acos)),
+    f("atan", Eval::Math(f64::atan)),
+    f("sinh", Eval::Math(f64::sinh)),
+    f("cosh", Eval::Math(f64::cosh)),
+    f("tanh", Eval::Math(f64::tanh)),
+    f("asinh", Eval::Math(f64::asinh)),
+    f("acosh", Eval::Math(f64::acosh)),
+    f("atanh", Eval::Math(f64::atanh)),
+    f("deg", Eval::Math(math::deg)),
+    f("rad", Eval::Math(math::rad)),
+    f("sgn", Eval::Math(math::sgn)),
+];
+
+/// The spec of function `name`, if Lookout evaluates it.
+pub(crate) fn spec(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == name)
+}
 
 /// Whether the expression is a sort function at the top.
 pub(crate) fn is_sort(e: &Expr) -> bool {
     match e {
         Expr::Paren(p) => is_sort(&p.expr),
-        Expr::Call(c) => matches!(
-            c.func.name,
-            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
-        ),
+        Expr::Call(c) => spec(c.func.name).is_some_and(|s| s.ordered),
         _ => false,
+    }
+}
+
+/// Whether a query's result order is meaningful (a sort function or `topk`/`bottomk` at
+/// the top).
+pub(crate) fn is_ordered(e: &Expr) -> bool {
+    match e {
+        Expr::Aggregate(a) => matches!(
+            a.op.id(),
+            promql_parser::parser::token::T_TOPK | promql_parser::parser::token::T_BOTTOMK
+        ),
+        _ => is_sort(e),
     }
 }
 
@@ -49,35 +208,83 @@ pub(crate) fn check_quantile(ev: &Evaluator<'_>, q: f64, about: &Expr) {
     }
 }
 
-/// Whether a metric name looks like a counter's (Prometheus's possible-non-counter check).
-fn counter_like(name: &str) -> bool {
-    ["_total", "_sum", "_count", "_bucket"]
-        .iter()
-        .any(|s| name.ends_with(s))
-}
-
-/// Whether a query's result order is meaningful (`sort`, `sort_desc` at the top).
-pub(crate) fn is_ordered(e: &Expr) -> bool {
-    match e {
-        Expr::Paren(p) => is_ordered(&p.expr),
-        Expr::Call(c) => matches!(
-            c.func.name,
-            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
-        ),
-        Expr::Aggregate(a) => matches!(
-            a.op.id(),
-            promql_parser::parser::token::T_TOPK | promql_parser::parser::token::T_BOTTOMK
-        ),
-        _ => false,
-    }
-}
-
 /// A range-vector argument with the window it was taken over.
-struct Window {
+pub(crate) struct Window {
     series: Vec<RangeSeries>,
     start: i64,
     end: i64,
     range: i64,
+}
+
+/// One evaluated argument.
+pub(crate) enum Arg {
+    /// An instant vector.
+    Vector(Vec<VecSample>),
+    /// A range vector.
+    Matrix(Window),
+    /// A scalar.
+    Scalar(f64),
+    /// A string.
+    String(String),
+}
+
+/// A call's evaluated arguments, in order, each taken once by its type.
+pub(crate) struct Args(Vec<Option<Arg>>);
+
+impl Args {
+    fn take(&mut self, i: usize) -> Option<Arg> {
+        self.0.get_mut(i).and_then(Option::take)
+    }
+
+    /// How many arguments there are.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Argument `i`, an instant vector.
+    pub(crate) fn vector(&mut self, i: usize) -> Result<Vec<VecSample>> {
+        match self.take(i) {
+            Some(Arg::Vector(v)) => Ok(v),
+            _ => exec(format!("argument {} is not an instant vector", i + 1)),
+        }
+    }
+
+    /// Argument `i`, a range vector.
+    pub(crate) fn matrix(&mut self, i: usize) -> Result<Window> {
+        match self.take(i) {
+            Some(Arg::Matrix(w)) => Ok(w),
+            _ => exec(format!("argument {} is not a range vector", i + 1)),
+        }
+    }
+
+    /// Argument `i`, a scalar.
+    pub(crate) fn scalar(&self, i: usize) -> Result<f64> {
+        match self.0.get(i) {
+            Some(Some(Arg::Scalar(v))) => Ok(*v),
+            _ => exec(format!("argument {} is not a scalar", i + 1)),
+        }
+    }
+
+    /// Argument `i`, a string.
+    pub(crate) fn string(&mut self, i: usize) -> Result<String> {
+        match self.take(i) {
+            Some(Arg::String(s)) => Ok(s),
+            _ => exec(format!("argument {} is not a string", i + 1)),
+        }
+    }
+}
+
+/// What a function sees besides its evaluated arguments: the evaluator (annotations,
+/// caches), the call node, its argument expressions and the evaluation time.
+pub(crate) struct FnCall<'a, 'e> {
+    /// The evaluator.
+    pub(crate) ev: &'a Evaluator<'e>,
+    /// The call node.
+    pub(crate) node: NodeId,
+    /// The argument expressions (annotation positions, `absent`'s labels).
+    pub(crate) exprs: &'a [Box<Expr>],
+    /// The evaluation time (ms).
+    pub(crate) ts: i64,
 }
 
 fn matrix_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<Window> {
@@ -107,28 +314,38 @@ fn matrix_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<Window> {
     }
 }
 
-fn vector_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<Vec<VecSample>> {
-    match ev.eval(e, ts)? {
-        Value::Vector(v) => Ok(v),
-        other => exec(format!(
+/// Evaluates argument `e` as the parser typed it.
+fn eval_arg(ev: &Evaluator<'_>, e: &Expr, ty: ValueType, ts: i64) -> Result<Arg> {
+    if ty == ValueType::Matrix {
+        return matrix_arg(ev, e, ts).map(Arg::Matrix);
+    }
+    match (ty, ev.eval(e, ts)?) {
+        (ValueType::Vector, Value::Vector(v)) => Ok(Arg::Vector(v)),
+        (ValueType::Scalar, Value::Scalar(v)) => Ok(Arg::Scalar(v)),
+        (ValueType::String, Value::String(s)) => Ok(Arg::String(s)),
+        (ValueType::Vector, other) => exec(format!(
             "expected an instant vector, got {}",
             other.type_name()
         )),
+        (ValueType::Scalar, other) => exec(format!("expected a scalar, got {}", other.type_name())),
+        (_, other) => exec(format!("expected a string, got {}", other.type_name())),
     }
 }
 
-fn scalar_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<f64> {
-    match ev.eval(e, ts)? {
-        Value::Scalar(v) => Ok(v),
-        other => exec(format!("expected a scalar, got {}", other.type_name())),
+/// Evaluates every argument of `c` by the types the parser declares for it (the last type
+/// repeats for variadic arguments).
+fn eval_args(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Args> {
+    let types = &c.func.arg_types;
+    let mut out = Vec::with_capacity(c.args.args.len());
+    for (i, e) in c.args.args.iter().enumerate() {
+        let ty = types
+            .get(i)
+            .or(types.last())
+            .copied()
+            .unwrap_or(ValueType::Vector);
+        out.push(Some(eval_arg(ev, e, ty, ts)?));
     }
-}
-
-fn string_arg(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> Result<String> {
-    match ev.eval(e, ts)? {
-        Value::String(s) => Ok(s),
-        other => exec(format!("expected a string, got {}", other.type_name())),
-    }
+    Ok(Args(out))
 }
 
 fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
@@ -139,94 +356,6 @@ fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
             v: f(s.v),
         })
         .collect()
-}
-
-/// Range-vector functions whose value depends only on one series' window; a range query
-/// computes them for all steps at once ([`batched`]).
-const WINDOW_FNS: &[&str] = &[
-    "rate",
-    "increase",
-    "delta",
-    "irate",
-    "idelta",
-    "avg_over_time",
-    "min_over_time",
-    "max_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "last_over_time",
-    "present_over_time",
-    "first_over_time",
-    "quantile_over_time",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "mad_over_time",
-    "changes",
-    "resets",
-    "deriv",
-    "predict_linear",
-];
-
-/// The position of the range-vector argument of window function `name`.
-fn window_arg(name: &str) -> usize {
-    usize::from(name == "quantile_over_time")
-}
-
-/// The scalar parameter of window function `name`, if it has one.
-fn window_param(name: &str, args: &[Box<Expr>]) -> Option<usize> {
-    match name {
-        "quantile_over_time" => Some(0),
-        "predict_linear" => Some(1),
-        _ => None,
-    }
-    .filter(|i| *i < args.len())
-}
-
-/// The value of window function `name` (one of [`WINDOW_FNS`]) over one series' samples
-/// in `w` (never empty), evaluated at `ts` with scalar parameter `param`; `None` where
-/// the function needs more samples. `no_resets` as for [`extrapolated_rate`].
-fn window_fn(
-    name: &str,
-    w: &Window,
-    x: &[Sample],
-    ts: i64,
-    param: f64,
-    no_resets: bool,
-) -> Option<f64> {
-    match name {
-        "rate" => extrapolated_rate(w, x, true, true, no_resets),
-        "increase" => extrapolated_rate(w, x, true, false, no_resets),
-        "delta" => extrapolated_rate(w, x, false, false, false),
-        "irate" => instant_value(x, true),
-        "idelta" => instant_value(x, false),
-        "first_over_time" => Some(x[0].v),
-        "quantile_over_time" => Some(crate::aggregate::quantile(
-            param,
-            x.iter().map(|p| p.v).collect(),
-        )),
-        "stdvar_over_time" => Some(stdvar_over(x)),
-        "stddev_over_time" => Some(stdvar_over(x).sqrt()),
-        "mad_over_time" => {
-            let med = crate::aggregate::quantile(0.5, x.iter().map(|p| p.v).collect());
-            Some(crate::aggregate::quantile(
-                0.5,
-                x.iter().map(|p| (p.v - med).abs()).collect(),
-            ))
-        }
-        "changes" => Some(
-            x.windows(2)
-                .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
-                .count() as f64,
-        ),
-        "resets" => Some(x.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
-        "deriv" if x.len() >= 2 => Some(linear_regression(x, x[0].t).0),
-        "predict_linear" if x.len() >= 2 => {
-            let (slope, intercept) = linear_regression(x, ts);
-            Some(slope * param + intercept)
-        }
-        "deriv" | "predict_linear" => None,
-        _ => Some(over_time(name, x)),
-    }
 }
 
 /// Whether an expression has the same value at every step (numbers and arithmetic on
@@ -241,22 +370,40 @@ fn is_constant(e: &Expr) -> bool {
     }
 }
 
-/// Whether window function `name` keeps the metric name (`last_over_time`,
-/// `first_over_time`).
-fn keeps_name(name: &str) -> bool {
-    matches!(name, "last_over_time" | "first_over_time")
+/// The spec of call `c`, resolved once per node for the query.
+fn resolve(ev: &Evaluator<'_>, c: &Call) -> Option<&'static Spec> {
+    *ev.cache
+        .specs
+        .borrow_mut()
+        .entry(NodeId::of(c))
+        .or_insert_with(|| spec(c.func.name))
 }
 
-/// Prometheus's possible-non-counter info for `rate`/`increase` over a series whose name
-/// does not look like a counter's.
-fn note_non_counter(ev: &Evaluator<'_>, name: &str, labels: &lookout_model::Labels, about: &Expr) {
-    if matches!(name, "rate" | "increase")
-        && let Some(n) = labels.metric_name()
-        && !counter_like(n)
-    {
-        ev.info_at(format!(
-            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
-        ), about);
+/// Evaluates a function call at `ts`.
+pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
+    let Some(spec) = resolve(ev, c) else {
+        return exec(format!("function {}() is not supported yet", c.func.name));
+    };
+    let fc = FnCall {
+        ev,
+        node: NodeId::of(c),
+        exprs: &c.args.args,
+        ts,
+    };
+    match spec.eval {
+        Eval::Window(w) => {
+            if let Some(v) = batched(ev, c, w, spec.keeps_name, ts) {
+                return Ok(Value::Vector(v));
+            }
+            let args = eval_args(ev, c, ts)?;
+            range::window_call(&fc, w, spec.keeps_name, args)
+        }
+        Eval::Math(f) => {
+            let mut args = eval_args(ev, c, ts)?;
+            Ok(Value::Vector(map_vector(args.vector(0)?, f)))
+        }
+        Eval::Call(f) => f(&fc, eval_args(ev, c, ts)?),
+        Eval::Raw(f) => f(&fc),
     }
 }
 
@@ -264,8 +411,13 @@ fn note_non_counter(ev: &Evaluator<'_>, name: &str, labels: &lookout_model::Labe
 /// (sliding the window instead of searching it at each step, as Prometheus's `rangeEval`
 /// does for matrix selectors), caches the steps and returns the one at `ts`. `None` when
 /// the call does not qualify (instant query, `@`, subquery argument, time off the grid).
-fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
-    let name = c.func.name;
+fn batched(
+    ev: &Evaluator<'_>,
+    c: &Call,
+    wf: WindowFn,
+    keeps_name: bool,
+    ts: i64,
+) -> Option<Vec<VecSample>> {
     // The grid of the innermost subquery being evaluated, or the range query's own.
     let grid = ev.grids.borrow().last().copied();
     let (g_start, g_end, g_step) = match grid {
@@ -273,11 +425,11 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
         None if ev.step > 0 => (ev.start, ev.end, ev.step),
         None => return None,
     };
-    if !WINDOW_FNS.contains(&name) || ts < g_start || ts > g_end || (ts - g_start) % g_step != 0 {
+    if ts < g_start || ts > g_end || (ts - g_start) % g_step != 0 {
         return None;
     }
     let args = &c.args.args;
-    let mut arg = &**args.get(window_arg(name))?;
+    let mut arg = &**args.get(wf.range_arg())?;
     while let Expr::Paren(p) = arg {
         arg = &p.expr;
     }
@@ -291,15 +443,15 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
     if let Some(v) = ev.cache.range_steps.borrow_mut().remove(&(node, ts)) {
         return Some(v);
     }
-    let param = match window_param(name, args) {
+    let param = match wf.param().filter(|i| *i < args.len()) {
         Some(i) if !is_constant(&args[i]) => return None,
-        Some(i) => match scalar_arg(ev, &args[i], ts) {
-            Ok(v) => v,
-            Err(_) => return None,
+        Some(i) => match ev.eval(&args[i], ts) {
+            Ok(Value::Scalar(v)) => v,
+            _ => return None,
         },
         None => 0.0,
     };
-    if name == "quantile_over_time" {
+    if wf == WindowFn::Quantile {
         check_quantile(ev, param, &args[0]);
     }
     let off = offset_ms(&ms.vs.offset);
@@ -310,10 +462,10 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
         .collect();
     let mut per_step: Vec<Vec<VecSample>> = steps.iter().map(|_| Vec::new()).collect();
     let mut buf: Vec<Sample> = Vec::new();
-    let counter = matches!(name, "rate" | "increase");
+    let counter = wf.is_counter();
     let mut drops: Vec<u32> = Vec::new();
     for s in ev.series_of(&ms.vs) {
-        note_non_counter(ev, name, &s.labels, &args[window_arg(name)]);
+        range::note_non_counter(ev, wf, &s.labels, &args[wf.range_arg()]);
         let smp = &s.samples;
         let has_stale = smp.iter().any(|x| lookout_model::is_stale_nan(x.v));
         // drops[i]: counter resets among samples 1..=i, so a window's count is one
@@ -358,11 +510,11 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
                 range,
             };
             let no_resets = !drops.is_empty() && drops[b - 1] == drops[a];
-            if let Some(v) = window_fn(name, &w, window, t, param, no_resets) {
+            if let Some(v) = range::window_fn(wf, &w, window, t, param, no_resets) {
                 per_step[i].push(VecSample {
                     labels: s.labels.clone(),
                     v,
-                    drop_name: !keeps_name(name),
+                    drop_name: !keeps_name,
                 });
             }
         }
@@ -379,331 +531,10 @@ fn batched(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Option<Vec<VecSample>> {
     Some(current)
 }
 
-/// Evaluates a function call at `ts`.
-pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
-    if let Some(v) = batched(ev, c, ts) {
-        return Ok(Value::Vector(v));
-    }
-    let name = c.func.name;
-    let args = &c.args.args;
-    let out = match name {
-        n if WINDOW_FNS.contains(&n) => {
-            let param = match window_param(name, args) {
-                Some(i) => scalar_arg(ev, &args[i], ts)?,
-                None => 0.0,
-            };
-            if name == "quantile_over_time" {
-                check_quantile(ev, param, &args[0]);
-            }
-            let w = matrix_arg(ev, &args[window_arg(name)], ts)?;
-            let mut out = Vec::with_capacity(w.series.len());
-            for s in &w.series {
-                note_non_counter(ev, name, &s.labels, &args[window_arg(name)]);
-                if let Some(v) = window_fn(name, &w, &s.samples, ts, param, false) {
-                    out.push(VecSample {
-                        labels: s.labels.clone(),
-                        v,
-                        drop_name: !keeps_name(name) || s.drop_name,
-                    });
-                }
-            }
-            out
-        }
-        "absent_over_time" => {
-            let w = matrix_arg(ev, &args[0], ts)?;
-            if w.series.is_empty() {
-                vec![VecSample::new(absent_labels(&args[0]), 1.0)]
-            } else {
-                Vec::new()
-            }
-        }
-        "absent" => {
-            let v = vector_arg(ev, &args[0], ts)?;
-            if v.is_empty() {
-                vec![VecSample::new(absent_labels(&args[0]), 1.0)]
-            } else {
-                Vec::new()
-            }
-        }
-        "label_replace" => {
-            let v = vector_arg(ev, &args[0], ts)?;
-            let dst = string_arg(ev, &args[1], ts)?;
-            let repl = string_arg(ev, &args[2], ts)?;
-            let src = string_arg(ev, &args[3], ts)?;
-            let re_s = string_arg(ev, &args[4], ts)?;
-            let re = ev.regex(&format!("^(?s:{re_s})$")).ok_or_else(|| {
-                crate::Error::Execution(format!(
-                    "invalid regular expression in label_replace(): {re_s}"
-                ))
-            })?;
-            if !lookout_model::is_valid_label_name(&dst) {
-                return exec(format!(
-                    "invalid destination label name in label_replace(): {dst}"
-                ));
-            }
-            // The arguments are string literals: each input series gets the same labels
-            // at every step.
-            let node = NodeId::of(c);
-            v.into_iter()
-                .map(|s| {
-                    let labels = ev.memo_labels((node, s.labels.clone(), None), || {
-                        match re.captures(s.labels.get_or_empty(&src)) {
-                            Some(c) => {
-                                let mut out = String::new();
-                                c.expand(&repl, &mut out);
-                                s.labels.with(&dst, &out)
-                            }
-                            None => s.labels.clone(),
-                        }
-                    });
-                    VecSample {
-                        labels,
-                        v: s.v,
-                        drop_name: s.drop_name && dst != lookout_model::METRIC_NAME_LABEL,
-                    }
-                })
-                .collect()
-        }
-        "label_join" => {
-            let v = vector_arg(ev, &args[0], ts)?;
-            let dst = string_arg(ev, &args[1], ts)?;
-            let sep = string_arg(ev, &args[2], ts)?;
-            let mut srcs = Vec::new();
-            for a in &args[3..] {
-                let n = string_arg(ev, a, ts)?;
-                if !lookout_model::is_valid_label_name(&n) {
-                    return exec(format!("invalid source label name in label_join(): {n}"));
-                }
-                srcs.push(n);
-            }
-            if !lookout_model::is_valid_label_name(&dst) {
-                return exec(format!(
-                    "invalid destination label name in label_join(): {dst}"
-                ));
-            }
-            let node = NodeId::of(c);
-            v.into_iter()
-                .map(|s| {
-                    let labels = ev.memo_labels((node, s.labels.clone(), None), || {
-                        let joined: Vec<&str> =
-                            srcs.iter().map(|n| s.labels.get_or_empty(n)).collect();
-                        s.labels.with(&dst, &joined.join(&sep))
-                    });
-                    VecSample {
-                        labels,
-                        v: s.v,
-                        drop_name: s.drop_name && dst != lookout_model::METRIC_NAME_LABEL,
-                    }
-                })
-                .collect()
-        }
-        "sort_by_label" | "sort_by_label_desc" => {
-            let mut v = vector_arg(ev, &args[0], ts)?;
-            let mut names = Vec::new();
-            for a in &args[1..] {
-                names.push(string_arg(ev, a, ts)?);
-            }
-            v.sort_by(|a, b| {
-                for n in &names {
-                    let ord = natural_less(a.labels.get_or_empty(n), b.labels.get_or_empty(n));
-                    if ord != std::cmp::Ordering::Equal {
-                        return if name == "sort_by_label" {
-                            ord
-                        } else {
-                            ord.reverse()
-                        };
-                    }
-                }
-                let ord = a.labels.cmp(&b.labels);
-                if name == "sort_by_label" {
-                    ord
-                } else {
-                    ord.reverse()
-                }
-            });
-            return Ok(Value::Vector(v));
-        }
-        "histogram_fraction" => {
-            let lo = scalar_arg(ev, &args[0], ts)?;
-            let hi = scalar_arg(ev, &args[1], ts)?;
-            let v = vector_arg(ev, &args[2], ts)?;
-            check_buckets(ev, &v, &args[2]);
-            histogram_groups(v)
-                .into_iter()
-                .map(|(k, b)| VecSample {
-                    labels: k,
-                    v: bucket_fraction(lo, hi, b),
-                    drop_name: true,
-                })
-                .collect()
-        }
-        "histogram_quantiles" => {
-            let v = vector_arg(ev, &args[0], ts)?;
-            let label = string_arg(ev, &args[1], ts)?;
-            let mut qs = Vec::new();
-            for a in &args[2..] {
-                qs.push(scalar_arg(ev, a, ts)?);
-            }
-            for (q, a) in qs.iter().zip(&args[2..]) {
-                check_quantile(ev, *q, a);
-            }
-            check_buckets(ev, &v, &args[0]);
-            let mut out = Vec::new();
-            for (k, b) in histogram_groups(v) {
-                for q in &qs {
-                    let mut qs_str = format_f(*q);
-                    if !qs_str.contains(['.', 'e', 'I', 'N']) {
-                        qs_str.push_str(".0");
-                    }
-                    out.push(VecSample {
-                        labels: k.with(&label, &qs_str),
-                        v: bucket_quantile(ev, k.metric_name(), *q, b.clone(), &args[0]),
-                        drop_name: true,
-                    });
-                }
-            }
-            out
-        }
-        "double_exponential_smoothing" => {
-            let w = matrix_arg(ev, &args[0], ts)?;
-            let sf = scalar_arg(ev, &args[1], ts)?;
-            let tf = scalar_arg(ev, &args[2], ts)?;
-            if sf <= 0.0 || sf >= 1.0 {
-                return exec(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
-                ));
-            }
-            if tf <= 0.0 || tf >= 1.0 {
-                return exec(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
-                ));
-            }
-            w.series
-                .iter()
-                .filter(|s| s.samples.len() >= 2)
-                .map(|s| VecSample {
-                    labels: s.labels.clone(),
-                    v: double_exponential_smoothing(&s.samples, sf, tf),
-                    drop_name: true,
-                })
-                .collect()
-        }
-        "histogram_quantile" => {
-            let q = scalar_arg(ev, &args[0], ts)?;
-            check_quantile(ev, q, &args[0]);
-            let v = vector_arg(ev, &args[1], ts)?;
-            check_buckets(ev, &v, &args[1]);
-            histogram_quantile(ev, q, v, &args[1])
-        }
-        "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
-        | "month" | "year" => {
-            let v = match args.first() {
-                Some(a) => vector_arg(ev, a, ts)?,
-                None => vec![VecSample::new(
-                    lookout_model::Labels::empty(),
-                    ts as f64 / 1000.0,
-                )],
-            };
-            map_vector(v, |x| {
-                if !x.is_finite() {
-                    return f64::NAN;
-                }
-                let (y, m, d, yd, wd, h, mi) = civil(x as i64);
-                (match name {
-                    "minute" => mi,
-                    "hour" => h,
-                    "day_of_month" => d,
-                    "day_of_week" => wd,
-                    "day_of_year" => yd,
-                    "days_in_month" => days_in_month(y, m),
-                    "month" => m,
-                    _ => y,
-                }) as f64
-            })
-        }
-        "time" => return Ok(Value::Scalar(ts as f64 / 1000.0)),
-        "pi" => return Ok(Value::Scalar(std::f64::consts::PI)),
-        "vector" => vec![VecSample::new(
-            lookout_model::Labels::empty(),
-            scalar_arg(ev, &args[0], ts)?,
-        )],
-        "scalar" => {
-            let v = vector_arg(ev, &args[0], ts)?;
-            return Ok(Value::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN }));
-        }
-        "timestamp" => {
-            let mut inner = &*args[0];
-            while let Expr::Paren(p) = inner {
-                inner = &p.expr;
-            }
-            if let Expr::VectorSelector(vs) = inner {
-                let (v, times) = ev.select_instant(vs, ts, true);
-                v.into_iter()
-                    .zip(times)
-                    .map(|(s, t)| VecSample {
-                        labels: s.labels.clone(),
-                        drop_name: true,
-                        v: t as f64 / 1000.0,
-                    })
-                    .collect()
-            } else {
-                map_vector(vector_arg(ev, inner, ts)?, |_| ts as f64 / 1000.0)
-            }
-        }
-        "clamp_min" | "clamp_max" => {
-            let v = vector_arg(ev, &args[0], ts)?;
-            let b = scalar_arg(ev, &args[1], ts)?;
-            if name == "clamp_min" {
-                map_vector(v, |x| go_max(b, x))
-            } else {
-                map_vector(v, |x| go_min(b, x))
-            }
-        }
-        "clamp" => {
-            let v = vector_arg(ev, &args[0], ts)?;
-            let lo = scalar_arg(ev, &args[1], ts)?;
-            let hi = scalar_arg(ev, &args[2], ts)?;
-            if hi < lo {
-                Vec::new()
-            } else {
-                map_vector(v, |x| go_max(lo, go_min(hi, x)))
-            }
-        }
-        "round" => {
-            let v = vector_arg(ev, &args[0], ts)?;
-            let to = match args.get(1) {
-                Some(a) => scalar_arg(ev, a, ts)?,
-                None => 1.0,
-            };
-            let inv = 1.0 / to;
-            map_vector(v, |x| (x * inv + 0.5).floor() / inv)
-        }
-        "sort" | "sort_desc" => {
-            let mut v = vector_arg(ev, &args[0], ts)?;
-            // NaN sorts last in both directions, as in Prometheus.
-            v.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
-                (true, true) => std::cmp::Ordering::Equal,
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-                _ if name == "sort" => a.v.total_cmp(&b.v),
-                _ => b.v.total_cmp(&a.v),
-            });
-            return Ok(Value::Vector(v));
-        }
-        other => match math(other, 0.0) {
-            Some(_) => {
-                let v = vector_arg(ev, &args[0], ts)?;
-                map_vector(v, |x| math(other, x).unwrap_or(f64::NAN))
-            }
-            None => return exec(format!("function {other}() is not supported yet")),
-        },
-    };
-    Ok(Value::Vector(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use range::instant_value;
 
     #[test]
     fn irate_handles_counter_reset() {
