@@ -6,7 +6,7 @@
 //! on Go's cost, not a parser-only figure).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,9 +66,8 @@ fn promtool_seconds(promtool: &str, body: &str) -> Option<f64> {
 pub(crate) fn run(lines: usize, promtool: &str, files: Vec<PathBuf>) -> anyhow::Result<()> {
     let mut inputs: Vec<(String, String, Format)> = Vec::new();
     let mut files = files;
-    let upstream = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/prometheus/textparse-testdata");
     if files.is_empty()
+        && let Some(upstream) = lookout_testkit::upstream("prometheus/textparse-testdata")
         && let Ok(rd) = std::fs::read_dir(&upstream)
     {
         files.extend(rd.flatten().map(|e| e.path()));
