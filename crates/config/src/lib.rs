@@ -4,6 +4,7 @@
 //! binary, `check config` and the fuzzer read configuration only through here.
 
 mod file;
+mod render;
 mod settings;
 
 pub use file::*;
