@@ -127,6 +127,7 @@ impl Settings {
             serve: ServeOptions {
                 read_header_timeout: c.web.read_header_timeout.0,
                 max_connections: c.web.max_connections,
+                ..ServeOptions::default()
             },
             yaml: c.to_yaml(),
             retention_text: c.storage.retention.to_string(),

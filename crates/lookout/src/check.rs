@@ -23,6 +23,25 @@ pub(crate) fn config(file: &Path) -> ExitCode {
     }
 }
 
+/// Checks a web configuration file (exporter-toolkit format) as `serve` would load it.
+pub(crate) fn web_config(file: &Path) -> ExitCode {
+    match lookout_server::WebConfig::load(file) {
+        Ok(c) => {
+            println!(
+                "SUCCESS: {} is valid ({}, {} basic-auth user(s))",
+                file.display(),
+                if c.tls.is_some() { "TLS" } else { "no TLS" },
+                c.users.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("FAILED: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn check(file: &Path) -> anyhow::Result<()> {
     let c = Config::load(file)?;
     let settings = Settings::new(&c)?;

@@ -61,12 +61,21 @@ pub(crate) struct ServeArgs {
     /// Enable the admin API (POST /api/v1/admin/tsdb/delete_series).
     #[arg(long = "web.enable-admin-api")]
     pub(crate) enable_admin_api: bool,
+    /// Web configuration in Prometheus's exporter-toolkit format: TLS, basic-auth users,
+    /// response headers (re-read when it changes and on SIGHUP).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub(crate) web_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 enum CheckCommand {
     /// Validate a configuration file; exits 1 if it is invalid.
     Config {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Validate a web configuration file (exporter-toolkit format); exits 1 if it is invalid.
+    WebConfig {
         /// The file to check.
         file: PathBuf,
     },
@@ -144,13 +153,22 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.web.listen_address =
                     ListenAddress::parse(&l).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
             }
-            let settings = Settings::new(&config)?;
+            let mut settings = Settings::new(&config)?;
+            if let Some(f) = &args.web_config {
+                settings.serve.security = std::sync::Arc::new(
+                    lookout_server::WebSecurity::load(f)
+                        .map_err(|e| anyhow::anyhow!("--web.config.file {}: {e}", f.display()))?,
+                );
+            }
             serve::run(settings, args.config.clone(), args.enable_admin_api)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {
             what: CheckCommand::Config { file },
         } => Ok(crate::check::config(&file)),
+        Command::Check {
+            what: CheckCommand::WebConfig { file },
+        } => Ok(crate::check::web_config(&file)),
         Command::Check {
             what:
                 CheckCommand::Rules {

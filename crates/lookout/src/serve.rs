@@ -407,9 +407,10 @@ fn start(b: Built) -> Running {
     let scraping = b.scrape.spawn(b.tsdb.clone(), stop_rx.clone());
     let rule_eval = b.rules.as_ref().map(|m| m.spawn(stop_rx.clone()));
     let notifying = b.notifier.as_ref().map(|n| n.spawn(stop_rx.clone()));
-    tokio::spawn(reload_on_sighup(b.reload));
+    tokio::spawn(reload_on_sighup(b.reload, Arc::clone(&b.serve.security)));
     let mut server_stop = stop_rx;
     let bound = b.listener.local_addr().ok();
+    let web = b.serve.security.current();
     let (listener, state, serve) = (b.listener, b.state, b.serve);
     let server = tokio::spawn(async move {
         lookout_server::serve_with(
@@ -424,7 +425,13 @@ fn start(b: Built) -> Running {
     });
     b.ready.store(true, Ordering::Release);
     if let Some(bound) = bound {
-        tracing::info!(address = %bound, "listening on http://{bound}");
+        let scheme = if web.tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %bound, tls = web.tls.is_some(), "listening on {scheme}://{bound}");
+    }
+    if web.users.is_empty() {
+        tracing::warn!(
+            "No basic-auth users (--web.config.file): anyone who reaches this port can read and change everything"
+        );
     }
     Running {
         tsdb: b.tsdb,
@@ -612,13 +619,14 @@ fn reloader(
 }
 
 /// Reloads on every SIGHUP.
-async fn reload_on_sighup(reload: Reload) {
+async fn reload_on_sighup(reload: Reload, web: Arc<lookout_server::WebSecurity>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         tracing::warn!("Cannot listen for SIGHUP; reload with POST /-/reload");
         return;
     };
     while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading rules and the notifier configuration");
+        tracing::info!("SIGHUP: reloading rules, the notifier and web configurations");
+        web.reload();
         let r = Arc::clone(&reload);
         let _ = tokio::task::spawn_blocking(move || r()).await;
     }

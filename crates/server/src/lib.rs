@@ -8,6 +8,7 @@
 
 mod am_api;
 mod api;
+pub mod auth;
 pub mod gate;
 pub mod health;
 mod json;
@@ -15,6 +16,7 @@ pub mod listen;
 mod params;
 mod rules_api;
 mod ui;
+pub mod web_config;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -30,6 +32,7 @@ pub use gate::QueryGate;
 pub use health::{CheckResult, HealthCheck, HealthStatus};
 pub use json::format_float;
 pub use listen::{ServeOptions, serve_with};
+pub use web_config::{WebConfig, WebConfigError, WebSecurity};
 
 /// Build facts reported at `/api/v1/status/buildinfo`.
 #[derive(Debug, Clone)]

@@ -8,6 +8,9 @@
 //!   connection gets a `503` and is closed, so the listener never stalls on `EMFILE`
 //!   and the probes keep answering.
 //! - Accept errors are retried at once or after 10 ms, never after a second's sleep.
+//! - With a web configuration ([`WebSecurity`]): TLS (the handshake on the connection's
+//!   own task, within `read_header_timeout`, with the certificates in effect when it
+//!   connects), basic authentication and response headers ([`crate::auth`]).
 //! - On shutdown the listener closes and in-flight requests finish.
 
 use std::future::Future;
@@ -20,6 +23,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
+use crate::web_config::WebSecurity;
+
 /// How the HTTP server treats connections.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -27,6 +32,8 @@ pub struct ServeOptions {
     pub read_header_timeout: Duration,
     /// Most connections served at once (default 10,000).
     pub max_connections: usize,
+    /// TLS, basic authentication and headers (the web configuration file).
+    pub security: Arc<WebSecurity>,
 }
 
 impl Default for ServeOptions {
@@ -34,6 +41,7 @@ impl Default for ServeOptions {
         Self {
             read_header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            security: Arc::new(WebSecurity::none()),
         }
     }
 }
@@ -94,6 +102,10 @@ pub async fn serve_with(
     let max = opts.max_connections.min(fds as usize).max(1);
     let slots = Arc::new(Semaphore::new(max));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&opts.security),
+        crate::auth::layer,
+    ));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(opts.read_header_timeout)
@@ -125,14 +137,38 @@ pub async fn serve_with(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
-        let conn = graceful.watch(conn);
+        let tls = opts.security.current().tls.clone();
+        let (http, router, watcher) = (http.clone(), router.clone(), graceful.watcher());
+        let handshake = opts.read_header_timeout;
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = conn.await {
+            let service = TowerToHyperService::new(router);
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(cfg) => {
+                    let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
+                    match tokio::time::timeout(handshake, accept).await {
+                        Ok(Ok(s)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(s), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "Connection ended with an error");
             }
         });

@@ -61,7 +61,10 @@ impl Lookout {
         let log2 = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("listening on http://") {
+                if let Some(i) = line
+                    .find("listening on http://")
+                    .or_else(|| line.find("listening on https://"))
+                {
                     let addr: String = line[i + "listening on ".len()..]
                         .split_whitespace()
                         .next()

@@ -1,0 +1,239 @@
+//! Issue 14 through the real binary: the web configuration file (exporter-toolkit
+//! format) gives TLS with certificates made here (rcgen), basic auth with bcrypt hashes,
+//! response headers, mutual TLS, reloads without a restart, and `check web-config`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+/// A CA and, signed by it, a server certificate for 127.0.0.1 and a client certificate;
+/// PEM files written to `dir`.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki(dir: &Path) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Lookout test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["grafana".to_string()]).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "grafana");
+    let client = client_params.signed_by(&client_key, &issuer).unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    Pki {
+        ca: write("ca.pem", ca_cert.pem()),
+        cert: write("server.pem", server.pem()),
+        key: write("server-key.pem", server_key.serialize_pem()),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}
+
+/// A TLS client trusting only the test CA, with a client certificate if given.
+fn client(p: &Pki, identity: bool) -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&p.ca).unwrap()).unwrap();
+    let mut b = reqwest::blocking::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(10));
+    if identity {
+        let pem = format!("{}{}", p.client_cert, p.client_key);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn hash(password: &str) -> String {
+    bcrypt::hash(password, 4).unwrap()
+}
+
+fn web_config(dir: &Path, p: &Pki, users: &[(&str, &str)], extra_tls: &str) -> PathBuf {
+    let mut text = format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n{extra_tls}http_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n",
+        p.cert.display(),
+        p.key.display()
+    );
+    for (u, pw) in users {
+        text.push_str(&format!("  {u}: {}\n", hash(pw)));
+    }
+    let f = dir.join("web.yml");
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn status(c: &reqwest::blocking::Client, url: &str, user: Option<(&str, &str)>) -> u16 {
+    let mut r = c.get(url);
+    if let Some((u, p)) = user {
+        r = r.basic_auth(u, Some(p));
+    }
+    r.send().unwrap().status().as_u16()
+}
+
+#[test]
+fn issue_14_tls_and_basic_auth_guard_every_endpoint_but_the_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let web = web_config(dir.path(), &p, &[("alice", "s3cret")], "");
+    let cfg = write_config(dir.path(), "collectors: {host: {enabled: false}}\n");
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.config.file", utf8(&web)],
+    );
+    assert!(lk.base.starts_with("https://"), "{}", lk.base);
+    let c = client(&p, false);
+    let query = format!("{}/api/v1/query?query=1", lk.base);
+
+    // The probes stay open; the configured headers are on every answer.
+    let r = c.get(format!("{}/-/healthy", lk.base)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "deny");
+
+    // Everything else asks for credentials.
+    let r = c.get(&query).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    assert_eq!(r.headers()["x-frame-options"], "deny");
+    assert_eq!(status(&c, &query, Some(("alice", "wrong"))), 401);
+    assert_eq!(status(&c, &query, Some(("mallory", "s3cret"))), 401);
+    assert_eq!(status(&c, &query, Some(("alice", "s3cret"))), 200);
+    // Cached: the same credentials again, and the metrics endpoint too.
+    assert_eq!(status(&c, &query, Some(("alice", "s3cret"))), 200);
+    assert_eq!(
+        status(
+            &c,
+            &format!("{}/metrics", lk.base),
+            Some(("alice", "s3cret"))
+        ),
+        200
+    );
+
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = lk.base.replace("https://", "http://");
+    let answered = http()
+        .get(format!("{plain}/-/healthy"))
+        .send()
+        .is_ok_and(|r| r.status().is_success());
+    assert!(!answered);
+    // A client that does not trust the CA cannot connect.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let stranger = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert!(
+        stranger
+            .get(format!("{}/-/healthy", lk.base))
+            .send()
+            .is_err()
+    );
+
+    // The file is read again when it changes: bob replaces alice, no restart.
+    web_config(dir.path(), &p, &[("bob", "hunter2")], "");
+    wait_until("the new users apply", Duration::from_secs(10), || {
+        status(&c, &query, Some(("bob", "hunter2"))) == 200
+    });
+    assert_eq!(status(&c, &query, Some(("alice", "s3cret"))), 401);
+    // A broken file keeps the settings in effect.
+    std::fs::write(&web, "basic_auth_users: {bob: not-a-hash}\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(status(&c, &query, Some(("bob", "hunter2"))), 200);
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn issue_14_mutual_tls_requires_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let extra = format!(
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n  min_version: TLS13\n",
+        p.ca.display()
+    );
+    let web = web_config(dir.path(), &p, &[], &extra);
+    let cfg = write_config(dir.path(), "collectors: {host: {enabled: false}}\n");
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.config.file", utf8(&web)],
+    );
+    let url = format!("{}/api/v1/query?query=1", lk.base);
+    assert!(client(&p, false).get(&url).send().is_err());
+    assert_eq!(status(&client(&p, true), &url, None), 200);
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn issue_14_check_web_config_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let good = web_config(dir.path(), &p, &[("alice", "x")], "");
+    let out = run(&["check", "web-config", utf8(&good)]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
+    for (extra, key) in [
+        ("  min_version: TLS10\n", "tls_server_config.min_version"),
+        (
+            "  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n",
+            "tls_server_config.cipher_suites",
+        ),
+        (
+            "  curve_preferences: [CurveP521]\n",
+            "tls_server_config.curve_preferences",
+        ),
+        (
+            "  client_auth_type: RequireAnyClientCert\n",
+            "tls_server_config.client_auth_type",
+        ),
+    ] {
+        let bad = web_config(dir.path(), &p, &[], extra);
+        let out = run(&["check", "web-config", utf8(&bad)]);
+        assert_eq!(out.status.code(), Some(1), "{extra}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+    // serve refuses to start on a bad file, naming it.
+    let cfg = write_config(dir.path(), "");
+    let out = run(&[
+        "serve",
+        "--data",
+        utf8(&dir.path().join("d")),
+        "--config",
+        utf8(&cfg),
+        "--listen",
+        "127.0.0.1:0",
+        "--web.config.file",
+        utf8(&dir.path().join("web.yml")),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--web.config.file"));
+}
