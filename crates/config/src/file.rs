@@ -16,6 +16,7 @@
 //! field types validate themselves (durations must parse and be positive, addresses need a
 //! port), so the YAML parser's location is part of every error.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -495,6 +496,12 @@ pub struct WebConfig {
     /// Most connections served at once (default 10000; at most the open-file limit less
     /// 512); past it a connection gets 503 and is closed.
     pub max_connections: usize,
+    /// Roles of the web configuration file's basic-auth users (`viewer`, `operator`,
+    /// `admin`); unlisted users are viewers.
+    pub roles: BTreeMap<String, lookout_server::Role>,
+    /// Bearer tokens for machines (Grafana, scripts), each read from a file or an
+    /// environment variable, never written here.
+    pub bearer_tokens: Vec<BearerTokenConfig>,
 }
 
 impl Default for WebConfig {
@@ -504,8 +511,31 @@ impl Default for WebConfig {
             external_url: None,
             read_header_timeout: PromDuration(Duration::from_secs(10)),
             max_connections: 10_000,
+            roles: BTreeMap::new(),
+            bearer_tokens: Vec::new(),
         }
     }
+}
+
+/// One entry of `web.bearer_tokens`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BearerTokenConfig {
+    /// Who the token stands for (audit, logs).
+    pub name: String,
+    /// File holding the token (surrounding whitespace ignored).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// What it may do (default `viewer`).
+    #[serde(default = "viewer")]
+    pub role: lookout_server::Role,
+}
+
+fn viewer() -> lookout_server::Role {
+    lookout_server::Role::Viewer
 }
 
 /// Value errors from yaml_serde name the section (`global: …`) and the line of the key;
@@ -684,6 +714,21 @@ impl Config {
                 return Err(format!(
                     "rule_packs: unknown pack {name:?} (known: {})",
                     known.join(", ")
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.web.bearer_tokens {
+            if t.name.is_empty() || !names.insert(&t.name) {
+                return Err(format!(
+                    "web.bearer_tokens: every token needs a name of its own ({:?})",
+                    t.name
+                ));
+            }
+            if t.token_file.is_some() == t.token_env.is_some() {
+                return Err(format!(
+                    "web.bearer_tokens {:?}: set token_file or token_env (exactly one; tokens are never written in this file)",
+                    t.name
                 ));
             }
         }

@@ -55,6 +55,10 @@ pub struct Settings {
     pub external_url: Option<String>,
     /// The HTTP server's options.
     pub serve: ServeOptions,
+    /// Roles of basic-auth users.
+    pub roles: BTreeMap<String, lookout_server::Role>,
+    /// Bearer tokens, not read yet (their files and variables are read at start).
+    pub bearer_tokens: Vec<crate::BearerTokenConfig>,
     /// The configuration in effect, as YAML (`/api/v1/status/config`).
     pub yaml: String,
     /// `storage.retention`, as written (status pages).
@@ -129,6 +133,8 @@ impl Settings {
                 max_connections: c.web.max_connections,
                 ..ServeOptions::default()
             },
+            roles: c.web.roles.clone(),
+            bearer_tokens: c.web.bearer_tokens.clone(),
             yaml: c.to_yaml(),
             retention_text: c.storage.retention.to_string(),
             retention_size: c.storage.retention_size.0,

@@ -50,6 +50,7 @@ fn check(file: &Path) -> anyhow::Result<()> {
         &mut prometheus_client::registry::Registry::default(),
     );
     crate::serve::add_database_collectors(&settings.collectors, &mut scheduler)?;
+    crate::serve::access(&settings)?;
     // Rule files must load as `serve` would load them.
     let files = lookout_rules::file::expand_patterns(&c.rule_files, c.base_dir.as_deref())?;
     let errs: Vec<String> = files

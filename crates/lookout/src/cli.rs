@@ -154,12 +154,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ListenAddress::parse(&l).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
             }
             let mut settings = Settings::new(&config)?;
-            if let Some(f) = &args.web_config {
-                settings.serve.security = std::sync::Arc::new(
-                    lookout_server::WebSecurity::load(f)
-                        .map_err(|e| anyhow::anyhow!("--web.config.file {}: {e}", f.display()))?,
-                );
-            }
+            let web = match &args.web_config {
+                Some(f) => lookout_server::WebSecurity::load(f)
+                    .map_err(|e| anyhow::anyhow!("--web.config.file {}: {e}", f.display()))?,
+                None => lookout_server::WebSecurity::none(),
+            };
+            settings.serve.security =
+                std::sync::Arc::new(web.with_access(serve::access(&settings)?));
             serve::run(settings, args.config.clone(), args.enable_admin_api)?;
             Ok(ExitCode::SUCCESS)
         }

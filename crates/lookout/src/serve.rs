@@ -100,6 +100,35 @@ pub(crate) fn add_database_collectors(
     Ok((slow, checks))
 }
 
+/// The roles and bearer tokens of `web:`, each token read from its file or variable.
+pub(crate) fn access(settings: &Settings) -> anyhow::Result<lookout_server::Access> {
+    let mut tokens = Vec::new();
+    for t in &settings.bearer_tokens {
+        let what = format!("web.bearer_tokens {:?}", t.name);
+        let token = match (&t.token_file, &t.token_env) {
+            (Some(f), _) => std::fs::read_to_string(f)
+                .with_context(|| format!("{what}: reading token_file {}", f.display()))?,
+            (None, Some(v)) => std::env::var(v)
+                .with_context(|| format!("{what}: environment variable {v} is not set"))?,
+            (None, None) => anyhow::bail!("{what}: no token_file or token_env"),
+        };
+        let token = token.trim().to_string();
+        anyhow::ensure!(
+            token.len() >= 16,
+            "{what}: the token is shorter than 16 characters"
+        );
+        tokens.push(lookout_server::BearerToken {
+            name: t.name.clone(),
+            token,
+            role: t.role,
+        });
+    }
+    Ok(lookout_server::Access {
+        roles: settings.roles.clone(),
+        tokens,
+    })
+}
+
 /// Runs until SIGINT or SIGTERM.
 pub(crate) fn run(
     settings: Settings,
@@ -410,7 +439,8 @@ fn start(b: Built) -> Running {
     tokio::spawn(reload_on_sighup(b.reload, Arc::clone(&b.serve.security)));
     let mut server_stop = stop_rx;
     let bound = b.listener.local_addr().ok();
-    let web = b.serve.security.current();
+    let security = Arc::clone(&b.serve.security);
+    let web = security.current();
     let (listener, state, serve) = (b.listener, b.state, b.serve);
     let server = tokio::spawn(async move {
         lookout_server::serve_with(
@@ -428,9 +458,9 @@ fn start(b: Built) -> Running {
         let scheme = if web.tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %bound, tls = web.tls.is_some(), "listening on {scheme}://{bound}");
     }
-    if web.users.is_empty() {
+    if web.users.is_empty() && security.access.tokens.is_empty() {
         tracing::warn!(
-            "No basic-auth users (--web.config.file): anyone who reaches this port can read and change everything"
+            "No basic-auth users (--web.config.file) and no bearer tokens (web.bearer_tokens): anyone who reaches this port can read and change everything"
         );
     }
     Running {

@@ -237,3 +237,102 @@ fn issue_14_check_web_config_names_the_problem() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--web.config.file"));
 }
+
+#[test]
+fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let web = web_config(
+        dir.path(),
+        &p,
+        &[("alice", "a-pass"), ("bob", "b-pass"), ("carol", "c-pass")],
+        "",
+    );
+    let grafana = dir.path().join("grafana.token");
+    std::fs::write(&grafana, "grafana-token-0123456789\n").unwrap();
+    let ci = dir.path().join("ci.token");
+    std::fs::write(&ci, "ci-token-0123456789abcdef").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "collectors: {{host: {{enabled: false}}}}\nweb:\n  roles: {{alice: admin, bob: operator}}\n  bearer_tokens:\n    - {{name: grafana, token_file: {}, role: viewer}}\n    - {{name: ci, token_file: {}, role: operator}}\n",
+            grafana.display(),
+            ci.display()
+        ),
+    );
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.config.file", utf8(&web)],
+    );
+    let c = client(&p, false);
+    let url = |path: &str| format!("{}{path}", lk.base);
+    let post = |path: &str,
+                auth: &dyn Fn(
+        reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder| {
+        let r = auth(c.post(url(path))).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let basic = |u: &'static str, p: &'static str| {
+        move |r: reqwest::blocking::RequestBuilder| r.basic_auth(u, Some(p))
+    };
+    let bearer = |t: &'static str| move |r: reqwest::blocking::RequestBuilder| r.bearer_auth(t);
+
+    // carol is not listed: a viewer. She reads, and is told what a write needs.
+    assert_eq!(
+        status(&c, &url("/api/v1/query?query=1"), Some(("carol", "c-pass"))),
+        200
+    );
+    let (st, body) = post("/-/reload", &basic("carol", "c-pass"));
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("operator"), "{body}");
+    // PromQL by POST is a read.
+    let (st, _) = post("/api/v1/query?query=1", &basic("carol", "c-pass"));
+    assert_eq!(st, 200);
+
+    // bob operates but does not administer.
+    assert_eq!(post("/-/reload", &basic("bob", "b-pass")).0, 200);
+    let (st, body) = post(
+        "/api/v1/admin/tsdb/delete_series?match[]=up",
+        &basic("bob", "b-pass"),
+    );
+    assert_eq!(st, 403);
+    assert!(body.contains("admin"), "{body}");
+    // alice may: what answers is the admin API itself (off without the flag).
+    let (st, body) = post(
+        "/api/v1/admin/tsdb/delete_series?match[]=up",
+        &basic("alice", "a-pass"),
+    );
+    assert_eq!(st, 503, "{body}");
+
+    // Tokens: grafana reads, ci operates, anything else is unknown.
+    assert_eq!(
+        c.get(url("/api/v1/query?query=1"))
+            .bearer_auth("grafana-token-0123456789")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        post("/-/reload", &bearer("grafana-token-0123456789")).0,
+        403
+    );
+    assert_eq!(
+        post("/-/reload", &bearer("ci-token-0123456789abcdef")).0,
+        200
+    );
+    assert_eq!(
+        post("/-/reload", &bearer("ci-token-0123456789abcdeX")).0,
+        401
+    );
+    assert!(lk.terminate().success());
+
+    // A token that cannot be read stops start-up and fails the check, naming it.
+    std::fs::remove_file(&ci).unwrap();
+    let out = run(&["check", "config", utf8(&cfg)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("web.bearer_tokens \"ci\""));
+}

@@ -1,6 +1,14 @@
-//! Basic authentication and response headers from the web configuration, on every route
-//! but the health probes (`/-/healthy`, `/-/ready`, `/health/live`, `/health/ready`),
-//! which load balancers and orchestrators call without credentials.
+//! Authentication, roles and response headers, on every route but the health probes
+//! (`/-/healthy`, `/-/ready`, `/health/live`, `/health/ready`), which load balancers and
+//! orchestrators call without credentials.
+//!
+//! Credentials are required once the web configuration has basic-auth users or Lookout's
+//! configuration has bearer tokens. A request without valid ones gets 401 with
+//! `WWW-Authenticate`; one whose role is below what the route needs gets 403 naming the
+//! role. Roles: `viewer` reads (every GET, the query endpoints also by POST, the UI,
+//! `/metrics`); `operator` also changes alerting state (acknowledgements, silences,
+//! posted alerts, reload); `admin` also the admin APIs and the audit log. Basic-auth
+//! users are viewers unless `web.roles` says otherwise; each bearer token has its role.
 //!
 //! A password is checked with bcrypt once; a success is remembered per user as a SHA-256
 //! digest of the user, password and hash, compared in constant time, so later requests
@@ -30,28 +38,142 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub String);
 
-/// Checks credentials where the web configuration asks for them and adds its headers.
+/// What a user may do; each role may do everything the ones below it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads: every query, status and alert listing, the UI, `/metrics`.
+    Viewer,
+    /// Also acknowledges, silences, posts alerts and reloads.
+    Operator,
+    /// Also the admin APIs (deleting series) and the audit log.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// A machine's credential: `Authorization: Bearer TOKEN`.
+#[derive(Clone)]
+pub struct BearerToken {
+    /// Who it stands for (audit, logs).
+    pub name: String,
+    /// The token itself; never logged or shown.
+    pub token: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerToken")
+            .field("name", &self.name)
+            .field("token", &"<secret>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// Roles of basic-auth users and the bearer tokens (Lookout's `web:` configuration).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Roles of basic-auth users; unlisted users are viewers.
+    pub roles: std::collections::BTreeMap<String, Role>,
+    /// Bearer tokens.
+    pub tokens: Vec<BearerToken>,
+}
+
+/// Requests that read although they are POSTs (PromQL and lookups take form bodies).
+const READ_POSTS: [&str; 6] = [
+    "/api/v1/query",
+    "/api/v1/query_range",
+    "/api/v1/series",
+    "/api/v1/labels",
+    "/api/v1/query_exemplars",
+    "/api/v1/format_query",
+];
+
+/// The role a request needs.
+pub fn required_role(method: &axum::http::Method, path: &str) -> Role {
+    use axum::http::Method;
+    if path.starts_with("/api/v1/admin/") || path == "/api/v1/lookout/audit" {
+        Role::Admin
+    } else if method == Method::GET || method == Method::HEAD || READ_POSTS.contains(&path) {
+        Role::Viewer
+    } else {
+        Role::Operator
+    }
+}
+
+/// Checks credentials and roles where the configuration asks for them and adds the web
+/// configuration's headers.
 pub(crate) async fn layer(
     State(sec): State<Arc<WebSecurity>>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let cfg = sec.current();
-    let mut resp = if cfg.users.is_empty() || OPEN.contains(&req.uri().path()) {
+    let guarded = !cfg.users.is_empty() || !sec.access.tokens.is_empty();
+    let mut resp = if !guarded || OPEN.contains(&req.uri().path()) {
         next.run(req).await
     } else {
-        match credentials(req.headers()) {
-            Some((user, pass)) if verify(&sec, &cfg, &user, &pass).await => {
-                req.extensions_mut().insert(AuthUser(user));
-                next.run(req).await
+        match identify(&sec, &cfg, req.headers()).await {
+            None => unauthorized(),
+            Some((who, role)) => {
+                let needed = required_role(req.method(), req.uri().path());
+                if role < needed {
+                    (
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "forbidden: this needs the {} role; {who} has {}\n",
+                            needed.as_str(),
+                            role.as_str()
+                        ),
+                    )
+                        .into_response()
+                } else {
+                    req.extensions_mut().insert(AuthUser(who));
+                    req.extensions_mut().insert(role);
+                    next.run(req).await
+                }
             }
-            _ => unauthorized(),
         }
     };
     for (n, v) in &cfg.headers {
         resp.headers_mut().insert(n.clone(), v.clone());
     }
     resp
+}
+
+/// Who a request is and their role, from a basic-auth user or a bearer token.
+async fn identify(sec: &WebSecurity, cfg: &WebConfig, h: &HeaderMap) -> Option<(String, Role)> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let given = rest.trim().as_bytes();
+        // Compare with every token, in constant time, so timing tells nothing.
+        let mut found = None;
+        for t in &sec.access.tokens {
+            if bool::from(t.token.as_bytes().ct_eq(given)) {
+                found = Some((t.name.clone(), t.role));
+            }
+        }
+        return found;
+    }
+    let (user, pass) = credentials(h)?;
+    if cfg.users.is_empty() || !verify(sec, cfg, &user, &pass).await {
+        return None;
+    }
+    let role = sec.access.roles.get(&user).copied().unwrap_or(Role::Viewer);
+    Some((user, role))
 }
 
 fn unauthorized() -> Response {
@@ -118,6 +240,29 @@ async fn verify(sec: &WebSecurity, cfg: &WebConfig, user: &str, pass: &str) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_need_the_roles_the_issue_names() {
+        use axum::http::Method;
+        let r = |m: Method, p: &str| required_role(&m, p);
+        assert_eq!(r(Method::GET, "/api/v1/query"), Role::Viewer);
+        assert_eq!(r(Method::POST, "/api/v1/query_range"), Role::Viewer);
+        assert_eq!(r(Method::GET, "/metrics"), Role::Viewer);
+        assert_eq!(r(Method::POST, "/api/v2/silences"), Role::Operator);
+        assert_eq!(r(Method::DELETE, "/api/v2/silence/x"), Role::Operator);
+        assert_eq!(
+            r(Method::POST, "/api/v1/lookout/alerts/ab/ack"),
+            Role::Operator
+        );
+        assert_eq!(r(Method::POST, "/-/reload"), Role::Operator);
+        assert_eq!(r(Method::POST, "/api/v2/alerts"), Role::Operator);
+        assert_eq!(
+            r(Method::POST, "/api/v1/admin/tsdb/delete_series"),
+            Role::Admin
+        );
+        assert_eq!(r(Method::GET, "/api/v1/lookout/audit"), Role::Admin);
+        assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
+    }
 
     #[test]
     fn basic_credentials_decode() {

@@ -28,6 +28,7 @@ use lookout_promql::Engine;
 use lookout_storage::Queryable;
 use prometheus_client::registry::Registry;
 
+pub use auth::{Access, BearerToken, Role};
 pub use gate::QueryGate;
 pub use health::{CheckResult, HealthCheck, HealthStatus};
 pub use json::format_float;

@@ -420,6 +420,8 @@ fn tls(t: &TlsServerConfig, dir: &Path) -> Result<rustls::ServerConfig, WebConfi
 /// [`WebSecurity::reload`].
 pub struct WebSecurity {
     path: Option<PathBuf>,
+    /// Roles and bearer tokens (Lookout's configuration; not part of the file).
+    pub access: crate::auth::Access,
     current: RwLock<Arc<WebConfig>>,
     seen: Mutex<(Instant, Option<SystemTime>)>,
     /// Successful basic-auth checks, by user: a digest of the password and the hash it
@@ -451,10 +453,17 @@ impl WebSecurity {
         let mtime = path.as_deref().and_then(modified);
         Self {
             path,
+            access: crate::auth::Access::default(),
             current: RwLock::new(Arc::new(cfg)),
             seen: Mutex::new((Instant::now(), mtime)),
             verified: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// These settings with `access` (roles and bearer tokens).
+    pub fn with_access(mut self, access: crate::auth::Access) -> Self {
+        self.access = access;
+        self
     }
 
     /// Whether a web configuration file is in use.
