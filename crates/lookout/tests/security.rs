@@ -248,6 +248,11 @@ fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
         &[("alice", "a-pass"), ("bob", "b-pass"), ("carol", "c-pass")],
         "",
     );
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route: {receiver: x}\nreceivers: [{name: x}]\n",
+    )
+    .unwrap();
     let grafana = dir.path().join("grafana.token");
     std::fs::write(&grafana, "grafana-token-0123456789\n").unwrap();
     let ci = dir.path().join("ci.token");
@@ -255,7 +260,7 @@ fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
     let cfg = write_config(
         dir.path(),
         &format!(
-            "collectors: {{host: {{enabled: false}}}}\nweb:\n  roles: {{alice: admin, bob: operator}}\n  bearer_tokens:\n    - {{name: grafana, token_file: {}, role: viewer}}\n    - {{name: ci, token_file: {}, role: operator}}\n",
+            "collectors: {{host: {{enabled: false}}}}\nnotifier: {{config_file: am.yml}}\nweb:\n  roles: {{alice: admin, bob: operator}}\n  bearer_tokens:\n    - {{name: grafana, token_file: {}, role: viewer}}\n    - {{name: ci, token_file: {}, role: operator}}\n",
             grafana.display(),
             ci.display()
         ),
@@ -305,6 +310,42 @@ fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
         &basic("alice", "a-pass"),
     );
     assert_eq!(st, 503, "{body}");
+
+    // A change is recorded under who authenticated, not who the body claims, and the
+    // audit log is the admins'.
+    let silence = serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "X", "isRegex": false}],
+        "startsAt": "2020-01-01T00:00:00Z",
+        "endsAt": "2999-01-01T00:00:00Z",
+        "createdBy": "mallory",
+        "comment": "maintenance",
+    });
+    let r = c
+        .post(url("/api/v2/silences"))
+        .basic_auth("bob", Some("b-pass"))
+        .json(&silence)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        status(&c, &url("/api/v1/lookout/audit"), Some(("bob", "b-pass"))),
+        403
+    );
+    let audit: serde_json::Value = c
+        .get(url("/api/v1/lookout/audit"))
+        .basic_auth("alice", Some("a-pass"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let entry = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "silence_create")
+        .unwrap_or_else(|| panic!("{audit}"))
+        .clone();
+    assert_eq!(entry["who"], "bob", "{entry}");
 
     // Tokens: grafana reads, ci operates, anything else is unknown.
     assert_eq!(

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::AuthUser;
 use crate::params::Params;
 
 /// An API error: a status and a message, answered as a JSON string as Alertmanager does.
@@ -52,6 +54,15 @@ impl From<lookout_notify::Error> for AmError {
             E::Matcher { .. } | E::Invalid(_) | E::Template(_) => StatusCode::BAD_REQUEST,
         };
         err(status, e.to_string())
+    }
+}
+
+/// Who did something: the authenticated user when the request authenticated (what a
+/// client claims cannot then be trusted), else what it claims.
+fn actor(auth: &Option<Extension<AuthUser>>, claimed: &str) -> String {
+    match auth {
+        Some(Extension(AuthUser(user))) => user.clone(),
+        None => claimed.to_string(),
     }
 }
 
@@ -322,7 +333,11 @@ struct PostableSilence {
 }
 
 /// `POST /api/v2/silences`: creates or updates; answers `{"silenceID": …}`.
-pub(crate) async fn post_silence(State(st): State<AppState>, body: String) -> AmResult {
+pub(crate) async fn post_silence(
+    State(st): State<AppState>,
+    auth: Option<Extension<AuthUser>>,
+    body: String,
+) -> AmResult {
     let n = notifier(&st)?;
     let p: PostableSilence = match serde_json::from_str(&body) {
         Ok(p) => p,
@@ -352,7 +367,7 @@ pub(crate) async fn post_silence(State(st): State<AppState>, body: String) -> Am
         ));
     }
     let now = lookout_model::now_ms();
-    let who = p.created_by.clone();
+    let who = actor(&auth, &p.created_by);
     let s = Silence {
         id: p.id,
         matchers: p.matchers,
@@ -407,15 +422,16 @@ pub(crate) async fn get_silence(State(st): State<AppState>, Path(id): Path<Strin
 pub(crate) async fn delete_silence(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    auth: Option<Extension<AuthUser>>,
     headers: axum::http::HeaderMap,
 ) -> AmResult {
     let n = notifier(&st)?;
     let now = lookout_model::now_ms();
-    let who = headers
+    let claimed = headers
         .get("x-lookout-user")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("api")
-        .to_string();
+        .unwrap_or("api");
+    let who = actor(&auth, claimed);
     match n.with(|c| {
         let r = c.silences.expire(&id, now);
         if r.is_ok() {
@@ -483,6 +499,7 @@ fn parse_fp(s: &str) -> Result<u64, AmError> {
 pub(crate) async fn ack(
     State(st): State<AppState>,
     Path(fp): Path<String>,
+    auth: Option<Extension<AuthUser>>,
     body: String,
 ) -> AmResult {
     let n = notifier(&st)?;
@@ -513,7 +530,8 @@ pub(crate) async fn ack(
             }
         },
     };
-    match n.with(|c| c.ack(fp, &b.who, &b.comment, expires, now)) {
+    let who = actor(&auth, &b.who);
+    match n.with(|c| c.ack(fp, &who, &b.comment, expires, now)) {
         Ok(()) => Ok(
             Json(json!({ "status": "success", "fingerprint": fingerprint_hex(fp) }))
                 .into_response(),
@@ -526,11 +544,12 @@ pub(crate) async fn ack(
 pub(crate) async fn unack(
     State(st): State<AppState>,
     Path(fp): Path<String>,
+    auth: Option<Extension<AuthUser>>,
     RawQuery(q): RawQuery,
 ) -> AmResult {
     let n = notifier(&st)?;
     let fp = parse_fp(&fp)?;
-    let who = params(q)?.get("who").unwrap_or("api").to_string();
+    let who = actor(&auth, params(q)?.get("who").unwrap_or("api"));
     match n.with(|c| c.unack(fp, &who, lookout_model::now_ms())) {
         Ok(()) => Ok(StatusCode::OK.into_response()),
         Err(e) => Err(e.into()),
