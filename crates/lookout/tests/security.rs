@@ -377,3 +377,66 @@ fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("web.bearer_tokens \"ci\""));
 }
+
+#[test]
+fn issue_14_secrets_never_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("t.token");
+    std::fs::write(&token, "tok-SECRET-0123456789").unwrap();
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "global:\n  slack_api_url: https://hooks.slack.com/services/T0/B0/SLACKSECRET\nroute: {receiver: team}\nreceivers:\n- name: team\n  pagerduty_configs: [{routing_key: PDSECRETKEY}]\n  webhook_configs: [{url: 'http://127.0.0.1:1/HOOKSECRET'}]\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "global: {{scrape_interval: 1s}}\ncollectors:\n  host: {{enabled: false}}\n  postgres:\n    - name: main\n      dsn: \"postgres://monitor:PGSECRET@127.0.0.1:1/postgres?connect_timeout=1\"\nnotifier: {{config_file: am.yml}}\nweb:\n  bearer_tokens:\n    - {{name: grafana, token_file: {}}}\n",
+            token.display()
+        ),
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    // Let the PostgreSQL collector fail a few times: its errors must not show the DSN.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut seen = String::new();
+    for path in [
+        "/api/v1/status/config",
+        "/api/v1/status/flags",
+        "/api/v1/status/runtimeinfo",
+        "/api/v2/status",
+        "/api/v2/receivers",
+        "/api/v1/lookout/collectors",
+        "/api/v1/targets",
+        "/health",
+        "/metrics",
+    ] {
+        let r = http()
+            .get(format!("{}{path}", lk.base))
+            .bearer_auth("tok-SECRET-0123456789")
+            .send()
+            .unwrap();
+        // /health answers 503 here: the PostgreSQL collector cannot connect.
+        assert!(
+            r.status().is_success() || path == "/health",
+            "{path}: {}",
+            r.status()
+        );
+        seen.push_str(&r.text().unwrap());
+    }
+    assert!(
+        seen.contains("<secret>"),
+        "the redacted values are shown as <secret>"
+    );
+    let log = lk.log.lock().unwrap().join("\n");
+    for secret in [
+        "tok-SECRET",
+        "PGSECRET",
+        "SLACKSECRET",
+        "PDSECRETKEY",
+        "HOOKSECRET",
+    ] {
+        assert!(!seen.contains(secret), "{secret} in an API answer");
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+    assert!(lk.terminate().success());
+}

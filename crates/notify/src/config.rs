@@ -452,3 +452,69 @@ impl Config {
         out
     }
 }
+/// `text` (an Alertmanager configuration) with every secret replaced by `<secret>`, as
+/// Alertmanager shows its configuration: passwords, keys, tokens, credentials, and URLs
+/// that carry a secret (Slack and webhook URLs, `*_api_url`). Text that does not parse
+/// is withheld whole.
+pub fn redacted(text: &str) -> String {
+    fn secret(key: &str, parent: &str) -> bool {
+        matches!(
+            key,
+            "password" | "credentials" | "api_url" | "slack_api_url" | "webhook_url"
+        ) || (key == "url" && parent == "webhook_configs")
+            || ["_password", "_secret", "_token", "_key"]
+                .iter()
+                .any(|s| key.ends_with(s))
+    }
+    fn walk(v: &mut yaml_serde::Value, parent: &str) {
+        match v {
+            yaml_serde::Value::Mapping(m) => {
+                for (k, val) in m.iter_mut() {
+                    let key = k.as_str().unwrap_or("").to_string();
+                    if secret(&key, parent) && !matches!(val, yaml_serde::Value::Null) {
+                        *val = yaml_serde::Value::String("<secret>".into());
+                    } else {
+                        walk(val, &key);
+                    }
+                }
+            }
+            yaml_serde::Value::Sequence(s) => {
+                for x in s {
+                    walk(x, parent);
+                }
+            }
+            _ => {}
+        }
+    }
+    match yaml_serde::from_str::<yaml_serde::Value>(text) {
+        Ok(mut v) => {
+            walk(&mut v, "");
+            yaml_serde::to_string(&v).unwrap_or_default()
+        }
+        Err(_) => "<secret: the configuration did not parse>".into(),
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redacted;
+
+    #[test]
+    fn secrets_are_hidden_and_the_rest_kept() {
+        let text = "global:\n  slack_api_url: https://hooks.slack.com/services/T0/B0/XYZ\n  smtp_auth_password: hunter2\n  smtp_smarthost: mail:25\nroute: {receiver: team}\nreceivers:\n- name: team\n  webhook_configs: [{url: 'https://hook.example/t0ken'}]\n  pagerduty_configs: [{routing_key: abcdef, url: 'https://events.pagerduty.com/v2/enqueue'}]\n  email_configs: [{to: a@b, auth_password: pw2}]\n";
+        let r = redacted(text);
+        for secret in ["XYZ", "hunter2", "t0ken", "abcdef", "pw2"] {
+            assert!(!r.contains(secret), "{secret} in {r}");
+        }
+        for kept in [
+            "mail:25",
+            "team",
+            "https://events.pagerduty.com/v2/enqueue",
+            "a@b",
+        ] {
+            assert!(r.contains(kept), "{kept} missing from {r}");
+        }
+        assert_eq!(r.matches("<secret>").count(), 5, "{r}");
+        assert!(!redacted("a: [").contains('['));
+    }
+}

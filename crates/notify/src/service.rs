@@ -18,7 +18,7 @@ pub struct Notifier {
     client: reqwest::Client,
     /// The URL notifications link back to.
     pub external_url: String,
-    /// The Alertmanager configuration file as read (for `/api/v2/status`).
+    /// The Alertmanager configuration file with its secrets hidden (for `/api/v2/status`).
     pub config_text: Mutex<String>,
     /// Notifications delivered.
     pub sent: AtomicU64,
@@ -36,7 +36,7 @@ impl Notifier {
             core: Mutex::new(core),
             client: crate::receivers::http_client(),
             external_url,
-            config_text: Mutex::new(config_text),
+            config_text: Mutex::new(crate::config::redacted(&config_text)),
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -61,7 +61,7 @@ impl Notifier {
         let mut core = self.core.lock().expect("notifier lock");
         new.take_state(&mut core, now);
         *core = new;
-        *self.config_text.lock().expect("lock") = config_text;
+        *self.config_text.lock().expect("lock") = crate::config::redacted(&config_text);
     }
 
     /// Takes alerts now; returns how many new ones were refused (the store is full).
