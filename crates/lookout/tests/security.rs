@@ -298,6 +298,18 @@ fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
 
     // bob operates but does not administer.
     assert_eq!(post("/-/reload", &basic("bob", "b-pass")).0, 200);
+    // A write a browser sends from another site is refused even with bob's credentials;
+    // from Lookout's own pages it goes through.
+    let from = |origin: String| {
+        move |r: reqwest::blocking::RequestBuilder| {
+            r.basic_auth("bob", Some("b-pass"))
+                .header("Origin", origin.clone())
+        }
+    };
+    let (st, body) = post("/-/reload", &from("https://evil.example".into()));
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("cross-site"), "{body}");
+    assert_eq!(post("/-/reload", &from(lk.base.clone())).0, 200);
     let (st, body) = post(
         "/api/v1/admin/tsdb/delete_series?match[]=up",
         &basic("bob", "b-pass"),

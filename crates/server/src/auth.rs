@@ -14,6 +14,12 @@
 //! digest of the user, password and hash, compared in constant time, so later requests
 //! cost a hash, not a bcrypt (as exporter-toolkit caches them). An unknown user costs a
 //! bcrypt against a fixed hash too, so timing does not tell which users exist.
+//!
+//! Writes from browsers must come from Lookout's own pages: a request that changes
+//! something and carries an `Origin` of another host, or `Sec-Fetch-Site: cross-site`,
+//! gets 403 whether or not it authenticated (a browser sends stored basic-auth
+//! credentials along with a forged cross-site form). Reads and clients that send neither
+//! header (curl, amtool, Grafana's backend) are unaffected.
 
 use std::sync::Arc;
 
@@ -122,7 +128,14 @@ pub(crate) async fn layer(
 ) -> Response {
     let cfg = sec.current();
     let guarded = !cfg.users.is_empty() || !sec.access.tokens.is_empty();
-    let mut resp = if !guarded || OPEN.contains(&req.uri().path()) {
+    let writes = required_role(req.method(), req.uri().path()) > Role::Viewer;
+    let mut resp = if writes && cross_site(req.headers()) {
+        (
+            StatusCode::FORBIDDEN,
+            "forbidden: a cross-site request may not change anything\n",
+        )
+            .into_response()
+    } else if !guarded || OPEN.contains(&req.uri().path()) {
         next.run(req).await
     } else {
         match identify(&sec, &cfg, req.headers()).await {
@@ -174,6 +187,26 @@ async fn identify(sec: &WebSecurity, cfg: &WebConfig, h: &HeaderMap) -> Option<(
     }
     let role = sec.access.roles.get(&user).copied().unwrap_or(Role::Viewer);
     Some((user, role))
+}
+
+/// Whether a browser sent the request from another site: an `Origin` whose host is not
+/// the request's `Host`, or `Sec-Fetch-Site: cross-site`.
+fn cross_site(h: &HeaderMap) -> bool {
+    if h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return true;
+    }
+    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    origin == "null" || !origin_host.eq_ignore_ascii_case(host)
 }
 
 fn unauthorized() -> Response {
@@ -262,6 +295,32 @@ mod tests {
         );
         assert_eq!(r(Method::GET, "/api/v1/lookout/audit"), Role::Admin);
         assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
+    }
+
+    #[test]
+    fn cross_site_writes_are_recognised() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(
+                    axum::http::HeaderName::try_from(*k).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            h
+        };
+        assert!(!cross_site(&h(&[("host", "lk:9180")])));
+        assert!(!cross_site(&h(&[
+            ("host", "lk:9180"),
+            ("origin", "https://lk:9180")
+        ])));
+        assert!(cross_site(&h(&[
+            ("host", "lk:9180"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(cross_site(&h(&[("host", "lk:9180"), ("origin", "null")])));
+        assert!(cross_site(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(!cross_site(&h(&[("sec-fetch-site", "same-origin")])));
     }
 
     #[test]
