@@ -168,6 +168,21 @@ fn issue_14_tls_and_basic_auth_guard_every_endpoint_but_the_probes() {
     std::fs::write(&web, "basic_auth_users: {bob: not-a-hash}\n").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(status(&c, &query, Some(("bob", "hunter2"))), 200);
+
+    // Five failures in a row lock the address out, even for the right password, with
+    // Retry-After; after the wait it may try again.
+    for _ in 0..5 {
+        assert_eq!(status(&c, &query, Some(("bob", "guess"))), 401);
+    }
+    let r = c
+        .get(&query)
+        .basic_auth("bob", Some("hunter2"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(status(&c, &query, Some(("bob", "hunter2"))), 200);
     assert!(lk.terminate().success());
 }
 

@@ -20,6 +20,10 @@
 //! gets 403 whether or not it authenticated (a browser sends stored basic-auth
 //! credentials along with a forged cross-site form). Reads and clients that send neither
 //! header (curl, amtool, Grafana's backend) are unaffected.
+//!
+//! A client address that fails authentication [`LOCKOUT_AFTER`] times in a row is locked
+//! out (429 with `Retry-After`) for a second, doubling with every further failure up to
+//! five minutes; a success clears it.
 
 use std::sync::Arc;
 
@@ -32,6 +36,49 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::web_config::{WebConfig, WebSecurity};
+
+/// Failed authentications in a row after which a client address is locked out.
+pub const LOCKOUT_AFTER: u32 = 5;
+
+/// Most client addresses whose failures are remembered.
+const LOCKOUT_TRACKED: usize = 10_000;
+
+/// Authentication failures per client address.
+#[derive(Debug, Default)]
+pub(crate) struct Lockouts(
+    std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+);
+
+impl Lockouts {
+    /// How long `ip` must still wait, if it is locked out.
+    fn wait(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
+        let m = self.0.lock().expect("lock");
+        let (_, until) = m.get(&ip)?;
+        until.checked_duration_since(std::time::Instant::now())
+    }
+
+    fn failed(&self, ip: std::net::IpAddr) {
+        let mut m = self.0.lock().expect("lock");
+        if m.len() >= LOCKOUT_TRACKED && !m.contains_key(&ip) {
+            // Forget the addresses whose lock-out is over first, then anyone.
+            let now = std::time::Instant::now();
+            m.retain(|_, (_, until)| *until > now);
+            if m.len() >= LOCKOUT_TRACKED {
+                m.clear();
+            }
+        }
+        let e = m.entry(ip).or_insert((0, std::time::Instant::now()));
+        e.0 += 1;
+        if e.0 >= LOCKOUT_AFTER {
+            let secs = 1u64 << (e.0 - LOCKOUT_AFTER).min(9);
+            e.1 = std::time::Instant::now() + std::time::Duration::from_secs(secs.min(300));
+        }
+    }
+
+    fn succeeded(&self, ip: std::net::IpAddr) {
+        self.0.lock().expect("lock").remove(&ip);
+    }
+}
 
 /// Paths open without credentials.
 const OPEN: [&str; 4] = ["/-/healthy", "/-/ready", "/health/live", "/health/ready"];
@@ -127,6 +174,10 @@ pub(crate) async fn layer(
     next: Next,
 ) -> Response {
     let cfg = sec.current();
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let guarded = !cfg.users.is_empty() || !sec.access.tokens.is_empty();
     let writes = required_role(req.method(), req.uri().path()) > Role::Viewer;
     let mut resp = if writes && cross_site(req.headers()) {
@@ -137,10 +188,26 @@ pub(crate) async fn layer(
             .into_response()
     } else if !guarded || OPEN.contains(&req.uri().path()) {
         next.run(req).await
+    } else if let Some(wait) = peer.and_then(|ip| sec.lockouts.wait(ip)) {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, (wait.as_secs() + 1).to_string())],
+            "too many failed logins from this address; try again later\n",
+        )
+            .into_response()
     } else {
         match identify(&sec, &cfg, req.headers()).await {
-            None => unauthorized(),
+            None => {
+                if let Some(ip) = peer {
+                    sec.lockouts.failed(ip);
+                }
+                tracing::warn!(remote_addr = ?peer, path = %req.uri().path(), "Authentication failed");
+                unauthorized()
+            }
             Some((who, role)) => {
+                if let Some(ip) = peer {
+                    sec.lockouts.succeeded(ip);
+                }
                 let needed = required_role(req.method(), req.uri().path());
                 if role < needed {
                     (

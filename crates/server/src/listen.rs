@@ -116,8 +116,8 @@ pub async fn serve_with(
             () = &mut shutdown => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((s, _)) => s,
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 if !matches!(
                     e.kind(),
@@ -142,6 +142,14 @@ pub async fn serve_with(
         let handshake = opts.read_header_timeout;
         tokio::spawn(async move {
             let _slot = slot;
+            // Handlers and the auth layer see the client's address (lock-outs, audit).
+            let router = tower::ServiceExt::map_request(
+                router,
+                move |mut r: hyper::Request<hyper::body::Incoming>| {
+                    r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    r
+                },
+            );
             let service = TowerToHyperService::new(router);
             let served = match tls {
                 None => {

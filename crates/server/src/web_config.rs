@@ -427,6 +427,8 @@ pub struct WebSecurity {
     /// Successful basic-auth checks, by user: a digest of the password and the hash it
     /// matched, so a request costs a hash and a constant-time comparison, not a bcrypt.
     pub(crate) verified: Mutex<BTreeMap<String, [u8; 32]>>,
+    /// Authentication failures per client address.
+    pub(crate) lockouts: crate::auth::Lockouts,
 }
 
 impl std::fmt::Debug for WebSecurity {
@@ -457,6 +459,7 @@ impl WebSecurity {
             current: RwLock::new(Arc::new(cfg)),
             seen: Mutex::new((Instant::now(), mtime)),
             verified: Mutex::new(BTreeMap::new()),
+            lockouts: crate::auth::Lockouts::default(),
         }
     }
 
