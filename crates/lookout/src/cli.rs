@@ -6,11 +6,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::serve;
 use lookout_config::Settings;
 use lookout_config::{Config, ListenAddress};
+
+/// Size past which the HTTP audit log is rotated (one previous file kept).
+const AUDIT_MAX_BYTES: u64 = 64 << 20;
 
 /// Lookout: host, database and Prometheus-target monitoring in one binary.
 #[derive(Debug, Parser)]
@@ -159,8 +163,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("--web.config.file {}: {e}", f.display()))?,
                 None => lookout_server::WebSecurity::none(),
             };
-            settings.serve.security =
-                std::sync::Arc::new(web.with_access(serve::access(&settings)?));
+            let audit_file = settings.data_dir.join("audit").join("http.log");
+            let audit = lookout_server::audit::AuditLog::file(audit_file.clone(), AUDIT_MAX_BYTES)
+                .with_context(|| format!("opening the audit log {}", audit_file.display()))?;
+            settings.serve.security = std::sync::Arc::new(
+                web.with_access(serve::access(&settings)?)
+                    .with_audit(std::sync::Arc::new(audit)),
+            );
             serve::run(settings, args.config.clone(), args.enable_admin_api)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -261,6 +261,7 @@ async fn build(
         rules: rules.clone(),
         notifier: notifier.clone(),
         reload: Some(reload.clone()),
+        audit: Arc::clone(&settings.serve.security.audit),
     };
     Ok(Built {
         tsdb,

@@ -373,6 +373,44 @@ fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
         .unwrap_or_else(|| panic!("{audit}"))
         .clone();
     assert_eq!(entry["who"], "bob", "{entry}");
+    // The HTTP trail: failures, refusals and writes, with who, role and address.
+    let trail: serde_json::Value = c
+        .get(url("/api/v1/lookout/audit?source=http&limit=1000"))
+        .basic_auth("alice", Some("a-pass"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let trail = trail["data"].as_array().unwrap().clone();
+    let find = |action: &str, who: &str| {
+        trail
+            .iter()
+            .find(|e| e["action"] == action && e["who"] == who)
+            .unwrap_or_else(|| panic!("no {action} by {who:?} in {trail:?}"))
+            .clone()
+    };
+    let refused = find("forbidden", "carol");
+    assert_eq!(refused["role"], "viewer");
+    assert_eq!(refused["target"], "/-/reload");
+    assert_eq!(refused["result"], 403);
+    assert!(
+        refused["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let write = find("POST", "bob");
+    assert_eq!(write["role"], "operator");
+    assert_eq!(write["result"], 200);
+    // Every record is on disk (reading the trail is itself recorded, after the answer).
+    let on_disk: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("data/audit/http.log"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(on_disk[..trail.len()], trail[..]);
+    assert_eq!(on_disk[trail.len()]["target"], "/api/v1/lookout/audit");
 
     // Tokens: grafana reads, ci operates, anything else is unknown.
     assert_eq!(

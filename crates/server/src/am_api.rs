@@ -556,13 +556,19 @@ pub(crate) async fn unack(
     }
 }
 
-/// `GET /api/v1/lookout/audit`: the newest audit records (`limit`, default 100).
+/// `GET /api/v1/lookout/audit`: the newest audit records (`limit`, default 100): the
+/// notifier's (acknowledgements, silences), or with `source=http` the HTTP trail
+/// (authentication failures, refusals, every write).
 pub(crate) async fn audit(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
-    let n = notifier(&st)?;
-    let limit = params(q)?
+    let p = params(q)?;
+    let limit = p
         .get("limit")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(100);
+    if p.get("source") == Some("http") {
+        return Ok(crate::api::ok_value(&Value::Array(st.audit.recent(limit))));
+    }
+    let n = notifier(&st)?;
     let recent = n.with(|c| {
         let r = &c.audit.recent;
         r[r.len().saturating_sub(limit)..].to_vec()

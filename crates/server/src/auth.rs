@@ -166,7 +166,8 @@ pub fn required_role(method: &axum::http::Method, path: &str) -> Role {
     }
 }
 
-/// Checks credentials and roles where the configuration asks for them and adds the web
+/// Checks credentials and roles where the configuration asks for them, records
+/// authentication failures, refusals and writes in the audit log, and adds the web
 /// configuration's headers.
 pub(crate) async fn layer(
     State(sec): State<Arc<WebSecurity>>,
@@ -177,18 +178,38 @@ pub(crate) async fn layer(
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| c.0);
+    let ip = peer.map(|p| p.ip());
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
     let guarded = !cfg.users.is_empty() || !sec.access.tokens.is_empty();
-    let writes = required_role(req.method(), req.uri().path()) > Role::Viewer;
+    let needed = required_role(&method, &path);
+    let writes = needed > Role::Viewer;
+    let audit = |who: &str, role: Option<Role>, action: &str, result: StatusCode| {
+        sec.audit.record(crate::audit::Event {
+            who,
+            role: role.map(Role::as_str),
+            remote_addr: peer,
+            action,
+            target: &path,
+            result: result.as_u16(),
+        });
+    };
     let mut resp = if writes && cross_site(req.headers()) {
+        audit("", None, "forbidden", StatusCode::FORBIDDEN);
         (
             StatusCode::FORBIDDEN,
             "forbidden: a cross-site request may not change anything\n",
         )
             .into_response()
-    } else if !guarded || OPEN.contains(&req.uri().path()) {
-        next.run(req).await
-    } else if let Some(wait) = peer.and_then(|ip| sec.lockouts.wait(ip)) {
+    } else if !guarded || OPEN.contains(&path.as_str()) {
+        let resp = next.run(req).await;
+        if writes {
+            audit("", None, method.as_str(), resp.status());
+        }
+        resp
+    } else if let Some(wait) = ip.and_then(|ip| sec.lockouts.wait(ip)) {
+        audit("", None, "locked_out", StatusCode::TOO_MANY_REQUESTS);
         (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, (wait.as_secs() + 1).to_string())],
@@ -198,18 +219,20 @@ pub(crate) async fn layer(
     } else {
         match identify(&sec, &cfg, req.headers()).await {
             None => {
-                if let Some(ip) = peer {
+                if let Some(ip) = ip {
                     sec.lockouts.failed(ip);
                 }
-                tracing::warn!(remote_addr = ?peer, path = %req.uri().path(), "Authentication failed");
+                let claimed = credentials(req.headers()).map(|c| c.0).unwrap_or_default();
+                audit(&claimed, None, "auth_failure", StatusCode::UNAUTHORIZED);
+                tracing::warn!(remote_addr = ?peer, path = %path, "Authentication failed");
                 unauthorized()
             }
             Some((who, role)) => {
-                if let Some(ip) = peer {
+                if let Some(ip) = ip {
                     sec.lockouts.succeeded(ip);
                 }
-                let needed = required_role(req.method(), req.uri().path());
                 if role < needed {
+                    audit(&who, Some(role), "forbidden", StatusCode::FORBIDDEN);
                     (
                         StatusCode::FORBIDDEN,
                         format!(
@@ -220,9 +243,13 @@ pub(crate) async fn layer(
                     )
                         .into_response()
                 } else {
-                    req.extensions_mut().insert(AuthUser(who));
+                    req.extensions_mut().insert(AuthUser(who.clone()));
                     req.extensions_mut().insert(role);
-                    next.run(req).await
+                    let resp = next.run(req).await;
+                    if writes {
+                        audit(&who, Some(role), method.as_str(), resp.status());
+                    }
+                    resp
                 }
             }
         }

@@ -8,6 +8,7 @@
 
 mod am_api;
 mod api;
+pub mod audit;
 pub mod auth;
 pub mod gate;
 pub mod health;
@@ -131,6 +132,8 @@ pub struct AppState {
     pub rules: Option<Arc<lookout_rules::Manager>>,
     /// The notifier (Alertmanager API v2, acknowledgements); `None` when not configured.
     pub notifier: Option<Arc<lookout_notify::Notifier>>,
+    /// The HTTP audit trail (authentication failures, refusals, writes).
+    pub audit: Arc<audit::AuditLog>,
     /// What `POST /-/reload` runs: reloads rule files and the notifier configuration,
     /// returning the problems (the running configuration stays when there are any).
     pub reload: Option<Arc<dyn Fn() -> Vec<String> + Send + Sync>>,

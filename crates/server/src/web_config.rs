@@ -429,6 +429,8 @@ pub struct WebSecurity {
     pub(crate) verified: Mutex<BTreeMap<String, [u8; 32]>>,
     /// Authentication failures per client address.
     pub(crate) lockouts: crate::auth::Lockouts,
+    /// Where authentication failures and writes are recorded.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 impl std::fmt::Debug for WebSecurity {
@@ -460,12 +462,19 @@ impl WebSecurity {
             seen: Mutex::new((Instant::now(), mtime)),
             verified: Mutex::new(BTreeMap::new()),
             lockouts: crate::auth::Lockouts::default(),
+            audit: Arc::new(crate::audit::AuditLog::memory()),
         }
     }
 
     /// These settings with `access` (roles and bearer tokens).
     pub fn with_access(mut self, access: crate::auth::Access) -> Self {
         self.access = access;
+        self
+    }
+
+    /// These settings recording into `audit`.
+    pub fn with_audit(mut self, audit: Arc<crate::audit::AuditLog>) -> Self {
+        self.audit = audit;
         self
     }
 

@@ -86,6 +86,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         gate: Default::default(),
         checks,
         collection: Arc::new(NoCollection),
+        audit: Default::default(),
         registry: Arc::new(Registry::default()),
         ready: Arc::new(AtomicBool::new(true)),
         build: BuildInfo {
