@@ -256,6 +256,48 @@ fn version(key: &'static str, v: &Option<String>, default: u8) -> Result<u8, Web
     }
 }
 
+/// The rustls suite for a Go TLS 1.2 cipher-suite name.
+fn cipher_suite(name: &str) -> Result<rustls::SupportedCipherSuite, WebConfigError> {
+    use rustls::crypto::ring::cipher_suite as c;
+    Ok(match name {
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => c::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => c::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
+        | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            c::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => c::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => c::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            c::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        other => {
+            return Err(invalid(
+                "tls_server_config.cipher_suites",
+                format!(
+                    "{other} is not supported (rustls offers the ECDHE AES-GCM and ChaCha20-Poly1305 suites)"
+                ),
+            ));
+        }
+    })
+}
+
+/// The rustls key-exchange group for a Go curve name.
+fn kx_group(name: &str) -> Result<&'static dyn rustls::crypto::SupportedKxGroup, WebConfigError> {
+    use rustls::crypto::ring::kx_group as k;
+    Ok(match name {
+        "X25519" => k::X25519,
+        "CurveP256" => k::SECP256R1,
+        "CurveP384" => k::SECP384R1,
+        other => {
+            return Err(invalid(
+                "tls_server_config.curve_preferences",
+                format!("{other} is not supported (X25519, CurveP256, CurveP384)"),
+            ));
+        }
+    })
+}
+
 /// The rustls server configuration `t` asks for.
 fn tls(t: &TlsServerConfig, dir: &Path) -> Result<rustls::ServerConfig, WebConfigError> {
     use rustls::crypto::ring as p;
@@ -288,40 +330,11 @@ fn tls(t: &TlsServerConfig, dir: &Path) -> Result<rustls::ServerConfig, WebConfi
 
     let mut provider = p::default_provider();
     if !t.cipher_suites.is_empty() {
-        let mut tls12 = Vec::new();
-        for name in &t.cipher_suites {
-            let s = match name.as_str() {
-                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => {
-                    p::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-                }
-                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => {
-                    p::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
-                }
-                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
-                | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => {
-                    p::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-                }
-                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => {
-                    p::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-                }
-                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => {
-                    p::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
-                }
-                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"
-                | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => {
-                    p::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-                }
-                other => {
-                    return Err(invalid(
-                        "tls_server_config.cipher_suites",
-                        format!(
-                            "{other} is not supported (rustls offers the ECDHE AES-GCM and ChaCha20-Poly1305 suites)"
-                        ),
-                    ));
-                }
-            };
-            tls12.push(s);
-        }
+        let tls12 = t
+            .cipher_suites
+            .iter()
+            .map(|n| cipher_suite(n))
+            .collect::<Result<Vec<_>, _>>()?;
         // Go's list only governs TLS 1.2; TLS 1.3 suites stay as they are.
         provider
             .cipher_suites
@@ -329,21 +342,11 @@ fn tls(t: &TlsServerConfig, dir: &Path) -> Result<rustls::ServerConfig, WebConfi
         provider.cipher_suites.extend(tls12);
     }
     if !t.curve_preferences.is_empty() {
-        let mut groups = Vec::new();
-        for name in &t.curve_preferences {
-            groups.push(match name.as_str() {
-                "X25519" => p::kx_group::X25519,
-                "CurveP256" => p::kx_group::SECP256R1,
-                "CurveP384" => p::kx_group::SECP384R1,
-                other => {
-                    return Err(invalid(
-                        "tls_server_config.curve_preferences",
-                        format!("{other} is not supported (X25519, CurveP256, CurveP384)"),
-                    ));
-                }
-            });
-        }
-        provider.kx_groups = groups;
+        provider.kx_groups = t
+            .curve_preferences
+            .iter()
+            .map(|n| kx_group(n))
+            .collect::<Result<Vec<_>, _>>()?;
     }
     let provider = Arc::new(provider);
 
