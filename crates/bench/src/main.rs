@@ -16,6 +16,8 @@
 //! - `soak`: the real server for a long while under churn, queries, rules and the
 //!   notifier: memory, query latency, scrape gaps (see `soak`).
 //! - `fuzz`: a mutation fuzzer over every parser and file reader (see `fuzz`).
+//! - `tls`: what HTTPS and basic authentication cost per query and per connection (see
+//!   `tls`).
 
 mod alerting;
 mod dataset;
@@ -25,6 +27,7 @@ mod parse;
 mod queries;
 mod soak;
 mod storage;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -176,6 +179,16 @@ enum Command {
         #[arg(long, default_value = "./fuzz-crashes")]
         out: PathBuf,
     },
+    /// HTTPS with basic auth against plain HTTP: per-query latency and connections per
+    /// second on the same build.
+    Tls {
+        /// Queries per side.
+        #[arg(long, default_value_t = 2000)]
+        queries: usize,
+        /// New connections per side.
+        #[arg(long, default_value_t = 1000)]
+        handshakes: usize,
+    },
     /// Append throughput, memory per active series and WAL replay speed.
     Live {
         /// Series for the memory and replay figures.
@@ -276,6 +289,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             crate::fuzz::run(seconds, seed, only, out)?;
         }
+        Command::Tls {
+            queries,
+            handshakes,
+        } => crate::tls::run(queries, handshakes)?,
         Command::Live {
             series,
             throughput_series,

@@ -45,7 +45,7 @@ pub(crate) fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Pro
 }
 
 /// User + system CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
