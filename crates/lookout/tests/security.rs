@@ -505,3 +505,161 @@ fn issue_14_secrets_never_leave() {
     }
     assert!(lk.terminate().success());
 }
+
+/// Whether a Debian tool is installed; says so when it is not (scripts/test installs it).
+fn have(cmd: &str) -> bool {
+    let ok = std::process::Command::new(cmd)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: {cmd} is not installed (scripts/test installs it)");
+    }
+    ok
+}
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn issue_14_real_prometheus_and_amtool_use_tls_and_basic_auth() {
+    if !have("prometheus") || !have("amtool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let web = web_config(dir.path(), &p, &[("scraper", "scrape-pass")], "");
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route: {receiver: x}\nreceivers: [{name: x}]\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "collectors: {host: {enabled: false}}\nnotifier: {config_file: am.yml}\nweb: {roles: {scraper: operator}}\n",
+    );
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.config.file", utf8(&web)],
+    );
+    let target = lk.base.trim_start_matches("https://").to_string();
+
+    // Debian's Prometheus 2.42 scrapes /metrics over TLS, once with the right password
+    // and once with a wrong one.
+    let prom_cfg = dir.path().join("prometheus.yml");
+    let job = |name: &str, pass: &str| {
+        format!(
+            "  - job_name: {name}\n    scrape_interval: 1s\n    scheme: https\n    tls_config: {{ca_file: {}}}\n    basic_auth: {{username: scraper, password: {pass}}}\n    static_configs: [{{targets: ['{target}']}}]\n",
+            p.ca.display()
+        )
+    };
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "scrape_configs:\n{}{}",
+            job("good", "scrape-pass"),
+            job("bad", "wrong")
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _prom = Child(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let up = |job: &str| -> Option<f64> {
+        let v: serde_json::Value = http()
+            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .query(&[("query", format!("up{{job=\"{job}\"}}"))])
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    };
+    wait_until(
+        "Prometheus scraped both jobs",
+        Duration::from_secs(60),
+        || up("good").is_some() && up("bad").is_some(),
+    );
+    assert_eq!(up("good"), Some(1.0), "the right password scrapes");
+    assert_eq!(up("bad"), Some(0.0), "a wrong password does not");
+
+    // amtool adds a silence over TLS with basic auth from its HTTP config file.
+    let http_cfg = dir.path().join("amtool-http.yml");
+    std::fs::write(
+        &http_cfg,
+        format!(
+            "tls_config: {{ca_file: {}}}\nbasic_auth: {{username: scraper, password: scrape-pass}}\n",
+            p.ca.display()
+        ),
+    )
+    .unwrap();
+    let amtool = |args: &[&str]| {
+        std::process::Command::new("amtool")
+            .arg(format!("--alertmanager.url={}", lk.base))
+            .arg(format!("--http.config.file={}", http_cfg.display()))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = amtool(&[
+        "silence",
+        "add",
+        "alertname=Maintenance",
+        "--comment=tls",
+        "--duration=1h",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = amtool(&["silence", "query", "-o", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Maintenance"));
+    // curl, with the CA and a password, and without them.
+    if have("curl") {
+        let curl = |args: &[&str]| {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let url = format!("{}/api/v1/query?query=1", lk.base);
+        let ca = p.ca.display().to_string();
+        assert_eq!(
+            curl(&["--cacert", &ca, "-u", "scraper:scrape-pass", &url]),
+            "200"
+        );
+        assert_eq!(curl(&["--cacert", &ca, &url]), "401");
+        assert_eq!(curl(&[&url]), "000", "an unknown CA fails the handshake");
+    }
+    // Without the HTTP config amtool cannot even connect (unknown CA).
+    let out = std::process::Command::new("amtool")
+        .arg(format!("--alertmanager.url={}", lk.base))
+        .args(["silence", "query"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(lk.terminate().success());
+}
