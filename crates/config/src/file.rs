@@ -502,6 +502,11 @@ pub struct WebConfig {
     /// Bearer tokens for machines (Grafana, scripts), each read from a file or an
     /// environment variable, never written here.
     pub bearer_tokens: Vec<BearerTokenConfig>,
+    /// Whether the health probes (`/-/healthy`, `/-/ready`, `/health/live`,
+    /// `/health/ready`) answer without credentials (default true).
+    pub open_probes: bool,
+    /// Largest request body accepted (default 2MB); larger ones get 413.
+    pub max_request_body_size: ByteSize,
 }
 
 impl Default for WebConfig {
@@ -513,6 +518,8 @@ impl Default for WebConfig {
             max_connections: 10_000,
             roles: BTreeMap::new(),
             bearer_tokens: Vec::new(),
+            open_probes: true,
+            max_request_body_size: ByteSize(2 << 20),
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Settings {
     pub serve: ServeOptions,
     /// Roles of basic-auth users.
     pub roles: BTreeMap<String, lookout_server::Role>,
+    /// Whether the health probes answer without credentials.
+    pub open_probes: bool,
     /// Bearer tokens, not read yet (their files and variables are read at start).
     pub bearer_tokens: Vec<crate::BearerTokenConfig>,
     /// The configuration in effect, as YAML (`/api/v1/status/config`).
@@ -131,9 +133,11 @@ impl Settings {
             serve: ServeOptions {
                 read_header_timeout: c.web.read_header_timeout.0,
                 max_connections: c.web.max_connections,
+                max_body_bytes: c.web.max_request_body_size.0.max(1024) as usize,
                 ..ServeOptions::default()
             },
             roles: c.web.roles.clone(),
+            open_probes: c.web.open_probes,
             bearer_tokens: c.web.bearer_tokens.clone(),
             yaml: c.to_yaml(),
             retention_text: c.storage.retention.to_string(),

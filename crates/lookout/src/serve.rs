@@ -126,6 +126,7 @@ pub(crate) fn access(settings: &Settings) -> anyhow::Result<lookout_server::Acce
     Ok(lookout_server::Access {
         roles: settings.roles.clone(),
         tokens,
+        closed_probes: !settings.open_probes,
     })
 }
 

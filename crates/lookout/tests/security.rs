@@ -663,3 +663,42 @@ fn issue_14_real_prometheus_and_amtool_use_tls_and_basic_auth() {
     assert!(!out.status.success());
     assert!(lk.terminate().success());
 }
+
+#[test]
+fn issue_14_body_limit_and_closed_probes_are_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("t.token");
+    std::fs::write(&token, "probe-token-0123456789").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "collectors: {{host: {{enabled: false}}}}\nweb:\n  open_probes: false\n  max_request_body_size: 1KB\n  bearer_tokens: [{{name: k8s, token_file: {}}}]\n",
+            token.display()
+        ),
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    let get = |path: &str, auth: bool| {
+        let mut r = http().get(format!("{}{path}", lk.base));
+        if auth {
+            r = r.bearer_auth("probe-token-0123456789");
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(get("/-/healthy", false), 401, "probes closed on request");
+    assert_eq!(get("/health/live", false), 401);
+    assert_eq!(get("/-/healthy", true), 200);
+    let post = |body: String| {
+        http()
+            .post(format!("{}/api/v1/query", lk.base))
+            .bearer_auth("probe-token-0123456789")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post(format!("query=1{}", "+0".repeat(1000))), 413);
+    assert_eq!(post("query=1%2B1".to_string()), 200);
+    assert!(lk.terminate().success());
+}

@@ -142,6 +142,8 @@ pub struct Access {
     pub roles: std::collections::BTreeMap<String, Role>,
     /// Bearer tokens.
     pub tokens: Vec<BearerToken>,
+    /// Whether the health probes answer without credentials (true by default).
+    pub closed_probes: bool,
 }
 
 /// Requests that read although they are POSTs (PromQL and lookups take form bodies).
@@ -202,7 +204,7 @@ pub(crate) async fn layer(
             "forbidden: a cross-site request may not change anything\n",
         )
             .into_response()
-    } else if !guarded || OPEN.contains(&path.as_str()) {
+    } else if !guarded || (!sec.access.closed_probes && OPEN.contains(&path.as_str())) {
         let resp = next.run(req).await;
         if writes {
             audit("", None, method.as_str(), resp.status());

@@ -32,6 +32,8 @@ pub struct ServeOptions {
     pub read_header_timeout: Duration,
     /// Most connections served at once (default 10,000).
     pub max_connections: usize,
+    /// Largest request body accepted; larger ones get 413 (default 2 MiB).
+    pub max_body_bytes: usize,
     /// TLS, basic authentication and headers (the web configuration file).
     pub security: Arc<WebSecurity>,
 }
@@ -41,6 +43,7 @@ impl Default for ServeOptions {
         Self {
             read_header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_body_bytes: 2 << 20,
             security: Arc::new(WebSecurity::none()),
         }
     }
@@ -102,10 +105,12 @@ pub async fn serve_with(
     let max = opts.max_connections.min(fds as usize).max(1);
     let slots = Arc::new(Semaphore::new(max));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        Arc::clone(&opts.security),
-        crate::auth::layer,
-    ));
+    let router = router
+        .layer(axum::extract::DefaultBodyLimit::max(opts.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&opts.security),
+            crate::auth::layer,
+        ));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(opts.read_header_timeout)
