@@ -279,6 +279,9 @@ pub struct QueryConfig {
     pub timeout: PromDuration,
     /// Most samples one query may load (default 50000000).
     pub max_samples: usize,
+    /// Most bytes one query may hold (selected samples and labels, subquery and result
+    /// points; default 2GB; 0: no limit); past it the query fails with an execution error.
+    pub max_memory: ByteSize,
     /// Most queries, series and label lookups evaluated at once; the rest wait
     /// (default 20, as Prometheus's `--query.max-concurrency`).
     pub max_concurrency: usize,
@@ -290,6 +293,7 @@ impl Default for QueryConfig {
             lookback_delta: PromDuration(Duration::from_secs(300)),
             timeout: PromDuration(Duration::from_secs(120)),
             max_samples: 50_000_000,
+            max_memory: ByteSize(2 << 30),
             max_concurrency: lookout_server::gate::DEFAULT_MAX_CONCURRENCY,
         }
     }

@@ -109,6 +109,7 @@ impl Settings {
                 lookback_delta: c.query.lookback_delta.0,
                 timeout: c.query.timeout.0,
                 max_samples: c.query.max_samples,
+                max_memory: c.query.max_memory.0 as usize,
             },
             max_concurrency: c.query.max_concurrency,
             scheduler: SchedulerOptions {

@@ -23,6 +23,10 @@ pub struct EngineOptions {
     pub timeout: Duration,
     /// Most samples a query may load.
     pub max_samples: usize,
+    /// Most bytes of series a query may hold (selected samples and their labels, subquery
+    /// and result points); 0: no limit. Past it the query fails with an execution error
+    /// instead of the process running out of memory.
+    pub max_memory: usize,
     /// Step of subqueries written without one (Prometheus: the global evaluation interval).
     pub default_subquery_step: Duration,
 }
@@ -33,6 +37,7 @@ impl Default for EngineOptions {
             lookback_delta: Duration::from_secs(300),
             timeout: Duration::from_secs(120),
             max_samples: 50_000_000,
+            max_memory: 2 << 30,
             default_subquery_step: Duration::from_secs(60),
         }
     }
@@ -365,6 +370,10 @@ pub(crate) struct Evaluator<'a> {
     max_samples: usize,
     /// Samples counted against `max_samples` so far.
     samples: std::cell::Cell<usize>,
+    /// Most bytes the query may hold (0: no limit).
+    max_memory: usize,
+    /// Bytes counted against `max_memory` so far.
+    bytes: std::cell::Cell<usize>,
     /// The earliest and latest times evaluation reaches, and whether any offset, range
     /// or step was too large (found while collecting the selectors' windows).
     extent: std::cell::Cell<(i64, i64, bool)>,
@@ -423,6 +432,8 @@ impl<'a> Evaluator<'a> {
             cancel,
             max_samples: opts.max_samples,
             samples: Default::default(),
+            max_memory: opts.max_memory,
+            bytes: Default::default(),
             extent: std::cell::Cell::new((start, end, false)),
             annotations: Default::default(),
             grids: Default::default(),
@@ -501,6 +512,10 @@ impl<'a> Evaluator<'a> {
             if loaded > opts.max_samples {
                 return Err(Error::TooManySamples("query execution"));
             }
+            ev.count_bytes(
+                series.iter().map(series_bytes).sum::<usize>(),
+                "query execution",
+            )?;
             ev.samples.set(loaded);
             let i = ev.loaded.len();
             ev.loaded.push(std::mem::take(&mut series));
@@ -722,12 +737,26 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    /// Counts `n` more samples held by the query, failing past `max_samples`.
+    /// Counts `n` more samples held by the query, failing past `max_samples` (and their
+    /// bytes past `max_memory`).
     pub(crate) fn count_samples(&self, n: usize, stage: &'static str) -> Result<()> {
         let total = self.samples.get().saturating_add(n);
         self.samples.set(total);
         if total > self.max_samples {
             return Err(Error::TooManySamples(stage));
+        }
+        self.count_bytes(n.saturating_mul(std::mem::size_of::<Sample>()), stage)
+    }
+
+    /// Counts `n` more bytes held by the query, failing past `max_memory`.
+    fn count_bytes(&self, n: usize, stage: &'static str) -> Result<()> {
+        let total = self.bytes.get().saturating_add(n);
+        self.bytes.set(total);
+        if self.max_memory > 0 && total > self.max_memory {
+            return Err(Error::TooMuchMemory {
+                stage,
+                limit: self.max_memory,
+            });
         }
         Ok(())
     }
@@ -1059,4 +1088,15 @@ impl<'a> Evaluator<'a> {
             })
             .collect())
     }
+}
+/// The bytes a selected series holds: its samples, its label strings and their
+/// bookkeeping (an estimate; the limit it is checked against is a guard, not an
+/// allocator).
+fn series_bytes(s: &Series) -> usize {
+    let labels: usize = s
+        .labels
+        .iter()
+        .map(|l| l.name.len() + l.value.len() + 48)
+        .sum();
+    s.samples.len() * std::mem::size_of::<Sample>() + labels + 64
 }

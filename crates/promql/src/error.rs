@@ -15,6 +15,14 @@ pub enum Error {
     /// The query would load more samples than allowed.
     #[error("query processing would load too many samples into memory in {0}")]
     TooManySamples(&'static str),
+    /// The query would hold more bytes than allowed (`query.max_memory`).
+    #[error("query processing would use more than {limit} bytes of memory in {stage}")]
+    TooMuchMemory {
+        /// Where it was found.
+        stage: &'static str,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The query was cancelled (the client went away).
     #[error("query was canceled in {0}")]
     Canceled(&'static str),

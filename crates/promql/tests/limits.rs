@@ -202,3 +202,43 @@ fn issue_12_deep_queries_are_refused_before_parsing() {
         .join()
         .unwrap();
 }
+
+/// Issue 14: a per-query memory limit, checked on what a query selects and on the points
+/// it computes, fails the query with an execution error instead of growing the process.
+#[test]
+fn issue_14_too_much_memory_is_an_execution_error() {
+    let e = Engine::new(EngineOptions {
+        max_memory: 1000,
+        ..EngineOptions::default()
+    });
+    let err = e
+        .instant(&db(), "sum(count_over_time(m[5m]))", 100_000)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooMuchMemory { limit: 1000, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "query processing would use more than 1000 bytes of memory in query execution"
+    );
+    // A subquery's computed points count too, not only what was selected.
+    let e = Engine::new(EngineOptions {
+        max_memory: 64 * 1024,
+        ..EngineOptions::default()
+    });
+    assert!(e.instant(&db(), "sum(m)", 100_000).is_ok());
+    let err = e
+        .instant(&db(), "count_over_time(vector(1)[1d:1s])", 100_000)
+        .unwrap_err();
+    assert!(matches!(err, Error::TooMuchMemory { .. }), "{err}");
+    // 0 means no limit.
+    let e = Engine::new(EngineOptions {
+        max_memory: 0,
+        ..EngineOptions::default()
+    });
+    assert!(
+        e.instant(&db(), "sum(count_over_time(m[5m]))", 100_000)
+            .is_ok()
+    );
+}

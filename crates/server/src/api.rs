@@ -74,7 +74,9 @@ fn promql_error(e: QueryError) -> ApiError {
     let msg = e.to_string();
     match e {
         QueryError::Parse(m) => bad_data(&format!("invalid parameter \"query\": {m}")),
-        QueryError::Execution(_) | QueryError::TooManySamples(_) => {
+        QueryError::Execution(_)
+        | QueryError::TooManySamples(_)
+        | QueryError::TooMuchMemory { .. } => {
             api_error(StatusCode::UNPROCESSABLE_ENTITY, "execution", &msg)
         }
         QueryError::Timeout(_) => api_error(StatusCode::SERVICE_UNAVAILABLE, "timeout", &msg),
