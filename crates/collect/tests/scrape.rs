@@ -366,3 +366,63 @@ async fn scrapes_the_real_database_exporters() {
     stop_tx.send(true).unwrap();
     h.await.unwrap();
 }
+
+/// Issue 14: scrapes ask for gzip (`enable_compression`, default true) and read a
+/// compressed answer; with it off they ask for none. The target here serves only
+/// clients that accept gzip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_ask_for_and_read_gzip() {
+    async fn gz(headers: HeaderMap) -> axum::response::Response {
+        use std::io::Write;
+        let accepts = headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("gzip"));
+        if !accepts {
+            return (StatusCode::NOT_ACCEPTABLE, "gzip only").into_response();
+        }
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b"# TYPE zipped gauge\nzipped 42\n").unwrap();
+        (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/plain; version=0.0.4"),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
+            e.finish().unwrap(),
+        )
+            .into_response()
+    }
+    let app = Router::new().route("/metrics", get(gz));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let cfg = configs(&format!(
+        "- job_name: zipped\n  static_configs: [{{targets: ['{addr}']}}]\n- job_name: plain\n  enable_compression: false\n  static_configs: [{{targets: ['{addr}']}}]\n"
+    ));
+    let db = Arc::new(MemStorage::new());
+    let (tx, rx) = watch::channel(false);
+    let h = ScrapeManager::new(cfg, defaults())
+        .unwrap()
+        .spawn(db.clone(), rx);
+    wait("the compressed sample", || {
+        latest(&db, &[("__name__", "zipped")])
+            .first()
+            .is_some_and(|s| s.1 == 42.0)
+    })
+    .await;
+    wait("the uncompressed job's up", || {
+        !latest(&db, &[("__name__", "up"), ("job", "plain")]).is_empty()
+    })
+    .await;
+    assert_eq!(
+        latest(&db, &[("__name__", "up"), ("job", "plain")])[0].1,
+        0.0
+    );
+    assert_eq!(
+        latest(&db, &[("__name__", "up"), ("job", "zipped")])[0].1,
+        1.0
+    );
+    tx.send(true).unwrap();
+    let _ = h.await;
+}

@@ -21,6 +21,11 @@ struct Pki {
 }
 
 fn pki(dir: &Path) -> Pki {
+    pki_for(dir, &["127.0.0.1", "localhost"])
+}
+
+/// As [`pki`], with the server certificate for `names` only.
+fn pki_for(dir: &Path, names: &[&str]) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -30,7 +35,7 @@ fn pki(dir: &Path) -> Pki {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+    let server = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .unwrap()
         .signed_by(&server_key, &issuer)
         .unwrap();
@@ -701,4 +706,99 @@ fn issue_14_body_limit_and_closed_probes_are_configurable() {
     assert_eq!(post(format!("query=1{}", "+0".repeat(1000))), 413);
     assert_eq!(post("query=1%2B1".to_string()), 200);
     assert!(lk.terminate().success());
+}
+
+/// A forward HTTP proxy for one test: tunnels `CONNECT host:port` and counts tunnels.
+fn proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let seen = std::sync::Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) <= 2 {
+                        break;
+                    }
+                }
+                let Ok(up) = std::net::TcpStream::connect(&target) else {
+                    return;
+                };
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut client = s;
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let (mut a, mut b) = (client.try_clone().unwrap(), up.try_clone().unwrap());
+                let mut up2 = up;
+                std::thread::spawn(move || std::io::copy(&mut a, &mut up2));
+                let _ = std::io::copy(&mut b, &mut client);
+            });
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn issue_14_scrapes_verify_a_configured_server_name_through_a_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    // The target: a Lookout whose certificate names only exporter.internal.
+    let target_dir = dir.path().join("target");
+    std::fs::create_dir_all(&target_dir).unwrap();
+    let p = pki_for(&target_dir, &["exporter.internal"]);
+    let web = web_config(&target_dir, &p, &[("scraper", "pw")], "");
+    let tcfg = write_config(&target_dir, "collectors: {host: {enabled: false}}\n");
+    let target = Lookout::start_with(
+        &target_dir.join("data"),
+        &tcfg,
+        &["--web.config.file", utf8(&web)],
+    );
+    let addr = target.base.trim_start_matches("https://").to_string();
+    let (proxy_port, tunnels) = proxy();
+    // The scraper: the CA inline, the name to verify, the proxy; and a job without the
+    // name, which must fail (the certificate does not name 127.0.0.1).
+    let ca = std::fs::read_to_string(&p.ca).unwrap();
+    let indent = |s: &str| {
+        s.lines()
+            .map(|l| format!("          {l}\n"))
+            .collect::<String>()
+    };
+    let scfg = write_config(
+        dir.path(),
+        &format!(
+            "global: {{scrape_interval: 1s}}\ncollectors: {{host: {{enabled: false}}}}\nscrape_configs:\n  - job_name: named\n    scheme: https\n    proxy_url: http://127.0.0.1:{proxy_port}\n    basic_auth: {{username: scraper, password: pw}}\n    tls_config:\n      server_name: exporter.internal\n      ca: |\n{}    static_configs: [{{targets: ['{addr}']}}]\n  - job_name: unnamed\n    scheme: https\n    basic_auth: {{username: scraper, password: pw}}\n    tls_config:\n      ca: |\n{}    static_configs: [{{targets: ['{addr}']}}]\n",
+            indent(&ca),
+            indent(&ca)
+        ),
+    );
+    let scraper = Lookout::start(&dir.path().join("data"), &scfg);
+    let up = |job: &str| {
+        let v = scraper.query(&format!("up{{job=\"{job}\"}}"));
+        v.first().map(value_of)
+    };
+    wait_until("both jobs scraped", Duration::from_secs(30), || {
+        up("named").is_some() && up("unnamed").is_some()
+    });
+    wait_until("the named job is up", Duration::from_secs(10), || {
+        up("named") == Some(1.0)
+    });
+    assert_eq!(
+        up("unnamed"),
+        Some(0.0),
+        "the URL's host is not in the certificate"
+    );
+    assert!(
+        tunnels.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the named job went through the proxy"
+    );
+    assert!(scraper.terminate().success());
+    assert!(target.terminate().success());
 }

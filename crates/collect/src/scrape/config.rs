@@ -61,15 +61,24 @@ pub struct BasicAuth {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// CA certificates (PEM) to verify the server with, instead of the system's.
+    /// CA certificates (PEM) to verify the server with, instead of the public roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub ca: Option<String>,
     /// Client certificate (PEM) for mutual TLS.
     #[serde(default)]
     pub cert_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub cert: Option<String>,
     /// Client key (PEM) for mutual TLS.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub key: Option<String>,
     /// Name to verify the server's certificate against.
     #[serde(default)]
     pub server_name: Option<String>,
@@ -141,6 +150,12 @@ pub struct ScrapeConfig {
     /// TLS settings.
     #[serde(default)]
     pub tls_config: Option<TlsConfig>,
+    /// An HTTP proxy to scrape through (`http://host:port`).
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// Ask for gzip-compressed responses (default true, as Prometheus 2.49+).
+    #[serde(default = "yes")]
+    pub enable_compression: bool,
     /// Fixed targets.
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,

@@ -10,6 +10,7 @@
 
 mod config;
 mod discovery;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -182,41 +183,19 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds a job's HTTP client: authentication is added per request, TLS here.
+/// Builds a job's HTTP client: authentication is added per request; TLS (`tls`),
+/// `proxy_url` and compressed responses here.
 fn client(cfg: &ScrapeConfig) -> Result<reqwest::Client, String> {
     install_tls_provider();
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("Lookout/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(10));
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .gzip(cfg.enable_compression);
+    if let Some(p) = &cfg.proxy_url {
+        b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("proxy_url {p:?}: {e}"))?);
+    }
     if let Some(tls) = &cfg.tls_config {
-        if tls.server_name.is_some() {
-            return Err("tls_config.server_name is not supported yet".into());
-        }
-        if let Some(ca) = &tls.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("reading ca_file {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            b = b.tls_certs_only(certs);
-        }
-        match (&tls.cert_file, &tls.key_file) {
-            (Some(c), Some(k)) => {
-                let mut pem = std::fs::read(c)
-                    .map_err(|e| format!("reading cert_file {}: {e}", c.display()))?;
-                pem.extend(
-                    std::fs::read(k)
-                        .map_err(|e| format!("reading key_file {}: {e}", k.display()))?,
-                );
-                let id = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| format!("cert_file/key_file: {e}"))?;
-                b = b.identity(id);
-            }
-            (None, None) => {}
-            _ => return Err("tls_config needs both cert_file and key_file".into()),
-        }
-        if tls.insecure_skip_verify {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
+        b = b.use_preconfigured_tls(tls::client_config(tls)?);
     }
     b.build()
         .map_err(|e| format!("building the HTTP client: {e}"))
