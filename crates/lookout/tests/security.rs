@@ -316,6 +316,18 @@ fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
     let (st, _) = post("/api/v1/query?query=1", &basic("carol", "c-pass"));
     assert_eq!(st, 200);
 
+    // Each can ask who they are and what they may do (what the UI offers).
+    let me: serde_json::Value = c
+        .get(url("/api/v1/lookout/whoami"))
+        .basic_auth("carol", Some("c-pass"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(me["data"]["user"], "carol");
+    assert_eq!(me["data"]["role"], "viewer");
+    assert_eq!(me["data"]["may"]["operate"], false);
+
     // bob operates but does not administer.
     assert_eq!(post("/-/reload", &basic("bob", "b-pass")).0, 200);
     // A write a browser sends from another site is refused even with bob's credentials;

@@ -531,6 +531,29 @@ pub(crate) async fn buildinfo(State(st): State<AppState>) -> Response {
     ok(&data.to_string())
 }
 
+/// `GET /api/v1/lookout/whoami`: who the request authenticated as and what they may do
+/// (`viewer`, `operator`, `admin`), for the UI to offer only what the user may use;
+/// without authentication configured, an anonymous admin.
+pub(crate) async fn whoami(
+    user: Option<axum::Extension<crate::auth::AuthUser>>,
+    role: Option<axum::Extension<crate::auth::Role>>,
+) -> Response {
+    let (name, role) = match (user, role) {
+        (Some(axum::Extension(u)), Some(axum::Extension(r))) => (Some(u.0), r),
+        _ => (None, crate::auth::Role::Admin),
+    };
+    ok_value(&serde_json::json!({
+        "user": name,
+        "authenticated": name.is_some(),
+        "role": role.as_str(),
+        "may": {
+            "read": true,
+            "operate": role >= crate::auth::Role::Operator,
+            "administer": role >= crate::auth::Role::Admin,
+        },
+    }))
+}
+
 pub(crate) async fn collectors(State(st): State<AppState>) -> Response {
     let items: Vec<serde_json::Value> = st
         .collection

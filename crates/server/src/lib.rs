@@ -171,6 +171,7 @@ pub fn router(state: AppState) -> Router {
             get(api::format_query).post(api::format_query),
         )
         .route("/lookout/collectors", get(api::collectors))
+        .route("/lookout/whoami", get(api::whoami))
         .route("/lookout/slow_queries", get(api::slow_queries))
         .route("/targets", get(api::targets))
         .route("/rules", get(rules_api::rules))

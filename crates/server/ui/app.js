@@ -183,6 +183,17 @@ async function init() {
     const b = await api("/api/v1/status/buildinfo");
     text(document.getElementById("version"), "v" + b.data.version);
   } catch (e) { /* optional */ }
+  try {
+    // Who is signed in and what they may do; pages offer only what the role allows
+    // (elements marked data-needs="operate" or "administer" are hidden otherwise).
+    const me = (await api("/api/v1/lookout/whoami")).data;
+    if (me.authenticated) {
+      text(document.getElementById("whoami"), me.user + " (" + me.role + ")");
+    }
+    for (const el of document.querySelectorAll("[data-needs]")) {
+      el.hidden = !me.may[el.dataset.needs];
+    }
+  } catch (e) { /* optional */ }
   document.getElementById("query-form").addEventListener("submit", runQuery);
   const tick = () => { refreshAlerts(); refreshHealth(); refreshCollectors(); refreshVitals(); };
   tick();
