@@ -89,15 +89,16 @@ fn promql_error(e: QueryError) -> ApiError {
     }
 }
 
-impl From<crate::gate::GateError> for ApiError {
-    fn from(e: crate::gate::GateError) -> Self {
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
         match e {
-            crate::gate::GateError::ShuttingDown => api_error(
+            crate::Error::ShuttingDown => api_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 &e.to_string(),
             ),
-            crate::gate::GateError::Panicked(_) => internal(e),
+            // A contained panic; web-configuration errors never reach a handler.
+            _ => internal(e),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! away and, for all of them, by [`QueryGate::cancel_all`] at shutdown, so SIGTERM does
 //! not wait for a query that would run for minutes.
 
+use crate::Error;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,17 +32,6 @@ impl Default for QueryGate {
     fn default() -> Self {
         Self::new(DEFAULT_MAX_CONCURRENCY)
     }
-}
-
-/// Why the gate did not run the work.
-#[derive(Debug, thiserror::Error)]
-pub enum GateError {
-    /// The server is shutting down.
-    #[error("Lookout is shutting down")]
-    ShuttingDown,
-    /// The work panicked; the panic was contained.
-    #[error("internal error: {0}")]
-    Panicked(String),
 }
 
 /// Sets the flag when dropped: a handler future dropped because its client went away
@@ -85,13 +75,13 @@ impl QueryGate {
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&AtomicBool) -> T + Send + 'static,
-    ) -> Result<T, GateError> {
+    ) -> Result<T, Error> {
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
-            .map_err(|_| GateError::ShuttingDown)?;
+            .map_err(|_| Error::ShuttingDown)?;
         if self.stopping.load(Ordering::Acquire) {
-            return Err(GateError::ShuttingDown);
+            return Err(Error::ShuttingDown);
         }
         let flag = Arc::new(AtomicBool::new(false));
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -115,7 +105,7 @@ impl QueryGate {
                     .unwrap_or_else(|| "a request handler panicked".into()),
                 Err(e) => e.to_string(),
             };
-            GateError::Panicked(why)
+            Error::Panicked(why)
         })
     }
 }
@@ -174,7 +164,7 @@ mod tests {
         for t in tasks {
             match t.await.unwrap() {
                 Ok("cancelled") => done += 1,
-                Err(GateError::ShuttingDown) => refused += 1,
+                Err(Error::ShuttingDown) => refused += 1,
                 other => panic!("{other:?}"),
             }
         }
@@ -187,7 +177,7 @@ mod tests {
         let gate = QueryGate::new(1);
         let r: Result<(), _> = gate.run(|_| panic!("boom")).await;
         assert!(
-            matches!(r, Err(GateError::Panicked(ref m)) if m == "boom"),
+            matches!(r, Err(Error::Panicked(ref m)) if m == "boom"),
             "{r:?}"
         );
         // The slot is free again.

@@ -10,6 +10,7 @@ mod am_api;
 mod api;
 pub mod audit;
 pub mod auth;
+mod error;
 pub mod gate;
 pub mod health;
 mod json;
@@ -30,11 +31,12 @@ use lookout_storage::Queryable;
 use prometheus_client::registry::Registry;
 
 pub use auth::{Access, BearerToken, Role};
+pub use error::Error;
 pub use gate::QueryGate;
 pub use health::{CheckResult, HealthCheck, HealthStatus};
 pub use json::format_float;
 pub use listen::{ServeOptions, serve_with};
-pub use web_config::{WebConfig, WebConfigError, WebSecurity};
+pub use web_config::{WebConfig, WebSecurity};
 
 /// Build facts reported at `/api/v1/status/buildinfo`.
 #[derive(Debug, Clone)]

@@ -25,33 +25,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
-/// A web configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum WebConfigError {
-    /// A file could not be read.
-    #[error("reading {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not YAML in the exporter-toolkit format.
-    #[error("{0}")]
-    Format(String),
-    /// A setting that is wrong or that Lookout cannot honour; names the key.
-    #[error("{key}: {message}")]
-    Invalid {
-        /// The key, e.g. `tls_server_config.min_version`.
-        key: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-}
+use crate::Error;
 
-fn invalid(key: &'static str, message: impl Into<String>) -> WebConfigError {
-    WebConfigError::Invalid {
+fn invalid(key: &'static str, message: impl Into<String>) -> Error {
+    Error::Invalid {
         key,
         message: message.into(),
     }
@@ -123,8 +100,8 @@ impl std::fmt::Debug for WebConfig {
 
 impl WebConfig {
     /// Reads and checks `path`; relative file names in it are relative to its directory.
-    pub fn load(path: &Path) -> Result<Self, WebConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -132,11 +109,11 @@ impl WebConfig {
     }
 
     /// Parses and checks the file's text; `dir` resolves relative file names.
-    pub fn parse(text: &str, dir: &Path) -> Result<Self, WebConfigError> {
+    pub fn parse(text: &str, dir: &Path) -> Result<Self, Error> {
         let file: File = if text.trim().is_empty() {
             File::default()
         } else {
-            yaml_serde::from_str(text).map_err(|e| WebConfigError::Format(e.to_string()))?
+            yaml_serde::from_str(text).map_err(|e| Error::Format(e.to_string()))?
         };
         if file.rate_limit.is_some() {
             return Err(invalid("rate_limit", "is not supported yet"));
@@ -170,7 +147,7 @@ impl WebConfig {
 /// The response headers exporter-toolkit allows, checked as it checks them.
 fn headers(
     given: &BTreeMap<String, String>,
-) -> Result<Vec<(axum::http::HeaderName, axum::http::HeaderValue)>, WebConfigError> {
+) -> Result<Vec<(axum::http::HeaderName, axum::http::HeaderValue)>, Error> {
     const KEY: &str = "http_server_config.headers";
     let mut out = Vec::new();
     for (name, value) in given {
@@ -215,7 +192,7 @@ fn pem(
     inline: &Option<String>,
     file: &Option<PathBuf>,
     dir: &Path,
-) -> Result<Option<Vec<u8>>, WebConfigError> {
+) -> Result<Option<Vec<u8>>, Error> {
     match (inline, file) {
         (Some(_), Some(_)) => Err(invalid(key, "set the inline value or the file, not both")),
         (Some(t), None) => Ok(Some(t.clone().into_bytes())),
@@ -227,13 +204,13 @@ fn pem(
             };
             std::fs::read(&p)
                 .map(Some)
-                .map_err(|source| WebConfigError::Read { path: p, source })
+                .map_err(|source| Error::Read { path: p, source })
         }
         (None, None) => Ok(None),
     }
 }
 
-fn certs(key: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
+fn certs(key: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(key, format!("not a PEM certificate: {e}")))?;
@@ -243,7 +220,7 @@ fn certs(key: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, 
     Ok(certs)
 }
 
-fn version(key: &'static str, v: &Option<String>, default: u8) -> Result<u8, WebConfigError> {
+fn version(key: &'static str, v: &Option<String>, default: u8) -> Result<u8, Error> {
     match v.as_deref() {
         None | Some("") => Ok(default),
         Some("TLS12") => Ok(12),
@@ -257,7 +234,7 @@ fn version(key: &'static str, v: &Option<String>, default: u8) -> Result<u8, Web
 }
 
 /// The rustls suite for a Go TLS 1.2 cipher-suite name.
-fn cipher_suite(name: &str) -> Result<rustls::SupportedCipherSuite, WebConfigError> {
+fn cipher_suite(name: &str) -> Result<rustls::SupportedCipherSuite, Error> {
     use rustls::crypto::ring::cipher_suite as c;
     Ok(match name {
         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => c::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -283,7 +260,7 @@ fn cipher_suite(name: &str) -> Result<rustls::SupportedCipherSuite, WebConfigErr
 }
 
 /// The rustls key-exchange group for a Go curve name.
-fn kx_group(name: &str) -> Result<&'static dyn rustls::crypto::SupportedKxGroup, WebConfigError> {
+fn kx_group(name: &str) -> Result<&'static dyn rustls::crypto::SupportedKxGroup, Error> {
     use rustls::crypto::ring::kx_group as k;
     Ok(match name {
         "X25519" => k::X25519,
@@ -299,7 +276,7 @@ fn kx_group(name: &str) -> Result<&'static dyn rustls::crypto::SupportedKxGroup,
 }
 
 /// The rustls server configuration `t` asks for.
-fn tls(t: &TlsServerConfig, dir: &Path) -> Result<rustls::ServerConfig, WebConfigError> {
+fn tls(t: &TlsServerConfig, dir: &Path) -> Result<rustls::ServerConfig, Error> {
     use rustls::crypto::ring as p;
     let cert_pem = pem("tls_server_config.cert_file", &t.cert, &t.cert_file, dir)?
         .ok_or_else(|| invalid("tls_server_config", "missing cert_file (or cert)"))?;
@@ -451,7 +428,7 @@ impl WebSecurity {
     }
 
     /// The configuration in `path`, loaded now (an error stops start-up).
-    pub fn load(path: &Path) -> Result<Self, WebConfigError> {
+    pub fn load(path: &Path) -> Result<Self, Error> {
         let cfg = WebConfig::load(path)?;
         Ok(Self::with(Some(path.to_path_buf()), cfg))
     }
