@@ -222,6 +222,16 @@ pub struct AlertmanagerConfig {
     pub api_version: String,
     /// Targets (`host:port`).
     pub static_configs: Vec<lookout_collect::scrape::StaticConfig>,
+    /// Basic authentication.
+    pub basic_auth: Option<lookout_http::BasicAuth>,
+    /// An `Authorization` header.
+    pub authorization: Option<lookout_http::Authorization>,
+    /// TLS settings.
+    pub tls_config: Option<lookout_http::TlsConfig>,
+    /// An HTTP proxy.
+    pub proxy_url: Option<String>,
+    /// Follow redirects (default true).
+    pub follow_redirects: Option<bool>,
 }
 
 impl Default for AlertmanagerConfig {
@@ -232,6 +242,11 @@ impl Default for AlertmanagerConfig {
             timeout: PromDuration(Duration::from_secs(10)),
             api_version: "v2".into(),
             static_configs: Vec::new(),
+            basic_auth: None,
+            authorization: None,
+            tls_config: None,
+            proxy_url: None,
+            follow_redirects: None,
         }
     }
 }

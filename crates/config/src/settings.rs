@@ -218,6 +218,14 @@ fn forward_targets(c: &Config) -> Vec<Target> {
                         am.path_prefix.trim_end_matches('/')
                     ),
                     timeout: am.timeout.0,
+                    http: lookout_http::HttpConfig {
+                        basic_auth: am.basic_auth.clone(),
+                        authorization: am.authorization.clone(),
+                        tls_config: am.tls_config.clone(),
+                        proxy_url: am.proxy_url.clone(),
+                        follow_redirects: am.follow_redirects,
+                        ..Default::default()
+                    },
                 })
             })
         })

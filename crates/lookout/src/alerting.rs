@@ -63,8 +63,12 @@ pub(crate) fn core(
 }
 
 /// The forwarder for `alerting.alertmanagers`, or `None` when there are none.
-pub(crate) fn forwarder(targets: &[Target]) -> Option<Arc<Forwarder>> {
-    (!targets.is_empty()).then(|| Arc::new(Forwarder::new(targets.to_vec())))
+pub(crate) fn forwarder(targets: &[Target]) -> anyhow::Result<Option<Arc<Forwarder>>> {
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    let f = Forwarder::new(targets.to_vec()).context("alerting.alertmanagers")?;
+    Ok(Some(Arc::new(f)))
 }
 
 /// Hands the rules' alerts to the notifier and the forwarder.

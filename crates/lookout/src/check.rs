@@ -51,6 +51,7 @@ fn check(file: &Path) -> anyhow::Result<()> {
     );
     crate::serve::add_database_collectors(&settings.collectors, &mut scheduler)?;
     crate::serve::access(&settings)?;
+    crate::alerting::forwarder(&settings.forward_to)?;
     // Rule files must load as `serve` would load them.
     let files = lookout_rules::file::expand_patterns(&c.rule_files, c.base_dir.as_deref())?;
     let errs: Vec<String> = files

@@ -202,7 +202,7 @@ async fn build(
         &external_url,
         &settings.data_dir,
     )?;
-    let forwarder = crate::alerting::forwarder(&settings.forward_to);
+    let forwarder = crate::alerting::forwarder(&settings.forward_to)?;
     let sink: Option<Arc<dyn lookout_rules::AlertSink>> =
         (notifier.is_some() || forwarder.is_some()).then(|| {
             Arc::new(crate::alerting::Bridge {

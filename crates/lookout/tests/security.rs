@@ -814,3 +814,70 @@ fn issue_14_scrapes_verify_a_configured_server_name_through_a_proxy() {
     assert!(scraper.terminate().success());
     assert!(target.terminate().success());
 }
+
+#[test]
+fn issue_14_alerts_are_forwarded_over_tls_with_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    // The receiving side: a Lookout with its notifier behind TLS and basic auth, whose
+    // `forwarder` user may post alerts (operator).
+    let am_dir = dir.path().join("am");
+    std::fs::create_dir_all(&am_dir).unwrap();
+    let p = pki(&am_dir);
+    let web = web_config(&am_dir, &p, &[("forwarder", "fw-pass")], "");
+    std::fs::write(
+        am_dir.join("am.yml"),
+        "route: {receiver: x}\nreceivers: [{name: x}]\n",
+    )
+    .unwrap();
+    let acfg = write_config(
+        &am_dir,
+        "collectors: {host: {enabled: false}}\nnotifier: {config_file: am.yml}\nweb: {roles: {forwarder: operator}}\n",
+    );
+    let am = Lookout::start_with(
+        &am_dir.join("data"),
+        &acfg,
+        &["--web.config.file", utf8(&web)],
+    );
+    let target = am.base.trim_start_matches("https://").to_string();
+    // The sending side: a rule that fires at once, forwarded with the CA and password.
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n- name: g\n  interval: 1s\n  rules:\n  - alert: Forwarded\n    expr: vector(1)\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "global: {{evaluation_interval: 1s}}\ncollectors: {{host: {{enabled: false}}}}\nrule_packs: []\nrule_files: [rules.yml]\nalerting:\n  alertmanagers:\n    - scheme: https\n      tls_config: {{ca_file: {}}}\n      basic_auth: {{username: forwarder, password: fw-pass}}\n      static_configs: [{{targets: ['{target}']}}]\n",
+            p.ca.display()
+        ),
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    let c = client(&p, false);
+    wait_until(
+        "the alert reached the other side",
+        Duration::from_secs(30),
+        || {
+            c.get(format!("{}/api/v2/alerts", am.base))
+                .basic_auth("forwarder", Some("fw-pass"))
+                .send()
+                .and_then(|r| r.text())
+                .is_ok_and(|t| t.contains("Forwarded"))
+        },
+    );
+    assert!(lk.terminate().success());
+    assert!(am.terminate().success());
+
+    // A forwarding target whose TLS settings cannot be used stops start-up, named.
+    let bad = write_config(
+        dir.path(),
+        "alerting:\n  alertmanagers:\n    - tls_config: {ca_file: /no/such/ca.pem}\n      static_configs: [{targets: ['127.0.0.1:1']}]\n",
+    );
+    let out = run(&["check", "config", utf8(&bad)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("alerting.alertmanagers") && err.contains("ca"),
+        "{err}"
+    );
+}

@@ -99,7 +99,7 @@ pub struct Global {
     /// PagerDuty Events API URL.
     pub pagerduty_url: String,
     /// HTTP client settings (parsed, not all applied).
-    pub http_config: Option<yaml_serde::Value>,
+    pub http_config: Option<lookout_http::HttpConfig>,
     /// Other receivers' globals (OpsGenie, WeChat, …): kept so files stay valid.
     #[serde(flatten)]
     pub other: BTreeMap<String, yaml_serde::Value>,

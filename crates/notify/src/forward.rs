@@ -17,13 +17,16 @@ pub struct Target {
     pub base: String,
     /// Request timeout.
     pub timeout: Duration,
+    /// TLS, authentication and proxy (Prometheus's `http_config` fields).
+    pub http: lookout_http::HttpConfig,
 }
 
 /// Sends alerts to external Alertmanagers.
 #[derive(Debug)]
 pub struct Forwarder {
     targets: Vec<Target>,
-    client: reqwest::Client,
+    /// One client per target (their TLS settings differ).
+    clients: Vec<reqwest::Client>,
     /// Alerts sent (per target).
     pub sent: AtomicU64,
     /// Failed requests.
@@ -49,14 +52,19 @@ pub fn body(alerts: &[Alert]) -> serde_json::Value {
 }
 
 impl Forwarder {
-    /// A forwarder to `targets`.
-    pub fn new(targets: Vec<Target>) -> Self {
-        Self {
+    /// A forwarder to `targets`; a target whose TLS or proxy settings cannot be used is
+    /// an error naming them.
+    pub fn new(targets: Vec<Target>) -> Result<Self, lookout_http::Error> {
+        let clients = targets
+            .iter()
+            .map(|t| lookout_http::client(&t.http))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
             targets,
-            client: crate::receivers::http_client(),
+            clients,
             sent: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-        }
+        })
     }
 
     /// The targets.
@@ -70,10 +78,18 @@ impl Forwarder {
             return;
         }
         let b = body(alerts);
-        let sends = self.targets.iter().map(|t| {
+        let sends = self.targets.iter().zip(&self.clients).map(|(t, client)| {
             let url = format!("{}/api/v2/alerts", t.base.trim_end_matches('/'));
-            let req = self.client.post(&url).timeout(t.timeout).json(&b);
+            let req = lookout_http::authorize(client.post(&url).timeout(t.timeout).json(&b), &t.http);
             async move {
+                let req = match req {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(url = %url, error = %e, "Sending alerts to Alertmanager failed");
+                        return;
+                    }
+                };
                 match req.send().await {
                     Ok(r) if r.status().is_success() => {
                         self.sent.fetch_add(alerts.len() as u64, Ordering::Relaxed);

@@ -181,3 +181,51 @@ fn email_reaches_a_real_smtp_server() {
         "{text}"
     );
 }
+
+/// Issue 14: a receiver's `http_config` is honoured: its credentials are sent (the
+/// password read from its file), a broken one fails the delivery naming it.
+#[test]
+fn a_receivers_http_config_is_honoured() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let s2 = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = vec![0u8; 65536];
+            let n = s.read(&mut buf).unwrap_or(0);
+            s2.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "hook-secret\n").unwrap();
+    let n = notification(&format!(
+        "route: {{receiver: hook, group_by: [alertname]}}\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: 'http://127.0.0.1:{port}/hook'\n        http_config: {{basic_auth: {{username: lookout, password_file: {}}}}}\n",
+        pw.display()
+    ));
+    send(&n);
+    let req = seen.lock().unwrap().to_ascii_lowercase();
+    // base64("lookout:hook-secret")
+    assert!(
+        req.contains("authorization: basic bg9va291ddpob29rlxnly3jlda=="),
+        "{req}"
+    );
+    let n = notification(&format!(
+        "route: {{receiver: hook, group_by: [alertname]}}\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: 'http://127.0.0.1:{port}/hook'\n        http_config: {{tls_config: {{ca_file: /no/such/ca.pem}}}}\n"
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = rt
+        .block_on(deliver(&http_client(), &n, "http://lookout.example:9180"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ca_file"), "{e}");
+}

@@ -57,35 +57,7 @@ pub struct BasicAuth {
     pub password_file: Option<PathBuf>,
 }
 
-/// `tls_config`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// CA certificates (PEM) to verify the server with, instead of the public roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// The same, inline.
-    #[serde(default)]
-    pub ca: Option<String>,
-    /// Client certificate (PEM) for mutual TLS.
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    /// The same, inline.
-    #[serde(default)]
-    pub cert: Option<String>,
-    /// Client key (PEM) for mutual TLS.
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    /// The same, inline.
-    #[serde(default)]
-    pub key: Option<String>,
-    /// Name to verify the server's certificate against.
-    #[serde(default)]
-    pub server_name: Option<String>,
-    /// Accept any server certificate.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
+pub use lookout_http::TlsConfig;
 
 /// `static_configs` entry.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -10,7 +10,6 @@
 
 mod config;
 mod discovery;
-mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -195,7 +194,7 @@ fn client(cfg: &ScrapeConfig) -> Result<reqwest::Client, String> {
         b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("proxy_url {p:?}: {e}"))?);
     }
     if let Some(tls) = &cfg.tls_config {
-        b = b.use_preconfigured_tls(tls::client_config(tls)?);
+        b = b.use_preconfigured_tls(lookout_http::client_config(tls)?);
     }
     b.build()
         .map_err(|e| format!("building the HTTP client: {e}"))

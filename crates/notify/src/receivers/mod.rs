@@ -75,6 +75,8 @@ pub(crate) struct HttpRequest {
     url: crate::Result<String>,
     body: crate::Result<serde_json::Value>,
     timeout: Duration,
+    /// The integration's `http_config` (TLS, authentication, proxy), if it has one.
+    http: Option<lookout_http::HttpConfig>,
 }
 
 pub(crate) fn yes() -> bool {
@@ -106,8 +108,16 @@ async fn post_json(
     url: &str,
     body: &serde_json::Value,
     timeout: Duration,
+    http: Option<&lookout_http::HttpConfig>,
 ) -> Attempt {
-    match client.post(url).timeout(timeout).json(body).send().await {
+    let mut req = client.post(url).timeout(timeout).json(body);
+    if let Some(h) = http {
+        req = match lookout_http::authorize(req, h) {
+            Ok(r) => r,
+            Err(e) => return Attempt::Fatal(e.to_string()),
+        };
+    }
+    match req.send().await {
         Ok(r) if r.status().is_success() => Attempt::Done,
         Ok(r) => {
             let st = r.status();
@@ -172,18 +182,28 @@ pub async fn deliver(
     let started = Instant::now();
     let mut backoff = Duration::from_millis(500);
     let mut attempts = 0;
-    let (url, body, timeout) = match http {
+    let (url, body, timeout, http_config) = match http {
         Some(r) => (
             Some(r.url.map_err(|m| err(m.to_string(), 0))?),
             Some(r.body.map_err(|m| err(format!("rendering: {m}"), 0))?),
             r.timeout,
+            r.http,
         ),
-        None => (None, None, Duration::ZERO),
+        None => (None, None, Duration::ZERO, None),
+    };
+    // An integration with its own http_config gets its own client (TLS, proxy).
+    let own;
+    let client = match &http_config {
+        Some(h) => {
+            own = lookout_http::client(h).map_err(|e| err(e.to_string(), 0))?;
+            &own
+        }
+        None => client,
     };
     loop {
         attempts += 1;
         let res = match (&url, &body, &n.integration) {
-            (Some(u), Some(b), _) => post_json(client, u, b, timeout).await,
+            (Some(u), Some(b), _) => post_json(client, u, b, timeout, http_config.as_ref()).await,
             (_, _, Integration::Email(c)) => email::send_email(n, c, external_url).await,
             _ => Attempt::Fatal("nothing to send".into()),
         };

@@ -46,7 +46,7 @@ pub struct PagerdutyConfig {
     /// Group (template).
     pub group: Option<String>,
     /// HTTP client settings.
-    pub http_config: Option<yaml_serde::Value>,
+    pub http_config: Option<lookout_http::HttpConfig>,
     /// Options Lookout does not send yet (images, links).
     #[serde(flatten)]
     pub other: BTreeMap<String, yaml_serde::Value>,
@@ -83,6 +83,7 @@ impl PagerdutyConfig {
                 .ok_or_else(|| crate::Error::Config("no PagerDuty URL".into())),
             body: pagerduty_payload(n, self, external_url),
             timeout: Duration::from_secs(10),
+            http: self.http_config.clone(),
         }
     }
 }

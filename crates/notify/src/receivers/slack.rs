@@ -55,7 +55,7 @@ pub struct SlackConfig {
     /// Fields rendered as markdown.
     pub mrkdwn_in: Option<Vec<String>>,
     /// HTTP client settings.
-    pub http_config: Option<yaml_serde::Value>,
+    pub http_config: Option<lookout_http::HttpConfig>,
     /// Slack options Lookout does not render yet (fields, actions, …).
     #[serde(flatten)]
     pub other: BTreeMap<String, yaml_serde::Value>,
@@ -98,6 +98,7 @@ impl SlackConfig {
             url,
             body: slack_payload(n, self, external_url),
             timeout: Duration::from_secs(10),
+            http: self.http_config.clone(),
         }
     }
 }

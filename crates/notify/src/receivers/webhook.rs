@@ -26,7 +26,7 @@ pub struct WebhookConfig {
     /// Per-request timeout.
     pub timeout: Option<Dur>,
     /// HTTP client settings.
-    pub http_config: Option<yaml_serde::Value>,
+    pub http_config: Option<lookout_http::HttpConfig>,
 }
 
 impl WebhookConfig {
@@ -50,6 +50,7 @@ impl WebhookConfig {
             url,
             body: Ok(webhook_payload(n, external_url, self.max_alerts)),
             timeout: self.timeout.map_or(Duration::from_secs(10), |d| d.0),
+            http: self.http_config.clone(),
         }
     }
 }

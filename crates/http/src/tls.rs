@@ -1,9 +1,10 @@
-//! The TLS client configuration of a scrape job (`tls_config`), built on rustls with the
-//! ring provider as Prometheus's is on Go's: CA certificates from a file or inline (the
+//! Prometheus's client `tls_config` (scrapes, notifications, alert forwarding), built on
+//! rustls with the ring provider as Prometheus's is on Go's: CA certificates from a file or inline (the
 //! public roots when neither is set), a client certificate for mutual TLS, a
 //! `server_name` the server's certificate is verified against instead of the URL's host,
 //! and `insecure_skip_verify`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
@@ -13,13 +14,43 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::config::TlsConfig;
+use serde::Deserialize;
+
+/// `tls_config`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificates (PEM) to verify the server with, instead of the public roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// Client key (PEM) for mutual TLS.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Name to verify the server's certificate against.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Accept any server certificate.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
 
 /// PEM from inline `text` or `file` (at most one), named `what` in errors.
 fn pem(
     what: &str,
     text: &Option<String>,
-    file: &Option<std::path::PathBuf>,
+    file: &Option<PathBuf>,
 ) -> Result<Option<Vec<u8>>, String> {
     match (text, file) {
         (Some(_), Some(_)) => Err(format!("tls_config: set {what} or {what}_file, not both")),
@@ -32,7 +63,7 @@ fn pem(
 }
 
 /// The rustls client configuration `t` asks for.
-pub(super) fn client_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
+pub fn client_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     match pem("ca", &t.ca, &t.ca_file)? {
