@@ -78,21 +78,26 @@ pub fn client_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let verifier: Arc<dyn ServerCertVerifier> = if t.insecure_skip_verify {
-        Arc::new(AcceptAny(Arc::clone(&provider)))
-    } else {
-        let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-            .build()
-            .map_err(|e| format!("tls_config: {e}"))?;
-        match &t.server_name {
-            Some(n) => Arc::new(NameOverride {
-                inner: v,
-                name: ServerName::try_from(n.clone())
-                    .map_err(|e| format!("tls_config.server_name {n:?}: {e}"))?,
-            }),
-            None => v,
-        }
-    };
+    let roots = (!t.insecure_skip_verify)
+        .then(|| {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .map_err(|e| format!("tls_config: {e}"))
+        })
+        .transpose()?;
+    let name = t
+        .server_name
+        .as_ref()
+        .map(|n| {
+            ServerName::try_from(n.clone())
+                .map_err(|e| format!("tls_config.server_name {n:?}: {e}"))
+        })
+        .transpose()?;
+    let verifier = Arc::new(Verifier {
+        roots,
+        name,
+        provider: Arc::clone(&provider),
+    });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls_config: {e}"))?
@@ -118,65 +123,36 @@ pub fn client_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
     Ok(cfg)
 }
 
-/// Verifies the server's certificate against a configured name instead of the URL's
-/// host (Prometheus's `tls_config.server_name`).
+/// The server-certificate check a `tls_config` asks for: against the roots, for the
+/// configured `server_name` (Prometheus's) or else the URL's host; with
+/// `insecure_skip_verify` none (`roots` is `None`). The handshake's signatures are
+/// checked either way, so the connection is encrypted to whoever answered.
 #[derive(Debug)]
-struct NameOverride {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
+struct Verifier {
+    roots: Option<Arc<WebPkiServerVerifier>>,
+    name: Option<ServerName<'static>>,
+    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for NameOverride {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `insecure_skip_verify`: any certificate is accepted, though the handshake's
-/// signatures are still checked (the connection is encrypted to whoever answered).
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match &self.roots {
+            Some(v) => v.verify_server_cert(
+                end_entity,
+                intermediates,
+                self.name.as_ref().unwrap_or(server_name),
+                ocsp,
+                now,
+            ),
+            None => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -189,7 +165,7 @@ impl ServerCertVerifier for AcceptAny {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -203,11 +179,13 @@ impl ServerCertVerifier for AcceptAny {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

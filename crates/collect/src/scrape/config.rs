@@ -43,21 +43,7 @@ impl Scheme {
     }
 }
 
-/// `basic_auth`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    /// User name.
-    pub username: String,
-    /// Password.
-    #[serde(default)]
-    pub password: Option<String>,
-    /// File holding the password.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-}
-
-pub use lookout_http::TlsConfig;
+pub use lookout_http::{BasicAuth, TlsConfig};
 
 /// `static_configs` entry.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
