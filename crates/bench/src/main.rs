@@ -20,6 +20,7 @@
 //!   `tls`).
 
 mod alerting;
+mod blocks;
 mod dataset;
 mod fuzz;
 mod overhead;
@@ -162,6 +163,9 @@ enum Command {
     /// Run the server for a long while under series churn, queries, rules and the
     /// notifier, printing memory, query latency and scrape gaps per window.
     Soak(crate::soak::SoakOptions),
+    /// Memory a server holds for the blocks it keeps open, per series per block
+    /// (optionally against another `lookout` binary).
+    Blocks(crate::blocks::BlocksOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
     /// configuration, rule and Alertmanager files, templates, WAL segments, block files)
     /// with mutated inputs; exits 1 if any input crashes one.
@@ -293,6 +297,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             queries,
             handshakes,
         } => crate::tls::run(queries, handshakes)?,
+        Command::Blocks(o) => crate::blocks::run(o)?,
         Command::Live {
             series,
             throughput_series,

@@ -881,3 +881,248 @@ fn issue_14_alerts_are_forwarded_over_tls_with_basic_auth() {
         "{err}"
     );
 }
+
+/// chromedriver (Debian's chromium-driver) on a free port, stopped by PID when dropped.
+struct ChromeDriver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> ChromeDriver {
+    let exe = "/usr/bin/chromedriver";
+    assert!(
+        Path::new(exe).exists() && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Debian's chromium and chromium-driver (./scripts/test installs them)"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(exe)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = ChromeDriver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    wait_until("chromedriver is ready", Duration::from_secs(30), || {
+        http()
+            .get(format!("{}/status", d.url))
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>())
+            .is_ok_and(|v| v["value"]["ready"] == true)
+    });
+    d
+}
+
+/// A headless Chromium session with its own profile in `profile`; the test's CA is not
+/// installed in it, so it accepts the test certificate.
+async fn browser(driver: &ChromeDriver, profile: &Path) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("acceptInsecureCerts".into(), serde_json::json!(true));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+/// Signs in with basic auth (credentials in the first URL, as a user typing them into the
+/// browser's prompt would give them once) and opens the UI at `base`.
+async fn sign_in(b: &fantoccini::Client, base: &str, user: &str, pass: &str) {
+    let with_credentials = base.replacen("https://", &format!("https://{user}:{pass}@"), 1);
+    b.goto(&format!("{with_credentials}/")).await.unwrap();
+    b.goto(&format!("{base}/")).await.unwrap();
+}
+
+/// Polls the text of the element `css` until `want` accepts it.
+async fn wait_text(b: &fantoccini::Client, css: &str, want: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = match b.find(fantoccini::Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if want(&t) {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} still reads {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn displayed(b: &fantoccini::Client, css: &str) -> bool {
+    let mut any = false;
+    for e in b.find_all(fantoccini::Locator::Css(css)).await.unwrap() {
+        any |= e.is_displayed().await.unwrap();
+    }
+    any
+}
+
+#[test]
+fn issue_14_the_web_ui_in_chromium_signs_in_shows_the_role_and_offers_only_what_it_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let web = web_config(
+        dir.path(),
+        &p,
+        &[("alice", "a-pass"), ("bob", "b-pass"), ("carol", "c-pass")],
+        "",
+    );
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route: {receiver: x, group_wait: 0s}\nreceivers: [{name: x}]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: ui\n    rules:\n      - alert: DiskAlmostFull\n        expr: vector(1)\n        labels: {severity: page}\n        annotations: {summary: the disk is almost full}\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "global: {evaluation_interval: 1s}\ncollectors: {host: {enabled: false}}\nrule_packs: []\nrule_files: [rules.yml]\nnotifier: {config_file: am.yml}\nweb:\n  roles: {alice: operator, carol: admin}\n",
+    );
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.config.file", utf8(&web)],
+    );
+    let c = client(&p, false);
+    let alerts = || -> serde_json::Value {
+        c.get(format!("{}/api/v2/alerts", lk.base))
+            .basic_auth("alice", Some("a-pass"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    wait_until(
+        "the alert reached the notifier",
+        Duration::from_secs(30),
+        || alerts().as_array().is_some_and(|a| !a.is_empty()),
+    );
+    let driver = chromedriver();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // alice, an operator: her name and role, the reload and acknowledge buttons, but not
+        // the admin-only audit log.
+        let b = browser(&driver, &dir.path().join("alice-profile")).await;
+        sign_in(&b, &lk.base, "alice", "a-pass").await;
+        wait_text(&b, "#whoami", |t| t == "alice (operator)").await;
+        wait_text(&b, "#alerts tbody", |t| t.contains("DiskAlmostFull")).await;
+        assert!(displayed(&b, "#reload").await);
+        assert!(!displayed(&b, "#audit-link").await);
+        let ack = b
+            .find(fantoccini::Locator::XPath(
+                "//table[@id='alerts']//button[text()='Acknowledge']",
+            ))
+            .await
+            .unwrap();
+        assert!(ack.is_displayed().await.unwrap());
+        ack.click().await.unwrap();
+        wait_text(&b, "#alerts tbody", |t| t.contains("by alice")).await;
+        let a = alerts();
+        assert_eq!(a[0]["acknowledged"]["by"], "alice", "{a}");
+        assert_eq!(a[0]["acknowledged"]["comment"], "from the web UI", "{a}");
+        b.find(fantoccini::Locator::Id("reload"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&b, "#action-status", |t| t.contains("reloaded")).await;
+
+        // A cross-site form posting to Lookout with alice's credentials cached in the browser
+        // is refused by the origin check.
+        let form = format!(
+            "data:text/html,<form id=f method=post action='{}/-/reload'></form><script>document.getElementById('f').submit()</script>",
+            lk.base
+        );
+        b.goto(&form).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let src = b.source().await.unwrap_or_default();
+            if src.contains("cross-site") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{src}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        b.close().await.unwrap();
+
+        // bob, unlisted and so a viewer: he reads the alert but is offered no button, and a
+        // write he forces from the page's console is refused with the role it needs.
+        let b = browser(&driver, &dir.path().join("bob-profile")).await;
+        sign_in(&b, &lk.base, "bob", "b-pass").await;
+        wait_text(&b, "#whoami", |t| t == "bob (viewer)").await;
+        wait_text(&b, "#alerts tbody", |t| t.contains("by alice")).await;
+        assert!(!displayed(&b, "#reload").await);
+        assert!(!displayed(&b, "#alerts button").await);
+        let forced = b
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; fetch('/-/reload', {method: 'POST'}).then(async (r) => done(r.status + ' ' + await r.text()));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let forced = forced.as_str().unwrap_or_default().to_string();
+        assert!(
+            forced.starts_with("403") && forced.contains("operator"),
+            "{forced}"
+        );
+        b.close().await.unwrap();
+    });
+
+    // The audit trail names who acknowledged from the browser; only admins read it.
+    let audit = |user: &str, pass: &str| {
+        let r = c
+            .get(format!("{}/api/v1/lookout/audit?source=http", lk.base))
+            .basic_auth(user, Some(pass))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(audit("alice", "a-pass").0, 403);
+    let (st, trail) = audit("carol", "c-pass");
+    assert_eq!(st, 200, "{trail}");
+    let trail: serde_json::Value = serde_json::from_str(&trail).unwrap();
+    let entries = trail["data"].as_array().expect("audit entries");
+    assert!(
+        entries.iter().any(|e| e["who"] == "alice"
+            && e["target"].as_str().is_some_and(|t| t.ends_with("/ack"))
+            && e["result"] == 200),
+        "{trail}"
+    );
+    drop(driver);
+    assert!(lk.terminate().success());
+}

@@ -11,12 +11,44 @@ const VITALS = [
 const VITALS_WINDOW = 900;
 const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
 
+// Who is signed in and what they may do (GET /api/v1/lookout/whoami); until it is known,
+// nothing that changes state is offered.
+let ME = { may: { read: true, operate: false, administer: false } };
+
 async function api(path, params) {
   const url = params ? path + "?" + new URLSearchParams(params) : path;
   const resp = await fetch(url);
   const body = await resp.json();
   if (body.status === "error") throw new Error(body.errorType + ": " + body.error);
   return body;
+}
+
+// A write: same-origin fetch (the browser adds Origin, which the server checks against its
+// own address) carrying the basic-auth credentials the browser already holds.
+async function write(method, path, body) {
+  const resp = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await resp.text();
+  if (!resp.ok) throw new Error(resp.status + ": " + text.trim());
+  return text;
+}
+
+function showAction(msg, failed) {
+  const el = document.getElementById("action-status");
+  el.className = failed ? "error" : "muted";
+  text(el, msg);
+}
+
+// Hides what the signed-in role may not use (elements marked data-needs="operate" or
+// "administer").
+function applyRole(root) {
+  for (const el of (root || document).querySelectorAll("[data-needs]")) {
+    el.hidden = !ME.may[el.dataset.needs];
+  }
 }
 
 function text(el, s) { el.textContent = s; return el; }
@@ -111,9 +143,47 @@ async function refreshHealth() {
   } catch (e) { text(document.getElementById("overall"), "health: unreachable"); }
 }
 
+// The notifier's alerts (fingerprints and acknowledgements); empty when it does not run.
+async function notifierAlerts() {
+  try {
+    const resp = await fetch("/api/v2/alerts");
+    return resp.ok ? await resp.json() : [];
+  } catch (e) { return []; }
+}
+
+function sameAlert(ruleLabels, notified) {
+  return Object.entries(ruleLabels).every(([k, v]) => notified.labels[k] === v);
+}
+
+function ackCell(row, notified) {
+  const td = row.insertCell();
+  if (!notified) return;
+  const fp = notified.fingerprint;
+  const button = (label, action) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.dataset.needs = "operate";
+    b.dataset.fingerprint = fp;
+    b.addEventListener("click", async () => {
+      b.disabled = true;
+      try { await action(); showAction(label + ": done"); } catch (e) { showAction(label + " failed: " + e.message, true); }
+      refreshAlerts();
+    });
+    td.appendChild(b);
+  };
+  const ack = notified.acknowledged;
+  if (ack) {
+    td.appendChild(text(document.createElement("span"), "by " + ack.by + (ack.comment ? " (" + ack.comment + ")" : "") + " "));
+    button("Unacknowledge", () => write("DELETE", "/api/v1/lookout/alerts/" + fp + "/ack"));
+  } else {
+    button("Acknowledge", () => write("POST", "/api/v1/lookout/alerts/" + fp + "/ack", { comment: "from the web UI" }));
+  }
+}
+
 async function refreshAlerts() {
   try {
-    const body = await api("/api/v1/alerts");
+    const [body, notified] = await Promise.all([api("/api/v1/alerts"), notifierAlerts()]);
     const tbody = document.querySelector("#alerts tbody");
     tbody.innerHTML = "";
     const alerts = body.data.alerts.slice().sort((a, b) =>
@@ -134,7 +204,9 @@ async function refreshAlerts() {
         link.textContent = "runbook";
         rb.appendChild(link);
       }
+      ackCell(row, a.state === "firing" ? notified.find((n) => sameAlert(a.labels, n)) : undefined);
     }
+    applyRole(tbody);
   } catch (e) { /* shown by health */ }
 }
 
@@ -186,14 +258,15 @@ async function init() {
   try {
     // Who is signed in and what they may do; pages offer only what the role allows
     // (elements marked data-needs="operate" or "administer" are hidden otherwise).
-    const me = (await api("/api/v1/lookout/whoami")).data;
-    if (me.authenticated) {
-      text(document.getElementById("whoami"), me.user + " (" + me.role + ")");
+    ME = (await api("/api/v1/lookout/whoami")).data;
+    if (ME.authenticated) {
+      text(document.getElementById("whoami"), ME.user + " (" + ME.role + ")");
     }
-    for (const el of document.querySelectorAll("[data-needs]")) {
-      el.hidden = !me.may[el.dataset.needs];
-    }
+    applyRole();
   } catch (e) { /* optional */ }
+  document.getElementById("reload").addEventListener("click", async () => {
+    try { showAction((await write("POST", "/-/reload")).trim()); } catch (e) { showAction("reload failed: " + e.message, true); }
+  });
   document.getElementById("query-form").addEventListener("submit", runQuery);
   const tick = () => { refreshAlerts(); refreshHealth(); refreshCollectors(); refreshVitals(); };
   tick();

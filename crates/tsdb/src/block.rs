@@ -22,7 +22,7 @@
 //! per series (sorted by labels) the label count, the name and value symbol numbers, the
 //! chunk count, and per chunk its min time (zigzag delta from the previous chunk's max time),
 //! max time − min time, page offset in `chunks`, offset within the page and length.
-//! Postings are rebuilt in memory when a block is opened.
+//! Postings are rebuilt in memory, as flat arrays (`block_index`), when a block is opened.
 //!
 //! Blocks are written to `<id>.tmp`, fsynced and renamed, so a crash never leaves a
 //! half-written block in place.
@@ -38,8 +38,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use lookout_model::{Labels, Matcher, Sample};
 use serde::{Deserialize, Serialize};
 
+use crate::block_index::{self, BlockIndex, IndexError};
 use crate::chunk::{self, MAX_SAMPLES, get_varint, put_varint};
-use crate::postings::Index;
 
 const CHUNKS_MAGIC: &[u8; 5] = b"LKCHK";
 const INDEX_MAGIC: &[u8; 5] = b"LKIDX";
@@ -369,9 +369,11 @@ impl BlockWriter {
 pub(crate) struct Block {
     pub(crate) dir: PathBuf,
     pub(crate) meta: BlockMeta,
-    symbols: Vec<Arc<str>>,
-    series: Vec<(Box<[u32]>, Vec<ChunkRef>)>,
-    index: Index,
+    /// Symbols, labels and postings.
+    index: BlockIndex,
+    /// Series `r`'s chunks are `chunk_refs[chunk_start[r]..chunk_start[r + 1]]`.
+    chunk_start: Vec<u32>,
+    chunk_refs: Vec<ChunkRef>,
     chunks: File,
     /// Earliest and latest sample times, from the chunk references.
     pub(crate) data_range: Option<(i64, i64)>,
@@ -429,46 +431,41 @@ impl Block {
         let body = decompress(comp, ulen).map_err(|e| corrupt(&ipath, e.to_string()))?;
         let bad = || corrupt(&ipath, "index body does not decode");
         let mut pos = 0;
+        let index_err = |e: IndexError| corrupt(&ipath, format!("index: {e:?}"));
         let nsym = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
-        let mut symbols: Vec<Arc<str>> = Vec::with_capacity(nsym);
+        let mut builder = block_index::Builder::default();
         for _ in 0..nsym {
             let n = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
-            let s = body.get(pos..pos + n).ok_or_else(bad)?;
-            symbols.push(Arc::from(std::str::from_utf8(s).map_err(|_| bad())?));
+            let s = body.get(pos..pos.saturating_add(n)).ok_or_else(bad)?;
+            builder
+                .symbol(std::str::from_utf8(s).map_err(|_| bad())?)
+                .map_err(index_err)?;
             pos += n;
         }
         let nseries = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
-        let mut series = Vec::with_capacity(nseries);
-        let mut index = Index::default();
-        for r in 0..nseries {
+        // Counts come from the file: bound what they reserve by what the body can hold.
+        let mut chunk_start = Vec::with_capacity(nseries.min(body.len()) + 1);
+        chunk_start.push(0u32);
+        let mut chunk_refs = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..nseries {
             let nl = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
-            let mut ids = Vec::with_capacity(nl * 2);
-            for _ in 0..nl * 2 {
-                let id = get_varint(&body, &mut pos).ok_or_else(bad)? as u32;
-                if id as usize >= symbols.len() {
-                    return Err(bad());
-                }
-                ids.push(id);
+            ids.clear();
+            for _ in 0..nl.saturating_mul(2).min(body.len()) {
+                ids.push(get_varint(&body, &mut pos).ok_or_else(bad)? as u32);
             }
-            for p in ids.chunks(2) {
-                index.add(
-                    Arc::clone(&symbols[p[0] as usize]),
-                    Arc::clone(&symbols[p[1] as usize]),
-                    r as u32,
-                );
-            }
+            builder.series(&ids).map_err(index_err)?;
             let nc = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
-            let mut refs = Vec::with_capacity(nc);
             let mut prev = meta.min_time;
-            for _ in 0..nc {
+            for _ in 0..nc.min(body.len()) {
                 let z = get_varint(&body, &mut pos).ok_or_else(bad)?;
                 let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
                 let min_t = prev.wrapping_add(d);
-                let max_t = min_t + get_varint(&body, &mut pos).ok_or_else(bad)? as i64;
+                let max_t = min_t.wrapping_add(get_varint(&body, &mut pos).ok_or_else(bad)? as i64);
                 let page = get_varint(&body, &mut pos).ok_or_else(bad)?;
                 let offset = get_varint(&body, &mut pos).ok_or_else(bad)? as u32;
                 let len = get_varint(&body, &mut pos).ok_or_else(bad)? as u32;
-                refs.push(ChunkRef {
+                chunk_refs.push(ChunkRef {
                     min_t,
                     max_t,
                     page,
@@ -477,8 +474,12 @@ impl Block {
                 });
                 prev = max_t;
             }
-            series.push((ids.into_boxed_slice(), refs));
+            chunk_start.push(
+                u32::try_from(chunk_refs.len()).map_err(|_| index_err(IndexError::TooLarge))?,
+            );
         }
+        chunk_refs.shrink_to_fit();
+        let index = builder.finish().map_err(index_err)?;
         let cpath = dir.join("chunks");
         let chunks = File::open(&cpath).map_err(io_err(&cpath))?;
         let mut head = [0u8; 8];
@@ -487,20 +488,17 @@ impl Block {
             return Err(corrupt(&cpath, "bad magic or version"));
         }
         let chunks_bytes = chunks.metadata().map_err(io_err(&cpath))?.len();
-        let data_range = series.iter().flat_map(|(_, refs)| refs.iter()).fold(
-            None,
-            |acc: Option<(i64, i64)>, c| {
-                Some(acc.map_or((c.min_t, c.max_t), |(a, b)| {
-                    (a.min(c.min_t), b.max(c.max_t))
-                }))
-            },
-        );
+        let data_range = chunk_refs.iter().fold(None, |acc: Option<(i64, i64)>, c| {
+            Some(acc.map_or((c.min_t, c.max_t), |(a, b)| {
+                (a.min(c.min_t), b.max(c.max_t))
+            }))
+        });
         Ok(Self {
             dir: dir.to_path_buf(),
             meta,
-            symbols,
-            series,
             index,
+            chunk_start,
+            chunk_refs,
             chunks,
             data_range,
             chunks_bytes,
@@ -508,37 +506,28 @@ impl Block {
         })
     }
 
-    fn value_of(&self, r: u32, name: &str) -> Option<&str> {
-        let ids = &self.series.get(r as usize)?.0;
-        ids.chunks(2)
-            .find(|p| &*self.symbols[p[0] as usize] == name)
-            .map(|p| &*self.symbols[p[1] as usize])
-    }
-
     /// Series references matching `matchers`.
     pub(crate) fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
-        self.index.select(
-            matchers,
-            || (0..self.series.len() as u32).collect(),
-            |r, n| self.value_of(r, n),
-        )
+        self.index.select(matchers)
     }
 
     /// Labels of series `r`.
     pub(crate) fn labels(&self, r: u32) -> Labels {
-        let ids = &self.series[r as usize].0;
-        Labels::from_pairs(ids.chunks(2).map(|p| {
-            (
-                self.symbols[p[0] as usize].to_string(),
-                self.symbols[p[1] as usize].to_string(),
-            )
-        }))
+        self.index.labels(r)
+    }
+
+    /// Series `r`'s chunk references.
+    fn chunk_refs(&self, r: u32) -> &[ChunkRef] {
+        let r = r as usize;
+        match (self.chunk_start.get(r), self.chunk_start.get(r + 1)) {
+            (Some(a), Some(b)) => &self.chunk_refs[*a as usize..*b as usize],
+            _ => &[],
+        }
     }
 
     /// Whether series `r` has a chunk overlapping `[mint, maxt]`.
     pub(crate) fn overlaps(&self, r: u32, mint: i64, maxt: i64) -> bool {
-        self.series[r as usize]
-            .1
+        self.chunk_refs(r)
             .iter()
             .any(|c| c.max_t >= mint && c.min_t <= maxt)
     }
@@ -553,7 +542,7 @@ impl Block {
     ) -> Result<Vec<Sample>, BlockError> {
         let cpath = || self.dir.join("chunks");
         let mut out = Vec::new();
-        let chunks = &self.series[r as usize].1;
+        let chunks = self.chunk_refs(r);
         let wanted = chunks
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
@@ -606,41 +595,24 @@ impl Block {
 
     /// Label names across the block's series (all, or those matching).
     pub(crate) fn label_names(&self, refs: Option<&[u32]>) -> Vec<String> {
-        match refs {
-            None => self.index.names(),
-            Some(refs) => {
-                let mut v: Vec<String> = refs
-                    .iter()
-                    .flat_map(|r| self.series[*r as usize].0.iter().step_by(2))
-                    .map(|id| self.symbols[*id as usize].to_string())
-                    .collect();
-                v.sort();
-                v.dedup();
-                v
-            }
-        }
+        self.index.label_names(refs)
     }
 
     /// Values of `name` (all, or among the given series).
     pub(crate) fn label_values(&self, name: &str, refs: Option<&[u32]>) -> Vec<String> {
-        match refs {
-            None => self.index.values(name),
-            Some(refs) => {
-                let mut v: Vec<String> = refs
-                    .iter()
-                    .filter_map(|r| self.value_of(*r, name))
-                    .map(str::to_string)
-                    .collect();
-                v.sort();
-                v.dedup();
-                v
-            }
-        }
+        self.index.label_values(name, refs)
     }
 
     /// Number of series.
     pub(crate) fn num_series(&self) -> usize {
-        self.series.len()
+        self.index.num_series()
+    }
+
+    /// Heap bytes the open block holds for its index and chunk references.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.index.heap_bytes()
+            + 4 * self.chunk_start.capacity()
+            + std::mem::size_of::<ChunkRef>() * self.chunk_refs.capacity()
     }
 }
 

@@ -36,6 +36,7 @@
 mod appender;
 mod bits;
 mod block;
+mod block_index;
 mod chunk;
 mod head;
 mod import;
@@ -257,7 +258,7 @@ impl Tsdb {
         );
         metrics.head_series.set(head.num_series() as i64);
         metrics.wal_bytes.set(wal.size() as i64);
-        metrics.blocks.set(blocks.len() as i64);
+        metrics.set_blocks(&blocks);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             opts: opts.clone(),

@@ -92,7 +92,7 @@ impl Inner {
             let mut blocks = self.blocks.write().expect("lock poisoned");
             blocks.push(Arc::new(b));
             blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
-            self.metrics.blocks.set(blocks.len() as i64);
+            self.metrics.set_blocks(&blocks);
         }
         let mut head = self.head.write().expect("lock poisoned");
         head.truncate_before(end);
@@ -262,7 +262,7 @@ impl Inner {
                 blocks.push(Arc::clone(n));
             }
             blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
-            self.metrics.blocks.set(blocks.len() as i64);
+            self.metrics.set_blocks(&blocks);
         }
         for b in group {
             let _ = std::fs::remove_dir_all(&b.dir);
@@ -304,7 +304,7 @@ impl Inner {
                     doomed.push(b);
                 }
             }
-            self.metrics.blocks.set(blocks.len() as i64);
+            self.metrics.set_blocks(&blocks);
         }
         for b in &doomed {
             tracing::info!(id = %b.meta.id, max_time = b.meta.max_time, "Block deleted by retention");

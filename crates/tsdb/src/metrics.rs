@@ -13,7 +13,8 @@ pub(crate) struct TsdbMetrics {
     pub(crate) wal_corruptions: Counter,
     pub(crate) wal_failures: Counter,
     pub(crate) wal_bytes: Gauge,
-    pub(crate) blocks: Gauge,
+    blocks: Gauge,
+    blocks_index_bytes: Gauge,
     pub(crate) compactions: Counter,
     pub(crate) ooo_accepted: Counter,
     pub(crate) limit_rejections: Counter,
@@ -33,6 +34,7 @@ impl TsdbMetrics {
             wal_failures: Counter::default(),
             wal_bytes: Gauge::default(),
             blocks: Gauge::default(),
+            blocks_index_bytes: Gauge::default(),
             compactions: Counter::default(),
             ooo_accepted: Counter::default(),
             limit_rejections: Counter::default(),
@@ -75,6 +77,11 @@ impl TsdbMetrics {
         );
         reg.register("blocks_loaded", "Blocks on disk", m.blocks.clone());
         reg.register(
+            "blocks_index_memory_bytes",
+            "Memory the open blocks hold for their indexes and chunk references",
+            m.blocks_index_bytes.clone(),
+        );
+        reg.register(
             "compactions",
             "Block compactions run",
             m.compactions.clone(),
@@ -105,5 +112,12 @@ impl TsdbMetrics {
             m.limit_rejections.clone(),
         );
         m
+    }
+
+    /// Sets the gauges that describe the open blocks.
+    pub(crate) fn set_blocks(&self, blocks: &[std::sync::Arc<crate::block::Block>]) {
+        self.blocks.set(blocks.len() as i64);
+        self.blocks_index_bytes
+            .set(blocks.iter().map(|b| b.heap_bytes() as i64).sum());
     }
 }

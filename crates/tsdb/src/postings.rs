@@ -184,41 +184,7 @@ impl Index {
         all: impl FnOnce() -> Vec<u32>,
         value_of: impl Fn(u32, &str) -> Option<&'a str>,
     ) -> Vec<u32> {
-        if matchers.is_empty() {
-            return Vec::new();
-        }
-        let mut acc: Option<Vec<u32>> = None;
-        let mut rest: Vec<&Matcher> = Vec::new();
-        for m in matchers {
-            if m.matches_empty() {
-                rest.push(m);
-                continue;
-            }
-            let list = self.postings_for(m);
-            acc = Some(match acc {
-                None => list,
-                Some(a) => intersect(&a, &list),
-            });
-            if acc.as_ref().is_some_and(Vec::is_empty) {
-                return Vec::new();
-            }
-        }
-        let mut cands = acc.unwrap_or_else(all);
-        for m in rest {
-            let positive = match m.op {
-                MatchOp::NotEqual if !m.value.is_empty() => Some(Matcher::equal(&m.name, &m.value)),
-                MatchOp::NotRegex => Matcher::new(MatchOp::Regex, &m.name, &m.value)
-                    .ok()
-                    .filter(|p| !p.matches_empty()),
-                _ => None,
-            };
-            match positive {
-                // `name != "x"` and `name !~ "a|b"` subtract postings.
-                Some(p) => cands = subtract(&cands, &self.postings_for(&p)),
-                None => cands.retain(|r| m.matches(value_of(*r, &m.name).unwrap_or(""))),
-            }
-        }
-        cands
+        select(matchers, |m| self.postings_for(m), all, value_of)
     }
 
     /// Every (name, value, number of series) in the index.
@@ -227,19 +193,50 @@ impl Index {
             .iter()
             .flat_map(|(n, vs)| vs.iter().map(move |(v, l)| (&**n, &**v, l.len())))
     }
+}
 
-    /// Every label name with at least one series.
-    pub(crate) fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.map.keys().map(|k| k.to_string()).collect();
-        v.sort();
-        v
+/// References matching every matcher, ascending, for any index: `postings_for(m)` lists the
+/// series a matcher that rejects "" selects, `all` lists every reference and
+/// `value_of(r, name)` reads one label of a series. An empty matcher list matches nothing.
+pub(crate) fn select<'a>(
+    matchers: &[Matcher],
+    postings_for: impl Fn(&Matcher) -> Vec<u32>,
+    all: impl FnOnce() -> Vec<u32>,
+    value_of: impl Fn(u32, &str) -> Option<&'a str>,
+) -> Vec<u32> {
+    if matchers.is_empty() {
+        return Vec::new();
     }
-
-    /// Every value of `name`, sorted.
-    pub(crate) fn values(&self, name: &str) -> Vec<String> {
-        self.map
-            .get(name)
-            .map(|m| m.keys().map(|k| k.to_string()).collect())
-            .unwrap_or_default()
+    let mut acc: Option<Vec<u32>> = None;
+    let mut rest: Vec<&Matcher> = Vec::new();
+    for m in matchers {
+        if m.matches_empty() {
+            rest.push(m);
+            continue;
+        }
+        let list = postings_for(m);
+        acc = Some(match acc {
+            None => list,
+            Some(a) => intersect(&a, &list),
+        });
+        if acc.as_ref().is_some_and(Vec::is_empty) {
+            return Vec::new();
+        }
     }
+    let mut cands = acc.unwrap_or_else(all);
+    for m in rest {
+        let positive = match m.op {
+            MatchOp::NotEqual if !m.value.is_empty() => Some(Matcher::equal(&m.name, &m.value)),
+            MatchOp::NotRegex => Matcher::new(MatchOp::Regex, &m.name, &m.value)
+                .ok()
+                .filter(|p| !p.matches_empty()),
+            _ => None,
+        };
+        match positive {
+            // `name != "x"` and `name !~ "a|b"` subtract postings.
+            Some(p) => cands = subtract(&cands, &postings_for(&p)),
+            None => cands.retain(|r| m.matches(value_of(*r, &m.name).unwrap_or(""))),
+        }
+    }
+    cands
 }
