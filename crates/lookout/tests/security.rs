@@ -1015,13 +1015,16 @@ fn issue_14_the_web_ui_in_chromium_signs_in_shows_the_role_and_offers_only_what_
         &["--web.config.file", utf8(&web)],
     );
     let c = client(&p, false);
-    let alerts = || -> serde_json::Value {
-        c.get(format!("{}/api/v2/alerts", lk.base))
-            .basic_auth("alice", Some("a-pass"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+    let alerts = {
+        let (c, url) = (c.clone(), format!("{}/api/v2/alerts", lk.base));
+        move || -> serde_json::Value {
+            c.get(&url)
+                .basic_auth("alice", Some("a-pass"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap()
+        }
     };
     wait_until(
         "the alert reached the notifier",
@@ -1051,7 +1054,8 @@ fn issue_14_the_web_ui_in_chromium_signs_in_shows_the_role_and_offers_only_what_
         assert!(ack.is_displayed().await.unwrap());
         ack.click().await.unwrap();
         wait_text(&b, "#alerts tbody", |t| t.contains("by alice")).await;
-        let a = alerts();
+        // (reqwest's blocking client may not run on this runtime's thread)
+        let a = tokio::task::spawn_blocking(alerts.clone()).await.unwrap();
         assert_eq!(a[0]["acknowledged"]["by"], "alice", "{a}");
         assert_eq!(a[0]["acknowledged"]["comment"], "from the web UI", "{a}");
         b.find(fantoccini::Locator::Id("reload"))
