@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use tls::{TlsConfig, client_config};
+pub use tls::{IdentityPem, TlsConfig, TlsVersion, client_config};
 
 /// An `http_config` that cannot be used; names the setting.
 #[derive(Debug, thiserror::Error)]

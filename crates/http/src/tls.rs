@@ -44,6 +44,77 @@ pub struct TlsConfig {
     /// Accept any server certificate.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Lowest TLS version offered (`TLS10` … `TLS13`; rustls speaks 1.2 and 1.3 only).
+    #[serde(default)]
+    pub min_version: Option<TlsVersion>,
+    /// Highest TLS version offered.
+    #[serde(default)]
+    pub max_version: Option<TlsVersion>,
+}
+
+/// A client certificate chain and its key, as PEM.
+pub type IdentityPem = (Vec<u8>, Vec<u8>);
+
+/// A TLS version as Prometheus's configuration names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.0 (not spoken by rustls).
+    #[serde(rename = "TLS10")]
+    Tls10,
+    /// TLS 1.1 (not spoken by rustls).
+    #[serde(rename = "TLS11")]
+    Tls11,
+    /// TLS 1.2.
+    #[serde(rename = "TLS12")]
+    Tls12,
+    /// TLS 1.3.
+    #[serde(rename = "TLS13")]
+    Tls13,
+}
+
+impl TlsConfig {
+    /// The protocol versions `min_version` and `max_version` allow, of those rustls speaks
+    /// (a minimum below 1.2 allows 1.2 and up; a maximum below 1.2 is an error).
+    pub fn versions(&self) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+        let min = self.min_version.unwrap_or(TlsVersion::Tls12);
+        let max = self.max_version.unwrap_or(TlsVersion::Tls13);
+        if max < TlsVersion::Tls12 {
+            return Err(format!(
+                "tls_config.max_version {max:?}: only TLS12 and TLS13 are supported"
+            ));
+        }
+        if min > max {
+            return Err(format!(
+                "tls_config: min_version {min:?} is above max_version {max:?}"
+            ));
+        }
+        let mut v = Vec::new();
+        if min <= TlsVersion::Tls12 {
+            v.push(&rustls::version::TLS12);
+        }
+        if max >= TlsVersion::Tls13 {
+            v.push(&rustls::version::TLS13);
+        }
+        Ok(v)
+    }
+
+    /// The CA certificates (PEM) configured, from `ca` or `ca_file`.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, String> {
+        pem("ca", &self.ca, &self.ca_file)
+    }
+
+    /// The client certificate and key (PEM) configured, if any; one without the other is
+    /// an error.
+    pub fn identity_pem(&self) -> Result<Option<IdentityPem>, String> {
+        match (
+            pem("cert", &self.cert, &self.cert_file)?,
+            pem("key", &self.key, &self.key_file)?,
+        ) {
+            (Some(c), Some(k)) => Ok(Some((c, k))),
+            (None, None) => Ok(None),
+            _ => Err("tls_config needs both cert_file and key_file".into()),
+        }
+    }
 }
 
 /// PEM from inline `text` or `file` (at most one), named `what` in errors.
@@ -66,7 +137,7 @@ fn pem(
 pub fn client_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    match pem("ca", &t.ca, &t.ca_file)? {
+    match t.ca_pem()? {
         Some(p) => {
             for c in CertificateDer::pem_slice_iter(&p) {
                 let c = c.map_err(|e| format!("tls_config.ca: not a PEM certificate: {e}"))?;
@@ -99,14 +170,12 @@ pub fn client_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
         provider: Arc::clone(&provider),
     });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&t.versions()?)
         .map_err(|e| format!("tls_config: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let cert = pem("cert", &t.cert, &t.cert_file)?;
-    let key = pem("key", &t.key, &t.key_file)?;
-    let mut cfg = match (cert, key) {
-        (Some(c), Some(k)) => {
+    let mut cfg = match t.identity_pem()? {
+        Some((c, k)) => {
             let chain = CertificateDer::pem_slice_iter(&c)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("tls_config.cert: {e}"))?;
@@ -116,8 +185,7 @@ pub fn client_config(t: &TlsConfig) -> Result<rustls::ClientConfig, String> {
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("tls_config.cert/key: {e}"))?
         }
-        (None, None) => builder.with_no_client_auth(),
-        _ => return Err("tls_config needs both cert_file and key_file".into()),
+        None => builder.with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
@@ -187,5 +255,46 @@ impl ServerCertVerifier for Verifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(yaml: &str) -> TlsConfig {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn versions_follow_min_and_max() {
+        let v = |y: &str| {
+            cfg(y)
+                .versions()
+                .map(|v| v.iter().map(|p| p.version).collect::<Vec<_>>())
+        };
+        use rustls::ProtocolVersion::{TLSv1_2, TLSv1_3};
+        assert_eq!(v("{}").unwrap(), vec![TLSv1_2, TLSv1_3]);
+        assert_eq!(v("{min_version: TLS10}").unwrap(), vec![TLSv1_2, TLSv1_3]);
+        assert_eq!(v("{min_version: TLS13}").unwrap(), vec![TLSv1_3]);
+        assert_eq!(v("{max_version: TLS12}").unwrap(), vec![TLSv1_2]);
+        assert!(
+            v("{max_version: TLS11}")
+                .unwrap_err()
+                .contains("max_version")
+        );
+        assert!(
+            v("{min_version: TLS13, max_version: TLS12}")
+                .unwrap_err()
+                .contains("above")
+        );
+        assert!(yaml_serde::from_str::<TlsConfig>("{min_version: SSL3}").is_err());
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_named() {
+        let t = cfg("{cert: x}");
+        assert!(t.identity_pem().unwrap_err().contains("key_file"));
+        assert!(client_config(&t).is_err());
     }
 }

@@ -92,6 +92,8 @@ pub struct Global {
     pub smtp_auth_identity: Option<String>,
     /// Require STARTTLS.
     pub smtp_require_tls: bool,
+    /// TLS settings of every email receiver that has none of its own.
+    pub smtp_tls_config: Option<lookout_http::TlsConfig>,
     /// Slack webhook URL.
     pub slack_api_url: Option<String>,
     /// File holding the Slack webhook URL.
@@ -119,6 +121,7 @@ impl Default for Global {
             smtp_auth_secret_file: None,
             smtp_auth_identity: None,
             smtp_require_tls: true,
+            smtp_tls_config: None,
             slack_api_url: None,
             slack_api_url_file: None,
             pagerduty_url: "https://events.pagerduty.com/v2/enqueue".into(),

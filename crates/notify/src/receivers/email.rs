@@ -1,5 +1,6 @@
-//! Email over SMTP with lettre: STARTTLS when `require_tls`, implicit TLS on port 465;
-//! subject, text and HTML bodies and headers rendered from templates.
+//! Email over SMTP with lettre: STARTTLS when `require_tls`, implicit TLS on port 465,
+//! both with the receiver's (or the global `smtp_tls_config`) `tls_config`; subject, text
+//! and HTML bodies and headers rendered from templates.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,8 +46,9 @@ pub struct EmailConfig {
     pub text: Option<String>,
     /// Require STARTTLS (default: global).
     pub require_tls: Option<bool>,
-    /// TLS settings.
-    pub tls_config: Option<yaml_serde::Value>,
+    /// TLS settings (CA, client certificate, `server_name`, `insecure_skip_verify`,
+    /// `min_version`), for STARTTLS and implicit TLS alike.
+    pub tls_config: Option<lookout_http::TlsConfig>,
 }
 
 impl EmailConfig {
@@ -57,6 +59,14 @@ impl EmailConfig {
         }
         if self.smarthost.is_none() && g.smtp_smarthost.is_none() {
             return Err("no global SMTP smarthost set".into());
+        }
+        // Unreadable or malformed certificates are named at load, not at the first page.
+        let smarthost = self.smarthost.as_ref().or(g.smtp_smarthost.as_ref());
+        let host = smarthost
+            .and_then(|s| s.rsplit_once(':'))
+            .map_or("localhost", |(h, _)| h);
+        if let Some(t) = self.tls_config.as_ref().or(g.smtp_tls_config.as_ref()) {
+            tls_parameters(host, Some(t)).map_err(|e| format!("email config: {e}"))?;
         }
         if self.from.is_none() && g.smtp_from.is_none() {
             return Err("no global mail from address set".into());
@@ -90,6 +100,9 @@ impl EmailConfig {
         }
         if e.require_tls.is_none() {
             e.require_tls = Some(g.smtp_require_tls);
+        }
+        if e.tls_config.is_none() {
+            e.tls_config.clone_from(&g.smtp_tls_config);
         }
         e
     }
@@ -143,10 +156,57 @@ pub fn email_parts(
     })
 }
 
+/// lettre's TLS parameters for `host` from Alertmanager's `tls_config`: a configured CA
+/// replaces the public roots (as Go's `RootCAs` does), `server_name` is the name the
+/// certificate must carry, a client certificate is presented for mutual TLS.
+fn tls_parameters(
+    host: &str,
+    t: Option<&lookout_http::TlsConfig>,
+) -> Result<lettre::transport::smtp::client::TlsParameters, String> {
+    use lettre::transport::smtp::client::{
+        Certificate, CertificateStore, Identity, TlsParameters, TlsVersion,
+    };
+    let default = lookout_http::TlsConfig::default();
+    let t = t.unwrap_or(&default);
+    let domain = t.server_name.clone().unwrap_or_else(|| host.to_string());
+    let mut b = TlsParameters::builder(domain);
+    let versions = t.versions()?;
+    if t.max_version
+        .is_some_and(|v| v < lookout_http::TlsVersion::Tls13)
+    {
+        return Err("tls_config.max_version is not supported for email (only min_version)".into());
+    }
+    if !versions.contains(&&rustls::version::TLS12) {
+        b = b.set_min_tls_version(TlsVersion::Tlsv13);
+    }
+    if let Some(ca) = t.ca_pem()? {
+        let cert = Certificate::from_pem(&ca).map_err(|e| format!("tls_config.ca: {e}"))?;
+        b = b
+            .certificate_store(CertificateStore::None)
+            .add_root_certificate(cert);
+    }
+    if let Some((cert, key)) = t.identity_pem()? {
+        // lettre's `Identity::from_pem` takes the certificate as DER (the key as PEM), and
+        // one certificate: the first of the file, the client's own.
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let der = CertificateDer::pem_slice_iter(&cert)
+            .next()
+            .ok_or("tls_config.cert holds no certificate")?
+            .map_err(|e| format!("tls_config.cert: {e}"))?;
+        let id = Identity::from_pem(&der, &key).map_err(|e| format!("tls_config.cert/key: {e}"))?;
+        b = b.identify_with(id);
+    }
+    if t.insecure_skip_verify {
+        b = b.dangerous_accept_invalid_certs(true);
+    }
+    b.build_rustls().map_err(|e| format!("tls_config: {e}"))
+}
+
 pub(super) async fn send_email(n: &Notification, c: &EmailConfig, external_url: &str) -> Attempt {
     use lettre::message::{Mailbox, MultiPart, SinglePart, header};
     use lettre::transport::smtp::authentication::Credentials;
-    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    use lettre::transport::smtp::client::Tls;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
     let EmailParts {
         subject,
@@ -211,7 +271,7 @@ pub(super) async fn send_email(n: &Notification, c: &EmailConfig, external_url: 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut t = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone()).port(port);
     if port == 465 || c.require_tls.unwrap_or(true) {
-        let params = match TlsParameters::new(host.clone()) {
+        let params = match tls_parameters(&host, c.tls_config.as_ref()) {
             Ok(p) => p,
             Err(e) => return Attempt::Fatal(format!("TLS for {host}: {e}")),
         };
@@ -245,6 +305,8 @@ pub(super) async fn send_email(n: &Notification, c: &EmailConfig, external_url: 
     {
         Ok(_) => Attempt::Done,
         Err(e) if e.is_permanent() => Attempt::Fatal(format!("SMTP {smarthost}: {e}")),
+        // A certificate that does not verify will not verify on the next attempt either.
+        Err(e) if e.is_tls() => Attempt::Fatal(format!("SMTP {smarthost}: TLS: {e}")),
         Err(e) => Attempt::Retry(format!("SMTP {smarthost}: {e}")),
     }
 }
