@@ -209,6 +209,63 @@ fn issue_14_mutual_tls_requires_a_client_certificate() {
     let url = format!("{}/api/v1/query?query=1", lk.base);
     assert!(client(&p, false).get(&url).send().is_err());
     assert_eq!(status(&client(&p, true), &url, None), 200);
+
+    // client_allowed_sans: the client certificate (for "grafana") must also carry an
+    // allowed name; the file is re-read without a restart.
+    let sans = |names: &str| {
+        std::thread::sleep(Duration::from_millis(1100));
+        web_config(
+            dir.path(),
+            &p,
+            &[],
+            &format!("{extra}  client_allowed_sans: [{names}]\n"),
+        );
+    };
+    sans("prometheus, 10.0.0.1");
+    wait_until(
+        "the new web config refuses grafana",
+        Duration::from_secs(10),
+        || client(&p, true).get(&url).send().is_err(),
+    );
+    sans("prometheus, grafana");
+    wait_until(
+        "the new web config admits grafana",
+        Duration::from_secs(10),
+        || {
+            client(&p, true)
+                .get(&url)
+                .send()
+                .is_ok_and(|r| r.status().as_u16() == 200)
+        },
+    );
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn issue_14_rate_limit_answers_429_beyond_the_burst_and_spares_the_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let web = web_config(dir.path(), &p, &[], "");
+    let text = std::fs::read_to_string(&web).unwrap();
+    std::fs::write(
+        &web,
+        format!("{text}rate_limit: {{interval: 1m, burst: 3}}\n"),
+    )
+    .unwrap();
+    let cfg = write_config(dir.path(), "collectors: {host: {enabled: false}}\n");
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.config.file", utf8(&web)],
+    );
+    let c = client(&p, false);
+    let url = format!("{}/api/v1/query?query=1", lk.base);
+    let got: Vec<u16> = (0..5).map(|_| status(&c, &url, None)).collect();
+    assert_eq!(got, [200, 200, 200, 429, 429]);
+    let r = c.get(&url).send().unwrap();
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r.text().unwrap().contains("rate_limit"));
+    assert_eq!(status(&c, &format!("{}/-/healthy", lk.base), None), 200);
     assert!(lk.terminate().success());
 }
 

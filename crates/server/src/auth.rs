@@ -197,14 +197,26 @@ pub(crate) async fn layer(
             result: result.as_u16(),
         });
     };
-    let mut resp = if writes && cross_site(req.headers()) {
+    let probe = OPEN.contains(&path.as_str());
+    let limited = !probe
+        && cfg
+            .rate_limit
+            .is_some_and(|l| !sec.bucket.lock().expect("lock").take(l));
+    let mut resp = if limited {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            "too many requests: the server's rate_limit is reached\n",
+        )
+            .into_response()
+    } else if writes && cross_site(req.headers()) {
         audit("", None, "forbidden", StatusCode::FORBIDDEN);
         (
             StatusCode::FORBIDDEN,
             "forbidden: a cross-site request may not change anything\n",
         )
             .into_response()
-    } else if !guarded || (!sec.access.closed_probes && OPEN.contains(&path.as_str())) {
+    } else if !guarded || (!sec.access.closed_probes && probe) {
         let resp = next.run(req).await;
         if writes {
             audit("", None, method.as_str(), resp.status());

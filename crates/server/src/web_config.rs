@@ -1,7 +1,9 @@
 //! The web configuration file (`--web.config.file`) in the Prometheus exporter-toolkit
 //! format, used as is: TLS for the HTTP server (`tls_server_config`, on rustls with the
-//! ring provider), response headers (`http_server_config.headers`) and basic-auth users
-//! (`basic_auth_users`, bcrypt hashes).
+//! ring provider; `client_allowed_sans` for DNS names and IP addresses), response headers
+//! (`http_server_config.headers`), basic-auth users (`basic_auth_users`, bcrypt hashes)
+//! and the server-wide `rate_limit` (429 beyond it; the open health probes are exempt,
+//! so a flood does not get the server restarted by its orchestrator).
 //!
 //! Everything the file asks for is either done or refused with an error naming the key:
 //! rustls speaks TLS 1.2 and 1.3 only, offers the AEAD cipher suites only and the curves
@@ -21,6 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
@@ -45,7 +48,57 @@ struct File {
     #[serde(default)]
     basic_auth_users: BTreeMap<String, String>,
     #[serde(default)]
-    rate_limit: Option<yaml_serde::Value>,
+    rate_limit: Option<RateLimitFile>,
+}
+
+/// `rate_limit` as written: one request per `interval`, bursts of up to `burst`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitFile {
+    interval: Option<String>,
+    burst: Option<u32>,
+}
+
+/// The server-wide request rate `rate_limit` allows (exporter-toolkit's): a token bucket
+/// refilled with one token per `interval`, holding at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Time to earn one request.
+    pub interval: Duration,
+    /// Requests that may arrive at once.
+    pub burst: u32,
+}
+
+/// The bucket a [`RateLimit`] draws from.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Self {
+            tokens: f64::INFINITY,
+            last: Instant::now(),
+        }
+    }
+}
+
+impl Bucket {
+    /// Takes one token if `limit` allows it now.
+    pub(crate) fn take(&mut self, limit: RateLimit) -> bool {
+        let now = Instant::now();
+        let earned = now.duration_since(self.last).as_secs_f64() / limit.interval.as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + earned).min(f64::from(limit.burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +139,8 @@ pub struct WebConfig {
     pub headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
     /// Basic-auth users and their bcrypt hashes; empty: no basic auth.
     pub users: BTreeMap<String, String>,
+    /// The server-wide request rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -115,9 +170,30 @@ impl WebConfig {
         } else {
             yaml_serde::from_str(text).map_err(|e| Error::Format(e.to_string()))?
         };
-        if file.rate_limit.is_some() {
-            return Err(invalid("rate_limit", "is not supported yet"));
-        }
+        let rate_limit = match file.rate_limit {
+            None => None,
+            Some(r) => {
+                let interval = r
+                    .interval
+                    .as_deref()
+                    .map(lookout_model::parse_duration)
+                    .transpose()
+                    .map_err(|e| invalid("rate_limit.interval", e))?
+                    .unwrap_or_default();
+                let burst = r.burst.unwrap_or(0);
+                if interval.is_zero() {
+                    // exporter-toolkit: a zero interval is no limit at all.
+                    None
+                } else if burst == 0 {
+                    return Err(invalid(
+                        "rate_limit.burst",
+                        "must be at least 1 (0 would refuse every request)",
+                    ));
+                } else {
+                    Some(RateLimit { interval, burst })
+                }
+            }
+        };
         for (user, hash) in &file.basic_auth_users {
             if user.is_empty() || user.contains(':') {
                 return Err(invalid(
@@ -140,6 +216,7 @@ impl WebConfig {
                 .transpose()?,
             headers: headers(&file.http_server_config.headers)?,
             users: file.basic_auth_users,
+            rate_limit,
         })
     }
 }
@@ -375,12 +452,30 @@ fn tls(t: &TlsServerConfig, dir: &Path) -> Result<rustls::ServerConfig, Error> {
             ));
         }
     };
-    if !t.client_allowed_sans.is_empty() {
-        return Err(invalid(
-            "tls_server_config.client_allowed_sans",
-            "is not supported yet",
-        ));
-    }
+    let verifier = match (verifier, t.client_allowed_sans.is_empty()) {
+        (v, true) => v,
+        (None, false) => {
+            return Err(invalid(
+                "tls_server_config.client_allowed_sans",
+                "needs client_auth_type RequireAndVerifyClientCert or VerifyClientCertIfGiven",
+            ));
+        }
+        (Some(inner), false) => {
+            let names = t
+                .client_allowed_sans
+                .iter()
+                .map(|n| {
+                    rustls::pki_types::ServerName::try_from(n.clone()).map_err(|_| {
+                        invalid(
+                            "tls_server_config.client_allowed_sans",
+                            format!("{n:?}: only DNS names and IP addresses are supported"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(Arc::new(AllowedSans { inner, names }) as Arc<dyn ClientCertVerifier>)
+        }
+    };
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
         .map_err(|e| invalid("tls_server_config", e.to_string()))?;
@@ -396,6 +491,75 @@ fn tls(t: &TlsServerConfig, dir: &Path) -> Result<rustls::ServerConfig, Error> {
     Ok(cfg)
 }
 
+/// A client-certificate check that, after the CA's, also requires one of the allowed
+/// subject alternative names (exporter-toolkit's `client_allowed_sans`).
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn ClientCertVerifier>,
+    names: Vec<rustls::pki_types::ServerName<'static>>,
+}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let ok = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        if self
+            .names
+            .iter()
+            .any(|n| cert.verify_is_valid_for_subject_name(n).is_ok())
+        {
+            Ok(ok)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// The web configuration in effect for the server, re-read when its file changes and on
 /// [`WebSecurity::reload`].
 pub struct WebSecurity {
@@ -409,6 +573,8 @@ pub struct WebSecurity {
     pub(crate) verified: Mutex<BTreeMap<String, [u8; 32]>>,
     /// Authentication failures per client address.
     pub(crate) lockouts: crate::auth::Lockouts,
+    /// The tokens `rate_limit` hands out.
+    pub(crate) bucket: Mutex<Bucket>,
     /// Where authentication failures and writes are recorded.
     pub audit: Arc<crate::audit::AuditLog>,
 }
@@ -442,6 +608,7 @@ impl WebSecurity {
             seen: Mutex::new((Instant::now(), mtime)),
             verified: Mutex::new(BTreeMap::new()),
             lockouts: crate::auth::Lockouts::default(),
+            bucket: Mutex::new(Bucket::default()),
             audit: Arc::new(crate::audit::AuditLog::memory()),
         }
     }
@@ -506,10 +673,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bucket_allows_a_burst_then_one_per_interval() {
+        let limit = RateLimit {
+            interval: Duration::from_millis(200),
+            burst: 2,
+        };
+        let mut b = Bucket::default();
+        assert!(b.take(limit) && b.take(limit));
+        assert!(!b.take(limit));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(b.take(limit));
+        assert!(!b.take(limit));
+        let none = WebConfig::parse("rate_limit: {interval: 0s, burst: 0}\n", Path::new("."));
+        assert_eq!(none.unwrap().rate_limit, None);
+    }
+
+    #[test]
+    fn client_allowed_sans_need_verified_clients_and_names() {
+        let e = WebConfig::parse(
+            "tls_server_config: {cert: x, key: y, client_allowed_sans: [a]}\n",
+            Path::new("."),
+        );
+        assert!(e.is_err());
+    }
+
+    #[test]
     fn unsupported_settings_are_named() {
         let dir = Path::new(".");
         let cases = [
-            ("rate_limit: {interval: 1s, burst: 2}\n", "rate_limit"),
+            ("rate_limit: {interval: 1s, burst: 0}\n", "rate_limit.burst"),
+            (
+                "rate_limit: {interval: soon, burst: 1}\n",
+                "rate_limit.interval",
+            ),
             ("basic_auth_users: {alice: plain}\n", "basic_auth_users"),
             (
                 "http_server_config: {headers: {X-Powered-By: me}}\n",
