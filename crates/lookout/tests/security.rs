@@ -315,21 +315,29 @@ fn issue_14_check_web_config_names_the_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--web.config.file"));
 }
 
-#[test]
-fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = pki(dir.path());
+/// Certificates, a web config with the users alice, bob and carol (passwords a-pass,
+/// b-pass, c-pass), and `am.yml` routing everything to one silent receiver (`route` adds
+/// to the root route).
+fn three_users(dir: &Path, route: &str) -> (Pki, PathBuf) {
+    let p = pki(dir);
     let web = web_config(
-        dir.path(),
+        dir,
         &p,
         &[("alice", "a-pass"), ("bob", "b-pass"), ("carol", "c-pass")],
         "",
     );
     std::fs::write(
-        dir.path().join("am.yml"),
-        "route: {receiver: x}\nreceivers: [{name: x}]\n",
+        dir.join("am.yml"),
+        format!("route: {{receiver: x{route}}}\nreceivers: [{{name: x}}]\n"),
     )
     .unwrap();
+    (p, web)
+}
+
+#[test]
+fn issue_14_roles_and_bearer_tokens_decide_what_each_may_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, web) = three_users(dir.path(), "");
     let grafana = dir.path().join("grafana.token");
     std::fs::write(&grafana, "grafana-token-0123456789\n").unwrap();
     let ci = dir.path().join("ci.token");
@@ -1045,18 +1053,7 @@ async fn displayed(b: &fantoccini::Client, css: &str) -> bool {
 #[test]
 fn issue_14_the_web_ui_in_chromium_signs_in_shows_the_role_and_offers_only_what_it_allows() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pki(dir.path());
-    let web = web_config(
-        dir.path(),
-        &p,
-        &[("alice", "a-pass"), ("bob", "b-pass"), ("carol", "c-pass")],
-        "",
-    );
-    std::fs::write(
-        dir.path().join("am.yml"),
-        "route: {receiver: x, group_wait: 0s}\nreceivers: [{name: x}]\n",
-    )
-    .unwrap();
+    let (p, web) = three_users(dir.path(), ", group_wait: 0s");
     std::fs::write(
         dir.path().join("rules.yml"),
         "groups:\n  - name: ui\n    rules:\n      - alert: DiskAlmostFull\n        expr: vector(1)\n        labels: {severity: page}\n        annotations: {summary: the disk is almost full}\n",

@@ -84,6 +84,19 @@ fn pagerduty_gets_an_events_v2_trigger() {
     );
 }
 
+/// The lines `child` prints, collected as they come.
+fn collect_lines(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let out = child.stdout.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            l2.lock().unwrap().push(l);
+        }
+    });
+    lines
+}
+
 /// A real SMTP server: Python's smtpd DebuggingServer on a free port, printing messages.
 struct Smtp {
     child: Child,
@@ -127,14 +140,7 @@ impl Smtp {
                 return None;
             }
         };
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l2 = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                l2.lock().unwrap().push(l);
-            }
-        });
+        let lines = collect_lines(&mut child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "the SMTP server did not start");
@@ -329,14 +335,7 @@ sys.stdin.read()
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l2 = lines.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            l2.lock().unwrap().push(l);
-        }
-    });
+    let lines = collect_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !lines.lock().unwrap().iter().any(|l| l == "READY") {
         assert!(Instant::now() < deadline, "aiosmtpd did not start");
