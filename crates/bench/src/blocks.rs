@@ -4,7 +4,9 @@
 //! series of every block, is the floor under a long-running server's memory. This builds a
 //! data directory of `--series` series over `--blocks` two-hour blocks with the importer,
 //! starts `lookout serve` on it and on an empty directory, and reports the difference in
-//! resident memory once both answer queries — per series per block. With `--baseline`, the
+//! resident memory once both answer queries — per series per block — then times one
+//! query over every series of every block (`count`, step 10m) and the peak memory it
+//! added. With `--baseline`, the
 //! same is measured for another `lookout` binary (an earlier build) in the same run.
 
 use std::path::{Path, PathBuf};
@@ -50,8 +52,9 @@ fn labels(i: usize) -> Labels {
     ])
 }
 
-/// Writes the blocks; returns the number of (series, block) pairs.
-fn build(data: &Path, o: &BlocksOptions) -> anyhow::Result<usize> {
+/// Writes the blocks; returns the number of (series, block) pairs and the first block's
+/// start (ms).
+fn build(data: &Path, o: &BlocksOptions) -> anyhow::Result<(usize, i64)> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
@@ -74,12 +77,25 @@ fn build(data: &Path, o: &BlocksOptions) -> anyhow::Result<usize> {
     }
     eprintln!();
     imp.finish()?;
-    Ok(pairs)
+    Ok((pairs, first))
 }
 
-/// Resident memory of `exe serve` on `data` once it answers, settled, and the memory it
-/// reports holding for its open blocks' indexes (if it reports it).
-fn serve_rss(exe: &Path, data: &Path, cfg: &Path) -> anyhow::Result<(u64, Option<f64>)> {
+/// What one server showed: resident memory once settled, the memory it reports holding
+/// for its open blocks' indexes (if it reports it), and, when asked for, the time and
+/// peak-memory growth of one query over every series and block.
+struct Seen {
+    rss: u64,
+    index: Option<f64>,
+    query: Option<(Duration, u64)>,
+}
+
+/// Starts `exe serve` on `data` and measures it; `query` runs once, settled.
+fn serve_rss(
+    exe: &Path,
+    data: &Path,
+    cfg: &Path,
+    query: Option<&[(&str, String)]>,
+) -> anyhow::Result<Seen> {
     let port = free_port()?;
     let child = spawn(
         "lookout",
@@ -103,7 +119,8 @@ fn serve_rss(exe: &Path, data: &Path, cfg: &Path) -> anyhow::Result<(u64, Option
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(3));
-    let rss = rss(&child.pid().to_string()).0;
+    let pid = child.pid().to_string();
+    let rss_now = rss(&pid).0;
     // What the server itself counts for its open blocks (builds that export the gauge).
     let index = client
         .get(format!("http://127.0.0.1:{port}/metrics"))
@@ -115,7 +132,25 @@ fn serve_rss(exe: &Path, data: &Path, cfg: &Path) -> anyhow::Result<(u64, Option
                 .find_map(|l| l.strip_prefix("lookout_tsdb_blocks_index_memory_bytes "))
                 .and_then(|v| v.trim().parse::<f64>().ok())
         });
-    Ok((rss, index))
+    let query = match query {
+        None => None,
+        Some(params) => {
+            let t = Instant::now();
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/api/v1/query_range"))
+                .timeout(Duration::from_secs(600))
+                .query(params)
+                .send()?;
+            anyhow::ensure!(r.status().is_success(), "query failed: {}", r.text()?);
+            let took = t.elapsed();
+            Some((took, rss(&pid).1.saturating_sub(rss_now)))
+        }
+    };
+    Ok(Seen {
+        rss: rss_now,
+        index,
+        query,
+    })
 }
 
 /// `lookout-bench blocks`.
@@ -131,7 +166,16 @@ pub(crate) fn run(o: BlocksOptions) -> anyhow::Result<()> {
         &cfg,
         "collectors: { host: { enabled: false }, process: { enabled: false } }\nstorage: { retention: 90d, block_duration: 1d }\n",
     )?;
-    let pairs = build(&data, &o)?;
+    let (pairs, first) = build(&data, &o)?;
+    let params = [
+        ("query", "count({job=\"bench\"})".to_string()),
+        ("start", format!("{}", first / 1000)),
+        (
+            "end",
+            format!("{}", (first + o.blocks as i64 * BLOCK_MS) / 1000),
+        ),
+        ("step", "600".to_string()),
+    ];
     let on_disk: u64 = walk_bytes(&data.join("blocks"));
     println!(
         "{} blocks, {} series each ({:.0}% replaced per block), {pairs} series-blocks, {:.1} MiB on disk",
@@ -140,9 +184,13 @@ pub(crate) fn run(o: BlocksOptions) -> anyhow::Result<()> {
         o.churn * 100.0,
         on_disk as f64 / 1048576.0
     );
-    let measure = |name: &str, exe: &Path| -> anyhow::Result<f64> {
-        let (base, _) = serve_rss(exe, &empty, &cfg)?;
-        let (full, index) = serve_rss(exe, &data, &cfg)?;
+    let measure = |name: &str, exe: &Path| -> anyhow::Result<(f64, Option<f64>)> {
+        let base = serve_rss(exe, &empty, &cfg, None)?.rss;
+        let Seen {
+            rss: full,
+            index,
+            query,
+        } = serve_rss(exe, &data, &cfg, Some(&params))?;
         let per = full.saturating_sub(base) as f64 / pairs as f64;
         println!(
             "{name:<9} RSS empty {:>7.1} MiB, with the blocks {:>7.1} MiB: {per:>6.1} bytes per series per block{} ({})",
@@ -154,12 +202,24 @@ pub(crate) fn run(o: BlocksOptions) -> anyhow::Result<()> {
             )),
             exe.display()
         );
-        Ok(per)
+        if let Some((took, grew)) = query {
+            println!(
+                "{:<9} count({{job=\"bench\"}}) over every block, step 10m: {:.2} s, peak RSS +{:.0} MiB",
+                "",
+                took.as_secs_f64(),
+                grew as f64 / 1048576.0
+            );
+        }
+        Ok((per, query.map(|q| q.0.as_secs_f64())))
     };
     let ours = measure("this", &crate::lookout_exe()?)?;
     if let Some(b) = &o.baseline {
         let theirs = measure("baseline", b)?;
-        println!("ratio this/baseline: {:.2}×", ours / theirs);
+        println!(
+            "ratio this/baseline: memory per series-block {:.2}×, query time {:.2}×",
+            ours.0 / theirs.0,
+            ours.1.unwrap_or(0.0) / theirs.1.unwrap_or(1.0)
+        );
     }
     Ok(())
 }

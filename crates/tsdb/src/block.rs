@@ -516,6 +516,11 @@ impl Block {
         self.index.labels(r)
     }
 
+    /// Series `r`'s (name, value) pairs, sorted by name, borrowed from the block.
+    pub(crate) fn label_pairs(&self, r: u32) -> impl Iterator<Item = (&str, &str)> {
+        self.index.label_pairs(r)
+    }
+
     /// Series `r`'s chunk references.
     fn chunk_refs(&self, r: u32) -> &[ChunkRef] {
         let r = r as usize;

@@ -165,11 +165,14 @@ impl BlockIndex {
 
     /// The labels of series `r`.
     pub(crate) fn labels(&self, r: u32) -> Labels {
-        Labels::from_pairs(
-            self.ids(r)
-                .chunks_exact(2)
-                .map(|p| (self.sym(p[0]).to_string(), self.sym(p[1]).to_string())),
-        )
+        Labels::from_pairs(self.label_pairs(r))
+    }
+
+    /// Series `r`'s (name, value) pairs, in the order stored (by name).
+    pub(crate) fn label_pairs(&self, r: u32) -> impl Iterator<Item = (&str, &str)> {
+        self.ids(r)
+            .chunks_exact(2)
+            .map(|p| (self.sym(p[0]), self.sym(p[1])))
     }
 
     /// The pairs (indexes into `pairs`) whose name is `name`.

@@ -48,8 +48,13 @@ impl Querier for TsdbQuerier<'_> {
             hi = hi.min(hints.end);
         }
         // Each series' parts (blocks in time order, then the head), joined at the end so
-        // the common case (disjoint, ordered parts) copies each sample once.
-        let mut out: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
+        // the common case (disjoint, ordered parts) copies each sample once. Series are
+        // keyed by their label strings as the blocks and the head hold them, so a series
+        // found in several blocks gets its `Labels` built once, not once per block.
+        let head_labels: Vec<Labels>;
+        type Key<'k> = Vec<(&'k str, &'k str)>;
+        let mut out: BTreeMap<Key<'_>, (Option<Labels>, Vec<Vec<Sample>>)> = BTreeMap::new();
+        let mut key: Key<'_> = Vec::new();
         let mut cache = PageCache::default();
         for b in &self.blocks {
             if b.meta.max_time <= lo || b.meta.min_time > hi {
@@ -75,18 +80,26 @@ impl Querier for TsdbQuerier<'_> {
                 if s.is_empty() {
                     continue;
                 }
-                out.entry(b.labels(r)).or_default().push(s);
+                key.clear();
+                key.extend(b.label_pairs(r));
+                match out.get_mut(key.as_slice()) {
+                    Some(e) => e.1.push(s),
+                    None => {
+                        out.insert(key.clone(), (None, vec![s]));
+                    }
+                }
             }
         }
-        let datas: Vec<(Labels, head::SeriesData)> = {
+        let head_data: Vec<head::SeriesData>;
+        (head_labels, head_data) = {
             let head = self.db.head.read().expect("lock poisoned");
             head.select(matchers)
                 .into_iter()
                 .filter(|r| head.overlaps(*r, lo, hi))
                 .filter_map(|r| Some((head.labels_of(r)?, head.data(r, lo, hi)?)))
-                .collect()
+                .unzip()
         };
-        for (ls, d) in datas {
+        for (ls, d) in head_labels.iter().zip(head_data) {
             let s = d.decode(lo, hi).map_err(|e| Error::Io {
                 context: format!("decoding head chunk of {ls}"),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
@@ -99,12 +112,20 @@ impl Querier for TsdbQuerier<'_> {
             if s.is_empty() {
                 continue;
             }
-            out.entry(ls).or_default().push(s);
+            let e = out
+                .entry(
+                    ls.iter()
+                        .map(|l| (l.name.as_str(), l.value.as_str()))
+                        .collect(),
+                )
+                .or_default();
+            e.0 = Some(ls.clone());
+            e.1.push(s);
         }
         Ok(out
             .into_iter()
-            .map(|(labels, parts)| Series {
-                labels,
+            .map(|(key, (labels, parts))| Series {
+                labels: labels.unwrap_or_else(|| Labels::from_pairs(key)),
                 samples: head::join(parts),
             })
             .collect())
