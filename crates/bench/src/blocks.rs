@@ -31,6 +31,10 @@ pub(crate) struct BlocksOptions {
     /// Share of the series replaced from one block to the next (churn).
     #[arg(long, default_value_t = 0.2)]
     churn: f64,
+    /// Time between samples (60s: one chunk per series per block; 15s: four, and blocks
+    /// larger than a query's page cache).
+    #[arg(long, default_value = "60s", value_parser = crate::parse_duration_arg)]
+    interval: Duration,
     /// Another `lookout` binary to measure the same way, for a ratio.
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -40,8 +44,6 @@ pub(crate) struct BlocksOptions {
 }
 
 const BLOCK_MS: i64 = 2 * 3600 * 1000;
-/// One sample a minute: one chunk per series per block.
-const STEP_MS: i64 = 60_000;
 
 fn labels(i: usize) -> Labels {
     Labels::from_pairs([
@@ -61,6 +63,7 @@ fn build(data: &Path, o: &BlocksOptions) -> anyhow::Result<(usize, i64)> {
     let first = (now / BLOCK_MS - o.blocks as i64 - 1) * BLOCK_MS;
     let mut imp = lookout_tsdb::Importer::new(data, Duration::from_millis(BLOCK_MS as u64))?;
     let replaced = (o.series as f64 * o.churn) as usize;
+    let step = (o.interval.as_millis() as i64).max(1);
     let mut pairs = 0;
     for b in 0..o.blocks {
         eprint!("\rwriting block {}/{}", b + 1, o.blocks);
@@ -69,8 +72,8 @@ fn build(data: &Path, o: &BlocksOptions) -> anyhow::Result<(usize, i64)> {
         let t0 = first + b as i64 * BLOCK_MS;
         // Series by series: the importer takes each series' samples together.
         for (k, ls) in set.iter().enumerate() {
-            for t in (t0..t0 + BLOCK_MS).step_by(STEP_MS as usize) {
-                imp.add(ls.clone(), t, ((t / STEP_MS) as usize + k) as f64)?;
+            for t in (t0..t0 + BLOCK_MS).step_by(step as usize) {
+                imp.add(ls.clone(), t, ((t / step) as usize + k) as f64)?;
             }
         }
         pairs += set.len();

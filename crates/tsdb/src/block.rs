@@ -521,6 +521,25 @@ impl Block {
         self.index.label_pairs(r)
     }
 
+    /// Those of `refs` with a chunk in `[mint, maxt]`, in the order their chunks sit in the
+    /// file. Series are numbered by labels but their chunks were written in the order they
+    /// arrived (the head's order, an import's), so reading a large selection by number
+    /// would decompress the same pages again and again; in file order each page is read
+    /// once.
+    pub(crate) fn read_order(&self, refs: Vec<u32>, mint: i64, maxt: i64) -> Vec<u32> {
+        let mut keyed: Vec<(u64, u32, u32)> = refs
+            .into_iter()
+            .filter_map(|r| {
+                self.chunk_refs(r)
+                    .iter()
+                    .find(|c| c.max_t >= mint && c.min_t <= maxt)
+                    .map(|c| (c.page, c.offset, r))
+            })
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, _, r)| r).collect()
+    }
+
     /// Series `r`'s chunk references.
     fn chunk_refs(&self, r: u32) -> &[ChunkRef] {
         let r = r as usize;
@@ -621,22 +640,41 @@ impl Block {
     }
 }
 
-/// Decompressed pages, per query.
-#[derive(Debug, Default)]
+/// Decompressed pages, per query: at most 64 (4 MiB) at a time.
+#[derive(Debug)]
 pub(crate) struct PageCache {
     pages: HashMap<(usize, u64), Arc<Vec<u8>>>,
+    capacity: usize,
+    /// Pages read and decompressed (not found in the cache).
+    pub(crate) misses: u64,
+}
+
+impl Default for PageCache {
+    fn default() -> Self {
+        Self::with_capacity(64)
+    }
 }
 
 impl PageCache {
+    /// A cache of at most `capacity` pages.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            pages: HashMap::new(),
+            capacity: capacity.max(1),
+            misses: 0,
+        }
+    }
+
     fn get(&mut self, b: &Block, off: u64) -> Result<Arc<Vec<u8>>, BlockError> {
         let key = (b as *const Block as usize, off);
         if let Some(p) = self.pages.get(&key) {
             return Ok(Arc::clone(p));
         }
-        if self.pages.len() >= 64 {
+        if self.pages.len() >= self.capacity {
             self.pages.clear();
         }
         let p = b.read_page(off)?;
+        self.misses += 1;
         self.pages.insert(key, Arc::clone(&p));
         Ok(p)
     }
@@ -685,12 +723,54 @@ mod tests {
         }
         let r = b.select(&[Matcher::equal("i", "007")])[0];
         assert_eq!(b.samples(r, 15_000, 30_000, &mut cache).unwrap().len(), 2);
+
         assert_eq!(b.label_values("job", None), vec!["even", "odd"]);
         assert!(
             b.chunks_bytes + b.index_bytes < (300 * 480 * 2) as u64,
             "compact: {} bytes",
             b.chunks_bytes + b.index_bytes
         );
+    }
+
+    #[test]
+    fn read_order_decompresses_each_page_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::new(dir.path(), 0, 7_200_000, 1).unwrap();
+        // Written in a scrambled order, as a head's series are relative to their labels.
+        for k in 0..1000u64 {
+            let i = (k * 7919) % 1000;
+            let ls = Labels::from_pairs([("__name__", "m"), ("i", &*format!("{i:04}"))]);
+            let s: Vec<Sample> = (0..480)
+                .map(|t| {
+                    let h = (i as i64 * 1_000_003 + t).wrapping_mul(2_654_435_761) % 1_000_003;
+                    Sample::new(t * 15_000, h as f64 / 7.0)
+                })
+                .collect();
+            w.add(ls, &s).unwrap();
+        }
+        let meta = w.finish().unwrap().unwrap();
+        let b = Block::open(&dir.path().join(&meta.id)).unwrap();
+        let all = b.select(&[Matcher::equal("__name__", "m")]);
+        let pages: std::collections::BTreeSet<u64> = all
+            .iter()
+            .flat_map(|r| b.chunk_refs(*r).iter().map(|c| c.page))
+            .collect();
+        assert!(pages.len() > 3, "{} pages", pages.len());
+        let misses = |order: &[u32]| {
+            let mut cache = PageCache::with_capacity(2);
+            for r in order {
+                b.samples(*r, 0, i64::MAX, &mut cache).unwrap();
+            }
+            cache.misses
+        };
+        let ordered = b.read_order(all.clone(), 0, i64::MAX);
+        assert_eq!(ordered.len(), all.len());
+        assert_eq!(misses(&ordered), pages.len() as u64);
+        assert!(
+            misses(&all) > 10 * pages.len() as u64,
+            "label order rereads pages"
+        );
+        assert!(b.read_order(all, 10_000_000, 20_000_000).is_empty());
     }
 
     #[test]

@@ -60,10 +60,7 @@ impl Querier for TsdbQuerier<'_> {
             if b.meta.max_time <= lo || b.meta.min_time > hi {
                 continue;
             }
-            for r in b.select(matchers) {
-                if !b.overlaps(r, lo, hi) {
-                    continue;
-                }
+            for r in b.read_order(b.select(matchers), lo, hi) {
                 let s = match b.samples(r, lo, hi, &mut cache) {
                     Ok(s) => s,
                     Err(e) => {
