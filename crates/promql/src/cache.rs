@@ -15,6 +15,18 @@ use lookout_model::Labels;
 use crate::engine::{GridSeries, LabelMemoKey, NodeId};
 use crate::value::{Value, VecSample};
 
+/// Where an instant selector's last evaluation stopped in each of its series.
+pub(crate) struct Cursors {
+    /// The time of that evaluation.
+    pub(crate) last_t: i64,
+    /// Per series, the index of the first sample after it.
+    pub(crate) pos: Vec<usize>,
+    /// Per series, its first and last sample times, side by side: a step skips the series
+    /// it cannot draw a sample from (not started yet, or ended more than the lookback
+    /// ago) without touching their samples, which under churn are most of them.
+    pub(crate) spans: Vec<(i64, i64)>,
+}
+
 /// The per-query caches of an evaluation.
 #[derive(Default)]
 pub(crate) struct QueryCache {
@@ -27,9 +39,8 @@ pub(crate) struct QueryCache {
     pub(crate) labels: RefCell<HashMap<LabelMemoKey, Labels>>,
     /// Results of range-vector functions computed for every step at once, by (call, time).
     pub(crate) range_steps: RefCell<HashMap<(NodeId, i64), Vec<VecSample>>>,
-    /// Per instant selector: the time of its last evaluation and, per series, the index
-    /// of the first sample after it.
-    pub(crate) cursors: RefCell<HashMap<NodeId, (i64, Vec<usize>)>>,
+    /// Per instant selector: where its last evaluation stopped in each series.
+    pub(crate) cursors: RefCell<HashMap<NodeId, Cursors>>,
     /// Vector matches of binary operators, by node, reused while both sides keep their
     /// series (see `binary::MatchPlan`).
     pub(crate) match_plans: RefCell<HashMap<NodeId, crate::binary::MatchPlan>>,

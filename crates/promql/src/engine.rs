@@ -838,12 +838,27 @@ impl<'a> Evaluator<'a> {
         // Steps mostly move forward a little: continue from where the previous one
         // stopped in each series instead of searching it again.
         let mut cursors = self.cache.cursors.borrow_mut();
-        let (last_t, pos) = cursors
+        let c = cursors
             .entry(key(vs))
-            .or_insert_with(|| (i64::MIN, vec![0; series.len()]));
-        let forward = t >= *last_t;
-        *last_t = t;
-        for (s, p) in series.iter().zip(pos.iter_mut()) {
+            .or_insert_with(|| crate::cache::Cursors {
+                last_t: i64::MIN,
+                pos: vec![0; series.len()],
+                spans: series
+                    .iter()
+                    .map(|s| match (s.samples.first(), s.samples.last()) {
+                        (Some(a), Some(b)) => (a.t, b.t),
+                        _ => (i64::MAX, i64::MIN),
+                    })
+                    .collect(),
+            });
+        let forward = t >= c.last_t;
+        c.last_t = t;
+        for ((s, p), &(first, last)) in series.iter().zip(c.pos.iter_mut()).zip(&c.spans) {
+            // Nothing at or before t, or the newest sample is out of the lookback: the
+            // series gives nothing (its cursor may stay behind; later steps catch up).
+            if first > t || last <= t - self.lookback {
+                continue;
+            }
             let x = &s.samples;
             let mut i = if forward { *p } else { 0 };
             let mut hops = 0;
