@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use lookout_model::Labels;
 
 use crate::overhead::spawn;
-use crate::queries::free_port;
+use crate::queries::{free_port, wait_ready};
 use crate::storage::rss;
 
 /// Options of `lookout-bench blocks`.
@@ -111,16 +111,11 @@ fn serve_rss(
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let url = format!("http://127.0.0.1:{port}/api/v1/query?query=1");
-    while !client
-        .get(&url)
-        .send()
-        .is_ok_and(|r| r.status().is_success())
-    {
-        anyhow::ensure!(Instant::now() < deadline, "{} did not start", exe.display());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(
+        &client,
+        &format!("http://127.0.0.1:{port}"),
+        &exe.display().to_string(),
+    )?;
     std::thread::sleep(Duration::from_secs(3));
     let pid = child.pid().to_string();
     let rss_now = rss(&pid).0;

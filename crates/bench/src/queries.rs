@@ -79,7 +79,12 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn wait_ready(client: &reqwest::blocking::Client, base: &str, what: &str) -> anyhow::Result<()> {
+/// Waits (up to 5 minutes) until the server at `base` answers a query.
+pub(crate) fn wait_ready(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    what: &str,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if let Ok(r) = client.get(format!("{base}/api/v1/query?query=1")).send()

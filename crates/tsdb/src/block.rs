@@ -149,6 +149,13 @@ struct ChunkRef {
     len: u32,
 }
 
+impl ChunkRef {
+    /// Whether the chunk holds samples in `[mint, maxt]`.
+    fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.max_t >= mint && self.min_t <= maxt
+    }
+}
+
 /// Writes one block. Series may arrive in any order; each series at most once.
 pub(crate) struct BlockWriter {
     tmp: PathBuf,
@@ -443,7 +450,8 @@ impl Block {
             pos += n;
         }
         let nseries = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
-        // Counts come from the file: bound what they reserve by what the body can hold.
+        // Counts come from the file: bound what they reserve by what the body can hold (the
+        // loops below end at the body's end, as every varint takes at least a byte).
         let mut chunk_start = Vec::with_capacity(nseries.min(body.len()) + 1);
         chunk_start.push(0u32);
         let mut chunk_refs = Vec::new();
@@ -451,13 +459,13 @@ impl Block {
         for _ in 0..nseries {
             let nl = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
             ids.clear();
-            for _ in 0..nl.saturating_mul(2).min(body.len()) {
+            for _ in 0..nl.saturating_mul(2) {
                 ids.push(get_varint(&body, &mut pos).ok_or_else(bad)? as u32);
             }
             builder.series(&ids).map_err(index_err)?;
             let nc = get_varint(&body, &mut pos).ok_or_else(bad)? as usize;
             let mut prev = meta.min_time;
-            for _ in 0..nc.min(body.len()) {
+            for _ in 0..nc {
                 let z = get_varint(&body, &mut pos).ok_or_else(bad)?;
                 let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
                 let min_t = prev.wrapping_add(d);
@@ -532,7 +540,7 @@ impl Block {
             .filter_map(|r| {
                 self.chunk_refs(r)
                     .iter()
-                    .find(|c| c.max_t >= mint && c.min_t <= maxt)
+                    .find(|c| c.overlaps(mint, maxt))
                     .map(|c| (c.page, c.offset, r))
             })
             .collect();
@@ -551,9 +559,7 @@ impl Block {
 
     /// Whether series `r` has a chunk overlapping `[mint, maxt]`.
     pub(crate) fn overlaps(&self, r: u32, mint: i64, maxt: i64) -> bool {
-        self.chunk_refs(r)
-            .iter()
-            .any(|c| c.max_t >= mint && c.min_t <= maxt)
+        self.chunk_refs(r).iter().any(|c| c.overlaps(mint, maxt))
     }
 
     /// Samples of series `r` in `[mint, maxt]`, using and filling `pages`.
@@ -567,15 +573,8 @@ impl Block {
         let cpath = || self.dir.join("chunks");
         let mut out = Vec::new();
         let chunks = self.chunk_refs(r);
-        let wanted = chunks
-            .iter()
-            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
-            .count();
-        for (k, c) in chunks
-            .iter()
-            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
-            .enumerate()
-        {
+        let wanted = chunks.iter().filter(|c| c.overlaps(mint, maxt)).count();
+        for (k, c) in chunks.iter().filter(|c| c.overlaps(mint, maxt)).enumerate() {
             let page = pages.get(self, c.page)?;
             let bytes = page
                 .get(c.offset as usize..c.offset as usize + c.len as usize)

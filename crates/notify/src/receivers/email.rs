@@ -60,13 +60,10 @@ impl EmailConfig {
         if self.smarthost.is_none() && g.smtp_smarthost.is_none() {
             return Err("no global SMTP smarthost set".into());
         }
-        // Unreadable or malformed certificates are named at load, not at the first page.
-        let smarthost = self.smarthost.as_ref().or(g.smtp_smarthost.as_ref());
-        let host = smarthost
-            .and_then(|s| s.rsplit_once(':'))
-            .map_or("localhost", |(h, _)| h);
+        // Unreadable or malformed certificates are named at load, not at the first page
+        // (the host name only matters when connecting).
         if let Some(t) = self.tls_config.as_ref().or(g.smtp_tls_config.as_ref()) {
-            tls_parameters(host, Some(t)).map_err(|e| format!("email config: {e}"))?;
+            tls_parameters("localhost", Some(t)).map_err(|e| format!("email config: {e}"))?;
         }
         if self.from.is_none() && g.smtp_from.is_none() {
             return Err("no global mail from address set".into());
