@@ -10,7 +10,8 @@
 //! hour's `count`, a `sum by`, every `pod` value). The alert fires per shard on the
 //! recording rule, so alerts do not churn faster than the series. A probe asks `/-/healthy` and a one-series query every second: a stall is
 //! the server not answering it. Every `window` the benchmark prints the server's resident
-//! memory (min/max), query latency (p50/p99/max, the slowest panel query, how many panel
+//! memory (min/max) next to what the store says it holds (head series, blocks and their
+//! index memory, so growth can be told from data kept), query latency (p50/p99/max, the slowest panel query, how many panel
 //! queries took over a second), the slowest probe, the longest gap between two scrapes
 //! of the target as the server recorded them, and samples rejected. A flat RSS, no
 //! stall and no panel query over a second, and nothing rejected are the goals; the
@@ -328,7 +329,7 @@ pub(crate) fn run(o: SoakOptions) -> anyhow::Result<()> {
         std::thread::spawn(move || probe_loop(b, s, p))
     };
     println!(
-        "window  rss_min_MiB  rss_max_MiB  queries  p50_ms  p99_ms  max_ms  all_max_ms  panel_max_ms  panel_over_1s  failed  probe_max_ms  scrape_gap_max_s  rejected  notifications"
+        "window  rss_min_MiB  rss_max_MiB  queries  p50_ms  p99_ms  max_ms  all_max_ms  panel_max_ms  panel_over_1s  failed  probe_max_ms  scrape_gap_max_s  rejected  notifications  head_series  blocks  index_MiB"
     );
     let mut window_start = Instant::now();
     let (mut rss_min, mut rss_max) = (u64::MAX, 0u64);
@@ -377,7 +378,7 @@ pub(crate) fn run(o: SoakOptions) -> anyhow::Result<()> {
                 + metric(&metrics, "lookout_tsdb_limit_rejections_total");
             let gap = longest_scrape_gap(&client, &base, o.window.as_secs().max(30)).unwrap_or(0.0);
             println!(
-                "{windows:>6}  {:>11.1}  {:>11.1}  {n:>7}  {:>6.1}  {:>6.1}  {:>6.1}  {:>10.1}  {:>12.1}  {over:>13}  {failed:>6}  {:>12.1}  {gap:>16.1}  {rejected:>8}  {:>13}",
+                "{windows:>6}  {:>11.1}  {:>11.1}  {n:>7}  {:>6.1}  {:>6.1}  {:>6.1}  {:>10.1}  {:>12.1}  {over:>13}  {failed:>6}  {:>12.1}  {gap:>16.1}  {rejected:>8}  {:>13}  {:>11}  {:>6}  {:>9.1}",
                 rss_min as f64 / 1048576.0,
                 rss_max as f64 / 1048576.0,
                 p50 * 1e3,
@@ -386,7 +387,10 @@ pub(crate) fn run(o: SoakOptions) -> anyhow::Result<()> {
                 heavy_max * 1e3,
                 panel_max * 1e3,
                 probe_max * 1e3,
-                sent.load(Ordering::Relaxed)
+                sent.load(Ordering::Relaxed),
+                metric(&metrics, "lookout_tsdb_head_series"),
+                metric(&metrics, "lookout_tsdb_blocks_loaded"),
+                metric(&metrics, "lookout_tsdb_blocks_index_memory_bytes") / 1048576.0
             );
             all_max = all_max.max(heavy_max);
             worst_panel = worst_panel.max(panel_max);
