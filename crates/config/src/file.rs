@@ -192,10 +192,22 @@ pub struct Config {
     pub alerting: AlertingConfig,
     /// Lookout's notifier: an Alertmanager configuration file and escalation policies.
     pub notifier: NotifierConfig,
+    /// Grafana dashboard JSON files the web UI renders.
+    pub dashboards: DashboardsConfig,
     /// Prometheus's `remote_write:` (not supported yet: start-up stops when set).
     pub remote_write: Option<yaml_serde::Value>,
     /// Prometheus's `remote_read:` (not supported: start-up stops when set).
     pub remote_read: Option<yaml_serde::Value>,
+}
+
+/// `dashboards:`: Grafana dashboards (export JSON) the web UI renders, beside the shipped
+/// ones and those imported through the API.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardsConfig {
+    /// Glob patterns of dashboard files, relative to the configuration file's directory;
+    /// files are re-read when they appear, change or go.
+    pub paths: Vec<String>,
 }
 
 /// Prometheus's `alerting:` section.

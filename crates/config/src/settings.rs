@@ -1,7 +1,8 @@
 //! The configuration validated once into each component's own options type: the tsdb's
 //! [`Options`], the engine's [`EngineOptions`], the scheduler's and scrapers' options,
 //! the rule manager's [`ManagerOptions`], the notifier's file and escalation policies,
-//! the forwarder's targets and the HTTP server's [`ServeOptions`]. `serve`, `check
+//! the forwarder's targets, the HTTP server's [`ServeOptions`] and the dashboard
+//! library's [`DashboardsOptions`]. `serve`, `check
 //! config` and reloads build from these; past [`Settings::new`] nothing reads the
 //! configuration file's sections again, and nothing here touches the disk.
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use lookout_collect::SchedulerOptions;
 use lookout_collect::scrape::{ScrapeConfig, ScrapeDefaults};
+use lookout_dashboards::DashboardsOptions;
 use lookout_model::relabel::RelabelConfig;
 use lookout_notify::forward::Target;
 use lookout_notify::{EscalationPolicy, Level};
@@ -67,6 +69,9 @@ pub struct Settings {
     pub retention_text: String,
     /// `storage.retention_size` in bytes (status pages).
     pub retention_size: u64,
+    /// The dashboard library: shipped dashboards of the collectors that are on, the
+    /// files of `dashboards.paths`, imports kept in the data directory.
+    pub dashboards: DashboardsOptions,
 }
 
 /// The notifier's Alertmanager file and escalation policies.
@@ -85,6 +90,28 @@ pub struct AlertSettings {
     pub external_labels: BTreeMap<String, String>,
     /// `alerting.alert_relabel_configs`.
     pub relabel: Vec<RelabelConfig>,
+}
+
+/// The shipped dashboards offered: the host's and Lookout's own always, a database's
+/// when its collector is on (once shipped).
+fn dashboards(c: &Config) -> DashboardsOptions {
+    let available = lookout_dashboards::Library::shipped_names();
+    let mut shipped = vec!["host".to_string()];
+    if !c.collectors.postgres.is_empty() {
+        shipped.push("postgres".into());
+    }
+    if !c.collectors.redis.is_empty() {
+        shipped.push("redis".into());
+    }
+    shipped.retain(|n| available.contains(n));
+    DashboardsOptions {
+        paths: c.dashboards.paths.clone(),
+        base_dir: c.base_dir.clone(),
+        import_dir: Some(c.storage.path.join("dashboards")),
+        shipped,
+        limits: Default::default(),
+        scrape_interval: c.global.scrape_interval.0,
+    }
 }
 
 impl Settings {
@@ -137,6 +164,7 @@ impl Settings {
                 max_body_bytes: c.web.max_request_body_size.0.max(1024) as usize,
                 ..ServeOptions::default()
             },
+            dashboards: dashboards(c),
             roles: c.web.roles.clone(),
             open_probes: c.web.open_probes,
             bearer_tokens: c.web.bearer_tokens.clone(),

@@ -263,6 +263,9 @@ async fn build(
         notifier: notifier.clone(),
         reload: Some(reload.clone()),
         audit: Arc::clone(&settings.serve.security.audit),
+        dashboards: Arc::new(
+            lookout_dashboards::Library::open(settings.dashboards.clone()).context("dashboards")?,
+        ),
     };
     Ok(Built {
         tsdb,

@@ -28,7 +28,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn ok(data: &str) -> Response {
+pub(crate) fn ok(data: &str) -> Response {
     json_response(StatusCode::OK, json::success(data, &[]))
 }
 
@@ -51,7 +51,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn api_error(status: StatusCode, kind: &'static str, msg: &str) -> ApiError {
+pub(crate) fn api_error(status: StatusCode, kind: &'static str, msg: &str) -> ApiError {
     ApiError {
         status,
         kind,

@@ -10,6 +10,7 @@ mod am_api;
 mod api;
 pub mod audit;
 pub mod auth;
+mod dashboards_api;
 mod error;
 pub mod gate;
 pub mod health;
@@ -139,6 +140,8 @@ pub struct AppState {
     /// What `POST /-/reload` runs: reloads rule files and the notifier configuration,
     /// returning the problems (the running configuration stays when there are any).
     pub reload: Option<Arc<dyn Fn() -> Vec<String> + Send + Sync>>,
+    /// The dashboards the web UI renders.
+    pub dashboards: Arc<lookout_dashboards::Library>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -184,6 +187,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/lookout/audit", get(am_api::audit))
         .route(
+            "/lookout/dashboards",
+            get(dashboards_api::list).post(dashboards_api::import),
+        )
+        .route("/lookout/dashboards/{uid}", get(dashboards_api::get))
+        .route(
             "/admin/tsdb/delete_series",
             axum::routing::post(api::delete_series).put(api::delete_series),
         );
@@ -215,6 +223,9 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(api::health_ready))
         .route("/", get(ui::index))
         .route("/ui/{*path}", get(ui::asset))
+        .route("/dashboards", get(ui::dashboard_page))
+        .route("/d/{uid}", get(ui::dashboard_page))
+        .route("/d/{uid}/{slug}", get(ui::dashboard_page))
         .with_state(state)
 }
 

@@ -13,7 +13,7 @@ struct Assets;
 fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next() {
         Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
+        Some("js") | Some("mjs") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
         Some("svg") => "image/svg+xml",
         Some("txt") | Some("LICENSE") => "text/plain; charset=utf-8",
@@ -37,6 +37,12 @@ fn serve(path: &str) -> Response {
 
 pub(crate) async fn index() -> Response {
     serve("index.html")
+}
+
+/// The dashboard pages (`/dashboards`, Grafana's `/d/<uid>[/<slug>]`): one page that
+/// reads the rest from its address.
+pub(crate) async fn dashboard_page() -> Response {
+    serve("dashboard.html")
 }
 
 pub(crate) async fn asset(Path(path): Path<String>) -> Response {

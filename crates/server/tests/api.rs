@@ -102,6 +102,13 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         rules: None,
         notifier: None,
         reload: None,
+        dashboards: Arc::new(
+            lookout_dashboards::Library::open(lookout_dashboards::DashboardsOptions {
+                shipped: vec!["host".into()],
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
     }
 }
 
@@ -485,4 +492,89 @@ async fn issue_12_series_lists_labels() {
         body,
         r#"{"status":"success","data":[{"__name__":"c_total","job":"x"}]}"#
     );
+}
+
+fn post_json(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn dashboards_are_listed_served_in_grafanas_shape_and_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mine.json"),
+        r#"{"uid":"mine","title":"Mine","tags":["t"]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("bad.json"), "{").unwrap();
+    let mut st = state(vec![]);
+    st.dashboards = Arc::new(
+        lookout_dashboards::Library::open(lookout_dashboards::DashboardsOptions {
+            paths: vec![format!("{}/*.json", dir.path().display())],
+            import_dir: Some(dir.path().join("imported")),
+            shipped: vec!["host".into()],
+            scrape_interval: std::time::Duration::from_secs(30),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let (s, body) = get(st.clone(), "/api/v1/lookout/dashboards").await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let list = v["data"].as_array().unwrap();
+    assert!(
+        list.iter()
+            .any(|d| d["uid"] == "mine" && d["source"] == "file" && d["tags"][0] == "t")
+    );
+    assert!(
+        list.iter()
+            .any(|d| d["uid"] == "lookout-host" && d["source"] == "shipped")
+    );
+    assert!(
+        list.iter()
+            .any(|d| d["error"].as_str().is_some_and(|e| e.contains("not JSON")))
+    );
+
+    let (s, body) = get(st.clone(), "/api/v1/lookout/dashboards/lookout-host").await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["dashboard"]["title"], "Host overview");
+    assert_eq!(v["data"]["meta"]["scrapeInterval"], "30s");
+    assert_eq!(v["data"]["meta"]["slug"], "host-overview");
+    assert_eq!(v["data"]["meta"]["source"], "shipped");
+    let (s, body) = get(st.clone(), "/api/v1/lookout/dashboards/nope").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+
+    let (s, body) = call(st.clone(), post_json("/api/v1/lookout/dashboards", r#"{"dashboard":{"uid":"new","title":"New","rows":[{"panels":[{"type":"graph","span":12}]}]},"overwrite":true}"#)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, body) = get(st.clone(), "/api/v1/lookout/dashboards/new").await;
+    assert!(body.contains(r#""type":"row""#), "{body}");
+    assert!(dir.path().join("imported/new.json").exists());
+    // Hostile or wrong bodies get named 4xx errors.
+    let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+    for (body, status, want) in [
+        ("not json", StatusCode::BAD_REQUEST, "not JSON"),
+        (deep.as_str(), StatusCode::BAD_REQUEST, "recursion limit"),
+        (r#"{"title":""}"#, StatusCode::BAD_REQUEST, "title is empty"),
+        (
+            r#"{"uid":"mine","title":"Taken"}"#,
+            StatusCode::CONFLICT,
+            "provisioned",
+        ),
+    ] {
+        let (s, text) = call(st.clone(), post_json("/api/v1/lookout/dashboards", body)).await;
+        assert_eq!(s, status, "{text}");
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+    // The dashboard page is served for Grafana's addresses.
+    for uri in ["/d/new", "/d/new/new-slug", "/dashboards"] {
+        let (s, body) = get(st.clone(), uri).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("/ui/dash/main.mjs"), "{uri}");
+    }
+    let (s, _) = get(st.clone(), "/ui/dash/main.mjs").await;
+    assert_eq!(s, StatusCode::OK);
 }

@@ -1,0 +1,281 @@
+//! Issue 15 in a real browser: `lookout serve` with a real PostgreSQL and Redis renders
+//! its shipped dashboards, Grafana dashboards dropped into `dashboards.paths` (the
+//! upstream postgres_exporter and redis_exporter dashboards when `../shared/upstream` is
+//! there, a legacy `rows` dashboard written here) and imports, in headless Chromium over
+//! WebDriver. Every panel says what it drew through `data-panel-state`; screenshots of
+//! each page go to the test's temporary directory (or `LOOKOUT_TEST_SCREENSHOTS`).
+
+mod common;
+#[path = "../../collect/tests/support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use common::browser::*;
+use common::*;
+use fantoccini::Locator;
+use serde_json::Value;
+use support::{PgServer, RedisServer};
+
+/// A dashboard in the legacy schema (rows of `span`-wide panels, schemaVersion 14), with
+/// a panel type Lookout does not draw and a collapsed row.
+const LEGACY: &str = r#"{
+  "title": "Legacy rows", "uid": "legacy", "schemaVersion": 14,
+  "templating": {"list": [{"type": "custom", "name": "mode", "query": "user,system,idle", "multi": true, "includeAll": true, "current": {"value": ["$__all"]}}]},
+  "rows": [
+    {"title": "CPU", "height": "250px", "panels": [
+      {"id": 1, "type": "graph", "title": "CPU $mode", "span": 8, "stack": true, "fill": 2,
+       "targets": [{"expr": "sum by (mode) (rate(node_cpu_seconds_total{mode=~\"$mode\"}[$__rate_interval]))", "legendFormat": "{{mode}}", "refId": "A"}],
+       "yaxes": [{"format": "percentunit"}, {}]},
+      {"id": 2, "type": "singlestat", "title": "Load", "span": 4, "format": "short", "thresholds": "4,8", "valueName": "current",
+       "targets": [{"expr": "node_load1", "refId": "A"}]}
+    ]},
+    {"title": "Elsewhere", "collapse": true, "panels": [
+      {"id": 3, "type": "news", "title": "Feed", "span": 6},
+      {"id": 4, "type": "text", "title": "Notes", "span": 6, "mode": "markdown", "content": "**Mode** is $mode"}
+    ]}
+  ]
+}"#;
+
+struct Shots(std::path::PathBuf);
+
+impl Shots {
+    async fn take(&self, b: &fantoccini::Client, name: &str) {
+        let png = b.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(self.0.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// Opens `path` and waits until every panel has settled; returns each panel's
+/// `[id, type, state, error]`.
+async fn open(
+    b: &fantoccini::Client,
+    base: &str,
+    path: &str,
+) -> Vec<(String, String, String, String)> {
+    b.goto(&format!("{base}{path}")).await.unwrap();
+    settled(b).await
+}
+
+async fn settled(b: &fantoccini::Client) -> Vec<(String, String, String, String)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = b
+            .execute(
+                "const p = document.getElementById('page'); return [p.dataset.dashboardState || '', [...document.querySelectorAll('[data-panel-id]')].map(e => [e.dataset.panelId, e.dataset.panelType, e.dataset.panelState, e.dataset.panelError || ''])]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let state = v[0].as_str().unwrap_or_default().to_string();
+        let panels: Vec<(String, String, String, String)> = v[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let s = |i: usize| p[i].as_str().unwrap_or_default().to_string();
+                (s(0), s(1), s(2), s(3))
+            })
+            .collect();
+        if state == "error" {
+            let msg = b
+                .find(Locator::Id("page-error"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            panic!("the page failed: {msg}");
+        }
+        if state == "settled" && panels.iter().all(|p| p.2 != "loading") {
+            return panels;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not settled: {state} {panels:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn no_errors(name: &str, panels: &[(String, String, String, String)]) {
+    let broken: Vec<_> = panels.iter().filter(|p| p.2 == "error").collect();
+    assert!(broken.is_empty(), "{name}: panels in error: {broken:?}");
+}
+
+fn count(panels: &[(String, String, String, String)], state: &str) -> usize {
+    panels.iter().filter(|p| p.2 == state).count()
+}
+
+#[test]
+fn issue_15_dashboards_render_in_chromium_with_real_databases() {
+    let pg = PgServer::start();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let shots = Shots(
+        std::env::var_os("LOOKOUT_TEST_SCREENSHOTS")
+            .map_or_else(|| dir.path().join("screenshots"), Into::into),
+    );
+    std::fs::create_dir_all(&shots.0).unwrap();
+    let dashboards = dir.path().join("dashboards");
+    std::fs::create_dir(&dashboards).unwrap();
+    std::fs::write(dashboards.join("legacy.json"), LEGACY).unwrap();
+    std::fs::write(
+        dashboards.join("broken.json"),
+        r#"{"title": "Broken", "panels": "#,
+    )
+    .unwrap();
+    let upstream = lookout_testkit::upstream("grafana-dashboards");
+    if let Some(up) = &upstream {
+        for f in ["postgres-overview.json", "redis-exporter-dashboard.json"] {
+            std::fs::copy(up.join(f), dashboards.join(f)).unwrap();
+        }
+    }
+    let pw = dir.path().join("pg-password");
+    std::fs::write(&pw, "unused-with-trust\n").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "global:\n  scrape_interval: 1s\ndashboards:\n  paths: [ 'dashboards/*.json' ]\ncollectors:\n  postgres:\n    - name: main\n      dsn: \"{}\"\n      password_file: {}\n  redis:\n    - name: cache\n      url: \"{}\"\n",
+            pg.dsn("postgres"),
+            pw.display(),
+            redis.url()
+        ),
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    lk.wait_for(r#"pg_up == 1"#, Duration::from_secs(20));
+    lk.wait_for(r#"redis_up == 1"#, Duration::from_secs(20));
+    // A few scrapes, so rates have two points.
+    lk.wait_for(
+        r#"count_over_time(node_load1[1m]) > 4"#,
+        Duration::from_secs(30),
+    );
+
+    let (_, body) = lk.get("/api/v1/lookout/dashboards");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let list = list["data"].as_array().unwrap().clone();
+    let broken = list
+        .iter()
+        .find(|d| {
+            d["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("broken.json"))
+        })
+        .unwrap();
+    assert!(
+        broken["error"].as_str().unwrap().contains("not JSON"),
+        "{broken}"
+    );
+    let served: Vec<String> = list
+        .iter()
+        .filter(|d| d["error"].is_null())
+        .map(|d| d["uid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        served.contains(&"lookout-host".to_string()) && served.contains(&"legacy".to_string()),
+        "{served:?}"
+    );
+
+    let driver = chromedriver();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let b = browser(&driver, &dir.path().join("profile")).await;
+        b.set_window_size(1400, 1000).await.unwrap();
+        let base = &lk.base;
+
+        // Every dashboard renders with no panel in error; the host's draw data.
+        for uid in &served {
+            let panels = open(&b, base, &format!("/d/{uid}?from=now-5m&to=now")).await;
+            shots.take(&b, uid).await;
+            assert!(!panels.is_empty(), "{uid}: no panels");
+            no_errors(uid, &panels);
+            if uid == "lookout-host" {
+                assert!(count(&panels, "ok") >= panels.len() - 2, "{uid}: {panels:?}");
+            }
+        }
+        // The upstream exporters' dashboards draw the real databases' data.
+        if upstream.is_some() {
+            let uid_of = |file: &str| {
+                list.iter()
+                    .find(|d| d["path"].as_str().is_some_and(|p| p.ends_with(file)))
+                    .and_then(|d| d["uid"].as_str())
+                    .unwrap_or_else(|| panic!("{file} not served: {list:?}"))
+                    .to_string()
+            };
+            let pg_uid = uid_of("postgres-overview.json");
+            let p = open(&b, base, &format!("/d/{pg_uid}?from=now-5m&to=now")).await;
+            assert!(count(&p, "ok") >= 4, "postgres-overview: {p:?}");
+            let redis_uid = uid_of("redis-exporter-dashboard.json");
+            let r = open(&b, base, &format!("/d/{redis_uid}?from=now-5m&to=now")).await;
+            assert!(count(&r, "ok") >= 6, "redis: {r:?}");
+        }
+
+        // Grafana's URL parameters open exactly that view.
+        let panels = open(&b, base, "/d/lookout-host?from=now-15m&to=now&var-job=node&refresh=10s").await;
+        no_errors("host with parameters", &panels);
+        let value = |css: &'static str| {
+            let b = &b;
+            async move { b.find(Locator::Css(css)).await.unwrap().prop("value").await.unwrap().unwrap_or_default() }
+        };
+        assert_eq!(value("#time-from").await, "now-15m");
+        assert_eq!(value("#refresh").await, "10s");
+        assert_eq!(value("select[data-var=job]").await, "node");
+
+        // The legacy dashboard: rows became row panels, graph and singlestat draw, the
+        // collapsed row opens to a placeholder naming the unknown type and the text panel
+        // with the variable filled in.
+        let panels = open(&b, base, "/d/legacy").await;
+        assert_eq!(panels.iter().map(|p| (p.1.as_str(), p.2.as_str())).collect::<Vec<_>>(), [("graph", "ok"), ("singlestat", "ok")]);
+        b.find(Locator::Css("[data-row-id]:last-of-type")).await.unwrap();
+        let rows = b.find_all(Locator::Css(".dash-row")).await.unwrap();
+        rows[1].click().await.unwrap();
+        let panels = settled(&b).await;
+        assert_eq!(panels.len(), 4, "{panels:?}");
+        let feed = b.find(Locator::Css("[data-panel-type=news]")).await.unwrap().text().await.unwrap();
+        assert!(feed.contains("Panel type \"news\" is not supported"), "{feed}");
+        let notes = b.find(Locator::Css("[data-panel-type=text] .body")).await.unwrap().text().await.unwrap();
+        // Grafana fills a multi-value "All" into text as the values joined.
+        assert!(notes.contains("Mode is (user|system|idle)"), "{notes}");
+        shots.take(&b, "legacy-expanded").await;
+
+        // Zoom by dragging across a chart: the range becomes absolute times in the URL.
+        let chart = b.find(Locator::Css("[data-panel-type=graph] .u-over")).await.unwrap();
+        use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+        let drag = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement { element: chart, duration: None, x: -100.0, y: 0.0 })
+            .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+            .then(PointerAction::MoveBy { duration: Some(Duration::from_millis(200)), x: 150.0, y: 0.0 })
+            .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+        b.perform_actions(drag).await.unwrap();
+        settled(&b).await;
+        let url = b.current_url().await.unwrap();
+        let from: i64 = url.query_pairs().find(|(k, _)| k == "from").unwrap().1.parse().expect("an absolute from after zooming");
+        let to: i64 = url.query_pairs().find(|(k, _)| k == "to").unwrap().1.parse().unwrap();
+        // 150 of the chart's ~800 pixels of the default 6 hours: about an hour.
+        assert!(from < to && to - from < 3 * 3_600_000 && to - from > 60_000, "{url}");
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        assert!(to <= now_ms && from > now_ms - 6 * 3_600_000 - 60_000, "{url}");
+
+        // Import through the page: the new dashboard opens and the API lists it.
+        b.goto(&format!("{base}/dashboards")).await.unwrap();
+        let area = b.wait().for_element(Locator::Id("import-json")).await.unwrap();
+        area.send_keys(r#"{"dashboard": {"uid": "pasted", "title": "Pasted", "panels": [{"type": "stat", "title": "Up", "gridPos": {"x": 0, "y": 0, "w": 6, "h": 4}, "targets": [{"expr": "sum(up)", "refId": "A"}]}]}}"#).await.unwrap();
+        b.find(Locator::Id("import")).await.unwrap().click().await.unwrap();
+        let panels = settled(&b).await;
+        assert_eq!(panels, [("1".into(), "stat".into(), "ok".into(), String::new())]);
+        assert!(b.current_url().await.unwrap().path().starts_with("/d/pasted"));
+        shots.take(&b, "imported").await;
+        b.close().await.unwrap();
+    });
+    let (_, body) = lk.get("/api/v1/lookout/dashboards");
+    assert!(
+        body.contains(r#""uid":"pasted","title":"Pasted","tags":[],"source":"imported""#),
+        "{body}"
+    );
+    assert!(std::fs::read_dir(&shots.0).unwrap().count() >= served.len() + 2);
+    assert!(lk.terminate().success());
+}
