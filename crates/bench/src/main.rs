@@ -16,11 +16,13 @@
 //! - `soak`: the real server for a long while under churn, queries, rules and the
 //!   notifier: memory, query latency, scrape gaps (see `soak`).
 //! - `fuzz`: a mutation fuzzer over every parser and file reader (see `fuzz`).
+//! - `dashboard`: a 100+ panel dashboard in headless Chromium (see `dashboard`).
 //! - `tls`: what HTTPS and basic authentication cost per query and per connection (see
 //!   `tls`).
 
 mod alerting;
 mod blocks;
+mod dashboard;
 mod dataset;
 mod fuzz;
 mod overhead;
@@ -166,6 +168,9 @@ enum Command {
     /// Memory a server holds for the blocks it keeps open, per series per block
     /// (optionally against another `lookout` binary).
     Blocks(crate::blocks::BlocksOptions),
+    /// How long a large dashboard (100+ panels over 24 h of one host) takes to settle in
+    /// headless Chromium, against the same queries run one after another.
+    Dashboard(crate::dashboard::DashboardOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
     /// configuration, rule and Alertmanager files, templates, WAL segments, block files)
     /// with mutated inputs; exits 1 if any input crashes one.
@@ -298,6 +303,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             handshakes,
         } => crate::tls::run(queries, handshakes)?,
         Command::Blocks(o) => crate::blocks::run(o)?,
+        Command::Dashboard(o) => crate::dashboard::run(o)?,
         Command::Live {
             series,
             throughput_series,

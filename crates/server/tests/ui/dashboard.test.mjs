@@ -223,3 +223,20 @@ test("series align on time, stack, and become tables and heatmap buckets", () =>
   assert.deepEqual(h.bounds, [0.1, 0.5, Infinity]);
   assert.deepEqual(h.cells.map((c) => c[0]), [1, 3, 6]);
 });
+
+test("a table row missing from one query leaves that cell empty", () => {
+  const a = { refId: "A", metric: { t: "x" }, times: [1], values: [5], instant: true, format: "table" };
+  const b = { refId: "B", metric: { t: "y" }, times: [1], values: [7], instant: true, format: "table" };
+  const t = tableOf([a, b], "lastNotNull");
+  assert.deepEqual(t.columns, ["Time", "t", "Value #A", "Value #B"]);
+  assert.deepEqual(t.rows, [[1, "x", 5, null], [1, "y", null, 7]]);
+});
+
+test("queries of different metrics join on their other labels", () => {
+  const a = { refId: "A", metric: { __name__: "dead", rel: "t" }, times: [1], values: [5], instant: true, format: "table" };
+  const b = { refId: "B", metric: { __name__: "size", rel: "t" }, times: [1], values: [7], instant: true, format: "table" };
+  const t = tableOf([a, b], "lastNotNull");
+  assert.deepEqual(t.columns, ["Time", "rel", "Value #A", "Value #B"]);
+  assert.deepEqual(t.rows, [[1, "t", 5, 7]]);
+  assert.deepEqual(tableOf([a], "lastNotNull").columns, ["Time", "__name__", "rel", "Value"]);
+});

@@ -44,7 +44,11 @@ export function render(el, panel, series, ctx) {
     val.className = "stat-value";
     val.textContent = d.text;
     if (!bg && opts.colorMode !== "none") val.style.color = d.color;
-    val.style.fontSize = Math.max(12, Math.min(48, ctx.height / (items.length > 1 ? 2.5 * Math.ceil(items.length / 2) : 2.5))) + "px";
+    // As large as the cell allows: its height, and its width for the text's length.
+    const across = items.length > 1 ? 2 : 1;
+    const byHeight = ctx.height / (items.length > 1 ? 2.5 * Math.ceil(items.length / 2) : 2.5);
+    const byWidth = (ctx.width / across) / Math.max(2, d.text.length * 0.62);
+    val.style.fontSize = Math.max(10, Math.min(48, byHeight, byWidth)) + "px";
     if (s && items.length > 1 && opts.textMode !== "value") {
       const name = document.createElement("div");
       name.className = "stat-name";

@@ -8,7 +8,11 @@ import { display, fieldConfigFor, reduce } from "../fields.mjs";
 export function tableOf(series, calc) {
   const refIds = Array.from(new Set(series.map((s) => s.refId)));
   const valueCol = (r) => (refIds.length > 1 ? "Value #" + r : "Value");
-  const labelCols = Array.from(new Set(series.flatMap((s) => Object.keys(s.metric)))).sort((a, b) => (a === "__name__" ? -1 : b === "__name__" ? 1 : a.localeCompare(b)));
+  // Several queries are joined on their labels; their metric names would keep every row
+  // apart, so the name is left out then.
+  const labelCols = Array.from(new Set(series.flatMap((s) => Object.keys(s.metric))))
+    .filter((k) => refIds.length === 1 || k !== "__name__")
+    .sort((a, b) => (a === "__name__" ? -1 : b === "__name__" ? 1 : a.localeCompare(b)));
   const rows = new Map();
   const timed = series.some((s) => s.instant || s.format === "table");
   for (const s of series) {
@@ -19,8 +23,11 @@ export function tableOf(series, calc) {
     rows.set(key, row);
   }
   const columns = (timed ? ["Time"] : []).concat(labelCols, refIds.map(valueCol));
-  const out = Array.from(rows.values()).map((r) => columns.map((c) => (c === "Time" ? r.time : c in r.values ? r.values[c] : r.labels[c] ?? "")));
-  return { columns, rows: out, valueColumns: new Set(refIds.map(valueCol)) };
+  const values = new Set(refIds.map(valueCol));
+  // A query without a row for these labels leaves its cell empty (null), not "".
+  const cellOf = (r, c) => (c === "Time" ? r.time : values.has(c) ? (r.values[c] ?? null) : (r.labels[c] ?? ""));
+  const out = Array.from(rows.values()).map((r) => columns.map((c) => cellOf(r, c)));
+  return { columns, rows: out, valueColumns: values };
 }
 
 export function render(el, panel, series) {
@@ -36,7 +43,8 @@ export function render(el, panel, series) {
     const head = table.createTHead().insertRow();
     t.columns.forEach((c, i) => {
       const th = document.createElement("th");
-      th.textContent = c + (i === sortBy ? (desc ? " ▼" : " ▲") : "");
+      const name = t.valueColumns.has(c) ? fieldConfigFor(panel, c, c.replace(/^Value #?/, "")).displayName || c : c;
+      th.textContent = name + (i === sortBy ? (desc ? " ▼" : " ▲") : "");
       th.addEventListener("click", () => { desc = sortBy === i ? !desc : false; sortBy = i; draw(); });
       head.appendChild(th);
     });
@@ -50,7 +58,7 @@ export function render(el, panel, series) {
         const col = t.columns[i];
         if (col === "Time") td.textContent = v === null ? "" : new Date(v * 1000).toLocaleString();
         else if (t.valueColumns.has(col)) {
-          const d = display(v ?? null, fieldConfigFor(panel, col, col.replace(/^Value #?/, "")));
+          const d = display(v, fieldConfigFor(panel, col, col.replace(/^Value #?/, "")));
           td.textContent = d.text;
           td.className = "num";
         } else td.textContent = v;
