@@ -285,3 +285,234 @@ fn issue_15_dashboards_render_in_chromium_with_real_databases() {
     assert!(std::fs::read_dir(&shots.0).unwrap().count() >= served.len() + 2);
     assert!(lk.terminate().success());
 }
+
+/// The alert of `name` as the notifier's API shows it.
+fn api_alert(lk: &Lookout, name: &str) -> Value {
+    let (_, body) = lk.get("/api/v2/alerts?silenced=true&inhibited=true");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    write_silent_alertmanager(dir.path());
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: ui\n    rules:\n      - alert: DiskAlmostFull\n        expr: vector(1)\n        labels: {severity: page}\n        annotations: {summary: the disk is almost full, runbook_url: 'https://runbooks.example/disk'}\n      - alert: ReplicaLagging\n        expr: vector(2)\n        labels: {severity: ticket}\n        annotations: {summary: a replica lags}\n      - alert: SlowBurn\n        expr: vector(3)\n        for: 1h\n        annotations: {summary: pending for an hour}\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_packs: []\nrule_files: [rules.yml]\nnotifier:\n  config_file: alertmanager.yml\ncollectors:\n  host: { enabled: false }\n",
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    wait_until(
+        "two alerts at the notifier",
+        Duration::from_secs(20),
+        || {
+            !api_alert(&lk, "DiskAlmostFull").is_null()
+                && !api_alert(&lk, "ReplicaLagging").is_null()
+        },
+    );
+    let shots = Shots(dir.path().to_path_buf());
+    let driver = chromedriver();
+    // Several threads, so the blocking HTTP client can ask the API from inside the session.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = |name: &str| tokio::task::block_in_place(|| api_alert(&lk, name));
+    rt.block_on(async {
+        let b = browser(&driver, &dir.path().join("profile")).await;
+        b.set_window_size(1400, 1000).await.unwrap();
+        let base = &lk.base;
+        b.goto(&format!("{base}/alerts")).await.unwrap();
+        let text = wait_text(&b, "#alert-groups", |t| {
+            t.contains("DiskAlmostFull") && t.contains("ReplicaLagging")
+        })
+        .await;
+        assert!(
+            text.contains("the disk is almost full") && text.contains("runbook"),
+            "{text}"
+        );
+        let pending = wait_text(&b, "#pending", |t| t.contains("SlowBurn")).await;
+        assert!(pending.contains("pending for an hour"), "{pending}");
+        shots.take(&b, "alerts").await;
+
+        // Acknowledge with a comment and an expiry.
+        let fp = api("DiskAlmostFull")["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let row = format!("tr[data-fingerprint='{fp}']");
+        b.find(Locator::Css(&format!("{row} button.ack")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        // Without sign-in the form asks who acknowledges.
+        b.find(Locator::Css(&format!("{row} .ack-who")))
+            .await
+            .unwrap()
+            .send_keys("dana")
+            .await
+            .unwrap();
+        b.find(Locator::Css(&format!("{row} .ack-comment")))
+            .await
+            .unwrap()
+            .send_keys("on it")
+            .await
+            .unwrap();
+        b.find(Locator::Css(&format!("{row} .ack-expiry")))
+            .await
+            .unwrap()
+            .select_by_value("4h")
+            .await
+            .unwrap();
+        b.find(Locator::Css(&format!("{row} .ack-form button")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let said = wait_text(&b, "#alerts-status", |t| !t.is_empty()).await;
+        assert_eq!(said, "DiskAlmostFull acknowledged");
+        wait_text(&b, &row, |t| {
+            t.contains("acknowledged") && t.contains("on it")
+        })
+        .await;
+        let ack = &api("DiskAlmostFull")["acknowledged"];
+        assert_eq!(ack["comment"], "on it", "{ack}");
+        assert_eq!(ack["by"], "dana", "{ack}");
+        assert!(ack["expiresAt"].is_string(), "{ack}");
+
+        // Silence the other alert: the form comes filled with its labels and shows that
+        // exactly it would be silenced.
+        let fp2 = api("ReplicaLagging")["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        b.find(Locator::Css(&format!(
+            "tr[data-fingerprint='{fp2}'] a.silence"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        let preview = wait_text(&b, "#silence-preview", |t| t.starts_with("Would silence")).await;
+        assert!(
+            preview.starts_with("Would silence 1 alert now") && preview.contains("ReplicaLagging"),
+            "{preview}"
+        );
+        // Loosening a matcher widens the preview before anything is saved.
+        let value = b
+            .find(Locator::Css(".matcher-row:first-child .m-value"))
+            .await
+            .unwrap();
+        value.clear().await.unwrap();
+        value.send_keys(".+").await.unwrap();
+        b.find(Locator::Css(".matcher-row:first-child .m-op"))
+            .await
+            .unwrap()
+            .select_by_value("=~")
+            .await
+            .unwrap();
+        for r in b
+            .find_all(Locator::Css(".matcher-row:not(:first-child) .m-remove"))
+            .await
+            .unwrap()
+        {
+            r.click().await.unwrap();
+        }
+        wait_text(&b, "#silence-preview", |t| {
+            t.starts_with("Would silence 2 alerts now")
+        })
+        .await;
+        shots.take(&b, "silence-form").await;
+        value.clear().await.unwrap();
+        value.send_keys("Replica.*").await.unwrap();
+        wait_text(&b, "#silence-preview", |t| {
+            t.starts_with("Would silence 1 alert now")
+        })
+        .await;
+        // The name given when acknowledging is remembered for the silence.
+        let by = b
+            .find(Locator::Id("silence-by"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap();
+        assert_eq!(by.as_deref(), Some("dana"));
+        b.find(Locator::Id("silence-comment"))
+            .await
+            .unwrap()
+            .send_keys("maintenance")
+            .await
+            .unwrap();
+        b.find(Locator::Id("silence-save"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let active = wait_text(&b, "section[data-state=active]", |t| {
+            t.contains("maintenance")
+        })
+        .await;
+        assert!(active.contains(r#"alertname=~"Replica.*""#), "{active}");
+        let silenced = &api("ReplicaLagging")["status"];
+        assert_eq!(silenced["state"], "suppressed", "{silenced}");
+        let id = silenced["silencedBy"][0].as_str().unwrap().to_string();
+        shots.take(&b, "silences").await;
+
+        // Expire it from the list: the alert is active again.
+        b.find(Locator::Css(&format!(
+            "tr[data-silence-id='{id}'] button.expire"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        wait_text(&b, "section[data-state=expired]", |t| {
+            t.contains("maintenance")
+        })
+        .await;
+        assert_eq!(api("ReplicaLagging")["status"]["state"], "active");
+
+        // Withdraw the acknowledgement.
+        b.goto(&format!("{base}/alerts")).await.unwrap();
+        b.wait()
+            .for_element(Locator::Css(&format!("{row} button.unack")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&b, &row, |t| {
+            t.contains("Acknowledge") && !t.contains("on it")
+        })
+        .await;
+        assert!(api("DiskAlmostFull")["acknowledged"].is_null());
+        b.close().await.unwrap();
+    });
+    assert!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
+            .count()
+            >= 3
+    );
+    assert!(lk.terminate().success());
+}

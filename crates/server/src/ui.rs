@@ -39,10 +39,10 @@ pub(crate) async fn index() -> Response {
     serve("index.html")
 }
 
-/// The dashboard pages (`/dashboards`, Grafana's `/d/<uid>[/<slug>]`): one page that
-/// reads the rest from its address.
-pub(crate) async fn dashboard_page() -> Response {
-    serve("dashboard.html")
+/// The application's pages (`/`, `/dashboards`, Grafana's `/d/<uid>[/<slug>]`,
+/// `/alerts`, `/silences`): one page that reads the rest from its address.
+pub(crate) async fn app_page() -> Response {
+    serve("app.html")
 }
 
 pub(crate) async fn asset(Path(path): Path<String>) -> Response {

@@ -570,10 +570,17 @@ async fn dashboards_are_listed_served_in_grafanas_shape_and_imported() {
         assert!(text.contains(want), "{want} not in {text}");
     }
     // The dashboard page is served for Grafana's addresses.
-    for uri in ["/d/new", "/d/new/new-slug", "/dashboards"] {
+    for uri in [
+        "/",
+        "/d/new",
+        "/d/new/new-slug",
+        "/dashboards",
+        "/alerts",
+        "/silences/new",
+    ] {
         let (s, body) = get(st.clone(), uri).await;
         assert_eq!(s, StatusCode::OK);
-        assert!(body.contains("/ui/dash/main.mjs"), "{uri}");
+        assert!(body.contains("/ui/app.mjs"), "{uri}");
     }
     let (s, _) = get(st.clone(), "/ui/dash/main.mjs").await;
     assert_eq!(s, StatusCode::OK);

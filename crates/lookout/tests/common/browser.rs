@@ -75,11 +75,11 @@ pub async fn browser(driver: &ChromeDriver, profile: &Path) -> fantoccini::Clien
 }
 
 /// Signs in with basic auth (credentials in the first URL, as a user typing them into the
-/// browser's prompt would give them once) and opens the UI at `base`.
+/// browser's prompt would give them once) and opens the UI's status page at `base`.
 pub async fn sign_in(b: &fantoccini::Client, base: &str, user: &str, pass: &str) {
     let with_credentials = base.replacen("https://", &format!("https://{user}:{pass}@"), 1);
-    b.goto(&format!("{with_credentials}/")).await.unwrap();
-    b.goto(&format!("{base}/")).await.unwrap();
+    b.goto(&format!("{with_credentials}/status")).await.unwrap();
+    b.goto(&format!("{base}/status")).await.unwrap();
 }
 
 /// Polls the text of the element `css` until `want` accepts it.

@@ -1,4 +1,4 @@
-// The dashboard pages: `/dashboards` (the list, and the import form) and Grafana's
+// The dashboard pages (routed by `app.mjs`): `/dashboards` (the list, and the import form) and Grafana's
 // `/d/<uid>[/<slug>]?from=…&to=…&var-x=…&refresh=…` (one dashboard: variables, time
 // picker, auto refresh, the panel grid). Each panel element carries `data-panel-id` and
 // `data-panel-state` (`loading`, `ok`, `nodata`, `error` with `data-panel-error`); the
@@ -9,42 +9,15 @@ import { chooseCurrent, interpolate, referencedNames, resolveOptions, queryText 
 import { QueryRunner, panelRequests, toSeries } from "./queries.mjs";
 import { compact, visiblePanels } from "./layout.mjs";
 import { RENDERERS, modernize } from "./panels/index.mjs";
+import { apiData, el, whoami } from "../common.mjs";
 
 const QUICK = [["now-5m", "Last 5 minutes"], ["now-15m", "Last 15 minutes"], ["now-30m", "Last 30 minutes"], ["now-1h", "Last 1 hour"], ["now-3h", "Last 3 hours"], ["now-6h", "Last 6 hours"], ["now-12h", "Last 12 hours"], ["now-24h", "Last 24 hours"], ["now-2d", "Last 2 days"], ["now-7d", "Last 7 days"], ["now-30d", "Last 30 days"]];
 const REFRESH = ["", "5s", "10s", "30s", "1m", "5m", "15m", "30m", "1h"];
 const page = document.getElementById("page");
 
-async function apiData(path, params) {
-  const url = params ? path + "?" + new URLSearchParams(params) : path;
-  const resp = await fetch(url, { credentials: "same-origin" });
-  let body;
-  try { body = await resp.json(); } catch (e) { throw new Error(`${resp.status} ${resp.statusText}`); }
-  if (body.status !== "success") throw new Error((body.errorType ? body.errorType + ": " : "") + (body.error || resp.status));
-  return body.data;
-}
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else if (v !== undefined && v !== null) e.setAttribute(k, v);
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c);
-  return e;
-}
-
-let may = { operate: false };
-async function whoami() {
-  try {
-    const me = await apiData("/api/v1/lookout/whoami");
-    may = me.may || may;
-    if (me.authenticated) document.getElementById("whoami").textContent = me.user + " (" + me.role + ")";
-  } catch (e) { /* shown elsewhere */ }
-  for (const e of document.querySelectorAll("[data-needs]")) e.hidden = !may[e.dataset.needs];
-}
-
 // ---- The list ------------------------------------------------------------------
 
-async function showList() {
+export async function showList() {
   document.title = "Dashboards · Lookout";
   const list = await apiData("/api/v1/lookout/dashboards");
   const table = el("table", { class: "dash-list" });
@@ -253,7 +226,7 @@ async function draw() {
   await refreshPanels();
 }
 
-async function showDashboard(uid) {
+export async function showDashboard(uid) {
   const body = await apiData("/api/v1/lookout/dashboards/" + encodeURIComponent(uid));
   S.dash = body.dashboard;
   S.meta = body.meta;
@@ -274,15 +247,3 @@ async function showDashboard(uid) {
   await whoami();
 }
 
-async function main() {
-  const m = /^\/d\/([^/]+)/.exec(location.pathname);
-  try {
-    if (m) await showDashboard(decodeURIComponent(m[1]));
-    else await showList();
-  } catch (e) {
-    page.dataset.dashboardState = "error";
-    page.replaceChildren(el("section", {}, el("h2", {}, "Cannot show this page"), el("p", { class: "error", id: "page-error" }, e.message), el("a", { href: "/dashboards" }, "All dashboards")));
-  }
-}
-
-main();

@@ -1,0 +1,28 @@
+// The web UI's pages, by address: `/` (the host overview, or the dashboard list when it
+// is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts` and `/silences`.
+
+import { el } from "./common.mjs";
+import { showDashboard, showList } from "./dash/main.mjs";
+import { showAlerts } from "./oncall/alerts.mjs";
+import { showSilences } from "./oncall/silences.mjs";
+
+const page = document.getElementById("page");
+
+async function route() {
+  const path = location.pathname;
+  const d = /^\/d\/([^/]+)/.exec(path);
+  for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("current", a.getAttribute("href") === path);
+  if (d) return showDashboard(decodeURIComponent(d[1]));
+  if (path === "/dashboards") return showList();
+  if (path === "/alerts") return showAlerts();
+  if (path.startsWith("/silences")) return showSilences();
+  // The landing page: the host overview when it is offered.
+  const list = await fetch("/api/v1/lookout/dashboards").then((r) => r.json()).catch(() => ({}));
+  if ((list.data || []).some((x) => x.uid === "lookout-host" && !x.error)) return showDashboard("lookout-host");
+  return showList();
+}
+
+route().catch((e) => {
+  page.dataset.dashboardState = "error";
+  page.replaceChildren(el("section", {}, el("h2", {}, "Cannot show this page"), el("p", { class: "error", id: "page-error" }, e.message), el("a", { href: "/dashboards" }, "All dashboards")));
+});
