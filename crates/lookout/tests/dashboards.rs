@@ -301,7 +301,17 @@ fn api_alert(lk: &Lookout, name: &str) -> Value {
 #[test]
 fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_returns() {
     let dir = tempfile::tempdir().unwrap();
-    write_silent_alertmanager(dir.path());
+    // The team's webhook takes everything but tickets; the ticket system refuses (400).
+    let team = lookout_testkit::WebhookReceiver::start(200, 0);
+    let tickets = lookout_testkit::WebhookReceiver::start(400, 0);
+    std::fs::write(
+        dir.path().join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 0s\n  routes: [ {{ receiver: tickets, matchers: [ 'severity=\"ticket\"' ] }} ]\nreceivers:\n  - {{ name: team, webhook_configs: [ {{ url: '{}' }} ] }}\n  - {{ name: tickets, webhook_configs: [ {{ url: '{}' }} ] }}\n",
+            team.url, tickets.url
+        ),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("rules.yml"),
         "groups:\n  - name: ui\n    rules:\n      - alert: DiskAlmostFull\n        expr: vector(1)\n        labels: {severity: page}\n        annotations: {summary: the disk is almost full, runbook_url: 'https://runbooks.example/disk'}\n      - alert: ReplicaLagging\n        expr: vector(2)\n        labels: {severity: ticket}\n        annotations: {summary: a replica lags}\n      - alert: SlowBurn\n        expr: vector(3)\n        for: 1h\n        annotations: {summary: pending for an hour}\n",
@@ -490,6 +500,35 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
         .await;
         assert_eq!(api("ReplicaLagging")["status"]["state"], "active");
 
+        // The notification history: the team's page sent, the ticket refused.
+        b.goto(&format!("{base}/notifications")).await.unwrap();
+        let all = wait_text(&b, "#history-results", |t| {
+            t.contains("DiskAlmostFull") && t.contains("ReplicaLagging")
+        })
+        .await;
+        assert!(
+            all.contains("team webhook") && all.contains("tickets webhook"),
+            "{all}"
+        );
+        b.find(Locator::Css("#history-form select[name=result]"))
+            .await
+            .unwrap()
+            .select_by_value("failed")
+            .await
+            .unwrap();
+        b.find(Locator::Css("#history-form button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let failed = wait_text(&b, "#history-results", |t| !t.contains("DiskAlmostFull")).await;
+        assert!(
+            failed.contains("ReplicaLagging") && failed.contains("400"),
+            "{failed}"
+        );
+        shots.take(&b, "notifications").await;
+
         // Withdraw the acknowledgement.
         b.goto(&format!("{base}/alerts")).await.unwrap();
         b.wait()
@@ -512,7 +551,26 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
             .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
             .count()
-            >= 3
+            >= 4
     );
+    // The history API: searches, and bad parameters named.
+    let (code, body) = lk.get("/api/v1/lookout/notifications?receiver=team&result=sent");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let sent = v["data"].as_array().unwrap();
+    assert!(
+        !sent.is_empty()
+            && sent.iter().all(|d| d["receiver"] == "team"
+                && d["result"] == "sent"
+                && d["integration"] == "webhook"),
+        "{v}"
+    );
+    assert_eq!(sent[0]["alerts"][0]["alertname"], "DiskAlmostFull");
+    assert!(team.count() >= 1);
+    for bad in ["result=maybe", "start=soon", "limit=-1"] {
+        let (code, body) = lk.get(&format!("/api/v1/lookout/notifications?{bad}"));
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body.contains(bad.split('=').next().unwrap()), "{body}");
+    }
     assert!(lk.terminate().success());
 }

@@ -26,6 +26,7 @@ use serde_json::json;
 use crate::alert::{Alert, fingerprint_hex};
 use crate::audit::Audit;
 use crate::config::{Config, Receiver};
+use crate::history::{DeliveredAlert, Delivery, History};
 use crate::nflog::{self, Entry, NotificationLog};
 pub use crate::notification::Notification;
 pub use crate::oncall::Ack;
@@ -134,6 +135,8 @@ pub struct Core {
     templates: Arc<Templates>,
     /// The audit log.
     pub audit: Audit,
+    /// Every delivery's outcome.
+    pub history: History,
     opts: Options,
 }
 
@@ -236,6 +239,7 @@ impl Core {
             esc_inflight: Default::default(),
             damaged,
             audit: Audit::new(file("audit.log")),
+            history: History::open(file("notifications.log"), lookout_model::now_ms()),
             config,
             tree,
             intervals,
@@ -777,6 +781,7 @@ impl Core {
     /// under the new routes; the notification log keeps receivers from hearing twice),
     /// acknowledgements, and escalation levels of policies that kept their name.
     pub fn take_state(&mut self, old: &mut Core, now: i64) {
+        self.history.take(&mut old.history);
         self.oncall.acks = std::mem::take(&mut old.oncall.acks);
         for ((name, fp), st) in std::mem::take(&mut old.oncall.escalation) {
             if self.opts.escalations.iter().any(|p| p.name == name) {
@@ -801,6 +806,46 @@ impl Core {
             .collect();
         v.sort();
         v
+    }
+
+    /// Records how a delivery ended (`error` when it failed after its retries) in the
+    /// notification history.
+    pub fn log_delivery(&mut self, n: &Notification, now: i64, error: Option<String>) {
+        let alerts = n
+            .alerts
+            .iter()
+            .map(|a| DeliveredAlert {
+                alertname: a.labels.get_or_empty("alertname").to_string(),
+                fingerprint: fingerprint_hex(a.fingerprint()),
+                status: a.status(n.now).to_string(),
+                labels: a
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.to_string(), l.value.to_string()))
+                    .collect(),
+            })
+            .collect::<Vec<_>>();
+        let firing = alerts.iter().any(|a| a.status == "firing");
+        self.history.record(
+            Delivery {
+                time: crate::alert::go_time(now),
+                time_ms: now,
+                receiver: n.receiver.clone(),
+                integration: n.integration.kind().to_string(),
+                kind: if n.group_id.is_some() {
+                    "notification"
+                } else {
+                    "escalation"
+                }
+                .into(),
+                group_key: n.group_key.clone(),
+                status: if firing { "firing" } else { "resolved" }.into(),
+                alerts,
+                result: if error.is_some() { "failed" } else { "sent" }.into(),
+                error,
+            },
+            now,
+        );
     }
 
     /// Records a delivered notification in the notification log. When it was the last

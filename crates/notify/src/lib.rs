@@ -26,6 +26,7 @@ pub mod config;
 pub mod dispatch;
 mod error;
 pub mod forward;
+pub mod history;
 pub mod matchers;
 pub mod nflog;
 pub mod notification;

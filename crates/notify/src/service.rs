@@ -79,12 +79,18 @@ impl Notifier {
             tasks.push(tokio::spawn(async move {
                 match crate::receivers::deliver(&me.client, &n, &me.external_url).await {
                     Ok(_) => {
-                        me.with(|c| c.record(&n));
+                        me.with(|c| {
+                            c.record(&n);
+                            c.log_delivery(&n, lookout_model::now_ms(), None);
+                        });
                         me.sent.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, group = %n.group_key, "Notification failed after retries");
-                        me.with(|c| c.failed(&n));
+                        me.with(|c| {
+                            c.failed(&n);
+                            c.log_delivery(&n, lookout_model::now_ms(), Some(e.to_string()));
+                        });
                         me.failed.fetch_add(1, Ordering::Relaxed);
                         *me.last_error.lock().expect("lock") = Some((lookout_model::now_ms(), e.to_string()));
                     }

@@ -575,3 +575,56 @@ pub(crate) async fn audit(State(st): State<AppState>, RawQuery(q): RawQuery) -> 
     });
     Ok(crate::api::ok_value(&Value::Array(recent)))
 }
+
+/// A history time parameter: Prometheus's (Unix seconds or RFC 3339), in ms.
+fn history_time(p: &Params, name: &str) -> Result<Option<i64>, AmError> {
+    p.get(name)
+        .map(|v| {
+            crate::params::parse_time(v).ok_or_else(|| {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid {name} {v:?}: use an RFC 3339 time or Unix seconds"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `GET /api/v1/lookout/notifications`: the notification history, newest first;
+/// `alert` (a name, fingerprint or label value it contains), `receiver`, `result`
+/// (`sent`, `failed`), `start`, `end`, `limit` (default 100).
+pub(crate) async fn notifications(State(st): State<AppState>, RawQuery(q): RawQuery) -> AmResult {
+    let p = params(q)?;
+    let n = notifier(&st)?;
+    let limit = match p.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| err(StatusCode::BAD_REQUEST, format!("invalid limit {v:?}")))?,
+    };
+    let result = p.get("result").map(str::to_string);
+    if let Some(r) = &result
+        && r != "sent"
+        && r != "failed"
+    {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("invalid result {r:?}: sent or failed"),
+        ));
+    }
+    let search = lookout_notify::history::Search {
+        alert: p.get("alert").filter(|s| !s.is_empty()).map(str::to_string),
+        receiver: p
+            .get("receiver")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        result,
+        since: history_time(&p, "start")?,
+        until: history_time(&p, "end")?,
+        limit: limit.clamp(1, lookout_notify::history::KEPT_IN_MEMORY),
+    };
+    let found = n.with(|c| c.history.search(&search));
+    Ok(crate::api::ok_value(
+        &serde_json::to_value(found).expect("deliveries serialize"),
+    ))
+}

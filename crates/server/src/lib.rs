@@ -186,6 +186,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(am_api::ack).delete(am_api::unack),
         )
         .route("/lookout/audit", get(am_api::audit))
+        .route("/lookout/notifications", get(am_api::notifications))
         .route(
             "/lookout/dashboards",
             get(dashboards_api::list).post(dashboards_api::import),
@@ -230,6 +231,7 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts", get(ui::app_page))
         .route("/silences", get(ui::app_page))
         .route("/silences/new", get(ui::app_page))
+        .route("/notifications", get(ui::app_page))
         .with_state(state)
 }
 

@@ -1,10 +1,12 @@
 // The web UI's pages, by address: `/` (the host overview, or the dashboard list when it
-// is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts` and `/silences`.
+// is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts`, `/silences` and
+// `/notifications`.
 
 import { el } from "./common.mjs";
 import { showDashboard, showList } from "./dash/main.mjs";
 import { showAlerts } from "./oncall/alerts.mjs";
 import { showSilences } from "./oncall/silences.mjs";
+import { showHistory } from "./oncall/history.mjs";
 
 const page = document.getElementById("page");
 
@@ -16,6 +18,7 @@ async function route() {
   if (path === "/dashboards") return showList();
   if (path === "/alerts") return showAlerts();
   if (path.startsWith("/silences")) return showSilences();
+  if (path === "/notifications") return showHistory();
   // The landing page: the host overview when it is offered.
   const list = await fetch("/api/v1/lookout/dashboards").then((r) => r.json()).catch(() => ({}));
   if ((list.data || []).some((x) => x.uid === "lookout-host" && !x.error)) return showDashboard("lookout-host");
