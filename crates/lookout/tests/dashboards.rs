@@ -319,7 +319,14 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
     .unwrap();
     let cfg = write_config(
         dir.path(),
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_packs: []\nrule_files: [rules.yml]\nnotifier:\n  config_file: alertmanager.yml\ncollectors:\n  host: { enabled: false }\n",
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_packs: []\nrule_files: [rules.yml]\nnotifier:\n  config_file: alertmanager.yml\ncollectors:\n  host: {{ enabled: false }}\nscrape_configs:\n  - job_name: hooks\n    static_configs: [ {{ targets: ['{}'] }} ]\n    relabel_configs: [ {{ target_label: team, replacement: on-call }} ]\n",
+            // A target nobody listens on: down, with the error.
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        ),
     );
     let lk = Lookout::start(&dir.path().join("data"), &cfg);
     wait_until(
@@ -528,6 +535,57 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
             "{failed}"
         );
         shots.take(&b, "notifications").await;
+
+        // Rules, targets (labels before and after relabeling), health and explore.
+        b.goto(&format!("{base}/rules")).await.unwrap();
+        let rule = wait_text(&b, "tr[data-rule=DiskAlmostFull]", |t| t.contains("ok")).await;
+        assert!(
+            rule.contains("vector(1)") && rule.contains("firing (1)"),
+            "{rule}"
+        );
+        b.goto(&format!("{base}/targets")).await.unwrap();
+        let hooks = wait_text(&b, "section[data-job=hooks]", |t| t.contains("down")).await;
+        assert!(
+            hooks.contains(r#"team="on-call""#)
+                && hooks.contains("__address__")
+                && hooks.contains("refused"),
+            "{hooks}"
+        );
+        b.goto(&format!("{base}/health-checks")).await.unwrap();
+        let checks = wait_text(&b, "#checks", |t| t.contains("notifier")).await;
+        assert!(
+            checks.contains("storage") && checks.contains("rules"),
+            "{checks}"
+        );
+        b.goto(&format!(
+            "{base}/explore?query=rate(ALERTS%5B1m%5D)&mode=range&range=15m"
+        ))
+        .await
+        .unwrap();
+        let notes = wait_text(&b, "#explore-notes", |t| !t.is_empty()).await;
+        assert!(notes.contains("might not be a counter"), "{notes}");
+        wait_text(&b, "#explore-status", |t| t.contains("series")).await;
+        b.find(Locator::Id("explore-expr"))
+            .await
+            .unwrap()
+            .clear()
+            .await
+            .unwrap();
+        b.find(Locator::Id("explore-expr"))
+            .await
+            .unwrap()
+            .send_keys("sum(")
+            .await
+            .unwrap();
+        b.find(Locator::Id("explore-run"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let error = wait_text(&b, "#explore-error", |t| !t.is_empty()).await;
+        assert!(error.starts_with("bad_data"), "{error}");
+        shots.take(&b, "explore").await;
 
         // Withdraw the acknowledgement.
         b.goto(&format!("{base}/alerts")).await.unwrap();

@@ -232,6 +232,10 @@ pub fn router(state: AppState) -> Router {
         .route("/silences", get(ui::app_page))
         .route("/silences/new", get(ui::app_page))
         .route("/notifications", get(ui::app_page))
+        .route("/rules", get(ui::app_page))
+        .route("/targets", get(ui::app_page))
+        .route("/health-checks", get(ui::app_page))
+        .route("/explore", get(ui::app_page))
         .with_state(state)
 }
 

@@ -1,12 +1,16 @@
 // The web UI's pages, by address: `/` (the host overview, or the dashboard list when it
-// is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts`, `/silences` and
-// `/notifications`.
+// is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts`, `/silences`,
+// `/notifications`, `/rules`, `/targets`, `/health-checks` and `/explore`.
 
 import { el } from "./common.mjs";
 import { showDashboard, showList } from "./dash/main.mjs";
 import { showAlerts } from "./oncall/alerts.mjs";
 import { showSilences } from "./oncall/silences.mjs";
 import { showHistory } from "./oncall/history.mjs";
+import { showRules } from "./pages/rules.mjs";
+import { showTargets } from "./pages/targets.mjs";
+import { showHealth } from "./pages/health.mjs";
+import { showExplore } from "./pages/explore.mjs";
 
 const page = document.getElementById("page");
 
@@ -19,6 +23,10 @@ async function route() {
   if (path === "/alerts") return showAlerts();
   if (path.startsWith("/silences")) return showSilences();
   if (path === "/notifications") return showHistory();
+  if (path === "/rules") return showRules();
+  if (path === "/targets") return showTargets();
+  if (path === "/health-checks") return showHealth();
+  if (path === "/explore") return showExplore();
   // The landing page: the host overview when it is offered.
   const list = await fetch("/api/v1/lookout/dashboards").then((r) => r.json()).catch(() => ({}));
   if ((list.data || []).some((x) => x.uid === "lookout-host" && !x.error)) return showDashboard("lookout-host");
