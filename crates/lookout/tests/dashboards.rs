@@ -320,7 +320,7 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
     let cfg = write_config(
         dir.path(),
         &format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_packs: []\nrule_files: [rules.yml]\nnotifier:\n  config_file: alertmanager.yml\ncollectors:\n  host: {{ enabled: false }}\nscrape_configs:\n  - job_name: hooks\n    static_configs: [ {{ targets: ['{}'] }} ]\n    relabel_configs: [ {{ target_label: team, replacement: on-call }} ]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_packs: []\nrule_files: [rules.yml]\nnotifier:\n  config_file: alertmanager.yml\n  escalations:\n    - name: db-oncall\n      matchers: [ 'severity=\"page\"' ]\n      levels: [ {{ receivers: [team], timeout: 1h }}, {{ receivers: [team] }} ]\ncollectors:\n  host: {{ enabled: false }}\nscrape_configs:\n  - job_name: hooks\n    static_configs: [ {{ targets: ['{}'] }} ]\n    relabel_configs: [ {{ target_label: team, replacement: on-call }} ]\n",
             // A target nobody listens on: down, with the error.
             std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -362,6 +362,18 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
         let pending = wait_text(&b, "#pending", |t| t.contains("SlowBurn")).await;
         assert!(pending.contains("pending for an hour"), "{pending}");
         shots.take(&b, "alerts").await;
+        // The page goes through the escalation policy: level 1 of 2, the next in an hour.
+        b.goto(&format!("{base}/escalations")).await.unwrap();
+        let esc = wait_text(&b, "section[data-policy=db-oncall]", |t| {
+            t.contains("DiskAlmostFull")
+        })
+        .await;
+        assert!(
+            esc.contains("1 of 2") && esc.contains("in 60m") && !esc.contains("ReplicaLagging"),
+            "{esc}"
+        );
+        b.goto(&format!("{base}/alerts")).await.unwrap();
+        wait_text(&b, "#alert-groups", |t| t.contains("DiskAlmostFull")).await;
 
         // Acknowledge with a comment and an expiry.
         let fp = api("DiskAlmostFull")["fingerprint"]
@@ -409,6 +421,13 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
         let ack = &api("DiskAlmostFull")["acknowledged"];
         assert_eq!(ack["comment"], "on it", "{ack}");
         assert_eq!(ack["by"], "dana", "{ack}");
+        b.goto(&format!("{base}/escalations")).await.unwrap();
+        wait_text(&b, "section[data-policy=db-oncall]", |t| {
+            t.contains("stopped: acknowledged")
+        })
+        .await;
+        b.goto(&format!("{base}/alerts")).await.unwrap();
+        wait_text(&b, &row, |t| t.contains("on it")).await;
         assert!(ack["expiresAt"].is_string(), "{ack}");
 
         // Silence the other alert: the form comes filled with its labels and shows that

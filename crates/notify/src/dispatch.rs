@@ -59,6 +59,34 @@ pub struct EscalationPolicy {
     pub levels: Vec<Level>,
 }
 
+/// One escalation policy as the escalations page shows it.
+#[derive(Debug, Clone)]
+pub struct EscalationView {
+    /// The policy's name.
+    pub name: String,
+    /// Its levels.
+    pub levels: Vec<Level>,
+    /// The alerts going through it, highest level first.
+    pub alerts: Vec<EscalatedAlert>,
+}
+
+/// An alert under an escalation policy.
+#[derive(Debug, Clone)]
+pub struct EscalatedAlert {
+    /// Its fingerprint (hex).
+    pub fingerprint: String,
+    /// Its labels.
+    pub labels: Labels,
+    /// Its level, 1-based.
+    pub level: usize,
+    /// When it reached that level (ms).
+    pub since: i64,
+    /// When the next level is due (ms), if one is.
+    pub next_due: Option<i64>,
+    /// Whether it is acknowledged (which stops escalation).
+    pub acknowledged: bool,
+}
+
 /// What the notifier is configured with besides the Alertmanager file.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -806,6 +834,44 @@ impl Core {
             .collect();
         v.sort();
         v
+    }
+
+    /// Each escalation policy with its levels and the alerts under it: their level, since
+    /// when, and when the next level is due (none at the last level or while the alert is
+    /// acknowledged).
+    pub fn escalations(&self, now: i64) -> Vec<EscalationView> {
+        self.opts
+            .escalations
+            .iter()
+            .map(|p| {
+                let mut alerts: Vec<EscalatedAlert> = self
+                    .oncall
+                    .escalation
+                    .iter()
+                    .filter(|((name, _), _)| *name == p.name)
+                    .filter_map(|((_, fp), st)| {
+                        let a = self.alerts.get(fp)?;
+                        let acknowledged = self.acked(*fp, now).is_some();
+                        let next_due = (!acknowledged && st.level + 1 < p.levels.len())
+                            .then(|| st.since + p.levels[st.level].timeout.as_millis() as i64);
+                        Some(EscalatedAlert {
+                            fingerprint: fingerprint_hex(*fp),
+                            labels: a.labels.clone(),
+                            level: st.level + 1,
+                            since: st.since,
+                            next_due,
+                            acknowledged,
+                        })
+                    })
+                    .collect();
+                alerts.sort_by(|a, b| b.level.cmp(&a.level).then(a.since.cmp(&b.since)));
+                EscalationView {
+                    name: p.name.clone(),
+                    levels: p.levels.clone(),
+                    alerts,
+                }
+            })
+            .collect()
     }
 
     /// Records how a delivery ended (`error` when it failed after its retries) in the

@@ -628,3 +628,32 @@ pub(crate) async fn notifications(State(st): State<AppState>, RawQuery(q): RawQu
         &serde_json::to_value(found).expect("deliveries serialize"),
     ))
 }
+
+/// `GET /api/v1/lookout/escalations`: each escalation policy, its levels, and the alerts
+/// going through it with their level, since when and when the next level is due.
+pub(crate) async fn escalations(State(st): State<AppState>) -> AmResult {
+    let n = notifier(&st)?;
+    let now = lookout_model::now_ms();
+    let views = n.with(|c| c.escalations(now));
+    let out: Vec<Value> = views
+        .into_iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "levels": p.levels.iter().map(|l| json!({
+                    "receivers": l.receivers,
+                    "timeout": lookout_model::format_duration(l.timeout),
+                })).collect::<Vec<_>>(),
+                "alerts": p.alerts.iter().map(|a| json!({
+                    "fingerprint": a.fingerprint,
+                    "labels": json!(a.labels),
+                    "level": a.level,
+                    "since": go_time(a.since),
+                    "nextDue": a.next_due.map(go_time),
+                    "acknowledged": a.acknowledged,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(crate::api::ok_value(&Value::Array(out)))
+}

@@ -187,6 +187,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/lookout/audit", get(am_api::audit))
         .route("/lookout/notifications", get(am_api::notifications))
+        .route("/lookout/escalations", get(am_api::escalations))
         .route(
             "/lookout/dashboards",
             get(dashboards_api::list).post(dashboards_api::import),
@@ -232,6 +233,7 @@ pub fn router(state: AppState) -> Router {
         .route("/silences", get(ui::app_page))
         .route("/silences/new", get(ui::app_page))
         .route("/notifications", get(ui::app_page))
+        .route("/escalations", get(ui::app_page))
         .route("/rules", get(ui::app_page))
         .route("/targets", get(ui::app_page))
         .route("/health-checks", get(ui::app_page))

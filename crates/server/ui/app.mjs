@@ -1,12 +1,13 @@
 // The web UI's pages, by address: `/` (the host overview, or the dashboard list when it
 // is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts`, `/silences`,
-// `/notifications`, `/rules`, `/targets`, `/health-checks` and `/explore`.
+// `/notifications`, `/escalations`, `/rules`, `/targets`, `/health-checks` and `/explore`.
 
 import { el } from "./common.mjs";
 import { showDashboard, showList } from "./dash/main.mjs";
 import { showAlerts } from "./oncall/alerts.mjs";
 import { showSilences } from "./oncall/silences.mjs";
 import { showHistory } from "./oncall/history.mjs";
+import { showEscalations } from "./oncall/escalations.mjs";
 import { showRules } from "./pages/rules.mjs";
 import { showTargets } from "./pages/targets.mjs";
 import { showHealth } from "./pages/health.mjs";
@@ -23,6 +24,7 @@ async function route() {
   if (path === "/alerts") return showAlerts();
   if (path.startsWith("/silences")) return showSilences();
   if (path === "/notifications") return showHistory();
+  if (path === "/escalations") return showEscalations();
   if (path === "/rules") return showRules();
   if (path === "/targets") return showTargets();
   if (path === "/health-checks") return showHealth();
