@@ -13,6 +13,7 @@
 //! ```
 
 mod host;
+mod own;
 mod pipeline;
 mod postgres;
 mod process;
@@ -21,6 +22,7 @@ mod scheduler;
 pub mod scrape;
 
 pub use host::HostCollector;
+pub use own::{OwnMetrics, RegistryCell};
 pub use pipeline::RunMetrics;
 pub use postgres::{PostgresCollector, PostgresTarget, SlowQueries, Statement};
 pub use process::{ProcessCollector, ProcessGroupCollector, SelfMetrics};

@@ -92,11 +92,14 @@ pub struct AlertSettings {
     pub relabel: Vec<RelabelConfig>,
 }
 
-/// The shipped dashboards offered: the host's and Lookout's own always, a database's
-/// when its collector is on (once shipped).
+/// The shipped dashboards offered: the host's always, Lookout's own when its metrics are
+/// stored (the process collector), a database's when its collector is on.
 fn dashboards(c: &Config) -> DashboardsOptions {
     let available = lookout_dashboards::Library::shipped_names();
     let mut shipped = vec!["host".to_string()];
+    if c.collectors.process.enabled {
+        shipped.push("lookout".into());
+    }
     if !c.collectors.postgres.is_empty() {
         shipped.push("postgres".into());
     }

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use lookout_collect::scrape::ScrapeManager;
 use lookout_collect::{
-    HostCollector, PostgresCollector, PostgresTarget, ProcessCollector, ProcessGroupCollector,
-    RedisCollector, RedisTarget, Scheduler, SelfMetrics, SlowQueries,
+    HostCollector, OwnMetrics, PostgresCollector, PostgresTarget, ProcessGroupCollector,
+    RedisCollector, RedisTarget, RegistryCell, Scheduler, SelfMetrics, SlowQueries,
 };
 use lookout_model::{Labels, now_ms};
 use lookout_promql::Engine;
@@ -177,13 +177,15 @@ async fn build(
     admin_api: bool,
 ) -> anyhow::Result<Built> {
     let mut registry = Registry::default();
+    // Lookout's own metrics are written into its store once the registry is complete.
+    let own = RegistryCell::default();
     let tsdb = open_storage(&settings, &mut registry)?;
     let Collecting {
         scheduler,
         scrape,
         view: collection,
         database_checks,
-    } = collection(&settings, &mut registry)?;
+    } = collection(&settings, &mut registry, &own)?;
     let mut checks = health_checks(&tsdb, &collection, &settings.data_dir, database_checks);
     let engine = Engine::new(settings.engine.clone());
 
@@ -247,7 +249,7 @@ async fn build(
         gate: Arc::clone(&gate),
         checks,
         collection,
-        registry: Arc::new(registry),
+        registry: Arc::clone(own.get_or_init(|| Arc::new(registry))),
         ready: Arc::clone(&ready),
         build: build_info(),
         admin: admin_api
@@ -308,7 +310,11 @@ struct Collecting {
 }
 
 /// The built-in collectors and the scrape jobs.
-fn collection(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Collecting> {
+fn collection(
+    settings: &Settings,
+    registry: &mut Registry,
+    own: &RegistryCell,
+) -> anyhow::Result<Collecting> {
     let mut scheduler = Scheduler::new(settings.scheduler.clone(), registry);
     let host = hostname();
     if settings.collectors.host.enabled {
@@ -319,7 +325,7 @@ fn collection(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Co
     }
     if settings.collectors.process.enabled {
         scheduler.add(
-            Arc::new(ProcessCollector::myself()),
+            Arc::new(OwnMetrics::new(true, Arc::clone(own))),
             Labels::from_pairs([("job", "lookout"), ("instance", host.as_str())]),
         );
     }

@@ -177,6 +177,7 @@ fn issue_15_dashboards_render_in_chromium_with_real_databases() {
         "lookout-host",
         "lookout-postgres",
         "lookout-redis",
+        "lookout-self",
         "legacy",
     ] {
         assert!(served.contains(&uid.to_string()), "{uid} not in {served:?}");
