@@ -1,6 +1,9 @@
 //! The host collector: node_exporter's names and labels for its cpu, meminfo, loadavg,
 //! filesystem, diskstats, netdev, netstat, vmstat, stat, uname, time, pressure and filefd
-//! collectors, read from /proc, /sys and statvfs. netstat and vmstat keep the fields
+//! collectors, read from /proc, /sys and statvfs, and the rest of its defaults in
+//! `node_more` (arp, conntrack, entropy, netclass, os, selinux, sockstat, softnet,
+//! textfile, udp_queues), each part's time and success as
+//! `node_scrape_collector_{duration_seconds,success}`. netstat and vmstat keep the fields
 //! node_exporter keeps by default. The time zone is read from /etc/localtime's link and
 //! reported only when it is UTC (no time zone database is bundled).
 
@@ -22,6 +25,7 @@ const DISK_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 /// Reads this host's vitals under node_exporter's metric names.
 #[derive(Debug)]
 pub struct HostCollector {
+    textfile_dir: Option<std::path::PathBuf>,
     mount_exclude: Regex,
     fstype_exclude: Regex,
     disk_exclude: Regex,
@@ -37,6 +41,7 @@ const VMSTAT_FIELDS: &str = r"^(oom_kill|pgpg|pswp|pg.*fault).*";
 impl Default for HostCollector {
     fn default() -> Self {
         Self {
+            textfile_dir: None,
             mount_exclude: Regex::new(MOUNT_EXCLUDE).expect("valid regex"),
             fstype_exclude: Regex::new(FSTYPE_EXCLUDE).expect("valid regex"),
             disk_exclude: Regex::new(DISK_EXCLUDE).expect("valid regex"),
@@ -54,6 +59,12 @@ fn read_err(what: &'static str) -> impl FnOnce(procfs::ProcError) -> Error {
 }
 
 impl HostCollector {
+    /// Reads node_exporter's textfile directory (`*.prom`) on every run as well.
+    pub fn with_textfile_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.textfile_dir = dir;
+        self
+    }
+
     fn cpu(&self, out: &mut Vec<Metric>) -> Result<()> {
         let stat = procfs::KernelStats::current().map_err(read_err("/proc/stat"))?;
         let tps = procfs::ticks_per_second() as f64;
@@ -482,21 +493,61 @@ impl Collector for HostCollector {
     }
 
     fn collect(&self, out: &mut Vec<Metric>) -> Result<()> {
-        // Every part runs even if an earlier one fails; the first error is reported.
-        let results = [
-            self.cpu(out),
-            self.memory(out),
-            self.load(out),
-            self.filesystems(out),
-            self.network(out),
-            self.netstat(out),
-            self.vmstat(out),
-            self.filefd(out),
-            self.disks(out),
+        // Every part runs even if an earlier one fails; the first error is reported. Each
+        // part's time and success are reported as node_exporter reports its collectors'.
+        type Part<'a> = (
+            &'static str,
+            Box<dyn Fn(&mut Vec<Metric>) -> Result<()> + 'a>,
+        );
+        let parts: [Part<'_>; 12] = [
+            ("cpu", Box::new(|o| self.cpu(o))),
+            ("meminfo", Box::new(|o| self.memory(o))),
+            ("loadavg", Box::new(|o| self.load(o))),
+            ("filesystem", Box::new(|o| self.filesystems(o))),
+            ("netdev", Box::new(|o| self.network(o))),
+            ("netstat", Box::new(|o| self.netstat(o))),
+            ("vmstat", Box::new(|o| self.vmstat(o))),
+            ("filefd", Box::new(|o| self.filefd(o))),
+            ("diskstats", Box::new(|o| self.disks(o))),
+            (
+                "pressure",
+                Box::new(|o| {
+                    self.pressure(o);
+                    Ok(())
+                }),
+            ),
+            (
+                "uname",
+                Box::new(|o| {
+                    self.uname_and_time(o);
+                    Ok(())
+                }),
+            ),
+            (
+                "more",
+                Box::new(|o| crate::node_more::collect(self.textfile_dir.as_deref(), o)),
+            ),
         ];
-        self.pressure(out);
-        self.uname_and_time(out);
-        results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+        let mut first_error = None;
+        for (name, part) in parts {
+            let started = std::time::Instant::now();
+            let res = part(out);
+            let l = [("collector", name)];
+            out.push(Metric::new(
+                "node_scrape_collector_duration_seconds",
+                &l,
+                started.elapsed().as_secs_f64(),
+            ));
+            out.push(Metric::new(
+                "node_scrape_collector_success",
+                &l,
+                if res.is_ok() { 1.0 } else { 0.0 },
+            ));
+            if let Err(e) = res {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

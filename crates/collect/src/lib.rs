@@ -13,6 +13,7 @@
 //! ```
 
 mod host;
+mod node_more;
 mod own;
 mod pipeline;
 mod postgres;

@@ -331,7 +331,7 @@ impl Default for QueryConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorsConfig {
     /// This host's vitals under node_exporter's names (default on).
-    pub host: Toggle,
+    pub host: HostConfig,
     /// Lookout's own process metrics (default on).
     pub process: Toggle,
     /// Processes to watch by name (process-exporter's `namedprocess_namegroup_*`).
@@ -407,6 +407,26 @@ pub fn read_password(
             .map(Some)
             .map_err(|_| format!("{what}: environment variable {v} (password_env) is not set")),
         (None, None) => Ok(None),
+    }
+}
+
+/// `collectors.host`: whether it runs, and node_exporter's textfile directory.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// `*.prom` files read on every run, as node_exporter's
+    /// `--collector.textfile.directory` (relative to the configuration file).
+    pub textfile_directory: Option<PathBuf>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            textfile_directory: None,
+        }
     }
 }
 

@@ -117,6 +117,18 @@ fn dashboards(c: &Config) -> DashboardsOptions {
     }
 }
 
+/// The collectors' settings, the textfile directory resolved against the configuration
+/// file's directory.
+fn collectors(c: &Config) -> CollectorsConfig {
+    let mut out = c.collectors.clone();
+    if let (Some(dir), Some(base)) = (&mut out.host.textfile_directory, &c.base_dir)
+        && dir.is_relative()
+    {
+        *dir = base.join(&*dir);
+    }
+    out
+}
+
 impl Settings {
     /// Every component's options from a configuration [`Config::parse`] accepted;
     /// errors name the key.
@@ -146,7 +158,7 @@ impl Settings {
                 interval,
                 timeout: interval.min(Duration::from_secs(10)),
             },
-            collectors: c.collectors.clone(),
+            collectors: collectors(c),
             scrape_configs: c.scrape_configs.clone(),
             scrape_defaults: ScrapeDefaults {
                 interval,

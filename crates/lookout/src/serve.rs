@@ -319,7 +319,10 @@ fn collection(
     let host = hostname();
     if settings.collectors.host.enabled {
         scheduler.add(
-            Arc::new(HostCollector::default()),
+            Arc::new(
+                HostCollector::default()
+                    .with_textfile_dir(settings.collectors.host.textfile_directory.clone()),
+            ),
             Labels::from_pairs([("job", "node"), ("instance", host.as_str())]),
         );
     }
