@@ -92,11 +92,12 @@ pub struct AlertSettings {
     pub relabel: Vec<RelabelConfig>,
 }
 
-/// The shipped dashboards offered: the host's always, Lookout's own when its metrics are
+/// The shipped dashboards offered: the host's (overview, disks and filesystems,
+/// network) always, Lookout's own when its metrics are
 /// stored (the process collector), a database's when its collector is on.
 fn dashboards(c: &Config) -> DashboardsOptions {
     let available = lookout_dashboards::Library::shipped_names();
-    let mut shipped = vec!["host".to_string()];
+    let mut shipped = vec!["host".to_string(), "disks".into(), "network".into()];
     if c.collectors.process.enabled {
         shipped.push("lookout".into());
     }

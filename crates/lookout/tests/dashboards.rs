@@ -175,6 +175,8 @@ fn issue_15_dashboards_render_in_chromium_with_real_databases() {
     // The database collectors that are on bring their shipped dashboards.
     for uid in [
         "lookout-host",
+        "lookout-disks",
+        "lookout-network",
         "lookout-postgres",
         "lookout-redis",
         "lookout-self",
