@@ -6,6 +6,16 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+/// Appends one line to a log file (created if missing), flushed before it returns.
+pub(crate) fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(f, "{line}")?;
+    f.flush()
+}
+
 /// Where audit records go.
 #[derive(Debug, Default)]
 pub struct Audit {
@@ -33,15 +43,10 @@ impl Audit {
         if let (Some(o), Value::Object(d)) = (v.as_object_mut(), details) {
             o.extend(d);
         }
-        if let Some(p) = &self.path {
-            let res = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .and_then(|mut f| writeln!(f, "{v}").and_then(|()| f.flush()));
-            if let Err(e) = res {
-                tracing::error!(path = %p.display(), error = %e, "Writing the audit log failed");
-            }
+        if let Some(p) = &self.path
+            && let Err(e) = append_line(p, &v.to_string())
+        {
+            tracing::error!(path = %p.display(), error = %e, "Writing the audit log failed");
         }
         self.recent.push(v);
         if self.recent.len() > 1000 {

@@ -8,7 +8,6 @@
 //! at most hourly the file is rewritten without the expired ones.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -140,12 +139,7 @@ impl History {
     pub fn record(&mut self, d: Delivery, now: i64) {
         if let Some(p) = &self.path {
             let line = serde_json::to_string(&d).expect("a delivery serializes");
-            let res = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .and_then(|mut f| writeln!(f, "{line}").and_then(|()| f.flush()));
-            if let Err(e) = res {
+            if let Err(e) = crate::audit::append_line(p, &line) {
                 tracing::error!(path = %p.display(), error = %e, "Writing the notification history failed");
             }
         }
@@ -199,6 +193,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn delivery(t: i64, receiver: &str, name: &str, result: &str) -> Delivery {
         Delivery {

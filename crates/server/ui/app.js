@@ -1,6 +1,7 @@
-// Lookout's dashboard: alerts, health, collectors, vitals and a query box. Plain JavaScript over
-// the Prometheus-compatible API; uPlot draws the charts.
-"use strict";
+// Lookout's status page (/status): alerts, health, collectors, vitals and a query box. An
+// ES module over the Prometheus-compatible API; uPlot draws the charts.
+
+import { applyRole, send, whoami } from "./common.mjs";
 
 const VITALS = [
   { title: "CPU busy (%)", expr: '100 * (1 - avg(rate(node_cpu_seconds_total{mode="idle"}[1m])))' },
@@ -11,10 +12,6 @@ const VITALS = [
 const VITALS_WINDOW = 900;
 const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
 
-// Who is signed in and what they may do (GET /api/v1/lookout/whoami); until it is known,
-// nothing that changes state is offered.
-let ME = { may: { read: true, operate: false, administer: false } };
-
 async function api(path, params) {
   const url = params ? path + "?" + new URLSearchParams(params) : path;
   const resp = await fetch(url);
@@ -23,32 +20,10 @@ async function api(path, params) {
   return body;
 }
 
-// A write: same-origin fetch (the browser adds Origin, which the server checks against its
-// own address) carrying the basic-auth credentials the browser already holds.
-async function write(method, path, body) {
-  const resp = await fetch(path, {
-    method,
-    credentials: "same-origin",
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await resp.text();
-  if (!resp.ok) throw new Error(resp.status + ": " + text.trim());
-  return text;
-}
-
 function showAction(msg, failed) {
   const el = document.getElementById("action-status");
   el.className = failed ? "error" : "muted";
   text(el, msg);
-}
-
-// Hides what the signed-in role may not use (elements marked data-needs="operate" or
-// "administer").
-function applyRole(root) {
-  for (const el of (root || document).querySelectorAll("[data-needs]")) {
-    el.hidden = !ME.may[el.dataset.needs];
-  }
 }
 
 function text(el, s) { el.textContent = s; return el; }
@@ -175,9 +150,9 @@ function ackCell(row, notified) {
   const ack = notified.acknowledged;
   if (ack) {
     td.appendChild(text(document.createElement("span"), "by " + ack.by + (ack.comment ? " (" + ack.comment + ")" : "") + " "));
-    button("Unacknowledge", () => write("DELETE", "/api/v1/lookout/alerts/" + fp + "/ack"));
+    button("Unacknowledge", () => send("DELETE", "/api/v1/lookout/alerts/" + fp + "/ack"));
   } else {
-    button("Acknowledge", () => write("POST", "/api/v1/lookout/alerts/" + fp + "/ack", { comment: "from the web UI" }));
+    button("Acknowledge", () => send("POST", "/api/v1/lookout/alerts/" + fp + "/ack", { comment: "from the web UI" }));
   }
 }
 
@@ -255,17 +230,11 @@ async function init() {
     const b = await api("/api/v1/status/buildinfo");
     text(document.getElementById("version"), "v" + b.data.version);
   } catch (e) { /* optional */ }
-  try {
-    // Who is signed in and what they may do; pages offer only what the role allows
-    // (elements marked data-needs="operate" or "administer" are hidden otherwise).
-    ME = (await api("/api/v1/lookout/whoami")).data;
-    if (ME.authenticated) {
-      text(document.getElementById("whoami"), ME.user + " (" + ME.role + ")");
-    }
-    applyRole();
-  } catch (e) { /* optional */ }
+  // Who is signed in and what they may do; the page offers only what the role allows
+  // (elements marked data-needs="operate" or "administer" are hidden otherwise).
+  await whoami();
   document.getElementById("reload").addEventListener("click", async () => {
-    try { showAction((await write("POST", "/-/reload")).trim()); } catch (e) { showAction("reload failed: " + e.message, true); }
+    try { showAction((await send("POST", "/-/reload")).trim()); } catch (e) { showAction("reload failed: " + e.message, true); }
   });
   document.getElementById("query-form").addEventListener("submit", runQuery);
   const tick = () => { refreshAlerts(); refreshHealth(); refreshCollectors(); refreshVitals(); };

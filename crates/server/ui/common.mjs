@@ -38,8 +38,9 @@ export function applyRole(root) {
   for (const e of root.querySelectorAll("[data-needs]")) e.hidden = !session.may[e.dataset.needs];
 }
 
-// A write (same-origin, so the server's origin check applies): the parsed JSON answer,
-// or an Error naming the status and the server's message.
+// A write (same-origin: the browser adds Origin, which the server checks against its own
+// address, and the basic-auth credentials it holds): the parsed JSON answer (or the
+// text, when it is not JSON), or an Error naming the status and the server's message.
 export async function send(method, path, body) {
   const resp = await fetch(path, {
     method,
@@ -51,7 +52,7 @@ export async function send(method, path, body) {
   let json = null;
   try { json = JSON.parse(text); } catch (e) { /* plain text */ }
   if (!resp.ok) throw new Error(resp.status + ": " + ((json && (json.error || json.message)) || text.trim()));
-  return json;
+  return json ?? text;
 }
 
 // "5m ago", "in 2h": a time relative to now.

@@ -118,6 +118,18 @@ export function display(v, cfg) {
   return { text, color: (m && m.color) || thresholdColor(v, cfg) };
 }
 
+// What each series shows in a panel that reduces it to one value (stat, gauge,
+// bargauge): the panel's reducer over it, its field config and its display. Without
+// series, one empty entry (`s` null) so the panel can say "No data".
+export function reduced(panel, series) {
+  const calc = (((panel.options || {}).reduceOptions || {}).calcs || [])[0] || "lastNotNull";
+  return (series.length ? series : [null]).map((s) => {
+    const cfg = fieldConfigFor(panel, s ? s.name : "", s ? s.refId : "");
+    const v = s ? reduce(s.values, calc) : null;
+    return { s, cfg, v, d: display(v, cfg) };
+  });
+}
+
 // A legend from `legendFormat`: `{{label}}` replaced by the series' label values; without
 // one, the series as Prometheus writes it.
 export function seriesName(metric, legendFormat, expr) {

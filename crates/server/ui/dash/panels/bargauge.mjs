@@ -1,22 +1,18 @@
 // The `bargauge` panel: one bar per series from min to max, coloured by thresholds
 // (basic, gradient or LCD-style), horizontal or vertical.
 
-import { display, fieldConfigFor, reduce } from "../fields.mjs";
+import { reduced } from "../fields.mjs";
 
 export function render(el, panel, series) {
   el.innerHTML = "";
   if (!series.length) return "nodata";
   const opts = panel.options || {};
-  const calc = ((opts.reduceOptions || {}).calcs || [])[0] || "lastNotNull";
   const vertical = opts.orientation === "vertical";
   const box = document.createElement("div");
   box.className = "bargauge " + (vertical ? "vertical" : "horizontal");
   let any = false;
-  for (const s of series) {
-    const cfg = fieldConfigFor(panel, s.name, s.refId);
+  for (const { s, cfg, v, d } of reduced(panel, series)) {
     const min = cfg.min ?? 0, max = cfg.max ?? 100;
-    const v = reduce(s.values, calc);
-    const d = display(v, cfg);
     any = any || !d.nodata;
     const frac = v === null || max === min ? 0 : Math.max(0, Math.min(1, (v - min) / (max - min)));
     const row = document.createElement("div");

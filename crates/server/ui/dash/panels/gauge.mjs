@@ -1,7 +1,7 @@
 // The `gauge` panel: an arc from min to max per series, coloured by thresholds, with the
 // threshold bands drawn outside it.
 
-import { display, fieldConfigFor, reduce, thresholdColor } from "../fields.mjs";
+import { reduced, thresholdColor } from "../fields.mjs";
 
 const NS = "http://www.w3.org/2000/svg";
 
@@ -23,16 +23,12 @@ function path(d, stroke, width) {
 export function render(el, panel, series, ctx) {
   el.innerHTML = "";
   const opts = panel.options || {};
-  const calc = ((opts.reduceOptions || {}).calcs || [])[0] || "lastNotNull";
-  const items = series.length ? series : [null];
+  const items = reduced(panel, series);
   const box = document.createElement("div");
   box.className = "stat-grid";
   let any = false;
-  for (const s of items) {
-    const cfg = fieldConfigFor(panel, s ? s.name : "", s ? s.refId : "");
+  for (const { s, cfg, v, d } of items) {
     const min = cfg.min ?? 0, max = cfg.max ?? 100;
-    const v = s ? reduce(s.values, calc) : null;
-    const d = display(v, cfg);
     any = any || !d.nodata;
     const frac = v === null || max === min ? 0 : Math.max(0, Math.min(1, (v - min) / (max - min)));
     const svg = document.createElementNS(NS, "svg");

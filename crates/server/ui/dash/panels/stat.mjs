@@ -1,7 +1,7 @@
 // The `stat` panel (and legacy `singlestat`): one reduced value per series, coloured by
 // thresholds or mappings, with an optional sparkline.
 
-import { display, fieldConfigFor, reduce } from "../fields.mjs";
+import { reduced } from "../fields.mjs";
 
 function sparkline(values, stroke) {
   const nums = values.map((v) => (Number.isFinite(v) ? v : null));
@@ -26,15 +26,11 @@ function sparkline(values, stroke) {
 export function render(el, panel, series, ctx) {
   el.innerHTML = "";
   const opts = panel.options || {};
-  const calc = ((opts.reduceOptions || {}).calcs || [])[0] || "lastNotNull";
-  const items = series.length ? series : [null];
+  const items = reduced(panel, series);
   const box = document.createElement("div");
   box.className = "stat-grid";
   let any = false;
-  for (const s of items) {
-    const cfg = fieldConfigFor(panel, s ? s.name : "", s ? s.refId : "");
-    const v = s ? reduce(s.values, calc) : null;
-    const d = display(v, cfg);
+  for (const { s, d } of items) {
     any = any || !d.nodata;
     const cell = document.createElement("div");
     cell.className = "stat";
