@@ -67,6 +67,8 @@ export function interpolate(text, vars, builtins, defaultFormat) {
     const v = vars && vars[name];
     if (!v) return match;
     const cur = currentValues(v);
+    // An interval variable set to "auto" follows the panel's own interval.
+    if (cur.values && cur.values[0] === "$__auto_interval_" + name) return builtins && builtins.__interval ? String(builtins.__interval) : "1m";
     if (cur.raw !== undefined) return cur.raw;
     if (format === "text" && v.current && v.current.text !== undefined) {
       return Array.isArray(v.current.text) ? v.current.text.join(" + ") : String(v.current.text);
