@@ -1,5 +1,5 @@
 //! The rest of node_exporter's default collectors on Linux, under its names and labels:
-//! arp, conntrack, entropy, netclass, os, selinux, sockstat, softnet, textfile and
+//! arp, conntrack, entropy, netclass, os, selinux, sockstat, softnet, textfile, timex and
 //! udp_queues. Each part is a parser over the file's text (unit-tested with fixed
 //! input) and a reader of the real file; a file that is missing on this kernel leaves
 //! its part out, as node_exporter does.
@@ -317,6 +317,80 @@ pub(crate) fn textfile(dir: Option<&Path>, out: &mut Vec<Metric>) {
     metric(out, "node_textfile_scrape_error", &[], error);
 }
 
+/// The kernel clock's state as adjtimex(2) reads it (modes 0: nothing is changed), or
+/// None when the call fails.
+#[allow(unsafe_code)] // adjtimex has no safe binding in libc, rustix or procfs
+fn adjtimex() -> Option<(i32, libc::timex)> {
+    // SAFETY: `timex` is plain integers (and a timeval), so all-zero is a valid value;
+    // with `modes` 0 the kernel only writes into the struct, which we own for the call.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    tx.modes = 0;
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    (state >= 0).then_some((state, tx))
+}
+
+/// node_exporter's timex figures from adjtimex's answer: `state` (`TIME_ERROR` = 5 is
+/// unsynchronised) and the fields, scaled as its collector scales them (offsets in µs or,
+/// with `STA_NANO`, ns; frequencies in ppm with 16 fractional bits).
+pub(crate) fn timex(state: i32, t: &TimexFields, out: &mut Vec<Metric>) {
+    const TIME_ERROR: i32 = 5;
+    const STA_NANO: i64 = 0x2000;
+    const PPM16: f64 = 1_000_000.0 * 65_536.0;
+    let div = if t.status & STA_NANO != 0 { 1e9 } else { 1e6 };
+    let values = [
+        (
+            "node_timex_sync_status",
+            if state == TIME_ERROR { 0.0 } else { 1.0 },
+        ),
+        ("node_timex_offset_seconds", t.offset as f64 / div),
+        (
+            "node_timex_frequency_adjustment_ratio",
+            1.0 + t.freq as f64 / PPM16,
+        ),
+        ("node_timex_maxerror_seconds", t.maxerror as f64 / 1e6),
+        (
+            "node_timex_estimated_error_seconds",
+            t.esterror as f64 / 1e6,
+        ),
+        ("node_timex_status", t.status as f64),
+        ("node_timex_loop_time_constant", t.constant as f64),
+        ("node_timex_tick_seconds", t.tick as f64 / 1e6),
+        ("node_timex_pps_frequency_hertz", t.ppsfreq as f64 / PPM16),
+        ("node_timex_pps_jitter_seconds", t.jitter as f64 / div),
+        ("node_timex_pps_shift_seconds", t.shift as f64),
+        ("node_timex_pps_stability_hertz", t.stabil as f64 / PPM16),
+        ("node_timex_pps_jitter_total", t.jitcnt as f64),
+        ("node_timex_pps_calibration_total", t.calcnt as f64),
+        ("node_timex_pps_error_total", t.errcnt as f64),
+        ("node_timex_pps_stability_exceeded_total", t.stbcnt as f64),
+        ("node_timex_tai_offset_seconds", t.tai as f64),
+    ];
+    for (name, v) in values {
+        metric(out, name, &[], v);
+    }
+}
+
+/// The adjtimex fields node_exporter reports, widened to i64.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TimexFields {
+    pub(crate) offset: i64,
+    pub(crate) freq: i64,
+    pub(crate) maxerror: i64,
+    pub(crate) esterror: i64,
+    pub(crate) status: i64,
+    pub(crate) constant: i64,
+    pub(crate) tick: i64,
+    pub(crate) ppsfreq: i64,
+    pub(crate) jitter: i64,
+    pub(crate) shift: i64,
+    pub(crate) stabil: i64,
+    pub(crate) jitcnt: i64,
+    pub(crate) calcnt: i64,
+    pub(crate) errcnt: i64,
+    pub(crate) stbcnt: i64,
+    pub(crate) tai: i64,
+}
+
 fn read_opt(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
@@ -381,6 +455,27 @@ pub(crate) fn collect(textfile_dir: Option<&Path>, out: &mut Vec<Metric>) -> Res
             let base = Path::new("/sys/class/net").join(&dev);
             netclass(&dev, &|f| std::fs::read_to_string(base.join(f)).ok(), out);
         }
+    }
+    if let Some((state, t)) = adjtimex() {
+        let f = TimexFields {
+            offset: t.offset as i64,
+            freq: t.freq as i64,
+            maxerror: t.maxerror as i64,
+            esterror: t.esterror as i64,
+            status: t.status as i64,
+            constant: t.constant as i64,
+            tick: t.tick as i64,
+            ppsfreq: t.ppsfreq as i64,
+            jitter: t.jitter as i64,
+            shift: t.shift as i64,
+            stabil: t.stabil as i64,
+            jitcnt: t.jitcnt as i64,
+            calcnt: t.calcnt as i64,
+            errcnt: t.errcnt as i64,
+            stbcnt: t.stbcnt as i64,
+            tai: t.tai as i64,
+        };
+        timex(state, &f, out);
     }
     textfile(textfile_dir, out);
     Ok(())
@@ -548,6 +643,48 @@ mod tests {
             )
             .is_some()
         );
+    }
+
+    #[test]
+    fn timex_scales_as_node_exporter() {
+        let mut out = Vec::new();
+        let t = TimexFields {
+            offset: 1500,
+            freq: 65_536 * 10,
+            status: 0x2001,
+            tick: 10_000,
+            tai: 37,
+            ..TimexFields::default()
+        };
+        timex(0, &t, &mut out);
+        // STA_NANO: the offset is in nanoseconds.
+        assert_eq!(
+            get(&out, "node_timex_offset_seconds", &[]).unwrap().value,
+            1.5e-6
+        );
+        assert!(
+            (get(&out, "node_timex_frequency_adjustment_ratio", &[])
+                .unwrap()
+                .value
+                - 1.00001)
+                .abs()
+                < 1e-12
+        );
+        assert_eq!(
+            get(&out, "node_timex_tick_seconds", &[]).unwrap().value,
+            0.01
+        );
+        assert_eq!(get(&out, "node_timex_sync_status", &[]).unwrap().value, 1.0);
+        assert_eq!(
+            get(&out, "node_timex_tai_offset_seconds", &[])
+                .unwrap()
+                .value,
+            37.0
+        );
+        let mut out = Vec::new();
+        timex(5, &TimexFields::default(), &mut out);
+        assert_eq!(get(&out, "node_timex_sync_status", &[]).unwrap().value, 0.0);
+        assert_eq!(out.len(), 17);
     }
 
     #[test]

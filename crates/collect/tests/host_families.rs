@@ -77,11 +77,9 @@ impl Drop for NodeExporter {
     }
 }
 
-/// Families node_exporter writes that Lookout does not, and why: its own build, and
-/// timex, which needs the adjtimex(2) system call with no safe binding among Lookout's
-/// dependencies (the workspace forbids `unsafe`).
+/// The one family node_exporter writes that Lookout does not: node_exporter's own build.
 fn not_expected(name: &str) -> bool {
-    name == "node_exporter_build_info" || name.starts_with("node_timex_")
+    name == "node_exporter_build_info"
 }
 
 /// Each family's label names (empty values dropped, as storage drops them) and the
@@ -213,6 +211,33 @@ fn host_collector_matches_the_live_node_exporter_family_by_family() {
                     problems.push(format!("{name}: {i:?}, node_exporter {ids:?}"));
                 }
             }
+        }
+    }
+    // Values that do not move between two reads must agree too (units and scaling).
+    for name in [
+        "node_timex_tick_seconds",
+        "node_timex_status",
+        "node_timex_loop_time_constant",
+        "node_timex_tai_offset_seconds",
+        "node_entropy_pool_size_bits",
+        "node_nf_conntrack_entries_limit",
+        "node_network_mtu_bytes",
+    ] {
+        let mut theirs: Vec<f64> = exp
+            .samples
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.value)
+            .collect();
+        let mut ours: Vec<f64> = out
+            .iter()
+            .filter(|m| m.labels.metric_name() == Some(name))
+            .map(|m| m.value)
+            .collect();
+        theirs.sort_by(f64::total_cmp);
+        ours.sort_by(f64::total_cmp);
+        if !theirs.is_empty() && theirs != ours {
+            problems.push(format!("{name}: {ours:?}, node_exporter {theirs:?}"));
         }
     }
     assert!(
