@@ -458,22 +458,22 @@ pub(crate) fn collect(textfile_dir: Option<&Path>, out: &mut Vec<Metric>) -> Res
     }
     if let Some((state, t)) = adjtimex() {
         let f = TimexFields {
-            offset: t.offset as i64,
-            freq: t.freq as i64,
-            maxerror: t.maxerror as i64,
-            esterror: t.esterror as i64,
-            status: t.status as i64,
-            constant: t.constant as i64,
-            tick: t.tick as i64,
-            ppsfreq: t.ppsfreq as i64,
-            jitter: t.jitter as i64,
-            shift: t.shift as i64,
-            stabil: t.stabil as i64,
-            jitcnt: t.jitcnt as i64,
-            calcnt: t.calcnt as i64,
-            errcnt: t.errcnt as i64,
-            stbcnt: t.stbcnt as i64,
-            tai: t.tai as i64,
+            offset: i64::from(t.offset),
+            freq: i64::from(t.freq),
+            maxerror: i64::from(t.maxerror),
+            esterror: i64::from(t.esterror),
+            status: i64::from(t.status),
+            constant: i64::from(t.constant),
+            tick: i64::from(t.tick),
+            ppsfreq: i64::from(t.ppsfreq),
+            jitter: i64::from(t.jitter),
+            shift: i64::from(t.shift),
+            stabil: i64::from(t.stabil),
+            jitcnt: i64::from(t.jitcnt),
+            calcnt: i64::from(t.calcnt),
+            errcnt: i64::from(t.errcnt),
+            stbcnt: i64::from(t.stbcnt),
+            tai: i64::from(t.tai),
         };
         timex(state, &f, out);
     }
