@@ -391,6 +391,30 @@ pub(crate) struct TimexFields {
     pub(crate) tai: i64,
 }
 
+/// adjtimex's fields widened to i64 (`c_long` is 32 bits on 32-bit targets, so the
+/// conversions are not useless everywhere).
+#[allow(clippy::useless_conversion)]
+fn timex_fields(t: &libc::timex) -> TimexFields {
+    TimexFields {
+        offset: i64::from(t.offset),
+        freq: i64::from(t.freq),
+        maxerror: i64::from(t.maxerror),
+        esterror: i64::from(t.esterror),
+        status: i64::from(t.status),
+        constant: i64::from(t.constant),
+        tick: i64::from(t.tick),
+        ppsfreq: i64::from(t.ppsfreq),
+        jitter: i64::from(t.jitter),
+        shift: i64::from(t.shift),
+        stabil: i64::from(t.stabil),
+        jitcnt: i64::from(t.jitcnt),
+        calcnt: i64::from(t.calcnt),
+        errcnt: i64::from(t.errcnt),
+        stbcnt: i64::from(t.stbcnt),
+        tai: i64::from(t.tai),
+    }
+}
+
 fn read_opt(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
@@ -457,24 +481,7 @@ pub(crate) fn collect(textfile_dir: Option<&Path>, out: &mut Vec<Metric>) -> Res
         }
     }
     if let Some((state, t)) = adjtimex() {
-        let f = TimexFields {
-            offset: i64::from(t.offset),
-            freq: i64::from(t.freq),
-            maxerror: i64::from(t.maxerror),
-            esterror: i64::from(t.esterror),
-            status: i64::from(t.status),
-            constant: i64::from(t.constant),
-            tick: i64::from(t.tick),
-            ppsfreq: i64::from(t.ppsfreq),
-            jitter: i64::from(t.jitter),
-            shift: i64::from(t.shift),
-            stabil: i64::from(t.stabil),
-            jitcnt: i64::from(t.jitcnt),
-            calcnt: i64::from(t.calcnt),
-            errcnt: i64::from(t.errcnt),
-            stbcnt: i64::from(t.stbcnt),
-            tai: i64::from(t.tai),
-        };
+        let f = timex_fields(&t);
         timex(state, &f, out);
     }
     textfile(textfile_dir, out);
