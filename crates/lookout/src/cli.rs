@@ -65,6 +65,9 @@ pub(crate) struct ServeArgs {
     /// Enable the admin API (POST /api/v1/admin/tsdb/delete_series).
     #[arg(long = "web.enable-admin-api")]
     pub(crate) enable_admin_api: bool,
+    /// Accept Prometheus remote write (1.0) at POST /api/v1/write.
+    #[arg(long = "web.enable-remote-write-receiver")]
+    pub(crate) enable_remote_write_receiver: bool,
     /// Web configuration in Prometheus's exporter-toolkit format: TLS, basic-auth users,
     /// response headers (re-read when it changes and on SIGHUP).
     #[arg(long = "web.config.file", value_name = "FILE")]
@@ -170,7 +173,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 web.with_access(serve::access(&settings)?)
                     .with_audit(std::sync::Arc::new(audit)),
             );
-            serve::run(settings, args.config.clone(), args.enable_admin_api)?;
+            serve::run(
+                settings,
+                args.config.clone(),
+                serve::Flags {
+                    admin_api: args.enable_admin_api,
+                    remote_write_receiver: args.enable_remote_write_receiver,
+                },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {

@@ -130,11 +130,20 @@ pub(crate) fn access(settings: &Settings) -> anyhow::Result<lookout_server::Acce
     })
 }
 
+/// The `--web.enable-*` switches of `lookout serve`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Flags {
+    /// `--web.enable-admin-api`.
+    pub(crate) admin_api: bool,
+    /// `--web.enable-remote-write-receiver`.
+    pub(crate) remote_write_receiver: bool,
+}
+
 /// Runs until SIGINT or SIGTERM.
 pub(crate) fn run(
     settings: Settings,
     config_file: Option<std::path::PathBuf>,
-    admin_api: bool,
+    switches: Flags,
 ) -> anyhow::Result<()> {
     init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -147,7 +156,7 @@ pub(crate) fn run(
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let built = build(settings, config_file, admin_api).await?;
+        let built = build(settings, config_file, switches).await?;
         let running = start(built);
         wait_for_signal().await;
         shutdown(running).await
@@ -174,7 +183,7 @@ struct Built {
 async fn build(
     settings: Settings,
     config_file: Option<std::path::PathBuf>,
-    admin_api: bool,
+    switches: Flags,
 ) -> anyhow::Result<Built> {
     let mut registry = Registry::default();
     // Lookout's own metrics are written into its store once the registry is complete.
@@ -252,11 +261,12 @@ async fn build(
         registry: Arc::clone(own.get_or_init(|| Arc::new(registry))),
         ready: Arc::clone(&ready),
         build: build_info(),
-        admin: admin_api
+        admin: switches
+            .admin_api
             .then(|| Arc::new(TsdbAdmin(Arc::clone(&tsdb))) as Arc<dyn lookout_server::Admin>),
         info: Arc::new(Info {
             config_yaml: settings.yaml.clone(),
-            flags: flags(&settings, config_file, admin_api),
+            flags: flags(&settings, config_file, switches),
             started: SystemTime::now(),
             retention: settings.retention_text.clone(),
             tsdb: Arc::clone(&tsdb),
@@ -265,6 +275,9 @@ async fn build(
         notifier: notifier.clone(),
         reload: Some(reload.clone()),
         audit: Arc::clone(&settings.serve.security.audit),
+        remote_write: switches
+            .remote_write_receiver
+            .then(|| Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),
         dashboards: Arc::new(
             lookout_dashboards::Library::open(settings.dashboards.clone()).context("dashboards")?,
         ),
@@ -405,7 +418,7 @@ fn build_info() -> BuildInfo {
 fn flags(
     settings: &Settings,
     config_file: Option<std::path::PathBuf>,
-    admin_api: bool,
+    switches: Flags,
 ) -> Vec<(String, String)> {
     vec![
         (
@@ -427,7 +440,14 @@ fn flags(
             settings.retention_size.to_string(),
         ),
         ("web.listen-address".into(), settings.listen_address.clone()),
-        ("web.enable-admin-api".into(), admin_api.to_string()),
+        (
+            "web.enable-admin-api".into(),
+            switches.admin_api.to_string(),
+        ),
+        (
+            "web.enable-remote-write-receiver".into(),
+            switches.remote_write_receiver.to_string(),
+        ),
     ]
 }
 

@@ -17,6 +17,7 @@ pub mod health;
 mod json;
 pub mod listen;
 mod params;
+mod remote_write;
 mod rules_api;
 mod ui;
 pub mod web_config;
@@ -142,6 +143,9 @@ pub struct AppState {
     pub reload: Option<Arc<dyn Fn() -> Vec<String> + Send + Sync>>,
     /// The dashboards the web UI renders.
     pub dashboards: Arc<lookout_dashboards::Library>,
+    /// Where `POST /api/v1/write` stores what it receives; `None` (the default, as in
+    /// Prometheus) answers 404.
+    pub remote_write: Option<Arc<dyn lookout_storage::Appendable>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -175,6 +179,7 @@ pub fn router(state: AppState) -> Router {
             "/format_query",
             get(api::format_query).post(api::format_query),
         )
+        .route("/write", axum::routing::post(remote_write::write))
         .route("/lookout/collectors", get(api::collectors))
         .route("/lookout/whoami", get(api::whoami))
         .route("/lookout/slow_queries", get(api::slow_queries))

@@ -109,6 +109,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
             })
             .unwrap(),
         ),
+        remote_write: None,
     }
 }
 

@@ -1,0 +1,197 @@
+//! Issue 16 through the real binary: Lookout as a remote-write receiver
+//! (`--web.enable-remote-write-receiver`), fed by Debian's Prometheus 2.42 scraping
+//! itself, and hostile or wrong remote-write requests answered with named errors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lookout_model::Labels;
+use lookout_remote::{Series, encode_write_request};
+
+fn post(lk: &Lookout, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> (u16, String) {
+    let mut req = http()
+        .post(format!("{}/api/v1/write", lk.base))
+        .header("content-type", content_type)
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(body);
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    let r = req.send().unwrap();
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+fn series(name: &str, samples: &[(i64, f64)]) -> Series {
+    Series {
+        labels: Labels::from_pairs([("__name__", name), ("job", "pushed")]),
+        samples: samples.to_vec(),
+    }
+}
+
+#[test]
+fn issue_16_prometheus_remote_writes_into_lookout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 1s\ncollectors:\n  host: { enabled: false }\n",
+    );
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.enable-remote-write-receiver"],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global: {{ scrape_interval: 1s, external_labels: {{ replica: a }} }}\nscrape_configs:\n  - job_name: prom\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\nremote_write:\n  - url: {}/api/v1/write\n    queue_config: {{ batch_send_deadline: 1s }}\n",
+            lk.base
+        ),
+    )
+    .unwrap();
+    let _prom = ChildGuard(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Debian's prometheus (./scripts/test installs it)"),
+    );
+    // Prometheus's own series arrive with its external labels, and keep arriving.
+    let up = lk.wait_for(
+        r#"up{job="prom",replica="a"} == 1"#,
+        Duration::from_secs(60),
+    );
+    assert_eq!(up.len(), 1);
+    lk.wait_for(
+        r#"count_over_time(prometheus_build_info{replica="a"}[1m]) > 2"#,
+        Duration::from_secs(60),
+    );
+    let sent = lk.query(r#"count({job="prom"})"#);
+    assert!(value_of(&sent[0]) > 100.0, "{sent:?}");
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn issue_16_remote_write_requests_get_named_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 1s\ncollectors:\n  host: { enabled: false }\n",
+    );
+    // Off by default, as in Prometheus.
+    let off = Lookout::start(&dir.path().join("off"), &cfg);
+    let body = encode_write_request(&[series("pushed_total", &[(now_ms(), 1.0)])]);
+    let (code, text) = post(&off, "application/x-protobuf", Some("snappy"), body.clone());
+    assert_eq!(code, 404, "{text}");
+    assert!(
+        text.contains("--web.enable-remote-write-receiver"),
+        "{text}"
+    );
+    drop(off);
+
+    let lk = Lookout::start_with(
+        &dir.path().join("on"),
+        &cfg,
+        &["--web.enable-remote-write-receiver"],
+    );
+    let t = now_ms();
+    let body = encode_write_request(&[series("pushed_total", &[(t - 2000, 1.0), (t - 1000, 2.0)])]);
+    assert_eq!(
+        post(&lk, "application/x-protobuf", Some("snappy"), body).0,
+        204
+    );
+    let got = lk.wait_for(r#"pushed_total{job="pushed"}"#, Duration::from_secs(5));
+    assert_eq!(value_of(&got[0]), 2.0);
+
+    // A second value for a stored timestamp: refused and named, the new sample kept.
+    let body = encode_write_request(&[series("pushed_total", &[(t - 1000, 9.0), (t, 3.0)])]);
+    let (code, text) = post(&lk, "application/x-protobuf", Some("snappy"), body);
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.contains("1 of 2 samples refused") && text.contains("duplicate"),
+        "{text}"
+    );
+    let got = lk.wait_for(r#"pushed_total{job="pushed"} == 3"#, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+
+    let mut huge = vec![0x80, 0x80, 0x80, 0x80, 0x0f];
+    huge.extend_from_slice(&[0; 64]);
+    let no_name = encode_write_request(&[Series {
+        labels: Labels::from_pairs([("job", "x")]),
+        samples: vec![(t, 1.0)],
+    }]);
+    for (ct, enc, body, status, want) in [
+        (
+            "application/x-protobuf",
+            Some("snappy"),
+            b"not snappy".to_vec(),
+            400,
+            "snappy",
+        ),
+        (
+            "application/x-protobuf",
+            Some("snappy"),
+            huge,
+            400,
+            "more than the limit",
+        ),
+        (
+            "application/x-protobuf",
+            Some("snappy"),
+            no_name,
+            400,
+            "no metric name",
+        ),
+        (
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            Some("snappy"),
+            vec![],
+            415,
+            "prometheus.WriteRequest",
+        ),
+        (
+            "application/json",
+            None,
+            b"{}".to_vec(),
+            415,
+            "content type",
+        ),
+        (
+            "application/x-protobuf",
+            Some("gzip"),
+            vec![],
+            415,
+            "snappy",
+        ),
+    ] {
+        let (code, text) = post(&lk, ct, enc, body);
+        assert_eq!(code, status, "{ct} {enc:?}: {text}");
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+    assert!(lk.terminate().success());
+}
+
+fn now_ms() -> i64 {
+    (now_secs() * 1000.0) as i64
+}
