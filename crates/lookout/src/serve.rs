@@ -275,6 +275,12 @@ async fn build(
         notifier: notifier.clone(),
         reload: Some(reload.clone()),
         audit: Arc::clone(&settings.serve.security.audit),
+        external_labels: settings
+            .alerts
+            .external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         remote_write: switches
             .remote_write_receiver
             .then(|| Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),

@@ -195,3 +195,86 @@ fn issue_16_remote_write_requests_get_named_answers() {
 fn now_ms() -> i64 {
     (now_secs() * 1000.0) as i64
 }
+
+#[test]
+fn issue_16_prometheus_federates_from_lookout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 1s\n  external_labels: { site: lab }\n",
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    lk.wait_for(r#"node_load1{job="node"}"#, Duration::from_secs(20));
+    let (code, text) = lk.get(
+        "/federate?match[]=node_load1&match[]=%7Bjob%3D%22node%22%2C__name__%3D%22node_load1%22%7D",
+    );
+    assert_eq!(code, 200, "{text}");
+    // One line per series even when two selectors match it, with the external label.
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("node_load1{"))
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(text.starts_with("# TYPE node_load1 untyped\n"), "{text}");
+    assert!(
+        text.contains(r#"job="node""#) && text.contains(r#"site="lab""#),
+        "{text}"
+    );
+    let (code, body) = lk.get("/federate");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = lk.get("/federate?match[]=%7B");
+    assert_eq!(code, 400, "{body}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "scrape_configs:\n  - job_name: federate\n    scrape_interval: 1s\n    honor_labels: true\n    metrics_path: /federate\n    params: {{ 'match[]': ['{{job=\"node\"}}'] }}\n    static_configs: [ {{ targets: ['{}'] }} ]\n",
+            lk.base.trim_start_matches("http://")
+        ),
+    )
+    .unwrap();
+    let _prom = ChildGuard(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ask = |q: &str| -> Vec<serde_json::Value> {
+        http()
+            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .query(&[("query", q)])
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    wait_until(
+        "Prometheus federated node_load1 from Lookout",
+        Duration::from_secs(60),
+        || !ask(r#"node_load1{job="node",site="lab"}"#).is_empty(),
+    );
+    // Every host family Lookout holds for the job arrives with its own job label.
+    let theirs = ask(r#"count(count by (__name__) ({job="node"}))"#);
+    let ours = lk.query(r#"count(count by (__name__) ({job="node"}))"#);
+    assert!(
+        value_of(&theirs[0]) >= value_of(&ours[0]) * 0.9,
+        "{theirs:?} vs {ours:?}"
+    );
+    assert!(lk.terminate().success());
+}

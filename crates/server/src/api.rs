@@ -229,7 +229,7 @@ pub(crate) async fn query_range(
     Ok(query_response(&r, end))
 }
 
-fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+pub(crate) fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let mut out = Vec::new();
     for s in p.all("match[]") {
         let groups = lookout_promql::parse_selector(s)
@@ -239,7 +239,7 @@ fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     Ok(out)
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     api_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 mod dashboards_api;
 mod error;
+mod federate;
 pub mod gate;
 pub mod health;
 mod json;
@@ -146,6 +147,8 @@ pub struct AppState {
     /// Where `POST /api/v1/write` stores what it receives; `None` (the default, as in
     /// Prometheus) answers 404.
     pub remote_write: Option<Arc<dyn lookout_storage::Appendable>>,
+    /// `global.external_labels`, added to federated series that lack them.
+    pub external_labels: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -219,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .nest("/api/v2", am)
         .route("/metrics", get(api::metrics))
+        .route("/federate", get(federate::federate))
         .route("/-/healthy", get(api::healthy_text))
         .route("/-/ready", get(api::ready_text))
         .route(

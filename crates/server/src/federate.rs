@@ -1,0 +1,111 @@
+//! `GET /federate?match[]=…`: Prometheus's federation endpoint. For every series matching
+//! a selector, its newest sample within the lookback (stale series left out), in the
+//! Prometheus text format with timestamps, external labels added where a series lacks
+//! them, so an existing Prometheus can scrape Lookout with `honor_labels: true`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lookout_model::Labels;
+use lookout_storage::{Grid, SelectHints};
+
+use crate::AppState;
+use crate::api::{ApiError, api_error};
+
+fn escape(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+pub(crate) async fn federate(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = crate::params::Params::parse(q.as_deref(), &headers, &body).map_err(ApiError::from)?;
+    let sels = crate::api::selectors(&p)?;
+    if sels.is_empty() {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            "no match[] parameter provided",
+        ));
+    }
+    let db = Arc::clone(&st.db);
+    let lookback = st.engine.options().lookback_delta.as_millis() as i64;
+    let external = st.external_labels.clone();
+    let now = lookout_model::now_ms();
+    let text = st
+        .gate
+        .run(move |_| {
+            let querier = db
+                .querier(now - lookback, now)
+                .map_err(crate::api::internal)?;
+            let hints = SelectHints {
+                start: now - lookback,
+                end: now,
+                func: None,
+                grid: Some(Grid {
+                    first: now,
+                    last: now,
+                    step: 0,
+                }),
+            };
+            // One entry per series even when several selectors match it.
+            let mut newest: BTreeMap<Labels, (i64, f64)> = BTreeMap::new();
+            for m in &sels {
+                for s in querier.select(&hints, m).map_err(crate::api::internal)? {
+                    if let Some(last) = s.samples.last()
+                        && !lookout_model::is_stale_nan(last.v)
+                    {
+                        newest.insert(s.labels, (last.t, last.v));
+                    }
+                }
+            }
+            let mut out = String::new();
+            let mut family = String::new();
+            for (labels, (t, v)) in newest {
+                let name = labels.metric_name().unwrap_or_default().to_string();
+                if name != family {
+                    out.push_str(&format!("# TYPE {name} untyped\n"));
+                    family = name.clone();
+                }
+                let mut pairs: Vec<(String, String)> = labels
+                    .iter()
+                    .filter(|l| l.name != lookout_model::METRIC_NAME_LABEL)
+                    .map(|l| (l.name.to_string(), l.value.to_string()))
+                    .collect();
+                for (k, v) in &external {
+                    if labels.get(k).is_none() {
+                        pairs.push((k.clone(), v.clone()));
+                    }
+                }
+                pairs.sort();
+                let body: Vec<String> = pairs
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                out.push_str(&format!(
+                    "{name}{{{}}} {} {t}\n",
+                    body.join(","),
+                    crate::format_float(v)
+                ));
+            }
+            Ok::<_, ApiError>(out)
+        })
+        .await??;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
