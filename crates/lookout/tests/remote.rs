@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use lookout_model::Labels;
-use lookout_remote::{Series, encode_write_request};
+use lookout_remote::{Series, encode_v2_request, encode_write_request};
 
 fn post(lk: &Lookout, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> (u16, String) {
     let mut req = http()
@@ -135,6 +135,33 @@ fn issue_16_remote_write_requests_get_named_answers() {
     let got = lk.wait_for(r#"pushed_total{job="pushed"} == 3"#, Duration::from_secs(5));
     assert_eq!(got.len(), 1);
 
+    // Remote write 2.0: stored, with the written counts in the response headers.
+    let r = http()
+        .post(format!("{}/api/v1/write", lk.base))
+        .header(
+            "content-type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        )
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "2.0.0")
+        .body(encode_v2_request(&[series(
+            "pushed_v2",
+            &[(t - 1000, 5.0), (t, 6.0)],
+        )]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        r.headers()["x-prometheus-remote-write-samples-written"],
+        "2"
+    );
+    assert_eq!(
+        r.headers()["x-prometheus-remote-write-histograms-written"],
+        "0"
+    );
+    let got = lk.wait_for(r#"pushed_v2{job="pushed"} == 6"#, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+
     let mut huge = vec![0x80, 0x80, 0x80, 0x80, 0x0f];
     huge.extend_from_slice(&[0; 64]);
     let no_name = encode_write_request(&[Series {
@@ -164,11 +191,11 @@ fn issue_16_remote_write_requests_get_named_answers() {
             "no metric name",
         ),
         (
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            "application/x-protobuf;proto=io.prometheus.write.v3.Request",
             Some("snappy"),
             vec![],
             415,
-            "prometheus.WriteRequest",
+            "io.prometheus.write.v2.Request",
         ),
         (
             "application/json",

@@ -1,5 +1,6 @@
-//! Prometheus remote write: the `prometheus.WriteRequest` message (remote write 1.0),
-//! snappy-framed as the protocol sends it, decoded into label sets and samples within
+//! Prometheus remote write: the `prometheus.WriteRequest` message (remote write 1.0) and
+//! `io.prometheus.write.v2.Request` (2.0: labels as references into one symbol table),
+//! snappy-framed as the protocol sends them, decoded into label sets and samples within
 //! limits, and encoded for tests and senders.
 //!
 //! The messages are derived by hand with prost (no protoc, no generated code): only the
@@ -81,6 +82,147 @@ pub struct WriteRequest {
     pub timeseries: Vec<TimeSeries>,
 }
 
+/// Remote write 2.0's `io.prometheus.write.v2.Request`.
+pub mod v2 {
+    /// The request: every string once in `symbols` (the first one empty).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Request {
+        /// The symbol table.
+        #[prost(string, repeated, tag = "4")]
+        pub symbols: Vec<String>,
+        /// The series.
+        #[prost(message, repeated, tag = "5")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+
+    /// A series: label name/value references into `symbols`, pairwise.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TimeSeries {
+        /// `[name, value, name, value, …]` as indexes into the symbols.
+        #[prost(uint32, repeated, tag = "1")]
+        pub labels_refs: Vec<u32>,
+        /// The float samples.
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<super::Sample>,
+        /// Native histograms, counted only (Lookout does not store them yet).
+        #[prost(message, repeated, tag = "3")]
+        pub histograms: Vec<Histogram>,
+        /// When the series (a counter) was created, if known (ms).
+        #[prost(int64, tag = "6")]
+        pub created_timestamp: i64,
+    }
+
+    /// A native histogram, not read beyond its presence.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Histogram {
+        /// Its timestamp (ms).
+        #[prost(int64, tag = "15")]
+        pub timestamp: i64,
+    }
+}
+
+/// A decoded remote-write 2.0 request: the float series, and how many native histogram
+/// samples it carried (which Lookout cannot store yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedV2 {
+    /// The series with float samples.
+    pub series: Vec<Series>,
+    /// Native histogram samples in the request.
+    pub histograms: usize,
+}
+
+/// Decodes a snappy-compressed `io.prometheus.write.v2.Request`: every label reference
+/// must point into the symbol table, in name/value pairs.
+pub fn decode_v2_request(body: &[u8], limits: &Limits) -> Result<DecodedV2> {
+    let raw = decompress(body, limits)?;
+    let req = <v2::Request as prost::Message>::decode(raw.as_slice())
+        .map_err(|e| Error::Protobuf(e.to_string()))?;
+    let mut out = DecodedV2 {
+        series: Vec::with_capacity(req.timeseries.len()),
+        histograms: 0,
+    };
+    for ts in req.timeseries {
+        out.histograms += ts.histograms.len();
+        if ts.labels_refs.len() % 2 != 0 {
+            return Err(Error::Labels {
+                series: format!("{:?}", ts.labels_refs),
+                message: "an odd number of label references".into(),
+            });
+        }
+        let mut pairs = Vec::with_capacity(ts.labels_refs.len() / 2);
+        for r in ts.labels_refs.chunks(2) {
+            let sym = |i: u32| {
+                req.symbols.get(i as usize).ok_or_else(|| Error::Labels {
+                    series: format!("{:?}", ts.labels_refs),
+                    message: format!(
+                        "label reference {i} outside the {} symbols",
+                        req.symbols.len()
+                    ),
+                })
+            };
+            pairs.push(Label {
+                name: sym(r[0])?.clone(),
+                value: sym(r[1])?.clone(),
+            });
+        }
+        if ts.samples.is_empty() {
+            continue;
+        }
+        out.series.push(series_of(&pairs, &ts.samples)?);
+    }
+    Ok(out)
+}
+
+fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
+    let size = snap::raw::decompress_len(body).map_err(|e| Error::Snappy(e.to_string()))?;
+    if size > limits.max_decompressed {
+        return Err(Error::TooLarge {
+            size,
+            limit: limits.max_decompressed,
+        });
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| Error::Snappy(e.to_string()))
+}
+
+/// One series from its wire labels: names valid and not repeated, a metric name present.
+fn series_of(wire: &[Label], samples: &[Sample]) -> Result<Series> {
+    let shown = || {
+        let parts: Vec<String> = wire
+            .iter()
+            .map(|l| format!("{}={:?}", l.name, l.value))
+            .collect();
+        format!("{{{}}}", parts.join(", "))
+    };
+    let mut seen = std::collections::HashSet::new();
+    for l in wire {
+        if !lookout_model::is_valid_label_name(&l.name) {
+            return Err(Error::Labels {
+                series: shown(),
+                message: format!("invalid label name {:?}", l.name),
+            });
+        }
+        if !seen.insert(l.name.as_str()) {
+            return Err(Error::Labels {
+                series: shown(),
+                message: format!("duplicate label name {:?}", l.name),
+            });
+        }
+    }
+    let labels = Labels::from_pairs(wire.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+    if labels.metric_name().is_none_or(str::is_empty) {
+        return Err(Error::Labels {
+            series: shown(),
+            message: "no metric name".into(),
+        });
+    }
+    Ok(Series {
+        labels,
+        samples: samples.iter().map(|s| (s.timestamp, s.value)).collect(),
+    })
+}
+
 /// Bounds on one request.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -109,60 +251,13 @@ pub struct Series {
 /// decompress past the limit before decompressing them, and series whose labels cannot
 /// be stored (an invalid or repeated name, no metric name).
 pub fn decode_write_request(body: &[u8], limits: &Limits) -> Result<Vec<Series>> {
-    let size = snap::raw::decompress_len(body).map_err(|e| Error::Snappy(e.to_string()))?;
-    if size > limits.max_decompressed {
-        return Err(Error::TooLarge {
-            size,
-            limit: limits.max_decompressed,
-        });
-    }
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| Error::Snappy(e.to_string()))?;
+    let raw = decompress(body, limits)?;
     let req = <WriteRequest as prost::Message>::decode(raw.as_slice())
         .map_err(|e| Error::Protobuf(e.to_string()))?;
-    let mut out = Vec::with_capacity(req.timeseries.len());
-    for ts in req.timeseries {
-        let shown = || {
-            let parts: Vec<String> = ts
-                .labels
-                .iter()
-                .map(|l| format!("{}={:?}", l.name, l.value))
-                .collect();
-            format!("{{{}}}", parts.join(", "))
-        };
-        let mut seen = std::collections::HashSet::new();
-        for l in &ts.labels {
-            if !lookout_model::is_valid_label_name(&l.name) {
-                return Err(Error::Labels {
-                    series: shown(),
-                    message: format!("invalid label name {:?}", l.name),
-                });
-            }
-            if !seen.insert(l.name.as_str()) {
-                return Err(Error::Labels {
-                    series: shown(),
-                    message: format!("duplicate label name {:?}", l.name),
-                });
-            }
-        }
-        let labels = Labels::from_pairs(
-            ts.labels
-                .iter()
-                .map(|l| (l.name.as_str(), l.value.as_str())),
-        );
-        if labels.metric_name().is_none_or(str::is_empty) {
-            return Err(Error::Labels {
-                series: shown(),
-                message: "no metric name".into(),
-            });
-        }
-        out.push(Series {
-            labels,
-            samples: ts.samples.iter().map(|s| (s.timestamp, s.value)).collect(),
-        });
-    }
-    Ok(out)
+    req.timeseries
+        .iter()
+        .map(|ts| series_of(&ts.labels, &ts.samples))
+        .collect()
 }
 
 /// Encodes series as a snappy-compressed `prometheus.WriteRequest`.
@@ -193,9 +288,108 @@ pub fn encode_write_request(series: &[Series]) -> Vec<u8> {
         .expect("snappy compresses any input")
 }
 
+/// Encodes series as a snappy-compressed `io.prometheus.write.v2.Request` (one symbol
+/// table, the empty string first).
+pub fn encode_v2_request(series: &[Series]) -> Vec<u8> {
+    let mut symbols = vec![String::new()];
+    let mut index: std::collections::HashMap<String, u32> = [(String::new(), 0)].into();
+    let mut sym = |s: &str| -> u32 {
+        *index.entry(s.to_string()).or_insert_with(|| {
+            symbols.push(s.to_string());
+            (symbols.len() - 1) as u32
+        })
+    };
+    let timeseries = series
+        .iter()
+        .map(|s| v2::TimeSeries {
+            labels_refs: s
+                .labels
+                .iter()
+                .flat_map(|l| [sym(&l.name), sym(&l.value)])
+                .collect(),
+            samples: s
+                .samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp })
+                .collect(),
+            histograms: Vec::new(),
+            created_timestamp: 0,
+        })
+        .collect();
+    let raw = prost::Message::encode_to_vec(&v2::Request {
+        symbols,
+        timeseries,
+    });
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy compresses any input")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v2_requests_round_trip_and_bad_references_are_named() {
+        let sent = vec![
+            series(&[("__name__", "up"), ("job", "node")], &[(1000, 1.0)]),
+            series(
+                &[("__name__", "up"), ("job", "db")],
+                &[(1000, 0.0), (2000, 1.0)],
+            ),
+        ];
+        let got = decode_v2_request(&encode_v2_request(&sent), &Limits::default()).unwrap();
+        assert_eq!(got.series, sent);
+        assert_eq!(got.histograms, 0);
+        let bad = v2::Request {
+            symbols: vec![String::new(), "__name__".into(), "up".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2, 1, 9],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 1,
+                }],
+                histograms: vec![],
+                created_timestamp: 0,
+            }],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&prost::Message::encode_to_vec(&bad))
+            .unwrap();
+        let e = decode_v2_request(&body, &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("label reference 9 outside the 3 symbols"), "{e}");
+        let odd = v2::Request {
+            symbols: vec![String::new(), "__name__".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1],
+                ..Default::default()
+            }],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&prost::Message::encode_to_vec(&odd))
+            .unwrap();
+        assert!(
+            decode_v2_request(&body, &Limits::default())
+                .unwrap_err()
+                .to_string()
+                .contains("odd number")
+        );
+        let with_hist = v2::Request {
+            symbols: vec![String::new(), "__name__".into(), "h".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                histograms: vec![v2::Histogram { timestamp: 5 }],
+                ..Default::default()
+            }],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&prost::Message::encode_to_vec(&with_hist))
+            .unwrap();
+        let got = decode_v2_request(&body, &Limits::default()).unwrap();
+        assert_eq!((got.series.len(), got.histograms), (0, 1));
+    }
 
     fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> Series {
         Series {

@@ -1,10 +1,13 @@
-//! `POST /api/v1/write`: Prometheus's remote-write receiver (remote write 1.0,
-//! `prometheus.WriteRequest`, snappy), on only with `--web.enable-remote-write-receiver`
-//! as in Prometheus. Decoding (within limits) is `lookout_remote`'s; samples go through
-//! the storage seam like any collector's. 204 when everything was stored; 400 naming the
-//! problem for a body that cannot be read or samples the store refused (the others of
-//! the request are kept, as Prometheus does); 415 for a message or encoding this
-//! receiver does not speak.
+//! `POST /api/v1/write`: Prometheus's remote-write receiver, on only with
+//! `--web.enable-remote-write-receiver` as in Prometheus. Content negotiation as the 2.0
+//! specification says: `proto=prometheus.WriteRequest` (1.0, the default) or
+//! `proto=io.prometheus.write.v2.Request` (2.0, answered with the
+//! `X-Prometheus-Remote-Write-*-Written` headers); snappy only. Decoding (within limits)
+//! is `lookout_remote`'s; samples go through the storage seam like any collector's. 204
+//! when everything was stored; 400 naming the problem for a body that cannot be read or
+//! samples the store refused (the others of the request are kept, as Prometheus does),
+//! and for native histograms, which Lookout does not store yet; 415 for a message or
+//! encoding this receiver does not speak.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -29,7 +32,11 @@ struct Outcome {
     stored: usize,
     refused: usize,
     first: Option<String>,
+    histograms: usize,
 }
+
+const V1: &str = "prometheus.WriteRequest";
+const V2: &str = "io.prometheus.write.v2.Request";
 
 pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(db) = st.remote_write.clone() else {
@@ -46,15 +53,17 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
     let media = parts.next().unwrap_or_default();
     let proto = parts
         .find_map(|p| p.strip_prefix("proto="))
-        .unwrap_or("prometheus.WriteRequest");
-    if !media.eq_ignore_ascii_case("application/x-protobuf") || proto != "prometheus.WriteRequest" {
+        .unwrap_or(V1)
+        .to_string();
+    if !media.eq_ignore_ascii_case("application/x-protobuf") || (proto != V1 && proto != V2) {
         return text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
-                "unsupported content type {ct:?}: this receiver accepts application/x-protobuf with prometheus.WriteRequest (remote write 1.0)"
+                "unsupported content type {ct:?}: this receiver accepts application/x-protobuf with proto={V1} (remote write 1.0) or proto={V2} (2.0)"
             ),
         );
     }
+    let v2 = proto == V2;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -66,13 +75,19 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
         );
     }
     let done = tokio::task::spawn_blocking(move || {
-        let series =
-            lookout_remote::decode_write_request(&body, &lookout_remote::Limits::default())?;
+        let limits = lookout_remote::Limits::default();
+        let (series, histograms) = if v2 {
+            let d = lookout_remote::decode_v2_request(&body, &limits)?;
+            (d.series, d.histograms)
+        } else {
+            (lookout_remote::decode_write_request(&body, &limits)?, 0)
+        };
         let mut app = db.appender();
         let mut out = Outcome {
             stored: 0,
             refused: 0,
             first: None,
+            histograms,
         };
         for s in &series {
             for &(t, v) in &s.samples {
@@ -88,17 +103,24 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
         Ok::<_, lookout_remote::Error>(app.commit().map(|()| out))
     })
     .await;
-    match done {
-        Err(e) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("internal error: {e}"),
-        ),
-        Ok(Err(e)) => text(StatusCode::BAD_REQUEST, e.to_string()),
-        Ok(Ok(Err(e))) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("storing the samples failed: {e}"),
-        ),
-        Ok(Ok(Ok(o))) if o.refused > 0 => text(
+    let o = match done {
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: {e}"),
+            );
+        }
+        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Ok(Err(e))) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("storing the samples failed: {e}"),
+            );
+        }
+        Ok(Ok(Ok(o))) => o,
+    };
+    let mut resp = if o.refused > 0 {
+        text(
             StatusCode::BAD_REQUEST,
             format!(
                 "{} of {} samples refused (the rest stored); first: {}",
@@ -106,7 +128,23 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
                 o.refused + o.stored,
                 o.first.unwrap_or_default()
             ),
-        ),
-        Ok(Ok(Ok(_))) => StatusCode::NO_CONTENT.into_response(),
+        )
+    } else if o.histograms > 0 {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} native histogram samples not stored: Lookout does not store native histograms yet (the float samples were stored)",
+                o.histograms
+            ),
+        )
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    if v2 {
+        let h = resp.headers_mut();
+        h.insert("x-prometheus-remote-write-samples-written", o.stored.into());
+        h.insert("x-prometheus-remote-write-histograms-written", 0.into());
+        h.insert("x-prometheus-remote-write-exemplars-written", 0.into());
     }
+    resp
 }
