@@ -1,6 +1,7 @@
 //! Issue 16 through the real binary: Lookout as a remote-write receiver
-//! (`--web.enable-remote-write-receiver`), fed by Debian's Prometheus 2.42 scraping
-//! itself, and hostile or wrong remote-write requests answered with named errors.
+//! (`--web.enable-remote-write-receiver`) fed by Debian's Prometheus 2.42 and vmagent
+//! (1.0) and by hand-made 2.0 requests, hostile or wrong requests answered with named
+//! errors, and Debian's Prometheus federating from Lookout's `/federate`.
 
 mod common;
 
@@ -303,5 +304,58 @@ fn issue_16_prometheus_federates_from_lookout() {
         value_of(&theirs[0]) >= value_of(&ours[0]) * 0.9,
         "{theirs:?} vs {ours:?}"
     );
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn issue_16_vmagent_remote_writes_into_lookout() {
+    let exe = "/usr/bin/vmagent";
+    assert!(
+        std::path::Path::new(exe).exists(),
+        "needs Debian's victoria-metrics package (vmagent; ./scripts/test installs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "global:\n  scrape_interval: 1s\n");
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.enable-remote-write-receiver"],
+    );
+    // vmagent scrapes Lookout's own /metrics and writes them back into it, relabelled.
+    let scrape = dir.path().join("scrape.yml");
+    std::fs::write(
+        &scrape,
+        format!(
+            "scrape_configs:\n  - job_name: via-vmagent\n    scrape_interval: 1s\n    static_configs: [ {{ targets: ['{}'] }} ]\n",
+            lk.base.trim_start_matches("http://")
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _vmagent = ChildGuard(
+        std::process::Command::new(exe)
+            .arg(format!("-promscrape.config={}", scrape.display()))
+            .arg(format!("-remoteWrite.url={}/api/v1/write", lk.base))
+            .arg(format!(
+                "-remoteWrite.tmpDataPath={}",
+                dir.path().join("vmagent").display()
+            ))
+            .arg("-remoteWrite.flushInterval=1s")
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let got = lk.wait_for(
+        r#"lookout_tsdb_head_series{job="via-vmagent"}"#,
+        Duration::from_secs(60),
+    );
+    assert!(value_of(&got[0]) > 0.0, "{got:?}");
+    lk.wait_for(r#"up{job="via-vmagent"} == 1"#, Duration::from_secs(30));
     assert!(lk.terminate().success());
 }
