@@ -17,6 +17,7 @@
 //!   notifier: memory, query latency, scrape gaps (see `soak`).
 //! - `fuzz`: a mutation fuzzer over every parser and file reader (see `fuzz`).
 //! - `dashboard`: a 100+ panel dashboard in headless Chromium (see `dashboard`).
+//! - `receive`: remote-write receiving against Prometheus's receiver (see `receive`).
 //! - `tls`: what HTTPS and basic authentication cost per query and per connection (see
 //!   `tls`).
 
@@ -28,6 +29,7 @@ mod fuzz;
 mod overhead;
 mod parse;
 mod queries;
+mod receive;
 mod soak;
 mod storage;
 mod tls;
@@ -171,6 +173,9 @@ enum Command {
     /// How long a large dashboard (100+ panels over 24 h of one host) takes to settle in
     /// headless Chromium, against the same queries run one after another.
     Dashboard(crate::dashboard::DashboardOptions),
+    /// Remote-write samples received per second and per CPU-second, Lookout against
+    /// Prometheus 2.42's receiver fed the same requests.
+    Receive(crate::receive::ReceiveOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
     /// configuration, rule and Alertmanager files, templates, WAL segments, block files)
     /// with mutated inputs; exits 1 if any input crashes one.
@@ -304,6 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => crate::tls::run(queries, handshakes)?,
         Command::Blocks(o) => crate::blocks::run(o)?,
         Command::Dashboard(o) => crate::dashboard::run(o)?,
+        Command::Receive(o) => crate::receive::run(o)?,
         Command::Live {
             series,
             throughput_series,
