@@ -68,6 +68,9 @@ pub(crate) struct ServeArgs {
     /// Accept Prometheus remote write (1.0) at POST /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver")]
     pub(crate) enable_remote_write_receiver: bool,
+    /// Accept OTLP metrics (protobuf over HTTP) at POST /api/v1/otlp/v1/metrics.
+    #[arg(long = "web.enable-otlp-receiver")]
+    pub(crate) enable_otlp_receiver: bool,
     /// Web configuration in Prometheus's exporter-toolkit format: TLS, basic-auth users,
     /// response headers (re-read when it changes and on SIGHUP).
     #[arg(long = "web.config.file", value_name = "FILE")]
@@ -179,6 +182,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 serve::Flags {
                     admin_api: args.enable_admin_api,
                     remote_write_receiver: args.enable_remote_write_receiver,
+                    otlp_receiver: args.enable_otlp_receiver,
                 },
             )?;
             Ok(ExitCode::SUCCESS)

@@ -137,6 +137,8 @@ pub(crate) struct Flags {
     pub(crate) admin_api: bool,
     /// `--web.enable-remote-write-receiver`.
     pub(crate) remote_write_receiver: bool,
+    /// `--web.enable-otlp-receiver`.
+    pub(crate) otlp_receiver: bool,
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -281,6 +283,9 @@ async fn build(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        otlp: switches
+            .otlp_receiver
+            .then(|| Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),
         remote_write: switches
             .remote_write_receiver
             .then(|| Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),
@@ -453,6 +458,10 @@ fn flags(
         (
             "web.enable-remote-write-receiver".into(),
             switches.remote_write_receiver.to_string(),
+        ),
+        (
+            "web.enable-otlp-receiver".into(),
+            switches.otlp_receiver.to_string(),
         ),
     ]
 }

@@ -359,3 +359,102 @@ fn issue_16_vmagent_remote_writes_into_lookout() {
     lk.wait_for(r#"up{job="via-vmagent"} == 1"#, Duration::from_secs(30));
     assert!(lk.terminate().success());
 }
+
+/// The Python with the OpenTelemetry SDK: `LOOKOUT_TEST_PYTHON` (set by `scripts/test`,
+/// which installs it into a virtualenv; then it must work), else `python3` if it has it.
+fn otel_python() -> Option<String> {
+    let (py, required) = match std::env::var("LOOKOUT_TEST_PYTHON") {
+        Ok(p) => (p, true),
+        Err(_) => ("python3".to_string(), false),
+    };
+    let ok = std::process::Command::new(&py)
+        .args([
+            "-c",
+            "import opentelemetry.sdk.metrics, opentelemetry.exporter.otlp.proto.http",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(!required, "{py} cannot import the OpenTelemetry SDK");
+    eprintln!("SKIPPED: no Python with the OpenTelemetry SDK (./scripts/test installs one)");
+    None
+}
+
+const OTEL_PUSH: &str = r#"
+import sys
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+exporter = OTLPMetricExporter(endpoint=sys.argv[1] + "/api/v1/otlp/v1/metrics")
+reader = PeriodicExportingMetricReader(exporter, export_interval_millis=60000)
+resource = Resource.create({"service.name": "shop", "service.instance.id": "i1", "deployment.environment": "test"})
+provider = MeterProvider(resource=resource, metric_readers=[reader])
+meter = provider.get_meter("lookout-test")
+orders = meter.create_counter("shop.orders", unit="{orders}")
+latency = meter.create_histogram("shop.latency", unit="ms")
+queue = meter.create_up_down_counter("shop.queue.length")
+orders.add(5, {"region": "eu"})
+for v in (3, 7, 12):
+    latency.record(v, {"region": "eu"})
+queue.add(4)
+queue.add(-1)
+ok = provider.force_flush()
+provider.shutdown()
+sys.exit(0 if ok else 1)
+"#;
+
+#[test]
+fn issue_16_the_opentelemetry_sdk_pushes_metrics_over_otlp() {
+    let Some(py) = otel_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 1s\ncollectors:\n  host: { enabled: false }\n",
+    );
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.enable-otlp-receiver"],
+    );
+    let script = dir.path().join("push.py");
+    std::fs::write(&script, OTEL_PUSH).unwrap();
+    let out = std::process::Command::new(&py)
+        .arg(&script)
+        .arg(&lk.base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Prometheus 3's default names: unit and type suffixes, job/instance from the service.
+    let orders = lk.wait_for(
+        r#"shop_orders_total{job="shop",instance="i1",region="eu"}"#,
+        Duration::from_secs(10),
+    );
+    assert_eq!(value_of(&orders[0]), 5.0);
+    let count = lk.query(r#"shop_latency_milliseconds_count{job="shop"}"#);
+    assert_eq!(value_of(&count[0]), 3.0);
+    let sum = lk.query(r#"shop_latency_milliseconds_sum{job="shop"}"#);
+    assert_eq!(value_of(&sum[0]), 22.0);
+    let le10 = lk.query(r#"shop_latency_milliseconds_bucket{job="shop",le="10"}"#);
+    assert_eq!(value_of(&le10[0]), 2.0);
+    let queue = lk.query(r#"shop_queue_length{job="shop"}"#);
+    assert_eq!(value_of(&queue[0]), 3.0);
+    let info = lk.query(r#"target_info{job="shop",instance="i1",deployment_environment="test"}"#);
+    assert_eq!(info.len(), 1);
+    // Off by default; JSON is refused by name.
+    let (code, body) = lk.post("/api/v1/otlp/v1/metrics", "application/json", "{}");
+    assert_eq!(code, 415, "{body}");
+    assert!(body.contains("OTLP/JSON"), "{body}");
+    let off = Lookout::start(&dir.path().join("off"), &cfg);
+    let (code, body) = off.post("/api/v1/otlp/v1/metrics", "application/x-protobuf", "");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("--web.enable-otlp-receiver"), "{body}");
+}

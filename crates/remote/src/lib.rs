@@ -11,6 +11,8 @@
 
 use lookout_model::Labels;
 
+pub mod otlp;
+
 /// What can be wrong with a remote-write body.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

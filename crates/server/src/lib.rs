@@ -147,6 +147,9 @@ pub struct AppState {
     /// Where `POST /api/v1/write` stores what it receives; `None` (the default, as in
     /// Prometheus) answers 404.
     pub remote_write: Option<Arc<dyn lookout_storage::Appendable>>,
+    /// Where `POST /api/v1/otlp/v1/metrics` stores what it receives; `None` (the
+    /// default, as in Prometheus) answers 404.
+    pub otlp: Option<Arc<dyn lookout_storage::Appendable>>,
     /// `global.external_labels`, added to federated series that lack them.
     pub external_labels: Vec<(String, String)>,
 }
@@ -183,6 +186,7 @@ pub fn router(state: AppState) -> Router {
             get(api::format_query).post(api::format_query),
         )
         .route("/write", axum::routing::post(remote_write::write))
+        .route("/otlp/v1/metrics", axum::routing::post(remote_write::otlp))
         .route("/lookout/collectors", get(api::collectors))
         .route("/lookout/whoami", get(api::whoami))
         .route("/lookout/slow_queries", get(api::slow_queries))

@@ -38,6 +38,101 @@ struct Outcome {
 const V1: &str = "prometheus.WriteRequest";
 const V2: &str = "io.prometheus.write.v2.Request";
 
+/// Appends every sample of `series` in one batch: what was stored, what the store refused
+/// (the first refusal named), or the commit's error.
+fn store(
+    db: &dyn lookout_storage::Appendable,
+    series: &[lookout_remote::Series],
+    histograms: usize,
+) -> lookout_storage::Result<Outcome> {
+    let mut app = db.appender();
+    let mut out = Outcome {
+        stored: 0,
+        refused: 0,
+        first: None,
+        histograms,
+    };
+    for s in series {
+        for &(t, v) in &s.samples {
+            match app.append(&s.labels, t, v) {
+                Ok(_) => out.stored += 1,
+                Err(e) => {
+                    out.refused += 1;
+                    out.first.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+    app.commit().map(|()| out)
+}
+
+/// `POST /api/v1/otlp/v1/metrics`: OTLP metrics over HTTP (protobuf), on only with
+/// `--web.enable-otlp-receiver` as in Prometheus; translated by `lookout_remote::otlp`.
+/// 200 with an empty `ExportMetricsServiceResponse` when everything was stored; 400
+/// naming what could not be (unreadable body, refused samples, delta temporality,
+/// exponential histograms) with the rest stored; 415 for OTLP/JSON.
+pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(db) = st.otlp.clone() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "OTLP receiver needs to be enabled with --web.enable-otlp-receiver",
+        );
+    };
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/x-protobuf");
+    if !ct
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/x-protobuf")
+    {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported content type {ct:?}: send OTLP/HTTP as application/x-protobuf (OTLP/JSON is not accepted yet)"
+            ),
+        );
+    }
+    let done = tokio::task::spawn_blocking(move || {
+        let t = lookout_remote::otlp::decode_otlp_metrics(&body, 64 << 20)?;
+        Ok::<_, lookout_remote::Error>((store(db.as_ref(), &t.series, 0), t.refused))
+    })
+    .await;
+    let (o, refused) = match done {
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: {e}"),
+            );
+        }
+        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Ok((Err(e), _))) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("storing the samples failed: {e}"),
+            );
+        }
+        Ok(Ok((Ok(o), refused))) => (o, refused),
+    };
+    if o.refused > 0 || !refused.is_empty() {
+        let mut problems = refused;
+        if let Some(first) = o.first {
+            problems.push(format!("{} samples refused; first: {first}", o.refused));
+        }
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("not stored (the rest was): {}", problems.join("; ")),
+        );
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        Vec::<u8>::new(),
+    )
+        .into_response()
+}
+
 pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(db) = st.remote_write.clone() else {
         return text(
@@ -82,25 +177,7 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
         } else {
             (lookout_remote::decode_write_request(&body, &limits)?, 0)
         };
-        let mut app = db.appender();
-        let mut out = Outcome {
-            stored: 0,
-            refused: 0,
-            first: None,
-            histograms,
-        };
-        for s in &series {
-            for &(t, v) in &s.samples {
-                match app.append(&s.labels, t, v) {
-                    Ok(_) => out.stored += 1,
-                    Err(e) => {
-                        out.refused += 1;
-                        out.first.get_or_insert_with(|| e.to_string());
-                    }
-                }
-            }
-        }
-        Ok::<_, lookout_remote::Error>(app.commit().map(|()| out))
+        Ok::<_, lookout_remote::Error>(store(db.as_ref(), &series, histograms))
     })
     .await;
     let o = match done {

@@ -110,6 +110,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
             .unwrap(),
         ),
         remote_write: None,
+        otlp: None,
         external_labels: vec![("site".into(), "lab".into())],
     }
 }

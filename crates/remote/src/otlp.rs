@@ -1,0 +1,704 @@
+//! OTLP metrics (`ExportMetricsServiceRequest`, protobuf), translated as Prometheus 3
+//! translates them by default: metric names with unit and type suffixes
+//! (`http.server.duration` in `s` → `http_server_duration_seconds`, monotonic cumulative
+//! sums with `_total`), attributes as labels with invalid characters replaced, resource
+//! attributes `service.namespace`/`service.name` → `job` and `service.instance.id` →
+//! `instance`, the other resource attributes on `target_info`; gauges, sums, classic
+//! histograms (`_bucket{le}`, `_sum`, `_count`) and summaries (`{quantile}`, `_sum`,
+//! `_count`). Delta temporality and exponential histograms are refused by name (Lookout
+//! stores neither yet). Messages derived by hand with prost, only the fields read.
+
+use std::collections::BTreeMap;
+
+use lookout_model::Labels;
+
+use crate::{Error, Result, Series};
+
+/// `ExportMetricsServiceRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExportMetricsServiceRequest {
+    /// Per resource.
+    #[prost(message, repeated, tag = "1")]
+    pub resource_metrics: Vec<ResourceMetrics>,
+}
+
+/// `ResourceMetrics`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ResourceMetrics {
+    /// The resource.
+    #[prost(message, optional, tag = "1")]
+    pub resource: Option<Resource>,
+    /// Per instrumentation scope.
+    #[prost(message, repeated, tag = "2")]
+    pub scope_metrics: Vec<ScopeMetrics>,
+}
+
+/// `Resource`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Resource {
+    /// Its attributes.
+    #[prost(message, repeated, tag = "1")]
+    pub attributes: Vec<KeyValue>,
+}
+
+/// `ScopeMetrics` (the scope itself is not read).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ScopeMetrics {
+    /// The metrics.
+    #[prost(message, repeated, tag = "2")]
+    pub metrics: Vec<Metric>,
+}
+
+/// `Metric`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Metric {
+    /// The OTel name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The UCUM unit.
+    #[prost(string, tag = "3")]
+    pub unit: String,
+    /// A gauge.
+    #[prost(message, optional, tag = "5")]
+    pub gauge: Option<Gauge>,
+    /// A sum.
+    #[prost(message, optional, tag = "7")]
+    pub sum: Option<Sum>,
+    /// An explicit-bucket histogram.
+    #[prost(message, optional, tag = "9")]
+    pub histogram: Option<Histogram>,
+    /// An exponential histogram (refused).
+    #[prost(message, optional, tag = "10")]
+    pub exponential_histogram: Option<Empty>,
+    /// A summary.
+    #[prost(message, optional, tag = "11")]
+    pub summary: Option<Summary>,
+}
+
+/// A message whose content is not read.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Empty {}
+
+/// `Gauge`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Gauge {
+    /// Points.
+    #[prost(message, repeated, tag = "1")]
+    pub data_points: Vec<NumberDataPoint>,
+}
+
+/// `Sum`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sum {
+    /// Points.
+    #[prost(message, repeated, tag = "1")]
+    pub data_points: Vec<NumberDataPoint>,
+    /// 1 delta, 2 cumulative.
+    #[prost(int32, tag = "2")]
+    pub aggregation_temporality: i32,
+    /// Whether it only grows.
+    #[prost(bool, tag = "3")]
+    pub is_monotonic: bool,
+}
+
+/// `Histogram`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Histogram {
+    /// Points.
+    #[prost(message, repeated, tag = "1")]
+    pub data_points: Vec<HistogramDataPoint>,
+    /// 1 delta, 2 cumulative.
+    #[prost(int32, tag = "2")]
+    pub aggregation_temporality: i32,
+}
+
+/// `Summary`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Summary {
+    /// Points.
+    #[prost(message, repeated, tag = "1")]
+    pub data_points: Vec<SummaryDataPoint>,
+}
+
+/// `NumberDataPoint`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NumberDataPoint {
+    /// Attributes.
+    #[prost(message, repeated, tag = "7")]
+    pub attributes: Vec<KeyValue>,
+    /// When (ns).
+    #[prost(fixed64, tag = "3")]
+    pub time_unix_nano: u64,
+    /// A float value.
+    #[prost(double, optional, tag = "4")]
+    pub as_double: Option<f64>,
+    /// An integer value.
+    #[prost(sfixed64, optional, tag = "6")]
+    pub as_int: Option<i64>,
+    /// Flags (1: no recorded value, a staleness marker).
+    #[prost(uint32, tag = "8")]
+    pub flags: u32,
+}
+
+/// `HistogramDataPoint`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HistogramDataPoint {
+    /// Attributes.
+    #[prost(message, repeated, tag = "9")]
+    pub attributes: Vec<KeyValue>,
+    /// When (ns).
+    #[prost(fixed64, tag = "3")]
+    pub time_unix_nano: u64,
+    /// Observations.
+    #[prost(fixed64, tag = "4")]
+    pub count: u64,
+    /// Their sum.
+    #[prost(double, optional, tag = "5")]
+    pub sum: Option<f64>,
+    /// Per bucket (not cumulative), one more than the bounds.
+    #[prost(fixed64, repeated, tag = "6")]
+    pub bucket_counts: Vec<u64>,
+    /// Upper bounds.
+    #[prost(double, repeated, tag = "7")]
+    pub explicit_bounds: Vec<f64>,
+    /// Flags.
+    #[prost(uint32, tag = "10")]
+    pub flags: u32,
+}
+
+/// `SummaryDataPoint`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SummaryDataPoint {
+    /// Attributes.
+    #[prost(message, repeated, tag = "7")]
+    pub attributes: Vec<KeyValue>,
+    /// When (ns).
+    #[prost(fixed64, tag = "3")]
+    pub time_unix_nano: u64,
+    /// Observations.
+    #[prost(fixed64, tag = "4")]
+    pub count: u64,
+    /// Their sum.
+    #[prost(double, tag = "5")]
+    pub sum: f64,
+    /// Quantiles.
+    #[prost(message, repeated, tag = "6")]
+    pub quantile_values: Vec<ValueAtQuantile>,
+    /// Flags.
+    #[prost(uint32, tag = "8")]
+    pub flags: u32,
+}
+
+/// `ValueAtQuantile`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ValueAtQuantile {
+    /// The quantile.
+    #[prost(double, tag = "1")]
+    pub quantile: f64,
+    /// Its value.
+    #[prost(double, tag = "2")]
+    pub value: f64,
+}
+
+/// `KeyValue`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KeyValue {
+    /// The key.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// The value.
+    #[prost(message, optional, tag = "2")]
+    pub value: Option<AnyValue>,
+}
+
+/// `AnyValue` (arrays, maps and bytes are written as empty).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AnyValue {
+    /// A string.
+    #[prost(string, optional, tag = "1")]
+    pub string_value: Option<String>,
+    /// A bool.
+    #[prost(bool, optional, tag = "2")]
+    pub bool_value: Option<bool>,
+    /// An integer.
+    #[prost(int64, optional, tag = "3")]
+    pub int_value: Option<i64>,
+    /// A float.
+    #[prost(double, optional, tag = "4")]
+    pub double_value: Option<f64>,
+}
+
+impl AnyValue {
+    fn text(&self) -> String {
+        if let Some(s) = &self.string_value {
+            s.clone()
+        } else if let Some(b) = self.bool_value {
+            b.to_string()
+        } else if let Some(i) = self.int_value {
+            i.to_string()
+        } else if let Some(d) = self.double_value {
+            lookout_model::gofmt::marshal_float(d)
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Prometheus's label-name sanitising: anything but letters, digits and `_` becomes `_`,
+/// a leading digit gets `key_` in front.
+pub fn label_name(key: &str) -> String {
+    let mut s: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert_str(0, "key_");
+    }
+    s
+}
+
+/// The UCUM units Prometheus's translator spells out; annotations (`{requests}`) drop.
+fn unit_word(unit: &str) -> Option<String> {
+    let main = unit.split('{').next().unwrap_or("").trim();
+    let word = |u: &str| -> Option<&'static str> {
+        Some(match u {
+            "d" => "days",
+            "h" => "hours",
+            "min" => "minutes",
+            "s" => "seconds",
+            "ms" => "milliseconds",
+            "us" => "microseconds",
+            "ns" => "nanoseconds",
+            "By" => "bytes",
+            "KiBy" => "kibibytes",
+            "MiBy" => "mebibytes",
+            "GiBy" => "gibibytes",
+            "KBy" => "kilobytes",
+            "MBy" => "megabytes",
+            "GBy" => "gigabytes",
+            "m" => "meters",
+            "V" => "volts",
+            "A" => "amperes",
+            "J" => "joules",
+            "W" => "watts",
+            "g" => "grams",
+            "Cel" => "celsius",
+            "Hz" => "hertz",
+            "%" => "percent",
+            _ => return None,
+        })
+    };
+    if main.is_empty() || main == "1" {
+        return None;
+    }
+    if let Some((num, den)) = main.split_once('/') {
+        let per = match den {
+            "s" => "second",
+            "m" => "minute",
+            "h" => "hour",
+            "d" => "day",
+            other => return word(num).map(|n| format!("{n}_per_{}", label_name(other))),
+        };
+        let n = word(num)
+            .map(str::to_string)
+            .unwrap_or_else(|| label_name(num));
+        return Some(format!("{n}_per_{per}"));
+    }
+    Some(
+        word(main)
+            .map(str::to_string)
+            .unwrap_or_else(|| label_name(main)),
+    )
+}
+
+/// Prometheus 3's default metric name: sanitised, the unit word appended (unless the
+/// name already ends with it), `_ratio` for unit "1" gauges, `_total` for counters.
+pub fn metric_name(name: &str, unit: &str, counter: bool, gauge: bool) -> String {
+    let mut n: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if n.starts_with(|c: char| c.is_ascii_digit()) {
+        n.insert(0, '_');
+    }
+    if let Some(w) = unit_word(unit)
+        && !n.ends_with(&format!("_{w}"))
+    {
+        n.push('_');
+        n.push_str(&w);
+    }
+    if gauge && unit.trim() == "1" && !n.ends_with("_ratio") {
+        n.push_str("_ratio");
+    }
+    if counter && !n.ends_with("_total") {
+        n.push_str("_total");
+    }
+    n
+}
+
+/// What a request translated to, and what was refused.
+#[derive(Debug, Default)]
+pub struct Translated {
+    /// Series to append.
+    pub series: Vec<Series>,
+    /// What could not be stored, by metric (delta temporality, exponential histograms).
+    pub refused: Vec<String>,
+}
+
+const CUMULATIVE: i32 = 2;
+
+/// Decodes and translates an OTLP metrics request.
+pub fn decode_otlp_metrics(body: &[u8], max_bytes: usize) -> Result<Translated> {
+    if body.len() > max_bytes {
+        return Err(Error::TooLarge {
+            size: body.len(),
+            limit: max_bytes,
+        });
+    }
+    let req = <ExportMetricsServiceRequest as prost::Message>::decode(body)
+        .map_err(|e| Error::Protobuf(e.to_string()))?;
+    Ok(translate(&req))
+}
+
+/// Translates a decoded request (see the module doc).
+pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
+    let mut out = Translated::default();
+    let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    for rm in &req.resource_metrics {
+        let attrs: Vec<(String, String)> = rm
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    kv.value.as_ref().map(AnyValue::text).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let get = |k: &str| attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+        let job = match (get("service.namespace"), get("service.name")) {
+            (Some(ns), Some(n)) => Some(format!("{ns}/{n}")),
+            (None, Some(n)) => Some(n),
+            _ => None,
+        };
+        let instance = get("service.instance.id");
+        let mut base: Vec<(String, String)> = Vec::new();
+        if let Some(j) = &job {
+            base.push(("job".into(), j.clone()));
+        }
+        if let Some(i) = &instance {
+            base.push(("instance".into(), i.clone()));
+        }
+        let mut newest = i64::MIN;
+        let mut put =
+            |name: &str, extra: &[(String, String)], point: &[KeyValue], t: i64, v: f64| {
+                let mut pairs: Vec<(String, String)> = point
+                    .iter()
+                    .map(|kv| {
+                        (
+                            label_name(&kv.key),
+                            kv.value.as_ref().map(AnyValue::text).unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                pairs.extend(base.iter().cloned());
+                pairs.extend(extra.iter().cloned());
+                pairs.push(("__name__".into(), name.to_string()));
+                let labels =
+                    Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                series.entry(labels).or_default().push((t, v));
+                newest = newest.max(t);
+            };
+        for sm in &rm.scope_metrics {
+            for m in &sm.metrics {
+                let ms = |ns: u64| (ns / 1_000_000) as i64;
+                let num = |p: &NumberDataPoint| {
+                    if p.flags & 1 != 0 {
+                        lookout_model::stale_nan()
+                    } else {
+                        p.as_double.or(p.as_int.map(|i| i as f64)).unwrap_or(0.0)
+                    }
+                };
+                if let Some(g) = &m.gauge {
+                    let name = metric_name(&m.name, &m.unit, false, true);
+                    for p in &g.data_points {
+                        put(&name, &[], &p.attributes, ms(p.time_unix_nano), num(p));
+                    }
+                } else if let Some(s) = &m.sum {
+                    if s.aggregation_temporality != CUMULATIVE {
+                        out.refused.push(format!(
+                            "{}: delta temporality is not stored (send cumulative sums)",
+                            m.name
+                        ));
+                        continue;
+                    }
+                    let name = metric_name(&m.name, &m.unit, s.is_monotonic, !s.is_monotonic);
+                    for p in &s.data_points {
+                        put(&name, &[], &p.attributes, ms(p.time_unix_nano), num(p));
+                    }
+                } else if let Some(h) = &m.histogram {
+                    if h.aggregation_temporality != CUMULATIVE {
+                        out.refused.push(format!(
+                            "{}: delta temporality is not stored (send cumulative histograms)",
+                            m.name
+                        ));
+                        continue;
+                    }
+                    let name = metric_name(&m.name, &m.unit, false, false);
+                    for p in &h.data_points {
+                        let t = ms(p.time_unix_nano);
+                        let stale = p.flags & 1 != 0;
+                        let v = |x: f64| if stale { lookout_model::stale_nan() } else { x };
+                        let mut cumulative = 0u64;
+                        for (i, c) in p.bucket_counts.iter().enumerate() {
+                            cumulative += c;
+                            let le = p.explicit_bounds.get(i).map_or("+Inf".to_string(), |b| {
+                                lookout_model::gofmt::marshal_float(*b)
+                            });
+                            put(
+                                &format!("{name}_bucket"),
+                                &[("le".into(), le)],
+                                &p.attributes,
+                                t,
+                                v(cumulative as f64),
+                            );
+                        }
+                        if p.bucket_counts.is_empty() {
+                            put(
+                                &format!("{name}_bucket"),
+                                &[("le".into(), "+Inf".into())],
+                                &p.attributes,
+                                t,
+                                v(p.count as f64),
+                            );
+                        }
+                        if let Some(sum) = p.sum {
+                            put(&format!("{name}_sum"), &[], &p.attributes, t, v(sum));
+                        }
+                        put(
+                            &format!("{name}_count"),
+                            &[],
+                            &p.attributes,
+                            t,
+                            v(p.count as f64),
+                        );
+                    }
+                } else if let Some(s) = &m.summary {
+                    let name = metric_name(&m.name, &m.unit, false, false);
+                    for p in &s.data_points {
+                        let t = ms(p.time_unix_nano);
+                        for q in &p.quantile_values {
+                            let quantile = lookout_model::gofmt::marshal_float(q.quantile);
+                            put(
+                                &name,
+                                &[("quantile".into(), quantile)],
+                                &p.attributes,
+                                t,
+                                q.value,
+                            );
+                        }
+                        put(&format!("{name}_sum"), &[], &p.attributes, t, p.sum);
+                        put(
+                            &format!("{name}_count"),
+                            &[],
+                            &p.attributes,
+                            t,
+                            p.count as f64,
+                        );
+                    }
+                } else if m.exponential_histogram.is_some() {
+                    out.refused.push(format!(
+                        "{}: exponential histograms are not stored yet",
+                        m.name
+                    ));
+                }
+            }
+        }
+        // target_info: the resource's other attributes, at the newest sample's time.
+        let info: Vec<(String, String)> = attrs
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "service.name" | "service.namespace" | "service.instance.id"
+                )
+            })
+            .map(|(k, v)| (label_name(k), v.clone()))
+            .collect();
+        if newest != i64::MIN && !info.is_empty() && (job.is_some() || instance.is_some()) {
+            let mut pairs = info;
+            pairs.extend(base.iter().cloned());
+            pairs.push(("__name__".into(), "target_info".into()));
+            let labels = Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            series.entry(labels).or_default().push((newest, 1.0));
+        }
+    }
+    out.series = series
+        .into_iter()
+        .map(|(labels, mut samples)| {
+            samples.sort_by_key(|s| s.0);
+            Series { labels, samples }
+        })
+        .collect();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                string_value: Some(v.into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn names_follow_prometheus_3s_default_translation() {
+        assert_eq!(
+            metric_name("http.server.duration", "s", false, false),
+            "http_server_duration_seconds"
+        );
+        assert_eq!(
+            metric_name("http.server.requests", "{requests}", true, false),
+            "http_server_requests_total"
+        );
+        assert_eq!(metric_name("io.bytes", "By", true, false), "io_bytes_total");
+        assert_eq!(
+            metric_name("cpu.utilization", "1", false, true),
+            "cpu_utilization_ratio"
+        );
+        assert_eq!(
+            metric_name("net.rate", "By/s", false, true),
+            "net_rate_bytes_per_second"
+        );
+        assert_eq!(
+            metric_name("latency_seconds", "s", false, false),
+            "latency_seconds"
+        );
+        assert_eq!(label_name("http.method"), "http_method");
+        assert_eq!(label_name("0day"), "key_0day");
+    }
+
+    #[test]
+    fn requests_translate_to_series() {
+        let t = 1_700_000_000_000_000_000u64;
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", "checkout"),
+                        kv("service.instance.id", "pod-1"),
+                        kv("host.name", "h1"),
+                    ],
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        Metric {
+                            name: "orders".into(),
+                            unit: "{orders}".into(),
+                            sum: Some(Sum {
+                                data_points: vec![NumberDataPoint {
+                                    attributes: vec![kv("region", "eu")],
+                                    time_unix_nano: t,
+                                    as_int: Some(5),
+                                    ..Default::default()
+                                }],
+                                aggregation_temporality: 2,
+                                is_monotonic: true,
+                            }),
+                            ..Default::default()
+                        },
+                        Metric {
+                            name: "latency".into(),
+                            unit: "ms".into(),
+                            histogram: Some(Histogram {
+                                data_points: vec![HistogramDataPoint {
+                                    time_unix_nano: t,
+                                    count: 4,
+                                    sum: Some(30.0),
+                                    bucket_counts: vec![1, 2, 1],
+                                    explicit_bounds: vec![5.0, 10.0],
+                                    ..Default::default()
+                                }],
+                                aggregation_temporality: 2,
+                            }),
+                            ..Default::default()
+                        },
+                        Metric {
+                            name: "deltas".into(),
+                            sum: Some(Sum {
+                                aggregation_temporality: 1,
+                                is_monotonic: true,
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                    ],
+                }],
+            }],
+        };
+        let body = prost::Message::encode_to_vec(&req);
+        let got = decode_otlp_metrics(&body, 1 << 20).unwrap();
+        let find = |name: &str, extra: &[(&str, &str)]| {
+            got.series
+                .iter()
+                .find(|s| {
+                    s.labels.metric_name() == Some(name)
+                        && extra.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+                })
+                .unwrap_or_else(|| panic!("{name} {extra:?} in {:?}", got.series))
+                .samples
+                .clone()
+        };
+        let ms = (t / 1_000_000) as i64;
+        assert_eq!(
+            find(
+                "orders_total",
+                &[("job", "checkout"), ("instance", "pod-1"), ("region", "eu")]
+            ),
+            [(ms, 5.0)]
+        );
+        assert_eq!(
+            find("latency_milliseconds_bucket", &[("le", "5")]),
+            [(ms, 1.0)]
+        );
+        assert_eq!(
+            find("latency_milliseconds_bucket", &[("le", "10")]),
+            [(ms, 3.0)]
+        );
+        assert_eq!(
+            find("latency_milliseconds_bucket", &[("le", "+Inf")]),
+            [(ms, 4.0)]
+        );
+        assert_eq!(find("latency_milliseconds_sum", &[]), [(ms, 30.0)]);
+        assert_eq!(
+            find("target_info", &[("host_name", "h1"), ("job", "checkout")]),
+            [(ms, 1.0)]
+        );
+        assert_eq!(got.refused.len(), 1);
+        assert!(got.refused[0].contains("delta"), "{:?}", got.refused);
+        assert!(decode_otlp_metrics(b"\xff\xff", 1 << 20).is_err());
+        assert!(matches!(
+            decode_otlp_metrics(&body, 10),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+}
