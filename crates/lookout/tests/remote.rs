@@ -449,10 +449,24 @@ fn issue_16_the_opentelemetry_sdk_pushes_metrics_over_otlp() {
     assert_eq!(value_of(&queue[0]), 3.0);
     let info = lk.query(r#"target_info{job="shop",instance="i1",deployment_environment="test"}"#);
     assert_eq!(info.len(), 1);
-    // Off by default; JSON is refused by name.
-    let (code, body) = lk.post("/api/v1/otlp/v1/metrics", "application/json", "{}");
-    assert_eq!(code, 415, "{body}");
+    // OTLP/JSON too; bad bodies and delta sums named; off by default.
+    let now_ns = (now_secs() * 1e9) as u64;
+    let json = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"jsonsvc"}}}}]}},"scopeMetrics":[{{"metrics":[{{"name":"temp","unit":"Cel","gauge":{{"dataPoints":[{{"timeUnixNano":"{now_ns}","asDouble":21.5}}]}}}}]}}]}}]}}"#
+    );
+    let (code, body) = lk.post("/api/v1/otlp/v1/metrics", "application/json", json);
+    assert_eq!(code, 200, "{body}");
+    let temp = lk.wait_for(r#"temp_celsius{job="jsonsvc"}"#, Duration::from_secs(5));
+    assert_eq!(value_of(&temp[0]), 21.5);
+    let delta = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"d","sum":{"aggregationTemporality":1,"isMonotonic":true,"dataPoints":[]}}]}]}]}"#;
+    let (code, body) = lk.post("/api/v1/otlp/v1/metrics", "application/json", delta);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("delta temporality"), "{body}");
+    let (code, body) = lk.post("/api/v1/otlp/v1/metrics", "application/json", "[1]");
+    assert_eq!(code, 400, "{body}");
     assert!(body.contains("OTLP/JSON"), "{body}");
+    let (code, body) = lk.post("/api/v1/otlp/v1/metrics", "text/plain", "x");
+    assert_eq!(code, 415, "{body}");
     let off = Lookout::start(&dir.path().join("off"), &cfg);
     let (code, body) = off.post("/api/v1/otlp/v1/metrics", "application/x-protobuf", "");
     assert_eq!(code, 404, "{body}");

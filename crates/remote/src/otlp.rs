@@ -702,3 +702,297 @@ mod tests {
         ));
     }
 }
+
+/// OTLP/JSON: the same messages in the protobuf JSON mapping (lowerCamelCase names,
+/// 64-bit integers as strings or numbers, enums as numbers), read into the protobuf
+/// types and translated the same way.
+pub mod json {
+    use serde::Deserialize;
+
+    use super::*;
+
+    /// A 64-bit integer written as a string (the JSON mapping's rule) or a number.
+    fn int<'de, D: serde::Deserializer<'de>, T: std::str::FromStr + TryFrom<u64> + TryFrom<i64>>(
+        d: D,
+    ) -> std::result::Result<T, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum N {
+            S(String),
+            U(u64),
+            I(i64),
+        }
+        let bad = || serde::de::Error::custom("not an integer in range");
+        match N::deserialize(d)? {
+            N::S(s) => s.parse().map_err(|_| bad()),
+            N::U(u) => T::try_from(u).map_err(|_| bad()),
+            N::I(i) => T::try_from(i).map_err(|_| bad()),
+        }
+    }
+
+    fn opt_int<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<i64>, D::Error> {
+        int::<D, i64>(d).map(Some)
+    }
+
+    fn ints<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<u64>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(deserialize_with = "int")] u64);
+        Ok(Vec::<W>::deserialize(d)?.into_iter().map(|w| w.0).collect())
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Request {
+        resource_metrics: Vec<Rm>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Rm {
+        resource: Option<Res>,
+        scope_metrics: Vec<Sm>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Res {
+        attributes: Vec<Kv>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Sm {
+        metrics: Vec<M>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct M {
+        name: String,
+        unit: String,
+        gauge: Option<Pts>,
+        sum: Option<SumJ>,
+        histogram: Option<HistJ>,
+        exponential_histogram: Option<serde_json::Value>,
+        summary: Option<SummJ>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Pts {
+        data_points: Vec<Np>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct SumJ {
+        data_points: Vec<Np>,
+        aggregation_temporality: i32,
+        is_monotonic: bool,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct HistJ {
+        data_points: Vec<Hp>,
+        aggregation_temporality: i32,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct SummJ {
+        data_points: Vec<Sp>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Np {
+        attributes: Vec<Kv>,
+        #[serde(deserialize_with = "int")]
+        time_unix_nano: u64,
+        as_double: Option<f64>,
+        #[serde(deserialize_with = "opt_int")]
+        as_int: Option<i64>,
+        flags: u32,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Hp {
+        attributes: Vec<Kv>,
+        #[serde(deserialize_with = "int")]
+        time_unix_nano: u64,
+        #[serde(deserialize_with = "int")]
+        count: u64,
+        sum: Option<f64>,
+        #[serde(deserialize_with = "ints")]
+        bucket_counts: Vec<u64>,
+        explicit_bounds: Vec<f64>,
+        flags: u32,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Sp {
+        attributes: Vec<Kv>,
+        #[serde(deserialize_with = "int")]
+        time_unix_nano: u64,
+        #[serde(deserialize_with = "int")]
+        count: u64,
+        sum: f64,
+        quantile_values: Vec<Q>,
+        flags: u32,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Q {
+        quantile: f64,
+        value: f64,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Kv {
+        key: String,
+        value: Option<Av>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Av {
+        string_value: Option<String>,
+        bool_value: Option<bool>,
+        #[serde(deserialize_with = "opt_int")]
+        int_value: Option<i64>,
+        double_value: Option<f64>,
+    }
+
+    fn kvs(v: Vec<Kv>) -> Vec<KeyValue> {
+        v.into_iter()
+            .map(|k| KeyValue {
+                key: k.key,
+                value: k.value.map(|a| AnyValue {
+                    string_value: a.string_value,
+                    bool_value: a.bool_value,
+                    int_value: a.int_value,
+                    double_value: a.double_value,
+                }),
+            })
+            .collect()
+    }
+
+    fn nps(v: Vec<Np>) -> Vec<NumberDataPoint> {
+        v.into_iter()
+            .map(|p| NumberDataPoint {
+                attributes: kvs(p.attributes),
+                time_unix_nano: p.time_unix_nano,
+                as_double: p.as_double,
+                as_int: p.as_int,
+                flags: p.flags,
+            })
+            .collect()
+    }
+
+    /// Decodes and translates an OTLP/JSON metrics request.
+    pub fn decode(body: &[u8], max_bytes: usize) -> Result<Translated> {
+        if body.len() > max_bytes {
+            return Err(Error::TooLarge {
+                size: body.len(),
+                limit: max_bytes,
+            });
+        }
+        let r: Request =
+            serde_json::from_slice(body).map_err(|e| Error::Protobuf(format!("OTLP/JSON: {e}")))?;
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: r
+                .resource_metrics
+                .into_iter()
+                .map(|rm| ResourceMetrics {
+                    resource: rm.resource.map(|r| Resource {
+                        attributes: kvs(r.attributes),
+                    }),
+                    scope_metrics: rm
+                        .scope_metrics
+                        .into_iter()
+                        .map(|sm| ScopeMetrics {
+                            metrics: sm
+                                .metrics
+                                .into_iter()
+                                .map(|m| Metric {
+                                    name: m.name,
+                                    unit: m.unit,
+                                    gauge: m.gauge.map(|g| Gauge {
+                                        data_points: nps(g.data_points),
+                                    }),
+                                    sum: m.sum.map(|s| Sum {
+                                        data_points: nps(s.data_points),
+                                        aggregation_temporality: s.aggregation_temporality,
+                                        is_monotonic: s.is_monotonic,
+                                    }),
+                                    histogram: m.histogram.map(|h| Histogram {
+                                        data_points: h
+                                            .data_points
+                                            .into_iter()
+                                            .map(|p| HistogramDataPoint {
+                                                attributes: kvs(p.attributes),
+                                                time_unix_nano: p.time_unix_nano,
+                                                count: p.count,
+                                                sum: p.sum,
+                                                bucket_counts: p.bucket_counts,
+                                                explicit_bounds: p.explicit_bounds,
+                                                flags: p.flags,
+                                            })
+                                            .collect(),
+                                        aggregation_temporality: h.aggregation_temporality,
+                                    }),
+                                    exponential_histogram: m
+                                        .exponential_histogram
+                                        .map(|_| Empty {}),
+                                    summary: m.summary.map(|s| Summary {
+                                        data_points: s
+                                            .data_points
+                                            .into_iter()
+                                            .map(|p| SummaryDataPoint {
+                                                attributes: kvs(p.attributes),
+                                                time_unix_nano: p.time_unix_nano,
+                                                count: p.count,
+                                                sum: p.sum,
+                                                quantile_values: p
+                                                    .quantile_values
+                                                    .into_iter()
+                                                    .map(|q| ValueAtQuantile {
+                                                        quantile: q.quantile,
+                                                        value: q.value,
+                                                    })
+                                                    .collect(),
+                                                flags: p.flags,
+                                            })
+                                            .collect(),
+                                    }),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        Ok(translate(&req))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn json_requests_translate_like_protobuf() {
+            let body = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},
+              "scopeMetrics":[{"metrics":[
+                {"name":"orders","unit":"{orders}","sum":{"aggregationTemporality":2,"isMonotonic":true,
+                  "dataPoints":[{"timeUnixNano":"1700000000000000000","asInt":"7","attributes":[{"key":"region","value":{"stringValue":"eu"}}]}]}},
+                {"name":"temp","unit":"Cel","gauge":{"dataPoints":[{"timeUnixNano":1700000000000000000,"asDouble":21.5}]}},
+                {"name":"lat","unit":"s","histogram":{"aggregationTemporality":2,"dataPoints":[{"timeUnixNano":"1700000000000000000","count":"3","sum":0.6,"bucketCounts":["1","2"],"explicitBounds":[0.1]}]}}
+              ]}]}]}"#;
+            let t = super::decode(body, 1 << 20).unwrap();
+            let get = |n: &str| {
+                t.series
+                    .iter()
+                    .find(|s| s.labels.metric_name() == Some(n))
+                    .unwrap_or_else(|| panic!("{n}"))
+                    .samples[0]
+            };
+            assert_eq!(get("orders_total"), (1_700_000_000_000, 7.0));
+            assert_eq!(get("temp_celsius"), (1_700_000_000_000, 21.5));
+            assert_eq!(get("lat_seconds_count"), (1_700_000_000_000, 3.0));
+            for bad in [&b"[1]"[..], br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"gauge":{"dataPoints":[{"timeUnixNano":"soon"}]}}]}]}]}"#] {
+                assert!(super::decode(bad, 1 << 20).unwrap_err().to_string().contains("OTLP/JSON"));
+            }
+        }
+    }
+}

@@ -66,11 +66,11 @@ fn store(
     app.commit().map(|()| out)
 }
 
-/// `POST /api/v1/otlp/v1/metrics`: OTLP metrics over HTTP (protobuf), on only with
+/// `POST /api/v1/otlp/v1/metrics`: OTLP metrics over HTTP, on only with
 /// `--web.enable-otlp-receiver` as in Prometheus; translated by `lookout_remote::otlp`.
 /// 200 with an empty `ExportMetricsServiceResponse` when everything was stored; 400
 /// naming what could not be (unreadable body, refused samples, delta temporality,
-/// exponential histograms) with the rest stored; 415 for OTLP/JSON.
+/// exponential histograms) with the rest stored; OTLP/JSON as well as protobuf.
 pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(db) = st.otlp.clone() else {
         return text(
@@ -82,20 +82,30 @@ pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: B
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/x-protobuf");
-    if !ct
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase()
-        .starts_with("application/x-protobuf")
-    {
-        return text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "unsupported content type {ct:?}: send OTLP/HTTP as application/x-protobuf (OTLP/JSON is not accepted yet)"
-            ),
-        );
-    }
+        .to_ascii_lowercase();
+    let json = match media.as_str() {
+        "application/x-protobuf" => false,
+        "application/json" => true,
+        _ => {
+            return text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported content type {ct:?}: OTLP/HTTP is application/x-protobuf or application/json"
+                ),
+            );
+        }
+    };
     let done = tokio::task::spawn_blocking(move || {
-        let t = lookout_remote::otlp::decode_otlp_metrics(&body, 64 << 20)?;
+        let t = if json {
+            lookout_remote::otlp::json::decode(&body, 64 << 20)?
+        } else {
+            lookout_remote::otlp::decode_otlp_metrics(&body, 64 << 20)?
+        };
         Ok::<_, lookout_remote::Error>((store(db.as_ref(), &t.series, 0), t.refused))
     })
     .await;
@@ -125,12 +135,22 @@ pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: B
             format!("not stored (the rest was): {}", problems.join("; ")),
         );
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/x-protobuf")],
-        Vec::<u8>::new(),
-    )
-        .into_response()
+    // An empty ExportMetricsServiceResponse, in the request's encoding.
+    if json {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            Vec::<u8>::new(),
+        )
+            .into_response()
+    }
 }
 
 pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
