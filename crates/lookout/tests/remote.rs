@@ -472,3 +472,79 @@ fn issue_16_the_opentelemetry_sdk_pushes_metrics_over_otlp() {
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("--web.enable-otlp-receiver"), "{body}");
 }
+
+#[test]
+fn issue_16_prometheus_reads_lookout_through_remote_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "global:\n  scrape_interval: 1s\n");
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    lk.wait_for(
+        r#"count_over_time(node_load1[1m]) > 2"#,
+        Duration::from_secs(30),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "remote_read:\n  - url: {}/api/v1/read\n    read_recent: true\n",
+            lk.base
+        ),
+    )
+    .unwrap();
+    let _prom = ChildGuard(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ask = |q: &str| -> Option<serde_json::Value> {
+        http()
+            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .query(&[("query", q)])
+            .send()
+            .ok()?
+            .json::<serde_json::Value>()
+            .ok()
+    };
+    // Prometheus stores nothing itself: what it answers comes from Lookout.
+    wait_until(
+        "Prometheus reads node_load1 from Lookout",
+        Duration::from_secs(60),
+        || {
+            ask(r#"count_over_time(node_load1{job="node"}[1m])"#)
+                .and_then(|v| {
+                    v["data"]["result"][0]["value"][1]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .is_some_and(|n| n.parse::<f64>().unwrap_or(0.0) >= 2.0)
+        },
+    );
+    let theirs = ask(r#"count(count by (__name__) ({job="node"}))"#).unwrap();
+    let ours = lk.query(r#"count(count by (__name__) ({job="node"}))"#);
+    assert_eq!(
+        theirs["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
+        value_of(&ours[0])
+    );
+    // Hostile bodies are named.
+    let (code, body) = lk.post("/api/v1/read", "application/x-protobuf", "not snappy");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("snappy"), "{body}");
+    assert!(lk.terminate().success());
+}

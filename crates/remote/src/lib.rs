@@ -12,6 +12,7 @@
 use lookout_model::Labels;
 
 pub mod otlp;
+pub mod read;
 
 /// What can be wrong with a remote-write body.
 #[derive(Debug, thiserror::Error)]

@@ -147,7 +147,8 @@ pub struct Access {
 }
 
 /// Requests that read although they are POSTs (PromQL and lookups take form bodies).
-const READ_POSTS: [&str; 6] = [
+const READ_POSTS: [&str; 7] = [
+    "/api/v1/read",
     "/api/v1/query",
     "/api/v1/query_range",
     "/api/v1/series",

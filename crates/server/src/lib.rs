@@ -18,7 +18,7 @@ pub mod health;
 mod json;
 pub mod listen;
 mod params;
-mod remote_write;
+mod remote;
 mod rules_api;
 mod ui;
 pub mod web_config;
@@ -185,8 +185,9 @@ pub fn router(state: AppState) -> Router {
             "/format_query",
             get(api::format_query).post(api::format_query),
         )
-        .route("/write", axum::routing::post(remote_write::write))
-        .route("/otlp/v1/metrics", axum::routing::post(remote_write::otlp))
+        .route("/write", axum::routing::post(remote::write))
+        .route("/otlp/v1/metrics", axum::routing::post(remote::otlp))
+        .route("/read", axum::routing::post(remote::read))
         .route("/lookout/collectors", get(api::collectors))
         .route("/lookout/whoami", get(api::whoami))
         .route("/lookout/slow_queries", get(api::slow_queries))

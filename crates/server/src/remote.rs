@@ -1,9 +1,14 @@
+//! What other monitoring systems send and read: Prometheus remote write
+//! (`POST /api/v1/write`), OTLP metrics (`POST /api/v1/otlp/v1/metrics`) and remote read
+//! (`POST /api/v1/read`). Decoding and translation are `lookout_remote`'s; samples go
+//! through the storage seam like any collector's.
+//!
 //! `POST /api/v1/write`: Prometheus's remote-write receiver, on only with
 //! `--web.enable-remote-write-receiver` as in Prometheus. Content negotiation as the 2.0
 //! specification says: `proto=prometheus.WriteRequest` (1.0, the default) or
 //! `proto=io.prometheus.write.v2.Request` (2.0, answered with the
 //! `X-Prometheus-Remote-Write-*-Written` headers); snappy only. Decoding (within limits)
-//! is `lookout_remote`'s; samples go through the storage seam like any collector's. 204
+//! is `lookout_remote`'s. 204
 //! when everything was stored; 400 naming the problem for a body that cannot be read or
 //! samples the store refused (the others of the request are kept, as Prometheus does),
 //! and for native histograms, which Lookout does not store yet; 415 for a message or
@@ -244,4 +249,64 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
         h.insert("x-prometheus-remote-write-exemplars-written", 0.into());
     }
     resp
+}
+
+/// `POST /api/v1/read`: Prometheus's remote read (the `SAMPLES` response), through the
+/// query gate; a response over the engine's `max_samples` is refused (400) rather than
+/// built.
+pub(crate) async fn read(State(st): State<AppState>, body: Bytes) -> Response {
+    let queries = match lookout_remote::read::decode_read_request(
+        &body,
+        &lookout_remote::Limits::default(),
+    ) {
+        Ok(q) => q,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let db = std::sync::Arc::clone(&st.db);
+    let limit = st.engine.options().max_samples;
+    let done = st
+        .gate
+        .run(move |_| {
+            let mut results = Vec::with_capacity(queries.len());
+            let mut total = 0usize;
+            for q in &queries {
+                let querier = db.querier(q.start, q.end).map_err(|e| e.to_string())?;
+                let hints = lookout_storage::SelectHints {
+                    start: q.start,
+                    end: q.end,
+                    func: None,
+                    grid: None,
+                };
+                let mut series = Vec::new();
+                for s in querier
+                    .select(&hints, &q.matchers)
+                    .map_err(|e| e.to_string())?
+                {
+                    total += s.samples.len();
+                    if total > limit {
+                        return Err(format!("exceeded the sample limit of {limit}"));
+                    }
+                    series.push(lookout_remote::Series {
+                        labels: s.labels,
+                        samples: s.samples.iter().map(|x| (x.t, x.v)).collect(),
+                    });
+                }
+                results.push(series);
+            }
+            Ok(lookout_remote::read::encode_read_response(&results))
+        })
+        .await;
+    match done {
+        Ok(Ok(bytes)) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/x-protobuf"),
+                (header::CONTENT_ENCODING, "snappy"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(Err(e)) => text(StatusCode::BAD_REQUEST, e),
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
