@@ -194,10 +194,23 @@ pub struct Config {
     pub notifier: NotifierConfig,
     /// Grafana dashboard JSON files the web UI renders.
     pub dashboards: DashboardsConfig,
+    /// Prometheus's `otlp:`: how the OTLP receiver translates what it receives.
+    pub otlp: OtlpConfig,
     /// Prometheus's `remote_write:` (not supported yet: start-up stops when set).
     pub remote_write: Option<yaml_serde::Value>,
     /// Prometheus's `remote_read:` (not supported: start-up stops when set).
     pub remote_read: Option<yaml_serde::Value>,
+}
+
+/// Prometheus's `otlp:` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Resource attributes put on every series as labels.
+    pub promote_resource_attributes: Vec<String>,
+    /// `UnderscoreEscapingWithSuffixes` (the default) or
+    /// `UnderscoreEscapingWithoutSuffixes`.
+    pub translation_strategy: Option<String>,
 }
 
 /// `dashboards:`: Grafana dashboards (export JSON) the web UI renders, beside the shipped
@@ -690,6 +703,14 @@ impl Config {
             return Err(format!(
                 "storage.block_duration: {} is outside 1m to 1d",
                 self.storage.block_duration
+            ));
+        }
+        if let Some(t) = &self.otlp.translation_strategy
+            && t != "UnderscoreEscapingWithSuffixes"
+            && t != "UnderscoreEscapingWithoutSuffixes"
+        {
+            return Err(format!(
+                "otlp.translation_strategy: {t:?} is not supported; Lookout translates with UnderscoreEscapingWithSuffixes (the default) or UnderscoreEscapingWithoutSuffixes"
             ));
         }
         if self.global.timeout() > self.global.scrape_interval.0 {

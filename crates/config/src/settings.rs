@@ -69,6 +69,8 @@ pub struct Settings {
     pub retention_text: String,
     /// `storage.retention_size` in bytes (status pages).
     pub retention_size: u64,
+    /// How the OTLP receiver translates metrics (`otlp:`).
+    pub otlp: lookout_remote::otlp::Options,
     /// The dashboard library: shipped dashboards of the collectors that are on, the
     /// files of `dashboards.paths`, imports kept in the data directory.
     pub dashboards: DashboardsOptions,
@@ -181,6 +183,12 @@ impl Settings {
                 ..ServeOptions::default()
             },
             dashboards: dashboards(c),
+            otlp: lookout_remote::otlp::Options {
+                promote_resource_attributes: c.otlp.promote_resource_attributes.clone(),
+                suffixes: c.otlp.translation_strategy.as_deref()
+                    != Some("UnderscoreEscapingWithoutSuffixes"),
+                ..Default::default()
+            },
             roles: c.web.roles.clone(),
             open_probes: c.web.open_probes,
             bearer_tokens: c.web.bearer_tokens.clone(),

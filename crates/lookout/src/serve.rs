@@ -283,6 +283,7 @@ async fn build(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        otlp_options: settings.otlp.clone(),
         otlp: switches
             .otlp_receiver
             .then(|| Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),

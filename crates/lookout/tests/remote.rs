@@ -414,7 +414,15 @@ fn issue_16_the_opentelemetry_sdk_pushes_metrics_over_otlp() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
-        "global:\n  scrape_interval: 1s\ncollectors:\n  host: { enabled: false }\n",
+        "global:\n  scrape_interval: 1s\ncollectors:\n  host: { enabled: false }\notlp:\n  promote_resource_attributes: [ deployment.environment ]\n",
+    );
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "otlp:\n  translation_strategy: NoTranslation\n").unwrap();
+    let out = run(&["check", "config", utf8(&bad)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("otlp.translation_strategy"),
+        "{out:?}"
     );
     let lk = Lookout::start_with(
         &dir.path().join("data"),
@@ -434,8 +442,9 @@ fn issue_16_the_opentelemetry_sdk_pushes_metrics_over_otlp() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Prometheus 3's default names: unit and type suffixes, job/instance from the service.
+    // deployment.environment is promoted onto every series (otlp.promote_resource_attributes).
     let orders = lk.wait_for(
-        r#"shop_orders_total{job="shop",instance="i1",region="eu"}"#,
+        r#"shop_orders_total{job="shop",instance="i1",region="eu",deployment_environment="test"}"#,
         Duration::from_secs(10),
     );
     assert_eq!(value_of(&orders[0]), 5.0);

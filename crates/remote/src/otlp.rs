@@ -348,6 +348,14 @@ pub fn metric_name(name: &str, unit: &str, counter: bool, gauge: bool) -> String
     n
 }
 
+fn name_of(name: &str, unit: &str, counter: bool, gauge: bool, opts: &Options) -> String {
+    if opts.suffixes {
+        metric_name(name, unit, counter, gauge)
+    } else {
+        metric_name(name, "", false, false)
+    }
+}
+
 /// What a request translated to, and what was refused.
 #[derive(Debug, Default)]
 pub struct Translated {
@@ -360,7 +368,8 @@ pub struct Translated {
 const CUMULATIVE: i32 = 2;
 
 /// Decodes and translates an OTLP metrics request.
-pub fn decode_otlp_metrics(body: &[u8], max_bytes: usize) -> Result<Translated> {
+pub fn decode_otlp_metrics(body: &[u8], opts: &Options) -> Result<Translated> {
+    let max_bytes = opts.max_bytes;
     if body.len() > max_bytes {
         return Err(Error::TooLarge {
             size: body.len(),
@@ -369,11 +378,35 @@ pub fn decode_otlp_metrics(body: &[u8], max_bytes: usize) -> Result<Translated> 
     }
     let req = <ExportMetricsServiceRequest as prost::Message>::decode(body)
         .map_err(|e| Error::Protobuf(e.to_string()))?;
-    Ok(translate(&req))
+    Ok(translate(&req, opts))
+}
+
+/// How requests are translated (Prometheus's `otlp:` configuration section).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Resource attributes also put on every series (as labels, names sanitised), as
+    /// Prometheus's `otlp.promote_resource_attributes`.
+    pub promote_resource_attributes: Vec<String>,
+    /// Whether names get unit and type suffixes: Prometheus's
+    /// `UnderscoreEscapingWithSuffixes` (true, the default) or
+    /// `UnderscoreEscapingWithoutSuffixes`.
+    pub suffixes: bool,
+    /// Largest body, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            promote_resource_attributes: Vec::new(),
+            suffixes: true,
+            max_bytes: 64 << 20,
+        }
+    }
 }
 
 /// Translates a decoded request (see the module doc).
-pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
+pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translated {
     let mut out = Translated::default();
     let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     for rm in &req.resource_metrics {
@@ -401,6 +434,11 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
         }
         if let Some(i) = &instance {
             base.push(("instance".into(), i.clone()));
+        }
+        for k in &opts.promote_resource_attributes {
+            if let Some(v) = get(k) {
+                base.push((label_name(k), v));
+            }
         }
         let mut newest = i64::MIN;
         let mut put =
@@ -433,7 +471,7 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
                     }
                 };
                 if let Some(g) = &m.gauge {
-                    let name = metric_name(&m.name, &m.unit, false, true);
+                    let name = name_of(&m.name, &m.unit, false, true, opts);
                     for p in &g.data_points {
                         put(&name, &[], &p.attributes, ms(p.time_unix_nano), num(p));
                     }
@@ -445,7 +483,7 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
                         ));
                         continue;
                     }
-                    let name = metric_name(&m.name, &m.unit, s.is_monotonic, !s.is_monotonic);
+                    let name = name_of(&m.name, &m.unit, s.is_monotonic, !s.is_monotonic, opts);
                     for p in &s.data_points {
                         put(&name, &[], &p.attributes, ms(p.time_unix_nano), num(p));
                     }
@@ -457,7 +495,7 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
                         ));
                         continue;
                     }
-                    let name = metric_name(&m.name, &m.unit, false, false);
+                    let name = name_of(&m.name, &m.unit, false, false, opts);
                     for p in &h.data_points {
                         let t = ms(p.time_unix_nano);
                         let stale = p.flags & 1 != 0;
@@ -497,7 +535,7 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translated {
                         );
                     }
                 } else if let Some(s) = &m.summary {
-                    let name = metric_name(&m.name, &m.unit, false, false);
+                    let name = name_of(&m.name, &m.unit, false, false, opts);
                     for p in &s.data_points {
                         let t = ms(p.time_unix_nano);
                         for q in &p.quantile_values {
@@ -656,7 +694,7 @@ mod tests {
             }],
         };
         let body = prost::Message::encode_to_vec(&req);
-        let got = decode_otlp_metrics(&body, 1 << 20).unwrap();
+        let got = decode_otlp_metrics(&body, &Options::default()).unwrap();
         let find = |name: &str, extra: &[(&str, &str)]| {
             got.series
                 .iter()
@@ -695,11 +733,30 @@ mod tests {
         );
         assert_eq!(got.refused.len(), 1);
         assert!(got.refused[0].contains("delta"), "{:?}", got.refused);
-        assert!(decode_otlp_metrics(b"\xff\xff", 1 << 20).is_err());
+        assert!(decode_otlp_metrics(b"\xff\xff", &Options::default()).is_err());
         assert!(matches!(
-            decode_otlp_metrics(&body, 10),
+            decode_otlp_metrics(
+                &body,
+                &Options {
+                    max_bytes: 10,
+                    ..Options::default()
+                }
+            ),
             Err(Error::TooLarge { .. })
         ));
+        // Promoted resource attributes and names without suffixes.
+        let opts = Options {
+            promote_resource_attributes: vec!["host.name".into()],
+            suffixes: false,
+            ..Options::default()
+        };
+        let got = decode_otlp_metrics(&body, &opts).unwrap();
+        let orders = got
+            .series
+            .iter()
+            .find(|s| s.labels.metric_name() == Some("orders"))
+            .unwrap();
+        assert_eq!(orders.labels.get("host_name"), Some("h1"));
     }
 }
 
@@ -883,7 +940,8 @@ pub mod json {
     }
 
     /// Decodes and translates an OTLP/JSON metrics request.
-    pub fn decode(body: &[u8], max_bytes: usize) -> Result<Translated> {
+    pub fn decode(body: &[u8], opts: &Options) -> Result<Translated> {
+        let max_bytes = opts.max_bytes;
         if body.len() > max_bytes {
             return Err(Error::TooLarge {
                 size: body.len(),
@@ -965,7 +1023,7 @@ pub mod json {
                 })
                 .collect(),
         };
-        Ok(translate(&req))
+        Ok(translate(&req, opts))
     }
 
     #[cfg(test)]
@@ -979,7 +1037,7 @@ pub mod json {
                 {"name":"temp","unit":"Cel","gauge":{"dataPoints":[{"timeUnixNano":1700000000000000000,"asDouble":21.5}]}},
                 {"name":"lat","unit":"s","histogram":{"aggregationTemporality":2,"dataPoints":[{"timeUnixNano":"1700000000000000000","count":"3","sum":0.6,"bucketCounts":["1","2"],"explicitBounds":[0.1]}]}}
               ]}]}]}"#;
-            let t = super::decode(body, 1 << 20).unwrap();
+            let t = super::decode(body, &super::Options::default()).unwrap();
             let get = |n: &str| {
                 t.series
                     .iter()
@@ -991,7 +1049,7 @@ pub mod json {
             assert_eq!(get("temp_celsius"), (1_700_000_000_000, 21.5));
             assert_eq!(get("lat_seconds_count"), (1_700_000_000_000, 3.0));
             for bad in [&b"[1]"[..], br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"gauge":{"dataPoints":[{"timeUnixNano":"soon"}]}}]}]}]}"#] {
-                assert!(super::decode(bad, 1 << 20).unwrap_err().to_string().contains("OTLP/JSON"));
+                assert!(super::decode(bad, &super::Options::default()).unwrap_err().to_string().contains("OTLP/JSON"));
             }
         }
     }

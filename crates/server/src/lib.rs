@@ -150,6 +150,8 @@ pub struct AppState {
     /// Where `POST /api/v1/otlp/v1/metrics` stores what it receives; `None` (the
     /// default, as in Prometheus) answers 404.
     pub otlp: Option<Arc<dyn lookout_storage::Appendable>>,
+    /// How OTLP metrics are translated.
+    pub otlp_options: lookout_remote::otlp::Options,
     /// `global.external_labels`, added to federated series that lack them.
     pub external_labels: Vec<(String, String)>,
 }

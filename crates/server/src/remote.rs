@@ -105,11 +105,12 @@ pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: B
             );
         }
     };
+    let opts = st.otlp_options.clone();
     let done = tokio::task::spawn_blocking(move || {
         let t = if json {
-            lookout_remote::otlp::json::decode(&body, 64 << 20)?
+            lookout_remote::otlp::json::decode(&body, &opts)?
         } else {
-            lookout_remote::otlp::decode_otlp_metrics(&body, 64 << 20)?
+            lookout_remote::otlp::decode_otlp_metrics(&body, &opts)?
         };
         Ok::<_, lookout_remote::Error>((store(db.as_ref(), &t.series, 0), t.refused))
     })

@@ -111,6 +111,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         ),
         remote_write: None,
         otlp: None,
+        otlp_options: Default::default(),
         external_labels: vec![("site".into(), "lab".into())],
     }
 }
