@@ -43,33 +43,13 @@ fn issue_16_prometheus_remote_writes_into_lookout() {
         &cfg,
         &["--web.enable-remote-write-receiver"],
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prom_cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
+    // Prometheus scrapes itself and remote-writes everything to Lookout.
+    let base = lk.base.clone();
+    let _prom = Prometheus::start(dir.path(), move |port| {
         format!(
-            "global: {{ scrape_interval: 1s, external_labels: {{ replica: a }} }}\nscrape_configs:\n  - job_name: prom\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\nremote_write:\n  - url: {}/api/v1/write\n    queue_config: {{ batch_send_deadline: 1s }}\n",
-            lk.base
-        ),
-    )
-    .unwrap();
-    let _prom = ChildGuard(
-        std::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("Debian's prometheus (./scripts/test installs it)"),
-    );
+            "global: {{ scrape_interval: 1s, external_labels: {{ replica: a }} }}\nscrape_configs:\n  - job_name: prom\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\nremote_write:\n  - url: {base}/api/v1/write\n    queue_config: {{ batch_send_deadline: 1s }}\n"
+        )
+    });
     // Prometheus's own series arrive with its external labels, and keep arriving.
     let up = lk.wait_for(
         r#"up{job="prom",replica="a"} == 1"#,
@@ -255,43 +235,13 @@ fn issue_16_prometheus_federates_from_lookout() {
     let (code, body) = lk.get("/federate?match[]=%7B");
     assert_eq!(code, 400, "{body}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prom_cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
+    let target = lk.base.trim_start_matches("http://").to_string();
+    let prom = Prometheus::start(dir.path(), move |_| {
         format!(
-            "scrape_configs:\n  - job_name: federate\n    scrape_interval: 1s\n    honor_labels: true\n    metrics_path: /federate\n    params: {{ 'match[]': ['{{job=\"node\"}}'] }}\n    static_configs: [ {{ targets: ['{}'] }} ]\n",
-            lk.base.trim_start_matches("http://")
-        ),
-    )
-    .unwrap();
-    let _prom = ChildGuard(
-        std::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let ask = |q: &str| -> Vec<serde_json::Value> {
-        http()
-            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
-            .query(&[("query", q)])
-            .send()
-            .ok()
-            .and_then(|r| r.json::<serde_json::Value>().ok())
-            .and_then(|v| v["data"]["result"].as_array().cloned())
-            .unwrap_or_default()
-    };
+            "scrape_configs:\n  - job_name: federate\n    scrape_interval: 1s\n    honor_labels: true\n    metrics_path: /federate\n    params: {{ 'match[]': ['{{job=\"node\"}}'] }}\n    static_configs: [ {{ targets: ['{target}'] }} ]\n"
+        )
+    });
+    let ask = |q: &str| prom.query(q);
     wait_until(
         "Prometheus federated node_load1 from Lookout",
         Duration::from_secs(60),
@@ -491,66 +441,23 @@ fn issue_16_prometheus_reads_lookout_through_remote_read() {
         r#"count_over_time(node_load1[1m]) > 2"#,
         Duration::from_secs(30),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prom_cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
-            "remote_read:\n  - url: {}/api/v1/read\n    read_recent: true\n",
-            lk.base
-        ),
-    )
-    .unwrap();
-    let _prom = ChildGuard(
-        std::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let ask = |q: &str| -> Option<serde_json::Value> {
-        http()
-            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
-            .query(&[("query", q)])
-            .send()
-            .ok()?
-            .json::<serde_json::Value>()
-            .ok()
-    };
+    let base = lk.base.clone();
+    let prom = Prometheus::start(dir.path(), move |_| {
+        format!("remote_read:\n  - url: {base}/api/v1/read\n    read_recent: true\n")
+    });
     // Prometheus stores nothing itself: what it answers comes from Lookout.
     wait_until(
         "Prometheus reads node_load1 from Lookout",
         Duration::from_secs(60),
         || {
-            ask(r#"count_over_time(node_load1{job="node"}[1m])"#)
-                .and_then(|v| {
-                    v["data"]["result"][0]["value"][1]
-                        .as_str()
-                        .map(str::to_string)
-                })
-                .is_some_and(|n| n.parse::<f64>().unwrap_or(0.0) >= 2.0)
+            prom.query(r#"count_over_time(node_load1{job="node"}[1m])"#)
+                .first()
+                .is_some_and(|v| value_of(v) >= 2.0)
         },
     );
-    let theirs = ask(r#"count(count by (__name__) ({job="node"}))"#).unwrap();
+    let theirs = prom.query(r#"count(count by (__name__) ({job="node"}))"#);
     let ours = lk.query(r#"count(count by (__name__) ({job="node"}))"#);
-    assert_eq!(
-        theirs["data"]["result"][0]["value"][1]
-            .as_str()
-            .unwrap()
-            .parse::<f64>()
-            .unwrap(),
-        value_of(&ours[0])
-    );
+    assert_eq!(value_of(&theirs[0]), value_of(&ours[0]));
     // Hostile bodies are named.
     let (code, body) = lk.post("/api/v1/read", "application/x-protobuf", "not snappy");
     assert_eq!(code, 400, "{body}");

@@ -263,27 +263,29 @@ pub fn decode_write_request(body: &[u8], limits: &Limits) -> Result<Vec<Series>>
         .collect()
 }
 
+/// A series as remote write 1.0 and remote read carry it.
+pub(crate) fn wire(s: &Series) -> TimeSeries {
+    TimeSeries {
+        labels: s
+            .labels
+            .iter()
+            .map(|l| Label {
+                name: l.name.to_string(),
+                value: l.value.to_string(),
+            })
+            .collect(),
+        samples: s
+            .samples
+            .iter()
+            .map(|&(timestamp, value)| Sample { value, timestamp })
+            .collect(),
+    }
+}
+
 /// Encodes series as a snappy-compressed `prometheus.WriteRequest`.
 pub fn encode_write_request(series: &[Series]) -> Vec<u8> {
     let req = WriteRequest {
-        timeseries: series
-            .iter()
-            .map(|s| TimeSeries {
-                labels: s
-                    .labels
-                    .iter()
-                    .map(|l| Label {
-                        name: l.name.to_string(),
-                        value: l.value.to_string(),
-                    })
-                    .collect(),
-                samples: s
-                    .samples
-                    .iter()
-                    .map(|&(timestamp, value)| Sample { value, timestamp })
-                    .collect(),
-            })
-            .collect(),
+        timeseries: series.iter().map(wire).collect(),
     };
     let raw = prost::Message::encode_to_vec(&req);
     snap::raw::Encoder::new()

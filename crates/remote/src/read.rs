@@ -4,7 +4,7 @@
 
 use lookout_model::{MatchOp, Matcher};
 
-use crate::{Error, Label, Limits, Result, Sample, Series, TimeSeries, decompress};
+use crate::{Error, Limits, Result, Series, TimeSeries, decompress};
 
 /// `prometheus.ReadRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -117,24 +117,7 @@ pub fn encode_read_response(results: &[Vec<Series>]) -> Vec<u8> {
         results: results
             .iter()
             .map(|series| QueryResult {
-                timeseries: series
-                    .iter()
-                    .map(|s| TimeSeries {
-                        labels: s
-                            .labels
-                            .iter()
-                            .map(|l| Label {
-                                name: l.name.to_string(),
-                                value: l.value.to_string(),
-                            })
-                            .collect(),
-                        samples: s
-                            .samples
-                            .iter()
-                            .map(|&(timestamp, value)| Sample { value, timestamp })
-                            .collect(),
-                    })
-                    .collect(),
+                timeseries: series.iter().map(crate::wire).collect(),
             })
             .collect(),
     };

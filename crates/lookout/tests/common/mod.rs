@@ -249,3 +249,53 @@ pub fn write_silent_alertmanager(dir: &Path) {
     )
     .unwrap();
 }
+
+/// Debian's Prometheus on a free port with the configuration (YAML) `config` makes for
+/// that port, its data in `dir/prom`, stopped by PID when dropped.
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path, config: impl FnOnce(u16) -> String) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = dir.join("prometheus.yml");
+        std::fs::write(&file, config(port)).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Debian's prometheus (./scripts/test installs it)");
+        Self { child, port }
+    }
+
+    /// An instant query's result (empty until Prometheus answers).
+    pub fn query(&self, q: &str) -> Vec<Value> {
+        http()
+            .get(format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .query(&[("query", q)])
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Value>().ok())
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
