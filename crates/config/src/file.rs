@@ -284,6 +284,8 @@ pub struct NotifierConfig {
     pub config_file: Option<PathBuf>,
     /// Escalation policies.
     pub escalations: Vec<EscalationConfig>,
+    /// How long the notification history keeps deliveries (default 7d).
+    pub history_retention: Option<PromDuration>,
 }
 
 /// One escalation policy.

@@ -83,6 +83,8 @@ pub struct NotifierSettings {
     pub file: PathBuf,
     /// Escalation policies, matchers parsed.
     pub escalations: Vec<EscalationPolicy>,
+    /// How long the notification history keeps deliveries.
+    pub history_retention: Option<Duration>,
 }
 
 /// What rule alerts get before they reach the notifier or an external Alertmanager.
@@ -253,7 +255,11 @@ fn notifier(c: &Config) -> Result<Option<NotifierSettings>, String> {
                 .collect(),
         });
     }
-    Ok(Some(NotifierSettings { file, escalations }))
+    Ok(Some(NotifierSettings {
+        file,
+        escalations,
+        history_retention: c.notifier.history_retention.map(|d| d.0),
+    }))
 }
 
 /// One target per `alerting.alertmanagers` static target.

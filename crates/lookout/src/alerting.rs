@@ -56,6 +56,7 @@ pub(crate) fn core(
             data_dir: state_dir,
             escalations: settings.escalations.clone(),
             config_dir: path.parent().map(Path::to_path_buf),
+            history_retention: settings.history_retention,
         },
     )
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

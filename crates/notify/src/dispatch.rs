@@ -98,6 +98,9 @@ pub struct Options {
     pub escalations: Vec<EscalationPolicy>,
     /// Directory of the Alertmanager configuration (for relative `templates:`).
     pub config_dir: Option<PathBuf>,
+    /// How long the notification history keeps deliveries (default
+    /// [`crate::history::RETENTION`]).
+    pub history_retention: Option<Duration>,
 }
 
 /// Most alerts the notifier holds; new ones past it are refused (and counted by the
@@ -267,7 +270,11 @@ impl Core {
             esc_inflight: Default::default(),
             damaged,
             audit: Audit::new(file("audit.log")),
-            history: History::open(file("notifications.log"), lookout_model::now_ms()),
+            history: History::open(
+                file("notifications.log"),
+                opts.history_retention.unwrap_or(crate::history::RETENTION),
+                lookout_model::now_ms(),
+            ),
             config,
             tree,
             intervals,

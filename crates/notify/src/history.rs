@@ -1,6 +1,7 @@
 //! The notification history: the outcome of every delivery (sent, or failed after its
 //! retries) with its receiver, integration, group and alerts, one JSON line each in
-//! `notifications.log` in the notifier's directory, kept for [`RETENTION`]. Alertmanager
+//! `notifications.log` in the notifier's directory, kept for a retention (default
+//! [`RETENTION`], `notifier.history_retention`). Alertmanager
 //! has kept none (its issue #172, open since 2015).
 //!
 //! The newest [`KEPT_IN_MEMORY`] records are also held in memory for searches; at start
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// How long records are kept.
+/// How long records are kept by default.
 pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
 /// Most records held in memory (and returned by searches).
 pub const KEPT_IN_MEMORY: usize = 10_000;
@@ -98,6 +99,7 @@ impl Delivery {
 #[derive(Debug, Default)]
 pub struct History {
     path: Option<PathBuf>,
+    retention_ms: i64,
     records: VecDeque<Delivery>,
     last_compact: i64,
     /// Lines of the file that could not be read at start.
@@ -105,16 +107,17 @@ pub struct History {
 }
 
 impl History {
-    /// Reads the unexpired records of `path` (none without a path).
-    pub fn open(path: Option<PathBuf>, now: i64) -> Self {
+    /// Reads the records of `path` younger than `retention` (none without a path).
+    pub fn open(path: Option<PathBuf>, retention: std::time::Duration, now: i64) -> Self {
         let mut h = Self {
             path,
+            retention_ms: retention.as_millis().min(i64::MAX as u128) as i64,
             last_compact: now,
             ..Self::default()
         };
         let Some(p) = h.path.clone() else { return h };
         let text = std::fs::read_to_string(&p).unwrap_or_default();
-        let horizon = now - RETENTION.as_millis() as i64;
+        let horizon = now.saturating_sub(h.retention_ms);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             match serde_json::from_str::<Delivery>(line) {
                 Ok(d) if d.time_ms >= horizon => h.push(d),
@@ -152,7 +155,7 @@ impl History {
     /// Drops expired records and rewrites the file with the rest.
     pub fn compact(&mut self, now: i64) {
         self.last_compact = now;
-        let horizon = now - RETENTION.as_millis() as i64;
+        let horizon = now.saturating_sub(self.retention_ms);
         while self.records.front().is_some_and(|d| d.time_ms < horizon) {
             self.records.pop_front();
         }
@@ -225,7 +228,7 @@ mod tests {
         let path = dir.path().join("notifications.log");
         let day = 86_400_000;
         let now = 100 * day;
-        let mut h = History::open(Some(path.clone()), now);
+        let mut h = History::open(Some(path.clone()), RETENTION, now);
         h.record(
             delivery(now - 8 * day, "team", "Old", "sent"),
             now - 8 * day,
@@ -240,7 +243,7 @@ mod tests {
             .unwrap()
             .write_all(b"{\"time\":")
             .unwrap();
-        let h = History::open(Some(path.clone()), now);
+        let h = History::open(Some(path.clone()), RETENTION, now);
         assert_eq!(h.damaged_lines, 1);
         let all = h.search(&Search::default());
         assert_eq!(
