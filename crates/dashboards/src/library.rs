@@ -148,14 +148,6 @@ impl Library {
         self.opts.scrape_interval
     }
 
-    /// The source of the dashboard with `uid`.
-    pub fn source(&self, uid: &str) -> Option<Source> {
-        self.list()
-            .into_iter()
-            .find(|e| e.uid == uid && e.error.is_none())
-            .map(|e| e.source)
-    }
-
     /// The names of the dashboards shipped in the binary.
     pub fn shipped_names() -> Vec<String> {
         Shipped::iter()
@@ -231,6 +223,11 @@ impl Library {
 
     /// The dashboard with `uid`, as the UI renders it.
     pub fn get(&self, uid: &str) -> Option<Arc<Value>> {
+        self.get_with_source(uid).map(|(d, _)| d)
+    }
+
+    /// The dashboard with `uid` and where it comes from (one look at the files).
+    pub fn get_with_source(&self, uid: &str) -> Option<(Arc<Value>, Source)> {
         self.refresh();
         let st = self.state.lock().expect("lock poisoned");
         st.files
@@ -239,7 +236,7 @@ impl Library {
             .chain(st.imported.get(uid))
             .chain(&st.shipped)
             .find(|l| l.entry.uid == uid)
-            .map(|l| Arc::clone(&l.json))
+            .map(|l| (Arc::clone(&l.json), l.entry.source.clone()))
     }
 
     /// Checks and keeps an imported dashboard (replacing an earlier import or shipped

@@ -58,8 +58,8 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let lib = st.dashboards.clone();
     let key = uid.clone();
-    let (found, source) = blocking(move || (lib.get(&key), lib.source(&key))).await?;
-    let Some(d) = found else {
+    let found = blocking(move || lib.get_with_source(&key)).await?;
+    let Some((d, source)) = found else {
         return Err(api_error(
             StatusCode::NOT_FOUND,
             "not_found",
