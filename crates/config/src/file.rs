@@ -196,10 +196,191 @@ pub struct Config {
     pub dashboards: DashboardsConfig,
     /// Prometheus's `otlp:`: how the OTLP receiver translates what it receives.
     pub otlp: OtlpConfig,
-    /// Prometheus's `remote_write:` (not supported yet: start-up stops when set).
-    pub remote_write: Option<yaml_serde::Value>,
+    /// Prometheus's `remote_write:`: stores Lookout sends everything it stores to.
+    pub remote_write: Vec<RemoteWriteConfig>,
     /// Prometheus's `remote_read:` (not supported: start-up stops when set).
     pub remote_read: Option<yaml_serde::Value>,
+}
+
+/// One `remote_write` entry, in Prometheus's shape, plus Lookout's bounds on the
+/// durable queue (`max_backlog`, `max_backlog_bytes`, `max_lag`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Where to send (`http` or `https`).
+    pub url: String,
+    /// The remote's name (metrics, queue directory); default: a hash of the URL.
+    pub name: Option<String>,
+    /// Per request (default 30s).
+    pub remote_timeout: PromDuration,
+    /// Extra headers (not those the protocol sets).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Relabeling applied to every series before it is queued.
+    pub write_relabel_configs: Vec<lookout_model::relabel::RelabelConfig>,
+    /// Sharding, batching and retries.
+    pub queue_config: QueueConfig,
+    /// Metadata sending.
+    pub metadata_config: MetadataConfig,
+    /// Exemplars (Lookout stores none yet: accepted, nothing to send).
+    pub send_exemplars: bool,
+    /// Native histograms (Lookout stores none yet: accepted, nothing to send).
+    pub send_native_histograms: bool,
+    /// `prometheus.WriteRequest` (1.0, the default) or `io.prometheus.write.v2.Request`.
+    pub protobuf_message: Option<String>,
+    /// Accepted for compatibility (one connection pool serves every address).
+    pub round_robin_dns: bool,
+    /// Basic authentication.
+    pub basic_auth: Option<lookout_http::BasicAuth>,
+    /// An `Authorization` header.
+    pub authorization: Option<lookout_http::Authorization>,
+    /// A bearer token (legacy form of `authorization`).
+    pub bearer_token: Option<String>,
+    /// A file holding a bearer token.
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings.
+    pub tls_config: Option<lookout_http::TlsConfig>,
+    /// An HTTP proxy.
+    pub proxy_url: Option<String>,
+    /// Follow redirects (default true).
+    pub follow_redirects: Option<bool>,
+    /// Accepted for compatibility; Lookout speaks HTTP/1.1.
+    pub enable_http2: Option<bool>,
+    /// Oldest unsent data the queue keeps (default 24h); older is dropped and counted.
+    pub max_backlog: PromDuration,
+    /// Most bytes the queue keeps unsent (default 0: no bound besides `max_backlog`).
+    pub max_backlog_bytes: ByteSize,
+    /// Behind by more than this, the remote's health check is degraded (default 5m).
+    pub max_lag: PromDuration,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            name: None,
+            remote_timeout: PromDuration(Duration::from_secs(30)),
+            headers: Default::default(),
+            write_relabel_configs: Vec::new(),
+            queue_config: QueueConfig::default(),
+            metadata_config: MetadataConfig::default(),
+            send_exemplars: false,
+            send_native_histograms: false,
+            protobuf_message: None,
+            round_robin_dns: false,
+            basic_auth: None,
+            authorization: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            tls_config: None,
+            proxy_url: None,
+            follow_redirects: None,
+            enable_http2: None,
+            max_backlog: PromDuration(Duration::from_secs(86_400)),
+            max_backlog_bytes: ByteSize(0),
+            max_lag: PromDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+impl RemoteWriteConfig {
+    /// The name in effect: the configured one, or 6 hex digits of the URL's CRC-32.
+    pub fn effective_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{:08x}", crc32(self.url.as_bytes()))[..6].to_string())
+    }
+
+    /// The `http_config` part.
+    pub fn http(&self) -> lookout_http::HttpConfig {
+        lookout_http::HttpConfig {
+            basic_auth: self.basic_auth.clone(),
+            authorization: self.authorization.clone(),
+            bearer_token: self.bearer_token.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            tls_config: self.tls_config.clone(),
+            proxy_url: self.proxy_url.clone(),
+            follow_redirects: self.follow_redirects,
+            enable_http2: self.enable_http2,
+        }
+    }
+}
+
+/// CRC-32 (IEEE), bitwise: only names remotes.
+fn crc32(b: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &x in b {
+        c ^= u32::from(x);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// `remote_write.queue_config`, with Prometheus 3's defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Samples buffered per shard (accepted; the disk queue holds the backlog).
+    pub capacity: usize,
+    /// Most shards.
+    pub max_shards: usize,
+    /// Fewest shards.
+    pub min_shards: usize,
+    /// Largest batch.
+    pub max_samples_per_send: usize,
+    /// Longest a sample waits for a batch.
+    pub batch_send_deadline: PromDuration,
+    /// First retry delay.
+    pub min_backoff: PromDuration,
+    /// Longest retry delay.
+    pub max_backoff: PromDuration,
+    /// Retry on 429 (default true; false drops such batches).
+    pub retry_on_http_429: bool,
+    /// Drop samples older than this when sent (0: never).
+    pub sample_age_limit: ZeroableDuration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            max_shards: 50,
+            min_shards: 1,
+            max_samples_per_send: 2_000,
+            batch_send_deadline: PromDuration(Duration::from_secs(5)),
+            min_backoff: PromDuration(Duration::from_millis(30)),
+            max_backoff: PromDuration(Duration::from_secs(5)),
+            retry_on_http_429: true,
+            sample_age_limit: ZeroableDuration(Duration::ZERO),
+        }
+    }
+}
+
+/// `remote_write.metadata_config`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// Send metadata (default true).
+    pub send: bool,
+    /// How often (1.0; default 1m).
+    pub send_interval: PromDuration,
+    /// Accepted for compatibility.
+    pub max_samples_per_send: usize,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        Self {
+            send: true,
+            send_interval: PromDuration(Duration::from_secs(60)),
+            max_samples_per_send: 500,
+        }
+    }
 }
 
 /// Prometheus's `otlp:` section.
@@ -682,17 +863,82 @@ impl Config {
         Ok(c)
     }
 
+    /// Checks every `remote_write` entry: an http(s) URL, a unique name usable as a
+    /// directory, no protocol headers, shards that make sense, a known message.
+    fn validate_remote_write(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in self.remote_write.iter().enumerate() {
+            let at = format!("remote_write[{i}]");
+            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+                return Err(format!("{at}: url {:?} must be http:// or https://", r.url));
+            }
+            let name = r.effective_name();
+            if name.is_empty()
+                || name.len() > 128
+                || name.starts_with('.')
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(format!(
+                    "{at}: name {name:?} must be 1-128 letters, digits, '-', '_' or '.', not starting with '.'"
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(format!("{at}: duplicate remote write name {name:?}"));
+            }
+            if let Some(h) = r
+                .headers
+                .keys()
+                .find(|h| lookout_remote::send::reserved_header(h))
+            {
+                return Err(format!(
+                    "{at}: {h} is a reserved header. It must not be changed"
+                ));
+            }
+            let q = &r.queue_config;
+            if q.max_samples_per_send == 0 || q.max_shards == 0 || q.min_shards == 0 {
+                return Err(format!(
+                    "{at}: queue_config: max_samples_per_send, max_shards and min_shards must be at least 1"
+                ));
+            }
+            if q.min_shards > q.max_shards {
+                return Err(format!(
+                    "{at}: queue_config: min_shards {} is more than max_shards {}",
+                    q.min_shards, q.max_shards
+                ));
+            }
+            match r.protobuf_message.as_deref() {
+                None | Some("prometheus.WriteRequest") | Some("io.prometheus.write.v2.Request") => {
+                }
+                Some(m) => {
+                    return Err(format!(
+                        "{at}: unknown remote write protobuf_message {m:?}; use prometheus.WriteRequest or io.prometheus.write.v2.Request"
+                    ));
+                }
+            }
+            if r.basic_auth.is_some() as u8
+                + r.authorization.is_some() as u8
+                + (r.bearer_token.is_some() || r.bearer_token_file.is_some()) as u8
+                > 1
+            {
+                return Err(format!(
+                    "{at}: at most one of basic_auth, authorization and bearer_token & bearer_token_file must be configured"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what the types cannot: sections Lookout does not run yet, scrape jobs,
     /// unique collector names, one password source.
     fn validate(&self) -> Result<(), String> {
-        let unsupported: Vec<&str> = [
-            ("remote_write", self.remote_write.is_some()),
-            ("remote_read", self.remote_read.is_some()),
-        ]
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(n, _)| *n)
-        .collect();
+        self.validate_remote_write()?;
+        let unsupported: Vec<&str> = [("remote_read", self.remote_read.is_some())]
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(n, _)| *n)
+            .collect();
         if !unsupported.is_empty() {
             return Err(format!(
                 "not supported yet: {} (remove {} to start; nothing is ignored silently)",
@@ -955,6 +1201,87 @@ mod tests {
             back.effective_rule_packs().len(),
             c.effective_rule_packs().len()
         );
+    }
+
+    #[test]
+    fn remote_write_entries_parse_as_prometheus_writes_them() {
+        let c = Config::parse(
+            r#"remote_write:
+  - url: https://mimir.example/api/v1/push
+    name: mimir
+    remote_timeout: 10s
+    headers: { X-Scope-OrgID: team-a }
+    basic_auth: { username: u, password_file: /run/secrets/pw }
+    tls_config: { insecure_skip_verify: false }
+    write_relabel_configs:
+      - source_labels: [__name__]
+        regex: go_.*
+        action: drop
+    queue_config: { max_shards: 10, min_shards: 2, max_samples_per_send: 1000, batch_send_deadline: 2s, sample_age_limit: 1h, retry_on_http_429: false }
+    metadata_config: { send: false, send_interval: 2m }
+    protobuf_message: io.prometheus.write.v2.Request
+    max_backlog: 6h
+    max_backlog_bytes: 2GB
+  - url: http://vm:8428/api/v1/write
+"#,
+        )
+        .unwrap();
+        let s = crate::Settings::new(&c).unwrap();
+        let (a, b) = (&s.remote_write[0], &s.remote_write[1]);
+        assert_eq!(a.name, "mimir");
+        assert_eq!(
+            a.headers,
+            vec![("X-Scope-OrgID".to_string(), "team-a".to_string())]
+        );
+        assert_eq!(a.queue.max_shards, 10);
+        assert_eq!(a.queue.sample_age_limit, Duration::from_secs(3600));
+        assert!(!a.queue.retry_on_http_429 && !a.send_metadata);
+        assert_eq!(a.protocol, lookout_remote::send::Protocol::V2);
+        assert_eq!(
+            (a.max_backlog, a.max_backlog_bytes),
+            (Duration::from_secs(6 * 3600), 2 << 30)
+        );
+        assert_eq!(b.name.len(), 6, "a hash of the URL: {}", b.name);
+        assert_eq!(b.queue.max_samples_per_send, 2000);
+        assert_eq!(b.max_backlog, Duration::from_secs(86_400));
+        assert_eq!(b.protocol, lookout_remote::send::Protocol::V1);
+        for (bad, want) in [
+            (
+                "remote_write: [{url: ftp://x}]",
+                "must be http:// or https://",
+            ),
+            (
+                "remote_write: [{url: http://a}, {url: http://a}]",
+                "duplicate remote write name",
+            ),
+            (
+                "remote_write: [{url: http://a, name: ../x}]",
+                "name \"../x\"",
+            ),
+            (
+                "remote_write: [{url: http://a, headers: {Content-Type: x}}]",
+                "reserved header",
+            ),
+            (
+                "remote_write: [{url: http://a, queue_config: {min_shards: 5, max_shards: 2}}]",
+                "min_shards 5 is more than max_shards 2",
+            ),
+            (
+                "remote_write: [{url: http://a, protobuf_message: foo}]",
+                "unknown remote write protobuf_message",
+            ),
+            (
+                "remote_write: [{url: http://a, oauth2: {client_id: x}}]",
+                "oauth2",
+            ),
+            (
+                "remote_write: [{url: http://a, basic_auth: {username: u}, bearer_token: t}]",
+                "at most one of",
+            ),
+        ] {
+            let e = Config::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct Settings {
     pub retention_size: u64,
     /// How the OTLP receiver translates metrics (`otlp:`).
     pub otlp: lookout_remote::otlp::Options,
+    /// The stores everything is remote-written to (`remote_write:`).
+    pub remote_write: Vec<lookout_remote::send::RemoteOptions>,
     /// The dashboard library: shipped dashboards of the collectors that are on, the
     /// files of `dashboards.paths`, imports kept in the data directory.
     pub dashboards: DashboardsOptions,
@@ -119,6 +121,45 @@ fn dashboards(c: &Config) -> DashboardsOptions {
         shipped,
         limits: Default::default(),
         scrape_interval: c.global.scrape_interval.0,
+    }
+}
+
+/// One `remote_write` entry as the sender's options.
+fn remote_write(r: &crate::file::RemoteWriteConfig) -> lookout_remote::send::RemoteOptions {
+    use lookout_remote::send::{Protocol, QueueOptions, RemoteOptions};
+    let q = &r.queue_config;
+    RemoteOptions {
+        name: r.effective_name(),
+        url: r.url.clone(),
+        timeout: r.remote_timeout.0,
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        http: r.http(),
+        relabel: r.write_relabel_configs.clone(),
+        queue: QueueOptions {
+            capacity: q.capacity,
+            min_shards: q.min_shards,
+            max_shards: q.max_shards,
+            max_samples_per_send: q.max_samples_per_send,
+            batch_send_deadline: q.batch_send_deadline.0,
+            min_backoff: q.min_backoff.0,
+            max_backoff: q.max_backoff.0,
+            retry_on_http_429: q.retry_on_http_429,
+            sample_age_limit: q.sample_age_limit.0,
+        },
+        send_metadata: r.metadata_config.send,
+        send_exemplars: r.send_exemplars,
+        metadata_interval: r.metadata_config.send_interval.0,
+        protocol: match r.protobuf_message.as_deref() {
+            Some("io.prometheus.write.v2.Request") => Protocol::V2,
+            _ => Protocol::V1,
+        },
+        max_backlog: r.max_backlog.0,
+        max_backlog_bytes: r.max_backlog_bytes.0,
+        max_lag: r.max_lag.0,
     }
 }
 
@@ -191,6 +232,7 @@ impl Settings {
                     != Some("UnderscoreEscapingWithoutSuffixes"),
                 ..Default::default()
             },
+            remote_write: c.remote_write.iter().map(remote_write).collect(),
             roles: c.web.roles.clone(),
             open_probes: c.web.open_probes,
             bearer_tokens: c.web.bearer_tokens.clone(),

@@ -1,6 +1,7 @@
 //! `lookout serve`: opens the store, starts the collectors and the HTTP server, and stops
 //! them in reverse order on SIGINT/SIGTERM.
 
+use lookout_remote::send::RemoteWrite;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -168,6 +169,10 @@ pub(crate) fn run(
 /// Every part, built and wired but not running yet.
 struct Built {
     tsdb: Arc<Tsdb>,
+    /// The store as collectors, rules and receivers write to it: the tsdb, with every
+    /// commit also queued for the remote-write senders.
+    store: Arc<dyn lookout_storage::Appendable>,
+    remote_write: Option<Arc<RemoteWrite>>,
     scheduler: Scheduler,
     scrape: ScrapeManager,
     rules: Option<Arc<Manager>>,
@@ -191,6 +196,11 @@ async fn build(
     // Lookout's own metrics are written into its store once the registry is complete.
     let own = RegistryCell::default();
     let tsdb = open_storage(&settings, &mut registry)?;
+    let remote_write = remote_write(&settings, &mut registry)?;
+    let store: Arc<dyn lookout_storage::Appendable> = match &remote_write {
+        Some(rw) => rw.wrap(Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),
+        None => Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>,
+    };
     let Collecting {
         scheduler,
         scrape,
@@ -198,6 +208,9 @@ async fn build(
         database_checks,
     } = collection(&settings, &mut registry, &own)?;
     let mut checks = health_checks(&tsdb, &collection, &settings.data_dir, database_checks);
+    if let Some(rw) = &remote_write {
+        checks.extend(remote_write_checks(rw));
+    }
     let engine = Engine::new(settings.engine.clone());
 
     let addr = &settings.listen_address;
@@ -232,6 +245,7 @@ async fn build(
         &settings.alerts,
         &engine,
         &tsdb,
+        Arc::clone(&store),
         external_url.clone(),
         sink,
     )?;
@@ -284,18 +298,16 @@ async fn build(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         otlp_options: settings.otlp.clone(),
-        otlp: switches
-            .otlp_receiver
-            .then(|| Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),
-        remote_write: switches
-            .remote_write_receiver
-            .then(|| Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),
+        otlp: switches.otlp_receiver.then(|| Arc::clone(&store)),
+        remote_write: switches.remote_write_receiver.then(|| Arc::clone(&store)),
         dashboards: Arc::new(
             lookout_dashboards::Library::open(settings.dashboards.clone()).context("dashboards")?,
         ),
     };
     Ok(Built {
         tsdb,
+        store,
+        remote_write,
         scheduler,
         scrape,
         rules,
@@ -322,6 +334,97 @@ fn open_storage(settings: &Settings, registry: &mut Registry) -> anyhow::Result<
         tracing::warn!(error = %e, "Storage maintenance failed");
     }
     Ok(tsdb)
+}
+
+/// The remote-write senders of `remote_write:`, their queues opened (resuming where
+/// they stopped); `None` without remotes.
+fn remote_write(
+    settings: &Settings,
+    registry: &mut Registry,
+) -> anyhow::Result<Option<Arc<RemoteWrite>>> {
+    if settings.remote_write.is_empty() {
+        return Ok(None);
+    }
+    for r in settings.remote_write.iter().filter(|r| r.send_exemplars) {
+        tracing::warn!(remote = %r.name, "send_exemplars: Lookout stores no exemplars yet, so none are sent");
+    }
+    let sync_every = match settings.storage.sync {
+        lookout_tsdb::SyncPolicy::Always => Duration::ZERO,
+        lookout_tsdb::SyncPolicy::Interval(d) => d,
+    };
+    let opts = lookout_remote::send::Options {
+        dir: settings.data_dir.join("remote_write"),
+        external_labels: settings
+            .alerts
+            .external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        remotes: settings.remote_write.clone(),
+        sync_every,
+        segment_bytes: 64 << 20,
+        metadata: Arc::new(|| {
+            lookout_collect::builtin_metadata()
+                .into_iter()
+                .map(|m| lookout_remote::send::MetricMeta {
+                    name: m.name.to_string(),
+                    kind: m.kind,
+                    help: m.help.to_string(),
+                    unit: String::new(),
+                })
+                .collect()
+        }),
+    };
+    let rw = RemoteWrite::new(opts, registry).context("remote_write")?;
+    for r in &settings.remote_write {
+        tracing::info!(remote = %r.name, url = %r.url, "Remote write on");
+    }
+    Ok(Some(Arc::new(rw)))
+}
+
+/// One `remote_write/<name>` check per remote: degraded when behind by more than its
+/// `max_lag`.
+fn remote_write_checks(rw: &Arc<RemoteWrite>) -> Vec<Arc<dyn HealthCheck>> {
+    rw.statuses()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let rw = Arc::clone(rw);
+            Arc::new(FnCheck::new(
+                &format!("remote_write/{}", s.name),
+                false,
+                move || {
+                    let Some(s) = rw.statuses().into_iter().nth(i) else {
+                        return CheckResult::new(HealthStatus::Unknown, "remote gone");
+                    };
+                    let behind = format!(
+                        "{} samples pending ({} bytes queued), behind by {}",
+                        s.pending,
+                        s.backlog_bytes,
+                        lookout_model::format_duration(Duration::from_secs(s.lag.as_secs()))
+                    );
+                    let error = s
+                        .last_error
+                        .map(|e| format!("; last error: {e}"))
+                        .unwrap_or_default();
+                    if s.lag > s.max_lag {
+                        CheckResult::new(
+                            HealthStatus::Degraded,
+                            format!(
+                                "{behind}, more than max_lag {}{error}",
+                                lookout_model::format_duration(s.max_lag)
+                            ),
+                        )
+                    } else {
+                        CheckResult::new(
+                            HealthStatus::Healthy,
+                            format!("{} ok: {behind}{error}", s.url),
+                        )
+                    }
+                },
+            )) as Arc<dyn HealthCheck>
+        })
+        .collect()
 }
 
 /// The built-in collectors and the scrape jobs, not running yet.
@@ -470,6 +573,8 @@ fn flags(
 /// Everything running, and how to stop it.
 struct Running {
     tsdb: Arc<Tsdb>,
+    remote_write: Option<Arc<RemoteWrite>>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
     gate: Arc<lookout_server::QueryGate>,
     stop: watch::Sender<bool>,
     collectors: tokio::task::JoinHandle<()>,
@@ -482,8 +587,13 @@ struct Running {
 /// Starts the collectors, scrapers, rules, notifier and HTTP server; marks ready.
 fn start(b: Built) -> Running {
     let (stop, stop_rx) = watch::channel(false);
-    let collectors = b.scheduler.spawn(b.tsdb.clone(), stop_rx.clone());
-    let scraping = b.scrape.spawn(b.tsdb.clone(), stop_rx.clone());
+    let collectors = b.scheduler.spawn(Arc::clone(&b.store), stop_rx.clone());
+    let scraping = b.scrape.spawn(Arc::clone(&b.store), stop_rx.clone());
+    let senders = b
+        .remote_write
+        .as_ref()
+        .map(|rw| rw.spawn(stop_rx.clone()))
+        .unwrap_or_default();
     let rule_eval = b.rules.as_ref().map(|m| m.spawn(stop_rx.clone()));
     let notifying = b.notifier.as_ref().map(|n| n.spawn(stop_rx.clone()));
     tokio::spawn(reload_on_sighup(b.reload, Arc::clone(&b.serve.security)));
@@ -515,6 +625,8 @@ fn start(b: Built) -> Running {
     }
     Running {
         tsdb: b.tsdb,
+        remote_write: b.remote_write,
+        senders,
         gate: b.gate,
         stop,
         collectors,
@@ -552,6 +664,18 @@ async fn shutdown(r: Running) -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("In-flight requests did not finish in time; closing anyway"),
     }
+    // A sender finishes the request in flight so the receiver and the queue's position
+    // agree; what is left waits in the queue for the next start.
+    for t in r.senders {
+        if tokio::time::timeout(SHUTDOWN_GRACE, t).await.is_err() {
+            tracing::warn!(
+                "A remote-write request did not finish in time; it is sent again at the next start"
+            );
+        }
+    }
+    if let Some(rw) = &r.remote_write {
+        rw.sync();
+    }
     r.tsdb.close().context("closing storage")?;
     tracing::info!("Stopped");
     Ok(())
@@ -564,6 +688,7 @@ fn rules_manager(
     alerts: &AlertSettings,
     engine: &Engine,
     tsdb: &Arc<Tsdb>,
+    out: Arc<dyn lookout_storage::Appendable>,
     external_url: String,
     sink: Option<Arc<dyn lookout_rules::AlertSink>>,
 ) -> anyhow::Result<Option<Arc<Manager>>> {
@@ -578,7 +703,7 @@ fn rules_manager(
             external_labels: alerts.external_labels.clone(),
             external_url,
         },
-        tsdb.clone(),
+        out,
         sink,
     );
     m.reload(now_ms())

@@ -188,14 +188,16 @@ fn prometheus_yml_drop_in() {
     let with_rules = dir.path().join("with-rules.yml");
     std::fs::write(
         &with_rules,
-        "rule_files: [\"rules/*.yml\"]\nalerting:\n  alertmanagers: []\nremote_write: []\nscrape_configs: []\n",
+        "rule_files: [\"rules/*.yml\"]\nalerting:\n  alertmanagers: []\nremote_write: []\nremote_read: []\nscrape_configs: []\n",
     )
     .unwrap();
     let out = run(&["check", "config", utf8(&with_rules)]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("not supported yet: remote_write") && !err.contains("rule_files"),
+        err.contains("not supported yet: remote_read")
+            && !err.contains("rule_files")
+            && !err.contains("remote_write"),
         "{err}"
     );
 }

@@ -12,7 +12,9 @@
 use lookout_model::Labels;
 
 pub mod otlp;
+pub mod queue;
 pub mod read;
+pub mod send;
 
 /// What can be wrong with a remote-write body.
 #[derive(Debug, thiserror::Error)]
@@ -77,12 +79,47 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
 }
 
-/// Prometheus's `prometheus.WriteRequest` (metadata is not read).
+/// Prometheus's `prometheus.WriteRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {
     /// The series.
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
+    /// Metric metadata (sent by itself, every `metadata_config.send_interval`).
+    #[prost(message, repeated, tag = "3")]
+    pub metadata: Vec<MetricMetadata>,
+}
+
+/// Prometheus's `prometheus.MetricMetadata`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MetricMetadata {
+    /// 0 unknown, 1 counter, 2 gauge, 3 histogram, 4 gauge histogram, 5 summary, 6 info,
+    /// 7 state set.
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    /// The family's name.
+    #[prost(string, tag = "2")]
+    pub metric_family_name: String,
+    /// Its help text.
+    #[prost(string, tag = "4")]
+    pub help: String,
+    /// Its unit.
+    #[prost(string, tag = "5")]
+    pub unit: String,
+}
+
+/// The metric type number both protocol versions use.
+fn type_number(t: lookout_model::MetricType) -> i32 {
+    use lookout_model::MetricType::*;
+    match t {
+        Unknown => 0,
+        Counter => 1,
+        Gauge => 2,
+        Histogram => 3,
+        Summary => 5,
+        Info => 6,
+        StateSet => 7,
+    }
 }
 
 /// Remote write 2.0's `io.prometheus.write.v2.Request`.
@@ -110,9 +147,27 @@ pub mod v2 {
         /// Native histograms, counted only (Lookout does not store them yet).
         #[prost(message, repeated, tag = "3")]
         pub histograms: Vec<Histogram>,
+        /// The series' metadata.
+        #[prost(message, optional, tag = "5")]
+        pub metadata: Option<Metadata>,
         /// When the series (a counter) was created, if known (ms).
         #[prost(int64, tag = "6")]
         pub created_timestamp: i64,
+    }
+
+    /// A series' metadata: type, and help and unit as symbol references.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Metadata {
+        /// 0 unspecified, 1 counter, 2 gauge, 3 histogram, 4 gauge histogram, 5 summary,
+        /// 6 info, 7 state set.
+        #[prost(int32, tag = "1")]
+        pub r#type: i32,
+        /// The help text's symbol.
+        #[prost(uint32, tag = "3")]
+        pub help_ref: u32,
+        /// The unit's symbol.
+        #[prost(uint32, tag = "4")]
+        pub unit_ref: u32,
     }
 
     /// A native histogram, not read beyond its presence.
@@ -282,20 +337,64 @@ pub(crate) fn wire(s: &Series) -> TimeSeries {
     }
 }
 
+fn snappy(raw: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(raw)
+        .expect("snappy compresses any input")
+}
+
 /// Encodes series as a snappy-compressed `prometheus.WriteRequest`.
 pub fn encode_write_request(series: &[Series]) -> Vec<u8> {
+    encode_write_request_with(series, &[])
+}
+
+/// Encodes series and metadata as a snappy-compressed `prometheus.WriteRequest`.
+pub fn encode_write_request_with(series: &[Series], metadata: &[send::MetricMeta]) -> Vec<u8> {
     let req = WriteRequest {
         timeseries: series.iter().map(wire).collect(),
+        metadata: metadata
+            .iter()
+            .map(|m| MetricMetadata {
+                r#type: type_number(m.kind),
+                metric_family_name: m.name.clone(),
+                help: m.help.clone(),
+                unit: m.unit.clone(),
+            })
+            .collect(),
     };
-    let raw = prost::Message::encode_to_vec(&req);
-    snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .expect("snappy compresses any input")
+    snappy(&prost::Message::encode_to_vec(&req))
+}
+
+/// A `prometheus.WriteRequest` carrying only metadata.
+pub fn encode_metadata_request(metadata: &[send::MetricMeta]) -> Vec<u8> {
+    encode_write_request_with(&[], metadata)
 }
 
 /// Encodes series as a snappy-compressed `io.prometheus.write.v2.Request` (one symbol
 /// table, the empty string first).
 pub fn encode_v2_request(series: &[Series]) -> Vec<u8> {
+    encode_v2_request_with(series, &Default::default())
+}
+
+/// The metadata of the family a sample name belongs to: the name itself, or without
+/// a histogram's or summary's suffix.
+fn family_of<'a>(
+    name: &str,
+    metadata: &'a std::collections::HashMap<String, send::MetricMeta>,
+) -> Option<&'a send::MetricMeta> {
+    metadata.get(name).or_else(|| {
+        ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).and_then(|b| metadata.get(b)))
+    })
+}
+
+/// Encodes series as a snappy-compressed `io.prometheus.write.v2.Request`, each series
+/// with its family's metadata when known.
+pub fn encode_v2_request_with(
+    series: &[Series],
+    metadata: &std::collections::HashMap<String, send::MetricMeta>,
+) -> Vec<u8> {
     let mut symbols = vec![String::new()];
     let mut index: std::collections::HashMap<String, u32> = [(String::new(), 0)].into();
     let mut sym = |s: &str| -> u32 {
@@ -318,16 +417,22 @@ pub fn encode_v2_request(series: &[Series]) -> Vec<u8> {
                 .map(|&(timestamp, value)| Sample { value, timestamp })
                 .collect(),
             histograms: Vec::new(),
+            metadata: s
+                .labels
+                .metric_name()
+                .and_then(|n| family_of(n, metadata))
+                .map(|m| v2::Metadata {
+                    r#type: type_number(m.kind),
+                    help_ref: sym(&m.help),
+                    unit_ref: sym(&m.unit),
+                }),
             created_timestamp: 0,
         })
         .collect();
-    let raw = prost::Message::encode_to_vec(&v2::Request {
+    snappy(&prost::Message::encode_to_vec(&v2::Request {
         symbols,
         timeseries,
-    });
-    snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .expect("snappy compresses any input")
+    }))
 }
 
 #[cfg(test)]
@@ -354,8 +459,7 @@ mod tests {
                     value: 1.0,
                     timestamp: 1,
                 }],
-                histograms: vec![],
-                created_timestamp: 0,
+                ..Default::default()
             }],
         };
         let body = snap::raw::Encoder::new()
@@ -478,6 +582,7 @@ mod tests {
                 ],
                 samples: vec![],
             }],
+            metadata: vec![],
         };
         let body = snap::raw::Encoder::new()
             .compress_vec(&prost::Message::encode_to_vec(&req))

@@ -1,0 +1,410 @@
+//! Issue 16, sending: Lookout remote-writes what it stores to Debian's Prometheus 2.42
+//! (`--web.enable-remote-write-receiver`) and Debian's VictoriaMetrics (`/api/v1/write`),
+//! and loses nothing when both are down for two minutes while Lookout is SIGKILLed and
+//! restarted; remote write 2.0, write relabeling, external labels, refused batches and
+//! the per-remote figures and health check, against a second Lookout.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A receiver process that can be stopped (SIGTERM, waited for) and started again on the
+/// same port and data; killed by PID when dropped.
+struct Receiver {
+    program: &'static str,
+    args: Vec<String>,
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Receiver {
+    fn start(program: &'static str, args: Vec<String>, port: u16) -> Self {
+        let mut r = Self {
+            program,
+            args,
+            child: None,
+            port,
+        };
+        r.restart();
+        r
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new(self.program)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} (./scripts/test installs it): {e}", self.program));
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(
+            &format!("{} answers on {port}", self.program),
+            Duration::from_secs(60),
+            || {
+                http()
+                    .get(format!("http://127.0.0.1:{port}/api/v1/status/buildinfo"))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success())
+                    || http()
+                        .get(format!("http://127.0.0.1:{port}/health"))
+                        .send()
+                        .is_ok_and(|r| r.status().is_success())
+            },
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = rustix::process::Pid::from_raw(c.id() as i32).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn prometheus_receiver(dir: &std::path::Path) -> Receiver {
+    let port = free_port();
+    let cfg = dir.join("receiver.yml");
+    std::fs::write(&cfg, "global: { scrape_interval: 1m }\n").unwrap();
+    Receiver::start(
+        "prometheus",
+        vec![
+            format!("--config.file={}", cfg.display()),
+            format!("--storage.tsdb.path={}", dir.join("prom").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--web.enable-remote-write-receiver".into(),
+        ],
+        port,
+    )
+}
+
+fn victoria_receiver(dir: &std::path::Path) -> Receiver {
+    let port = free_port();
+    Receiver::start(
+        "victoria-metrics",
+        vec![
+            format!("-storageDataPath={}", dir.join("vm").display()),
+            format!("-httpListenAddr=127.0.0.1:{port}"),
+            "-retentionPeriod=1y".into(),
+        ],
+        port,
+    )
+}
+
+type Samples = BTreeMap<String, Vec<(i64, f64)>>;
+
+fn key(metric: &Value) -> String {
+    let m: BTreeMap<&str, &str> = metric
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+        .collect();
+    format!("{m:?}")
+}
+
+/// Every non-NaN sample in `(start, end]` through a Prometheus-compatible query API
+/// (`name{}[range]` at `end`).
+fn via_query_api(base: &str, start: f64, end: f64) -> Samples {
+    let q = format!(r#"{{__name__=~".+"}}[{}s]"#, (end - start).round() as i64);
+    let v: Value = http()
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", q.as_str()), ("time", &format!("{end:.3}"))])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["status"], "success", "{base}: {v}");
+    let mut out = Samples::new();
+    for s in v["data"]["result"].as_array().unwrap() {
+        let vals: Vec<(i64, f64)> = s["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    (p[0].as_f64().unwrap() * 1000.0).round() as i64,
+                    p[1].as_str().unwrap().parse::<f64>().unwrap(),
+                )
+            })
+            .filter(|(_, v)| !v.is_nan())
+            .collect();
+        if !vals.is_empty() {
+            out.insert(key(&s["metric"]), vals);
+        }
+    }
+    out
+}
+
+/// Every non-NaN sample in `(start, end]` from VictoriaMetrics' raw export.
+fn via_vm_export(base: &str, start: f64, end: f64) -> Samples {
+    let text = http()
+        .get(format!("{base}/api/v1/export"))
+        .query(&[
+            ("match[]", r#"{__name__=~".+"}"#),
+            ("start", &format!("{:.3}", start + 0.001)),
+            ("end", &format!("{end:.3}")),
+        ])
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let mut out = Samples::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let s: Value = serde_json::from_str(line).unwrap();
+        let ts = s["timestamps"].as_array().unwrap();
+        let vs = s["values"].as_array().unwrap();
+        let mut vals: Vec<(i64, f64)> = ts
+            .iter()
+            .zip(vs)
+            .map(|(t, v)| (t.as_i64().unwrap(), v.as_f64().unwrap_or(f64::NAN)))
+            .filter(|(_, v)| !v.is_nan())
+            .collect();
+        vals.sort_by_key(|p| p.0);
+        if !vals.is_empty() {
+            out.entry(key(&s["metric"])).or_default().extend(vals);
+        }
+    }
+    out
+}
+
+/// Where two sample sets differ (at most a few lines), with `close` deciding values.
+fn differences(ours: &Samples, theirs: &Samples, close: impl Fn(f64, f64) -> bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, a) in ours {
+        match theirs.get(k) {
+            None => out.push(format!("missing series {k} ({} samples)", a.len())),
+            Some(b) => {
+                let ta: Vec<i64> = a.iter().map(|p| p.0).collect();
+                let tb: Vec<i64> = b.iter().map(|p| p.0).collect();
+                if ta != tb {
+                    let missing: Vec<&i64> =
+                        ta.iter().filter(|t| !tb.contains(t)).take(5).collect();
+                    let extra: Vec<&i64> = tb.iter().filter(|t| !ta.contains(t)).take(5).collect();
+                    out.push(format!(
+                        "{k}: {} vs {} samples; missing {missing:?}, extra {extra:?}",
+                        a.len(),
+                        b.len()
+                    ));
+                } else if let Some((x, y)) = a.iter().zip(b).find(|(x, y)| !close(x.1, y.1)) {
+                    out.push(format!(
+                        "{k}: value at {} is {} here, {} there",
+                        x.0, x.1, y.1
+                    ));
+                }
+            }
+        }
+    }
+    for k in theirs.keys().filter(|k| !ours.contains_key(*k)) {
+        out.push(format!("extra series {k}"));
+    }
+    out.truncate(12);
+    out
+}
+
+fn metric_sum(lk: &Lookout, name: &str, filter: &str) -> f64 {
+    let (_, text) = lk.get("/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn issue_16_nothing_is_lost_across_a_two_minute_outage_and_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut prom = prometheus_receiver(dir.path());
+    let mut vm = victoria_receiver(dir.path());
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "global:\n  scrape_interval: 1s\ncollectors:\n  process: {{ enabled: false }}\nremote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    name: prom\n    queue_config: {{ batch_send_deadline: 1s, max_backoff: 1s }}\n  - url: http://127.0.0.1:{}/api/v1/write\n    name: vm\n    queue_config: {{ batch_send_deadline: 1s, max_backoff: 1s, max_samples_per_send: 500 }}\n",
+            prom.port, vm.port
+        ),
+    );
+    let data = dir.path().join("data");
+    let start = now_secs();
+    let lk = Lookout::start(&data, &cfg);
+    let prom_base = format!("http://127.0.0.1:{}", prom.port);
+    wait_until("samples reach Prometheus", Duration::from_secs(60), || {
+        !via_query_api(&prom_base, start - 1.0, now_secs()).is_empty()
+    });
+    // Both receivers go away for two minutes; Lookout keeps collecting, is killed
+    // (SIGKILL: no chance to flush anything) half-way and started again.
+    prom.stop();
+    vm.stop();
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(40));
+    let pending = metric_sum(&lk, "prometheus_remote_storage_samples_pending", "");
+    assert!(pending > 0.0, "samples wait while the receivers are down");
+    let (_, health) = lk.get("/health");
+    assert!(health.contains("remote_write/prom"), "{health}");
+    drop(lk);
+    let lk = Lookout::start(&data, &cfg);
+    std::thread::sleep(Duration::from_secs(120).saturating_sub(down.elapsed()));
+    prom.restart();
+    vm.restart();
+    // Catch-up: both remotes have sent everything stored up to `end`.
+    let end = now_secs() - 2.0;
+    wait_until("both remotes catch up", Duration::from_secs(120), || {
+        ["prom", "vm"].iter().all(|r| {
+            metric_sum(
+                &lk,
+                "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
+                &format!("remote_name=\"{r}\""),
+            ) > end + 1.0
+        })
+    });
+    let ours = via_query_api(&lk.base, start - 1.0, end);
+    let samples: usize = ours.values().map(Vec::len).sum();
+    assert!(
+        ours.len() > 100 && samples > 20_000,
+        "{} series, {samples} samples",
+        ours.len()
+    );
+    let theirs = via_query_api(&prom_base, start - 1.0, end);
+    let diff = differences(&ours, &theirs, |a, b| a.to_bits() == b.to_bits());
+    assert!(
+        diff.is_empty(),
+        "Prometheus differs from Lookout:\n{}",
+        diff.join("\n")
+    );
+    // VictoriaMetrics makes new data searchable within seconds; it keeps values as
+    // decimals, so they are compared to 12 significant digits.
+    let vm_base = format!("http://127.0.0.1:{}", vm.port);
+    let close = |a: f64, b: f64| a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
+    let mut diff = Vec::new();
+    wait_until(
+        "VictoriaMetrics holds the same samples",
+        Duration::from_secs(60),
+        || {
+            diff = differences(&ours, &via_vm_export(&vm_base, start - 1.0, end), close);
+            diff.is_empty()
+        },
+    );
+    assert_eq!(
+        metric_sum(&lk, "prometheus_remote_storage_samples_dropped_total", ""),
+        0.0
+    );
+    assert_eq!(
+        metric_sum(&lk, "prometheus_remote_storage_samples_failed_total", ""),
+        0.0
+    );
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn issue_16_remote_write_2_0_relabels_refusals_and_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = write_config(
+        dir.path(),
+        "global:\n  scrape_interval: 1s\ncollectors:\n  host: { enabled: false }\n  process: { enabled: false }\n",
+    );
+    let receiver = Lookout::start_with(
+        &dir.path().join("receiver"),
+        &quiet,
+        &["--web.enable-remote-write-receiver"],
+    );
+    let sender_dir = dir.path().join("sender");
+    std::fs::create_dir_all(&sender_dir).unwrap();
+    let cfg = write_config(
+        &sender_dir,
+        &format!(
+            r#"global:
+  scrape_interval: 1s
+  external_labels: {{ site: lab }}
+collectors:
+  process: {{ enabled: false }}
+remote_write:
+  - url: {base}/api/v1/write
+    name: v2
+    protobuf_message: io.prometheus.write.v2.Request
+    headers: {{ X-Scope-OrgID: tenant-1 }}
+    queue_config: {{ batch_send_deadline: 1s }}
+    write_relabel_configs:
+      - source_labels: [__name__]
+        regex: node_cpu_seconds_total
+        action: drop
+  - url: {base}/no/such/path
+    name: refused
+    queue_config: {{ batch_send_deadline: 1s }}
+    max_lag: 1h
+"#,
+            base = receiver.base
+        ),
+    );
+    let sender = Lookout::start(&sender_dir.join("data"), &cfg);
+    let got = receiver.wait_for(
+        r#"node_load1{site="lab",job="node"}"#,
+        Duration::from_secs(60),
+    );
+    assert_eq!(got.len(), 1);
+    receiver.wait_for(
+        r#"count_over_time(up{site="lab"}[1m]) > 2"#,
+        Duration::from_secs(30),
+    );
+    assert!(
+        receiver.query("node_cpu_seconds_total").is_empty(),
+        "write_relabel_configs dropped it"
+    );
+    assert!(
+        !sender.query("node_cpu_seconds_total").is_empty(),
+        "but it is stored locally"
+    );
+    wait_until("figures", Duration::from_secs(30), || {
+        metric_sum(
+            &sender,
+            "prometheus_remote_storage_samples_total",
+            "remote_name=\"v2\"",
+        ) > 0.0
+            && metric_sum(
+                &sender,
+                "prometheus_remote_storage_samples_failed_total",
+                "remote_name=\"refused\"",
+            ) > 0.0
+            && metric_sum(
+                &sender,
+                "prometheus_remote_storage_samples_dropped_total",
+                "reason=\"relabel\"",
+            ) > 0.0
+    });
+    // A 404 drops the batch (counted and named in the check), never retries forever.
+    let (_, health) = sender.get("/health");
+    let checks: Value = serde_json::from_str(&health).unwrap();
+    let text = checks.to_string();
+    assert!(
+        text.contains("remote_write/v2") && text.contains("remote_write/refused"),
+        "{text}"
+    );
+    assert!(text.contains("404"), "the refusal is named: {text}");
+    assert!(sender.terminate().success());
+}
