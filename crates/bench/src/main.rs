@@ -18,6 +18,8 @@
 //! - `fuzz`: a mutation fuzzer over every parser and file reader (see `fuzz`).
 //! - `dashboard`: a 100+ panel dashboard in headless Chromium (see `dashboard`).
 //! - `receive`: remote-write receiving against Prometheus's receiver (see `receive`).
+//! - `send`: remote-write sending and catch-up after an outage against Prometheus's
+//!   sender, to the same receiver (see `send`).
 //! - `tls`: what HTTPS and basic authentication cost per query and per connection (see
 //!   `tls`).
 
@@ -30,6 +32,7 @@ mod overhead;
 mod parse;
 mod queries;
 mod receive;
+mod send;
 mod soak;
 mod storage;
 mod tls;
@@ -176,6 +179,9 @@ enum Command {
     /// Remote-write samples received per second and per CPU-second, Lookout against
     /// Prometheus 2.42's receiver fed the same requests.
     Receive(crate::receive::ReceiveOptions),
+    /// Remote-write samples sent per CPU-second and catch-up after an outage, Lookout
+    /// against Prometheus 2.42 scraping the same target into the same receiver.
+    Send(crate::send::SendOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
     /// configuration, rule and Alertmanager files, templates, WAL segments, block files)
     /// with mutated inputs; exits 1 if any input crashes one.
@@ -310,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Blocks(o) => crate::blocks::run(o)?,
         Command::Dashboard(o) => crate::dashboard::run(o)?,
         Command::Receive(o) => crate::receive::run(o)?,
+        Command::Send(o) => crate::send::run(o)?,
         Command::Live {
             series,
             throughput_series,

@@ -198,8 +198,8 @@ pub struct Config {
     pub otlp: OtlpConfig,
     /// Prometheus's `remote_write:`: stores Lookout sends everything it stores to.
     pub remote_write: Vec<RemoteWriteConfig>,
-    /// Prometheus's `remote_read:` (not supported: start-up stops when set).
-    pub remote_read: Option<yaml_serde::Value>,
+    /// Prometheus's `remote_read:`: stores merged into every query.
+    pub remote_read: Vec<RemoteReadConfig>,
 }
 
 /// One `remote_write` entry, in Prometheus's shape, plus Lookout's bounds on the
@@ -283,6 +283,87 @@ impl Default for RemoteWriteConfig {
 }
 
 impl RemoteWriteConfig {
+    /// The name in effect: the configured one, or 6 hex digits of the URL's CRC-32.
+    pub fn effective_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{:08x}", crc32(self.url.as_bytes()))[..6].to_string())
+    }
+
+    /// The `http_config` part.
+    pub fn http(&self) -> lookout_http::HttpConfig {
+        lookout_http::HttpConfig {
+            basic_auth: self.basic_auth.clone(),
+            authorization: self.authorization.clone(),
+            bearer_token: self.bearer_token.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            tls_config: self.tls_config.clone(),
+            proxy_url: self.proxy_url.clone(),
+            follow_redirects: self.follow_redirects,
+            enable_http2: self.enable_http2,
+        }
+    }
+}
+
+/// One `remote_read` entry, in Prometheus's shape.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteReadConfig {
+    /// The endpoint (`http` or `https`).
+    pub url: String,
+    /// The remote's name (metrics, logs); default: a hash of the URL.
+    pub name: Option<String>,
+    /// Per request (default 1m).
+    pub remote_timeout: PromDuration,
+    /// Extra headers.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Equality matchers a selection must carry for this remote to be asked.
+    pub required_matchers: std::collections::BTreeMap<String, String>,
+    /// Also ask for ranges the local store holds (default false).
+    pub read_recent: bool,
+    /// Ask with the external labels as matchers, removed from the answers (default true).
+    pub filter_external_labels: bool,
+    /// Basic authentication.
+    pub basic_auth: Option<lookout_http::BasicAuth>,
+    /// An `Authorization` header.
+    pub authorization: Option<lookout_http::Authorization>,
+    /// A bearer token (legacy form of `authorization`).
+    pub bearer_token: Option<String>,
+    /// A file holding a bearer token.
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings.
+    pub tls_config: Option<lookout_http::TlsConfig>,
+    /// An HTTP proxy.
+    pub proxy_url: Option<String>,
+    /// Follow redirects (default true).
+    pub follow_redirects: Option<bool>,
+    /// Accepted for compatibility; Lookout speaks HTTP/1.1.
+    pub enable_http2: Option<bool>,
+}
+
+impl Default for RemoteReadConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            name: None,
+            remote_timeout: PromDuration(Duration::from_secs(60)),
+            headers: Default::default(),
+            required_matchers: Default::default(),
+            read_recent: false,
+            filter_external_labels: true,
+            basic_auth: None,
+            authorization: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            tls_config: None,
+            proxy_url: None,
+            follow_redirects: None,
+            enable_http2: None,
+        }
+    }
+}
+
+impl RemoteReadConfig {
     /// The name in effect: the configured one, or 6 hex digits of the URL's CRC-32.
     pub fn effective_name(&self) -> String {
         self.name
@@ -930,22 +1011,47 @@ impl Config {
         Ok(())
     }
 
+    /// Checks every `remote_read` entry: an http(s) URL, a unique name, one credential.
+    fn validate_remote_read(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in self.remote_read.iter().enumerate() {
+            let at = format!("remote_read[{i}]");
+            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+                return Err(format!("{at}: url {:?} must be http:// or https://", r.url));
+            }
+            if !names.insert(r.effective_name()) {
+                return Err(format!(
+                    "{at}: duplicate remote read name {:?}",
+                    r.effective_name()
+                ));
+            }
+            if let Some(h) = r
+                .headers
+                .keys()
+                .find(|h| lookout_remote::send::reserved_header(h))
+            {
+                return Err(format!(
+                    "{at}: {h} is a reserved header. It must not be changed"
+                ));
+            }
+            if r.basic_auth.is_some() as u8
+                + r.authorization.is_some() as u8
+                + (r.bearer_token.is_some() || r.bearer_token_file.is_some()) as u8
+                > 1
+            {
+                return Err(format!(
+                    "{at}: at most one of basic_auth, authorization and bearer_token & bearer_token_file must be configured"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what the types cannot: sections Lookout does not run yet, scrape jobs,
     /// unique collector names, one password source.
     fn validate(&self) -> Result<(), String> {
         self.validate_remote_write()?;
-        let unsupported: Vec<&str> = [("remote_read", self.remote_read.is_some())]
-            .iter()
-            .filter(|(_, set)| *set)
-            .map(|(n, _)| *n)
-            .collect();
-        if !unsupported.is_empty() {
-            return Err(format!(
-                "not supported yet: {} (remove {} to start; nothing is ignored silently)",
-                unsupported.join(", "),
-                if unsupported.len() == 1 { "it" } else { "them" }
-            ));
-        }
+        self.validate_remote_read()?;
         let block = self.storage.block_duration.0;
         if block < Duration::from_secs(60) || block > Duration::from_secs(86_400) {
             return Err(format!(

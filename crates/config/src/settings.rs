@@ -73,6 +73,8 @@ pub struct Settings {
     pub otlp: lookout_remote::otlp::Options,
     /// The stores everything is remote-written to (`remote_write:`).
     pub remote_write: Vec<lookout_remote::send::RemoteOptions>,
+    /// The stores merged into every query (`remote_read:`).
+    pub remote_read: Vec<lookout_remote::read_client::ReadOptions>,
     /// The dashboard library: shipped dashboards of the collectors that are on, the
     /// files of `dashboards.paths`, imports kept in the data directory.
     pub dashboards: DashboardsOptions,
@@ -233,6 +235,28 @@ impl Settings {
                 ..Default::default()
             },
             remote_write: c.remote_write.iter().map(remote_write).collect(),
+            remote_read: c
+                .remote_read
+                .iter()
+                .map(|r| lookout_remote::read_client::ReadOptions {
+                    name: r.effective_name(),
+                    url: r.url.clone(),
+                    timeout: r.remote_timeout.0,
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    http: r.http(),
+                    read_recent: r.read_recent,
+                    required_matchers: r
+                        .required_matchers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    filter_external_labels: r.filter_external_labels,
+                })
+                .collect(),
             roles: c.web.roles.clone(),
             open_probes: c.web.open_probes,
             bearer_tokens: c.web.bearer_tokens.clone(),

@@ -201,6 +201,7 @@ async fn build(
         Some(rw) => rw.wrap(Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),
         None => Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>,
     };
+    let queryable = queryable(&settings, &tsdb, &mut registry)?;
     let Collecting {
         scheduler,
         scrape,
@@ -244,7 +245,7 @@ async fn build(
         settings.rules.clone(),
         &settings.alerts,
         &engine,
-        &tsdb,
+        Arc::clone(&queryable),
         Arc::clone(&store),
         external_url.clone(),
         sink,
@@ -269,7 +270,7 @@ async fn build(
     let gate = Arc::new(lookout_server::QueryGate::new(settings.max_concurrency));
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
-        db: tsdb.clone(),
+        db: Arc::clone(&queryable),
         engine,
         gate: Arc::clone(&gate),
         checks,
@@ -380,6 +381,38 @@ fn remote_write(
         tracing::info!(remote = %r.name, url = %r.url, "Remote write on");
     }
     Ok(Some(Arc::new(rw)))
+}
+
+/// What queries read: the store, with the `remote_read:` stores merged in when there
+/// are any.
+fn queryable(
+    settings: &Settings,
+    tsdb: &Arc<Tsdb>,
+    registry: &mut Registry,
+) -> anyhow::Result<Arc<dyn lookout_storage::Queryable>> {
+    let local = Arc::clone(tsdb) as Arc<dyn lookout_storage::Queryable>;
+    if settings.remote_read.is_empty() {
+        return Ok(local);
+    }
+    let start_of = Arc::clone(tsdb);
+    let merged = lookout_remote::read_client::Merged::new(
+        local,
+        settings.remote_read.clone(),
+        settings
+            .alerts
+            .external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        Arc::new(move || start_of.min_time()),
+        tokio::runtime::Handle::current(),
+        registry,
+    )
+    .context("remote_read")?;
+    for r in &settings.remote_read {
+        tracing::info!(remote = %r.name, url = %r.url, read_recent = r.read_recent, "Remote read on");
+    }
+    Ok(Arc::new(merged))
 }
 
 /// One `remote_write/<name>` check per remote: degraded when behind by more than its
@@ -687,7 +720,7 @@ fn rules_manager(
     opts: Option<ManagerOptions>,
     alerts: &AlertSettings,
     engine: &Engine,
-    tsdb: &Arc<Tsdb>,
+    db: Arc<dyn lookout_storage::Queryable>,
     out: Arc<dyn lookout_storage::Appendable>,
     external_url: String,
     sink: Option<Arc<dyn lookout_rules::AlertSink>>,
@@ -699,7 +732,7 @@ fn rules_manager(
         opts,
         EvalContext {
             engine: engine.clone(),
-            db: tsdb.clone(),
+            db,
             external_labels: alerts.external_labels.clone(),
             external_url,
         },

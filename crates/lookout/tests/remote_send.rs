@@ -408,3 +408,165 @@ remote_write:
     assert!(text.contains("404"), "the refusal is named: {text}");
     assert!(sender.terminate().success());
 }
+
+#[test]
+fn issue_16_lookout_reads_prometheus_through_remote_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Prometheus holding data Lookout never collected: its own metrics.
+    let prom = Prometheus::start(dir.path(), |port| {
+        format!(
+            "global: {{ scrape_interval: 1s, external_labels: {{ dc: west }} }}\nscrape_configs:\n  - job_name: prom\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\n"
+        )
+    });
+    wait_until("Prometheus has data", Duration::from_secs(60), || {
+        !prom.query(r#"up{job="prom"}"#).is_empty()
+    });
+    let dead = format!("http://127.0.0.1:{}/api/v1/read", free_port());
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"global:
+  scrape_interval: 1s
+collectors:
+  process: {{ enabled: false }}
+rule_packs: []
+remote_read:
+  - url: http://127.0.0.1:{port}/api/v1/read
+    name: prom
+    read_recent: true
+  - url: {dead}
+    name: down
+    read_recent: true
+  - url: {dead}
+    name: gated
+    read_recent: true
+    required_matchers: {{ job: never }}
+  - url: {dead}
+    name: old-only
+"#,
+            port = prom.port
+        ),
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    lk.wait_for(r#"up{job="node"}"#, Duration::from_secs(30));
+    // Prometheus's series answer through Lookout, merged with Lookout's own; the dead
+    // remote costs only its part.
+    let got = lk.wait_for(
+        r#"count_over_time(prometheus_build_info{job="prom"}[1m]) > 2"#,
+        Duration::from_secs(60),
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0]["metric"]["dc"], "west",
+        "Prometheus answers with its external labels"
+    );
+    let both = lk.query(r#"count by (job) (up)"#);
+    assert_eq!(both.len(), 2, "{both:?}");
+    let failures = |name: &str| {
+        metric_sum(
+            &lk,
+            "lookout_remote_read_failures_total",
+            &format!("remote_name=\"{name}\""),
+        )
+    };
+    assert!(failures("down") > 0.0);
+    assert_eq!(failures("prom"), 0.0);
+    assert_eq!(failures("gated"), 0.0, "asked only with job=\"never\"");
+    lk.query(r#"up{job="never"}"#);
+    assert!(failures("gated") > 0.0);
+    // Without read_recent, a range the local store holds is not asked for; an older one is.
+    std::thread::sleep(Duration::from_secs(3));
+    let (old, down) = (failures("old-only"), failures("down"));
+    lk.query(r#"count_over_time(up{job="node"}[2s])"#);
+    assert_eq!(
+        failures("old-only"),
+        old,
+        "not asked for what the local store holds"
+    );
+    assert!(failures("down") > down, "read_recent remotes are");
+    lk.query(r#"count_over_time(up{job="node"}[1h])"#);
+    assert!(failures("old-only") > old);
+    assert!(lk.terminate().success());
+}
+
+/// The XOR chunks Lookout streams to remote-read clients are the ones Prometheus writes:
+/// samples remote-written into Debian's Prometheus come back, in the head chunk file it
+/// writes when it cuts a chunk, as exactly the bytes `lookout_remote::xor` encodes.
+#[test]
+fn issue_16_xor_chunks_match_the_ones_prometheus_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut prom = prometheus_receiver(dir.path());
+    // Timestamps with every delta-of-delta width, values with every XOR case.
+    let mut t = now_secs() as i64 * 1000 - 3_600_000;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let samples: Vec<(i64, f64)> = (0..400)
+        .map(|i| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            t += [1000, 1000, 1001, 997, 9000, 70_000, 600_000, 1][i % 8];
+            let v = match i % 6 {
+                0 => i as f64,
+                1 => (seed % 1000) as f64 / 7.0,
+                2 => 42.0,
+                3 => f64::from_bits(seed >> 2),
+                4 => -(i as f64) * 1e-9,
+                _ => 42.0,
+            };
+            (t, v)
+        })
+        .collect();
+    let series = lookout_remote::Series {
+        labels: lookout_model::Labels::from_pairs([("__name__", "xor_oracle")]),
+        samples: samples.clone(),
+    };
+    let r = http()
+        .post(format!("http://127.0.0.1:{}/api/v1/write", prom.port))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(lookout_remote::encode_write_request(&[series]))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+    prom.stop();
+    let file = std::fs::read(dir.path().join("prom/chunks_head/000001"))
+        .expect("Prometheus's head chunk file");
+    assert_eq!(&file[..4], &[0x01, 0x30, 0xbc, 0x91], "head chunks magic");
+    let mut at = 8;
+    let mut compared = 0;
+    let mut offset = 0;
+    while at + 25 < file.len() {
+        let mint = i64::from_be_bytes(file[at + 8..at + 16].try_into().unwrap());
+        let maxt = i64::from_be_bytes(file[at + 16..at + 24].try_into().unwrap());
+        let encoding = file[at + 24];
+        at += 25;
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let b = file[at];
+            at += 1;
+            len |= ((b & 0x7f) as usize) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        if len == 0 {
+            break;
+        }
+        let data = &file[at..at + len];
+        at += len + 4;
+        assert_eq!(encoding, 1, "XOR");
+        let n = u16::from_be_bytes([data[0], data[1]]) as usize;
+        let mine = &samples[offset..offset + n];
+        assert_eq!((mint, maxt), (mine[0].0, mine[n - 1].0));
+        assert_eq!(
+            lookout_remote::xor::encode(mine),
+            data,
+            "chunk of {n} samples from {offset}"
+        );
+        offset += n;
+        compared += 1;
+    }
+    assert!(compared >= 2, "Prometheus cut {compared} chunks");
+}

@@ -14,7 +14,9 @@ use lookout_model::Labels;
 pub mod otlp;
 pub mod queue;
 pub mod read;
+pub mod read_client;
 pub mod send;
+pub mod xor;
 
 /// What can be wrong with a remote-write body.
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +233,7 @@ pub fn decode_v2_request(body: &[u8], limits: &Limits) -> Result<DecodedV2> {
     Ok(out)
 }
 
-fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
+pub(crate) fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
     let size = snap::raw::decompress_len(body).map_err(|e| Error::Snappy(e.to_string()))?;
     if size > limits.max_decompressed {
         return Err(Error::TooLarge {
@@ -245,7 +247,7 @@ fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
 }
 
 /// One series from its wire labels: names valid and not repeated, a metric name present.
-fn series_of(wire: &[Label], samples: &[Sample]) -> Result<Series> {
+pub(crate) fn series_of(wire: &[Label], samples: &[Sample]) -> Result<Series> {
     let shown = || {
         let parts: Vec<String> = wire
             .iter()

@@ -29,7 +29,9 @@ async fn receiver(script: Arc<Mutex<Script>>) -> String {
     let url = format!("http://{}/write", l.local_addr().unwrap());
     tokio::spawn(async move {
         loop {
-            let Ok((mut c, _)) = l.accept().await else { return };
+            let Ok((mut c, _)) = l.accept().await else {
+                return;
+            };
             let script = Arc::clone(&script);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -69,7 +71,9 @@ async fn receiver(script: Arc<Mutex<Script>>) -> String {
                         if code == 200 {
                             let limits = lookout_remote::Limits::default();
                             let series = if ctype.contains("v2") {
-                                lookout_remote::decode_v2_request(&body, &limits).unwrap().series
+                                lookout_remote::decode_v2_request(&body, &limits)
+                                    .unwrap()
+                                    .series
                             } else {
                                 lookout_remote::decode_write_request(&body, &limits).unwrap()
                             };
@@ -178,18 +182,41 @@ async fn retries_deliver_everything_once_in_order_and_refusals_are_counted() {
         let s = script.lock().unwrap();
         for name in ["a", "b"] {
             let ts: Vec<i64> = s.got.iter().filter(|g| g.0 == name).map(|g| g.1).collect();
-            assert_eq!(ts, (1..=50).collect::<Vec<_>>(), "{name}: once each, in order");
+            assert_eq!(
+                ts,
+                (1..=50).collect::<Vec<_>>(),
+                "{name}: once each, in order"
+            );
         }
     }
     assert!(figure(&reg, "prometheus_remote_storage_samples_retried_total") > 0.0);
-    assert_eq!(figure(&reg, "prometheus_remote_storage_samples_total"), 100.0);
+    assert_eq!(
+        figure(&reg, "prometheus_remote_storage_samples_total"),
+        100.0
+    );
     // A 400 is final: the batch is dropped and counted, later ones flow.
     script.lock().unwrap().answers = [400].into();
     write(&store, "c", 1, 5);
-    until("refusal counted", || figure(&reg, "prometheus_remote_storage_samples_failed_total") == 5.0).await;
+    until("refusal counted", || {
+        figure(&reg, "prometheus_remote_storage_samples_failed_total") == 5.0
+    })
+    .await;
     write(&store, "d", 1, 5);
-    until("d arrives", || script.lock().unwrap().got.iter().filter(|g| g.0 == "d").count() == 5).await;
-    until("nothing pending", || figure(&reg, "prometheus_remote_storage_samples_pending") == 0.0).await;
+    until("d arrives", || {
+        script
+            .lock()
+            .unwrap()
+            .got
+            .iter()
+            .filter(|g| g.0 == "d")
+            .count()
+            == 5
+    })
+    .await;
+    until("nothing pending", || {
+        figure(&reg, "prometheus_remote_storage_samples_pending") == 0.0
+    })
+    .await;
     let _ = stop_tx.send(true);
     for t in tasks {
         t.await.unwrap();
@@ -222,13 +249,21 @@ async fn a_restart_resumes_after_the_last_acknowledged_round() {
     script.lock().unwrap().answers.clear();
     let mut reg = Registry::default();
     let rw = Arc::new(RemoteWrite::new(options(dir.path(), remote(&url)), &mut reg).unwrap());
-    assert_eq!(figure(&reg, "prometheus_remote_storage_samples_pending"), 30.0, "the backlog is found");
+    assert_eq!(
+        figure(&reg, "prometheus_remote_storage_samples_pending"),
+        30.0,
+        "the backlog is found"
+    );
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let _tasks = rw.spawn(stop);
     until("60 sent", || script.lock().unwrap().got.len() >= 60).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ts: Vec<i64> = script.lock().unwrap().got.iter().map(|g| g.1).collect();
-    assert_eq!(ts, (1..=60).collect::<Vec<_>>(), "nothing twice, nothing lost");
+    assert_eq!(
+        ts,
+        (1..=60).collect::<Vec<_>>(),
+        "nothing twice, nothing lost"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +281,10 @@ async fn past_max_backlog_the_oldest_is_dropped_and_counted() {
     let _tasks = rw.spawn(stop);
     write(&store, "old", 1, 20);
     until("old dropped", || {
-        figure(&reg, "prometheus_remote_storage_samples_dropped_total{remote_name=\"r\",url=") >= 20.0
+        figure(
+            &reg,
+            "prometheus_remote_storage_samples_dropped_total{remote_name=\"r\",url=",
+        ) >= 20.0
     })
     .await;
     script.lock().unwrap().answers.clear();
@@ -294,6 +332,10 @@ async fn remote_write_2_0_falls_back_to_1_0_on_415() {
     write(&store, "a", 1, 3);
     until("sent", || script.lock().unwrap().got.len() == 3).await;
     let s = script.lock().unwrap();
-    assert!(s.requests[0].contains("io.prometheus.write.v2.request"), "{:?}", s.requests);
+    assert!(
+        s.requests[0].contains("io.prometheus.write.v2.request"),
+        "{:?}",
+        s.requests
+    );
     assert_eq!(s.requests.last().unwrap(), "application/x-protobuf");
 }

@@ -256,7 +256,8 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
 /// query gate; a response over the engine's `max_samples` is refused (400) rather than
 /// built.
 pub(crate) async fn read(State(st): State<AppState>, body: Bytes) -> Response {
-    let queries = match lookout_remote::read::decode_read_request(
+    use lookout_remote::read::ResponseType;
+    let (queries, kind) = match lookout_remote::read::decode_read_request(
         &body,
         &lookout_remote::Limits::default(),
     ) {
@@ -294,10 +295,28 @@ pub(crate) async fn read(State(st): State<AppState>, body: Bytes) -> Response {
                 }
                 results.push(series);
             }
-            Ok(lookout_remote::read::encode_read_response(&results))
+            Ok(match kind {
+                ResponseType::Samples => lookout_remote::read::encode_read_response(&results),
+                ResponseType::StreamedXorChunks => {
+                    let mut out = Vec::new();
+                    for (i, series) in results.iter().enumerate() {
+                        lookout_remote::read::encode_chunked_frames(i, series, &mut out);
+                    }
+                    out
+                }
+            })
         })
         .await;
     match done {
+        Ok(Ok(bytes)) if kind == ResponseType::StreamedXorChunks => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                lookout_remote::read::STREAMED_CONTENT_TYPE,
+            )],
+            bytes,
+        )
+            .into_response(),
         Ok(Ok(bytes)) => (
             StatusCode::OK,
             [

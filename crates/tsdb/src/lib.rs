@@ -352,6 +352,18 @@ impl Tsdb {
         st
     }
 
+    /// The oldest sample's time, from the blocks' ranges and the head's (cheap: no
+    /// index is walked); `None` when the store is empty.
+    pub fn min_time(&self) -> Option<i64> {
+        let head = self.inner.head.read().expect("lock poisoned").time_range();
+        let blocks = self.inner.blocks.read().expect("lock poisoned");
+        blocks
+            .iter()
+            .filter_map(|b| b.data_range.map(|r| r.0))
+            .chain(head.map(|r| r.0))
+            .min()
+    }
+
     /// Series and samples in memory: cheap, for health checks (`stats` walks every block).
     pub fn head_counts(&self) -> (u64, u64) {
         let head = self.inner.head.read().expect("lock poisoned");
