@@ -72,13 +72,23 @@ impl Pipeline {
     /// Writes `run` at `t` (ms) in one commit: its samples, its report series, and
     /// staleness markers for the series the previous run wrote and this one did not.
     pub(crate) fn write(&mut self, db: &dyn Appendable, t: i64, run: &Run) -> Written {
-        let current: HashSet<Labels> = run.samples.iter().map(|s| s.0.clone()).collect();
-        let added = current.difference(&self.previous).count();
+        // A series the last run wrote keeps the label set it had then, so every later
+        // comparison (stale detection here, the store's and remote write's lookups) is
+        // a pointer comparison instead of one over every label.
+        let mut current: HashSet<Labels> = HashSet::with_capacity(run.samples.len());
+        let mut added = 0;
         let mut app = db.appender();
         let mut rejected = 0u64;
         for (ls, ts, v) in &run.samples {
-            if app.append(ls, *ts, *v).is_err() {
+            let (ls, known) = match self.previous.get(ls) {
+                Some(known) => (known.clone(), true),
+                None => (ls.clone(), false),
+            };
+            if app.append(&ls, *ts, *v).is_err() {
                 rejected += 1;
+            }
+            if current.insert(ls) && !known {
+                added += 1;
             }
         }
         for gone in self.previous.difference(&current) {

@@ -350,10 +350,71 @@ pub fn encode_write_request(series: &[Series]) -> Vec<u8> {
     encode_write_request_with(series, &[])
 }
 
+/// Appends `series` as the `timeseries` fields of a `prometheus.WriteRequest`, written
+/// straight from the label sets (the sender's hot path: no owned strings per label), in
+/// the canonical encoding except that a `-0.0` value is kept.
+fn put_timeseries(series: &[Series], out: &mut Vec<u8>) {
+    use prost::encoding::{encode_varint, encoded_len_varint as vlen};
+    fn str_len(s: &str) -> usize {
+        if s.is_empty() {
+            0
+        } else {
+            1 + vlen(s.len() as u64) + s.len()
+        }
+    }
+    fn put_str(tag: u8, s: &str, out: &mut Vec<u8>) {
+        if !s.is_empty() {
+            out.push(tag);
+            encode_varint(s.len() as u64, out);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    fn sample_len(t: i64, v: f64) -> usize {
+        (if v.to_bits() != 0 { 9 } else { 0 }) + if t != 0 { 1 + vlen(t as u64) } else { 0 }
+    }
+    for s in series {
+        let mut len = 0;
+        for l in s.labels.iter() {
+            let n = str_len(&l.name) + str_len(&l.value);
+            len += 1 + vlen(n as u64) + n;
+        }
+        for &(t, v) in &s.samples {
+            let n = sample_len(t, v);
+            len += 1 + vlen(n as u64) + n;
+        }
+        out.push(0x0a);
+        encode_varint(len as u64, out);
+        for l in s.labels.iter() {
+            out.push(0x0a);
+            encode_varint((str_len(&l.name) + str_len(&l.value)) as u64, out);
+            put_str(0x0a, &l.name, out);
+            put_str(0x12, &l.value, out);
+        }
+        for &(t, v) in &s.samples {
+            out.push(0x12);
+            encode_varint(sample_len(t, v) as u64, out);
+            if v.to_bits() != 0 {
+                out.push(0x09);
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+            if t != 0 {
+                out.push(0x10);
+                encode_varint(t as u64, out);
+            }
+        }
+    }
+}
+
 /// Encodes series and metadata as a snappy-compressed `prometheus.WriteRequest`.
 pub fn encode_write_request_with(series: &[Series], metadata: &[send::MetricMeta]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(series.len() * 96);
+    put_timeseries(series, &mut raw);
+    if metadata.is_empty() {
+        return snappy(&raw);
+    }
+    // Repeated fields of concatenated messages merge: the metadata follows the series.
     let req = WriteRequest {
-        timeseries: series.iter().map(wire).collect(),
+        timeseries: Vec::new(),
         metadata: metadata
             .iter()
             .map(|m| MetricMetadata {
@@ -364,7 +425,8 @@ pub fn encode_write_request_with(series: &[Series], metadata: &[send::MetricMeta
             })
             .collect(),
     };
-    snappy(&prost::Message::encode_to_vec(&req))
+    raw.extend(prost::Message::encode_to_vec(&req));
+    snappy(&raw)
 }
 
 /// A `prometheus.WriteRequest` carrying only metadata.
@@ -397,14 +459,19 @@ pub fn encode_v2_request_with(
     series: &[Series],
     metadata: &std::collections::HashMap<String, send::MetricMeta>,
 ) -> Vec<u8> {
-    let mut symbols = vec![String::new()];
-    let mut index: std::collections::HashMap<String, u32> = [(String::new(), 0)].into();
-    let mut sym = |s: &str| -> u32 {
-        *index.entry(s.to_string()).or_insert_with(|| {
+    fn intern<'a>(
+        s: &'a str,
+        index: &mut std::collections::HashMap<&'a str, u32>,
+        symbols: &mut Vec<String>,
+    ) -> u32 {
+        *index.entry(s).or_insert_with(|| {
             symbols.push(s.to_string());
             (symbols.len() - 1) as u32
         })
-    };
+    }
+    let mut symbols = vec![String::new()];
+    let mut index: std::collections::HashMap<&str, u32> = [("", 0)].into();
+    let mut sym = |s| intern(s, &mut index, &mut symbols);
     let timeseries = series
         .iter()
         .map(|s| v2::TimeSeries {
