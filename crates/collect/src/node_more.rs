@@ -253,6 +253,22 @@ pub(crate) fn netclass(device: &str, attr: &dyn Fn(&str) -> Option<String>, out:
     );
 }
 
+/// The largest textfile read (a runaway script must not take the collector's memory).
+const TEXTFILE_MAX_BYTES: u64 = 64 << 20;
+
+/// The file's text, refused by name past `max` bytes.
+fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > max {
+        return Err(format!("larger than {} MiB", max >> 20));
+    }
+    Ok(text)
+}
+
 /// node_exporter's textfile collector: every `*.prom` file of `dir` in the Prometheus
 /// text format, with `node_textfile_mtime_seconds{file}`; `node_textfile_scrape_error` is
 /// 1 when a file could not be read or parsed (its samples are then left out).
@@ -277,21 +293,19 @@ pub(crate) fn textfile(dir: Option<&Path>, out: &mut Vec<Metric>) {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let read = std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| {
-                    let exp = lookout_expfmt::parse(&text, lookout_expfmt::Format::Prometheus)
-                        .map_err(|e| e.to_string())?;
-                    Ok(exp
-                        .samples
-                        .iter()
-                        .map(|s| {
-                            let labels: Vec<(&str, &str)> =
-                                s.labels.iter().map(|(k, v)| (*k, v.as_ref())).collect();
-                            Metric::new(s.name, &labels, s.value)
-                        })
-                        .collect::<Vec<_>>())
-                });
+            let read = read_bounded(&path, TEXTFILE_MAX_BYTES).and_then(|text| {
+                let exp = lookout_expfmt::parse(&text, lookout_expfmt::Format::Prometheus)
+                    .map_err(|e| e.to_string())?;
+                Ok(exp
+                    .samples
+                    .iter()
+                    .map(|s| {
+                        let labels: Vec<(&str, &str)> =
+                            s.labels.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+                        Metric::new(s.name, &labels, s.value)
+                    })
+                    .collect::<Vec<_>>())
+            });
             match read {
                 Ok(ms) => {
                     out.extend(ms);
@@ -692,6 +706,16 @@ mod tests {
         timex(5, &TimexFields::default(), &mut out);
         assert_eq!(get(&out, "node_timex_sync_status", &[]).unwrap().value, 0.0);
         assert_eq!(out.len(), 17);
+    }
+
+    #[test]
+    fn a_textfile_past_the_bound_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.prom");
+        std::fs::write(&p, "x 1\n".repeat(100)).unwrap();
+        assert!(read_bounded(&p, 1024).is_ok());
+        let e = read_bounded(&p, 100).unwrap_err();
+        assert!(e.contains("larger than"), "{e}");
     }
 
     #[test]

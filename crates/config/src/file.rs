@@ -1351,6 +1351,18 @@ mod tests {
         assert_eq!(b.queue.max_samples_per_send, 2000);
         assert_eq!(b.max_backlog, Duration::from_secs(86_400));
         assert_eq!(b.protocol, lookout_remote::send::Protocol::V1);
+        let c = Config::parse(
+            "remote_read:\n  - url: http://prom:9090/api/v1/read\n    read_recent: true\n    required_matchers: { dc: west }\n",
+        )
+        .unwrap();
+        let s = crate::Settings::new(&c).unwrap();
+        let r = &s.remote_read[0];
+        assert!(r.read_recent && r.filter_external_labels);
+        assert_eq!(
+            r.required_matchers,
+            vec![("dc".to_string(), "west".to_string())]
+        );
+        assert_eq!(r.timeout, Duration::from_secs(60));
         for (bad, want) in [
             (
                 "remote_write: [{url: ftp://x}]",
@@ -1383,6 +1395,18 @@ mod tests {
             (
                 "remote_write: [{url: http://a, basic_auth: {username: u}, bearer_token: t}]",
                 "at most one of",
+            ),
+            (
+                "remote_read: [{url: file:///x}]",
+                "must be http:// or https://",
+            ),
+            (
+                "remote_read: [{url: http://a}, {url: http://a}]",
+                "duplicate remote read name",
+            ),
+            (
+                "remote_read: [{url: http://a, required_matchers: [x]}]",
+                "required_matchers",
             ),
         ] {
             let e = Config::parse(bad).unwrap_err().to_string();

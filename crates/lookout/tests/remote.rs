@@ -255,6 +255,18 @@ fn issue_16_prometheus_federates_from_lookout() {
         "{theirs:?} vs {ours:?}"
     );
     assert!(lk.terminate().success());
+    // The engine's sample limit bounds a federation answer, by name.
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let cfg = write_config(
+        &small,
+        "global:\n  scrape_interval: 1s\nquery:\n  max_samples: 5\n",
+    );
+    let lk = Lookout::start(&small.join("data"), &cfg);
+    lk.wait_for(r#"node_load1{job="node"}"#, Duration::from_secs(20));
+    let (code, body) = lk.get("/federate?match[]=%7Bjob%3D%22node%22%7D");
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("more than 5 series"), "{body}");
 }
 
 #[test]

@@ -612,7 +612,9 @@ impl Appender for FanoutAppender<'_> {
     fn commit(self: Box<Self>) -> lookout_storage::Result<()> {
         // Queued first: a crash between the two leaves the remote with samples the
         // store never acknowledged, never the other way round.
-        self.rw.enqueue(&self.buf);
+        if !self.buf.is_empty() {
+            self.rw.enqueue(&self.buf);
+        }
         self.inner.commit()
     }
 

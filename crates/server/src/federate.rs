@@ -40,6 +40,8 @@ pub(crate) async fn federate(
     let db = Arc::clone(&st.db);
     let lookback = st.engine.options().lookback_delta.as_millis() as i64;
     let external = st.external_labels.clone();
+    // One sample per series: the engine's sample limit bounds the answer.
+    let limit = st.engine.options().max_samples;
     let now = lookout_model::now_ms();
     let text = st
         .gate
@@ -66,6 +68,15 @@ pub(crate) async fn federate(
                     {
                         newest.insert(s.labels, (last.t, last.v));
                     }
+                }
+                if newest.len() > limit {
+                    return Err(api_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "execution",
+                        &format!(
+                            "federation of more than {limit} series (query.max_samples); narrow the match[] selectors"
+                        ),
+                    ));
                 }
             }
             let mut out = String::new();
