@@ -1,0 +1,232 @@
+//! `lookout-sdk`: what a Rust database engine adds to be watched by Lookout (or any
+//! Prometheus): one [`Metrics`] registry with global labels on every series, ready-made
+//! metric sets under documented Prometheus names ([`sets`]: B+tree, page cache and
+//! storage, Raft, network, membership, process and runtime), a [`health`] checker with
+//! timeouts and built-in checks, and an HTTP endpoint ([`http`]: `/metrics`, `/health`,
+//! `/health/live`, `/health/ready`) to mount in the engine's own axum server or to run on
+//! a port of its own.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lookout_sdk::{Metrics, Options, health::HealthChecker};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let metrics = Metrics::new(Options::default().label("service", "kvstore").label("node", "n1"));
+//! let tree = metrics.btree("primary");
+//! let storage = metrics.storage();
+//! let raft = metrics.raft();
+//! metrics.process();
+//!
+//! // In the engine:
+//! let t = tree.start(lookout_sdk::sets::BTreeOp::Insert);
+//! // … insert …
+//! t.finish(3); // traversal depth
+//! storage.cache_hit();
+//! raft.set_term(7);
+//!
+//! let health = HealthChecker::new(Duration::from_secs(10), Duration::from_secs(2));
+//! health.add(lookout_sdk::health::DiskSpaceCheck::new("/var/lib/kvstore", 0.10));
+//! let health = std::sync::Arc::new(health);
+//! health.clone().spawn();
+//! lookout_sdk::http::serve("127.0.0.1:9500", metrics.clone(), health).await
+//! # }
+//! ```
+//!
+//! Then point Lookout at it: `scrape_configs: [{job_name: kvstore, static_configs:
+//! [{targets: ["127.0.0.1:9500"]}]}]`.
+//!
+//! Recording is lock-free: counters, gauges and histograms are atomics handed out once;
+//! labelled families are resolved when a set is built (one handle per operation), so the
+//! hot path neither allocates nor hashes.
+
+pub mod health;
+pub mod http;
+pub mod sets;
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry};
+
+/// Latency buckets in seconds: 10 µs to about 10 s, doubling (21 buckets).
+pub const LATENCY_BUCKETS: [f64; 21] = [
+    0.00001, 0.00002, 0.00004, 0.00008, 0.00016, 0.00032, 0.00064, 0.00128, 0.00256, 0.00512,
+    0.01024, 0.02048, 0.04096, 0.08192, 0.16384, 0.32768, 0.65536, 1.31072, 2.62144, 5.24288,
+    10.48576,
+];
+
+/// Size buckets in bytes: 64 B to 64 MiB, ×4 (11 buckets).
+pub const SIZE_BUCKETS: [f64; 11] = [
+    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    67108864.0,
+];
+
+/// Ratio buckets: 0.1 to 1.0 by tenths.
+pub const RATIO_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
+/// A histogram with `buckets`.
+pub fn histogram(buckets: &[f64]) -> Histogram {
+    Histogram::new(buckets.iter().copied())
+}
+
+/// How the registry is set up.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Labels added to every series (`service`, `environment`, `node`, …).
+    pub global_labels: Vec<(String, String)>,
+}
+
+impl Options {
+    /// These options with one more global label.
+    pub fn label(mut self, name: &str, value: &str) -> Self {
+        self.global_labels.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// The registry every metric of the engine lives in; cheap to clone (shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A registry whose every series carries `opts.global_labels`.
+    pub fn new(opts: Options) -> Self {
+        let registry = Registry::with_labels(
+            opts.global_labels
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into())),
+        );
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+        }
+    }
+
+    /// Registers any `prometheus-client` metric (a custom one).
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .register(name, help, metric);
+    }
+
+    /// A counter named `name` (the exposition adds `_total`).
+    pub fn counter(&self, name: &str, help: &str) -> Counter {
+        let c = Counter::default();
+        self.register(name, help, c.clone());
+        c
+    }
+
+    /// A gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> Gauge {
+        let g = Gauge::default();
+        self.register(name, help, g.clone());
+        g
+    }
+
+    /// A gauge of floating-point values.
+    pub fn gauge_f64(&self, name: &str, help: &str) -> Gauge<f64, std::sync::atomic::AtomicU64> {
+        let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        self.register(name, help, g.clone());
+        g
+    }
+
+    /// A histogram with `buckets` ([`LATENCY_BUCKETS`], [`SIZE_BUCKETS`] or the
+    /// author's own).
+    pub fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let h = histogram(buckets);
+        self.register(name, help, h.clone());
+        h
+    }
+
+    /// A counter family labelled by `L` (a struct deriving `EncodeLabelSet`, or
+    /// `Vec<(String, String)>`).
+    pub fn counter_family<L>(&self, name: &str, help: &str) -> Family<L, Counter>
+    where
+        L: EncodeLabelSet + Clone + std::hash::Hash + Eq + Send + Sync + std::fmt::Debug + 'static,
+    {
+        let f = Family::<L, Counter>::default();
+        self.register(name, help, f.clone());
+        f
+    }
+
+    /// A gauge family labelled by `L`.
+    pub fn gauge_family<L>(&self, name: &str, help: &str) -> Family<L, Gauge>
+    where
+        L: EncodeLabelSet + Clone + std::hash::Hash + Eq + Send + Sync + std::fmt::Debug + 'static,
+    {
+        let f = Family::<L, Gauge>::default();
+        self.register(name, help, f.clone());
+        f
+    }
+
+    /// An info metric (`<name>_info 1` with `labels`): versions, build facts.
+    pub fn info(&self, name: &str, help: &str, labels: &[(&str, &str)]) {
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.register(
+            name,
+            help,
+            prometheus_client::metrics::info::Info::new(labels),
+        );
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(
+            &mut out,
+            &self.registry.lock().expect("registry lock"),
+        )
+        .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The B+tree metric set for the tree (index) named `tree`.
+    pub fn btree(&self, tree: &str) -> sets::BTreeMetrics {
+        sets::BTreeMetrics::new(self, tree)
+    }
+
+    /// The page cache and storage metric set.
+    pub fn storage(&self) -> sets::StorageMetrics {
+        sets::StorageMetrics::new(self)
+    }
+
+    /// The Raft metric set.
+    pub fn raft(&self) -> sets::RaftMetrics {
+        sets::RaftMetrics::new(self)
+    }
+
+    /// The network (gRPC and HTTP) metric set.
+    pub fn network(&self) -> sets::NetworkMetrics {
+        sets::NetworkMetrics::new(self)
+    }
+
+    /// The membership (service discovery) metric set.
+    pub fn membership(&self) -> sets::MembershipMetrics {
+        sets::MembershipMetrics::new(self)
+    }
+
+    /// Registers the process collector (CPU, memory, file descriptors, threads) and, when
+    /// called inside a tokio runtime, that runtime's figures.
+    pub fn process(&self) {
+        let mut r = self.registry.lock().expect("registry lock");
+        r.register_collector(Box::new(sets::ProcessCollector));
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            r.register_collector(Box::new(sets::RuntimeCollector::new(h)));
+        }
+    }
+}

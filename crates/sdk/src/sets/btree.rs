@@ -1,0 +1,192 @@
+//! B+tree metrics, labelled `tree` (which index):
+//!
+//! | name | type | labels |
+//! | --- | --- | --- |
+//! | `btree_operations_total` | counter | `tree`, `op` (`search`, `insert`, `delete`, `scan`) |
+//! | `btree_operation_duration_seconds` | histogram | `tree`, `op` |
+//! | `btree_traversal_depth` | histogram (levels) | `tree` |
+//! | `btree_node_splits_total`, `btree_node_merges_total` | counter | `tree` |
+//! | `btree_height` | gauge | `tree` |
+//! | `btree_nodes` | gauge | `tree`, `kind` (`internal`, `leaf`) |
+//! | `btree_node_utilization_ratio` | histogram (0.1–1.0) | `tree` |
+
+use std::time::Instant;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::{HistFamily, Pairs, handle, latency_family, pairs};
+use crate::{Metrics, RATIO_BUCKETS};
+
+/// A B+tree operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BTreeOp {
+    /// A point lookup.
+    Search,
+    /// An insert or update.
+    Insert,
+    /// A delete.
+    Delete,
+    /// A range scan.
+    Scan,
+}
+
+impl BTreeOp {
+    const ALL: [BTreeOp; 4] = [Self::Search, Self::Insert, Self::Delete, Self::Scan];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Search => "search",
+            Self::Insert => "insert",
+            Self::Delete => "delete",
+            Self::Scan => "scan",
+        }
+    }
+}
+
+/// The B+tree metric set of one tree.
+#[derive(Debug, Clone)]
+pub struct BTreeMetrics {
+    ops: [(Counter, Histogram); 4],
+    depth: Histogram,
+    splits: Counter,
+    merges: Counter,
+    height: Gauge,
+    internal: Gauge,
+    leaf: Gauge,
+    utilization: Histogram,
+}
+
+impl BTreeMetrics {
+    pub(crate) fn new(m: &Metrics, tree: &str) -> Self {
+        let ops_total = Family::<Pairs, Counter>::default();
+        let durations = latency_family();
+        let depth = HistFamily::new_with_constructor(|| {
+            Histogram::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0])
+        });
+        let splits = Family::<Pairs, Counter>::default();
+        let merges = Family::<Pairs, Counter>::default();
+        let height = Family::<Pairs, Gauge>::default();
+        let nodes = Family::<Pairs, Gauge>::default();
+        let utilization = HistFamily::new_with_constructor(|| crate::histogram(&RATIO_BUCKETS));
+        m.register(
+            "btree_operations",
+            "B+tree operations, by tree and operation",
+            ops_total.clone(),
+        );
+        m.register(
+            "btree_operation_duration_seconds",
+            "B+tree operation latency, by tree and operation",
+            durations.clone(),
+        );
+        m.register(
+            "btree_traversal_depth",
+            "Levels visited from the root per operation",
+            depth.clone(),
+        );
+        m.register(
+            "btree_node_splits",
+            "Nodes split because they were full",
+            splits.clone(),
+        );
+        m.register(
+            "btree_node_merges",
+            "Nodes merged because they were underfull",
+            merges.clone(),
+        );
+        m.register(
+            "btree_height",
+            "Levels from the root to the leaves",
+            height.clone(),
+        );
+        m.register(
+            "btree_nodes",
+            "Nodes, by kind (internal, leaf)",
+            nodes.clone(),
+        );
+        m.register(
+            "btree_node_utilization_ratio",
+            "Fill ratio of nodes when written",
+            utilization.clone(),
+        );
+        let t = pairs(&[("tree", tree)]);
+        let ops = BTreeOp::ALL.map(|op| {
+            let l = pairs(&[("tree", tree), ("op", op.as_str())]);
+            (
+                ops_total.get_or_create(&l).clone(),
+                durations.get_or_create(&l).clone(),
+            )
+        });
+        Self {
+            ops,
+            depth: depth.get_or_create(&t).clone(),
+            splits: splits.get_or_create(&t).clone(),
+            merges: merges.get_or_create(&t).clone(),
+            height: height.get_or_create(&t).clone(),
+            internal: handle(&nodes, &[("tree", tree), ("kind", "internal")]),
+            leaf: handle(&nodes, &[("tree", tree), ("kind", "leaf")]),
+            utilization: utilization.get_or_create(&t).clone(),
+        }
+    }
+
+    /// Records one finished operation: its latency and how many levels it visited.
+    pub fn record(&self, op: BTreeOp, seconds: f64, depth: u32) {
+        let (count, duration) = &self.ops[op as usize];
+        count.inc();
+        duration.observe(seconds);
+        self.depth.observe(f64::from(depth));
+    }
+
+    /// Starts timing an operation; [`OpTimer::finish`] records it.
+    pub fn start(&self, op: BTreeOp) -> OpTimer<'_> {
+        OpTimer {
+            set: self,
+            op,
+            started: Instant::now(),
+        }
+    }
+
+    /// A node split.
+    pub fn split(&self) {
+        self.splits.inc();
+    }
+
+    /// A node merge.
+    pub fn merge(&self) {
+        self.merges.inc();
+    }
+
+    /// The tree's height now.
+    pub fn set_height(&self, levels: u32) {
+        self.height.set(i64::from(levels));
+    }
+
+    /// The tree's node counts now.
+    pub fn set_nodes(&self, internal: u64, leaf: u64) {
+        self.internal.set(internal as i64);
+        self.leaf.set(leaf as i64);
+    }
+
+    /// A node's fill ratio (0–1) when it was written.
+    pub fn observe_utilization(&self, ratio: f64) {
+        self.utilization.observe(ratio);
+    }
+}
+
+/// Times one B+tree operation.
+#[derive(Debug)]
+pub struct OpTimer<'a> {
+    set: &'a BTreeMetrics,
+    op: BTreeOp,
+    started: Instant,
+}
+
+impl OpTimer<'_> {
+    /// Records the operation with the levels it visited.
+    pub fn finish(self, depth: u32) {
+        self.set
+            .record(self.op, self.started.elapsed().as_secs_f64(), depth);
+    }
+}

@@ -1,0 +1,56 @@
+//! Ready-made metric sets, one struct each with typed methods. Every name follows
+//! Prometheus's conventions (base units, `_total` on counters, `_seconds`, `_bytes`) and is
+//! listed on its set; labelled handles are resolved when the set is built, so recording
+//! is an atomic add.
+
+mod btree;
+mod membership;
+mod network;
+mod process;
+mod raft;
+mod storage;
+
+pub use btree::{BTreeMetrics, BTreeOp, OpTimer};
+pub use membership::{MemberState, MembershipMetrics};
+pub use network::{GRPC_CODES, GrpcCall, HttpCall, NetworkMetrics};
+pub(crate) use process::read_process as process_figures;
+pub use process::{ProcessCollector, RuntimeCollector};
+pub use raft::{RaftMetrics, RaftRole};
+pub use storage::StorageMetrics;
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+
+/// Label pairs as the families here key them.
+pub(crate) type Pairs = Vec<(String, String)>;
+
+/// A histogram family whose histograms share one bucket layout.
+pub(crate) type HistFamily = Family<Pairs, Histogram, fn() -> Histogram>;
+
+/// The metric of `f` labelled `l`, resolved once. A function rather than an inline
+/// `get_or_create(..).clone()`: the read guard it holds is released here, where a struct
+/// literal would hold it to the end of the statement and the next insert would wait on it.
+pub(crate) fn handle<M, C>(f: &Family<Pairs, M, C>, l: &[(&str, &str)]) -> M
+where
+    M: Clone,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    f.get_or_create(&pairs(l)).clone()
+}
+
+/// A family of latency histograms ([`crate::LATENCY_BUCKETS`]).
+pub(crate) fn latency_family() -> HistFamily {
+    Family::new_with_constructor(|| crate::histogram(&crate::LATENCY_BUCKETS))
+}
+
+/// A family of size histograms ([`crate::SIZE_BUCKETS`]).
+pub(crate) fn size_family() -> HistFamily {
+    Family::new_with_constructor(|| crate::histogram(&crate::SIZE_BUCKETS))
+}
+
+/// `[(name, value), …]` as owned pairs.
+pub(crate) fn pairs(p: &[(&str, &str)]) -> Pairs {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -1,0 +1,180 @@
+//! Page cache and storage metrics:
+//!
+//! | name | type | labels |
+//! | --- | --- | --- |
+//! | `storage_page_reads_total`, `storage_page_writes_total` | counter | |
+//! | `storage_cache_hits_total`, `storage_cache_misses_total`, `storage_cache_evictions_total` | counter | |
+//! | `storage_cache_dirty_pages` | gauge | |
+//! | `storage_buffer_pool_bytes`, `storage_buffer_pool_used_bytes` | gauge | |
+//! | `storage_flushes_total`, `storage_fsyncs_total` | counter | |
+//! | `storage_flush_duration_seconds`, `storage_fsync_duration_seconds` | histogram | |
+//! | `storage_disk_io_duration_seconds` | histogram | `op` (`read`, `write`) |
+//! | `storage_compactions_total`, `storage_compaction_bytes_total` | counter | |
+//! | `storage_compaction_duration_seconds` | histogram | |
+//! | `storage_wal_appends_total`, `storage_wal_bytes_total` | counter | |
+//! | `storage_wal_append_size_bytes` | histogram | |
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::{handle, latency_family, size_family};
+use crate::{LATENCY_BUCKETS, Metrics};
+
+/// The page cache and storage metric set.
+#[derive(Debug, Clone)]
+pub struct StorageMetrics {
+    page_reads: Counter,
+    page_writes: Counter,
+    hits: Counter,
+    misses: Counter,
+    evictions: Counter,
+    dirty: Gauge,
+    pool: Gauge,
+    pool_used: Gauge,
+    flushes: Counter,
+    flush_seconds: Histogram,
+    fsyncs: Counter,
+    fsync_seconds: Histogram,
+    io_read: Histogram,
+    io_write: Histogram,
+    compactions: Counter,
+    compaction_bytes: Counter,
+    compaction_seconds: Histogram,
+    wal_appends: Counter,
+    wal_bytes: Counter,
+    wal_size: Histogram,
+}
+
+impl StorageMetrics {
+    pub(crate) fn new(m: &Metrics) -> Self {
+        let io = latency_family();
+        m.register(
+            "storage_disk_io_duration_seconds",
+            "Disk I/O latency, by operation (read, write)",
+            io.clone(),
+        );
+        let wal_size = size_family().get_or_create(&Vec::new()).clone();
+        m.register(
+            "storage_wal_append_size_bytes",
+            "Size of WAL appends",
+            wal_size.clone(),
+        );
+        Self {
+            page_reads: m.counter("storage_page_reads", "Pages read from disk"),
+            page_writes: m.counter("storage_page_writes", "Pages written to disk"),
+            hits: m.counter(
+                "storage_cache_hits",
+                "Page cache lookups that found the page",
+            ),
+            misses: m.counter(
+                "storage_cache_misses",
+                "Page cache lookups that went to disk",
+            ),
+            evictions: m.counter(
+                "storage_cache_evictions",
+                "Pages evicted from the page cache",
+            ),
+            dirty: m.gauge(
+                "storage_cache_dirty_pages",
+                "Pages changed in memory, not yet written",
+            ),
+            pool: m.gauge("storage_buffer_pool_bytes", "Size of the buffer pool"),
+            pool_used: m.gauge(
+                "storage_buffer_pool_used_bytes",
+                "Bytes of the buffer pool in use",
+            ),
+            flushes: m.counter("storage_flushes", "Flushes of dirty pages"),
+            flush_seconds: m.histogram(
+                "storage_flush_duration_seconds",
+                "Flush latency",
+                &LATENCY_BUCKETS,
+            ),
+            fsyncs: m.counter("storage_fsyncs", "fsync calls"),
+            fsync_seconds: m.histogram(
+                "storage_fsync_duration_seconds",
+                "fsync latency",
+                &LATENCY_BUCKETS,
+            ),
+            io_read: handle(&io, &[("op", "read")]),
+            io_write: handle(&io, &[("op", "write")]),
+            compactions: m.counter("storage_compactions", "Compactions run"),
+            compaction_bytes: m.counter("storage_compaction_bytes", "Bytes written by compactions"),
+            compaction_seconds: m.histogram(
+                "storage_compaction_duration_seconds",
+                "Compaction duration",
+                &LATENCY_BUCKETS,
+            ),
+            wal_appends: m.counter(
+                "storage_wal_appends",
+                "Records appended to the write-ahead log",
+            ),
+            wal_bytes: m.counter("storage_wal_bytes", "Bytes appended to the write-ahead log"),
+            wal_size,
+        }
+    }
+
+    /// A page read from disk, with how long the read took.
+    pub fn page_read(&self, seconds: f64) {
+        self.page_reads.inc();
+        self.io_read.observe(seconds);
+    }
+
+    /// A page written to disk, with how long the write took.
+    pub fn page_write(&self, seconds: f64) {
+        self.page_writes.inc();
+        self.io_write.observe(seconds);
+    }
+
+    /// A page cache hit.
+    pub fn cache_hit(&self) {
+        self.hits.inc();
+    }
+
+    /// A page cache miss.
+    pub fn cache_miss(&self) {
+        self.misses.inc();
+    }
+
+    /// A page evicted.
+    pub fn eviction(&self) {
+        self.evictions.inc();
+    }
+
+    /// Dirty pages now.
+    pub fn set_dirty_pages(&self, n: u64) {
+        self.dirty.set(n as i64);
+    }
+
+    /// The buffer pool's size and the bytes in use now.
+    pub fn set_buffer_pool(&self, size: u64, used: u64) {
+        self.pool.set(size as i64);
+        self.pool_used.set(used as i64);
+    }
+
+    /// A flush that took `seconds`.
+    pub fn flush(&self, seconds: f64) {
+        self.flushes.inc();
+        self.flush_seconds.observe(seconds);
+    }
+
+    /// An fsync that took `seconds`.
+    pub fn fsync(&self, seconds: f64) {
+        self.fsyncs.inc();
+        self.fsync_seconds.observe(seconds);
+    }
+
+    /// A compaction that wrote `bytes` in `seconds`.
+    pub fn compaction(&self, bytes: u64, seconds: f64) {
+        self.compactions.inc();
+        self.compaction_bytes.inc_by(bytes);
+        self.compaction_seconds.observe(seconds);
+    }
+
+    /// A WAL append of `bytes`.
+    pub fn wal_append(&self, bytes: u64) {
+        self.wal_appends.inc();
+        self.wal_bytes.inc_by(bytes);
+        self.wal_size.observe(bytes as f64);
+    }
+}

@@ -1,0 +1,268 @@
+//! Every metric set's names, types and labels as a real scrape reads them: the endpoint
+//! served on a free port, `/metrics` fetched over HTTP and parsed by Lookout's own
+//! OpenMetrics parser; the health routes answer in Lookout's `/health` shape.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lookout_sdk::health::{HealthChecker, Status};
+use lookout_sdk::sets::{BTreeOp, MemberState, RaftRole};
+use lookout_sdk::{Metrics, Options};
+
+async fn serve(m: Metrics, h: Arc<HealthChecker>) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(lookout_sdk::http::serve_on(l, m, h));
+    base
+}
+
+fn get(url: String) -> (u16, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::blocking::get(url).unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_set_is_exposed_under_its_documented_names() {
+    let m = Metrics::new(
+        Options::default()
+            .label("service", "kv")
+            .label("node", "n1"),
+    );
+    let tree = m.btree("primary");
+    let t = tree.start(BTreeOp::Insert);
+    t.finish(3);
+    tree.record(BTreeOp::Search, 0.000_2, 2);
+    tree.split();
+    tree.set_height(3);
+    tree.set_nodes(10, 90);
+    tree.observe_utilization(0.7);
+    let st = m.storage();
+    st.page_read(0.001);
+    st.page_write(0.002);
+    st.cache_hit();
+    st.cache_miss();
+    st.eviction();
+    st.set_dirty_pages(4);
+    st.set_buffer_pool(1 << 20, 1 << 19);
+    st.flush(0.01);
+    st.fsync(0.004);
+    st.compaction(4096, 0.5);
+    st.wal_append(128);
+    let raft = m.raft();
+    raft.set_term(7);
+    raft.set_role(RaftRole::Leader);
+    raft.leader_changed();
+    raft.election();
+    raft.set_indexes(100, 99);
+    raft.set_peer_lag("n2", 3, 0.25);
+    raft.append_entries(8, 0.003, true);
+    raft.append_entries(0, 0.5, false);
+    raft.request_vote(0.002, true);
+    raft.snapshot(1 << 20, 1.5);
+    raft.proposal_dropped();
+    let net = m.network();
+    let get_rpc = net.grpc_server("unary", "kv.KV", "Get");
+    get_rpc.start();
+    get_rpc.handled(0, 0.001);
+    get_rpc.handled(5, 0.002);
+    net.grpc_client("unary", "raft.Raft", "AppendEntries")
+        .handled(14, 0.1);
+    net.http_server("GET", "/keys/{key}").record(200, 0.003);
+    net.http_client("POST", "n2:7000").record(503, 0.2);
+    net.connection_opened(true);
+    net.received(100);
+    net.sent(200);
+    let mem = m.membership();
+    mem.set_members(MemberState::Alive, 3);
+    mem.joined();
+    mem.partition_detected();
+    m.process();
+    m.info("kvstore_build", "Build facts", &[("version", "1.2.3")]);
+    let custom = m.counter("kvstore_compaction_stalls", "Writes stalled by compaction");
+    custom.inc();
+
+    let h = Arc::new(HealthChecker::new(
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    ));
+    h.add(lookout_sdk::health::DiskSpaceCheck::new("/", 0.0));
+    h.run().await;
+    let base = serve(m.clone(), Arc::clone(&h)).await;
+    let (code, text) = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || get(format!("{base}/metrics"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    let exp = lookout_expfmt::parse(&text, lookout_expfmt::Format::OpenMetrics)
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    let type_of = |family: &str| exp.types.iter().find(|t| t.0 == family).map(|t| t.1);
+    for (family, kind) in [
+        ("btree_operations", "counter"),
+        ("btree_operation_duration_seconds", "histogram"),
+        ("btree_traversal_depth", "histogram"),
+        ("btree_node_splits", "counter"),
+        ("btree_node_merges", "counter"),
+        ("btree_height", "gauge"),
+        ("btree_nodes", "gauge"),
+        ("btree_node_utilization_ratio", "histogram"),
+        ("storage_page_reads", "counter"),
+        ("storage_page_writes", "counter"),
+        ("storage_cache_hits", "counter"),
+        ("storage_cache_misses", "counter"),
+        ("storage_cache_evictions", "counter"),
+        ("storage_cache_dirty_pages", "gauge"),
+        ("storage_buffer_pool_bytes", "gauge"),
+        ("storage_buffer_pool_used_bytes", "gauge"),
+        ("storage_flushes", "counter"),
+        ("storage_flush_duration_seconds", "histogram"),
+        ("storage_fsyncs", "counter"),
+        ("storage_fsync_duration_seconds", "histogram"),
+        ("storage_disk_io_duration_seconds", "histogram"),
+        ("storage_compactions", "counter"),
+        ("storage_compaction_bytes", "counter"),
+        ("storage_compaction_duration_seconds", "histogram"),
+        ("storage_wal_appends", "counter"),
+        ("storage_wal_bytes", "counter"),
+        ("storage_wal_append_size_bytes", "histogram"),
+        ("raft_term", "gauge"),
+        ("raft_state", "gauge"),
+        ("raft_leader_changes", "counter"),
+        ("raft_elections", "counter"),
+        ("raft_commit_index", "gauge"),
+        ("raft_applied_index", "gauge"),
+        ("raft_peer_replication_lag_entries", "gauge"),
+        ("raft_peer_replication_lag_seconds", "gauge"),
+        ("raft_append_entries_duration_seconds", "histogram"),
+        ("raft_append_entries_failures", "counter"),
+        ("raft_append_entries_batch_entries", "histogram"),
+        ("raft_request_vote_duration_seconds", "histogram"),
+        ("raft_request_vote_failures", "counter"),
+        ("raft_snapshots", "counter"),
+        ("raft_snapshot_bytes", "counter"),
+        ("raft_snapshot_duration_seconds", "histogram"),
+        ("raft_proposals_dropped", "counter"),
+        ("grpc_server_started", "counter"),
+        ("grpc_server_handled", "counter"),
+        ("grpc_server_handling_seconds", "histogram"),
+        ("grpc_client_handled", "counter"),
+        ("http_server_request_duration_seconds", "histogram"),
+        ("http_client_request_duration_seconds", "histogram"),
+        ("network_connections_open", "gauge"),
+        ("network_received_bytes", "counter"),
+        ("network_sent_bytes", "counter"),
+        ("membership_members", "gauge"),
+        ("membership_changes", "counter"),
+        ("membership_partitions_detected", "counter"),
+        ("membership_partitions_healed", "counter"),
+        ("process_cpu_seconds", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_threads", "gauge"),
+        ("tokio_workers", "gauge"),
+        ("tokio_worker_busy_seconds", "counter"),
+        ("kvstore_build", "info"),
+        ("kvstore_compaction_stalls", "counter"),
+    ] {
+        assert_eq!(type_of(family), Some(kind), "{family}");
+    }
+    let value = |name: &str, want: &[(&str, &str)]| -> f64 {
+        exp.samples
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && want
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .unwrap_or_else(|| panic!("{name} {want:?} missing:\n{text}"))
+            .value
+    };
+    // Global labels on every series, the recorded values where they belong.
+    assert!(
+        exp.samples
+            .iter()
+            .all(|s| s.labels.iter().any(|(k, v)| *k == "service" && v == "kv")),
+        "every series carries the global labels"
+    );
+    assert_eq!(
+        value(
+            "btree_operations_total",
+            &[("tree", "primary"), ("op", "insert")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "btree_operation_duration_seconds_count",
+            &[("op", "search")]
+        ),
+        1.0
+    );
+    assert_eq!(value("btree_nodes", &[("kind", "leaf")]), 90.0);
+    assert_eq!(value("raft_state", &[("state", "leader")]), 1.0);
+    assert_eq!(value("raft_state", &[("state", "follower")]), 0.0);
+    assert_eq!(
+        value("raft_peer_replication_lag_entries", &[("peer", "n2")]),
+        3.0
+    );
+    assert_eq!(value("raft_append_entries_failures_total", &[]), 1.0);
+    assert_eq!(
+        value(
+            "grpc_server_handled_total",
+            &[("grpc_method", "Get"), ("grpc_code", "NotFound")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "grpc_server_handled_total",
+            &[("grpc_method", "Get"), ("grpc_code", "Unauthenticated")]
+        ),
+        0.0,
+        "every code exists up front"
+    );
+    assert_eq!(
+        value(
+            "http_server_request_duration_seconds_count",
+            &[
+                ("http_route", "/keys/{key}"),
+                ("http_response_status_code", "200")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(value("storage_wal_bytes_total", &[]), 128.0);
+    assert_eq!(value("membership_members", &[("state", "alive")]), 3.0);
+    assert!(value("process_resident_memory_bytes", &[]) > 1e6);
+    assert_eq!(value("kvstore_build_info", &[("version", "1.2.3")]), 1.0);
+
+    let (code, body) = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || get(format!("{base}/health"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "healthy");
+    assert_eq!(v["checks"][0]["name"], "disk_space");
+    h.add(lookout_sdk::health::DiskSpaceCheck::new(
+        "/no/such/place",
+        0.1,
+    ));
+    assert_eq!(h.run().await.status, Status::Unhealthy);
+    let (code, _) = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || get(format!("{base}/health/ready"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 503);
+    let (code, _) = tokio::task::spawn_blocking(move || get(format!("{base}/health/live")))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+}
