@@ -10,10 +10,11 @@
 /// Most samples Prometheus puts in one chunk.
 pub const SAMPLES_PER_CHUNK: usize = 120;
 
-#[derive(Default)]
+/// Prometheus's `bstream`, with its exact byte layout: `free` bits are unused in the last
+/// byte, and a whole byte written while aligned leaves an empty byte after it (so a
+/// chunk can end in a zero byte exactly when Prometheus's does).
 struct Bits {
     bytes: Vec<u8>,
-    /// Bits free in the last byte.
     free: u8,
 }
 
@@ -29,15 +30,33 @@ impl Bits {
         self.free -= 1;
     }
 
-    /// The low `n` bits of `v`, most significant first.
-    fn bits(&mut self, v: u64, n: u8) {
-        for i in (0..n).rev() {
-            self.bit((v >> i) & 1 == 1);
+    fn byte(&mut self, b: u8) {
+        if self.free == 0 {
+            self.bytes.push(0);
+            self.free = 8;
         }
+        let free = u32::from(self.free);
+        *self.bytes.last_mut().expect("pushed") |= b.checked_shr(8 - free).unwrap_or(0);
+        self.bytes.push(b.checked_shl(free).unwrap_or(0));
     }
 
-    fn byte(&mut self, b: u8) {
-        self.bits(u64::from(b), 8);
+    /// The low `n` bits of `v`, most significant first: whole bytes, then bits.
+    fn bits(&mut self, v: u64, n: u8) {
+        if n == 0 {
+            return;
+        }
+        let mut u = v << (64 - u32::from(n));
+        let mut n = n;
+        while n >= 8 {
+            self.byte((u >> 56) as u8);
+            u <<= 8;
+            n -= 8;
+        }
+        while n > 0 {
+            self.bit(u >> 63 == 1);
+            u <<= 1;
+            n -= 1;
+        }
     }
 }
 
@@ -55,9 +74,10 @@ fn bit_range(x: i64, n: u8) -> bool {
 
 /// Encodes up to 65,535 samples (ascending timestamps) as one XOR chunk.
 pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
-    let mut b = Bits::default();
-    b.byte(0);
-    b.byte(0);
+    let mut b = Bits {
+        bytes: vec![0, 0],
+        free: 0,
+    };
     let (mut t_prev, mut v_prev, mut delta_prev) = (0i64, 0f64, 0u64);
     let (mut leading, mut trailing) = (0xffu8, 0u8);
     let n = samples.len().min(u16::MAX as usize);
