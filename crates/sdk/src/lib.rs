@@ -20,7 +20,7 @@
 //! // In the engine:
 //! let t = tree.start(lookout_sdk::sets::BTreeOp::Insert);
 //! // … insert …
-//! t.finish(3); // traversal depth
+//! t.finish(&tree, 3); // traversal depth
 //! storage.cache_hit();
 //! raft.set_term(7);
 //!

@@ -31,7 +31,7 @@ async fn every_set_is_exposed_under_its_documented_names() {
     );
     let tree = m.btree("primary");
     let t = tree.start(BTreeOp::Insert);
-    t.finish(3);
+    t.finish(&tree, 3);
     tree.record(BTreeOp::Search, 0.000_2, 2);
     tree.split();
     tree.set_height(3);

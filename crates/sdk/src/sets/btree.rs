@@ -139,10 +139,10 @@ impl BTreeMetrics {
         self.depth.observe(f64::from(depth));
     }
 
-    /// Starts timing an operation; [`OpTimer::finish`] records it.
-    pub fn start(&self, op: BTreeOp) -> OpTimer<'_> {
+    /// Starts timing an operation; [`OpTimer::finish`] records it. The timer borrows
+    /// nothing, so the engine stays free to change itself meanwhile.
+    pub fn start(&self, op: BTreeOp) -> OpTimer {
         OpTimer {
-            set: self,
             op,
             started: Instant::now(),
         }
@@ -177,16 +177,14 @@ impl BTreeMetrics {
 
 /// Times one B+tree operation.
 #[derive(Debug)]
-pub struct OpTimer<'a> {
-    set: &'a BTreeMetrics,
+pub struct OpTimer {
     op: BTreeOp,
     started: Instant,
 }
 
-impl OpTimer<'_> {
-    /// Records the operation with the levels it visited.
-    pub fn finish(self, depth: u32) {
-        self.set
-            .record(self.op, self.started.elapsed().as_secs_f64(), depth);
+impl OpTimer {
+    /// Records the operation in `set` with the levels it visited.
+    pub fn finish(self, set: &BTreeMetrics, depth: u32) {
+        set.record(self.op, self.started.elapsed().as_secs_f64(), depth);
     }
 }

@@ -1,0 +1,119 @@
+//! Issue 17 end to end: the `lookout-sdk` example store (B+tree, page cache, WAL, three
+//! Raft nodes) runs its workload, Lookout scrapes it, and PromQL over its series returns
+//! what the workload did.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// The example's binary, built beside this crate's when the workspace's tests are built;
+/// built here otherwise.
+fn kvstore() -> std::path::PathBuf {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_lookout"))
+        .parent()
+        .unwrap()
+        .join("examples/kvstore");
+    if !exe.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-p", "lookout-sdk", "--example", "kvstore"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "building the kvstore example");
+    }
+    exe
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn issue_17_lookout_scrapes_the_instrumented_example_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(kvstore())
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("kv"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _store = Child(child);
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "global:\n  scrape_interval: 1s\ncollectors:\n  host: {{ enabled: false }}\n  process: {{ enabled: false }}\nrule_packs: []\nscrape_configs:\n  - job_name: kvstore\n    static_configs: [ {{ targets: ['{addr}'] }} ]\n"
+        ),
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    lk.wait_for(r#"up{job="kvstore"} == 1"#, Duration::from_secs(30));
+    // Rates need two scrapes; the workload runs thousands of operations a second.
+    let reads = lk.wait_for(
+        r#"sum(rate(btree_operations_total{job="kvstore",tree="primary",op="search"}[5s])) > 100"#,
+        Duration::from_secs(30),
+    );
+    assert!(value_of(&reads[0]) > 100.0, "{reads:?}");
+    let writes = lk.query(r#"sum(rate(btree_operations_total{op="insert"}[5s]))"#);
+    assert!(value_of(&writes[0]) > 10.0, "{writes:?}");
+    // Splits grow the tree; the height the store reports matches.
+    assert!(value_of(&lk.query("btree_height")[0]) >= 2.0);
+    assert!(value_of(&lk.query("btree_node_splits_total")[0]) > 10.0);
+    let p99 = lk.query(
+        r#"histogram_quantile(0.99, sum by (le) (rate(btree_operation_duration_seconds_bucket{op="search"}[5s])))"#,
+    );
+    let p99 = value_of(&p99[0]);
+    assert!(p99 > 0.0 && p99 < 1.0, "{p99}");
+    // The page cache hits and misses, the WAL grows, fsyncs happen.
+    let hit_ratio = lk.query(
+        "sum(rate(storage_cache_hits_total[5s])) / (sum(rate(storage_cache_hits_total[5s])) + sum(rate(storage_cache_misses_total[5s])))",
+    );
+    let r = value_of(&hit_ratio[0]);
+    assert!(r > 0.0 && r < 1.0, "{r}");
+    assert!(value_of(&lk.query("storage_wal_bytes_total")[0]) > 0.0);
+    assert!(value_of(&lk.query("storage_fsyncs_total")[0]) > 0.0);
+    // Raft: the commit index moves, peers' lag is known, the service labels are there.
+    let commit = lk.query(r#"delta(raft_commit_index{service="kvstore",node="n1"}[5s])"#);
+    assert!(value_of(&commit[0]) > 0.0, "{commit:?}");
+    assert_eq!(lk.query("raft_peer_replication_lag_entries").len(), 2);
+    assert_eq!(
+        value_of(&lk.query("sum(raft_state)")[0]),
+        1.0,
+        "one role at a time"
+    );
+    let rpcs = lk.query(r#"sum by (grpc_code) (grpc_server_handled_total{grpc_method="Get"})"#);
+    assert!(rpcs.len() >= 2, "OK and NotFound: {rpcs:?}");
+    assert!(value_of(&lk.query("process_resident_memory_bytes")[0]) > 1e6);
+    // The store's /health answers in Lookout's shape with its checks.
+    let health: serde_json::Value = http()
+        .get(format!("http://{addr}/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let names: Vec<&str> = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["disk_space", "memory", "database"], "{health}");
+    assert!(lk.terminate().success());
+}

@@ -1,0 +1,530 @@
+//! A small key-value store instrumented with every `lookout-sdk` metric set: a B+tree
+//! over pages with a page cache that writes dirty pages to a data file, a write-ahead
+//! log with group-commit fsyncs, and three Raft nodes replicating in one process. It
+//! serves `/metrics` and `/health` (plus `GET`/`PUT /kv/{key}`) and runs a steady mixed
+//! workload until stopped.
+//!
+//! ```sh
+//! cargo run -p lookout-sdk --example kvstore -- --listen 127.0.0.1:9500
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lookout_sdk::health::{
+    BoxFuture, DatabaseCheck, DatabaseStats, DiskSpaceCheck, HealthChecker, MemoryCheck,
+    MonitoredDatabase,
+};
+use lookout_sdk::sets::{
+    BTreeMetrics, BTreeOp, MemberState, RaftMetrics, RaftRole, StorageMetrics,
+};
+use lookout_sdk::{Metrics, Options};
+
+const ORDER: usize = 32;
+const PAGE: usize = 4096;
+const CACHE_PAGES: usize = 256;
+
+enum Node {
+    Leaf {
+        keys: Vec<u64>,
+        vals: Vec<u64>,
+    },
+    Internal {
+        keys: Vec<u64>,
+        children: Vec<usize>,
+    },
+}
+
+/// A B+tree whose nodes are pages; a page cache in front of a data file.
+struct Store {
+    nodes: Vec<Node>,
+    root: usize,
+    height: u32,
+    cache: VecDeque<usize>,
+    cached: HashMap<usize, bool>,
+    dirty: HashMap<usize, ()>,
+    data: File,
+    wal: File,
+    wal_unsynced: u32,
+    queries: u64,
+    tree: BTreeMetrics,
+    storage: StorageMetrics,
+}
+
+impl Store {
+    fn open(dir: &std::path::Path, m: &Metrics) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let open = |n: &str| {
+            OpenOptions::new()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(true)
+                .open(dir.join(n))
+        };
+        let storage = m.storage();
+        storage.set_buffer_pool((CACHE_PAGES * PAGE) as u64, 0);
+        Ok(Self {
+            nodes: vec![Node::Leaf {
+                keys: Vec::new(),
+                vals: Vec::new(),
+            }],
+            root: 0,
+            height: 1,
+            cache: VecDeque::new(),
+            cached: HashMap::new(),
+            dirty: HashMap::new(),
+            data: open("data")?,
+            wal: open("wal")?,
+            wal_unsynced: 0,
+            queries: 0,
+            tree: m.btree("primary"),
+            storage,
+        })
+    }
+
+    /// Touches a page through the cache: a miss reads it from the data file.
+    fn touch(&mut self, page: usize) {
+        if self.cached.contains_key(&page) {
+            self.storage.cache_hit();
+            return;
+        }
+        self.storage.cache_miss();
+        let t = Instant::now();
+        let mut buf = [0u8; 64];
+        let _ = std::os::unix::fs::FileExt::read_at(&self.data, &mut buf, (page * PAGE) as u64);
+        self.storage.page_read(t.elapsed().as_secs_f64());
+        if self.cache.len() >= CACHE_PAGES
+            && let Some(old) = self.cache.pop_front()
+        {
+            self.cached.remove(&old);
+            if self.dirty.remove(&old).is_some() {
+                self.write_page(old);
+            }
+            self.storage.eviction();
+        }
+        self.cache.push_back(page);
+        self.cached.insert(page, true);
+    }
+
+    fn write_page(&mut self, page: usize) {
+        let t = Instant::now();
+        let used = match &self.nodes[page] {
+            Node::Leaf { keys, .. } | Node::Internal { keys, .. } => keys.len(),
+        };
+        let mut buf = vec![0u8; PAGE];
+        buf[..8].copy_from_slice(&(used as u64).to_le_bytes());
+        let _ = std::os::unix::fs::FileExt::write_at(&self.data, &buf, (page * PAGE) as u64);
+        self.storage.page_write(t.elapsed().as_secs_f64());
+        self.tree.observe_utilization(used as f64 / ORDER as f64);
+    }
+
+    fn get(&mut self, key: u64) -> Option<u64> {
+        let t = self.tree.start(BTreeOp::Search);
+        self.queries += 1;
+        let mut n = self.root;
+        let mut depth = 1;
+        loop {
+            self.touch(n);
+            match &self.nodes[n] {
+                Node::Internal { keys, children } => {
+                    n = children[keys.partition_point(|k| *k <= key)];
+                    depth += 1;
+                }
+                Node::Leaf { keys, vals } => {
+                    let r = keys.binary_search(&key).ok().map(|i| vals[i]);
+                    t.finish(&self.tree, depth);
+                    return r;
+                }
+            }
+        }
+    }
+
+    fn log(&mut self, op: u8, key: u64, val: u64) {
+        let mut rec = [0u8; 17];
+        rec[0] = op;
+        rec[1..9].copy_from_slice(&key.to_le_bytes());
+        rec[9..].copy_from_slice(&val.to_le_bytes());
+        let _ = self.wal.write_all(&rec);
+        self.storage.wal_append(rec.len() as u64);
+        self.wal_unsynced += 1;
+        if self.wal_unsynced >= 64 {
+            let t = Instant::now();
+            let _ = self.wal.sync_data();
+            self.storage.fsync(t.elapsed().as_secs_f64());
+            self.wal_unsynced = 0;
+        }
+    }
+
+    fn put(&mut self, key: u64, val: u64) {
+        self.log(1, key, val);
+        let t = self.tree.start(BTreeOp::Insert);
+        let (depth, split) = self.insert(self.root, key, val);
+        if let Some((sep, right)) = split {
+            let old = self.root;
+            self.nodes.push(Node::Internal {
+                keys: vec![sep],
+                children: vec![old, right],
+            });
+            self.root = self.nodes.len() - 1;
+            self.height += 1;
+            self.tree.set_height(self.height);
+        }
+        t.finish(&self.tree, depth);
+        self.after_write();
+    }
+
+    /// Inserts below `n`; returns the depth reached and a split to apply above.
+    fn insert(&mut self, n: usize, key: u64, val: u64) -> (u32, Option<(u64, usize)>) {
+        self.touch(n);
+        self.dirty.insert(n, ());
+        match &mut self.nodes[n] {
+            Node::Leaf { keys, vals } => {
+                match keys.binary_search(&key) {
+                    Ok(i) => vals[i] = val,
+                    Err(i) => {
+                        keys.insert(i, key);
+                        vals.insert(i, val);
+                    }
+                }
+                if keys.len() <= ORDER {
+                    return (1, None);
+                }
+                let rk = keys.split_off(ORDER / 2);
+                let rv = vals.split_off(ORDER / 2);
+                let sep = rk[0];
+                self.nodes.push(Node::Leaf { keys: rk, vals: rv });
+                self.tree.split();
+                (1, Some((sep, self.nodes.len() - 1)))
+            }
+            Node::Internal { keys, children } => {
+                let i = keys.partition_point(|k| *k <= key);
+                let child = children[i];
+                let (depth, split) = self.insert(child, key, val);
+                let Some((sep, right)) = split else {
+                    return (depth + 1, None);
+                };
+                let Node::Internal { keys, children } = &mut self.nodes[n] else {
+                    unreachable!("n is internal");
+                };
+                keys.insert(i, sep);
+                children.insert(i + 1, right);
+                if keys.len() <= ORDER {
+                    return (depth + 1, None);
+                }
+                let mid = keys.len() / 2;
+                let up = keys[mid];
+                let rk = keys.split_off(mid + 1);
+                keys.pop();
+                let rc = children.split_off(mid + 1);
+                self.nodes.push(Node::Internal {
+                    keys: rk,
+                    children: rc,
+                });
+                self.tree.split();
+                (depth + 1, Some((up, self.nodes.len() - 1)))
+            }
+        }
+    }
+
+    fn delete(&mut self, key: u64) {
+        self.log(2, key, 0);
+        let t = self.tree.start(BTreeOp::Delete);
+        let mut n = self.root;
+        let mut depth = 1;
+        let mut parent: Option<(usize, usize)> = None;
+        loop {
+            self.touch(n);
+            match &self.nodes[n] {
+                Node::Internal { keys, children } => {
+                    let i = keys.partition_point(|k| *k <= key);
+                    parent = Some((n, i));
+                    n = children[i];
+                    depth += 1;
+                }
+                Node::Leaf { .. } => break,
+            }
+        }
+        self.dirty.insert(n, ());
+        let empty = match &mut self.nodes[n] {
+            Node::Leaf { keys, vals } => {
+                if let Ok(i) = keys.binary_search(&key) {
+                    keys.remove(i);
+                    vals.remove(i);
+                }
+                keys.is_empty()
+            }
+            Node::Internal { .. } => false,
+        };
+        // An empty leaf leaves its parent when the parent keeps another child.
+        if empty
+            && let Some((p, i)) = parent
+            && let Node::Internal { keys, children } = &mut self.nodes[p]
+            && children.len() > 1
+        {
+            children.remove(i);
+            keys.remove(i.min(keys.len() - 1));
+            self.tree.merge();
+        }
+        t.finish(&self.tree, depth);
+        self.after_write();
+    }
+
+    fn after_write(&mut self) {
+        self.storage.set_dirty_pages(self.dirty.len() as u64);
+        if self.dirty.len() >= 64 {
+            let t = Instant::now();
+            let pages: Vec<usize> = self.dirty.drain().map(|(p, ())| p).collect();
+            for p in pages {
+                self.write_page(p);
+            }
+            let s = Instant::now();
+            let _ = self.data.sync_data();
+            self.storage.fsync(s.elapsed().as_secs_f64());
+            self.storage.flush(t.elapsed().as_secs_f64());
+            // The log up to here is in the data file now.
+            let _ = self.wal.set_len(0);
+            let _ = self.wal.seek(SeekFrom::Start(0));
+        }
+        let (mut internal, mut leaf) = (0u64, 0u64);
+        if self.queries.is_multiple_of(256) {
+            for n in &self.nodes {
+                match n {
+                    Node::Leaf { .. } => leaf += 1,
+                    Node::Internal { .. } => internal += 1,
+                }
+            }
+            self.tree.set_nodes(internal, leaf);
+            self.storage.set_buffer_pool(
+                (CACHE_PAGES * PAGE) as u64,
+                (self.cache.len() * PAGE) as u64,
+            );
+        }
+        self.queries += 1;
+    }
+}
+
+/// Three Raft nodes in one process: the leader appends an entry per write, followers
+/// acknowledge at their own pace, and now and then the leader steps down.
+struct Raft {
+    term: u64,
+    leader: usize,
+    last: u64,
+    matched: [u64; 3],
+    acked_at: [Instant; 3],
+    applied: u64,
+    metrics: RaftMetrics,
+    rng: u64,
+}
+
+impl Raft {
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn propose(&mut self) {
+        self.last += 1;
+        self.matched[self.leader] = self.last;
+    }
+
+    /// One replication round.
+    fn tick(&mut self) {
+        for peer in 0..3 {
+            if peer == self.leader {
+                continue;
+            }
+            let t = Instant::now();
+            let behind = self.last - self.matched[peer];
+            // Followers take most of what is sent; one in fifty calls fails.
+            let ok = !self.next().is_multiple_of(50);
+            let take = if ok {
+                behind - behind / (2 + self.next() % 4)
+            } else {
+                0
+            };
+            self.matched[peer] += take;
+            if take > 0 {
+                self.acked_at[peer] = Instant::now();
+            }
+            self.metrics
+                .append_entries(take as usize, t.elapsed().as_secs_f64() + 0.0005, ok);
+            let lag = self.last - self.matched[peer];
+            let secs = if lag == 0 {
+                0.0
+            } else {
+                self.acked_at[peer].elapsed().as_secs_f64()
+            };
+            self.metrics
+                .set_peer_lag(&format!("n{}", peer + 1), lag, secs);
+        }
+        let mut m = self.matched;
+        m.sort_unstable();
+        let commit = m[1];
+        self.applied = commit;
+        self.metrics.set_indexes(commit, self.applied);
+        if self.next().is_multiple_of(400) {
+            // The leader steps down: an election, won by another node.
+            self.term += 1;
+            self.metrics.set_role(RaftRole::Candidate);
+            self.metrics.election();
+            for _ in 0..2 {
+                self.metrics.request_vote(0.001, true);
+            }
+            self.leader = (self.leader + 1) % 3;
+            self.metrics.set_term(self.term);
+            self.metrics.leader_changed();
+            self.metrics.set_role(if self.leader == 0 {
+                RaftRole::Leader
+            } else {
+                RaftRole::Follower
+            });
+        }
+        if self.next().is_multiple_of(2000) {
+            self.metrics.snapshot(self.last * 17, 0.02);
+        }
+    }
+}
+
+struct Db(Arc<Mutex<Store>>);
+
+impl MonitoredDatabase for Db {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.0.lock().map_err(|e| e.to_string())?.get(0);
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, DatabaseStats> {
+        Box::pin(async move {
+            let s = self.0.lock().expect("store lock");
+            DatabaseStats {
+                connections: 1,
+                queries: s.queries,
+                storage_bytes: s.data.metadata().map_or(0, |m| m.len()),
+                cache_hit_ratio: None,
+            }
+        })
+    }
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> std::io::Result<()> {
+    let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:9500".into());
+    let dir = arg("--data")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("kvstore-{}", std::process::id())));
+    let metrics = Metrics::new(
+        Options::default()
+            .label("service", "kvstore")
+            .label("node", "n1"),
+    );
+    metrics.process();
+    metrics.info(
+        "kvstore_build",
+        "Build facts",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+    );
+    let store = Arc::new(Mutex::new(Store::open(&dir, &metrics)?));
+    let raft_metrics = metrics.raft();
+    raft_metrics.set_term(1);
+    raft_metrics.set_role(RaftRole::Leader);
+    let mut raft = Raft {
+        term: 1,
+        leader: 0,
+        last: 0,
+        matched: [0; 3],
+        acked_at: [Instant::now(); 3],
+        applied: 0,
+        metrics: raft_metrics,
+        rng: 0x9e37_79b9_7f4a_7c15,
+    };
+    let membership = metrics.membership();
+    membership.set_members(MemberState::Alive, 3);
+    for _ in 0..3 {
+        membership.joined();
+    }
+    let net = metrics.network();
+    let health = Arc::new(HealthChecker::new(
+        Duration::from_secs(5),
+        Duration::from_secs(2),
+    ));
+    health.add(DiskSpaceCheck::new(&dir, 0.05));
+    health.add(MemoryCheck::new(1 << 30));
+    health.add(DatabaseCheck::new(
+        Arc::new(Db(Arc::clone(&store))),
+        Duration::from_millis(50),
+    ));
+    Arc::clone(&health).spawn();
+
+    // The workload: mixed reads, writes and deletes over 100,000 keys.
+    let work = Arc::clone(&store);
+    let rpc = net.grpc_server("unary", "kv.KV", "Get");
+    let put_rpc = net.grpc_server("unary", "kv.KV", "Put");
+    std::thread::spawn(move || {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        loop {
+            for _ in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = x % 100_000;
+                let t = Instant::now();
+                let mut s = work.lock().expect("store lock");
+                match x % 20 {
+                    0 => s.delete(key),
+                    1..=5 => {
+                        s.put(key, x);
+                        raft.propose();
+                        put_rpc.start();
+                        put_rpc.handled(0, t.elapsed().as_secs_f64());
+                    }
+                    _ => {
+                        let found = s.get(key).is_some();
+                        rpc.start();
+                        rpc.handled(if found { 0 } else { 5 }, t.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            raft.tick();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+
+    let kv = Arc::clone(&store);
+    let get_route = net.http_server("GET", "/kv/{key}");
+    let app = lookout_sdk::http::router(metrics.clone(), health).route(
+        "/kv/{key}",
+        axum::routing::get(move |axum::extract::Path(key): axum::extract::Path<u64>| {
+            let kv = Arc::clone(&kv);
+            let route = get_route.clone();
+            async move {
+                let t = Instant::now();
+                let v = kv.lock().expect("store lock").get(key);
+                let (code, body) = match v {
+                    Some(v) => (200, v.to_string()),
+                    None => (404, "not found".to_string()),
+                };
+                route.record(code, t.elapsed().as_secs_f64());
+                (axum::http::StatusCode::from_u16(code).expect("valid"), body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await
+}
