@@ -1,12 +1,12 @@
 //! Rule packs shipped with Lookout: alerts for hosts, PostgreSQL and Redis over the
-//! exporters' metric names, each with a `runbook_url` into `docs/runbooks/`. The YAML
-//! lives in `packs/` (with promtool-format unit tests in `packs/tests/`) and is compiled
+//! exporters' metric names, and for engines instrumented with `lookout-sdk` (`engine`,
+//! opt-in), each with a `runbook_url` into `docs/runbooks/`. The YAML lives in `packs/` (with promtool-format unit tests in `packs/tests/`) and is compiled
 //! into the binary, so they work without any file on disk.
 
 /// A rule pack: its name and its rule file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pack {
-    /// `host`, `postgres` or `redis`.
+    /// `host`, `postgres`, `redis` or `engine`.
     pub name: &'static str,
     /// The rule file's text.
     pub text: &'static str,
@@ -25,6 +25,10 @@ pub const PACKS: &[Pack] = &[
     Pack {
         name: "redis",
         text: include_str!("../packs/redis.yml"),
+    },
+    Pack {
+        name: "engine",
+        text: include_str!("../packs/engine.yml"),
     },
 ];
 

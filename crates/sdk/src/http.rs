@@ -89,3 +89,110 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     axum::serve(listener, router(metrics, health)).await
 }
+
+/// A tower layer recording every request through an axum router (or any `http`
+/// service) in the network set: HTTP requests in `http_server_request_duration_seconds`
+/// by method, matched route (axum's `MatchedPath`; `unmatched` otherwise) and status;
+/// gRPC requests (`content-type: application/grpc…`, path `/package.Service/Method`) in
+/// `grpc_server_*`, with the `grpc-status` the response headers carry (tonic's
+/// trailers-only answers, its errors) and OK otherwise.
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    net: crate::sets::NetworkMetrics,
+    grpc: Arc<std::sync::Mutex<std::collections::HashMap<String, crate::sets::GrpcCall>>>,
+}
+
+impl MetricsLayer {
+    /// A layer recording into `net`.
+    pub fn new(net: crate::sets::NetworkMetrics) -> Self {
+        Self {
+            net,
+            grpc: Arc::default(),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`MetricsLayer`] wraps around another.
+#[derive(Debug, Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+    layer: MetricsLayer,
+}
+
+impl<S, B, RB> tower::Service<axum::http::Request<B>> for MetricsService<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let started = std::time::Instant::now();
+        let grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/grpc"));
+        let method = req.method().as_str().to_string();
+        let route = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("unmatched", |p| p.as_str())
+            .to_string();
+        let path = req.uri().path().to_string();
+        let fut = self.inner.call(req);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let res = fut.await;
+            let secs = started.elapsed().as_secs_f64();
+            if let Ok(resp) = &res {
+                if grpc {
+                    if let Some((service, m)) = path.trim_start_matches('/').split_once('/') {
+                        let code = resp
+                            .headers()
+                            .get("grpc-status")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u8>().ok())
+                            .unwrap_or(0);
+                        let call = layer
+                            .grpc
+                            .lock()
+                            .expect("layer lock")
+                            .entry(path.clone())
+                            .or_insert_with(|| layer.net.grpc_server("unary", service, m))
+                            .clone();
+                        call.start();
+                        call.handled(code, secs);
+                    }
+                } else {
+                    layer
+                        .net
+                        .http_server(&method, &route)
+                        .record(resp.status().as_u16(), secs);
+                }
+            }
+            res
+        })
+    }
+}

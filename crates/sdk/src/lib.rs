@@ -39,6 +39,7 @@
 //! labelled families are resolved when a set is built (one handle per operation), so the
 //! hot path neither allocates nor hashes.
 
+pub mod facade;
 pub mod health;
 pub mod http;
 pub mod sets;

@@ -266,3 +266,43 @@ async fn every_set_is_exposed_under_its_documented_names() {
         .unwrap();
     assert_eq!(code, 200);
 }
+
+#[tokio::test]
+async fn the_layer_records_http_and_grpc_requests() {
+    use tower::ServiceExt;
+    let m = Metrics::new(Options::default());
+    let layer = lookout_sdk::http::MetricsLayer::new(m.network());
+    let app = axum::Router::new()
+        .route("/kv/{key}", axum::routing::get(|| async { "v" }))
+        .route(
+            "/kv.KV/Get",
+            axum::routing::post(|| async { ([("grpc-status", "5")], "") }),
+        )
+        .layer(layer);
+    for uri in ["/kv/a", "/kv/b"] {
+        let r = app
+            .clone()
+            .oneshot(
+                axum::http::Request::get(uri)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let grpc = axum::http::Request::post("/kv.KV/Get")
+        .header("content-type", "application/grpc")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    app.clone().oneshot(grpc).await.unwrap();
+    let text = m.encode();
+    assert!(
+        text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/kv/{key}",http_response_status_code="200"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"grpc_server_handled_total{grpc_type="unary",grpc_service="kv.KV",grpc_method="Get",grpc_code="NotFound"} 1"#),
+        "{text}"
+    );
+}
