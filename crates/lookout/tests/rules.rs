@@ -197,7 +197,7 @@ fn the_host_pack_runs_without_configuration() {
     ]);
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("unknown pack \"mysql\" (known: host, postgres, redis)")
+            .contains("unknown pack \"mysql\" (known: host, postgres, redis, engine)")
     );
     assert!(lk.terminate().success());
 }

@@ -43,6 +43,7 @@ pub mod facade;
 pub mod health;
 pub mod http;
 pub mod sets;
+pub mod snapshot;
 
 use std::sync::{Arc, Mutex};
 
