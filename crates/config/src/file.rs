@@ -202,6 +202,68 @@ pub struct Config {
     pub remote_read: Vec<RemoteReadConfig>,
 }
 
+/// What `remote_write` and `remote_read` entries share: the name in effect, the
+/// `http_config` part, and the checks on both.
+macro_rules! remote_common {
+    ($t:ty) => {
+        impl $t {
+            /// The name in effect: the configured one, or 6 hex digits of the URL's CRC-32.
+            pub fn effective_name(&self) -> String {
+                self.name.clone().unwrap_or_else(|| {
+                    format!("{:08x}", crc32(self.url.as_bytes()))[..6].to_string()
+                })
+            }
+
+            /// The `http_config` part.
+            pub fn http(&self) -> lookout_http::HttpConfig {
+                lookout_http::HttpConfig {
+                    basic_auth: self.basic_auth.clone(),
+                    authorization: self.authorization.clone(),
+                    bearer_token: self.bearer_token.clone(),
+                    bearer_token_file: self.bearer_token_file.clone(),
+                    tls_config: self.tls_config.clone(),
+                    proxy_url: self.proxy_url.clone(),
+                    follow_redirects: self.follow_redirects,
+                    enable_http2: self.enable_http2,
+                }
+            }
+
+            /// An http(s) URL, a name not used by an earlier entry, no protocol
+            /// headers, at most one credential.
+            fn check_common(
+                &self,
+                at: &str,
+                names: &mut std::collections::BTreeSet<String>,
+            ) -> Result<(), String> {
+                if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+                    return Err(format!("{at}: url {:?} must be http:// or https://", self.url));
+                }
+                let name = self.effective_name();
+                if !names.insert(name.clone()) {
+                    return Err(format!("{at}: duplicate remote name {name:?}"));
+                }
+                if let Some(h) = self
+                    .headers
+                    .keys()
+                    .find(|h| lookout_remote::send::reserved_header(h))
+                {
+                    return Err(format!("{at}: {h} is a reserved header. It must not be changed"));
+                }
+                if self.basic_auth.is_some() as u8
+                    + self.authorization.is_some() as u8
+                    + (self.bearer_token.is_some() || self.bearer_token_file.is_some()) as u8
+                    > 1
+                {
+                    return Err(format!(
+                        "{at}: at most one of basic_auth, authorization and bearer_token & bearer_token_file must be configured"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
 /// One `remote_write` entry, in Prometheus's shape, plus Lookout's bounds on the
 /// durable queue (`max_backlog`, `max_backlog_bytes`, `max_lag`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -282,28 +344,7 @@ impl Default for RemoteWriteConfig {
     }
 }
 
-impl RemoteWriteConfig {
-    /// The name in effect: the configured one, or 6 hex digits of the URL's CRC-32.
-    pub fn effective_name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("{:08x}", crc32(self.url.as_bytes()))[..6].to_string())
-    }
-
-    /// The `http_config` part.
-    pub fn http(&self) -> lookout_http::HttpConfig {
-        lookout_http::HttpConfig {
-            basic_auth: self.basic_auth.clone(),
-            authorization: self.authorization.clone(),
-            bearer_token: self.bearer_token.clone(),
-            bearer_token_file: self.bearer_token_file.clone(),
-            tls_config: self.tls_config.clone(),
-            proxy_url: self.proxy_url.clone(),
-            follow_redirects: self.follow_redirects,
-            enable_http2: self.enable_http2,
-        }
-    }
-}
+remote_common!(RemoteWriteConfig);
 
 /// One `remote_read` entry, in Prometheus's shape.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -363,28 +404,7 @@ impl Default for RemoteReadConfig {
     }
 }
 
-impl RemoteReadConfig {
-    /// The name in effect: the configured one, or 6 hex digits of the URL's CRC-32.
-    pub fn effective_name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("{:08x}", crc32(self.url.as_bytes()))[..6].to_string())
-    }
-
-    /// The `http_config` part.
-    pub fn http(&self) -> lookout_http::HttpConfig {
-        lookout_http::HttpConfig {
-            basic_auth: self.basic_auth.clone(),
-            authorization: self.authorization.clone(),
-            bearer_token: self.bearer_token.clone(),
-            bearer_token_file: self.bearer_token_file.clone(),
-            tls_config: self.tls_config.clone(),
-            proxy_url: self.proxy_url.clone(),
-            follow_redirects: self.follow_redirects,
-            enable_http2: self.enable_http2,
-        }
-    }
-}
+remote_common!(RemoteReadConfig);
 
 /// CRC-32 (IEEE), bitwise: only names remotes.
 fn crc32(b: &[u8]) -> u32 {
@@ -950,9 +970,7 @@ impl Config {
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in self.remote_write.iter().enumerate() {
             let at = format!("remote_write[{i}]");
-            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
-                return Err(format!("{at}: url {:?} must be http:// or https://", r.url));
-            }
+            r.check_common(&at, &mut names)?;
             let name = r.effective_name();
             if name.is_empty()
                 || name.len() > 128
@@ -963,18 +981,6 @@ impl Config {
             {
                 return Err(format!(
                     "{at}: name {name:?} must be 1-128 letters, digits, '-', '_' or '.', not starting with '.'"
-                ));
-            }
-            if !names.insert(name.clone()) {
-                return Err(format!("{at}: duplicate remote write name {name:?}"));
-            }
-            if let Some(h) = r
-                .headers
-                .keys()
-                .find(|h| lookout_remote::send::reserved_header(h))
-            {
-                return Err(format!(
-                    "{at}: {h} is a reserved header. It must not be changed"
                 ));
             }
             let q = &r.queue_config;
@@ -998,15 +1004,6 @@ impl Config {
                     ));
                 }
             }
-            if r.basic_auth.is_some() as u8
-                + r.authorization.is_some() as u8
-                + (r.bearer_token.is_some() || r.bearer_token_file.is_some()) as u8
-                > 1
-            {
-                return Err(format!(
-                    "{at}: at most one of basic_auth, authorization and bearer_token & bearer_token_file must be configured"
-                ));
-            }
         }
         Ok(())
     }
@@ -1015,34 +1012,7 @@ impl Config {
     fn validate_remote_read(&self) -> Result<(), String> {
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in self.remote_read.iter().enumerate() {
-            let at = format!("remote_read[{i}]");
-            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
-                return Err(format!("{at}: url {:?} must be http:// or https://", r.url));
-            }
-            if !names.insert(r.effective_name()) {
-                return Err(format!(
-                    "{at}: duplicate remote read name {:?}",
-                    r.effective_name()
-                ));
-            }
-            if let Some(h) = r
-                .headers
-                .keys()
-                .find(|h| lookout_remote::send::reserved_header(h))
-            {
-                return Err(format!(
-                    "{at}: {h} is a reserved header. It must not be changed"
-                ));
-            }
-            if r.basic_auth.is_some() as u8
-                + r.authorization.is_some() as u8
-                + (r.bearer_token.is_some() || r.bearer_token_file.is_some()) as u8
-                > 1
-            {
-                return Err(format!(
-                    "{at}: at most one of basic_auth, authorization and bearer_token & bearer_token_file must be configured"
-                ));
-            }
+            r.check_common(&format!("remote_read[{i}]"), &mut names)?;
         }
         Ok(())
     }
@@ -1370,7 +1340,7 @@ mod tests {
             ),
             (
                 "remote_write: [{url: http://a}, {url: http://a}]",
-                "duplicate remote write name",
+                "duplicate remote name",
             ),
             (
                 "remote_write: [{url: http://a, name: ../x}]",
@@ -1402,7 +1372,7 @@ mod tests {
             ),
             (
                 "remote_read: [{url: http://a}, {url: http://a}]",
-                "duplicate remote read name",
+                "duplicate remote name",
             ),
             (
                 "remote_read: [{url: http://a, required_matchers: [x]}]",
