@@ -46,6 +46,9 @@ const KIND_SERIES: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
 /// Largest record accepted when reading (a bigger length field means damage).
 const MAX_RECORD: u32 = 256 << 20;
+/// Most samples one record holds (about 12 MiB before compression, far below
+/// [`MAX_RECORD`]).
+const SAMPLES_PER_RECORD: usize = 1 << 20;
 
 /// A place in the queue: a segment and a byte offset within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -92,6 +95,15 @@ pub struct Writer {
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}"))
+}
+
+/// Bytes of every segment in `dir` (what the queue takes on disk).
+pub fn disk_bytes(dir: &Path) -> u64 {
+    segments(dir)
+        .unwrap_or_default()
+        .iter()
+        .map(|&s| std::fs::metadata(segment_path(dir, s)).map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// The segments in `dir`, ascending.
@@ -171,6 +183,11 @@ fn read_record(f: &mut File) -> io::Result<Option<Vec<u8>>> {
             io::ErrorKind::InvalidData,
             format!("record length {len} out of range"),
         ));
+    }
+    // A damaged length must not make us allocate more than the file still holds.
+    let left = f.metadata()?.len().saturating_sub(f.stream_position()?);
+    if u64::from(len) > left {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "torn record"));
     }
     let mut payload = vec![0; len as usize];
     f.read_exact(&mut payload).map_err(|e| match e.kind() {
@@ -295,6 +312,20 @@ impl Writer {
         samples: &[(Labels, i64, f64)],
         sync_every: Duration,
     ) -> io::Result<()> {
+        // A huge commit (a large remote-write request) becomes several records, each
+        // well below what a reader accepts.
+        for part in samples.chunks(SAMPLES_PER_RECORD) {
+            self.append_record(now_ms, part, sync_every)?;
+        }
+        Ok(())
+    }
+
+    fn append_record(
+        &mut self,
+        now_ms: i64,
+        samples: &[(Labels, i64, f64)],
+        sync_every: Duration,
+    ) -> io::Result<()> {
         if samples.is_empty() {
             return Ok(());
         }
@@ -403,6 +434,8 @@ pub struct Reader {
     dict: HashMap<u32, Labels>,
     /// Damage met so far.
     pub damage: Damage,
+    /// Rebuilding the series references at open: sample records are skipped.
+    replaying: bool,
     last_position_sync: Instant,
 }
 
@@ -450,15 +483,18 @@ impl Reader {
             file: None,
             dict: HashMap::new(),
             damage: Damage::default(),
+            replaying: false,
             last_position_sync: Instant::now(),
         };
-        // Replay the series records before the position.
+        // Replay the series records before the position (samples are not decoded).
+        r.replaying = true;
         while r.offset < pos.offset {
             match r.read_one()? {
                 Step::Batch(_) | Step::Series => {}
                 Step::Idle | Step::Skipped => break,
             }
         }
+        r.replaying = false;
         Ok(r)
     }
 
@@ -545,9 +581,6 @@ impl Reader {
                 Step::Batch(b) => dropped += b.samples.len() as u64,
                 Step::Series => {}
                 Step::Idle | Step::Skipped => break,
-            }
-            if self.offset == HEADER {
-                break;
             }
         }
         Ok(dropped)
@@ -652,6 +685,9 @@ impl Reader {
         let kind = p[0];
         let appended_ms = i64::from_le_bytes(p[1..9].try_into().expect("8"));
         let count = u32::from_le_bytes(p[9..13].try_into().expect("4"));
+        if self.replaying && kind == KIND_SAMPLES {
+            return Ok(Step::Series);
+        }
         let body = snap::raw::Decoder::new()
             .decompress_vec(&p[PAYLOAD_HEAD..])
             .map_err(|e| bad(&format!("snappy: {e}")));
@@ -671,7 +707,8 @@ impl Reader {
                 Ok(Step::Series)
             }
             KIND_SAMPLES => {
-                let mut samples = Vec::with_capacity(count as usize);
+                // Each sample takes at least 10 bytes of the body.
+                let mut samples = Vec::with_capacity((count as usize).min(body.len() / 10));
                 while at < body.len() {
                     let parsed = (|| {
                         let r = u32::try_from(get_varint(&body, &mut at)?).ok()?;
@@ -895,6 +932,39 @@ mod tests {
         let b = r.next_batch().unwrap().unwrap();
         assert_eq!(b.samples, vec![(l("up", "x"), 5, 5.0)]);
         assert!(r.next_batch().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_length_past_the_file_is_damage_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = MAGIC.to_vec();
+        seg.extend_from_slice(&VERSION.to_le_bytes());
+        // A frame claiming 200 MiB (below the record limit) in a 40-byte file.
+        seg.extend_from_slice(&(200u32 << 20).to_le_bytes());
+        seg.extend_from_slice(&[7; 32]);
+        std::fs::write(segment_path(dir.path(), 1), &seg).unwrap();
+        let mut f = open_segment(dir.path(), 1).unwrap();
+        let e = read_record(&mut f).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("torn"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_commit_is_split_into_records_a_reader_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, shared) = open(dir.path(), 64 << 20).unwrap();
+        let n = SAMPLES_PER_RECORD + 3;
+        let batch: Vec<(Labels, i64, f64)> =
+            (0..n).map(|i| (l("up", "a"), i as i64, 1.0)).collect();
+        w.append(1, &batch, SYNC).unwrap();
+        let mut r = Reader::open(dir.path(), shared).unwrap();
+        let first = r.next_batch().unwrap().unwrap();
+        let second = r.next_batch().unwrap().unwrap();
+        assert_eq!(
+            (first.samples.len(), second.samples.len()),
+            (SAMPLES_PER_RECORD, 3)
+        );
+        assert_eq!(second.samples[2].1, n as i64 - 1);
     }
 
     #[test]

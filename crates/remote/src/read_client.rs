@@ -128,6 +128,15 @@ impl Merged {
     }
 }
 
+impl Merged {
+    /// The largest answer a remote may send (compressed and decompressed; 256 MiB by
+    /// default).
+    pub fn with_max_answer(mut self, bytes: usize) -> Self {
+        self.limits.max_decompressed = bytes;
+        self
+    }
+}
+
 impl Queryable for Merged {
     fn querier(&self, mint: i64, maxt: i64) -> lookout_storage::Result<Box<dyn Querier + '_>> {
         Ok(Box::new(MergedQuerier {
@@ -233,15 +242,23 @@ impl MergedQuerier<'_> {
         let http = lookout_http::authorize(http, &r.opts.http).map_err(|e| e.to_string())?;
         let max = self.m.limits.max_decompressed;
         let fut = async move {
-            let resp = http.send().await.map_err(|e| e.to_string())?;
+            let mut resp = http.send().await.map_err(|e| e.to_string())?;
             let status = resp.status();
-            let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+            // Read at most `max` bytes: a peer sending more is refused, not buffered.
+            let too_large = || format!("answer larger than {max} bytes");
+            if resp.content_length().is_some_and(|n| n > max as u64) {
+                return Err(too_large());
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                if bytes.len() + chunk.len() > max {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
             if !status.is_success() {
                 let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
                 return Err(format!("{status}: {}", text.trim()));
-            }
-            if bytes.len() > max {
-                return Err(format!("answer of {} bytes, more than {max}", bytes.len()));
             }
             Ok(bytes)
         };

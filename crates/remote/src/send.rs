@@ -349,8 +349,6 @@ pub struct RemoteStatus {
     pub pending: u64,
     /// Bytes of queue not acknowledged.
     pub backlog_bytes: u64,
-    /// Samples dropped (backlog bound, age limit, damage, refused).
-    pub dropped: u64,
     /// The last error, if the last attempt failed.
     pub last_error: Option<String>,
 }
@@ -373,6 +371,9 @@ struct Remote {
     oldest_unsent_ms: AtomicI64,
     sync_every: Duration,
     metadata: Arc<dyn Fn() -> Vec<MetricMeta> + Send + Sync>,
+    /// The metadata by family name, made at the first 2.0 batch (not per batch).
+    metadata_index: std::sync::OnceLock<HashMap<String, MetricMeta>>,
+    no_metadata: HashMap<String, MetricMeta>,
 }
 
 struct WriterState {
@@ -453,6 +454,8 @@ impl RemoteWrite {
                 oldest_unsent_ms: AtomicI64::new(0),
                 sync_every: opts.sync_every,
                 metadata: Arc::clone(&opts.metadata),
+                metadata_index: std::sync::OnceLock::new(),
+                no_metadata: HashMap::new(),
             }));
         }
         Ok(Self { remotes, families })
@@ -566,6 +569,15 @@ impl Remote {
             tracing::error!(remote = %self.opts.name, error = %e, samples = out.len(), "Remote-write queue write failed; these samples will not be sent");
             self.metrics.drop_samples("queue_write", out.len() as u64);
         }
+    }
+
+    fn metadata_by_name(&self) -> &HashMap<String, MetricMeta> {
+        self.metadata_index.get_or_init(|| {
+            (self.metadata)()
+                .into_iter()
+                .map(|m| (m.name.clone(), m))
+                .collect()
+        })
     }
 
     fn pending(&self, reader: &Reader) -> u64 {
@@ -844,7 +856,7 @@ async fn send_round(
             _ = tick.tick() => {
                 // While a receiver is down the queue grows: keep it within its bounds.
                 let max = r.opts.max_backlog_bytes;
-                let bytes = r.shared_backlog_bytes();
+                let bytes = queue::disk_bytes(&r.dir);
                 if max > 0 && bytes > max {
                     abandon.store(true, Ordering::Relaxed);
                 }
@@ -859,18 +871,6 @@ async fn send_round(
         warn_backlog(r, n, "the receiver stayed unreachable past max_backlog");
     }
     outcome
-}
-
-impl Remote {
-    /// The queue's size on disk past the acknowledged position, from the directory
-    /// (the reader is busy in the round).
-    fn shared_backlog_bytes(&self) -> u64 {
-        queue::segments(&self.dir)
-            .unwrap_or_default()
-            .iter()
-            .map(|s| std::fs::metadata(self.dir.join(format!("{s:020}"))).map_or(0, |m| m.len()))
-            .sum()
-    }
 }
 
 /// Sends one shard's series in batches of at most `max_samples_per_send`, in order.
@@ -929,13 +929,13 @@ async fn send_batch(
     loop {
         let proto = protocol(r);
         let meta = if r.opts.send_metadata && proto == Protocol::V2 {
-            metadata_map(r)
+            r.metadata_by_name()
         } else {
-            HashMap::new()
+            &r.no_metadata
         };
         let body = match proto {
             Protocol::V1 => encode_write_request_with(batch, &[]),
-            Protocol::V2 => encode_v2_request_with(batch, &meta),
+            Protocol::V2 => encode_v2_request_with(batch, meta),
         };
         let len = body.len();
         match post(r, body, proto).await {
@@ -1066,13 +1066,6 @@ async fn post(r: &Remote, body: Vec<u8>, proto: Protocol) -> Result<(), Failure>
         return Err(Failure::Retry(msg, after));
     }
     Err(Failure::Refused(msg))
-}
-
-fn metadata_map(r: &Remote) -> HashMap<String, MetricMeta> {
-    (r.metadata)()
-        .into_iter()
-        .map(|m| (m.name.clone(), m))
-        .collect()
 }
 
 /// Sends the metadata Lookout knows in a 1.0 request of its own, as Prometheus does
