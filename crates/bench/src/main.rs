@@ -20,6 +20,8 @@
 //! - `receive`: remote-write receiving against Prometheus's receiver (see `receive`).
 //! - `send`: remote-write sending and catch-up after an outage against Prometheus's
 //!   sender, to the same receiver (see `send`).
+//! - `sdk`: what `lookout-sdk` adds to its example store's CPU and memory, instrumented
+//!   vs not over the same workload (see `sdk`).
 //! - `tls`: what HTTPS and basic authentication cost per query and per connection (see
 //!   `tls`).
 
@@ -32,6 +34,7 @@ mod overhead;
 mod parse;
 mod queries;
 mod receive;
+mod sdk;
 mod send;
 mod soak;
 mod storage;
@@ -182,6 +185,8 @@ enum Command {
     /// Remote-write samples sent per CPU-second and catch-up after an outage, Lookout
     /// against Prometheus 2.42 scraping the same target into the same receiver.
     Send(crate::send::SendOptions),
+    /// What lookout-sdk adds to its example store's CPU and memory (instrumented vs not).
+    Sdk(crate::sdk::SdkOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
     /// configuration, rule and Alertmanager files, templates, WAL segments, block files)
     /// with mutated inputs; exits 1 if any input crashes one.
@@ -317,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dashboard(o) => crate::dashboard::run(o)?,
         Command::Receive(o) => crate::receive::run(o)?,
         Command::Send(o) => crate::send::run(o)?,
+        Command::Sdk(o) => crate::sdk::run(o)?,
         Command::Live {
             series,
             throughput_series,

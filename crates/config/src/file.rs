@@ -503,6 +503,11 @@ pub struct DashboardsConfig {
     /// Glob patterns of dashboard files, relative to the configuration file's directory;
     /// files are re-read when they appear, change or go.
     pub paths: Vec<String>,
+    /// The shipped dashboards to offer, by name (`host`, `disks`, `network`, `lookout`,
+    /// `postgres`, `redis`, `engine-btree`, `engine-storage`, `engine-raft`); when unset,
+    /// the host's, Lookout's own, those of the database collectors that are on, and the
+    /// engine dashboards when the `engine` rule pack runs.
+    pub shipped: Option<Vec<String>>,
 }
 
 /// Prometheus's `alerting:` section.
@@ -1109,6 +1114,15 @@ impl Config {
                 return Err(
                     "notifier.escalations: every policy needs a name and at least one level".into(),
                 );
+            }
+        }
+        let shipped = lookout_dashboards::Library::shipped_names();
+        for name in self.dashboards.shipped.iter().flatten() {
+            if !shipped.contains(name) {
+                return Err(format!(
+                    "dashboards.shipped: unknown dashboard {name:?} (known: {})",
+                    shipped.join(", ")
+                ));
             }
         }
         for name in self.rule_packs.iter().flatten() {

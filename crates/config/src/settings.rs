@@ -100,21 +100,32 @@ pub struct AlertSettings {
     pub relabel: Vec<RelabelConfig>,
 }
 
-/// The shipped dashboards offered: the host's (overview, disks and filesystems,
-/// network) always, Lookout's own when its metrics are
-/// stored (the process collector), a database's when its collector is on.
+/// The shipped dashboards offered: those `dashboards.shipped` names, or else the host's
+/// (overview, disks and filesystems, network) always, Lookout's own when its metrics are
+/// stored (the process collector), a database's when its collector is on, and the
+/// `lookout-sdk` engine dashboards (B+tree, storage, Raft) when the `engine` rule pack
+/// runs.
 fn dashboards(c: &Config) -> DashboardsOptions {
     let available = lookout_dashboards::Library::shipped_names();
-    let mut shipped = vec!["host".to_string(), "disks".into(), "network".into()];
-    if c.collectors.process.enabled {
-        shipped.push("lookout".into());
-    }
-    if !c.collectors.postgres.is_empty() {
-        shipped.push("postgres".into());
-    }
-    if !c.collectors.redis.is_empty() {
-        shipped.push("redis".into());
-    }
+    let mut shipped = match &c.dashboards.shipped {
+        Some(names) => names.clone(),
+        None => {
+            let mut v = vec!["host".to_string(), "disks".into(), "network".into()];
+            if c.collectors.process.enabled {
+                v.push("lookout".into());
+            }
+            if !c.collectors.postgres.is_empty() {
+                v.push("postgres".into());
+            }
+            if !c.collectors.redis.is_empty() {
+                v.push("redis".into());
+            }
+            if c.effective_rule_packs().iter().any(|p| p.name == "engine") {
+                v.extend(["engine-btree", "engine-storage", "engine-raft"].map(String::from));
+            }
+            v
+        }
+    };
     shipped.retain(|n| available.contains(n));
     DashboardsOptions {
         paths: c.dashboards.paths.clone(),

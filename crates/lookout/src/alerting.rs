@@ -1,17 +1,11 @@
 //! Wiring between the rules and where alerts go: Lookout's notifier (an Alertmanager
-//! configuration file) and external Alertmanagers (`alerting.alertmanagers`). Alerts are
-//! converted as Prometheus's notifier converts them: `startsAt` is when the alert fired,
-//! `endsAt` its resolution or how long the last evaluation holds, external labels are
-//! added where the alert has no such label, `alert_relabel_configs` apply, and the
-//! generator URL links to the expression.
+//! configuration file) and external Alertmanagers (`alerting.alertmanagers`), joined by
+//! `lookout_notify::rules_sink::RuleSink`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use lookout_model::Labels;
-use lookout_model::relabel::RelabelConfig;
 use lookout_notify::forward::{Forwarder, Target};
 use lookout_notify::{Core, Notifier, Options};
 
@@ -45,12 +39,8 @@ pub(crate) fn core(
     state_dir: Option<PathBuf>,
 ) -> anyhow::Result<(Core, String)> {
     let path = &settings.file;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the notifier configuration {}", path.display()))?;
-    let am = lookout_notify::Config::parse(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let core = Core::new(
-        am,
+    Ok(Core::from_file(
+        path,
         Options {
             external_url: external_url.to_string(),
             data_dir: state_dir,
@@ -58,9 +48,7 @@ pub(crate) fn core(
             config_dir: path.parent().map(Path::to_path_buf),
             history_retention: settings.history_retention,
         },
-    )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok((core, text))
+    )?)
 }
 
 /// The forwarder for `alerting.alertmanagers`, or `None` when there are none.
@@ -70,60 +58,6 @@ pub(crate) fn forwarder(targets: &[Target]) -> anyhow::Result<Option<Arc<Forward
     }
     let f = Forwarder::new(targets.to_vec()).context("alerting.alertmanagers")?;
     Ok(Some(Arc::new(f)))
-}
-
-/// Hands the rules' alerts to the notifier and the forwarder.
-pub(crate) struct Bridge {
-    pub(crate) notifier: Option<Arc<Notifier>>,
-    pub(crate) forwarder: Option<Arc<Forwarder>>,
-    pub(crate) external_labels: BTreeMap<String, String>,
-    pub(crate) external_url: String,
-    pub(crate) relabel: Vec<RelabelConfig>,
-    pub(crate) runtime: tokio::runtime::Handle,
-}
-
-impl Bridge {
-    fn convert(&self, a: &lookout_rules::Alert, expr: &str) -> Option<lookout_notify::Alert> {
-        let mut labels = a.labels.clone();
-        for (k, v) in &self.external_labels {
-            if labels.get(k).is_none() {
-                labels = labels.with(k, v);
-            }
-        }
-        let labels: Labels = lookout_model::relabel::process(&labels, &self.relabel)?;
-        Some(lookout_notify::Alert {
-            labels,
-            annotations: a.annotations.clone(),
-            starts_at: a.fired_at.unwrap_or(a.active_at),
-            ends_at: a.resolved_at.unwrap_or(a.valid_until),
-            generator_url: format!(
-                "{}/graph?g0.expr={}&g0.tab=1",
-                self.external_url.trim_end_matches('/'),
-                lookout_gotmpl::funcs::query_escape(expr)
-            ),
-            updated_at: 0,
-        })
-    }
-}
-
-impl lookout_rules::AlertSink for Bridge {
-    fn send(&self, alerts: Vec<(lookout_rules::Alert, String)>) {
-        let out: Vec<lookout_notify::Alert> = alerts
-            .iter()
-            .filter_map(|(a, e)| self.convert(a, e))
-            .collect();
-        if out.is_empty() {
-            return;
-        }
-        if let Some(f) = &self.forwarder {
-            let f = Arc::clone(f);
-            let batch = out.clone();
-            self.runtime.spawn(async move { f.send(&batch).await });
-        }
-        if let Some(n) = &self.notifier {
-            n.put_alerts(out);
-        }
-    }
 }
 
 /// Rule and notifier figures on Lookout's `/metrics`, under Prometheus's and

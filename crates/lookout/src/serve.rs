@@ -232,7 +232,7 @@ async fn build(
     let forwarder = crate::alerting::forwarder(&settings.forward_to)?;
     let sink: Option<Arc<dyn lookout_rules::AlertSink>> =
         (notifier.is_some() || forwarder.is_some()).then(|| {
-            Arc::new(crate::alerting::Bridge {
+            Arc::new(lookout_notify::rules_sink::RuleSink {
                 notifier: notifier.clone(),
                 forwarder: forwarder.clone(),
                 external_labels: settings.alerts.external_labels.clone(),

@@ -193,6 +193,16 @@ fn sort_alerts(v: &mut [Alert]) {
 }
 
 impl Core {
+    /// Reads the Alertmanager configuration at `path` and builds its notifier; returns it
+    /// with the file's text (which `/api/v2/status` shows). Errors name the file.
+    pub fn from_file(path: &std::path::Path, opts: Options) -> Result<(Self, String)> {
+        let named = |e: Error| Error::Config(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+        let core = Self::new(Config::parse(&text).map_err(named)?, opts).map_err(named)?;
+        Ok((core, text))
+    }
+
     /// A notifier for a validated configuration. Fails on receivers it cannot send to,
     /// escalation levels naming unknown receivers, or unreadable state files.
     pub fn new(config: Config, opts: Options) -> Result<Self> {

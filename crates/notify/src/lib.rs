@@ -17,8 +17,9 @@
 //! - [`service`]: the running notifier;
 //!   [`forward`]: sending to external Alertmanagers.
 //!
-//! Nothing here knows about HTTP serving or the rules engine: alerts come in through
-//! [`dispatch::Core::put_alerts`], from whoever produces them.
+//! Nothing here knows about HTTP serving: alerts come in through
+//! [`dispatch::Core::put_alerts`], from whoever produces them; [`rules_sink`] adapts
+//! Lookout's rules (the one place this crate sees them).
 
 pub mod alert;
 pub mod audit;
@@ -33,6 +34,7 @@ pub mod notification;
 mod oncall;
 pub mod receivers;
 pub mod route;
+pub mod rules_sink;
 pub mod service;
 pub mod silence;
 mod state;

@@ -1,12 +1,17 @@
 //! A small key-value store instrumented with every `lookout-sdk` metric set: a B+tree
 //! over pages with a page cache that writes dirty pages to a data file, a write-ahead
 //! log with group-commit fsyncs, and three Raft nodes replicating in one process. It
-//! serves `/metrics` and `/health` (plus `GET`/`PUT /kv/{key}`) and runs a steady mixed
+//! serves `/metrics` and `/health` (plus `GET /kv/{key}`) and runs a steady mixed
 //! workload until stopped.
 //!
 //! ```sh
 //! cargo run -p lookout-sdk --example kvstore -- --listen 127.0.0.1:9500
 //! ```
+//!
+//! For the overhead figure (`lookout-bench sdk`), `--ops N` runs N operations as fast as
+//! it can, prints `ops=… cpu_seconds=… max_rss_bytes=…` and exits; `--uninstrumented`
+//! runs the same store and workload with no metric set, health checker or endpoint (the
+//! baseline: every recording call, and every clock read made only for one, is skipped).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -20,9 +25,43 @@ use lookout_sdk::health::{
     MonitoredDatabase,
 };
 use lookout_sdk::sets::{
-    BTreeMetrics, BTreeOp, MemberState, RaftMetrics, RaftRole, StorageMetrics,
+    BTreeMetrics, BTreeOp, MemberState, OpTimer, RaftMetrics, RaftRole, StorageMetrics,
 };
 use lookout_sdk::{Metrics, Options};
+
+/// A metric set, or nothing when the store runs uninstrumented.
+struct Rec<T>(Option<T>);
+
+impl<T> Rec<T> {
+    /// Records through the set, if there is one.
+    fn with(&self, f: impl FnOnce(&T)) {
+        if let Some(m) = &self.0 {
+            f(m);
+        }
+    }
+
+    /// The time now, read only when it will be recorded.
+    fn clock(&self) -> Option<Instant> {
+        self.0.as_ref().map(|_| Instant::now())
+    }
+}
+
+impl Rec<BTreeMetrics> {
+    fn start(&self, op: BTreeOp) -> Option<OpTimer> {
+        self.0.as_ref().map(|m| m.start(op))
+    }
+
+    fn finish(&self, t: Option<OpTimer>, depth: u32) {
+        if let (Some(m), Some(t)) = (&self.0, t) {
+            t.finish(m, depth);
+        }
+    }
+}
+
+/// Seconds since `t` (a clock read only when instrumented).
+fn secs(t: Option<Instant>) -> f64 {
+    t.map_or(0.0, |t| t.elapsed().as_secs_f64())
+}
 
 const ORDER: usize = 32;
 const PAGE: usize = 4096;
@@ -51,12 +90,12 @@ struct Store {
     wal: File,
     wal_unsynced: u32,
     queries: u64,
-    tree: BTreeMetrics,
-    storage: StorageMetrics,
+    tree: Rec<BTreeMetrics>,
+    storage: Rec<StorageMetrics>,
 }
 
 impl Store {
-    fn open(dir: &std::path::Path, m: &Metrics) -> std::io::Result<Self> {
+    fn open(dir: &std::path::Path, m: Option<&Metrics>) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let open = |n: &str| {
             OpenOptions::new()
@@ -66,8 +105,8 @@ impl Store {
                 .truncate(true)
                 .open(dir.join(n))
         };
-        let storage = m.storage();
-        storage.set_buffer_pool((CACHE_PAGES * PAGE) as u64, 0);
+        let storage = Rec(m.map(Metrics::storage));
+        storage.with(|s| s.set_buffer_pool((CACHE_PAGES * PAGE) as u64, 0));
         Ok(Self {
             nodes: vec![Node::Leaf {
                 keys: Vec::new(),
@@ -82,7 +121,7 @@ impl Store {
             wal: open("wal")?,
             wal_unsynced: 0,
             queries: 0,
-            tree: m.btree("primary"),
+            tree: Rec(m.map(|m| m.btree("primary"))),
             storage,
         })
     }
@@ -90,14 +129,14 @@ impl Store {
     /// Touches a page through the cache: a miss reads it from the data file.
     fn touch(&mut self, page: usize) {
         if self.cached.contains_key(&page) {
-            self.storage.cache_hit();
+            self.storage.with(|s| s.cache_hit());
             return;
         }
-        self.storage.cache_miss();
-        let t = Instant::now();
+        self.storage.with(|s| s.cache_miss());
+        let t = self.storage.clock();
         let mut buf = [0u8; 64];
         let _ = std::os::unix::fs::FileExt::read_at(&self.data, &mut buf, (page * PAGE) as u64);
-        self.storage.page_read(t.elapsed().as_secs_f64());
+        self.storage.with(|s| s.page_read(secs(t)));
         if self.cache.len() >= CACHE_PAGES
             && let Some(old) = self.cache.pop_front()
         {
@@ -105,22 +144,23 @@ impl Store {
             if self.dirty.remove(&old).is_some() {
                 self.write_page(old);
             }
-            self.storage.eviction();
+            self.storage.with(|s| s.eviction());
         }
         self.cache.push_back(page);
         self.cached.insert(page, true);
     }
 
     fn write_page(&mut self, page: usize) {
-        let t = Instant::now();
+        let t = self.storage.clock();
         let used = match &self.nodes[page] {
             Node::Leaf { keys, .. } | Node::Internal { keys, .. } => keys.len(),
         };
         let mut buf = vec![0u8; PAGE];
         buf[..8].copy_from_slice(&(used as u64).to_le_bytes());
         let _ = std::os::unix::fs::FileExt::write_at(&self.data, &buf, (page * PAGE) as u64);
-        self.storage.page_write(t.elapsed().as_secs_f64());
-        self.tree.observe_utilization(used as f64 / ORDER as f64);
+        self.storage.with(|s| s.page_write(secs(t)));
+        self.tree
+            .with(|m| m.observe_utilization(used as f64 / ORDER as f64));
     }
 
     fn get(&mut self, key: u64) -> Option<u64> {
@@ -137,7 +177,7 @@ impl Store {
                 }
                 Node::Leaf { keys, vals } => {
                     let r = keys.binary_search(&key).ok().map(|i| vals[i]);
-                    t.finish(&self.tree, depth);
+                    self.tree.finish(t, depth);
                     return r;
                 }
             }
@@ -150,12 +190,12 @@ impl Store {
         rec[1..9].copy_from_slice(&key.to_le_bytes());
         rec[9..].copy_from_slice(&val.to_le_bytes());
         let _ = self.wal.write_all(&rec);
-        self.storage.wal_append(rec.len() as u64);
+        self.storage.with(|s| s.wal_append(rec.len() as u64));
         self.wal_unsynced += 1;
         if self.wal_unsynced >= 64 {
-            let t = Instant::now();
+            let t = self.storage.clock();
             let _ = self.wal.sync_data();
-            self.storage.fsync(t.elapsed().as_secs_f64());
+            self.storage.with(|s| s.fsync(secs(t)));
             self.wal_unsynced = 0;
         }
     }
@@ -172,9 +212,10 @@ impl Store {
             });
             self.root = self.nodes.len() - 1;
             self.height += 1;
-            self.tree.set_height(self.height);
+            let h = self.height;
+            self.tree.with(|m| m.set_height(h));
         }
-        t.finish(&self.tree, depth);
+        self.tree.finish(t, depth);
         self.after_write();
     }
 
@@ -198,7 +239,7 @@ impl Store {
                 let rv = vals.split_off(ORDER / 2);
                 let sep = rk[0];
                 self.nodes.push(Node::Leaf { keys: rk, vals: rv });
-                self.tree.split();
+                self.tree.with(BTreeMetrics::split);
                 (1, Some((sep, self.nodes.len() - 1)))
             }
             Node::Internal { keys, children } => {
@@ -225,7 +266,7 @@ impl Store {
                     keys: rk,
                     children: rc,
                 });
-                self.tree.split();
+                self.tree.with(BTreeMetrics::split);
                 (depth + 1, Some((up, self.nodes.len() - 1)))
             }
         }
@@ -268,41 +309,43 @@ impl Store {
         {
             children.remove(i);
             keys.remove(i.min(keys.len() - 1));
-            self.tree.merge();
+            self.tree.with(BTreeMetrics::merge);
         }
-        t.finish(&self.tree, depth);
+        self.tree.finish(t, depth);
         self.after_write();
     }
 
     fn after_write(&mut self) {
-        self.storage.set_dirty_pages(self.dirty.len() as u64);
+        let dirty = self.dirty.len() as u64;
+        self.storage.with(|s| s.set_dirty_pages(dirty));
         if self.dirty.len() >= 64 {
-            let t = Instant::now();
+            let t = self.storage.clock();
             let pages: Vec<usize> = self.dirty.drain().map(|(p, ())| p).collect();
             for p in pages {
                 self.write_page(p);
             }
-            let s = Instant::now();
+            let f = self.storage.clock();
             let _ = self.data.sync_data();
-            self.storage.fsync(s.elapsed().as_secs_f64());
-            self.storage.flush(t.elapsed().as_secs_f64());
+            self.storage.with(|s| {
+                s.fsync(secs(f));
+                s.flush(secs(t));
+            });
             // The log up to here is in the data file now.
             let _ = self.wal.set_len(0);
             let _ = self.wal.seek(SeekFrom::Start(0));
         }
         let (mut internal, mut leaf) = (0u64, 0u64);
-        if self.queries.is_multiple_of(256) {
+        if self.queries.is_multiple_of(256) && self.tree.0.is_some() {
             for n in &self.nodes {
                 match n {
                     Node::Leaf { .. } => leaf += 1,
                     Node::Internal { .. } => internal += 1,
                 }
             }
-            self.tree.set_nodes(internal, leaf);
-            self.storage.set_buffer_pool(
-                (CACHE_PAGES * PAGE) as u64,
-                (self.cache.len() * PAGE) as u64,
-            );
+            self.tree.with(|m| m.set_nodes(internal, leaf));
+            let used = (self.cache.len() * PAGE) as u64;
+            self.storage
+                .with(|s| s.set_buffer_pool((CACHE_PAGES * PAGE) as u64, used));
         }
         self.queries += 1;
     }
@@ -317,8 +360,9 @@ struct Raft {
     matched: [u64; 3],
     acked_at: [Instant; 3],
     applied: u64,
-    metrics: RaftMetrics,
+    metrics: Rec<RaftMetrics>,
     rng: u64,
+    rounds: u64,
 }
 
 impl Raft {
@@ -336,11 +380,11 @@ impl Raft {
 
     /// One replication round.
     fn tick(&mut self) {
-        for peer in 0..3 {
+        for (peer, name) in PEERS.iter().enumerate() {
             if peer == self.leader {
                 continue;
             }
-            let t = Instant::now();
+            let t = self.metrics.clock();
             let behind = self.last - self.matched[peer];
             // Followers take most of what is sent; one in fifty calls fails.
             let ok = !self.next().is_multiple_of(50);
@@ -350,47 +394,59 @@ impl Raft {
                 0
             };
             self.matched[peer] += take;
-            if take > 0 {
-                self.acked_at[peer] = Instant::now();
+            if take > 0
+                && let Some(now) = self.metrics.clock()
+            {
+                self.acked_at[peer] = now;
             }
-            self.metrics
-                .append_entries(take as usize, t.elapsed().as_secs_f64() + 0.0005, ok);
             let lag = self.last - self.matched[peer];
-            let secs = if lag == 0 {
-                0.0
-            } else {
-                self.acked_at[peer].elapsed().as_secs_f64()
-            };
-            self.metrics
-                .set_peer_lag(&format!("n{}", peer + 1), lag, secs);
+            let acked_at = self.acked_at[peer];
+            self.metrics.with(|m| {
+                m.append_entries(take as usize, secs(t) + 0.0005, ok);
+                let behind = if lag == 0 {
+                    0.0
+                } else {
+                    acked_at.elapsed().as_secs_f64()
+                };
+                m.set_peer_lag(name, lag, behind);
+            });
         }
         let mut m = self.matched;
         m.sort_unstable();
         let commit = m[1];
         self.applied = commit;
-        self.metrics.set_indexes(commit, self.applied);
+        let applied = self.applied;
+        self.metrics.with(|m| m.set_indexes(commit, applied));
         if self.next().is_multiple_of(400) {
             // The leader steps down: an election, won by another node.
             self.term += 1;
-            self.metrics.set_role(RaftRole::Candidate);
-            self.metrics.election();
-            for _ in 0..2 {
-                self.metrics.request_vote(0.001, true);
-            }
             self.leader = (self.leader + 1) % 3;
-            self.metrics.set_term(self.term);
-            self.metrics.leader_changed();
-            self.metrics.set_role(if self.leader == 0 {
-                RaftRole::Leader
-            } else {
-                RaftRole::Follower
+            let (term, leader) = (self.term, self.leader);
+            self.metrics.with(|m| {
+                m.set_role(RaftRole::Candidate);
+                m.election();
+                for _ in 0..2 {
+                    m.request_vote(0.001, true);
+                }
+                m.set_term(term);
+                m.leader_changed();
+                m.set_role(if leader == 0 {
+                    RaftRole::Leader
+                } else {
+                    RaftRole::Follower
+                });
             });
         }
-        if self.next().is_multiple_of(2000) {
-            self.metrics.snapshot(self.last * 17, 0.02);
+        // A snapshot every 250 rounds (compacting the log).
+        self.rounds += 1;
+        if self.rounds.is_multiple_of(250) {
+            let bytes = self.last * 17;
+            self.metrics.with(|m| m.snapshot(bytes, 0.02));
         }
     }
 }
+
+const PEERS: [&str; 3] = ["n1", "n2", "n3"];
 
 struct Db(Arc<Mutex<Store>>);
 
@@ -422,27 +478,37 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// The process's CPU seconds (user + system) and peak resident memory.
+fn usage() -> (f64, u64) {
+    let me = procfs::process::Process::myself().expect("/proc/self");
+    let stat = me.stat().expect("/proc/self/stat");
+    let tick = procfs::ticks_per_second() as f64;
+    let cpu = (stat.utime + stat.stime) as f64 / tick;
+    let hwm = me.status().ok().and_then(|s| s.vmhwm).unwrap_or(0) * 1024;
+    (cpu, hwm)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::io::Result<()> {
     let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:9500".into());
     let dir = arg("--data")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("kvstore-{}", std::process::id())));
-    let metrics = Metrics::new(
-        Options::default()
-            .label("service", "kvstore")
-            .label("node", "n1"),
-    );
-    metrics.process();
-    metrics.info(
-        "kvstore_build",
-        "Build facts",
-        &[("version", env!("CARGO_PKG_VERSION"))],
-    );
-    let store = Arc::new(Mutex::new(Store::open(&dir, &metrics)?));
-    let raft_metrics = metrics.raft();
-    raft_metrics.set_term(1);
-    raft_metrics.set_role(RaftRole::Leader);
+    let ops: Option<u64> = arg("--ops").map(|n| n.parse().expect("--ops takes a number"));
+    let instrumented = !std::env::args().any(|a| a == "--uninstrumented");
+    let metrics = instrumented.then(|| {
+        Metrics::new(
+            Options::default()
+                .label("service", "kvstore")
+                .label("node", "n1"),
+        )
+    });
+    let store = Arc::new(Mutex::new(Store::open(&dir, metrics.as_ref())?));
+    let raft_metrics = Rec(metrics.as_ref().map(Metrics::raft));
+    raft_metrics.with(|m| {
+        m.set_term(1);
+        m.set_role(RaftRole::Leader);
+    });
     let mut raft = Raft {
         term: 1,
         leader: 0,
@@ -452,78 +518,111 @@ async fn main() -> std::io::Result<()> {
         applied: 0,
         metrics: raft_metrics,
         rng: 0x9e37_79b9_7f4a_7c15,
+        rounds: 0,
     };
-    let membership = metrics.membership();
-    membership.set_members(MemberState::Alive, 3);
-    for _ in 0..3 {
-        membership.joined();
-    }
-    let net = metrics.network();
-    let health = Arc::new(HealthChecker::new(
-        Duration::from_secs(5),
-        Duration::from_secs(2),
-    ));
-    health.add(DiskSpaceCheck::new(&dir, 0.05));
-    health.add(MemoryCheck::new(1 << 30));
-    health.add(DatabaseCheck::new(
-        Arc::new(Db(Arc::clone(&store))),
-        Duration::from_millis(50),
-    ));
-    Arc::clone(&health).spawn();
+    let net = metrics.as_ref().map(Metrics::network);
+    let rpc = Rec(net.as_ref().map(|n| n.grpc_server("unary", "kv.KV", "Get")));
+    let put_rpc = Rec(net.as_ref().map(|n| n.grpc_server("unary", "kv.KV", "Put")));
+    let get_route = Rec(net.as_ref().map(|n| n.http_server("GET", "/kv/{key}")));
+    let health = match &metrics {
+        Some(m) => {
+            m.process();
+            m.info(
+                "kvstore_build",
+                "Build facts",
+                &[("version", env!("CARGO_PKG_VERSION"))],
+            );
+            let membership = m.membership();
+            membership.set_members(MemberState::Alive, 3);
+            for _ in 0..3 {
+                membership.joined();
+            }
+            let health = Arc::new(HealthChecker::new(
+                Duration::from_secs(5),
+                Duration::from_secs(2),
+            ));
+            health.add(DiskSpaceCheck::new(&dir, 0.05));
+            health.add(MemoryCheck::new(1 << 30));
+            health.add(DatabaseCheck::new(
+                Arc::new(Db(Arc::clone(&store))),
+                Duration::from_millis(50),
+            ));
+            Arc::clone(&health).spawn();
+            Some(health)
+        }
+        None => None,
+    };
 
-    // The workload: mixed reads, writes and deletes over 100,000 keys.
+    // The workload: mixed reads, writes and deletes over 100,000 keys, paced to a steady
+    // rate; with --ops, that many as fast as they go, then the figures and exit.
     let work = Arc::clone(&store);
-    let rpc = net.grpc_server("unary", "kv.KV", "Get");
-    let put_rpc = net.grpc_server("unary", "kv.KV", "Put");
     std::thread::spawn(move || {
         let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut done = 0u64;
         loop {
             for _ in 0..200 {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 let key = x % 100_000;
-                let t = Instant::now();
+                let t = rpc.clock();
                 let mut s = work.lock().expect("store lock");
                 match x % 20 {
                     0 => s.delete(key),
                     1..=5 => {
                         s.put(key, x);
                         raft.propose();
-                        put_rpc.start();
-                        put_rpc.handled(0, t.elapsed().as_secs_f64());
+                        put_rpc.with(|r| {
+                            r.start();
+                            r.handled(0, secs(t));
+                        });
                     }
                     _ => {
                         let found = s.get(key).is_some();
-                        rpc.start();
-                        rpc.handled(if found { 0 } else { 5 }, t.elapsed().as_secs_f64());
+                        rpc.with(|r| {
+                            r.start();
+                            r.handled(if found { 0 } else { 5 }, secs(t));
+                        });
                     }
                 }
             }
             raft.tick();
-            std::thread::sleep(Duration::from_millis(10));
+            done += 200;
+            match ops {
+                Some(n) if done >= n => {
+                    let (cpu, rss) = usage();
+                    println!("ops={done} cpu_seconds={cpu:.3} max_rss_bytes={rss}");
+                    std::process::exit(0);
+                }
+                Some(_) => {}
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
         }
     });
 
     let kv = Arc::clone(&store);
-    let get_route = net.http_server("GET", "/kv/{key}");
-    let app = lookout_sdk::http::router(metrics.clone(), health).route(
+    let get_route = Arc::new(get_route);
+    let api = axum::Router::new().route(
         "/kv/{key}",
         axum::routing::get(move |axum::extract::Path(key): axum::extract::Path<u64>| {
             let kv = Arc::clone(&kv);
-            let route = get_route.clone();
+            let route = Arc::clone(&get_route);
             async move {
-                let t = Instant::now();
+                let t = route.clock();
                 let v = kv.lock().expect("store lock").get(key);
                 let (code, body) = match v {
                     Some(v) => (200, v.to_string()),
                     None => (404, "not found".to_string()),
                 };
-                route.record(code, t.elapsed().as_secs_f64());
+                route.with(|r| r.record(code, secs(t)));
                 (axum::http::StatusCode::from_u16(code).expect("valid"), body)
             }
         }),
     );
+    let app = match (metrics, health) {
+        (Some(m), Some(h)) => lookout_sdk::http::router(m, h).merge(api),
+        _ => api,
+    };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await

@@ -41,6 +41,8 @@
 
 pub mod facade;
 pub mod health;
+#[cfg(feature = "embedded")]
+pub mod history;
 pub mod http;
 pub mod sets;
 pub mod snapshot;

@@ -1,0 +1,213 @@
+//! `lookout-bench sdk`: what `lookout-sdk` costs a database end to end. The SDK's example
+//! store (`crates/sdk/examples/kvstore.rs`: B+tree over pages, page cache, WAL with group
+//! commit, three Raft nodes) runs the same fixed number of operations twice per round:
+//! instrumented (every metric set, the health checker on its interval, `/metrics`
+//! scraped once a second as Lookout would) and `--uninstrumented` (no metric set, no
+//! health checker, no endpoint). Each run prints its CPU seconds and peak RSS on exit;
+//! the medians over the rounds give the added CPU (as a share of the baseline's) and the
+//! added memory. The rounds alternate, so drift on the machine hits both sides alike.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Options of `lookout-bench sdk`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SdkOptions {
+    /// The example's binary (default: `examples/kvstore` beside this binary; build it
+    /// with `cargo build --release -p lookout-sdk --example kvstore`).
+    #[arg(long)]
+    example: Option<PathBuf>,
+    /// Operations per run.
+    #[arg(long, default_value_t = 3_000_000)]
+    ops: u64,
+    /// Rounds (one instrumented and one uninstrumented run each).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+/// What one run printed on exit.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    cpu: f64,
+    rss: u64,
+    wall: f64,
+    scrapes: u64,
+}
+
+fn example_exe(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let exe = match given {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .with_file_name("examples")
+            .join("kvstore"),
+    };
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} not found: cargo build --release -p lookout-sdk --example kvstore, or pass --example",
+        exe.display()
+    );
+    Ok(exe)
+}
+
+/// Parses `ops=… cpu_seconds=… max_rss_bytes=…`.
+fn parse_figures(line: &str) -> Option<(f64, u64)> {
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+    };
+    Some((
+        field("cpu_seconds")?.parse().ok()?,
+        field("max_rss_bytes")?.parse().ok()?,
+    ))
+}
+
+fn run_once(exe: &Path, ops: u64, instrumented: bool, dir: &Path) -> anyhow::Result<Figures> {
+    let data = dir.join(if instrumented { "on" } else { "off" });
+    let _ = std::fs::remove_dir_all(&data);
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--ops",
+        &ops.to_string(),
+        "--data",
+    ])
+    .arg(&data)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    if !instrumented {
+        cmd.arg("--uninstrumented");
+    }
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let first = lines.next().context("the example printed nothing")??;
+    let addr = first
+        .strip_prefix("listening on http://")
+        .with_context(|| format!("unexpected first line {first:?}"))?
+        .to_string();
+    // Lookout's part: a scrape of /metrics every second while the workload runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let scraper = instrumented.then(|| {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let ok = client
+                    .get(format!("http://{addr}/metrics"))
+                    .send()
+                    .and_then(|r| r.error_for_status())
+                    .and_then(|r| r.bytes())
+                    .is_ok();
+                n += u64::from(ok);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            n
+        })
+    });
+    let mut figures = None;
+    for line in lines {
+        if let Some(f) = parse_figures(&line?) {
+            figures = Some(f);
+        }
+    }
+    let status = child.wait()?;
+    let wall = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let scrapes = scraper.map_or(0, |h| h.join().unwrap_or(0));
+    let _ = std::fs::remove_dir_all(&data);
+    let Some((cpu, rss)) = figures else {
+        bail!("the example exited ({status}) without its figures");
+    };
+    if instrumented && wall > 3.0 && scrapes == 0 {
+        bail!("no scrape of the instrumented example succeeded");
+    }
+    Ok(Figures {
+        cpu,
+        rss,
+        wall,
+        scrapes,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs the comparison and prints the figures.
+pub(crate) fn run(o: SdkOptions) -> anyhow::Result<()> {
+    let exe = example_exe(o.example)?;
+    let dir = tempfile::tempdir()?;
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for round in 1..=o.rounds.max(1) {
+        for instrumented in [false, true] {
+            let f = run_once(&exe, o.ops, instrumented, dir.path())?;
+            eprintln!(
+                "round {round}: {:<14} cpu {:.2} s, wall {:.2} s, peak RSS {:.1} MB{}",
+                if instrumented {
+                    "instrumented"
+                } else {
+                    "uninstrumented"
+                },
+                f.cpu,
+                f.wall,
+                f.rss as f64 / 1e6,
+                if instrumented {
+                    format!(", {} scrapes", f.scrapes)
+                } else {
+                    String::new()
+                }
+            );
+            if instrumented { &mut on } else { &mut off }.push(f);
+        }
+    }
+    let cpu_on = median(on.iter().map(|f| f.cpu).collect());
+    let cpu_off = median(off.iter().map(|f| f.cpu).collect());
+    let rss_on = median(on.iter().map(|f| f.rss as f64).collect());
+    let rss_off = median(off.iter().map(|f| f.rss as f64).collect());
+    println!(
+        "{} operations per run, median of {} rounds",
+        o.ops,
+        on.len()
+    );
+    println!(
+        "CPU: instrumented {cpu_on:.3} s, uninstrumented {cpu_off:.3} s: {:+.2}% ({:.0} ns per operation)",
+        (cpu_on / cpu_off - 1.0) * 100.0,
+        (cpu_on - cpu_off) / o.ops as f64 * 1e9
+    );
+    println!(
+        "peak RSS: instrumented {:.1} MB, uninstrumented {:.1} MB: {:+.1} MB",
+        rss_on / 1e6,
+        rss_off / 1e6,
+        (rss_on - rss_off) / 1e6
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_read_from_the_last_line() {
+        assert_eq!(
+            parse_figures("ops=200 cpu_seconds=1.250 max_rss_bytes=4096"),
+            Some((1.25, 4096))
+        );
+        assert_eq!(parse_figures("listening on http://127.0.0.1:1"), None);
+        assert_eq!(parse_figures("ops=1 cpu_seconds=x max_rss_bytes=1"), None);
+    }
+}
