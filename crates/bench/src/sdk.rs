@@ -29,12 +29,17 @@ pub(crate) struct SdkOptions {
     /// Rounds (one instrumented and one uninstrumented run each).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Where the store's files go (default: the system's temporary directory; a tmpfs
+    /// such as /dev/shm takes the disk's noise out of the system time).
+    #[arg(long)]
+    work: Option<PathBuf>,
 }
 
 /// What one run printed on exit.
 #[derive(Debug, Clone, Copy)]
 struct Figures {
     cpu: f64,
+    user: f64,
     rss: u64,
     wall: f64,
     scrapes: u64,
@@ -55,14 +60,15 @@ fn example_exe(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
-/// Parses `ops=… cpu_seconds=… max_rss_bytes=…`.
-fn parse_figures(line: &str) -> Option<(f64, u64)> {
+/// Parses `ops=… cpu_seconds=… user_seconds=… max_rss_bytes=…`.
+fn parse_figures(line: &str) -> Option<(f64, f64, u64)> {
     let field = |k: &str| {
         line.split_whitespace()
             .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
     };
     Some((
         field("cpu_seconds")?.parse().ok()?,
+        field("user_seconds")?.parse().ok()?,
         field("max_rss_bytes")?.parse().ok()?,
     ))
 }
@@ -128,7 +134,7 @@ fn run_once(exe: &Path, ops: u64, instrumented: bool, dir: &Path) -> anyhow::Res
     stop.store(true, Ordering::Relaxed);
     let scrapes = scraper.map_or(0, |h| h.join().unwrap_or(0));
     let _ = std::fs::remove_dir_all(&data);
-    let Some((cpu, rss)) = figures else {
+    let Some((cpu, user, rss)) = figures else {
         bail!("the example exited ({status}) without its figures");
     };
     if instrumented && wall > 3.0 && scrapes == 0 {
@@ -136,6 +142,7 @@ fn run_once(exe: &Path, ops: u64, instrumented: bool, dir: &Path) -> anyhow::Res
     }
     Ok(Figures {
         cpu,
+        user,
         rss,
         wall,
         scrapes,
@@ -150,19 +157,23 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs the comparison and prints the figures.
 pub(crate) fn run(o: SdkOptions) -> anyhow::Result<()> {
     let exe = example_exe(o.example)?;
-    let dir = tempfile::tempdir()?;
+    let dir = match &o.work {
+        Some(w) => tempfile::tempdir_in(w)?,
+        None => tempfile::tempdir()?,
+    };
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for round in 1..=o.rounds.max(1) {
         for instrumented in [false, true] {
             let f = run_once(&exe, o.ops, instrumented, dir.path())?;
             eprintln!(
-                "round {round}: {:<14} cpu {:.2} s, wall {:.2} s, peak RSS {:.1} MB{}",
+                "round {round}: {:<14} cpu {:.2} s (user {:.2} s), wall {:.2} s, peak RSS {:.1} MB{}",
                 if instrumented {
                     "instrumented"
                 } else {
                     "uninstrumented"
                 },
                 f.cpu,
+                f.user,
                 f.wall,
                 f.rss as f64 / 1e6,
                 if instrumented {
@@ -176,6 +187,8 @@ pub(crate) fn run(o: SdkOptions) -> anyhow::Result<()> {
     }
     let cpu_on = median(on.iter().map(|f| f.cpu).collect());
     let cpu_off = median(off.iter().map(|f| f.cpu).collect());
+    let user_on = median(on.iter().map(|f| f.user).collect());
+    let user_off = median(off.iter().map(|f| f.user).collect());
     let rss_on = median(on.iter().map(|f| f.rss as f64).collect());
     let rss_off = median(off.iter().map(|f| f.rss as f64).collect());
     println!(
@@ -187,6 +200,11 @@ pub(crate) fn run(o: SdkOptions) -> anyhow::Result<()> {
         "CPU: instrumented {cpu_on:.3} s, uninstrumented {cpu_off:.3} s: {:+.2}% ({:.0} ns per operation)",
         (cpu_on / cpu_off - 1.0) * 100.0,
         (cpu_on - cpu_off) / o.ops as f64 * 1e9
+    );
+    println!(
+        "user CPU alone (the store's system time is its I/O, the same on both sides): {user_on:.3} s vs {user_off:.3} s: {:+.2}% ({:.0} ns per operation)",
+        (user_on / user_off - 1.0) * 100.0,
+        (user_on - user_off) / o.ops as f64 * 1e9
     );
     println!(
         "peak RSS: instrumented {:.1} MB, uninstrumented {:.1} MB: {:+.1} MB",
@@ -204,10 +222,13 @@ mod tests {
     #[test]
     fn figures_are_read_from_the_last_line() {
         assert_eq!(
-            parse_figures("ops=200 cpu_seconds=1.250 max_rss_bytes=4096"),
-            Some((1.25, 4096))
+            parse_figures("ops=200 cpu_seconds=1.250 user_seconds=0.5 max_rss_bytes=4096"),
+            Some((1.25, 0.5, 4096))
         );
         assert_eq!(parse_figures("listening on http://127.0.0.1:1"), None);
-        assert_eq!(parse_figures("ops=1 cpu_seconds=x max_rss_bytes=1"), None);
+        assert_eq!(
+            parse_figures("ops=1 cpu_seconds=x user_seconds=1 max_rss_bytes=1"),
+            None
+        );
     }
 }

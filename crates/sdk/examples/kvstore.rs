@@ -9,7 +9,7 @@
 //! ```
 //!
 //! For the overhead figure (`lookout-bench sdk`), `--ops N` runs N operations as fast as
-//! it can, prints `ops=… cpu_seconds=… max_rss_bytes=…` and exits; `--uninstrumented`
+//! it can, prints `ops=… cpu_seconds=… user_seconds=… max_rss_bytes=…` and exits; `--uninstrumented`
 //! runs the same store and workload with no metric set, health checker or endpoint (the
 //! baseline: every recording call, and every clock read made only for one, is skipped).
 
@@ -18,7 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lookout_sdk::health::{
     BoxFuture, DatabaseCheck, DatabaseStats, DiskSpaceCheck, HealthChecker, MemoryCheck,
@@ -41,8 +41,8 @@ impl<T> Rec<T> {
     }
 
     /// The time now, read only when it will be recorded.
-    fn clock(&self) -> Option<Instant> {
-        self.0.as_ref().map(|_| Instant::now())
+    fn clock(&self) -> Option<lookout_sdk::Instant> {
+        self.0.as_ref().map(|_| lookout_sdk::Instant::now())
     }
 }
 
@@ -59,7 +59,7 @@ impl Rec<BTreeMetrics> {
 }
 
 /// Seconds since `t` (a clock read only when instrumented).
-fn secs(t: Option<Instant>) -> f64 {
+fn secs(t: Option<lookout_sdk::Instant>) -> f64 {
     t.map_or(0.0, |t| t.elapsed().as_secs_f64())
 }
 
@@ -81,6 +81,9 @@ enum Node {
 /// A B+tree whose nodes are pages; a page cache in front of a data file.
 struct Store {
     nodes: Vec<Node>,
+    /// Nodes in the tree (internal, leaf), kept as it changes: a gauge is set, never
+    /// computed by walking the tree.
+    counts: (u64, u64),
     root: usize,
     height: u32,
     cache: VecDeque<usize>,
@@ -112,6 +115,7 @@ impl Store {
                 keys: Vec::new(),
                 vals: Vec::new(),
             }],
+            counts: (0, 1),
             root: 0,
             height: 1,
             cache: VecDeque::new(),
@@ -212,6 +216,7 @@ impl Store {
             });
             self.root = self.nodes.len() - 1;
             self.height += 1;
+            self.counts.0 += 1;
             let h = self.height;
             self.tree.with(|m| m.set_height(h));
         }
@@ -239,6 +244,7 @@ impl Store {
                 let rv = vals.split_off(ORDER / 2);
                 let sep = rk[0];
                 self.nodes.push(Node::Leaf { keys: rk, vals: rv });
+                self.counts.1 += 1;
                 self.tree.with(BTreeMetrics::split);
                 (1, Some((sep, self.nodes.len() - 1)))
             }
@@ -266,6 +272,7 @@ impl Store {
                     keys: rk,
                     children: rc,
                 });
+                self.counts.0 += 1;
                 self.tree.with(BTreeMetrics::split);
                 (depth + 1, Some((up, self.nodes.len() - 1)))
             }
@@ -309,6 +316,7 @@ impl Store {
         {
             children.remove(i);
             keys.remove(i.min(keys.len() - 1));
+            self.counts.1 -= 1;
             self.tree.with(BTreeMetrics::merge);
         }
         self.tree.finish(t, depth);
@@ -334,14 +342,8 @@ impl Store {
             let _ = self.wal.set_len(0);
             let _ = self.wal.seek(SeekFrom::Start(0));
         }
-        let (mut internal, mut leaf) = (0u64, 0u64);
-        if self.queries.is_multiple_of(256) && self.tree.0.is_some() {
-            for n in &self.nodes {
-                match n {
-                    Node::Leaf { .. } => leaf += 1,
-                    Node::Internal { .. } => internal += 1,
-                }
-            }
+        if self.queries.is_multiple_of(256) {
+            let (internal, leaf) = self.counts;
             self.tree.with(|m| m.set_nodes(internal, leaf));
             let used = (self.cache.len() * PAGE) as u64;
             self.storage
@@ -358,7 +360,7 @@ struct Raft {
     leader: usize,
     last: u64,
     matched: [u64; 3],
-    acked_at: [Instant; 3],
+    acked_at: [lookout_sdk::Instant; 3],
     applied: u64,
     metrics: Rec<RaftMetrics>,
     rng: u64,
@@ -478,14 +480,13 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-/// The process's CPU seconds (user + system) and peak resident memory.
-fn usage() -> (f64, u64) {
+/// The process's user and system CPU seconds and peak resident memory.
+fn usage() -> (f64, f64, u64) {
     let me = procfs::process::Process::myself().expect("/proc/self");
     let stat = me.stat().expect("/proc/self/stat");
     let tick = procfs::ticks_per_second() as f64;
-    let cpu = (stat.utime + stat.stime) as f64 / tick;
     let hwm = me.status().ok().and_then(|s| s.vmhwm).unwrap_or(0) * 1024;
-    (cpu, hwm)
+    (stat.utime as f64 / tick, stat.stime as f64 / tick, hwm)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -514,7 +515,7 @@ async fn main() -> std::io::Result<()> {
         leader: 0,
         last: 0,
         matched: [0; 3],
-        acked_at: [Instant::now(); 3],
+        acked_at: [lookout_sdk::Instant::now(); 3],
         applied: 0,
         metrics: raft_metrics,
         rng: 0x9e37_79b9_7f4a_7c15,
@@ -590,8 +591,11 @@ async fn main() -> std::io::Result<()> {
             done += 200;
             match ops {
                 Some(n) if done >= n => {
-                    let (cpu, rss) = usage();
-                    println!("ops={done} cpu_seconds={cpu:.3} max_rss_bytes={rss}");
+                    let (user, sys, rss) = usage();
+                    println!(
+                        "ops={done} cpu_seconds={:.3} user_seconds={user:.3} max_rss_bytes={rss}",
+                        user + sys
+                    );
                     std::process::exit(0);
                 }
                 Some(_) => {}

@@ -148,7 +148,7 @@ where
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
-        let started = std::time::Instant::now();
+        let started = crate::Instant::now();
         let grpc = req
             .headers()
             .get(header::CONTENT_TYPE)

@@ -10,7 +10,7 @@
 //! | `btree_nodes` | gauge | `tree`, `kind` (`internal`, `leaf`) |
 //! | `btree_node_utilization_ratio` | histogram (0.1–1.0) | `tree` |
 
-use std::time::Instant;
+use crate::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
