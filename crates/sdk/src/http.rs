@@ -91,11 +91,13 @@ pub async fn serve_on(
 }
 
 /// A tower layer recording every request through an axum router (or any `http`
-/// service) in the network set: HTTP requests in `http_server_request_duration_seconds`
-/// by method, matched route (axum's `MatchedPath`; `unmatched` otherwise) and status;
-/// gRPC requests (`content-type: application/grpc…`, path `/package.Service/Method`) in
-/// `grpc_server_*`, with the `grpc-status` the response headers carry (tonic's
-/// trailers-only answers, its errors) and OK otherwise.
+/// service, tonic's among them) in the network set: HTTP requests in
+/// `http_server_request_duration_seconds` by method, matched route (axum's
+/// `MatchedPath`; `unmatched` otherwise) and status; gRPC requests (`content-type:
+/// application/grpc…`, path `/package.Service/Method`) in `grpc_server_*`, with the
+/// `grpc-status` of the answer: from its headers for a trailers-only answer, else from
+/// the trailers that end its body (recorded when the body ends: `Unknown` when it ends
+/// without one, `Canceled` when it is dropped before its end, as when the client goes).
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
     net: crate::sets::NetworkMetrics,
@@ -135,10 +137,11 @@ where
     S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<RB>>,
     S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = axum::http::Response<MetricsBody<RB>>;
     type Error = S::Error;
-    type Future =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>,
+    >;
 
     fn poll_ready(
         &mut self,
@@ -164,35 +167,102 @@ where
         let fut = self.inner.call(req);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let res = fut.await;
-            let secs = started.elapsed().as_secs_f64();
-            if let Ok(resp) = &res {
-                if grpc {
-                    if let Some((service, m)) = path.trim_start_matches('/').split_once('/') {
-                        let code = resp
-                            .headers()
-                            .get("grpc-status")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<u8>().ok())
-                            .unwrap_or(0);
-                        let call = layer
-                            .grpc
-                            .lock()
-                            .expect("layer lock")
-                            .entry(path.clone())
-                            .or_insert_with(|| layer.net.grpc_server("unary", service, m))
-                            .clone();
-                        call.start();
-                        call.handled(code, secs);
-                    }
-                } else {
+            let resp = fut.await?;
+            let call = grpc
+                .then(|| path.trim_start_matches('/').split_once('/'))
+                .flatten()
+                .map(|(service, m)| {
                     layer
-                        .net
-                        .http_server(&method, &route)
-                        .record(resp.status().as_u16(), secs);
+                        .grpc
+                        .lock()
+                        .expect("layer lock")
+                        .entry(path.clone())
+                        .or_insert_with(|| layer.net.grpc_server("unary", service, m))
+                        .clone()
+                });
+            let pending = match call {
+                Some(call) => {
+                    call.start();
+                    match grpc_status(resp.headers()) {
+                        // Trailers-only: the answer is complete.
+                        Some(code) => {
+                            call.handled(code, started.elapsed().as_secs_f64());
+                            None
+                        }
+                        None => Some((call, started)),
+                    }
+                }
+                None => {
+                    if !grpc {
+                        layer
+                            .net
+                            .http_server(&method, &route)
+                            .record(resp.status().as_u16(), started.elapsed().as_secs_f64());
+                    }
+                    None
+                }
+            };
+            Ok(resp.map(|inner| MetricsBody { inner, pending }))
+        })
+    }
+}
+
+fn grpc_status(h: &axum::http::HeaderMap) -> Option<u8> {
+    h.get("grpc-status")?.to_str().ok()?.parse::<u8>().ok()
+}
+
+/// A response body as [`MetricsLayer`] passes it on: a gRPC call is recorded when the
+/// body ends, with the `grpc-status` of its trailers.
+#[derive(Debug)]
+pub struct MetricsBody<B> {
+    inner: B,
+    pending: Option<(crate::sets::GrpcCall, crate::Instant)>,
+}
+
+impl<B> MetricsBody<B> {
+    fn finish(&mut self, code: u8) {
+        if let Some((call, started)) = self.pending.take() {
+            call.handled(code, started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl<B> Drop for MetricsBody<B> {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away.
+        self.finish(1);
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for MetricsBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(t) = frame.trailers_ref() {
+                    // No status in the trailers: Unknown, as gRPC's clients read it.
+                    this.finish(grpc_status(t).unwrap_or(2));
                 }
             }
-            res
-        })
+            std::task::Poll::Ready(Some(Err(_))) => this.finish(2),
+            std::task::Poll::Ready(None) => this.finish(2),
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -278,6 +278,25 @@ async fn the_layer_records_http_and_grpc_requests() {
             "/kv.KV/Get",
             axum::routing::post(|| async { ([("grpc-status", "5")], "") }),
         )
+        // tonic's usual answer: a message, then the status in the trailers.
+        .route(
+            "/kv.KV/Put",
+            axum::routing::post(|| async {
+                let mut trailers = axum::http::HeaderMap::new();
+                trailers.insert("grpc-status", "7".parse().unwrap());
+                axum::body::Body::new(Frames(
+                    [
+                        http_body::Frame::data(axum::body::Bytes::from_static(b"\0\0\0\0\0")),
+                        http_body::Frame::trailers(trailers),
+                    ]
+                    .into(),
+                ))
+            }),
+        )
+        .route(
+            "/kv.KV/Scan",
+            axum::routing::post(|| async { "a message and no status" }),
+        )
         .layer(layer);
     for uri in ["/kv/a", "/kv/b"] {
         let r = app
@@ -296,7 +315,37 @@ async fn the_layer_records_http_and_grpc_requests() {
         .body(axum::body::Body::empty())
         .unwrap();
     app.clone().oneshot(grpc).await.unwrap();
+    let grpc = |path: &str| {
+        axum::http::Request::post(path)
+            .header("content-type", "application/grpc")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    // Read to the end: the trailers' status is recorded then, not before.
+    use http_body_util::BodyExt;
+    let r = app.clone().oneshot(grpc("/kv.KV/Put")).await.unwrap();
+    assert!(
+        !m.encode()
+            .contains(r#"grpc_method="Put",grpc_code="PermissionDenied"} 1"#)
+    );
+    let body = r.into_body().collect().await.unwrap();
+    assert_eq!(body.trailers().unwrap()["grpc-status"], "7");
+    let r = app.clone().oneshot(grpc("/kv.KV/Scan")).await.unwrap();
+    r.into_body().collect().await.unwrap();
+    // The client goes before the answer ends.
+    drop(app.clone().oneshot(grpc("/kv.KV/Put")).await.unwrap());
     let text = m.encode();
+    for (method, code) in [
+        ("Put", "PermissionDenied"),
+        ("Scan", "Unknown"),
+        ("Put", "Canceled"),
+    ] {
+        assert!(
+            text.contains(&format!(r#"grpc_method="{method}",grpc_code="{code}"}} 1"#)),
+            "{method} {code}: {text}"
+        );
+    }
+    assert!(text.contains(r#"grpc_server_started_total{grpc_type="unary",grpc_service="kv.KV",grpc_method="Put"} 2"#), "{text}");
     assert!(
         text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/kv/{key}",http_response_status_code="200"} 2"#),
         "{text}"
@@ -305,4 +354,19 @@ async fn the_layer_records_http_and_grpc_requests() {
         text.contains(r#"grpc_server_handled_total{grpc_type="unary",grpc_service="kv.KV",grpc_method="Get",grpc_code="NotFound"} 1"#),
         "{text}"
     );
+}
+
+/// A body made of the given frames, in order (data, then trailers, as gRPC answers).
+struct Frames(std::collections::VecDeque<http_body::Frame<axum::body::Bytes>>);
+
+impl http_body::Body for Frames {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
 }
