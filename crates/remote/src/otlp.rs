@@ -229,7 +229,8 @@ pub struct AnyValue {
 }
 
 impl AnyValue {
-    fn text(&self) -> String {
+    /// The value as text (floats as Go formats them; an empty value as empty text).
+    pub fn text(&self) -> String {
         if let Some(s) = &self.string_value {
             s.clone()
         } else if let Some(b) = self.bool_value {
@@ -769,7 +770,11 @@ pub mod json {
     use super::*;
 
     /// A 64-bit integer written as a string (the JSON mapping's rule) or a number.
-    fn int<'de, D: serde::Deserializer<'de>, T: std::str::FromStr + TryFrom<u64> + TryFrom<i64>>(
+    pub fn int<
+        'de,
+        D: serde::Deserializer<'de>,
+        T: std::str::FromStr + TryFrom<u64> + TryFrom<i64>,
+    >(
         d: D,
     ) -> std::result::Result<T, D::Error> {
         #[derive(Deserialize)]
@@ -897,13 +902,14 @@ pub mod json {
         quantile: f64,
         value: f64,
     }
-    #[derive(Deserialize, Default)]
+    /// A `KeyValue` in OTLP/JSON (shared with the other OTLP signals).
+    #[derive(Debug, Deserialize, Default)]
     #[serde(rename_all = "camelCase", default)]
-    struct Kv {
+    pub struct Kv {
         key: String,
         value: Option<Av>,
     }
-    #[derive(Deserialize, Default)]
+    #[derive(Debug, Deserialize, Default)]
     #[serde(rename_all = "camelCase", default)]
     struct Av {
         string_value: Option<String>,
@@ -913,7 +919,8 @@ pub mod json {
         double_value: Option<f64>,
     }
 
-    fn kvs(v: Vec<Kv>) -> Vec<KeyValue> {
+    /// JSON key-values as the protobuf messages.
+    pub fn kvs(v: Vec<Kv>) -> Vec<KeyValue> {
         v.into_iter()
             .map(|k| KeyValue {
                 key: k.key,

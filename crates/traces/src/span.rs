@@ -1,0 +1,153 @@
+//! The span as the store keeps it: what OTLP sends, with the resource's `service.name`
+//! pulled out, ids as fixed-size arrays and times in nanoseconds since the Unix epoch.
+
+use serde::{Deserialize, Serialize};
+
+/// A 128-bit trace id.
+pub type TraceId = [u8; 16];
+/// A 64-bit span id.
+pub type SpanId = [u8; 8];
+
+/// An attribute value (OTLP's `AnyValue`; arrays and maps are kept as their JSON text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Value {
+    /// A string.
+    Str(String),
+    /// A boolean.
+    Bool(bool),
+    /// A 64-bit integer.
+    Int(i64),
+    /// A float.
+    Double(f64),
+}
+
+impl Value {
+    /// The value as text (how tag searches compare it).
+    pub fn text(&self) -> String {
+        match self {
+            Value::Str(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Double(d) => d.to_string(),
+        }
+    }
+}
+
+/// One key and its value.
+pub type Attribute = (String, Value);
+
+/// A timed event inside a span (a log line; an exception).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When, in ns since the epoch.
+    pub time_ns: u64,
+    /// Its name.
+    pub name: String,
+    /// Its attributes.
+    pub attributes: Vec<Attribute>,
+}
+
+/// The span's status (OTLP's codes: unset, ok, error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusCode {
+    /// Not set.
+    #[default]
+    Unset,
+    /// Explicitly OK.
+    Ok,
+    /// Failed.
+    Error,
+}
+
+/// One span.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    /// Its trace.
+    pub trace_id: TraceId,
+    /// Its id.
+    pub span_id: SpanId,
+    /// Its parent, unless it is a root.
+    pub parent_span_id: Option<SpanId>,
+    /// The resource's `service.name` (`unknown_service` when it has none, as the SDKs
+    /// default).
+    pub service: String,
+    /// The span's name (Jaeger's operation).
+    pub name: String,
+    /// OTLP's kind: 0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    pub kind: u8,
+    /// Start, in ns since the epoch.
+    pub start_ns: u64,
+    /// Duration in ns.
+    pub duration_ns: u64,
+    /// Status code.
+    pub status: StatusCode,
+    /// Status message (empty unless an error says why).
+    pub status_message: String,
+    /// The span's attributes.
+    pub attributes: Vec<Attribute>,
+    /// Its events.
+    pub events: Vec<Event>,
+    /// The resource's attributes other than `service.name` (Jaeger's process tags).
+    pub resource: Vec<Attribute>,
+    /// The instrumentation scope's name, when given.
+    pub scope: String,
+}
+
+impl Span {
+    /// Whether it failed: an error status, or an `error=true` attribute (Jaeger's
+    /// convention).
+    pub fn is_error(&self) -> bool {
+        self.status == StatusCode::Error
+            || self
+                .attributes
+                .iter()
+                .any(|(k, v)| k == "error" && *v == Value::Bool(true))
+    }
+
+    /// The value of attribute `key` on the span, else on its resource.
+    pub fn attribute(&self, key: &str) -> Option<&Value> {
+        self.attributes
+            .iter()
+            .chain(&self.resource)
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Lower-case hex of an id.
+pub fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses a hex id of exactly `N` bytes (Jaeger also accepts a trace id with its leading
+/// zeros left out, as 64-bit ids are written: shorter input is padded on the left).
+pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.is_empty() || s.len() > 2 * N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = format!("{s:0>width$}", width = 2 * N);
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&padded[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_hex_and_short_ones_are_padded() {
+        let id: TraceId = [0xab; 16];
+        assert_eq!(parse_hex::<16>(&hex(&id)), Some(id));
+        let short = parse_hex::<16>("1f").unwrap();
+        assert_eq!(short[15], 0x1f);
+        assert!(short[..15].iter().all(|b| *b == 0));
+        for bad in ["", "xyz", &"a".repeat(33)] {
+            assert_eq!(parse_hex::<16>(bad), None, "{bad}");
+        }
+    }
+}
