@@ -200,6 +200,34 @@ pub struct Config {
     pub remote_write: Vec<RemoteWriteConfig>,
     /// Prometheus's `remote_read:`: stores merged into every query.
     pub remote_read: Vec<RemoteReadConfig>,
+    /// Lookout's trace receiver and store (`tracing_receiver:`); off by default.
+    pub tracing_receiver: TracingReceiverConfig,
+}
+
+/// `tracing_receiver:`: OTLP spans received at `POST /v1/traces`, kept in the data
+/// directory and answered through Jaeger's query API.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingReceiverConfig {
+    /// Whether spans are received and kept.
+    pub enabled: bool,
+    /// How long spans are kept.
+    pub retention: PromDuration,
+    /// Most bytes of spans kept on disk, oldest dropped first; 0: no bound.
+    pub retention_size: ByteSize,
+    /// Largest OTLP request body.
+    pub max_request_size: ByteSize,
+}
+
+impl Default for TracingReceiverConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            retention: PromDuration(Duration::from_secs(7 * 86_400)),
+            retention_size: ByteSize(0),
+            max_request_size: ByteSize(16 << 20),
+        }
+    }
 }
 
 /// What `remote_write` and `remote_read` entries share: the name in effect, the

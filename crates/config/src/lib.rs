@@ -8,7 +8,7 @@ mod render;
 mod settings;
 
 pub use file::*;
-pub use settings::{AlertSettings, NotifierSettings, Settings, storage_options};
+pub use settings::{AlertSettings, NotifierSettings, Settings, TracesSettings, storage_options};
 
 use std::path::PathBuf;
 

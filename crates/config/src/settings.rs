@@ -75,6 +75,8 @@ pub struct Settings {
     pub remote_write: Vec<lookout_remote::send::RemoteOptions>,
     /// The stores merged into every query (`remote_read:`).
     pub remote_read: Vec<lookout_remote::read_client::ReadOptions>,
+    /// The trace store and its receiver (`tracing_receiver:`), when enabled.
+    pub traces: Option<TracesSettings>,
     /// The dashboard library: shipped dashboards of the collectors that are on, the
     /// files of `dashboards.paths`, imports kept in the data directory.
     pub dashboards: DashboardsOptions,
@@ -98,6 +100,15 @@ pub struct AlertSettings {
     pub external_labels: BTreeMap<String, String>,
     /// `alerting.alert_relabel_configs`.
     pub relabel: Vec<RelabelConfig>,
+}
+
+/// The trace store's settings and its receiver's bound.
+#[derive(Debug, Clone)]
+pub struct TracesSettings {
+    /// Retention and segment sizes (the store lives in `<data>/traces`).
+    pub store: lookout_traces::Options,
+    /// Largest OTLP request body.
+    pub max_request_bytes: usize,
 }
 
 /// The shipped dashboards offered: those `dashboards.shipped` names, or else the host's
@@ -246,6 +257,15 @@ impl Settings {
                 ..Default::default()
             },
             remote_write: c.remote_write.iter().map(remote_write).collect(),
+            traces: c.tracing_receiver.enabled.then(|| TracesSettings {
+                store: lookout_traces::Options {
+                    retention: c.tracing_receiver.retention.0,
+                    retention_bytes: (c.tracing_receiver.retention_size.0 > 0)
+                        .then_some(c.tracing_receiver.retention_size.0),
+                    ..Default::default()
+                },
+                max_request_bytes: c.tracing_receiver.max_request_size.0 as usize,
+            }),
             remote_read: c
                 .remote_read
                 .iter()

@@ -183,6 +183,7 @@ struct Built {
     listener: tokio::net::TcpListener,
     state: AppState,
     serve: lookout_server::ServeOptions,
+    traces: Option<Arc<lookout_traces::TraceStore>>,
 }
 
 /// Opens the store, makes the collectors, scrapers, rules, notifier and HTTP state, and
@@ -196,6 +197,16 @@ async fn build(
     // Lookout's own metrics are written into its store once the registry is complete.
     let own = RegistryCell::default();
     let tsdb = open_storage(&settings, &mut registry)?;
+    let traces = match &settings.traces {
+        Some(t) => {
+            let dir = settings.data_dir.join("traces");
+            let store = lookout_traces::TraceStore::open(&dir, t.store.clone())
+                .with_context(|| format!("opening the trace store in {}", dir.display()))?;
+            tracing::info!(spans = store.stats().spans, "Trace store opened");
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     let remote_write = remote_write(&settings, &mut registry)?;
     let store: Arc<dyn lookout_storage::Appendable> = match &remote_write {
         Some(rw) => rw.wrap(Arc::clone(&tsdb) as Arc<dyn lookout_storage::Appendable>),
@@ -304,6 +315,8 @@ async fn build(
         dashboards: Arc::new(
             lookout_dashboards::Library::open(settings.dashboards.clone()).context("dashboards")?,
         ),
+        traces: traces.clone(),
+        traces_max_request_bytes: settings.traces.as_ref().map_or(0, |t| t.max_request_bytes),
     };
     Ok(Built {
         tsdb,
@@ -319,6 +332,7 @@ async fn build(
         listener,
         state,
         serve: settings.serve,
+        traces,
     })
 }
 
@@ -615,6 +629,7 @@ struct Running {
     rule_eval: Option<tokio::task::JoinHandle<()>>,
     notifying: Option<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    traces: Option<(Arc<lookout_traces::TraceStore>, tokio::task::JoinHandle<()>)>,
 }
 
 /// Starts the collectors, scrapers, rules, notifier and HTTP server; marks ready.
@@ -629,6 +644,12 @@ fn start(b: Built) -> Running {
         .unwrap_or_default();
     let rule_eval = b.rules.as_ref().map(|m| m.spawn(stop_rx.clone()));
     let notifying = b.notifier.as_ref().map(|n| n.spawn(stop_rx.clone()));
+    let traces = b.traces.map(|t| {
+        (
+            Arc::clone(&t),
+            tokio::spawn(maintain_traces(t, stop_rx.clone())),
+        )
+    });
     tokio::spawn(reload_on_sighup(b.reload, Arc::clone(&b.serve.security)));
     let mut server_stop = stop_rx;
     let bound = b.listener.local_addr().ok();
@@ -667,6 +688,39 @@ fn start(b: Built) -> Running {
         rule_eval,
         notifying,
         server,
+        traces,
+    }
+}
+
+/// Keeps the trace store's promises: an fsync every second, retention every minute.
+async fn maintain_traces(store: Arc<lookout_traces::TraceStore>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let s = Arc::clone(&store);
+        let retention = n.is_multiple_of(60);
+        n += 1;
+        let done = tokio::task::spawn_blocking(move || {
+            s.sync()?;
+            if retention {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                let dropped = s.maintain(now)?;
+                if dropped > 0 {
+                    tracing::info!(segments = dropped, "Trace retention dropped old segments");
+                }
+            }
+            Ok::<_, lookout_traces::Error>(())
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "Trace store maintenance");
+        }
     }
 }
 
@@ -708,6 +762,12 @@ async fn shutdown(r: Running) -> anyhow::Result<()> {
     }
     if let Some(rw) = &r.remote_write {
         rw.sync();
+    }
+    if let Some((store, task)) = r.traces {
+        let _ = task.await;
+        if let Err(e) = store.sync() {
+            tracing::warn!(error = %e, "Syncing the trace store");
+        }
     }
     r.tsdb.close().context("closing storage")?;
     tracing::info!("Stopped");

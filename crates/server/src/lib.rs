@@ -20,6 +20,7 @@ pub mod listen;
 mod params;
 mod remote;
 mod rules_api;
+mod traces_api;
 mod ui;
 pub mod web_config;
 
@@ -154,6 +155,11 @@ pub struct AppState {
     pub otlp_options: lookout_remote::otlp::Options,
     /// `global.external_labels`, added to federated series that lack them.
     pub external_labels: Vec<(String, String)>,
+    /// The trace store `POST /v1/traces` and Jaeger's query API use; `None` (the default)
+    /// answers 404.
+    pub traces: Option<Arc<lookout_traces::TraceStore>>,
+    /// Largest OTLP traces request body.
+    pub traces_max_request_bytes: usize,
 }
 
 impl std::fmt::Debug for AppState {
@@ -225,9 +231,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/status", get(am_api::status))
         .route("/receivers", get(am_api::receivers));
+    let traces_limit = axum::extract::DefaultBodyLimit::max(state.traces_max_request_bytes);
     Router::new()
         .nest("/api/v1", api)
         .nest("/api/v2", am)
+        .route(
+            "/v1/traces",
+            axum::routing::post(traces_api::receive).layer(traces_limit),
+        )
+        .route("/api/services", get(traces_api::services))
+        .route(
+            "/api/services/{service}/operations",
+            get(traces_api::service_operations),
+        )
+        .route("/api/operations", get(traces_api::operations))
+        .route("/api/traces", get(traces_api::find_traces))
+        .route("/api/traces/{id}", get(traces_api::get_trace))
         .route("/metrics", get(api::metrics))
         .route("/federate", get(federate::federate))
         .route("/-/healthy", get(api::healthy_text))

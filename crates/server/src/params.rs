@@ -12,6 +12,11 @@ pub(crate) struct Params(Vec<(String, String)>);
 pub(crate) struct BadParam(pub(crate) String);
 
 impl Params {
+    /// Every pair, in order.
+    pub(crate) fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// Merges the URL query with an `application/x-www-form-urlencoded` body.
     pub(crate) fn parse(
         query: Option<&str>,

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 
-fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut m = msg.into();
     m.push('\n');
     (
@@ -76,13 +76,9 @@ fn store(
 /// 200 with an empty `ExportMetricsServiceResponse` when everything was stored; 400
 /// naming what could not be (unreadable body, refused samples, delta temporality,
 /// exponential histograms) with the rest stored; OTLP/JSON as well as protobuf.
-pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(db) = st.otlp.clone() else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "OTLP receiver needs to be enabled with --web.enable-otlp-receiver",
-        );
-    };
+/// Whether an OTLP/HTTP body is JSON (else protobuf), or the 415 that names what is
+/// refused: another media type, or a compressed body (Lookout takes them uncompressed).
+pub(crate) fn otlp_encoding(headers: &HeaderMap) -> Result<bool, Response> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -97,13 +93,37 @@ pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: B
         "application/x-protobuf" => false,
         "application/json" => true,
         _ => {
-            return text(
+            return Err(text(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
                     "unsupported content type {ct:?}: OTLP/HTTP is application/x-protobuf or application/json"
                 ),
-            );
+            ));
         }
+    };
+    if let Some(enc) = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|e| !e.eq_ignore_ascii_case("identity"))
+    {
+        return Err(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content encoding {enc:?}: send OTLP bodies uncompressed"),
+        ));
+    }
+    Ok(json)
+}
+
+pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(db) = st.otlp.clone() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "OTLP receiver needs to be enabled with --web.enable-otlp-receiver",
+        );
+    };
+    let json = match otlp_encoding(&headers) {
+        Ok(json) => json,
+        Err(r) => return r,
     };
     let opts = st.otlp_options.clone();
     let done = tokio::task::spawn_blocking(move || {

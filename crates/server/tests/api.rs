@@ -113,6 +113,8 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         otlp: None,
         otlp_options: Default::default(),
         external_labels: vec![("site".into(), "lab".into())],
+        traces: None,
+        traces_max_request_bytes: 0,
     }
 }
 

@@ -156,6 +156,49 @@ pub struct Decoded {
     pub first_error: Option<String>,
 }
 
+/// `ExportTraceServiceResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExportTraceServiceResponse {
+    /// Set when some spans were refused.
+    #[prost(message, optional, tag = "1")]
+    pub partial_success: Option<PartialSuccess>,
+}
+
+/// `ExportTracePartialSuccess`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PartialSuccess {
+    /// Spans refused.
+    #[prost(int64, tag = "1")]
+    pub rejected_spans: i64,
+    /// Why (the first reason).
+    #[prost(string, tag = "2")]
+    pub error_message: String,
+}
+
+impl Decoded {
+    /// The OTLP/HTTP answer to the request this was decoded from: empty, or a partial
+    /// success naming what was refused; in the request's encoding.
+    pub fn response(&self, json: bool) -> Vec<u8> {
+        let partial = (self.rejected > 0).then(|| PartialSuccess {
+            rejected_spans: i64::try_from(self.rejected).unwrap_or(i64::MAX),
+            error_message: self.first_error.clone().unwrap_or_default(),
+        });
+        match (json, partial) {
+            (true, None) => b"{}".to_vec(),
+            (true, Some(p)) => serde_json::json!({"partialSuccess": {
+                "rejectedSpans": p.rejected_spans.to_string(),
+                "errorMessage": p.error_message,
+            }})
+            .to_string()
+            .into_bytes(),
+            (false, partial) => ExportTraceServiceResponse {
+                partial_success: partial,
+            }
+            .encode_to_vec(),
+        }
+    }
+}
+
 /// Decodes an OTLP/HTTP protobuf body.
 pub fn decode_protobuf(body: &[u8], limits: &Limits) -> Result<Decoded> {
     check_size(body, limits)?;

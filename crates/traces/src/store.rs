@@ -373,6 +373,11 @@ impl TraceStore {
         Ok(drop.len())
     }
 
+    /// Its settings.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
     /// Figures.
     pub fn stats(&self) -> Stats {
         let inner = self.lock();
