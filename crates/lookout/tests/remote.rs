@@ -322,29 +322,6 @@ fn issue_16_vmagent_remote_writes_into_lookout() {
     assert!(lk.terminate().success());
 }
 
-/// The Python with the OpenTelemetry SDK: `LOOKOUT_TEST_PYTHON` (set by `scripts/test`,
-/// which installs it into a virtualenv; then it must work), else `python3` if it has it.
-fn otel_python() -> Option<String> {
-    let (py, required) = match std::env::var("LOOKOUT_TEST_PYTHON") {
-        Ok(p) => (p, true),
-        Err(_) => ("python3".to_string(), false),
-    };
-    let ok = std::process::Command::new(&py)
-        .args([
-            "-c",
-            "import opentelemetry.sdk.metrics, opentelemetry.exporter.otlp.proto.http",
-        ])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    assert!(!required, "{py} cannot import the OpenTelemetry SDK");
-    eprintln!("SKIPPED: no Python with the OpenTelemetry SDK (./scripts/test installs one)");
-    None
-}
-
 const OTEL_PUSH: &str = r#"
 import sys
 from opentelemetry.sdk.metrics import MeterProvider

@@ -231,14 +231,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/status", get(am_api::status))
         .route("/receivers", get(am_api::receivers));
-    let traces_limit = axum::extract::DefaultBodyLimit::max(state.traces_max_request_bytes);
+    // Span batches get their own bound (`tracing_receiver.max_request_size`).
+    let receive_traces = match &state.traces {
+        Some(_) => axum::routing::post(traces_api::receive).layer(
+            axum::extract::DefaultBodyLimit::max(state.traces_max_request_bytes),
+        ),
+        None => axum::routing::post(traces_api::receive),
+    };
     Router::new()
         .nest("/api/v1", api)
         .nest("/api/v2", am)
-        .route(
-            "/v1/traces",
-            axum::routing::post(traces_api::receive).layer(traces_limit),
-        )
+        .route("/v1/traces", receive_traces)
         .route("/api/services", get(traces_api::services))
         .route(
             "/api/services/{service}/operations",

@@ -78,7 +78,7 @@ fn store(
 /// exponential histograms) with the rest stored; OTLP/JSON as well as protobuf.
 /// Whether an OTLP/HTTP body is JSON (else protobuf), or the 415 that names what is
 /// refused: another media type, or a compressed body (Lookout takes them uncompressed).
-pub(crate) fn otlp_encoding(headers: &HeaderMap) -> Result<bool, Response> {
+pub(crate) fn otlp_encoding(headers: &HeaderMap) -> Result<bool, (StatusCode, String)> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -93,7 +93,7 @@ pub(crate) fn otlp_encoding(headers: &HeaderMap) -> Result<bool, Response> {
         "application/x-protobuf" => false,
         "application/json" => true,
         _ => {
-            return Err(text(
+            return Err((
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
                     "unsupported content type {ct:?}: OTLP/HTTP is application/x-protobuf or application/json"
@@ -106,7 +106,7 @@ pub(crate) fn otlp_encoding(headers: &HeaderMap) -> Result<bool, Response> {
         .and_then(|v| v.to_str().ok())
         .filter(|e| !e.eq_ignore_ascii_case("identity"))
     {
-        return Err(text(
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("unsupported content encoding {enc:?}: send OTLP bodies uncompressed"),
         ));
@@ -123,7 +123,7 @@ pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: B
     };
     let json = match otlp_encoding(&headers) {
         Ok(json) => json,
-        Err(r) => return r,
+        Err((code, msg)) => return text(code, msg),
     };
     let opts = st.otlp_options.clone();
     let done = tokio::task::spawn_blocking(move || {

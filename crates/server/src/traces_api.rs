@@ -40,30 +40,37 @@ fn jaeger_json(status: StatusCode, body: &Json) -> Response {
         .into_response()
 }
 
-fn jaeger_error(status: StatusCode, msg: &str) -> Response {
-    jaeger_json(status, &jaeger::error(status.as_u16(), msg))
+/// A Jaeger answer or the status and message of its error.
+type Answer = Result<Json, (StatusCode, String)>;
+
+fn reply(a: Answer) -> Response {
+    match a {
+        Ok(data) => jaeger_json(StatusCode::OK, &data),
+        Err((status, msg)) => jaeger_json(status, &jaeger::error(status.as_u16(), &msg)),
+    }
 }
 
-fn store(st: &AppState) -> Result<Arc<TraceStore>, Response> {
+fn store(st: &AppState) -> Result<Arc<TraceStore>, (StatusCode, String)> {
     st.traces
         .clone()
-        .ok_or_else(|| jaeger_error(StatusCode::NOT_FOUND, OFF))
+        .ok_or_else(|| (StatusCode::NOT_FOUND, OFF.to_string()))
+}
+
+fn params(q: Option<String>) -> Result<Params, (StatusCode, String)> {
+    Params::parse(q.as_deref(), &HeaderMap::new(), &[]).map_err(|e| (StatusCode::BAD_REQUEST, e.0))
 }
 
 /// Runs blocking store work off the async threads; a store error is a 500 naming it.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> lookout_traces::Result<T> + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, (StatusCode, String)> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(Error::Invalid(m))) => Err(jaeger_error(StatusCode::BAD_REQUEST, &m)),
-        Ok(Err(e)) => Err(jaeger_error(
+        Ok(Err(Error::Invalid(m))) => Err((StatusCode::BAD_REQUEST, m)),
+        Ok(Err(e)) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err((
             StatusCode::INTERNAL_SERVER_ERROR,
-            &e.to_string(),
-        )),
-        Err(e) => Err(jaeger_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("internal error: {e}"),
+            format!("internal error: {e}"),
         )),
     }
 }
@@ -79,7 +86,7 @@ pub(crate) async fn receive(
     };
     let json = match otlp_encoding(&headers) {
         Ok(json) => json,
-        Err(r) => return r,
+        Err((code, msg)) => return text(code, msg),
     };
     let now = now_ns();
     let limits = lookout_traces::otlp::Limits {
@@ -126,13 +133,11 @@ pub(crate) async fn receive(
 
 /// `GET /api/services`.
 pub(crate) async fn services(State(st): State<AppState>) -> Response {
-    let traces = match store(&st) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let v = traces.services();
-    let n = v.len();
-    jaeger_json(StatusCode::OK, &jaeger::envelope(Json::from(v), n))
+    reply(store(&st).map(|t| {
+        let v = t.services();
+        let n = v.len();
+        jaeger::envelope(Json::from(v), n)
+    }))
 }
 
 /// `GET /api/services/{service}/operations`.
@@ -140,87 +145,67 @@ pub(crate) async fn service_operations(
     State(st): State<AppState>,
     Path(service): Path<String>,
 ) -> Response {
-    let traces = match store(&st) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let mut names: Vec<String> = traces
-        .operations(&service)
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    names.dedup();
-    let n = names.len();
-    jaeger_json(StatusCode::OK, &jaeger::envelope(Json::from(names), n))
+    reply(store(&st).map(|t| {
+        let mut names: Vec<String> = t.operations(&service).into_iter().map(|(n, _)| n).collect();
+        names.dedup();
+        let n = names.len();
+        jaeger::envelope(Json::from(names), n)
+    }))
 }
 
 /// `GET /api/operations?service=&spanKind=`.
 pub(crate) async fn operations(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let traces = match store(&st) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let answer = || -> Answer {
+        let traces = store(&st)?;
+        let p = params(q)?;
+        let service = p.get("service").filter(|s| !s.is_empty()).ok_or((
+            StatusCode::BAD_REQUEST,
+            "parameter 'service' is required".to_string(),
+        ))?;
+        let kind = p.get("spanKind").filter(|k| !k.is_empty());
+        let ops: Vec<Json> = traces
+            .operations(service)
+            .into_iter()
+            .map(|(name, k)| (name, jaeger::kind_name(k).unwrap_or("")))
+            .filter(|(_, k)| kind.is_none_or(|want| want == *k))
+            .map(|(name, k)| serde_json::json!({"name": name, "spanKind": k}))
+            .collect();
+        let n = ops.len();
+        Ok(jaeger::envelope(Json::from(ops), n))
     };
-    let p = match Params::parse(q.as_deref(), &HeaderMap::new(), &[]) {
-        Ok(p) => p,
-        Err(e) => return jaeger_error(StatusCode::BAD_REQUEST, &e.0),
-    };
-    let Some(service) = p.get("service").filter(|s| !s.is_empty()) else {
-        return jaeger_error(StatusCode::BAD_REQUEST, "parameter 'service' is required");
-    };
-    let kind = p.get("spanKind").filter(|k| !k.is_empty());
-    let ops: Vec<Json> = traces
-        .operations(service)
-        .into_iter()
-        .map(|(name, k)| (name, jaeger::kind_name(k).unwrap_or("")))
-        .filter(|(_, k)| kind.is_none_or(|want| want == *k))
-        .map(|(name, k)| serde_json::json!({"name": name, "spanKind": k}))
-        .collect();
-    let n = ops.len();
-    jaeger_json(StatusCode::OK, &jaeger::envelope(Json::from(ops), n))
+    reply(answer())
 }
 
 /// `GET /api/traces?service=…`.
 pub(crate) async fn find_traces(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let traces = match store(&st) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let answer = async {
+        let traces = store(&st)?;
+        let p = params(q)?;
+        let query = jaeger::parse_query(p.pairs(), now_ns())
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let found = blocking(move || traces.search(&query, MAX_SPANS_PER_TRACE)).await?;
+        let data: Vec<Json> = found.iter().map(|t| jaeger::trace(t)).collect();
+        let n = data.len();
+        Ok(jaeger::envelope(Json::from(data), n))
     };
-    let p = match Params::parse(q.as_deref(), &HeaderMap::new(), &[]) {
-        Ok(p) => p,
-        Err(e) => return jaeger_error(StatusCode::BAD_REQUEST, &e.0),
-    };
-    let query = match jaeger::parse_query(p.pairs(), now_ns()) {
-        Ok(q) => q,
-        Err(e) => return jaeger_error(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    match blocking(move || traces.search(&query, MAX_SPANS_PER_TRACE)).await {
-        Ok(found) => {
-            let data: Vec<Json> = found.iter().map(|t| jaeger::trace(t)).collect();
-            let n = data.len();
-            jaeger_json(StatusCode::OK, &jaeger::envelope(Json::from(data), n))
-        }
-        Err(r) => r,
-    }
+    reply(answer.await)
 }
 
 /// `GET /api/traces/{traceID}`.
 pub(crate) async fn get_trace(State(st): State<AppState>, Path(id): Path<String>) -> Response {
-    let traces = match store(&st) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let answer = async {
+        let traces = store(&st)?;
+        let trace_id = lookout_traces::span::parse_hex::<16>(&id).ok_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("malformed trace id {id:?}: up to 32 hex digits"),
+            )
+        })?;
+        let spans = blocking(move || traces.trace(&trace_id, MAX_SPANS_PER_TRACE)).await?;
+        if spans.is_empty() {
+            return Err((StatusCode::NOT_FOUND, "trace not found".to_string()));
+        }
+        Ok(jaeger::envelope(Json::from(vec![jaeger::trace(&spans)]), 1))
     };
-    let Some(trace_id) = lookout_traces::span::parse_hex::<16>(&id) else {
-        return jaeger_error(
-            StatusCode::BAD_REQUEST,
-            &format!("malformed trace id {id:?}: up to 32 hex digits"),
-        );
-    };
-    match blocking(move || traces.trace(&trace_id, MAX_SPANS_PER_TRACE)).await {
-        Ok(spans) if spans.is_empty() => jaeger_error(StatusCode::NOT_FOUND, "trace not found"),
-        Ok(spans) => jaeger_json(
-            StatusCode::OK,
-            &jaeger::envelope(Json::from(vec![jaeger::trace(&spans)]), 1),
-        ),
-        Err(r) => r,
-    }
+    reply(answer.await)
 }

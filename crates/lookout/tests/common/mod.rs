@@ -299,3 +299,26 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// The Python with the OpenTelemetry SDK: `LOOKOUT_TEST_PYTHON` (set by `scripts/test`,
+/// which installs it into a virtualenv; then it must work), else `python3` if it has it.
+pub fn otel_python() -> Option<String> {
+    let (py, required) = match std::env::var("LOOKOUT_TEST_PYTHON") {
+        Ok(p) => (p, true),
+        Err(_) => ("python3".to_string(), false),
+    };
+    let ok = std::process::Command::new(&py)
+        .args([
+            "-c",
+            "import opentelemetry.sdk.metrics, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(!required, "{py} cannot import the OpenTelemetry SDK");
+    eprintln!("SKIPPED: no Python with the OpenTelemetry SDK (./scripts/test installs one)");
+    None
+}

@@ -1,0 +1,290 @@
+//! Issue 18, the receiving end: the OpenTelemetry Python SDK sends a real trace over
+//! OTLP/HTTP, Lookout keeps it across a SIGKILL, and Jaeger's query API answers field by
+//! field in the shape Jaeger documents; hostile requests get named 4xx answers.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const SEND: &str = r#"
+import sys, time
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.trace import Status, StatusCode, SpanKind
+
+provider = TracerProvider(resource=Resource.create({"service.name": "py-shop", "host.name": "web1"}))
+provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=sys.argv[1] + "/v1/traces")))
+tracer = provider.get_tracer("lookout-test")
+with tracer.start_as_current_span("checkout", kind=SpanKind.SERVER) as root:
+    root.set_attribute("http.method", "POST")
+    root.set_attribute("cart.items", 3)
+    with tracer.start_as_current_span("charge card", kind=SpanKind.CLIENT) as child:
+        child.add_event("retry", {"attempt": 2})
+        time.sleep(0.02)
+        child.set_status(Status(StatusCode.ERROR, "card declined"))
+    print(format(root.get_span_context().trace_id, "032x"))
+    print(format(root.get_span_context().span_id, "016x"))
+ok = provider.force_flush()
+provider.shutdown()
+sys.exit(0 if ok else 1)
+"#;
+
+fn get_json(lk: &Lookout, path: &str) -> (u16, Value) {
+    let (code, body) = lk.get(path);
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+    )
+}
+
+fn config(dir: &std::path::Path) -> std::path::PathBuf {
+    write_config(
+        dir,
+        "collectors:\n  host: { enabled: false }\n  process: { enabled: false }\nrule_packs: []\ntracing_receiver:\n  enabled: true\n  max_request_size: 64KB\n",
+    )
+}
+
+#[test]
+fn issue_18_python_sdk_traces_survive_a_kill_and_read_back_through_jaegers_api() {
+    let Some(py) = otel_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let data = dir.path().join("data");
+    let mut lk = Lookout::start(&data, &cfg);
+    let script = dir.path().join("send.py");
+    std::fs::write(&script, SEND).unwrap();
+    let out = std::process::Command::new(&py)
+        .arg(&script)
+        .arg(&lk.base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let mut lines = printed.lines();
+    let (trace_id, root_id) = (
+        lines.next().unwrap().to_string(),
+        lines.next().unwrap().to_string(),
+    );
+
+    // Acknowledged means kept: killed at once, restarted, the trace is there.
+    lk.child.kill().unwrap();
+    let _ = lk.child.wait();
+    let lk = Lookout::start(&data, &cfg);
+
+    let (code, services) = get_json(&lk, "/api/services");
+    assert_eq!(code, 200);
+    assert_eq!(
+        services,
+        json!({"data": ["py-shop"], "total": 1, "limit": 0, "offset": 0, "errors": null})
+    );
+    let (_, ops) = get_json(&lk, "/api/services/py-shop/operations");
+    assert_eq!(ops["data"], json!(["charge card", "checkout"]));
+    let (_, ops) = get_json(&lk, "/api/operations?service=py-shop&spanKind=client");
+    assert_eq!(
+        ops["data"],
+        json!([{"name": "charge card", "spanKind": "client"}])
+    );
+
+    let (code, t) = get_json(&lk, &format!("/api/traces/{trace_id}"));
+    assert_eq!(code, 200, "{t}");
+    let trace = &t["data"][0];
+    assert_eq!(trace["traceID"], trace_id.as_str());
+    let spans = trace["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2);
+    let root = spans
+        .iter()
+        .find(|s| s["operationName"] == "checkout")
+        .unwrap();
+    let child = spans
+        .iter()
+        .find(|s| s["operationName"] == "charge card")
+        .unwrap();
+    assert_eq!(root["spanID"], root_id.as_str());
+    assert_eq!(root["references"], json!([]));
+    assert_eq!(
+        child["references"],
+        json!([{"refType": "CHILD_OF", "traceID": trace_id, "spanID": root_id}])
+    );
+    // Microseconds: the child slept 20 ms inside the root.
+    let (rs, rd) = (
+        root["startTime"].as_u64().unwrap(),
+        root["duration"].as_u64().unwrap(),
+    );
+    let (cs, cd) = (
+        child["startTime"].as_u64().unwrap(),
+        child["duration"].as_u64().unwrap(),
+    );
+    assert!(
+        cd >= 20_000 && cs >= rs && cs + cd <= rs + rd,
+        "{root} {child}"
+    );
+    let now_us = (now_secs() * 1e6) as u64;
+    assert!(
+        rs <= now_us && rs > now_us - 120_000_000,
+        "{rs} vs {now_us}"
+    );
+    let tags = |s: &Value| s["tags"].as_array().unwrap().clone();
+    for want in [
+        json!({"key": "http.method", "type": "string", "value": "POST"}),
+        json!({"key": "cart.items", "type": "int64", "value": 3}),
+        json!({"key": "span.kind", "type": "string", "value": "server"}),
+        json!({"key": "otel.scope.name", "type": "string", "value": "lookout-test"}),
+    ] {
+        assert!(tags(root).contains(&want), "{want} not in {root}");
+    }
+    for want in [
+        json!({"key": "error", "type": "bool", "value": true}),
+        json!({"key": "otel.status_code", "type": "string", "value": "ERROR"}),
+        json!({"key": "otel.status_description", "type": "string", "value": "card declined"}),
+        json!({"key": "span.kind", "type": "string", "value": "client"}),
+    ] {
+        assert!(tags(child).contains(&want), "{want} not in {child}");
+    }
+    let log = &child["logs"][0];
+    assert!(log["timestamp"].as_u64().unwrap() >= cs);
+    assert_eq!(
+        log["fields"],
+        json!([{"key": "event", "type": "string", "value": "retry"}, {"key": "attempt", "type": "int64", "value": 2}])
+    );
+    let p = &trace["processes"][root["processID"].as_str().unwrap()];
+    assert_eq!(p["serviceName"], "py-shop");
+    assert!(
+        p["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"key": "host.name", "type": "string", "value": "web1"})),
+        "{p}"
+    );
+
+    // Search as Jaeger's UI does: by service, operation, tags, duration.
+    let found = |q: &str| -> Vec<String> {
+        let (code, v) = get_json(&lk, &format!("/api/traces?{q}"));
+        assert_eq!(code, 200, "{q}: {v}");
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["traceID"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(found("service=py-shop"), [trace_id.as_str()]);
+    assert_eq!(
+        found("service=py-shop&operation=charge%20card&minDuration=15ms"),
+        [trace_id.as_str()]
+    );
+    assert!(found("service=py-shop&operation=charge%20card&maxDuration=1ms").is_empty());
+    assert_eq!(
+        found("service=py-shop&tags=%7B%22error%22%3A%22true%22%7D"),
+        [trace_id.as_str()]
+    );
+    assert_eq!(
+        found("service=py-shop&tags=%7B%22host.name%22%3A%22web1%22%7D&lookback=1h"),
+        [trace_id.as_str()]
+    );
+    assert!(found("service=py-shop&tags=%7B%22http.method%22%3A%22GET%22%7D").is_empty());
+    assert!(found("service=nobody").is_empty());
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn issue_18_hostile_trace_requests_get_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let lk = Lookout::start(&dir.path().join("data"), &config(dir.path()));
+    let post = |ct: &str, body: Vec<u8>, extra: Option<(&str, &str)>| {
+        let mut r = http()
+            .post(format!("{}/v1/traces", lk.base))
+            .header("content-type", ct)
+            .body(body);
+        if let Some((k, v)) = extra {
+            r = r.header(k, v);
+        }
+        let resp = r.send().unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    let (code, body) = post("application/x-protobuf", b"\xff\xff\xff\xff".to_vec(), None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid protobuf"), "{body}");
+    let (code, body) = post("text/plain", b"hi".to_vec(), None);
+    assert_eq!(
+        (code, body.contains("unsupported content type")),
+        (415, true),
+        "{body}"
+    );
+    let (code, body) = post(
+        "application/json",
+        b"{}".to_vec(),
+        Some(("content-encoding", "gzip")),
+    );
+    assert_eq!((code, body.contains("gzip")), (415, true), "{body}");
+    let (code, body) = post("application/json", b"[[[[[[[[[[[[[[[[[[[[".repeat(10), None);
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = post("application/json", vec![b' '; 100 << 10], None);
+    assert_eq!(code, 413, "past tracing_receiver.max_request_size");
+    // Nested JSON as deep as serde allows is refused, not a crash.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let (code, _) = post("application/json", deep.into_bytes(), None);
+    assert!(code == 400 || code == 413, "{code}");
+    // Ancient and future spans are refused one by one (partial success).
+    let span = |name: &str, start_ns: u64| {
+        format!(
+            r#"{{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"{name}","startTimeUnixNano":"{start_ns}","endTimeUnixNano":"{start_ns}"}}"#
+        )
+    };
+    let now = (now_secs() * 1e9) as u64;
+    let body = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{},{},{}]}}]}}]}}"#,
+        span("ancient", 1_000),
+        span("future", now + 86_400 * 1_000_000_000),
+        span("now", now)
+    );
+    let (code, body) = post("application/json", body.into_bytes(), None);
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedSpans"], "2", "{v}");
+    assert!(
+        v["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("ancient")
+    );
+    let (code, v) = get_json(&lk, "/api/services/unknown_service/operations");
+    assert_eq!((code, v["data"].clone()), (200, json!(["now"])));
+    // Jaeger's error shape for bad queries.
+    for (q, want) in [
+        ("/api/traces", "'service' is required"),
+        ("/api/traces?service=x&start=soon", "'start'"),
+        ("/api/traces?service=x&minDuration=fast", "'minDuration'"),
+        ("/api/traces?service=x&limit=many", "'limit'"),
+        ("/api/traces/not-hex", "malformed trace id"),
+    ] {
+        let (code, v) = get_json(&lk, q);
+        assert_eq!(code, 400, "{q}: {v}");
+        assert_eq!(v["data"], Value::Null);
+        assert!(
+            v["errors"][0]["msg"].as_str().unwrap().contains(want),
+            "{q}: {v}"
+        );
+    }
+    let (code, v) = get_json(&lk, "/api/traces/0123456789abcdef0123456789abcdef");
+    assert_eq!((code, v["errors"][0]["code"].clone()), (404, json!(404)));
+    assert!(lk.terminate().success());
+
+    // Off by default: the routes say how to turn it on.
+    let dir = tempfile::tempdir().unwrap();
+    let off = write_config(dir.path(), "collectors:\n  host: { enabled: false }\n");
+    let lk = Lookout::start(&dir.path().join("data"), &off);
+    let (code, body) = lk.get("/api/services");
+    assert_eq!(code, 404);
+    assert!(body.contains("tracing_receiver"), "{body}");
+    let (code, _) = lk.post("/v1/traces", "application/json", "{}");
+    assert_eq!(code, 404);
+    assert!(lk.terminate().success());
+}
