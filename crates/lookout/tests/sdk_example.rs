@@ -20,7 +20,14 @@ fn kvstore() -> std::path::PathBuf {
     if !exe.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = Command::new(cargo)
-            .args(["build", "-p", "lookout-sdk", "--example", "kvstore"])
+            .args([
+                "build",
+                "-p",
+                "lookout-sdk",
+                "--all-features",
+                "--example",
+                "kvstore",
+            ])
             .status()
             .unwrap();
         assert!(st.success(), "building the kvstore example");
@@ -172,6 +179,100 @@ fn issue_17_lookout_scrapes_the_instrumented_example_store() {
             "lookout-engine-raft: Proposals dropped",
         ],
         "panels that draw only zeros"
+    );
+    assert!(lk.terminate().success());
+}
+
+#[test]
+fn issue_17_18_the_example_store_sends_its_traces_to_lookout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "collectors:\n  host: { enabled: false }\n  process: { enabled: false }\nrule_packs: []\ntracing_receiver: { enabled: true }\n",
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    let mut child = Command::new(kvstore())
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("kv"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &lk.base)
+        .env("OTEL_TRACES_SAMPLER_ARG", "0.05")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _store = Child(child);
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_string();
+    // A caller's trace continues into the store's HTTP API.
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let r = http()
+        .get(format!("http://{addr}/kv/7"))
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .send()
+        .unwrap();
+    assert!(r.status() == 200 || r.status() == 404);
+    let json = |path: &str| -> serde_json::Value {
+        let (code, body) = lk.get(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    // The batch exporter sends every few seconds.
+    wait_until("the example's operations", Duration::from_secs(60), || {
+        let ops = json("/api/services/kvstore/operations");
+        [
+            "db.btree.get",
+            "db.btree.put",
+            "storage.page_read",
+            "raft.append_entries",
+            "GET /kv/{key}",
+        ]
+        .iter()
+        .all(|o| ops["data"].as_array().unwrap().iter().any(|x| x == o))
+    });
+    let t = json(&format!("/api/traces/{caller_trace}"));
+    let span = &t["data"][0]["spans"][0];
+    assert_eq!(span["operationName"], "GET /kv/{key}");
+    assert_eq!(span["references"][0]["spanID"], caller_span, "{span}");
+    let process = &t["data"][0]["processes"][span["processID"].as_str().unwrap()];
+    assert_eq!(process["serviceName"], "kvstore");
+    // A B+tree read with its page reads as children, and its attributes.
+    let found = json(
+        "/api/traces?service=kvstore&operation=db.btree.get&tags=%7B%22db.btree.tree%22%3A%22primary%22%7D&limit=50",
+    );
+    let traces = found["data"].as_array().unwrap();
+    assert!(!traces.is_empty(), "{found}");
+    let with_reads = traces.iter().find(|t| {
+        t["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["operationName"] == "storage.page_read")
+    });
+    let t = with_reads.unwrap_or_else(|| panic!("no traced read missed the cache: {found}"));
+    let spans = t["spans"].as_array().unwrap();
+    let get = spans
+        .iter()
+        .find(|s| s["operationName"] == "db.btree.get")
+        .unwrap();
+    let read = spans
+        .iter()
+        .find(|s| s["operationName"] == "storage.page_read")
+        .unwrap();
+    assert_eq!(read["references"][0]["spanID"], get["spanID"]);
+    assert!(
+        get["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "db.btree.tree" && t["value"] == "primary")
     );
     assert!(lk.terminate().success());
 }

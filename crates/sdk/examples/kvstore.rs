@@ -8,6 +8,11 @@
 //! cargo run -p lookout-sdk --example kvstore -- --listen 127.0.0.1:9500
 //! ```
 //!
+//! With the `tracing` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, it also exports
+//! spans there (B+tree operations, page reads, Raft AppendEntries, the HTTP API, which
+//! continues a caller's `traceparent`), sampling `OTEL_TRACES_SAMPLER_ARG` of the traces
+//! (default 0.01), and its log lines carry trace ids.
+//!
 //! For the overhead figure (`lookout-bench sdk`), `--ops N` runs N operations as fast as
 //! it can, prints `ops=… cpu_seconds=… user_seconds=… max_rss_bytes=…` and exits; `--uninstrumented`
 //! runs the same store and workload with no metric set, health checker or endpoint (the
@@ -28,6 +33,23 @@ use lookout_sdk::sets::{
     BTreeMetrics, BTreeOp, MemberState, OpTimer, RaftMetrics, RaftRole, StorageMetrics,
 };
 use lookout_sdk::{Metrics, Options};
+
+/// Runs `$body` inside `$span` when spans are exported (feature `tracing`); just `$body`
+/// otherwise.
+#[cfg(feature = "tracing")]
+macro_rules! traced {
+    ($span:expr, $body:expr) => {{
+        let span = $span;
+        let _in = span.enter();
+        $body
+    }};
+}
+#[cfg(not(feature = "tracing"))]
+macro_rules! traced {
+    ($span:expr, $body:expr) => {
+        $body
+    };
+}
 
 /// A metric set, or nothing when the store runs uninstrumented.
 struct Rec<T>(Option<T>);
@@ -139,7 +161,9 @@ impl Store {
         self.storage.with(|s| s.cache_miss());
         let t = self.storage.clock();
         let mut buf = [0u8; 64];
-        let _ = std::os::unix::fs::FileExt::read_at(&self.data, &mut buf, (page * PAGE) as u64);
+        traced!(lookout_sdk::trace::page_read(page as u64), {
+            let _ = std::os::unix::fs::FileExt::read_at(&self.data, &mut buf, (page * PAGE) as u64);
+        });
         self.storage.with(|s| s.page_read(secs(t)));
         if self.cache.len() >= CACHE_PAGES
             && let Some(old) = self.cache.pop_front()
@@ -403,6 +427,19 @@ impl Raft {
             }
             let lag = self.last - self.matched[peer];
             let acked_at = self.acked_at[peer];
+            traced!(
+                {
+                    let span = lookout_sdk::trace::raft_append(
+                        name,
+                        self.term,
+                        self.last - behind + 1,
+                        take as usize,
+                    );
+                    span.record("raft.success", ok);
+                    span
+                },
+                ()
+            );
             self.metrics.with(|m| {
                 m.append_entries(take as usize, secs(t) + 0.0005, ok);
                 let behind = if lag == 0 {
@@ -497,6 +534,21 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| std::env::temp_dir().join(format!("kvstore-{}", std::process::id())));
     let ops: Option<u64> = arg("--ops").map(|n| n.parse().expect("--ops takes a number"));
     let instrumented = !std::env::args().any(|a| a == "--uninstrumented");
+    #[cfg(feature = "tracing")]
+    let _tracing = (instrumented && std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some())
+        .then(|| {
+            lookout_sdk::trace::init(lookout_sdk::trace::TracingOptions {
+                service_name: "kvstore".into(),
+                service_version: env!("CARGO_PKG_VERSION").into(),
+                instance_id: "n1".into(),
+                sampling_ratio: std::env::var("OTEL_TRACES_SAMPLER_ARG")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.01),
+                ..Default::default()
+            })
+            .expect("setting up tracing")
+        });
     let metrics = instrumented.then(|| {
         Metrics::new(
             Options::default()
@@ -569,9 +621,15 @@ async fn main() -> std::io::Result<()> {
                 let t = rpc.clock();
                 let mut s = work.lock().expect("store lock");
                 match x % 20 {
-                    0 => s.delete(key),
+                    0 => traced!(
+                        lookout_sdk::trace::btree(BTreeOp::Delete, "primary"),
+                        s.delete(key)
+                    ),
                     1..=5 => {
-                        s.put(key, x);
+                        traced!(
+                            lookout_sdk::trace::btree(BTreeOp::Insert, "primary"),
+                            s.put(key, x)
+                        );
                         raft.propose();
                         put_rpc.with(|r| {
                             r.start();
@@ -579,7 +637,10 @@ async fn main() -> std::io::Result<()> {
                         });
                     }
                     _ => {
-                        let found = s.get(key).is_some();
+                        let found = traced!(
+                            lookout_sdk::trace::btree(BTreeOp::Search, "primary"),
+                            s.get(key).is_some()
+                        );
                         rpc.with(|r| {
                             r.start();
                             r.handled(if found { 0 } else { 5 }, secs(t));
@@ -623,6 +684,8 @@ async fn main() -> std::io::Result<()> {
             }
         }),
     );
+    #[cfg(feature = "tracing")]
+    let api = api.layer(lookout_sdk::trace::TraceLayer);
     let app = match (metrics, health) {
         (Some(m), Some(h)) => lookout_sdk::http::router(m, h).merge(api),
         _ => api,

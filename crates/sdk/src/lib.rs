@@ -49,6 +49,8 @@ pub mod history;
 pub mod http;
 pub mod sets;
 pub mod snapshot;
+#[cfg(feature = "tracing")]
+pub mod trace;
 
 use std::sync::{Arc, Mutex};
 
