@@ -217,6 +217,19 @@ pub struct TracingReceiverConfig {
     pub retention_size: ByteSize,
     /// Largest OTLP request body.
     pub max_request_size: ByteSize,
+    /// Span attributes dropped or hashed before they are stored.
+    pub attributes: TraceAttributesConfig,
+}
+
+/// `tracing_receiver.attributes`: keys (exact, or a prefix ending in `*`) of span,
+/// event and resource attributes never stored as sent.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceAttributesConfig {
+    /// Attributes dropped.
+    pub drop: Vec<String>,
+    /// Attributes whose values are replaced by a SHA-256 hash (`sha256:…`).
+    pub hash: Vec<String>,
 }
 
 impl Default for TracingReceiverConfig {
@@ -226,6 +239,7 @@ impl Default for TracingReceiverConfig {
             retention: PromDuration(Duration::from_secs(7 * 86_400)),
             retention_size: ByteSize(0),
             max_request_size: ByteSize(16 << 20),
+            attributes: TraceAttributesConfig::default(),
         }
     }
 }

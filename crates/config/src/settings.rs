@@ -262,6 +262,10 @@ impl Settings {
                     retention: c.tracing_receiver.retention.0,
                     retention_bytes: (c.tracing_receiver.retention_size.0 > 0)
                         .then_some(c.tracing_receiver.retention_size.0),
+                    redact: lookout_traces::span::Redaction {
+                        drop: c.tracing_receiver.attributes.drop.clone(),
+                        hash: c.tracing_receiver.attributes.hash.clone(),
+                    },
                     ..Default::default()
                 },
                 max_request_bytes: c.tracing_receiver.max_request_size.0 as usize,

@@ -203,6 +203,9 @@ async fn build(
             let store = lookout_traces::TraceStore::open(&dir, t.store.clone())
                 .with_context(|| format!("opening the trace store in {}", dir.display()))?;
             tracing::info!(spans = store.stats().spans, "Trace store opened");
+            registry.register_collector(Box::new(lookout_traces::metrics::Shared(
+                store.span_metrics(),
+            )));
             Some(Arc::new(store))
         }
         None => None,

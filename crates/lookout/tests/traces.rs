@@ -22,6 +22,8 @@ tracer = provider.get_tracer("lookout-test")
 with tracer.start_as_current_span("checkout", kind=SpanKind.SERVER) as root:
     root.set_attribute("http.method", "POST")
     root.set_attribute("cart.items", 3)
+    root.set_attribute("user.email", "alice@example.com")
+    root.set_attribute("card.number", "4111111111111111")
     with tracer.start_as_current_span("charge card", kind=SpanKind.CLIENT) as child:
         child.add_event("retry", {"attempt": 2})
         time.sleep(0.02)
@@ -44,7 +46,7 @@ fn get_json(lk: &Lookout, path: &str) -> (u16, Value) {
 fn config(dir: &std::path::Path) -> std::path::PathBuf {
     write_config(
         dir,
-        "collectors:\n  host: { enabled: false }\n  process: { enabled: false }\nrule_packs: []\ntracing_receiver:\n  enabled: true\n  max_request_size: 64KB\n",
+        "global:\n  scrape_interval: 1s\ncollectors:\n  host: { enabled: false }\nrule_packs: []\ntracing_receiver:\n  enabled: true\n  max_request_size: 64KB\n  attributes: { drop: [ card.* ], hash: [ user.email ] }\n",
     )
 }
 
@@ -57,22 +59,25 @@ fn issue_18_python_sdk_traces_survive_a_kill_and_read_back_through_jaegers_api()
     let mut lk = Lookout::start(&data, &cfg);
     let script = dir.path().join("send.py");
     std::fs::write(&script, SEND).unwrap();
-    let out = std::process::Command::new(&py)
-        .arg(&script)
-        .arg(&lk.base)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8(out.stdout).unwrap();
-    let mut lines = printed.lines();
-    let (trace_id, root_id) = (
-        lines.next().unwrap().to_string(),
-        lines.next().unwrap().to_string(),
-    );
+    let send = |base: &str| {
+        let out = std::process::Command::new(&py)
+            .arg(&script)
+            .arg(base)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let mut lines = printed.lines();
+        (
+            lines.next().unwrap().to_string(),
+            lines.next().unwrap().to_string(),
+        )
+    };
+    let (trace_id, root_id) = send(&lk.base);
 
     // Acknowledged means kept: killed at once, restarted, the trace is there.
     lk.child.kill().unwrap();
@@ -132,6 +137,20 @@ fn issue_18_python_sdk_traces_survive_a_kill_and_read_back_through_jaegers_api()
         "{rs} vs {now_us}"
     );
     let tags = |s: &Value| s["tags"].as_array().unwrap().clone();
+    // Redaction: the card number was never stored, the e-mail only as its hash.
+    assert!(
+        !root.to_string().contains("4111") && !root.to_string().contains("card.number"),
+        "{root}"
+    );
+    assert!(!root.to_string().contains("alice@"), "{root}");
+    let email = tags(root)
+        .into_iter()
+        .find(|t| t["key"] == "user.email")
+        .unwrap();
+    assert!(
+        email["value"].as_str().unwrap().starts_with("sha256:"),
+        "{email}"
+    );
     for want in [
         json!({"key": "http.method", "type": "string", "value": "POST"}),
         json!({"key": "cart.items", "type": "int64", "value": 3}),
@@ -191,6 +210,24 @@ fn issue_18_python_sdk_traces_survive_a_kill_and_read_back_through_jaegers_api()
     );
     assert!(found("service=py-shop&tags=%7B%22http.method%22%3A%22GET%22%7D").is_empty());
     assert!(found("service=nobody").is_empty());
+
+    // Span metrics from what arrives: a second checkout, counted and queryable in PromQL.
+    let (second, _) = send(&lk.base);
+    let errors = lk.wait_for(
+        r#"traces_span_metrics_calls_total{service_name="py-shop",span_name="charge card",span_kind="SPAN_KIND_CLIENT",status_code="STATUS_CODE_ERROR"} == 1"#,
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(errors.len(), 1);
+    let p = lk.query(
+        r#"histogram_quantile(0.5, sum by (le) (traces_span_metrics_duration_seconds_bucket{span_name="charge card"}))"#,
+    );
+    let p50 = value_of(&p[0]);
+    assert!(
+        (0.01..=0.05).contains(&p50),
+        "20 ms falls in the 10–50 ms bucket: {p50}"
+    );
+    let both = found("service=py-shop&limit=10");
+    assert_eq!(both, [second.as_str(), trace_id.as_str()], "newest first");
     assert!(lk.terminate().success());
 }
 

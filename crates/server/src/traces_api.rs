@@ -96,12 +96,12 @@ pub(crate) async fn receive(
         ..Default::default()
     };
     let done = tokio::task::spawn_blocking(move || {
-        let d = if json {
+        let mut d = if json {
             lookout_traces::otlp::decode_json(&body, &limits)?
         } else {
             lookout_traces::otlp::decode_protobuf(&body, &limits)?
         };
-        traces.append(&d.spans)?;
+        traces.append(std::mem::take(&mut d.spans))?;
         Ok::<_, Error>(d)
     })
     .await;

@@ -1,7 +1,9 @@
 //! Lookout's trace store: spans received over OTLP ([`otlp`]: protobuf and JSON, within
 //! limits), kept in an append-only, compressed, crash-safe store with an in-memory index
-//! ([`store`]), and answered in the shapes of Jaeger's HTTP query API ([`jaeger`]), so
-//! Jaeger's UI and Grafana's Jaeger data source read them.
+//! ([`store`]) after sensitive attributes are dropped or hashed
+//! ([`span::Redaction`]), counted into span metrics ([`metrics`]), and answered in the
+//! shapes of Jaeger's HTTP query API ([`jaeger`]), so Jaeger's UI and Grafana's Jaeger
+//! data source read them.
 //!
 //! Nothing here knows about HTTP serving: the server decodes with [`otlp`], appends to a
 //! [`TraceStore`], and renders [`jaeger`]'s answers. The store is written by hand
@@ -9,6 +11,7 @@
 //! crash); batches are compressed with zstd and framed with CRC-32 as the tsdb's WAL is.
 
 pub mod jaeger;
+pub mod metrics;
 pub mod otlp;
 pub mod span;
 pub mod store;

@@ -151,3 +151,107 @@ mod tests {
         }
     }
 }
+
+/// What is removed or hidden from spans before they are stored (attributes of spans,
+/// their events and their resources): keys are exact, or a prefix ending in `*`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Redaction {
+    /// Attributes dropped.
+    pub drop: Vec<String>,
+    /// Attributes whose values are replaced by `sha256:` and the first 16 bytes of the
+    /// SHA-256 of their text, in hex: equal values stay equal (and searchable by their
+    /// hash), the value itself is not kept.
+    pub hash: Vec<String>,
+}
+
+fn key_matches(patterns: &[String], key: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => p == key,
+    })
+}
+
+/// The hash [`Redaction::hash`] stores for a value.
+pub fn hashed(v: &Value) -> Value {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(v.text().as_bytes());
+    Value::Str(format!("sha256:{}", hex(&digest[..16])))
+}
+
+impl Redaction {
+    /// Whether it changes anything.
+    pub fn is_empty(&self) -> bool {
+        self.drop.is_empty() && self.hash.is_empty()
+    }
+
+    fn attrs(&self, attrs: &mut Vec<Attribute>) {
+        attrs.retain(|(k, _)| !key_matches(&self.drop, k));
+        for (k, v) in attrs.iter_mut() {
+            if key_matches(&self.hash, k) {
+                *v = hashed(v);
+            }
+        }
+    }
+
+    /// Applies it to a span.
+    pub fn apply(&self, s: &mut Span) {
+        if self.is_empty() {
+            return;
+        }
+        self.attrs(&mut s.attributes);
+        self.attrs(&mut s.resource);
+        for e in &mut s.events {
+            self.attrs(&mut e.attributes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn dropped_and_hashed_attributes_never_reach_the_store() {
+        let r = Redaction {
+            drop: vec!["db.statement".into(), "http.request.header.*".into()],
+            hash: vec!["user.id".into()],
+        };
+        let mut s = Span {
+            trace_id: [1; 16],
+            span_id: [1; 8],
+            parent_span_id: None,
+            service: "api".into(),
+            name: "op".into(),
+            kind: 2,
+            start_ns: 1,
+            duration_ns: 1,
+            status: StatusCode::Unset,
+            status_message: String::new(),
+            attributes: vec![
+                ("db.statement".into(), Value::Str("SELECT secret".into())),
+                (
+                    "http.request.header.authorization".into(),
+                    Value::Str("Bearer x".into()),
+                ),
+                ("user.id".into(), Value::Str("alice".into())),
+                ("http.route".into(), Value::Str("/kv".into())),
+            ],
+            events: vec![Event {
+                time_ns: 1,
+                name: "e".into(),
+                attributes: vec![("user.id".into(), Value::Str("alice".into()))],
+            }],
+            resource: vec![("db.statement".into(), Value::Str("x".into()))],
+            scope: String::new(),
+        };
+        r.apply(&mut s);
+        let keys: Vec<&str> = s.attributes.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["user.id", "http.route"]);
+        let h = hashed(&Value::Str("alice".into()));
+        assert_eq!(s.attributes[0].1, h);
+        assert_eq!(s.events[0].attributes[0].1, h, "equal values, equal hashes");
+        assert_ne!(h, hashed(&Value::Str("bob".into())));
+        assert!(s.resource.is_empty());
+        assert!(!format!("{s:?}").contains("alice"));
+    }
+}

@@ -46,6 +46,10 @@ pub struct Options {
     pub segment_bytes: u64,
     /// How long an acknowledged batch may wait for its fsync.
     pub sync_interval: Duration,
+    /// Attributes dropped or hashed before spans are stored.
+    pub redact: crate::span::Redaction,
+    /// Most series of span metrics (service × operation × kind × status).
+    pub max_metric_series: usize,
 }
 
 impl Default for Options {
@@ -55,6 +59,8 @@ impl Default for Options {
             retention_bytes: None,
             segment_bytes: 64 << 20,
             sync_interval: Duration::from_secs(1),
+            redact: Default::default(),
+            max_metric_series: 10_000,
         }
     }
 }
@@ -197,6 +203,7 @@ pub struct TraceStore {
     dir: PathBuf,
     opts: Options,
     inner: Mutex<Inner>,
+    metrics: std::sync::Arc<crate::metrics::SpanMetrics>,
 }
 
 fn seg_path(dir: &Path, seq: u64) -> PathBuf {
@@ -231,6 +238,7 @@ impl TraceStore {
         }
         Ok(Self {
             dir: dir.to_path_buf(),
+            metrics: std::sync::Arc::new(crate::metrics::SpanMetrics::new(opts.max_metric_series)),
             opts,
             inner: Mutex::new(inner),
         })
@@ -240,12 +248,22 @@ impl TraceStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends a batch; when this returns, the spans survive the process being killed
-    /// (and, within `sync_interval`, the machine losing power).
-    pub fn append(&self, spans: &[Span]) -> Result<()> {
+    /// The span metrics of what this store took since it opened (a `prometheus-client`
+    /// collector to register).
+    pub fn span_metrics(&self) -> std::sync::Arc<crate::metrics::SpanMetrics> {
+        std::sync::Arc::clone(&self.metrics)
+    }
+
+    /// Appends a batch, redacted as configured; when this returns, the spans survive the
+    /// process being killed (and, within `sync_interval`, the machine losing power).
+    pub fn append(&self, mut spans: Vec<Span>) -> Result<()> {
         if spans.is_empty() {
             return Ok(());
         }
+        for s in &mut spans {
+            self.opts.redact.apply(s);
+        }
+        let spans = spans.as_slice();
         let json = serde_json::to_vec(spans).map_err(|e| Error::Io(e.to_string()))?;
         let payload = zstd::bulk::compress(&json, 3).map_err(|e| Error::Io(e.to_string()))?;
         let len = u32::try_from(payload.len())
@@ -314,6 +332,8 @@ impl TraceStore {
                 len,
             },
         );
+        drop(inner);
+        self.metrics.observe(spans);
         Ok(())
     }
 
@@ -678,12 +698,12 @@ mod tests {
     fn spans_are_found_by_trace_service_operation_duration_and_tags() {
         let dir = tempfile::tempdir().unwrap();
         let st = TraceStore::open(dir.path(), Options::default()).unwrap();
-        st.append(&[
+        st.append(vec![
             span(1, 1, "api", "GET /kv", 100, 30),
             span(1, 2, "kvstore", "get", 100, 20),
         ])
         .unwrap();
-        st.append(&[
+        st.append(vec![
             span(2, 1, "api", "PUT /kv", 200, 300),
             span(2, 2, "kvstore", "fail", 200, 250),
         ])
@@ -743,8 +763,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let st = TraceStore::open(dir.path(), Options::default()).unwrap();
-            st.append(&[span(1, 1, "api", "a", 100, 1)]).unwrap();
-            st.append(&[span(2, 1, "api", "b", 101, 1)]).unwrap();
+            st.append(vec![span(1, 1, "api", "a", 100, 1)]).unwrap();
+            st.append(vec![span(2, 1, "api", "b", 101, 1)]).unwrap();
         }
         // A crash in the middle of a third record.
         let seg = seg_path(dir.path(), 1);
@@ -759,7 +779,7 @@ mod tests {
             before - 9,
             "the torn tail is cut"
         );
-        st.append(&[span(3, 1, "api", "c", 102, 1)]).unwrap();
+        st.append(vec![span(3, 1, "api", "c", 102, 1)]).unwrap();
         drop(st);
         // Damage inside a record: that record alone is lost.
         let mut data = std::fs::read(&seg).unwrap();
@@ -783,8 +803,15 @@ mod tests {
         };
         let st = TraceStore::open(dir.path(), opts.clone()).unwrap();
         for i in 0..4u8 {
-            st.append(&[span(i + 1, 1, "api", "op", 10_000 + u64::from(i) * 1000, 1)])
-                .unwrap();
+            st.append(vec![span(
+                i + 1,
+                1,
+                "api",
+                "op",
+                10_000 + u64::from(i) * 1000,
+                1,
+            )])
+            .unwrap();
         }
         assert_eq!(st.stats().segments, 4, "one batch per segment at this size");
         // At 10,000 + 4,000 s, with an hour kept: the first segment (10,000 s) goes.
