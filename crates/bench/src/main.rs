@@ -22,6 +22,8 @@
 //!   sender, to the same receiver (see `send`).
 //! - `sdk`: what `lookout-sdk` adds to its example store's CPU and memory, instrumented
 //!   vs not over the same workload (see `sdk`).
+//! - `traces`: the trace store's ingest rate, bytes per span, reopen time and lookup
+//!   latency (see `traces`).
 //! - `tls`: what HTTPS and basic authentication cost per query and per connection (see
 //!   `tls`).
 
@@ -39,6 +41,7 @@ mod send;
 mod soak;
 mod storage;
 mod tls;
+mod traces;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -187,6 +190,8 @@ enum Command {
     Send(crate::send::SendOptions),
     /// What lookout-sdk adds to its example store's CPU and memory (instrumented vs not).
     Sdk(crate::sdk::SdkOptions),
+    /// The trace store: spans stored per CPU-second, bytes per span, lookups.
+    Traces(crate::traces::TracesOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
     /// configuration, rule and Alertmanager files, templates, WAL segments, block files)
     /// with mutated inputs; exits 1 if any input crashes one.
@@ -323,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Receive(o) => crate::receive::run(o)?,
         Command::Send(o) => crate::send::run(o)?,
         Command::Sdk(o) => crate::sdk::run(o)?,
+        Command::Traces(o) => crate::traces::run(o)?,
         Command::Live {
             series,
             throughput_series,

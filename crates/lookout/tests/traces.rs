@@ -325,3 +325,93 @@ fn issue_18_hostile_trace_requests_get_named_errors() {
     assert_eq!(code, 404);
     assert!(lk.terminate().success());
 }
+
+#[test]
+fn issue_18_the_trace_pages_search_and_draw_a_waterfall_in_chromium() {
+    use common::browser::*;
+    use fantoccini::Locator;
+    let dir = tempfile::tempdir().unwrap();
+    let lk = Lookout::start(&dir.path().join("data"), &config(dir.path()));
+    // A trace of three spans: the API, the store under it (failed), a page read under that.
+    let now = (now_secs() * 1e9) as u64;
+    let span = |id: &str, parent: &str, name: &str, start_ms: u64, dur_ms: u64, status: u8| {
+        format!(
+            r#"{{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"{id}","parentSpanId":"{parent}","name":"{name}","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":[{{"key":"db.key","value":{{"stringValue":"k7"}}}}],"events":[{{"timeUnixNano":"{}","name":"retry"}}],"status":{{"code":{status}}}}}"#,
+            now + start_ms * 1_000_000,
+            now + (start_ms + dur_ms) * 1_000_000,
+            now + start_ms * 1_000_000 + 1000,
+        )
+    };
+    let body = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop"}}}}]}},"scopeSpans":[{{"spans":[{},{},{}]}}]}}]}}"#,
+        span("00000000000000a1", "", "GET /cart", 0, 100, 0),
+        span("00000000000000b2", "00000000000000a1", "db.get", 10, 60, 2),
+        span(
+            "00000000000000c3",
+            "00000000000000b2",
+            "page read",
+            20,
+            5,
+            0
+        ),
+    );
+    let (code, answer) = lk.post("/v1/traces", "application/json", body);
+    assert_eq!(code, 200, "{answer}");
+
+    let driver = chromedriver();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let b = browser(&driver, &dir.path().join("profile")).await;
+        b.set_window_size(1400, 900).await.unwrap();
+        b.goto(&format!("{}/traces?service=shop", lk.base)).await.unwrap();
+        let count = wait_text(&b, "#traces-count", |t| t.contains("1 trace")).await;
+        assert_eq!(count, "1 trace");
+        let row = b.find(Locator::Css(".trace-result")).await.unwrap();
+        let text = row.text().await.unwrap();
+        assert!(text.contains("shop: GET /cart") && text.contains("1 error") && text.contains("100.0 ms"), "{text}");
+        // Search by tag and duration through the form: the failing span is found, a
+        // duration nobody has finds nothing.
+        let tags = b.find(Locator::Id("traces-tags")).await.unwrap();
+        tags.send_keys("error=true").await.unwrap();
+        b.find(Locator::Id("traces-run")).await.unwrap().click().await.unwrap();
+        wait_text(&b, "#traces-count", |t| t == "1 trace").await;
+        assert!(b.current_url().await.unwrap().as_str().contains("tags="));
+        let min = b.find(Locator::Id("traces-min")).await.unwrap();
+        min.send_keys("5s").await.unwrap();
+        b.find(Locator::Id("traces-run")).await.unwrap().click().await.unwrap();
+        wait_text(&b, "#traces-count", |t| t == "0 traces").await;
+
+        // The waterfall: tree order and depth, bars placed on the trace's time line.
+        b.goto(&format!("{}/trace/0af7651916cd43dd8448eb211c80319c", lk.base)).await.unwrap();
+        wait_text(&b, "#trace-id", |t| t == "0af7651916cd43dd8448eb211c80319c").await;
+        let rows: Vec<(String, String, String, f64, f64)> = serde_json::from_value(
+            b.execute(
+                "const w = document.getElementById('waterfall').getBoundingClientRect(); return [...document.querySelectorAll('.span-row')].map(r => { const bar = r.querySelector('.span-bar').getBoundingClientRect(); const track = r.querySelector('.span-track').getBoundingClientRect(); return [r.querySelector('.span-name').textContent, r.dataset.depth, r.dataset.error, (bar.left - track.left) / track.width, bar.width / track.width]; })",
+                vec![],
+            )
+            .await
+            .unwrap(),
+        )
+        .unwrap();
+        let names: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str(), r.2.as_str())).collect();
+        assert_eq!(names, [("shop GET /cart", "0", "false"), ("shop db.get", "1", "true"), ("shop page read", "2", "false")]);
+        let near = |a: f64, b: f64| (a - b).abs() < 0.02;
+        assert!(near(rows[0].3, 0.0) && near(rows[0].4, 1.0), "{rows:?}");
+        assert!(near(rows[1].3, 0.10) && near(rows[1].4, 0.60), "{rows:?}");
+        assert!(near(rows[2].3, 0.20) && near(rows[2].4, 0.05), "{rows:?}");
+        // A click opens the span's tags, process and events.
+        b.find(Locator::Css(".span-row[data-error=true]")).await.unwrap().click().await.unwrap();
+        let detail = wait_text(&b, ".span-detail", |t| !t.is_empty()).await;
+        for want in ["db.key", "k7", "otel.status_code", "ERROR", "Process: shop", "event=retry"] {
+            assert!(detail.contains(want), "{want} not in {detail}");
+        }
+        // An unknown trace says so.
+        b.goto(&format!("{}/trace/0123", lk.base)).await.unwrap();
+        wait_text(&b, "#trace-error", |t| t.contains("trace not found")).await;
+        b.close().await.unwrap();
+    });
+    assert!(lk.terminate().success());
+}

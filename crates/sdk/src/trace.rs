@@ -159,7 +159,16 @@ pub fn init(opts: TracingOptions) -> Result<TracingGuard, Error> {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&opts.log_filter))
         .map_err(|e| Error::Invalid(format!("log_filter: {e}")))?;
     tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(
+            // Only the attributes the spans name: no source locations, threads or
+            // busy/idle times on every span.
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_tracked_inactivity(false),
+        )
         .with(
             tracing_subscriber::fmt::layer()
                 .event_format(WithTraceId)

@@ -276,6 +276,8 @@ pub fn router(state: AppState) -> Router {
         .route("/targets", get(ui::app_page))
         .route("/health-checks", get(ui::app_page))
         .route("/explore", get(ui::app_page))
+        .route("/traces", get(ui::app_page))
+        .route("/trace/{id}", get(ui::app_page))
         .with_state(state)
 }
 

@@ -1,6 +1,7 @@
 // The web UI's pages, by address: `/` (the host overview, or the dashboard list when it
 // is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts`, `/silences`,
-// `/notifications`, `/escalations`, `/rules`, `/targets`, `/health-checks` and `/explore`.
+// `/notifications`, `/escalations`, `/rules`, `/targets`, `/health-checks`, `/explore`,
+// `/traces` and `/trace/<id>`.
 
 import { el } from "./common.mjs";
 import { showDashboard, showList } from "./dash/main.mjs";
@@ -12,6 +13,7 @@ import { showRules } from "./pages/rules.mjs";
 import { showTargets } from "./pages/targets.mjs";
 import { showHealth } from "./pages/health.mjs";
 import { showExplore } from "./pages/explore.mjs";
+import { showTrace, showTraces } from "./pages/traces.mjs";
 
 const page = document.getElementById("page");
 
@@ -29,6 +31,9 @@ async function route() {
   if (path === "/targets") return showTargets();
   if (path === "/health-checks") return showHealth();
   if (path === "/explore") return showExplore();
+  if (path === "/traces") return showTraces();
+  const trace = /^\/trace\/([^/]+)/.exec(path);
+  if (trace) return showTrace(decodeURIComponent(trace[1]));
   // The landing page: the host overview when it is offered.
   const list = await fetch("/api/v1/lookout/dashboards").then((r) => r.json()).catch(() => ({}));
   if ((list.data || []).some((x) => x.uid === "lookout-host" && !x.error)) return showDashboard("lookout-host");
