@@ -4,7 +4,7 @@
 //! # On disk
 //!
 //! `<dir>/<seq:016>.spans`: the magic `LKSPANS1`, then records, each `len: u32 LE`,
-//! `crc32: u32 LE` (of the payload), `payload`: one request's spans as JSON,
+//! `crc32: u32 LE` (of the payload), `payload`: up to 64 spans of one request as JSON,
 //! zstd-compressed. A segment is closed at `segment_bytes` and a new one started.
 //!
 //! Crash safety as the tsdb's WAL: a batch is written to the file (one `write`, no
@@ -32,6 +32,8 @@ use crate::span::{Span, TraceId};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"LKSPANS1";
+/// Spans per record.
+const RECORD_SPANS: usize = 64;
 /// Largest record accepted when reading (a length past it is damage, not data).
 const MAX_RECORD: u32 = 256 << 20;
 
@@ -264,16 +266,22 @@ impl TraceStore {
             self.opts.redact.apply(s);
         }
         let spans = spans.as_slice();
-        let json = serde_json::to_vec(spans).map_err(|e| Error::Io(e.to_string()))?;
-        let payload = zstd::bulk::compress(&json, 3).map_err(|e| Error::Io(e.to_string()))?;
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|l| *l <= MAX_RECORD)
-            .ok_or_else(|| Error::Invalid("a batch too large to store".into()))?;
-        let mut rec = Vec::with_capacity(8 + payload.len());
-        rec.extend_from_slice(&len.to_le_bytes());
-        rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        rec.extend_from_slice(&payload);
+        // Records of at most RECORD_SPANS spans, so reading one trace back decompresses
+        // little besides it; written with one write.
+        let mut rec = Vec::new();
+        let mut records = Vec::new();
+        for chunk in spans.chunks(RECORD_SPANS) {
+            let json = serde_json::to_vec(chunk).map_err(|e| Error::Io(e.to_string()))?;
+            let payload = zstd::bulk::compress(&json, 3).map_err(|e| Error::Io(e.to_string()))?;
+            let len = u32::try_from(payload.len())
+                .ok()
+                .filter(|l| *l <= MAX_RECORD)
+                .ok_or_else(|| Error::Invalid("a batch too large to store".into()))?;
+            records.push((rec.len() as u64, len, chunk));
+            rec.extend_from_slice(&len.to_le_bytes());
+            rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            rec.extend_from_slice(&payload);
+        }
 
         let mut inner = self.lock();
         let roll = match (&inner.active, inner.segments.last_key_value()) {
@@ -324,14 +332,16 @@ impl TraceStore {
             }
             inner.last_sync = Some(Instant::now());
         }
-        inner.index(
-            spans,
-            Loc {
-                seg: seq,
-                offset,
-                len,
-            },
-        );
+        for (at, len, chunk) in records {
+            inner.index(
+                chunk,
+                Loc {
+                    seg: seq,
+                    offset: offset + at,
+                    len,
+                },
+            );
+        }
         drop(inner);
         self.metrics.observe(spans);
         Ok(())
