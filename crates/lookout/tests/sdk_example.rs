@@ -44,12 +44,13 @@ impl Drop for Child {
     }
 }
 
-#[test]
-fn issue_17_lookout_scrapes_the_instrumented_example_store() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts the example store with its data under `dir` and these environment variables;
+/// the store (killed on drop) and the address it serves.
+fn start_store(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(kvstore())
         .args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("kv"))
+        .arg(dir.join("kv"))
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -58,12 +59,18 @@ fn issue_17_lookout_scrapes_the_instrumented_example_store() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _store = Child(child);
     let addr = line
         .trim()
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("{line:?}"))
         .to_string();
+    (Child(child), addr)
+}
+
+#[test]
+fn issue_17_lookout_scrapes_the_instrumented_example_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, addr) = start_store(dir.path(), &[]);
     let cfg = write_config(
         dir.path(),
         &format!(
@@ -191,25 +198,13 @@ fn issue_17_18_the_example_store_sends_its_traces_to_lookout() {
         "collectors:\n  host: { enabled: false }\n  process: { enabled: false }\nrule_packs: []\ntracing_receiver: { enabled: true }\n",
     );
     let lk = Lookout::start(&dir.path().join("data"), &cfg);
-    let mut child = Command::new(kvstore())
-        .args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("kv"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &lk.base)
-        .env("OTEL_TRACES_SAMPLER_ARG", "0.05")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _store = Child(child);
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .to_string();
+    let (_store, addr) = start_store(
+        dir.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", lk.base.as_str()),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.05"),
+        ],
+    );
     // A caller's trace continues into the store's HTTP API.
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";

@@ -152,17 +152,9 @@ where
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
         let started = crate::Instant::now();
-        let grpc = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/grpc"));
+        let (grpc, route) = request_kind(&req);
+        let route = route.unwrap_or_else(|| "unmatched".into());
         let method = req.method().as_str().to_string();
-        let route = req
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map_or("unmatched", |p| p.as_str())
-            .to_string();
         let path = req.uri().path().to_string();
         let fut = self.inner.call(req);
         let layer = self.layer.clone();
@@ -205,6 +197,21 @@ where
             Ok(resp.map(|inner| MetricsBody { inner, pending }))
         })
     }
+}
+
+/// Whether a request is gRPC (`content-type: application/grpc…`), and the axum route it
+/// matched, if any.
+pub(crate) fn request_kind<B>(req: &axum::http::Request<B>) -> (bool, Option<String>) {
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/grpc"));
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    (grpc, route)
 }
 
 fn grpc_status(h: &axum::http::HeaderMap) -> Option<u8> {

@@ -309,15 +309,8 @@ where
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
         let parent =
             global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(req.headers())));
-        let grpc = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/grpc"));
-        let route = req
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+        let (grpc, route) = crate::http::request_kind(&req);
+        let route = route.unwrap_or_else(|| req.uri().path().to_string());
         let name = if grpc {
             req.uri().path().trim_start_matches('/').to_string()
         } else {

@@ -95,16 +95,6 @@ impl SpanMetrics {
     }
 }
 
-const KINDS: [&str; 6] = [
-    "SPAN_KIND_UNSPECIFIED",
-    "SPAN_KIND_INTERNAL",
-    "SPAN_KIND_SERVER",
-    "SPAN_KIND_CLIENT",
-    "SPAN_KIND_PRODUCER",
-    "SPAN_KIND_CONSUMER",
-];
-const CODES: [&str; 3] = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
-
 struct Hist<'a> {
     sum: f64,
     count: u64,
@@ -139,11 +129,11 @@ impl Collector for SpanMetrics {
                 ("span_name".to_string(), k.name.clone()),
                 (
                     "span_kind".to_string(),
-                    KINDS[usize::from(k.kind.min(5))].to_string(),
+                    crate::span::KIND_NAMES[usize::from(k.kind.min(5))].to_string(),
                 ),
                 (
                     "status_code".to_string(),
-                    CODES[usize::from(k.status.min(2))].to_string(),
+                    crate::span::STATUS_NAMES[usize::from(k.status.min(2))].to_string(),
                 ),
             ]
         };

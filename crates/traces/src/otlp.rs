@@ -481,16 +481,6 @@ mod json {
         code: Enum,
     }
 
-    const KINDS: [&str; 6] = [
-        "SPAN_KIND_UNSPECIFIED",
-        "SPAN_KIND_INTERNAL",
-        "SPAN_KIND_SERVER",
-        "SPAN_KIND_CLIENT",
-        "SPAN_KIND_PRODUCER",
-        "SPAN_KIND_CONSUMER",
-    ];
-    const CODES: [&str; 3] = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
-
     /// Hex ids (the JSON mapping's exception to base64); a malformed one becomes bytes of
     /// the wrong size, refused with the span.
     fn id(s: &str) -> Vec<u8> {
@@ -514,7 +504,7 @@ mod json {
                         let status = match s.status {
                             Some(st) => Some(Status {
                                 message: st.message,
-                                code: st.code.number(&CODES).map_err(bad)?,
+                                code: st.code.number(&crate::span::STATUS_NAMES).map_err(bad)?,
                             }),
                             None => None,
                         };
@@ -523,7 +513,7 @@ mod json {
                             span_id: id(&s.span_id),
                             parent_span_id: id(&s.parent_span_id),
                             name: s.name,
-                            kind: s.kind.number(&KINDS).map_err(bad)?,
+                            kind: s.kind.number(&crate::span::KIND_NAMES).map_err(bad)?,
                             start_time_unix_nano: s.start_time_unix_nano,
                             end_time_unix_nano: s.end_time_unix_nano,
                             attributes: kvs(s.attributes),

@@ -34,6 +34,18 @@ impl Value {
     }
 }
 
+/// OTLP's span kinds by number, as its JSON and the spanmetrics connector name them.
+pub const KIND_NAMES: [&str; 6] = [
+    "SPAN_KIND_UNSPECIFIED",
+    "SPAN_KIND_INTERNAL",
+    "SPAN_KIND_SERVER",
+    "SPAN_KIND_CLIENT",
+    "SPAN_KIND_PRODUCER",
+    "SPAN_KIND_CONSUMER",
+];
+/// OTLP's status codes by number, likewise.
+pub const STATUS_NAMES: [&str; 3] = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
+
 /// One key and its value.
 pub type Attribute = (String, Value);
 
