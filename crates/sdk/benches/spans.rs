@@ -31,20 +31,25 @@ fn provider(sampler: Sampler) -> SdkTracerProvider {
         .build()
 }
 
-fn with_subscriber(p: &SdkTracerProvider, f: impl FnOnce()) {
+/// The layers `trace::init` installs: OpenTelemetry behind the root sampler.
+fn with_subscriber(p: &SdkTracerProvider, ratio: f64, f: impl FnOnce()) {
+    use tracing_subscriber::Layer as _;
     let layer = tracing_opentelemetry::layer()
         .with_tracer(p.tracer("bench"))
         .with_location(false)
         .with_threads(false)
         .with_target(false)
-        .with_tracked_inactivity(false);
-    let subscriber = tracing_subscriber::registry().with(layer);
+        .with_tracked_inactivity(false)
+        .with_filter(lookout_sdk::trace::RootSampler::new(ratio));
+    let subscriber = tracing_subscriber::registry()
+        .with(lookout_sdk::trace::SpanPresence)
+        .with(layer);
     tracing::subscriber::with_default(subscriber, f);
 }
 
 fn spans(c: &mut Criterion) {
-    let off = provider(Sampler::TraceIdRatioBased(0.0));
-    with_subscriber(&off, || {
+    let off = provider(Sampler::AlwaysOn);
+    with_subscriber(&off, 0.0, || {
         c.bench_function("unsampled span (B+tree get)", |b| {
             b.iter(|| {
                 let s = lookout_sdk::trace::btree(BTreeOp::Search, "primary");
@@ -53,7 +58,7 @@ fn spans(c: &mut Criterion) {
         });
     });
     let on = provider(Sampler::AlwaysOn);
-    with_subscriber(&on, || {
+    with_subscriber(&on, 1.0, || {
         c.bench_function("sampled span, 5 attributes", |b| {
             b.iter(|| {
                 let s = tracing::info_span!(

@@ -22,8 +22,9 @@
 //!
 //! The endpoint is `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as given, else
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` with `/v1/traces` appended (the OpenTelemetry rules),
-//! else `http://localhost:4318/v1/traces`. Unsampled spans cost only `tracing`'s span
-//! bookkeeping; sampled ones are batched and exported on a thread of their own.
+//! else `http://localhost:4318/v1/traces`. Sampling is decided when a root span is
+//! created ([`RootSampler`]), so a span that is not sampled is never created at all;
+//! sampled ones are batched and exported on a thread of their own.
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
@@ -142,9 +143,9 @@ pub fn init(opts: TracingOptions) -> Result<TracingGuard, Error> {
     }
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            opts.sampling_ratio,
-        ))))
+        // Roots are sampled by `RootSampler` before they cost anything; what reaches the
+        // SDK is recorded, and children follow their parent.
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_resource(
             Resource::builder()
                 .with_service_name(opts.service_name.clone())
@@ -159,6 +160,7 @@ pub fn init(opts: TracingOptions) -> Result<TracingGuard, Error> {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&opts.log_filter))
         .map_err(|e| Error::Invalid(format!("log_filter: {e}")))?;
     tracing_subscriber::registry()
+        .with(SpanPresence)
         .with(
             // Only the attributes the spans name: no source locations, threads or
             // busy/idle times on every span.
@@ -167,13 +169,16 @@ pub fn init(opts: TracingOptions) -> Result<TracingGuard, Error> {
                 .with_location(false)
                 .with_threads(false)
                 .with_target(false)
-                .with_tracked_inactivity(false),
+                .with_tracked_inactivity(false)
+                .with_filter(RootSampler::new(opts.sampling_ratio)),
         )
         .with(
+            // Log lines only: spans are the OpenTelemetry layer's (so one that is not
+            // sampled is never created at all).
             tracing_subscriber::fmt::layer()
                 .event_format(WithTraceId)
                 .with_writer(std::io::stderr)
-                .with_filter(filter),
+                .with_filter(filter.and(tracing_subscriber::filter::filter_fn(|m| m.is_event()))),
         )
         .try_init()
         .map_err(|e| Error::AlreadyInstalled(e.to_string()))?;
@@ -181,6 +186,88 @@ pub fn init(opts: TracingOptions) -> Result<TracingGuard, Error> {
 }
 
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::FilterExt as _;
+
+/// The target of spans that continue a sampled remote parent ([`TraceLayer`]): always
+/// recorded, whatever the ratio.
+const REMOTE: &str = "lookout_sdk::trace::remote";
+
+/// Decides which spans reach OpenTelemetry, before it spends anything on them: a span
+/// inside a recorded span is recorded and one inside an unrecorded span is not (its
+/// trace was not sampled), a root is recorded with the sampling ratio's probability, a
+/// span continuing a sampled remote parent always is. Spans still exist for `tracing`
+/// (so nesting is known: [`SpanPresence`]), which is all a span not sampled costs.
+#[derive(Debug, Clone, Copy)]
+pub struct RootSampler {
+    /// Roots whose draw is at most this are sampled.
+    threshold: u64,
+}
+
+impl RootSampler {
+    /// Samples this share of new traces (0 to 1).
+    pub fn new(ratio: f64) -> Self {
+        let threshold = if ratio >= 1.0 {
+            u64::MAX
+        } else if ratio <= 0.0 {
+            0
+        } else {
+            (ratio * u64::MAX as f64) as u64
+        };
+        Self { threshold }
+    }
+
+    fn draw() -> u64 {
+        thread_local! {
+            static STATE: std::cell::Cell<u64> = std::cell::Cell::new(
+                // A different stream per thread.
+                (&STATE as *const _ as u64) ^ 0x9e37_79b9_7f4a_7c15,
+            );
+        }
+        STATE.with(|s| {
+            let mut x = s.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.set(x);
+            x
+        })
+    }
+}
+
+/// A layer that wants every span and does nothing with it, so `tracing` keeps the span
+/// tree (and [`RootSampler`] sees where a span is) while the log layer takes events only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpanPresence;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanPresence {}
+
+impl<S> tracing_subscriber::layer::Filter<S> for RootSampler
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        cx: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !meta.is_span() || meta.target() == REMOTE {
+            return true;
+        }
+        if cx.current_span().id().is_some() {
+            // Inside a span: recorded when that span is (its trace is sampled).
+            return cx.lookup_current().is_some();
+        }
+        self.threshold > 0 && Self::draw() <= self.threshold
+    }
+
+    fn callsite_enabled(
+        &self,
+        _meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Decided span by span.
+        tracing::subscriber::Interest::sometimes()
+    }
+}
 
 /// Log lines as `tracing`'s compact format, with `trace_id=…` and `span_id=…` of the
 /// current span when it is sampled, so a log line leads to its trace.
@@ -316,14 +403,30 @@ where
         } else {
             format!("{} {route}", req.method())
         };
-        let span = tracing::info_span!(
-            "request",
-            otel.name = name,
-            otel.kind = "server",
-            http.request.method = req.method().as_str(),
-            http.route = route,
-            http.response.status_code = tracing::field::Empty,
-        );
+        let remote = parent.span().span_context().clone();
+        let span = if remote.is_valid() && remote.is_sampled() {
+            tracing::info_span!(
+                target: REMOTE,
+                "request",
+                otel.name = name,
+                otel.kind = "server",
+                http.request.method = req.method().as_str(),
+                http.route = route,
+                http.response.status_code = tracing::field::Empty,
+            )
+        } else if remote.is_valid() {
+            // The caller decided not to sample this trace.
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "request",
+                otel.name = name,
+                otel.kind = "server",
+                http.request.method = req.method().as_str(),
+                http.route = route,
+                http.response.status_code = tracing::field::Empty,
+            )
+        };
         let _ = span.set_parent(parent);
         let fut = {
             let _in = span.enter();
@@ -342,6 +445,59 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts the spans it is given.
+    struct Count(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_new_span(
+            &self,
+            _: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn spans_recorded(ratio: f64, f: impl FnOnce()) -> usize {
+        let n = Arc::new(AtomicUsize::new(0));
+        let s = tracing_subscriber::registry()
+            .with(SpanPresence)
+            .with(Count(Arc::clone(&n)).with_filter(RootSampler::new(ratio)));
+        tracing::subscriber::with_default(s, f);
+        n.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn roots_are_sampled_by_ratio_and_children_follow_their_parent() {
+        let tree = || {
+            let root = btree(BTreeOp::Search, "primary");
+            let _in = root.enter();
+            let _child = page_read(7).entered();
+        };
+        assert_eq!(
+            spans_recorded(0.0, tree),
+            0,
+            "neither the root nor its child"
+        );
+        assert_eq!(spans_recorded(1.0, tree), 2);
+        let half = spans_recorded(0.5, || {
+            for _ in 0..10_000 {
+                tree();
+            }
+        });
+        // Pairs: a sampled root brings its child.
+        assert_eq!(half % 2, 0);
+        assert!((9_000..=11_000).contains(&half), "{half} of 20,000");
+        // A sampled remote parent is continued whatever the ratio.
+        let remote = spans_recorded(0.0, || {
+            let _s = tracing::info_span!(target: REMOTE, "request").entered();
+        });
+        assert_eq!(remote, 1);
+    }
 
     #[test]
     fn the_endpoint_follows_the_opentelemetry_variables() {
