@@ -309,6 +309,7 @@ pub(crate) fn targets() -> Vec<Target> {
         },
     ];
     t.extend(file_targets());
+    t.extend(trace_targets());
     t
 }
 
@@ -356,6 +357,121 @@ fn rule_seeds() -> Vec<Vec<u8>> {
 
 /// The WAL and block targets write the input as a file of a real data directory and
 /// open it, as the server does at start.
+const OTLP_TRACES_JSON: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"kv"}}]},"scopeSpans":[{"scope":{"name":"s"},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"eee19b7ec3c1b173","name":"get","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000","attributes":[{"key":"n","value":{"intValue":"42"}},{"key":"b","value":{"boolValue":true}}],"events":[{"timeUnixNano":"1544712660500000000","name":"retry","attributes":[]}],"status":{"code":2,"message":"boom"}}]}]}]}"#;
+
+/// The trace receiver's decoders, Jaeger's query parameters, and the span store reading a
+/// damaged segment file (then searched, as a query after a restart would).
+fn trace_targets() -> Vec<Target> {
+    let limits = lookout_traces::otlp::Limits::default();
+    let json_seed = OTLP_TRACES_JSON.as_bytes().to_vec();
+    let proto_seed = {
+        use prost::Message;
+        let d = lookout_traces::otlp::decode_json(&json_seed, &limits).map(|d| d.spans.len());
+        assert_eq!(d.ok(), Some(1), "the OTLP/JSON seed decodes");
+        // The same request as protobuf: built from the JSON through the store's model.
+        lookout_traces::otlp::ExportTraceServiceRequest {
+            resource_spans: vec![lookout_traces::otlp::ResourceSpans {
+                resource: None,
+                scope_spans: vec![lookout_traces::otlp::ScopeSpans {
+                    scope: None,
+                    spans: vec![lookout_traces::otlp::OtlpSpan {
+                        trace_id: vec![7; 16],
+                        span_id: vec![8; 8],
+                        parent_span_id: vec![9; 8],
+                        name: "get".into(),
+                        kind: 2,
+                        start_time_unix_nano: 1_544_712_660_000_000_000,
+                        end_time_unix_nano: 1_544_712_661_000_000_000,
+                        attributes: Vec::new(),
+                        events: Vec::new(),
+                        status: None,
+                    }],
+                }],
+            }],
+        }
+        .encode_to_vec()
+    };
+    let (l1, l2) = (limits.clone(), limits.clone());
+    // A store with one segment, whose file the input replaces.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = std::env::temp_dir().join(format!("lookout-fuzz-spans-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let segment = {
+        let st = lookout_traces::TraceStore::open(&base, Default::default()).ok();
+        if let (Some(st), Ok(d)) = (st, lookout_traces::otlp::decode_json(&json_seed, &limits)) {
+            let _ = st.append(d.spans);
+        }
+        std::fs::read(base.join("0000000000000001.spans")).unwrap_or_default()
+    };
+    let cleanup = RemoveOnDrop(base.clone());
+    vec![
+        Target {
+            name: "otlp-traces-json",
+            seeds: vec![json_seed],
+            tokens: &[
+                "\"traceId\":\"",
+                "\"spans\":[",
+                "{",
+                "}",
+                "\"intValue\":\"",
+                "\"kind\":\"SPAN_KIND_",
+                "\"",
+                ",",
+            ],
+            run: Box::new(move |b| {
+                let _ = lookout_traces::otlp::decode_json(b, &l1);
+            }),
+        },
+        Target {
+            name: "otlp-traces-protobuf",
+            seeds: vec![proto_seed],
+            tokens: &[],
+            run: Box::new(move |b| {
+                let _ = lookout_traces::otlp::decode_protobuf(b, &l2);
+            }),
+        },
+        Target {
+            name: "jaeger-query",
+            seeds: seeds(&[
+                "service=kv&operation=get&tags=%7B%22error%22%3A%22true%22%7D&minDuration=1.5ms&maxDuration=2s&lookback=1h&limit=20&tag=a:b&start=1&end=2",
+            ]),
+            tokens: &[
+                "&", "=", "%7B", "%22", "ms", "h", "1e400", "-", "tag=", "limit=",
+            ],
+            run: Box::new(|b| {
+                let pairs: Vec<(String, String)> =
+                    serde_urlencoded::from_bytes(b).unwrap_or_default();
+                let _ = lookout_traces::jaeger::parse_query(&pairs, 1_700_000_000_000_000_000);
+            }),
+        },
+        Target {
+            name: "span-segment",
+            seeds: vec![segment],
+            tokens: &[],
+            run: Box::new(move |b| {
+                let dir = cleanup.0.join("case");
+                let _ = std::fs::remove_dir_all(&dir);
+                if std::fs::create_dir_all(&dir).is_ok()
+                    && std::fs::write(dir.join("0000000000000001.spans"), b).is_ok()
+                    && let Ok(st) = lookout_traces::TraceStore::open(&dir, Default::default())
+                {
+                    for svc in st.services() {
+                        let q = lookout_traces::Query {
+                            service: svc,
+                            end_ns: u64::MAX,
+                            limit: 5,
+                            tags: vec![("n".into(), "42".into())],
+                            ..Default::default()
+                        };
+                        let _ = st.search(&q, 1000);
+                    }
+                }
+            }),
+        },
+    ]
+}
+
 fn file_targets() -> Vec<Target> {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
