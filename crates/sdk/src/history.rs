@@ -381,7 +381,10 @@ impl History {
                     .into(),
             ));
         }
-        let points = ((end - start) / step_ms) as u64 + 1;
+        // In i128: the two ends may be far apart on either side of the epoch.
+        let points = u64::try_from((i128::from(end) - i128::from(start)) / i128::from(step_ms))
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
         if points > self.max_points as u64 {
             return Err(Error::TooManyPoints {
                 points,

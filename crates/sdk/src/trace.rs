@@ -404,28 +404,28 @@ where
             format!("{} {route}", req.method())
         };
         let remote = parent.span().span_context().clone();
+        // One span shape; a remote sampled parent's continuation has its own target,
+        // which `RootSampler` always records.
+        macro_rules! request_span {
+            ($($target:tt)*) => {
+                tracing::info_span!(
+                    $($target)*
+                    "request",
+                    otel.name = name,
+                    otel.kind = "server",
+                    http.request.method = req.method().as_str(),
+                    http.route = route,
+                    http.response.status_code = tracing::field::Empty,
+                )
+            };
+        }
         let span = if remote.is_valid() && remote.is_sampled() {
-            tracing::info_span!(
-                target: REMOTE,
-                "request",
-                otel.name = name,
-                otel.kind = "server",
-                http.request.method = req.method().as_str(),
-                http.route = route,
-                http.response.status_code = tracing::field::Empty,
-            )
+            request_span!(target: REMOTE,)
         } else if remote.is_valid() {
             // The caller decided not to sample this trace.
             tracing::Span::none()
         } else {
-            tracing::info_span!(
-                "request",
-                otel.name = name,
-                otel.kind = "server",
-                http.request.method = req.method().as_str(),
-                http.route = route,
-                http.response.status_code = tracing::field::Empty,
-            )
+            request_span!()
         };
         let _ = span.set_parent(parent);
         let fut = {

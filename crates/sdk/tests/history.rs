@@ -149,6 +149,17 @@ fn history_records_answers_promql_fires_rules_and_survives_a_restart() {
         history.query_range("up", now, far, Duration::from_secs(1)),
         Err(Error::Invalid(_))
     ));
+    // Ends far apart on both sides of the epoch: a bound, not an overflow.
+    let aeon = Duration::from_secs(i64::MAX as u64 / 2);
+    assert!(matches!(
+        history.query_range(
+            "up",
+            std::time::UNIX_EPOCH - aeon,
+            std::time::UNIX_EPOCH + aeon,
+            Duration::from_millis(1)
+        ),
+        Err(Error::TooManyPoints { .. })
+    ));
     assert!(matches!(
         history.metric("1bad name", far, now),
         Err(Error::Invalid(_))

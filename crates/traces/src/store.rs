@@ -34,6 +34,8 @@ use crate::{Error, Result};
 const MAGIC: &[u8; 8] = b"LKSPANS1";
 /// Spans per record.
 const RECORD_SPANS: usize = 64;
+/// Most bytes of spans (as JSON) one record holds; a record claiming more is damage.
+const MAX_DECODED: usize = 64 << 20;
 /// Largest record accepted when reading (a length past it is damage, not data).
 const MAX_RECORD: u32 = 256 << 20;
 
@@ -80,6 +82,7 @@ struct Entry {
     trace: TraceId,
     service: u32,
     op: u32,
+    kind: u8,
     start_ns: u64,
     duration_ns: u64,
     loc: Loc,
@@ -134,6 +137,7 @@ impl Inner {
                 trace: s.trace_id,
                 service,
                 op,
+                kind: s.kind,
                 start_ns: s.start_ns,
                 duration_ns: s.duration_ns,
                 loc,
@@ -149,15 +153,10 @@ impl Inner {
         self.operations.clear();
         for (n, e) in self.entries.iter().enumerate() {
             self.by_trace.entry(e.trace).or_default().push(n as u32);
-        }
-        // Kinds are not in the entries: keep the known (op, kind) pairs of services left.
-        let mut ops: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
-        for e in &self.entries {
-            ops.entry(e.service).or_default().insert(e.op);
-        }
-        for (svc, set) in ops {
             self.operations
-                .insert(svc, set.into_iter().map(|o| (o, 0)).collect());
+                .entry(e.service)
+                .or_default()
+                .insert((e.op, e.kind));
         }
     }
 }
@@ -272,6 +271,13 @@ impl TraceStore {
         let mut records = Vec::new();
         for chunk in spans.chunks(RECORD_SPANS) {
             let json = serde_json::to_vec(chunk).map_err(|e| Error::Io(e.to_string()))?;
+            if json.len() > MAX_DECODED {
+                return Err(Error::Invalid(format!(
+                    "{} bytes of spans in {} spans, more than a record holds ({MAX_DECODED})",
+                    json.len(),
+                    chunk.len()
+                )));
+            }
             let payload = zstd::bulk::compress(&json, 3).map_err(|e| Error::Io(e.to_string()))?;
             let len = u32::try_from(payload.len())
                 .ok()
@@ -602,8 +608,22 @@ fn tags_match(s: &Span, tags: &[(String, String)]) -> bool {
 }
 
 fn decode_batch(payload: &[u8]) -> Result<Vec<Span>> {
-    // A batch never decompresses to more than this (its JSON was at most a request).
-    let json = zstd::bulk::decompress(payload, 1 << 30)
+    // One decompression context per thread: a trace read back touches several records.
+    thread_local! {
+        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let json = DCTX
+        .with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new()?);
+            }
+            // A record never holds more than append lets in.
+            d.as_mut()
+                .expect("created above")
+                .decompress(payload, MAX_DECODED)
+        })
         .map_err(|e| Error::Io(format!("a damaged span batch: {e}")))?;
     serde_json::from_slice(&json).map_err(|e| Error::Io(format!("a damaged span batch: {e}")))
 }
@@ -611,12 +631,13 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<Span>> {
 /// Reads one segment into the index; cuts a torn tail when it is the newest.
 fn read_segment(dir: &Path, seq: u64, newest: bool, inner: &mut Inner) -> Result<()> {
     let path = seg_path(dir, seq);
-    let mut data = Vec::new();
-    File::open(&path)
-        .and_then(|mut f| f.read_to_end(&mut data))
-        .map_err(io("reading", &path))?;
-    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-        if newest && data.len() < MAGIC.len() {
+    let file = File::open(&path).map_err(io("reading", &path))?;
+    let size = file.metadata().map_err(io("reading", &path))?.len();
+    // Record by record: memory stays one record however large (or foreign) the file is.
+    let mut r = std::io::BufReader::new(file);
+    let mut magic = [0u8; MAGIC.len()];
+    if size < MAGIC.len() as u64 || r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        if newest && size < MAGIC.len() as u64 {
             // Created and killed before its magic was written.
             std::fs::remove_file(&path).map_err(io("removing", &path))?;
             return Ok(());
@@ -626,44 +647,45 @@ fn read_segment(dir: &Path, seq: u64, newest: bool, inner: &mut Inner) -> Result
         return Ok(());
     }
     inner.segments.insert(seq, Segment::default());
-    let mut at = MAGIC.len();
-    let mut good_end = at;
-    while at + 8 <= data.len() {
-        let len = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(data[at + 4..at + 8].try_into().expect("4 bytes"));
-        let end = at + 8 + len as usize;
-        if len > MAX_RECORD || end > data.len() {
+    let mut at = MAGIC.len() as u64;
+    let mut payload = Vec::new();
+    while at + 8 <= size {
+        let mut head = [0u8; 8];
+        r.read_exact(&mut head).map_err(io("reading", &path))?;
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        let end = at + 8 + u64::from(len);
+        if len > MAX_RECORD || end > size {
             break;
         }
-        let payload = &data[at + 8..end];
+        payload.resize(len as usize, 0);
+        r.read_exact(&mut payload).map_err(io("reading", &path))?;
         let loc = Loc {
             seg: seq,
-            offset: at as u64,
+            offset: at,
             len,
         };
-        match (crc32fast::hash(payload) == crc).then(|| decode_batch(payload)) {
+        match (crc32fast::hash(&payload) == crc).then(|| decode_batch(&payload)) {
             Some(Ok(spans)) => inner.index(&spans, loc),
             _ => inner.damaged += 1,
         }
         at = end;
-        good_end = end;
     }
-    if good_end < data.len() {
+    if at < size {
         if newest {
             // A record cut short by a crash: drop the torn tail.
             let f = OpenOptions::new()
                 .write(true)
                 .open(&path)
                 .map_err(io("opening", &path))?;
-            f.set_len(good_end as u64)
-                .map_err(io("truncating", &path))?;
-            tracing::info!(path = %path.display(), bytes = data.len() - good_end, "Cut a torn span record");
+            f.set_len(at).map_err(io("truncating", &path))?;
+            tracing::info!(path = %path.display(), bytes = size - at, "Cut a torn span record");
         } else {
             // A length that cannot be trusted: the rest of this segment is lost.
             inner.damaged += 1;
         }
     }
-    inner.segments.entry(seq).or_default().bytes = good_end as u64;
+    inner.segments.entry(seq).or_default().bytes = at;
     Ok(())
 }
 
@@ -804,6 +826,22 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_past_what_a_record_holds_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = TraceStore::open(dir.path(), Options::default()).unwrap();
+        let mut big = span(1, 1, "api", "op", 100, 1);
+        big.attributes = vec![("blob".into(), Value::Str("x".repeat(MAX_DECODED + 1)))];
+        let e = st.append(vec![big]).unwrap_err();
+        assert!(
+            matches!(e, Error::Invalid(_)) && e.to_string().contains("more than a record holds"),
+            "{e}"
+        );
+        assert_eq!(st.stats().spans, 0);
+        st.append(vec![span(2, 1, "api", "op", 100, 1)]).unwrap();
+        assert_eq!(st.stats().spans, 1);
+    }
+
+    #[test]
     fn retention_drops_whole_segments_by_age_and_size() {
         let dir = tempfile::tempdir().unwrap();
         let opts = Options {
@@ -827,6 +865,11 @@ mod tests {
         // At 10,000 + 4,000 s, with an hour kept: the first segment (10,000 s) goes.
         assert_eq!(st.maintain(14_000 * 1_000_000_000).unwrap(), 1);
         assert!(st.trace(&[1; 16], 10).unwrap().is_empty());
+        assert_eq!(
+            st.operations("api"),
+            [("op".to_string(), 2)],
+            "kinds survive retention"
+        );
         assert_eq!(st.stats().spans, 3);
         drop(st);
         let bytes = TraceStore::open(dir.path(), opts.clone())
