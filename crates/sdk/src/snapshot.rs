@@ -4,8 +4,8 @@
 //! rate over the last `window` seconds, with the storage figures the engine reports.
 //!
 //! Kept per second in a ring; latencies in log-spaced buckets (about 4% apart, 1 µs to
-//! ~100 s), so a percentile is exact to a bucket's width and recording is a few atomic
-//! adds under one short lock.
+//! ~100 s), so a percentile is exact to a bucket's width and recording is a few adds
+//! under one short lock, with no allocation (a second's slot is cleared in place).
 
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -116,8 +116,11 @@ impl PerfWindow {
         let n = ring.len() as u64;
         let slot = &mut ring[(now % n) as usize];
         if slot.at != now {
-            *slot = Second::empty();
             slot.at = now;
+            slot.count = 0;
+            slot.errors = 0;
+            slot.sum = 0.0;
+            slot.buckets.fill(0);
         }
         slot.count += 1;
         slot.errors += u64::from(failed);
