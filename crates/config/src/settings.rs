@@ -199,6 +199,50 @@ fn collectors(c: &Config) -> CollectorsConfig {
     out
 }
 
+/// The scrape jobs, with the files they name (file_sd files, password and token files,
+/// TLS files) resolved against the configuration file's directory, as Prometheus does.
+fn scrape_configs(c: &Config) -> Vec<lookout_collect::scrape::ScrapeConfig> {
+    let mut out = c.scrape_configs.clone();
+    let Some(base) = &c.base_dir else {
+        return out;
+    };
+    let path = |p: &mut std::path::PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    for sc in &mut out {
+        for f in sc
+            .file_sd_configs
+            .iter_mut()
+            .flat_map(|f| f.files.iter_mut())
+        {
+            if std::path::Path::new(f.as_str()).is_relative() {
+                *f = base.join(&*f).to_string_lossy().into_owned();
+            }
+        }
+        if let Some(p) = sc
+            .basic_auth
+            .as_mut()
+            .and_then(|b| b.password_file.as_mut())
+        {
+            path(p);
+        }
+        if let Some(p) = sc.bearer_token_file.as_mut() {
+            path(p);
+        }
+        if let Some(t) = sc.tls_config.as_mut() {
+            for p in [&mut t.ca_file, &mut t.cert_file, &mut t.key_file]
+                .into_iter()
+                .flatten()
+            {
+                path(p);
+            }
+        }
+    }
+    out
+}
+
 impl Settings {
     /// Every component's options from a configuration [`Config::parse`] accepted;
     /// errors name the key.
@@ -229,7 +273,7 @@ impl Settings {
                 timeout: interval.min(Duration::from_secs(10)),
             },
             collectors: collectors(c),
-            scrape_configs: c.scrape_configs.clone(),
+            scrape_configs: scrape_configs(c),
             scrape_defaults: ScrapeDefaults {
                 interval,
                 timeout: c.global.timeout(),
@@ -414,5 +458,26 @@ mod tests {
             e.starts_with("notifier.escalations \"db\": bad matcher"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn files_a_scrape_job_names_are_relative_to_the_configuration_file() {
+        let mut c = Config::parse(
+            "scrape_configs:\n  - job_name: a\n    file_sd_configs: [ { files: [ 'targets/*.json', /abs/t.yml ] } ]\n    basic_auth: { username: u, password_file: pw }\n    tls_config: { ca_file: ca.pem }\n  - job_name: b\n    bearer_token_file: /abs/tok\n",
+        )
+        .unwrap();
+        c.base_dir = Some(PathBuf::from("/etc/lookout"));
+        let s = Settings::new(&c).unwrap();
+        let sc = &s.scrape_configs[0];
+        assert_eq!(
+            sc.file_sd_configs[0].files,
+            ["/etc/lookout/targets/*.json", "/abs/t.yml"]
+        );
+        let pw = sc.basic_auth.as_ref().unwrap().password_file.as_ref();
+        assert_eq!(pw.unwrap(), &PathBuf::from("/etc/lookout/pw"));
+        let tok = s.scrape_configs[1].bearer_token_file.as_ref();
+        assert_eq!(tok.unwrap(), &PathBuf::from("/abs/tok"));
+        let ca = sc.tls_config.as_ref().unwrap().ca_file.as_ref();
+        assert_eq!(ca.unwrap(), &PathBuf::from("/etc/lookout/ca.pem"));
     }
 }
