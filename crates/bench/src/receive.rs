@@ -63,6 +63,7 @@ fn requests(o: &ReceiveOptions) -> Vec<Vec<u8>> {
                             ("id", id.as_str()),
                         ]),
                         samples: vec![(t, (r * (i % 7 + 1)) as f64)],
+                        exemplars: Vec::new(),
                     }
                 })
                 .collect();

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use lookout_model::{Labels, METRIC_NAME_LABEL, stale_nan};
+use lookout_model::{Exemplar, Labels, METRIC_NAME_LABEL, stale_nan};
 use lookout_storage::Appendable;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -33,6 +33,8 @@ pub(crate) const REPORT: [&str; 5] = [
 pub(crate) struct Run {
     /// Samples (labels, timestamp in ms, value), target labels applied.
     pub(crate) samples: Vec<(Labels, i64, f64)>,
+    /// Exemplars, each with the index of its sample in `samples`, ascending.
+    pub(crate) exemplars: Vec<(usize, Exemplar)>,
     /// Samples the source exposed before relabeling.
     pub(crate) scraped: usize,
     /// Whether the source answered (`up`).
@@ -79,13 +81,20 @@ impl Pipeline {
         let mut added = 0;
         let mut app = db.appender();
         let mut rejected = 0u64;
-        for (ls, ts, v) in &run.samples {
+        let mut exemplars = run.exemplars.iter().peekable();
+        for (i, (ls, ts, v)) in run.samples.iter().enumerate() {
             let (ls, known) = match self.previous.get(ls) {
                 Some(known) => (known.clone(), true),
                 None => (ls.clone(), false),
             };
             if app.append(&ls, *ts, *v).is_err() {
                 rejected += 1;
+            }
+            while let Some((_, e)) = exemplars.next_if(|(at, _)| *at == i) {
+                // A refused exemplar costs only itself, as in Prometheus.
+                if let Err(err) = app.append_exemplar(&ls, e) {
+                    tracing::debug!(series = %ls, error = %err, "Exemplar not stored");
+                }
             }
             if current.insert(ls) && !known {
                 added += 1;
@@ -213,6 +222,7 @@ mod tests {
             1000,
             &Run {
                 samples: vec![s("a", 1000), s("b", 1000)],
+                exemplars: Vec::new(),
                 scraped: 3,
                 up: true,
                 duration: Duration::from_millis(5),
@@ -226,6 +236,7 @@ mod tests {
             2000,
             &Run {
                 samples: vec![s("a", 2000)],
+                exemplars: Vec::new(),
                 scraped: 1,
                 up: false,
                 duration: Duration::ZERO,

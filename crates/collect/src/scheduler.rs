@@ -241,6 +241,7 @@ async fn run_once(
             .iter()
             .map(|m| (with_target(&m.labels), t, m.value))
             .collect(),
+        exemplars: Vec::new(),
         scraped: out.len(),
         up: error.is_none() || !out.is_empty(),
         duration: started.elapsed(),

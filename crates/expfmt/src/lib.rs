@@ -37,6 +37,19 @@ pub struct SampleLine<'a> {
     pub value: f64,
     /// Timestamp in ms, if given.
     pub timestamp_ms: Option<i64>,
+    /// The sample's exemplar (OpenMetrics `# {labels} value [timestamp]`), if any.
+    pub exemplar: Option<ExemplarLine<'a>>,
+}
+
+/// An exemplar written after a sample (OpenMetrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarLine<'a> {
+    /// The exemplar's labels in the order written.
+    pub labels: Vec<(&'a str, Cow<'a, str>)>,
+    /// Its value.
+    pub value: f64,
+    /// Its timestamp in ms, if given.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// A parsed line.
@@ -135,6 +148,74 @@ impl<'a> Cursor<'a> {
         Some(&self.s[start..self.pos])
     }
 
+    /// A label set `{name="value",…}`, the cursor on its `{`.
+    fn labels(&mut self) -> Result<Vec<(&'a str, Cow<'a, str>)>, ParseError> {
+        let mut labels: Vec<(&'a str, Cow<'a, str>)> = Vec::new();
+        self.pos += 1;
+        loop {
+            self.skip_spaces();
+            if self.peek() == Some(b'}') {
+                self.pos += 1;
+                return Ok(labels);
+            }
+            let Some(ln) = self.name() else {
+                return err("invalid label name");
+            };
+            self.skip_spaces();
+            if self.peek() != Some(b'=') {
+                return err(format!("expected '=' after label name {ln:?}"));
+            }
+            self.pos += 1;
+            self.skip_spaces();
+            let v = self.quoted()?;
+            if labels.iter().any(|(n, _)| *n == ln) {
+                return err(format!("duplicate label name {ln:?}"));
+            }
+            labels.push((ln, v));
+            self.skip_spaces();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(labels);
+                }
+                _ => return err("expected ',' or '}' after a label"),
+            }
+        }
+    }
+
+    /// An OpenMetrics exemplar, ` # {labels} value [timestamp]`, the cursor on its `#`.
+    fn exemplar(&mut self) -> Result<ExemplarLine<'a>, ParseError> {
+        self.pos += 1;
+        if self.peek() != Some(b' ') {
+            return err("expected a space after the exemplar's '#'");
+        }
+        self.skip_spaces();
+        if self.peek() != Some(b'{') {
+            return err("expected the exemplar's label set");
+        }
+        let labels = self.labels()?;
+        self.skip_spaces();
+        let vs = self.token();
+        let Some(value) = parse_float(vs) else {
+            return err(format!("invalid exemplar value {vs:?}"));
+        };
+        self.skip_spaces();
+        let mut timestamp_ms = None;
+        if self.peek().is_some() {
+            timestamp_ms = Some(timestamp(self.token(), Format::OpenMetrics)?);
+            self.skip_spaces();
+        }
+        if self.peek().is_some() {
+            return err("unexpected text after the exemplar");
+        }
+        Ok(ExemplarLine {
+            labels,
+            value,
+            timestamp_ms,
+        })
+    }
+
     /// A double-quoted string with `\\`, `\"` and `\n` escapes. Scans bytes: neither
     /// `"` nor `\` occurs inside a multi-byte UTF-8 character.
     fn quoted(&mut self) -> Result<Cow<'a, str>, ParseError> {
@@ -225,40 +306,11 @@ pub fn parse_line(line: &str, format: Format) -> Result<Line<'_>, ParseError> {
     let Some(name) = c.name() else {
         return err(format!("invalid metric name at {:?}", truncate(line)));
     };
-    let mut labels = Vec::new();
-    if c.peek() == Some(b'{') {
-        c.pos += 1;
-        loop {
-            c.skip_spaces();
-            if c.peek() == Some(b'}') {
-                c.pos += 1;
-                break;
-            }
-            let Some(ln) = c.name() else {
-                return err("invalid label name");
-            };
-            c.skip_spaces();
-            if c.peek() != Some(b'=') {
-                return err(format!("expected '=' after label name {ln:?}"));
-            }
-            c.pos += 1;
-            c.skip_spaces();
-            let v = c.quoted()?;
-            if labels.iter().any(|(n, _)| *n == ln) {
-                return err(format!("duplicate label name {ln:?}"));
-            }
-            labels.push((ln, v));
-            c.skip_spaces();
-            match c.peek() {
-                Some(b',') => c.pos += 1,
-                Some(b'}') => {
-                    c.pos += 1;
-                    break;
-                }
-                _ => return err("expected ',' or '}' after a label"),
-            }
-        }
-    }
+    let labels = if c.peek() == Some(b'{') {
+        c.labels()?
+    } else {
+        Vec::new()
+    };
     if !matches!(c.peek(), Some(b' ' | b'\t')) {
         return err("expected a space before the value");
     }
@@ -270,23 +322,13 @@ pub fn parse_line(line: &str, format: Format) -> Result<Line<'_>, ParseError> {
     c.skip_spaces();
     let mut timestamp_ms = None;
     if c.peek().is_some() && c.peek() != Some(b'#') {
-        let ts = c.token();
-        timestamp_ms = Some(match format {
-            Format::Prometheus => ts
-                .parse::<i64>()
-                .map_err(|_| ParseError(format!("invalid timestamp {ts:?}")))?,
-            Format::OpenMetrics => {
-                let f = parse_float(ts)
-                    .filter(|f| f.is_finite())
-                    .ok_or_else(|| ParseError(format!("invalid timestamp {ts:?}")))?;
-                (f * 1000.0).round() as i64
-            }
-        });
+        timestamp_ms = Some(timestamp(c.token(), format)?);
         c.skip_spaces();
     }
+    let mut exemplar = None;
     match c.peek() {
         None => {}
-        Some(b'#') if format == Format::OpenMetrics => {} // exemplar: ignored here
+        Some(b'#') if format == Format::OpenMetrics => exemplar = Some(c.exemplar()?),
         Some(_) => {
             return err(format!(
                 "unexpected text after the sample: {:?}",
@@ -299,7 +341,25 @@ pub fn parse_line(line: &str, format: Format) -> Result<Line<'_>, ParseError> {
         labels,
         value,
         timestamp_ms,
+        exemplar,
     }))
+}
+
+/// A sample's or exemplar's timestamp: integer ms in Prometheus text, float seconds in
+/// OpenMetrics; out of the i64 range is an error, not a wrap.
+fn timestamp(ts: &str, format: Format) -> Result<i64, ParseError> {
+    let bad = || ParseError(format!("invalid timestamp {ts:?}"));
+    match format {
+        Format::Prometheus => ts.parse::<i64>().map_err(|_| bad()),
+        Format::OpenMetrics => {
+            let ms = parse_float(ts).filter(|f| f.is_finite()).ok_or_else(bad)? * 1000.0;
+            // i64::MAX as f64 rounds up to 2^63, which does not fit: refuse it.
+            if !(-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&ms) {
+                return Err(bad());
+            }
+            Ok(ms.round() as i64)
+        }
+    }
 }
 
 /// A line of a whole exposition failed to parse.
@@ -427,6 +487,20 @@ mod tests {
             Format::OpenMetrics,
         );
         assert_eq!(s.value, 3.0);
+        let e = s.exemplar.unwrap();
+        assert_eq!(e.labels, vec![("trace_id", "a".into())]);
+        assert_eq!((e.value, e.timestamp_ms), (0.4, Some(1200)));
+        let e = sample(r#"foo_total 3 # {} 1"#, Format::OpenMetrics)
+            .exemplar
+            .unwrap();
+        assert_eq!((e.labels.len(), e.value, e.timestamp_ms), (0, 1.0, None));
+        // After a timestamp too.
+        let s = sample(
+            r#"foo_total 3 7 # {span_id="b",trace_id="c"} 1e-3 8"#,
+            Format::OpenMetrics,
+        );
+        assert_eq!(s.timestamp_ms, Some(7000));
+        assert_eq!(s.exemplar.unwrap().labels[1].1, "c");
         assert_eq!(
             parse_line("# TYPE foo counter", Format::OpenMetrics).unwrap(),
             Line::Type {
@@ -456,5 +530,22 @@ mod tests {
             let e = parse_line(l, Format::Prometheus).unwrap_err();
             assert!(e.0.contains(why), "{l}: {e}");
         }
+        for (l, why) in [
+            ("a 1 # {", "label name"),
+            ("a 1 #{x=\"y\"} 1", "space after"),
+            ("a 1 # x 1", "label set"),
+            ("a 1 # {x=\"y\"}", "exemplar value"),
+            ("a 1 # {x=\"y\"} one", "exemplar value"),
+            ("a 1 # {x=\"y\"} 1 2 3", "after the exemplar"),
+            ("a 1 # {x=\"y\"} 1 1e300", "timestamp"),
+            ("a 1 1e300", "timestamp"),
+            ("a 1 -9.3e15", "timestamp"),
+            ("a 1 # {x=\"y\",x=\"z\"} 1", "duplicate"),
+        ] {
+            let e = parse_line(l, Format::OpenMetrics).unwrap_err();
+            assert!(e.0.contains(why), "{l}: {e}");
+        }
+        // Prometheus text has no exemplars.
+        assert!(parse_line("a 1 # {x=\"y\"} 1", Format::Prometheus).is_err());
     }
 }

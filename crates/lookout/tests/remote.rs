@@ -28,6 +28,7 @@ fn series(name: &str, samples: &[(i64, f64)]) -> Series {
     Series {
         labels: Labels::from_pairs([("__name__", name), ("job", "pushed")]),
         samples: samples.to_vec(),
+        exemplars: Vec::new(),
     }
 }
 
@@ -125,10 +126,22 @@ fn issue_16_remote_write_requests_get_named_answers() {
         )
         .header("content-encoding", "snappy")
         .header("x-prometheus-remote-write-version", "2.0.0")
-        .body(encode_v2_request(&[series(
-            "pushed_v2",
-            &[(t - 1000, 5.0), (t, 6.0)],
-        )]))
+        .body(encode_v2_request(&[Series {
+            exemplars: vec![
+                lookout_model::Exemplar {
+                    labels: Labels::from_pairs([("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]),
+                    value: 5.5,
+                    t: t - 500,
+                },
+                // Too long: refused alone, not counted, the rest stored.
+                lookout_model::Exemplar {
+                    labels: Labels::from_pairs([("trace_id", "x".repeat(200))]),
+                    value: 5.5,
+                    t,
+                },
+            ],
+            ..series("pushed_v2", &[(t - 1000, 5.0), (t, 6.0)])
+        }]))
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
@@ -140,14 +153,35 @@ fn issue_16_remote_write_requests_get_named_answers() {
         r.headers()["x-prometheus-remote-write-histograms-written"],
         "0"
     );
+    assert_eq!(
+        r.headers()["x-prometheus-remote-write-exemplars-written"],
+        "1"
+    );
     let got = lk.wait_for(r#"pushed_v2{job="pushed"} == 6"#, Duration::from_secs(5));
     assert_eq!(got.len(), 1);
+    let (code, body) = lk.get(&format!(
+        "/api/v1/query_exemplars?query=pushed_v2&start={}&end={}",
+        t / 1000 - 60,
+        t / 1000 + 60
+    ));
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"][0]["exemplars"][0]["labels"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{body}"
+    );
+    assert_eq!(
+        v["data"][0]["exemplars"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
 
     let mut huge = vec![0x80, 0x80, 0x80, 0x80, 0x0f];
     huge.extend_from_slice(&[0; 64]);
     let no_name = encode_write_request(&[Series {
         labels: Labels::from_pairs([("job", "x")]),
         samples: vec![(t, 1.0)],
+        exemplars: Vec::new(),
     }]);
     for (ct, enc, body, status, want) in [
         (

@@ -519,6 +519,7 @@ fn issue_16_xor_chunks_match_the_ones_prometheus_writes() {
     let series = lookout_remote::Series {
         labels: lookout_model::Labels::from_pairs([("__name__", "xor_oracle")]),
         samples: samples.clone(),
+        exemplars: Vec::new(),
     };
     let r = http()
         .post(format!("http://127.0.0.1:{}/api/v1/write", prom.port))

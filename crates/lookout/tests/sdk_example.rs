@@ -195,7 +195,7 @@ fn issue_17_18_the_example_store_sends_its_traces_to_lookout() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
-        "collectors:\n  host: { enabled: false }\n  process: { enabled: false }\nrule_packs: []\ntracing_receiver: { enabled: true }\n",
+        "collectors:\n  host: { enabled: false }\n  process: { enabled: false }\nrule_packs: [engine]\ntracing_receiver: { enabled: true }\nscrape_configs:\n  - job_name: kvstore\n    scrape_interval: 1s\n    file_sd_configs: [ { files: [ targets.json ] } ]\n",
     );
     let lk = Lookout::start(&dir.path().join("data"), &cfg);
     let (_store, addr) = start_store(
@@ -205,6 +205,12 @@ fn issue_17_18_the_example_store_sends_its_traces_to_lookout() {
             ("OTEL_TRACES_SAMPLER_ARG", "0.05"),
         ],
     );
+    // Lookout learns the store's address (known only now) from its target file.
+    std::fs::write(
+        dir.path().join("targets.json"),
+        format!("[{{\"targets\": [\"{addr}\"]}}]"),
+    )
+    .unwrap();
     // A caller's trace continues into the store's HTTP API.
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
@@ -270,5 +276,117 @@ fn issue_17_18_the_example_store_sends_its_traces_to_lookout() {
             .any(|t| t["key"] == "code.file.path" || t["key"] == "busy_ns"),
         "{parent}"
     );
+
+    // Exemplars: latency observations made inside a sampled span carry its trace; Lookout
+    // scrapes them (OpenMetrics) and returns them as Prometheus does, each leading to a
+    // stored trace whose span is the one named.
+    let exemplars_api = "/api/v1/query_exemplars?query=histogram_quantile(0.99,%20rate(btree_operation_duration_seconds_bucket%5B1m%5D))";
+    let mut linked = None;
+    wait_until(
+        "an exemplar whose trace is stored",
+        Duration::from_secs(60),
+        || {
+            let got = json(exemplars_api);
+            let series = got["data"].as_array().unwrap();
+            for s in series {
+                assert_eq!(
+                    s["seriesLabels"]["__name__"], "btree_operation_duration_seconds_bucket",
+                    "{s}"
+                );
+                for e in s["exemplars"].as_array().unwrap() {
+                    let trace = e["labels"]["trace_id"].as_str().unwrap();
+                    let span = e["labels"]["span_id"].as_str().unwrap();
+                    assert!(trace.len() == 32 && span.len() == 16, "{e}");
+                    let value: f64 = e["value"].as_str().unwrap().parse().unwrap();
+                    let le = s["seriesLabels"]["le"].as_str().unwrap();
+                    let le: f64 = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    };
+                    assert!(
+                        value > 0.0 && value <= le,
+                        "an exemplar lies in its bucket: {s}"
+                    );
+                    assert!(e["timestamp"].as_f64().unwrap() > now_secs() - 600.0, "{e}");
+                    let (code, body) = lk.get(&format!("/api/traces/{trace}"));
+                    if code != 200 {
+                        continue;
+                    }
+                    let t: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let spans = t["data"][0]["spans"].as_array().unwrap();
+                    if let Some(op) = spans.iter().find(|x| x["spanID"] == span) {
+                        linked = Some((
+                            trace.to_string(),
+                            op["operationName"].as_str().unwrap().to_string(),
+                        ));
+                        return true;
+                    }
+                }
+            }
+            false
+        },
+    );
+    let (trace, op) = linked.unwrap();
+    assert!(!op.is_empty(), "the exemplar's span is named in its trace");
+    // The engine dashboard draws them on its latency chart, each a link to the trace page.
+    let driver = common::browser::chromedriver();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use fantoccini::Locator;
+        let b = common::browser::browser(&driver, &dir.path().join("profile")).await;
+        b.set_window_size(1400, 900).await.unwrap();
+        b.goto(&format!("{}/d/lookout-engine-btree?from=now-5m&to=now", lk.base))
+            .await
+            .unwrap();
+        let mut found = Vec::new();
+        for _ in 0..60 {
+            let v = b
+                .execute(
+                    "return [...document.querySelectorAll('a.exemplar')].map(a => a.getAttribute('href'))",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            found = serde_json::from_value::<Vec<String>>(v).unwrap();
+            if !found.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(!found.is_empty(), "no exemplar drawn on the B+tree dashboard");
+        assert!(found.iter().all(|h| h.starts_with("/trace/") && h.len() == "/trace/".len() + 32), "{found:?}");
+        // Following one whose trace is stored opens its waterfall. Diamonds overlap where
+        // exemplars crowd, so the chosen one is brought to the front first.
+        let client = reqwest::Client::new();
+        let mut href = None;
+        for h in &found {
+            let url = format!("{}/api/traces/{}", lk.base, &h["/trace/".len()..]);
+            if client.get(url).send().await.unwrap().status() == 200 {
+                href = Some(h.clone());
+                break;
+            }
+        }
+        let href = href.unwrap_or_else(|| {
+            panic!("no drawn exemplar's trace is stored ({} drawn; {trace} is)", found.len())
+        });
+        let link = b
+            .find(Locator::Css(&format!("a.exemplar[href='{href}']")))
+            .await
+            .unwrap();
+        b.execute(
+            "arguments[0].style.zIndex = 10",
+            vec![serde_json::to_value(&link).unwrap()],
+        )
+        .await
+        .unwrap();
+        link.click().await.unwrap();
+        let id = common::browser::wait_text(&b, "#trace-id", |t| t.len() == 32).await;
+        assert_eq!(format!("/trace/{id}"), href);
+        b.close().await.unwrap();
+    });
     assert!(lk.terminate().success());
 }

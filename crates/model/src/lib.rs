@@ -15,6 +15,7 @@
 //! ```
 
 pub mod durable;
+mod exemplar;
 pub mod gofmt;
 pub mod histogram;
 mod labels;
@@ -25,6 +26,7 @@ mod sample;
 pub mod status;
 mod time;
 
+pub use exemplar::{Exemplar, MAX_EXEMPLAR_LABEL_RUNES};
 pub use histogram::{CounterResetHint, FloatHistogram};
 pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher, MatcherError};

@@ -71,19 +71,51 @@ pub fn parse(query: &str) -> Result<Expr> {
 /// take it; returns one matcher list per `or` alternative.
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>> {
     match parse(s)? {
-        Expr::VectorSelector(vs) => {
-            if vs.matchers.or_matchers.is_empty() {
-                Ok(vec![to_matchers(&vs.name, &vs.matchers.matchers)?])
-            } else {
-                vs.matchers
-                    .or_matchers
-                    .iter()
-                    .map(|g| to_matchers(&vs.name, g))
-                    .collect()
-            }
-        }
+        Expr::VectorSelector(vs) => selector_matchers(&vs),
         _ => Err(Error::Parse(format!("{s:?} is not a series selector"))),
     }
+}
+
+/// A selector's matcher sets (one per `or` alternative).
+fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
+    if vs.matchers.or_matchers.is_empty() {
+        Ok(vec![to_matchers(&vs.name, &vs.matchers.matchers)?])
+    } else {
+        vs.matchers
+            .or_matchers
+            .iter()
+            .map(|g| to_matchers(&vs.name, g))
+            .collect()
+    }
+}
+
+/// The matcher sets of every series selector in `e`, in the order written (what
+/// Prometheus's exemplar API selects by).
+pub fn selectors(e: &Expr) -> Result<Vec<Vec<Matcher>>> {
+    let mut out = Vec::new();
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::VectorSelector(vs) => out.extend(selector_matchers(vs)?),
+            Expr::MatrixSelector(ms) => out.extend(selector_matchers(&ms.vs)?),
+            Expr::Subquery(sq) => stack.push(&sq.expr),
+            Expr::Aggregate(a) => {
+                stack.push(&a.expr);
+                if let Some(p) = &a.param {
+                    stack.push(p);
+                }
+            }
+            Expr::Unary(u) => stack.push(&u.expr),
+            Expr::Binary(b) => {
+                stack.push(&b.rhs);
+                stack.push(&b.lhs);
+            }
+            Expr::Paren(p) => stack.push(&p.expr),
+            Expr::Call(c) => stack.extend(c.args.args.iter().rev().map(|a| &**a)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    Ok(out)
 }
 
 impl Engine {
@@ -1114,4 +1146,38 @@ fn series_bytes(s: &Series) -> usize {
         .map(|l| l.name.len() + l.value.len() + 48)
         .sum();
     s.samples.len() * std::mem::size_of::<Sample>() + labels + 64
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::*;
+
+    #[test]
+    fn selectors_are_found_everywhere_in_order() {
+        let e = parse(
+            r#"histogram_quantile(0.9, sum by (le) (rate(lat_bucket{job="a"}[5m]))) / on() group_left -b offset 1m + max_over_time(c[1h:1m]) > bool topk(2, d or e{x=~"y"})"#,
+        )
+        .unwrap();
+        let names: Vec<String> = selectors(&e)
+            .unwrap()
+            .iter()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| format!("{}{}{}", m.name, m.op, m.value))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "__name__=lat_bucket,job=a",
+                "__name__=b",
+                "__name__=c",
+                "__name__=d",
+                "__name__=e,x=~y"
+            ]
+        );
+        assert!(selectors(&parse("1 + 2").unwrap()).unwrap().is_empty());
+    }
 }

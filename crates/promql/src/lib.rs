@@ -46,7 +46,7 @@ mod position;
 pub mod promqltest;
 mod value;
 
-pub use engine::{Engine, EngineOptions, parse, parse_selector};
+pub use engine::{Engine, EngineOptions, parse, parse_selector, selectors};
 pub use error::{Error, Result};
 pub use promql_parser::parser::Expr;
 pub use value::{Annotations, QueryResult, RangeSeries, Value, VecSample};

@@ -70,7 +70,7 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
-/// Prometheus's `prometheus.TimeSeries` (exemplars and histograms are not read).
+/// Prometheus's `prometheus.TimeSeries` (histograms are not read).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TimeSeries {
     /// The labels, `__name__` among them.
@@ -79,6 +79,23 @@ pub struct TimeSeries {
     /// The samples, oldest first.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    /// The exemplars.
+    #[prost(message, repeated, tag = "3")]
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// Prometheus's `prometheus.Exemplar`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Exemplar {
+    /// Its labels (`trace_id`, …).
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    /// The observed value.
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    /// Milliseconds since the epoch.
+    #[prost(int64, tag = "3")]
+    pub timestamp: i64,
 }
 
 /// Prometheus's `prometheus.WriteRequest`.
@@ -149,12 +166,29 @@ pub mod v2 {
         /// Native histograms, counted only (Lookout does not store them yet).
         #[prost(message, repeated, tag = "3")]
         pub histograms: Vec<Histogram>,
+        /// The exemplars.
+        #[prost(message, repeated, tag = "4")]
+        pub exemplars: Vec<Exemplar>,
         /// The series' metadata.
         #[prost(message, optional, tag = "5")]
         pub metadata: Option<Metadata>,
         /// When the series (a counter) was created, if known (ms).
         #[prost(int64, tag = "6")]
         pub created_timestamp: i64,
+    }
+
+    /// An exemplar: label name/value references into `symbols`, pairwise.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Exemplar {
+        /// `[name, value, …]` as indexes into the symbols.
+        #[prost(uint32, repeated, tag = "1")]
+        pub labels_refs: Vec<u32>,
+        /// The observed value.
+        #[prost(double, tag = "2")]
+        pub value: f64,
+        /// Milliseconds since the epoch.
+        #[prost(int64, tag = "3")]
+        pub timestamp: i64,
     }
 
     /// A series' metadata: type, and help and unit as symbol references.
@@ -203,34 +237,42 @@ pub fn decode_v2_request(body: &[u8], limits: &Limits) -> Result<DecodedV2> {
     };
     for ts in req.timeseries {
         out.histograms += ts.histograms.len();
-        if ts.labels_refs.len() % 2 != 0 {
-            return Err(Error::Labels {
-                series: format!("{:?}", ts.labels_refs),
-                message: "an odd number of label references".into(),
-            });
-        }
-        let mut pairs = Vec::with_capacity(ts.labels_refs.len() / 2);
-        for r in ts.labels_refs.chunks(2) {
-            let sym = |i: u32| {
-                req.symbols.get(i as usize).ok_or_else(|| Error::Labels {
-                    series: format!("{:?}", ts.labels_refs),
-                    message: format!(
-                        "label reference {i} outside the {} symbols",
-                        req.symbols.len()
-                    ),
-                })
-            };
-            pairs.push(Label {
-                name: sym(r[0])?.clone(),
-                value: sym(r[1])?.clone(),
-            });
-        }
-        if ts.samples.is_empty() {
+        let pairs = resolve(&req.symbols, &ts.labels_refs)?;
+        if ts.samples.is_empty() && ts.exemplars.is_empty() {
             continue;
         }
-        out.series.push(series_of(&pairs, &ts.samples)?);
+        let mut s = series_of(&pairs, &ts.samples)?;
+        for e in &ts.exemplars {
+            let labels = resolve(&req.symbols, &e.labels_refs)?;
+            s.exemplars.push(exemplar_of(&labels, e.value, e.timestamp));
+        }
+        out.series.push(s);
     }
     Ok(out)
+}
+
+/// Label pairs from references into `symbols`: an even number of them, each in range.
+fn resolve(symbols: &[String], refs: &[u32]) -> Result<Vec<Label>> {
+    if !refs.len().is_multiple_of(2) {
+        return Err(Error::Labels {
+            series: format!("{refs:?}"),
+            message: "an odd number of label references".into(),
+        });
+    }
+    let sym = |i: u32| {
+        symbols.get(i as usize).ok_or_else(|| Error::Labels {
+            series: format!("{refs:?}"),
+            message: format!("label reference {i} outside the {} symbols", symbols.len()),
+        })
+    };
+    refs.chunks(2)
+        .map(|r| {
+            Ok(Label {
+                name: sym(r[0])?.clone(),
+                value: sym(r[1])?.clone(),
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
@@ -280,6 +322,7 @@ pub(crate) fn series_of(wire: &[Label], samples: &[Sample]) -> Result<Series> {
     Ok(Series {
         labels,
         samples: samples.iter().map(|s| (s.timestamp, s.value)).collect(),
+        exemplars: Vec::new(),
     })
 }
 
@@ -305,6 +348,8 @@ pub struct Series {
     pub labels: Labels,
     /// (timestamp ms, value), as sent.
     pub samples: Vec<(i64, f64)>,
+    /// Exemplars, as sent.
+    pub exemplars: Vec<lookout_model::Exemplar>,
 }
 
 /// Decodes a snappy-compressed `prometheus.WriteRequest`, refusing bodies that would
@@ -316,8 +361,26 @@ pub fn decode_write_request(body: &[u8], limits: &Limits) -> Result<Vec<Series>>
         .map_err(|e| Error::Protobuf(e.to_string()))?;
     req.timeseries
         .iter()
-        .map(|ts| series_of(&ts.labels, &ts.samples))
+        .map(|ts| {
+            let mut s = series_of(&ts.labels, &ts.samples)?;
+            s.exemplars = ts
+                .exemplars
+                .iter()
+                .map(|e| exemplar_of(&e.labels, e.value, e.timestamp))
+                .collect();
+            Ok(s)
+        })
         .collect()
+}
+
+/// An exemplar from its wire labels; whether the store takes it (label names, length,
+/// order) is the store's to say.
+fn exemplar_of(wire: &[Label], value: f64, t: i64) -> lookout_model::Exemplar {
+    lookout_model::Exemplar {
+        labels: Labels::from_pairs(wire.iter().map(|l| (l.name.as_str(), l.value.as_str()))),
+        value,
+        t,
+    }
 }
 
 /// A series as remote write 1.0 and remote read carry it.
@@ -335,6 +398,22 @@ pub(crate) fn wire(s: &Series) -> TimeSeries {
             .samples
             .iter()
             .map(|&(timestamp, value)| Sample { value, timestamp })
+            .collect(),
+        exemplars: s
+            .exemplars
+            .iter()
+            .map(|e| Exemplar {
+                labels: e
+                    .labels
+                    .iter()
+                    .map(|l| Label {
+                        name: l.name.to_string(),
+                        value: l.value.to_string(),
+                    })
+                    .collect(),
+                value: e.value,
+                timestamp: e.t,
+            })
             .collect(),
     }
 }
@@ -372,24 +451,39 @@ fn put_timeseries(series: &[Series], out: &mut Vec<u8>) {
     fn sample_len(t: i64, v: f64) -> usize {
         (if v.to_bits() != 0 { 9 } else { 0 }) + if t != 0 { 1 + vlen(t as u64) } else { 0 }
     }
-    for s in series {
-        let mut len = 0;
-        for l in s.labels.iter() {
-            let n = str_len(&l.name) + str_len(&l.value);
-            len += 1 + vlen(n as u64) + n;
-        }
-        for &(t, v) in &s.samples {
-            let n = sample_len(t, v);
-            len += 1 + vlen(n as u64) + n;
-        }
-        out.push(0x0a);
-        encode_varint(len as u64, out);
-        for l in s.labels.iter() {
-            out.push(0x0a);
+    fn labels_len(ls: &Labels) -> usize {
+        ls.iter()
+            .map(|l| {
+                let n = str_len(&l.name) + str_len(&l.value);
+                1 + vlen(n as u64) + n
+            })
+            .sum()
+    }
+    fn put_labels(tag: u8, ls: &Labels, out: &mut Vec<u8>) {
+        for l in ls.iter() {
+            out.push(tag);
             encode_varint((str_len(&l.name) + str_len(&l.value)) as u64, out);
             put_str(0x0a, &l.name, out);
             put_str(0x12, &l.value, out);
         }
+    }
+    // `prometheus.Exemplar`: labels (1), value (2, fixed64), timestamp (3).
+    fn exemplar_len(e: &lookout_model::Exemplar) -> usize {
+        labels_len(&e.labels) + sample_len(e.t, e.value)
+    }
+    for s in series {
+        let mut len = labels_len(&s.labels);
+        for &(t, v) in &s.samples {
+            let n = sample_len(t, v);
+            len += 1 + vlen(n as u64) + n;
+        }
+        for e in &s.exemplars {
+            let n = exemplar_len(e);
+            len += 1 + vlen(n as u64) + n;
+        }
+        out.push(0x0a);
+        encode_varint(len as u64, out);
+        put_labels(0x0a, &s.labels, out);
         for &(t, v) in &s.samples {
             out.push(0x12);
             encode_varint(sample_len(t, v) as u64, out);
@@ -400,6 +494,19 @@ fn put_timeseries(series: &[Series], out: &mut Vec<u8>) {
             if t != 0 {
                 out.push(0x10);
                 encode_varint(t as u64, out);
+            }
+        }
+        for e in &s.exemplars {
+            out.push(0x1a);
+            encode_varint(exemplar_len(e) as u64, out);
+            put_labels(0x0a, &e.labels, out);
+            if e.value.to_bits() != 0 {
+                out.push(0x11);
+                out.extend_from_slice(&e.value.to_bits().to_le_bytes());
+            }
+            if e.t != 0 {
+                out.push(0x18);
+                encode_varint(e.t as u64, out);
             }
         }
     }
@@ -486,6 +593,19 @@ pub fn encode_v2_request_with(
                 .map(|&(timestamp, value)| Sample { value, timestamp })
                 .collect(),
             histograms: Vec::new(),
+            exemplars: s
+                .exemplars
+                .iter()
+                .map(|e| v2::Exemplar {
+                    labels_refs: e
+                        .labels
+                        .iter()
+                        .flat_map(|l| [sym(&l.name), sym(&l.value)])
+                        .collect(),
+                    value: e.value,
+                    timestamp: e.t,
+                })
+                .collect(),
             metadata: s
                 .labels
                 .metric_name()
@@ -569,10 +689,74 @@ mod tests {
         assert_eq!((got.series.len(), got.histograms), (0, 1));
     }
 
+    #[test]
+    fn exemplars_are_read_in_both_versions() {
+        let v1 = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: "lat_bucket".into(),
+                }],
+                samples: vec![Sample {
+                    value: 3.0,
+                    timestamp: 1000,
+                }],
+                exemplars: vec![Exemplar {
+                    labels: vec![Label {
+                        name: "trace_id".into(),
+                        value: "abc".into(),
+                    }],
+                    value: 0.25,
+                    timestamp: 900,
+                }],
+            }],
+            ..Default::default()
+        };
+        let body = snappy(&prost::Message::encode_to_vec(&v1));
+        let got = decode_write_request(&body, &Limits::default()).unwrap();
+        let want = lookout_model::Exemplar {
+            labels: Labels::from_pairs([("trace_id", "abc")]),
+            value: 0.25,
+            t: 900,
+        };
+        assert_eq!(got[0].exemplars, vec![want.clone()]);
+        let v2 = v2::Request {
+            symbols: ["", "__name__", "lat_bucket", "trace_id", "abc"]
+                .map(String::from)
+                .to_vec(),
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: vec![3, 4],
+                    value: 0.25,
+                    timestamp: 900,
+                }],
+                ..Default::default()
+            }],
+        };
+        let got = decode_v2_request(
+            &snappy(&prost::Message::encode_to_vec(&v2)),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(got.series[0].exemplars, vec![want]);
+        assert!(got.series[0].samples.is_empty());
+        // A bad reference in an exemplar is named like one in a series.
+        let mut bad = v2;
+        bad.timeseries[0].exemplars[0].labels_refs = vec![3, 40];
+        let e = decode_v2_request(
+            &snappy(&prost::Message::encode_to_vec(&bad)),
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("label reference 40"), "{e}");
+    }
+
     fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> Series {
         Series {
             labels: Labels::from_pairs(pairs.iter().copied()),
             samples: samples.to_vec(),
+            exemplars: Vec::new(),
         }
     }
 
@@ -589,6 +773,39 @@ mod tests {
         assert_eq!(got[0], sent[0]);
         assert_eq!(got[1].labels, sent[1].labels);
         assert!(got[1].samples[0].1.is_nan());
+        // Exemplars, by the hand encoder, as prost writes them; a series may carry
+        // exemplars alone. Zero values and times are left out, as proto3 does.
+        let mut with = sent[0].clone();
+        with.exemplars = vec![
+            lookout_model::Exemplar {
+                labels: Labels::from_pairs([("trace_id", "4bf9"), ("span_id", "00f0")]),
+                value: 0.5,
+                t: 1000,
+            },
+            lookout_model::Exemplar {
+                labels: Labels::empty(),
+                value: 0.0,
+                t: 0,
+            },
+        ];
+        let mut only = series(&[("__name__", "lat_bucket")], &[]);
+        only.exemplars = with.exemplars[..1].to_vec();
+        let both = vec![with, only];
+        let body = encode_write_request(&both);
+        let by_prost = WriteRequest {
+            timeseries: both.iter().map(wire).collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            snap::raw::Decoder::new().decompress_vec(&body).unwrap(),
+            prost::Message::encode_to_vec(&by_prost)
+        );
+        assert_eq!(
+            decode_write_request(&body, &Limits::default()).unwrap(),
+            both
+        );
+        let v2 = decode_v2_request(&encode_v2_request(&both), &Limits::default()).unwrap();
+        assert_eq!(v2.series, both);
     }
 
     #[test]
@@ -650,6 +867,7 @@ mod tests {
                     },
                 ],
                 samples: vec![],
+                exemplars: vec![],
             }],
             metadata: vec![],
         };

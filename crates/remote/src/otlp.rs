@@ -589,7 +589,11 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
         .into_iter()
         .map(|(labels, mut samples)| {
             samples.sort_by_key(|s| s.0);
-            Series { labels, samples }
+            Series {
+                labels,
+                samples,
+                exemplars: Vec::new(),
+            }
         })
         .collect();
     out

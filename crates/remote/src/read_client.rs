@@ -356,6 +356,14 @@ impl Querier for MergedQuerier<'_> {
         Ok(merge(local, remote))
     }
 
+    /// Exemplars are Lookout's own: remote read carries none.
+    fn select_exemplars(
+        &self,
+        matchers: &[Matcher],
+    ) -> lookout_storage::Result<Vec<lookout_storage::ExemplarSeries>> {
+        self.local.select_exemplars(matchers)
+    }
+
     fn series_labels(&self, matchers: &[Matcher]) -> lookout_storage::Result<Vec<Labels>> {
         let mut out = self.local.series_labels(matchers)?;
         out.extend(

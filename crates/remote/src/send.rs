@@ -621,6 +621,14 @@ impl Appender for FanoutAppender<'_> {
         Ok(r)
     }
 
+    fn append_exemplar(
+        &mut self,
+        labels: &Labels,
+        e: &lookout_model::Exemplar,
+    ) -> lookout_storage::Result<()> {
+        self.inner.append_exemplar(labels, e)
+    }
+
     fn commit(self: Box<Self>) -> lookout_storage::Result<()> {
         // Queued first: a crash between the two leaves the remote with samples the
         // store never acknowledged, never the other way round.
@@ -824,6 +832,7 @@ async fn send_round(
                 series.push(Series {
                     labels: l.clone(),
                     samples: Vec::new(),
+                    exemplars: Vec::new(),
                 });
                 series.len() - 1
             });
@@ -893,6 +902,7 @@ async fn send_shard(
             batch.push(Series {
                 labels: s.labels.clone(),
                 samples: std::mem::replace(&mut s.samples, rest),
+                exemplars: Vec::new(),
             });
             n += take;
             if n == per_send {

@@ -82,6 +82,29 @@ pub const SIZE_BUCKETS: [f64; 11] = [
 /// Ratio buckets: 0.1 to 1.0 by tenths.
 pub const RATIO_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
+/// The exemplar a latency observation carries: the trace (and span) it was made in, when
+/// that span is recorded (feature `tracing`), so a slow bucket leads to a slow request's
+/// trace. Encoded in OpenMetrics as `# {trace_id="…",span_id="…"} value timestamp`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    /// The trace id, 32 hex digits.
+    pub trace_id: String,
+    /// The span id, 16 hex digits.
+    pub span_id: String,
+}
+
+/// The exemplar for an observation made now, if it is made inside a recorded span.
+pub(crate) fn exemplar() -> Option<TraceExemplar> {
+    #[cfg(feature = "tracing")]
+    {
+        trace::exemplar()
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        None
+    }
+}
+
 /// A histogram with `buckets`.
 pub fn histogram(buckets: &[f64]) -> Histogram {
     Histogram::new(buckets.iter().copied())

@@ -170,6 +170,9 @@ pub fn init(opts: TracingOptions) -> Result<TracingGuard, Error> {
                 .with_threads(false)
                 .with_target(false)
                 .with_tracked_inactivity(false)
+                // Counts the recorded spans entered on this thread, so latency
+                // observations know cheaply whether they have a trace for an exemplar.
+                .and_then(SampledDepth)
                 .with_filter(RootSampler::new(opts.sampling_ratio)),
         )
         .with(
@@ -297,6 +300,35 @@ where
         }
         writeln!(w)
     }
+}
+
+thread_local! {
+    /// Recorded spans entered on this thread and not yet exited ([`SampledDepth`]).
+    static SAMPLED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A layer behind [`RootSampler`]'s filter (so it sees recorded spans only) that counts
+/// the ones entered on each thread: an observation outside any recorded span learns it
+/// with one thread-local read instead of asking OpenTelemetry for the span context.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SampledDepth;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SampledDepth {
+    fn on_enter(&self, _id: &tracing::span::Id, _cx: tracing_subscriber::layer::Context<'_, S>) {
+        SAMPLED.with(|c| c.set(c.get().saturating_add(1)));
+    }
+
+    fn on_exit(&self, _id: &tracing::span::Id, _cx: tracing_subscriber::layer::Context<'_, S>) {
+        SAMPLED.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+/// The exemplar of an observation made now: the recorded span it is made in, if any.
+pub(crate) fn exemplar() -> Option<crate::TraceExemplar> {
+    if SAMPLED.with(std::cell::Cell::get) == 0 {
+        return None;
+    }
+    current_ids().map(|(trace_id, span_id)| crate::TraceExemplar { trace_id, span_id })
 }
 
 /// The current span's trace and span ids (hex), when it is being recorded.

@@ -502,9 +502,54 @@ pub(crate) async fn query_exemplars(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    with_parsed_query(&st, q, &headers, &body, |_| ()).await?;
-    // Lookout does not store exemplars yet: the answer is an empty list.
-    Ok(ok("[]"))
+    let p = params(q, &headers, &body)?;
+    let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
+    if end < start {
+        return Err(bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    let text = p.get("query").unwrap_or("").to_string();
+    let db = Arc::clone(&st.db);
+    let found = heavy(&st, move |_| {
+        let expr = lookout_promql::parse(&text).map_err(promql_error)?;
+        let sels = lookout_promql::selectors(&expr).map_err(promql_error)?;
+        let querier = db.querier(start, end).map_err(internal)?;
+        // One entry per series, whichever selectors match it.
+        let mut all: std::collections::BTreeMap<Labels, Vec<lookout_model::Exemplar>> =
+            Default::default();
+        for m in &sels {
+            for s in querier.select_exemplars(m).map_err(internal)? {
+                all.entry(s.labels).or_insert(s.exemplars);
+            }
+        }
+        Ok(all)
+    })
+    .await?;
+    let mut data = String::from("[");
+    for (i, (series, exemplars)) in found.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        data.push_str("{\"seriesLabels\":");
+        json::labels(&mut data, series);
+        data.push_str(",\"exemplars\":[");
+        for (j, e) in exemplars.iter().enumerate() {
+            if j > 0 {
+                data.push(',');
+            }
+            data.push_str("{\"labels\":");
+            json::labels(&mut data, &e.labels);
+            data.push_str(",\"value\":");
+            json::value(&mut data, e.value);
+            data.push_str(",\"timestamp\":");
+            json::timestamp(&mut data, e.t);
+            data.push('}');
+        }
+        data.push_str("]}");
+    }
+    data.push(']');
+    Ok(ok(&data))
 }
 
 pub(crate) async fn format_query(

@@ -20,10 +20,11 @@ pub(crate) fn string(out: &mut String, s: &str) {
 /// the milliseconds are not zero, a dot and the milliseconds padded to three digits
 /// (`1700000000`, `1700000000.050`).
 pub(crate) fn timestamp(out: &mut String, t: i64) {
-    let (neg, t) = if t < 0 { (true, -t) } else { (false, t) };
-    if neg {
+    // unsigned_abs: i64::MIN has no positive counterpart.
+    if t < 0 {
         out.push('-');
     }
+    let t = t.unsigned_abs();
     out.push_str(itoa::Buffer::new().format(t / 1000));
     let frac = t % 1000;
     if frac != 0 {

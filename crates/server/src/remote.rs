@@ -38,6 +38,8 @@ struct Outcome {
     refused: usize,
     first: Option<String>,
     histograms: usize,
+    /// Exemplars stored.
+    exemplars: usize,
 }
 
 const V1: &str = "prometheus.WriteRequest";
@@ -56,6 +58,7 @@ fn store(
         refused: 0,
         first: None,
         histograms,
+        exemplars: 0,
     };
     for s in series {
         for &(t, v) in &s.samples {
@@ -65,6 +68,13 @@ fn store(
                     out.refused += 1;
                     out.first.get_or_insert_with(|| e.to_string());
                 }
+            }
+        }
+        // A refused exemplar costs only itself and is not an error of the request, as
+        // in Prometheus; the 2.0 answer counts those written.
+        for e in &s.exemplars {
+            if app.append_exemplar(&s.labels, e).is_ok() {
+                out.exemplars += 1;
             }
         }
     }
@@ -267,7 +277,10 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
         let h = resp.headers_mut();
         h.insert("x-prometheus-remote-write-samples-written", o.stored.into());
         h.insert("x-prometheus-remote-write-histograms-written", 0.into());
-        h.insert("x-prometheus-remote-write-exemplars-written", 0.into());
+        h.insert(
+            "x-prometheus-remote-write-exemplars-written",
+            o.exemplars.into(),
+        );
     }
     resp
 }
@@ -311,6 +324,7 @@ pub(crate) async fn read(State(st): State<AppState>, body: Bytes) -> Response {
                     series.push(lookout_remote::Series {
                         labels: s.labels,
                         samples: s.samples.iter().map(|x| (x.t, x.v)).collect(),
+                        exemplars: Vec::new(),
                     });
                 }
                 results.push(series);

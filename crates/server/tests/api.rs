@@ -79,6 +79,20 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         )
         .unwrap();
     }
+    for (t, trace) in [
+        (30_000, "4bf92f3577b34da6a3ce929d0e0e4736"),
+        (200_000, "00f067aa0ba902b700f067aa0ba902b7"),
+    ] {
+        app.append_exemplar(
+            &Labels::from_pairs([("__name__", "c_total"), ("job", "x")]),
+            &lookout_model::Exemplar {
+                labels: Labels::from_pairs([("trace_id", trace)]),
+                value: 1.5,
+                t,
+            },
+        )
+        .unwrap();
+    }
     app.commit().unwrap();
     AppState {
         db: Arc::new(db),
@@ -363,6 +377,28 @@ async fn status_endpoints_and_limits() {
     )
     .await;
     assert_eq!(body, r#"{"status":"success","data":[]}"#);
+    // Exemplars of every selector in the query, in range, in Prometheus's shape.
+    let (_, body) = get(
+        state(vec![]),
+        "/api/v1/query_exemplars?query=rate(c_total%5B5m%5D)%20%2B%20node_load1&start=0&end=60",
+    )
+    .await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":[{"seriesLabels":{"__name__":"c_total","job":"x"},"exemplars":[{"labels":{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"},"value":"1.5","timestamp":30}]}]}"#
+    );
+    let (s, body) = get(
+        state(vec![]),
+        "/api/v1/query_exemplars?query=c_total&start=10&end=5",
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("end timestamp must not be before start time"),
+        "{body}"
+    );
+    let (s, body) = get(state(vec![]), "/api/v1/query_exemplars?query=sum(").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     let (_, body) = get(
         state(vec![]),
         "/api/v1/format_query?query=sum(rate(x%5B5m%5D))by(job)",

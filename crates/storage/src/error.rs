@@ -65,6 +65,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The exemplar cannot be stored: its labels are invalid or too long, it is older
+    /// than the series' newest exemplar, or its series has no sample.
+    #[error("exemplar for series {series} refused: {reason}")]
+    InvalidExemplar {
+        /// The series, formatted.
+        series: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An I/O failure while reading or writing the store.
     #[error("{context}: {source}")]
     Io {

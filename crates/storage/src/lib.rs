@@ -30,7 +30,7 @@ pub use memory::MemStorage;
 
 use std::sync::Arc;
 
-use lookout_model::{FloatHistogram, Labels, Matcher, Sample};
+use lookout_model::{Exemplar, FloatHistogram, Labels, Matcher, Sample};
 
 /// A stable reference to a series within one storage instance.
 pub type SeriesRef = u64;
@@ -63,6 +63,14 @@ pub trait Appender: Send {
     ) -> Result<SeriesRef> {
         let _ = (labels, t, h);
         Err(Error::Unsupported("native histograms"))
+    }
+    /// Attaches an exemplar to the series `labels`, which must have a sample in this
+    /// batch or in the store. Stores that keep no exemplars refuse it with
+    /// [`Error::Unsupported`]; a store that keeps them drops a duplicate of the series'
+    /// newest exemplar silently and refuses an older one or invalid labels.
+    fn append_exemplar(&mut self, labels: &Labels, e: &Exemplar) -> Result<()> {
+        let _ = (labels, e);
+        Err(Error::Unsupported("exemplars"))
     }
     /// Makes every appended sample durable (per the store's sync policy) and visible.
     fn commit(self: Box<Self>) -> Result<()>;
@@ -162,6 +170,15 @@ pub struct HistogramSeries {
     pub samples: Vec<HistogramSample>,
 }
 
+/// A series' exemplars, ascending by time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its exemplars.
+    pub exemplars: Vec<Exemplar>,
+}
+
 /// Something that can be read.
 pub trait Queryable: Send + Sync {
     /// Opens a querier over `[mint, maxt]` (milliseconds, inclusive).
@@ -182,6 +199,12 @@ pub trait Querier {
         matchers: &[Matcher],
     ) -> Result<Vec<HistogramSeries>> {
         let _ = (hints, matchers);
+        Ok(Vec::new())
+    }
+    /// Exemplars in the querier's range of the series matching all `matchers`, sorted by
+    /// series labels. Stores without exemplars have none.
+    fn select_exemplars(&self, matchers: &[Matcher]) -> Result<Vec<ExemplarSeries>> {
+        let _ = matchers;
         Ok(Vec::new())
     }
     /// Label sets of the series matching all `matchers` with data in range, sorted, for

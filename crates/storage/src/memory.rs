@@ -5,11 +5,11 @@ use std::sync::RwLock;
 
 use std::sync::Arc;
 
-use lookout_model::{FloatHistogram, Labels, Matcher, Sample};
+use lookout_model::{Exemplar, FloatHistogram, Labels, Matcher, Sample};
 
 use crate::{
-    Appendable, Appender, Error, HistogramSample, HistogramSeries, Querier, Queryable, Result,
-    SelectHints, Series, SeriesRef,
+    Appendable, Appender, Error, ExemplarSeries, HistogramSample, HistogramSeries, Querier,
+    Queryable, Result, SelectHints, Series, SeriesRef,
 };
 
 /// In-memory storage: a sorted map from labels to samples. Accepts samples in any order
@@ -18,6 +18,7 @@ use crate::{
 pub struct MemStorage {
     series: RwLock<BTreeMap<Labels, Vec<Sample>>>,
     histograms: RwLock<BTreeMap<Labels, Vec<HistogramSample>>>,
+    exemplars: RwLock<BTreeMap<Labels, Vec<Exemplar>>>,
 }
 
 impl MemStorage {
@@ -30,6 +31,7 @@ impl MemStorage {
     pub fn clear(&self) {
         self.series.write().expect("lock poisoned").clear();
         self.histograms.write().expect("lock poisoned").clear();
+        self.exemplars.write().expect("lock poisoned").clear();
     }
 
     /// Number of series stored.
@@ -44,6 +46,7 @@ impl Appendable for MemStorage {
             db: self,
             pending: Vec::new(),
             pending_h: Vec::new(),
+            pending_e: Vec::new(),
         })
     }
 }
@@ -52,6 +55,7 @@ struct MemAppender<'a> {
     db: &'a MemStorage,
     pending: Vec<(Labels, Sample)>,
     pending_h: Vec<(Labels, HistogramSample)>,
+    pending_e: Vec<(Labels, Exemplar)>,
 }
 
 impl Appender for MemAppender<'_> {
@@ -88,7 +92,14 @@ impl Appender for MemAppender<'_> {
         Ok(0)
     }
 
+    /// Kept without the checks a real store makes (any series, any order).
+    fn append_exemplar(&mut self, labels: &Labels, e: &Exemplar) -> Result<()> {
+        self.pending_e.push((labels.clone(), e.clone()));
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
+        merge(&self.db.exemplars, self.pending_e, |e| e.t);
         merge(&self.db.histograms, self.pending_h, |s| s.t);
         merge(&self.db.series, self.pending, |s| s.t);
         Ok(())
@@ -194,6 +205,16 @@ impl Querier for MemQuerier<'_> {
             matchers,
             |s| s.t,
             |labels, samples| HistogramSeries { labels, samples },
+        ))
+    }
+
+    fn select_exemplars(&self, matchers: &[Matcher]) -> Result<Vec<ExemplarSeries>> {
+        Ok(self.select_from(
+            &self.db.exemplars,
+            &SelectHints::default(),
+            matchers,
+            |e| e.t,
+            |labels, exemplars| ExemplarSeries { labels, exemplars },
         ))
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use lookout_model::{Labels, Sample, now_ms};
+use lookout_model::{Exemplar, Labels, Sample, now_ms};
 use lookout_storage::{Appendable, Appender, Error, Result, SeriesRef};
 
 use crate::head::{Head, Order};
@@ -20,6 +20,7 @@ impl Appendable for Tsdb {
             new_labels: Vec::new(),
             new_index: HashMap::new(),
             newest: HashMap::new(),
+            exemplars: Vec::new(),
         })
     }
 }
@@ -42,6 +43,8 @@ struct TsdbAppender<'a> {
     new_index: HashMap<Labels, u32>,
     /// Newest timestamp per series in this batch.
     newest: HashMap<Key, i64>,
+    /// Exemplars of this batch, with their series.
+    exemplars: Vec<(Key, Labels, Exemplar)>,
 }
 
 impl TsdbAppender<'_> {
@@ -240,6 +243,50 @@ impl Appender for TsdbAppender<'_> {
         Ok(r.map_or(u64::MAX, u64::from))
     }
 
+    fn append_exemplar(&mut self, labels: &Labels, e: &Exemplar) -> Result<()> {
+        let db = self.db;
+        if db.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let refuse = |reason: String| {
+            db.metrics.exemplars_rejected.inc();
+            Err(Error::InvalidExemplar {
+                series: short(labels),
+                reason,
+            })
+        };
+        if let Some(p) = e.problem() {
+            return refuse(p);
+        }
+        let key = match db.head.read().expect("lock poisoned").get_ref(labels) {
+            Some(r) => Key::Ref(r),
+            None => match self.new_index.get(labels) {
+                Some(i) => Key::New(*i),
+                None => return refuse("the series has no sample".into()),
+            },
+        };
+        // Against this batch's newest exemplar of the series, then the stored one.
+        if let Some((_, _, last)) = self.exemplars.iter().rev().find(|(k, _, _)| *k == key) {
+            if last == e {
+                return Ok(());
+            }
+            if e.t <= last.t {
+                return refuse(format!(
+                    "out of order: timestamp {} is not after the newest exemplar's {}",
+                    e.t, last.t
+                ));
+            }
+        } else {
+            match db.exemplars.lock().expect("lock poisoned").check(labels, e) {
+                Ok(crate::exemplars::Added::Duplicate) => return Ok(()),
+                Ok(crate::exemplars::Added::Kept) => {}
+                Err(reason) => return refuse(reason),
+            }
+        }
+        self.exemplars.push((key, labels.clone(), e.clone()));
+        Ok(())
+    }
+
     /// Committers take the WAL first, so they commit one at a time in log order. The
     /// head's write lock is held twice, briefly: to create the batch's series and check
     /// its samples against the head, then to apply them; the WAL write and its fsync
@@ -247,7 +294,7 @@ impl Appender for TsdbAppender<'_> {
     /// other commit can run between the check and the apply (the WAL lock is held), so the
     /// check still holds; a block cut in between only raises `min_valid`, re-checked.
     fn commit(self: Box<Self>) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.exemplars.is_empty() {
             return Ok(());
         }
         let db = self.db;
@@ -312,6 +359,20 @@ impl Appender for TsdbAppender<'_> {
                     }
                 }
             }
+            if !self.exemplars.is_empty() {
+                recs.push(Record::Exemplars(
+                    self.exemplars
+                        .iter()
+                        .map(|(key, _, e)| {
+                            let r = match key {
+                                Key::Ref(r) => *r,
+                                Key::New(i) => new_refs[*i as usize],
+                            };
+                            (u64::from(r), e.clone())
+                        })
+                        .collect(),
+                ));
+            }
             recs.push(Record::Samples(batch));
         }
         let mut res = wal.append(&recs);
@@ -333,6 +394,18 @@ impl Appender for TsdbAppender<'_> {
         let Some(Record::Samples(batch)) = recs.pop() else {
             unreachable!("pushed above")
         };
+        if !self.exemplars.is_empty() {
+            // Under the WAL lock, so a checkpoint sees them exactly when it sees the
+            // segment that logged them.
+            let mut ring = db.exemplars.lock().expect("lock poisoned");
+            for (_, series, e) in &self.exemplars {
+                match ring.add(series, e.clone()) {
+                    Ok(_) => db.metrics.exemplars_appended.inc(),
+                    Err(_) => db.metrics.exemplars_rejected.inc(),
+                };
+            }
+            db.metrics.exemplars.set(ring.len() as i64);
+        }
         let mut head = db.head.write().expect("lock poisoned");
         drop(wal);
         let min_valid = db.min_valid.load(Ordering::Acquire);

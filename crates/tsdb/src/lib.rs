@@ -12,6 +12,8 @@
 //!   to an immutable block and dropped from the head and the WAL. Adjacent blocks are
 //!   compacted into larger ones (2 h → 12 h → 3 d); blocks past retention are deleted whole.
 //! - Queries merge blocks and head transparently.
+//! - **Exemplars** (`exemplars`): a bounded ring beside the head, logged in the WAL and
+//!   its checkpoints.
 //!
 //! The code is split as Prometheus's tsdb is: `options` (what a database is opened
 //! with), `appender` (checks, then WAL before head), `querier` (blocks and head merged),
@@ -38,6 +40,7 @@ mod bits;
 mod block;
 mod block_index;
 mod chunk;
+mod exemplars;
 mod head;
 mod import;
 mod maintain;
@@ -124,6 +127,8 @@ struct Inner {
     /// were created, and another appender may already refer to them): the next commit
     /// touching one logs it first. Only used with the WAL lock held.
     unlogged: Mutex<HashSet<u32>>,
+    /// Exemplars; taken after the WAL lock (and after the head's, when both are held).
+    exemplars: Mutex<exemplars::Exemplars>,
     _lock: File,
 }
 
@@ -208,6 +213,7 @@ impl Tsdb {
         let wal_dir = dir.join("wal");
         let started = std::time::Instant::now();
         let mut replayed = 0u64;
+        let mut ring = exemplars::Exemplars::new(opts.max_exemplars);
         let (wal, replay) = Wal::open(&wal_dir, opts.wal_segment_size, |rec| match rec {
             Record::Series { sref, labels } => {
                 if sref as u32 >= head.next_ref() {
@@ -232,6 +238,15 @@ impl Tsdb {
                 }
             }
             Record::Delete { sref, mint, maxt } => head.delete_range(sref as u32, mint, maxt),
+            Record::Exemplars(es) => {
+                for (r, e) in es {
+                    if let Some(series) = head.labels_of(r as u32) {
+                        // A repeat (the checkpoint and a later segment both hold it) or
+                        // an older one is dropped, as when it was appended.
+                        let _ = ring.add(&series, e);
+                    }
+                }
+            }
         })
         .map_err(io_err(format!("opening WAL in {}", wal_dir.display())))?;
         if replay.truncated_bytes > 0 {
@@ -259,6 +274,7 @@ impl Tsdb {
         metrics.head_series.set(head.num_series() as i64);
         metrics.wal_bytes.set(wal.size() as i64);
         metrics.set_blocks(&blocks);
+        metrics.exemplars.set(ring.len() as i64);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             opts: opts.clone(),
@@ -275,6 +291,7 @@ impl Tsdb {
             wal_damage: replay.damaged,
             unlogged: Mutex::new(HashSet::new()),
             bad_chunks: Mutex::new(BTreeMap::new()),
+            exemplars: Mutex::new(ring),
             _lock: lock,
         });
         let mut threads = Vec::new();

@@ -139,6 +139,15 @@ impl Inner {
                     ));
                 }
             }
+            // Exemplars of the series the head still has (the others are not replayed).
+            let ring = self.exemplars.lock().expect("lock poisoned");
+            let kept: Vec<(u64, lookout_model::Exemplar)> = ring
+                .iter()
+                .filter_map(|(series, e)| Some((u64::from(head.get_ref(series)?), e.clone())))
+                .collect();
+            if !kept.is_empty() {
+                recs.push(Record::Exemplars(kept));
+            }
             (done, recs)
         };
         let dir = self.wal.lock().expect("lock poisoned").dir().to_path_buf();

@@ -22,6 +22,9 @@ pub(crate) struct TsdbMetrics {
     pub(crate) blocks_skipped: Gauge,
     pub(crate) head_symbols: Gauge,
     pub(crate) chunk_read_errors: Counter,
+    pub(crate) exemplars: Gauge,
+    pub(crate) exemplars_appended: Counter,
+    pub(crate) exemplars_rejected: Counter,
 }
 
 impl TsdbMetrics {
@@ -42,9 +45,27 @@ impl TsdbMetrics {
             blocks_skipped: Gauge::default(),
             head_symbols: Gauge::default(),
             chunk_read_errors: Counter::default(),
+            exemplars: Gauge::default(),
+            exemplars_appended: Counter::default(),
+            exemplars_rejected: Counter::default(),
         };
         let reg = reg.sub_registry_with_prefix("lookout_tsdb");
         reg.register("head_series", "Series in the head", m.head_series.clone());
+        reg.register(
+            "exemplars_in_storage",
+            "Exemplars kept",
+            m.exemplars.clone(),
+        );
+        reg.register(
+            "exemplars_appended",
+            "Exemplars stored",
+            m.exemplars_appended.clone(),
+        );
+        reg.register(
+            "exemplars_rejected",
+            "Exemplars refused: out of order, invalid labels, or no such series",
+            m.exemplars_rejected.clone(),
+        );
         reg.register(
             "head_symbols",
             "Distinct label strings the head's series use",

@@ -66,6 +66,9 @@ pub struct Options {
     /// How often the background thread cuts blocks, compacts and applies retention
     /// (`None`: only when [`Tsdb::maintain`] is called).
     pub maintenance_interval: Option<Duration>,
+    /// Most exemplars kept (default 100,000, as Prometheus's
+    /// `storage.exemplars.max_exemplars`); the oldest go first; 0 keeps none.
+    pub max_exemplars: usize,
 }
 
 impl Default for Options {
@@ -80,6 +83,7 @@ impl Default for Options {
             limits: Limits::default(),
             wal_segment_size: 32 << 20,
             maintenance_interval: Some(Duration::from_secs(60)),
+            max_exemplars: 100_000,
         }
     }
 }

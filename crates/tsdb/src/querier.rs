@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use lookout_model::{Labels, Matcher, Sample};
-use lookout_storage::{Error, Querier, Queryable, Result, SelectHints, Series};
+use lookout_storage::{Error, ExemplarSeries, Querier, Queryable, Result, SelectHints, Series};
 
 use crate::block::{Block, PageCache};
 use crate::head::{self, Head};
@@ -38,6 +38,15 @@ struct TsdbQuerier<'a> {
 }
 
 impl Querier for TsdbQuerier<'_> {
+    fn select_exemplars(&self, matchers: &[Matcher]) -> Result<Vec<ExemplarSeries>> {
+        Ok(self
+            .db
+            .exemplars
+            .lock()
+            .expect("lock poisoned")
+            .select(self.mint, self.maxt, matchers))
+    }
+
     fn select(&self, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {
         if matchers.is_empty() {
             return Ok(Vec::new());

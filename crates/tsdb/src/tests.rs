@@ -381,3 +381,101 @@ fn native_histograms_are_refused_by_name() {
     );
     app.rollback();
 }
+
+fn exemplar(t: i64, trace: &str) -> lookout_model::Exemplar {
+    lookout_model::Exemplar {
+        labels: Labels::from_pairs([("trace_id", trace)]),
+        value: 0.25,
+        t,
+    }
+}
+
+fn exemplars_of(db: &Tsdb, mint: i64, maxt: i64) -> Vec<(Labels, Vec<i64>)> {
+    db.querier(mint, maxt)
+        .unwrap()
+        .select_exemplars(&[Matcher::equal("__name__", "up")])
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.labels, s.exemplars.iter().map(|e| e.t).collect()))
+        .collect()
+}
+
+#[test]
+fn exemplars_are_kept_checked_and_survive_replay_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut app = db.appender();
+    // A series new in this batch takes an exemplar; one with no sample does not.
+    app.append(&up("a"), 1000, 1.0).unwrap();
+    app.append_exemplar(&up("a"), &exemplar(900, "x")).unwrap();
+    // The same again is nothing; an older one is refused by name.
+    app.append_exemplar(&up("a"), &exemplar(900, "x")).unwrap();
+    let e = app
+        .append_exemplar(&up("a"), &exemplar(800, "y"))
+        .unwrap_err();
+    assert!(e.to_string().contains("out of order"), "{e}");
+    let e = app
+        .append_exemplar(&up("b"), &exemplar(900, "x"))
+        .unwrap_err();
+    assert!(e.to_string().contains("no sample"), "{e}");
+    let long = lookout_model::Exemplar {
+        labels: Labels::from_pairs([("trace_id", "x".repeat(200))]),
+        ..exemplar(950, "z")
+    };
+    assert!(app.append_exemplar(&up("a"), &long).is_err());
+    app.commit().unwrap();
+    // Later batches: against the stored newest.
+    let mut app = db.appender();
+    app.append(&up("b"), 2000, 1.0).unwrap();
+    app.append_exemplar(&up("b"), &exemplar(2000, "w")).unwrap();
+    assert!(app.append_exemplar(&up("a"), &exemplar(900, "q")).is_err());
+    app.append_exemplar(&up("a"), &exemplar(1500, "v")).unwrap();
+    app.commit().unwrap();
+    let want = vec![(up("a"), vec![900, 1500]), (up("b"), vec![2000])];
+    assert_eq!(exemplars_of(&db, 0, 3000), want);
+    assert_eq!(exemplars_of(&db, 1000, 1999), vec![(up("a"), vec![1500])]);
+    // Replayed from the WAL.
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(exemplars_of(&db, 0, 3000), want);
+    // Kept through a checkpoint (older segments deleted), then replayed from it.
+    db.inner.checkpoint().unwrap();
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(exemplars_of(&db, 0, 3000), want);
+    // A repeat after the replay is still a repeat.
+    let mut app = db.appender();
+    app.append_exemplar(&up("a"), &exemplar(1500, "v")).unwrap();
+    assert!(app.append_exemplar(&up("a"), &exemplar(1400, "v")).is_err());
+    app.commit().unwrap();
+    assert_eq!(exemplars_of(&db, 0, 3000), want);
+    db.close().unwrap();
+}
+
+#[test]
+fn the_exemplar_ring_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(
+        dir.path(),
+        Options {
+            max_exemplars: 2,
+            ..opts()
+        },
+        &mut Registry::default(),
+    )
+    .unwrap();
+    let mut app = db.appender();
+    for t in 1..=5 {
+        app.append(&up("a"), t * 1000, 1.0).unwrap();
+        app.append_exemplar(&up("a"), &exemplar(t * 1000, "x"))
+            .unwrap();
+    }
+    app.commit().unwrap();
+    assert_eq!(
+        exemplars_of(&db, 0, 9000),
+        vec![(up("a"), vec![4000, 5000])]
+    );
+    db.close().unwrap();
+}

@@ -18,6 +18,9 @@
 //! - `2` samples: u32 count, per sample u64 ref, i64 timestamp (ms), u64 value bits.
 //! - `3` chunk (checkpoints only): u64 ref, then one sealed chunk (see `chunk`).
 //! - `4` deletion: u64 ref, i64 min time, i64 max time.
+//! - `5` exemplars: u32 count, per exemplar u64 ref, i64 timestamp (ms), u64 value bits,
+//!   u16 label count, per label u16 name length + name, u16 value length + value.
+//!   A build from before exemplars skips these records as damage and keeps the rest.
 //!
 //! # Recovery
 //!
@@ -56,11 +59,15 @@ const REC_SERIES: u8 = 1;
 const REC_SAMPLES: u8 = 2;
 const REC_CHUNK: u8 = 3;
 const REC_DELETE: u8 = 4;
+const REC_EXEMPLARS: u8 = 5;
 /// Largest payload a record may declare; anything bigger is corruption.
 const MAX_RECORD: u32 = 256 << 20;
 /// Most samples written in one record (24 MiB of payload), far under [`MAX_RECORD`];
 /// larger batches are split.
 pub(crate) const MAX_SAMPLES_PER_RECORD: usize = 1 << 20;
+/// Most exemplars written in one record (at most about 54 MiB: an exemplar's labels
+/// are bounded), far under [`MAX_RECORD`]; larger batches are split.
+const MAX_EXEMPLARS_PER_RECORD: usize = 100_000;
 /// Most labels a series record holds (its count is a u16).
 pub(crate) const MAX_LABELS: usize = u16::MAX as usize;
 /// Longest label name a series record holds (its length is a u16).
@@ -85,6 +92,8 @@ pub(crate) enum Record {
     },
     /// Samples of a series in `[mint, maxt]` were deleted.
     Delete { sref: u64, mint: i64, maxt: i64 },
+    /// Exemplars `(ref, exemplar)`.
+    Exemplars(Vec<(u64, lookout_model::Exemplar)>),
 }
 
 fn encode(rec: &Record, buf: &mut Vec<u8>) {
@@ -120,6 +129,24 @@ fn encode(rec: &Record, buf: &mut Vec<u8>) {
             buf.extend_from_slice(&mint.to_le_bytes());
             buf.extend_from_slice(&maxt.to_le_bytes());
         }
+        Record::Exemplars(es) => {
+            // Exemplar labels are bounded (128 characters together), so u16 lengths hold
+            // them; the appender checks before they get here.
+            buf.push(REC_EXEMPLARS);
+            buf.extend_from_slice(&(es.len() as u32).to_le_bytes());
+            for (r, e) in es {
+                buf.extend_from_slice(&r.to_le_bytes());
+                buf.extend_from_slice(&e.t.to_le_bytes());
+                buf.extend_from_slice(&e.value.to_bits().to_le_bytes());
+                buf.extend_from_slice(&(e.labels.len() as u16).to_le_bytes());
+                for l in &e.labels {
+                    for part in [&l.name, &l.value] {
+                        buf.extend_from_slice(&(part.len() as u16).to_le_bytes());
+                        buf.extend_from_slice(part.as_bytes());
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -130,6 +157,14 @@ fn frame(rec: &Record, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
     {
         for part in s.chunks(MAX_SAMPLES_PER_RECORD) {
             frame(&Record::Samples(part.to_vec()), scratch, out);
+        }
+        return;
+    }
+    if let Record::Exemplars(e) = rec
+        && e.len() > MAX_EXEMPLARS_PER_RECORD
+    {
+        for part in e.chunks(MAX_EXEMPLARS_PER_RECORD) {
+            frame(&Record::Exemplars(part.to_vec()), scratch, out);
         }
         return;
     }
@@ -209,6 +244,36 @@ fn decode(payload: &[u8]) -> Option<Record> {
             let sref = c.u64()?;
             let data = std::mem::take(&mut c.0).into();
             Record::Chunk { sref, data }
+        }
+        REC_EXEMPLARS => {
+            let n = c.u32()? as usize;
+            // Each exemplar takes at least 26 bytes: a count past that is damage.
+            if n.checked_mul(26)? > c.0.len() {
+                return None;
+            }
+            let mut es = Vec::with_capacity(n);
+            for _ in 0..n {
+                let r = c.u64()?;
+                let t = c.u64()? as i64;
+                let value = f64::from_bits(c.u64()?);
+                let k = c.u16()? as usize;
+                let mut pairs = Vec::with_capacity(k.min(64));
+                for _ in 0..k {
+                    let nl = c.u16()? as usize;
+                    let name = c.string(nl)?;
+                    let vl = c.u16()? as usize;
+                    pairs.push((name, c.string(vl)?));
+                }
+                es.push((
+                    r,
+                    lookout_model::Exemplar {
+                        labels: Labels::from_pairs(pairs),
+                        value,
+                        t,
+                    },
+                ));
+            }
+            Record::Exemplars(es)
         }
         REC_DELETE => Record::Delete {
             sref: c.u64()?,
@@ -662,6 +727,24 @@ mod tests {
                 mint: 0,
                 maxt: 5,
             },
+            Record::Exemplars(vec![
+                (
+                    1,
+                    lookout_model::Exemplar {
+                        labels: Labels::from_pairs([("trace_id", "4bf9"), ("span_id", "é")]),
+                        value: 0.25,
+                        t: -3,
+                    },
+                ),
+                (
+                    1,
+                    lookout_model::Exemplar {
+                        labels: Labels::empty(),
+                        value: f64::INFINITY,
+                        t: 9,
+                    },
+                ),
+            ]),
         ];
         {
             let (mut w, _) = Wal::open(dir.path(), 100, |_| {}).unwrap();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use lookout_expfmt::{ACCEPT_HEADER, format_for_content_type};
 use lookout_model::relabel::process;
 pub use lookout_model::status::{Target, TargetStatus};
-use lookout_model::{Labels, METRIC_NAME_LABEL, now_ms};
+use lookout_model::{Exemplar, Labels, METRIC_NAME_LABEL, now_ms};
 use lookout_storage::Appendable;
 use tokio::sync::watch;
 
@@ -419,12 +419,13 @@ async fn scrape_loop(
         let t = now_ms();
         let result = scrape_once(&job, &target, t).await;
         let elapsed = started.elapsed();
-        let (samples, scraped, error) = match result {
-            Ok((s, n)) => (s, n, None),
-            Err(e) => (Vec::new(), 0, Some(e)),
+        let (samples, exemplars, scraped, error) = match result {
+            Ok(s) => (s.samples, s.exemplars, s.exposed, None),
+            Err(e) => (Vec::new(), Vec::new(), 0, Some(e)),
         };
         let run = Run {
             samples,
+            exemplars,
             scraped,
             up: error.is_none(),
             duration: elapsed,
@@ -456,10 +457,18 @@ async fn scrape_loop(
     pipeline.end(&*db, now_ms());
 }
 
-type Scraped = (Vec<(Labels, i64, f64)>, usize);
+/// What one scrape gave.
+struct Scraped {
+    /// Samples to store (labels, timestamp, value).
+    samples: Vec<(Labels, i64, f64)>,
+    /// Exemplars, by the index of their sample.
+    exemplars: Vec<(usize, Exemplar)>,
+    /// Samples the target exposed.
+    exposed: usize,
+}
 
-/// One scrape: the samples to store (labels, timestamp, value) and how many the target
-/// exposed; an error names what failed.
+/// One scrape: the samples to store and how many the target exposed; an error names
+/// what failed.
 async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, String> {
     let cfg = &job.cfg;
     let mut req = job
@@ -506,6 +515,7 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
         lookout_expfmt::parse(&body, format).map_err(|e| format!("parsing the response: {e}"))?;
     let scraped = exp.samples.len();
     let mut out = Vec::with_capacity(scraped);
+    let mut exemplars = Vec::new();
     for s in exp.samples {
         let mut pairs: BTreeMap<String, String> = BTreeMap::new();
         pairs.insert(METRIC_NAME_LABEL.into(), s.name.to_string());
@@ -539,6 +549,17 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
             Some(ts) if cfg.honor_timestamps => ts,
             _ => t,
         };
+        if let Some(e) = s.exemplar {
+            // Without its own timestamp, an exemplar is taken at the scrape's.
+            exemplars.push((
+                out.len(),
+                Exemplar {
+                    labels: Labels::from_pairs(e.labels),
+                    value: e.value,
+                    t: e.timestamp_ms.unwrap_or(t),
+                },
+            ));
+        }
         out.push((ls, ts, s.value));
         if cfg.sample_limit > 0 && out.len() > cfg.sample_limit {
             return Err(format!(
@@ -547,7 +568,11 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
             ));
         }
     }
-    Ok((out, scraped))
+    Ok(Scraped {
+        samples: out,
+        exemplars,
+        exposed: scraped,
+    })
 }
 
 fn check_label_limits(cfg: &ScrapeConfig, ls: &Labels) -> Result<(), String> {

@@ -17,7 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::{HistFamily, Pairs, handle, latency_family, pairs};
+use super::{HistFamily, LatencyHistogram, Pairs, handle, latency_family, observe_latency, pairs};
 use crate::{Metrics, RATIO_BUCKETS};
 
 /// A B+tree operation.
@@ -49,7 +49,7 @@ impl BTreeOp {
 /// The B+tree metric set of one tree.
 #[derive(Debug, Clone)]
 pub struct BTreeMetrics {
-    ops: [(Counter, Histogram); 4],
+    ops: [(Counter, LatencyHistogram); 4],
     depth: Histogram,
     splits: Counter,
     merges: Counter,
@@ -135,7 +135,7 @@ impl BTreeMetrics {
     pub fn record(&self, op: BTreeOp, seconds: f64, depth: u32) {
         let (count, duration) = &self.ops[op as usize];
         count.inc();
-        duration.observe(seconds);
+        observe_latency(duration, seconds);
         self.depth.observe(f64::from(depth));
     }
 

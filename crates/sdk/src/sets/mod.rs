@@ -18,6 +18,7 @@ pub use process::{ProcessCollector, RuntimeCollector};
 pub use raft::{RaftMetrics, RaftRole};
 pub use storage::StorageMetrics;
 
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
@@ -38,9 +39,24 @@ where
     f.get_or_create(&pairs(l)).clone()
 }
 
-/// A family of latency histograms ([`crate::LATENCY_BUCKETS`]).
-pub(crate) fn latency_family() -> HistFamily {
-    Family::new_with_constructor(|| crate::histogram(&crate::LATENCY_BUCKETS))
+/// A latency histogram whose observations inside a recorded span keep that trace as
+/// the bucket's exemplar ([`crate::TraceExemplar`]).
+pub(crate) type LatencyHistogram = HistogramWithExemplars<crate::TraceExemplar>;
+
+/// A family of [`LatencyHistogram`]s sharing one bucket layout.
+pub(crate) type LatencyFamily = Family<Pairs, LatencyHistogram, fn() -> LatencyHistogram>;
+
+/// A family of latency histograms ([`crate::LATENCY_BUCKETS`]) with exemplars.
+pub(crate) fn latency_family() -> LatencyFamily {
+    Family::new_with_constructor(|| LatencyHistogram::new(crate::LATENCY_BUCKETS.iter().copied()))
+}
+
+/// Observes `seconds` in `h`, with the current recorded span's trace as the exemplar.
+pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: f64) {
+    match crate::exemplar() {
+        Some(e) => h.observe(seconds, Some(e), Some(std::time::SystemTime::now())),
+        None => h.observe(seconds, None, None),
+    }
 }
 
 /// A family of size histograms ([`crate::SIZE_BUCKETS`]).

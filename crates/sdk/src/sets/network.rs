@@ -18,9 +18,10 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
-use super::{HistFamily, Pairs, handle, latency_family, pairs};
+use super::{
+    LatencyFamily, LatencyHistogram, Pairs, handle, latency_family, observe_latency, pairs,
+};
 use crate::Metrics;
 
 /// gRPC's status codes, in their numeric order, as go-grpc-prometheus names them.
@@ -48,7 +49,7 @@ pub const GRPC_CODES: [&str; 17] = [
 struct GrpcSide {
     started: Family<Pairs, Counter>,
     handled: Family<Pairs, Counter>,
-    seconds: HistFamily,
+    seconds: LatencyFamily,
 }
 
 impl GrpcSide {
@@ -101,7 +102,7 @@ impl GrpcSide {
 pub struct GrpcCall {
     started: Counter,
     handled: [Counter; 17],
-    seconds: Histogram,
+    seconds: LatencyHistogram,
 }
 
 impl GrpcCall {
@@ -113,14 +114,14 @@ impl GrpcCall {
     /// A call finished with status `code` (0 = OK … 16 = Unauthenticated) after `seconds`.
     pub fn handled(&self, code: u8, seconds: f64) {
         self.handled[usize::from(code.min(16))].inc();
-        self.seconds.observe(seconds);
+        observe_latency(&self.seconds, seconds);
     }
 }
 
 /// One HTTP route's series.
 #[derive(Debug, Clone)]
 pub struct HttpCall {
-    family: HistFamily,
+    family: LatencyFamily,
     base: Pairs,
 }
 
@@ -129,7 +130,7 @@ impl HttpCall {
     pub fn record(&self, status: u16, seconds: f64) {
         let mut l = self.base.clone();
         l.push(("http_response_status_code".into(), status.to_string()));
-        self.family.get_or_create(&l).observe(seconds);
+        observe_latency(&self.family.get_or_create(&l), seconds);
     }
 }
 
@@ -138,8 +139,8 @@ impl HttpCall {
 pub struct NetworkMetrics {
     server: GrpcSide,
     client: GrpcSide,
-    http_server: HistFamily,
-    http_client: HistFamily,
+    http_server: LatencyFamily,
+    http_client: LatencyFamily,
     inbound: Gauge,
     outbound: Gauge,
     received: Counter,

@@ -18,7 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::{handle, latency_family, size_family};
+use super::{LatencyHistogram, handle, latency_family, observe_latency, size_family};
 use crate::{LATENCY_BUCKETS, Metrics};
 
 /// The page cache and storage metric set.
@@ -36,8 +36,8 @@ pub struct StorageMetrics {
     flush_seconds: Histogram,
     fsyncs: Counter,
     fsync_seconds: Histogram,
-    io_read: Histogram,
-    io_write: Histogram,
+    io_read: LatencyHistogram,
+    io_write: LatencyHistogram,
     compactions: Counter,
     compaction_bytes: Counter,
     compaction_seconds: Histogram,
@@ -117,13 +117,13 @@ impl StorageMetrics {
     /// A page read from disk, with how long the read took.
     pub fn page_read(&self, seconds: f64) {
         self.page_reads.inc();
-        self.io_read.observe(seconds);
+        observe_latency(&self.io_read, seconds);
     }
 
     /// A page written to disk, with how long the write took.
     pub fn page_write(&self, seconds: f64) {
         self.page_writes.inc();
-        self.io_write.observe(seconds);
+        observe_latency(&self.io_write, seconds);
     }
 
     /// A page cache hit.

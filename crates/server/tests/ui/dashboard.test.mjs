@@ -10,7 +10,7 @@ import { applyRegex, chooseCurrent, customOptions, interpolate, parseVariableQue
 import { formatUnit } from "../../ui/dash/units.mjs";
 import { display, fieldConfigFor, reduce, seriesName, thresholdColor } from "../../ui/dash/fields.mjs";
 import { compact, visiblePanels } from "../../ui/dash/layout.mjs";
-import { QueryRunner, builtinsFor, panelRequests, toSeries } from "../../ui/dash/queries.mjs";
+import { QueryRunner, builtinsFor, exemplarRequests, panelRequests, toExemplars, toSeries } from "../../ui/dash/queries.mjs";
 import { renderMarkdown } from "../../ui/dash/markdown.mjs";
 import { modernize } from "../../ui/dash/panels/index.mjs";
 import { align, stack } from "../../ui/dash/panels/timeseries.mjs";
@@ -239,4 +239,26 @@ test("queries of different metrics join on their other labels", () => {
   assert.deepEqual(t.columns, ["Time", "rel", "Value #A", "Value #B"]);
   assert.deepEqual(t.rows, [[1, "t", 5, 7]]);
   assert.deepEqual(tableOf([a], "lastNotNull").columns, ["Time", "__name__", "rel", "Value"]);
+});
+
+test("targets asking for exemplars get them over the same range, as trace links", () => {
+  const panel = { type: "timeseries", targets: [
+    { refId: "A", expr: "histogram_quantile(0.99, rate(lat_bucket[5m]))", exemplar: true },
+    { refId: "B", expr: "rate(x[5m])" },
+    { refId: "C", expr: "y", exemplar: true, instant: true },
+  ] };
+  const reqs = panelRequests(panel, {}, { from: 0, to: 3600e3 }, 1000, 15e3);
+  const ex = exemplarRequests(reqs);
+  assert.equal(ex.length, 1, "only range targets with exemplar: true");
+  assert.equal(ex[0].path, "/api/v1/query_exemplars");
+  assert.deepEqual(ex[0].params, { query: reqs[0].params.query, start: reqs[0].params.start, end: reqs[0].params.end });
+  const points = toExemplars([
+    { seriesLabels: { __name__: "lat_bucket", le: "0.1" }, exemplars: [
+      { labels: { trace_id: "abc", span_id: "d" }, value: "0.05", timestamp: 10.5 },
+      { labels: {}, value: "NaN", timestamp: 11 },
+      { labels: { traceID: "def" }, value: "0.07", timestamp: 12 },
+    ] },
+  ]);
+  assert.deepEqual(points.map((p) => [p.t, p.value, p.traceId]), [[10.5, 0.05, "abc"], [12, 0.07, "def"]]);
+  assert.deepEqual(toExemplars(null), []);
 });

@@ -6,7 +6,7 @@
 
 import { describeRange, parseDuration, parseTime } from "./time.mjs";
 import { chooseCurrent, interpolate, referencedNames, resolveOptions, queryText } from "./vars.mjs";
-import { QueryRunner, panelRequests, toSeries } from "./queries.mjs";
+import { QueryRunner, exemplarRequests, panelRequests, toExemplars, toSeries } from "./queries.mjs";
 import { compact, visiblePanels } from "./layout.mjs";
 import { RENDERERS, modernize } from "./panels/index.mjs";
 import { apiData, el, whoami } from "../common.mjs";
@@ -173,7 +173,9 @@ async function drawPanel(cell, runner, r) {
     const names = varsMap();
     const reqs = panel.type === "text" ? [] : panelRequests(panel, names, r, width, S.scrapeMs);
     const results = await Promise.all(reqs.map((q) => runner.run(q).then((d) => toSeries(d, q))));
-    const ctx = { width, height, range: r, interpolate: (t) => interpolate(t, names, timeBuiltins(r)), onZoom: (f, t) => setRange(String(f), String(t)) };
+    // Exemplars are extra: a failed request draws the panel without them.
+    const exemplars = await Promise.all(exemplarRequests(reqs).map((q) => runner.run(q).then(toExemplars, () => [])));
+    const ctx = { width, height, range: r, exemplars: exemplars.flat(), interpolate: (t) => interpolate(t, names, timeBuiltins(r)), onZoom: (f, t) => setRange(String(f), String(t)) };
     cell.root.dataset.panelState = renderer.render(body, panel, results.flat(), ctx) || "ok";
   } catch (e) {
     cell.root.dataset.panelState = "error";

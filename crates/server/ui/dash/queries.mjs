@@ -111,3 +111,31 @@ export function toSeries(data, req) {
     values: r.points.map((p) => parseFloat(p[1])),
   }));
 }
+
+// The exemplar requests of a panel's requests: one per range query whose target asks
+// for exemplars (`exemplar: true`, Grafana's switch), over the same range.
+export function exemplarRequests(reqs) {
+  return reqs
+    .filter((q) => q.target.exemplar === true && q.path === "/api/v1/query_range")
+    .map((q) => ({
+      target: q.target,
+      refId: q.refId,
+      path: "/api/v1/query_exemplars",
+      params: { query: q.params.query, start: q.params.start, end: q.params.end },
+      expr: q.expr,
+    }));
+}
+
+// An exemplar answer as points: time (s), value, the exemplar's labels, its trace id.
+export function toExemplars(data) {
+  const out = [];
+  for (const s of Array.isArray(data) ? data : []) {
+    for (const e of s.exemplars || []) {
+      const labels = e.labels || {};
+      const value = parseFloat(e.value);
+      if (!Number.isFinite(value) || !Number.isFinite(e.timestamp)) continue;
+      out.push({ t: e.timestamp, value, labels, series: s.seriesLabels || {}, traceId: labels.trace_id || labels.traceID || labels.traceId || "" });
+    }
+  }
+  return out;
+}

@@ -61,6 +61,39 @@ function legendRow(table, cells, swatch) {
   return tr;
 }
 
+// Exemplars as small diamonds over the chart, each a link to its trace (or a title with
+// its labels when it names none); kept in place when the chart is redrawn.
+function drawExemplars(u, exemplars) {
+  if (!exemplars.length) return;
+  const layer = document.createElement("div");
+  layer.className = "exemplars";
+  // Beside uPlot's plotting area, in the same positioned box.
+  u.over.parentNode.appendChild(layer);
+  const place = () => {
+    layer.replaceChildren();
+    const over = u.over;
+    layer.style.left = over.offsetLeft + "px";
+    layer.style.top = over.offsetTop + "px";
+    for (const e of exemplars) {
+      const x = u.valToPos(e.t, "x");
+      const y = u.valToPos(e.value, "y");
+      if (!(x >= 0 && x <= over.clientWidth && y >= 0 && y <= over.clientHeight)) continue;
+      const a = document.createElement(e.traceId ? "a" : "span");
+      a.className = "exemplar";
+      if (e.traceId) a.href = "/trace/" + encodeURIComponent(e.traceId);
+      a.title = Object.entries(e.labels).map(([k, v]) => `${k}=${v}`).join("\n") + `\nvalue ${e.value}\n${new Date(e.t * 1000).toLocaleString()}`;
+      a.dataset.traceId = e.traceId;
+      a.dataset.value = String(e.value);
+      a.dataset.t = String(e.t);
+      a.style.left = x + "px";
+      a.style.top = y + "px";
+      layer.appendChild(a);
+    }
+  };
+  place();
+  u.hooks.draw = (u.hooks.draw || []).concat([place]);
+}
+
 export function render(el, panel, series, ctx) {
   el.innerHTML = "";
   if (!series.length) return "nodata";
@@ -157,6 +190,7 @@ export function render(el, panel, series, ctx) {
     },
   }, [xs, ...out], chart);
   ctx.uplot = u;
+  drawExemplars(u, ctx.exemplars || []);
   if (legendEl) el.appendChild(legendEl);
   return xs.length ? "ok" : "nodata";
 }
