@@ -855,6 +855,25 @@ pub struct StorageConfig {
     pub max_label_name_length: usize,
     /// Longest label value in bytes (default 16384).
     pub max_label_value_length: usize,
+    /// Exemplars, as Prometheus's `storage.exemplars`.
+    pub exemplars: ExemplarsConfig,
+}
+
+/// `storage.exemplars:` settings (Prometheus's section).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExemplarsConfig {
+    /// Most exemplars kept in memory (and the WAL), the oldest going first (default
+    /// 100000; 0 keeps none). Each takes about 100 bytes plus its labels.
+    pub max_exemplars: usize,
+}
+
+impl Default for ExemplarsConfig {
+    fn default() -> Self {
+        Self {
+            max_exemplars: 100_000,
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -872,6 +891,7 @@ impl Default for StorageConfig {
             max_labels_per_series: 128,
             max_label_name_length: 1024,
             max_label_value_length: 16 * 1024,
+            exemplars: ExemplarsConfig::default(),
         }
     }
 }

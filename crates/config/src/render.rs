@@ -113,6 +113,12 @@ struct RenderedStorage<'a> {
     max_labels_per_series: usize,
     max_label_name_length: usize,
     max_label_value_length: usize,
+    exemplars: RenderedExemplars,
+}
+
+#[derive(Serialize)]
+struct RenderedExemplars {
+    max_exemplars: usize,
 }
 
 #[derive(Serialize)]
@@ -208,6 +214,9 @@ impl<'a> Rendered<'a> {
                 max_labels_per_series: st.max_labels_per_series,
                 max_label_name_length: st.max_label_name_length,
                 max_label_value_length: st.max_label_value_length,
+                exemplars: RenderedExemplars {
+                    max_exemplars: st.exemplars.max_exemplars,
+                },
             },
             web: RenderedWeb {
                 listen_address: &c.web.listen_address.0,

@@ -366,6 +366,7 @@ pub fn storage_options(config: &Config) -> Options {
             max_label_name_len: st.max_label_name_length,
             max_label_value_len: st.max_label_value_length,
         },
+        max_exemplars: st.exemplars.max_exemplars,
         ..Options::default()
     }
 }

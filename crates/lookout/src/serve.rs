@@ -363,9 +363,6 @@ fn remote_write(
     if settings.remote_write.is_empty() {
         return Ok(None);
     }
-    for r in settings.remote_write.iter().filter(|r| r.send_exemplars) {
-        tracing::warn!(remote = %r.name, "send_exemplars: Lookout stores no exemplars yet, so none are sent");
-    }
     let sync_every = match settings.storage.sync {
         lookout_tsdb::SyncPolicy::Always => Duration::ZERO,
         lookout_tsdb::SyncPolicy::Interval(d) => d,

@@ -323,6 +323,94 @@ fn issue_16_nothing_is_lost_across_a_two_minute_outage_and_a_kill() {
 }
 
 #[test]
+fn issue_16_18_exemplars_reach_prometheus_through_remote_write() {
+    // Prometheus 2.42 keeps exemplars with its exemplar-storage feature; Lookout receives
+    // some with remote write and sends them on (send_exemplars).
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start_with(
+        dir.path(),
+        &[
+            "--web.enable-remote-write-receiver",
+            "--enable-feature=exemplar-storage",
+        ],
+        |_| "global:\n  scrape_interval: 1h\n".into(),
+    );
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "collectors:\n  host: {{ enabled: false }}\n  process: {{ enabled: false }}\nremote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    send_exemplars: true\n    queue_config: {{ batch_send_deadline: 1s }}\n",
+            prom.port
+        ),
+    );
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.enable-remote-write-receiver"],
+    );
+    let t = (now_secs() * 1000.0) as i64;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let body = lookout_remote::encode_write_request(&[lookout_remote::Series {
+        labels: lookout_model::Labels::from_pairs([
+            ("__name__", "checkout_seconds_bucket"),
+            ("le", "0.5"),
+        ]),
+        samples: vec![(t - 1000, 3.0), (t, 4.0)],
+        exemplars: vec![lookout_model::Exemplar {
+            labels: lookout_model::Labels::from_pairs([("trace_id", trace)]),
+            value: 0.42,
+            t: t - 200,
+        }],
+    }]);
+    let r = http()
+        .post(format!("{}/api/v1/write", lk.base))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let url = format!(
+        "http://127.0.0.1:{}/api/v1/query_exemplars?query=checkout_seconds_bucket&start={}&end={}",
+        prom.port,
+        t / 1000 - 60,
+        t / 1000 + 60
+    );
+    let mut got = Value::Null;
+    wait_until(
+        "Prometheus holds the exemplar",
+        Duration::from_secs(60),
+        || {
+            got = http()
+                .get(&url)
+                .send()
+                .ok()
+                .and_then(|r| r.json::<Value>().ok())
+                .unwrap_or_default();
+            got["data"][0]["exemplars"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    );
+    let e = &got["data"][0]["exemplars"][0];
+    assert_eq!(e["labels"]["trace_id"], trace, "{got}");
+    assert_eq!(e["value"], "0.42", "{got}");
+    assert_eq!(got["data"][0]["seriesLabels"]["le"], "0.5", "{got}");
+    // Lookout answers the same.
+    let (_, mine) = lk.get(&format!(
+        "/api/v1/query_exemplars?query=checkout_seconds_bucket&start={}&end={}",
+        t / 1000 - 60,
+        t / 1000 + 60
+    ));
+    let mine: Value = serde_json::from_str(&mine).unwrap();
+    assert_eq!(mine["data"][0]["exemplars"], got["data"][0]["exemplars"]);
+    assert!(
+        metric_sum(&lk, "prometheus_remote_storage_exemplars_total", "") >= 1.0,
+        "counted"
+    );
+    assert!(lk.terminate().success());
+}
+
+#[test]
 fn issue_16_remote_write_2_0_relabels_refusals_and_figures() {
     let dir = tempfile::tempdir().unwrap();
     let quiet = write_config(

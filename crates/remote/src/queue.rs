@@ -17,7 +17,10 @@
 //!   - kind 1, series: repeated (reference varint, label count varint, then name and
 //!     value as length-prefixed bytes);
 //!   - kind 2, samples: repeated (reference varint, timestamp zigzag varint, value as
-//!     f64 bits LE).
+//!     f64 bits LE);
+//!   - kind 3, exemplars (the count field counts them): repeated (reference varint,
+//!     timestamp zigzag varint, value as f64 bits LE, label count varint, then name and
+//!     value as length-prefixed bytes). Written only for remotes with `send_exemplars`.
 //!
 //!   References are per segment: a segment defines every series it uses before its
 //!   samples, so any segment can be read alone, and dropping one costs only its samples.
@@ -35,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lookout_model::Labels;
+use lookout_model::{Exemplar, Labels};
 
 const MAGIC: &[u8; 4] = b"LKRQ";
 const VERSION: u32 = 1;
@@ -44,6 +47,7 @@ const FRAME: u64 = 8;
 const PAYLOAD_HEAD: usize = 13;
 const KIND_SERIES: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
+const KIND_EXEMPLARS: u8 = 3;
 /// Largest record accepted when reading (a bigger length field means damage).
 const MAX_RECORD: u32 = 256 << 20;
 /// Most samples one record holds (about 12 MiB before compression, far below
@@ -118,6 +122,17 @@ pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
         .collect();
     out.sort_unstable();
     Ok(out)
+}
+
+/// A label set: count varint, then each name and value length-prefixed.
+fn put_labels(out: &mut Vec<u8>, l: &Labels) {
+    put_varint(out, l.len() as u64);
+    for lb in l.iter() {
+        put_varint(out, lb.name.len() as u64);
+        out.extend_from_slice(lb.name.as_bytes());
+        put_varint(out, lb.value.len() as u64);
+        out.extend_from_slice(lb.value.as_bytes());
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -310,58 +325,83 @@ impl Writer {
         &mut self,
         now_ms: i64,
         samples: &[(Labels, i64, f64)],
+        exemplars: &[(Labels, Exemplar)],
         sync_every: Duration,
     ) -> io::Result<()> {
         // A huge commit (a large remote-write request) becomes several records, each
-        // well below what a reader accepts.
-        for part in samples.chunks(SAMPLES_PER_RECORD) {
-            self.append_record(now_ms, part, sync_every)?;
+        // well below what a reader accepts; its exemplars go with the last part.
+        let mut parts = samples.chunks(SAMPLES_PER_RECORD).peekable();
+        if parts.peek().is_none() {
+            return self.append_record(now_ms, &[], exemplars, sync_every);
+        }
+        while let Some(part) = parts.next() {
+            let ex = if parts.peek().is_none() {
+                exemplars
+            } else {
+                &[]
+            };
+            self.append_record(now_ms, part, ex, sync_every)?;
         }
         Ok(())
+    }
+
+    /// The reference of `l` in the current segment, defining it in `series` if new.
+    fn reference(&mut self, l: &Labels, series: &mut Vec<u8>) -> u32 {
+        if let Some(&r) = self.refs.get(l) {
+            return r;
+        }
+        let r = self.refs.len() as u32;
+        self.refs.insert(l.clone(), r);
+        put_varint(series, u64::from(r));
+        put_labels(series, l);
+        r
     }
 
     fn append_record(
         &mut self,
         now_ms: i64,
         samples: &[(Labels, i64, f64)],
+        exemplars: &[(Labels, Exemplar)],
         sync_every: Duration,
     ) -> io::Result<()> {
-        if samples.is_empty() {
+        if samples.is_empty() && exemplars.is_empty() {
             return Ok(());
         }
         if self.len >= self.segment_bytes {
             self.rotate()?;
         }
         let mut series = Vec::new();
-        let mut defined = 0u32;
+        let defined = self.refs.len();
         let mut body = Vec::with_capacity(samples.len() * 12);
         for (l, t, v) in samples {
-            let r = match self.refs.get(l) {
-                Some(&r) => r,
-                None => {
-                    let r = self.refs.len() as u32;
-                    self.refs.insert(l.clone(), r);
-                    put_varint(&mut series, u64::from(r));
-                    put_varint(&mut series, l.len() as u64);
-                    for lb in l.iter() {
-                        put_varint(&mut series, lb.name.len() as u64);
-                        series.extend_from_slice(lb.name.as_bytes());
-                        put_varint(&mut series, lb.value.len() as u64);
-                        series.extend_from_slice(lb.value.as_bytes());
-                    }
-                    defined += 1;
-                    r
-                }
-            };
+            let r = self.reference(l, &mut series);
             put_varint(&mut body, u64::from(r));
             put_varint(&mut body, ((t << 1) ^ (t >> 63)) as u64);
             body.extend_from_slice(&v.to_bits().to_le_bytes());
         }
+        let mut ex_body = Vec::new();
+        for (l, e) in exemplars {
+            let r = self.reference(l, &mut series);
+            put_varint(&mut ex_body, u64::from(r));
+            put_varint(&mut ex_body, ((e.t << 1) ^ (e.t >> 63)) as u64);
+            ex_body.extend_from_slice(&e.value.to_bits().to_le_bytes());
+            put_labels(&mut ex_body, &e.labels);
+        }
         let mut out = Vec::new();
-        if defined > 0 {
+        if self.refs.len() > defined {
             out = frame(KIND_SERIES, now_ms, 0, &series);
         }
-        out.extend(frame(KIND_SAMPLES, now_ms, samples.len() as u32, &body));
+        if !samples.is_empty() {
+            out.extend(frame(KIND_SAMPLES, now_ms, samples.len() as u32, &body));
+        }
+        if !exemplars.is_empty() {
+            out.extend(frame(
+                KIND_EXEMPLARS,
+                now_ms,
+                exemplars.len() as u32,
+                &ex_body,
+            ));
+        }
         if let Err(e) = self.file.write_all(&out) {
             // A partial write would corrupt what follows: cut it off and start afresh.
             let _ = self.file.set_len(self.len);
@@ -410,6 +450,8 @@ pub struct Batch {
     pub appended_ms: i64,
     /// The samples, labels resolved.
     pub samples: Vec<(Labels, i64, f64)>,
+    /// The exemplars, series labels resolved.
+    pub exemplars: Vec<(Labels, Exemplar)>,
     /// Where the record after it starts.
     pub next: Position,
 }
@@ -685,7 +727,7 @@ impl Reader {
         let kind = p[0];
         let appended_ms = i64::from_le_bytes(p[1..9].try_into().expect("8"));
         let count = u32::from_le_bytes(p[9..13].try_into().expect("4"));
-        if self.replaying && kind == KIND_SAMPLES {
+        if self.replaying && kind != KIND_SERIES {
             return Ok(Step::Series);
         }
         let body = snap::raw::Decoder::new()
@@ -732,6 +774,37 @@ impl Reader {
                 Ok(Step::Batch(Batch {
                     appended_ms,
                     samples,
+                    exemplars: Vec::new(),
+                    next: self.position(),
+                }))
+            }
+            KIND_EXEMPLARS => {
+                // Each exemplar takes at least 11 bytes of the body.
+                let mut exemplars = Vec::with_capacity((count as usize).min(body.len() / 11));
+                while at < body.len() {
+                    let parsed = (|| {
+                        let r = u32::try_from(get_varint(&body, &mut at)?).ok()?;
+                        let z = get_varint(&body, &mut at)?;
+                        let t = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                        let value = f64::from_bits(u64::from_le_bytes(
+                            body.get(at..at + 8)?.try_into().ok()?,
+                        ));
+                        at += 8;
+                        let labels = decode_labels(&body, &mut at)?;
+                        Some((r, Exemplar { labels, value, t }))
+                    })();
+                    let Some((r, e)) = parsed else {
+                        return self.damaged(bad("exemplars record"), 0);
+                    };
+                    let Some(l) = self.dict.get(&r) else {
+                        return self.damaged(bad("exemplar of an undefined series"), 0);
+                    };
+                    exemplars.push((l.clone(), e));
+                }
+                Ok(Step::Batch(Batch {
+                    appended_ms,
+                    samples: Vec::new(),
+                    exemplars,
                     next: self.position(),
                 }))
             }
@@ -778,6 +851,10 @@ impl Reader {
 
 fn decode_series(b: &[u8], at: &mut usize) -> Option<(u32, Labels)> {
     let r = u32::try_from(get_varint(b, at)?).ok()?;
+    Some((r, decode_labels(b, at)?))
+}
+
+fn decode_labels(b: &[u8], at: &mut usize) -> Option<Labels> {
     let n = get_varint(b, at)?;
     if n > 1024 {
         return None;
@@ -788,7 +865,7 @@ fn decode_series(b: &[u8], at: &mut usize) -> Option<(u32, Labels)> {
         let value = std::str::from_utf8(get_bytes(b, at)?).ok()?;
         pairs.push((name.to_string(), value.to_string()));
     }
-    Some((r, Labels::from_pairs(pairs)))
+    Some(Labels::from_pairs(pairs))
 }
 
 enum Step {
@@ -809,6 +886,38 @@ mod tests {
     const SYNC: Duration = Duration::from_secs(1);
 
     #[test]
+    fn exemplars_are_queued_with_their_commit_and_read_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, shared) = open(dir.path(), 1 << 20).unwrap();
+        let ex = |t: i64| Exemplar {
+            labels: Labels::from_pairs([("trace_id", format!("{t:032x}"))]),
+            value: t as f64 / 10.0,
+            t,
+        };
+        // With samples; alone, on a series the segment has not defined yet.
+        let bucket = l("lat_bucket", "a");
+        w.append(
+            1,
+            &[(bucket.clone(), 10, 1.0)],
+            &[(bucket.clone(), ex(9))],
+            SYNC,
+        )
+        .unwrap();
+        w.append(2, &[], &[(l("lat_bucket", "b"), ex(20))], SYNC)
+            .unwrap();
+        drop((w, shared));
+        let (_w, shared) = open(dir.path(), 1 << 20).unwrap();
+        let mut r = Reader::open(dir.path(), shared).unwrap();
+        assert_eq!(r.count_pending().unwrap(), 1, "exemplars are not samples");
+        let got: Vec<Batch> = std::iter::from_fn(|| r.next_batch().unwrap()).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].samples, vec![(bucket.clone(), 10, 1.0)]);
+        assert_eq!(got[1].exemplars, vec![(bucket, ex(9))]);
+        assert_eq!(got[2].exemplars, vec![(l("lat_bucket", "b"), ex(20))]);
+        assert!(got[2].samples.is_empty());
+    }
+
+    #[test]
     fn what_is_appended_is_read_back_in_order_across_segments_and_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, shared) = open(dir.path(), 1024).unwrap();
@@ -818,7 +927,7 @@ mod tests {
                 (l("up", "a"), i * 1000, i as f64),
                 (l(&format!("m{}", i % 7), "b"), -i, f64::NAN),
             ];
-            w.append(i, &batch, SYNC).unwrap();
+            w.append(i, &batch, &[], SYNC).unwrap();
             want.push(batch);
         }
         assert!(
@@ -851,7 +960,7 @@ mod tests {
         r.commit(mid, SYNC).unwrap();
         drop((w, r, shared));
         let (mut w, shared) = open(dir.path(), 1024).unwrap();
-        w.append(999, &[(l("up", "a"), 999_000, 1.0)], SYNC)
+        w.append(999, &[(l("up", "a"), 999_000, 1.0)], &[], SYNC)
             .unwrap();
         let mut r = Reader::open(dir.path(), shared).unwrap();
         assert_eq!(r.count_pending().unwrap(), 2 * (200 - 78));
@@ -876,7 +985,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, shared) = open(dir.path(), 1 << 20).unwrap();
         for i in 0..10 {
-            w.append(i, &[(l("up", "a"), i, 1.0)], SYNC).unwrap();
+            w.append(i, &[(l("up", "a"), i, 1.0)], &[], SYNC).unwrap();
         }
         let seg = w.segment;
         drop((w, shared));
@@ -896,7 +1005,7 @@ mod tests {
             "torn tail cut"
         );
         for i in 10..20 {
-            w.append(i, &[(l("up", "a"), i, 2.0)], SYNC).unwrap();
+            w.append(i, &[(l("up", "a"), i, 2.0)], &[], SYNC).unwrap();
         }
         // Damage a byte inside the first segment's fifth record.
         let mut bytes = std::fs::read(&path).unwrap();
@@ -927,7 +1036,7 @@ mod tests {
         std::fs::write(segment_path(dir.path(), 2), &junk).unwrap();
         std::fs::write(position_path(dir.path()), b"short").unwrap();
         let (mut w, shared) = open(dir.path(), 1 << 20).unwrap();
-        w.append(1, &[(l("up", "x"), 5, 5.0)], SYNC).unwrap();
+        w.append(1, &[(l("up", "x"), 5, 5.0)], &[], SYNC).unwrap();
         let mut r = Reader::open(dir.path(), shared).unwrap();
         let b = r.next_batch().unwrap().unwrap();
         assert_eq!(b.samples, vec![(l("up", "x"), 5, 5.0)]);
@@ -956,7 +1065,7 @@ mod tests {
         let n = SAMPLES_PER_RECORD + 3;
         let batch: Vec<(Labels, i64, f64)> =
             (0..n).map(|i| (l("up", "a"), i as i64, 1.0)).collect();
-        w.append(1, &batch, SYNC).unwrap();
+        w.append(1, &batch, &[], SYNC).unwrap();
         let mut r = Reader::open(dir.path(), shared).unwrap();
         let first = r.next_batch().unwrap().unwrap();
         let second = r.next_batch().unwrap().unwrap();
@@ -972,8 +1081,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, shared) = open(dir.path(), 1024).unwrap();
         for i in 0..100 {
-            w.append(i, &[(l("up", "a"), i, 1.0), (l("up", "b"), i, 1.0)], SYNC)
-                .unwrap();
+            w.append(
+                i,
+                &[(l("up", "a"), i, 1.0), (l("up", "b"), i, 1.0)],
+                &[],
+                SYNC,
+            )
+            .unwrap();
         }
         let mut r = Reader::open(dir.path(), shared).unwrap();
         let before = r.backlog_bytes();

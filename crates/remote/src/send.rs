@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lookout_model::relabel::RelabelConfig;
-use lookout_model::{Labels, MetricType, relabel};
+use lookout_model::{Exemplar, Labels, MetricType, relabel};
 use lookout_storage::{Appendable, Appender, SeriesRef};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -105,7 +105,7 @@ pub struct RemoteOptions {
     pub send_metadata: bool,
     /// How often metadata is sent with 1.0 (`metadata_config.send_interval`).
     pub metadata_interval: Duration,
-    /// `send_exemplars` (Lookout stores no exemplars yet: nothing to send).
+    /// `send_exemplars`: exemplars are queued and sent with the samples.
     pub send_exemplars: bool,
     /// 1.0 or 2.0.
     pub protocol: Protocol,
@@ -198,6 +198,7 @@ struct Families {
     shards_min: Family<RemoteLabels, Gauge>,
     bytes: Family<RemoteLabels, Counter>,
     metadata: Family<RemoteLabels, Counter>,
+    exemplars: Family<RemoteLabels, Counter>,
     backlog_bytes: Family<RemoteLabels, Gauge>,
     lag: Family<RemoteLabels, Gauge<f64, AtomicU64>>,
     highest: Gauge<f64, AtomicU64>,
@@ -253,6 +254,11 @@ impl Families {
         );
         p.register("metadata", "Metadata entries sent", f.metadata.clone());
         p.register(
+            "exemplars",
+            "Exemplars sent to remote storage and acknowledged",
+            f.exemplars.clone(),
+        );
+        p.register(
             "highest_timestamp_in_seconds",
             "Newest timestamp queued for remote storage",
             f.highest.clone(),
@@ -291,6 +297,7 @@ struct Metrics {
     shards_desired: Gauge,
     bytes: Counter,
     metadata: Counter,
+    exemplars: Counter,
     backlog_bytes: Gauge,
     lag: Gauge<f64, AtomicU64>,
 }
@@ -318,6 +325,7 @@ impl Metrics {
             shards_desired: f.shards_desired.get_or_create(&labels).clone(),
             bytes: f.bytes.get_or_create(&labels).clone(),
             metadata: f.metadata.get_or_create(&labels).clone(),
+            exemplars: f.exemplars.get_or_create(&labels).clone(),
             backlog_bytes: f.backlog_bytes.get_or_create(&labels).clone(),
             lag: f.lag.get_or_create(&labels).clone(),
             labels,
@@ -387,6 +395,8 @@ struct WriterState {
 pub struct RemoteWrite {
     remotes: Vec<Arc<Remote>>,
     families: Families,
+    /// Whether any remote sends exemplars (else they are not collected at all).
+    send_exemplars: bool,
 }
 
 impl std::fmt::Debug for RemoteWrite {
@@ -458,7 +468,12 @@ impl RemoteWrite {
                 no_metadata: HashMap::new(),
             }));
         }
-        Ok(Self { remotes, families })
+        let send_exemplars = opts.remotes.iter().any(|r| r.send_exemplars);
+        Ok(Self {
+            remotes,
+            families,
+            send_exemplars,
+        })
     }
 
     /// `inner` with every commit also queued for each remote.
@@ -516,7 +531,7 @@ impl RemoteWrite {
         }
     }
 
-    fn enqueue(&self, batch: &[(Labels, i64, f64)]) {
+    fn enqueue(&self, batch: &[(Labels, i64, f64)], exemplars: &[(Labels, Exemplar)]) {
         let now = now_ms();
         self.families.samples_in.inc_by(batch.len() as u64);
         if let Some(max) = batch.iter().map(|s| s.1).max() {
@@ -526,7 +541,12 @@ impl RemoteWrite {
             }
         }
         for r in &self.remotes {
-            r.enqueue(now, batch);
+            let ex = if r.opts.send_exemplars {
+                exemplars
+            } else {
+                &[]
+            };
+            r.enqueue(now, batch, ex);
         }
     }
 }
@@ -542,29 +562,34 @@ impl Remote {
         relabel::process(&l, &self.opts.relabel)
     }
 
-    fn enqueue(&self, now: i64, batch: &[(Labels, i64, f64)]) {
+    fn enqueue(&self, now: i64, batch: &[(Labels, i64, f64)], exemplars: &[(Labels, Exemplar)]) {
         let mut st = self.writer.lock().expect("writer lock");
         if st.out.len() > 2_000_000 {
             st.out.clear();
         }
+        let mut mapped = |l: &Labels| match st.out.get(l) {
+            Some(m) => m.clone(),
+            None => {
+                let m = self.relabel(l);
+                st.out.insert(l.clone(), m.clone());
+                m
+            }
+        };
         let mut out = Vec::with_capacity(batch.len());
         let mut dropped = 0u64;
         for (l, t, v) in batch {
-            let mapped = match st.out.get(l) {
-                Some(m) => m.clone(),
-                None => {
-                    let m = self.relabel(l);
-                    st.out.insert(l.clone(), m.clone());
-                    m
-                }
-            };
-            match mapped {
+            match mapped(l) {
                 Some(m) => out.push((m, *t, *v)),
                 None => dropped += 1,
             }
         }
+        // An exemplar goes where its series goes (relabeling may drop both).
+        let ex: Vec<(Labels, Exemplar)> = exemplars
+            .iter()
+            .filter_map(|(l, e)| Some((mapped(l)?, e.clone())))
+            .collect();
         self.metrics.drop_samples("relabel", dropped);
-        if let Err(e) = st.w.append(now, &out, self.sync_every) {
+        if let Err(e) = st.w.append(now, &out, &ex, self.sync_every) {
             drop(st);
             tracing::error!(remote = %self.opts.name, error = %e, samples = out.len(), "Remote-write queue write failed; these samples will not be sent");
             self.metrics.drop_samples("queue_write", out.len() as u64);
@@ -604,6 +629,7 @@ impl Appendable for Fanout {
             inner: self.inner.appender(),
             rw: &self.rw,
             buf: Vec::new(),
+            exemplars: Vec::new(),
         })
     }
 }
@@ -612,6 +638,8 @@ struct FanoutAppender<'a> {
     inner: Box<dyn Appender + 'a>,
     rw: &'a RemoteWrite,
     buf: Vec<(Labels, i64, f64)>,
+    /// Exemplars the store took, for remotes with `send_exemplars`.
+    exemplars: Vec<(Labels, Exemplar)>,
 }
 
 impl Appender for FanoutAppender<'_> {
@@ -621,19 +649,19 @@ impl Appender for FanoutAppender<'_> {
         Ok(r)
     }
 
-    fn append_exemplar(
-        &mut self,
-        labels: &Labels,
-        e: &lookout_model::Exemplar,
-    ) -> lookout_storage::Result<()> {
-        self.inner.append_exemplar(labels, e)
+    fn append_exemplar(&mut self, labels: &Labels, e: &Exemplar) -> lookout_storage::Result<()> {
+        self.inner.append_exemplar(labels, e)?;
+        if self.rw.send_exemplars {
+            self.exemplars.push((labels.clone(), e.clone()));
+        }
+        Ok(())
     }
 
     fn commit(self: Box<Self>) -> lookout_storage::Result<()> {
         // Queued first: a crash between the two leaves the remote with samples the
         // store never acknowledged, never the other way round.
-        if !self.buf.is_empty() {
-            self.rw.enqueue(&self.buf);
+        if !self.buf.is_empty() || !self.exemplars.is_empty() {
+            self.rw.enqueue(&self.buf, &self.exemplars);
         }
         self.inner.commit()
     }
@@ -838,6 +866,21 @@ async fn send_round(
             });
             series[i].samples.push((*t, *v));
         }
+        for (l, e) in &b.exemplars {
+            if age_limit > 0 && now - e.t > age_limit {
+                continue;
+            }
+            let (idx, series) = &mut shards[shard_of(l, desired)];
+            let i = *idx.entry(l.clone()).or_insert_with(|| {
+                series.push(Series {
+                    labels: l.clone(),
+                    samples: Vec::new(),
+                    exemplars: Vec::new(),
+                });
+                series.len() - 1
+            });
+            series[i].exemplars.push(e.clone());
+        }
     }
     r.metrics.drop_samples("too_old", too_old);
     let abandon = Arc::new(AtomicBool::new(false));
@@ -896,22 +939,27 @@ async fn send_shard(
     let mut result = Outcome::Sent;
     let mut batches = Vec::new();
     for mut s in series {
-        while !s.samples.is_empty() {
+        // A series' exemplars go with its first part (alone when it has no samples).
+        let mut exemplars = std::mem::take(&mut s.exemplars);
+        loop {
             let take = (per_send - n).min(s.samples.len());
             let rest = s.samples.split_off(take);
             batch.push(Series {
                 labels: s.labels.clone(),
                 samples: std::mem::replace(&mut s.samples, rest),
-                exemplars: Vec::new(),
+                exemplars: std::mem::take(&mut exemplars),
             });
             n += take;
             if n == per_send {
                 batches.push((std::mem::take(&mut batch), n));
                 n = 0;
             }
+            if s.samples.is_empty() {
+                break;
+            }
         }
     }
-    if n > 0 {
+    if !batch.is_empty() {
         batches.push((batch, n));
     }
     for (b, n) in batches {
@@ -951,6 +999,9 @@ async fn send_batch(
         match post(r, body, proto).await {
             Ok(()) => {
                 r.metrics.samples.inc_by(n as u64);
+                r.metrics
+                    .exemplars
+                    .inc_by(batch.iter().map(|s| s.exemplars.len() as u64).sum());
                 r.metrics.bytes.inc_by(len as u64);
                 let newest = batch
                     .iter()

@@ -22,6 +22,8 @@ struct Script {
     got: Vec<(String, i64)>,
     /// Requests seen, and their content types.
     requests: Vec<String>,
+    /// Every exemplar acknowledged: (series name, trace id, t).
+    exemplars: Vec<(String, String, i64)>,
 }
 
 async fn receiver(script: Arc<Mutex<Script>>) -> String {
@@ -81,6 +83,10 @@ async fn receiver(script: Arc<Mutex<Script>>) -> String {
                                 let name = x.labels.metric_name().unwrap().to_string();
                                 for (t, _) in x.samples {
                                     s.got.push((name.clone(), t));
+                                }
+                                for e in x.exemplars {
+                                    let trace = e.labels.get("trace_id").unwrap_or("").to_string();
+                                    s.exemplars.push((name.clone(), trace, e.t));
                                 }
                             }
                         }
@@ -338,4 +344,66 @@ async fn remote_write_2_0_falls_back_to_1_0_on_415() {
         s.requests
     );
     assert_eq!(s.requests.last().unwrap(), "application/x-protobuf");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplars_are_sent_with_send_exemplars_in_both_versions() {
+    for (protocol, send) in [
+        (Protocol::V1, true),
+        (Protocol::V2, true),
+        (Protocol::V1, false),
+    ] {
+        let script = Arc::new(Mutex::new(Script::default()));
+        let url = receiver(Arc::clone(&script)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::default();
+        let mut r = remote(&url);
+        r.protocol = protocol;
+        r.send_exemplars = send;
+        let rw = Arc::new(RemoteWrite::new(options(dir.path(), r), &mut reg).unwrap());
+        let store = rw.wrap(Arc::new(MemStorage::new()));
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let tasks = rw.spawn(stop);
+        let bucket = Labels::from_pairs([("__name__", "lat_bucket"), ("le", "0.1")]);
+        for t in 1..=25i64 {
+            let mut app = store.appender();
+            app.append(&bucket, t, t as f64).unwrap();
+            if t % 5 == 0 {
+                let e = lookout_model::Exemplar {
+                    labels: Labels::from_pairs([("trace_id", format!("{t:032x}"))]),
+                    value: 0.05,
+                    t,
+                };
+                app.append_exemplar(&bucket, &e).unwrap();
+            }
+            app.commit().unwrap();
+        }
+        until("25 samples", || script.lock().unwrap().got.len() >= 25).await;
+        if send {
+            until("5 exemplars", || {
+                script.lock().unwrap().exemplars.len() >= 5
+            })
+            .await;
+            let got = script.lock().unwrap().exemplars.clone();
+            let want: Vec<(String, String, i64)> = (1..=5)
+                .map(|i| ("lat_bucket".to_string(), format!("{:032x}", i * 5), i * 5))
+                .collect();
+            assert_eq!(
+                got, want,
+                "{protocol:?}: once each, in order, on their series"
+            );
+            assert_eq!(
+                figure(&reg, "prometheus_remote_storage_exemplars_total"),
+                5.0
+            );
+        } else {
+            // Nothing is queued for a remote that does not send them.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(script.lock().unwrap().exemplars.is_empty());
+        }
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
 }

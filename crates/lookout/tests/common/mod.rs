@@ -259,6 +259,11 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(dir: &Path, config: impl FnOnce(u16) -> String) -> Self {
+        Self::start_with(dir, &[], config)
+    }
+
+    /// Started with these extra flags too (`--enable-feature=…`, receivers).
+    pub fn start_with(dir: &Path, flags: &[&str], config: impl FnOnce(u16) -> String) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -273,6 +278,7 @@ impl Prometheus {
                 dir.join("prom").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
