@@ -219,6 +219,9 @@ pub struct TracingReceiverConfig {
     pub max_request_size: ByteSize,
     /// Span attributes dropped or hashed before they are stored.
     pub attributes: TraceAttributesConfig,
+    /// `host:port` OTLP/gRPC is served on (HTTP/2, the web configuration's TLS and
+    /// authentication); empty (the default): no gRPC listener. OTLP's port is 4317.
+    pub grpc_listen_address: String,
 }
 
 /// `tracing_receiver.attributes`: keys (exact, or a prefix ending in `*`) of span,
@@ -240,6 +243,7 @@ impl Default for TracingReceiverConfig {
             retention_size: ByteSize(0),
             max_request_size: ByteSize(16 << 20),
             attributes: TraceAttributesConfig::default(),
+            grpc_listen_address: String::new(),
         }
     }
 }

@@ -109,6 +109,8 @@ pub struct TracesSettings {
     pub store: lookout_traces::Options,
     /// Largest OTLP request body.
     pub max_request_bytes: usize,
+    /// Where OTLP/gRPC is served, if anywhere.
+    pub grpc_listen_address: Option<String>,
 }
 
 /// The shipped dashboards offered: those `dashboards.shipped` names, or else the host's
@@ -313,6 +315,8 @@ impl Settings {
                     ..Default::default()
                 },
                 max_request_bytes: c.tracing_receiver.max_request_size.0 as usize,
+                grpc_listen_address: (!c.tracing_receiver.grpc_listen_address.is_empty())
+                    .then(|| c.tracing_receiver.grpc_listen_address.clone()),
             }),
             remote_read: c
                 .remote_read

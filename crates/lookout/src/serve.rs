@@ -184,6 +184,8 @@ struct Built {
     state: AppState,
     serve: lookout_server::ServeOptions,
     traces: Option<Arc<lookout_traces::TraceStore>>,
+    /// OTLP/gRPC's listener and its largest request, when configured.
+    grpc: Option<(tokio::net::TcpListener, usize)>,
 }
 
 /// Opens the store, makes the collectors, scrapers, rules, notifier and HTTP state, and
@@ -233,6 +235,19 @@ async fn build(
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr().context("reading the bound address")?;
+    let grpc = match settings
+        .traces
+        .as_ref()
+        .and_then(|t| Some((t.grpc_listen_address.as_ref()?, t.max_request_bytes)))
+    {
+        Some((addr, max)) => Some((
+            lookout_server::listen::bind(addr)
+                .await
+                .with_context(|| format!("listening for OTLP/gRPC on {addr}"))?,
+            max,
+        )),
+        None => None,
+    };
     let external_url = settings
         .external_url
         .clone()
@@ -336,6 +351,7 @@ async fn build(
         state,
         serve: settings.serve,
         traces,
+        grpc,
     })
 }
 
@@ -629,6 +645,7 @@ struct Running {
     rule_eval: Option<tokio::task::JoinHandle<()>>,
     notifying: Option<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    grpc_server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     traces: Option<(Arc<lookout_traces::TraceStore>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -644,6 +661,31 @@ fn start(b: Built) -> Running {
         .unwrap_or_default();
     let rule_eval = b.rules.as_ref().map(|m| m.spawn(stop_rx.clone()));
     let notifying = b.notifier.as_ref().map(|n| n.spawn(stop_rx.clone()));
+    let grpc_server = b
+        .grpc
+        .zip(b.traces.clone())
+        .map(|((listener, max), store)| {
+            let mut stop = stop_rx.clone();
+            let serve = lookout_server::ServeOptions {
+                http2: true,
+                max_body_bytes: max,
+                ..b.serve.clone()
+            };
+            if let Ok(a) = listener.local_addr() {
+                tracing::info!(address = %a, "OTLP/gRPC traces receiver listening");
+            }
+            tokio::spawn(async move {
+                lookout_server::serve_with(
+                    listener,
+                    lookout_server::otlp_grpc::router(store, max),
+                    async move {
+                        let _ = stop.changed().await;
+                    },
+                    &serve,
+                )
+                .await
+            })
+        });
     let traces = b.traces.map(|t| {
         (
             Arc::clone(&t),
@@ -688,6 +730,7 @@ fn start(b: Built) -> Running {
         rule_eval,
         notifying,
         server,
+        grpc_server,
         traces,
     }
 }
@@ -750,6 +793,11 @@ async fn shutdown(r: Running) -> anyhow::Result<()> {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("In-flight requests did not finish in time; closing anyway"),
+    }
+    if let Some(g) = r.grpc_server
+        && tokio::time::timeout(SHUTDOWN_GRACE, g).await.is_err()
+    {
+        tracing::warn!("OTLP/gRPC requests did not finish in time; closing anyway");
     }
     // A sender finishes the request in flight so the receiver and the queue's position
     // agree; what is left waits in the queue for the next start.

@@ -17,6 +17,7 @@ pub mod gate;
 pub mod health;
 mod json;
 pub mod listen;
+pub mod otlp_grpc;
 mod params;
 mod remote;
 mod rules_api;

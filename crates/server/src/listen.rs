@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// TLS, basic authentication and headers (the web configuration file).
     pub security: Arc<WebSecurity>,
+    /// Serve HTTP/2 only (gRPC listeners; TLS then offers ALPN `h2`), not HTTP/1.1.
+    pub http2: bool,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +47,7 @@ impl Default for ServeOptions {
             max_connections: 10_000,
             max_body_bytes: 2 << 20,
             security: Arc::new(WebSecurity::none()),
+            http2: false,
         }
     }
 }
@@ -115,6 +118,12 @@ pub async fn serve_with(
     http.timer(TokioTimer::new())
         .header_read_timeout(opts.read_header_timeout)
         .keep_alive(true);
+    let h2 = opts.http2.then(|| {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(60)));
+        b
+    });
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -142,8 +151,18 @@ pub async fn serve_with(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let tls = opts.security.current().tls.clone();
-        let (http, router, watcher) = (http.clone(), router.clone(), graceful.watcher());
+        let tls = opts.security.current().tls.clone().map(|cfg| {
+            if h2.is_some() {
+                // gRPC clients insist on ALPN h2.
+                let mut c = (*cfg).clone();
+                c.alpn_protocols = vec![b"h2".to_vec()];
+                Arc::new(c)
+            } else {
+                cfg
+            }
+        });
+        let (http, h2, router, watcher) =
+            (http.clone(), h2.clone(), router.clone(), graceful.watcher());
         let handshake = opts.read_header_timeout;
         tokio::spawn(async move {
             let _slot = slot;
@@ -156,20 +175,29 @@ pub async fn serve_with(
                 },
             );
             let service = TowerToHyperService::new(router);
+            // One connection over `io`, HTTP/1.1 or HTTP/2, ended gracefully at shutdown.
+            macro_rules! serve_io {
+                ($io:expr) => {
+                    match &h2 {
+                        Some(h2) => {
+                            watcher
+                                .watch(h2.serve_connection(TokioIo::new($io), service))
+                                .await
+                        }
+                        None => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new($io), service))
+                                .await
+                        }
+                    }
+                };
+            }
             let served = match tls {
-                None => {
-                    watcher
-                        .watch(http.serve_connection(TokioIo::new(stream), service))
-                        .await
-                }
+                None => serve_io!(stream),
                 Some(cfg) => {
                     let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
                     match tokio::time::timeout(handshake, accept).await {
-                        Ok(Ok(s)) => {
-                            watcher
-                                .watch(http.serve_connection(TokioIo::new(s), service))
-                                .await
-                        }
+                        Ok(Ok(s)) => serve_io!(s),
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
                             return;

@@ -75,6 +75,31 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Decodes an OTLP traces request (OTLP/JSON or protobuf) within the receiver's limits
+/// and stores its spans (acknowledged once written: the store fsyncs within a second);
+/// what was refused is in the answer. Shared by OTLP/HTTP and OTLP/gRPC.
+pub(crate) fn ingest(
+    traces: &TraceStore,
+    body: &[u8],
+    json: bool,
+    max_bytes: usize,
+) -> lookout_traces::Result<lookout_traces::otlp::Decoded> {
+    let now = now_ns();
+    let limits = lookout_traces::otlp::Limits {
+        max_bytes,
+        min_start_ns: now.saturating_sub(traces.options().retention.as_nanos() as u64),
+        max_start_ns: now.saturating_add(FUTURE_NS),
+        ..Default::default()
+    };
+    let mut d = if json {
+        lookout_traces::otlp::decode_json(body, &limits)?
+    } else {
+        lookout_traces::otlp::decode_protobuf(body, &limits)?
+    };
+    traces.append(std::mem::take(&mut d.spans))?;
+    Ok(d)
+}
+
 /// `POST /v1/traces`.
 pub(crate) async fn receive(
     State(st): State<AppState>,
@@ -88,23 +113,8 @@ pub(crate) async fn receive(
         Ok(json) => json,
         Err((code, msg)) => return text(code, msg),
     };
-    let now = now_ns();
-    let limits = lookout_traces::otlp::Limits {
-        max_bytes: st.traces_max_request_bytes,
-        min_start_ns: now.saturating_sub(traces.options().retention.as_nanos() as u64),
-        max_start_ns: now.saturating_add(FUTURE_NS),
-        ..Default::default()
-    };
-    let done = tokio::task::spawn_blocking(move || {
-        let mut d = if json {
-            lookout_traces::otlp::decode_json(&body, &limits)?
-        } else {
-            lookout_traces::otlp::decode_protobuf(&body, &limits)?
-        };
-        traces.append(std::mem::take(&mut d.spans))?;
-        Ok::<_, Error>(d)
-    })
-    .await;
+    let max = st.traces_max_request_bytes;
+    let done = tokio::task::spawn_blocking(move || ingest(&traces, &body, json, max)).await;
     match done {
         Ok(Ok(d)) => {
             let ct = if json {
