@@ -33,17 +33,9 @@ fn provider(sampler: Sampler) -> SdkTracerProvider {
 
 /// The layers `trace::init` installs: OpenTelemetry behind the root sampler.
 fn with_subscriber(p: &SdkTracerProvider, ratio: f64, f: impl FnOnce()) {
-    use tracing_subscriber::Layer as _;
-    let layer = tracing_opentelemetry::layer()
-        .with_tracer(p.tracer("bench"))
-        .with_location(false)
-        .with_threads(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_filter(lookout_sdk::trace::RootSampler::new(ratio));
     let subscriber = tracing_subscriber::registry()
         .with(lookout_sdk::trace::SpanPresence)
-        .with(layer);
+        .with(lookout_sdk::trace::layer(p.tracer("bench"), ratio));
     tracing::subscriber::with_default(subscriber, f);
 }
 

@@ -161,20 +161,7 @@ pub fn init(opts: TracingOptions) -> Result<TracingGuard, Error> {
         .map_err(|e| Error::Invalid(format!("log_filter: {e}")))?;
     tracing_subscriber::registry()
         .with(SpanPresence)
-        .with(
-            // Only the attributes the spans name: no source locations, threads or
-            // busy/idle times on every span.
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_location(false)
-                .with_threads(false)
-                .with_target(false)
-                .with_tracked_inactivity(false)
-                // Counts the recorded spans entered on this thread, so latency
-                // observations know cheaply whether they have a trace for an exemplar.
-                .and_then(SampledDepth)
-                .with_filter(RootSampler::new(opts.sampling_ratio)),
-        )
+        .with(layer(tracer, opts.sampling_ratio))
         .with(
             // Log lines only: spans are the OpenTelemetry layer's (so one that is not
             // sampled is never created at all).
@@ -190,6 +177,28 @@ pub fn init(opts: TracingOptions) -> Result<TracingGuard, Error> {
 
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::FilterExt as _;
+
+/// The OpenTelemetry layer [`init`] installs, for a subscriber of the caller's own (put
+/// [`SpanPresence`] under it): spans reach OpenTelemetry only when [`RootSampler`] records
+/// them, with only the attributes they name (no source locations, threads or busy/idle
+/// times), and [`SampledDepth`] counts the recorded spans a thread is in, so latency
+/// observations know cheaply whether they have a trace for an exemplar.
+pub fn layer<S>(
+    tracer: opentelemetry_sdk::trace::Tracer,
+    sampling_ratio: f64,
+) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .and_then(SampledDepth)
+        .with_filter(RootSampler::new(sampling_ratio))
+}
 
 /// The target of spans that continue a sampled remote parent ([`TraceLayer`]): always
 /// recorded, whatever the ratio.
