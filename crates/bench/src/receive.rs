@@ -64,6 +64,7 @@ fn requests(o: &ReceiveOptions) -> Vec<Vec<u8>> {
                         ]),
                         samples: vec![(t, (r * (i % 7 + 1)) as f64)],
                         exemplars: Vec::new(),
+                        created: 0,
                     }
                 })
                 .collect();

@@ -35,6 +35,8 @@ pub(crate) struct Run {
     pub(crate) samples: Vec<(Labels, i64, f64)>,
     /// Exemplars, each with the index of its sample in `samples`, ascending.
     pub(crate) exemplars: Vec<(usize, Exemplar)>,
+    /// Created timestamps (ms), each with the index of its sample, ascending.
+    pub(crate) created: Vec<(usize, i64)>,
     /// Samples the source exposed before relabeling.
     pub(crate) scraped: usize,
     /// Whether the source answered (`up`).
@@ -82,6 +84,7 @@ impl Pipeline {
         let mut app = db.appender();
         let mut rejected = 0u64;
         let mut exemplars = run.exemplars.iter().peekable();
+        let mut created = run.created.iter().peekable();
         for (i, (ls, ts, v)) in run.samples.iter().enumerate() {
             let (ls, known) = match self.previous.get(ls) {
                 Some(known) => (known.clone(), true),
@@ -89,6 +92,9 @@ impl Pipeline {
             };
             if app.append(&ls, *ts, *v).is_err() {
                 rejected += 1;
+            }
+            if let Some((_, ct)) = created.next_if(|(at, _)| *at == i) {
+                let _ = app.append_created(&ls, *ct);
             }
             while let Some((_, e)) = exemplars.next_if(|(at, _)| *at == i) {
                 // A refused exemplar costs only itself, as in Prometheus.
@@ -223,6 +229,7 @@ mod tests {
             &Run {
                 samples: vec![s("a", 1000), s("b", 1000)],
                 exemplars: Vec::new(),
+                created: Vec::new(),
                 scraped: 3,
                 up: true,
                 duration: Duration::from_millis(5),
@@ -237,6 +244,7 @@ mod tests {
             &Run {
                 samples: vec![s("a", 2000)],
                 exemplars: Vec::new(),
+                created: Vec::new(),
                 scraped: 1,
                 up: false,
                 duration: Duration::ZERO,

@@ -242,6 +242,7 @@ async fn run_once(
             .map(|m| (with_target(&m.labels), t, m.value))
             .collect(),
         exemplars: Vec::new(),
+        created: Vec::new(),
         scraped: out.len(),
         up: error.is_none() || !out.is_empty(),
         duration: started.elapsed(),

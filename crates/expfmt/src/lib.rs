@@ -377,6 +377,9 @@ pub struct LineError {
 pub struct Exposition<'a> {
     /// Every sample (OpenMetrics `_created` series left out, as Prometheus does).
     pub samples: Vec<SampleLine<'a>>,
+    /// The OpenMetrics `_created` lines of counters, histograms and summaries, with
+    /// the family they belong to: when each series was created (the value, seconds).
+    pub created: Vec<(&'a str, SampleLine<'a>)>,
     /// `# TYPE` per family.
     pub types: Vec<(&'a str, &'a str)>,
     /// `# HELP` per family.
@@ -432,6 +435,7 @@ pub fn parse(body: &str, format: Format) -> Result<Exposition<'_>, LineError> {
                     && s.name.starts_with(fam)
                     && s.name.ends_with("_created")
                 {
+                    out.created.push((fam, s));
                     continue;
                 }
                 out.samples.push(s);
@@ -513,6 +517,31 @@ mod tests {
             parse_line("# just a comment", Format::Prometheus).unwrap(),
             Line::Empty
         );
+    }
+
+    #[test]
+    fn created_lines_are_kept_apart_with_their_family() {
+        let body = "# TYPE req counter\nreq_total{code=\"200\"} 5\nreq_created{code=\"200\"} 1700000000.5\n# TYPE lat histogram\nlat_bucket{le=\"1\"} 2\nlat_bucket{le=\"+Inf\"} 3\nlat_count 3\nlat_sum 1.5\nlat_created 1700000001\n# TYPE g gauge\ng_created 7\n# EOF\n";
+        let e = parse(body, Format::OpenMetrics).unwrap();
+        let names: Vec<&str> = e.samples.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "req_total",
+                "lat_bucket",
+                "lat_bucket",
+                "lat_count",
+                "lat_sum",
+                "g_created"
+            ],
+            "a gauge's _created is an ordinary sample"
+        );
+        let created: Vec<(&str, f64)> = e.created.iter().map(|(f, s)| (*f, s.value)).collect();
+        assert_eq!(
+            created,
+            [("req", 1_700_000_000.5), ("lat", 1_700_000_001.0)]
+        );
+        assert_eq!(e.created[0].1.labels, vec![("code", "200".into())]);
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn series(name: &str, samples: &[(i64, f64)]) -> Series {
         labels: Labels::from_pairs([("__name__", name), ("job", "pushed")]),
         samples: samples.to_vec(),
         exemplars: Vec::new(),
+        created: 0,
     }
 }
 
@@ -182,6 +183,7 @@ fn issue_16_remote_write_requests_get_named_answers() {
         labels: Labels::from_pairs([("job", "x")]),
         samples: vec![(t, 1.0)],
         exemplars: Vec::new(),
+        created: 0,
     }]);
     for (ct, enc, body, status, want) in [
         (

@@ -360,6 +360,7 @@ fn issue_16_18_exemplars_reach_prometheus_through_remote_write() {
             value: 0.42,
             t: t - 200,
         }],
+        created: 0,
     }]);
     let r = http()
         .post(format!("{}/api/v1/write", lk.base))
@@ -608,6 +609,7 @@ fn issue_16_xor_chunks_match_the_ones_prometheus_writes() {
         labels: lookout_model::Labels::from_pairs([("__name__", "xor_oracle")]),
         samples: samples.clone(),
         exemplars: Vec::new(),
+        created: 0,
     };
     let r = http()
         .post(format!("http://127.0.0.1:{}/api/v1/write", prom.port))

@@ -242,6 +242,7 @@ pub fn decode_v2_request(body: &[u8], limits: &Limits) -> Result<DecodedV2> {
             continue;
         }
         let mut s = series_of(&pairs, &ts.samples)?;
+        s.created = ts.created_timestamp;
         for e in &ts.exemplars {
             let labels = resolve(&req.symbols, &e.labels_refs)?;
             s.exemplars.push(exemplar_of(&labels, e.value, e.timestamp));
@@ -323,6 +324,7 @@ pub(crate) fn series_of(wire: &[Label], samples: &[Sample]) -> Result<Series> {
         labels,
         samples: samples.iter().map(|s| (s.timestamp, s.value)).collect(),
         exemplars: Vec::new(),
+        created: 0,
     })
 }
 
@@ -350,6 +352,8 @@ pub struct Series {
     pub samples: Vec<(i64, f64)>,
     /// Exemplars, as sent.
     pub exemplars: Vec<lookout_model::Exemplar>,
+    /// When the series was created (ms; 0: not known), which only 2.0 carries.
+    pub created: i64,
 }
 
 /// Decodes a snappy-compressed `prometheus.WriteRequest`, refusing bodies that would
@@ -615,7 +619,7 @@ pub fn encode_v2_request_with(
                     help_ref: sym(&m.help),
                     unit_ref: sym(&m.unit),
                 }),
-            created_timestamp: 0,
+            created_timestamp: s.created,
         })
         .collect();
     snappy(&prost::Message::encode_to_vec(&v2::Request {
@@ -757,6 +761,7 @@ mod tests {
             labels: Labels::from_pairs(pairs.iter().copied()),
             samples: samples.to_vec(),
             exemplars: Vec::new(),
+            created: 0,
         }
     }
 

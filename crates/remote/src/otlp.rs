@@ -126,6 +126,9 @@ pub struct NumberDataPoint {
     /// Attributes.
     #[prost(message, repeated, tag = "7")]
     pub attributes: Vec<KeyValue>,
+    /// When the cumulative series started (ns; 0: not known): its created time.
+    #[prost(fixed64, tag = "2")]
+    pub start_time_unix_nano: u64,
     /// When (ns).
     #[prost(fixed64, tag = "3")]
     pub time_unix_nano: u64,
@@ -146,6 +149,9 @@ pub struct HistogramDataPoint {
     /// Attributes.
     #[prost(message, repeated, tag = "9")]
     pub attributes: Vec<KeyValue>,
+    /// When the cumulative series started (ns; 0: not known): its created time.
+    #[prost(fixed64, tag = "2")]
+    pub start_time_unix_nano: u64,
     /// When (ns).
     #[prost(fixed64, tag = "3")]
     pub time_unix_nano: u64,
@@ -172,6 +178,9 @@ pub struct SummaryDataPoint {
     /// Attributes.
     #[prost(message, repeated, tag = "7")]
     pub attributes: Vec<KeyValue>,
+    /// When the cumulative series started (ns; 0: not known): its created time.
+    #[prost(fixed64, tag = "2")]
+    pub start_time_unix_nano: u64,
     /// When (ns).
     #[prost(fixed64, tag = "3")]
     pub time_unix_nano: u64,
@@ -410,6 +419,8 @@ impl Default for Options {
 pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translated {
     let mut out = Translated::default();
     let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    // Created times (ms) of cumulative series, from their points' start times.
+    let mut created: std::collections::HashMap<Labels, i64> = Default::default();
     for rm in &req.resource_metrics {
         let attrs: Vec<(String, String)> = rm
             .resource
@@ -442,25 +453,31 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
             }
         }
         let mut newest = i64::MIN;
-        let mut put =
-            |name: &str, extra: &[(String, String)], point: &[KeyValue], t: i64, v: f64| {
-                let mut pairs: Vec<(String, String)> = point
-                    .iter()
-                    .map(|kv| {
-                        (
-                            label_name(&kv.key),
-                            kv.value.as_ref().map(AnyValue::text).unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                pairs.extend(base.iter().cloned());
-                pairs.extend(extra.iter().cloned());
-                pairs.push(("__name__".into(), name.to_string()));
-                let labels =
-                    Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                series.entry(labels).or_default().push((t, v));
-                newest = newest.max(t);
-            };
+        let mut put = |name: &str,
+                       extra: &[(String, String)],
+                       point: &[KeyValue],
+                       t: i64,
+                       v: f64,
+                       ct: i64| {
+            let mut pairs: Vec<(String, String)> = point
+                .iter()
+                .map(|kv| {
+                    (
+                        label_name(&kv.key),
+                        kv.value.as_ref().map(AnyValue::text).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            pairs.extend(base.iter().cloned());
+            pairs.extend(extra.iter().cloned());
+            pairs.push(("__name__".into(), name.to_string()));
+            let labels = Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            if ct > 0 {
+                created.insert(labels.clone(), ct);
+            }
+            series.entry(labels).or_default().push((t, v));
+            newest = newest.max(t);
+        };
         for sm in &rm.scope_metrics {
             for m in &sm.metrics {
                 let ms = |ns: u64| (ns / 1_000_000) as i64;
@@ -474,7 +491,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                 if let Some(g) = &m.gauge {
                     let name = name_of(&m.name, &m.unit, false, true, opts);
                     for p in &g.data_points {
-                        put(&name, &[], &p.attributes, ms(p.time_unix_nano), num(p));
+                        put(&name, &[], &p.attributes, ms(p.time_unix_nano), num(p), 0);
                     }
                 } else if let Some(s) = &m.sum {
                     if s.aggregation_temporality != CUMULATIVE {
@@ -486,7 +503,13 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                     }
                     let name = name_of(&m.name, &m.unit, s.is_monotonic, !s.is_monotonic, opts);
                     for p in &s.data_points {
-                        put(&name, &[], &p.attributes, ms(p.time_unix_nano), num(p));
+                        // A monotonic sum's start is its created time, as Prometheus 3 takes it.
+                        let ct = if s.is_monotonic {
+                            ms(p.start_time_unix_nano)
+                        } else {
+                            0
+                        };
+                        put(&name, &[], &p.attributes, ms(p.time_unix_nano), num(p), ct);
                     }
                 } else if let Some(h) = &m.histogram {
                     if h.aggregation_temporality != CUMULATIVE {
@@ -499,6 +522,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                     let name = name_of(&m.name, &m.unit, false, false, opts);
                     for p in &h.data_points {
                         let t = ms(p.time_unix_nano);
+                        let ct = ms(p.start_time_unix_nano);
                         let stale = p.flags & 1 != 0;
                         let v = |x: f64| if stale { lookout_model::stale_nan() } else { x };
                         let mut cumulative = 0u64;
@@ -513,6 +537,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                                 &p.attributes,
                                 t,
                                 v(cumulative as f64),
+                                ct,
                             );
                         }
                         if p.bucket_counts.is_empty() {
@@ -522,10 +547,11 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                                 &p.attributes,
                                 t,
                                 v(p.count as f64),
+                                ct,
                             );
                         }
                         if let Some(sum) = p.sum {
-                            put(&format!("{name}_sum"), &[], &p.attributes, t, v(sum));
+                            put(&format!("{name}_sum"), &[], &p.attributes, t, v(sum), ct);
                         }
                         put(
                             &format!("{name}_count"),
@@ -533,12 +559,14 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                             &p.attributes,
                             t,
                             v(p.count as f64),
+                            ct,
                         );
                     }
                 } else if let Some(s) = &m.summary {
                     let name = name_of(&m.name, &m.unit, false, false, opts);
                     for p in &s.data_points {
                         let t = ms(p.time_unix_nano);
+                        let ct = ms(p.start_time_unix_nano);
                         for q in &p.quantile_values {
                             let quantile = lookout_model::gofmt::marshal_float(q.quantile);
                             put(
@@ -547,15 +575,17 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                                 &p.attributes,
                                 t,
                                 q.value,
+                                ct,
                             );
                         }
-                        put(&format!("{name}_sum"), &[], &p.attributes, t, p.sum);
+                        put(&format!("{name}_sum"), &[], &p.attributes, t, p.sum, ct);
                         put(
                             &format!("{name}_count"),
                             &[],
                             &p.attributes,
                             t,
                             p.count as f64,
+                            ct,
                         );
                     }
                 } else if m.exponential_histogram.is_some() {
@@ -590,6 +620,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
         .map(|(labels, mut samples)| {
             samples.sort_by_key(|s| s.0);
             Series {
+                created: created.get(&labels).copied().unwrap_or(0),
                 labels,
                 samples,
                 exemplars: Vec::new(),
@@ -660,6 +691,7 @@ mod tests {
                             sum: Some(Sum {
                                 data_points: vec![NumberDataPoint {
                                     attributes: vec![kv("region", "eu")],
+                                    start_time_unix_nano: t - 60_000_000_000,
                                     time_unix_nano: t,
                                     as_int: Some(5),
                                     ..Default::default()
@@ -732,6 +764,17 @@ mod tests {
             [(ms, 4.0)]
         );
         assert_eq!(find("latency_milliseconds_sum", &[]), [(ms, 30.0)]);
+        // A monotonic sum's start time is its created time; a histogram without one has
+        // none.
+        let created = |name: &str| {
+            got.series
+                .iter()
+                .find(|s| s.labels.metric_name() == Some(name))
+                .unwrap()
+                .created
+        };
+        assert_eq!(created("orders_total"), ms - 60_000);
+        assert_eq!(created("latency_milliseconds_count"), 0);
         assert_eq!(
             find("target_info", &[("host_name", "h1"), ("job", "checkout")]),
             [(ms, 1.0)]
@@ -868,6 +911,8 @@ pub mod json {
     struct Np {
         attributes: Vec<Kv>,
         #[serde(deserialize_with = "int")]
+        start_time_unix_nano: u64,
+        #[serde(deserialize_with = "int")]
         time_unix_nano: u64,
         as_double: Option<f64>,
         #[serde(deserialize_with = "opt_int")]
@@ -878,6 +923,8 @@ pub mod json {
     #[serde(rename_all = "camelCase", default)]
     struct Hp {
         attributes: Vec<Kv>,
+        #[serde(deserialize_with = "int")]
+        start_time_unix_nano: u64,
         #[serde(deserialize_with = "int")]
         time_unix_nano: u64,
         #[serde(deserialize_with = "int")]
@@ -892,6 +939,8 @@ pub mod json {
     #[serde(rename_all = "camelCase", default)]
     struct Sp {
         attributes: Vec<Kv>,
+        #[serde(deserialize_with = "int")]
+        start_time_unix_nano: u64,
         #[serde(deserialize_with = "int")]
         time_unix_nano: u64,
         #[serde(deserialize_with = "int")]
@@ -942,6 +991,7 @@ pub mod json {
         v.into_iter()
             .map(|p| NumberDataPoint {
                 attributes: kvs(p.attributes),
+                start_time_unix_nano: p.start_time_unix_nano,
                 time_unix_nano: p.time_unix_nano,
                 as_double: p.as_double,
                 as_int: p.as_int,
@@ -993,6 +1043,7 @@ pub mod json {
                                             .into_iter()
                                             .map(|p| HistogramDataPoint {
                                                 attributes: kvs(p.attributes),
+                                                start_time_unix_nano: p.start_time_unix_nano,
                                                 time_unix_nano: p.time_unix_nano,
                                                 count: p.count,
                                                 sum: p.sum,
@@ -1012,6 +1063,7 @@ pub mod json {
                                             .into_iter()
                                             .map(|p| SummaryDataPoint {
                                                 attributes: kvs(p.attributes),
+                                                start_time_unix_nano: p.start_time_unix_nano,
                                                 time_unix_nano: p.time_unix_nano,
                                                 count: p.count,
                                                 sum: p.sum,

@@ -20,7 +20,9 @@
 //!     f64 bits LE);
 //!   - kind 3, exemplars (the count field counts them): repeated (reference varint,
 //!     timestamp zigzag varint, value as f64 bits LE, label count varint, then name and
-//!     value as length-prefixed bytes). Written only for remotes with `send_exemplars`.
+//!     value as length-prefixed bytes). Written only for remotes with `send_exemplars`;
+//!   - kind 4, created timestamps (the count field counts them): repeated (reference
+//!     varint, created time in ms zigzag varint), written when a series' changes.
 //!
 //!   References are per segment: a segment defines every series it uses before its
 //!   samples, so any segment can be read alone, and dropping one costs only its samples.
@@ -48,6 +50,7 @@ const PAYLOAD_HEAD: usize = 13;
 const KIND_SERIES: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
 const KIND_EXEMPLARS: u8 = 3;
+const KIND_CREATED: u8 = 4;
 /// Largest record accepted when reading (a bigger length field means damage).
 const MAX_RECORD: u32 = 256 << 20;
 /// Most samples one record holds (about 12 MiB before compression, far below
@@ -325,21 +328,19 @@ impl Writer {
         &mut self,
         now_ms: i64,
         samples: &[(Labels, i64, f64)],
-        exemplars: &[(Labels, Exemplar)],
+        extra: &Extra,
         sync_every: Duration,
     ) -> io::Result<()> {
         // A huge commit (a large remote-write request) becomes several records, each
-        // well below what a reader accepts; its exemplars go with the last part.
+        // well below what a reader accepts; its exemplars and created timestamps go
+        // with the last part.
         let mut parts = samples.chunks(SAMPLES_PER_RECORD).peekable();
         if parts.peek().is_none() {
-            return self.append_record(now_ms, &[], exemplars, sync_every);
+            return self.append_record(now_ms, &[], extra, sync_every);
         }
+        let none = Extra::default();
         while let Some(part) = parts.next() {
-            let ex = if parts.peek().is_none() {
-                exemplars
-            } else {
-                &[]
-            };
+            let ex = if parts.peek().is_none() { extra } else { &none };
             self.append_record(now_ms, part, ex, sync_every)?;
         }
         Ok(())
@@ -361,10 +362,11 @@ impl Writer {
         &mut self,
         now_ms: i64,
         samples: &[(Labels, i64, f64)],
-        exemplars: &[(Labels, Exemplar)],
+        extra: &Extra,
         sync_every: Duration,
     ) -> io::Result<()> {
-        if samples.is_empty() && exemplars.is_empty() {
+        let exemplars = &extra.exemplars;
+        if samples.is_empty() && exemplars.is_empty() && extra.created.is_empty() {
             return Ok(());
         }
         if self.len >= self.segment_bytes {
@@ -387,9 +389,23 @@ impl Writer {
             ex_body.extend_from_slice(&e.value.to_bits().to_le_bytes());
             put_labels(&mut ex_body, &e.labels);
         }
+        let mut created = Vec::new();
+        for (l, ct) in &extra.created {
+            let r = self.reference(l, &mut series);
+            put_varint(&mut created, u64::from(r));
+            put_varint(&mut created, ((ct << 1) ^ (ct >> 63)) as u64);
+        }
         let mut out = Vec::new();
         if self.refs.len() > defined {
             out = frame(KIND_SERIES, now_ms, 0, &series);
+        }
+        if !created.is_empty() {
+            out.extend(frame(
+                KIND_CREATED,
+                now_ms,
+                extra.created.len() as u32,
+                &created,
+            ));
         }
         if !samples.is_empty() {
             out.extend(frame(KIND_SAMPLES, now_ms, samples.len() as u32, &body));
@@ -443,6 +459,15 @@ impl Writer {
     }
 }
 
+/// What a commit carries besides samples.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra {
+    /// Exemplars, by series.
+    pub exemplars: Vec<(Labels, Exemplar)>,
+    /// Created timestamps (ms), by series.
+    pub created: Vec<(Labels, i64)>,
+}
+
 /// One commit's samples read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -452,6 +477,8 @@ pub struct Batch {
     pub samples: Vec<(Labels, i64, f64)>,
     /// The exemplars, series labels resolved.
     pub exemplars: Vec<(Labels, Exemplar)>,
+    /// Created timestamps (ms), series labels resolved.
+    pub created: Vec<(Labels, i64)>,
     /// Where the record after it starts.
     pub next: Position,
 }
@@ -775,6 +802,7 @@ impl Reader {
                     appended_ms,
                     samples,
                     exemplars: Vec::new(),
+                    created: Vec::new(),
                     next: self.position(),
                 }))
             }
@@ -805,6 +833,32 @@ impl Reader {
                     appended_ms,
                     samples: Vec::new(),
                     exemplars,
+                    created: Vec::new(),
+                    next: self.position(),
+                }))
+            }
+            KIND_CREATED => {
+                // Each takes at least 2 bytes of the body.
+                let mut created = Vec::with_capacity((count as usize).min(body.len() / 2));
+                while at < body.len() {
+                    let parsed = (|| {
+                        let r = u32::try_from(get_varint(&body, &mut at)?).ok()?;
+                        let z = get_varint(&body, &mut at)?;
+                        Some((r, ((z >> 1) as i64) ^ -((z & 1) as i64)))
+                    })();
+                    let Some((r, ct)) = parsed else {
+                        return self.damaged(bad("created record"), 0);
+                    };
+                    let Some(l) = self.dict.get(&r) else {
+                        return self.damaged(bad("created time of an undefined series"), 0);
+                    };
+                    created.push((l.clone(), ct));
+                }
+                Ok(Step::Batch(Batch {
+                    appended_ms,
+                    samples: Vec::new(),
+                    exemplars: Vec::new(),
+                    created,
                     next: self.position(),
                 }))
             }
@@ -886,7 +940,7 @@ mod tests {
     const SYNC: Duration = Duration::from_secs(1);
 
     #[test]
-    fn exemplars_are_queued_with_their_commit_and_read_back_after_a_restart() {
+    fn exemplars_and_created_times_are_queued_with_their_commit_and_read_back_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, shared) = open(dir.path(), 1 << 20).unwrap();
         let ex = |t: i64| Exemplar {
@@ -896,25 +950,28 @@ mod tests {
         };
         // With samples; alone, on a series the segment has not defined yet.
         let bucket = l("lat_bucket", "a");
-        w.append(
-            1,
-            &[(bucket.clone(), 10, 1.0)],
-            &[(bucket.clone(), ex(9))],
-            SYNC,
-        )
-        .unwrap();
-        w.append(2, &[], &[(l("lat_bucket", "b"), ex(20))], SYNC)
+        let extra = Extra {
+            exemplars: vec![(bucket.clone(), ex(9))],
+            created: vec![(bucket.clone(), 3)],
+        };
+        w.append(1, &[(bucket.clone(), 10, 1.0)], &extra, SYNC)
             .unwrap();
+        let alone = Extra {
+            exemplars: vec![(l("lat_bucket", "b"), ex(20))],
+            ..Extra::default()
+        };
+        w.append(2, &[], &alone, SYNC).unwrap();
         drop((w, shared));
         let (_w, shared) = open(dir.path(), 1 << 20).unwrap();
         let mut r = Reader::open(dir.path(), shared).unwrap();
         assert_eq!(r.count_pending().unwrap(), 1, "exemplars are not samples");
         let got: Vec<Batch> = std::iter::from_fn(|| r.next_batch().unwrap()).collect();
-        assert_eq!(got.len(), 3);
-        assert_eq!(got[0].samples, vec![(bucket.clone(), 10, 1.0)]);
-        assert_eq!(got[1].exemplars, vec![(bucket, ex(9))]);
-        assert_eq!(got[2].exemplars, vec![(l("lat_bucket", "b"), ex(20))]);
-        assert!(got[2].samples.is_empty());
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0].created, vec![(bucket.clone(), 3)]);
+        assert_eq!(got[1].samples, vec![(bucket.clone(), 10, 1.0)]);
+        assert_eq!(got[2].exemplars, vec![(bucket, ex(9))]);
+        assert_eq!(got[3].exemplars, vec![(l("lat_bucket", "b"), ex(20))]);
+        assert!(got[3].samples.is_empty());
     }
 
     #[test]
@@ -927,7 +984,7 @@ mod tests {
                 (l("up", "a"), i * 1000, i as f64),
                 (l(&format!("m{}", i % 7), "b"), -i, f64::NAN),
             ];
-            w.append(i, &batch, &[], SYNC).unwrap();
+            w.append(i, &batch, &Extra::default(), SYNC).unwrap();
             want.push(batch);
         }
         assert!(
@@ -960,8 +1017,13 @@ mod tests {
         r.commit(mid, SYNC).unwrap();
         drop((w, r, shared));
         let (mut w, shared) = open(dir.path(), 1024).unwrap();
-        w.append(999, &[(l("up", "a"), 999_000, 1.0)], &[], SYNC)
-            .unwrap();
+        w.append(
+            999,
+            &[(l("up", "a"), 999_000, 1.0)],
+            &Extra::default(),
+            SYNC,
+        )
+        .unwrap();
         let mut r = Reader::open(dir.path(), shared).unwrap();
         assert_eq!(r.count_pending().unwrap(), 2 * (200 - 78));
         let first = r.next_batch().unwrap().unwrap();
@@ -985,7 +1047,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, shared) = open(dir.path(), 1 << 20).unwrap();
         for i in 0..10 {
-            w.append(i, &[(l("up", "a"), i, 1.0)], &[], SYNC).unwrap();
+            w.append(i, &[(l("up", "a"), i, 1.0)], &Extra::default(), SYNC)
+                .unwrap();
         }
         let seg = w.segment;
         drop((w, shared));
@@ -1005,7 +1068,8 @@ mod tests {
             "torn tail cut"
         );
         for i in 10..20 {
-            w.append(i, &[(l("up", "a"), i, 2.0)], &[], SYNC).unwrap();
+            w.append(i, &[(l("up", "a"), i, 2.0)], &Extra::default(), SYNC)
+                .unwrap();
         }
         // Damage a byte inside the first segment's fifth record.
         let mut bytes = std::fs::read(&path).unwrap();
@@ -1036,7 +1100,8 @@ mod tests {
         std::fs::write(segment_path(dir.path(), 2), &junk).unwrap();
         std::fs::write(position_path(dir.path()), b"short").unwrap();
         let (mut w, shared) = open(dir.path(), 1 << 20).unwrap();
-        w.append(1, &[(l("up", "x"), 5, 5.0)], &[], SYNC).unwrap();
+        w.append(1, &[(l("up", "x"), 5, 5.0)], &Extra::default(), SYNC)
+            .unwrap();
         let mut r = Reader::open(dir.path(), shared).unwrap();
         let b = r.next_batch().unwrap().unwrap();
         assert_eq!(b.samples, vec![(l("up", "x"), 5, 5.0)]);
@@ -1065,7 +1130,7 @@ mod tests {
         let n = SAMPLES_PER_RECORD + 3;
         let batch: Vec<(Labels, i64, f64)> =
             (0..n).map(|i| (l("up", "a"), i as i64, 1.0)).collect();
-        w.append(1, &batch, &[], SYNC).unwrap();
+        w.append(1, &batch, &Extra::default(), SYNC).unwrap();
         let mut r = Reader::open(dir.path(), shared).unwrap();
         let first = r.next_batch().unwrap().unwrap();
         let second = r.next_batch().unwrap().unwrap();
@@ -1084,7 +1149,7 @@ mod tests {
             w.append(
                 i,
                 &[(l("up", "a"), i, 1.0), (l("up", "b"), i, 1.0)],
-                &[],
+                &Extra::default(),
                 SYNC,
             )
             .unwrap();

@@ -339,6 +339,7 @@ mod tests {
             labels: lookout_model::Labels::from_pairs([("__name__", "up")]),
             samples: vec![(5, 1.0)],
             exemplars: Vec::new(),
+            created: 0,
         };
         let raw = snap::raw::Decoder::new()
             .decompress_vec(&encode_read_response(&[vec![s]]))
@@ -358,6 +359,7 @@ mod tests {
             labels: lookout_model::Labels::from_pairs([("__name__", "up")]),
             samples: (0..250).map(|i| (i * 15_000, i as f64)).collect(),
             exemplars: Vec::new(),
+            created: 0,
         };
         let mut out = Vec::new();
         encode_chunked_frames(3, std::slice::from_ref(&s), &mut out);

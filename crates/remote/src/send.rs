@@ -388,6 +388,8 @@ struct WriterState {
     w: queue::Writer,
     /// Input labels → labels as sent (`None`: dropped by relabeling).
     out: HashMap<Labels, Option<Labels>>,
+    /// The created timestamp last queued per series (as sent).
+    created: HashMap<Labels, i64>,
 }
 
 /// The senders: wrap the store with [`RemoteWrite::wrap`], start them with
@@ -397,6 +399,8 @@ pub struct RemoteWrite {
     families: Families,
     /// Whether any remote sends exemplars (else they are not collected at all).
     send_exemplars: bool,
+    /// Whether any remote sends 2.0, which carries created timestamps.
+    send_created: bool,
 }
 
 impl std::fmt::Debug for RemoteWrite {
@@ -453,6 +457,7 @@ impl RemoteWrite {
                 writer: Mutex::new(WriterState {
                     w,
                     out: HashMap::new(),
+                    created: HashMap::new(),
                 }),
                 shared,
                 reader: Mutex::new(Some(reader)),
@@ -469,10 +474,12 @@ impl RemoteWrite {
             }));
         }
         let send_exemplars = opts.remotes.iter().any(|r| r.send_exemplars);
+        let send_created = opts.remotes.iter().any(|r| r.protocol == Protocol::V2);
         Ok(Self {
             remotes,
             families,
             send_exemplars,
+            send_created,
         })
     }
 
@@ -531,7 +538,12 @@ impl RemoteWrite {
         }
     }
 
-    fn enqueue(&self, batch: &[(Labels, i64, f64)], exemplars: &[(Labels, Exemplar)]) {
+    fn enqueue(
+        &self,
+        batch: &[(Labels, i64, f64)],
+        exemplars: &[(Labels, Exemplar)],
+        created: &[(Labels, i64)],
+    ) {
         let now = now_ms();
         self.families.samples_in.inc_by(batch.len() as u64);
         if let Some(max) = batch.iter().map(|s| s.1).max() {
@@ -546,7 +558,12 @@ impl RemoteWrite {
             } else {
                 &[]
             };
-            r.enqueue(now, batch, ex);
+            let ct = if r.opts.protocol == Protocol::V2 {
+                created
+            } else {
+                &[]
+            };
+            r.enqueue(now, batch, ex, ct);
         }
     }
 }
@@ -562,16 +579,25 @@ impl Remote {
         relabel::process(&l, &self.opts.relabel)
     }
 
-    fn enqueue(&self, now: i64, batch: &[(Labels, i64, f64)], exemplars: &[(Labels, Exemplar)]) {
-        let mut st = self.writer.lock().expect("writer lock");
+    fn enqueue(
+        &self,
+        now: i64,
+        batch: &[(Labels, i64, f64)],
+        exemplars: &[(Labels, Exemplar)],
+        created: &[(Labels, i64)],
+    ) {
+        let mut guard = self.writer.lock().expect("writer lock");
+        let st = &mut *guard;
         if st.out.len() > 2_000_000 {
             st.out.clear();
+            st.created.clear();
         }
-        let mut mapped = |l: &Labels| match st.out.get(l) {
+        let out_map = &mut st.out;
+        let mut mapped = |l: &Labels| match out_map.get(l) {
             Some(m) => m.clone(),
             None => {
                 let m = self.relabel(l);
-                st.out.insert(l.clone(), m.clone());
+                out_map.insert(l.clone(), m.clone());
                 m
             }
         };
@@ -584,13 +610,26 @@ impl Remote {
             }
         }
         // An exemplar goes where its series goes (relabeling may drop both).
-        let ex: Vec<(Labels, Exemplar)> = exemplars
-            .iter()
-            .filter_map(|(l, e)| Some((mapped(l)?, e.clone())))
-            .collect();
+        let mut extra = queue::Extra {
+            exemplars: exemplars
+                .iter()
+                .filter_map(|(l, e)| Some((mapped(l)?, e.clone())))
+                .collect(),
+            created: Vec::new(),
+        };
+        // Created timestamps are queued when they change (a counter reset), not with
+        // every sample.
+        for (l, ct) in created {
+            if let Some(m) = mapped(l)
+                && st.created.get(&m) != Some(ct)
+            {
+                st.created.insert(m.clone(), *ct);
+                extra.created.push((m, *ct));
+            }
+        }
         self.metrics.drop_samples("relabel", dropped);
-        if let Err(e) = st.w.append(now, &out, &ex, self.sync_every) {
-            drop(st);
+        if let Err(e) = st.w.append(now, &out, &extra, self.sync_every) {
+            drop(guard);
             tracing::error!(remote = %self.opts.name, error = %e, samples = out.len(), "Remote-write queue write failed; these samples will not be sent");
             self.metrics.drop_samples("queue_write", out.len() as u64);
         }
@@ -630,6 +669,7 @@ impl Appendable for Fanout {
             rw: &self.rw,
             buf: Vec::new(),
             exemplars: Vec::new(),
+            created: Vec::new(),
         })
     }
 }
@@ -640,6 +680,8 @@ struct FanoutAppender<'a> {
     buf: Vec<(Labels, i64, f64)>,
     /// Exemplars the store took, for remotes with `send_exemplars`.
     exemplars: Vec<(Labels, Exemplar)>,
+    /// Created timestamps, for remotes sending 2.0.
+    created: Vec<(Labels, i64)>,
 }
 
 impl Appender for FanoutAppender<'_> {
@@ -657,11 +699,19 @@ impl Appender for FanoutAppender<'_> {
         Ok(())
     }
 
+    fn append_created(&mut self, labels: &Labels, created_ms: i64) -> lookout_storage::Result<()> {
+        self.inner.append_created(labels, created_ms)?;
+        if self.rw.send_created {
+            self.created.push((labels.clone(), created_ms));
+        }
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> lookout_storage::Result<()> {
         // Queued first: a crash between the two leaves the remote with samples the
         // store never acknowledged, never the other way round.
-        if !self.buf.is_empty() || !self.exemplars.is_empty() {
-            self.rw.enqueue(&self.buf, &self.exemplars);
+        if !self.buf.is_empty() || !self.exemplars.is_empty() || !self.created.is_empty() {
+            self.rw.enqueue(&self.buf, &self.exemplars, &self.created);
         }
         self.inner.commit()
     }
@@ -691,6 +741,8 @@ async fn run(r: Arc<Remote>, mut reader: Reader, mut stop: watch::Receiver<bool>
     let per_send = q.max_samples_per_send.max(1);
     let round_max = per_send * q.max_shards.max(1);
     let mut round: Vec<Batch> = Vec::new();
+    // The newest created timestamp read per series, sent with 2.0.
+    let mut created: HashMap<Labels, i64> = HashMap::new();
     let mut round_samples = 0usize;
     let mut committed = reader.position();
     let mut last_metadata: Option<Instant> = None;
@@ -713,6 +765,10 @@ async fn run(r: Arc<Remote>, mut reader: Reader, mut stop: watch::Receiver<bool>
                         continue;
                     }
                     round_samples += b.samples.len();
+                    if created.len() > 2_000_000 {
+                        created.clear();
+                    }
+                    created.extend(b.created.iter().cloned());
                     round.push(b);
                 }
                 Ok(None) => break,
@@ -751,7 +807,7 @@ async fn run(r: Arc<Remote>, mut reader: Reader, mut stop: watch::Receiver<bool>
             wait(&r, &mut stop, q.batch_send_deadline - age).await;
             continue;
         }
-        let outcome = send_round(&r, &round, round_samples, &mut stop).await;
+        let outcome = send_round(&r, &round, round_samples, &created, &mut stop).await;
         if matches!(outcome, Outcome::Stopped) {
             return;
         }
@@ -834,6 +890,7 @@ async fn send_round(
     r: &Arc<Remote>,
     round: &[Batch],
     samples: usize,
+    created: &HashMap<Labels, i64>,
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let q = &r.opts.queue;
@@ -861,6 +918,7 @@ async fn send_round(
                     labels: l.clone(),
                     samples: Vec::new(),
                     exemplars: Vec::new(),
+                    created: created.get(l).copied().unwrap_or(0),
                 });
                 series.len() - 1
             });
@@ -876,6 +934,7 @@ async fn send_round(
                     labels: l.clone(),
                     samples: Vec::new(),
                     exemplars: Vec::new(),
+                    created: created.get(l).copied().unwrap_or(0),
                 });
                 series.len() - 1
             });
@@ -948,6 +1007,7 @@ async fn send_shard(
                 labels: s.labels.clone(),
                 samples: std::mem::replace(&mut s.samples, rest),
                 exemplars: std::mem::take(&mut exemplars),
+                created: s.created,
             });
             n += take;
             if n == per_send {

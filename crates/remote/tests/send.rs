@@ -24,6 +24,8 @@ struct Script {
     requests: Vec<String>,
     /// Every exemplar acknowledged: (series name, trace id, t).
     exemplars: Vec<(String, String, i64)>,
+    /// Created timestamps received: (series name, ms).
+    created: Vec<(String, i64)>,
 }
 
 async fn receiver(script: Arc<Mutex<Script>>) -> String {
@@ -83,6 +85,9 @@ async fn receiver(script: Arc<Mutex<Script>>) -> String {
                                 let name = x.labels.metric_name().unwrap().to_string();
                                 for (t, _) in x.samples {
                                     s.got.push((name.clone(), t));
+                                }
+                                if x.created != 0 {
+                                    s.created.push((name.clone(), x.created));
                                 }
                                 for e in x.exemplars {
                                     let trace = e.labels.get("trace_id").unwrap_or("").to_string();
@@ -405,5 +410,45 @@ async fn exemplars_are_sent_with_send_exemplars_in_both_versions() {
         for t in tasks {
             t.await.unwrap();
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_timestamps_travel_with_2_0_when_they_change() {
+    let script = Arc::new(Mutex::new(Script::default()));
+    let url = receiver(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::default();
+    let mut r = remote(&url);
+    r.protocol = Protocol::V2;
+    let rw = Arc::new(RemoteWrite::new(options(dir.path(), r), &mut reg).unwrap());
+    let store = rw.wrap(Arc::new(MemStorage::new()));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let tasks = rw.spawn(stop);
+    let counter = Labels::from_pairs([("__name__", "req_total")]);
+    // Every scrape says when the counter was created; it resets once (at t = 6).
+    for t in 1..=10i64 {
+        let mut app = store.appender();
+        app.append(&counter, t, t as f64).unwrap();
+        app.append_created(&counter, if t < 6 { 1 } else { 6 })
+            .unwrap();
+        app.commit().unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    until("10 samples", || script.lock().unwrap().got.len() >= 10).await;
+    let s = script.lock().unwrap();
+    assert!(!s.created.is_empty(), "2.0 carries them");
+    assert!(
+        s.created.iter().all(|(n, _)| n == "req_total"),
+        "{:?}",
+        s.created
+    );
+    let mut seen: Vec<i64> = s.created.iter().map(|c| c.1).collect();
+    seen.dedup();
+    assert_eq!(seen, [1, 6], "the first, then the new one after the reset");
+    drop(s);
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        t.await.unwrap();
     }
 }

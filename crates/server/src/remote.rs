@@ -70,6 +70,10 @@ fn store(
                 }
             }
         }
+        // Created times (remote write 2.0, OTLP start times) go on to remote write 2.0.
+        if s.created > 0 {
+            let _ = app.append_created(&s.labels, s.created);
+        }
         // A refused exemplar costs only itself and is not an error of the request, as
         // in Prometheus; the 2.0 answer counts those written.
         for e in &s.exemplars {
@@ -325,6 +329,7 @@ pub(crate) async fn read(State(st): State<AppState>, body: Bytes) -> Response {
                         labels: s.labels,
                         samples: s.samples.iter().map(|x| (x.t, x.v)).collect(),
                         exemplars: Vec::new(),
+                        created: 0,
                     });
                 }
                 results.push(series);

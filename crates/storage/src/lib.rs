@@ -72,6 +72,14 @@ pub trait Appender: Send {
         let _ = (labels, e);
         Err(Error::Unsupported("exemplars"))
     }
+    /// Tells the store when the series `labels` (a counter, histogram or summary) was
+    /// created (ms): OpenMetrics `_created`, OTLP's start time, remote write 2.0's
+    /// created timestamp. Stores that do not keep it ignore it (the default); remote
+    /// write sends it on with 2.0.
+    fn append_created(&mut self, labels: &Labels, created_ms: i64) -> Result<()> {
+        let _ = (labels, created_ms);
+        Ok(())
+    }
     /// Makes every appended sample durable (per the store's sync policy) and visible.
     fn commit(self: Box<Self>) -> Result<()>;
     /// Discards every appended sample.

@@ -419,13 +419,14 @@ async fn scrape_loop(
         let t = now_ms();
         let result = scrape_once(&job, &target, t).await;
         let elapsed = started.elapsed();
-        let (samples, exemplars, scraped, error) = match result {
-            Ok(s) => (s.samples, s.exemplars, s.exposed, None),
-            Err(e) => (Vec::new(), Vec::new(), 0, Some(e)),
+        let (samples, exemplars, created, scraped, error) = match result {
+            Ok(s) => (s.samples, s.exemplars, s.created, s.exposed, None),
+            Err(e) => (Vec::new(), Vec::new(), Vec::new(), 0, Some(e)),
         };
         let run = Run {
             samples,
             exemplars,
+            created,
             scraped,
             up: error.is_none(),
             duration: elapsed,
@@ -463,6 +464,8 @@ struct Scraped {
     samples: Vec<(Labels, i64, f64)>,
     /// Exemplars, by the index of their sample.
     exemplars: Vec<(usize, Exemplar)>,
+    /// Created timestamps (ms, OpenMetrics `_created`), by the index of their sample.
+    created: Vec<(usize, i64)>,
     /// Samples the target exposed.
     exposed: usize,
 }
@@ -516,7 +519,10 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
     let scraped = exp.samples.len();
     let mut out = Vec::with_capacity(scraped);
     let mut exemplars = Vec::new();
+    let created_of = CreatedTimes::new(&exp.created);
+    let mut created = Vec::new();
     for s in exp.samples {
+        let ct = created_of.of(&s);
         let mut pairs: BTreeMap<String, String> = BTreeMap::new();
         pairs.insert(METRIC_NAME_LABEL.into(), s.name.to_string());
         for (k, v) in s.labels {
@@ -560,6 +566,9 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
                 },
             ));
         }
+        if let Some(ct) = ct {
+            created.push((out.len(), ct));
+        }
         out.push((ls, ts, s.value));
         if cfg.sample_limit > 0 && out.len() > cfg.sample_limit {
             return Err(format!(
@@ -571,8 +580,53 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
     Ok(Scraped {
         samples: out,
         exemplars,
+        created,
         exposed: scraped,
     })
+}
+
+/// The OpenMetrics `_created` times of an exposition, found for its samples: a
+/// counter's `foo_total`, a histogram's `foo_bucket`/`foo_count`/`foo_sum` and a
+/// summary's quantiles, `foo_count` and `foo_sum` share `foo_created` of the same labels
+/// (without `le` and `quantile`).
+struct CreatedTimes<'a> {
+    /// Created time (ms) by series.
+    by_series: HashMap<CreatedKey<'a>, i64>,
+}
+
+/// A family and its series' labels without `le` and `quantile`, sorted.
+type CreatedKey<'a> = (&'a str, Vec<(&'a str, &'a str)>);
+
+impl<'a> CreatedTimes<'a> {
+    fn key(family: &'a str, labels: &'a [(&'a str, std::borrow::Cow<'a, str>)]) -> CreatedKey<'a> {
+        let mut l: Vec<(&str, &str)> = labels
+            .iter()
+            .filter(|(n, _)| *n != "le" && *n != "quantile")
+            .map(|(n, v)| (*n, v.as_ref()))
+            .collect();
+        l.sort_unstable();
+        (family, l)
+    }
+
+    fn new(created: &'a [(&'a str, lookout_expfmt::SampleLine<'a>)]) -> Self {
+        let by_series = created
+            .iter()
+            .filter(|(_, s)| s.value.is_finite() && s.value > 0.0)
+            .map(|(f, s)| (Self::key(f, &s.labels), (s.value * 1000.0).round() as i64))
+            .collect();
+        Self { by_series }
+    }
+
+    /// The created time of sample `s`, if its family exposed one.
+    fn of(&self, s: &'a lookout_expfmt::SampleLine<'a>) -> Option<i64> {
+        if self.by_series.is_empty() {
+            return None;
+        }
+        ["_total", "_bucket", "_count", "_sum", ""]
+            .iter()
+            .filter_map(|suffix| s.name.strip_suffix(suffix))
+            .find_map(|family| self.by_series.get(&Self::key(family, &s.labels)).copied())
+    }
 }
 
 fn check_label_limits(cfg: &ScrapeConfig, ls: &Labels) -> Result<(), String> {
@@ -614,4 +668,39 @@ fn describe(e: &reqwest::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_times_reach_every_series_of_their_family() {
+        let body = "# TYPE req counter\nreq_total{code=\"200\"} 5\nreq_total{code=\"500\"} 1\nreq_created{code=\"200\"} 1700000000.5\n# TYPE lat histogram\nlat_bucket{le=\"1\",db=\"a\"} 2\nlat_bucket{le=\"+Inf\",db=\"a\"} 3\nlat_count{db=\"a\"} 3\nlat_sum{db=\"a\"} 1.5\nlat_created{db=\"a\"} 1700000001\n# TYPE q summary\nq{quantile=\"0.5\"} 1\nq_count 2\nq_created 1700000002\n# TYPE g gauge\ng 1\n# EOF\n";
+        let e = lookout_expfmt::parse(body, lookout_expfmt::Format::OpenMetrics).unwrap();
+        let ct = CreatedTimes::new(&e.created);
+        let got: Vec<(String, Option<i64>)> = e
+            .samples
+            .iter()
+            .map(|s| {
+                let labels: Vec<String> =
+                    s.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                (format!("{}{{{}}}", s.name, labels.join(",")), ct.of(s))
+            })
+            .collect();
+        let want = [
+            ("req_total{code=200}", Some(1_700_000_000_500)),
+            ("req_total{code=500}", None),
+            ("lat_bucket{le=1,db=a}", Some(1_700_000_001_000)),
+            ("lat_bucket{le=+Inf,db=a}", Some(1_700_000_001_000)),
+            ("lat_count{db=a}", Some(1_700_000_001_000)),
+            ("lat_sum{db=a}", Some(1_700_000_001_000)),
+            ("q{quantile=0.5}", Some(1_700_000_002_000)),
+            ("q_count{}", Some(1_700_000_002_000)),
+            ("g{}", None),
+        ];
+        let want: Vec<(String, Option<i64>)> =
+            want.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+        assert_eq!(got, want);
+    }
 }
