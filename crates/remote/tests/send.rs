@@ -436,17 +436,12 @@ async fn created_timestamps_travel_with_2_0_when_they_change() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     until("10 samples", || script.lock().unwrap().got.len() >= 10).await;
-    let s = script.lock().unwrap();
-    assert!(!s.created.is_empty(), "2.0 carries them");
-    assert!(
-        s.created.iter().all(|(n, _)| n == "req_total"),
-        "{:?}",
-        s.created
-    );
-    let mut seen: Vec<i64> = s.created.iter().map(|c| c.1).collect();
+    let created = script.lock().unwrap().created.clone();
+    assert!(!created.is_empty(), "2.0 carries them");
+    assert!(created.iter().all(|(n, _)| n == "req_total"), "{created:?}");
+    let mut seen: Vec<i64> = created.iter().map(|c| c.1).collect();
     seen.dedup();
     assert_eq!(seen, [1, 6], "the first, then the new one after the reset");
-    drop(s);
     let _ = stop_tx.send(true);
     for t in tasks {
         t.await.unwrap();
