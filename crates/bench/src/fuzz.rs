@@ -310,6 +310,7 @@ pub(crate) fn targets() -> Vec<Target> {
     ];
     t.extend(file_targets());
     t.extend(trace_targets());
+    t.extend(remote_targets());
     t
 }
 
@@ -472,6 +473,149 @@ fn trace_targets() -> Vec<Target> {
     ]
 }
 
+/// Remote write (1.0 and 2.0; the input is the uncompressed message, snappy-compressed
+/// here so mutations reach the protobuf decoder), OTLP metrics (protobuf and JSON), and a
+/// damaged remote-write queue segment read back.
+fn remote_targets() -> Vec<Target> {
+    use lookout_remote::{Limits, Series};
+    let snappy = |b: &[u8]| {
+        snap::raw::Encoder::new()
+            .compress_vec(b)
+            .unwrap_or_default()
+    };
+    let unsnappy = |b: Vec<u8>| {
+        snap::raw::Decoder::new()
+            .decompress_vec(&b)
+            .unwrap_or_default()
+    };
+    let series = vec![Series {
+        labels: Labels::from_pairs([("__name__", "lat_bucket"), ("le", "0.5")]),
+        samples: vec![(1_700_000_000_000, 3.0), (1_700_000_015_000, 4.0)],
+        exemplars: vec![lookout_model::Exemplar {
+            labels: Labels::from_pairs([("trace_id", "4bf92f3577b34da6")]),
+            value: 0.25,
+            t: 1_700_000_000_100,
+        }],
+        created: 1_699_999_000_000,
+    }];
+    let v1_seed = unsnappy(lookout_remote::encode_write_request(&series));
+    let v2_seed = unsnappy(lookout_remote::encode_v2_request(&series));
+    let otlp_json = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},"scopeMetrics":[{"metrics":[{"name":"orders","unit":"{orders}","sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":[{"startTimeUnixNano":"1699999000000000000","timeUnixNano":"1700000000000000000","asInt":"7"}]}},{"name":"lat","unit":"s","histogram":{"aggregationTemporality":2,"dataPoints":[{"timeUnixNano":"1700000000000000000","count":"3","sum":0.6,"bucketCounts":["1","2"],"explicitBounds":[0.1]}]}}]}]}]}"#.to_vec();
+    let otlp_proto = {
+        use lookout_remote::otlp::*;
+        let point = NumberDataPoint {
+            start_time_unix_nano: 1_699_999_000_000_000_000,
+            time_unix_nano: 1_700_000_000_000_000_000,
+            as_int: Some(7),
+            ..Default::default()
+        };
+        prost::Message::encode_to_vec(&ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: None,
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "orders".into(),
+                        sum: Some(Sum {
+                            data_points: vec![point],
+                            aggregation_temporality: 2,
+                            is_monotonic: true,
+                        }),
+                        ..Default::default()
+                    }],
+                }],
+            }],
+        })
+    };
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = std::env::temp_dir().join(format!("lookout-fuzz-queue-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let queue_seed = {
+        let mut seed = Vec::new();
+        if let Ok((mut w, _)) = lookout_remote::queue::open(&base.join("seed"), 1 << 20) {
+            let extra = lookout_remote::queue::Extra {
+                exemplars: vec![(series[0].labels.clone(), series[0].exemplars[0].clone())],
+                created: vec![(series[0].labels.clone(), series[0].created)],
+            };
+            let samples: Vec<(Labels, i64, f64)> = series[0]
+                .samples
+                .iter()
+                .map(|&(t, v)| (series[0].labels.clone(), t, v))
+                .collect();
+            let _ = w.append(1, &samples, &extra, std::time::Duration::ZERO);
+            let _ = w.sync();
+            for seq in lookout_remote::queue::segments(&base.join("seed")).unwrap_or_default() {
+                seed =
+                    std::fs::read(base.join("seed").join(format!("{seq:020}"))).unwrap_or_default();
+            }
+        }
+        seed
+    };
+    let cleanup = RemoveOnDrop(base);
+    let limits = Limits::default();
+    let l2 = limits.clone();
+    vec![
+        Target {
+            name: "remote-write-1",
+            seeds: vec![v1_seed],
+            tokens: &[],
+            run: Box::new(move |b| {
+                let _ = lookout_remote::decode_write_request(&snappy(b), &limits);
+            }),
+        },
+        Target {
+            name: "remote-write-2",
+            seeds: vec![v2_seed],
+            tokens: &[],
+            run: Box::new(move |b| {
+                let _ = lookout_remote::decode_v2_request(&snappy(b), &l2);
+            }),
+        },
+        Target {
+            name: "otlp-metrics-json",
+            seeds: vec![otlp_json],
+            tokens: &[
+                "\"timeUnixNano\":\"",
+                "\"startTimeUnixNano\":\"",
+                "{",
+                "}",
+                "[",
+                "]",
+                "\"",
+                ",",
+            ],
+            run: Box::new(|b| {
+                let _ = lookout_remote::otlp::json::decode(b, &Default::default());
+            }),
+        },
+        Target {
+            name: "otlp-metrics-protobuf",
+            seeds: vec![otlp_proto],
+            tokens: &[],
+            run: Box::new(|b| {
+                let _ = lookout_remote::otlp::decode_otlp_metrics(b, &Default::default());
+            }),
+        },
+        Target {
+            name: "remote-queue",
+            seeds: vec![queue_seed],
+            tokens: &[],
+            run: Box::new(move |b| {
+                let dir = cleanup.0.join("case");
+                let _ = std::fs::remove_dir_all(&dir);
+                if std::fs::create_dir_all(&dir).is_ok()
+                    && std::fs::write(dir.join(format!("{:020}", 1)), b).is_ok()
+                    && let Ok((_w, shared)) = lookout_remote::queue::open(&dir, 1 << 20)
+                    && let Ok(mut r) = lookout_remote::queue::Reader::open(&dir, shared)
+                {
+                    let _ = r.count_pending();
+                    while let Ok(Some(_)) = r.next_batch() {}
+                }
+            }),
+        },
+    ]
+}
+
 fn file_targets() -> Vec<Target> {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -589,6 +733,14 @@ fn make_seed_files(dir: &Path) -> std::io::Result<(Seeds, Seeds)> {
         for i in 0..50 {
             let l = Labels::from_pairs([("__name__", "m"), ("i", &*(i % 5).to_string())]);
             let _ = app.append(&l, i * 15_000, i as f64 / 4.0);
+            if i % 10 == 0 {
+                let e = lookout_model::Exemplar {
+                    labels: Labels::from_pairs([("trace_id", "4bf92f3577b34da6")]),
+                    value: 0.25,
+                    t: i * 15_000,
+                };
+                let _ = app.append_exemplar(&l, &e);
+            }
         }
         let _ = app.commit();
         db.close().map_err(std::io::Error::other)?;
