@@ -94,15 +94,9 @@ pub struct TraceExemplar {
 }
 
 /// The exemplar for an observation made now, if it is made inside a recorded span.
+#[cfg(feature = "tracing")]
 pub(crate) fn exemplar() -> Option<TraceExemplar> {
-    #[cfg(feature = "tracing")]
-    {
-        trace::exemplar()
-    }
-    #[cfg(not(feature = "tracing"))]
-    {
-        None
-    }
+    trace::exemplar()
 }
 
 /// A histogram with `buckets`.

@@ -18,6 +18,7 @@ pub use process::{ProcessCollector, RuntimeCollector};
 pub use raft::{RaftMetrics, RaftRole};
 pub use storage::StorageMetrics;
 
+#[cfg(feature = "tracing")]
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -39,9 +40,15 @@ where
     f.get_or_create(&pairs(l)).clone()
 }
 
-/// A latency histogram whose observations inside a recorded span keep that trace as
-/// the bucket's exemplar ([`crate::TraceExemplar`]).
+/// A latency histogram. With the `tracing` feature, observations inside a recorded span
+/// keep that trace as the bucket's exemplar ([`crate::TraceExemplar`]); without it, a
+/// plain histogram, so instrumentation that traces nothing pays nothing for exemplars
+/// (an exemplar histogram takes a second lock per observation).
+#[cfg(feature = "tracing")]
 pub(crate) type LatencyHistogram = HistogramWithExemplars<crate::TraceExemplar>;
+/// A latency histogram (plain: exemplars need the `tracing` feature).
+#[cfg(not(feature = "tracing"))]
+pub(crate) type LatencyHistogram = Histogram;
 
 /// A family of [`LatencyHistogram`]s sharing one bucket layout.
 pub(crate) type LatencyFamily = Family<Pairs, LatencyHistogram, fn() -> LatencyHistogram>;
@@ -52,11 +59,18 @@ pub(crate) fn latency_family() -> LatencyFamily {
 }
 
 /// Observes `seconds` in `h`, with the current recorded span's trace as the exemplar.
+#[cfg(feature = "tracing")]
 pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: f64) {
     match crate::exemplar() {
         Some(e) => h.observe(seconds, Some(e), Some(std::time::SystemTime::now())),
         None => h.observe(seconds, None, None),
     }
+}
+
+/// Observes `seconds` in `h`.
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: f64) {
+    h.observe(seconds);
 }
 
 /// A family of size histograms ([`crate::SIZE_BUCKETS`]).
