@@ -536,8 +536,8 @@ impl Default for MetadataConfig {
 pub struct OtlpConfig {
     /// Resource attributes put on every series as labels.
     pub promote_resource_attributes: Vec<String>,
-    /// `UnderscoreEscapingWithSuffixes` (the default) or
-    /// `UnderscoreEscapingWithoutSuffixes`.
+    /// `UnderscoreEscapingWithSuffixes` (the default), `UnderscoreEscapingWithoutSuffixes`,
+    /// `NoUTF8EscapingWithSuffixes` or `NoTranslation` (the last two keep UTF-8 names).
     pub translation_strategy: Option<String>,
 }
 
@@ -1101,11 +1101,10 @@ impl Config {
             ));
         }
         if let Some(t) = &self.otlp.translation_strategy
-            && t != "UnderscoreEscapingWithSuffixes"
-            && t != "UnderscoreEscapingWithoutSuffixes"
+            && lookout_remote::otlp::Translation::parse(t).is_none()
         {
             return Err(format!(
-                "otlp.translation_strategy: {t:?} is not supported; Lookout translates with UnderscoreEscapingWithSuffixes (the default) or UnderscoreEscapingWithoutSuffixes"
+                "otlp.translation_strategy: {t:?} is not one of UnderscoreEscapingWithSuffixes (the default), UnderscoreEscapingWithoutSuffixes, NoUTF8EscapingWithSuffixes, NoTranslation"
             ));
         }
         if self.global.timeout() > self.global.scrape_interval.0 {

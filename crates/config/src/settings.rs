@@ -298,8 +298,12 @@ impl Settings {
             dashboards: dashboards(c),
             otlp: lookout_remote::otlp::Options {
                 promote_resource_attributes: c.otlp.promote_resource_attributes.clone(),
-                suffixes: c.otlp.translation_strategy.as_deref()
-                    != Some("UnderscoreEscapingWithoutSuffixes"),
+                translation: c
+                    .otlp
+                    .translation_strategy
+                    .as_deref()
+                    .and_then(lookout_remote::otlp::Translation::parse)
+                    .unwrap_or_default(),
                 ..Default::default()
             },
             remote_write: c.remote_write.iter().map(remote_write).collect(),

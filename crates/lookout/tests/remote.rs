@@ -392,7 +392,7 @@ fn issue_16_the_opentelemetry_sdk_pushes_metrics_over_otlp() {
         "global:\n  scrape_interval: 1s\ncollectors:\n  host: { enabled: false }\notlp:\n  promote_resource_attributes: [ deployment.environment ]\n",
     );
     let bad = dir.path().join("bad.yml");
-    std::fs::write(&bad, "otlp:\n  translation_strategy: NoTranslation\n").unwrap();
+    std::fs::write(&bad, "otlp:\n  translation_strategy: KeepEverything\n").unwrap();
     let out = run(&["check", "config", utf8(&bad)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -455,6 +455,74 @@ fn issue_16_the_opentelemetry_sdk_pushes_metrics_over_otlp() {
     let (code, body) = off.post("/api/v1/otlp/v1/metrics", "application/x-protobuf", "");
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("--web.enable-otlp-receiver"), "{body}");
+
+    // The UTF-8 strategies keep OTLP's names: PromQL reads them quoted, and /federate
+    // answers them escaped for classic parsers.
+    for (strategy, orders, latency) in [
+        (
+            "NoUTF8EscapingWithSuffixes",
+            "shop.orders_total",
+            "shop.latency_milliseconds_count",
+        ),
+        ("NoTranslation", "shop.orders", "shop.latency_count"),
+    ] {
+        let d = dir.path().join(strategy);
+        std::fs::create_dir_all(&d).unwrap();
+        let cfg = write_config(
+            &d,
+            &format!(
+                "collectors:\n  host: {{ enabled: false }}\n  process: {{ enabled: false }}\notlp:\n  translation_strategy: {strategy}\n  promote_resource_attributes: [ deployment.environment ]\n"
+            ),
+        );
+        let lk = Lookout::start_with(&d.join("data"), &cfg, &["--web.enable-otlp-receiver"]);
+        let out = std::process::Command::new(&py)
+            .arg(&script)
+            .arg(&lk.base)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = lk.wait_for(
+            &format!(r#"{{"{orders}", job="shop", region="eu", "deployment.environment"="test"}}"#),
+            Duration::from_secs(10),
+        );
+        assert_eq!(value_of(&got[0]), 5.0, "{strategy}");
+        let got = lk.query(&format!(
+            r#"sum by ("deployment.environment") ({{"{latency}"}})"#
+        ));
+        assert_eq!(
+            got[0]["metric"]["deployment.environment"], "test",
+            "{got:?}"
+        );
+        assert_eq!(value_of(&got[0]), 3.0, "{strategy}");
+        let (code, fed) = lk.get(&format!(
+            "/federate?match[]={}",
+            url_escape(&format!(r#"{{"{orders}"}}"#))
+        ));
+        assert_eq!(code, 200, "{fed}");
+        let escaped = orders.replace('.', "_");
+        assert!(
+            fed.lines().any(|l| l.starts_with(&format!("{escaped}{{"))
+                && l.contains("deployment_environment=\"test\"")),
+            "{strategy}: {fed}"
+        );
+        assert!(lk.terminate().success());
+    }
+}
+
+/// Percent-encodes a query parameter's value.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[test]

@@ -330,6 +330,12 @@ fn unit_word(unit: &str) -> Option<String> {
 /// Prometheus 3's default metric name: sanitised, the unit word appended (unless the
 /// name already ends with it), `_ratio` for unit "1" gauges, `_total` for counters.
 pub fn metric_name(name: &str, unit: &str, counter: bool, gauge: bool) -> String {
+    with_suffixes(escape_metric_name(name), unit, counter, gauge)
+}
+
+/// Prometheus's metric-name sanitising: anything but letters, digits, `_` and `:`
+/// becomes `_`, a leading digit gets `_` in front.
+fn escape_metric_name(name: &str) -> String {
     let mut n: String = name
         .chars()
         .map(|c| {
@@ -343,6 +349,11 @@ pub fn metric_name(name: &str, unit: &str, counter: bool, gauge: bool) -> String
     if n.starts_with(|c: char| c.is_ascii_digit()) {
         n.insert(0, '_');
     }
+    n
+}
+
+/// `n` with the unit word, `_ratio` and `_total` suffixes Prometheus 3 appends.
+fn with_suffixes(mut n: String, unit: &str, counter: bool, gauge: bool) -> String {
     if let Some(w) = unit_word(unit)
         && !n.ends_with(&format!("_{w}"))
     {
@@ -359,10 +370,50 @@ pub fn metric_name(name: &str, unit: &str, counter: bool, gauge: bool) -> String
 }
 
 fn name_of(name: &str, unit: &str, counter: bool, gauge: bool, opts: &Options) -> String {
-    if opts.suffixes {
-        metric_name(name, unit, counter, gauge)
-    } else {
-        metric_name(name, "", false, false)
+    match opts.translation {
+        Translation::UnderscoreEscapingWithSuffixes => metric_name(name, unit, counter, gauge),
+        Translation::UnderscoreEscapingWithoutSuffixes => escape_metric_name(name),
+        Translation::NoUTF8EscapingWithSuffixes => {
+            with_suffixes(name.to_string(), unit, counter, gauge)
+        }
+        Translation::NoTranslation => name.to_string(),
+    }
+}
+
+/// An attribute's label name: sanitised unless the translation keeps UTF-8 names.
+fn label_of(key: &str, opts: &Options) -> String {
+    match opts.translation {
+        Translation::UnderscoreEscapingWithSuffixes
+        | Translation::UnderscoreEscapingWithoutSuffixes => label_name(key),
+        Translation::NoUTF8EscapingWithSuffixes | Translation::NoTranslation => key.to_string(),
+    }
+}
+
+/// How OTLP names become Prometheus names: Prometheus 3's `otlp.translation_strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Translation {
+    /// Names and labels sanitised to `[a-zA-Z_:][a-zA-Z0-9_:]*`, unit and type suffixes
+    /// added (the default).
+    #[default]
+    UnderscoreEscapingWithSuffixes,
+    /// Sanitised, no suffixes.
+    UnderscoreEscapingWithoutSuffixes,
+    /// UTF-8 names kept as sent (`http.server.duration_seconds`), suffixes added.
+    NoUTF8EscapingWithSuffixes,
+    /// Names and labels exactly as sent.
+    NoTranslation,
+}
+
+impl Translation {
+    /// The strategy a configuration value names, if it names one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "UnderscoreEscapingWithSuffixes" => Self::UnderscoreEscapingWithSuffixes,
+            "UnderscoreEscapingWithoutSuffixes" => Self::UnderscoreEscapingWithoutSuffixes,
+            "NoUTF8EscapingWithSuffixes" => Self::NoUTF8EscapingWithSuffixes,
+            "NoTranslation" => Self::NoTranslation,
+            _ => return None,
+        })
     }
 }
 
@@ -397,10 +448,8 @@ pub struct Options {
     /// Resource attributes also put on every series (as labels, names sanitised), as
     /// Prometheus's `otlp.promote_resource_attributes`.
     pub promote_resource_attributes: Vec<String>,
-    /// Whether names get unit and type suffixes: Prometheus's
-    /// `UnderscoreEscapingWithSuffixes` (true, the default) or
-    /// `UnderscoreEscapingWithoutSuffixes`.
-    pub suffixes: bool,
+    /// How names are translated (`otlp.translation_strategy`).
+    pub translation: Translation,
     /// Largest body, in bytes.
     pub max_bytes: usize,
 }
@@ -409,7 +458,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             promote_resource_attributes: Vec::new(),
-            suffixes: true,
+            translation: Translation::default(),
             max_bytes: 64 << 20,
         }
     }
@@ -449,7 +498,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
         }
         for k in &opts.promote_resource_attributes {
             if let Some(v) = get(k) {
-                base.push((label_name(k), v));
+                base.push((label_of(k, opts), v));
             }
         }
         let mut newest = i64::MIN;
@@ -463,7 +512,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                 .iter()
                 .map(|kv| {
                     (
-                        label_name(&kv.key),
+                        label_of(&kv.key, opts),
                         kv.value.as_ref().map(AnyValue::text).unwrap_or_default(),
                     )
                 })
@@ -605,7 +654,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                     "service.name" | "service.namespace" | "service.instance.id"
                 )
             })
-            .map(|(k, v)| (label_name(k), v.clone()))
+            .map(|(k, v)| (label_of(k, opts), v.clone()))
             .collect();
         if newest != i64::MIN && !info.is_empty() && (job.is_some() || instance.is_some()) {
             let mut pairs = info;
@@ -667,6 +716,42 @@ mod tests {
             metric_name("latency_seconds", "s", false, false),
             "latency_seconds"
         );
+        // The four strategies, on a counter and an attribute.
+        for (t, name, label) in [
+            (
+                "UnderscoreEscapingWithSuffixes",
+                "http.requests_total",
+                "http_method",
+            ),
+            (
+                "UnderscoreEscapingWithoutSuffixes",
+                "http_requests",
+                "http_method",
+            ),
+            (
+                "NoUTF8EscapingWithSuffixes",
+                "http.requests_total",
+                "http.method",
+            ),
+            ("NoTranslation", "http.requests", "http.method"),
+        ] {
+            let opts = Options {
+                translation: Translation::parse(t).unwrap(),
+                ..Options::default()
+            };
+            let want_name = if t.starts_with("Underscore") {
+                name.replace('.', "_")
+            } else {
+                name.to_string()
+            };
+            assert_eq!(
+                name_of("http.requests", "{requests}", true, false, &opts),
+                want_name,
+                "{t}"
+            );
+            assert_eq!(label_of("http.method", &opts), label, "{t}");
+        }
+        assert_eq!(Translation::parse("Other"), None);
         assert_eq!(label_name("http.method"), "http_method");
         assert_eq!(label_name("0day"), "key_0day");
     }
@@ -795,7 +880,7 @@ mod tests {
         // Promoted resource attributes and names without suffixes.
         let opts = Options {
             promote_resource_attributes: vec!["host.name".into()],
-            suffixes: false,
+            translation: Translation::UnderscoreEscapingWithoutSuffixes,
             ..Options::default()
         };
         let got = decode_otlp_metrics(&body, &opts).unwrap();

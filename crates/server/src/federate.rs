@@ -16,6 +16,24 @@ use lookout_storage::{Grid, SelectHints};
 use crate::AppState;
 use crate::api::{ApiError, api_error};
 
+/// A name as the classic text format can carry it: Prometheus's underscore escaping
+/// (what a Prometheus 3 federation answers without `escaping=allow-utf-8`): every
+/// character a classic name may not have there becomes `_`. Names kept in UTF-8 (OTLP's
+/// `NoUTF8EscapingWithSuffixes` and `NoTranslation`) leave as classic parsers read them.
+fn classic_name(name: &str, metric: bool) -> std::borrow::Cow<'_, str> {
+    let ok = |i: usize, c: char| {
+        c.is_ascii_alphabetic() || c == '_' || (metric && c == ':') || (i > 0 && c.is_ascii_digit())
+    };
+    if name.chars().enumerate().all(|(i, c)| ok(i, c)) {
+        return name.into();
+    }
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| if ok(i, c) { c } else { '_' })
+        .collect::<String>()
+        .into()
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', r"\\")
         .replace('"', "\\\"")
@@ -82,7 +100,7 @@ pub(crate) async fn federate(
             let mut out = String::new();
             let mut family = String::new();
             for (labels, (t, v)) in newest {
-                let name = labels.metric_name().unwrap_or_default().to_string();
+                let name = classic_name(labels.metric_name().unwrap_or_default(), true).into_owned();
                 if name != family {
                     out.push_str(&format!("# TYPE {name} untyped\n"));
                     family = name.clone();
@@ -90,7 +108,7 @@ pub(crate) async fn federate(
                 let mut pairs: Vec<(String, String)> = labels
                     .iter()
                     .filter(|l| l.name != lookout_model::METRIC_NAME_LABEL)
-                    .map(|l| (l.name.to_string(), l.value.to_string()))
+                    .map(|l| (classic_name(&l.name, false).into_owned(), l.value.to_string()))
                     .collect();
                 for (k, v) in &external {
                     if labels.get(k).is_none() {
