@@ -389,15 +389,16 @@ fn exemplar_of(wire: &[Label], value: f64, t: i64) -> lookout_model::Exemplar {
 
 /// A series as remote write 1.0 and remote read carry it.
 pub(crate) fn wire(s: &Series) -> TimeSeries {
-    TimeSeries {
-        labels: s
-            .labels
-            .iter()
+    fn labels(ls: &Labels) -> Vec<Label> {
+        ls.iter()
             .map(|l| Label {
                 name: l.name.to_string(),
                 value: l.value.to_string(),
             })
-            .collect(),
+            .collect()
+    }
+    TimeSeries {
+        labels: labels(&s.labels),
         samples: s
             .samples
             .iter()
@@ -407,14 +408,7 @@ pub(crate) fn wire(s: &Series) -> TimeSeries {
             .exemplars
             .iter()
             .map(|e| Exemplar {
-                labels: e
-                    .labels
-                    .iter()
-                    .map(|l| Label {
-                        name: l.name.to_string(),
-                        value: l.value.to_string(),
-                    })
-                    .collect(),
+                labels: labels(&e.labels),
                 value: e.value,
                 timestamp: e.t,
             })

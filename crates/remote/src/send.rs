@@ -885,6 +885,28 @@ fn protocol(r: &Remote) -> Protocol {
     }
 }
 
+/// A round's shards: each series' index in the shard, and the series.
+type Shard = (HashMap<Labels, usize>, Vec<Series>);
+
+/// The series of `l` in its shard, made on first use.
+fn series_in<'a>(
+    shards: &'a mut [Shard],
+    l: &Labels,
+    created: &HashMap<Labels, i64>,
+) -> &'a mut Series {
+    let (idx, series) = &mut shards[shard_of(l, shards.len())];
+    let i = *idx.entry(l.clone()).or_insert_with(|| {
+        series.push(Series {
+            labels: l.clone(),
+            samples: Vec::new(),
+            exemplars: Vec::new(),
+            created: created.get(l).copied().unwrap_or(0),
+        });
+        series.len() - 1
+    });
+    &mut series[i]
+}
+
 /// Sends a round over its shards and waits for every batch.
 async fn send_round(
     r: &Arc<Remote>,
@@ -903,8 +925,7 @@ async fn send_round(
     let oldest = round[0].appended_ms;
     let now = now_ms();
     let age_limit = q.sample_age_limit.as_millis() as i64;
-    let mut shards: Vec<(HashMap<Labels, usize>, Vec<Series>)> =
-        (0..desired).map(|_| Default::default()).collect();
+    let mut shards: Vec<Shard> = (0..desired).map(|_| Default::default()).collect();
     let mut too_old = 0u64;
     for b in round {
         for (l, t, v) in &b.samples {
@@ -912,33 +933,13 @@ async fn send_round(
                 too_old += 1;
                 continue;
             }
-            let (idx, series) = &mut shards[shard_of(l, desired)];
-            let i = *idx.entry(l.clone()).or_insert_with(|| {
-                series.push(Series {
-                    labels: l.clone(),
-                    samples: Vec::new(),
-                    exemplars: Vec::new(),
-                    created: created.get(l).copied().unwrap_or(0),
-                });
-                series.len() - 1
-            });
-            series[i].samples.push((*t, *v));
+            series_in(&mut shards, l, created).samples.push((*t, *v));
         }
         for (l, e) in &b.exemplars {
             if age_limit > 0 && now - e.t > age_limit {
                 continue;
             }
-            let (idx, series) = &mut shards[shard_of(l, desired)];
-            let i = *idx.entry(l.clone()).or_insert_with(|| {
-                series.push(Series {
-                    labels: l.clone(),
-                    samples: Vec::new(),
-                    exemplars: Vec::new(),
-                    created: created.get(l).copied().unwrap_or(0),
-                });
-                series.len() - 1
-            });
-            series[i].exemplars.push(e.clone());
+            series_in(&mut shards, l, created).exemplars.push(e.clone());
         }
     }
     r.metrics.drop_samples("too_old", too_old);
