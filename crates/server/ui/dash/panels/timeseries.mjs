@@ -63,8 +63,13 @@ function legendRow(table, cells, swatch) {
 
 // Exemplars as small diamonds over the chart, each a link to its trace (or a title with
 // its labels when it names none); kept in place when the chart is redrawn.
-function drawExemplars(u, exemplars) {
-  if (!exemplars.length) return;
+// At most this many per chart (the newest): a diamond is a DOM element, and the store may
+// hold 100,000 exemplars.
+const MAX_EXEMPLARS = 2000;
+
+function drawExemplars(u, all) {
+  if (!all.length) return;
+  const exemplars = all.length > MAX_EXEMPLARS ? all.slice().sort((a, b) => b.t - a.t).slice(0, MAX_EXEMPLARS) : all;
   const layer = document.createElement("div");
   layer.className = "exemplars";
   // Beside uPlot's plotting area, in the same positioned box.
