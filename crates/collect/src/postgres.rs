@@ -19,6 +19,14 @@
 //! Each query stands alone: one that fails for lack of an extension or a privilege is
 //! reported in [`AsyncCollector::notes`] and the rest are still read. Losing the
 //! connection ends the run with `pg_up 0` and an error.
+//!
+//! Wait events, Lookout's own: every second, over the same connection, the client
+//! sessions of `pg_stat_activity` (not idle, not this one) are counted by
+//! `wait_event_type`, `wait_event`, `state`, `datname` and `usename`; a running session
+//! without a wait event counts as `CPU`. Each run writes the running totals as
+//! `pg_wait_event_samples_total` (one per session per second, so its `rate` is the
+//! average number of sessions in that state: "what are sessions waiting on"), the last
+//! second's counts as `pg_wait_event_sessions`, and `pg_wait_event_sampling_runs_total`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -72,9 +80,125 @@ pub struct PostgresCollector {
     target: PostgresTarget,
     collector_name: String,
     config: tokio_postgres::Config,
-    client: tokio::sync::Mutex<Option<Client>>,
+    client: Arc<tokio::sync::Mutex<Option<Client>>>,
     notes: Mutex<Vec<String>>,
     slow: SlowQueries,
+    waits: Arc<Mutex<WaitSamples>>,
+    sampling: std::sync::atomic::AtomicBool,
+}
+
+/// How often sessions are sampled for their wait events.
+const WAIT_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Most (wait event, state, database, user) combinations kept; later ones are not.
+const MAX_WAIT_KEYS: usize = 10_000;
+
+/// One combination of the wait-event sample's labels: wait_event_type, wait_event,
+/// state, datname, usename.
+type WaitKey = [String; 5];
+
+/// The wait-event samples taken so far.
+#[derive(Debug, Default)]
+struct WaitSamples {
+    /// Session-samples per combination since the collector started.
+    total: BTreeMap<WaitKey, u64>,
+    /// The last sample's sessions per combination.
+    last: BTreeMap<WaitKey, u64>,
+    /// Samples taken.
+    runs: u64,
+}
+
+const WAITS_SQL: &str = "SELECT CASE WHEN wait_event_type IS NULL AND state = 'active' THEN 'CPU' ELSE coalesce(wait_event_type, '') END AS wait_event_type, \
+     CASE WHEN wait_event IS NULL AND state = 'active' THEN 'CPU' ELSE coalesce(wait_event, '') END AS wait_event, \
+     coalesce(state, '') AS state, coalesce(datname, '') AS datname, coalesce(usename, '') AS usename, count(*) AS sessions \
+     FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle' \
+     GROUP BY 1, 2, 3, 4, 5";
+
+impl WaitSamples {
+    /// Adds one sample's rows.
+    fn add(&mut self, rows: &[SimpleQueryRow]) {
+        self.runs += 1;
+        self.last.clear();
+        for r in rows {
+            let key: WaitKey = [
+                "wait_event_type",
+                "wait_event",
+                "state",
+                "datname",
+                "usename",
+            ]
+            .map(|c| r.get(c).unwrap_or("").to_string());
+            let n = num(r.get("sessions")).unwrap_or(0.0) as u64;
+            if !self.total.contains_key(&key) && self.total.len() >= MAX_WAIT_KEYS {
+                continue;
+            }
+            *self.total.entry(key.clone()).or_default() += n;
+            self.last.insert(key, n);
+        }
+    }
+
+    /// The figures, as metrics.
+    fn emit(&self, out: &mut Vec<Metric>) {
+        let labels = |k: &WaitKey| -> [(&'static str, String); 5] {
+            [
+                ("wait_event_type", k[0].clone()),
+                ("wait_event", k[1].clone()),
+                ("state", k[2].clone()),
+                ("datname", k[3].clone()),
+                ("usename", k[4].clone()),
+            ]
+        };
+        for (name, map) in [
+            ("pg_wait_event_samples_total", &self.total),
+            ("pg_wait_event_sessions", &self.last),
+        ] {
+            for (k, n) in map {
+                let l = labels(k);
+                let pairs: Vec<(&str, &str)> = l.iter().map(|(a, b)| (*a, b.as_str())).collect();
+                out.push(Metric::new(name, &pairs, *n as f64));
+            }
+        }
+        out.push(Metric::new(
+            "pg_wait_event_sampling_runs_total",
+            &[],
+            self.runs as f64,
+        ));
+    }
+}
+
+/// Samples wait events every [`WAIT_SAMPLE_EVERY`] over the collector's connection (when
+/// it has one; a run holding it delays the sample) until the collector is dropped.
+async fn sample_waits(
+    client: std::sync::Weak<tokio::sync::Mutex<Option<Client>>>,
+    waits: std::sync::Weak<Mutex<WaitSamples>>,
+) {
+    let mut tick = tokio::time::interval(WAIT_SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let (Some(client), Some(waits)) = (client.upgrade(), waits.upgrade()) else {
+            return;
+        };
+        let rows = {
+            let guard = client.lock().await;
+            let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) else {
+                continue;
+            };
+            match c.simple_query(WAITS_SQL).await {
+                Ok(msgs) => msgs
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => Some(r),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+                Err(e) => {
+                    tracing::debug!(error = %describe(&e), "Sampling PostgreSQL wait events failed");
+                    continue;
+                }
+            }
+        };
+        waits.lock().expect("lock poisoned").add(&rows);
+    }
 }
 
 impl std::fmt::Debug for PostgresCollector {
@@ -104,13 +228,28 @@ impl PostgresCollector {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("lookout");
+        // A monitoring query must never wait behind a user's lock (an exclusively locked
+        // table would hold the whole run, and every second's wait-event sample, until
+        // it is released) or run unbounded: it fails after a second of waiting for a
+        // lock, ten of running, is noted, and the run goes on. A DSN's own `options`
+        // come first and win.
+        let mut opts = config.get_options().map(str::to_string).unwrap_or_default();
+        for o in ["lock_timeout=1000", "statement_timeout=10000"] {
+            let key = o.split('=').next().unwrap_or_default();
+            if !opts.contains(key) {
+                opts.push_str(&format!(" -c {o}"));
+            }
+        }
+        config.options(opts.trim());
         Ok(Self {
             collector_name: format!("postgres/{}", target.name),
             target,
             config,
-            client: tokio::sync::Mutex::new(None),
+            client: Arc::new(tokio::sync::Mutex::new(None)),
             notes: Mutex::new(Vec::new()),
             slow,
+            waits: Arc::default(),
+            sampling: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -122,6 +261,15 @@ impl PostgresCollector {
     }
 
     async fn run(&self, out: &mut Vec<Metric>) -> Result<()> {
+        if !self
+            .sampling
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::spawn(sample_waits(
+                Arc::downgrade(&self.client),
+                Arc::downgrade(&self.waits),
+            ));
+        }
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             match self.config.connect(NoTls).await {
@@ -164,6 +312,7 @@ impl PostgresCollector {
             }
         };
         r.out.push(Metric::new("pg_up", &[], 1.0));
+        self.waits.lock().expect("lock poisoned").emit(r.out);
         r.collect_all(
             version,
             &full,

@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use lookout_collect::{
     AsyncCollector, Metric, PostgresCollector, PostgresTarget, RedisCollector, RedisTarget,
@@ -212,4 +213,102 @@ async fn redis_down_is_redis_up_zero() {
     let err = c.collect(&mut out).await.unwrap_err().to_string();
     assert_eq!(value(&out, "redis_up", &[]), Some(0.0));
     assert!(err.starts_with("redis gone:"), "{err}");
+}
+
+/// Sessions of a real server caught waiting: one blocked on another's table lock, one in
+/// `pg_sleep`, one idle in a transaction. The collector's one-second samples name each,
+/// and their totals grow with the seconds they wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wait_events_are_sampled_every_second() {
+    let server = PgServer::start();
+    server.psql("postgres", "CREATE TABLE held (x int)");
+    let slow = SlowQueries::default();
+    let c = pg(&server, "postgres", &slow);
+    let mut out = Vec::new();
+    c.collect(&mut out).await.unwrap();
+    let connect = || async {
+        let (client, conn) =
+            tokio_postgres::connect(&server.dsn("postgres"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        client
+    };
+    let holder = connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let waiter = connect().await;
+    let blocked =
+        tokio::spawn(async move { waiter.simple_query("SELECT count(*) FROM held").await });
+    let sleeper = connect().await;
+    let sleeping = tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(4)").await });
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut out = Vec::new();
+    c.collect(&mut out).await.unwrap();
+    let samples = |we_type: &str, we: &str, state: &str| {
+        value(
+            &out,
+            "pg_wait_event_samples_total",
+            &[
+                ("wait_event_type", we_type),
+                ("wait_event", we),
+                ("state", state),
+                ("datname", "postgres"),
+                ("usename", "postgres"),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    // About three seconds each: at least two samples, at most five.
+    let lock = samples("Lock", "relation", "active");
+    assert!(
+        (2.0..=5.0).contains(&lock),
+        "blocked on the lock: {lock}; {out:?}"
+    );
+    let sleep = samples("Timeout", "PgSleep", "active");
+    assert!((2.0..=5.0).contains(&sleep), "in pg_sleep: {sleep}");
+    let idle_tx = samples("Client", "ClientRead", "idle in transaction");
+    assert!((2.0..=5.0).contains(&idle_tx), "the lock holder: {idle_tx}");
+    assert_eq!(
+        value(
+            &out,
+            "pg_wait_event_sessions",
+            &[("wait_event_type", "Lock")]
+        ),
+        Some(1.0)
+    );
+    assert!(value(&out, "pg_wait_event_sampling_runs_total", &[]).unwrap() >= 3.0);
+    // The collector's own session and idle sessions are not counted.
+    assert!(
+        !out.iter()
+            .any(|m| m.labels.metric_name() == Some("pg_wait_event_sessions")
+                && m.labels.get("state") == Some("idle")),
+        "{out:?}"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    blocked.await.unwrap().unwrap();
+    sleeping.await.unwrap().unwrap();
+    // Once the sessions are done, the last sample has none of them; totals stay.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut out = Vec::new();
+    c.collect(&mut out).await.unwrap();
+    assert_eq!(
+        value(
+            &out,
+            "pg_wait_event_sessions",
+            &[("wait_event_type", "Lock")]
+        ),
+        None
+    );
+    assert!(
+        value(
+            &out,
+            "pg_wait_event_samples_total",
+            &[("wait_event_type", "Lock")]
+        )
+        .unwrap()
+            >= lock
+    );
 }
