@@ -780,14 +780,8 @@ impl Reader {
                 let mut samples = Vec::with_capacity((count as usize).min(body.len() / 10));
                 while at < body.len() {
                     let parsed = (|| {
-                        let r = u32::try_from(get_varint(&body, &mut at)?).ok()?;
-                        let z = get_varint(&body, &mut at)?;
-                        let t = ((z >> 1) as i64) ^ -((z & 1) as i64);
-                        let v = f64::from_bits(u64::from_le_bytes(
-                            body.get(at..at + 8)?.try_into().ok()?,
-                        ));
-                        at += 8;
-                        Some((r, t, v))
+                        let (r, t) = get_ref_time(&body, &mut at)?;
+                        Some((r, t, get_f64(&body, &mut at)?))
                     })();
                     let Some((r, t, v)) = parsed else {
                         return self.damaged(bad("samples record"), u64::from(count));
@@ -811,13 +805,8 @@ impl Reader {
                 let mut exemplars = Vec::with_capacity((count as usize).min(body.len() / 11));
                 while at < body.len() {
                     let parsed = (|| {
-                        let r = u32::try_from(get_varint(&body, &mut at)?).ok()?;
-                        let z = get_varint(&body, &mut at)?;
-                        let t = ((z >> 1) as i64) ^ -((z & 1) as i64);
-                        let value = f64::from_bits(u64::from_le_bytes(
-                            body.get(at..at + 8)?.try_into().ok()?,
-                        ));
-                        at += 8;
+                        let (r, t) = get_ref_time(&body, &mut at)?;
+                        let value = get_f64(&body, &mut at)?;
                         let labels = decode_labels(&body, &mut at)?;
                         Some((r, Exemplar { labels, value, t }))
                     })();
@@ -841,11 +830,7 @@ impl Reader {
                 // Each takes at least 2 bytes of the body.
                 let mut created = Vec::with_capacity((count as usize).min(body.len() / 2));
                 while at < body.len() {
-                    let parsed = (|| {
-                        let r = u32::try_from(get_varint(&body, &mut at)?).ok()?;
-                        let z = get_varint(&body, &mut at)?;
-                        Some((r, ((z >> 1) as i64) ^ -((z & 1) as i64)))
-                    })();
+                    let parsed = get_ref_time(&body, &mut at);
                     let Some((r, ct)) = parsed else {
                         return self.damaged(bad("created record"), 0);
                     };
@@ -901,6 +886,21 @@ impl Reader {
         }
         Ok(())
     }
+}
+
+/// A series reference and a zigzag-encoded time, as every record kind but series
+/// definitions starts an entry.
+fn get_ref_time(b: &[u8], at: &mut usize) -> Option<(u32, i64)> {
+    let r = u32::try_from(get_varint(b, at)?).ok()?;
+    let z = get_varint(b, at)?;
+    Some((r, ((z >> 1) as i64) ^ -((z & 1) as i64)))
+}
+
+/// A float as its 8 bits, little endian.
+fn get_f64(b: &[u8], at: &mut usize) -> Option<f64> {
+    let v = f64::from_bits(u64::from_le_bytes(b.get(*at..*at + 8)?.try_into().ok()?));
+    *at += 8;
+    Some(v)
 }
 
 fn decode_series(b: &[u8], at: &mut usize) -> Option<(u32, Labels)> {

@@ -258,6 +258,14 @@ impl Appender for TsdbAppender<'_> {
         if let Some(p) = e.problem() {
             return refuse(p);
         }
+        // As for samples: one far-future exemplar would make every later one of its
+        // series "out of order" until the ring dropped it.
+        if e.t > self.max_t {
+            return refuse(format!(
+                "too far in the future: timestamp {} is after the latest accepted {}",
+                e.t, self.max_t
+            ));
+        }
         let key = match db.head.read().expect("lock poisoned").get_ref(labels) {
             Some(r) => Key::Ref(r),
             None => match self.new_index.get(labels) {

@@ -423,6 +423,9 @@ fn exemplars_are_kept_checked_and_survive_replay_and_checkpoints() {
         ..exemplar(950, "z")
     };
     assert!(app.append_exemplar(&up("a"), &long).is_err());
+    let future = exemplar(lookout_model::now_ms() + 3_600_000, "f");
+    let e = app.append_exemplar(&up("a"), &future).unwrap_err();
+    assert!(e.to_string().contains("too far in the future"), "{e}");
     app.commit().unwrap();
     // Later batches: against the stored newest.
     let mut app = db.appender();
