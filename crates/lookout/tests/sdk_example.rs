@@ -342,8 +342,12 @@ fn issue_17_18_the_example_store_sends_its_traces_to_lookout() {
         b.goto(&format!("{}/d/lookout-engine-btree?from=now-5m&to=now", lk.base))
             .await
             .unwrap();
-        let mut found = Vec::new();
-        for _ in 0..60 {
+                let mut found = Vec::new();
+        for round in 0..60 {
+            // A user who sees none yet reloads: the newest scrapes carry more.
+            if round > 0 && round % 10 == 0 {
+                b.refresh().await.unwrap();
+            }
             let v = b
                 .execute(
                     "return [...document.querySelectorAll('a.exemplar')].map(a => a.getAttribute('href'))",
@@ -357,7 +361,16 @@ fn issue_17_18_the_example_store_sends_its_traces_to_lookout() {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        assert!(!found.is_empty(), "no exemplar drawn on the B+tree dashboard");
+                if found.is_empty() {
+            let states = b
+                .execute(
+                    "return [...document.querySelectorAll('[data-panel-state]')].map(p => p.dataset.panelState + ' ' + (p.dataset.panelError || ''))",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            panic!("no exemplar drawn on the B+tree dashboard; panels: {states}");
+        }
         assert!(found.iter().all(|h| h.starts_with("/trace/") && h.len() == "/trace/".len() + 32), "{found:?}");
         // Following one whose trace is stored opens its waterfall. Diamonds overlap where
         // exemplars crowd, so the chosen one is brought to the front first.

@@ -13,7 +13,7 @@ import { compact, visiblePanels } from "../../ui/dash/layout.mjs";
 import { QueryRunner, builtinsFor, exemplarRequests, panelRequests, toExemplars, toSeries } from "../../ui/dash/queries.mjs";
 import { renderMarkdown } from "../../ui/dash/markdown.mjs";
 import { modernize } from "../../ui/dash/panels/index.mjs";
-import { align, stack } from "../../ui/dash/panels/timeseries.mjs";
+import { align, autoRange, newestExemplars, stack } from "../../ui/dash/panels/timeseries.mjs";
 import { tableOf } from "../../ui/dash/panels/table.mjs";
 import { buckets } from "../../ui/dash/panels/heatmap.mjs";
 
@@ -261,4 +261,19 @@ test("targets asking for exemplars get them over the same range, as trace links"
   ]);
   assert.deepEqual(points.map((p) => [p.t, p.value, p.traceId]), [[10.5, 0.05, "abc"], [12, 0.07, "def"]]);
   assert.deepEqual(toExemplars(null), []);
+});
+
+test("a chart's automatic y range takes in its exemplars, the newest inside its time range", () => {
+  const ex = [{ t: 10, value: 0.9 }, { t: 20, value: 0.02 }, { t: 5000, value: 7 }];
+  const inside = newestExemplars(ex, { from: 0, to: 3600e3 });
+  assert.deepEqual(inside.map((e) => e.t), [10, 20], "the one after the range is left out");
+  // The p99 line peaks at 0.4; the slow request at 0.9 stays on the chart.
+  assert.deepEqual(autoRange({}, 0.1, 0.4, inside), [0, 0.9]);
+  assert.deepEqual(autoRange({}, 0.1, 0.4, []), [0, 0.4]);
+  assert.deepEqual(autoRange({}, null, null, inside), [0, 0.9], "exemplars alone set the range");
+  assert.deepEqual(autoRange({ max: 0.5 }, 0.1, 0.4, inside), [0, 0.5], "a field's max wins");
+  const many = Array.from({ length: 2500 }, (_, k) => ({ t: k, value: 1 }));
+  const drawn = newestExemplars(many, null);
+  assert.equal(drawn.length, 2000);
+  assert.equal(Math.min(...drawn.map((e) => e.t)), 500, "the newest are kept");
 });

@@ -67,9 +67,26 @@ function legendRow(table, cells, swatch) {
 // hold 100,000 exemplars.
 const MAX_EXEMPLARS = 2000;
 
-function drawExemplars(u, all) {
-  if (!all.length) return;
-  const exemplars = all.length > MAX_EXEMPLARS ? all.slice().sort((a, b) => b.t - a.t).slice(0, MAX_EXEMPLARS) : all;
+// The y range of a chart: the field's min and max where set; otherwise from zero (or the
+// lowest value, when negative) to the highest of the series' values and the exemplars'.
+export function autoRange(cfg, lo, hi, exemplars) {
+  for (const e of exemplars) {
+    lo = lo === null || lo === undefined ? e.value : Math.min(lo, e.value);
+    hi = hi === null || hi === undefined ? e.value : Math.max(hi, e.value);
+  }
+  const min = cfg.min ?? Math.min(0, lo ?? 0);
+  const max = cfg.max ?? (hi === lo ? (hi || 0) + 1 : hi);
+  return [min, max];
+}
+
+// The exemplars a chart draws: those inside its time range, the newest MAX_EXEMPLARS.
+export function newestExemplars(all, range) {
+  const inside = range ? all.filter((e) => e.t * 1000 >= range.from && e.t * 1000 <= range.to) : all;
+  return inside.length > MAX_EXEMPLARS ? inside.slice().sort((a, b) => b.t - a.t).slice(0, MAX_EXEMPLARS) : inside;
+}
+
+function drawExemplars(u, exemplars) {
+  if (!exemplars.length) return;
   const layer = document.createElement("div");
   layer.className = "exemplars";
   // Beside uPlot's plotting area, in the same positioned box.
@@ -141,11 +158,10 @@ export function render(el, panel, series, ctx) {
     }
     uSeries.push(ser);
   });
-  const yRange = (u, lo, hi) => {
-    const min = cfgs[0].min ?? Math.min(0, lo ?? 0);
-    const max = cfgs[0].max ?? (hi === lo ? (hi || 0) + 1 : hi);
-    return [min, max];
-  };
+  // Exemplars are often the outliers a user came for (the slow request above the p99
+  // line): the automatic y range takes them in, as it takes in the series.
+    const ex = newestExemplars(ctx.exemplars || [], ctx.range);
+  const yRange = (u, lo, hi) => autoRange(cfgs[0], lo, hi, ex);
   const chart = document.createElement("div");
   chart.className = "ts-chart";
   el.appendChild(chart);
@@ -195,7 +211,7 @@ export function render(el, panel, series, ctx) {
     },
   }, [xs, ...out], chart);
   ctx.uplot = u;
-  drawExemplars(u, ctx.exemplars || []);
+  drawExemplars(u, ex);
   if (legendEl) el.appendChild(legendEl);
   return xs.length ? "ok" : "nodata";
 }
