@@ -1,6 +1,7 @@
 //! What recording costs on the hot path: a counter increment, a labelled increment (a
 //! pre-resolved handle, and a family lookup per call), a histogram observation, a B+tree
-//! operation through its metric set, a gRPC call through its handle, and one round of
+//! operation through its metric set (and, as the baseline in the same run,
+//! `prometheus-client`'s own histogram), a gRPC call through its handle, and one round of
 //! three built-in health checks.
 //!
 //! `cargo bench -p lookout-sdk --bench recording`
@@ -30,6 +31,12 @@ fn recording(c: &mut Criterion) {
     c.bench_function("histogram observation", |b| {
         b.iter(|| h.observe(std::hint::black_box(0.000_37)))
     });
+    // The baseline the SDK's lock-free histogram replaced: prometheus-client's own.
+    let p = prometheus_client::metrics::histogram::Histogram::new(LATENCY_BUCKETS.iter().copied());
+    c.bench_function(
+        "histogram observation (prometheus-client's, baseline)",
+        |b| b.iter(|| p.observe(std::hint::black_box(0.000_37))),
+    );
     let tree = m.btree("primary");
     c.bench_function("B+tree operation through the set", |b| {
         b.iter(|| tree.record(BTreeOp::Search, std::hint::black_box(0.000_21), 3))

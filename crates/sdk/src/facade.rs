@@ -13,12 +13,11 @@ use metrics::{Key, KeyName, Metadata, SharedString, Unit};
 use prometheus_client::metrics::counter::Counter as PCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge as PGauge;
-use prometheus_client::metrics::histogram::Histogram as PHistogram;
 
 use crate::Metrics;
 
 type Labels = Vec<(String, String)>;
-type Hists = Family<Labels, PHistogram, fn() -> PHistogram>;
+type Hists = Family<Labels, crate::Histogram, fn() -> crate::Histogram>;
 
 enum Kind {
     Counter(Family<Labels, PCounter>),
@@ -91,7 +90,7 @@ impl metrics::GaugeFn for GaugeHandle {
     }
 }
 
-struct HistogramHandle(PHistogram);
+struct HistogramHandle(crate::Histogram);
 
 impl metrics::HistogramFn for HistogramHandle {
     fn record(&self, value: f64) {

@@ -44,6 +44,7 @@
 
 pub mod facade;
 pub mod health;
+mod hist;
 #[cfg(feature = "embedded")]
 pub mod history;
 pub mod http;
@@ -57,13 +58,13 @@ use std::sync::{Arc, Mutex};
 /// The clock the SDK's timers read: monotonic, from the CPU's time-stamp counter where it
 /// is invariant (calibrated once), from the OS otherwise. Use it for your own timings on
 /// hot paths.
+pub use hist::Histogram;
 pub use quanta::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
 /// Latency buckets in seconds: 10 µs to about 10 s, doubling (21 buckets).

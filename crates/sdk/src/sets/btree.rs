@@ -12,10 +12,10 @@
 
 use crate::Instant;
 
+use crate::Histogram;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::{HistFamily, LatencyHistogram, Pairs, handle, latency_family, observe_latency, pairs};
 use crate::{Metrics, RATIO_BUCKETS};

@@ -18,10 +18,10 @@ pub use process::{ProcessCollector, RuntimeCollector};
 pub use raft::{RaftMetrics, RaftRole};
 pub use storage::StorageMetrics;
 
+use crate::Histogram;
 #[cfg(feature = "tracing")]
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 
 /// Label pairs as the families here key them.
 pub(crate) type Pairs = Vec<(String, String)>;
@@ -41,9 +41,11 @@ where
 }
 
 /// A latency histogram. With the `tracing` feature, observations inside a recorded span
-/// keep that trace as the bucket's exemplar ([`crate::TraceExemplar`]); without it, a
-/// plain histogram, so instrumentation that traces nothing pays nothing for exemplars
-/// (an exemplar histogram takes a second lock per observation).
+/// keep that trace as the bucket's exemplar ([`crate::TraceExemplar`]), in
+/// `prometheus-client`'s exemplar histogram (only its own metrics can build the exemplars
+/// its encoder writes; it takes two locks per observation); without it, the SDK's
+/// lock-free [`crate::Histogram`], so instrumentation that traces nothing pays nothing for
+/// exemplars.
 #[cfg(feature = "tracing")]
 pub(crate) type LatencyHistogram = HistogramWithExemplars<crate::TraceExemplar>;
 /// A latency histogram (plain: exemplars need the `tracing` feature).

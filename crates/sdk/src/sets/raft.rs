@@ -17,10 +17,10 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::Histogram;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::{Pairs, handle, pairs};
 use crate::{LATENCY_BUCKETS, Metrics};

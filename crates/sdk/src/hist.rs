@@ -1,0 +1,197 @@
+//! [`Histogram`]: a classic (bucketed) histogram whose observation is three relaxed atomic
+//! operations and a binary search, registered and encoded through `prometheus-client` like
+//! its own metrics.
+//!
+//! Written here rather than taken from `prometheus-client` because it is the SDK's hottest
+//! path: a database observes a latency on every B+tree operation, page read and WAL
+//! append. `prometheus-client`'s histogram takes a mutex per observation and searches its
+//! buckets linearly (about 25 ns uncontended on this machine, and its lock is contended when
+//! several threads observe the same series); this one takes no lock, and threads
+//! observing the same series only share cache lines.
+//!
+//! A scrape reads the buckets one by one while observations go on, so it may see an
+//! observation in its bucket and not yet in the sum (or the other way round); the count
+//! is the sum of the buckets it read, so `_count` always equals the `+Inf` bucket, which
+//! is what PromQL's `histogram_quantile` and `rate(_count)` rely on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+
+/// A classic histogram with fixed upper bounds (`le`) and a `+Inf` bucket; cheap to clone
+/// (clones share the counts).
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Finite upper bounds, ascending, without duplicates.
+    bounds: Box<[f64]>,
+    /// One count per bound, then the `+Inf` bucket's.
+    counts: Box<[AtomicU64]>,
+    /// The sum of the observations, as `f64` bits.
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    /// A histogram with these upper bounds (sorted here; NaN, `+Inf` and duplicates are
+    /// left out, `+Inf` is always the last bucket).
+    pub fn new(bounds: impl IntoIterator<Item = f64>) -> Self {
+        let mut b: Vec<f64> = bounds
+            .into_iter()
+            .filter(|v| !v.is_nan() && *v != f64::INFINITY)
+            .collect();
+        b.sort_by(f64::total_cmp);
+        b.dedup();
+        let counts = (0..=b.len()).map(|_| AtomicU64::new(0)).collect();
+        Histogram {
+            inner: Arc::new(Inner {
+                bounds: b.into_boxed_slice(),
+                counts,
+                sum: AtomicU64::new(0f64.to_bits()),
+            }),
+        }
+    }
+
+    /// Records one observation: it counts in the first bucket whose bound is at least
+    /// `v` (NaN counts in `+Inf` only, as Prometheus's clients do) and adds to the sum.
+    #[inline]
+    pub fn observe(&self, v: f64) {
+        self.inner.counts[self.bucket_of(v)].fetch_add(1, Ordering::Relaxed);
+        let mut cur = self.inner.sum.load(Ordering::Relaxed);
+        loop {
+            let next = (f64::from_bits(cur) + v).to_bits();
+            match self.inner.sum.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// The bucket index `v` counts in (the last is `+Inf`). NaN compares false with every
+    /// bound, so it is sent to `+Inf` by hand.
+    #[inline]
+    pub(crate) fn bucket_of(&self, v: f64) -> usize {
+        if v.is_nan() {
+            self.inner.bounds.len()
+        } else {
+            self.inner.bounds.partition_point(|b| *b < v)
+        }
+    }
+
+    /// The sum, the count and the per-bucket (not cumulative) counts with their upper
+    /// bounds, the last `+Inf`, as `prometheus-client`'s encoders take them.
+    pub fn get(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let buckets: Vec<(f64, u64)> = self
+            .inner
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.inner.counts.iter())
+            .map(|(b, c)| (b, c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        let sum = f64::from_bits(self.inner.sum.load(Ordering::Relaxed));
+        (sum, count, buckets)
+    }
+
+    /// Encodes this histogram, with `exemplars` by bucket index where given.
+    pub(crate) fn encode_with<S: prometheus_client::encoding::EncodeLabelSet>(
+        &self,
+        encoder: &mut MetricEncoder,
+        exemplars: Option<&std::collections::HashMap<usize, Exemplar<S, f64>>>,
+    ) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.get();
+        encoder.encode_histogram(sum, count, &buckets, exemplars)
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_with::<NoLabelSet>(&mut encoder, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::registry::Registry;
+
+    #[test]
+    fn observations_land_in_their_buckets_and_encode_cumulatively() {
+        let h = Histogram::new([1.0, 0.5, 2.0, 2.0, f64::INFINITY, f64::NAN]);
+        for v in [0.1, 0.5, 0.6, 2.0, 3.0, f64::NAN, -1.0] {
+            h.observe(v);
+        }
+        let (sum, count, buckets) = h.get();
+        assert_eq!(count, 7);
+        assert!(
+            sum.is_nan(),
+            "a NaN observation makes the sum NaN, as Prometheus's"
+        );
+        assert_eq!(
+            buckets,
+            vec![(0.5, 3), (1.0, 1), (2.0, 1), (f64::INFINITY, 2)],
+            "le is inclusive; NaN counts in +Inf only"
+        );
+        let mut r = Registry::default();
+        r.register("lat_seconds", "Latency.", h.clone());
+        let mut text = String::new();
+        encode(&mut text, &r).unwrap();
+        for line in [
+            "# TYPE lat_seconds histogram",
+            "lat_seconds_count 7",
+            "lat_seconds_bucket{le=\"0.5\"} 3",
+            "lat_seconds_bucket{le=\"1.0\"} 4",
+            "lat_seconds_bucket{le=\"2.0\"} 5",
+            "lat_seconds_bucket{le=\"+Inf\"} 7",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn threads_observing_one_series_lose_nothing() {
+        let h = Histogram::new(crate::LATENCY_BUCKETS);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let h = h.clone();
+                s.spawn(move || {
+                    for k in 0..50_000u32 {
+                        h.observe(f64::from(k % 100 + t) * 1e-5);
+                    }
+                });
+            }
+        });
+        let (sum, count, buckets) = h.get();
+        assert_eq!(count, 200_000);
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 200_000);
+        // Σ over threads t of 500 × Σ_{k<100} (k + t) × 1e-5.
+        let want: f64 = (0..4)
+            .map(|t| 500.0 * (4950.0 + 100.0 * t as f64) * 1e-5)
+            .sum();
+        assert!((sum - want).abs() < 1e-6, "{sum} vs {want}");
+        assert_eq!(h.bucket_of(1e-5), 0);
+        assert_eq!(h.bucket_of(1e9), crate::LATENCY_BUCKETS.len());
+    }
+}
