@@ -25,7 +25,9 @@ pub mod scrape;
 pub use host::HostCollector;
 pub use own::{OwnMetrics, RegistryCell};
 pub use pipeline::RunMetrics;
-pub use postgres::{PostgresCollector, PostgresTarget, SlowQueries, Statement};
+pub use postgres::{
+    LockNode, PgSession, PgSessions, PostgresBoard, PostgresCollector, PostgresTarget, Statement,
+};
 pub use process::{ProcessCollector, ProcessGroupCollector, SelfMetrics};
 pub use redis_server::{RedisCollector, RedisTarget};
 pub use scheduler::{CollectorStatus, Scheduler, SchedulerOptions, StatusBoard};

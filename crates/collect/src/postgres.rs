@@ -11,7 +11,7 @@
 //! `pg_stat_user_tables_*`, `pg_statio_user_tables_*`, `pg_settings_*` (units converted
 //! to seconds and bytes, as the exporter does), `pg_wal_*`, and the top statements of
 //! `pg_stat_statements` (`pg_stat_statements_*`, labelled by `user`, `datname` and
-//! `queryid`, never by the query text, which goes to [`SlowQueries`] instead).
+//! `queryid`, never by the query text, which goes to [`PostgresBoard`] instead).
 //!
 //! The exporter's `server` label is not written: it repeats `instance`, and the exporter
 //! itself sets it on some families only and is phasing it out.
@@ -27,12 +27,18 @@
 //! `pg_wait_event_samples_total` (one per session per second, so its `rate` is the
 //! average number of sessions in that state: "what are sessions waiting on"), the last
 //! second's counts as `pg_wait_event_sessions`, and `pg_wait_event_sampling_runs_total`.
+//! The same sample keeps the sessions themselves on the [`PostgresBoard`] (age of their
+//! transaction, statement and state, the statement's text, and for those waiting on a
+//! lock, who blocks them and since when), from which the API serves the lock tree and
+//! the long and idle-in-transaction sessions; `pg_blocked_sessions` and
+//! `pg_lock_wait_max_seconds` count the blocked and their longest wait.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-pub use lookout_model::status::Statement;
+pub use lookout_model::status::{LockNode, PgSession, PgSessions, Statement};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::{AsyncCollector, CollectFuture, Error, Metric, Result};
@@ -50,15 +56,19 @@ pub struct PostgresTarget {
     pub top_statements: usize,
 }
 
-/// The latest top statements of every PostgreSQL instance, by instance name; the HTTP API
-/// serves them at `/api/v1/lookout/slow_queries`.
+/// What the PostgreSQL collectors saw last, by instance name, for the HTTP API: the top
+/// statements with their text (`/api/v1/lookout/slow_queries`) and the sampled sessions
+/// (`/api/v1/lookout/postgres/locks`, `…/transactions`). Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
-pub struct SlowQueries(Arc<RwLock<BTreeMap<String, Vec<Statement>>>>);
+pub struct PostgresBoard {
+    statements: Arc<RwLock<BTreeMap<String, Vec<Statement>>>>,
+    sessions: Arc<RwLock<BTreeMap<String, PgSessions>>>,
+}
 
-impl SlowQueries {
+impl PostgresBoard {
     /// Every instance's statements, slowest (by total time) first within each instance.
-    pub fn snapshot(&self) -> Vec<Statement> {
-        self.0
+    pub fn statements(&self) -> Vec<Statement> {
+        self.statements
             .read()
             .expect("lock poisoned")
             .values()
@@ -67,11 +77,28 @@ impl SlowQueries {
             .collect()
     }
 
-    fn set(&self, instance: &str, v: Vec<Statement>) {
-        self.0
+    /// Every instance's latest session sample.
+    pub fn sessions(&self) -> Vec<PgSessions> {
+        self.sessions
+            .read()
+            .expect("lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn set_statements(&self, instance: &str, v: Vec<Statement>) {
+        self.statements
             .write()
             .expect("lock poisoned")
             .insert(instance.to_string(), v);
+    }
+
+    fn set_sessions(&self, v: PgSessions) {
+        self.sessions
+            .write()
+            .expect("lock poisoned")
+            .insert(v.instance.clone(), v);
     }
 }
 
@@ -82,9 +109,11 @@ pub struct PostgresCollector {
     config: tokio_postgres::Config,
     client: Arc<tokio::sync::Mutex<Option<Client>>>,
     notes: Mutex<Vec<String>>,
-    slow: SlowQueries,
+    slow: PostgresBoard,
     waits: Arc<Mutex<WaitSamples>>,
     sampling: std::sync::atomic::AtomicBool,
+    /// The server's `server_version_num`, once read (the sampler's query depends on it).
+    version: Arc<AtomicU32>,
 }
 
 /// How often sessions are sampled for their wait events.
@@ -105,35 +134,112 @@ struct WaitSamples {
     last: BTreeMap<WaitKey, u64>,
     /// Samples taken.
     runs: u64,
+    /// Sessions waiting on another's lock in the last sample.
+    blocked: u64,
+    /// The longest of their waits (seconds).
+    max_lock_wait: f64,
 }
 
-const WAITS_SQL: &str = "SELECT CASE WHEN wait_event_type IS NULL AND state = 'active' THEN 'CPU' ELSE coalesce(wait_event_type, '') END AS wait_event_type, \
-     CASE WHEN wait_event IS NULL AND state = 'active' THEN 'CPU' ELSE coalesce(wait_event, '') END AS wait_event, \
-     coalesce(state, '') AS state, coalesce(datname, '') AS datname, coalesce(usename, '') AS usename, count(*) AS sessions \
-     FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle' \
-     GROUP BY 1, 2, 3, 4, 5";
+/// The non-idle client sessions, one row each (at most [`MAX_SESSIONS`]); the blockers
+/// and the lock wait's start are read only for sessions waiting on a lock, so a quiet
+/// server pays for neither. `{waitstart}` is the lock wait's age where PostgreSQL has
+/// `pg_locks.waitstart` (14 and later), NULL before.
+const SESSIONS_SQL: &str = "SELECT a.pid::text AS pid, coalesce(a.usename, '') AS usename, \
+     coalesce(a.datname, '') AS datname, coalesce(a.application_name, '') AS application, \
+     coalesce(host(a.client_addr), '') AS client, coalesce(a.state, '') AS state, \
+     CASE WHEN a.wait_event_type IS NULL AND a.state = 'active' THEN 'CPU' ELSE coalesce(a.wait_event_type, '') END AS wait_event_type, \
+     CASE WHEN a.wait_event IS NULL AND a.state = 'active' THEN 'CPU' ELSE coalesce(a.wait_event, '') END AS wait_event, \
+     extract(epoch FROM now() - a.xact_start)::float8 AS xact_seconds, \
+     extract(epoch FROM now() - a.query_start)::float8 AS query_seconds, \
+     extract(epoch FROM now() - a.state_change)::float8 AS state_seconds, \
+     CASE WHEN a.wait_event_type = 'Lock' THEN array_to_string(pg_blocking_pids(a.pid), ',') END AS blocked_by, \
+     {waitstart} AS lock_wait_seconds, a.query \
+     FROM pg_stat_activity a WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() \
+     AND a.state IS DISTINCT FROM 'idle' LIMIT {limit}";
+
+/// The lock wait's age, from PostgreSQL 14's `pg_locks.waitstart`.
+const WAITSTART_SQL: &str = "CASE WHEN a.wait_event_type = 'Lock' THEN (SELECT extract(epoch FROM now() - min(l.waitstart))::float8 \
+     FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) END";
+
+/// Most sessions read per sample (beyond any sane `max_connections`).
+const MAX_SESSIONS: usize = 10_000;
+/// Most bytes of a session's statement kept (PostgreSQL's own default
+/// `track_activity_query_size` is 1 kB).
+const MAX_QUERY_BYTES: usize = 4096;
+
+/// The session query for a server of `version` (`server_version_num`).
+fn sessions_sql(version: u32) -> String {
+    SESSIONS_SQL
+        .replace(
+            "{waitstart}",
+            if version >= 140000 {
+                WAITSTART_SQL
+            } else {
+                "NULL::float8"
+            },
+        )
+        .replace("{limit}", &MAX_SESSIONS.to_string())
+}
+
+/// A session from one row of [`SESSIONS_SQL`].
+fn session(r: &SimpleQueryRow) -> PgSession {
+    let text = |c: &str| r.get(c).unwrap_or("").to_string();
+    let mut query = text("query");
+    if query.len() > MAX_QUERY_BYTES {
+        let mut cut = MAX_QUERY_BYTES;
+        while !query.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        query.truncate(cut);
+    }
+    PgSession {
+        pid: r.get("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
+        datname: text("datname"),
+        user: text("usename"),
+        application: text("application"),
+        client: text("client"),
+        state: text("state"),
+        wait_event_type: text("wait_event_type"),
+        wait_event: text("wait_event"),
+        transaction_seconds: num(r.get("xact_seconds")),
+        query_seconds: num(r.get("query_seconds")),
+        state_seconds: num(r.get("state_seconds")),
+        lock_wait_seconds: num(r.get("lock_wait_seconds")),
+        blocked_by: r
+            .get("blocked_by")
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|p| p.trim().parse().ok())
+            .collect(),
+        query,
+    }
+}
 
 impl WaitSamples {
-    /// Adds one sample's rows.
-    fn add(&mut self, rows: &[SimpleQueryRow]) {
+    /// Adds one sample's sessions.
+    fn add(&mut self, sessions: &[PgSession]) {
         self.runs += 1;
         self.last.clear();
-        for r in rows {
+        for s in sessions {
             let key: WaitKey = [
-                "wait_event_type",
-                "wait_event",
-                "state",
-                "datname",
-                "usename",
-            ]
-            .map(|c| r.get(c).unwrap_or("").to_string());
-            let n = num(r.get("sessions")).unwrap_or(0.0) as u64;
+                s.wait_event_type.clone(),
+                s.wait_event.clone(),
+                s.state.clone(),
+                s.datname.clone(),
+                s.user.clone(),
+            ];
             if !self.total.contains_key(&key) && self.total.len() >= MAX_WAIT_KEYS {
                 continue;
             }
-            *self.total.entry(key.clone()).or_default() += n;
-            self.last.insert(key, n);
+            *self.total.entry(key.clone()).or_default() += 1;
+            *self.last.entry(key).or_default() += 1;
         }
+        self.blocked = sessions.iter().filter(|s| !s.blocked_by.is_empty()).count() as u64;
+        self.max_lock_wait = sessions
+            .iter()
+            .filter(|s| !s.blocked_by.is_empty())
+            .filter_map(|s| s.lock_wait_seconds.or(s.query_seconds))
+            .fold(0.0, f64::max);
     }
 
     /// The figures, as metrics.
@@ -162,42 +268,71 @@ impl WaitSamples {
             &[],
             self.runs as f64,
         ));
+        out.push(Metric::new("pg_blocked_sessions", &[], self.blocked as f64));
+        out.push(Metric::new(
+            "pg_lock_wait_max_seconds",
+            &[],
+            self.max_lock_wait,
+        ));
     }
 }
 
-/// Samples wait events every [`WAIT_SAMPLE_EVERY`] over the collector's connection (when
-/// it has one; a run holding it delays the sample) until the collector is dropped.
-async fn sample_waits(
+/// What the one-second sampler shares with its collector (held weakly, so the sampler
+/// ends when the collector is dropped).
+struct Sampler {
+    instance: String,
     client: std::sync::Weak<tokio::sync::Mutex<Option<Client>>>,
     waits: std::sync::Weak<Mutex<WaitSamples>>,
-) {
-    let mut tick = tokio::time::interval(WAIT_SAMPLE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tick.tick().await;
-        let (Some(client), Some(waits)) = (client.upgrade(), waits.upgrade()) else {
-            return;
-        };
-        let rows = {
-            let guard = client.lock().await;
-            let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) else {
-                continue;
+    version: std::sync::Weak<AtomicU32>,
+    board: PostgresBoard,
+}
+
+impl Sampler {
+    /// Samples the sessions every [`WAIT_SAMPLE_EVERY`] over the collector's connection
+    /// (when it has one; a run holding it delays the sample): their wait events are
+    /// counted, the sessions themselves go to the board.
+    async fn run(self) {
+        let mut tick = tokio::time::interval(WAIT_SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let (Some(client), Some(waits), Some(version)) = (
+                self.client.upgrade(),
+                self.waits.upgrade(),
+                self.version.upgrade(),
+            ) else {
+                return;
             };
-            match c.simple_query(WAITS_SQL).await {
-                Ok(msgs) => msgs
-                    .into_iter()
-                    .filter_map(|m| match m {
-                        SimpleQueryMessage::Row(r) => Some(r),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>(),
-                Err(e) => {
-                    tracing::debug!(error = %describe(&e), "Sampling PostgreSQL wait events failed");
+            let sql = sessions_sql(version.load(Ordering::Relaxed));
+            let sessions = {
+                let guard = client.lock().await;
+                let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) else {
                     continue;
+                };
+                match c.simple_query(&sql).await {
+                    Ok(msgs) => msgs
+                        .iter()
+                        .filter_map(|m| match m {
+                            SimpleQueryMessage::Row(r) => Some(session(r)),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                    Err(e) => {
+                        tracing::debug!(instance = %self.instance, error = %describe(&e), "Sampling PostgreSQL sessions failed");
+                        continue;
+                    }
                 }
-            }
-        };
-        waits.lock().expect("lock poisoned").add(&rows);
+            };
+            waits.lock().expect("lock poisoned").add(&sessions);
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.board.set_sessions(PgSessions {
+                instance: self.instance.clone(),
+                at,
+                sessions,
+            });
+        }
     }
 }
 
@@ -210,9 +345,9 @@ impl std::fmt::Debug for PostgresCollector {
 }
 
 impl PostgresCollector {
-    /// A collector for `target`; statements go to `slow`. Fails when the DSN does not
+    /// A collector for `target`; statements and sessions go to `slow`. Fails when the DSN does not
     /// parse.
-    pub fn new(target: PostgresTarget, slow: SlowQueries) -> Result<Self> {
+    pub fn new(target: PostgresTarget, slow: PostgresBoard) -> Result<Self> {
         let mut config: tokio_postgres::Config =
             target
                 .dsn
@@ -250,6 +385,7 @@ impl PostgresCollector {
             slow,
             waits: Arc::default(),
             sampling: std::sync::atomic::AtomicBool::new(false),
+            version: Arc::default(),
         })
     }
 
@@ -265,10 +401,14 @@ impl PostgresCollector {
             .sampling
             .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
-            tokio::spawn(sample_waits(
-                Arc::downgrade(&self.client),
-                Arc::downgrade(&self.waits),
-            ));
+            let sampler = Sampler {
+                instance: self.target.name.clone(),
+                client: Arc::downgrade(&self.client),
+                waits: Arc::downgrade(&self.waits),
+                version: Arc::downgrade(&self.version),
+                board: self.slow.clone(),
+            };
+            tokio::spawn(sampler.run());
         }
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
@@ -311,6 +451,7 @@ impl PostgresCollector {
                 }));
             }
         };
+        self.version.store(version, Ordering::Relaxed);
         r.out.push(Metric::new("pg_up", &[], 1.0));
         self.waits.lock().expect("lock poisoned").emit(r.out);
         r.collect_all(
@@ -442,7 +583,7 @@ impl Reader<'_> {
         full_version: &str,
         top: usize,
         instance: &str,
-        slow: &SlowQueries,
+        slow: &PostgresBoard,
     ) {
         let short = format!("{}.{}.0", version / 10000, version % 100);
         self.out.push(Metric::new(
@@ -812,7 +953,7 @@ impl Reader<'_> {
         }
     }
 
-    async fn statements(&mut self, version: u32, top: usize, instance: &str, slow: &SlowQueries) {
+    async fn statements(&mut self, version: u32, top: usize, instance: &str, slow: &PostgresBoard) {
         if top == 0 {
             return;
         }
@@ -834,7 +975,7 @@ impl Reader<'_> {
              WHERE s.queryid IS NOT NULL ORDER BY {time_col} DESC LIMIT {top}"
         );
         let Some(rows) = self.rows("pg_stat_statements", &sql).await else {
-            slow.set(instance, Vec::new());
+            slow.set_statements(instance, Vec::new());
             return;
         };
         self.emit(
@@ -867,7 +1008,7 @@ impl Reader<'_> {
                 }
             })
             .collect();
-        slow.set(instance, statements);
+        slow.set_statements(instance, statements);
     }
 }
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lookout_collect::{
-    AsyncCollector, Metric, PostgresCollector, PostgresTarget, RedisCollector, RedisTarget,
-    SlowQueries,
+    AsyncCollector, Metric, PostgresBoard, PostgresCollector, PostgresTarget, RedisCollector,
+    RedisTarget,
 };
 use support::{PgServer, RedisServer};
 
@@ -42,7 +42,7 @@ fn value(out: &[Metric], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .map(|m| m.value)
 }
 
-fn pg(server: &PgServer, db: &str, slow: &SlowQueries) -> PostgresCollector {
+fn pg(server: &PgServer, db: &str, slow: &PostgresBoard) -> PostgresCollector {
     PostgresCollector::new(
         PostgresTarget {
             name: "main".into(),
@@ -61,7 +61,7 @@ async fn postgres_families_and_load() {
     server.psql("postgres", "CREATE DATABASE bench");
     server.psql("bench", "CREATE EXTENSION pg_stat_statements");
     server.pgbench("bench", &["-i", "-s", "1", "-q"]);
-    let slow = SlowQueries::default();
+    let slow = PostgresBoard::default();
     let c = pg(&server, "bench", &slow);
 
     let mut before = Vec::new();
@@ -106,7 +106,7 @@ async fn postgres_families_and_load() {
     .unwrap();
     assert!(updates >= 400.0, "n_tup_upd {updates}");
 
-    // Statements: bounded labels, text only through SlowQueries.
+    // Statements: bounded labels, text only through PostgresBoard.
     let stmts: Vec<&Metric> = after
         .iter()
         .filter(|m| m.labels.metric_name() == Some("pg_stat_statements_calls_total"))
@@ -116,7 +116,7 @@ async fn postgres_families_and_load() {
         let keys: Vec<&str> = m.labels.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(keys, ["__name__", "datname", "queryid", "user"]);
     }
-    let snap = slow.snapshot();
+    let snap = slow.statements();
     assert!(
         snap.iter()
             .any(|s| s.query.contains("pgbench_accounts") && s.calls >= 400.0),
@@ -131,7 +131,7 @@ async fn postgres_families_and_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_without_extension_still_reports_the_rest() {
     let server = PgServer::start();
-    let slow = SlowQueries::default();
+    let slow = PostgresBoard::default();
     let c = pg(&server, "postgres", &slow);
     let mut out = Vec::new();
     c.collect(&mut out).await.unwrap();
@@ -148,7 +148,7 @@ async fn postgres_without_extension_still_reports_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_and_recovery() {
     let mut server = PgServer::start();
-    let c = pg(&server, "postgres", &SlowQueries::default());
+    let c = pg(&server, "postgres", &PostgresBoard::default());
     let mut out = Vec::new();
     c.collect(&mut out).await.unwrap();
     assert_eq!(value(&out, "pg_up", &[]), Some(1.0));
@@ -217,12 +217,13 @@ async fn redis_down_is_redis_up_zero() {
 
 /// Sessions of a real server caught waiting: one blocked on another's table lock, one in
 /// `pg_sleep`, one idle in a transaction. The collector's one-second samples name each,
-/// and their totals grow with the seconds they wait.
+/// and their totals grow with the seconds they wait; the sampled sessions give the lock
+/// tree (the holder at its root, the blocked one under it) and the long transactions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_wait_events_are_sampled_every_second() {
     let server = PgServer::start();
     server.psql("postgres", "CREATE TABLE held (x int)");
-    let slow = SlowQueries::default();
+    let slow = PostgresBoard::default();
     let c = pg(&server, "postgres", &slow);
     let mut out = Vec::new();
     c.collect(&mut out).await.unwrap();
@@ -234,12 +235,19 @@ async fn postgres_wait_events_are_sampled_every_second() {
         tokio::spawn(conn);
         client
     };
-    let holder = connect().await;
+    let pid = |c: tokio_postgres::Client| async move {
+        let row = c
+            .query_one("SELECT pg_backend_pid()::int8", &[])
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), c)
+    };
+    let (holder_pid, holder) = pid(connect().await).await;
     holder
         .batch_execute("BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let waiter = connect().await;
+    let (waiter_pid, waiter) = pid(connect().await).await;
     let blocked =
         tokio::spawn(async move { waiter.simple_query("SELECT count(*) FROM held").await });
     let sleeper = connect().await;
@@ -280,6 +288,40 @@ async fn postgres_wait_events_are_sampled_every_second() {
         Some(1.0)
     );
     assert!(value(&out, "pg_wait_event_sampling_runs_total", &[]).unwrap() >= 3.0);
+    assert_eq!(value(&out, "pg_blocked_sessions", &[]), Some(1.0));
+    let wait = value(&out, "pg_lock_wait_max_seconds", &[]).unwrap();
+    assert!((2.0..=5.0).contains(&wait), "the longest lock wait: {wait}");
+    let sessions = slow.sessions();
+    assert_eq!(sessions.len(), 1);
+    let s = &sessions[0];
+    assert_eq!(s.instance, "main");
+    let tree = s.lock_tree();
+    assert_eq!(tree.len(), 1, "{tree:#?}");
+    let root = &tree[0].session;
+    assert_eq!(root.pid, holder_pid);
+    assert_eq!(root.state, "idle in transaction");
+    assert!(root.query.contains("LOCK TABLE held"), "{root:?}");
+    assert!(root.transaction_seconds.unwrap() >= 2.0, "{root:?}");
+    assert_eq!(tree[0].blocks.len(), 1);
+    let w = &tree[0].blocks[0].session;
+    assert_eq!(w.pid, waiter_pid);
+    assert_eq!(w.blocked_by, vec![holder_pid]);
+    assert_eq!(w.query, "SELECT count(*) FROM held");
+    assert_eq!(
+        (w.wait_event_type.as_str(), w.wait_event.as_str()),
+        ("Lock", "relation")
+    );
+    let lw = w
+        .lock_wait_seconds
+        .expect("PostgreSQL 14+ gives the wait's start");
+    assert!((2.0..=5.0).contains(&lw), "{w:?}");
+    let long: Vec<i64> = s.long_transactions(2.0).iter().map(|x| x.pid).collect();
+    assert_eq!(
+        long.first(),
+        Some(&holder_pid),
+        "the oldest first: {long:?}"
+    );
+    assert!(long.contains(&waiter_pid));
     // The collector's own session and idle sessions are not counted.
     assert!(
         !out.iter()

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use lookout_collect::scrape::ScrapeManager;
 use lookout_collect::{
-    HostCollector, OwnMetrics, PostgresCollector, PostgresTarget, ProcessGroupCollector,
-    RedisCollector, RedisTarget, RegistryCell, Scheduler, SelfMetrics, SlowQueries,
+    HostCollector, OwnMetrics, PostgresBoard, PostgresCollector, PostgresTarget,
+    ProcessGroupCollector, RedisCollector, RedisTarget, RegistryCell, Scheduler, SelfMetrics,
 };
 use lookout_model::{Labels, now_ms};
 use lookout_promql::Engine;
@@ -52,7 +52,7 @@ fn init_logging() {
 pub(crate) fn add_database_collectors(
     c: &CollectorsConfig,
     scheduler: &mut Scheduler,
-) -> anyhow::Result<(SlowQueries, Vec<String>)> {
+) -> anyhow::Result<(PostgresBoard, Vec<String>)> {
     if !c.processes.is_empty() {
         let names = c.processes.iter().map(|p| p.name.clone()).collect();
         scheduler.add(
@@ -60,7 +60,7 @@ pub(crate) fn add_database_collectors(
             Labels::from_pairs([("job", "process"), ("instance", hostname().as_str())]),
         );
     }
-    let slow = SlowQueries::default();
+    let slow = PostgresBoard::default();
     let mut checks = Vec::new();
     for p in &c.postgres {
         let what = format!("collectors.postgres {:?}", p.name);
@@ -523,7 +523,7 @@ fn collection(
             Labels::from_pairs([("job", "lookout"), ("instance", host.as_str())]),
         );
     }
-    let (slow_queries, database_checks) =
+    let (postgres, database_checks) =
         add_database_collectors(&settings.collectors, &mut scheduler)?;
     let scrape = ScrapeManager::new(settings.scrape_configs.clone(), settings.scrape_defaults)
         .map_err(anyhow::Error::msg)?
@@ -532,7 +532,7 @@ fn collection(
     let view: Arc<dyn lookout_server::CollectionView> = Arc::new(Collection {
         collectors: scheduler.board(),
         targets: scrape.board(),
-        slow_queries,
+        postgres,
     });
     Ok(Collecting {
         scheduler,
@@ -1041,7 +1041,7 @@ impl lookout_server::ServerInfo for Info {
 struct Collection {
     collectors: lookout_collect::StatusBoard,
     targets: lookout_collect::scrape::TargetsBoard,
-    slow_queries: SlowQueries,
+    postgres: PostgresBoard,
 }
 
 impl lookout_server::CollectionView for Collection {
@@ -1054,7 +1054,11 @@ impl lookout_server::CollectionView for Collection {
     }
 
     fn slow_queries(&self) -> Vec<lookout_collect::Statement> {
-        self.slow_queries.snapshot()
+        self.postgres.statements()
+    }
+
+    fn postgres_sessions(&self) -> Vec<lookout_collect::PgSessions> {
+        self.postgres.sessions()
     }
 }
 

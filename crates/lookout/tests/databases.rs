@@ -85,6 +85,51 @@ fn databases_end_to_end() {
         assert!(s["metric"]["queryid"].is_string());
     }
 
+    // Who blocks whom: a transaction holding a table lock (busy in pg_sleep) and a query
+    // waiting on it, as the lock tree and the long transactions show them.
+    pg.psql("postgres", "CREATE TABLE e2e_held (x int)");
+    let mut holder = pg.psql_background(
+        "postgres",
+        "BEGIN; LOCK TABLE e2e_held IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut waiter = pg.psql_background("postgres", "SELECT count(*) FROM e2e_held");
+    let json = |path: &str| -> serde_json::Value {
+        let (code, body) = lk.get(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"].clone()
+    };
+    let mut tree = serde_json::Value::Null;
+    wait_until("the lock tree", Duration::from_secs(10), || {
+        tree = json("/api/v1/lookout/postgres/locks?instance=main");
+        tree[0]["tree"][0]["blocks"][0]["query"] == "SELECT count(*) FROM e2e_held"
+    });
+    let root = &tree[0]["tree"][0];
+    assert_eq!(tree[0]["instance"], "main");
+    assert_eq!(tree[0]["blocked"], 1, "{tree}");
+    assert!(
+        root["query"]
+            .as_str()
+            .unwrap()
+            .contains("LOCK TABLE e2e_held"),
+        "{root}"
+    );
+    assert_eq!(root["wait_event"], "PgSleep", "{root}");
+    let blocked = &root["blocks"][0];
+    assert_eq!(blocked["blocked_by"][0], root["pid"], "{blocked}");
+    assert_eq!(blocked["wait_event_type"], "Lock", "{blocked}");
+    let tx = json("/api/v1/lookout/postgres/transactions?instance=main&min_age=500ms");
+    let sessions = tx[0]["sessions"].as_array().unwrap();
+    assert_eq!(sessions[0]["pid"], root["pid"], "the oldest first: {tx}");
+    assert!(sessions[0]["transaction_seconds"].as_f64().unwrap() >= 0.5);
+    let (code, body) = lk.get("/api/v1/lookout/postgres/transactions?min_age=soon");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid min_age"), "{body}");
+    for child in [&mut holder, &mut waiter] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     // Outage: pg_up 0 and an unhealthy check naming the problem; then recovery.
     pg.stop();
     wait_until("pg_up 0", Duration::from_secs(15), || {

@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use lookout_model::status::PgSessions;
 use lookout_model::{Labels, Matcher, now_ms};
 use lookout_promql::Error as QueryError;
 
@@ -677,6 +678,74 @@ pub(crate) async fn slow_queries(State(st): State<AppState>, RawQuery(q): RawQue
     }
     let data = serde_json::to_string(&v).map_err(internal)?;
     Ok(ok(&data))
+}
+
+/// The session samples `?instance=` names (all when absent).
+fn pg_sessions(st: &AppState, p: &Params) -> Vec<PgSessions> {
+    let mut v = st.collection.postgres_sessions();
+    if let Some(i) = p.get("instance") {
+        v.retain(|s| s.instance == i);
+    }
+    v
+}
+
+/// Who blocks whom on every PostgreSQL instance, from the last one-second session
+/// sample: per instance, the sample's time, how many sessions wait on another's lock,
+/// and one tree per session at the root of a chain (`blocks` nests those waiting on
+/// it), with each session's statement, state and ages. `?instance=` keeps one.
+pub(crate) async fn postgres_locks(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let data: Vec<serde_json::Value> = pg_sessions(&st, &p)
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "instance": s.instance,
+                "at": s.at,
+                "blocked": s.sessions.iter().filter(|x| !x.blocked_by.is_empty()).count(),
+                "tree": s.lock_tree(),
+            })
+        })
+        .collect();
+    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
+}
+
+/// Sessions in a transaction open for at least `?min_age=` (a duration such as `30s`
+/// or seconds; default one minute), oldest first, on every PostgreSQL instance, from the
+/// last one-second sample; those idle in transaction say so in `state`, and
+/// `state_seconds` is how long they have been idle. `?instance=` keeps one.
+pub(crate) async fn postgres_transactions(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let min = match p.get("min_age") {
+        None => 60.0,
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .or_else(|| {
+                lookout_model::parse_duration(v)
+                    .ok()
+                    .map(|d| d.as_secs_f64())
+            })
+            .ok_or_else(|| {
+                bad_data(&format!(
+                    "invalid min_age {v:?}: a duration such as 30s, or seconds"
+                ))
+            })?,
+    };
+    let data: Vec<serde_json::Value> = pg_sessions(&st, &p)
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "instance": s.instance,
+                "at": s.at,
+                "sessions": s.long_transactions(min),
+            })
+        })
+        .collect();
+    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
 }
 
 pub(crate) async fn metrics(State(st): State<AppState>) -> Response {

@@ -30,7 +30,7 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::routing::get;
-use lookout_model::status::{CollectorStatus, HeadStatus, Statement, TargetStatus};
+use lookout_model::status::{CollectorStatus, HeadStatus, PgSessions, Statement, TargetStatus};
 use lookout_promql::Engine;
 use lookout_storage::Queryable;
 use prometheus_client::registry::Registry;
@@ -109,6 +109,11 @@ pub trait CollectionView: Send + Sync {
     fn targets(&self) -> Vec<TargetStatus>;
     /// The PostgreSQL collectors' latest top statements, with their text.
     fn slow_queries(&self) -> Vec<Statement>;
+    /// The PostgreSQL collectors' latest session samples (none where no collector
+    /// samples sessions).
+    fn postgres_sessions(&self) -> Vec<PgSessions> {
+        Vec::new()
+    }
 }
 
 /// Everything the HTTP handlers use.
@@ -200,6 +205,11 @@ pub fn router(state: AppState) -> Router {
         .route("/lookout/collectors", get(api::collectors))
         .route("/lookout/whoami", get(api::whoami))
         .route("/lookout/slow_queries", get(api::slow_queries))
+        .route("/lookout/postgres/locks", get(api::postgres_locks))
+        .route(
+            "/lookout/postgres/transactions",
+            get(api::postgres_transactions),
+        )
         .route("/targets", get(api::targets))
         .route("/rules", get(rules_api::rules))
         .route("/alerts", get(rules_api::alerts))

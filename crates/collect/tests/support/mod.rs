@@ -181,6 +181,18 @@ impl PgServer {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Starts psql running `sql` and returns at once; the caller waits for (or kills)
+    /// the child.
+    pub fn psql_background(&self, db: &str, sql: &str) -> std::process::Child {
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-At", "-q"])
+            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("running psql")
+    }
+
     /// Runs pgbench with `args` against database `db`.
     pub fn pgbench(&self, db: &str, args: &[&str]) {
         let out = Command::new("pgbench")
