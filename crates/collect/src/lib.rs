@@ -15,6 +15,7 @@
 mod host;
 mod node_more;
 mod own;
+mod pg_statements;
 mod pipeline;
 mod postgres;
 mod process;

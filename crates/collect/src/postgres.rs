@@ -11,7 +11,9 @@
 //! `pg_stat_user_tables_*`, `pg_statio_user_tables_*`, `pg_settings_*` (units converted
 //! to seconds and bytes, as the exporter does), `pg_wal_*`, and the top statements of
 //! `pg_stat_statements` (`pg_stat_statements_*`, labelled by `user`, `datname` and
-//! `queryid`, never by the query text, which goes to [`PostgresBoard`] instead).
+//! `queryid`, never by the query text, which goes to [`PostgresBoard`] instead), and
+//! Lookout's own per-interval figures of the busiest statements
+//! (`pg_stat_statements_interval_*`, see `pg_statements`).
 //!
 //! The exporter's `server` label is not written: it repeats `instance`, and the exporter
 //! itself sets it on some families only and is phasing it out.
@@ -41,6 +43,7 @@ use std::time::Duration;
 pub use lookout_model::status::{LockNode, PgSession, PgSessions, Statement};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
+use crate::pg_statements::{self, Tracker};
 use crate::{AsyncCollector, CollectFuture, Error, Metric, Result};
 
 /// How to reach one PostgreSQL server.
@@ -114,6 +117,8 @@ pub struct PostgresCollector {
     sampling: std::sync::atomic::AtomicBool,
     /// The server's `server_version_num`, once read (the sampler's query depends on it).
     version: Arc<AtomicU32>,
+    /// The statements' figures at the last run, and their texts.
+    statements: Mutex<Tracker>,
 }
 
 /// How often sessions are sampled for their wait events.
@@ -386,6 +391,7 @@ impl PostgresCollector {
             waits: Arc::default(),
             sampling: std::sync::atomic::AtomicBool::new(false),
             version: Arc::default(),
+            statements: Mutex::default(),
         })
     }
 
@@ -460,6 +466,7 @@ impl PostgresCollector {
             self.target.top_statements,
             &self.target.name,
             &self.slow,
+            &self.statements,
         )
         .await;
         let notes = std::mem::take(&mut r.notes);
@@ -584,6 +591,7 @@ impl Reader<'_> {
         top: usize,
         instance: &str,
         slow: &PostgresBoard,
+        tracker: &Mutex<Tracker>,
     ) {
         let short = format!("{}.{}.0", version / 10000, version % 100);
         self.out.push(Metric::new(
@@ -658,7 +666,7 @@ impl Reader<'_> {
             "pg_wal_",
         )
         .await;
-        self.statements(version, top, instance, slow).await;
+        self.statements(version, top, instance, slow, tracker).await;
     }
 
     async fn stat_database(&mut self, version: u32) {
@@ -953,62 +961,34 @@ impl Reader<'_> {
         }
     }
 
-    async fn statements(&mut self, version: u32, top: usize, instance: &str, slow: &PostgresBoard) {
+    async fn statements(
+        &mut self,
+        version: u32,
+        top: usize,
+        instance: &str,
+        slow: &PostgresBoard,
+        tracker: &Mutex<Tracker>,
+    ) {
         if top == 0 {
             return;
         }
-        let (time_col, read_col, write_col) = match version {
-            v if v >= 170000 => (
-                "total_exec_time",
-                "shared_blk_read_time",
-                "shared_blk_write_time",
-            ),
-            v if v >= 130000 => ("total_exec_time", "blk_read_time", "blk_write_time"),
-            _ => ("total_time", "blk_read_time", "blk_write_time"),
-        };
-        let sql = format!(
-            "SELECT pg_get_userbyid(s.userid) AS user, d.datname, s.queryid::text AS queryid, \
-             s.query, s.calls::float8 AS calls, ({time_col} / 1000.0)::float8 AS seconds, \
-             s.rows::float8 AS rows, ({read_col} / 1000.0)::float8 AS read_seconds, \
-             ({write_col} / 1000.0)::float8 AS write_seconds \
-             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
-             WHERE s.queryid IS NOT NULL ORDER BY {time_col} DESC LIMIT {top}"
-        );
-        let Some(rows) = self.rows("pg_stat_statements", &sql).await else {
+        let Some(rows) = self
+            .rows("pg_stat_statements", &pg_statements::scan_sql(version))
+            .await
+        else {
             slow.set_statements(instance, Vec::new());
             return;
         };
-        self.emit(
-            &rows,
-            &["user", "datname", "queryid"],
-            &[
-                ("calls", "calls_total"),
-                ("seconds", "seconds_total"),
-                ("rows", "rows_total"),
-                ("read_seconds", "block_read_seconds_total"),
-                ("write_seconds", "block_write_seconds_total"),
-            ],
-            "pg_stat_statements_",
-        );
-        let statements = rows
-            .iter()
-            .map(|r| {
-                let calls = value(r, "calls");
-                let total = value(r, "seconds");
-                Statement {
-                    instance: instance.to_string(),
-                    datname: r.get("datname").unwrap_or("").to_string(),
-                    user: r.get("user").unwrap_or("").to_string(),
-                    queryid: r.get("queryid").unwrap_or("").to_string(),
-                    query: r.get("query").unwrap_or("").to_string(),
-                    calls,
-                    total_seconds: total,
-                    mean_seconds: if calls > 0.0 { total / calls } else { 0.0 },
-                    rows: value(r, "rows"),
-                }
-            })
-            .collect();
-        slow.set_statements(instance, statements);
+        // Taken out while the texts are read (no lock held across an await).
+        let mut t = std::mem::take(&mut *tracker.lock().expect("lock poisoned"));
+        let update = t.update(&rows, top, std::time::Instant::now(), self.out);
+        if let Some(sql) = pg_statements::text_sql(update.missing.iter().map(String::as_str))
+            && let Some(rows) = self.rows("pg_stat_statements texts", &sql).await
+        {
+            t.add_texts(&rows);
+        }
+        slow.set_statements(instance, t.statements(instance, &update));
+        *tracker.lock().expect("lock poisoned") = t;
     }
 }
 

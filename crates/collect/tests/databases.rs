@@ -124,8 +124,39 @@ async fn postgres_families_and_load() {
     );
     assert!(
         snap.windows(2)
-            .all(|w| w[0].total_seconds >= w[1].total_seconds)
+            .all(|w| w[0].total_seconds >= w[1].total_seconds),
+        "{:?}",
+        snap.iter()
+            .map(|s| (s.total_seconds, &s.query))
+            .collect::<Vec<_>>()
     );
+
+    // The interval between the two runs: exactly the load's 400 account updates.
+    assert_eq!(
+        value(&before, "pg_stat_statements_interval_duration_seconds", &[]),
+        None,
+        "the first run has no interval"
+    );
+    assert!(value(&after, "pg_stat_statements_interval_duration_seconds", &[]).unwrap() > 0.0);
+    let update = snap
+        .iter()
+        .find(|s| s.query.starts_with("UPDATE pgbench_accounts"))
+        .unwrap_or_else(|| panic!("{snap:?}"));
+    let interval = |out: &[Metric], name: &str| {
+        value(
+            out,
+            &format!("pg_stat_statements_interval_{name}"),
+            &[("queryid", update.queryid.as_str()), ("datname", "bench")],
+        )
+    };
+    assert_eq!(interval(&after, "calls"), Some(400.0));
+    assert_eq!(interval(&after, "rows"), Some(400.0));
+    assert!(interval(&after, "seconds").unwrap() > 0.0);
+    assert!(interval(&after, "shared_blks_hit").unwrap() > 0.0);
+    // Nothing ran since: the next interval has no pgbench statement.
+    let mut quiet = Vec::new();
+    c.collect(&mut quiet).await.unwrap();
+    assert_eq!(interval(&quiet, "calls"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

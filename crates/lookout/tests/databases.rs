@@ -74,10 +74,36 @@ fn databases_end_to_end() {
     // Statements appear with their text at the Lookout API, never as label values.
     // (Slow enough to rank above Lookout's own monitoring queries.)
     pg.psql("postgres", "SELECT pg_sleep(0.3), 'lookout-e2e-marker'");
+    // Over the last hour (the default range), from the per-interval figures stored.
+    let mut slow = serde_json::Value::Null;
     wait_until("slow queries", Duration::from_secs(10), || {
         let (_, body) = lk.get("/api/v1/lookout/slow_queries?instance=main");
-        body.contains("pg_sleep")
+        slow = serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"].clone();
+        slow["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["query"].as_str().unwrap().contains("pg_sleep"))
     });
+    let sleep = slow["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["query"].as_str().unwrap().contains("pg_sleep"))
+        .unwrap();
+    assert_eq!(sleep["calls"], 1.0, "{sleep}");
+    let mean = sleep["mean_seconds"].as_f64().unwrap();
+    assert!((0.3..1.0).contains(&mean), "{sleep}");
+    assert!(sleep["time_share"].as_f64().unwrap() > 0.0, "{sleep}");
+    assert_eq!(
+        slow["end"].as_f64().unwrap() - slow["start"].as_f64().unwrap(),
+        3600.0
+    );
+    // A range before the statement ran has none of it; a reversed range is refused.
+    let (_, body) = lk.get("/api/v1/lookout/slow_queries?instance=main&start=1000&end=2000");
+    assert!(!body.contains("pg_sleep"), "{body}");
+    let (code, body) = lk.get("/api/v1/lookout/slow_queries?start=2000&end=1000");
+    assert_eq!(code, 400, "{body}");
     let series = lk.query("pg_stat_statements_calls_total");
     assert!(!series.is_empty());
     for s in &series {

@@ -1,7 +1,7 @@
 //! Handlers of the Prometheus-compatible API, Lookout's own endpoints and health. Library
 //! errors become HTTP statuses in one place, [`promql_error`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, UNIX_EPOCH};
@@ -660,24 +660,117 @@ pub(crate) async fn targets(State(st): State<AppState>) -> Response {
     ok(&serde_json::json!({ "activeTargets": active, "droppedTargets": [] }).to_string())
 }
 
-/// The top statements of every PostgreSQL instance (`pg_stat_statements`), slowest by
-/// total time first, with their text; `?instance=` keeps one instance, `?limit=` the
-/// first N.
+/// What PostgreSQL's busiest statements did between `?start=` and `?end=` (default: the
+/// hour before now), from the per-interval figures the collectors store
+/// (`pg_stat_statements_interval_*`): per instance, database, user and query id, the
+/// calls, calls per second, total and mean time, share of all statements' time, rows,
+/// and shared blocks hit and read, with the statement's text; the most time first.
+/// `?instance=` keeps one instance, `?limit=` the first N.
 pub(crate) async fn slow_queries(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
     let p = params(q, &HeaderMap::new(), &Bytes::new())?;
-    let mut v = st.collection.slow_queries();
-    if let Some(i) = p.get("instance") {
-        v.retain(|s| s.instance == i);
+    let end = p.time("end", now_ms())?;
+    let start = p.time("start", end.saturating_sub(3_600_000))?;
+    if end <= start {
+        return Err(bad_data(
+            "invalid parameter \"end\": end timestamp must be after start time",
+        ));
     }
-    v.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
-    if let Some(l) = p.get("limit") {
-        let n: usize = l
-            .parse()
-            .map_err(|_| bad_data(&format!("invalid limit {l:?}")))?;
+    let limit = match p.get("limit") {
+        None => None,
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| bad_data(&format!("invalid limit {l:?}")))?,
+        ),
+    };
+    let mut matchers = vec![
+        Matcher::new(
+            lookout_model::MatchOp::Regex,
+            "__name__",
+            "pg_stat_statements_interval_(calls|seconds|rows|shared_blks_hit|shared_blks_read)",
+        )
+        .map_err(internal)?,
+    ];
+    if let Some(i) = p.get("instance") {
+        matchers.push(Matcher::equal("instance", i));
+    }
+    let db = Arc::clone(&st.db);
+    // (instance, datname, user, queryid) → calls, seconds, rows, hit, read.
+    type Key = (String, String, String, String);
+    type Sums = BTreeMap<Key, [f64; 5]>;
+    let sums: Sums = heavy(&st, move |_| {
+        let q = db.querier(start.saturating_add(1), end).map_err(internal)?;
+        let hints = lookout_storage::SelectHints {
+            start: start.saturating_add(1),
+            end,
+            ..Default::default()
+        };
+        let mut sums = Sums::new();
+        for s in q.select(&hints, &matchers).map_err(internal)? {
+            let l = &s.labels;
+            let slot = match l.metric_name().unwrap_or("") {
+                "pg_stat_statements_interval_calls" => 0,
+                "pg_stat_statements_interval_seconds" => 1,
+                "pg_stat_statements_interval_rows" => 2,
+                "pg_stat_statements_interval_shared_blks_hit" => 3,
+                _ => 4,
+            };
+            let get = |n: &str| l.get(n).unwrap_or("").to_string();
+            let e = sums
+                .entry((get("instance"), get("datname"), get("user"), get("queryid")))
+                .or_default();
+            e[slot] += s
+                .samples
+                .iter()
+                .map(|x| x.v)
+                .filter(|v| v.is_finite())
+                .sum::<f64>();
+        }
+        Ok(sums)
+    })
+    .await?;
+    let texts: std::collections::HashMap<(String, String), String> = st
+        .collection
+        .slow_queries()
+        .into_iter()
+        .map(|s| ((s.instance, s.queryid), s.query))
+        .collect();
+    let all_seconds: f64 = sums.values().map(|v| v[1]).sum();
+    let range = (end - start) as f64 / 1000.0;
+    let mut v: Vec<(Key, [f64; 5])> = sums.into_iter().filter(|(_, f)| f[0] > 0.0).collect();
+    v.sort_by(|a, b| b.1[1].total_cmp(&a.1[1]));
+    if let Some(n) = limit {
         v.truncate(n);
     }
-    let data = serde_json::to_string(&v).map_err(internal)?;
-    Ok(ok(&data))
+    let data: Vec<serde_json::Value> = v
+        .into_iter()
+        .map(|((instance, datname, user, queryid), f)| {
+            let query = texts
+                .get(&(instance.clone(), queryid.clone()))
+                .cloned()
+                .unwrap_or_default();
+            serde_json::json!({
+                "instance": instance,
+                "datname": datname,
+                "user": user,
+                "queryid": queryid,
+                "query": query,
+                "calls": f[0],
+                "calls_per_second": f[0] / range,
+                "total_seconds": f[1],
+                "mean_seconds": f[1] / f[0],
+                "time_share": if all_seconds > 0.0 { f[1] / all_seconds } else { 0.0 },
+                "rows": f[2],
+                "shared_blks_hit": f[3],
+                "shared_blks_read": f[4],
+            })
+        })
+        .collect();
+    let data = serde_json::json!({
+        "start": start as f64 / 1000.0,
+        "end": end as f64 / 1000.0,
+        "statements": data,
+    });
+    Ok(ok(&data.to_string()))
 }
 
 /// The session samples `?instance=` names (all when absent).
