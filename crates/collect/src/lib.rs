@@ -15,6 +15,7 @@
 mod host;
 mod node_more;
 mod own;
+mod pg_advisor;
 mod pg_statements;
 mod pipeline;
 mod postgres;
@@ -27,7 +28,8 @@ pub use host::HostCollector;
 pub use own::{OwnMetrics, RegistryCell};
 pub use pipeline::RunMetrics;
 pub use postgres::{
-    LockNode, PgSession, PgSessions, PostgresBoard, PostgresCollector, PostgresTarget, Statement,
+    LockNode, PgAdvice, PgAdvisorReport, PgSession, PgSessions, PostgresBoard, PostgresCollector,
+    PostgresTarget, Statement,
 };
 pub use process::{ProcessCollector, ProcessGroupCollector, SelfMetrics};
 pub use redis_server::{RedisCollector, RedisTarget};

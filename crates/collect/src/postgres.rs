@@ -40,9 +40,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-pub use lookout_model::status::{LockNode, PgSession, PgSessions, Statement};
+pub use lookout_model::status::{
+    LockNode, PgAdvice, PgAdvisorReport, PgSession, PgSessions, Statement,
+};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
+use crate::pg_advisor;
 use crate::pg_statements::{self, Tracker};
 use crate::{AsyncCollector, CollectFuture, Error, Metric, Result};
 
@@ -66,6 +69,7 @@ pub struct PostgresTarget {
 pub struct PostgresBoard {
     statements: Arc<RwLock<BTreeMap<String, Vec<Statement>>>>,
     sessions: Arc<RwLock<BTreeMap<String, PgSessions>>>,
+    advisor: Arc<RwLock<BTreeMap<String, PgAdvisorReport>>>,
 }
 
 impl PostgresBoard {
@@ -88,6 +92,23 @@ impl PostgresBoard {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Every instance's latest maintenance advice.
+    pub fn advisor(&self) -> Vec<PgAdvisorReport> {
+        self.advisor
+            .read()
+            .expect("lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn set_advisor(&self, v: PgAdvisorReport) {
+        self.advisor
+            .write()
+            .expect("lock poisoned")
+            .insert(v.instance.clone(), v);
     }
 
     fn set_statements(&self, instance: &str, v: Vec<Statement>) {
@@ -119,6 +140,8 @@ pub struct PostgresCollector {
     version: Arc<AtomicU32>,
     /// The statements' figures at the last run, and their texts.
     statements: Mutex<Tracker>,
+    /// When the advisor last read the catalog.
+    advised: Mutex<Option<std::time::Instant>>,
 }
 
 /// How often sessions are sampled for their wait events.
@@ -392,6 +415,7 @@ impl PostgresCollector {
             sampling: std::sync::atomic::AtomicBool::new(false),
             version: Arc::default(),
             statements: Mutex::default(),
+            advised: Mutex::default(),
         })
     }
 
@@ -469,6 +493,15 @@ impl PostgresCollector {
             &self.statements,
         )
         .await;
+        let due = {
+            let mut at = self.advised.lock().expect("lock poisoned");
+            let due = at.is_none_or(|t| t.elapsed() >= pg_advisor::ADVISOR_EVERY);
+            if due {
+                *at = Some(std::time::Instant::now());
+            }
+            due
+        };
+        r.maintenance(&self.target.name, &self.slow, due).await;
         let notes = std::mem::take(&mut r.notes);
         drop(r);
         let lost = client.is_closed();
@@ -959,6 +992,46 @@ impl Reader<'_> {
                 self.out.push(Metric::new(&metric, &[], v));
             }
         }
+    }
+
+    /// Every database's transaction-id ages as metrics; when `due`, the advisor's
+    /// catalog reads and its advice, to the board.
+    async fn maintenance(&mut self, instance: &str, board: &PostgresBoard, due: bool) {
+        let dbs = match self
+            .rows("pg_database ages", pg_advisor::DATABASES_SQL)
+            .await
+        {
+            Some(rows) => pg_advisor::databases(&rows),
+            None => Vec::new(),
+        };
+        for d in &dbs {
+            let l = [("datname", d.datname.as_str())];
+            self.out
+                .push(Metric::new("pg_database_xid_age", &l, d.xid_age));
+            self.out
+                .push(Metric::new("pg_database_mxid_age", &l, d.mxid_age));
+        }
+        if !due {
+            return;
+        }
+        let tables = match self.rows("advisor tables", &pg_advisor::tables_sql()).await {
+            Some(rows) => pg_advisor::tables(&rows),
+            None => Vec::new(),
+        };
+        let indexes = match self
+            .rows("advisor indexes", &pg_advisor::indexes_sql())
+            .await
+        {
+            Some(rows) => pg_advisor::indexes(&rows),
+            None => Vec::new(),
+        };
+        board.set_advisor(PgAdvisorReport {
+            instance: instance.to_string(),
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            advice: pg_advisor::advise(instance, &dbs, &tables, &indexes),
+        });
     }
 
     async fn statements(

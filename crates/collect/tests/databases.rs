@@ -385,3 +385,106 @@ async fn postgres_wait_events_are_sampled_every_second() {
             >= lock
     );
 }
+
+/// A database with maintenance debt: a table with 90% dead tuples and autovacuum off, a
+/// table whose rows were deleted and vacuumed (its heap keeps the empty pages), an index
+/// never scanned and one indexing the same column as another. The advisor names each
+/// with its numbers; the database ages are metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_advisor_names_dead_tuples_bloat_and_useless_indexes() {
+    let server = PgServer::start();
+    server.psql("postgres", "CREATE DATABASE shop");
+    for sql in [
+        "CREATE TABLE dead_rows (id int, pad text) WITH (autovacuum_enabled = false)",
+        "INSERT INTO dead_rows SELECT g, repeat('x', 120) FROM generate_series(1, 200000) g",
+        "CREATE INDEX dead_rows_id_idx ON dead_rows (id)",
+        "CREATE INDEX dead_rows_id_again ON dead_rows (id)",
+        "CREATE INDEX dead_rows_pad_idx ON dead_rows (pad)",
+        "DELETE FROM dead_rows WHERE id % 10 <> 0",
+        "CREATE TABLE bloated (id int PRIMARY KEY, pad text) WITH (autovacuum_enabled = false)",
+        "INSERT INTO bloated SELECT g, repeat('y', 120) FROM generate_series(1, 200000) g",
+        "DELETE FROM bloated WHERE id % 10 <> 0",
+        "VACUUM ANALYZE bloated",
+        // The planner's statistics give the row width the bloat estimate needs.
+        "ANALYZE dead_rows",
+        // One scan of the first index: only the others are unused.
+        "SELECT count(*) FROM dead_rows WHERE id = 10",
+    ] {
+        server.psql("shop", sql);
+    }
+    // The scan is counted once its backend has flushed its statistics (on exit).
+    for _ in 0..100 {
+        let scans = server.psql(
+            "shop",
+            "SELECT sum(idx_scan) FROM pg_stat_user_indexes WHERE relname = 'dead_rows'",
+        );
+        if scans.trim() != "0" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let board = PostgresBoard::default();
+    let c = pg(&server, "shop", &board);
+    let mut out = Vec::new();
+    c.collect(&mut out).await.unwrap();
+    // (No pg_stat_statements in this database: that is the only note.)
+    assert!(
+        c.notes()
+            .iter()
+            .all(|n| n.starts_with("pg_stat_statements")),
+        "{:?}",
+        c.notes()
+    );
+    let age = value(&out, "pg_database_xid_age", &[("datname", "shop")]).unwrap();
+    assert!(age > 0.0 && age < 1e6, "{age}");
+    assert!(value(&out, "pg_database_mxid_age", &[("datname", "postgres")]).is_some());
+    let reports = board.advisor();
+    assert_eq!(reports.len(), 1);
+    let advice = &reports[0].advice;
+    let find = |kind: &str, target: &str| {
+        advice
+            .iter()
+            .find(|a| a.kind == kind && a.target == target)
+            .unwrap_or_else(|| panic!("no {kind} advice on {target}: {advice:#?}"))
+    };
+    let vacuum = find("vacuum", "\"public\".\"dead_rows\"");
+    assert_eq!(
+        vacuum.action,
+        "VACUUM (ANALYZE, VERBOSE) \"public\".\"dead_rows\";"
+    );
+    assert_eq!(vacuum.figures["dead_tuples"], 180_000.0, "{vacuum:?}");
+    assert!(
+        (vacuum.figures["dead_ratio"] - 0.9).abs() < 0.01,
+        "{vacuum:?}"
+    );
+    assert_eq!(vacuum.datname, "shop");
+    let bloat = find("table_bloat", "\"public\".\"bloated\"");
+    let ratio = bloat.figures["estimated_bloat_ratio"];
+    assert!((0.8..0.95).contains(&ratio), "{bloat:?}");
+    find("unused_index", "\"public\".\"dead_rows_pad_idx\"");
+    // Of the two identical indexes, the one the query used is kept and the other is
+    // to drop (the planner may pick either).
+    let dups: Vec<_> = advice
+        .iter()
+        .filter(|a| a.kind == "duplicate_index")
+        .collect();
+    assert_eq!(dups.len(), 1, "{advice:#?}");
+    let (dropped, kept) = if dups[0].target.contains("dead_rows_id_again") {
+        ("dead_rows_id_again", "dead_rows_id_idx")
+    } else {
+        ("dead_rows_id_idx", "dead_rows_id_again")
+    };
+    assert!(
+        dups[0].target.contains(dropped) && dups[0].reason.contains(kept),
+        "{dups:?}"
+    );
+    find("unused_index", &format!("\"public\".\"{dropped}\""));
+    // Indexes that back a key, and the scanned one, are not called unused.
+    assert!(
+        !advice.iter().any(|a| a.kind == "unused_index"
+            && (a.target.contains("bloated_pkey") || a.target.contains(kept))),
+        "{advice:#?}"
+    );
+    // Nothing to say about the healthy system database.
+    assert!(advice.iter().all(|a| a.datname == "shop"), "{advice:#?}");
+}

@@ -1060,6 +1060,10 @@ impl lookout_server::CollectionView for Collection {
     fn postgres_sessions(&self) -> Vec<lookout_collect::PgSessions> {
         self.postgres.sessions()
     }
+
+    fn postgres_advisor(&self) -> Vec<lookout_collect::PgAdvisorReport> {
+        self.postgres.advisor()
+    }
 }
 
 /// The admin API over the tsdb.

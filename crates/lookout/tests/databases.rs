@@ -148,6 +148,13 @@ fn databases_end_to_end() {
     let sessions = tx[0]["sessions"].as_array().unwrap();
     assert_eq!(sessions[0]["pid"], root["pid"], "the oldest first: {tx}");
     assert!(sessions[0]["transaction_seconds"].as_f64().unwrap() >= 0.5);
+    // The advisor has read the catalog; the test server needs no maintenance.
+    let advisor = json("/api/v1/lookout/postgres/advisor?instance=main");
+    assert_eq!(advisor[0]["instance"], "main", "{advisor}");
+    assert!(advisor[0]["at"].as_f64().unwrap() > 0.0);
+    assert!(advisor[0]["advice"].is_array(), "{advisor}");
+    let (code, _) = lk.get("/api/v1/lookout/postgres/advisor?severity=loud");
+    assert_eq!(code, 400);
     let (code, body) = lk.get("/api/v1/lookout/postgres/transactions?min_age=soon");
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("invalid min_age"), "{body}");

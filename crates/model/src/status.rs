@@ -264,6 +264,39 @@ impl PgSessions {
     }
 }
 
+/// One line of the PostgreSQL maintenance advisor: what to do, on what, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PgAdvice {
+    /// The instance (the collector's name).
+    pub instance: String,
+    /// The database.
+    pub datname: String,
+    /// `wraparound`, `vacuum`, `analyze`, `table_bloat`, `index_bloat`, `unused_index`
+    /// or `duplicate_index`.
+    pub kind: String,
+    /// `critical`, `warning` or `info`.
+    pub severity: String,
+    /// What it is about: a database, or a table or index as quoted SQL.
+    pub target: String,
+    /// What to run.
+    pub action: String,
+    /// Why, in words, with the numbers.
+    pub reason: String,
+    /// The numbers behind it, by name.
+    pub figures: std::collections::BTreeMap<String, f64>,
+}
+
+/// The advisor's latest findings for one PostgreSQL instance.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PgAdvisorReport {
+    /// The instance (the collector's name).
+    pub instance: String,
+    /// When the catalog was read (Unix seconds).
+    pub at: f64,
+    /// The advice, the most severe first.
+    pub advice: Vec<PgAdvice>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

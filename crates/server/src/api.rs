@@ -841,6 +841,32 @@ pub(crate) async fn postgres_transactions(
     Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
 }
 
+/// The PostgreSQL maintenance advisor's latest findings per instance: when the catalog
+/// was read and each piece of advice (kind, severity, target, the SQL to run, why, and
+/// the figures behind it), the most severe first. `?instance=` keeps one instance,
+/// `?severity=` one severity.
+pub(crate) async fn postgres_advisor(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let mut v = st.collection.postgres_advisor();
+    if let Some(i) = p.get("instance") {
+        v.retain(|r| r.instance == i);
+    }
+    if let Some(sev) = p.get("severity") {
+        if !["critical", "warning", "info"].contains(&sev) {
+            return Err(bad_data(&format!(
+                "invalid severity {sev:?}: critical, warning or info"
+            )));
+        }
+        for r in &mut v {
+            r.advice.retain(|a| a.severity == sev);
+        }
+    }
+    Ok(ok(&serde_json::to_string(&v).map_err(internal)?))
+}
+
 pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &st.registry) {

@@ -30,7 +30,9 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::routing::get;
-use lookout_model::status::{CollectorStatus, HeadStatus, PgSessions, Statement, TargetStatus};
+use lookout_model::status::{
+    CollectorStatus, HeadStatus, PgAdvisorReport, PgSessions, Statement, TargetStatus,
+};
 use lookout_promql::Engine;
 use lookout_storage::Queryable;
 use prometheus_client::registry::Registry;
@@ -112,6 +114,11 @@ pub trait CollectionView: Send + Sync {
     /// The PostgreSQL collectors' latest session samples (none where no collector
     /// samples sessions).
     fn postgres_sessions(&self) -> Vec<PgSessions> {
+        Vec::new()
+    }
+    /// The PostgreSQL maintenance advisor's latest findings (none where no collector
+    /// advises).
+    fn postgres_advisor(&self) -> Vec<PgAdvisorReport> {
         Vec::new()
     }
 }
@@ -210,6 +217,7 @@ pub fn router(state: AppState) -> Router {
             "/lookout/postgres/transactions",
             get(api::postgres_transactions),
         )
+        .route("/lookout/postgres/advisor", get(api::postgres_advisor))
         .route("/targets", get(api::targets))
         .route("/rules", get(rules_api::rules))
         .route("/alerts", get(rules_api::alerts))
