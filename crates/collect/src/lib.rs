@@ -20,6 +20,7 @@ mod pg_statements;
 mod pipeline;
 mod postgres;
 mod process;
+mod redis_diag;
 mod redis_server;
 mod scheduler;
 pub mod scrape;
@@ -32,7 +33,7 @@ pub use postgres::{
     PostgresTarget, Statement,
 };
 pub use process::{ProcessCollector, ProcessGroupCollector, SelfMetrics};
-pub use redis_server::{RedisCollector, RedisTarget};
+pub use redis_server::{BigKeysOptions, RedisBoard, RedisCollector, RedisTarget};
 pub use scheduler::{CollectorStatus, Scheduler, SchedulerOptions, StatusBoard};
 
 use std::future::Future;

@@ -12,8 +12,12 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use redis::aio::MultiplexedConnection;
 
+use crate::redis_diag;
+pub use crate::redis_diag::{BigKeysOptions, RedisBoard};
 use crate::{AsyncCollector, CollectFuture, Error, Metric, Result};
 
 /// How to reach one Redis server.
@@ -25,6 +29,10 @@ pub struct RedisTarget {
     pub url: String,
     /// The password, when not in the URL.
     pub password: Option<String>,
+    /// Whether slow-log entries keep the command's arguments (they may hold user data).
+    pub slowlog_arguments: bool,
+    /// The big-key sample, when enabled.
+    pub big_keys: Option<BigKeysOptions>,
 }
 
 /// The Redis collector for one server.
@@ -33,6 +41,11 @@ pub struct RedisCollector {
     collector_name: String,
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    board: RedisBoard,
+    /// The connection's database (the big-key sample's).
+    db: u32,
+    /// When the last big-key sample started, and whether one runs now.
+    big_keys: Arc<std::sync::Mutex<(Option<std::time::Instant>, bool)>>,
 }
 
 impl std::fmt::Debug for RedisCollector {
@@ -392,8 +405,9 @@ const INFO_LABELS: &[&str] = &[
 ];
 
 impl RedisCollector {
-    /// A collector for `target`. Fails when the URL does not parse.
-    pub fn new(target: RedisTarget) -> Result<Self> {
+    /// A collector for `target`, its slow log, doctors' reports and big keys going to
+    /// `board`. Fails when the URL does not parse.
+    pub fn new(target: RedisTarget, board: RedisBoard) -> Result<Self> {
         let mut info = redis::IntoConnectionInfo::into_connection_info(target.url.as_str())
             .map_err(|e| Error::Server {
                 server: format!("redis {}", target.name),
@@ -403,6 +417,7 @@ impl RedisCollector {
             let settings = info.redis_settings().clone().set_password(p.clone());
             info = info.set_redis_settings(settings);
         }
+        let db = u32::try_from(info.redis_settings().db()).unwrap_or(0);
         let client = redis::Client::open(info).map_err(|e| Error::Server {
             server: format!("redis {}", target.name),
             message: e.to_string(),
@@ -412,7 +427,38 @@ impl RedisCollector {
             target,
             client,
             conn: tokio::sync::Mutex::new(None),
+            board,
+            db,
+            big_keys: Arc::default(),
         })
+    }
+
+    /// Starts a big-key sample in the background when one is due and none runs.
+    fn maybe_sample_big_keys(&self, con: &MultiplexedConnection) {
+        let Some(opts) = self.target.big_keys.clone() else {
+            return;
+        };
+        {
+            let mut state = self.big_keys.lock().expect("lock poisoned");
+            if state.1 || state.0.is_some_and(|t| t.elapsed() < opts.every) {
+                return;
+            }
+            *state = (Some(std::time::Instant::now()), true);
+        }
+        let mut con = con.clone();
+        let board = self.board.clone();
+        let state = Arc::clone(&self.big_keys);
+        let instance = self.target.name.clone();
+        let db = self.db;
+        tokio::spawn(async move {
+            match redis_diag::big_keys(&mut con, db, &opts).await {
+                Ok(sample) => board.set_big_keys(&instance, sample),
+                Err(e) => {
+                    tracing::warn!(instance = %instance, error = %e, "Redis big-key sample failed")
+                }
+            }
+            state.lock().expect("lock poisoned").1 = false;
+        });
     }
 
     fn err(&self, message: impl Into<String>) -> Error {
@@ -434,9 +480,13 @@ impl RedisCollector {
             }
         }
         let mut con = guard.clone().expect("connected above");
-        match read(&mut con, out).await {
-            Ok(()) => {
+        match read(&mut con, out, self.target.slowlog_arguments).await {
+            Ok(slow) => {
                 out.push(Metric::new("redis_up", &[], 1.0));
+                let latency = redis_diag::doctor(&mut con, "LATENCY").await;
+                let memory = redis_diag::doctor(&mut con, "MEMORY").await;
+                self.board.update(&self.target.name, slow, latency, memory);
+                self.maybe_sample_big_keys(&con);
                 Ok(())
             }
             Err(e) => {
@@ -459,7 +509,12 @@ impl AsyncCollector for RedisCollector {
     }
 }
 
-async fn read(con: &mut MultiplexedConnection, out: &mut Vec<Metric>) -> redis::RedisResult<()> {
+/// Reads the metrics into `out`; returns the slow log's newest entries.
+async fn read(
+    con: &mut MultiplexedConnection,
+    out: &mut Vec<Metric>,
+    slowlog_arguments: bool,
+) -> redis::RedisResult<Vec<lookout_model::status::RedisSlowEntry>> {
     let info: String = redis::cmd("INFO").arg("ALL").query_async(con).await?;
     let fields = parse_info(&info);
     from_info(&fields, out);
@@ -493,34 +548,22 @@ async fn read(con: &mut MultiplexedConnection, out: &mut Vec<Metric>) -> redis::
     keyspace(&fields, databases, out);
     let len: i64 = redis::cmd("SLOWLOG").arg("LEN").query_async(con).await?;
     out.push(Metric::new("redis_slowlog_length", &[], len as f64));
-    let last: redis::Value = redis::cmd("SLOWLOG")
+    let log: redis::Value = redis::cmd("SLOWLOG")
         .arg("GET")
-        .arg(1)
+        .arg(redis_diag::SLOWLOG_READ)
         .query_async(con)
         .await?;
-    let (id, usec) = last_slow(&last).unwrap_or((0.0, 0.0));
+    let entries = redis_diag::parse_slowlog(&log, slowlog_arguments);
+    let (id, seconds) = entries
+        .first()
+        .map_or((0.0, 0.0), |e| (e.id as f64, e.duration_seconds));
     out.push(Metric::new("redis_slowlog_last_id", &[], id));
     out.push(Metric::new(
         "redis_last_slow_execution_duration_seconds",
         &[],
-        usec / 1e6,
+        seconds,
     ));
-    Ok(())
-}
-
-/// The id and duration (µs) of the newest slow log entry.
-fn last_slow(v: &redis::Value) -> Option<(f64, f64)> {
-    let redis::Value::Array(entries) = v else {
-        return None;
-    };
-    let redis::Value::Array(e) = entries.first()? else {
-        return None;
-    };
-    let int = |v: &redis::Value| match v {
-        redis::Value::Int(i) => Some(*i as f64),
-        _ => None,
-    };
-    Some((int(e.first()?)?, int(e.get(2)?)?))
+    Ok(entries)
 }
 
 /// `field:value` lines of INFO, without section headers.

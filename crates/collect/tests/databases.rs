@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lookout_collect::{
-    AsyncCollector, Metric, PostgresBoard, PostgresCollector, PostgresTarget, RedisCollector,
-    RedisTarget,
+    AsyncCollector, BigKeysOptions, Metric, PostgresBoard, PostgresCollector, PostgresTarget,
+    RedisBoard, RedisCollector, RedisTarget,
 };
 use support::{PgServer, RedisServer};
 
@@ -196,15 +196,103 @@ async fn postgres_outage_and_recovery() {
     assert_eq!(value(&out, "pg_up", &[]), Some(1.0));
 }
 
+fn redis_target(name: &str, url: &str, big_keys: Option<BigKeysOptions>) -> RedisTarget {
+    RedisTarget {
+        name: name.into(),
+        url: url.into(),
+        password: None,
+        slowlog_arguments: false,
+        big_keys,
+    }
+}
+
+/// A real Redis with slow commands and a big key: the slow log is kept with the
+/// arguments elided, the doctors report, and the big-key sample finds the big key first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_slow_log_doctors_and_big_keys() {
+    let server = RedisServer::start();
+    // Every command is slow from now on (logged when it takes ≥ 0 µs).
+    server.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    server.cli(&["SET", "secret:token", "hunter2"]);
+    // A 300 kB string (zeros up to the offset).
+    server.cli(&["SETRANGE", "big:blob", "300000", "x"]);
+    for i in 0..50 {
+        server.cli(&["SET", &format!("small:{i}"), "v"]);
+    }
+    let board = RedisBoard::default();
+    let opts = BigKeysOptions {
+        every: Duration::from_secs(3600),
+        max_keys: 1000,
+        batch: 10,
+        pause: Duration::from_millis(1),
+        top: 3,
+    };
+    let c = RedisCollector::new(
+        redis_target("cache", &server.url(), Some(opts)),
+        board.clone(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    c.collect(&mut out).await.unwrap();
+    let d = board.diagnostics();
+    assert_eq!(d.len(), 1);
+    let d = &d[0];
+    assert_eq!(d.instance, "cache");
+    let set = d
+        .slowlog
+        .iter()
+        .find(|e| e.command.eq_ignore_ascii_case("set") && e.argument_count == 2)
+        .unwrap_or_else(|| panic!("{:?}", d.slowlog));
+    assert!(set.arguments.is_empty(), "arguments elided: {set:?}");
+    assert!(
+        d.slowlog.windows(2).all(|w| w[0].id > w[1].id),
+        "newest first, no repeats"
+    );
+    assert!(!format!("{:?}", d.slowlog).contains("hunter2"));
+    assert_eq!(
+        value(&out, "redis_slowlog_last_id", &[]),
+        Some(d.slowlog[0].id as f64)
+    );
+    for report in [&d.latency_doctor, &d.memory_doctor] {
+        assert!(
+            report.len() > 20 && !report.contains("DOCTOR failed"),
+            "{report}"
+        );
+    }
+    // A second run adds only the entries written since.
+    let before = d.slowlog.len();
+    server.cli(&["GET", "small:1"]);
+    let mut out = Vec::new();
+    c.collect(&mut out).await.unwrap();
+    let d = board.diagnostics().remove(0);
+    assert!(d.slowlog.len() > before, "{} vs {before}", d.slowlog.len());
+    assert!(d.slowlog.windows(2).all(|w| w[0].id > w[1].id));
+    // The big-key sample runs in the background.
+    let mut sample = None;
+    for _ in 0..100 {
+        if let Some(s) = board.diagnostics().remove(0).big_keys {
+            sample = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sample = sample.expect("a big-key sample");
+    assert!(sample.complete, "{sample:?}");
+    assert_eq!(sample.scanned, 52);
+    assert_eq!(sample.keys.len(), 3);
+    assert_eq!(sample.keys[0].key, "big:blob");
+    assert_eq!(sample.keys[0].key_type, "string");
+    assert!(sample.keys[0].bytes >= 300_000.0, "{sample:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_families_and_load() {
     let server = RedisServer::start();
     server.cli(&["SET", "session:1", "x", "EX", "1000"]);
-    let c = RedisCollector::new(RedisTarget {
-        name: "cache".into(),
-        url: server.url(),
-        password: None,
-    })
+    let c = RedisCollector::new(
+        redis_target("cache", &server.url(), None),
+        RedisBoard::default(),
+    )
     .unwrap();
     let mut before = Vec::new();
     c.collect(&mut before).await.unwrap();
@@ -234,11 +322,10 @@ async fn redis_families_and_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_is_redis_up_zero() {
     let port = support::free_port();
-    let c = RedisCollector::new(RedisTarget {
-        name: "gone".into(),
-        url: format!("redis://127.0.0.1:{port}"),
-        password: None,
-    })
+    let c = RedisCollector::new(
+        redis_target("gone", &format!("redis://127.0.0.1:{port}"), None),
+        RedisBoard::default(),
+    )
     .unwrap();
     let mut out = Vec::new();
     let err = c.collect(&mut out).await.unwrap_err().to_string();

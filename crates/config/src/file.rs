@@ -735,6 +735,49 @@ pub struct RedisConfig {
     /// Environment variable holding the password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// Keep slow-log entries' arguments (they may hold user data; elided by default).
+    #[serde(default)]
+    pub slowlog_arguments: bool,
+    /// The opt-in big-key sample: `SCAN` + `MEMORY USAGE`, rate-limited.
+    #[serde(default)]
+    pub big_keys: Option<BigKeysConfig>,
+}
+
+/// `collectors.redis[].big_keys`: how the big-key sample runs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BigKeysConfig {
+    /// How often a sample runs (default 10m).
+    #[serde(default = "default_big_keys_every")]
+    pub every: PromDuration,
+    /// Most keys looked at per sample (default 10,000; at most 10,000,000).
+    #[serde(default = "default_big_keys_max")]
+    pub max_keys: u64,
+    /// Keys asked for per `SCAN` (default 100; 1 to 10,000).
+    #[serde(default = "default_big_keys_batch")]
+    pub batch: usize,
+    /// The pause between batches (default 10ms), which bounds the load on Redis.
+    #[serde(default = "default_big_keys_pause")]
+    pub pause: ZeroableDuration,
+    /// How many of the largest keys are kept (default 20; at most 1,000).
+    #[serde(default = "default_big_keys_top")]
+    pub top: usize,
+}
+
+fn default_big_keys_every() -> PromDuration {
+    PromDuration(Duration::from_secs(600))
+}
+fn default_big_keys_max() -> u64 {
+    10_000
+}
+fn default_big_keys_batch() -> usize {
+    100
+}
+fn default_big_keys_pause() -> ZeroableDuration {
+    ZeroableDuration(Duration::from_millis(10))
+}
+fn default_big_keys_top() -> usize {
+    20
 }
 
 /// Reads a password from a file or an environment variable (at most one may be set);
@@ -1151,6 +1194,26 @@ impl Config {
                     "collectors.redis {:?}: set password_file or password_env, not both",
                     r.name
                 ));
+            }
+            if let Some(b) = &r.big_keys {
+                if !(1..=10_000).contains(&b.batch) {
+                    return Err(format!(
+                        "collectors.redis {:?}: big_keys.batch {} is out of range (1 to 10000)",
+                        r.name, b.batch
+                    ));
+                }
+                if b.max_keys == 0 || b.max_keys > 10_000_000 {
+                    return Err(format!(
+                        "collectors.redis {:?}: big_keys.max_keys {} is out of range (1 to 10000000)",
+                        r.name, b.max_keys
+                    ));
+                }
+                if b.top == 0 || b.top > 1000 {
+                    return Err(format!(
+                        "collectors.redis {:?}: big_keys.top {} is out of range (1 to 1000)",
+                        r.name, b.top
+                    ));
+                }
             }
         }
         for am in &self.alerting.alertmanagers {

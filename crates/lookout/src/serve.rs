@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use lookout_collect::scrape::ScrapeManager;
 use lookout_collect::{
-    HostCollector, OwnMetrics, PostgresBoard, PostgresCollector, PostgresTarget,
-    ProcessGroupCollector, RedisCollector, RedisTarget, RegistryCell, Scheduler, SelfMetrics,
+    BigKeysOptions, HostCollector, OwnMetrics, PostgresBoard, PostgresCollector, PostgresTarget,
+    ProcessGroupCollector, RedisBoard, RedisCollector, RedisTarget, RegistryCell, Scheduler,
+    SelfMetrics,
 };
 use lookout_model::{Labels, now_ms};
 use lookout_promql::Engine;
@@ -48,11 +49,12 @@ fn init_logging() {
 
 /// Adds the configured process groups, PostgreSQL and Redis servers to the scheduler,
 /// each with `job`/`instance` labels as if scraped from its exporter. Returns where the
-/// PostgreSQL statements go and the collector names that get their own health check.
+/// PostgreSQL and Redis diagnostics go and the collector names that get their own
+/// health check.
 pub(crate) fn add_database_collectors(
     c: &CollectorsConfig,
     scheduler: &mut Scheduler,
-) -> anyhow::Result<(PostgresBoard, Vec<String>)> {
+) -> anyhow::Result<(PostgresBoard, RedisBoard, Vec<String>)> {
     if !c.processes.is_empty() {
         let names = c.processes.iter().map(|p| p.name.clone()).collect();
         scheduler.add(
@@ -61,6 +63,7 @@ pub(crate) fn add_database_collectors(
         );
     }
     let slow = PostgresBoard::default();
+    let redis_board = RedisBoard::default();
     let mut checks = Vec::new();
     for p in &c.postgres {
         let what = format!("collectors.postgres {:?}", p.name);
@@ -86,11 +89,22 @@ pub(crate) fn add_database_collectors(
         let what = format!("collectors.redis {:?}", r.name);
         let password =
             read_password(&what, &r.password_file, &r.password_env).map_err(anyhow::Error::msg)?;
-        let col = RedisCollector::new(RedisTarget {
-            name: r.name.clone(),
-            url: r.url.clone(),
-            password,
-        })
+        let col = RedisCollector::new(
+            RedisTarget {
+                name: r.name.clone(),
+                url: r.url.clone(),
+                password,
+                slowlog_arguments: r.slowlog_arguments,
+                big_keys: r.big_keys.as_ref().map(|b| BigKeysOptions {
+                    every: b.every.0,
+                    max_keys: b.max_keys,
+                    batch: b.batch,
+                    pause: b.pause.0,
+                    top: b.top,
+                }),
+            },
+            redis_board.clone(),
+        )
         .with_context(|| what.clone())?;
         checks.push(lookout_collect::AsyncCollector::name(&col).to_string());
         scheduler.add_async(
@@ -98,7 +112,7 @@ pub(crate) fn add_database_collectors(
             Labels::from_pairs([("job", "redis"), ("instance", r.name.as_str())]),
         );
     }
-    Ok((slow, checks))
+    Ok((slow, redis_board, checks))
 }
 
 /// The roles and bearer tokens of `web:`, each token read from its file or variable.
@@ -523,7 +537,7 @@ fn collection(
             Labels::from_pairs([("job", "lookout"), ("instance", host.as_str())]),
         );
     }
-    let (postgres, database_checks) =
+    let (postgres, redis, database_checks) =
         add_database_collectors(&settings.collectors, &mut scheduler)?;
     let scrape = ScrapeManager::new(settings.scrape_configs.clone(), settings.scrape_defaults)
         .map_err(anyhow::Error::msg)?
@@ -533,6 +547,7 @@ fn collection(
         collectors: scheduler.board(),
         targets: scrape.board(),
         postgres,
+        redis,
     });
     Ok(Collecting {
         scheduler,
@@ -1042,6 +1057,7 @@ struct Collection {
     collectors: lookout_collect::StatusBoard,
     targets: lookout_collect::scrape::TargetsBoard,
     postgres: PostgresBoard,
+    redis: RedisBoard,
 }
 
 impl lookout_server::CollectionView for Collection {
@@ -1063,6 +1079,10 @@ impl lookout_server::CollectionView for Collection {
 
     fn postgres_advisor(&self) -> Vec<lookout_collect::PgAdvisorReport> {
         self.postgres.advisor()
+    }
+
+    fn redis_diagnostics(&self) -> Vec<lookout_model::status::RedisDiagnostics> {
+        self.redis.diagnostics()
     }
 }
 

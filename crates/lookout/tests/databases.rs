@@ -155,6 +155,18 @@ fn databases_end_to_end() {
     assert!(advisor[0]["advice"].is_array(), "{advisor}");
     let (code, _) = lk.get("/api/v1/lookout/postgres/advisor?severity=loud");
     assert_eq!(code, 400);
+    // Redis: the slow log Lookout keeps, the doctors' reports; no big-key sample unless
+    // configured.
+    let slowlog = json("/api/v1/lookout/redis/slowlog?instance=cache&limit=5");
+    assert_eq!(slowlog[0]["instance"], "cache", "{slowlog}");
+    assert!(slowlog[0]["entries"].as_array().unwrap().len() <= 5);
+    let doctor = json("/api/v1/lookout/redis/doctor");
+    assert!(
+        doctor[0]["latency_doctor"].as_str().unwrap().len() > 20,
+        "{doctor}"
+    );
+    let big = json("/api/v1/lookout/redis/bigkeys?instance=cache");
+    assert!(big[0]["big_keys"].is_null(), "{big}");
     let (code, body) = lk.get("/api/v1/lookout/postgres/transactions?min_age=soon");
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("invalid min_age"), "{body}");
@@ -204,6 +216,30 @@ fn database_config_errors_are_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("used twice"), "{err}");
+    for (yaml, want) in [
+        ("big_keys: { batch: 0 }", "big_keys.batch 0 is out of range"),
+        (
+            "big_keys: { max_keys: 0 }",
+            "big_keys.max_keys 0 is out of range",
+        ),
+        (
+            "big_keys: { top: 5000 }",
+            "big_keys.top 5000 is out of range",
+        ),
+        ("big_keys: { every: soon }", "soon"),
+        ("big_keys: { scan: 1 }", "unknown field `scan`"),
+    ] {
+        let cfg = write_config(
+            dir.path(),
+            &format!(
+                "collectors:\n  redis:\n    - name: a\n      url: \"redis://127.0.0.1:1\"\n      {yaml}\n"
+            ),
+        );
+        let out = run(&["check", "config", utf8(&cfg)]);
+        assert!(!out.status.success(), "{yaml}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{yaml}: {err}");
+    }
 }
 
 struct Exporter(std::process::Child);

@@ -297,6 +297,71 @@ pub struct PgAdvisorReport {
     pub advice: Vec<PgAdvice>,
 }
 
+/// One entry of a Redis server's slow log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RedisSlowEntry {
+    /// The entry's id (grows by one per entry; restarts at 0 after a restart or reset).
+    pub id: i64,
+    /// When the command ran (Unix seconds).
+    pub time: i64,
+    /// How long it ran, in seconds.
+    pub duration_seconds: f64,
+    /// The command's name.
+    pub command: String,
+    /// Its arguments as Redis logged them; empty unless configured to keep them
+    /// (`slowlog_arguments: true`): values may hold user data.
+    pub arguments: Vec<String>,
+    /// How many arguments it had.
+    pub argument_count: usize,
+    /// The client's address.
+    pub client: String,
+    /// The client's name (`CLIENT SETNAME`).
+    pub client_name: String,
+}
+
+/// One key of a big-key sample.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RedisBigKey {
+    /// The database number.
+    pub db: u32,
+    /// The key.
+    pub key: String,
+    /// Its type (`string`, `hash`, `list`, …).
+    pub key_type: String,
+    /// `MEMORY USAGE` (bytes, estimated by Redis for collections).
+    pub bytes: f64,
+}
+
+/// A big-key sample: the largest keys among those scanned.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RedisBigKeys {
+    /// When the sample ended (Unix seconds).
+    pub at: f64,
+    /// Keys looked at.
+    pub scanned: u64,
+    /// Whether the scan covered every key (false: it stopped at its limit).
+    pub complete: bool,
+    /// The largest keys, the largest first.
+    pub keys: Vec<RedisBigKey>,
+}
+
+/// What Lookout knows of one Redis server beyond its metrics.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RedisDiagnostics {
+    /// The instance (the collector's name).
+    pub instance: String,
+    /// When it was last read (Unix seconds).
+    pub at: f64,
+    /// The slow log, the newest first (kept across runs, up to a bound).
+    pub slowlog: Vec<RedisSlowEntry>,
+    /// `LATENCY DOCTOR`'s report.
+    pub latency_doctor: String,
+    /// `MEMORY DOCTOR`'s report.
+    pub memory_doctor: String,
+    /// The last big-key sample, when enabled.
+    pub big_keys: Option<RedisBigKeys>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -867,6 +867,65 @@ pub(crate) async fn postgres_advisor(
     Ok(ok(&serde_json::to_string(&v).map_err(internal)?))
 }
 
+/// The Redis diagnostics `?instance=` names (all when absent).
+fn redis_diagnostics(st: &AppState, p: &Params) -> Vec<lookout_model::status::RedisDiagnostics> {
+    let mut v = st.collection.redis_diagnostics();
+    if let Some(i) = p.get("instance") {
+        v.retain(|d| d.instance == i);
+    }
+    v
+}
+
+/// Every Redis instance's slow log as Lookout has kept it, the newest first: command,
+/// duration, client, and the arguments only where configured (`slowlog_arguments`);
+/// `?instance=` keeps one, `?limit=` the newest N entries of each.
+pub(crate) async fn redis_slowlog(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let limit = match p.get("limit") {
+        None => usize::MAX,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| bad_data(&format!("invalid limit {l:?}")))?,
+    };
+    let data: Vec<serde_json::Value> = redis_diagnostics(&st, &p)
+        .into_iter()
+        .map(|d| {
+            let entries: Vec<_> = d.slowlog.into_iter().take(limit).collect();
+            serde_json::json!({ "instance": d.instance, "at": d.at, "entries": entries })
+        })
+        .collect();
+    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
+}
+
+/// Every Redis instance's `LATENCY DOCTOR` and `MEMORY DOCTOR` reports, as of its last
+/// run; `?instance=` keeps one.
+pub(crate) async fn redis_doctor(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let data: Vec<serde_json::Value> = redis_diagnostics(&st, &p)
+        .into_iter()
+        .map(|d| {
+            serde_json::json!({
+                "instance": d.instance,
+                "at": d.at,
+                "latency_doctor": d.latency_doctor,
+                "memory_doctor": d.memory_doctor,
+            })
+        })
+        .collect();
+    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
+}
+
+/// Every Redis instance's last big-key sample (`null` until one has run, or when
+/// `big_keys` is not configured); `?instance=` keeps one.
+pub(crate) async fn redis_big_keys(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let data: Vec<serde_json::Value> = redis_diagnostics(&st, &p)
+        .into_iter()
+        .map(|d| serde_json::json!({ "instance": d.instance, "big_keys": d.big_keys }))
+        .collect();
+    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
+}
+
 pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &st.registry) {

@@ -31,7 +31,8 @@ use std::sync::atomic::AtomicBool;
 use axum::Router;
 use axum::routing::get;
 use lookout_model::status::{
-    CollectorStatus, HeadStatus, PgAdvisorReport, PgSessions, Statement, TargetStatus,
+    CollectorStatus, HeadStatus, PgAdvisorReport, PgSessions, RedisDiagnostics, Statement,
+    TargetStatus,
 };
 use lookout_promql::Engine;
 use lookout_storage::Queryable;
@@ -119,6 +120,11 @@ pub trait CollectionView: Send + Sync {
     /// The PostgreSQL maintenance advisor's latest findings (none where no collector
     /// advises).
     fn postgres_advisor(&self) -> Vec<PgAdvisorReport> {
+        Vec::new()
+    }
+    /// The Redis collectors' slow logs, doctors' reports and big-key samples (none where
+    /// no collector reads them).
+    fn redis_diagnostics(&self) -> Vec<RedisDiagnostics> {
         Vec::new()
     }
 }
@@ -218,6 +224,9 @@ pub fn router(state: AppState) -> Router {
             get(api::postgres_transactions),
         )
         .route("/lookout/postgres/advisor", get(api::postgres_advisor))
+        .route("/lookout/redis/slowlog", get(api::redis_slowlog))
+        .route("/lookout/redis/doctor", get(api::redis_doctor))
+        .route("/lookout/redis/bigkeys", get(api::redis_big_keys))
         .route("/targets", get(api::targets))
         .route("/rules", get(rules_api::rules))
         .route("/alerts", get(rules_api::alerts))
