@@ -867,6 +867,30 @@ pub(crate) async fn postgres_advisor(
     Ok(ok(&serde_json::to_string(&v).map_err(internal)?))
 }
 
+/// The bottleneck report over `?window=` (a duration; default 15m, 10s to 7d) ending at
+/// `?time=` (default now): every measured resource scored, the most likely bottleneck
+/// first, with the PromQL and values behind each score and what to do.
+pub(crate) async fn diagnose(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let at = p.time("time", now_ms())?;
+    let window = match p.duration("window")? {
+        None => std::time::Duration::from_secs(900),
+        Some(ms) if ms > 0 => std::time::Duration::from_millis(ms as u64),
+        Some(_) => return Err(bad_data("invalid parameter \"window\": must be positive")),
+    };
+    let engine = engine_for(&st, &p)?;
+    let db = Arc::clone(&st.db);
+    let report = heavy(&st, move |_| {
+        lookout_diagnose::diagnose(&engine, &*db, &lookout_diagnose::Options { window, at })
+            .map_err(|e| match e {
+                lookout_diagnose::Error::Invalid(m) => bad_data(&m),
+                other => internal(other),
+            })
+    })
+    .await?;
+    Ok(ok(&serde_json::to_string(&report).map_err(internal)?))
+}
+
 /// The Redis diagnostics `?instance=` names (all when absent).
 fn redis_diagnostics(st: &AppState, p: &Params) -> Vec<lookout_model::status::RedisDiagnostics> {
     let mut v = st.collection.redis_diagnostics();

@@ -224,6 +224,7 @@ pub fn router(state: AppState) -> Router {
             get(api::postgres_transactions),
         )
         .route("/lookout/postgres/advisor", get(api::postgres_advisor))
+        .route("/lookout/diagnose", get(api::diagnose))
         .route("/lookout/redis/slowlog", get(api::redis_slowlog))
         .route("/lookout/redis/doctor", get(api::redis_doctor))
         .route("/lookout/redis/bigkeys", get(api::redis_big_keys))
@@ -305,6 +306,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health-checks", get(ui::app_page))
         .route("/explore", get(ui::app_page))
         .route("/traces", get(ui::app_page))
+        .route("/diagnose", get(ui::app_page))
         .route("/trace/{id}", get(ui::app_page))
         .with_state(state)
 }

@@ -1,7 +1,7 @@
 // The web UI's pages, by address: `/` (the host overview, or the dashboard list when it
 // is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts`, `/silences`,
 // `/notifications`, `/escalations`, `/rules`, `/targets`, `/health-checks`, `/explore`,
-// `/traces` and `/trace/<id>`.
+// `/traces`, `/trace/<id>` and `/diagnose`.
 
 import { el } from "./common.mjs";
 import { showDashboard, showList } from "./dash/main.mjs";
@@ -14,6 +14,7 @@ import { showTargets } from "./pages/targets.mjs";
 import { showHealth } from "./pages/health.mjs";
 import { showExplore } from "./pages/explore.mjs";
 import { showTrace, showTraces } from "./pages/traces.mjs";
+import { showDiagnose } from "./pages/diagnose.mjs";
 
 const page = document.getElementById("page");
 
@@ -32,6 +33,7 @@ async function route() {
   if (path === "/health-checks") return showHealth();
   if (path === "/explore") return showExplore();
   if (path === "/traces") return showTraces();
+  if (path === "/diagnose") return showDiagnose();
   const trace = /^\/trace\/([^/]+)/.exec(path);
   if (trace) return showTrace(decodeURIComponent(trace[1]));
   // The landing page: the host overview when it is offered.
