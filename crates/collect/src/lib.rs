@@ -24,6 +24,7 @@ mod redis_diag;
 mod redis_server;
 mod scheduler;
 pub mod scrape;
+mod top;
 
 pub use host::HostCollector;
 pub use own::{OwnMetrics, RegistryCell};
@@ -35,6 +36,7 @@ pub use postgres::{
 pub use process::{ProcessCollector, ProcessGroupCollector, SelfMetrics};
 pub use redis_server::{BigKeysOptions, RedisBoard, RedisCollector, RedisTarget};
 pub use scheduler::{CollectorStatus, Scheduler, SchedulerOptions, StatusBoard};
+pub use top::{TopProcess, top_processes};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -202,6 +202,34 @@ pub struct Config {
     pub remote_read: Vec<RemoteReadConfig>,
     /// Lookout's trace receiver and store (`tracing_receiver:`); off by default.
     pub tracing_receiver: TracingReceiverConfig,
+    /// State snapshots (`snapshots:`): on demand and when alerts of a severity fire.
+    pub snapshots: SnapshotsConfig,
+}
+
+/// `snapshots:`: state snapshots kept in the data directory.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotsConfig {
+    /// Whether snapshots can be taken (on by default).
+    pub enabled: bool,
+    /// How long they are kept (default 7d).
+    pub retention: PromDuration,
+    /// Most kept (default 200; the oldest go first).
+    pub max_snapshots: usize,
+    /// Alerts whose `severity` label is one of these take a snapshot when they start
+    /// firing (default `[critical]`; empty: never).
+    pub on_alert_severities: Vec<String>,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention: PromDuration(Duration::from_secs(7 * 86_400)),
+            max_snapshots: 200,
+            on_alert_severities: vec!["critical".to_string()],
+        }
+    }
 }
 
 /// `tracing_receiver:`: OTLP spans received at `POST /v1/traces`, kept in the data
@@ -1136,6 +1164,12 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         self.validate_remote_write()?;
         self.validate_remote_read()?;
+        if !(1..=100_000).contains(&self.snapshots.max_snapshots) {
+            return Err(format!(
+                "snapshots.max_snapshots: {} is outside 1 to 100000",
+                self.snapshots.max_snapshots
+            ));
+        }
         let block = self.storage.block_duration.0;
         if block < Duration::from_secs(60) || block > Duration::from_secs(86_400) {
             return Err(format!(

@@ -80,6 +80,8 @@ pub struct Settings {
     /// The dashboard library: shipped dashboards of the collectors that are on, the
     /// files of `dashboards.paths`, imports kept in the data directory.
     pub dashboards: DashboardsOptions,
+    /// State snapshots (`snapshots:`).
+    pub snapshots: crate::file::SnapshotsConfig,
 }
 
 /// The notifier's Alertmanager file and escalation policies.
@@ -296,6 +298,7 @@ impl Settings {
                 ..ServeOptions::default()
             },
             dashboards: dashboards(c),
+            snapshots: c.snapshots.clone(),
             otlp: lookout_remote::otlp::Options {
                 promote_resource_attributes: c.otlp.promote_resource_attributes.clone(),
                 translation: c

@@ -5,7 +5,8 @@
 //!
 //! This crate owns the signals and their scoring; it reads through the PromQL engine
 //! over any [`Queryable`] and knows nothing of HTTP (the server serves [`Report`] at
-//! `/api/v1/lookout/diagnose`).
+//! `/api/v1/lookout/diagnose`). It also keeps the state snapshots ([`snapshots`]), of
+//! which the report is one section.
 //!
 //! Each resource has a few signals, each a PromQL expression reduced to one number over
 //! the window (`{w}` in the table stands for it) and a ramp turning that number into a
@@ -17,6 +18,8 @@
 //! scores 0 everywhere (CPU busy below 60%, disks below 60% utilisation, …).
 
 use std::time::Duration;
+
+pub mod snapshots;
 
 use lookout_promql::{Engine, Value};
 use lookout_storage::Queryable;
@@ -32,9 +35,12 @@ pub enum Error {
         /// Why.
         message: String,
     },
-    /// The options are unusable.
+    /// The options (or an id) are unusable.
     #[error("{0}")]
     Invalid(String),
+    /// The snapshot store failed.
+    #[error("{0}")]
+    Store(String),
 }
 
 /// How a report is made.

@@ -8,6 +8,7 @@ mod import;
 mod promql_cmd;
 mod rules_cmd;
 mod serve;
+mod snapshots;
 mod tsdb_cmd;
 
 use std::process::ExitCode;

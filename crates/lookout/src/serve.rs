@@ -284,6 +284,38 @@ async fn build(
                 runtime: tokio::runtime::Handle::current(),
             }) as Arc<dyn lookout_rules::AlertSink>
         });
+    let snapshots = if settings.snapshots.enabled {
+        let store = lookout_diagnose::snapshots::SnapshotStore::open(
+            &settings.data_dir.join("snapshots"),
+            lookout_diagnose::snapshots::SnapshotOptions {
+                retention: settings.snapshots.retention.0,
+                max_snapshots: settings.snapshots.max_snapshots,
+            },
+        )
+        .context("snapshots")?;
+        Some(Arc::new(crate::snapshots::Snapshots::new(
+            store,
+            Arc::clone(&collection),
+            Arc::clone(&queryable),
+            engine.clone(),
+        )))
+    } else {
+        None
+    };
+    // Alerts of the configured severities take a snapshot when they start firing.
+    let sink = match &snapshots {
+        Some(s) if !settings.snapshots.on_alert_severities.is_empty() => {
+            Some(Arc::new(crate::snapshots::SnapshotSink {
+                inner: sink,
+                snapshots: Arc::clone(s),
+                severities: settings.snapshots.on_alert_severities.clone(),
+                external_url: external_url.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                taken: Default::default(),
+            }) as Arc<dyn lookout_rules::AlertSink>)
+        }
+        _ => sink,
+    };
     let rules = rules_manager(
         settings.rules.clone(),
         &settings.alerts,
@@ -349,6 +381,9 @@ async fn build(
         ),
         traces: traces.clone(),
         traces_max_request_bytes: settings.traces.as_ref().map_or(0, |t| t.max_request_bytes),
+        snapshots: snapshots.map(|s| {
+            Arc::new(crate::snapshots::Service(s)) as Arc<dyn lookout_server::SnapshotService>
+        }),
     };
     Ok(Built {
         tsdb,

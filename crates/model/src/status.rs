@@ -297,6 +297,21 @@ pub struct PgAdvisorReport {
     pub advice: Vec<PgAdvice>,
 }
 
+/// One process in a snapshot's top list.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TopProcess {
+    /// Its process id.
+    pub pid: i64,
+    /// Its command name.
+    pub comm: String,
+    /// Its command line (truncated).
+    pub cmdline: String,
+    /// CPU used over the sampling interval, in cores (1.0 = one core busy).
+    pub cpu_cores: f64,
+    /// Resident memory in bytes.
+    pub rss_bytes: f64,
+}
+
 /// One entry of a Redis server's slow log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RedisSlowEntry {

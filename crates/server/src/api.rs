@@ -891,6 +891,75 @@ pub(crate) async fn diagnose(State(st): State<AppState>, RawQuery(q): RawQuery) 
     Ok(ok(&serde_json::to_string(&report).map_err(internal)?))
 }
 
+fn snapshot_service(st: &AppState) -> Result<Arc<dyn crate::SnapshotService>, ApiError> {
+    st.snapshots.clone().ok_or_else(|| {
+        api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "snapshots are not enabled",
+        )
+    })
+}
+
+fn snapshot_error(e: lookout_diagnose::Error) -> ApiError {
+    match e {
+        lookout_diagnose::Error::Invalid(m) => bad_data(&m),
+        other => internal(other),
+    }
+}
+
+/// Takes a state snapshot now (`?note=` says why, at most 1,000 bytes) and answers its
+/// header.
+pub(crate) async fn snapshots_take(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let p = params(q, &headers, &body)?;
+    let svc = snapshot_service(&st)?;
+    let note = p.get("note").unwrap_or("").to_string();
+    if note.len() > 1000 {
+        return Err(bad_data(
+            "invalid parameter \"note\": longer than 1000 bytes",
+        ));
+    }
+    let summary = svc
+        .take(lookout_diagnose::snapshots::Reason {
+            kind: "manual".into(),
+            labels: Default::default(),
+            note,
+        })
+        .await
+        .map_err(snapshot_error)?;
+    Ok(ok(&serde_json::to_string(&summary).map_err(internal)?))
+}
+
+/// Every snapshot's header, the newest first (`damaged` lists files that could not be
+/// read).
+pub(crate) async fn snapshots_list(State(st): State<AppState>) -> ApiResult {
+    let svc = snapshot_service(&st)?;
+    let (list, damaged) = svc.list();
+    let data = serde_json::json!({ "snapshots": list, "damaged": damaged });
+    Ok(ok(&data.to_string()))
+}
+
+/// One snapshot, whole.
+pub(crate) async fn snapshot_get(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult {
+    let svc = snapshot_service(&st)?;
+    match svc.get(&id).map_err(snapshot_error)? {
+        Some(s) => Ok(ok(&serde_json::to_string(&s).map_err(internal)?)),
+        None => Err(api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no snapshot {id:?}"),
+        )),
+    }
+}
+
 /// The Redis diagnostics `?instance=` names (all when absent).
 fn redis_diagnostics(st: &AppState, p: &Params) -> Vec<lookout_model::status::RedisDiagnostics> {
     let mut v = st.collection.redis_diagnostics();

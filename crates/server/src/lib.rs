@@ -179,6 +179,28 @@ pub struct AppState {
     pub traces: Option<Arc<lookout_traces::TraceStore>>,
     /// Largest OTLP traces request body.
     pub traces_max_request_bytes: usize,
+    /// State snapshots (taken on demand and when alerts fire); `None` answers 404.
+    pub snapshots: Option<Arc<dyn SnapshotService>>,
+}
+
+/// A future a seam returns.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// State snapshots, as the server sees them: the seam to the binary, which knows what a
+/// snapshot holds (processes, databases, the bottleneck report) and where they are kept.
+pub trait SnapshotService: Send + Sync {
+    /// Takes one now, for `reason`, and returns its header.
+    fn take(
+        &self,
+        reason: lookout_diagnose::snapshots::Reason,
+    ) -> BoxFuture<'_, Result<lookout_diagnose::snapshots::Summary, lookout_diagnose::Error>>;
+    /// Every snapshot's header, the newest first, and the damaged files' errors.
+    fn list(&self) -> (Vec<lookout_diagnose::snapshots::Summary>, Vec<String>);
+    /// One snapshot.
+    fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<lookout_diagnose::snapshots::Snapshot>, lookout_diagnose::Error>;
 }
 
 impl std::fmt::Debug for AppState {
@@ -225,6 +247,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/lookout/postgres/advisor", get(api::postgres_advisor))
         .route("/lookout/diagnose", get(api::diagnose))
+        .route(
+            "/lookout/snapshots",
+            get(api::snapshots_list).post(api::snapshots_take),
+        )
+        .route("/lookout/snapshots/{id}", get(api::snapshot_get))
         .route("/lookout/redis/slowlog", get(api::redis_slowlog))
         .route("/lookout/redis/doctor", get(api::redis_doctor))
         .route("/lookout/redis/bigkeys", get(api::redis_big_keys))
@@ -307,6 +334,8 @@ pub fn router(state: AppState) -> Router {
         .route("/explore", get(ui::app_page))
         .route("/traces", get(ui::app_page))
         .route("/diagnose", get(ui::app_page))
+        .route("/snapshots", get(ui::app_page))
+        .route("/snapshots/{id}", get(ui::app_page))
         .route("/trace/{id}", get(ui::app_page))
         .with_state(state)
 }

@@ -128,6 +128,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         otlp_options: Default::default(),
         external_labels: vec![("site".into(), "lab".into())],
         traces: None,
+        snapshots: None,
         traces_max_request_bytes: 0,
     }
 }

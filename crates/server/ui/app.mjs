@@ -1,7 +1,7 @@
 // The web UI's pages, by address: `/` (the host overview, or the dashboard list when it
 // is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts`, `/silences`,
 // `/notifications`, `/escalations`, `/rules`, `/targets`, `/health-checks`, `/explore`,
-// `/traces`, `/trace/<id>` and `/diagnose`.
+// `/traces`, `/trace/<id>`, `/diagnose`, `/snapshots` and `/snapshots/<id>`.
 
 import { el } from "./common.mjs";
 import { showDashboard, showList } from "./dash/main.mjs";
@@ -15,6 +15,7 @@ import { showHealth } from "./pages/health.mjs";
 import { showExplore } from "./pages/explore.mjs";
 import { showTrace, showTraces } from "./pages/traces.mjs";
 import { showDiagnose } from "./pages/diagnose.mjs";
+import { showSnapshot, showSnapshots } from "./pages/snapshots.mjs";
 
 const page = document.getElementById("page");
 
@@ -34,6 +35,9 @@ async function route() {
   if (path === "/explore") return showExplore();
   if (path === "/traces") return showTraces();
   if (path === "/diagnose") return showDiagnose();
+  if (path === "/snapshots") return showSnapshots();
+  const snapshot = /^\/snapshots\/([^/]+)/.exec(path);
+  if (snapshot) return showSnapshot(decodeURIComponent(snapshot[1]));
   const trace = /^\/trace\/([^/]+)/.exec(path);
   if (trace) return showTrace(decodeURIComponent(trace[1]));
   // The landing page: the host overview when it is offered.
