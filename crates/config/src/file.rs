@@ -204,6 +204,9 @@ pub struct Config {
     pub tracing_receiver: TracingReceiverConfig,
     /// State snapshots (`snapshots:`): on demand and when alerts of a severity fire.
     pub snapshots: SnapshotsConfig,
+    /// Remediation rules (`remediation:`): allow-listed actions run when matching
+    /// alerts fire; none by default.
+    pub remediation: Vec<lookout_remediate::RuleConfig>,
 }
 
 /// `snapshots:`: state snapshots kept in the data directory.

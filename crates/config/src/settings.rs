@@ -82,6 +82,8 @@ pub struct Settings {
     pub dashboards: DashboardsOptions,
     /// State snapshots (`snapshots:`).
     pub snapshots: crate::file::SnapshotsConfig,
+    /// Remediation rules (`remediation:`).
+    pub remediation: Vec<lookout_remediate::RuleConfig>,
 }
 
 /// The notifier's Alertmanager file and escalation policies.
@@ -299,6 +301,7 @@ impl Settings {
             },
             dashboards: dashboards(c),
             snapshots: c.snapshots.clone(),
+            remediation: c.remediation.clone(),
             otlp: lookout_remote::otlp::Options {
                 promote_resource_attributes: c.otlp.promote_resource_attributes.clone(),
                 translation: c

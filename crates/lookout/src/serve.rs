@@ -115,6 +115,33 @@ pub(crate) fn add_database_collectors(
     Ok((slow, redis_board, checks))
 }
 
+/// The remediator of `remediation:` (with the PostgreSQL collectors' connection settings
+/// and its audit file in the data directory); `None` without rules.
+fn remediator(settings: &Settings) -> anyhow::Result<Option<Arc<lookout_remediate::Remediator>>> {
+    if settings.remediation.is_empty() {
+        return Ok(None);
+    }
+    let mut postgres = std::collections::BTreeMap::new();
+    for p in &settings.collectors.postgres {
+        let what = format!("collectors.postgres {:?}", p.name);
+        let password =
+            read_password(&what, &p.password_file, &p.password_env).map_err(anyhow::Error::msg)?;
+        postgres.insert(
+            p.name.clone(),
+            lookout_remediate::PgTarget {
+                dsn: p.dsn.clone(),
+                password,
+            },
+        );
+    }
+    let r = lookout_remediate::Remediator::new(lookout_remediate::Options {
+        rules: settings.remediation.clone(),
+        postgres,
+        audit_file: Some(settings.data_dir.join("remediations.jsonl")),
+    })?;
+    Ok(Some(Arc::new(r)))
+}
+
 /// The roles and bearer tokens of `web:`, each token read from its file or variable.
 pub(crate) fn access(settings: &Settings) -> anyhow::Result<lookout_server::Access> {
     let mut tokens = Vec::new();
@@ -316,6 +343,16 @@ async fn build(
         }
         _ => sink,
     };
+    // Remediation runs on the rules' firing alerts, before they go on.
+    let remediation = remediator(&settings)?;
+    let sink = match &remediation {
+        Some(r) => Some(Arc::new(lookout_remediate::Sink {
+            inner: sink,
+            remediator: Arc::clone(r),
+            runtime: tokio::runtime::Handle::current(),
+        }) as Arc<dyn lookout_rules::AlertSink>),
+        None => sink,
+    };
     let rules = rules_manager(
         settings.rules.clone(),
         &settings.alerts,
@@ -381,6 +418,7 @@ async fn build(
         ),
         traces: traces.clone(),
         traces_max_request_bytes: settings.traces.as_ref().map_or(0, |t| t.max_request_bytes),
+        remediation,
         snapshots: snapshots.map(|s| {
             Arc::new(crate::snapshots::Service(s)) as Arc<dyn lookout_server::SnapshotService>
         }),

@@ -891,6 +891,28 @@ pub(crate) async fn diagnose(State(st): State<AppState>, RawQuery(q): RawQuery) 
     Ok(ok(&serde_json::to_string(&report).map_err(internal)?))
 }
 
+/// The remediation audit trail, the newest first: every run of a remediation rule
+/// (what was done, or in a dry run would have been, to what, and how it went) and every
+/// refusal for the hourly limit. `?rule=` keeps one rule, `?limit=` the newest N.
+pub(crate) async fn remediations(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let mut v = st
+        .remediation
+        .as_ref()
+        .map(|r| r.records())
+        .unwrap_or_default();
+    if let Some(rule) = p.get("rule") {
+        v.retain(|r| r.rule == rule);
+    }
+    if let Some(l) = p.get("limit") {
+        let n: usize = l
+            .parse()
+            .map_err(|_| bad_data(&format!("invalid limit {l:?}")))?;
+        v.truncate(n);
+    }
+    Ok(ok(&serde_json::to_string(&v).map_err(internal)?))
+}
+
 fn snapshot_service(st: &AppState) -> Result<Arc<dyn crate::SnapshotService>, ApiError> {
     st.snapshots.clone().ok_or_else(|| {
         api_error(

@@ -181,6 +181,8 @@ pub struct AppState {
     pub traces_max_request_bytes: usize,
     /// State snapshots (taken on demand and when alerts fire); `None` answers 404.
     pub snapshots: Option<Arc<dyn SnapshotService>>,
+    /// Remediation and its audit trail; `None` (no rules) answers an empty list.
+    pub remediation: Option<Arc<lookout_remediate::Remediator>>,
 }
 
 /// A future a seam returns.
@@ -247,6 +249,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/lookout/postgres/advisor", get(api::postgres_advisor))
         .route("/lookout/diagnose", get(api::diagnose))
+        .route("/lookout/remediations", get(api::remediations))
         .route(
             "/lookout/snapshots",
             get(api::snapshots_list).post(api::snapshots_take),
@@ -335,6 +338,7 @@ pub fn router(state: AppState) -> Router {
         .route("/traces", get(ui::app_page))
         .route("/diagnose", get(ui::app_page))
         .route("/snapshots", get(ui::app_page))
+        .route("/remediations", get(ui::app_page))
         .route("/snapshots/{id}", get(ui::app_page))
         .route("/trace/{id}", get(ui::app_page))
         .with_state(state)

@@ -129,6 +129,7 @@ fn state(checks: Vec<Arc<dyn HealthCheck>>) -> AppState {
         external_labels: vec![("site".into(), "lab".into())],
         traces: None,
         snapshots: None,
+        remediation: None,
         traces_max_request_bytes: 0,
     }
 }

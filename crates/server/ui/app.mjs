@@ -1,7 +1,8 @@
 // The web UI's pages, by address: `/` (the host overview, or the dashboard list when it
 // is not offered), `/dashboards`, Grafana's `/d/<uid>`, `/alerts`, `/silences`,
 // `/notifications`, `/escalations`, `/rules`, `/targets`, `/health-checks`, `/explore`,
-// `/traces`, `/trace/<id>`, `/diagnose`, `/snapshots` and `/snapshots/<id>`.
+// `/traces`, `/trace/<id>`, `/diagnose`, `/snapshots`, `/snapshots/<id>` and
+// `/remediations`.
 
 import { el } from "./common.mjs";
 import { showDashboard, showList } from "./dash/main.mjs";
@@ -16,6 +17,7 @@ import { showExplore } from "./pages/explore.mjs";
 import { showTrace, showTraces } from "./pages/traces.mjs";
 import { showDiagnose } from "./pages/diagnose.mjs";
 import { showSnapshot, showSnapshots } from "./pages/snapshots.mjs";
+import { showRemediations } from "./pages/remediations.mjs";
 
 const page = document.getElementById("page");
 
@@ -36,6 +38,7 @@ async function route() {
   if (path === "/traces") return showTraces();
   if (path === "/diagnose") return showDiagnose();
   if (path === "/snapshots") return showSnapshots();
+  if (path === "/remediations") return showRemediations();
   const snapshot = /^\/snapshots\/([^/]+)/.exec(path);
   if (snapshot) return showSnapshot(decodeURIComponent(snapshot[1]));
   const trace = /^\/trace\/([^/]+)/.exec(path);
