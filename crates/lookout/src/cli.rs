@@ -48,6 +48,49 @@ enum Command {
         #[command(subcommand)]
         what: TestCommand,
     },
+    /// Work with rule files against stored history.
+    Rules {
+        #[command(subcommand)]
+        what: RulesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Evaluate alerting rules over stored history and report how often each would have
+    /// fired and for how long (recording rules are evaluated, nothing is written).
+    Backtest(BacktestArgs),
+}
+
+/// Flags of `lookout rules backtest`.
+#[derive(Debug, Args)]
+pub(crate) struct BacktestArgs {
+    /// Rule files (Prometheus's format).
+    #[arg(required = true)]
+    pub(crate) files: Vec<PathBuf>,
+    /// Start: RFC 3339, Unix seconds, `now` or `now-<duration>` (e.g. now-7d).
+    #[arg(long, default_value = "now-24h")]
+    pub(crate) from: String,
+    /// End, in the same forms.
+    #[arg(long, default_value = "now")]
+    pub(crate) to: String,
+    /// Evaluation step (default: each group's interval).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) step: Option<String>,
+    /// Data directory to read (stop `lookout serve` on it first).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "./lookout-data",
+        conflicts_with = "url"
+    )]
+    pub(crate) data: PathBuf,
+    /// A running Lookout to ask instead (its /api/v1/lookout/rules/backtest).
+    #[arg(long, value_name = "URL")]
+    pub(crate) url: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Flags of `lookout serve`; they override the config file.
@@ -223,5 +266,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test {
             what: TestCommand::Promql { files },
         } => crate::promql_cmd::test(&files),
+        Command::Rules {
+            what: RulesCommand::Backtest(args),
+        } => crate::rules_cmd::backtest(&args),
     }
 }

@@ -278,3 +278,164 @@ tests:
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("load on h is 0.50"));
 }
+
+/// Backtesting: history with a queue over its threshold twice (20 and 5 minutes),
+/// imported into a data directory; `lookout rules backtest` reads it directly and
+/// through a running Lookout, and the rules page's button backtests the loaded rule.
+#[test]
+fn backtest_reports_how_often_a_rule_would_have_fired() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Two hours ending an hour ago, a sample every 15 s.
+    let base = now - 3 * 3600;
+    let mut text = String::from("# TYPE queue_depth gauge\n");
+    for i in 0..480 {
+        let minute = i / 4;
+        let high = (10..30).contains(&minute) || (60..65).contains(&minute);
+        text.push_str(&format!(
+            "queue_depth{{q=\"orders\"}} {} {}\n",
+            if high { 500 } else { 3 },
+            base + i * 15
+        ));
+    }
+    text.push_str("# EOF\n");
+    let om = dir.path().join("history.om");
+    std::fs::write(&om, text).unwrap();
+    let out = run(&["import", "openmetrics", utf8(&om), "--data", utf8(&data)]);
+    assert!(out.status.success(), "{out:?}");
+    let rules = dir.path().join("queues.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: queues\n  interval: 1m\n  rules:\n  - alert: QueueBacklog\n    expr: queue_depth > 100\n    for: 10m\n    labels: {severity: warning}\n  - alert: QueueBacklogNow\n    expr: queue_depth > 100\n",
+    )
+    .unwrap();
+    let (from, to) = (base.to_string(), (base + 7200).to_string());
+    let check = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let by = |a: &str| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["alert"] == a)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(by("QueueBacklogNow")["firings"], 2, "{v}");
+        assert_eq!(by("QueueBacklog")["firings"], 1, "{v}");
+        assert_eq!(by("QueueBacklog")["pending_only"], 1, "{v}");
+        assert_eq!(by("QueueBacklog")["firing_seconds"], 600.0, "{v}");
+    };
+    check(run(&[
+        "rules",
+        "backtest",
+        utf8(&rules),
+        "--data",
+        utf8(&data),
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--json",
+    ]));
+    // The text report.
+    let out = run(&[
+        "rules",
+        "backtest",
+        utf8(&rules),
+        "--data",
+        utf8(&data),
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("queues/QueueBacklogNow") && table.contains("FIRINGS"),
+        "{table}"
+    );
+    let out = run(&[
+        "rules",
+        "backtest",
+        utf8(&rules),
+        "--data",
+        utf8(&data),
+        "--from",
+        "yesterday",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid time"),
+        "{out:?}"
+    );
+
+    // Through a running Lookout, which also loads the rules for its page.
+    let cfg = write_config(
+        dir.path(),
+        "collectors:\n  host: { enabled: false }\n  process: { enabled: false }\nrule_packs: []\nrule_files: [queues.yml]\n",
+    );
+    let lk = Lookout::start(&data, &cfg);
+    check(run(&[
+        "rules",
+        "backtest",
+        utf8(&rules),
+        "--url",
+        &lk.base,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--json",
+    ]));
+    let (code, body) = lk.post(
+        &format!("/api/v1/lookout/rules/backtest?from={from}&to={to}"),
+        "application/yaml",
+        "groups: [ { name: x, rules: [ { alert: A, expr: 'sum(' } ] } ]",
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = lk.post(
+        &format!("/api/v1/lookout/rules/backtest?from={from}&to={to}&step=1ms"),
+        "application/yaml",
+        std::fs::read_to_string(&rules).unwrap(),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("at most 200000"), "{body}");
+
+    let driver = common::browser::chromedriver();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use fantoccini::Locator;
+        let b = common::browser::browser(&driver, &dir.path().join("profile")).await;
+        b.goto(&format!("{}/rules", lk.base)).await.unwrap();
+        common::browser::wait_text(&b, "tr[data-rule='QueueBacklogNow']", |t| !t.is_empty()).await;
+        b.find(Locator::Css(
+            "tr[data-rule='QueueBacklogNow'] button.backtest",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        let text = common::browser::wait_text(
+            &b,
+            "tr[data-rule='QueueBacklogNow'] .backtest-result",
+            |t| t.starts_with("would have fired"),
+        )
+        .await;
+        assert!(text.starts_with("would have fired 2 time(s)"), "{text}");
+        b.close().await.unwrap();
+    });
+    assert!(lk.terminate().success());
+}

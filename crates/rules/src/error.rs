@@ -5,6 +5,9 @@
 /// One failure of the rules crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A backtest that cannot run as asked.
+    #[error("backtest: {0}")]
+    Backtest(String),
     /// A rule file that is not YAML in Prometheus's rule-file format.
     #[error("{0}")]
     Format(#[from] yaml_serde::Error),

@@ -14,6 +14,7 @@
 //! write only through [`lookout_storage::Appendable`]; they know nothing of HTTP. Time is
 //! passed in, so evaluation is deterministic under test.
 
+pub mod backtest;
 mod error;
 pub mod file;
 pub mod group;

@@ -891,6 +891,60 @@ pub(crate) async fn diagnose(State(st): State<AppState>, RawQuery(q): RawQuery) 
     Ok(ok(&serde_json::to_string(&report).map_err(internal)?))
 }
 
+/// Largest rule file a backtest takes.
+const MAX_BACKTEST_BYTES: usize = 1024 * 1024;
+
+/// Backtests the rule file in the body (YAML or JSON, Prometheus's rule-file format)
+/// over the stored history between `?from=` and `?to=` (default: the last 24 hours),
+/// each group at its interval or `?step=`: per alerting rule, how often it would have
+/// fired, for how long, and the first firings. Nothing is written.
+pub(crate) async fn backtest(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    if body.len() > MAX_BACKTEST_BYTES {
+        return Err(bad_data(&format!(
+            "the rule file is {} bytes; at most {MAX_BACKTEST_BYTES}",
+            body.len()
+        )));
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| bad_data("the rule file is not UTF-8"))?
+        .to_string();
+    let to = p.time("to", now_ms())?;
+    let from = p.time("from", to.saturating_sub(86_400_000))?;
+    let step = match p.duration("step")? {
+        None => None,
+        Some(ms) if ms > 0 => Some(std::time::Duration::from_millis(ms as u64)),
+        Some(_) => return Err(bad_data("invalid parameter \"step\": must be positive")),
+    };
+    let groups = lookout_rules::backtest::groups_from_text(
+        &text,
+        std::path::Path::new("backtest.yml"),
+        std::time::Duration::from_secs(60),
+    )
+    .map_err(|e| bad_data(&e.join("; ")))?;
+    let ctx = lookout_rules::EvalContext {
+        engine: engine_for(&st, &p)?,
+        db: Arc::clone(&st.db),
+        external_labels: Default::default(),
+        external_url: String::new(),
+    };
+    let reports = heavy(&st, move |cancel| {
+        lookout_rules::backtest::run(
+            groups,
+            &ctx,
+            &lookout_rules::backtest::BacktestOptions { from, to, step },
+            Some(cancel),
+        )
+        .map_err(|e| bad_data(&e.to_string()))
+    })
+    .await?;
+    Ok(ok(&serde_json::to_string(&reports).map_err(internal)?))
+}
+
 /// The remediation audit trail, the newest first: every run of a remediation rule
 /// (what was done, or in a dry run would have been, to what, and how it went) and every
 /// refusal for the hourly limit. `?rule=` keeps one rule, `?limit=` the newest N.

@@ -251,6 +251,10 @@ pub fn router(state: AppState) -> Router {
         .route("/lookout/diagnose", get(api::diagnose))
         .route("/lookout/remediations", get(api::remediations))
         .route(
+            "/lookout/rules/backtest",
+            axum::routing::post(api::backtest),
+        )
+        .route(
             "/lookout/snapshots",
             get(api::snapshots_list).post(api::snapshots_take),
         )
