@@ -207,6 +207,55 @@ pub struct Config {
     /// Remediation rules (`remediation:`): allow-listed actions run when matching
     /// alerts fire; none by default.
     pub remediation: Vec<lookout_remediate::RuleConfig>,
+    /// Health beyond the built-in checks (`health:`): clusters with a quorum.
+    pub health: HealthConfig,
+}
+
+/// `health:`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Groups of members with a quorum rule, each a `cluster/<name>` health check and
+    /// `lookout_cluster_*` metrics.
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// One entry of `health.clusters`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Its name.
+    pub name: String,
+    /// PromQL returning one series per member, 1 when healthy and 0 when not
+    /// (`up{job="redis"}`, `pg_up`, `raft_up`).
+    pub members: String,
+    /// `majority` (default) or the number of members needed.
+    #[serde(default)]
+    pub quorum: Option<QuorumConfig>,
+    /// How many members there should be (members missing from it are unhealthy);
+    /// default: those the expression returns.
+    #[serde(default)]
+    pub size: Option<usize>,
+}
+
+/// `quorum:` as written: `majority` or a number.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum QuorumConfig {
+    /// A number of members.
+    Count(usize),
+    /// `majority` (or a number in a string).
+    Name(String),
+}
+
+impl QuorumConfig {
+    /// The quorum rule, or what is wrong with it.
+    pub fn rule(&self) -> Result<lookout_diagnose::cluster::Quorum, String> {
+        match self {
+            Self::Count(n) => lookout_diagnose::cluster::Quorum::parse(&n.to_string()),
+            Self::Name(s) => lookout_diagnose::cluster::Quorum::parse(s),
+        }
+    }
 }
 
 /// `snapshots:`: state snapshots kept in the data directory.
@@ -1167,6 +1216,33 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         self.validate_remote_write()?;
         self.validate_remote_read()?;
+        let mut cluster_names = std::collections::BTreeSet::new();
+        for c in &self.health.clusters {
+            if !cluster_names.insert(c.name.as_str()) {
+                return Err(format!(
+                    "health.clusters: the name {:?} is used twice",
+                    c.name
+                ));
+            }
+            if let Err(e) = lookout_promql::parse(&c.members) {
+                return Err(format!("health.clusters {:?}: members: {e}", c.name));
+            }
+            let q = match &c.quorum {
+                Some(q) => q
+                    .rule()
+                    .map_err(|e| format!("health.clusters {:?}: {e}", c.name))?,
+                None => lookout_diagnose::cluster::Quorum::Majority,
+            };
+            if let Some(size) = c.size
+                && (size == 0 || q.required(size) > size)
+            {
+                return Err(format!(
+                    "health.clusters {:?}: a quorum of {} cannot be met by {size} members",
+                    c.name,
+                    q.required(size)
+                ));
+            }
+        }
         if !(1..=100_000).contains(&self.snapshots.max_snapshots) {
             return Err(format!(
                 "snapshots.max_snapshots: {} is outside 1 to 100000",

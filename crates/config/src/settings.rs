@@ -84,6 +84,8 @@ pub struct Settings {
     pub snapshots: crate::file::SnapshotsConfig,
     /// Remediation rules (`remediation:`).
     pub remediation: Vec<lookout_remediate::RuleConfig>,
+    /// Clusters with a quorum (`health.clusters`).
+    pub clusters: Vec<lookout_diagnose::cluster::ClusterSpec>,
 }
 
 /// The notifier's Alertmanager file and escalation policies.
@@ -302,6 +304,21 @@ impl Settings {
             dashboards: dashboards(c),
             snapshots: c.snapshots.clone(),
             remediation: c.remediation.clone(),
+            clusters: c
+                .health
+                .clusters
+                .iter()
+                .map(|k| lookout_diagnose::cluster::ClusterSpec {
+                    name: k.name.clone(),
+                    members: k.members.clone(),
+                    quorum: k
+                        .quorum
+                        .as_ref()
+                        .and_then(|q| q.rule().ok())
+                        .unwrap_or(lookout_diagnose::cluster::Quorum::Majority),
+                    size: k.size,
+                })
+                .collect(),
             otlp: lookout_remote::otlp::Options {
                 promote_resource_attributes: c.otlp.promote_resource_attributes.clone(),
                 translation: c

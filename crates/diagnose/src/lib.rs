@@ -19,6 +19,7 @@
 
 use std::time::Duration;
 
+pub mod cluster;
 pub mod snapshots;
 
 use lookout_promql::{Engine, Value};

@@ -4,6 +4,7 @@
 mod alerting;
 mod check;
 mod cli;
+mod clusters;
 mod import;
 mod promql_cmd;
 mod rules_cmd;

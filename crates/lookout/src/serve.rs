@@ -365,6 +365,15 @@ async fn build(
     if let Some(n) = &notifier {
         checks.push(Arc::new(notifier_check(Arc::clone(n))));
     }
+    if !settings.clusters.is_empty() {
+        let clusters = Arc::new(crate::clusters::Clusters::new(
+            settings.clusters.clone(),
+            engine.clone(),
+            Arc::clone(&queryable),
+        ));
+        checks.extend(clusters.checks());
+        registry.register_collector(Box::new(crate::clusters::Shared(clusters)));
+    }
     if let Some(m) = &rules {
         checks.push(Arc::new(rules_check(Arc::clone(m))));
     }

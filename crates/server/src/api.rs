@@ -1120,6 +1120,8 @@ struct CheckJson {
     status: HealthStatus,
     message: String,
     duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<serde_json::Value>,
 }
 
 #[derive(serde::Serialize)]
@@ -1143,6 +1145,7 @@ async fn run_checks(
                 status,
                 message,
                 duration_ms: 0.0,
+                details: None,
             });
         }
         for c in checks {
@@ -1154,6 +1157,7 @@ async fn run_checks(
                 status: r.status,
                 message: r.message,
                 duration_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+                details: r.details,
             });
         }
         let body = serde_json::to_string(&HealthJson {

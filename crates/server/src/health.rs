@@ -30,6 +30,8 @@ pub struct CheckResult {
     pub status: HealthStatus,
     /// What was found, in a sentence an operator can act on.
     pub message: String,
+    /// Structured findings (`details` in the JSON), when the check has any.
+    pub details: Option<serde_json::Value>,
 }
 
 impl CheckResult {
@@ -38,7 +40,14 @@ impl CheckResult {
         Self {
             status,
             message: message.into(),
+            details: None,
         }
+    }
+
+    /// This result with structured findings.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 }
 
