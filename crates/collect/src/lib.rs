@@ -35,7 +35,7 @@ pub use postgres::{
 };
 pub use process::{ProcessCollector, ProcessGroupCollector, SelfMetrics};
 pub use redis_server::{BigKeysOptions, RedisBoard, RedisCollector, RedisTarget};
-pub use scheduler::{CollectorStatus, Scheduler, SchedulerOptions, StatusBoard};
+pub use scheduler::{ChangeHook, CollectorStatus, Scheduler, SchedulerOptions, StatusBoard};
 pub use top::{TopProcess, top_processes};
 
 use std::future::Future;
@@ -337,6 +337,12 @@ pub trait AsyncCollector: Send + Sync + 'static {
     /// extension or privilege): shown by health checks as degraded.
     fn notes(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// Notified by the collector when it learns its source failed between runs (the
+    /// connection it holds dropped): the scheduler then runs it at once instead of at
+    /// the next tick, so `*_up 0` is written within moments of the fault.
+    fn wake(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
     }
 }
 

@@ -142,6 +142,8 @@ pub struct PostgresCollector {
     statements: Mutex<Tracker>,
     /// When the advisor last read the catalog.
     advised: Mutex<Option<std::time::Instant>>,
+    /// Notified when the connection drops between runs.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// How often sessions are sampled for their wait events.
@@ -416,6 +418,7 @@ impl PostgresCollector {
             version: Arc::default(),
             statements: Mutex::default(),
             advised: Mutex::default(),
+            wake: Arc::default(),
         })
     }
 
@@ -445,9 +448,15 @@ impl PostgresCollector {
             match self.config.connect(NoTls).await {
                 Ok((client, conn)) => {
                     let name = self.target.name.clone();
+                    let wake = Arc::downgrade(&self.wake);
                     tokio::spawn(async move {
                         if let Err(e) = conn.await {
                             tracing::debug!(instance = %name, error = %e, "PostgreSQL connection closed");
+                        }
+                        // The server went away (or closed the session): run now, so
+                        // pg_up 0 is written at once rather than at the next tick.
+                        if let Some(w) = wake.upgrade() {
+                            w.notify_one();
                         }
                     });
                     *guard = Some(client);
@@ -525,6 +534,10 @@ impl AsyncCollector for PostgresCollector {
 
     fn notes(&self) -> Vec<String> {
         self.notes.lock().expect("lock poisoned").clone()
+    }
+
+    fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(&self.wake))
     }
 }
 

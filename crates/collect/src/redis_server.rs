@@ -46,6 +46,12 @@ pub struct RedisCollector {
     db: u32,
     /// When the last big-key sample started, and whether one runs now.
     big_keys: Arc<std::sync::Mutex<(Option<std::time::Instant>, bool)>>,
+    /// The server's TCP address, watched between runs (`None` for Unix sockets).
+    tcp: Option<(String, u16)>,
+    /// Notified when the watched connection drops.
+    wake: Arc<tokio::sync::Notify>,
+    /// Whether a watcher runs.
+    watching: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RedisCollector {
@@ -418,6 +424,10 @@ impl RedisCollector {
             info = info.set_redis_settings(settings);
         }
         let db = u32::try_from(info.redis_settings().db()).unwrap_or(0);
+        let tcp = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
+            _ => None,
+        };
         let client = redis::Client::open(info).map_err(|e| Error::Server {
             server: format!("redis {}", target.name),
             message: e.to_string(),
@@ -430,7 +440,44 @@ impl RedisCollector {
             board,
             db,
             big_keys: Arc::default(),
+            tcp,
+            wake: Arc::default(),
+            watching: Arc::default(),
         })
+    }
+
+    /// Watches the server between runs: one idle TCP connection of its own, which ends
+    /// when the server goes away (or restarts); the collector then runs at once. (Redis
+    /// closes idle clients only when its `timeout` is set; a close then costs one extra
+    /// run.)
+    fn watch(&self) {
+        let Some((host, port)) = self.tcp.clone() else {
+            return;
+        };
+        if self
+            .watching
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let wake = Arc::downgrade(&self.wake);
+        let watching = Arc::clone(&self.watching);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            if let Ok(mut s) = tokio::net::TcpStream::connect((host.as_str(), port)).await {
+                let mut buf = [0u8; 512];
+                // Nothing is sent, so nothing should come back: any end is the news.
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                if let Some(w) = wake.upgrade() {
+                    w.notify_one();
+                }
+            }
+            watching.store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// Starts a big-key sample in the background when one is due and none runs.
@@ -487,6 +534,7 @@ impl RedisCollector {
                 let memory = redis_diag::doctor(&mut con, "MEMORY").await;
                 self.board.update(&self.target.name, slow, latency, memory);
                 self.maybe_sample_big_keys(&con);
+                self.watch();
                 Ok(())
             }
             Err(e) => {
@@ -506,6 +554,10 @@ impl AsyncCollector for RedisCollector {
 
     fn collect<'a>(&'a self, out: &'a mut Vec<Metric>) -> CollectFuture<'a> {
         Box::pin(self.run(out))
+    }
+
+    fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(&self.wake))
     }
 }
 

@@ -86,12 +86,17 @@ struct Entry {
     target: Labels,
 }
 
+/// Told the `*_up` metric names (and `up`) of a collector whose state changed: it went
+/// down, came back, or one of its `*_up` values moved.
+pub type ChangeHook = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
 /// Runs collectors periodically and writes their samples.
 pub struct Scheduler {
     opts: SchedulerOptions,
     entries: Vec<Entry>,
     board: StatusBoard,
     metrics: RunMetrics,
+    hook: Option<ChangeHook>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -111,7 +116,14 @@ impl Scheduler {
             entries: Vec::new(),
             board: StatusBoard::default(),
             metrics: RunMetrics::new(registry),
+            hook: None,
         }
+    }
+
+    /// Calls `hook` when a collector's state changes (see [`ChangeHook`]): the rules
+    /// manager uses it to evaluate the rules reading those series at once.
+    pub fn on_change(&mut self, hook: ChangeHook) {
+        self.hook = Some(hook);
     }
 
     /// Adds a collector whose samples get the `target` labels (e.g. `job`, `instance`).
@@ -149,25 +161,50 @@ impl Scheduler {
         shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let mut handles = Vec::new();
-        let shared = Arc::new((self.opts, self.board, self.metrics));
+        let shared = Arc::new((self.opts, self.board, self.metrics, self.hook));
         for entry in self.entries {
             let shared = Arc::clone(&shared);
             let db = Arc::clone(&db);
             let mut shutdown = shutdown.clone();
             handles.push(tokio::spawn(async move {
-                let (opts, board, metrics) = &*shared;
+                let (opts, board, metrics, hook) = &*shared;
                 let mut ticker = tokio::time::interval(opts.interval);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 let mut pipeline = Pipeline::new(entry.target.clone());
+                let wake = match &entry.collector {
+                    Source::Async(c) => c.wake(),
+                    Source::Blocking(_) => None,
+                };
+                let mut last: Option<Outcome> = None;
                 loop {
+                    let woken = async {
+                        match &wake {
+                            Some(w) => w.notified().await,
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
                     tokio::select! {
                         _ = ticker.tick() => {}
+                        _ = woken => {
+                            tracing::debug!(collector = %entry.collector.name(), "Source failed between runs; running now");
+                        }
                         _ = shutdown.changed() => break,
                     }
                     if *shutdown.borrow() {
                         break;
                     }
-                    run_once(&entry, opts, board, metrics, &*db, &mut pipeline).await;
+                    let outcome = run_once(&entry, opts, board, metrics, &*db, &mut pipeline).await;
+                    if let (Some(h), Some(prev)) = (hook, &last)
+                        && prev.state != outcome.state
+                    {
+                        let mut names = outcome.names.clone();
+                        names.extend(prev.names.iter().cloned());
+                        names.push("up".to_string());
+                        names.sort();
+                        names.dedup();
+                        h(names);
+                    }
+                    last = Some(outcome);
                 }
             }));
         }
@@ -179,6 +216,14 @@ impl Scheduler {
     }
 }
 
+/// What a run says about the source's state: whether it worked, and its `*_up` values.
+struct Outcome {
+    /// Success, then every `*_up` sample's name and value bits, sorted.
+    state: (bool, Vec<(String, u64)>),
+    /// The `*_up` metric names.
+    names: Vec<String>,
+}
+
 async fn run_once(
     entry: &Entry,
     opts: &SchedulerOptions,
@@ -186,7 +231,7 @@ async fn run_once(
     metrics: &RunMetrics,
     db: &dyn Appendable,
     pipeline: &mut Pipeline,
-) {
+) -> Outcome {
     let name = entry.collector.name().to_string();
     let started = Instant::now();
     let started_at = SystemTime::now();
@@ -252,6 +297,20 @@ async fn run_once(
         .commit_error
         .map(|e| format!("storing samples: {e}"));
     let error = error.or(commit_err);
+    let mut ups: Vec<(String, u64)> = out
+        .iter()
+        .filter_map(|m| {
+            let n = m.labels.metric_name()?;
+            n.ends_with("_up").then(|| (n.to_string(), m.value.to_bits()))
+        })
+        .collect();
+    ups.sort();
+    let mut names: Vec<String> = ups.iter().map(|(n, _)| n.clone()).collect();
+    names.dedup();
+    let outcome = Outcome {
+        state: (error.is_none(), ups),
+        names,
+    };
     let elapsed = started.elapsed();
     metrics.record(&name, elapsed, error.is_some(), written.rejected);
     if let Some(e) = &error {
@@ -270,6 +329,7 @@ async fn run_once(
         s.last_samples = written.series;
         s.notes = notes;
     });
+    outcome
 }
 
 #[cfg(test)]

@@ -260,7 +260,7 @@ async fn build(
     };
     let queryable = queryable(&settings, &tsdb, &mut registry)?;
     let Collecting {
-        scheduler,
+        mut scheduler,
         scrape,
         view: collection,
         database_checks,
@@ -362,6 +362,12 @@ async fn build(
         external_url.clone(),
         sink,
     )?;
+    // A collector whose source fails (or returns) has the rules reading its series
+    // evaluated at once.
+    if let Some(m) = &rules {
+        let m = Arc::clone(m);
+        scheduler.on_change(Arc::new(move |names| m.kick(names)));
+    }
     if let Some(n) = &notifier {
         checks.push(Arc::new(notifier_check(Arc::clone(n))));
     }

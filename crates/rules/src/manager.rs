@@ -116,6 +116,22 @@ pub struct Manager {
     dirty: AtomicBool,
     last_write: AtomicI64,
     generation: watch::Sender<u64>,
+    /// Metric names whose series just changed state, numbered (see [`Manager::kick`]).
+    kicks: watch::Sender<(u64, Vec<String>)>,
+}
+
+/// How long a kicked group waits for more changes before it evaluates (a collector
+/// going down changes several series within moments).
+const KICK_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Whether a group whose rules select `selectors` reads any of `names`: a selector reads
+/// a name its `__name__` matchers accept (a selector without one may read any).
+fn reads_any(selectors: &[Vec<lookout_model::Matcher>], names: &[String]) -> bool {
+    selectors.iter().any(|sel| {
+        let by_name: Vec<&lookout_model::Matcher> =
+            sel.iter().filter(|m| m.name == "__name__").collect();
+        by_name.is_empty() || names.iter().any(|n| by_name.iter().all(|m| m.matches(n)))
+    })
 }
 
 impl std::fmt::Debug for Manager {
@@ -189,6 +205,7 @@ impl Manager {
             dirty: AtomicBool::new(false),
             last_write: AtomicI64::new(0),
             generation: watch::channel(0).0,
+            kicks: watch::channel((0, Vec::new())).0,
         }
     }
 
@@ -410,6 +427,17 @@ impl Manager {
         }
     }
 
+    /// Says the series of these metric names just changed state (a collector went down
+    /// or came back): the groups whose rules read any of them are evaluated at once (after
+    /// a short debounce), besides their schedule, so an alert without `for` reaches the
+    /// notifier within moments of the fault rather than an evaluation interval later.
+    pub fn kick(&self, names: Vec<String>) {
+        self.kicks.send_modify(|(n, v)| {
+            *n += 1;
+            *v = names;
+        });
+    }
+
     /// Runs every group on its interval, and reloads when a rule file changes, until
     /// `stop` turns true.
     pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
@@ -464,10 +492,19 @@ impl Manager {
             .map(|g| {
                 let me = Arc::clone(self);
                 let mut stop = stop.clone();
+                let mut kicks = self.kicks.subscribe();
+                kicks.mark_unchanged();
                 tokio::spawn(async move {
-                    let (interval, off) = {
+                    let (interval, off, selectors) = {
                         let g = g.lock().expect("lock");
-                        (g.interval, offset(&g.key(), g.interval))
+                        let selectors: Vec<Vec<lookout_model::Matcher>> = g
+                            .rules
+                            .iter()
+                            .filter_map(|e| lookout_promql::parse(e.rule.expr()).ok())
+                            .filter_map(|x| lookout_promql::selectors(&x).ok())
+                            .flatten()
+                            .collect();
+                        (g.interval, offset(&g.key(), g.interval), selectors)
                     };
                     let iv = interval.as_millis().max(1) as i64;
                     loop {
@@ -478,13 +515,27 @@ impl Manager {
                             next += iv;
                         }
                         let wait = Duration::from_millis((next - now) as u64);
+                        let mut at = next;
                         tokio::select! {
                             _ = stop.changed() => return,
                             _ = tokio::time::sleep(wait) => {}
+                            r = kicks.changed() => {
+                                if r.is_err() {
+                                    return;
+                                }
+                                let names = kicks.borrow_and_update().1.clone();
+                                if !reads_any(&selectors, &names) {
+                                    continue;
+                                }
+                                tokio::time::sleep(KICK_DEBOUNCE).await;
+                                kicks.mark_unchanged();
+                                at = lookout_model::now_ms();
+                                tracing::debug!(?names, "Evaluating a rule group early: its series changed");
+                            }
                         }
                         let me2 = Arc::clone(&me);
                         let g2 = Arc::clone(&g);
-                        if tokio::task::spawn_blocking(move || me2.eval_group(&g2, next))
+                        if tokio::task::spawn_blocking(move || me2.eval_group(&g2, at))
                             .await
                             .is_err()
                         {
