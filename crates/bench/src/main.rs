@@ -28,6 +28,7 @@
 //!   `tls`).
 
 mod alerting;
+mod detect;
 mod blocks;
 mod dashboard;
 mod dataset;
@@ -190,6 +191,9 @@ enum Command {
     Send(crate::send::SendOptions),
     /// What lookout-sdk adds to its example store's CPU and memory (instrumented vs not).
     Sdk(crate::sdk::SdkOptions),
+    /// From Redis killed to the webhook: Lookout against redis_exporter + Prometheus +
+    /// Alertmanager with the same intervals, rule and group_wait.
+    Detect(crate::detect::DetectOptions),
     /// The trace store: spans stored per CPU-second, bytes per span, lookups.
     Traces(crate::traces::TracesOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
@@ -328,6 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Receive(o) => crate::receive::run(o)?,
         Command::Send(o) => crate::send::run(o)?,
         Command::Sdk(o) => crate::sdk::run(o)?,
+        Command::Detect(o) => crate::detect::run(o)?,
         Command::Traces(o) => crate::traces::run(o)?,
         Command::Live {
             series,
