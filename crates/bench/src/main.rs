@@ -29,6 +29,7 @@
 
 mod alerting;
 mod detect;
+mod pgcost;
 mod blocks;
 mod dashboard;
 mod dataset;
@@ -194,6 +195,9 @@ enum Command {
     /// From Redis killed to the webhook: Lookout against redis_exporter + Prometheus +
     /// Alertmanager with the same intervals, rule and group_wait.
     Detect(crate::detect::DetectOptions),
+    /// What monitoring costs a PostgreSQL server under pgbench, Lookout's diagnostics
+    /// on and off in the same run.
+    Pgcost(crate::pgcost::PgCostOptions),
     /// The trace store: spans stored per CPU-second, bytes per span, lookups.
     Traces(crate::traces::TracesOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
@@ -333,6 +337,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(o) => crate::send::run(o)?,
         Command::Sdk(o) => crate::sdk::run(o)?,
         Command::Detect(o) => crate::detect::run(o)?,
+        Command::Pgcost(o) => crate::pgcost::run(o)?,
         Command::Traces(o) => crate::traces::run(o)?,
         Command::Live {
             series,

@@ -60,6 +60,9 @@ pub struct PostgresTarget {
     pub password: Option<String>,
     /// How many statements of `pg_stat_statements` become metrics.
     pub top_statements: usize,
+    /// Whether the session sampler and the maintenance advisor run (Lookout's own
+    /// diagnostics beyond the exporter's families).
+    pub diagnostics: bool,
 }
 
 /// What the PostgreSQL collectors saw last, by instance name, for the HTTP API: the top
@@ -430,9 +433,10 @@ impl PostgresCollector {
     }
 
     async fn run(&self, out: &mut Vec<Metric>) -> Result<()> {
-        if !self
-            .sampling
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        if self.target.diagnostics
+            && !self
+                .sampling
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             let sampler = Sampler {
                 instance: self.target.name.clone(),
@@ -492,7 +496,9 @@ impl PostgresCollector {
         };
         self.version.store(version, Ordering::Relaxed);
         r.out.push(Metric::new("pg_up", &[], 1.0));
-        self.waits.lock().expect("lock poisoned").emit(r.out);
+        if self.target.diagnostics {
+            self.waits.lock().expect("lock poisoned").emit(r.out);
+        }
         r.collect_all(
             version,
             &full,
@@ -502,7 +508,7 @@ impl PostgresCollector {
             &self.statements,
         )
         .await;
-        let due = {
+        let due = self.target.diagnostics && {
             let mut at = self.advised.lock().expect("lock poisoned");
             let due = at.is_none_or(|t| t.elapsed() >= pg_advisor::ADVISOR_EVERY);
             if due {
@@ -875,13 +881,17 @@ impl Reader<'_> {
              (CASE WHEN pg_is_in_recovery() THEN NULL \
               ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) END)::float8 \
              AS wal_lsn_diff, \
-             extract(epoch FROM replay_lag)::float8 AS replay_lag_seconds \
+             extract(epoch FROM replay_lag)::float8 AS replay_lag_seconds, \
+             extract(epoch FROM write_lag)::float8 AS write_lag_seconds, \
+             extract(epoch FROM flush_lag)::float8 AS flush_lag_seconds \
              FROM pg_stat_replication",
             &["application_name", "client_addr", "state", "sync_state"],
             &[
                 ("current_wal_lsn_bytes", "pg_current_wal_lsn_bytes"),
                 ("wal_lsn_diff", "pg_wal_lsn_diff"),
                 ("replay_lag_seconds", "replay_lag_seconds"),
+                ("write_lag_seconds", "write_lag_seconds"),
+                ("flush_lag_seconds", "flush_lag_seconds"),
             ],
             "pg_stat_replication_",
         )

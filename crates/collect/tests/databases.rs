@@ -49,6 +49,7 @@ fn pg(server: &PgServer, db: &str, slow: &PostgresBoard) -> PostgresCollector {
             dsn: server.dsn(db),
             password: None,
             top_statements: 50,
+            diagnostics: true,
         },
         slow.clone(),
     )

@@ -795,10 +795,19 @@ pub struct PostgresConfig {
     /// How many pg_stat_statements entries become metrics (default 50; 0 turns it off).
     #[serde(default = "default_top_statements")]
     pub top_statements: usize,
+    /// Lookout's own diagnostics beyond the exporter's families (default true): the
+    /// one-second session sampler (wait events, locks, old transactions) and the
+    /// maintenance advisor.
+    #[serde(default = "default_true")]
+    pub diagnostics: bool,
 }
 
 fn default_top_statements() -> usize {
     50
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// One entry of `collectors.redis`.

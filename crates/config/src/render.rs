@@ -91,6 +91,7 @@ struct RenderedPostgres<'a> {
     name: &'a str,
     dsn: String,
     top_statements: usize,
+    diagnostics: bool,
 }
 
 #[derive(Serialize)]
@@ -187,6 +188,7 @@ impl<'a> Rendered<'a> {
                         name: &p.name,
                         dsn: redact(&p.dsn),
                         top_statements: p.top_statements,
+                        diagnostics: p.diagnostics,
                     })
                     .collect(),
                 redis: co

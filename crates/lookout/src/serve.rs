@@ -75,6 +75,7 @@ pub(crate) fn add_database_collectors(
                 dsn: p.dsn.clone(),
                 password,
                 top_statements: p.top_statements,
+                diagnostics: p.diagnostics,
             },
             slow.clone(),
         )
