@@ -67,7 +67,9 @@ fn receiver() -> anyhow::Result<(u16, Received)> {
                 if text.contains("RedisDown") && text.contains("\"firing\"") {
                     g.lock().expect("lock").push((path, Instant::now()));
                 }
-                let _ = (&s).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = (&s).write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
             });
         }
     });
@@ -160,7 +162,10 @@ fn round(o: &DetectOptions, dir: &std::path::Path) -> anyhow::Result<(f64, f64)>
         "prometheus",
         Command::new("prometheus")
             .arg(format!("--config.file={}", pcfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("prom").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{pp}")),
     )?;
     let client = reqwest::blocking::Client::builder()
@@ -172,7 +177,10 @@ fn round(o: &DetectOptions, dir: &std::path::Path) -> anyhow::Result<(f64, f64)>
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     while !(redis_up(&client, &lbase) && redis_up(&client, &pbase)) {
-        anyhow::ensure!(Instant::now() < deadline, "both sides did not see Redis up in 2 minutes");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "both sides did not see Redis up in 2 minutes"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // Past a couple of evaluations, so both sides are in their steady cycle.
@@ -209,7 +217,10 @@ pub(crate) fn run(o: DetectOptions) -> anyhow::Result<()> {
             .prefix("lookout-bench-detect-")
             .tempdir()?;
         let (l, s) = round(&o, dir.path())?;
-        eprintln!("round {}: Redis killed → webhook: lookout {l:.2} s, classic stack {s:.2} s", k + 1);
+        eprintln!(
+            "round {}: Redis killed → webhook: lookout {l:.2} s, classic stack {s:.2} s",
+            k + 1
+        );
         ours.push(l);
         theirs.push(s);
     }

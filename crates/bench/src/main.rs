@@ -28,14 +28,14 @@
 //!   `tls`).
 
 mod alerting;
-mod detect;
-mod pgcost;
 mod blocks;
 mod dashboard;
 mod dataset;
+mod detect;
 mod fuzz;
 mod overhead;
 mod parse;
+mod pgcost;
 mod queries;
 mod receive;
 mod sdk;

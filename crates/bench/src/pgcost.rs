@@ -78,11 +78,23 @@ pub(crate) fn run(o: PgCostOptions) -> anyhow::Result<()> {
             ),
         )?;
     }
-    if psql(&o.dsn, "SELECT 1 FROM pg_database WHERE datname = 'lookout_bench'")?.is_empty() {
+    if psql(
+        &o.dsn,
+        "SELECT 1 FROM pg_database WHERE datname = 'lookout_bench'",
+    )?
+    .is_empty()
+    {
         psql(&o.dsn, "CREATE DATABASE lookout_bench")?;
     }
-    let bench_dsn = as_user(&o.dsn, &psql(&o.dsn, "SELECT current_user")?, "lookout_bench")?;
-    psql(&bench_dsn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+    let bench_dsn = as_user(
+        &o.dsn,
+        &psql(&o.dsn, "SELECT current_user")?,
+        "lookout_bench",
+    )?;
+    psql(
+        &bench_dsn,
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+    )?;
     eprintln!("initialising pgbench (scale 10)…");
     let init = Command::new("pgbench")
         .args(["-i", "-s", "10", "-q", &bench_dsn])
@@ -148,13 +160,22 @@ pub(crate) fn run(o: PgCostOptions) -> anyhow::Result<()> {
         .filter_map(|l| l.trim().parse().ok())
         .collect())
     };
-    let (pb, db) = (backends("lookout_bench_plain")?, backends("lookout_bench_diag")?);
-    anyhow::ensure!(!pb.is_empty() && !db.is_empty(), "the collectors are not connected");
+    let (pb, db) = (
+        backends("lookout_bench_plain")?,
+        backends("lookout_bench_diag")?,
+    );
+    anyhow::ensure!(
+        !pb.is_empty() && !db.is_empty(),
+        "the collectors are not connected"
+    );
     let cpu = |pids: &[u32]| pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
     psql(&bench_dsn, "SELECT pg_stat_statements_reset()")?;
     let (pb0, db0) = (cpu(&pb), cpu(&db));
     let (lp0, ld0) = (cpu_seconds(plain.pid()), cpu_seconds(diag.pid()));
-    let tx0 = f(&psql(&o.dsn, "SELECT xact_commit FROM pg_stat_database WHERE datname = 'lookout_bench'")?);
+    let tx0 = f(&psql(
+        &o.dsn,
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = 'lookout_bench'",
+    )?);
     let started = Instant::now();
     let mut peak = (0u64, 0u64);
     while started.elapsed() < o.duration {
@@ -163,25 +184,42 @@ pub(crate) fn run(o: PgCostOptions) -> anyhow::Result<()> {
         peak.1 = peak.1.max(super::rss(&diag.pid().to_string()).0);
     }
     let el = started.elapsed().as_secs_f64();
-    let tx = (f(&psql(&o.dsn, "SELECT xact_commit FROM pg_stat_database WHERE datname = 'lookout_bench'")?) - tx0) / el;
+    let tx = (f(&psql(
+        &o.dsn,
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = 'lookout_bench'",
+    )?) - tx0)
+        / el;
     let exec = |role: &str| -> anyhow::Result<f64> {
         Ok(f(&psql(
             &bench_dsn,
-            &format!("SELECT coalesce(sum(total_exec_time), 0) / 1000 FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = '{role}'"),
+            &format!(
+                "SELECT coalesce(sum(total_exec_time), 0) / 1000 FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = '{role}'"
+            ),
         )?))
     };
     let pct = |s: f64| s / el * 100.0;
     let (pbk, dbk) = (pct(cpu(&pb) - pb0), pct(cpu(&db) - db0));
-    let (pex, dex) = (pct(exec("lookout_bench_plain")?), pct(exec("lookout_bench_diag")?));
+    let (pex, dex) = (
+        pct(exec("lookout_bench_plain")?),
+        pct(exec("lookout_bench_diag")?),
+    );
     let (lpc, ldc) = (
         pct(cpu_seconds(plain.pid()) - lp0),
         pct(cpu_seconds(diag.pid()) - ld0),
     );
     drop(load);
-    println!("over {el:.0} s, pgbench at {tx:.0} tx/s, collectors every {iv} (CPU as % of one core):");
+    println!(
+        "over {el:.0} s, pgbench at {tx:.0} tx/s, collectors every {iv} (CPU as % of one core):"
+    );
     println!("{:<34} {:>12} {:>12}", "", "plain", "diagnostics");
-    println!("{:<34} {:>11.3}% {:>11.3}%", "server CPU of the collector's backend", pbk, dbk);
-    println!("{:<34} {:>11.3}% {:>11.3}%", "pg_stat_statements exec time", pex, dex);
+    println!(
+        "{:<34} {:>11.3}% {:>11.3}%",
+        "server CPU of the collector's backend", pbk, dbk
+    );
+    println!(
+        "{:<34} {:>11.3}% {:>11.3}%",
+        "pg_stat_statements exec time", pex, dex
+    );
     println!("{:<34} {:>11.3}% {:>11.3}%", "Lookout CPU", lpc, ldc);
     println!(
         "{:<34} {:>10.1}MB {:>10.1}MB",

@@ -301,7 +301,8 @@ async fn run_once(
         .iter()
         .filter_map(|m| {
             let n = m.labels.metric_name()?;
-            n.ends_with("_up").then(|| (n.to_string(), m.value.to_bits()))
+            n.ends_with("_up")
+                .then(|| (n.to_string(), m.value.to_bits()))
         })
         .collect();
     ups.sort();

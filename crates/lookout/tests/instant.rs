@@ -57,7 +57,10 @@ fn a_database_going_away_is_notified_within_group_wait_and_moments() {
         ),
     );
     let lk = Lookout::start(&dir.path().join("data"), &cfg);
-    lk.wait_for(r#"redis_up{instance="cache"} == 1"#, Duration::from_secs(20));
+    lk.wait_for(
+        r#"redis_up{instance="cache"} == 1"#,
+        Duration::from_secs(20),
+    );
     lk.wait_for(r#"pg_up{instance="main"} == 1"#, Duration::from_secs(20));
     // Both connections are open and watched; let the first evaluation pass.
     std::thread::sleep(Duration::from_secs(2));
@@ -75,7 +78,9 @@ fn a_database_going_away_is_notified_within_group_wait_and_moments() {
         notified(&hook, "PostgresDown")
     });
     let pg_took = started.elapsed();
-    eprintln!("fault to webhook: Redis {redis_took:?}, PostgreSQL {pg_took:?} (group_wait 1s, intervals 30s)");
+    eprintln!(
+        "fault to webhook: Redis {redis_took:?}, PostgreSQL {pg_took:?} (group_wait 1s, intervals 30s)"
+    );
     for took in [redis_took, pg_took] {
         assert!(took < Duration::from_secs(8), "{took:?}");
     }
