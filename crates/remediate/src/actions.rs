@@ -199,6 +199,46 @@ fn listed(v: &[Session]) -> Vec<String> {
     v.iter().take(MAX_TARGETS).map(Session::describe).collect()
 }
 
+/// Calls `func` (`pg_cancel_backend`, `pg_terminate_backend`) on each session; how many
+/// it reached.
+async fn signal(c: &Client, func: &str, sessions: &[&Session]) -> usize {
+    let sql = format!("SELECT {func}($1)");
+    let mut n = 0;
+    for s in sessions {
+        if let Ok(r) = c.query_one(&sql, &[&s.pid]).await
+            && r.get::<_, bool>(0)
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Connects to `t` and lists the sessions an action is about; a finished [`Done`] when
+/// that fails or finds none (`none` says what was looked for).
+async fn find(
+    t: &PgTarget,
+    states: &[&str],
+    since_col: &str,
+    longer: Duration,
+    database: &Option<String>,
+    user: &Option<String>,
+    none: String,
+) -> Result<(Client, Vec<Session>), Done> {
+    let c = connect(t).await.map_err(failed)?;
+    let found = sessions(&c, states, since_col, longer, database, user)
+        .await
+        .map_err(|e| failed(format!("listing the sessions: {e}")))?;
+    if found.is_empty() {
+        return Err(Done {
+            outcome: "nothing_to_do",
+            detail: none,
+            targets: vec![],
+        });
+    }
+    Ok((c, found))
+}
+
 async fn cancel_queries(
     t: &PgTarget,
     longer: Duration,
@@ -207,21 +247,20 @@ async fn cancel_queries(
     user: &Option<String>,
     dry: bool,
 ) -> Done {
-    let c = match connect(t).await {
-        Ok(c) => c,
-        Err(e) => return failed(e),
+    let (c, found) = match find(
+        t,
+        &["active"],
+        "query_start",
+        longer,
+        database,
+        user,
+        format!("no query running longer than {}s", longer.as_secs()),
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(done) => return done,
     };
-    let found = match sessions(&c, &["active"], "query_start", longer, database, user).await {
-        Ok(v) => v,
-        Err(e) => return failed(format!("listing the queries: {e}")),
-    };
-    if found.is_empty() {
-        return Done {
-            outcome: "nothing_to_do",
-            detail: format!("no query running longer than {}s", longer.as_secs()),
-            targets: vec![],
-        };
-    }
     if dry {
         return Done {
             outcome: "dry_run",
@@ -238,14 +277,8 @@ async fn cancel_queries(
             targets: listed(&found),
         };
     }
-    let mut cancelled = 0;
-    for s in &found {
-        if let Ok(r) = c.query_one("SELECT pg_cancel_backend($1)", &[&s.pid]).await
-            && r.get::<_, bool>(0)
-        {
-            cancelled += 1;
-        }
-    }
+    let all: Vec<&Session> = found.iter().collect();
+    let cancelled = signal(&c, "pg_cancel_backend", &all).await;
     let mut detail = format!("cancelled {cancelled} of {} queries", found.len());
     if let Some(after) = terminate_after {
         tokio::time::sleep(after).await;
@@ -289,33 +322,23 @@ async fn terminate_idle(
     user: &Option<String>,
     dry: bool,
 ) -> Done {
-    let c = match connect(t).await {
-        Ok(c) => c,
-        Err(e) => return failed(e),
-    };
-    let found = match sessions(
-        &c,
+    let (c, found) = match find(
+        t,
         &["idle in transaction", "idle in transaction (aborted)"],
         "state_change",
         longer,
         database,
         user,
+        format!(
+            "no session idle in transaction longer than {}s",
+            longer.as_secs()
+        ),
     )
     .await
     {
-        Ok(v) => v,
-        Err(e) => return failed(format!("listing the sessions: {e}")),
+        Ok(x) => x,
+        Err(done) => return done,
     };
-    if found.is_empty() {
-        return Done {
-            outcome: "nothing_to_do",
-            detail: format!(
-                "no session idle in transaction longer than {}s",
-                longer.as_secs()
-            ),
-            targets: vec![],
-        };
-    }
     if dry {
         return Done {
             outcome: "dry_run",

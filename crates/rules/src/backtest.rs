@@ -20,6 +20,8 @@ use crate::{Error, Group};
 
 /// The most evaluations of one group a backtest makes.
 pub const MAX_STEPS: u64 = 200_000;
+/// The most group evaluations of a whole backtest (every group's steps added up).
+pub const MAX_TOTAL_STEPS: u64 = 2_000_000;
 /// Firing episodes listed per rule (all are counted).
 const MAX_EPISODES: usize = 100;
 
@@ -148,6 +150,16 @@ pub fn run(
 ) -> Result<Vec<RuleReport>, Error> {
     if o.to <= o.from {
         return Err(Error::Backtest("the end must be after the start".into()));
+    }
+    let steps_of = |g: &Group| {
+        let step = o.step.unwrap_or(g.interval).as_millis().max(1) as i64;
+        ((o.to - o.from) / step) as u64 + 1
+    };
+    let total: u64 = groups.iter().map(steps_of).sum();
+    if total > MAX_TOTAL_STEPS {
+        return Err(Error::Backtest(format!(
+            "{total} group evaluations over the range; at most {MAX_TOTAL_STEPS} in all (fewer groups, a larger step or a shorter range)"
+        )));
     }
     let mut out = Vec::new();
     for mut g in groups {

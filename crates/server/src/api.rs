@@ -118,6 +118,26 @@ fn params(q: Option<String>, headers: &HeaderMap, body: &Bytes) -> Result<Params
     Params::parse(q.as_deref(), headers, body).map_err(ApiError::from)
 }
 
+/// The parameters of a GET's query string.
+fn query_params(q: Option<String>) -> Result<Params, ApiError> {
+    params(q, &HeaderMap::new(), &Bytes::new())
+}
+
+/// `v` as the `data` of a success.
+fn json_ok<T: serde::Serialize + ?Sized>(v: &T) -> ApiResult {
+    Ok(ok(&serde_json::to_string(v).map_err(internal)?))
+}
+
+/// `?limit=`, a count, when given.
+fn limit_param(p: &Params) -> Result<Option<usize>, ApiError> {
+    p.get("limit")
+        .map(|l| {
+            l.parse::<usize>()
+                .map_err(|_| bad_data(&format!("invalid limit {l:?}")))
+        })
+        .transpose()
+}
+
 fn engine_for(st: &AppState, p: &Params) -> Result<lookout_promql::Engine, ApiError> {
     let mut opts = st.engine.options().clone();
     if let Some(ms) = p.duration("timeout")?
@@ -667,7 +687,7 @@ pub(crate) async fn targets(State(st): State<AppState>) -> Response {
 /// and shared blocks hit and read, with the statement's text; the most time first.
 /// `?instance=` keeps one instance, `?limit=` the first N.
 pub(crate) async fn slow_queries(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let p = query_params(q)?;
     let end = p.time("end", now_ms())?;
     let start = p.time("start", end.saturating_sub(3_600_000))?;
     if end <= start {
@@ -675,13 +695,7 @@ pub(crate) async fn slow_queries(State(st): State<AppState>, RawQuery(q): RawQue
             "invalid parameter \"end\": end timestamp must be after start time",
         ));
     }
-    let limit = match p.get("limit") {
-        None => None,
-        Some(l) => Some(
-            l.parse::<usize>()
-                .map_err(|_| bad_data(&format!("invalid limit {l:?}")))?,
-        ),
-    };
+    let limit = limit_param(&p)?;
     let mut matchers = vec![
         Matcher::new(
             lookout_model::MatchOp::Regex,
@@ -787,7 +801,7 @@ fn pg_sessions(st: &AppState, p: &Params) -> Vec<PgSessions> {
 /// and one tree per session at the root of a chain (`blocks` nests those waiting on
 /// it), with each session's statement, state and ages. `?instance=` keeps one.
 pub(crate) async fn postgres_locks(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let p = query_params(q)?;
     let data: Vec<serde_json::Value> = pg_sessions(&st, &p)
         .iter()
         .map(|s| {
@@ -799,7 +813,7 @@ pub(crate) async fn postgres_locks(State(st): State<AppState>, RawQuery(q): RawQ
             })
         })
         .collect();
-    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
+    json_ok(&data)
 }
 
 /// Sessions in a transaction open for at least `?min_age=` (a duration such as `30s`
@@ -810,7 +824,7 @@ pub(crate) async fn postgres_transactions(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let p = query_params(q)?;
     let min = match p.get("min_age") {
         None => 60.0,
         Some(v) => v
@@ -838,7 +852,7 @@ pub(crate) async fn postgres_transactions(
             })
         })
         .collect();
-    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
+    json_ok(&data)
 }
 
 /// The PostgreSQL maintenance advisor's latest findings per instance: when the catalog
@@ -849,7 +863,7 @@ pub(crate) async fn postgres_advisor(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let p = query_params(q)?;
     let mut v = st.collection.postgres_advisor();
     if let Some(i) = p.get("instance") {
         v.retain(|r| r.instance == i);
@@ -864,14 +878,14 @@ pub(crate) async fn postgres_advisor(
             r.advice.retain(|a| a.severity == sev);
         }
     }
-    Ok(ok(&serde_json::to_string(&v).map_err(internal)?))
+    json_ok(&v)
 }
 
 /// The bottleneck report over `?window=` (a duration; default 15m, 10s to 7d) ending at
 /// `?time=` (default now): every measured resource scored, the most likely bottleneck
 /// first, with the PromQL and values behind each score and what to do.
 pub(crate) async fn diagnose(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let p = query_params(q)?;
     let at = p.time("time", now_ms())?;
     let window = match p.duration("window")? {
         None => std::time::Duration::from_secs(900),
@@ -888,7 +902,7 @@ pub(crate) async fn diagnose(State(st): State<AppState>, RawQuery(q): RawQuery) 
             })
     })
     .await?;
-    Ok(ok(&serde_json::to_string(&report).map_err(internal)?))
+    json_ok(&report)
 }
 
 /// Largest rule file a backtest takes.
@@ -903,7 +917,7 @@ pub(crate) async fn backtest(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let p = query_params(q)?;
     if body.len() > MAX_BACKTEST_BYTES {
         return Err(bad_data(&format!(
             "the rule file is {} bytes; at most {MAX_BACKTEST_BYTES}",
@@ -942,14 +956,14 @@ pub(crate) async fn backtest(
         .map_err(|e| bad_data(&e.to_string()))
     })
     .await?;
-    Ok(ok(&serde_json::to_string(&reports).map_err(internal)?))
+    json_ok(&reports)
 }
 
 /// The remediation audit trail, the newest first: every run of a remediation rule
 /// (what was done, or in a dry run would have been, to what, and how it went) and every
 /// refusal for the hourly limit. `?rule=` keeps one rule, `?limit=` the newest N.
 pub(crate) async fn remediations(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let p = query_params(q)?;
     let mut v = st
         .remediation
         .as_ref()
@@ -958,13 +972,10 @@ pub(crate) async fn remediations(State(st): State<AppState>, RawQuery(q): RawQue
     if let Some(rule) = p.get("rule") {
         v.retain(|r| r.rule == rule);
     }
-    if let Some(l) = p.get("limit") {
-        let n: usize = l
-            .parse()
-            .map_err(|_| bad_data(&format!("invalid limit {l:?}")))?;
+    if let Some(n) = limit_param(&p)? {
         v.truncate(n);
     }
-    Ok(ok(&serde_json::to_string(&v).map_err(internal)?))
+    json_ok(&v)
 }
 
 fn snapshot_service(st: &AppState) -> Result<Arc<dyn crate::SnapshotService>, ApiError> {
@@ -1008,7 +1019,7 @@ pub(crate) async fn snapshots_take(
         })
         .await
         .map_err(snapshot_error)?;
-    Ok(ok(&serde_json::to_string(&summary).map_err(internal)?))
+    json_ok(&summary)
 }
 
 /// Every snapshot's header, the newest first (`damaged` lists files that could not be
@@ -1027,7 +1038,7 @@ pub(crate) async fn snapshot_get(
 ) -> ApiResult {
     let svc = snapshot_service(&st)?;
     match svc.get(&id).map_err(snapshot_error)? {
-        Some(s) => Ok(ok(&serde_json::to_string(&s).map_err(internal)?)),
+        Some(s) => json_ok(&s),
         None => Err(api_error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -1049,13 +1060,8 @@ fn redis_diagnostics(st: &AppState, p: &Params) -> Vec<lookout_model::status::Re
 /// duration, client, and the arguments only where configured (`slowlog_arguments`);
 /// `?instance=` keeps one, `?limit=` the newest N entries of each.
 pub(crate) async fn redis_slowlog(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
-    let limit = match p.get("limit") {
-        None => usize::MAX,
-        Some(l) => l
-            .parse::<usize>()
-            .map_err(|_| bad_data(&format!("invalid limit {l:?}")))?,
-    };
+    let p = query_params(q)?;
+    let limit = limit_param(&p)?.unwrap_or(usize::MAX);
     let data: Vec<serde_json::Value> = redis_diagnostics(&st, &p)
         .into_iter()
         .map(|d| {
@@ -1063,13 +1069,13 @@ pub(crate) async fn redis_slowlog(State(st): State<AppState>, RawQuery(q): RawQu
             serde_json::json!({ "instance": d.instance, "at": d.at, "entries": entries })
         })
         .collect();
-    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
+    json_ok(&data)
 }
 
 /// Every Redis instance's `LATENCY DOCTOR` and `MEMORY DOCTOR` reports, as of its last
 /// run; `?instance=` keeps one.
 pub(crate) async fn redis_doctor(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let p = query_params(q)?;
     let data: Vec<serde_json::Value> = redis_diagnostics(&st, &p)
         .into_iter()
         .map(|d| {
@@ -1081,18 +1087,18 @@ pub(crate) async fn redis_doctor(State(st): State<AppState>, RawQuery(q): RawQue
             })
         })
         .collect();
-    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
+    json_ok(&data)
 }
 
 /// Every Redis instance's last big-key sample (`null` until one has run, or when
 /// `big_keys` is not configured); `?instance=` keeps one.
 pub(crate) async fn redis_big_keys(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
-    let p = params(q, &HeaderMap::new(), &Bytes::new())?;
+    let p = query_params(q)?;
     let data: Vec<serde_json::Value> = redis_diagnostics(&st, &p)
         .into_iter()
         .map(|d| serde_json::json!({ "instance": d.instance, "big_keys": d.big_keys }))
         .collect();
-    Ok(ok(&serde_json::to_string(&data).map_err(internal)?))
+    json_ok(&data)
 }
 
 pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
