@@ -19,6 +19,9 @@ use clap::Parser;
 /// The process's allocator. glibc's malloc keeps what the queries' and rules' working
 /// sets freed in per-thread arenas: in `bench soak` (100k series) the server held 1.26 GB
 /// of which `malloc_trim` gave 0.8 GB back. mimalloc returns freed pages to the system.
+/// It is built with `no_thp` (transparent huge pages off for the process): with them, its
+/// eagerly committed arenas were backed by 2 MiB pages and an idle server held 38 MB
+/// resident instead of 19 MB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
