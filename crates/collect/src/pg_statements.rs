@@ -256,13 +256,7 @@ impl Tracker {
                 continue;
             };
             let mut q = q.to_string();
-            if q.len() > MAX_TEXT_BYTES {
-                let mut cut = MAX_TEXT_BYTES;
-                while !q.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                q.truncate(cut);
-            }
+            lookout_model::truncate_utf8(&mut q, MAX_TEXT_BYTES);
             self.texts.insert(id.to_string(), q);
         }
     }

@@ -218,13 +218,7 @@ fn sessions_sql(version: u32) -> String {
 fn session(r: &SimpleQueryRow) -> PgSession {
     let text = |c: &str| r.get(c).unwrap_or("").to_string();
     let mut query = text("query");
-    if query.len() > MAX_QUERY_BYTES {
-        let mut cut = MAX_QUERY_BYTES;
-        while !query.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        query.truncate(cut);
-    }
+    lookout_model::truncate_utf8(&mut query, MAX_QUERY_BYTES);
     PgSession {
         pid: r.get("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
         datname: text("datname"),

@@ -22,6 +22,8 @@ const MAX_SLOW_ENTRIES: usize = 1000;
 pub(crate) const SLOWLOG_READ: usize = 128;
 /// Most bytes of a doctor's report kept.
 const MAX_REPORT_BYTES: usize = 16 * 1024;
+/// Most bytes of a key name kept in a big-key sample (Redis allows 512 MB names).
+const MAX_KEY_BYTES: usize = 1024;
 
 /// How the big-key sample runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,13 +106,7 @@ fn now_secs() -> f64 {
 }
 
 fn clip(mut s: String) -> String {
-    if s.len() > MAX_REPORT_BYTES {
-        let mut cut = MAX_REPORT_BYTES;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
+    lookout_model::truncate_utf8(&mut s, MAX_REPORT_BYTES);
     s
 }
 
@@ -220,9 +216,12 @@ pub(crate) async fn big_keys(
                     // Gone since the scan.
                     _ => continue,
                 };
+                let mut key =
+                    String::from_utf8_lossy(&k[..k.len().min(MAX_KEY_BYTES + 4)]).into_owned();
+                lookout_model::truncate_utf8(&mut key, MAX_KEY_BYTES);
                 keys.push(RedisBigKey {
                     db,
-                    key: String::from_utf8_lossy(k).into_owned(),
+                    key,
                     key_type,
                     bytes,
                 });

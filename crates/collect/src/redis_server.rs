@@ -35,6 +35,9 @@ pub struct RedisTarget {
     pub big_keys: Option<BigKeysOptions>,
 }
 
+/// How long one watch connection is kept before it is renewed at the next run.
+const WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The Redis collector for one server.
 pub struct RedisCollector {
     target: RedisTarget,
@@ -466,13 +469,20 @@ impl RedisCollector {
             use tokio::io::AsyncReadExt;
             if let Ok(mut s) = tokio::net::TcpStream::connect((host.as_str(), port)).await {
                 let mut buf = [0u8; 512];
-                // Nothing is sent, so nothing should come back: any end is the news.
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        break;
+                // Nothing is sent, so nothing should come back: any end is the news. A
+                // peer that vanishes without closing (a partition, a powered-off host)
+                // would leave the read waiting for ever, so the watch ends quietly after
+                // WATCH_FOR and the next successful run starts a fresh one.
+                let ended = tokio::time::timeout(WATCH_FOR, async {
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
                     }
-                }
-                if let Some(w) = wake.upgrade() {
+                })
+                .await
+                .is_ok();
+                if ended && let Some(w) = wake.upgrade() {
                     w.notify_one();
                 }
             }

@@ -19,13 +19,7 @@ fn ticks() -> HashMap<i32, (u64, String, String, u64)> {
         .filter_map(|p| {
             let stat = p.stat().ok()?;
             let mut cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
-            if cmdline.len() > MAX_CMDLINE {
-                let mut cut = MAX_CMDLINE;
-                while !cmdline.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                cmdline.truncate(cut);
-            }
+            lookout_model::truncate_utf8(&mut cmdline, MAX_CMDLINE);
             Some((
                 stat.pid,
                 (stat.utime + stat.stime, stat.comm, cmdline, stat.rss * page),

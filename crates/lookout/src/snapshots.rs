@@ -132,13 +132,12 @@ impl Snapshots {
             .postgres_sessions()
             .into_iter()
             .map(|s| {
-                let mut top: Vec<_> = statements
+                let top: Vec<_> = statements
                     .iter()
                     .filter(|x| x.instance == s.instance)
                     .take(20)
                     .cloned()
                     .collect();
-                top.truncate(20);
                 let advice = advice
                     .iter()
                     .find(|a| a.instance == s.instance)

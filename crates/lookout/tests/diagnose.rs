@@ -104,31 +104,31 @@ fn the_report_names_a_cpu_burn_and_sees_synchronous_writes() {
     assert!(util["value"].as_f64().unwrap() >= 0.3, "{disk}");
     // The diagnose page shows the same report, every measured resource with its
     // evidence linked to Explore.
-    let driver = common::browser::chromedriver();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let b = common::browser::browser(&driver, &dir.path().join("profile")).await;
-        b.goto(&format!("{}/diagnose?window=5m", lk.base)).await.unwrap();
-        let score = common::browser::wait_text(&b, "#performance-score", |t| !t.is_empty()).await;
-        let score: f64 = score.parse().unwrap();
-        assert!((0.0..=100.0).contains(&score), "{score}");
-        let v = b
+    common::browser::with_browser(&dir.path().join("profile"), |b| {
+        let lk = &lk;
+        async move {
+            b.goto(&format!("{}/diagnose?window=5m", lk.base))
+                .await
+                .unwrap();
+            let score =
+                common::browser::wait_text(&b, "#performance-score", |t| !t.is_empty()).await;
+            let score: f64 = score.parse().unwrap();
+            assert!((0.0..=100.0).contains(&score), "{score}");
+            let v = b
             .execute(
                 "return [...document.querySelectorAll('section.bottleneck')].map(s => [s.dataset.resource, s.querySelectorAll('table.evidence a[href^=\"/explore?query=\"]').length])",
                 vec![],
             )
             .await
             .unwrap();
-        let sections: Vec<(String, usize)> = serde_json::from_value(v).unwrap();
-        let names: Vec<&str> = sections.iter().map(|s| s.0.as_str()).collect();
-        for want in ["cpu", "memory", "disk_io"] {
-            assert!(names.contains(&want), "{sections:?}");
+            let sections: Vec<(String, usize)> = serde_json::from_value(v).unwrap();
+            let names: Vec<&str> = sections.iter().map(|s| s.0.as_str()).collect();
+            for want in ["cpu", "memory", "disk_io"] {
+                assert!(names.contains(&want), "{sections:?}");
+            }
+            assert!(sections.iter().all(|s| s.1 > 0), "{sections:?}");
+            b
         }
-        assert!(sections.iter().all(|s| s.1 > 0), "{sections:?}");
-        b.close().await.unwrap();
     });
     // Bad windows are refused by name.
     let (code, body) = lk.get("/api/v1/lookout/diagnose?window=1s");

@@ -173,20 +173,17 @@ fn a_long_query_is_cancelled_a_dry_run_touches_nothing_and_the_audit_says_so() {
     let (code, _) = lk.get("/api/v1/lookout/remediations?limit=x");
     assert_eq!(code, 400);
 
-    let driver = common::browser::chromedriver();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let b = common::browser::browser(&driver, &dir.path().join("profile")).await;
-        b.goto(&format!("{}/remediations", lk.base)).await.unwrap();
-        let text = common::browser::wait_text(&b, "#remediations tbody", |t| {
-            t.contains("cancel-long-queries")
-        })
-        .await;
-        assert!(text.contains("dry_run"), "{text}");
-        b.close().await.unwrap();
+    common::browser::with_browser(&dir.path().join("profile"), |b| {
+        let lk = &lk;
+        async move {
+            b.goto(&format!("{}/remediations", lk.base)).await.unwrap();
+            let text = common::browser::wait_text(&b, "#remediations tbody", |t| {
+                t.contains("cancel-long-queries")
+            })
+            .await;
+            assert!(text.contains("dry_run"), "{text}");
+            b
+        }
     });
     for mut c in [untouched, idle] {
         let _ = c.kill();

@@ -410,32 +410,30 @@ fn backtest_reports_how_often_a_rule_would_have_fired() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("at most 200000"), "{body}");
 
-    let driver = common::browser::chromedriver();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use fantoccini::Locator;
-        let b = common::browser::browser(&driver, &dir.path().join("profile")).await;
-        b.goto(&format!("{}/rules", lk.base)).await.unwrap();
-        common::browser::wait_text(&b, "tr[data-rule='QueueBacklogNow']", |t| !t.is_empty()).await;
-        b.find(Locator::Css(
-            "tr[data-rule='QueueBacklogNow'] button.backtest",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-        let text = common::browser::wait_text(
-            &b,
-            "tr[data-rule='QueueBacklogNow'] .backtest-result",
-            |t| t.starts_with("would have fired"),
-        )
-        .await;
-        assert!(text.starts_with("would have fired 2 time(s)"), "{text}");
-        b.close().await.unwrap();
+    common::browser::with_browser(&dir.path().join("profile"), |b| {
+        let lk = &lk;
+        async move {
+            use fantoccini::Locator;
+            b.goto(&format!("{}/rules", lk.base)).await.unwrap();
+            common::browser::wait_text(&b, "tr[data-rule='QueueBacklogNow']", |t| !t.is_empty())
+                .await;
+            b.find(Locator::Css(
+                "tr[data-rule='QueueBacklogNow'] button.backtest",
+            ))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+            let text = common::browser::wait_text(
+                &b,
+                "tr[data-rule='QueueBacklogNow'] .backtest-result",
+                |t| t.starts_with("would have fired"),
+            )
+            .await;
+            assert!(text.starts_with("would have fired 2 time(s)"), "{text}");
+            b
+        }
     });
     assert!(lk.terminate().success());
 }

@@ -129,28 +129,26 @@ fn a_critical_alert_takes_a_snapshot_and_its_notification_links_it() {
     assert_eq!(code, 400);
 
     // The snapshot page.
-    let driver = common::browser::chromedriver();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let b = common::browser::browser(&driver, &dir.path().join("profile")).await;
-        b.goto(&url).await.unwrap();
-        let reason = common::browser::wait_text(&b, "#snapshot-reason", |t| !t.is_empty()).await;
-        assert!(reason.contains("DiskAlmostFull"), "{reason}");
-        let rows = b
-            .execute(
-                "return document.querySelectorAll('#processes-cpu tbody tr').length",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert!(rows.as_u64().unwrap() > 0);
-        b.goto(&format!("{}/snapshots", lk.base)).await.unwrap();
-        common::browser::wait_text(&b, "#snapshots tbody", |t| t.contains("before the deploy"))
-            .await;
-        b.close().await.unwrap();
+    common::browser::with_browser(&dir.path().join("profile"), |b| {
+        let (lk, url) = (&lk, &url);
+        async move {
+            b.goto(url).await.unwrap();
+            let reason =
+                common::browser::wait_text(&b, "#snapshot-reason", |t| !t.is_empty()).await;
+            assert!(reason.contains("DiskAlmostFull"), "{reason}");
+            let rows = b
+                .execute(
+                    "return document.querySelectorAll('#processes-cpu tbody tr').length",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert!(rows.as_u64().unwrap() > 0);
+            b.goto(&format!("{}/snapshots", lk.base)).await.unwrap();
+            common::browser::wait_text(&b, "#snapshots tbody", |t| t.contains("before the deploy"))
+                .await;
+            b
+        }
     });
     assert!(lk.terminate().success());
 }

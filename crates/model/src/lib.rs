@@ -54,3 +54,30 @@ pub const BUCKET_LABEL: &str = "le";
 pub const INSTANCE_LABEL: &str = "instance";
 /// The label that names a scrape job.
 pub const JOB_LABEL: &str = "job";
+
+/// Shortens `s` to at most `max` bytes, at a character boundary: how every reader keeps
+/// a bound on text it takes from outside (statements, command lines, attribute values).
+pub fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+#[cfg(test)]
+mod truncate_tests {
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        let mut s = "aé€".to_string(); // 1 + 2 + 3 bytes
+        super::truncate_utf8(&mut s, 4);
+        assert_eq!(s, "aé");
+        let mut s = "abc".to_string();
+        super::truncate_utf8(&mut s, 10);
+        assert_eq!(s, "abc");
+        super::truncate_utf8(&mut s, 0);
+        assert_eq!(s, "");
+    }
+}

@@ -153,7 +153,7 @@ pub fn run(
     }
     let steps_of = |g: &Group| {
         let step = o.step.unwrap_or(g.interval).as_millis().max(1) as i64;
-        ((o.to - o.from) / step) as u64 + 1
+        (o.to.saturating_sub(o.from) / step) as u64 + 1
     };
     let total: u64 = groups.iter().map(steps_of).sum();
     if total > MAX_TOTAL_STEPS {
@@ -164,7 +164,7 @@ pub fn run(
     let mut out = Vec::new();
     for mut g in groups {
         let step = o.step.unwrap_or(g.interval).as_millis().max(1) as i64;
-        let steps = ((o.to - o.from) / step) as u64 + 1;
+        let steps = (o.to.saturating_sub(o.from) / step) as u64 + 1;
         if steps > MAX_STEPS {
             return Err(Error::Backtest(format!(
                 "group {:?}: {steps} evaluations over the range at {}s; at most {MAX_STEPS} (a larger step or a shorter range)",
@@ -278,7 +278,7 @@ pub fn run(
             }
             tr.report.pending_only += tr.pending.values().filter(|f| !**f).count() as u64;
             tr.report.series = tr.fired_series.len();
-            tr.report.firing_share = tr.any_firing_ms as f64 / (o.to - o.from) as f64;
+            tr.report.firing_share = tr.any_firing_ms as f64 / o.to.saturating_sub(o.from) as f64;
             tr.report.episodes.sort_by_key(|e| e.start);
             out.push(tr.report.clone());
         }

@@ -74,6 +74,27 @@ pub async fn browser(driver: &ChromeDriver, profile: &Path) -> fantoccini::Clien
         .expect("a Chromium session")
 }
 
+/// Runs `f` with a fresh headless Chromium session (its own driver, profile in
+/// `profile`, and runtime), then closes the session: for tests that visit a page or two.
+/// `f` hands the client back so it can be closed.
+#[allow(dead_code)]
+pub fn with_browser<F, Fut>(profile: &Path, f: F)
+where
+    F: FnOnce(fantoccini::Client) -> Fut,
+    Fut: std::future::Future<Output = fantoccini::Client>,
+{
+    let driver = chromedriver();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let b = browser(&driver, profile).await;
+        let b = f(b).await;
+        b.close().await.unwrap();
+    });
+}
+
 /// Signs in with basic auth (credentials in the first URL, as a user typing them into the
 /// browser's prompt would give them once) and opens the UI's status page at `base`.
 pub async fn sign_in(b: &fantoccini::Client, base: &str, user: &str, pass: &str) {
