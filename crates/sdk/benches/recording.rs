@@ -1,8 +1,8 @@
 //! What recording costs on the hot path: a counter increment, a labelled increment (a
 //! pre-resolved handle, and a family lookup per call), a histogram observation, a B+tree
-//! operation through its metric set (and, as the baseline in the same run,
-//! `prometheus-client`'s own histogram), a gRPC call through its handle, and one round of
-//! three built-in health checks.
+//! operation through its metric set (and, as the baselines in the same run,
+//! `prometheus-client`'s own counter and histogram), a gRPC call through its handle, one round of
+//! three built-in health checks, and two threads recording into one series at once.
 //!
 //! `cargo bench -p lookout-sdk --bench recording`
 
@@ -12,14 +12,18 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lookout_sdk::health::{CpuCheck, DiskSpaceCheck, HealthChecker, MemoryCheck};
 use lookout_sdk::sets::BTreeOp;
-use lookout_sdk::{LATENCY_BUCKETS, Metrics, Options};
-use prometheus_client::metrics::counter::Counter;
+use lookout_sdk::{Counter, LATENCY_BUCKETS, Metrics, Options};
 use prometheus_client::metrics::family::Family;
 
 fn recording(c: &mut Criterion) {
     let m = Metrics::new(Options::default().label("service", "bench"));
     let counter = m.counter("bench_ops", "ops");
     c.bench_function("counter increment", |b| b.iter(|| counter.inc()));
+    // The baseline the SDK's per-thread counter replaced: prometheus-client's atomic one.
+    let pc = prometheus_client::metrics::counter::Counter::<u64>::default();
+    c.bench_function("counter increment (prometheus-client's, baseline)", |b| {
+        b.iter(|| pc.inc())
+    });
     let family: Family<Vec<(String, String)>, Counter> = m.counter_family("bench_by_op", "ops");
     let labels = vec![("op".to_string(), "get".to_string())];
     let handle = family.get_or_create(&labels).clone();
@@ -64,5 +68,49 @@ fn recording(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, recording);
+/// Two threads recording into the same series at once, as an engine's workers do: the
+/// time per pair of increments (one on each thread), against prometheus-client's shared
+/// atomic counter and mutex histogram in the same run.
+fn contended(c: &mut Criterion) {
+    fn both(n: u64, record: &(dyn Fn() + Sync)) -> Duration {
+        let start = std::time::Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..n {
+                        record();
+                    }
+                });
+            }
+        });
+        start.elapsed()
+    }
+    let m = Metrics::new(Options::default());
+    let ours = m.counter("bench_shared_ops", "ops");
+    c.bench_function("counter increment, 2 threads", |b| {
+        b.iter_custom(|n| both(n, &|| ours.inc()))
+    });
+    let theirs = prometheus_client::metrics::counter::Counter::<u64>::default();
+    c.bench_function(
+        "counter increment, 2 threads (prometheus-client's, baseline)",
+        |b| {
+            b.iter_custom(|n| {
+                both(n, &|| {
+                    theirs.inc();
+                })
+            })
+        },
+    );
+    let h = m.histogram("bench_shared_seconds", "latency", &LATENCY_BUCKETS);
+    c.bench_function("histogram observation, 2 threads", |b| {
+        b.iter_custom(|n| both(n, &|| h.observe(std::hint::black_box(0.000_37))))
+    });
+    let p = prometheus_client::metrics::histogram::Histogram::new(LATENCY_BUCKETS.iter().copied());
+    c.bench_function(
+        "histogram observation, 2 threads (prometheus-client's, baseline)",
+        |b| b.iter_custom(|n| both(n, &|| p.observe(std::hint::black_box(0.000_37)))),
+    );
+}
+
+criterion_group!(benches, recording, contended);
 criterion_main!(benches);

@@ -12,8 +12,8 @@
 
 use crate::Instant;
 
+use crate::Counter;
 use crate::Histogram;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 

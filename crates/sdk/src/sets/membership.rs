@@ -6,7 +6,7 @@
 //! | `membership_changes_total` | counter | `change` (`join`, `leave`, `fail`, `recover`) |
 //! | `membership_partitions_detected_total`, `membership_partitions_healed_total` | counter | |
 
-use prometheus_client::metrics::counter::Counter;
+use crate::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 

@@ -1,7 +1,7 @@
 //! Ready-made metric sets, one struct each with typed methods. Every name follows
 //! Prometheus's conventions (base units, `_total` on counters, `_seconds`, `_bytes`) and is
 //! listed on its set; labelled handles are resolved when the set is built, so recording
-//! is an atomic add.
+//! is a plain add to the calling thread's own cells ([`crate::Counter`]).
 
 mod btree;
 mod membership;

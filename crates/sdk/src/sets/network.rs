@@ -15,7 +15,7 @@
 //! status code up front, as go-grpc-prometheus does, so recording never allocates; HTTP
 //! status codes are resolved when recorded.
 
-use prometheus_client::metrics::counter::Counter;
+use crate::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 

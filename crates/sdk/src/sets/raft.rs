@@ -17,8 +17,8 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::Counter;
 use crate::Histogram;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 

@@ -14,8 +14,8 @@
 //! | `storage_wal_appends_total`, `storage_wal_bytes_total` | counter | |
 //! | `storage_wal_append_size_bytes` | histogram | |
 
+use crate::Counter;
 use crate::Histogram;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{LatencyHistogram, handle, latency_family, observe_latency, size_family};
