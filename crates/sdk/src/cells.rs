@@ -139,18 +139,16 @@ fn first_block() -> (&'static Block, bool) {
 }
 
 /// The cells one metric owns in every block: `len` from `start`, or (when every cell is
-/// taken) its own shared ones.
+/// taken) its own shared ones; given back when the last handle goes.
 #[derive(Debug)]
-pub(crate) struct Cells {
+struct Range {
     start: usize,
     len: usize,
     own: Option<Box<[AtomicU64]>>,
 }
 
-impl Cells {
-    /// `len` cells (at most [`CHUNK`]), all 0 (also `0.0_f64`'s bits).
-    pub(crate) fn new(len: usize) -> Self {
-        let len = len.clamp(1, CHUNK);
+impl Range {
+    fn new(len: usize) -> Self {
         let mut a = ALLOC.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(start) = a.free.get_mut(&len).and_then(Vec::pop) {
             return Self {
@@ -166,7 +164,7 @@ impl Cells {
         }
         if start + len > CHUNK * CHUNKS {
             return Self {
-                start: 0,
+                start: OWN,
                 len,
                 own: Some((0..len).map(|_| AtomicU64::new(0)).collect()),
             };
@@ -179,19 +177,8 @@ impl Cells {
         }
     }
 
-    /// The calling thread's cells, and whether other threads write them too (then adds
-    /// must be locked).
-    #[inline]
-    pub(crate) fn mine(&self) -> (&[AtomicU64], bool) {
-        if let Some(own) = &self.own {
-            return (own, true);
-        }
-        let (b, shared) = my_block();
-        (b.cells(self.start, self.len), shared)
-    }
-
     /// Calls `f` with every block's cells (the shared ones included).
-    pub(crate) fn each(&self, mut f: impl FnMut(&[AtomicU64])) {
+    fn each(&self, mut f: impl FnMut(&[AtomicU64])) {
         if let Some(own) = &self.own {
             f(own);
             return;
@@ -205,7 +192,7 @@ impl Cells {
     }
 }
 
-impl Drop for Cells {
+impl Drop for Range {
     fn drop(&mut self) {
         if self.own.is_some() {
             return;
@@ -220,6 +207,46 @@ impl Drop for Cells {
             .entry(self.len)
             .or_default()
             .push(self.start);
+    }
+}
+
+/// `Range::start` of a metric with cells of its own.
+const OWN: usize = usize::MAX;
+
+/// A handle on one metric's cells; clones share them. The start and length are kept in
+/// the handle, so recording reads the thread's block and not a line of the metric's own.
+#[derive(Clone, Debug)]
+pub(crate) struct Cells {
+    start: usize,
+    len: usize,
+    range: Arc<Range>,
+}
+
+impl Cells {
+    /// `len` cells (at most [`CHUNK`]), all 0 (also `0.0_f64`'s bits).
+    pub(crate) fn new(len: usize) -> Self {
+        let range = Range::new(len.clamp(1, CHUNK));
+        Self {
+            start: range.start,
+            len: range.len,
+            range: Arc::new(range),
+        }
+    }
+
+    /// The calling thread's cells, and whether other threads write them too (then adds
+    /// must be locked).
+    #[inline]
+    pub(crate) fn mine(&self) -> (&[AtomicU64], bool) {
+        if self.start == OWN {
+            return (self.range.own.as_deref().unwrap_or_default(), true);
+        }
+        let (b, shared) = my_block();
+        (b.cells(self.start, self.len), shared)
+    }
+
+    /// Calls `f` with every block's cells (the shared ones included).
+    pub(crate) fn each(&self, f: impl FnMut(&[AtomicU64])) {
+        self.range.each(f);
     }
 }
 
@@ -254,13 +281,13 @@ pub(crate) fn add_f64(cell: &AtomicU64, v: f64, shared: bool) {
 /// `prometheus-client` like its own counters (the exposition adds `_total`).
 #[derive(Clone, Debug)]
 pub struct Counter {
-    cells: Arc<Cells>,
+    cells: Cells,
 }
 
 impl Default for Counter {
     fn default() -> Self {
         Self {
-            cells: Arc::new(Cells::new(1)),
+            cells: Cells::new(1),
         }
     }
 }

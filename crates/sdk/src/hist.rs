@@ -14,8 +14,8 @@
 //! is the sum of the buckets it read, so `_count` always equals the `+Inf` bucket, which
 //! is what PromQL's `histogram_quantile` and `rate(_count)` rely on.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::exemplar::Exemplar;
@@ -27,21 +27,38 @@ use crate::cells::{Cells, add, add_f64};
 /// (clones share the counts).
 #[derive(Clone, Debug)]
 pub struct Histogram {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    /// Finite upper bounds, ascending, without duplicates.
-    bounds: Box<[f64]>,
+    /// Finite upper bounds, ascending, without duplicates; one allocation for every
+    /// histogram with the same bounds, so a set's latency histograms search one line.
+    bounds: Arc<[f64]>,
     /// Per thread: one count per bound, then the `+Inf` bucket's, then the sum of the
     /// observations as `f64` bits.
     cells: Cells,
 }
 
+/// Every distinct bucket layout made so far (by the bounds' bits): a program has a
+/// handful, fixed in its code.
+static LAYOUTS: Mutex<Vec<Arc<[f64]>>> = Mutex::new(Vec::new());
+
+/// The shared allocation of `bounds`.
+fn layout(bounds: Vec<f64>) -> Arc<[f64]> {
+    let mut all = LAYOUTS.lock().unwrap_or_else(|e| e.into_inner());
+    let same = |l: &Arc<[f64]>| {
+        l.len() == bounds.len()
+            && l.iter()
+                .zip(&bounds)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    };
+    if let Some(l) = all.iter().find(|l| same(l)) {
+        return Arc::clone(l);
+    }
+    let l: Arc<[f64]> = bounds.into();
+    all.push(Arc::clone(&l));
+    l
+}
+
 impl Histogram {
     /// A histogram with these upper bounds (sorted here; NaN, `+Inf` and duplicates are
-    /// left out, `+Inf` is always the last bucket).
+    /// left out, `+Inf` is always the last bucket; at most the lowest 1,022 are kept).
     pub fn new(bounds: impl IntoIterator<Item = f64>) -> Self {
         let mut b: Vec<f64> = bounds
             .into_iter()
@@ -52,10 +69,8 @@ impl Histogram {
         b.truncate(crate::cells::CHUNK - 2);
         let cells = Cells::new(b.len() + 2);
         Histogram {
-            inner: Arc::new(Inner {
-                bounds: b.into_boxed_slice(),
-                cells,
-            }),
+            bounds: layout(b),
+            cells,
         }
     }
 
@@ -64,7 +79,7 @@ impl Histogram {
     #[inline]
     pub fn observe(&self, v: f64) {
         let b = self.bucket_of(v);
-        let (cells, shared) = self.inner.cells.mine();
+        let (cells, shared) = self.cells.mine();
         add(&cells[b], 1, shared);
         add_f64(&cells[cells.len() - 1], v, shared);
     }
@@ -74,26 +89,25 @@ impl Histogram {
     #[inline]
     pub(crate) fn bucket_of(&self, v: f64) -> usize {
         if v.is_nan() {
-            self.inner.bounds.len()
+            self.bounds.len()
         } else {
-            self.inner.bounds.partition_point(|b| *b < v)
+            self.bounds.partition_point(|b| *b < v)
         }
     }
 
     /// The sum, the count and the per-bucket (not cumulative) counts with their upper
     /// bounds, the last `+Inf`, as `prometheus-client`'s encoders take them.
     pub fn get(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let n = self.inner.bounds.len() + 1;
+        let n = self.bounds.len() + 1;
         let mut counts = vec![0u64; n];
         let mut sum = 0.0;
-        self.inner.cells.each(|cells| {
+        self.cells.each(|cells| {
             for (c, cell) in counts.iter_mut().zip(cells) {
                 *c = c.wrapping_add(cell.load(Ordering::Relaxed));
             }
             sum += f64::from_bits(cells[n].load(Ordering::Relaxed));
         });
         let buckets: Vec<(f64, u64)> = self
-            .inner
             .bounds
             .iter()
             .copied()
