@@ -262,7 +262,7 @@ async fn build(
     let queryable = queryable(&settings, &tsdb, &mut registry)?;
     let Collecting {
         mut scheduler,
-        scrape,
+        mut scrape,
         view: collection,
         database_checks,
     } = collection(&settings, &mut registry, &own)?;
@@ -363,11 +363,13 @@ async fn build(
         external_url.clone(),
         sink,
     )?;
-    // A collector whose source fails (or returns) has the rules reading its series
-    // evaluated at once.
+    // A collector or scrape target whose source fails (or returns) has the rules reading
+    // its series evaluated at once.
     if let Some(m) = &rules {
+        let on_scheduler = Arc::clone(m);
+        scheduler.on_change(Arc::new(move |names| on_scheduler.kick(names)));
         let m = Arc::clone(m);
-        scheduler.on_change(Arc::new(move |names| m.kick(names)));
+        scrape.on_change(Arc::new(move |names| m.kick(names)));
     }
     if let Some(n) = &notifier {
         checks.push(Arc::new(notifier_check(Arc::clone(n))));

@@ -1,7 +1,9 @@
 //! Instant detection: a database that goes away is noticed when its connection drops,
 //! not at the next poll. Lookout collects a real Redis and a real PostgreSQL every 30 s
 //! and evaluates its rules every 30 s; stopping each reaches the webhook within
-//! `group_wait` (1 s) and a few seconds, far inside one interval.
+//! `group_wait` (1 s) and a few seconds, far inside one interval. A scrape target (the
+//! real node exporter, scraped every minute) killed just after a scrape is noticed the
+//! same way, through the idle connection the scrape loop holds to it.
 
 mod common;
 #[path = "../../collect/tests/support/mod.rs"]
@@ -84,5 +86,71 @@ fn a_database_going_away_is_notified_within_group_wait_and_moments() {
     for took in [redis_took, pg_took] {
         assert!(took < Duration::from_secs(8), "{took:?}");
     }
+    assert!(lk.terminate().success());
+}
+
+/// Kills the exporter when the test ends, however it ends.
+struct Exporter(std::process::Child);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_scrape_target_that_dies_is_notified_without_waiting_for_its_next_scrape() {
+    let port = support::free_port();
+    let mut exporter = Exporter(
+        std::process::Command::new("prometheus-node-exporter")
+            .args([
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                "--collector.disable-defaults",
+                "--collector.loadavg",
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus-node-exporter is not installed (run ./scripts/test)"),
+    );
+    let hook = WebhookReceiver::start(200, 0);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n- name: targets\n  interval: 1m\n  rules:\n  - alert: NodeTargetDown\n    expr: up{job=\"node\"} == 0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 1s\nreceivers:\n  - name: team\n    webhook_configs: [{{url: \"{}\"}}]\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\ncollectors:\n  host: {{ enabled: false }}\n  process: {{ enabled: false }}\nscrape_configs:\n  - job_name: node\n    static_configs: [{{ targets: [\"127.0.0.1:{port}\"] }}]\nrule_packs: []\nrule_files: [rules.yml]\nnotifier:\n  config_file: alertmanager.yml\nsnapshots: {{ on_alert_severities: [] }}\n"
+        ),
+    );
+    let lk = Lookout::start(&dir.path().join("data"), &cfg);
+    lk.wait_for(r#"up{job="node"} == 1"#, Duration::from_secs(20));
+    // Kill it within seconds after a scrape, so the next scrape is most of a minute away.
+    wait_until("a fresh scrape", Duration::from_secs(70), || {
+        !lk.query(r#"time() - timestamp(up{job="node"}) < 3"#)
+            .is_empty()
+    });
+    let started = Instant::now();
+    exporter.0.kill().unwrap();
+    exporter.0.wait().unwrap();
+    wait_until("NodeTargetDown notified", Duration::from_secs(50), || {
+        notified(&hook, "NodeTargetDown")
+    });
+    let took = started.elapsed();
+    eprintln!("target killed to webhook: {took:?} (group_wait 1s, scrape and evaluation every 1m)");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let up = lk.query(r#"up{job="node"}"#);
+    assert_eq!(up.first().map(value_of), Some(0.0), "{up:?}");
     assert!(lk.terminate().success());
 }

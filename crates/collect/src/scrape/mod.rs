@@ -7,6 +7,14 @@
 //! when a series, a scrape or a whole target goes away (the last three through the
 //! pipeline the built-in collectors share, `crate::pipeline`). Samples go only through
 //! [`Appendable`].
+//!
+//! A target that fails hard is noticed between scrapes: each loop holds an idle TCP
+//! connection to its target (not through a proxy) and, when the target closes it,
+//! connects again at once; a refused connection (the process is gone) scrapes the target
+//! at once, so `up 0` is written within moments rather than at the next tick. A server
+//! that merely closes idle connections is connected to again, without a scrape. When a
+//! target's `up` changes, the change hook ([`ScrapeManager::on_change`]) has the rules
+//! reading `up` evaluated at once.
 
 mod config;
 mod discovery;
@@ -23,6 +31,7 @@ use lookout_storage::Appendable;
 use tokio::sync::watch;
 
 use crate::pipeline::{Pipeline, Run, RunMetrics};
+use crate::scheduler::ChangeHook;
 
 pub use config::{
     BasicAuth, FileSdConfig, PromDuration, Scheme, ScrapeConfig, StaticConfig, TlsConfig,
@@ -212,6 +221,7 @@ pub struct ScrapeManager {
     defaults: ScrapeDefaults,
     board: TargetsBoard,
     metrics: RunMetrics,
+    hook: Option<ChangeHook>,
 }
 
 impl std::fmt::Debug for ScrapeManager {
@@ -244,7 +254,14 @@ impl ScrapeManager {
             defaults,
             board: TargetsBoard::default(),
             metrics: RunMetrics::default(),
+            hook: None,
         })
+    }
+
+    /// Calls `hook` with `["up"]` when a target goes down or comes back, so the rules
+    /// reading `up` are evaluated at once.
+    pub fn on_change(&mut self, hook: ChangeHook) {
+        self.hook = Some(hook);
     }
 
     /// Records every scrape in `metrics` (labelled `job/instance`), the collectors'
@@ -272,8 +289,7 @@ impl ScrapeManager {
                 job,
                 self.defaults,
                 Arc::clone(&db),
-                self.board.clone(),
-                self.metrics.clone(),
+                (self.board.clone(), self.metrics.clone(), self.hook.clone()),
                 shutdown.clone(),
             )));
         }
@@ -288,14 +304,18 @@ impl ScrapeManager {
 /// How often file_sd files are checked for changes.
 const FILE_POLL: Duration = Duration::from_secs(2);
 
+/// What every target loop reports to: the targets board, the run metrics and the change
+/// hook.
+type Reporting = (TargetsBoard, RunMetrics, Option<ChangeHook>);
+
 async fn run_job(
     job: Arc<Job>,
     defaults: ScrapeDefaults,
     db: Arc<dyn Appendable>,
-    board: TargetsBoard,
-    metrics: RunMetrics,
+    reporting: Reporting,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let board = reporting.0.clone();
     let name = job.cfg.job_name.clone();
     let mut running: HashMap<String, (Target, watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
         HashMap::new();
@@ -344,8 +364,7 @@ async fn run_job(
                     Arc::clone(&job),
                     t.clone(),
                     Arc::clone(&db),
-                    board.clone(),
-                    metrics.clone(),
+                    reporting.clone(),
                     rx,
                 ));
                 running.insert(k, (t, tx, h));
@@ -369,11 +388,20 @@ async fn scrape_loop(
     job: Arc<Job>,
     target: Target,
     db: Arc<dyn Appendable>,
-    board: TargetsBoard,
-    metrics: RunMetrics,
+    (board, metrics, hook): Reporting,
     mut stop: watch::Receiver<bool>,
 ) {
     let name = job.cfg.job_name.clone();
+    let refused = Arc::new(tokio::sync::Notify::new());
+    let watcher = match (&job.cfg.proxy_url, host_port(&target.url)) {
+        (None, Some(addr)) => Some(tokio::spawn(watch_connection(
+            addr,
+            Arc::clone(&refused),
+            stop.clone(),
+        ))),
+        _ => None,
+    };
+    let mut was_up: Option<bool> = None;
     board.set(
         &name,
         TargetStatus {
@@ -412,6 +440,9 @@ async fn scrape_loop(
         }
         tokio::select! {
             _ = ticker.tick() => {}
+            _ = refused.notified() => {
+                tracing::debug!(job = %name, url = %target.url, "Target refused connections between scrapes; scraping now");
+            }
             _ = stop.changed() => break,
         }
         let started = Instant::now();
@@ -442,6 +473,13 @@ async fn scrape_loop(
             tracing::debug!(job = %name, url = %target.url, error = %e, "Scrape failed");
         }
         metrics.record(&source, elapsed, error.is_some(), written.rejected);
+        let up = error.is_none();
+        if let (Some(h), Some(before)) = (&hook, was_up)
+            && before != up
+        {
+            h(vec!["up".to_string()]);
+        }
+        was_up = Some(up);
         board.set(
             &name,
             TargetStatus {
@@ -456,6 +494,75 @@ async fn scrape_loop(
     }
     // The target went away (or Lookout stops): end its series, report series included.
     pipeline.end(&*db, now_ms());
+    if let Some(w) = watcher {
+        w.abort();
+    }
+}
+
+/// The `host:port` a target URL connects to.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    Some((u.host_str()?.to_string(), u.port_or_known_default()?))
+}
+
+/// Least time between two connections of the watch: a server that closes connections at
+/// once costs a connection a second, not a busy loop.
+const WATCH_GAP: Duration = Duration::from_secs(1);
+
+/// Holds an idle connection to `addr`; when the peer closes it (or it fails), connects
+/// again at once, and a refused or failed connection after a held one notifies
+/// `refused`. While the target cannot be reached, tries again every few seconds, quietly:
+/// the scrape loop reports the target down.
+async fn watch_connection(
+    addr: (String, u16),
+    refused: Arc<tokio::sync::Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut held = false;
+    loop {
+        let began = Instant::now();
+        let conn = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect((addr.0.as_str(), addr.1)),
+        )
+        .await;
+        match conn {
+            Ok(Ok(mut s)) => {
+                held = true;
+                // Anything the peer sends is read and dropped; the end of the stream (or
+                // an error) ends the hold.
+                let mut buf = [0u8; 512];
+                loop {
+                    tokio::select! {
+                        r = s.read(&mut buf) => match r {
+                            Ok(n) if n > 0 => continue,
+                            _ => break,
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+            _ => {
+                if held {
+                    refused.notify_one();
+                }
+                held = false;
+            }
+        }
+        let pause = if held {
+            WATCH_GAP.saturating_sub(began.elapsed())
+        } else {
+            WATCH_GAP * 5
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
 }
 
 /// What one scrape gave.
@@ -673,6 +780,60 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_watch_tells_a_refusing_target_from_one_closing_idle_connections() {
+        // A server that closes every connection at once (an idle timeout of zero): the
+        // watch connects again each second, and never reports it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                drop(s);
+                let _ = accepted_tx.send(());
+            }
+        });
+        let refused = Arc::new(tokio::sync::Notify::new());
+        let (stop_tx, stop) = watch::channel(false);
+        let w = tokio::spawn(watch_connection(
+            ("127.0.0.1".into(), port),
+            Arc::clone(&refused),
+            stop,
+        ));
+        for _ in 0..3 {
+            tokio::time::timeout(Duration::from_secs(3), accepted.recv())
+                .await
+                .expect("the watch connects again")
+                .unwrap();
+        }
+        let quiet = tokio::time::timeout(Duration::from_millis(500), refused.notified()).await;
+        assert!(quiet.is_err(), "closed idle connections are not a failure");
+        // The server goes away: the next connection is refused, and that is reported.
+        server.abort();
+        let _ = server.await;
+        tokio::time::timeout(Duration::from_secs(5), refused.notified())
+            .await
+            .expect("a refused connection after a held one is reported");
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(7), w)
+            .await
+            .expect("the watch stops when told")
+            .unwrap();
+    }
+
+    #[test]
+    fn target_urls_give_their_address() {
+        assert_eq!(
+            host_port("http://127.0.0.1:9100/metrics"),
+            Some(("127.0.0.1".into(), 9100))
+        );
+        assert_eq!(
+            host_port("https://db1.example/metrics"),
+            Some(("db1.example".into(), 443))
+        );
+        assert_eq!(host_port("not a url"), None);
+    }
 
     #[test]
     fn created_times_reach_every_series_of_their_family() {
