@@ -102,6 +102,49 @@ impl PgServer {
         s
     }
 
+    /// A streaming standby of `primary`, copied with `pg_basebackup` through a new
+    /// physical replication slot named `slot`, started on a port of its own.
+    #[allow(dead_code)] // each test binary uses its own part of this module
+    pub fn standby_of(primary: &PgServer, slot: &str) -> Self {
+        let bin = pg_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("lookout-pg-standby-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let out = as_postgres(&bin.join("pg_basebackup"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-R", "-X", "stream", "-C", "-S", slot, "--no-sync"])
+            .output()
+            .expect("running pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut s = Self {
+            port: free_port(),
+            dir,
+            bin,
+            pid: None,
+        };
+        s.start_again();
+        s
+    }
+
     /// Starts the (stopped) server again on the same port and data.
     pub fn start_again(&mut self) {
         let data = self.dir.path().join("data");

@@ -1,0 +1,143 @@
+//! Replication against a real streaming standby: a primary, a standby copied from it
+//! with `pg_basebackup` through a physical slot, and the PostgreSQL collector on both.
+//! The primary reports the replica (state, byte lag, write/flush/replay lag) and the
+//! active slot; the standby reports itself as a replica with a replay lag. With the
+//! standby stopped, the slot turns inactive and the WAL it retains grows with writes.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use lookout_collect::{AsyncCollector, Metric, PostgresBoard, PostgresCollector, PostgresTarget};
+use support::PgServer;
+
+fn collector(name: &str, server: &PgServer) -> PostgresCollector {
+    PostgresCollector::new(
+        PostgresTarget {
+            name: name.into(),
+            dsn: server.dsn("postgres"),
+            password: None,
+            top_statements: 10,
+            diagnostics: true,
+        },
+        PostgresBoard::default(),
+    )
+    .unwrap()
+}
+
+fn value(out: &[Metric], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    out.iter()
+        .find(|m| {
+            m.labels.metric_name() == Some(name)
+                && labels.iter().all(|(k, v)| m.labels.get(k) == Some(*v))
+        })
+        .map(|m| m.value)
+}
+
+/// Collects from `c` until `ok` holds for what it read (at most 30 s).
+async fn collect_until(
+    c: &PostgresCollector,
+    what: &str,
+    ok: impl Fn(&[Metric]) -> bool,
+) -> Vec<Metric> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut out = Vec::new();
+        c.collect(&mut out).await.unwrap();
+        if ok(&out) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_standby_is_seen_from_both_sides() {
+    let primary = PgServer::start();
+    let mut standby = PgServer::standby_of(&primary, "standby1");
+    primary.psql(
+        "postgres",
+        "CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 10000)",
+    );
+    let on_primary = collector("main", &primary);
+    let on_standby = collector("replica", &standby);
+
+    let out = collect_until(&on_primary, "the replica streaming", |o| {
+        value(
+            o,
+            "pg_stat_replication_pg_wal_lsn_diff",
+            &[("state", "streaming")],
+        )
+        .is_some()
+    })
+    .await;
+    assert!(value(&out, "pg_replication_is_replica", &[]) == Some(0.0));
+    let diff = value(&out, "pg_stat_replication_pg_wal_lsn_diff", &[]).unwrap();
+    assert!(diff >= 0.0, "byte lag {diff}");
+    assert!(value(&out, "pg_stat_replication_pg_current_wal_lsn_bytes", &[]).unwrap() > 0.0);
+    assert_eq!(
+        value(
+            &out,
+            "pg_replication_slots_active",
+            &[("slot_name", "standby1")]
+        ),
+        Some(1.0),
+        "the slot is in use"
+    );
+    for lag in [
+        "pg_stat_replication_write_lag_seconds",
+        "pg_stat_replication_flush_lag_seconds",
+        "pg_stat_replication_replay_lag_seconds",
+    ] {
+        // Lag columns are NULL until the standby has confirmed a write after a change.
+        if let Some(v) = value(&out, lag, &[]) {
+            assert!((0.0..60.0).contains(&v), "{lag} {v}");
+        }
+    }
+
+    let out = collect_until(&on_standby, "the standby's own view", |o| {
+        value(o, "pg_replication_is_replica", &[]) == Some(1.0)
+    })
+    .await;
+    let lag = value(&out, "pg_replication_lag_seconds", &[]).unwrap();
+    assert!((0.0..3600.0).contains(&lag), "replay lag {lag}");
+    assert!(
+        value(&out, "pg_stat_replication_pg_wal_lsn_diff", &[]).is_none(),
+        "a standby with no cascading replica lists none"
+    );
+
+    // The standby goes away: the slot is inactive and holds back the WAL written since.
+    standby.stop();
+    let out = collect_until(&on_primary, "the slot inactive", |o| {
+        value(
+            o,
+            "pg_replication_slots_active",
+            &[("slot_name", "standby1")],
+        ) == Some(0.0)
+    })
+    .await;
+    assert!(value(&out, "pg_stat_replication_pg_wal_lsn_diff", &[]).is_none());
+    let before = value(
+        &out,
+        "pg_replication_slots_pg_wal_lsn_diff",
+        &[("slot_name", "standby1")],
+    )
+    .unwrap();
+    primary.psql(
+        "postgres",
+        "INSERT INTO t SELECT generate_series(1, 200000); SELECT pg_switch_wal()",
+    );
+    let mut out = Vec::new();
+    on_primary.collect(&mut out).await.unwrap();
+    let after = value(
+        &out,
+        "pg_replication_slots_pg_wal_lsn_diff",
+        &[("slot_name", "standby1")],
+    )
+    .unwrap();
+    assert!(
+        after > before + 1_000_000.0,
+        "retained WAL grows while the replica is away: {before} → {after}"
+    );
+}
