@@ -44,6 +44,7 @@ mod soak;
 mod storage;
 mod tls;
 mod traces;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,7 +83,8 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// Import one dataset with Lookout and with promtool; compare size, time and memory.
+    /// Import one dataset with Lookout, with promtool and into VictoriaMetrics; compare
+    /// size, time and memory.
     Storage {
         /// Dataset (generated into a temporary directory if absent).
         #[arg(long)]
@@ -96,6 +98,9 @@ enum Command {
         /// The promtool to compare with.
         #[arg(long, default_value = "promtool")]
         promtool: String,
+        /// The VictoriaMetrics (single node) to compare with.
+        #[arg(long, default_value = "victoria-metrics")]
+        victoria_metrics: String,
         /// Directory for temporary files (default: the system's).
         #[arg(long)]
         work: Option<PathBuf>,
@@ -119,8 +124,9 @@ enum Command {
         #[arg(long)]
         work: Option<PathBuf>,
     },
-    /// The same queries against Lookout and Prometheus (each serving one dataset):
-    /// latency medians and whether the answers are identical.
+    /// The same queries against Lookout, Prometheus and VictoriaMetrics (each serving one
+    /// dataset): latency medians, peak memory, and whether Lookout's answers are
+    /// Prometheus's.
     Queries {
         /// Series to generate.
         #[arg(long, default_value_t = 5_000)]
@@ -137,6 +143,9 @@ enum Command {
         /// The promtool that loads the dataset for Prometheus.
         #[arg(long, default_value = "promtool")]
         promtool: String,
+        /// The VictoriaMetrics (single node) to compare with.
+        #[arg(long, default_value = "victoria-metrics")]
+        victoria_metrics: String,
         /// Directory for temporary files (default: the system's).
         #[arg(long)]
         work: Option<PathBuf>,
@@ -297,9 +306,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             series,
             hours,
             promtool,
+            victoria_metrics,
             work,
         } => {
-            crate::storage::storage(file, series, hours, &promtool, work)?;
+            crate::storage::storage(file, series, hours, &promtool, &victoria_metrics, work)?;
         }
         Command::Alerting {
             series,
@@ -314,9 +324,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runs,
             prometheus,
             promtool,
+            victoria_metrics,
             work,
         } => {
-            crate::queries::run(series, hours, runs, &prometheus, &promtool, work)?;
+            crate::queries::run(
+                series,
+                hours,
+                runs,
+                (&prometheus, &promtool, &victoria_metrics),
+                work,
+            )?;
         }
         Command::Soak(o) => crate::soak::run(o)?,
         Command::Fuzz {

@@ -85,7 +85,7 @@ fn run_measured(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
     }
 }
 
-fn dir_bytes(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> u64 {
     let mut total = 0;
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
@@ -144,6 +144,7 @@ pub(crate) fn storage(
     series: usize,
     hours: f64,
     promtool: &str,
+    victoria_metrics: &str,
     work: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()
@@ -185,6 +186,15 @@ pub(crate) fn storage(
             .arg(&file)
             .arg(&theirs)
             .stdout(std::process::Stdio::null()),
+    );
+    eprintln!("importing into {victoria_metrics}…");
+    let vm = crate::vm::Vm::start(victoria_metrics, &tmp.path().join("victoria-metrics")).and_then(
+        |vm| {
+            let took = vm.import(&file)?;
+            eprintln!("merging victoria-metrics' parts…");
+            let bytes = vm.merged_size()?;
+            Ok((took, bytes))
+        },
     );
     let input = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     println!(
@@ -265,6 +275,40 @@ pub(crate) fn storage(
             );
             println!("(no promtool baseline: {e:#}; install Debian's prometheus package)");
         }
+    }
+    println!();
+    match vm {
+        Ok((took, bytes)) => {
+            let ours = (oc + oi) as f64 / samples as f64;
+            let theirs = bytes as f64 / samples as f64;
+            println!(
+                "{:<28} {:>14} {:>14} {:>10}",
+                "", "lookout", "victoria-m.", "ratio"
+            );
+            println!(
+                "{:<28} {ours:>11.3} B  {theirs:>11.3} B  {:>9.3}×",
+                "bytes/sample (vm: its dir)",
+                ours / theirs
+            );
+            println!(
+                "{:<28} {:>11.3} s  {:>11.3} s  {:>9.3}×",
+                "import wall time (vm: HTTP)",
+                our_time.as_secs_f64(),
+                took.as_secs_f64(),
+                our_time.as_secs_f64() / took.as_secs_f64()
+            );
+            println!(
+                "goal: bytes/sample ≤ 0.8× victoria-metrics' directory after its merge ({})",
+                if ours <= 0.8 * theirs {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            );
+        }
+        Err(e) => println!(
+            "(no VictoriaMetrics baseline: {e:#}; install Debian's victoria-metrics package)"
+        ),
     }
     Ok(())
 }
