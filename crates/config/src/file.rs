@@ -993,7 +993,24 @@ pub struct StorageConfig {
     pub max_label_value_length: usize,
     /// Exemplars, as Prometheus's `storage.exemplars`.
     pub exemplars: ExemplarsConfig,
+    /// Retention per series: the first rule whose selector matches a series sets how
+    /// long it is kept (shorter or longer than `retention`, which keeps the rest).
+    pub retention_rules: Vec<RetentionRuleConfig>,
 }
+
+/// One `storage.retention_rules` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRuleConfig {
+    /// A series selector: `{job="node", __name__=~"node_softnet.*"}`.
+    pub matchers: String,
+    /// How long the series it matches are kept.
+    pub retention: PromDuration,
+}
+
+/// Most `storage.retention_rules` (each is checked against the series of every block at
+/// each maintenance pass).
+pub const MAX_RETENTION_RULES: usize = 100;
 
 /// `storage.exemplars:` settings (Prometheus's section).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -1028,6 +1045,7 @@ impl Default for StorageConfig {
             max_label_name_length: 1024,
             max_label_value_length: 16 * 1024,
             exemplars: ExemplarsConfig::default(),
+            retention_rules: Vec::new(),
         }
     }
 }
@@ -1222,6 +1240,34 @@ impl Config {
 
     /// Checks what the types cannot: sections Lookout does not run yet, scrape jobs,
     /// unique collector names, one password source.
+    fn validate_retention_rules(&self) -> Result<(), String> {
+        let rules = &self.storage.retention_rules;
+        if rules.len() > MAX_RETENTION_RULES {
+            return Err(format!(
+                "storage.retention_rules: {} rules, at most {MAX_RETENTION_RULES}",
+                rules.len()
+            ));
+        }
+        // The head holds up to 1.5 block durations, kept whole; rules apply to blocks.
+        let least = self.storage.block_duration.0 * 2;
+        for (i, r) in rules.iter().enumerate() {
+            lookout_promql::parse_selector(&r.matchers).map_err(|e| {
+                format!(
+                    "storage.retention_rules[{i}].matchers {:?}: {e}",
+                    r.matchers
+                )
+            })?;
+            if r.retention.0 < least {
+                return Err(format!(
+                    "storage.retention_rules[{i}].retention: {} is shorter than twice storage.block_duration ({})",
+                    r.retention,
+                    PromDuration(least)
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.validate_remote_write()?;
         self.validate_remote_read()?;
@@ -1265,6 +1311,7 @@ impl Config {
                 self.storage.block_duration
             ));
         }
+        self.validate_retention_rules()?;
         if let Some(t) = &self.otlp.translation_strategy
             && lookout_remote::otlp::Translation::parse(t).is_none()
         {
@@ -1472,6 +1519,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("needs a port") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn retention_rules_parse_and_are_checked() {
+        let c = Config::parse(
+            "storage:\n  retention_rules:\n    - matchers: '{job=\"node\", __name__=~\"node_softnet.*\"}'\n      retention: 3d\n    - matchers: 'up'\n      retention: 90d\n",
+        )
+        .unwrap();
+        assert_eq!(c.storage.retention_rules.len(), 2);
+        assert_eq!(
+            c.storage.retention_rules[0].retention.0,
+            Duration::from_secs(3 * 86_400)
+        );
+        let o = crate::storage_options(&c);
+        assert_eq!(o.retention_rules.len(), 2);
+        assert_eq!(o.retention_rules[0].matchers.len(), 2);
+        assert_eq!(o.retention_rules[1].selector, "up");
+        for (bad, says) in [
+            ("'{job=~\"(\"}'", "retention_rules[0].matchers"),
+            ("'rate(up[5m])'", "not a series selector"),
+            (
+                "'{job=\"x\"}'\n      retention: 1h",
+                "shorter than twice storage.block_duration",
+            ),
+        ] {
+            let text = if bad.contains("retention:") {
+                format!("storage:\n  retention_rules:\n    - matchers: {bad}\n")
+            } else {
+                format!(
+                    "storage:\n  retention_rules:\n    - matchers: {bad}\n      retention: 1d\n"
+                )
+            };
+            let e = Config::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let many: String = (0..=MAX_RETENTION_RULES)
+            .map(|i| format!("    - {{ matchers: 'up{{i=\"{i}\"}}', retention: 1d }}\n"))
+            .collect();
+        let e = Config::parse(&format!("storage:\n  retention_rules:\n{many}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 100"), "{e}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use lookout_notify::{EscalationPolicy, Level};
 use lookout_promql::EngineOptions;
 use lookout_rules::ManagerOptions;
 use lookout_server::ServeOptions;
-use lookout_tsdb::{Limits, Options, SyncPolicy};
+use lookout_tsdb::{Limits, Options, RetentionRule, SyncPolicy};
 
 use crate::Error;
 use crate::file::{CollectorsConfig, Config, WalSync};
@@ -398,6 +398,22 @@ pub fn storage_options(config: &Config) -> Options {
             max_label_value_len: st.max_label_value_length,
         },
         max_exemplars: st.exemplars.max_exemplars,
+        retention_rules: st
+            .retention_rules
+            .iter()
+            .flat_map(|r| {
+                // Validated with the configuration; an `or` selector is one rule per
+                // alternative, in order.
+                lookout_promql::parse_selector(&r.matchers)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|matchers| RetentionRule {
+                        selector: r.matchers.clone(),
+                        matchers,
+                        retention: r.retention.0,
+                    })
+            })
+            .collect(),
         ..Options::default()
     }
 }

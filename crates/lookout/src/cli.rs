@@ -158,11 +158,15 @@ enum ImportCommand {
 
 #[derive(Debug, Subcommand)]
 enum TsdbCommand {
-    /// Series, samples, time range, bytes on disk and top label cardinalities.
+    /// Series, samples, time range, bytes on disk, top label cardinalities and, with
+    /// `--config`, the series each retention rule keeps.
     Stats {
         /// Data directory (stop `lookout serve` on it first).
         #[arg(long, value_name = "DIR", default_value = "./lookout-data")]
         data: PathBuf,
+        /// The configuration whose `storage.retention_rules` to report on.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -258,9 +262,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Tsdb {
-            what: TsdbCommand::Stats { data, json },
+            what: TsdbCommand::Stats { data, config, json },
         } => {
-            crate::tsdb_cmd::stats(&data, json)?;
+            let opts = match config {
+                Some(p) => lookout_config::storage_options(&Config::load(&p)?),
+                None => lookout_tsdb::Options::default(),
+            };
+            crate::tsdb_cmd::stats(&data, opts, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Test {

@@ -24,8 +24,9 @@ pub(crate) fn bytes(b: u64) -> String {
     }
 }
 
-/// Prints the statistics of the data directory `dir`.
-pub(crate) fn stats(dir: &Path, json: bool) -> anyhow::Result<()> {
+/// Prints the statistics of the data directory `dir`, opened with `opts` (their retention
+/// rules are reported on; nothing is maintained).
+pub(crate) fn stats(dir: &Path, opts: Options, json: bool) -> anyhow::Result<()> {
     if !dir.join("wal").exists() && !dir.join("blocks").exists() {
         anyhow::bail!(
             "{} is not a Lookout data directory (no wal/ or blocks/)",
@@ -36,7 +37,7 @@ pub(crate) fn stats(dir: &Path, json: bool) -> anyhow::Result<()> {
         dir,
         Options {
             maintenance_interval: None,
-            ..Options::default()
+            ..opts
         },
         &mut Registry::default(),
     )
@@ -85,6 +86,17 @@ pub(crate) fn stats(dir: &Path, json: bool) -> anyhow::Result<()> {
     println!("Top label cardinalities (distinct values):");
     for (name, n) in &st.top_cardinalities {
         println!("  {name:<24} {n}");
+    }
+    if !st.retention.is_empty() {
+        println!("Retention (the first rule matching a series applies):");
+        for r in &st.retention {
+            println!(
+                "  {:<10} {:>8} series  {}",
+                lookout_model::format_duration(std::time::Duration::from_secs(r.retention_seconds)),
+                r.series,
+                r.selector
+            );
+        }
     }
     Ok(())
 }

@@ -424,6 +424,37 @@ fn import_openmetrics_then_serve() {
     assert_eq!(st["samples"], 1440);
     assert_eq!(st["series"], 2);
     assert_eq!(st["min_time"], base * 1000);
+    // With a configuration, the series each retention rule applies to.
+    let rcfg = dir.path().join("retention.yml");
+    std::fs::write(
+        &rcfg,
+        "storage:\n  retention: 30d\n  retention_rules:\n    - matchers: '{job=\"a\"}'\n      retention: 3d\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "tsdb",
+        "stats",
+        "--data",
+        utf8(&data),
+        "--config",
+        utf8(&rcfg),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Retention"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0].contains("3d") && rows[0].contains("1 series") && rows[0].contains("{job=\"a\"}"),
+        "{text}"
+    );
+    assert!(
+        rows[1].contains("4w2d") && rows[1].contains("1 series") && rows[1].contains("(the rest)"),
+        "{text}"
+    );
 
     let cfg = write_config(dir.path(), FAST);
     let lk = Lookout::start(&data, &cfg);

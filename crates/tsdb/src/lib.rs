@@ -69,7 +69,7 @@ use head::Head;
 pub use import::{ImportError, ImportSummary, Importer};
 pub use lookout_model::status::HeadStatus;
 use metrics::TsdbMetrics;
-pub use options::{Limits, Options, SyncPolicy};
+pub use options::{Limits, Options, RetentionRule, SyncPolicy};
 use wal::{Record, Wal};
 
 /// Figures about the stored data.
@@ -99,6 +99,20 @@ pub struct Stats {
     pub block_samples: u64,
     /// Label names with the most distinct values, descending.
     pub top_cardinalities: Vec<(String, usize)>,
+    /// The series each retention rule keeps (each series counted for the first rule
+    /// matching it), then those the global retention keeps; empty without rules.
+    pub retention: Vec<RetentionStat>,
+}
+
+/// The series one retention rule (or the global retention) applies to.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RetentionStat {
+    /// The rule's selector, or `(the rest)` for the global retention.
+    pub selector: String,
+    /// How long its series are kept, in seconds.
+    pub retention_seconds: u64,
+    /// Distinct series stored that it applies to.
+    pub series: u64,
 }
 
 #[derive(Debug)]
@@ -647,6 +661,28 @@ impl Inner {
             }
         }
         st.series = seen.len() as u64;
+        let rules = &self.opts.retention_rules;
+        if !rules.is_empty() {
+            let mut counts = vec![0u64; rules.len() + 1];
+            for ls in &seen {
+                let i = rules
+                    .iter()
+                    .position(|r| r.matches(ls))
+                    .unwrap_or(rules.len());
+                counts[i] += 1;
+            }
+            st.retention = rules
+                .iter()
+                .map(|r| (r.selector.clone(), r.retention))
+                .chain([("(the rest)".to_string(), self.opts.retention)])
+                .zip(counts)
+                .map(|((selector, d), series)| RetentionStat {
+                    selector,
+                    retention_seconds: d.as_secs(),
+                    series,
+                })
+                .collect();
+        }
         st.samples = st.head_samples + st.block_samples;
         st.wal_bytes = self.wal.lock().expect("lock poisoned").size();
         let mut top: Vec<(String, usize)> = card.into_iter().map(|(k, v)| (k, v.len())).collect();

@@ -10,8 +10,96 @@ use lookout_model::{Labels, Matcher, Sample};
 use lookout_storage::{Error, Result};
 
 use crate::block::{Block, BlockWriter, PageCache};
+use crate::options::{Options, RetentionRule};
 use crate::wal::{self, Record};
 use crate::{Inner, block_err, head, io_err, ms};
+
+/// What [`Inner::merge_blocks`] does to each series' samples.
+pub(crate) type Prune<'a> = dyn Fn(&Labels, &mut Vec<Sample>) + Sync + 'a;
+
+/// What retention does to one block.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Delete,
+    /// Rewrite it without the samples past their series' retention.
+    Prune,
+}
+
+/// The retention rules with the time each keeps data from, rounded down to a multiple of
+/// the block range: a block is rewritten at most once per block range for a rule, and
+/// data is kept up to one block range longer than its rule says (as whole-block
+/// retention keeps a block until its newest sample is past).
+struct RuleCutoffs<'a> {
+    rules: Vec<(&'a RetentionRule, i64)>,
+    /// Whether some rule keeps series longer than the global retention.
+    longer: bool,
+}
+
+impl<'a> RuleCutoffs<'a> {
+    fn new(opts: &'a Options, now: i64) -> Self {
+        let step = ms(opts.block_range).max(1);
+        Self {
+            rules: opts
+                .retention_rules
+                .iter()
+                .map(|r| {
+                    let c = now.saturating_sub(ms(r.retention));
+                    (r, c.div_euclid(step).saturating_mul(step))
+                })
+                .collect(),
+            longer: opts
+                .retention_rules
+                .iter()
+                .any(|r| r.retention > opts.retention),
+        }
+    }
+
+    /// Where the first rule matching `ls` keeps it from, if one does.
+    fn cutoff_of(&self, ls: &Labels) -> Option<i64> {
+        self.rules
+            .iter()
+            .find(|(r, _)| r.matches(ls))
+            .map(|(_, c)| *c)
+    }
+
+    /// Keep, delete or prune `b`; `past` says it is past the global retention.
+    fn verdict(&self, b: &Block, past: bool) -> Verdict {
+        if self.rules.is_empty() || (past && !self.longer) {
+            return if past { Verdict::Delete } else { Verdict::Keep };
+        }
+        // Each series goes to the first rule that matches it.
+        let mut claimed: HashSet<u32> = HashSet::new();
+        let (mut keep, mut drop) = (false, false);
+        for (rule, c) in &self.rules {
+            if b.meta.min_time >= *c && !past {
+                // Nothing of this block is past this rule; its series still claim.
+                claimed.extend(b.select(&rule.matchers));
+                continue;
+            }
+            for r in b.select(&rule.matchers) {
+                if !claimed.insert(r) {
+                    continue;
+                }
+                drop |= b.overlaps(r, i64::MIN, c.saturating_sub(1));
+                keep |= b.overlaps(r, *c, i64::MAX);
+            }
+        }
+        if past {
+            // The series no rule claims are past the global retention.
+            drop |= claimed.len() < b.num_series();
+            match (keep, drop) {
+                (false, _) => Verdict::Delete,
+                (true, true) => Verdict::Prune,
+                (true, false) => Verdict::Keep,
+            }
+        } else if drop {
+            Verdict::Prune
+        } else {
+            Verdict::Keep
+        }
+    }
+}
 
 impl Inner {
     pub(crate) fn maintain(&self, now: i64) -> Result<()> {
@@ -200,17 +288,19 @@ impl Inner {
         Ok(())
     }
 
-    /// Writes one block holding every sample of `group` (minus `delete`), then swaps it in.
+    /// Writes one block holding every sample of `group`, each series' samples passed
+    /// through `prune` when given (a series left without samples is left out), then swaps
+    /// it in. Without `prune` it is a compaction (one level up).
     pub(crate) fn merge_blocks(
         &self,
         group: &[Arc<Block>],
-        delete: Option<(&[Matcher], i64, i64)>,
+        prune: Option<&Prune<'_>>,
     ) -> Result<()> {
         let started = std::time::Instant::now();
         let min = group.iter().map(|b| b.meta.min_time).min().unwrap_or(0);
         let max = group.iter().map(|b| b.meta.max_time).max().unwrap_or(0);
         let level =
-            group.iter().map(|b| b.meta.level).max().unwrap_or(1) + u32::from(delete.is_none());
+            group.iter().map(|b| b.meta.level).max().unwrap_or(1) + u32::from(prune.is_none());
         let parent = self.dir.join("blocks");
         let mut w = BlockWriter::new(&parent, min, max, level).map_err(block_err)?;
         w.set_parents(group.iter().map(|b| b.meta.id.clone()).collect());
@@ -229,18 +319,6 @@ impl Inner {
                 labels.entry(b.labels(r)).or_default().push((i, r));
             }
         }
-        let deleted: HashSet<Labels> = match delete {
-            Some((ms_, _, _)) => group
-                .iter()
-                .flat_map(|b| {
-                    b.select(ms_)
-                        .into_iter()
-                        .map(|r| b.labels(r))
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
-            None => HashSet::new(),
-        };
         let mut cache = PageCache::default();
         for (ls, refs) in labels {
             let mut samples: Vec<Sample> = Vec::new();
@@ -250,10 +328,11 @@ impl Inner {
                     .map_err(block_err)?;
                 samples = head::merge(samples, s);
             }
-            if let Some((_, dmin, dmax)) = delete
-                && deleted.contains(&ls)
-            {
-                samples.retain(|s| s.t < dmin || s.t > dmax);
+            if let Some(prune) = prune {
+                prune(&ls, &mut samples);
+                if samples.is_empty() {
+                    continue;
+                }
             }
             w.add(ls, &samples).map_err(block_err)?;
         }
@@ -290,15 +369,24 @@ impl Inner {
 
     pub(crate) fn retention(&self, now: i64) -> Result<()> {
         let cutoff = now.saturating_sub(ms(self.opts.retention));
+        let rules = RuleCutoffs::new(&self.opts, now);
         let mut doomed: Vec<Arc<Block>> = Vec::new();
+        let mut pruned: Vec<Arc<Block>> = Vec::new();
         {
             let mut blocks = self.blocks.write().expect("lock poisoned");
             blocks.retain(|b| {
-                let keep = b.meta.max_time > cutoff;
-                if !keep {
-                    doomed.push(Arc::clone(b));
+                let past = b.meta.max_time <= cutoff;
+                match rules.verdict(b, past) {
+                    Verdict::Delete => {
+                        doomed.push(Arc::clone(b));
+                        false
+                    }
+                    Verdict::Prune => {
+                        pruned.push(Arc::clone(b));
+                        true
+                    }
+                    Verdict::Keep => true,
                 }
-                keep
             });
             if let Some(limit) = self.opts.retention_size {
                 let wal = self.wal.lock().expect("lock poisoned").size();
@@ -310,6 +398,7 @@ impl Inner {
                 while total > limit && !blocks.is_empty() {
                     let b = blocks.remove(0);
                     total -= b.chunks_bytes + b.index_bytes;
+                    pruned.retain(|p| !Arc::ptr_eq(p, &b));
                     doomed.push(b);
                 }
             }
@@ -319,6 +408,14 @@ impl Inner {
             tracing::info!(id = %b.meta.id, max_time = b.meta.max_time, "Block deleted by retention");
             std::fs::remove_dir_all(&b.dir)
                 .map_err(io_err(format!("deleting {}", b.dir.display())))?;
+        }
+        for b in pruned {
+            let prune = |ls: &Labels, samples: &mut Vec<Sample>| {
+                let c = rules.cutoff_of(ls).unwrap_or(cutoff);
+                samples.retain(|s| s.t >= c);
+            };
+            tracing::info!(id = %b.meta.id, "Block rewritten by retention rules");
+            self.merge_blocks(std::slice::from_ref(&b), Some(&prune))?;
         }
         Ok(())
     }
@@ -374,7 +471,17 @@ impl Inner {
             .cloned()
             .collect();
         for b in affected {
-            self.merge_blocks(std::slice::from_ref(&b), Some((matchers, mint, maxt)))?;
+            let deleted: HashSet<Labels> = b
+                .select(matchers)
+                .into_iter()
+                .map(|r| b.labels(r))
+                .collect();
+            let prune = |ls: &Labels, samples: &mut Vec<Sample>| {
+                if deleted.contains(ls) {
+                    samples.retain(|s| s.t < mint || s.t > maxt);
+                }
+            };
+            self.merge_blocks(std::slice::from_ref(&b), Some(&prune))?;
         }
         Ok(touched.len())
     }

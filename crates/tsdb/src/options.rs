@@ -69,6 +69,27 @@ pub struct Options {
     /// Most exemplars kept (default 100,000, as Prometheus's
     /// `storage.exemplars.max_exemplars`); the oldest go first; 0 keeps none.
     pub max_exemplars: usize,
+    /// Retention per series, applied to blocks at each maintenance pass: the first rule
+    /// matching a series sets how long it is kept; the rest follow `retention`.
+    pub retention_rules: Vec<RetentionRule>,
+}
+
+/// How long the series a selector matches are kept.
+#[derive(Debug, Clone)]
+pub struct RetentionRule {
+    /// The selector as written (shown by stats).
+    pub selector: String,
+    /// Its matchers (all must match).
+    pub matchers: Vec<lookout_model::Matcher>,
+    /// How long the series are kept.
+    pub retention: Duration,
+}
+
+impl RetentionRule {
+    /// Whether the series `ls` is this rule's.
+    pub fn matches(&self, ls: &lookout_model::Labels) -> bool {
+        self.matchers.iter().all(|m| m.matches_labels(ls))
+    }
 }
 
 impl Default for Options {
@@ -84,6 +105,7 @@ impl Default for Options {
             wal_segment_size: 32 << 20,
             maintenance_interval: Some(Duration::from_secs(60)),
             max_exemplars: 100_000,
+            retention_rules: Vec::new(),
         }
     }
 }

@@ -482,3 +482,112 @@ fn the_exemplar_ring_is_bounded() {
     );
     db.close().unwrap();
 }
+
+#[test]
+fn retention_rules_keep_each_series_for_its_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = 24 * H;
+    let rule = |job: &str, days: i64| RetentionRule {
+        selector: format!("{{job=\"{job}\"}}"),
+        matchers: vec![Matcher::equal("job", job)],
+        retention: std::time::Duration::from_millis((days * day) as u64),
+    };
+    let o = Options {
+        retention: std::time::Duration::from_millis((10 * day) as u64),
+        retention_rules: vec![rule("gauge", 1), rule("counter", 20)],
+        ..opts()
+    };
+    let db = Tsdb::open(dir.path(), o.clone(), &mut Registry::default()).unwrap();
+    fill(&db, 0, 72);
+    db.maintain(72 * H).unwrap();
+    let before = bits(&all(&db));
+    let of = |s: &[(Labels, Vec<(i64, u64)>)], job: &str| -> Vec<(i64, u64)> {
+        s.iter()
+            .find(|x| x.0 == up(job))
+            .map(|x| x.1.clone())
+            .unwrap_or_default()
+    };
+    let block_ids = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.join("blocks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // At 3.5 days the gauge (1 day, rounded down to the 2 h block range: from 60 h) has
+    // lost its older samples; the counter (20 days) and the rest (10 days) keep all.
+    db.maintain(84 * H).unwrap();
+    let after = bits(&all(&db));
+    let kept: Vec<_> = of(&before, "gauge")
+        .into_iter()
+        .filter(|x| x.0 >= 60 * H)
+        .collect();
+    assert!(!kept.is_empty());
+    let gauge = of(&after, "gauge");
+    assert_eq!(
+        gauge
+            .iter()
+            .filter(|x| x.0 < 72 * H)
+            .copied()
+            .collect::<Vec<_>>(),
+        kept
+    );
+    assert_eq!(of(&after, "counter"), of(&before, "counter"));
+    assert_eq!(of(&after, "rare"), of(&before, "rare"));
+    // A second pass at the same time rewrites nothing.
+    let ids = block_ids(dir.path());
+    db.maintain(84 * H).unwrap();
+    assert_eq!(block_ids(dir.path()), ids, "no block rewritten twice");
+
+    // At 12 days, with new data since (so the old head is cut into blocks), the global
+    // retention (10 days: blocks ending by 48 h) would delete the oldest blocks whole;
+    // the counter's rule keeps its part of them.
+    fill(&db, 11 * 24, 4);
+    db.maintain(12 * day).unwrap();
+    let after = bits(&all(&db));
+    let old = |v: Vec<(i64, u64)>| v.into_iter().filter(|x| x.0 < 72 * H).collect::<Vec<_>>();
+    assert_eq!(
+        old(of(&after, "counter")),
+        of(&before, "counter"),
+        "kept 20 days"
+    );
+    assert!(
+        of(&after, "gauge").iter().all(|x| x.0 >= 11 * day),
+        "only its last day"
+    );
+    let rare = old(of(&after, "rare"));
+    assert!(
+        rare.first().is_some_and(|x| x.0 >= 36 * H),
+        "the rest follow the global retention: {:?}",
+        rare.first()
+    );
+    assert_eq!(
+        rare,
+        of(&before, "rare")
+            .into_iter()
+            .filter(|x| x.0 >= rare[0].0)
+            .collect::<Vec<_>>()
+    );
+    let st = db.stats();
+    let counts: Vec<(String, u64)> = st
+        .retention
+        .iter()
+        .map(|r| (r.selector.clone(), r.series))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("{job=\"gauge\"}".to_string(), 1),
+            ("{job=\"counter\"}".to_string(), 1),
+            ("(the rest)".to_string(), 1),
+        ]
+    );
+    // What was rewritten survives a restart.
+    db.close().unwrap();
+    drop(db);
+    let db = Tsdb::open(dir.path(), o, &mut Registry::default()).unwrap();
+    assert_eq!(bits(&all(&db)), after);
+    assert_eq!(db.stats().retention.len(), 3);
+}
