@@ -247,13 +247,13 @@ pub(crate) fn storage(
             );
             println!();
             println!(
-                "goals: bytes/sample ≤ 0.5× promtool ({}), import time ≤ 0.333× promtool ({})",
-                if bps(oc, oi) <= 0.5 * bps(tc, ti) {
+                "goals: bytes/sample ≤ 0.35× promtool ({}), import time ≤ 0.25× promtool ({})",
+                if bps(oc, oi) <= 0.35 * bps(tc, ti) {
                     "met"
                 } else {
                     "NOT met"
                 },
-                if our_time.as_secs_f64() <= their_time.as_secs_f64() / 3.0 {
+                if our_time.as_secs_f64() <= their_time.as_secs_f64() / 4.0 {
                     "met"
                 } else {
                     "NOT met"
