@@ -33,14 +33,7 @@ fn names(out: &[Metric]) -> BTreeSet<String> {
         .collect()
 }
 
-fn value(out: &[Metric], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    out.iter()
-        .find(|m| {
-            m.labels.metric_name() == Some(name)
-                && labels.iter().all(|(k, v)| m.labels.get(k) == Some(*v))
-        })
-        .map(|m| m.value)
-}
+use support::value_in as value;
 
 fn pg(server: &PgServer, db: &str, slow: &PostgresBoard) -> PostgresCollector {
     PostgresCollector::new(

@@ -25,14 +25,7 @@ fn collector(name: &str, server: &PgServer) -> PostgresCollector {
     .unwrap()
 }
 
-fn value(out: &[Metric], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    out.iter()
-        .find(|m| {
-            m.labels.metric_name() == Some(name)
-                && labels.iter().all(|(k, v)| m.labels.get(k) == Some(*v))
-        })
-        .map(|m| m.value)
-}
+use support::value_in as value;
 
 /// Collects from `c` until `ok` holds for what it read (at most 30 s).
 async fn collect_until(

@@ -49,24 +49,13 @@ async fn wait(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-struct Exporter(std::process::Child);
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrapes_the_real_node_exporter_with_relabeling() {
     let port = support::free_port();
-    let _exp = Exporter(
-        std::process::Command::new("prometheus-node-exporter")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("prometheus-node-exporter is not installed (run ./scripts/test)"),
+    let _exp = support::Exporter::start(
+        "prometheus-node-exporter",
+        &[format!("--web.listen-address=127.0.0.1:{port}")],
+        &[],
     );
     let db = Arc::new(MemStorage::new());
     let cfg = configs(&format!(
@@ -296,21 +285,20 @@ async fn scrapes_the_real_database_exporters() {
     let pg = support::PgServer::start();
     let redis = support::RedisServer::start();
     let (pp, rp) = (support::free_port(), support::free_port());
-    let _pge = Exporter(
-        std::process::Command::new("prometheus-postgres-exporter")
-            .arg(format!("--web.listen-address=127.0.0.1:{pp}"))
-            .env("DATA_SOURCE_NAME", pg.dsn("postgres"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("prometheus-postgres-exporter is not installed (run ./scripts/test)"),
+    let _pge = support::Exporter::start(
+        "prometheus-postgres-exporter",
+        &[format!("--web.listen-address=127.0.0.1:{pp}")],
+        &[("DATA_SOURCE_NAME", pg.dsn("postgres"))],
     );
-    let _re = Exporter(
-        std::process::Command::new("prometheus-redis-exporter")
-            .args(["-redis.addr", &redis.url()])
-            .args(["-web.listen-address", &format!("127.0.0.1:{rp}")])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("prometheus-redis-exporter is not installed (run ./scripts/test)"),
+    let _re = support::Exporter::start(
+        "prometheus-redis-exporter",
+        &[
+            "-redis.addr".into(),
+            redis.url(),
+            "-web.listen-address".into(),
+            format!("127.0.0.1:{rp}"),
+        ],
+        &[],
     );
     let cfg = configs(&format!(
         r#"

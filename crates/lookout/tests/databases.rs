@@ -242,25 +242,14 @@ fn database_config_errors_are_named() {
     }
 }
 
-struct Exporter(std::process::Child);
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A Prometheus configuration file, used as is (promtool accepts the same file).
 #[test]
 fn prometheus_yml_drop_in() {
     let port = support::free_port();
-    let _exp = Exporter(
-        std::process::Command::new("prometheus-node-exporter")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("prometheus-node-exporter is not installed (run ./scripts/test)"),
+    let _exp = support::Exporter::start(
+        "prometheus-node-exporter",
+        &[format!("--web.listen-address=127.0.0.1:{port}")],
+        &[],
     );
     let dir = tempfile::tempdir().unwrap();
     let prom = dir.path().join("prometheus.yml");

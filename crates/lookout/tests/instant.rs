@@ -42,14 +42,7 @@ fn a_database_going_away_is_notified_within_group_wait_and_moments() {
     let hook = WebhookReceiver::start(200, 0);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
-    std::fs::write(
-        dir.path().join("alertmanager.yml"),
-        format!(
-            "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 1s\nreceivers:\n  - name: team\n    webhook_configs: [{{url: \"{}\"}}]\n",
-            hook.url
-        ),
-    )
-    .unwrap();
+    alertmanager_to(dir.path(), &hook);
     let cfg = write_config(
         dir.path(),
         &format!(
@@ -89,29 +82,29 @@ fn a_database_going_away_is_notified_within_group_wait_and_moments() {
     assert!(lk.terminate().success());
 }
 
-/// Kills the exporter when the test ends, however it ends.
-struct Exporter(std::process::Child);
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// An Alertmanager file sending every alert to `hook` after a 1 s `group_wait`.
+fn alertmanager_to(dir: &std::path::Path, hook: &WebhookReceiver) {
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 1s\nreceivers:\n  - name: team\n    webhook_configs: [{{url: \"{}\"}}]\n",
+            hook.url
+        ),
+    )
+    .unwrap();
 }
 
 #[test]
 fn a_scrape_target_that_dies_is_notified_without_waiting_for_its_next_scrape() {
     let port = support::free_port();
-    let mut exporter = Exporter(
-        std::process::Command::new("prometheus-node-exporter")
-            .args([
-                &format!("--web.listen-address=127.0.0.1:{port}"),
-                "--collector.disable-defaults",
-                "--collector.loadavg",
-            ])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("prometheus-node-exporter is not installed (run ./scripts/test)"),
+    let mut exporter = support::Exporter::start(
+        "prometheus-node-exporter",
+        &[
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--collector.disable-defaults".into(),
+            "--collector.loadavg".into(),
+        ],
+        &[],
     );
     let hook = WebhookReceiver::start(200, 0);
     let dir = tempfile::tempdir().unwrap();
@@ -120,14 +113,7 @@ fn a_scrape_target_that_dies_is_notified_without_waiting_for_its_next_scrape() {
         "groups:\n- name: targets\n  interval: 1m\n  rules:\n  - alert: NodeTargetDown\n    expr: up{job=\"node\"} == 0\n",
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("alertmanager.yml"),
-        format!(
-            "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 1s\nreceivers:\n  - name: team\n    webhook_configs: [{{url: \"{}\"}}]\n",
-            hook.url
-        ),
-    )
-    .unwrap();
+    alertmanager_to(dir.path(), &hook);
     let cfg = write_config(
         dir.path(),
         &format!(

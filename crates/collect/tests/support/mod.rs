@@ -9,6 +9,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// An exporter process (Debian's packages), killed and reaped when dropped.
+#[allow(dead_code)] // each test binary uses its own part of this module
+pub struct Exporter(pub Child);
+
+#[allow(dead_code)]
+impl Exporter {
+    /// Starts `program` with `args` and `env`, its stderr silenced; a missing program
+    /// fails the test naming the package to install.
+    pub fn start(program: &str, args: &[String], env: &[(&str, String)]) -> Self {
+        let child = Command::new(program)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} is not installed (run ./scripts/test): {e}"));
+        Self(child)
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -59,6 +85,32 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// A temporary directory the postgres user can reach.
+fn postgres_dir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    dir
+}
+
+/// The value of the first metric named `name` with `labels` among `out`.
+#[allow(dead_code)]
+pub fn value_in(
+    out: &[lookout_collect::Metric],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    out.iter()
+        .find(|m| {
+            m.labels.metric_name() == Some(name)
+                && labels.iter().all(|(k, v)| m.labels.get(k) == Some(*v))
+        })
+        .map(|m| m.value)
+}
+
 /// A PostgreSQL server with pg_stat_statements preloaded.
 pub struct PgServer {
     /// Its port on 127.0.0.1.
@@ -72,16 +124,7 @@ impl PgServer {
     /// Creates a cluster (trust authentication on loopback) and starts it.
     pub fn start() -> Self {
         let bin = pg_bin();
-        let dir = tempfile::Builder::new()
-            .prefix("lookout-pg-")
-            .tempdir()
-            .unwrap();
-        // The postgres user must reach the directory.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        let dir = postgres_dir("lookout-pg-");
         let data = dir.path().join("data");
         let st = as_postgres(&bin.join("initdb"))
             .arg("-D")
@@ -107,15 +150,7 @@ impl PgServer {
     #[allow(dead_code)] // each test binary uses its own part of this module
     pub fn standby_of(primary: &PgServer, slot: &str) -> Self {
         let bin = pg_bin();
-        let dir = tempfile::Builder::new()
-            .prefix("lookout-pg-standby-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        let dir = postgres_dir("lookout-pg-standby-");
         let out = as_postgres(&bin.join("pg_basebackup"))
             .args([
                 "-h",
