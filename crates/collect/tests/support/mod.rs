@@ -135,14 +135,7 @@ impl PgServer {
             .status()
             .expect("running initdb");
         assert!(st.success(), "initdb failed");
-        let mut s = Self {
-            port: free_port(),
-            dir,
-            bin,
-            pid: None,
-        };
-        s.start_again();
-        s
+        Self::started(dir, bin)
     }
 
     /// A streaming standby of `primary`, copied with `pg_basebackup` through a new
@@ -170,6 +163,11 @@ impl PgServer {
             "pg_basebackup failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        Self::started(dir, bin)
+    }
+
+    /// Starts the cluster in `dir` on a free port.
+    fn started(dir: tempfile::TempDir, bin: PathBuf) -> Self {
         let mut s = Self {
             port: free_port(),
             dir,
