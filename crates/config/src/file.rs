@@ -993,6 +993,8 @@ pub struct StorageConfig {
     pub max_label_value_length: usize,
     /// Exemplars, as Prometheus's `storage.exemplars`.
     pub exemplars: ExemplarsConfig,
+    /// Bytes of decompressed block pages kept for queries (default 64MB; 0: none).
+    pub page_cache_size: ByteSize,
     /// Retention per series: the first rule whose selector matches a series sets how
     /// long it is kept (shorter or longer than `retention`, which keeps the rest).
     pub retention_rules: Vec<RetentionRuleConfig>,
@@ -1046,6 +1048,7 @@ impl Default for StorageConfig {
             max_label_value_length: 16 * 1024,
             exemplars: ExemplarsConfig::default(),
             retention_rules: Vec::new(),
+            page_cache_size: ByteSize(64 << 20),
         }
     }
 }

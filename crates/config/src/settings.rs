@@ -398,6 +398,7 @@ pub fn storage_options(config: &Config) -> Options {
             max_label_value_len: st.max_label_value_length,
         },
         max_exemplars: st.exemplars.max_exemplars,
+        page_cache_bytes: usize::try_from(st.page_cache_size.0).unwrap_or(usize::MAX),
         retention_rules: st
             .retention_rules
             .iter()

@@ -387,6 +387,8 @@ pub(crate) struct Block {
     /// Sizes of the `chunks` and `index` files.
     pub(crate) chunks_bytes: u64,
     pub(crate) index_bytes: u64,
+    /// This opening's number, unique in the process: the shared page cache's key.
+    serial: u64,
 }
 
 fn corrupt(path: &Path, what: impl Into<String>) -> BlockError {
@@ -511,6 +513,7 @@ impl Block {
             data_range,
             chunks_bytes,
             index_bytes: raw.len() as u64,
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -639,11 +642,64 @@ impl Block {
     }
 }
 
-/// Decompressed pages, per query: at most 64 (4 MiB) at a time.
+/// Numbers for [`Block::serial`].
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+/// Decompressed pages shared by every query, by block opening and page offset, oldest
+/// out first, within [`set_shared_page_budget`] bytes. Dashboards and rules read the
+/// same recent pages again and again, and decompressing them is most of what a query
+/// over blocks costs (zstd was 40% of an instant query over 30,000 series); blocks are
+/// immutable, so a page never goes stale.
+#[derive(Default)]
+struct SharedPages {
+    pages: HashMap<(u64, u64), Arc<Vec<u8>>>,
+    order: std::collections::VecDeque<(u64, u64)>,
+    bytes: usize,
+}
+
+static SHARED_PAGES: std::sync::LazyLock<std::sync::Mutex<SharedPages>> =
+    std::sync::LazyLock::new(Default::default);
+static SHARED_BUDGET: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(64 << 20);
+
+/// Sets the bytes of decompressed pages kept for queries (0: none), for every store in
+/// the process; pages past it go, oldest first.
+pub(crate) fn set_shared_page_budget(bytes: usize) {
+    SHARED_BUDGET.store(bytes, Ordering::Relaxed);
+    let mut s = SHARED_PAGES.lock().unwrap_or_else(|e| e.into_inner());
+    s.shrink_to(bytes);
+}
+
+impl SharedPages {
+    fn shrink_to(&mut self, budget: usize) {
+        while self.bytes > budget {
+            let Some(k) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(p) = self.pages.remove(&k) {
+                self.bytes -= p.len();
+            }
+        }
+    }
+
+    fn insert(&mut self, key: (u64, u64), page: &Arc<Vec<u8>>, budget: usize) {
+        if page.len() > budget || self.pages.contains_key(&key) {
+            return;
+        }
+        self.shrink_to(budget - page.len());
+        self.bytes += page.len();
+        self.pages.insert(key, Arc::clone(page));
+        self.order.push_back(key);
+    }
+}
+
+/// Decompressed pages, per query (at most `capacity` at a time), backed by the pages
+/// shared between queries when made with [`PageCache::for_queries`].
 #[derive(Debug)]
 pub(crate) struct PageCache {
     pages: HashMap<(usize, u64), Arc<Vec<u8>>>,
     capacity: usize,
+    shared: bool,
     /// Pages read and decompressed (not found in the cache).
     pub(crate) misses: u64,
 }
@@ -655,12 +711,22 @@ impl Default for PageCache {
 }
 
 impl PageCache {
-    /// A cache of at most `capacity` pages.
+    /// A cache of at most `capacity` pages, of this reader's own (compaction and
+    /// deletion read everything once and leave the shared pages alone).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
             pages: HashMap::new(),
             capacity: capacity.max(1),
+            shared: false,
             misses: 0,
+        }
+    }
+
+    /// A query's cache: 64 pages of its own, backed by the shared pages.
+    pub(crate) fn for_queries() -> Self {
+        Self {
+            shared: true,
+            ..Self::default()
         }
     }
 
@@ -672,8 +738,33 @@ impl PageCache {
         if self.pages.len() >= self.capacity {
             self.pages.clear();
         }
-        let p = b.read_page(off)?;
-        self.misses += 1;
+        let budget = SHARED_BUDGET.load(Ordering::Relaxed);
+        let shared = self.shared && budget > 0;
+        let skey = (b.serial, off);
+        let found = shared
+            .then(|| {
+                SHARED_PAGES
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pages
+                    .get(&skey)
+                    .cloned()
+            })
+            .flatten();
+        let p = match found {
+            Some(p) => p,
+            None => {
+                let p = b.read_page(off)?;
+                self.misses += 1;
+                if shared {
+                    SHARED_PAGES
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(skey, &p, budget);
+                }
+                p
+            }
+        };
         self.pages.insert(key, Arc::clone(&p));
         Ok(p)
     }
@@ -769,7 +860,37 @@ mod tests {
             misses(&all) > 10 * pages.len() as u64,
             "label order rereads pages"
         );
-        assert!(b.read_order(all, 10_000_000, 20_000_000).is_empty());
+        assert!(b.read_order(all.clone(), 10_000_000, 20_000_000).is_empty());
+        // Queries share what they decompressed: a second query reads no page again
+        // (unless another test emptied the shared pages meanwhile, which only shrinks).
+        let query = || {
+            let mut cache = PageCache::for_queries();
+            for r in &ordered {
+                b.samples(*r, 0, i64::MAX, &mut cache).unwrap();
+            }
+            cache.misses
+        };
+        assert_eq!(query(), pages.len() as u64);
+        assert!(query() < pages.len() as u64, "the shared pages serve it");
+    }
+
+    #[test]
+    fn shared_pages_stay_within_their_budget_oldest_out_first() {
+        let mut s = SharedPages::default();
+        let page = |n: usize| Arc::new(vec![0u8; n]);
+        for off in 0..10u64 {
+            s.insert((1, off), &page(100), 350);
+            assert!(s.bytes <= 350, "{}", s.bytes);
+        }
+        let kept: std::collections::BTreeSet<u64> = s.pages.keys().map(|k| k.1).collect();
+        assert_eq!(kept, [7, 8, 9].into_iter().collect(), "the newest stay");
+        s.insert((1, 99), &page(400), 350);
+        assert!(
+            !s.pages.contains_key(&(1, 99)),
+            "a page past the budget is not kept"
+        );
+        s.shrink_to(0);
+        assert!(s.pages.is_empty() && s.bytes == 0 && s.order.is_empty());
     }
 
     #[test]

@@ -199,6 +199,7 @@ impl Tsdb {
     /// Opens the database in `dir` (created if absent): loads blocks and replays the WAL.
     /// Takes an exclusive lock on the directory. Registers metrics in `registry`.
     pub fn open(dir: &Path, opts: Options, registry: &mut Registry) -> Result<Self> {
+        block::set_shared_page_budget(opts.page_cache_bytes);
         std::fs::create_dir_all(dir)
             .map_err(io_err(format!("creating data directory {}", dir.display())))?;
         let lock_path = dir.join("lock");

@@ -69,6 +69,9 @@ pub struct Options {
     /// Most exemplars kept (default 100,000, as Prometheus's
     /// `storage.exemplars.max_exemplars`); the oldest go first; 0 keeps none.
     pub max_exemplars: usize,
+    /// Bytes of decompressed block pages kept for queries (default 64 MiB; 0: none).
+    /// Shared by every store in the process; the last one opened sets it.
+    pub page_cache_bytes: usize,
     /// Retention per series, applied to blocks at each maintenance pass: the first rule
     /// matching a series sets how long it is kept; the rest follow `retention`.
     pub retention_rules: Vec<RetentionRule>,
@@ -106,6 +109,7 @@ impl Default for Options {
             maintenance_interval: Some(Duration::from_secs(60)),
             max_exemplars: 100_000,
             retention_rules: Vec::new(),
+            page_cache_bytes: 64 << 20,
         }
     }
 }

@@ -64,7 +64,7 @@ impl Querier for TsdbQuerier<'_> {
         type Key<'k> = Vec<(&'k str, &'k str)>;
         let mut out: BTreeMap<Key<'_>, (Option<Labels>, Vec<Vec<Sample>>)> = BTreeMap::new();
         let mut key: Key<'_> = Vec::new();
-        let mut cache = PageCache::default();
+        let mut cache = PageCache::for_queries();
         for b in &self.blocks {
             if b.meta.max_time <= lo || b.meta.min_time > hi {
                 continue;
