@@ -207,6 +207,9 @@ impl History {
         let store_opts = lookout_tsdb::Options {
             retention: opts.retention,
             retention_size: opts.retention_bytes,
+            // Inside an engine, history queries are few: 4 MiB of decompressed pages
+            // rather than Lookout's 64, so the engine's memory stays its own.
+            page_cache_bytes: 4 << 20,
             ..Default::default()
         };
         // The store's own figures stay private: the engine's /metrics is the engine's.
