@@ -185,25 +185,23 @@ fn issue_15_dashboards_render_in_chromium_with_real_databases() {
         assert!(served.contains(&uid.to_string()), "{uid} not in {served:?}");
     }
 
-    let driver = chromedriver();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let b = browser(&driver, &dir.path().join("profile")).await;
+    let base = &lk.base;
+    let (served, shots) = (&served, &shots);
+    with_browser(&dir.path().join("profile"), |b| async move {
         b.set_window_size(1400, 1000).await.unwrap();
-        let base = &lk.base;
 
         // Every dashboard renders with no panel in error; the shipped ones draw data.
-        for uid in &served {
+        for uid in served {
             let panels = open(&b, base, &format!("/d/{uid}?from=now-5m&to=now")).await;
             shots.take(&b, uid).await;
             assert!(!panels.is_empty(), "{uid}: no panels");
             no_errors(uid, &panels);
             if uid.starts_with("lookout-") {
                 // A fresh server has no replication, evictions or maxmemory to show.
-                assert!(count(&panels, "ok") + 4 >= panels.len(), "{uid}: {panels:?}");
+                assert!(
+                    count(&panels, "ok") + 4 >= panels.len(),
+                    "{uid}: {panels:?}"
+                );
             }
         }
         // The upstream exporters' dashboards draw the real databases' data.
@@ -224,11 +222,24 @@ fn issue_15_dashboards_render_in_chromium_with_real_databases() {
         }
 
         // Grafana's URL parameters open exactly that view.
-        let panels = open(&b, base, "/d/lookout-host?from=now-15m&to=now&var-job=node&refresh=10s").await;
+        let panels = open(
+            &b,
+            base,
+            "/d/lookout-host?from=now-15m&to=now&var-job=node&refresh=10s",
+        )
+        .await;
         no_errors("host with parameters", &panels);
         let value = |css: &'static str| {
             let b = &b;
-            async move { b.find(Locator::Css(css)).await.unwrap().prop("value").await.unwrap().unwrap_or_default() }
+            async move {
+                b.find(Locator::Css(css))
+                    .await
+                    .unwrap()
+                    .prop("value")
+                    .await
+                    .unwrap()
+                    .unwrap_or_default()
+            }
         };
         assert_eq!(value("#time-from").await, "now-15m");
         assert_eq!(value("#refresh").await, "10s");
@@ -238,47 +249,125 @@ fn issue_15_dashboards_render_in_chromium_with_real_databases() {
         // collapsed row opens to a placeholder naming the unknown type and the text panel
         // with the variable filled in.
         let panels = open(&b, base, "/d/legacy").await;
-        assert_eq!(panels.iter().map(|p| (p.1.as_str(), p.2.as_str())).collect::<Vec<_>>(), [("graph", "ok"), ("singlestat", "ok")]);
-        b.find(Locator::Css("[data-row-id]:last-of-type")).await.unwrap();
+        assert_eq!(
+            panels
+                .iter()
+                .map(|p| (p.1.as_str(), p.2.as_str()))
+                .collect::<Vec<_>>(),
+            [("graph", "ok"), ("singlestat", "ok")]
+        );
+        b.find(Locator::Css("[data-row-id]:last-of-type"))
+            .await
+            .unwrap();
         let rows = b.find_all(Locator::Css(".dash-row")).await.unwrap();
         rows[1].click().await.unwrap();
         let panels = settled(&b).await;
         assert_eq!(panels.len(), 4, "{panels:?}");
-        let feed = b.find(Locator::Css("[data-panel-type=news]")).await.unwrap().text().await.unwrap();
-        assert!(feed.contains("Panel type \"news\" is not supported"), "{feed}");
-        let notes = b.find(Locator::Css("[data-panel-type=text] .body")).await.unwrap().text().await.unwrap();
+        let feed = b
+            .find(Locator::Css("[data-panel-type=news]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            feed.contains("Panel type \"news\" is not supported"),
+            "{feed}"
+        );
+        let notes = b
+            .find(Locator::Css("[data-panel-type=text] .body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         // Grafana fills a multi-value "All" into text as the values joined.
         assert!(notes.contains("Mode is (user|system|idle)"), "{notes}");
         shots.take(&b, "legacy-expanded").await;
 
         // Zoom by dragging across a chart: the range becomes absolute times in the URL.
-        let chart = b.find(Locator::Css("[data-panel-type=graph] .u-over")).await.unwrap();
+        let chart = b
+            .find(Locator::Css("[data-panel-type=graph] .u-over"))
+            .await
+            .unwrap();
         use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
         let drag = MouseActions::new("mouse".into())
-            .then(PointerAction::MoveToElement { element: chart, duration: None, x: -100.0, y: 0.0 })
-            .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
-            .then(PointerAction::MoveBy { duration: Some(Duration::from_millis(200)), x: 150.0, y: 0.0 })
-            .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+            .then(PointerAction::MoveToElement {
+                element: chart,
+                duration: None,
+                x: -100.0,
+                y: 0.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::MoveBy {
+                duration: Some(Duration::from_millis(200)),
+                x: 150.0,
+                y: 0.0,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
         b.perform_actions(drag).await.unwrap();
         settled(&b).await;
         let url = b.current_url().await.unwrap();
-        let from: i64 = url.query_pairs().find(|(k, _)| k == "from").unwrap().1.parse().expect("an absolute from after zooming");
-        let to: i64 = url.query_pairs().find(|(k, _)| k == "to").unwrap().1.parse().unwrap();
+        let from: i64 = url
+            .query_pairs()
+            .find(|(k, _)| k == "from")
+            .unwrap()
+            .1
+            .parse()
+            .expect("an absolute from after zooming");
+        let to: i64 = url
+            .query_pairs()
+            .find(|(k, _)| k == "to")
+            .unwrap()
+            .1
+            .parse()
+            .unwrap();
         // 150 of the chart's ~800 pixels of the default 6 hours: about an hour.
-        assert!(from < to && to - from < 3 * 3_600_000 && to - from > 60_000, "{url}");
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-        assert!(to <= now_ms && from > now_ms - 6 * 3_600_000 - 60_000, "{url}");
+        assert!(
+            from < to && to - from < 3 * 3_600_000 && to - from > 60_000,
+            "{url}"
+        );
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!(
+            to <= now_ms && from > now_ms - 6 * 3_600_000 - 60_000,
+            "{url}"
+        );
 
         // Import through the page: the new dashboard opens and the API lists it.
         b.goto(&format!("{base}/dashboards")).await.unwrap();
-        let area = b.wait().for_element(Locator::Id("import-json")).await.unwrap();
+        let area = b
+            .wait()
+            .for_element(Locator::Id("import-json"))
+            .await
+            .unwrap();
         area.send_keys(r#"{"dashboard": {"uid": "pasted", "title": "Pasted", "panels": [{"type": "stat", "title": "Up", "gridPos": {"x": 0, "y": 0, "w": 6, "h": 4}, "targets": [{"expr": "sum(up)", "refId": "A"}]}]}}"#).await.unwrap();
-        b.find(Locator::Id("import")).await.unwrap().click().await.unwrap();
+        b.find(Locator::Id("import"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let panels = settled(&b).await;
-        assert_eq!(panels, [("1".into(), "stat".into(), "ok".into(), String::new())]);
-        assert!(b.current_url().await.unwrap().path().starts_with("/d/pasted"));
+        assert_eq!(
+            panels,
+            [("1".into(), "stat".into(), "ok".into(), String::new())]
+        );
+        assert!(
+            b.current_url()
+                .await
+                .unwrap()
+                .path()
+                .starts_with("/d/pasted")
+        );
         shots.take(&b, "imported").await;
-        b.close().await.unwrap();
+        b
     });
     let (_, body) = lk.get("/api/v1/lookout/dashboards");
     assert!(

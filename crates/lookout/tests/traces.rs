@@ -358,34 +358,48 @@ fn issue_18_the_trace_pages_search_and_draw_a_waterfall_in_chromium() {
     let (code, answer) = lk.post("/v1/traces", "application/json", body);
     assert_eq!(code, 200, "{answer}");
 
-    let driver = chromedriver();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let b = browser(&driver, &dir.path().join("profile")).await;
+    let base = &lk.base;
+    with_browser(&dir.path().join("profile"), |b| async move {
         b.set_window_size(1400, 900).await.unwrap();
-        b.goto(&format!("{}/traces?service=shop", lk.base)).await.unwrap();
+        b.goto(&format!("{base}/traces?service=shop"))
+            .await
+            .unwrap();
         let count = wait_text(&b, "#traces-count", |t| t.contains("1 trace")).await;
         assert_eq!(count, "1 trace");
         let row = b.find(Locator::Css(".trace-result")).await.unwrap();
         let text = row.text().await.unwrap();
-        assert!(text.contains("shop: GET /cart") && text.contains("1 error") && text.contains("100.0 ms"), "{text}");
+        assert!(
+            text.contains("shop: GET /cart")
+                && text.contains("1 error")
+                && text.contains("100.0 ms"),
+            "{text}"
+        );
         // Search by tag and duration through the form: the failing span is found, a
         // duration nobody has finds nothing.
         let tags = b.find(Locator::Id("traces-tags")).await.unwrap();
         tags.send_keys("error=true").await.unwrap();
-        b.find(Locator::Id("traces-run")).await.unwrap().click().await.unwrap();
+        b.find(Locator::Id("traces-run"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         wait_text(&b, "#traces-count", |t| t == "1 trace").await;
         assert!(b.current_url().await.unwrap().as_str().contains("tags="));
         let min = b.find(Locator::Id("traces-min")).await.unwrap();
         min.send_keys("5s").await.unwrap();
-        b.find(Locator::Id("traces-run")).await.unwrap().click().await.unwrap();
+        b.find(Locator::Id("traces-run"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         wait_text(&b, "#traces-count", |t| t == "0 traces").await;
 
         // The waterfall: tree order and depth, bars placed on the trace's time line.
-        b.goto(&format!("{}/trace/0af7651916cd43dd8448eb211c80319c", lk.base)).await.unwrap();
+        b.goto(&format!("{}/trace/0af7651916cd43dd8448eb211c80319c", base))
+            .await
+            .unwrap();
         wait_text(&b, "#trace-id", |t| t == "0af7651916cd43dd8448eb211c80319c").await;
         let rows: Vec<(String, String, String, f64, f64)> = serde_json::from_value(
             b.execute(
@@ -396,22 +410,44 @@ fn issue_18_the_trace_pages_search_and_draw_a_waterfall_in_chromium() {
             .unwrap(),
         )
         .unwrap();
-        let names: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str(), r.2.as_str())).collect();
-        assert_eq!(names, [("shop GET /cart", "0", "false"), ("shop db.get", "1", "true"), ("shop page read", "2", "false")]);
+        let names: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.0.as_str(), r.1.as_str(), r.2.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("shop GET /cart", "0", "false"),
+                ("shop db.get", "1", "true"),
+                ("shop page read", "2", "false")
+            ]
+        );
         let near = |a: f64, b: f64| (a - b).abs() < 0.02;
         assert!(near(rows[0].3, 0.0) && near(rows[0].4, 1.0), "{rows:?}");
         assert!(near(rows[1].3, 0.10) && near(rows[1].4, 0.60), "{rows:?}");
         assert!(near(rows[2].3, 0.20) && near(rows[2].4, 0.05), "{rows:?}");
         // A click opens the span's tags, process and events.
-        b.find(Locator::Css(".span-row[data-error=true]")).await.unwrap().click().await.unwrap();
+        b.find(Locator::Css(".span-row[data-error=true]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let detail = wait_text(&b, ".span-detail", |t| !t.is_empty()).await;
-        for want in ["db.key", "k7", "otel.status_code", "ERROR", "Process: shop", "event=retry"] {
+        for want in [
+            "db.key",
+            "k7",
+            "otel.status_code",
+            "ERROR",
+            "Process: shop",
+            "event=retry",
+        ] {
             assert!(detail.contains(want), "{want} not in {detail}");
         }
         // An unknown trace says so.
-        b.goto(&format!("{}/trace/0123", lk.base)).await.unwrap();
+        b.goto(&format!("{}/trace/0123", base)).await.unwrap();
         wait_text(&b, "#trace-error", |t| t.contains("trace not found")).await;
-        b.close().await.unwrap();
+        b
     });
     assert!(lk.terminate().success());
 }

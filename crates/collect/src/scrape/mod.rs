@@ -502,7 +502,9 @@ async fn scrape_loop(
 /// The `host:port` a target URL connects to.
 fn host_port(url: &str) -> Option<(String, u16)> {
     let u = reqwest::Url::parse(url).ok()?;
-    Some((u.host_str()?.to_string(), u.port_or_known_default()?))
+    // An IPv6 literal is written in brackets in a URL, and connects without them.
+    let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), u.port_or_known_default()?))
 }
 
 /// Least time between two connections of the watch: a server that closes connections at
@@ -831,6 +833,10 @@ mod tests {
         assert_eq!(
             host_port("https://db1.example/metrics"),
             Some(("db1.example".into(), 443))
+        );
+        assert_eq!(
+            host_port("http://[::1]:9100/metrics"),
+            Some(("::1".into(), 9100))
         );
         assert_eq!(host_port("not a url"), None);
     }
