@@ -31,9 +31,13 @@ use crate::file;
 use crate::group::{Group, rule_key};
 use crate::rule::{Alert, EvalContext, Health, RestorePolicy};
 
-/// The least time between two writes of the alert state file during evaluation (it is
-/// also written when the manager stops).
+/// The least time between two writes of the alert state file when an alert changed
+/// state (it is also written when the manager stops).
 pub const STATE_WRITE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How stale the state file's evaluation times may grow when no alert changed state: the
+/// file is rewritten (with an fsync) only this often then, not after every evaluation.
+pub const STATE_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Receives the alerts to notify about after each evaluation (firing ones again every
 /// resend delay, resolved ones while they are retained).
@@ -101,6 +105,25 @@ struct StateFile {
     groups: BTreeMap<String, SavedGroup>,
 }
 
+/// Whether two groups' saved alerts are the same alerts in the same states, whatever
+/// their values, annotations and sending times (which change at every evaluation and are
+/// refreshed on disk every [`STATE_REFRESH_INTERVAL`]).
+fn same_alerts(a: &BTreeMap<String, Vec<Alert>>, b: &BTreeMap<String, Vec<Alert>>) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((ka, va), (kb, vb))| {
+            ka == kb
+                && va.len() == vb.len()
+                && va.iter().zip(vb).all(|(x, y)| {
+                    x.labels == y.labels
+                        && x.state == y.state
+                        && x.active_at == y.active_at
+                        && x.fired_at == y.fired_at
+                        && x.resolved_at == y.resolved_at
+                        && x.keep_firing_since == y.keep_firing_since
+                })
+        })
+}
+
 type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
 
 /// Loads and runs rule groups.
@@ -113,7 +136,10 @@ pub struct Manager {
     status: Mutex<ReloadStatus>,
     fingerprint: Mutex<Fingerprint>,
     saved: Mutex<StateFile>,
+    /// The state differs from the file (if only in evaluation times or values).
     dirty: AtomicBool,
+    /// An alert changed state since the file was written ([`same_alerts`]).
+    urgent: AtomicBool,
     last_write: AtomicI64,
     generation: watch::Sender<u64>,
     /// Metric names whose series just changed state, numbered (see [`Manager::kick`]).
@@ -203,6 +229,7 @@ impl Manager {
             fingerprint: Mutex::new(Vec::new()),
             saved: Mutex::new(saved),
             dirty: AtomicBool::new(false),
+            urgent: AtomicBool::new(false),
             last_write: AtomicI64::new(0),
             generation: watch::channel(0).0,
             kicks: watch::channel((0, Vec::new())).0,
@@ -388,13 +415,21 @@ impl Manager {
         }
     }
 
-    /// Files a group's alerts for the state file; writes it when the last write is older
-    /// than [`STATE_WRITE_INTERVAL`] (the supervisor and drop write the rest).
+    /// Files a group's alerts for the state file. It is written when an alert changed
+    /// state and the last write is older than [`STATE_WRITE_INTERVAL`], or when only
+    /// times and values changed and it is older than [`STATE_REFRESH_INTERVAL`]; the
+    /// supervisor and drop write the rest. A group without alerts that had none costs
+    /// nothing.
     fn update_state(&self, key: String, group: SavedGroup) {
         if self.opts.state_file.is_none() {
             return;
         }
         let mut saved = self.saved.lock().expect("lock");
+        let urgent = match saved.groups.get(&key) {
+            None if group.rules.is_empty() => return,
+            None => true,
+            Some(old) => !same_alerts(&old.rules, &group.rules),
+        };
         if group.rules.is_empty() {
             saved.groups.remove(&key);
         } else {
@@ -402,8 +437,21 @@ impl Manager {
         }
         drop(saved);
         self.dirty.store(true, Ordering::Release);
-        let last = self.last_write.load(Ordering::Acquire);
-        if lookout_model::now_ms() - last >= STATE_WRITE_INTERVAL.as_millis() as i64 {
+        if urgent {
+            self.urgent.store(true, Ordering::Release);
+        }
+        self.write_state_if_due();
+    }
+
+    /// Writes the state file if the policy of [`Manager::update_state`] says it is due.
+    fn write_state_if_due(&self) {
+        let since = lookout_model::now_ms() - self.last_write.load(Ordering::Acquire);
+        let due = if self.urgent.load(Ordering::Acquire) {
+            STATE_WRITE_INTERVAL
+        } else {
+            STATE_REFRESH_INTERVAL
+        };
+        if since >= due.as_millis() as i64 {
             self.write_state();
         }
     }
@@ -416,6 +464,7 @@ impl Manager {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return;
         }
+        self.urgent.store(false, Ordering::Release);
         self.last_write
             .store(lookout_model::now_ms(), Ordering::Release);
         let mut saved = self.saved.lock().expect("lock");
@@ -466,7 +515,7 @@ impl Manager {
                     tasks = self.start_groups(&stop);
                 }
                 _ = tick => {
-                    self.write_state();
+                    self.write_state_if_due();
                     if self.files_changed() {
                         tracing::info!("A rule file changed; reloading");
                         let me = Arc::clone(&self);

@@ -117,6 +117,36 @@ fn restart_while_pending_keeps_the_for_clock() {
 }
 
 #[test]
+fn the_state_file_is_written_when_alerts_change_not_at_every_evaluation() {
+    let f = Fixture::new(DOWN);
+    let file = f.dir.path().join("alerts.state");
+    f.series("up", 1.0, T0 - 10 * MIN, T0 + 2 * MIN);
+    f.series("up", 0.0, T0 + 3 * MIN, T0 + 10 * MIN);
+    let m = f.manager(None);
+    // No alert, none before: nothing to save, no write (and no fsync).
+    for i in 0..=2 {
+        m.eval_all(T0 + i * MIN);
+    }
+    assert!(!file.exists(), "a state without alerts was written");
+    // An alert appears: written at once.
+    m.eval_all(T0 + 3 * MIN);
+    assert_eq!(state(&m, "Down"), Some(AlertState::Pending));
+    let first = std::fs::read_to_string(&file).expect("written when the alert appeared");
+    assert!(first.contains("Down"), "{first}");
+    // Still pending: only the evaluation time changed, so the file waits for its refresh.
+    std::fs::remove_file(&file).unwrap();
+    m.eval_all(T0 + 4 * MIN);
+    assert!(!file.exists(), "rewritten although no alert changed state");
+    // Stopping writes what is newer than the file.
+    drop(m);
+    let last = std::fs::read_to_string(&file).expect("written on stop");
+    assert!(
+        last.contains(&format!("\"last_evaluation\":{}", T0 + 4 * MIN)),
+        "{last}"
+    );
+}
+
+#[test]
 fn restart_after_a_long_outage_starts_afresh() {
     let f = Fixture::new(DOWN);
     f.series("up", 0.0, T0 - 10 * MIN, T0 + 200 * MIN);
