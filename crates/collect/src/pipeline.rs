@@ -7,7 +7,7 @@
 //! collector or `job/instance`). The scheduler and the scrape loops differ only in how
 //! they get their samples.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -62,6 +62,10 @@ pub(crate) struct Pipeline {
     /// The source's target labels (`job`, `instance`); report series carry only these.
     target: Labels,
     previous: HashSet<Labels>,
+    /// A source's own label sets of the last run and this one, each with its target
+    /// labels added ([`Pipeline::labelled`]).
+    labelled: HashMap<Labels, Labels>,
+    labelled_now: HashMap<Labels, Labels>,
 }
 
 impl Pipeline {
@@ -70,7 +74,23 @@ impl Pipeline {
         Self {
             target,
             previous: HashSet::new(),
+            labelled: HashMap::new(),
+            labelled_now: HashMap::new(),
         }
+    }
+
+    /// `own` (a collector's label set) with the target labels it lacks added. A set
+    /// the last run also produced gets back the very set it got then, so it costs one
+    /// lookup instead of a copy, and every later comparison of it (here, in the store,
+    /// in remote write) is a pointer comparison. Only this run's and the last run's
+    /// sets are remembered.
+    pub(crate) fn labelled(&mut self, own: &Labels) -> Labels {
+        let out = match self.labelled.get(own) {
+            Some(l) => l.clone(),
+            None => own.with_missing(&self.target),
+        };
+        self.labelled_now.insert(own.clone(), out.clone());
+        out
     }
 
     /// Writes `run` at `t` (ms) in one commit: its samples, its report series, and
@@ -129,6 +149,7 @@ impl Pipeline {
         let commit_error = app.commit().err();
         let series = current.len();
         self.previous = current;
+        self.labelled = std::mem::take(&mut self.labelled_now);
         Written {
             series,
             rejected,
@@ -257,5 +278,41 @@ mod tests {
         p.end(&db, 3000);
         assert!(lookout_model::is_stale_nan(latest(&db, "a").unwrap()));
         assert!(lookout_model::is_stale_nan(latest(&db, "up").unwrap()));
+    }
+
+    #[test]
+    fn a_set_the_last_run_labelled_is_given_back_shared_and_forgotten_when_gone() {
+        let db = MemStorage::new();
+        let mut p = Pipeline::new(Labels::from_pairs([("job", "j"), ("instance", "i")]));
+        let own = |n: &str| Labels::from_pairs([("__name__", n), ("mode", "idle")]);
+        let run = |p: &mut Pipeline, names: &[&str]| {
+            let samples: Vec<_> = names
+                .iter()
+                .map(|n| (p.labelled(&own(n)), 1, 1.0))
+                .collect();
+            p.write(
+                &db,
+                1,
+                &Run {
+                    samples: samples.clone(),
+                    exemplars: Vec::new(),
+                    created: Vec::new(),
+                    scraped: names.len(),
+                    up: true,
+                    duration: Duration::ZERO,
+                },
+            );
+            samples.into_iter().map(|s| s.0).collect::<Vec<_>>()
+        };
+        let first = run(&mut p, &["a", "b"]);
+        assert_eq!(first[0].get("job"), Some("j"));
+        assert_eq!(first[0].get("mode"), Some("idle"));
+        let second = run(&mut p, &["a"]);
+        // Built afresh by the collector, yet the same set as last time: shared.
+        assert!(std::ptr::eq(
+            first[0].iter().as_slice(),
+            second[0].iter().as_slice()
+        ));
+        assert_eq!(p.labelled.len(), 1, "b was not produced by the last run");
     }
 }

@@ -272,19 +272,10 @@ async fn run_once(
         Source::Async(c) => c.notes(),
         Source::Blocking(_) => Vec::new(),
     };
-    let with_target = |ls: &Labels| {
-        let mut ls = ls.clone();
-        for l in &entry.target {
-            if ls.get(&l.name).is_none() {
-                ls = ls.with(&l.name, &l.value);
-            }
-        }
-        ls
-    };
     let run = Run {
         samples: out
             .iter()
-            .map(|m| (with_target(&m.labels), t, m.value))
+            .map(|m| (pipeline.labelled(&m.labels), t, m.value))
             .collect(),
         exemplars: Vec::new(),
         created: Vec::new(),

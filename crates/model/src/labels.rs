@@ -149,6 +149,27 @@ impl Labels {
         self.get(METRIC_NAME_LABEL)
     }
 
+    /// This set with the labels of `other` it lacks added (a target's `job` and
+    /// `instance` under a collector's own labels): the same set, shared, when it lacks
+    /// none; one merge of the two sorted lists otherwise. Empty values in `other` add
+    /// nothing.
+    pub fn with_missing(&self, other: &Labels) -> Self {
+        let missing = |l: &&Label| !l.value.is_empty() && self.get(&l.name).is_none();
+        if !other.iter().any(|l| missing(&l)) {
+            return self.clone();
+        }
+        let mut out = Vec::with_capacity(self.len() + other.len());
+        let mut add = other.iter().filter(missing).peekable();
+        for l in self {
+            while let Some(a) = add.next_if(|a| a.name < l.name) {
+                out.push(a.clone());
+            }
+            out.push(l.clone());
+        }
+        out.extend(add.cloned());
+        Self::from_sorted(out)
+    }
+
     /// Returns a copy with `name` set to `value` (removed when `value` is empty).
     pub fn with(&self, name: &str, value: &str) -> Self {
         let mut v = self.0.labels.to_vec();
@@ -299,6 +320,32 @@ impl fmt::Display for Labels {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn with_missing_adds_only_what_is_absent_in_order() {
+        let own = Labels::from_pairs([("__name__", "m"), ("instance", "own"), ("zone", "z")]);
+        let target = Labels::from_pairs([("instance", "t:1"), ("job", "node"), ("a", "1")]);
+        let merged = own.with_missing(&target);
+        let mut by_with = own.clone();
+        for l in &target {
+            if own.get(&l.name).is_none() {
+                by_with = by_with.with(&l.name, &l.value);
+            }
+        }
+        assert_eq!(merged, by_with);
+        assert_eq!(merged.get("instance"), Some("own"));
+        let names: Vec<&str> = merged.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["__name__", "a", "instance", "job", "zone"]);
+        // Nothing missing: the same set, shared.
+        let same = merged.with_missing(&target);
+        assert!(std::ptr::eq(
+            same.iter().as_slice(),
+            merged.iter().as_slice()
+        ));
+        assert_eq!(own.with_missing(&Labels::empty()), own);
+        assert_eq!(own.with_missing(&Labels::from_pairs([("x", "")])), own);
+    }
+
     use super::*;
 
     #[test]
