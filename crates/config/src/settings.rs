@@ -274,6 +274,7 @@ impl Settings {
                 timeout: c.query.timeout.0,
                 max_samples: c.query.max_samples,
                 max_memory: c.query.max_memory.0 as usize,
+                ..EngineOptions::default()
             },
             max_concurrency: c.query.max_concurrency,
             scheduler: SchedulerOptions {

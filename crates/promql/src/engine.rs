@@ -2,7 +2,8 @@
 //! expression step by step.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use lookout_model::{Labels, METRIC_NAME_LABEL, MatchOp, Matcher, Sample, is_stale_nan};
@@ -29,6 +30,12 @@ pub struct EngineOptions {
     pub max_memory: usize,
     /// Step of subqueries written without one (Prometheus: the global evaluation interval).
     pub default_subquery_step: Duration,
+    /// Threads that evaluate one range query's steps, each a contiguous span of them
+    /// (the answer is the same): 0 for one per core, at most 8.
+    pub range_threads: usize,
+    /// Least samples a range query loads before its steps are split between threads:
+    /// below it, starting threads costs more than it saves.
+    pub parallel_min_samples: usize,
 }
 
 impl Default for EngineOptions {
@@ -39,6 +46,8 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             max_memory: 2 << 30,
             default_subquery_step: Duration::from_secs(60),
+            range_threads: 0,
+            parallel_min_samples: 200_000,
         }
     }
 }
@@ -220,71 +229,61 @@ impl Engine {
                 crate::position::line_col(text, crate::position::start(text))
             ));
         }
-        let mut series: Vec<RangeSeries> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut memo = HashMap::new();
-        // The series each position of the previous step's vector went to, with that
-        // sample's labels before name removal. Steps usually return the same series in
-        // the same order, so most samples find their series without hashing, and a step
-        // whose label sets are all those of the (checked) previous step needs no
-        // duplicate check.
-        let mut prev: Vec<(Labels, bool, usize)> = Vec::new();
-        let mut t = start;
-        while t <= end {
-            ev.check_limits("expression evaluation")?;
-            let v = ev.eval(expr, t)?;
-            ev.count_samples(
-                match &v {
-                    Value::Vector(vs) => vs.len(),
-                    _ => 1,
-                },
-                "expression evaluation",
-            )?;
-            match v {
-                Value::Scalar(v) => {
-                    if series.is_empty() {
-                        series.push(RangeSeries {
-                            labels: Labels::empty(),
-                            samples: Vec::new(),
-                            drop_name: false,
-                        });
-                    }
-                    series[0].samples.push(Sample::new(t, v));
-                }
-                Value::Vector(vs) => {
-                    let same = vs.len() == prev.len()
-                        && vs
-                            .iter()
-                            .zip(&prev)
-                            .all(|(s, p)| s.drop_name == p.1 && s.labels.ptr_eq(&p.0));
-                    if same {
-                        for (s, p) in vs.iter().zip(&prev) {
-                            series[p.2].samples.push(Sample::new(t, s.v));
-                        }
-                    } else {
-                        let keys: Vec<(Labels, bool)> =
-                            vs.iter().map(|s| (s.labels.clone(), s.drop_name)).collect();
-                        let vs = cleanup(vs, &mut memo);
-                        ev.check_unique(&vs)?;
-                        prev.clear();
-                        for (s, (key, dn)) in vs.into_iter().zip(keys) {
-                            let i = *index.entry(s.labels.clone()).or_insert_with(|| {
-                                series.push(RangeSeries {
-                                    labels: s.labels,
-                                    samples: Vec::new(),
-                                    drop_name: false,
-                                });
-                                series.len() - 1
-                            });
-                            series[i].samples.push(Sample::new(t, s.v));
-                            prev.push((key, dn, i));
+        let mut ev = ev;
+        let spans = split_steps(
+            start,
+            end,
+            step,
+            threads_for(&self.opts, &ev, start, end, step),
+        );
+        let mut series = if let [(_, first_end), rest @ ..] = spans.as_slice()
+            && !rest.is_empty()
+        {
+            // Later spans on threads of their own, the first on this one; each span's
+            // series are then appended in step order.
+            let seeds: Vec<Seed<'_>> = rest.iter().map(|&(a, b)| ev.seed(a, b)).collect();
+            ev.grid_end = *first_end;
+            let (first, others) = std::thread::scope(|sc| {
+                let handles: Vec<_> = seeds
+                    .into_iter()
+                    .map(|seed| {
+                        sc.spawn(move || {
+                            let (a, b) = seed.grid;
+                            let f = Evaluator::from_seed(seed);
+                            let r = eval_steps(&f, expr, a, b, step);
+                            (r, f.annotations.into_inner())
+                        })
+                    })
+                    .collect();
+                let first = eval_steps(&ev, expr, start, *first_end, step);
+                let others: Vec<_> = handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect();
+                (first, others)
+            });
+            let mut series = first?;
+            let mut index: HashMap<Labels, usize> = series
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.labels.clone(), i))
+                .collect();
+            for (r, annotations) in others {
+                ev.annotations.borrow_mut().absorb(annotations);
+                for s in r? {
+                    match index.get(&s.labels) {
+                        Some(&i) => series[i].samples.extend(s.samples),
+                        None => {
+                            index.insert(s.labels.clone(), series.len());
+                            series.push(s);
                         }
                     }
                 }
-                other => return exec(format!("unexpected {} in range query", other.type_name())),
             }
-            t += step;
-        }
+            series
+        } else {
+            eval_steps(&ev, expr, start, end, step)?
+        };
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(crate::value::QueryResult {
             value: Value::Matrix(series),
@@ -292,6 +291,115 @@ impl Engine {
             histograms: Vec::new(),
         })
     }
+}
+
+/// How many threads evaluate a range query's steps: one for a query that loads fewer
+/// than `parallel_min_samples`, otherwise `range_threads` (0: one per core), at most 8,
+/// with at least four steps each.
+fn threads_for(opts: &EngineOptions, ev: &Evaluator<'_>, start: i64, end: i64, step: i64) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = match opts.range_threads {
+        0 => *CORES.get_or_init(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
+        n => n,
+    };
+    let steps = usize::try_from((i128::from(end) - i128::from(start)) / i128::from(step) + 1)
+        .unwrap_or(usize::MAX);
+    if ev.samples.load(Ordering::Relaxed) < opts.parallel_min_samples {
+        return 1;
+    }
+    cores.min(8).min(steps / 4).max(1)
+}
+
+/// `start` to `end` (whole steps) cut into `n` contiguous spans of about as many steps.
+fn split_steps(start: i64, end: i64, step: i64, n: usize) -> Vec<(i64, i64)> {
+    let steps = (i128::from(end) - i128::from(start)) / i128::from(step) + 1;
+    let n = (n.max(1) as i128).min(steps.max(1));
+    (0..n)
+        .map(|k| {
+            let (a, b) = (steps * k / n, steps * (k + 1) / n - 1);
+            let at = |i: i128| (i128::from(start) + i * i128::from(step)) as i64;
+            (at(a), at(b))
+        })
+        .collect()
+}
+
+/// The range query's steps from `from` to `to` (on its grid), evaluated in order into
+/// one series per label set (unsorted).
+fn eval_steps(
+    ev: &Evaluator<'_>,
+    expr: &Expr,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Result<Vec<RangeSeries>> {
+    let mut series: Vec<RangeSeries> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut memo = HashMap::new();
+    // The series each position of the previous step's vector went to, with that
+    // sample's labels before name removal. Steps usually return the same series in
+    // the same order, so most samples find their series without hashing, and a step
+    // whose label sets are all those of the (checked) previous step needs no
+    // duplicate check.
+    let mut prev: Vec<(Labels, bool, usize)> = Vec::new();
+    let mut t = from;
+    while t <= to {
+        ev.check_limits("expression evaluation")?;
+        let v = ev.eval(expr, t)?;
+        ev.count_samples(
+            match &v {
+                Value::Vector(vs) => vs.len(),
+                _ => 1,
+            },
+            "expression evaluation",
+        )?;
+        match v {
+            Value::Scalar(v) => {
+                if series.is_empty() {
+                    series.push(RangeSeries {
+                        labels: Labels::empty(),
+                        samples: Vec::new(),
+                        drop_name: false,
+                    });
+                }
+                series[0].samples.push(Sample::new(t, v));
+            }
+            Value::Vector(vs) => {
+                let same = vs.len() == prev.len()
+                    && vs
+                        .iter()
+                        .zip(&prev)
+                        .all(|(s, p)| s.drop_name == p.1 && s.labels.ptr_eq(&p.0));
+                if same {
+                    for (s, p) in vs.iter().zip(&prev) {
+                        series[p.2].samples.push(Sample::new(t, s.v));
+                    }
+                } else {
+                    let keys: Vec<(Labels, bool)> =
+                        vs.iter().map(|s| (s.labels.clone(), s.drop_name)).collect();
+                    let vs = cleanup(vs, &mut memo);
+                    ev.check_unique(&vs)?;
+                    prev.clear();
+                    for (s, (key, dn)) in vs.into_iter().zip(keys) {
+                        let i = *index.entry(s.labels.clone()).or_insert_with(|| {
+                            series.push(RangeSeries {
+                                labels: s.labels,
+                                samples: Vec::new(),
+                                drop_name: false,
+                            });
+                            series.len() - 1
+                        });
+                        series[i].samples.push(Sample::new(t, s.v));
+                        prev.push((key, dn, i));
+                    }
+                }
+            }
+            other => return exec(format!("unexpected {} in range query", other.type_name())),
+        }
+        t += step;
+    }
+    Ok(series)
 }
 
 /// Removes the metric name where it was marked for removal (the end of Prometheus's
@@ -389,23 +497,29 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) lookback: i64,
     /// The range query's step (0 for instant queries).
     pub(crate) step: i64,
+    /// The steps this evaluator evaluates, `start` to `end` unless a range query was
+    /// split between threads ([`Evaluator::seed`]): range functions and subqueries
+    /// precompute over these, while `@ start()` and `@ end()` stay the query's.
+    pub(crate) grid_start: i64,
+    pub(crate) grid_end: i64,
     sub_step: i64,
     /// The series each selector node reads: an index into `loaded`.
     data: HashMap<NodeId, usize>,
     /// Native-histogram series of each selector, when the store has any.
     histograms: HashMap<NodeId, Vec<lookout_storage::HistogramSeries>>,
-    /// Selected series; selectors with the same matchers and window share one entry.
-    loaded: Vec<Vec<Series>>,
+    /// Selected series; selectors with the same matchers and window share one entry
+    /// (and every thread of a split range query shares them all).
+    loaded: Arc<Vec<Vec<Series>>>,
     deadline: Instant,
     cancel: Option<&'a AtomicBool>,
     /// Most samples (loaded, computed by subqueries, or returned) the query may hold.
     max_samples: usize,
-    /// Samples counted against `max_samples` so far.
-    samples: std::cell::Cell<usize>,
+    /// Samples counted against `max_samples` so far, by every thread of the query.
+    samples: Arc<AtomicUsize>,
     /// Most bytes the query may hold (0: no limit).
     max_memory: usize,
-    /// Bytes counted against `max_memory` so far.
-    bytes: std::cell::Cell<usize>,
+    /// Bytes counted against `max_memory` so far, by every thread of the query.
+    bytes: Arc<AtomicUsize>,
     /// The earliest and latest times evaluation reaches, and whether any offset, range
     /// or step was too large (found while collecting the selectors' windows).
     extent: std::cell::Cell<(i64, i64, bool)>,
@@ -414,6 +528,28 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) grids: std::cell::RefCell<Vec<(i64, i64, i64)>>,
     /// What the query computes once and reuses across steps.
     pub(crate) cache: crate::cache::QueryCache,
+}
+
+/// An [`Evaluator`] in the making for another thread ([`Evaluator::seed`]): everything
+/// but its caches, which hold `Rc`s and stay on their thread.
+struct Seed<'a> {
+    text: String,
+    positions: HashMap<NodeId, usize>,
+    /// The query's start, end and step.
+    range: (i64, i64, i64),
+    /// The steps the thread evaluates.
+    grid: (i64, i64),
+    lookback: i64,
+    sub_step: i64,
+    data: HashMap<NodeId, usize>,
+    loaded: Arc<Vec<Vec<Series>>>,
+    deadline: Instant,
+    cancel: Option<&'a AtomicBool>,
+    /// `max_samples`, `max_memory`.
+    limits: (usize, usize),
+    /// The shared counters of samples and bytes.
+    counters: (Arc<AtomicUsize>, Arc<AtomicUsize>),
+    extent: (i64, i64, bool),
 }
 
 /// One series of a subquery evaluated over a whole grid, with each sample's name-removal
@@ -456,10 +592,12 @@ impl<'a> Evaluator<'a> {
             end,
             lookback: opts.lookback_delta.as_millis() as i64,
             step,
+            grid_start: start,
+            grid_end: end,
             sub_step: opts.default_subquery_step.as_millis().max(1) as i64,
             data: HashMap::new(),
             histograms: HashMap::new(),
-            loaded: Vec::new(),
+            loaded: Arc::default(),
             deadline: Instant::now() + opts.timeout,
             cancel,
             max_samples: opts.max_samples,
@@ -493,6 +631,7 @@ impl<'a> Evaluator<'a> {
         let maxt = needs.iter().map(|n| n.maxt).max().unwrap_or(end);
         let q = db.querier(mint, maxt)?;
         let mut loaded = 0usize;
+        let mut sets = Vec::new();
         let mut by_selection: HashMap<(String, i64, i64), usize> = HashMap::new();
         for n in needs {
             if ev.data.contains_key(&key(n.vs)) {
@@ -548,14 +687,64 @@ impl<'a> Evaluator<'a> {
                 series.iter().map(series_bytes).sum::<usize>(),
                 "query execution",
             )?;
-            ev.samples.set(loaded);
-            let i = ev.loaded.len();
-            ev.loaded.push(std::mem::take(&mut series));
+            ev.samples.store(loaded, Ordering::Relaxed);
+            let i = sets.len();
+            sets.push(std::mem::take(&mut series));
             ev.data.insert(key(n.vs), i);
             by_selection.insert(skey, i);
             ev.check_limits("query preparation")?;
         }
+        ev.loaded = Arc::new(sets);
         Ok(ev)
+    }
+
+    /// What another thread needs to evaluate the steps from `grid_start` to `grid_end`
+    /// of this range query: the loaded data and the limit counters shared, caches of its
+    /// own ([`Evaluator::from_seed`]).
+    fn seed(&self, grid_start: i64, grid_end: i64) -> Seed<'a> {
+        Seed {
+            text: self.text.clone(),
+            positions: self.positions.clone(),
+            range: (self.start, self.end, self.step),
+            grid: (grid_start, grid_end),
+            lookback: self.lookback,
+            sub_step: self.sub_step,
+            data: self.data.clone(),
+            loaded: Arc::clone(&self.loaded),
+            deadline: self.deadline,
+            cancel: self.cancel,
+            limits: (self.max_samples, self.max_memory),
+            counters: (Arc::clone(&self.samples), Arc::clone(&self.bytes)),
+            extent: self.extent.get(),
+        }
+    }
+
+    /// The evaluator of a [`Seed`], on the thread that evaluates its steps.
+    fn from_seed(s: Seed<'a>) -> Self {
+        Evaluator {
+            text: s.text,
+            positions: s.positions,
+            start: s.range.0,
+            end: s.range.1,
+            step: s.range.2,
+            grid_start: s.grid.0,
+            grid_end: s.grid.1,
+            lookback: s.lookback,
+            sub_step: s.sub_step,
+            data: s.data,
+            histograms: HashMap::new(),
+            loaded: s.loaded,
+            deadline: s.deadline,
+            cancel: s.cancel,
+            max_samples: s.limits.0,
+            samples: s.counters.0,
+            max_memory: s.limits.1,
+            bytes: s.counters.1,
+            extent: std::cell::Cell::new(s.extent),
+            annotations: Default::default(),
+            grids: Default::default(),
+            cache: Default::default(),
+        }
     }
 
     /// The native-histogram samples an instant query returns: only a plain selector
@@ -763,7 +952,11 @@ impl<'a> Evaluator<'a> {
         } else {
             (i128::from(end) - i128::from(t)) / i128::from(step) + 1
         };
-        if steps > (self.max_samples.saturating_sub(self.samples.get())) as i128 {
+        if steps
+            > (self
+                .max_samples
+                .saturating_sub(self.samples.load(Ordering::Relaxed))) as i128
+        {
             return Err(Error::TooManySamples("subquery evaluation"));
         }
         Ok(())
@@ -772,8 +965,10 @@ impl<'a> Evaluator<'a> {
     /// Counts `n` more samples held by the query, failing past `max_samples` (and their
     /// bytes past `max_memory`).
     pub(crate) fn count_samples(&self, n: usize, stage: &'static str) -> Result<()> {
-        let total = self.samples.get().saturating_add(n);
-        self.samples.set(total);
+        let total = self
+            .samples
+            .fetch_add(n, Ordering::Relaxed)
+            .saturating_add(n);
         if total > self.max_samples {
             return Err(Error::TooManySamples(stage));
         }
@@ -782,8 +977,7 @@ impl<'a> Evaluator<'a> {
 
     /// Counts `n` more bytes held by the query, failing past `max_memory`.
     fn count_bytes(&self, n: usize, stage: &'static str) -> Result<()> {
-        let total = self.bytes.get().saturating_add(n);
-        self.bytes.set(total);
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed).saturating_add(n);
         if self.max_memory > 0 && total > self.max_memory {
             return Err(Error::TooMuchMemory {
                 stage,
@@ -965,12 +1159,12 @@ impl<'a> Evaluator<'a> {
         // In a range query, the inner steps of every outer step lie on one grid: let
         // range-vector functions inside compute it in one pass.
         let grid = (self.step > 0 && sq.at.is_none()).then(|| {
-            let first = self.start - offset_ms(&sq.offset) - sq.range.as_millis() as i64;
+            let first = self.grid_start - offset_ms(&sq.offset) - sq.range.as_millis() as i64;
             let mut g = step * first.div_euclid(step);
             if g <= first {
                 g += step;
             }
-            (g, self.end - offset_ms(&sq.offset), step)
+            (g, self.grid_end - offset_ms(&sq.offset), step)
         });
         // The outermost subquery of a range query whose windows touch or overlap: its
         // inner steps are evaluated once over the whole grid, and each outer step takes

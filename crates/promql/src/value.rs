@@ -81,6 +81,21 @@ impl Annotations {
         }
     }
 
+    /// Adds another evaluation's annotations, each once (a range query split between
+    /// threads: the later steps' after the earlier ones').
+    pub(crate) fn absorb(&mut self, other: Annotations) {
+        for w in other.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        for i in other.infos {
+            if !self.infos.contains(&i) {
+                self.infos.push(i);
+            }
+        }
+    }
+
     /// Adds an info (`PromQL info: …`) once.
     pub fn info(&mut self, msg: impl Into<String>) {
         let m = format!("PromQL info: {}", msg.into());

@@ -422,7 +422,7 @@ fn batched(
     let grid = ev.grids.borrow().last().copied();
     let (g_start, g_end, g_step) = match grid {
         Some(g) => g,
-        None if ev.step > 0 => (ev.start, ev.end, ev.step),
+        None if ev.step > 0 => (ev.grid_start, ev.grid_end, ev.step),
         None => return None,
     };
     if ts < g_start || ts > g_end || (ts - g_start) % g_step != 0 {
