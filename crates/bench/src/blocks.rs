@@ -222,7 +222,8 @@ pub(crate) fn run(o: BlocksOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn walk_bytes(dir: &Path) -> u64 {
+/// Bytes of every file under `dir`.
+pub(crate) fn walk_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()

@@ -183,6 +183,11 @@ enum Command {
         /// Directory for temporary files (default: the system's).
         #[arg(long)]
         work: Option<PathBuf>,
+        /// Leave the stack's Prometheus without rules (by default it evaluates the same
+        /// host, PostgreSQL and Redis rule packs Lookout ships with, so both do the
+        /// same job).
+        #[arg(long)]
+        stack_without_rules: bool,
     },
     /// Run the server for a long while under series churn, queries, rules and the
     /// notifier, printing memory, query latency and scrape gaps per window.
@@ -247,6 +252,24 @@ enum Command {
         /// Scrapes for the throughput figure.
         #[arg(long, default_value_t = 20)]
         rounds: usize,
+        /// Samples per series in the WAL the restart figure replays (15 s apart).
+        #[arg(long, default_value_t = 20)]
+        replay_samples: usize,
+    },
+    /// One side of `live`'s restart figure, in a process of its own so its memory is
+    /// its own: `fill` appends and exits without closing (a crash), `replay` opens.
+    #[command(hide = true)]
+    LiveProbe {
+        /// `fill` or `replay`.
+        mode: String,
+        /// The store's directory.
+        dir: PathBuf,
+        /// Series to append (`fill`).
+        #[arg(long, default_value_t = 0)]
+        series: usize,
+        /// Samples per series (`fill`).
+        #[arg(long, default_value_t = 0)]
+        samples: usize,
     },
 }
 
@@ -285,6 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             warmup,
             duration,
             work,
+            stack_without_rules,
         } => crate::overhead::run(
             &postgres_dsn,
             &redis_url,
@@ -292,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             warmup,
             duration,
             work.as_deref(),
+            !stack_without_rules,
         )?,
         Command::Gen {
             out,
@@ -360,9 +385,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             series,
             throughput_series,
             rounds,
+            replay_samples,
         } => {
-            crate::storage::live(series, throughput_series, rounds)?;
+            crate::storage::live(series, throughput_series, rounds, replay_samples)?;
         }
+        Command::LiveProbe {
+            mode,
+            dir,
+            series,
+            samples,
+        } => crate::storage::live_probe(&mode, &dir, series, samples)?,
     }
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! `lookout-bench overhead`: the cost of monitoring this host, one PostgreSQL and one
 //! Redis at one interval, side by side with the stack Lookout replaces doing the same job
 //! (Debian's prometheus-node-exporter, prometheus-postgres-exporter,
-//! prometheus-redis-exporter, prometheus scraping them and prometheus-alertmanager). Both
-//! run at the same time against the same servers; CPU is each process's user + system
+//! prometheus-redis-exporter, prometheus scraping them and evaluating the same host,
+//! PostgreSQL and Redis rule packs Lookout ships with, and prometheus-alertmanager;
+//! `--stack-without-rules` leaves Prometheus without rules). Both run at the same time against the same servers; CPU is each process's user + system
 //! time over the measured window as a share of one core, RSS is sampled every few
 //! seconds and summed over each side's processes.
 
@@ -121,6 +122,7 @@ pub(crate) fn run(
     warmup: Duration,
     duration: Duration,
     work: Option<&Path>,
+    stack_rules: bool,
 ) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("lookout-bench-overhead-")
@@ -190,10 +192,21 @@ pub(crate) fn run(
                 .display()
             )),
     )?;
+    // The same rule packs Lookout evaluates for a host, a PostgreSQL and a Redis (its
+    // own `lookout-self` group has no counterpart in the stack).
+    let mut rule_files = String::new();
+    if stack_rules {
+        rule_files.push_str("rule_files:\n");
+        for name in ["host", "postgres", "redis"] {
+            let pack = lookout_rules::packs::get(name).context("a shipped rule pack")?;
+            let f = write(&tmp.path().join(format!("{name}.yml")), pack.text)?;
+            rule_files.push_str(&format!("  - {}\n", f.display()));
+        }
+    }
     let pcfg = write(
         &tmp.path().join("prometheus.yml"),
         &format!(
-            "global:\n  scrape_interval: {iv}\nalerting:\n  alertmanagers:\n    - static_configs: [ {{ targets: [\"127.0.0.1:{ap}\"] }} ]\nscrape_configs:\n  - job_name: node\n    static_configs: [ {{ targets: [\"127.0.0.1:{np}\"] }} ]\n  - job_name: postgres\n    static_configs: [ {{ targets: [\"127.0.0.1:{pp}\"] }} ]\n  - job_name: redis\n    static_configs: [ {{ targets: [\"127.0.0.1:{rp}\"] }} ]\n"
+            "global:\n  scrape_interval: {iv}\n{rule_files}alerting:\n  alertmanagers:\n    - static_configs: [ {{ targets: [\"127.0.0.1:{ap}\"] }} ]\nscrape_configs:\n  - job_name: node\n    static_configs: [ {{ targets: [\"127.0.0.1:{np}\"] }} ]\n  - job_name: postgres\n    static_configs: [ {{ targets: [\"127.0.0.1:{pp}\"] }} ]\n  - job_name: redis\n    static_configs: [ {{ targets: [\"127.0.0.1:{rp}\"] }} ]\n"
         ),
     )?;
     let prom = spawn(
@@ -209,7 +222,12 @@ pub(crate) fn run(
     let mut theirs = Side::new(vec![node, pg, redis, prom, am]);
 
     eprintln!(
-        "both sides monitor this host, {postgres_dsn} and {redis_url} every {iv}; warming up for {}s…",
+        "both sides monitor this host, {postgres_dsn} and {redis_url} every {iv}, {}; warming up for {}s…",
+        if stack_rules {
+            "both evaluating the host, postgres and redis rule packs"
+        } else {
+            "Lookout with its rule packs, the stack without rules"
+        },
         warmup.as_secs()
     );
     std::thread::sleep(warmup);

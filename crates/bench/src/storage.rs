@@ -3,6 +3,7 @@
 //! speed; and the helpers the other benchmarks share (a local exposition server, the
 //! resident memory of a process).
 
+use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -329,7 +330,12 @@ fn series_labels(i: usize) -> Labels {
 }
 
 /// `lookout-bench live`.
-pub(crate) fn live(series: usize, throughput_series: usize, rounds: usize) -> anyhow::Result<()> {
+pub(crate) fn live(
+    series: usize,
+    throughput_series: usize,
+    rounds: usize,
+    replay_samples: usize,
+) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let opts = || Options {
         maintenance_interval: None,
@@ -413,5 +419,108 @@ pub(crate) fn live(series: usize, throughput_series: usize, rounds: usize) -> an
         appended as f64 / secs
     );
     db.close()?;
+    drop(db);
+    restart(tmp.path(), series, replay_samples)
+}
+
+/// The restart figure (`live`'s fourth): one process appends `series` × `samples` and stops without
+/// closing (as a crash or SIGKILL leaves the store: everything in the WAL), then a fresh
+/// process opens the store, replaying it. The replay's peak is that process's
+/// high-water mark, its steady state the memory it holds once replay is over.
+fn restart(tmp: &Path, series: usize, samples: usize) -> anyhow::Result<()> {
+    let dir = tmp.join("restart");
+    let exe = std::env::current_exe()?;
+    let probe = |args: &[String]| -> anyhow::Result<HashMap<String, f64>> {
+        let out = Command::new(&exe)
+            .arg("live-probe")
+            .args(args)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("running live-probe")?;
+        anyhow::ensure!(out.status.success(), "live-probe {args:?} failed");
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect())
+    };
+    let d = dir.display().to_string();
+    let fill = probe(&[
+        "fill".into(),
+        d.clone(),
+        "--series".into(),
+        series.to_string(),
+        "--samples".into(),
+        samples.to_string(),
+    ])?;
+    let replay = probe(&["replay".into(), d])?;
+    let mib = |k: &str, m: &HashMap<String, f64>| m.get(k).copied().unwrap_or(0.0) / 1048576.0;
+    // The steady state is the store holding every series, as the replaying process
+    // keeps it once replay is over; the appending process's own memory (with its label
+    // sets and the allocator's leftovers) is printed beside it.
+    let (before, peak, after) = (mib("rss", &fill), mib("hwm", &replay), mib("rss", &replay));
+    let secs = replay.get("secs").copied().unwrap_or(f64::NAN);
+    println!(
+        "restart: {series} active series × {samples} samples in the WAL ({:.0} MiB, appended in {:.1} s): replayed in {secs:.2} s (goal ≤ 30 s: {}); peak RSS during replay {peak:.0} MiB against {after:.0} MiB once replayed = {:.2}× (goal ≤ 1.2×: {}); the appending process held {before:.0} MiB",
+        mib("wal_bytes", &fill),
+        fill.get("fill_secs").copied().unwrap_or(f64::NAN),
+        if secs <= 30.0 { "met" } else { "NOT met" },
+        peak / after,
+        if peak / after <= 1.2 {
+            "met"
+        } else {
+            "NOT met"
+        },
+    );
     Ok(())
+}
+
+/// `lookout-bench live-probe`: one side of [`restart`], printing `key=value` figures.
+pub(crate) fn live_probe(
+    mode: &str,
+    dir: &Path,
+    series: usize,
+    samples: usize,
+) -> anyhow::Result<()> {
+    let opts = Options {
+        maintenance_interval: None,
+        ..Options::default()
+    };
+    let pid = std::process::id().to_string();
+    match mode {
+        "fill" => {
+            let db = Tsdb::open(dir, opts, &mut Registry::default())?;
+            let labels: Vec<Labels> = (0..series).map(series_labels).collect();
+            let started = Instant::now();
+            for r in 0..samples {
+                let t = 1_700_000_000_000 + r as i64 * 15_000;
+                for batch in labels.chunks(10_000) {
+                    let mut app = db.appender();
+                    for (i, ls) in batch.iter().enumerate() {
+                        app.append(ls, t, (r * 7 + i) as f64)?;
+                    }
+                    app.commit()?;
+                }
+            }
+            drop(labels);
+            let (rss, _) = rss(&pid);
+            let wal: u64 = crate::blocks::walk_bytes(&dir.join("wal"));
+            println!(
+                "rss={rss} wal_bytes={wal} fill_secs={:.3}",
+                started.elapsed().as_secs_f64()
+            );
+            // Out without closing: what a crash leaves.
+            std::process::exit(0);
+        }
+        "replay" => {
+            let started = Instant::now();
+            let db = Tsdb::open(dir, opts, &mut Registry::default())?;
+            let secs = started.elapsed().as_secs_f64();
+            let (rss, hwm) = rss(&pid);
+            println!("secs={secs:.3} rss={rss} hwm={hwm}");
+            db.close()?;
+            Ok(())
+        }
+        other => anyhow::bail!("live-probe: unknown mode {other:?} (fill or replay)"),
+    }
 }
