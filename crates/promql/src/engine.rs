@@ -1158,19 +1158,25 @@ impl<'a> Evaluator<'a> {
         let key = NodeId::of(&*sq.expr);
         // In a range query, the inner steps of every outer step lie on one grid: let
         // range-vector functions inside compute it in one pass.
-        let grid = (self.step > 0 && sq.at.is_none()).then(|| {
+        // In an instant query, the outermost subquery's own steps are that grid.
+        let grid = if sq.at.is_some() {
+            None
+        } else if self.step > 0 {
             let first = self.grid_start - offset_ms(&sq.offset) - sq.range.as_millis() as i64;
             let mut g = step * first.div_euclid(step);
             if g <= first {
                 g += step;
             }
-            (g, self.grid_end - offset_ms(&sq.offset), step)
-        });
+            Some((g, self.grid_end - offset_ms(&sq.offset), step))
+        } else {
+            self.grids.borrow().is_empty().then_some((t, end, step))
+        };
         // The outermost subquery of a range query whose windows touch or overlap: its
         // inner steps are evaluated once over the whole grid, and each outer step takes
         // its window from that.
         let whole = grid.filter(|g| {
-            self.grids.borrow().is_empty()
+            self.step > 0
+                && self.grids.borrow().is_empty()
                 && sq.range.as_millis() as i64 >= self.step
                 && t >= g.0
                 && end <= g.1
