@@ -75,7 +75,22 @@ pub(crate) fn openmetrics(
     }
 }
 
+/// Whether a parsed sample's `name` and label `pairs` are exactly the series `c` (what
+/// `Labels::from_pairs` would build from them): samples come grouped by series, so most
+/// lines repeat the previous line's series, and checking costs less than building it.
+fn same_series(c: &Labels, name: &str, pairs: &[(&str, std::borrow::Cow<'_, str>)]) -> bool {
+    c.len() == pairs.len() + 1
+        && c.metric_name() == Some(name)
+        && pairs.iter().enumerate().all(|(i, (k, v))| {
+            !v.is_empty()
+                && *k != METRIC_NAME_LABEL
+                && c.get(k) == Some(&**v)
+                && pairs[..i].iter().all(|(k2, _)| k2 != k)
+        })
+}
+
 fn feed(reader: &mut impl BufRead, importer: &mut Importer) -> anyhow::Result<()> {
+    let mut current: Option<Labels> = None;
     let mut line = String::new();
     let mut n = 0usize;
     let mut saw_eof = false;
@@ -98,10 +113,17 @@ fn feed(reader: &mut impl BufRead, importer: &mut Importer) -> anyhow::Result<()
                 let t = s
                     .timestamp_ms
                     .ok_or_else(|| anyhow::anyhow!("line {n}: sample without a timestamp"))?;
-                let labels = Labels::from_pairs(
-                    std::iter::once((METRIC_NAME_LABEL, s.name.to_string()))
-                        .chain(s.labels.into_iter().map(|(k, v)| (k, v.into_owned()))),
-                );
+                let labels = match &current {
+                    Some(c) if same_series(c, s.name, &s.labels) => c.clone(),
+                    _ => {
+                        let l = Labels::from_pairs(
+                            std::iter::once((METRIC_NAME_LABEL, s.name.to_string()))
+                                .chain(s.labels.into_iter().map(|(k, v)| (k, v.into_owned()))),
+                        );
+                        current = Some(l.clone());
+                        l
+                    }
+                };
                 importer
                     .add(labels, t, s.value)
                     .map_err(|e| anyhow::anyhow!("line {n}: {e}"))?;
@@ -113,4 +135,44 @@ fn feed(reader: &mut impl BufRead, importer: &mut Importer) -> anyhow::Result<()
         anyhow::bail!("line {n}: missing `# EOF` at the end (is the file truncated?)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn same_series_agrees_with_building_the_labels() {
+        let built = |name: &str, pairs: &[(&str, Cow<'_, str>)]| {
+            Labels::from_pairs(
+                std::iter::once((METRIC_NAME_LABEL, name.to_string()))
+                    .chain(pairs.iter().map(|(k, v)| (*k, v.to_string()))),
+            )
+        };
+        let c = Labels::from_pairs([("__name__", "m"), ("a", "1"), ("b", "2")]);
+        type Pairs<'a> = Vec<(&'a str, Cow<'a, str>)>;
+        let cases: Vec<(&str, Pairs<'_>)> = vec![
+            ("m", vec![("b", "2".into()), ("a", "1".into())]),
+            ("m", vec![("a", "1".into()), ("b", "3".into())]),
+            ("n", vec![("a", "1".into()), ("b", "2".into())]),
+            ("m", vec![("a", "1".into()), ("a", "1".into())]),
+            (
+                "m",
+                vec![("a", "1".into()), ("b", "2".into()), ("c", "".into())],
+            ),
+            ("m", vec![("a", "1".into())]),
+            ("m", vec![("a", "1".into()), ("__name__", "m".into())]),
+        ];
+        // Never a false match (an empty value may make it build instead: harmless).
+        for (name, pairs) in &cases {
+            if same_series(&c, name, pairs) {
+                assert_eq!(built(name, pairs), c, "{name} {pairs:?}");
+            }
+        }
+        assert!(
+            same_series(&c, cases[0].0, &cases[0].1),
+            "same labels, other order"
+        );
+    }
 }
