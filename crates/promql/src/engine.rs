@@ -244,21 +244,25 @@ impl Engine {
             let seeds: Vec<Seed<'_>> = rest.iter().map(|&(a, b)| ev.seed(a, b)).collect();
             ev.grid_end = *first_end;
             let (first, others) = std::thread::scope(|sc| {
-                let handles: Vec<_> = seeds
+                // A span whose thread cannot be started is evaluated here, after the
+                // first: a query never fails for want of a thread.
+                let spawned: Vec<_> = seeds
                     .into_iter()
                     .map(|seed| {
-                        sc.spawn(move || {
-                            let (a, b) = seed.grid;
-                            let f = Evaluator::from_seed(seed);
-                            let r = eval_steps(&f, expr, a, b, step);
-                            (r, f.annotations.into_inner())
-                        })
+                        let grid = seed.grid;
+                        std::thread::Builder::new()
+                            .name("lookout-query".into())
+                            .spawn_scoped(sc, move || eval_seed(seed, expr, step))
+                            .map_err(|_| grid)
                     })
                     .collect();
                 let first = eval_steps(&ev, expr, start, *first_end, step);
-                let others: Vec<_> = handles
+                let others: Vec<_> = spawned
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .map(|s| match s {
+                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        Err((a, b)) => eval_seed(ev.seed(a, b), expr, step),
+                    })
                     .collect();
                 (first, others)
             });
@@ -323,6 +327,18 @@ fn split_steps(start: i64, end: i64, step: i64, n: usize) -> Vec<(i64, i64)> {
             (at(a), at(b))
         })
         .collect()
+}
+
+/// The steps of a [`Seed`], with the annotations they raised.
+fn eval_seed(
+    seed: Seed<'_>,
+    expr: &Expr,
+    step: i64,
+) -> (Result<Vec<RangeSeries>>, crate::value::Annotations) {
+    let (a, b) = seed.grid;
+    let ev = Evaluator::from_seed(seed);
+    let r = eval_steps(&ev, expr, a, b, step);
+    (r, ev.annotations.into_inner())
 }
 
 /// The range query's steps from `from` to `to` (on its grid), evaluated in order into
@@ -585,30 +601,21 @@ impl<'a> Evaluator<'a> {
         step: i64,
         cancel: Option<&'a AtomicBool>,
     ) -> Result<Self> {
-        let mut ev = Evaluator {
+        let mut ev = Evaluator::from_seed(Seed {
             text: text.to_string(),
             positions: crate::position::locate(text, expr),
-            start,
-            end,
+            range: (start, end, step),
+            grid: (start, end),
             lookback: opts.lookback_delta.as_millis() as i64,
-            step,
-            grid_start: start,
-            grid_end: end,
             sub_step: opts.default_subquery_step.as_millis().max(1) as i64,
             data: HashMap::new(),
-            histograms: HashMap::new(),
             loaded: Arc::default(),
             deadline: Instant::now() + opts.timeout,
             cancel,
-            max_samples: opts.max_samples,
-            samples: Default::default(),
-            max_memory: opts.max_memory,
-            bytes: Default::default(),
-            extent: std::cell::Cell::new((start, end, false)),
-            annotations: Default::default(),
-            grids: Default::default(),
-            cache: Default::default(),
-        };
+            limits: (opts.max_samples, opts.max_memory),
+            counters: Default::default(),
+            extent: (start, end, false),
+        });
         let mut needs = Vec::new();
         ev.collect(expr, start, end, Some(step), &mut needs);
         let (lo, hi, too_long) = ev.extent.get();
@@ -719,7 +726,8 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// The evaluator of a [`Seed`], on the thread that evaluates its steps.
+    /// The evaluator of a [`Seed`]: a new query's, or one on the thread that evaluates
+    /// some of its steps.
     fn from_seed(s: Seed<'a>) -> Self {
         Evaluator {
             text: s.text,
