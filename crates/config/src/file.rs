@@ -1241,8 +1241,7 @@ impl Config {
         Ok(())
     }
 
-    /// Checks what the types cannot: sections Lookout does not run yet, scrape jobs,
-    /// unique collector names, one password source.
+    /// Checks `storage.retention_rules`: how many, their selectors, their retentions.
     fn validate_retention_rules(&self) -> Result<(), String> {
         let rules = &self.storage.retention_rules;
         if rules.len() > MAX_RETENTION_RULES {
@@ -1271,6 +1270,8 @@ impl Config {
         Ok(())
     }
 
+    /// Checks what the types cannot: sections Lookout does not run yet, scrape jobs,
+    /// unique collector names, one password source.
     fn validate(&self) -> Result<(), String> {
         self.validate_remote_write()?;
         self.validate_remote_read()?;

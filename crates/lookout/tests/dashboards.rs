@@ -348,12 +348,7 @@ fn issue_15_dashboards_render_in_chromium_with_real_databases() {
             .await
             .unwrap();
         area.send_keys(r#"{"dashboard": {"uid": "pasted", "title": "Pasted", "panels": [{"type": "stat", "title": "Up", "gridPos": {"x": 0, "y": 0, "w": 6, "h": 4}, "targets": [{"expr": "sum(up)", "refId": "A"}]}]}}"#).await.unwrap();
-        b.find(Locator::Id("import"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#import").await;
         let panels = settled(&b).await;
         assert_eq!(
             panels,
@@ -473,12 +468,7 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
             .unwrap()
             .to_string();
         let row = format!("tr[data-fingerprint='{fp}']");
-        b.find(Locator::Css(&format!("{row} button.ack")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, &format!("{row} button.ack")).await;
         // Without sign-in the form asks who acknowledges.
         b.find(Locator::Css(&format!("{row} .ack-who")))
             .await
@@ -498,12 +488,7 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
             .select_by_value("4h")
             .await
             .unwrap();
-        b.find(Locator::Css(&format!("{row} .ack-form button")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, &format!("{row} .ack-form button")).await;
         let said = wait_text(&b, "#alerts-status", |t| !t.is_empty()).await;
         assert_eq!(said, "DiskAlmostFull acknowledged");
         wait_text(&b, &row, |t| {
@@ -587,12 +572,7 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
             .send_keys("maintenance")
             .await
             .unwrap();
-        b.find(Locator::Id("silence-save"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#silence-save").await;
         let active = wait_text(&b, "section[data-state=active]", |t| {
             t.contains("maintenance")
         })
@@ -634,12 +614,7 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
             .select_by_value("failed")
             .await
             .unwrap();
-        b.find(Locator::Css("#history-form button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#history-form button").await;
         let failed = wait_text(&b, "#history-results", |t| !t.contains("DiskAlmostFull")).await;
         assert!(
             failed.contains("ReplicaLagging") && failed.contains("400"),
@@ -688,12 +663,7 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
             .send_keys("sum(")
             .await
             .unwrap();
-        b.find(Locator::Id("explore-run"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#explore-run").await;
         let error = wait_text(&b, "#explore-error", |t| !t.is_empty()).await;
         assert!(error.starts_with("bad_data"), "{error}");
         shots.take(&b, "explore").await;

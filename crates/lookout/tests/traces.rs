@@ -378,22 +378,12 @@ fn issue_18_the_trace_pages_search_and_draw_a_waterfall_in_chromium() {
         // duration nobody has finds nothing.
         let tags = b.find(Locator::Id("traces-tags")).await.unwrap();
         tags.send_keys("error=true").await.unwrap();
-        b.find(Locator::Id("traces-run"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#traces-run").await;
         wait_text(&b, "#traces-count", |t| t == "1 trace").await;
         assert!(b.current_url().await.unwrap().as_str().contains("tags="));
         let min = b.find(Locator::Id("traces-min")).await.unwrap();
         min.send_keys("5s").await.unwrap();
-        b.find(Locator::Id("traces-run"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#traces-run").await;
         wait_text(&b, "#traces-count", |t| t == "0 traces").await;
 
         // The waterfall: tree order and depth, bars placed on the trace's time line.
@@ -427,12 +417,7 @@ fn issue_18_the_trace_pages_search_and_draw_a_waterfall_in_chromium() {
         assert!(near(rows[1].3, 0.10) && near(rows[1].4, 0.60), "{rows:?}");
         assert!(near(rows[2].3, 0.20) && near(rows[2].4, 0.05), "{rows:?}");
         // A click opens the span's tags, process and events.
-        b.find(Locator::Css(".span-row[data-error=true]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, ".span-row[data-error=true]").await;
         let detail = wait_text(&b, ".span-detail", |t| !t.is_empty()).await;
         for want in [
             "db.key",

@@ -142,3 +142,13 @@ fn the_sample_limit_counts_every_thread() {
         limited(4, lo - 1)
     );
 }
+
+#[test]
+fn an_end_before_the_start_or_a_single_step_is_not_split() {
+    let db = db();
+    let q = "rate(cpu_seconds_total[5m])";
+    for (start, end) in [(100 * STEP, 10 * STEP), (50 * STEP, 50 * STEP)] {
+        let want = answer(&engine(1), &db, q, start, end, STEP);
+        assert_eq!(answer(&engine(8), &db, q, start, end, STEP), want);
+    }
+}

@@ -68,6 +68,10 @@ impl<'a> RuleCutoffs<'a> {
         if self.rules.is_empty() || (past && !self.longer) {
             return if past { Verdict::Delete } else { Verdict::Keep };
         }
+        // No rule reaches into a block inside the global retention: nothing to select.
+        if !past && self.rules.iter().all(|(_, c)| b.meta.min_time >= *c) {
+            return Verdict::Keep;
+        }
         // Each series goes to the first rule that matches it.
         let mut claimed: HashSet<u32> = HashSet::new();
         let (mut keep, mut drop) = (false, false);

@@ -122,6 +122,16 @@ pub async fn wait_text(b: &fantoccini::Client, css: &str, want: impl Fn(&str) ->
     }
 }
 
+/// Clicks the element `css`, failing the test with the selector when it is missing.
+pub async fn click(b: &fantoccini::Client, css: &str) {
+    b.find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
 pub async fn displayed(b: &fantoccini::Client, css: &str) -> bool {
     let mut any = false;
     for e in b.find_all(fantoccini::Locator::Css(css)).await.unwrap() {
