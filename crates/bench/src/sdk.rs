@@ -5,7 +5,9 @@
 //! scraped once a second as Lookout would) and `--uninstrumented` (no metric set, no
 //! health checker, no endpoint). Each run prints its CPU seconds and peak RSS on exit;
 //! the medians over the rounds give the added CPU (as a share of the baseline's) and the
-//! added memory. The rounds alternate, so drift on the machine hits both sides alike.
+//! added memory. With `--time-one-in N` (default 16) each round has a third run, timing
+//! one operation in N (`Options::time_one_in`), reported against the same baseline. The
+//! runs alternate, so drift on the machine hits every side alike.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,13 +28,38 @@ pub(crate) struct SdkOptions {
     /// Operations per run.
     #[arg(long, default_value_t = 3_000_000)]
     ops: u64,
-    /// Rounds (one instrumented and one uninstrumented run each).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds (one uninstrumented and one or two instrumented runs each).
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Also run the example timing about one operation in N (the latency histograms a
+    /// sample, every operation counted); 1 skips this run.
+    #[arg(long, default_value_t = 16)]
+    time_one_in: u32,
     /// Where the store's files go (default: the system's temporary directory; a tmpfs
     /// such as /dev/shm takes the disk's noise out of the system time).
     #[arg(long)]
     work: Option<PathBuf>,
+}
+
+/// How a run records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `--uninstrumented`: the baseline.
+    Off,
+    /// Every metric set, timing every operation.
+    Every,
+    /// Every metric set, timing one operation in N.
+    Sampled(u32),
+}
+
+impl Mode {
+    fn name(self) -> String {
+        match self {
+            Mode::Off => "uninstrumented".into(),
+            Mode::Every => "instrumented".into(),
+            Mode::Sampled(n) => format!("timing 1 in {n}"),
+        }
+    }
 }
 
 /// What one run printed on exit.
@@ -73,7 +100,8 @@ fn parse_figures(line: &str) -> Option<(f64, f64, u64)> {
     ))
 }
 
-fn run_once(exe: &Path, ops: u64, instrumented: bool, dir: &Path) -> anyhow::Result<Figures> {
+fn run_once(exe: &Path, ops: u64, mode: Mode, dir: &Path) -> anyhow::Result<Figures> {
+    let instrumented = mode != Mode::Off;
     let data = dir.join(if instrumented { "on" } else { "off" });
     let _ = std::fs::remove_dir_all(&data);
     let mut cmd = Command::new(exe);
@@ -87,8 +115,14 @@ fn run_once(exe: &Path, ops: u64, instrumented: bool, dir: &Path) -> anyhow::Res
     .arg(&data)
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
-    if !instrumented {
-        cmd.arg("--uninstrumented");
+    match mode {
+        Mode::Off => {
+            cmd.arg("--uninstrumented");
+        }
+        Mode::Every => {}
+        Mode::Sampled(n) => {
+            cmd.args(["--time-one-in", &n.to_string()]);
+        }
     }
     let started = Instant::now();
     let mut child = cmd
@@ -161,57 +195,64 @@ pub(crate) fn run(o: SdkOptions) -> anyhow::Result<()> {
         Some(w) => tempfile::tempdir_in(w)?,
         None => tempfile::tempdir()?,
     };
-    let (mut on, mut off) = (Vec::new(), Vec::new());
+    let mut modes = vec![Mode::Off, Mode::Every];
+    if o.time_one_in > 1 {
+        modes.push(Mode::Sampled(o.time_one_in));
+    }
+    let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); modes.len()];
     for round in 1..=o.rounds.max(1) {
-        for instrumented in [false, true] {
-            let f = run_once(&exe, o.ops, instrumented, dir.path())?;
+        for (mode, runs) in modes.iter().zip(&mut runs) {
+            let f = run_once(&exe, o.ops, *mode, dir.path())?;
             eprintln!(
-                "round {round}: {:<14} cpu {:.2} s (user {:.2} s), wall {:.2} s, peak RSS {:.1} MB{}",
-                if instrumented {
-                    "instrumented"
-                } else {
-                    "uninstrumented"
-                },
+                "round {round}: {:<16} cpu {:.2} s (user {:.2} s), wall {:.2} s, peak RSS {:.1} MB{}",
+                mode.name(),
                 f.cpu,
                 f.user,
                 f.wall,
                 f.rss as f64 / 1e6,
-                if instrumented {
-                    format!(", {} scrapes", f.scrapes)
-                } else {
+                if *mode == Mode::Off {
                     String::new()
+                } else {
+                    format!(", {} scrapes", f.scrapes)
                 }
             );
-            if instrumented { &mut on } else { &mut off }.push(f);
+            runs.push(f);
         }
     }
-    let cpu_on = median(on.iter().map(|f| f.cpu).collect());
-    let cpu_off = median(off.iter().map(|f| f.cpu).collect());
-    let user_on = median(on.iter().map(|f| f.user).collect());
-    let user_off = median(off.iter().map(|f| f.user).collect());
-    let rss_on = median(on.iter().map(|f| f.rss as f64).collect());
-    let rss_off = median(off.iter().map(|f| f.rss as f64).collect());
+    let medians = |runs: &[Figures]| {
+        (
+            median(runs.iter().map(|f| f.cpu).collect()),
+            median(runs.iter().map(|f| f.user).collect()),
+            median(runs.iter().map(|f| f.rss as f64).collect()),
+        )
+    };
+    let (cpu_off, user_off, rss_off) = medians(&runs[0]);
     println!(
-        "{} operations per run, median of {} rounds",
+        "{} operations per run, median of {} rounds; uninstrumented: cpu {cpu_off:.3} s, user {user_off:.3} s, peak RSS {:.1} MB",
         o.ops,
-        on.len()
+        runs[0].len(),
+        rss_off / 1e6
     );
-    println!(
-        "CPU: instrumented {cpu_on:.3} s, uninstrumented {cpu_off:.3} s: {:+.2}% ({:.0} ns per operation)",
-        (cpu_on / cpu_off - 1.0) * 100.0,
-        (cpu_on - cpu_off) / o.ops as f64 * 1e9
-    );
-    println!(
-        "user CPU alone (the store's system time is its I/O, the same on both sides): {user_on:.3} s vs {user_off:.3} s: {:+.2}% ({:.0} ns per operation)",
-        (user_on / user_off - 1.0) * 100.0,
-        (user_on - user_off) / o.ops as f64 * 1e9
-    );
-    println!(
-        "peak RSS: instrumented {:.1} MB, uninstrumented {:.1} MB: {:+.1} MB",
-        rss_on / 1e6,
-        rss_off / 1e6,
-        (rss_on - rss_off) / 1e6
-    );
+    for (mode, runs) in modes.iter().zip(&runs).skip(1) {
+        let (cpu_on, user_on, rss_on) = medians(runs);
+        println!("{}:", mode.name());
+        println!(
+            "  CPU: {cpu_on:.3} s vs {cpu_off:.3} s: {:+.2}% ({:.0} ns per operation)",
+            (cpu_on / cpu_off - 1.0) * 100.0,
+            (cpu_on - cpu_off) / o.ops as f64 * 1e9
+        );
+        println!(
+            "  user CPU alone (the store's system time is its I/O, the same on every side): {user_on:.3} s vs {user_off:.3} s: {:+.2}% ({:.0} ns per operation)",
+            (user_on / user_off - 1.0) * 100.0,
+            (user_on - user_off) / o.ops as f64 * 1e9
+        );
+        println!(
+            "  peak RSS: {:.1} MB vs {:.1} MB: {:+.1} MB",
+            rss_on / 1e6,
+            rss_off / 1e6,
+            (rss_on - rss_off) / 1e6
+        );
+    }
     Ok(())
 }
 

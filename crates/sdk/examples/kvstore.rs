@@ -16,7 +16,9 @@
 //! For the overhead figure (`lookout-bench sdk`), `--ops N` runs N operations as fast as
 //! it can, prints `ops=… cpu_seconds=… user_seconds=… max_rss_bytes=…` and exits; `--uninstrumented`
 //! runs the same store and workload with no metric set, health checker or endpoint (the
-//! baseline: every recording call, and every clock read made only for one, is skipped).
+//! baseline: every recording call, and every clock read made only for one, is skipped);
+//! `--time-one-in N` times about one operation in N (`Options::time_one_in`: every
+//! operation is counted, the latency histograms hold a sample).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -30,9 +32,9 @@ use lookout_sdk::health::{
     MonitoredDatabase,
 };
 use lookout_sdk::sets::{
-    BTreeMetrics, BTreeOp, MemberState, OpTimer, RaftMetrics, RaftRole, StorageMetrics,
+    BTreeMetrics, BTreeOp, GrpcCall, MemberState, OpTimer, RaftMetrics, RaftRole, StorageMetrics,
 };
-use lookout_sdk::{Metrics, Options};
+use lookout_sdk::{Metrics, Options, Stopwatch};
 
 /// Runs `$body` inside `$span` when spans are exported (feature `tracing`); just `$body`
 /// otherwise.
@@ -65,6 +67,24 @@ impl<T> Rec<T> {
     /// The time now, read only when it will be recorded.
     fn clock(&self) -> Option<lookout_sdk::Instant> {
         self.0.as_ref().map(|_| lookout_sdk::Instant::now())
+    }
+}
+
+impl Rec<StorageMetrics> {
+    /// Starts timing an I/O if the set samples it (never when uninstrumented).
+    fn watch(&self) -> Stopwatch {
+        self.0
+            .as_ref()
+            .map_or(Stopwatch::untimed(), StorageMetrics::stopwatch)
+    }
+}
+
+impl Rec<GrpcCall> {
+    /// Starts timing a call if the method samples it (never when uninstrumented).
+    fn watch(&self) -> Stopwatch {
+        self.0
+            .as_ref()
+            .map_or(Stopwatch::untimed(), GrpcCall::stopwatch)
     }
 }
 
@@ -159,12 +179,12 @@ impl Store {
             return;
         }
         self.storage.with(|s| s.cache_miss());
-        let t = self.storage.clock();
+        let t = self.storage.watch();
         let mut buf = [0u8; 64];
         traced!(lookout_sdk::trace::page_read(page as u64), {
             let _ = std::os::unix::fs::FileExt::read_at(&self.data, &mut buf, (page * PAGE) as u64);
         });
-        self.storage.with(|s| s.page_read(secs(t)));
+        self.storage.with(|s| s.page_read(t.seconds()));
         if self.cache.len() >= CACHE_PAGES
             && let Some(old) = self.cache.pop_front()
         {
@@ -179,14 +199,14 @@ impl Store {
     }
 
     fn write_page(&mut self, page: usize) {
-        let t = self.storage.clock();
+        let t = self.storage.watch();
         let used = match &self.nodes[page] {
             Node::Leaf { keys, .. } | Node::Internal { keys, .. } => keys.len(),
         };
         let mut buf = vec![0u8; PAGE];
         buf[..8].copy_from_slice(&(used as u64).to_le_bytes());
         let _ = std::os::unix::fs::FileExt::write_at(&self.data, &buf, (page * PAGE) as u64);
-        self.storage.with(|s| s.page_write(secs(t)));
+        self.storage.with(|s| s.page_write(t.seconds()));
         self.tree
             .with(|m| m.observe_utilization(used as f64 / ORDER as f64));
     }
@@ -549,11 +569,16 @@ async fn main() -> std::io::Result<()> {
             })
             .expect("setting up tracing")
         });
+    let time_one_in: u32 = arg("--time-one-in").map_or(1, |n| {
+        n.parse()
+            .expect("--time-one-in takes a number of operations")
+    });
     let metrics = instrumented.then(|| {
         Metrics::new(
             Options::default()
                 .label("service", "kvstore")
-                .label("node", "n1"),
+                .label("node", "n1")
+                .time_one_in(time_one_in),
         )
     });
     let store = Arc::new(Mutex::new(Store::open(&dir, metrics.as_ref())?));
@@ -618,7 +643,7 @@ async fn main() -> std::io::Result<()> {
                 x ^= x >> 7;
                 x ^= x << 17;
                 let key = x % 100_000;
-                let t = rpc.clock();
+                let t = rpc.watch();
                 let mut s = work.lock().expect("store lock");
                 match x % 20 {
                     0 => traced!(
@@ -633,7 +658,7 @@ async fn main() -> std::io::Result<()> {
                         raft.propose();
                         put_rpc.with(|r| {
                             r.start();
-                            r.handled(0, secs(t));
+                            r.handled(0, t.seconds());
                         });
                     }
                     _ => {
@@ -643,7 +668,7 @@ async fn main() -> std::io::Result<()> {
                         );
                         rpc.with(|r| {
                             r.start();
-                            r.handled(if found { 0 } else { 5 }, secs(t));
+                            r.handled(if found { 0 } else { 5 }, t.seconds());
                         });
                     }
                 }

@@ -28,8 +28,14 @@ enum Kind {
 /// The recorder; install it with [`Metrics::install_facade`].
 pub struct Recorder {
     metrics: Metrics,
-    kinds: Mutex<HashMap<String, Kind>>,
-    help: Mutex<HashMap<String, String>>,
+    names: Mutex<Names>,
+}
+
+/// The families made so far, and the descriptions given (perhaps before their family).
+#[derive(Default)]
+struct Names {
+    kinds: HashMap<String, Kind>,
+    help: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -103,15 +109,15 @@ impl Recorder {
     pub fn new(metrics: Metrics) -> Self {
         Self {
             metrics,
-            kinds: Mutex::new(HashMap::new()),
-            help: Mutex::new(HashMap::new()),
+            names: Mutex::default(),
         }
     }
 
     fn describe(&self, key: KeyName, description: SharedString) {
-        self.help
+        self.names
             .lock()
             .expect("facade lock")
+            .help
             .insert(sanitize(key.as_str()), description.to_string());
     }
 
@@ -120,16 +126,10 @@ impl Recorder {
         &self,
         name: &str,
         make: impl FnOnce() -> Kind,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Kind>> {
-        let mut kinds = self.kinds.lock().expect("facade lock");
-        if !kinds.contains_key(name) {
-            let help = self
-                .help
-                .lock()
-                .expect("facade lock")
-                .get(name)
-                .cloned()
-                .unwrap_or_default();
+    ) -> std::sync::MutexGuard<'_, Names> {
+        let mut names = self.names.lock().expect("facade lock");
+        if !names.kinds.contains_key(name) {
+            let help = names.help.get(name).cloned().unwrap_or_default();
             let k = make();
             let registered = name.strip_suffix("_total").unwrap_or(name);
             match &k {
@@ -137,9 +137,9 @@ impl Recorder {
                 Kind::Gauge(f) => self.metrics.register(name, &help, f.clone()),
                 Kind::Histogram(f) => self.metrics.register(name, &help, f.clone()),
             }
-            kinds.insert(name.to_string(), k);
+            names.kinds.insert(name.to_string(), k);
         }
-        kinds
+        names
     }
 }
 
@@ -159,7 +159,7 @@ impl metrics::Recorder for Recorder {
     fn register_counter(&self, key: &Key, _metadata: &Metadata<'_>) -> metrics::Counter {
         let name = sanitize(key.name());
         let kinds = self.kind(&name, || Kind::Counter(Family::default()));
-        match kinds.get(&name) {
+        match kinds.kinds.get(&name) {
             Some(Kind::Counter(f)) => metrics::Counter::from_arc(Arc::new(CounterHandle(
                 f.get_or_create(&labels_of(key)).clone(),
             ))),
@@ -170,7 +170,7 @@ impl metrics::Recorder for Recorder {
     fn register_gauge(&self, key: &Key, _metadata: &Metadata<'_>) -> metrics::Gauge {
         let name = sanitize(key.name());
         let kinds = self.kind(&name, || Kind::Gauge(Family::default()));
-        match kinds.get(&name) {
+        match kinds.kinds.get(&name) {
             Some(Kind::Gauge(f)) => metrics::Gauge::from_arc(Arc::new(GaugeHandle(
                 f.get_or_create(&labels_of(key)).clone(),
             ))),
@@ -188,7 +188,7 @@ impl metrics::Recorder for Recorder {
                 Family::new_with_constructor(|| crate::histogram(&crate::LATENCY_BUCKETS))
             })
         });
-        match kinds.get(&name) {
+        match kinds.kinds.get(&name) {
             Some(Kind::Histogram(f)) => metrics::Histogram::from_arc(Arc::new(HistogramHandle(
                 f.get_or_create(&labels_of(key)).clone(),
             ))),

@@ -41,7 +41,9 @@
 //! resolved when a set is built (one handle per operation), so the hot path neither
 //! allocates nor hashes. Timers read [`Instant`], the CPU's invariant
 //! time-stamp counter where there is one (`quanta`: about 10 ns a read against 30 for the
-//! OS clock on a VM), since an engine reads the clock several times per operation.
+//! OS clock on a VM), since an engine reads the clock several times per operation. An
+//! engine whose operations take a microsecond or two can time a sample of them instead
+//! ([`Options::time_one_in`], [`timing`]): every operation is still counted.
 
 mod cells;
 pub mod facade;
@@ -52,6 +54,7 @@ pub mod history;
 pub mod http;
 pub mod sets;
 pub mod snapshot;
+pub mod timing;
 #[cfg(feature = "tracing")]
 pub mod trace;
 
@@ -63,6 +66,7 @@ use std::sync::{Arc, Mutex};
 pub use cells::Counter;
 pub use hist::Histogram;
 pub use quanta::Instant;
+pub use timing::{Stopwatch, Timing};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -112,6 +116,8 @@ pub fn histogram(buckets: &[f64]) -> Histogram {
 pub struct Options {
     /// Labels added to every series (`service`, `environment`, `node`, …).
     pub global_labels: Vec<(String, String)>,
+    /// When the metric sets read the clock: every operation (the default) or a sample.
+    pub timing: Timing,
 }
 
 impl Options {
@@ -120,12 +126,21 @@ impl Options {
         self.global_labels.push((name.into(), value.into()));
         self
     }
+
+    /// These options with the metric sets timing about one operation in `n` on each
+    /// thread ([`timing`]): counters still count every operation, the latency histograms
+    /// hold a uniform sample.
+    pub fn time_one_in(mut self, n: u32) -> Self {
+        self.timing = Timing::one_in(n);
+        self
+    }
 }
 
 /// The registry every metric of the engine lives in; cheap to clone (shared).
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    timing: Timing,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -144,6 +159,7 @@ impl Metrics {
         );
         Self {
             registry: Arc::new(Mutex::new(registry)),
+            timing: opts.timing,
         }
     }
 
@@ -227,6 +243,12 @@ impl Metrics {
         )
         .expect("writing to a String cannot fail");
         out
+    }
+
+    /// When the metric sets read the clock ([`Options::time_one_in`]); start your own
+    /// sampled timings with [`Timing::start`].
+    pub fn timing(&self) -> Timing {
+        self.timing
     }
 
     /// The B+tree metric set for the tree (index) named `tree`.

@@ -370,3 +370,61 @@ impl http_body::Body for Frames {
         std::task::Poll::Ready(self.0.pop_front().map(Ok))
     }
 }
+
+/// The value of the series `line_start` (name and labels as exposed) in `text`.
+fn value(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line_start} in\n{text}"))
+}
+
+#[test]
+fn timing_a_sample_counts_every_operation_and_times_about_one_in_n() {
+    let m = Metrics::new(Options::default().time_one_in(8));
+    assert_eq!(m.timing().rate(), 8);
+    let tree = m.btree("primary");
+    let st = m.storage();
+    let grpc = m.network().grpc_server("unary", "kv.KV", "Get");
+    let n = 16_000;
+    for _ in 0..n {
+        tree.start(BTreeOp::Search).finish(&tree, 3);
+        st.page_read(st.stopwatch().seconds());
+        let w = grpc.stopwatch();
+        grpc.start();
+        grpc.handled(0, w.seconds());
+    }
+    // Not timed: counted, not observed; timed by hand: observed.
+    st.fsync(None);
+    st.fsync(0.001);
+    let text = m.encode();
+    let n = f64::from(n);
+    assert_eq!(
+        value(
+            &text,
+            r#"btree_operations_total{tree="primary",op="search"}"#
+        ),
+        n
+    );
+    assert_eq!(value(&text, "storage_page_reads_total"), n);
+    assert_eq!(
+        value(
+            &text,
+            r#"grpc_server_handled_total{grpc_type="unary",grpc_service="kv.KV",grpc_method="Get",grpc_code="OK"}"#
+        ),
+        n
+    );
+    for sampled in [
+        r#"btree_operation_duration_seconds_count{tree="primary",op="search"}"#,
+        r#"btree_traversal_depth_count{tree="primary"}"#,
+        r#"storage_disk_io_duration_seconds_count{op="read"}"#,
+        r#"grpc_server_handling_seconds_count{grpc_type="unary",grpc_service="kv.KV",grpc_method="Get"}"#,
+    ] {
+        let c = value(&text, sampled);
+        assert!(
+            (c - n / 8.0).abs() < n / 8.0 * 0.15,
+            "{sampled}: {c} timed of {n}, about one in 8 expected"
+        );
+    }
+    assert_eq!(value(&text, "storage_fsyncs_total"), 2.0);
+    assert_eq!(value(&text, "storage_fsync_duration_seconds_count"), 1.0);
+}

@@ -9,8 +9,9 @@
 //! | `btree_height` | gauge | `tree` |
 //! | `btree_nodes` | gauge | `tree`, `kind` (`internal`, `leaf`) |
 //! | `btree_node_utilization_ratio` | histogram (0.1–1.0) | `tree` |
-
-use crate::Instant;
+//!
+//! With [`crate::Options::time_one_in`], the duration and traversal-depth histograms
+//! hold the sampled operations; `btree_operations_total` counts every one.
 
 use crate::Counter;
 use crate::Histogram;
@@ -18,7 +19,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{HistFamily, LatencyHistogram, Pairs, handle, latency_family, observe_latency, pairs};
-use crate::{Metrics, RATIO_BUCKETS};
+use crate::{Metrics, RATIO_BUCKETS, Stopwatch, Timing};
 
 /// A B+tree operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,7 @@ pub struct BTreeMetrics {
     internal: Gauge,
     leaf: Gauge,
     utilization: Histogram,
+    timing: Timing,
 }
 
 impl BTreeMetrics {
@@ -128,23 +130,31 @@ impl BTreeMetrics {
             internal: handle(&nodes, &[("tree", tree), ("kind", "internal")]),
             leaf: handle(&nodes, &[("tree", tree), ("kind", "leaf")]),
             utilization: utilization.get_or_create(&t).clone(),
+            timing: m.timing(),
         }
     }
 
-    /// Records one finished operation: its latency and how many levels it visited.
-    pub fn record(&self, op: BTreeOp, seconds: f64, depth: u32) {
+    /// Records one finished operation: it is counted and, when it was timed (`seconds`
+    /// given; see [`crate::Options::time_one_in`]), its latency and how many levels it
+    /// visited are observed.
+    #[inline]
+    pub fn record(&self, op: BTreeOp, seconds: impl Into<Option<f64>>, depth: u32) {
         let (count, duration) = &self.ops[op as usize];
         count.inc();
-        observe_latency(duration, seconds);
-        self.depth.observe(f64::from(depth));
+        let seconds = seconds.into();
+        if seconds.is_some() {
+            observe_latency(duration, seconds);
+            self.depth.observe(f64::from(depth));
+        }
     }
 
-    /// Starts timing an operation; [`OpTimer::finish`] records it. The timer borrows
-    /// nothing, so the engine stays free to change itself meanwhile.
+    /// Starts an operation, timed if it is in the sample; [`OpTimer::finish`] records
+    /// it. The timer borrows nothing, so the engine stays free to change itself meanwhile.
+    #[inline]
     pub fn start(&self, op: BTreeOp) -> OpTimer {
         OpTimer {
             op,
-            started: Instant::now(),
+            watch: self.timing.start(),
         }
     }
 
@@ -179,12 +189,13 @@ impl BTreeMetrics {
 #[derive(Debug)]
 pub struct OpTimer {
     op: BTreeOp,
-    started: Instant,
+    watch: Stopwatch,
 }
 
 impl OpTimer {
     /// Records the operation in `set` with the levels it visited.
+    #[inline]
     pub fn finish(self, set: &BTreeMetrics, depth: u32) {
-        set.record(self.op, self.started.elapsed().as_secs_f64(), depth);
+        set.record(self.op, self.watch.seconds(), depth);
     }
 }

@@ -60,19 +60,23 @@ pub(crate) fn latency_family() -> LatencyFamily {
     Family::new_with_constructor(|| LatencyHistogram::new(crate::LATENCY_BUCKETS.iter().copied()))
 }
 
-/// Observes `seconds` in `h`, with the current recorded span's trace as the exemplar.
+/// Observes `seconds` in `h` (nothing when the operation was not timed), with the current
+/// recorded span's trace as the exemplar.
 #[cfg(feature = "tracing")]
-pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: f64) {
+pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: Option<f64>) {
+    let Some(seconds) = seconds else { return };
     match crate::exemplar() {
         Some(e) => h.observe(seconds, Some(e), Some(std::time::SystemTime::now())),
         None => h.observe(seconds, None, None),
     }
 }
 
-/// Observes `seconds` in `h`.
+/// Observes `seconds` in `h` (nothing when the operation was not timed).
 #[cfg(not(feature = "tracing"))]
-pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: f64) {
-    h.observe(seconds);
+pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: Option<f64>) {
+    if let Some(seconds) = seconds {
+        h.observe(seconds);
+    }
 }
 
 /// A family of size histograms ([`crate::SIZE_BUCKETS`]).

@@ -13,7 +13,10 @@
 //!
 //! A gRPC method's handle ([`NetworkMetrics::grpc_server`]) creates its series for every
 //! status code up front, as go-grpc-prometheus does, so recording never allocates; HTTP
-//! status codes are resolved when recorded.
+//! status codes are resolved when recorded. With [`crate::Options::time_one_in`], the gRPC
+//! handling histograms hold the sampled calls ([`GrpcCall::stopwatch`]) while
+//! `grpc_*_handled_total` counts every one; HTTP requests are always timed (the OpenTelemetry
+//! histogram is their only count).
 
 use crate::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,7 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use super::{
     LatencyFamily, LatencyHistogram, Pairs, handle, latency_family, observe_latency, pairs,
 };
-use crate::Metrics;
+use crate::{Metrics, Stopwatch, Timing};
 
 /// gRPC's status codes, in their numeric order, as go-grpc-prometheus names them.
 pub const GRPC_CODES: [&str; 17] = [
@@ -50,6 +53,7 @@ struct GrpcSide {
     started: Family<Pairs, Counter>,
     handled: Family<Pairs, Counter>,
     seconds: LatencyFamily,
+    timing: Timing,
 }
 
 impl GrpcSide {
@@ -58,6 +62,7 @@ impl GrpcSide {
             started: Family::default(),
             handled: Family::default(),
             seconds: latency_family(),
+            timing: m.timing(),
         };
         m.register(
             &format!("grpc_{side}_started"),
@@ -92,6 +97,7 @@ impl GrpcSide {
             started: self.started.get_or_create(&base).clone(),
             handled,
             seconds: self.seconds.get_or_create(&base).clone(),
+            timing: self.timing,
         }
     }
 }
@@ -103,18 +109,28 @@ pub struct GrpcCall {
     started: Counter,
     handled: [Counter; 17],
     seconds: LatencyHistogram,
+    timing: Timing,
 }
 
 impl GrpcCall {
     /// A call started.
+    #[inline]
     pub fn start(&self) {
         self.started.inc();
     }
 
-    /// A call finished with status `code` (0 = OK … 16 = Unauthenticated) after `seconds`.
-    pub fn handled(&self, code: u8, seconds: f64) {
+    /// Starts timing a call, if it is in the sample ([`crate::Options::time_one_in`]).
+    #[inline]
+    pub fn stopwatch(&self) -> Stopwatch {
+        self.timing.start()
+    }
+
+    /// A call finished with status `code` (0 = OK … 16 = Unauthenticated) after `seconds`
+    /// (`None`: counted in `grpc_*_handled_total`, not timed).
+    #[inline]
+    pub fn handled(&self, code: u8, seconds: impl Into<Option<f64>>) {
         self.handled[usize::from(code.min(16))].inc();
-        observe_latency(&self.seconds, seconds);
+        observe_latency(&self.seconds, seconds.into());
     }
 }
 
@@ -130,7 +146,7 @@ impl HttpCall {
     pub fn record(&self, status: u16, seconds: f64) {
         let mut l = self.base.clone();
         l.push(("http_response_status_code".into(), status.to_string()));
-        observe_latency(&self.family.get_or_create(&l), seconds);
+        observe_latency(&self.family.get_or_create(&l), Some(seconds));
     }
 }
 

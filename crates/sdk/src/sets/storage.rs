@@ -13,13 +13,17 @@
 //! | `storage_compaction_duration_seconds` | histogram | |
 //! | `storage_wal_appends_total`, `storage_wal_bytes_total` | counter | |
 //! | `storage_wal_append_size_bytes` | histogram | |
+//!
+//! The latency methods take `Option<f64>` as well as `f64`: `None` (a [`Stopwatch`] not
+//! in the sample, [`crate::Options::time_one_in`]) counts the event without observing a
+//! latency.
 
 use crate::Counter;
 use crate::Histogram;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{LatencyHistogram, handle, latency_family, observe_latency, size_family};
-use crate::{LATENCY_BUCKETS, Metrics};
+use crate::{LATENCY_BUCKETS, Metrics, Stopwatch, Timing};
 
 /// The page cache and storage metric set.
 #[derive(Debug, Clone)]
@@ -44,6 +48,7 @@ pub struct StorageMetrics {
     wal_appends: Counter,
     wal_bytes: Counter,
     wal_size: Histogram,
+    timing: Timing,
 }
 
 impl StorageMetrics {
@@ -111,19 +116,28 @@ impl StorageMetrics {
             ),
             wal_bytes: m.counter("storage_wal_bytes", "Bytes appended to the write-ahead log"),
             wal_size,
+            timing: m.timing(),
         }
     }
 
     /// A page read from disk, with how long the read took.
-    pub fn page_read(&self, seconds: f64) {
+    #[inline]
+    pub fn page_read(&self, seconds: impl Into<Option<f64>>) {
         self.page_reads.inc();
-        observe_latency(&self.io_read, seconds);
+        observe_latency(&self.io_read, seconds.into());
     }
 
     /// A page written to disk, with how long the write took.
-    pub fn page_write(&self, seconds: f64) {
+    #[inline]
+    pub fn page_write(&self, seconds: impl Into<Option<f64>>) {
         self.page_writes.inc();
-        observe_latency(&self.io_write, seconds);
+        observe_latency(&self.io_write, seconds.into());
+    }
+
+    /// Starts timing an I/O, if it is in the sample ([`crate::Options::time_one_in`]).
+    #[inline]
+    pub fn stopwatch(&self) -> Stopwatch {
+        self.timing.start()
     }
 
     /// A page cache hit.
@@ -153,15 +167,19 @@ impl StorageMetrics {
     }
 
     /// A flush that took `seconds`.
-    pub fn flush(&self, seconds: f64) {
+    pub fn flush(&self, seconds: impl Into<Option<f64>>) {
         self.flushes.inc();
-        self.flush_seconds.observe(seconds);
+        if let Some(s) = seconds.into() {
+            self.flush_seconds.observe(s);
+        }
     }
 
     /// An fsync that took `seconds`.
-    pub fn fsync(&self, seconds: f64) {
+    pub fn fsync(&self, seconds: impl Into<Option<f64>>) {
         self.fsyncs.inc();
-        self.fsync_seconds.observe(seconds);
+        if let Some(s) = seconds.into() {
+            self.fsync_seconds.observe(s);
+        }
     }
 
     /// A compaction that wrote `bytes` in `seconds`.
