@@ -399,9 +399,22 @@ fn eval_steps(
                     prev.clear();
                     for (s, (key, dn)) in vs.into_iter().zip(keys) {
                         let i = *index.entry(s.labels.clone()).or_insert_with(|| {
+                            // A series there from the first step is usually there at
+                            // every step: it gets room for all of them (to the query's
+                            // end when this is the query's first step, as the other
+                            // threads' steps are appended to it), as a query holds
+                            // every series at once and growing would leave up to half
+                            // of that spare. Series appearing later grow.
+                            let room = if t == ev.start {
+                                ((ev.end - t) / step + 1) as usize
+                            } else if t == from {
+                                ((to - t) / step + 1) as usize
+                            } else {
+                                0
+                            };
                             series.push(RangeSeries {
                                 labels: s.labels,
-                                samples: Vec::new(),
+                                samples: Vec::with_capacity(room),
                                 drop_name: false,
                             });
                             series.len() - 1

@@ -122,11 +122,7 @@ impl Recorder {
     }
 
     /// The family for `name`, made and registered on first use.
-    fn kind(
-        &self,
-        name: &str,
-        make: impl FnOnce() -> Kind,
-    ) -> std::sync::MutexGuard<'_, Names> {
+    fn kind(&self, name: &str, make: impl FnOnce() -> Kind) -> std::sync::MutexGuard<'_, Names> {
         let mut names = self.names.lock().expect("facade lock");
         if !names.kinds.contains_key(name) {
             let help = names.help.get(name).cloned().unwrap_or_default();

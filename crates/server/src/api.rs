@@ -183,13 +183,57 @@ async fn evaluate(
     .await
 }
 
-/// Renders a query result as Prometheus's `data` at evaluation time `t`.
-fn query_response(r: &lookout_promql::QueryResult, t: i64) -> Response {
+/// Results whose JSON is larger than this are streamed ([`streamed`]).
+const STREAM_ABOVE: usize = 1 << 20;
+/// The size of a streamed response's pieces.
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// Renders a query result as Prometheus's `data` at evaluation time `t`. A large result
+/// is written on a blocking thread in pieces sent as they fill ([`streamed`]), so neither
+/// the whole JSON nor the result and its JSON together are ever held in memory.
+fn query_response(r: lookout_promql::QueryResult, t: i64) -> Response {
+    if json::query_size_hint(&r.value) > STREAM_ABOVE {
+        return streamed(move |emit| json::stream_query(r, t, STREAM_CHUNK, emit));
+    }
     let mut out = String::with_capacity(128 + json::query_size_hint(&r.value));
     out.push_str(json::SUCCESS_PREFIX);
     json::query_data(&mut out, &r.value, t);
     json::finish_success(&mut out, &r.annotations.warnings, &r.annotations.infos);
     json_response(StatusCode::OK, out)
+}
+
+/// A 200 JSON response whose body `write` produces on a blocking thread, piece by piece
+/// through `emit` (false once the client has gone: `write` should stop). At most four
+/// pieces wait for a slow client.
+fn streamed(write: impl FnOnce(&mut dyn FnMut(String) -> bool) + Send + 'static) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::task::spawn_blocking(move || {
+        write(&mut |piece| tx.blocking_send(Bytes::from(piece)).is_ok());
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::new(ChannelBody(rx)),
+    )
+        .into_response()
+}
+
+/// A response body read from a channel; it ends when the sender is dropped.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|piece| piece.map(|b| Ok(http_body::Frame::data(b))))
+    }
 }
 
 pub(crate) async fn query(
@@ -204,7 +248,7 @@ pub(crate) async fn query(
         e.instant_query(db, text, expr, t, Some(flag))
     })
     .await?;
-    Ok(query_response(&r, t))
+    Ok(query_response(r, t))
 }
 
 fn required_time(p: &Params, key: &str) -> Result<i64, ApiError> {
@@ -247,7 +291,7 @@ pub(crate) async fn query_range(
         e.range_query(db, text, expr, start, end, step, Some(flag))
     })
     .await?;
-    Ok(query_response(&r, end))
+    Ok(query_response(r, end))
 }
 
 pub(crate) fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {

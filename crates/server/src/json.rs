@@ -102,13 +102,7 @@ pub(crate) fn query_data(out: &mut String, v: &Value, t: i64) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str("{\"metric\":");
-                labels(out, &s.labels);
-                out.push_str(",\"value\":[");
-                timestamp(out, t);
-                out.push(',');
-                value(out, s.v);
-                out.push_str("]}");
+                vector_sample(out, s, t);
             }
             out.push(']');
         }
@@ -118,25 +112,110 @@ pub(crate) fn query_data(out: &mut String, v: &Value, t: i64) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str("{\"metric\":");
-                labels(out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, p) in s.samples.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
-                    }
-                    out.push('[');
-                    timestamp(out, p.t);
-                    out.push(',');
-                    value(out, p.v);
-                    out.push(']');
-                }
-                out.push_str("]}");
+                matrix_series(out, s);
             }
             out.push(']');
         }
     }
     out.push('}');
+}
+
+/// Appends one sample of an instant vector evaluated at `t`.
+fn vector_sample(out: &mut String, s: &lookout_promql::VecSample, t: i64) {
+    out.push_str("{\"metric\":");
+    labels(out, &s.labels);
+    out.push_str(",\"value\":[");
+    timestamp(out, t);
+    out.push(',');
+    value(out, s.v);
+    out.push_str("]}");
+}
+
+/// Appends one series of a range vector.
+fn matrix_series(out: &mut String, s: &lookout_promql::RangeSeries) {
+    out.push_str("{\"metric\":");
+    labels(out, &s.labels);
+    out.push_str(",\"values\":[");
+    for (j, p) in s.samples.iter().enumerate() {
+        if j > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        timestamp(out, p.t);
+        out.push(',');
+        value(out, p.v);
+        out.push(']');
+    }
+    out.push_str("]}");
+}
+
+/// Writes the whole success response for a query result evaluated at `t` (the bytes
+/// [`SUCCESS_PREFIX`], [`query_data`] and [`finish_success`] write) in pieces of about
+/// `chunk` bytes, handing each to `emit` as it fills; `emit` returning false (the client
+/// went away) stops the writing. The result is consumed as it is written, so a large
+/// matrix is never held twice (as series and as its JSON), and no buffer of the whole
+/// response is ever allocated.
+pub(crate) fn stream_query(
+    r: lookout_promql::QueryResult,
+    t: i64,
+    chunk: usize,
+    mut emit: impl FnMut(String) -> bool,
+) {
+    let mut out = String::with_capacity(chunk + chunk / 4);
+    out.push_str(SUCCESS_PREFIX);
+    let mut flush = |out: &mut String, last: bool| {
+        if out.len() >= chunk || (last && !out.is_empty()) {
+            emit(std::mem::replace(
+                out,
+                String::with_capacity(chunk + chunk / 4),
+            ))
+        } else {
+            true
+        }
+    };
+    let lookout_promql::QueryResult {
+        value, annotations, ..
+    } = r;
+    let (open, items): (&str, Box<dyn Iterator<Item = Item>>) = match value {
+        Value::Vector(vs) => (
+            "{\"resultType\":\"vector\",\"result\":[",
+            Box::new(vs.into_iter().map(Item::Sample)),
+        ),
+        Value::Matrix(ms) => (
+            "{\"resultType\":\"matrix\",\"result\":[",
+            Box::new(ms.into_iter().map(Item::Series)),
+        ),
+        other => {
+            query_data(&mut out, &other, t);
+            finish_success(&mut out, &annotations.warnings, &annotations.infos);
+            flush(&mut out, true);
+            return;
+        }
+    };
+    out.push_str(open);
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match &item {
+            Item::Sample(s) => vector_sample(&mut out, s, t),
+            Item::Series(s) => matrix_series(&mut out, s),
+        }
+        // The series is dropped here, before the next one is written.
+        drop(item);
+        if !flush(&mut out, false) {
+            return;
+        }
+    }
+    out.push_str("]}");
+    finish_success(&mut out, &annotations.warnings, &annotations.infos);
+    flush(&mut out, true);
+}
+
+/// One element of a streamed result.
+enum Item {
+    Sample(lookout_promql::VecSample),
+    Series(lookout_promql::RangeSeries),
 }
 
 /// Wraps `data` (already JSON) in a success envelope.
@@ -193,5 +272,77 @@ mod tests {
         assert_eq!(f(1_700_000_000_000), "1700000000");
         assert_eq!(f(1_700_000_000_050), "1700000000.050");
         assert_eq!(f(-1500), "-1.500");
+    }
+
+    #[test]
+    fn a_streamed_response_is_the_same_bytes_in_pieces() {
+        use lookout_model::Sample;
+        use lookout_promql::{Annotations, QueryResult, RangeSeries, VecSample};
+        let ls = |i: usize| {
+            Labels::from_pairs([("__name__", "m"), ("i", &*format!("{i}")), ("q", "\"x\"")])
+        };
+        let annotations = Annotations {
+            warnings: vec!["PromQL warning: w".into()],
+            infos: vec!["PromQL info: i".into()],
+        };
+        let values = [
+            Value::Matrix(
+                (0..50)
+                    .map(|i| RangeSeries {
+                        labels: ls(i),
+                        samples: (0..20)
+                            .map(|k| Sample::new(k * 15_000 + 7, k as f64 / 3.0))
+                            .collect(),
+                        drop_name: false,
+                    })
+                    .collect(),
+            ),
+            Value::Vector(
+                (0..50)
+                    .map(|i| VecSample {
+                        labels: ls(i),
+                        v: f64::NAN,
+                        drop_name: false,
+                    })
+                    .collect(),
+            ),
+            Value::Matrix(Vec::new()),
+            Value::Scalar(1.5),
+            Value::String("s".into()),
+        ];
+        for v in values {
+            let mut whole = String::from(SUCCESS_PREFIX);
+            query_data(&mut whole, &v, 1_700_000_000_500);
+            finish_success(&mut whole, &annotations.warnings, &annotations.infos);
+            for chunk in [1, 100, 1 << 20] {
+                let r = QueryResult {
+                    value: v.clone(),
+                    annotations: annotations.clone(),
+                    histograms: Vec::new(),
+                };
+                let mut pieces = Vec::new();
+                stream_query(r, 1_700_000_000_500, chunk, |p| {
+                    pieces.push(p);
+                    true
+                });
+                assert_eq!(pieces.concat(), whole, "chunk {chunk}");
+                assert!(pieces.iter().all(|p| !p.is_empty()));
+                if chunk == 100 && whole.len() > 1000 {
+                    assert!(pieces.len() > 5, "{} pieces", pieces.len());
+                }
+            }
+            // A client gone after the first piece stops the writing.
+            let r = QueryResult {
+                value: v.clone(),
+                annotations: annotations.clone(),
+                histograms: Vec::new(),
+            };
+            let mut calls = 0;
+            stream_query(r, 0, 1, |_| {
+                calls += 1;
+                false
+            });
+            assert_eq!(calls, 1);
+        }
     }
 }

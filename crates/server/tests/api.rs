@@ -629,3 +629,41 @@ async fn dashboards_are_listed_served_in_grafanas_shape_and_imported() {
     let (s, _) = get(st.clone(), "/ui/dash/main.mjs").await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_result_is_streamed_whole() {
+    // Ten series of 10,001 points: about 1.4 MB of JSON, over the size that is streamed.
+    let q = (1..=9).fold("vector(0)".to_string(), |q, k| {
+        format!("{q} or label_replace(vector({k}), \"k\", \"{k}\", \"\", \"\")")
+    });
+    let body = serde_urlencoded::to_string([
+        ("query", q.as_str()),
+        ("start", "0"),
+        ("end", "300"),
+        ("step", "0.03"),
+    ])
+    .unwrap();
+    let resp = router(state(vec![]))
+        .oneshot(post_form("/api/v1/query_range", body))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "application/json",
+        "a streamed body keeps its content type"
+    );
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(bytes.len() > 1 << 20, "{} bytes", bytes.len());
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["status"], "success");
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 10);
+    for (k, s) in result.iter().enumerate() {
+        let values = s["values"].as_array().unwrap();
+        assert_eq!(values.len(), 10_001);
+        assert_eq!(values[0], serde_json::json!([0, k.to_string()]));
+        assert_eq!(values[10_000], serde_json::json!([300, k.to_string()]));
+        assert_eq!(values[1], serde_json::json!([0.03, k.to_string()]));
+    }
+}

@@ -574,22 +574,28 @@ impl Block {
         pages: &mut PageCache,
     ) -> Result<Vec<Sample>, BlockError> {
         let cpath = || self.dir.join("chunks");
-        let mut out = Vec::new();
-        let chunks = self.chunk_refs(r);
-        let wanted = chunks.iter().filter(|c| c.overlaps(mint, maxt)).count();
-        for (k, c) in chunks.iter().filter(|c| c.overlaps(mint, maxt)).enumerate() {
-            let page = pages.get(self, c.page)?;
-            let bytes = page
-                .get(c.offset as usize..c.offset as usize + c.len as usize)
-                .ok_or_else(|| corrupt(&cpath(), "chunk outside its page"))?;
-            chunk::decode(bytes, &mut out).map_err(|e| corrupt(&cpath(), e.to_string()))?;
-            if k == 0 {
-                // Chunks of a series hold similar counts: size the rest after the first.
-                out.reserve(out.len() * (wanted - 1));
+        // Whole chunks are decoded into the reader's scratch space, and only the samples
+        // in range are copied out, into a list of exactly their size: a query holds
+        // every series' samples at once, so neither the chunks' samples out of range nor
+        // a growing list's spare room may stay with them.
+        let mut buf = std::mem::take(&mut pages.decoded);
+        buf.clear();
+        let mut decode = || -> Result<(), BlockError> {
+            for c in self.chunk_refs(r).iter().filter(|c| c.overlaps(mint, maxt)) {
+                let page = pages.get(self, c.page)?;
+                let bytes = page
+                    .get(c.offset as usize..c.offset as usize + c.len as usize)
+                    .ok_or_else(|| corrupt(&cpath(), "chunk outside its page"))?;
+                chunk::decode(bytes, &mut buf).map_err(|e| corrupt(&cpath(), e.to_string()))?;
             }
-        }
-        out.retain(|s| s.t >= mint && s.t <= maxt);
-        Ok(out)
+            Ok(())
+        };
+        let decoded = decode();
+        let in_range = |s: &&Sample| s.t >= mint && s.t <= maxt;
+        let mut out = Vec::with_capacity(buf.iter().filter(in_range).count());
+        out.extend(buf.iter().filter(in_range));
+        pages.decoded = buf;
+        decoded.map(|()| out)
     }
 
     fn read_page(&self, off: u64) -> Result<Arc<Vec<u8>>, BlockError> {
@@ -702,6 +708,8 @@ pub(crate) struct PageCache {
     shared: bool,
     /// Pages read and decompressed (not found in the cache).
     pub(crate) misses: u64,
+    /// Scratch space a series' chunks are decoded into ([`Block::samples`]).
+    decoded: Vec<Sample>,
 }
 
 impl Default for PageCache {
@@ -719,6 +727,7 @@ impl PageCache {
             capacity: capacity.max(1),
             shared: false,
             misses: 0,
+            decoded: Vec::new(),
         }
     }
 

@@ -249,28 +249,25 @@ impl SeriesData {
             out = merge(out, self.ooo);
         }
         out.retain(|s| s.t >= mint && s.t <= maxt);
+        // A query holds every series' samples at once: no spare room stays with them.
+        out.shrink_to_fit();
         Ok(out)
     }
 }
 
-/// Joins one series' parts, each sorted, earlier parts winning on equal timestamps (as
-/// [`merge`] applied in order).
-pub(crate) fn join(mut parts: Vec<Vec<Sample>>) -> Vec<Sample> {
-    if parts.len() == 1 {
-        return parts.pop().expect("one part");
-    }
-    let ordered = parts.windows(2).all(|w| match (w[0].last(), w[1].first()) {
-        (Some(a), Some(b)) => a.t < b.t,
-        _ => false,
-    });
-    if ordered {
-        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        for p in parts {
-            out.extend_from_slice(&p);
+/// Appends the next part of a series (sorted) to what is read of it so far, earlier
+/// parts winning on equal timestamps (as [`merge`]); the list grows by exactly the part,
+/// not by doubling, since a query holds every series' list at once.
+pub(crate) fn append(acc: &mut Vec<Sample>, part: Vec<Sample>) {
+    match (acc.last(), part.first()) {
+        (None, _) => *acc = part,
+        (_, None) => {}
+        (Some(x), Some(y)) if x.t < y.t => {
+            acc.reserve_exact(part.len());
+            acc.extend_from_slice(&part);
         }
-        return out;
+        _ => *acc = merge(std::mem::take(acc), part),
     }
-    parts.into_iter().fold(Vec::new(), merge)
 }
 
 /// Merges two ascending sample lists; on equal timestamps `a` wins.

@@ -56,13 +56,15 @@ impl Querier for TsdbQuerier<'_> {
             lo = lo.max(hints.start);
             hi = hi.min(hints.end);
         }
-        // Each series' parts (blocks in time order, then the head), joined at the end so
-        // the common case (disjoint, ordered parts) copies each sample once. Series are
-        // keyed by their label strings as the blocks and the head hold them, so a series
-        // found in several blocks gets its `Labels` built once, not once per block.
+        // Each series' parts (blocks in time order, then the head) are appended to its
+        // list as they are read, each part exactly sized ([`head::append`]): the list of
+        // parts is never held beside their join, so a query needs about one copy of its
+        // samples, not two. Series are keyed by their label strings as the blocks and the
+        // head hold them, so a series found in several blocks gets its `Labels` built
+        // once, not once per block.
         let head_labels: Vec<Labels>;
         type Key<'k> = Vec<(&'k str, &'k str)>;
-        let mut out: BTreeMap<Key<'_>, (Option<Labels>, Vec<Vec<Sample>>)> = BTreeMap::new();
+        let mut out: BTreeMap<Key<'_>, (Option<Labels>, Vec<Sample>)> = BTreeMap::new();
         let mut key: Key<'_> = Vec::new();
         let mut cache = PageCache::for_queries();
         for b in &self.blocks {
@@ -89,9 +91,9 @@ impl Querier for TsdbQuerier<'_> {
                 key.clear();
                 key.extend(b.label_pairs(r));
                 match out.get_mut(key.as_slice()) {
-                    Some(e) => e.1.push(s),
+                    Some(e) => head::append(&mut e.1, s),
                     None => {
-                        out.insert(key.clone(), (None, vec![s]));
+                        out.insert(key.clone(), (None, s));
                     }
                 }
             }
@@ -126,13 +128,13 @@ impl Querier for TsdbQuerier<'_> {
                 )
                 .or_default();
             e.0 = Some(ls.clone());
-            e.1.push(s);
+            head::append(&mut e.1, s);
         }
         Ok(out
             .into_iter()
-            .map(|(key, (labels, parts))| Series {
+            .map(|(key, (labels, samples))| Series {
                 labels: labels.unwrap_or_else(|| Labels::from_pairs(key)),
-                samples: head::join(parts),
+                samples,
             })
             .collect())
     }

@@ -18,6 +18,7 @@ mod range;
 
 use lookout_model::Sample;
 use lookout_model::gofmt::format_f;
+use lookout_storage::Series;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Call, Expr};
 
@@ -460,11 +461,15 @@ fn batched(
         .map(|k| g_start + k * g_step)
         .take_while(|t| *t <= g_end)
         .collect();
-    let mut per_step: Vec<Vec<VecSample>> = steps.iter().map(|_| Vec::new()).collect();
+    let series = ev.series_of(&ms.vs);
+    let mut per_step: Vec<Vec<VecSample>> = step_capacities(series, &steps, off, range)
+        .into_iter()
+        .map(Vec::with_capacity)
+        .collect();
     let mut buf: Vec<Sample> = Vec::new();
     let counter = wf.is_counter();
     let mut drops: Vec<u32> = Vec::new();
-    for s in ev.series_of(&ms.vs) {
+    for s in series {
         range::note_non_counter(ev, wf, &s.labels, &args[wf.range_arg()]);
         let smp = &s.samples;
         let has_stale = smp.iter().any(|x| lookout_model::is_stale_nan(x.v));
@@ -531,10 +536,78 @@ fn batched(
     Some(current)
 }
 
+/// For each step of `steps` (ascending, evenly spaced), how many of `series` have
+/// samples in some window `(t - off - range, t - off]` around it: an upper bound of the
+/// values the step gets (gaps within a series are not looked at). The query holds every
+/// step's values at once, so each step's list is sized by this rather than grown (with
+/// up to half of it spare) or sized for every series (when most come and go).
+fn step_capacities(series: &[Series], steps: &[i64], off: i64, range: i64) -> Vec<usize> {
+    let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
+        return Vec::new();
+    };
+    let step = if steps.len() > 1 { steps[1] - first } else { 1 };
+    // Steps with index in [a, b) see the series: first sample <= t - off and last
+    // sample > t - off - range.
+    let mut diff = vec![0isize; steps.len() + 1];
+    for s in series {
+        let (Some(lo), Some(hi)) = (s.samples.first(), s.samples.last()) else {
+            continue;
+        };
+        let from = lo.t.saturating_add(off);
+        let until = hi.t.saturating_add(off).saturating_add(range); // exclusive
+        if from > last || until <= first {
+            continue;
+        }
+        let a = if from <= first {
+            0
+        } else {
+            ((from - first + step - 1) / step) as usize
+        };
+        let b = (((until - 1).min(last) - first) / step + 1) as usize;
+        if a < b {
+            diff[a] += 1;
+            diff[b.min(steps.len())] -= 1;
+        }
+    }
+    let mut n = 0isize;
+    diff[..steps.len()]
+        .iter()
+        .map(|d| {
+            n += d;
+            n.max(0) as usize
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use range::instant_value;
+
+    #[test]
+    fn step_capacities_bound_the_values_of_every_step() {
+        let mk = |ts: &[i64]| Series {
+            labels: lookout_model::Labels::empty(),
+            samples: ts.iter().map(|t| Sample::new(*t, 1.0)).collect(),
+        };
+        // Steps at 0, 10, …, 100; windows of 15 ending at the step.
+        let steps: Vec<i64> = (0..=10).map(|k| k * 10).collect();
+        let series = [
+            mk(&[0, 5, 100]),
+            mk(&[32, 41]),
+            mk(&[]),
+            mk(&[500]),
+            mk(&[-40]),
+        ];
+        let caps = step_capacities(&series, &steps, 0, 15);
+        // The first series covers every step; the second steps 40 and 50 (its last
+        // sample, 41, is in (t - 15, t] for t = 50 but not t = 60) and 40 (32 ≤ 40).
+        assert_eq!(caps, vec![1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 1]);
+        // An offset moves the windows back: t - 20.
+        let caps = step_capacities(&series[1..2], &steps, 20, 15);
+        assert_eq!(caps, vec![0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0]);
+        assert!(step_capacities(&series, &[], 0, 15).is_empty());
+    }
 
     #[test]
     fn irate_handles_counter_reset() {
