@@ -551,6 +551,18 @@ impl Block {
         keyed.into_iter().map(|(_, _, r)| r).collect()
     }
 
+    /// Milliseconds of `[mint, maxt]` that series `r`'s chunks' time bounds cover, and
+    /// the most samples those chunks can hold.
+    pub(crate) fn covered(&self, r: u32, mint: i64, maxt: i64) -> (i64, usize) {
+        self.chunk_refs(r)
+            .iter()
+            .filter(|c| c.overlaps(mint, maxt))
+            .fold((0, 0), |(ms, n), c| {
+                let span = c.max_t.min(maxt).saturating_sub(c.min_t.max(mint)).max(0);
+                (ms.saturating_add(span), n + MAX_SAMPLES)
+            })
+    }
+
     /// Series `r`'s chunk references.
     fn chunk_refs(&self, r: u32) -> &[ChunkRef] {
         let r = r as usize;

@@ -235,6 +235,9 @@ pub(crate) struct SeriesData {
     pub(crate) sealed: Vec<Arc<[u8]>>,
     pub(crate) tail: Vec<Sample>,
     pub(crate) ooo: Vec<Sample>,
+    /// Milliseconds of the range asked for that the chunks' time bounds cover, and the
+    /// most samples the data can hold.
+    pub(crate) covered: (i64, usize),
 }
 
 impl SeriesData {
@@ -564,23 +567,35 @@ impl Head {
     /// Copies out what a query over `[mint, maxt]` needs of series `r`.
     pub(crate) fn data(&self, r: u32, mint: i64, maxt: i64) -> Option<SeriesData> {
         let s = self.get(r)?;
-        let sealed = s
+        let overlap = |lo: i64, hi: i64| hi.min(maxt).saturating_sub(lo.max(mint)).max(0);
+        let mut covered = 0i64;
+        let sealed: Vec<Arc<[u8]>> = s
             .chunks
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
-            .map(|c| Arc::clone(&c.data))
+            .map(|c| {
+                covered = covered.saturating_add(overlap(c.min_t, c.max_t));
+                Arc::clone(&c.data)
+            })
             .collect();
         let mut tail = Vec::new();
         if !s.open.is_empty() && s.open.max_t >= mint && s.open.min_t <= maxt {
             s.open.samples(&mut tail);
+            covered = covered.saturating_add(overlap(s.open.min_t, s.open.max_t));
         }
-        let ooo = s
+        let ooo: Vec<Sample> = s
             .ooo
             .iter()
             .filter(|x| x.t >= mint && x.t <= maxt)
             .copied()
             .collect();
-        Some(SeriesData { sealed, tail, ooo })
+        let most = sealed.len() * MAX_SAMPLES + tail.len() + ooo.len();
+        Some(SeriesData {
+            sealed,
+            tail,
+            ooo,
+            covered: (covered, most),
+        })
     }
 
     /// Whether series `r` has a sample in `[mint, maxt]` (by chunk bounds).

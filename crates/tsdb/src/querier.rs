@@ -59,19 +59,74 @@ impl Querier for TsdbQuerier<'_> {
         // Each series' parts (blocks in time order, then the head) are appended to its
         // list as they are read, each part exactly sized ([`head::append`]): the list of
         // parts is never held beside their join, so a query needs about one copy of its
-        // samples, not two. Series are keyed by their label strings as the blocks and the
-        // head hold them, so a series found in several blocks gets its `Labels` built
-        // once, not once per block.
-        let head_labels: Vec<Labels>;
+        // samples, not two. A first pass over the chunks' time bounds (nothing decoded)
+        // finds how much of the range each series covers in all its parts, so its list
+        // is sized once, from its first part's sample density, rather than reallocated
+        // at every part (which leaves the freed lists scattered between the live ones).
+        // Series are keyed by their label strings as the blocks and the head hold them,
+        // so a series found in several blocks gets its `Labels` built once.
         type Key<'k> = Vec<(&'k str, &'k str)>;
-        let mut out: BTreeMap<Key<'_>, (Option<Labels>, Vec<Sample>)> = BTreeMap::new();
+        /// One series being read: its labels (when the head has them), its samples so
+        /// far, the milliseconds of the range its parts cover and the most samples
+        /// they can hold (chunks hold at most [`crate::chunk::MAX_SAMPLES`]).
+        #[derive(Default)]
+        struct Entry {
+            labels: Option<Labels>,
+            samples: Vec<Sample>,
+            covered: (i64, usize),
+        }
+        fn add(a: (i64, usize), b: (i64, usize)) -> (i64, usize) {
+            (a.0.saturating_add(b.0), a.1.saturating_add(b.1))
+        }
+        let (head_labels, head_data): (Vec<Labels>, Vec<head::SeriesData>) = {
+            let head = self.db.head.read().expect("lock poisoned");
+            head.select(matchers)
+                .into_iter()
+                .filter(|r| head.overlaps(*r, lo, hi))
+                .filter_map(|r| Some((head.labels_of(r)?, head.data(r, lo, hi)?)))
+                .unzip()
+        };
+        let mut out: BTreeMap<Key<'_>, Entry> = BTreeMap::new();
         let mut key: Key<'_> = Vec::new();
-        let mut cache = PageCache::for_queries();
+        let mut plan: Vec<(&Block, Vec<u32>)> = Vec::new();
         for b in &self.blocks {
             if b.meta.max_time <= lo || b.meta.min_time > hi {
                 continue;
             }
-            for r in b.read_order(b.select(matchers), lo, hi) {
+            let refs = b.read_order(b.select(matchers), lo, hi);
+            for &r in &refs {
+                key.clear();
+                key.extend(b.label_pairs(r));
+                let covered = b.covered(r, lo, hi);
+                match out.get_mut(key.as_slice()) {
+                    Some(e) => e.covered = add(e.covered, covered),
+                    None => {
+                        out.insert(
+                            key.clone(),
+                            Entry {
+                                covered,
+                                ..Entry::default()
+                            },
+                        );
+                    }
+                }
+            }
+            plan.push((b, refs));
+        }
+        for (ls, d) in head_labels.iter().zip(&head_data) {
+            let e = out
+                .entry(
+                    ls.iter()
+                        .map(|l| (l.name.as_str(), l.value.as_str()))
+                        .collect(),
+                )
+                .or_default();
+            e.labels = Some(ls.clone());
+            e.covered = add(e.covered, d.covered);
+        }
+        let mut cache = PageCache::for_queries();
+        for (b, refs) in plan {
+            for r in refs {
                 let s = match b.samples(r, lo, hi, &mut cache) {
                     Ok(s) => s,
                     Err(e) => {
@@ -90,24 +145,13 @@ impl Querier for TsdbQuerier<'_> {
                 }
                 key.clear();
                 key.extend(b.label_pairs(r));
-                match out.get_mut(key.as_slice()) {
-                    Some(e) => head::append(&mut e.1, s),
-                    None => {
-                        out.insert(key.clone(), (None, s));
-                    }
+                if let Some(e) = out.get_mut(key.as_slice()) {
+                    add_part(e, s, b.covered(r, lo, hi));
                 }
             }
         }
-        let head_data: Vec<head::SeriesData>;
-        (head_labels, head_data) = {
-            let head = self.db.head.read().expect("lock poisoned");
-            head.select(matchers)
-                .into_iter()
-                .filter(|r| head.overlaps(*r, lo, hi))
-                .filter_map(|r| Some((head.labels_of(r)?, head.data(r, lo, hi)?)))
-                .unzip()
-        };
         for (ls, d) in head_labels.iter().zip(head_data) {
+            let covered = d.covered;
             let s = d.decode(lo, hi).map_err(|e| Error::Io {
                 context: format!("decoding head chunk of {ls}"),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
@@ -120,21 +164,41 @@ impl Querier for TsdbQuerier<'_> {
             if s.is_empty() {
                 continue;
             }
-            let e = out
-                .entry(
-                    ls.iter()
-                        .map(|l| (l.name.as_str(), l.value.as_str()))
-                        .collect(),
-                )
-                .or_default();
-            e.0 = Some(ls.clone());
-            head::append(&mut e.1, s);
+            let k: Key<'_> = ls
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()))
+                .collect();
+            if let Some(e) = out.get_mut(k.as_slice()) {
+                add_part(e, s, covered);
+            }
+        }
+
+        /// Appends a part covering `covered` (ms, most samples); the first part also
+        /// sizes the list for the rest of the series' coverage at its own density, and
+        /// never past what the rest's chunks can hold.
+        fn add_part(e: &mut Entry, part: Vec<Sample>, covered: (i64, usize)) {
+            if e.samples.is_empty() {
+                let rest = e.covered.0.saturating_sub(covered.0);
+                let most = e.covered.1.saturating_sub(covered.1);
+                let (first, last) = (part[0].t, part[part.len() - 1].t);
+                e.samples = part;
+                if rest > 0 && last > first {
+                    let n = e.samples.len() as f64;
+                    // The parts' chunk bounds leave out the gap before each part.
+                    let guess = ((n * rest as f64 / (last - first) as f64).ceil() as usize)
+                        .saturating_add(4);
+                    e.samples.reserve_exact(guess.min(most));
+                }
+            } else {
+                head::append(&mut e.samples, part);
+            }
         }
         Ok(out
             .into_iter()
-            .map(|(key, (labels, samples))| Series {
-                labels: labels.unwrap_or_else(|| Labels::from_pairs(key)),
-                samples,
+            .filter(|(_, e)| !e.samples.is_empty())
+            .map(|(key, e)| Series {
+                labels: e.labels.unwrap_or_else(|| Labels::from_pairs(key)),
+                samples: e.samples,
             })
             .collect())
     }

@@ -408,10 +408,13 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
     }
 }
 
-/// In a range query, evaluates `f(selector[range])` for every step in one pass per series
-/// (sliding the window instead of searching it at each step, as Prometheus's `rangeEval`
-/// does for matrix selectors), caches the steps and returns the one at `ts`. `None` when
-/// the call does not qualify (instant query, `@`, subquery argument, time off the grid).
+/// In a range query, evaluates `f(selector[range])` for the next [`BATCH_STEPS`] steps
+/// from `ts` in one pass per series (sliding the window instead of searching it at each
+/// step, as Prometheus's `rangeEval` does for matrix selectors), caches those steps and
+/// returns the one at `ts`. Batches rather than the whole grid: the values of every
+/// series at every cached step are held at once, beside the query's loaded samples and
+/// its result. `None` when the call does not qualify (instant query, `@`, subquery
+/// argument, time off the grid).
 fn batched(
     ev: &Evaluator<'_>,
     c: &Call,
@@ -457,10 +460,15 @@ fn batched(
     }
     let off = offset_ms(&ms.vs.offset);
     let range = ms.range.as_millis() as i64;
-    let steps: Vec<i64> = (0..)
-        .map(|k| g_start + k * g_step)
+    let steps: Vec<i64> = (0..BATCH_STEPS as i64)
+        .map(|k| ts.saturating_add(k.saturating_mul(g_step)))
         .take_while(|t| *t <= g_end)
         .collect();
+    let last = steps.last().copied().unwrap_or(ts);
+    let (first_start, last_end) = (
+        ts.saturating_sub(off).saturating_sub(range),
+        last.saturating_sub(off),
+    );
     let series = ev.series_of(&ms.vs);
     let mut per_step: Vec<Vec<VecSample>> = step_capacities(series, &steps, off, range)
         .into_iter()
@@ -471,7 +479,13 @@ fn batched(
     let mut drops: Vec<u32> = Vec::new();
     for s in series {
         range::note_non_counter(ev, wf, &s.labels, &args[wf.range_arg()]);
-        let smp = &s.samples;
+        // The samples this batch's windows reach.
+        let smp = {
+            let all = &s.samples;
+            let from = all.partition_point(|x| x.t <= first_start);
+            let to = all.partition_point(|x| x.t <= last_end);
+            &all[from..to.max(from)]
+        };
         let has_stale = smp.iter().any(|x| lookout_model::is_stale_nan(x.v));
         // drops[i]: counter resets among samples 1..=i, so a window's count is one
         // subtraction and reset-free windows skip the scan.
@@ -535,6 +549,9 @@ fn batched(
     }
     Some(current)
 }
+
+/// How many steps [`batched`] evaluates in one pass.
+const BATCH_STEPS: usize = 64;
 
 /// For each step of `steps` (ascending, evenly spaced), how many of `series` have
 /// samples in some window `(t - off - range, t - off]` around it: an upper bound of the
