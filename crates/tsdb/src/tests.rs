@@ -591,3 +591,57 @@ fn retention_rules_keep_each_series_for_its_own_time() {
     assert_eq!(bits(&all(&db)), after);
     assert_eq!(db.stats().retention.len(), 3);
 }
+
+#[test]
+fn a_series_read_across_blocks_and_head_is_sized_once_and_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    fill(&db, 0, 30);
+    // A series that lives for one hour only: its list must not be sized for the range.
+    let mut app = db.appender();
+    for k in 0..240 {
+        app.append(&up("gone"), 3 * H + k * 15_000, 1.0).unwrap();
+    }
+    app.commit().unwrap();
+    let whole = bits(&all(&db));
+    db.maintain(30 * H).unwrap();
+    assert_eq!(whole, bits(&all(&db)));
+    for (lo, hi) in [
+        (0, 30 * H),
+        (5 * H + 7_000, 29 * H + 3_000),
+        (2 * H + 1, 4 * H - 1),
+        (27 * H + 500, 30 * H),
+        (13 * H, 13 * H + 45_000),
+    ] {
+        let got = db
+            .querier(lo, hi)
+            .unwrap()
+            .select(
+                &SelectHints::default(),
+                &[Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()],
+            )
+            .unwrap();
+        let want: Vec<(Labels, Vec<(i64, u64)>)> = whole
+            .iter()
+            .map(|(ls, s)| {
+                let s: Vec<_> = s
+                    .iter()
+                    .filter(|x| x.0 >= lo && x.0 <= hi)
+                    .copied()
+                    .collect();
+                (ls.clone(), s)
+            })
+            .filter(|(_, s)| !s.is_empty())
+            .collect();
+        assert_eq!(bits(&got), want, "[{lo}, {hi}]");
+        for s in &got {
+            assert!(
+                s.samples.capacity() <= s.samples.len() + s.samples.len() / 8 + 8,
+                "{} in [{lo}, {hi}]: {} samples in room for {}",
+                s.labels,
+                s.samples.len(),
+                s.samples.capacity()
+            );
+        }
+    }
+}
