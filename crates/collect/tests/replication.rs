@@ -134,3 +134,66 @@ async fn a_real_standby_is_seen_from_both_sides() {
         "retained WAL grows while the replica is away: {before} → {after}"
     );
 }
+
+/// Waits (at most 30 s) until `sql` on `server` prints `want`.
+fn wait_for_sql(server: &PgServer, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = server.psql("postgres", sql);
+        if got.trim() == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {got:?}, not {want:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_cancelled_on_the_standby_is_counted_as_a_conflict() {
+    let primary = PgServer::start();
+    primary.psql(
+        "postgres",
+        "CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 10000)",
+    );
+    let standby = PgServer::standby_of(&primary, "standby2");
+    // The standby cancels a query in the way of replay after 100 ms (default: 30 s).
+    standby.configure("max_standby_streaming_delay = 100ms");
+    wait_for_sql(&standby, "SELECT count(*) FROM t", "10000");
+    let on_standby = collector("replica", &standby);
+    let mut out = Vec::new();
+    on_standby.collect(&mut out).await.unwrap();
+    assert_eq!(
+        value(
+            &out,
+            "pg_stat_database_conflicts_confl_snapshot",
+            &[("datname", "postgres")]
+        ),
+        Some(0.0),
+        "no conflict yet"
+    );
+    // A reader on the standby holds a snapshot that still sees the rows; the primary
+    // deletes and vacuums them, and replaying the vacuum conflicts with that snapshot.
+    let mut reader = standby.psql_background(
+        "postgres",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t; SELECT pg_sleep(60); COMMIT",
+    );
+    wait_for_sql(
+        &standby,
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' \
+         AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()",
+        "1",
+    );
+    primary.psql("postgres", "DELETE FROM t");
+    primary.psql("postgres", "VACUUM t");
+    collect_until(&on_standby, "the conflict counted", |o| {
+        value(
+            o,
+            "pg_stat_database_conflicts_confl_snapshot",
+            &[("datname", "postgres")],
+        )
+        .is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    let status = reader.wait().unwrap();
+    assert!(!status.success(), "the standby cancelled the reader");
+}

@@ -257,6 +257,17 @@ impl PgServer {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Adds `line` to the server's `postgresql.conf` and reloads it.
+    pub fn configure(&self, line: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("data/postgresql.conf"))
+            .expect("postgresql.conf");
+        writeln!(f, "{line}").expect("writing postgresql.conf");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
     /// Starts psql running `sql` and returns at once; the caller waits for (or kills)
     /// the child.
     pub fn psql_background(&self, db: &str, sql: &str) -> std::process::Child {
