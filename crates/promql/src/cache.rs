@@ -13,7 +13,7 @@ use std::rc::Rc;
 use lookout_model::Labels;
 
 use crate::engine::{GridSeries, LabelMemoKey, NodeId};
-use crate::value::{Value, VecSample};
+use crate::value::Value;
 
 /// Where an instant selector's last evaluation stopped in each of its series.
 pub(crate) struct Cursors {
@@ -27,6 +27,10 @@ pub(crate) struct Cursors {
     pub(crate) spans: Vec<(i64, i64)>,
 }
 
+/// A range function's value at one step: the series' position among its selector's
+/// series, and the value.
+pub(crate) type StepValue = (u32, f64);
+
 /// The per-query caches of an evaluation.
 #[derive(Default)]
 pub(crate) struct QueryCache {
@@ -37,8 +41,9 @@ pub(crate) struct QueryCache {
     pub(crate) subquery_grids: RefCell<HashMap<NodeId, Rc<Vec<GridSeries>>>>,
     /// Label sets derived per expression node (see `binary::Memo`).
     pub(crate) labels: RefCell<HashMap<LabelMemoKey, Labels>>,
-    /// Results of range-vector functions computed for every step at once, by (call, time).
-    pub(crate) range_steps: RefCell<HashMap<(NodeId, i64), Vec<VecSample>>>,
+    /// Results of range-vector functions computed for every step at once, by (call,
+    /// time).
+    pub(crate) range_steps: RefCell<HashMap<(NodeId, i64), Vec<StepValue>>>,
     /// Per instant selector: where its last evaluation stopped in each series.
     pub(crate) cursors: RefCell<HashMap<NodeId, Cursors>>,
     /// Vector matches of binary operators, by node, reused while both sides keep their

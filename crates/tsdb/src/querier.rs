@@ -86,47 +86,61 @@ impl Querier for TsdbQuerier<'_> {
                 .filter_map(|r| Some((head.labels_of(r)?, head.data(r, lo, hi)?)))
                 .unzip()
         };
-        let mut out: BTreeMap<Key<'_>, Entry> = BTreeMap::new();
+        // Series by key (for the result's order), their entries, and each part's entry:
+        // the read pass finds its series without looking its key up again.
+        let mut index: BTreeMap<Key<'_>, usize> = BTreeMap::new();
+        let mut entries: Vec<Entry> = Vec::new();
         let mut key: Key<'_> = Vec::new();
-        let mut plan: Vec<(&Block, Vec<u32>)> = Vec::new();
+        fn entry_of<'k>(
+            key: &Key<'k>,
+            index: &mut BTreeMap<Key<'k>, usize>,
+            entries: &mut Vec<Entry>,
+        ) -> usize {
+            match index.get(key.as_slice()) {
+                Some(&i) => i,
+                None => {
+                    index.insert(key.clone(), entries.len());
+                    entries.push(Entry::default());
+                    entries.len() - 1
+                }
+            }
+        }
+        let mut plan: Vec<(&Block, Vec<(u32, usize)>)> = Vec::new();
         for b in &self.blocks {
             if b.meta.max_time <= lo || b.meta.min_time > hi {
                 continue;
             }
             let refs = b.read_order(b.select(matchers), lo, hi);
-            for &r in &refs {
+            let mut parts = Vec::with_capacity(refs.len());
+            for r in refs {
                 key.clear();
                 key.extend(b.label_pairs(r));
-                let covered = b.covered(r, lo, hi);
-                match out.get_mut(key.as_slice()) {
-                    Some(e) => e.covered = add(e.covered, covered),
-                    None => {
-                        out.insert(
-                            key.clone(),
-                            Entry {
-                                covered,
-                                ..Entry::default()
-                            },
-                        );
-                    }
-                }
+                parts.push((r, entry_of(&key, &mut index, &mut entries)));
             }
-            plan.push((b, refs));
+            plan.push((b, parts));
         }
-        for (ls, d) in head_labels.iter().zip(&head_data) {
-            let e = out
-                .entry(
-                    ls.iter()
-                        .map(|l| (l.name.as_str(), l.value.as_str()))
-                        .collect(),
-                )
-                .or_default();
-            e.labels = Some(ls.clone());
-            e.covered = add(e.covered, d.covered);
+        let head_entries: Vec<usize> = head_labels
+            .iter()
+            .map(|ls| {
+                let k: Key<'_> = ls
+                    .iter()
+                    .map(|l| (l.name.as_str(), l.value.as_str()))
+                    .collect();
+                entry_of(&k, &mut index, &mut entries)
+            })
+            .collect();
+        for (b, parts) in &plan {
+            for &(r, i) in parts {
+                entries[i].covered = add(entries[i].covered, b.covered(r, lo, hi));
+            }
+        }
+        for ((ls, d), &i) in head_labels.iter().zip(&head_data).zip(&head_entries) {
+            entries[i].labels = Some(ls.clone());
+            entries[i].covered = add(entries[i].covered, d.covered);
         }
         let mut cache = PageCache::for_queries();
-        for (b, refs) in plan {
-            for r in refs {
+        for (b, parts) in plan {
+            for (r, i) in parts {
                 let s = match b.samples(r, lo, hi, &mut cache) {
                     Ok(s) => s,
                     Err(e) => {
@@ -140,17 +154,12 @@ impl Querier for TsdbQuerier<'_> {
                     Some(g) => g.thin(&s),
                     None => s,
                 };
-                if s.is_empty() {
-                    continue;
-                }
-                key.clear();
-                key.extend(b.label_pairs(r));
-                if let Some(e) = out.get_mut(key.as_slice()) {
-                    add_part(e, s, b.covered(r, lo, hi));
+                if !s.is_empty() {
+                    add_part(&mut entries[i], s, b.covered(r, lo, hi));
                 }
             }
         }
-        for (ls, d) in head_labels.iter().zip(head_data) {
+        for ((ls, d), i) in head_labels.iter().zip(head_data).zip(head_entries) {
             let covered = d.covered;
             let s = d.decode(lo, hi).map_err(|e| Error::Io {
                 context: format!("decoding head chunk of {ls}"),
@@ -161,15 +170,8 @@ impl Querier for TsdbQuerier<'_> {
                 Some(g) => g.thin(&s),
                 None => s,
             };
-            if s.is_empty() {
-                continue;
-            }
-            let k: Key<'_> = ls
-                .iter()
-                .map(|l| (l.name.as_str(), l.value.as_str()))
-                .collect();
-            if let Some(e) = out.get_mut(k.as_slice()) {
-                add_part(e, s, covered);
+            if !s.is_empty() {
+                add_part(&mut entries[i], s, covered);
             }
         }
 
@@ -193,12 +195,14 @@ impl Querier for TsdbQuerier<'_> {
                 head::append(&mut e.samples, part);
             }
         }
-        Ok(out
+        Ok(index
             .into_iter()
-            .filter(|(_, e)| !e.samples.is_empty())
-            .map(|(key, e)| Series {
-                labels: e.labels.unwrap_or_else(|| Labels::from_pairs(key)),
-                samples: e.samples,
+            .filter_map(|(key, i)| {
+                let e = std::mem::take(&mut entries[i]);
+                (!e.samples.is_empty()).then(|| Series {
+                    labels: e.labels.unwrap_or_else(|| Labels::from_pairs(key)),
+                    samples: e.samples,
+                })
             })
             .collect())
     }

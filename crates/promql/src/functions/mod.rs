@@ -408,12 +408,13 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
     }
 }
 
-/// In a range query, evaluates `f(selector[range])` for the next [`BATCH_STEPS`] steps
-/// from `ts` in one pass per series (sliding the window instead of searching it at each
-/// step, as Prometheus's `rangeEval` does for matrix selectors), caches those steps and
-/// returns the one at `ts`. Batches rather than the whole grid: the values of every
-/// series at every cached step are held at once, beside the query's loaded samples and
-/// its result. `None` when the call does not qualify (instant query, `@`, subquery
+/// In a range query, evaluates `f(selector[range])` for every step of the grid from `ts`
+/// in one pass per series (sliding the window instead of searching it at each step, as
+/// Prometheus's `rangeEval` does for matrix selectors), caches the steps and returns the
+/// one at `ts`. The cache holds every series' value at every later step at once, beside
+/// the query's loaded samples and its result, so it keeps each as the series' position
+/// and the value (16 bytes), and the step's samples get their labels when it is
+/// evaluated. `None` when the call does not qualify (instant query, `@`, subquery
 /// argument, time off the grid).
 fn batched(
     ev: &Evaluator<'_>,
@@ -444,8 +445,17 @@ fn batched(
         return None;
     }
     let node = NodeId::of(c);
+    let series = ev.series_of(&ms.vs);
+    let sample = |(i, v): (u32, f64)| VecSample {
+        labels: series[i as usize].labels.clone(),
+        v,
+        drop_name: !keeps_name,
+    };
     if let Some(v) = ev.cache.range_steps.borrow_mut().remove(&(node, ts)) {
-        return Some(v);
+        return Some(v.into_iter().map(sample).collect());
+    }
+    if u32::try_from(series.len()).is_err() {
+        return None;
     }
     let param = match wf.param().filter(|i| *i < args.len()) {
         Some(i) if !is_constant(&args[i]) => return None,
@@ -460,8 +470,8 @@ fn batched(
     }
     let off = offset_ms(&ms.vs.offset);
     let range = ms.range.as_millis() as i64;
-    let steps: Vec<i64> = (0..BATCH_STEPS as i64)
-        .map(|k| ts.saturating_add(k.saturating_mul(g_step)))
+    let steps: Vec<i64> = (0..)
+        .map(|k: i64| ts.saturating_add(k.saturating_mul(g_step)))
         .take_while(|t| *t <= g_end)
         .collect();
     let last = steps.last().copied().unwrap_or(ts);
@@ -469,17 +479,16 @@ fn batched(
         ts.saturating_sub(off).saturating_sub(range),
         last.saturating_sub(off),
     );
-    let series = ev.series_of(&ms.vs);
-    let mut per_step: Vec<Vec<VecSample>> = step_capacities(series, &steps, off, range)
+    let mut per_step: Vec<Vec<(u32, f64)>> = step_capacities(series, &steps, off, range)
         .into_iter()
         .map(Vec::with_capacity)
         .collect();
     let mut buf: Vec<Sample> = Vec::new();
     let counter = wf.is_counter();
     let mut drops: Vec<u32> = Vec::new();
-    for s in series {
+    for (k, s) in series.iter().enumerate() {
         range::note_non_counter(ev, wf, &s.labels, &args[wf.range_arg()]);
-        // The samples this batch's windows reach.
+        // The samples the windows reach.
         let smp = {
             let all = &s.samples;
             let from = all.partition_point(|x| x.t <= first_start);
@@ -530,11 +539,8 @@ fn batched(
             };
             let no_resets = !drops.is_empty() && drops[b - 1] == drops[a];
             if let Some(v) = range::window_fn(wf, &w, window, t, param, no_resets) {
-                per_step[i].push(VecSample {
-                    labels: s.labels.clone(),
-                    v,
-                    drop_name: !keeps_name,
-                });
+                // k fits: the series' count was checked above.
+                per_step[i].push((k as u32, v));
             }
         }
     }
@@ -547,11 +553,8 @@ fn batched(
             cache.insert((node, t), v);
         }
     }
-    Some(current)
+    Some(current.into_iter().map(sample).collect())
 }
-
-/// How many steps [`batched`] evaluates in one pass.
-const BATCH_STEPS: usize = 64;
 
 /// For each step of `steps` (ascending, evenly spaced), how many of `series` have
 /// samples in some window `(t - off - range, t - off]` around it: an upper bound of the
