@@ -187,6 +187,9 @@ async fn evaluate(
 const STREAM_ABOVE: usize = 1 << 20;
 /// The size of a streamed response's pieces.
 const STREAM_CHUNK: usize = 256 << 10;
+/// How long a streamed response waits for its client to take the next piece before it
+/// gives up (the connection is then cut, so the client sees an error, not a short body).
+const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Renders a query result as Prometheus's `data` at evaluation time `t`. A large result
 /// is written on a blocking thread in pieces sent as they fill ([`streamed`]), so neither
@@ -203,36 +206,64 @@ fn query_response(r: lookout_promql::QueryResult, t: i64) -> Response {
 }
 
 /// A 200 JSON response whose body `write` produces on a blocking thread, piece by piece
-/// through `emit` (false once the client has gone: `write` should stop). At most four
-/// pieces wait for a slow client.
+/// through `emit` (false once the client has gone or stalled: `write` should stop).
 fn streamed(write: impl FnOnce(&mut dyn FnMut(String) -> bool) + Send + 'static) -> Response {
+    streamed_with(STREAM_STALL, write)
+}
+
+/// [`streamed`], giving up on a client that takes no piece for `stall`. At most four
+/// pieces wait for a slow client; a body cut short ends in an error, so the connection
+/// is aborted rather than ended as if the JSON were whole.
+fn streamed_with(
+    stall: std::time::Duration,
+    write: impl FnOnce(&mut dyn FnMut(String) -> bool) + Send + 'static,
+) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let whole = Arc::new(AtomicBool::new(false));
+    let written = Arc::clone(&whole);
+    let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        write(&mut |piece| tx.blocking_send(Bytes::from(piece)).is_ok());
+        let mut cut = false;
+        write(&mut |piece| {
+            cut = rt
+                .block_on(tx.send_timeout(Bytes::from(piece), stall))
+                .is_err();
+            !cut
+        });
+        written.store(!cut, Ordering::Release);
     });
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        axum::body::Body::new(ChannelBody(rx)),
+        axum::body::Body::new(ChannelBody { rx, whole }),
     )
         .into_response()
 }
 
-/// A response body read from a channel; it ends when the sender is dropped.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+/// A response body read from a channel. It ends when the sender is dropped: cleanly if
+/// the writer finished, with an error if it gave up.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    whole: Arc<AtomicBool>,
+}
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.get_mut()
-            .0
-            .poll_recv(cx)
-            .map(|piece| piece.map(|b| Ok(http_body::Frame::data(b))))
+        let this = self.get_mut();
+        this.rx.poll_recv(cx).map(|piece| match piece {
+            Some(b) => Some(Ok(http_body::Frame::data(b))),
+            None if this.whole.load(Ordering::Acquire) => None,
+            None => Some(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the response was cut: the client took no data for too long",
+            ))),
+        })
     }
 }
 
@@ -1278,5 +1309,65 @@ pub(crate) async fn ready_text(State(st): State<AppState>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
     } else {
         (StatusCode::OK, "Lookout is Ready.\n").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+
+    /// A writer of 100 pieces of 1,000 bytes.
+    fn hundred(emit: &mut dyn FnMut(String) -> bool) {
+        for k in 0..100u8 {
+            if !emit(char::from(b'a' + k % 26).to_string().repeat(1000)) {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_streamed_body_read_promptly_is_whole() {
+        let resp = streamed_with(Duration::from_secs(10), hundred);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 100_000);
+        assert_eq!(&body[99_000..99_003], b"vvv");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_client_gets_an_error_not_a_short_body() {
+        let gave_up = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&gave_up);
+        let resp = streamed_with(Duration::from_millis(100), move |emit| {
+            let mut counted = |piece: String| {
+                let ok = emit(piece);
+                if !ok {
+                    flag.store(true, Ordering::Release);
+                }
+                ok
+            };
+            hundred(&mut counted);
+        });
+        // The client takes nothing until the writer has given up: four pieces wait, the
+        // fifth times out.
+        for _ in 0..200 {
+            if gave_up.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gave_up.load(Ordering::Acquire), "the writer gave up");
+        let mut body = resp.into_body();
+        let mut got = 0;
+        let err = loop {
+            match body.frame().await {
+                Some(Ok(f)) => got += f.into_data().map_or(0, |d| d.len()),
+                Some(Err(e)) => break e,
+                None => panic!("the body ended cleanly after {got} bytes"),
+            }
+        };
+        assert_eq!(got, 4_000, "the pieces that waited are delivered first");
+        assert!(err.to_string().contains("cut"), "{err}");
     }
 }
