@@ -137,15 +137,9 @@ async fn a_real_standby_is_seen_from_both_sides() {
 
 /// Waits (at most 30 s) until `sql` on `server` prints `want`.
 fn wait_for_sql(server: &PgServer, sql: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = server.psql("postgres", sql);
-        if got.trim() == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: {got:?}, not {want:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::wait_for(&format!("{sql} printing {want}"), || {
+        server.psql("postgres", sql).trim() == want
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,23 +68,11 @@ impl<T> Rec<T> {
     fn clock(&self) -> Option<lookout_sdk::Instant> {
         self.0.as_ref().map(|_| lookout_sdk::Instant::now())
     }
-}
 
-impl Rec<StorageMetrics> {
-    /// Starts timing an I/O if the set samples it (never when uninstrumented).
-    fn watch(&self) -> Stopwatch {
-        self.0
-            .as_ref()
-            .map_or(Stopwatch::untimed(), StorageMetrics::stopwatch)
-    }
-}
-
-impl Rec<GrpcCall> {
-    /// Starts timing a call if the method samples it (never when uninstrumented).
-    fn watch(&self) -> Stopwatch {
-        self.0
-            .as_ref()
-            .map_or(Stopwatch::untimed(), GrpcCall::stopwatch)
+    /// Starts timing with `start` if there is a set (never when uninstrumented); the set
+    /// decides whether this one is in its sample.
+    fn watch(&self, start: impl FnOnce(&T) -> Stopwatch) -> Stopwatch {
+        self.0.as_ref().map_or(Stopwatch::untimed(), start)
     }
 }
 
@@ -179,7 +167,7 @@ impl Store {
             return;
         }
         self.storage.with(|s| s.cache_miss());
-        let t = self.storage.watch();
+        let t = self.storage.watch(StorageMetrics::stopwatch);
         let mut buf = [0u8; 64];
         traced!(lookout_sdk::trace::page_read(page as u64), {
             let _ = std::os::unix::fs::FileExt::read_at(&self.data, &mut buf, (page * PAGE) as u64);
@@ -199,7 +187,7 @@ impl Store {
     }
 
     fn write_page(&mut self, page: usize) {
-        let t = self.storage.watch();
+        let t = self.storage.watch(StorageMetrics::stopwatch);
         let used = match &self.nodes[page] {
             Node::Leaf { keys, .. } | Node::Internal { keys, .. } => keys.len(),
         };
@@ -643,7 +631,7 @@ async fn main() -> std::io::Result<()> {
                 x ^= x >> 7;
                 x ^= x << 17;
                 let key = x % 100_000;
-                let t = rpc.watch();
+                let t = rpc.watch(GrpcCall::stopwatch);
                 let mut s = work.lock().expect("store lock");
                 match x % 20 {
                     0 => traced!(

@@ -77,7 +77,8 @@ fn as_postgres(program: &Path) -> Command {
     }
 }
 
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+/// Waits (at most 30 s, polling every 50 ms) until `ready` holds; panics naming `what`.
+pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready() {
         assert!(Instant::now() < deadline, "{what} did not come up in 30 s");
