@@ -36,6 +36,11 @@ pub struct EngineOptions {
     /// Least samples a range query loads before its steps are split between threads:
     /// below it, starting threads costs more than it saves.
     pub parallel_min_samples: usize,
+    /// Whether `rate`, `increase`, `delta` and the `*_over_time` aggregations read the
+    /// store's rollups (downsampled windows) when their windows line up with some
+    /// ([`lookout_storage::Querier::rollup_resolutions`]); `false` reads raw samples
+    /// only (the HTTP API's `resolution=raw`).
+    pub rollups: bool,
 }
 
 impl Default for EngineOptions {
@@ -48,6 +53,7 @@ impl Default for EngineOptions {
             default_subquery_step: Duration::from_secs(60),
             range_threads: 0,
             parallel_min_samples: 200_000,
+            rollups: true,
         }
     }
 }
@@ -534,6 +540,10 @@ pub(crate) struct Evaluator<'a> {
     sub_step: i64,
     /// The series each selector node reads: an index into `loaded`.
     data: HashMap<NodeId, usize>,
+    /// The windows (and their resolution) a range function's matrix selector reads
+    /// instead of samples, when they line up with the store's rollups
+    /// ([`crate::functions::rollup`]).
+    pub(crate) rollups: Arc<HashMap<NodeId, (i64, Vec<lookout_storage::RollupSeries>)>>,
     /// Native-histogram series of each selector, when the store has any.
     histograms: HashMap<NodeId, Vec<lookout_storage::HistogramSeries>>,
     /// Selected series; selectors with the same matchers and window share one entry
@@ -572,6 +582,7 @@ struct Seed<'a> {
     sub_step: i64,
     data: HashMap<NodeId, usize>,
     loaded: Arc<Vec<Vec<Series>>>,
+    rollups: Arc<HashMap<NodeId, (i64, Vec<lookout_storage::RollupSeries>)>>,
     deadline: Instant,
     cancel: Option<&'a AtomicBool>,
     /// `max_samples`, `max_memory`.
@@ -596,6 +607,9 @@ struct Need<'e> {
     /// Where an instant selector is read, when that is known before evaluation: the
     /// store then returns one sample per series and step instead of every sample.
     grid: Option<Grid>,
+    /// Set for the matrix selector of a range function that rollups can answer: its
+    /// windows' first end (`lo - offset`), range and step (0: one time).
+    rollable: Option<(i64, i64, i64)>,
 }
 
 fn key(vs: &VectorSelector) -> NodeId {
@@ -623,6 +637,7 @@ impl<'a> Evaluator<'a> {
             sub_step: opts.default_subquery_step.as_millis().max(1) as i64,
             data: HashMap::new(),
             loaded: Arc::default(),
+            rollups: Arc::default(),
             deadline: Instant::now() + opts.timeout,
             cancel,
             limits: (opts.max_samples, opts.max_memory),
@@ -650,11 +665,50 @@ impl<'a> Evaluator<'a> {
         let mint = needs.iter().map(|n| n.mint).min().unwrap_or(start);
         let maxt = needs.iter().map(|n| n.maxt).max().unwrap_or(end);
         let q = db.querier(mint, maxt)?;
+        let tiers = if opts.rollups && needs.iter().any(|n| n.rollable.is_some()) {
+            q.rollup_resolutions()
+        } else {
+            Vec::new()
+        };
         let mut loaded = 0usize;
         let mut sets = Vec::new();
+        let mut rollups = HashMap::new();
         let mut by_selection: HashMap<(String, i64, i64), usize> = HashMap::new();
         for n in needs {
-            if ev.data.contains_key(&key(n.vs)) {
+            if ev.data.contains_key(&key(n.vs)) || rollups.contains_key(&key(n.vs)) {
+                continue;
+            }
+            if let Some(r) = n.rollable.and_then(|(first, range, step)| {
+                functions::rollup::pick(&tiers, first, range, step)
+            }) {
+                let hints = SelectHints {
+                    start: n.mint,
+                    end: n.maxt,
+                    func: None,
+                    grid: None,
+                };
+                let mut got = Vec::new();
+                for group in selector_matchers(n.vs)? {
+                    got.extend(q.select_rollups(&hints, &group, r)?);
+                }
+                got.sort_by(|a, b| a.labels.cmp(&b.labels));
+                got.dedup_by(|a, b| a.labels == b.labels);
+                loaded += got.iter().map(|s| s.windows.len()).sum::<usize>();
+                if loaded > opts.max_samples {
+                    return Err(Error::TooManySamples("query execution"));
+                }
+                ev.count_bytes(
+                    got.iter()
+                        .map(|s| {
+                            labels_bytes(&s.labels)
+                                + s.windows.len() * std::mem::size_of::<lookout_storage::Rollup>()
+                        })
+                        .sum::<usize>(),
+                    "query execution",
+                )?;
+                ev.samples.store(loaded, Ordering::Relaxed);
+                rollups.insert(key(n.vs), (r, got));
+                ev.check_limits("query preparation")?;
                 continue;
             }
             let skey = (
@@ -715,6 +769,7 @@ impl<'a> Evaluator<'a> {
             ev.check_limits("query preparation")?;
         }
         ev.loaded = Arc::new(sets);
+        ev.rollups = Arc::new(rollups);
         Ok(ev)
     }
 
@@ -731,6 +786,7 @@ impl<'a> Evaluator<'a> {
             sub_step: self.sub_step,
             data: self.data.clone(),
             loaded: Arc::clone(&self.loaded),
+            rollups: Arc::clone(&self.rollups),
             deadline: self.deadline,
             cancel: self.cancel,
             limits: (self.max_samples, self.max_memory),
@@ -755,6 +811,7 @@ impl<'a> Evaluator<'a> {
             data: s.data,
             histograms: HashMap::new(),
             loaded: s.loaded,
+            rollups: s.rollups,
             deadline: s.deadline,
             cancel: s.cancel,
             max_samples: s.limits.0,
@@ -891,6 +948,7 @@ impl<'a> Evaluator<'a> {
                     mint,
                     maxt,
                     grid,
+                    rollable: None,
                 });
             }
             Expr::MatrixSelector(ms) => {
@@ -903,6 +961,7 @@ impl<'a> Evaluator<'a> {
                     mint,
                     maxt,
                     grid: None,
+                    rollable: None,
                 });
             }
             Expr::Subquery(sq) => {
@@ -930,6 +989,13 @@ impl<'a> Evaluator<'a> {
             Expr::Call(c) => {
                 for a in &c.args.args {
                     self.collect(a, lo, hi, step, out);
+                }
+                if let (Some(step), Some(ms)) = (step, functions::rollup::rollable(c)) {
+                    // The selector's need was the last pushed.
+                    if let Some(n) = out.last_mut().filter(|n| std::ptr::eq(n.vs, &ms.vs)) {
+                        let off = offset_ms(&ms.vs.offset);
+                        n.rollable = Some((lo.saturating_sub(off), dur_ms(ms.range), step));
+                    }
                 }
             }
             Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
@@ -1361,12 +1427,16 @@ impl<'a> Evaluator<'a> {
 /// bookkeeping (an estimate; the limit it is checked against is a guard, not an
 /// allocator).
 fn series_bytes(s: &Series) -> usize {
-    let labels: usize = s
-        .labels
+    s.samples.len() * std::mem::size_of::<Sample>() + labels_bytes(&s.labels)
+}
+
+/// About what a label set costs in memory, as the byte limit counts it.
+fn labels_bytes(labels: &Labels) -> usize {
+    labels
         .iter()
         .map(|l| l.name.len() + l.value.len() + 48)
-        .sum();
-    s.samples.len() * std::mem::size_of::<Sample>() + labels + 64
+        .sum::<usize>()
+        + 64
 }
 
 #[cfg(test)]

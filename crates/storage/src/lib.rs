@@ -24,9 +24,11 @@
 
 mod error;
 mod memory;
+pub mod rollup;
 
 pub use error::{Error, Result};
 pub use memory::MemStorage;
+pub use rollup::{Rollup, RollupSeries};
 
 use std::sync::Arc;
 
@@ -199,6 +201,39 @@ pub trait Querier {
     /// Series matching all `matchers` that have at least one sample in range, sorted by
     /// labels, with their samples in range. An empty matcher list selects nothing.
     fn select(&self, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>>;
+    /// The resolutions (ms, ascending) of the rollups ([`rollup`]) the store keeps for
+    /// some of this querier's range: a reader whose windows line up with one may read
+    /// [`Querier::select_rollups`] at it instead of every sample. Empty (the default)
+    /// when the store keeps none.
+    fn rollup_resolutions(&self) -> Vec<i64> {
+        Vec::new()
+    }
+    /// The windows of `resolution` of the series matching all `matchers`, over
+    /// `(hints.start, hints.end]` (both multiples of `resolution`), sorted by labels: read
+    /// from the store's rollups where it keeps them, made from the samples elsewhere
+    /// (the default makes them all from [`Querier::select`]).
+    fn select_rollups(
+        &self,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+        resolution: i64,
+    ) -> Result<Vec<RollupSeries>> {
+        let raw = SelectHints {
+            start: hints.start.saturating_add(1),
+            end: hints.end,
+            func: None,
+            grid: None,
+        };
+        Ok(self
+            .select(&raw, matchers)?
+            .into_iter()
+            .map(|s| RollupSeries {
+                windows: rollup::rollup(&s.samples, resolution),
+                labels: s.labels,
+            })
+            .filter(|s| !s.windows.is_empty())
+            .collect())
+    }
     /// Native-histogram series matching all `matchers` with samples in range, sorted by
     /// labels. Stores without histograms have none.
     fn select_histograms(

@@ -19,12 +19,23 @@ pub struct MemStorage {
     series: RwLock<BTreeMap<Labels, Vec<Sample>>>,
     histograms: RwLock<BTreeMap<Labels, Vec<HistogramSample>>>,
     exemplars: RwLock<BTreeMap<Labels, Vec<Exemplar>>>,
+    /// What [`Querier::rollup_resolutions`] answers ([`MemStorage::set_rollup_resolutions`]).
+    resolutions: RwLock<Vec<i64>>,
 }
 
 impl MemStorage {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes its queriers offer rollups at these resolutions (ms), made from the samples
+    /// on demand, so readers' rollup paths can be tested against their raw answers.
+    pub fn set_rollup_resolutions(&self, mut resolutions: Vec<i64>) {
+        resolutions.retain(|r| *r > 0);
+        resolutions.sort_unstable();
+        resolutions.dedup();
+        *self.resolutions.write().unwrap_or_else(|e| e.into_inner()) = resolutions;
     }
 
     /// Removes all data.
@@ -176,6 +187,14 @@ impl MemQuerier<'_> {
 }
 
 impl Querier for MemQuerier<'_> {
+    fn rollup_resolutions(&self) -> Vec<i64> {
+        self.db
+            .resolutions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn select(&self, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {
         let mut out = self.select_from(
             &self.db.series,

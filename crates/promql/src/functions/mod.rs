@@ -15,6 +15,7 @@ mod histogram;
 mod labels;
 mod math;
 mod range;
+pub(crate) mod rollup;
 
 use lookout_model::Sample;
 use lookout_model::gofmt::format_f;
@@ -393,6 +394,9 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
     };
     match spec.eval {
         Eval::Window(w) => {
+            if let Some(v) = rollup::call(ev, c, spec.keeps_name, ts) {
+                return v.map(Value::Vector);
+            }
             if let Some(v) = batched(ev, c, w, spec.keeps_name, ts) {
                 return Ok(Value::Vector(v));
             }

@@ -251,10 +251,29 @@ pub(super) fn extrapolated_rate(
             prev = p.v;
         }
     }
-    let mut to_start = (first.t - w.start) as f64 / 1000.0;
-    let mut to_end = (w.end - last.t) as f64 / 1000.0;
+    Some(extrapolate(
+        (w.start, w.end, w.range),
+        (first, last, s.len()),
+        result,
+        is_counter,
+        is_rate,
+    ))
+}
+
+/// Prometheus's extrapolation of `result`, the change from `first` to `last` over `n`
+/// samples (at least 2) in the window `(start, end]` of `range` ms, to the whole window
+/// (per second when `is_rate`).
+pub(super) fn extrapolate(
+    (start, end, range): (i64, i64, i64),
+    (first, last, n): (Sample, Sample, usize),
+    result: f64,
+    is_counter: bool,
+    is_rate: bool,
+) -> f64 {
+    let mut to_start = (first.t - start) as f64 / 1000.0;
+    let mut to_end = (end - last.t) as f64 / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
-    let avg_step = sampled / (s.len() - 1) as f64;
+    let avg_step = sampled / (n - 1) as f64;
     let threshold = avg_step * 1.1;
     if to_start >= threshold {
         to_start = avg_step / 2.0;
@@ -273,9 +292,9 @@ pub(super) fn extrapolated_rate(
     }
     let mut factor = (sampled + to_start + to_end) / sampled;
     if is_rate {
-        factor /= w.range as f64 / 1000.0;
+        factor /= range as f64 / 1000.0;
     }
-    Some(result * factor)
+    result * factor
 }
 
 /// Prometheus's `instantValue` (irate, idelta).
