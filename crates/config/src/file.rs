@@ -998,7 +998,28 @@ pub struct StorageConfig {
     /// Retention per series: the first rule whose selector matches a series sets how
     /// long it is kept (shorter or longer than `retention`, which keeps the rest).
     pub retention_rules: Vec<RetentionRuleConfig>,
+    /// Downsampling tiers, finest first: data older than a tier's `after` is also kept
+    /// as windows of its `resolution` (count, sum, min, max, first, last, counter
+    /// increase) for its own `retention`, and `rate`/`increase`/`delta`/`*_over_time`
+    /// whose range and step are multiples of the resolution read those.
+    pub downsampling: Vec<DownsamplingTier>,
 }
+
+/// One `storage.downsampling` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DownsamplingTier {
+    /// Data older than this is rolled up into the tier.
+    pub after: PromDuration,
+    /// The tier's window: it divides `storage.block_duration`, and the next tier's.
+    pub resolution: PromDuration,
+    /// How long its windows are kept (default: `storage.retention`); longer than `after`.
+    #[serde(default)]
+    pub retention: Option<PromDuration>,
+}
+
+/// Most `storage.downsampling` tiers.
+pub const MAX_DOWNSAMPLING_TIERS: usize = 8;
 
 /// One `storage.retention_rules` entry.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -1048,6 +1069,7 @@ impl Default for StorageConfig {
             max_label_value_length: 16 * 1024,
             exemplars: ExemplarsConfig::default(),
             retention_rules: Vec::new(),
+            downsampling: Vec::new(),
             page_cache_size: ByteSize(64 << 20),
         }
     }
@@ -1270,6 +1292,67 @@ impl Config {
         Ok(())
     }
 
+    /// Checks `storage.downsampling`: each resolution divides the block duration and
+    /// the next tier's, `after` grows from tier to tier and leaves the head alone,
+    /// each retention outlasts its `after`.
+    fn validate_downsampling(&self) -> Result<(), String> {
+        let st = &self.storage;
+        let tiers = &st.downsampling;
+        if tiers.len() > MAX_DOWNSAMPLING_TIERS {
+            return Err(format!(
+                "storage.downsampling: {} tiers, at most {MAX_DOWNSAMPLING_TIERS}",
+                tiers.len()
+            ));
+        }
+        let block = st.block_duration.0;
+        let divides = |a: Duration, b: Duration| {
+            a.as_millis() > 0 && b.as_millis().is_multiple_of(a.as_millis())
+        };
+        for (i, t) in tiers.iter().enumerate() {
+            let at = format!("storage.downsampling[{i}]");
+            if t.resolution.0 < Duration::from_secs(1) || !divides(t.resolution.0, block) {
+                return Err(format!(
+                    "{at}.resolution: {} does not divide storage.block_duration ({})",
+                    t.resolution, st.block_duration
+                ));
+            }
+            if t.after.0 < block * 2 {
+                return Err(format!(
+                    "{at}.after: {} is shorter than twice storage.block_duration ({})",
+                    t.after,
+                    PromDuration(block * 2)
+                ));
+            }
+            let kept = t.retention.unwrap_or(st.retention);
+            if kept.0 <= t.after.0 {
+                return Err(format!(
+                    "{at}.retention: {kept} is not longer than its after ({}){}",
+                    t.after,
+                    if t.retention.is_none() {
+                        " (it defaults to storage.retention)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            if let Some(p) = i.checked_sub(1).map(|p| &tiers[p]) {
+                if t.resolution.0 <= p.resolution.0 || !divides(p.resolution.0, t.resolution.0) {
+                    return Err(format!(
+                        "{at}.resolution: {} is not a multiple of the previous tier's ({})",
+                        t.resolution, p.resolution
+                    ));
+                }
+                if t.after.0 <= p.after.0 {
+                    return Err(format!(
+                        "{at}.after: {} is not later than the previous tier's ({})",
+                        t.after, p.after
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what the types cannot: sections Lookout does not run yet, scrape jobs,
     /// unique collector names, one password source.
     fn validate(&self) -> Result<(), String> {
@@ -1316,6 +1399,7 @@ impl Config {
             ));
         }
         self.validate_retention_rules()?;
+        self.validate_downsampling()?;
         if let Some(t) = &self.otlp.translation_strategy
             && lookout_remote::otlp::Translation::parse(t).is_none()
         {
@@ -1565,6 +1649,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("at most 100"), "{e}");
+    }
+
+    #[test]
+    fn downsampling_tiers_parse_and_are_checked() {
+        let c = Config::parse(
+            "storage:\n  retention: 15d\n  downsampling:\n    - { after: 7d, resolution: 5m, retention: 90d }\n    - { after: 30d, resolution: 1h, retention: 1y }\n",
+        )
+        .unwrap();
+        let o = crate::storage_options(&c);
+        assert_eq!(o.downsampling.len(), 2);
+        assert_eq!(o.downsampling[0].resolution, Duration::from_secs(300));
+        assert_eq!(
+            o.downsampling[1].retention,
+            Duration::from_secs(365 * 86_400)
+        );
+        for (tiers, says) in [
+            (
+                "[{ after: 7d, resolution: 7m }]",
+                "does not divide storage.block_duration",
+            ),
+            (
+                "[{ after: 7d, resolution: 1d }]",
+                "does not divide storage.block_duration",
+            ),
+            ("[{ after: 1h, resolution: 5m }]", "shorter than twice"),
+            (
+                "[{ after: 30d, resolution: 5m }]",
+                "defaults to storage.retention",
+            ),
+            (
+                "[{ after: 7d, resolution: 10m, retention: 90d }, { after: 30d, resolution: 15m, retention: 90d }]",
+                "not a multiple of the previous",
+            ),
+            (
+                "[{ after: 7d, resolution: 5m, retention: 90d }, { after: 7d, resolution: 1h, retention: 90d }]",
+                "not later than the previous",
+            ),
+            (
+                "[{ after: 7d, resolution: 5m, every: 1h }]",
+                "unknown field",
+            ),
+        ] {
+            let e = Config::parse(&format!("storage:\n  downsampling: {tiers}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{tiers}: {e}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use lookout_notify::{EscalationPolicy, Level};
 use lookout_promql::EngineOptions;
 use lookout_rules::ManagerOptions;
 use lookout_server::ServeOptions;
-use lookout_tsdb::{Limits, Options, RetentionRule, SyncPolicy};
+use lookout_tsdb::{Limits, Options, RetentionRule, SyncPolicy, Tier};
 
 use crate::Error;
 use crate::file::{CollectorsConfig, Config, WalSync};
@@ -414,6 +414,15 @@ pub fn storage_options(config: &Config) -> Options {
                         matchers,
                         retention: r.retention.0,
                     })
+            })
+            .collect(),
+        downsampling: st
+            .downsampling
+            .iter()
+            .map(|t| Tier {
+                after: t.after.0,
+                resolution: t.resolution.0,
+                retention: t.retention.unwrap_or(st.retention).0,
             })
             .collect(),
         ..Options::default()

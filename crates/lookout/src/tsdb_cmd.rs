@@ -87,6 +87,24 @@ pub(crate) fn stats(dir: &Path, opts: Options, json: bool) -> anyhow::Result<()>
     for (name, n) in &st.top_cardinalities {
         println!("  {name:<24} {n}");
     }
+    if !st.tiers.is_empty() {
+        println!("Downsampling tiers:");
+        let d = |s: u64| lookout_model::format_duration(std::time::Duration::from_secs(s));
+        for t in &st.tiers {
+            let span = t.range.map_or("(none yet)".to_string(), |(a, b)| {
+                format!("{} – {}", rfc3339(a), rfc3339(b))
+            });
+            println!(
+                "  {:<6} after {:<6} kept {:<6} {:>4} blocks {:>12} windows {:>10}  {span}",
+                d(t.resolution_seconds),
+                d(t.after_seconds),
+                d(t.retention_seconds),
+                t.blocks,
+                t.windows,
+                bytes(t.bytes),
+            );
+        }
+    }
     if !st.retention.is_empty() {
         println!("Retention (the first rule matching a series applies):");
         for r in &st.retention {

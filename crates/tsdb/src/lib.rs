@@ -48,6 +48,7 @@ mod metrics;
 mod options;
 mod postings;
 mod querier;
+mod tiers;
 mod wal;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -69,7 +70,7 @@ use head::Head;
 pub use import::{ImportError, ImportSummary, Importer};
 pub use lookout_model::status::HeadStatus;
 use metrics::TsdbMetrics;
-pub use options::{Limits, Options, RetentionRule, SyncPolicy};
+pub use options::{Limits, Options, RetentionRule, SyncPolicy, Tier};
 use wal::{Record, Wal};
 
 /// Figures about the stored data.
@@ -102,6 +103,27 @@ pub struct Stats {
     /// The series each retention rule keeps (each series counted for the first rule
     /// matching it), then those the global retention keeps; empty without rules.
     pub retention: Vec<RetentionStat>,
+    /// The downsampling tiers, finest first; empty without any.
+    pub tiers: Vec<TierStat>,
+}
+
+/// What one downsampling tier holds.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TierStat {
+    /// Its window, in seconds.
+    pub resolution_seconds: u64,
+    /// How old data is when it is rolled up into the tier, in seconds.
+    pub after_seconds: u64,
+    /// How long it keeps windows, in seconds.
+    pub retention_seconds: u64,
+    /// Its blocks.
+    pub blocks: u64,
+    /// Windows kept (each series' window counts once).
+    pub windows: u64,
+    /// Bytes of its blocks' chunks and indexes.
+    pub bytes: u64,
+    /// The earliest and latest window ends, if any (ms).
+    pub range: Option<(i64, i64)>,
 }
 
 /// The series one retention rule (or the global retention) applies to.
@@ -143,6 +165,8 @@ struct Inner {
     unlogged: Mutex<HashSet<u32>>,
     /// Exemplars; taken after the WAL lock (and after the head's, when both are held).
     exemplars: Mutex<exemplars::Exemplars>,
+    /// Downsampling tiers, finest first ([`Options::downsampling`]).
+    tiers: Vec<tiers::Level>,
     _lock: File,
 }
 
@@ -215,7 +239,13 @@ impl Tsdb {
             },
         )?;
         let metrics = TsdbMetrics::new(registry);
-        let (blocks, skipped_blocks) = load_blocks(&dir.join("blocks"))?;
+        let (blocks, mut skipped_blocks) = load_blocks(&dir.join("blocks"))?;
+        let tiers = opts
+            .downsampling
+            .iter()
+            .map(|t| tiers::Level::open(dir, t, ms(opts.block_range), &mut skipped_blocks))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(io_err(format!("opening the tiers in {}", dir.display())))?;
         metrics.blocks_skipped.set(skipped_blocks.len() as i64);
         // Imported blocks do not bound the head: the WAL may hold samples in their range.
         let min_valid = blocks
@@ -307,6 +337,7 @@ impl Tsdb {
             unlogged: Mutex::new(HashSet::new()),
             bad_chunks: Mutex::new(BTreeMap::new()),
             exemplars: Mutex::new(ring),
+            tiers,
             _lock: lock,
         });
         let mut threads = Vec::new();
@@ -684,6 +715,28 @@ impl Inner {
                 })
                 .collect();
         }
+        st.tiers = self
+            .tiers
+            .iter()
+            .map(|l| {
+                let blocks = l.blocks.read().expect("lock poisoned");
+                TierStat {
+                    resolution_seconds: (l.resolution / 1000) as u64,
+                    after_seconds: (l.after / 1000) as u64,
+                    retention_seconds: (l.retention / 1000) as u64,
+                    blocks: blocks.len() as u64,
+                    windows: blocks.iter().map(|b| b.block.meta.stats.samples / 9).sum(),
+                    bytes: blocks
+                        .iter()
+                        .map(|b| b.block.chunks_bytes + b.block.index_bytes)
+                        .sum(),
+                    range: blocks
+                        .first()
+                        .zip(blocks.last())
+                        .map(|(a, z)| (a.from, z.to)),
+                }
+            })
+            .collect();
         st.samples = st.head_samples + st.block_samples;
         st.wal_bytes = self.wal.lock().expect("lock poisoned").size();
         let mut top: Vec<(String, usize)> = card.into_iter().map(|(k, v)| (k, v.len())).collect();

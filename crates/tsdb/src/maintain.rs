@@ -2,7 +2,7 @@
 //! blocks, retention and deletion. Runs on the maintenance thread (or when asked), one
 //! pass at a time.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -132,6 +132,87 @@ impl Inner {
         }
         self.compact()?;
         self.retention(now)?;
+        self.downsample(now)?;
+        Ok(())
+    }
+
+    /// Applies each tier's retention, then makes its missing blocks: every span that
+    /// ended `after` ago, whose samples are all in blocks (no sample at or before its
+    /// end can still be appended), and for which some block or finer tier has data.
+    pub(crate) fn downsample(&self, now: i64) -> Result<()> {
+        let min_valid = self.min_valid.load(Ordering::Acquire);
+        for (i, level) in self.tiers.iter().enumerate() {
+            let cutoff = now.saturating_sub(level.retention);
+            let doomed: Vec<Arc<crate::tiers::TierBlock>> = {
+                let mut blocks = level.blocks.write().expect("lock poisoned");
+                let (old, kept) = blocks.drain(..).partition(|b| b.to <= cutoff);
+                *blocks = kept;
+                old
+            };
+            for b in doomed {
+                tracing::info!(resolution_ms = level.resolution, id = %b.block.meta.id, "Tier block deleted by its retention");
+                std::fs::remove_dir_all(&b.block.dir)
+                    .map_err(io_err(format!("deleting {}", b.block.dir.display())))?;
+            }
+            let horizon = now
+                .saturating_sub(level.after)
+                .min(min_valid.saturating_sub(1));
+            let finer: Vec<&crate::tiers::Level> = self.tiers[..i].iter().rev().collect();
+            let mut sources: Vec<(i64, i64)> = self
+                .blocks
+                .read()
+                .expect("lock poisoned")
+                .iter()
+                .map(|b| (b.meta.min_time, b.meta.max_time))
+                .collect();
+            for l in &finer {
+                sources.extend(
+                    l.blocks
+                        .read()
+                        .expect("lock poisoned")
+                        .iter()
+                        .map(|b| (b.from + 1, b.to + 1)),
+                );
+            }
+            let span = level.span;
+            let mut spans = BTreeSet::new();
+            for (a, b) in sources {
+                // Spans (from, from + span] holding some time of [a, b).
+                let mut from = (a - 1).div_euclid(span) * span;
+                while from < b - 1 && spans.len() < 100_000 {
+                    spans.insert(from);
+                    from += span;
+                }
+            }
+            let have: BTreeSet<i64> = level
+                .blocks
+                .read()
+                .expect("lock poisoned")
+                .iter()
+                .map(|b| b.from)
+                .collect();
+            for from in spans {
+                let to = from + span;
+                if have.contains(&from) || to > horizon || to <= cutoff {
+                    continue;
+                }
+                let started = std::time::Instant::now();
+                let q = self.querier(from + 1, to);
+                if let Some(b) = crate::tiers::build(level, &finer, &q, from)? {
+                    tracing::info!(
+                        resolution_ms = level.resolution,
+                        from,
+                        to,
+                        series = b.block.meta.stats.series,
+                        elapsed = ?started.elapsed(),
+                        "Tier block written"
+                    );
+                    let mut blocks = level.blocks.write().expect("lock poisoned");
+                    blocks.push(Arc::new(b));
+                    blocks.sort_by_key(|b| b.from);
+                }
+            }
+        }
         Ok(())
     }
 

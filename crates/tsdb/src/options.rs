@@ -75,6 +75,21 @@ pub struct Options {
     /// Retention per series, applied to blocks at each maintenance pass: the first rule
     /// matching a series sets how long it is kept; the rest follow `retention`.
     pub retention_rules: Vec<RetentionRule>,
+    /// Downsampling tiers, finest first: each keeps per-window rollups of the data
+    /// older than its `after`, made at maintenance from the next finer tier (or the
+    /// samples), kept for its own `retention` whatever the raw retention.
+    pub downsampling: Vec<Tier>,
+}
+
+/// One downsampling tier ([`Options::downsampling`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    /// Data older than this is rolled up into the tier.
+    pub after: Duration,
+    /// The tier's window (must divide `block_range`; each tier's divides the next's).
+    pub resolution: Duration,
+    /// How long the tier's windows are kept.
+    pub retention: Duration,
 }
 
 /// How long the series a selector matches are kept.
@@ -109,6 +124,7 @@ impl Default for Options {
             maintenance_interval: Some(Duration::from_secs(60)),
             max_exemplars: 100_000,
             retention_rules: Vec::new(),
+            downsampling: Vec::new(),
             page_cache_bytes: 64 << 20,
         }
     }

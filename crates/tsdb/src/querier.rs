@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use lookout_model::{Labels, Matcher, Sample};
-use lookout_storage::{Error, ExemplarSeries, Querier, Queryable, Result, SelectHints, Series};
+use lookout_storage::{
+    Error, ExemplarSeries, Querier, Queryable, Result, RollupSeries, SelectHints, Series,
+};
 
 use crate::block::{Block, PageCache};
 use crate::head::{self, Head};
@@ -12,8 +14,14 @@ use crate::{Inner, Tsdb};
 
 impl Queryable for Tsdb {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>> {
+        Ok(Box::new(self.inner.querier(mint, maxt)))
+    }
+}
+
+impl Inner {
+    /// A querier over `[mint, maxt]`: the blocks it overlaps, the head, the tiers.
+    pub(crate) fn querier(&self, mint: i64, maxt: i64) -> TsdbQuerier<'_> {
         let blocks: Vec<Arc<Block>> = self
-            .inner
             .blocks
             .read()
             .expect("lock poisoned")
@@ -21,16 +29,16 @@ impl Queryable for Tsdb {
             .filter(|b| b.meta.max_time > mint && b.meta.min_time <= maxt)
             .cloned()
             .collect();
-        Ok(Box::new(TsdbQuerier {
-            db: &self.inner,
+        TsdbQuerier {
+            db: self,
             blocks,
             mint,
             maxt,
-        }))
+        }
     }
 }
 
-struct TsdbQuerier<'a> {
+pub(crate) struct TsdbQuerier<'a> {
     db: &'a Inner,
     blocks: Vec<Arc<Block>>,
     mint: i64,
@@ -38,6 +46,37 @@ struct TsdbQuerier<'a> {
 }
 
 impl Querier for TsdbQuerier<'_> {
+    fn rollup_resolutions(&self) -> Vec<i64> {
+        self.db
+            .tiers
+            .iter()
+            .filter(|l| !l.overlapping(self.mint - 1, self.maxt).is_empty())
+            .map(|l| l.resolution)
+            .collect()
+    }
+
+    fn select_rollups(
+        &self,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+        resolution: i64,
+    ) -> Result<Vec<RollupSeries>> {
+        let (mut lo, mut hi) = (self.mint - 1, self.maxt);
+        if hints.start != 0 || hints.end != 0 {
+            lo = lo.max(hints.start);
+            hi = hi.min(hints.end);
+        }
+        // Tiers whose windows make up this resolution's, the coarsest first.
+        let levels: Vec<&crate::tiers::Level> = self
+            .db
+            .tiers
+            .iter()
+            .rev()
+            .filter(|l| l.resolution <= resolution && resolution % l.resolution == 0)
+            .collect();
+        crate::tiers::windows(self, &levels, matchers, (lo, hi), resolution)
+    }
+
     fn select_exemplars(&self, matchers: &[Matcher]) -> Result<Vec<ExemplarSeries>> {
         Ok(self
             .db

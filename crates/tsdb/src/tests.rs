@@ -645,3 +645,188 @@ fn a_series_read_across_blocks_and_head_is_sized_once_and_exactly() {
         }
     }
 }
+
+/// Every series' windows of `resolution` over `(lo, hi]` from the store.
+fn rollups(db: &Tsdb, lo: i64, hi: i64, resolution: i64) -> Vec<lookout_storage::RollupSeries> {
+    db.querier(lo + 1, hi)
+        .unwrap()
+        .select_rollups(
+            &SelectHints {
+                start: lo,
+                end: hi,
+                ..SelectHints::default()
+            },
+            &[Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()],
+            resolution,
+        )
+        .unwrap()
+}
+
+/// The windows made straight from `samples`.
+fn expected(
+    series: &[Series],
+    lo: i64,
+    hi: i64,
+    resolution: i64,
+) -> Vec<lookout_storage::RollupSeries> {
+    series
+        .iter()
+        .map(|s| {
+            let inside: Vec<lookout_model::Sample> = s
+                .samples
+                .iter()
+                .filter(|x| x.t > lo && x.t <= hi)
+                .copied()
+                .collect();
+            lookout_storage::RollupSeries {
+                labels: s.labels.clone(),
+                windows: lookout_storage::rollup::rollup(&inside, resolution),
+            }
+        })
+        .filter(|s| !s.windows.is_empty())
+        .collect()
+}
+
+fn same_windows(a: &[lookout_storage::RollupSeries], b: &[lookout_storage::RollupSeries]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.labels, y.labels);
+        assert_eq!(x.windows.len(), y.windows.len(), "{}", x.labels);
+        for (v, w) in x.windows.iter().zip(&y.windows) {
+            let close = |p: f64, q: f64| {
+                p.to_bits() == q.to_bits() || (p - q).abs() <= 1e-9 * p.abs().max(q.abs())
+            };
+            assert!(
+                v.end == w.end
+                    && v.count == w.count
+                    && v.first.t == w.first.t
+                    && v.last.t == w.last.t
+                    && v.first.v.to_bits() == w.first.v.to_bits()
+                    && v.last.v.to_bits() == w.last.v.to_bits()
+                    && close(v.min, w.min)
+                    && close(v.max, w.max)
+                    && close(v.sum, w.sum)
+                    && close(v.increase, w.increase),
+                "{}: {v:?} vs {w:?}",
+                x.labels
+            );
+        }
+    }
+}
+
+#[test]
+fn tiers_keep_exact_windows_past_the_raw_retention_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |h: i64| std::time::Duration::from_millis((h * H) as u64);
+    let (m1, m5) = (60_000, 300_000);
+    let o = Options {
+        block_range: std::time::Duration::from_secs(1800),
+        retention: d(100),
+        downsampling: vec![
+            Tier {
+                after: d(20),
+                resolution: std::time::Duration::from_millis(m1 as u64),
+                retention: d(200),
+            },
+            Tier {
+                after: d(40),
+                resolution: std::time::Duration::from_millis(m5 as u64),
+                retention: d(1000),
+            },
+        ],
+        ..opts()
+    };
+    let db = Tsdb::open(dir.path(), o.clone(), &mut Registry::default()).unwrap();
+    fill(&db, 0, 80);
+    db.maintain(80 * H).unwrap();
+    // Spans of the 1 m tier are 18 h (36 blocks of 30 m): four have ended 20 h ago, the
+    // first (-18 h, 0] holding the samples at 0 (windows are left-open). The 5 m tier's
+    // spans are 72 h: (-72 h, 0] has ended 40 h ago.
+    let st = db.stats();
+    assert_eq!(st.tiers[0].blocks, 4, "{:?}", st.tiers);
+    assert_eq!(st.tiers[0].range, Some((-18 * H, 54 * H)));
+    assert_eq!(st.tiers[1].range, Some((-72 * H, 0)));
+    let raw = all(&db);
+    let lo = -72 * H;
+    let want1 = expected(&raw, lo, 72 * H, m1);
+    let want5 = expected(&raw, lo, 72 * H, m5);
+    same_windows(&rollups(&db, lo, 72 * H, m1), &want1);
+    assert_eq!(db.querier(1, 10 * H).unwrap().rollup_resolutions(), [m1]);
+
+    // Later, with no new data: the fourth 1 m span, the first 5 m span (72 h, made from
+    // the 1 m tier) and the raw retention (100 h) has taken the blocks before 36 h.
+    db.maintain(150 * H).unwrap();
+    let st = db.stats();
+    assert_eq!(
+        (st.tiers[0].blocks, st.tiers[1].blocks),
+        (5, 2),
+        "{:?}",
+        st.tiers
+    );
+    assert!(st.min_time.unwrap() >= 36 * H, "{:?}", st.min_time);
+    assert_eq!(
+        db.querier(0, 10 * H).unwrap().rollup_resolutions(),
+        [m1, m5]
+    );
+    same_windows(&rollups(&db, lo, 72 * H, m1), &want1);
+    same_windows(&rollups(&db, lo, 72 * H, m5), &want5);
+    // A coarser resolution is made from the tiers' windows.
+    same_windows(
+        &rollups(&db, lo, 72 * H, 4 * m5),
+        &expected(&raw, lo, 72 * H, 4 * m5),
+    );
+    db.close().unwrap();
+    drop(db);
+
+    let db = Tsdb::open(dir.path(), o.clone(), &mut Registry::default()).unwrap();
+    same_windows(&rollups(&db, lo, 72 * H, m5), &want5);
+    // Past the 1 m tier's retention (200 h) its blocks go; the 5 m tier keeps answering.
+    db.maintain(280 * H).unwrap();
+    let st = db.stats();
+    assert_eq!(st.tiers[0].blocks, 0, "{:?}", st.tiers);
+    same_windows(&rollups(&db, lo, 72 * H, m5), &want5);
+    db.close().unwrap();
+}
+
+#[test]
+fn a_damaged_tier_block_is_skipped_and_the_rest_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |h: i64| std::time::Duration::from_millis((h * H) as u64);
+    let o = Options {
+        block_range: std::time::Duration::from_secs(1800),
+        downsampling: vec![Tier {
+            after: d(20),
+            resolution: std::time::Duration::from_secs(60),
+            retention: d(1000),
+        }],
+        ..opts()
+    };
+    let db = Tsdb::open(dir.path(), o.clone(), &mut Registry::default()).unwrap();
+    fill(&db, 0, 80);
+    db.maintain(80 * H).unwrap();
+    db.close().unwrap();
+    drop(db);
+    let tier_dir = dir.path().join("tiers").join("60000ms");
+    let mut ids: Vec<_> = std::fs::read_dir(&tier_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 4);
+    std::fs::write(ids[1].join("index"), b"not an index").unwrap();
+    let db = Tsdb::open(dir.path(), o, &mut Registry::default()).unwrap();
+    assert_eq!(db.stats().tiers[0].blocks, 3);
+    assert!(
+        db.warnings().iter().any(|w| w.contains("tiers/60000ms")),
+        "{:?}",
+        db.warnings()
+    );
+    // The damaged block's span is read from the samples, which are still there.
+    let raw = all(&db);
+    let lo = -18 * H;
+    same_windows(
+        &rollups(&db, lo, 54 * H, 60_000),
+        &expected(&raw, lo, 54 * H, 60_000),
+    );
+    db.close().unwrap();
+}
