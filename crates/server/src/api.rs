@@ -147,6 +147,17 @@ fn engine_for(st: &AppState, p: &Params) -> Result<lookout_promql::Engine, ApiEr
             .timeout
             .min(std::time::Duration::from_millis(ms as u64));
     }
+    // `resolution=raw` reads samples only; `auto` (the default) lets range functions
+    // read downsampled tiers where their windows line up.
+    match p.get("resolution") {
+        None | Some("auto") => {}
+        Some("raw") => opts.rollups = false,
+        Some(other) => {
+            return Err(bad_data(&format!(
+                "invalid resolution {other:?}: \"raw\" or \"auto\""
+            )));
+        }
+    }
     Ok(lookout_promql::Engine::new(opts))
 }
 

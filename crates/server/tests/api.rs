@@ -667,3 +667,39 @@ async fn a_large_result_is_streamed_whole() {
         assert_eq!(values[1], serde_json::json!([0.03, k.to_string()]));
     }
 }
+
+#[tokio::test]
+async fn resolution_raw_reads_samples_and_anything_else_is_named() {
+    // A store offering 1 m rollups and an engine that may load 20 points: a rate over
+    // whole minutes reads 4 windows; read raw, it needs all 5 samples a minute.
+    let db = MemStorage::new();
+    let mut app = db.appender();
+    for i in 0..=40 {
+        app.append(
+            &Labels::from_pairs([("__name__", "c_total")]),
+            i * 15_000,
+            i as f64,
+        )
+        .unwrap();
+    }
+    app.commit().unwrap();
+    db.set_rollup_resolutions(vec![60_000]);
+    let mut st = state(vec![]);
+    st.db = Arc::new(db);
+    st.engine = Engine::new(lookout_promql::EngineOptions {
+        max_samples: 20,
+        ..Default::default()
+    });
+    let q = "/api/v1/query?query=rate(c_total%5B10m%5D)&time=600";
+    let (s, body) = get(st.clone(), q).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(body.contains(r#""value":[600,"#), "{body}");
+    let (s, body) = get(st.clone(), &format!("{q}&resolution=auto")).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = get(st.clone(), &format!("{q}&resolution=raw")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("too many samples"), "{body}");
+    let (s, body) = get(st, &format!("{q}&resolution=5m")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains(r#"invalid resolution \"5m\""#), "{body}");
+}
