@@ -85,6 +85,9 @@ const QUERIES: &[&str] = &[
     "count_over_time(temperature[1h])",
     "delta(temperature[1h])",
     "last_over_time(temperature[15m])",
+    "max(temperature)",
+    "avg by (instance) (temperature)",
+    "min(temperature offset 5m)",
 ];
 
 fn engine(rollups: bool) -> Engine {

@@ -607,9 +607,35 @@ struct Need<'e> {
     /// Where an instant selector is read, when that is known before evaluation: the
     /// store then returns one sample per series and step instead of every sample.
     grid: Option<Grid>,
-    /// Set for the matrix selector of a range function that rollups can answer: its
-    /// windows' first end (`lo - offset`), range and step (0: one time).
-    rollable: Option<(i64, i64, i64)>,
+    /// Set when rollups can answer the selector ([`Rollable`]).
+    rollable: Option<Rollable>,
+}
+
+/// How rollups could answer a selector, with the first time it is read at (`lo -
+/// offset`) and the step between reads (0: one time).
+#[derive(Debug, Clone, Copy)]
+enum Rollable {
+    /// The matrix selector of a range function rollups answer, over `range` ms.
+    Range { first: i64, range: i64, step: i64 },
+    /// An instant selector: at a window's end, the newest sample at or before it is the
+    /// last of the newest window (or a staleness marker).
+    Instant { first: i64, step: i64 },
+}
+
+impl Rollable {
+    /// The coarsest of `tiers` that lines up with every read.
+    fn pick(self, tiers: &[i64]) -> Option<i64> {
+        match self {
+            Rollable::Range { first, range, step } => {
+                functions::rollup::pick(tiers, first, range, step)
+            }
+            Rollable::Instant { first, step } => tiers
+                .iter()
+                .copied()
+                .filter(|&r| r > 0 && step % r == 0 && first.rem_euclid(r) == 0)
+                .max(),
+        }
+    }
 }
 
 fn key(vs: &VectorSelector) -> NodeId {
@@ -678,14 +704,24 @@ impl<'a> Evaluator<'a> {
             if ev.data.contains_key(&key(n.vs)) || rollups.contains_key(&key(n.vs)) {
                 continue;
             }
-            if let Some(r) = n.rollable.and_then(|(first, range, step)| {
-                functions::rollup::pick(&tiers, first, range, step)
-            }) {
+            if let Some((how, r)) = n.rollable.and_then(|how| Some((how, how.pick(&tiers)?))) {
+                // An instant selector reads the window holding its earliest time too.
+                let start = match how {
+                    Rollable::Range { .. } => n.mint,
+                    Rollable::Instant { .. } => (n.mint - 1).div_euclid(r) * r,
+                };
+                // An instant selector reads only the windows' last samples: the store
+                // may read its samples thinned to the windows' ends.
+                let grid = matches!(how, Rollable::Instant { .. }).then_some(Grid {
+                    first: start + r,
+                    last: n.maxt,
+                    step: r,
+                });
                 let hints = SelectHints {
-                    start: n.mint,
+                    start,
                     end: n.maxt,
                     func: None,
-                    grid: None,
+                    grid,
                 };
                 let mut got = Vec::new();
                 for group in selector_matchers(n.vs)? {
@@ -693,6 +729,29 @@ impl<'a> Evaluator<'a> {
                 }
                 got.sort_by(|a, b| a.labels.cmp(&b.labels));
                 got.dedup_by(|a, b| a.labels == b.labels);
+                if let Rollable::Instant { .. } = how {
+                    // Read as samples: each window's last (and its staleness marker).
+                    let series: Vec<Series> = got
+                        .into_iter()
+                        .map(|s| Series {
+                            samples: lookout_storage::rollup::latest_samples(&s.windows),
+                            labels: s.labels,
+                        })
+                        .collect();
+                    loaded += series.iter().map(|s| s.samples.len()).sum::<usize>();
+                    if loaded > opts.max_samples {
+                        return Err(Error::TooManySamples("query execution"));
+                    }
+                    ev.count_bytes(
+                        series.iter().map(series_bytes).sum::<usize>(),
+                        "query execution",
+                    )?;
+                    ev.samples.store(loaded, Ordering::Relaxed);
+                    ev.data.insert(key(n.vs), sets.len());
+                    sets.push(series);
+                    ev.check_limits("query preparation")?;
+                    continue;
+                }
                 loaded += got.iter().map(|s| s.windows.len()).sum::<usize>();
                 if loaded > opts.max_samples {
                     return Err(Error::TooManySamples("query execution"));
@@ -943,12 +1002,19 @@ impl<'a> Evaluator<'a> {
                     last: hi.saturating_sub(off),
                     step,
                 });
+                let rollable = match (pinned, step) {
+                    (false, Some(step)) => Some(Rollable::Instant {
+                        first: lo.saturating_sub(off),
+                        step,
+                    }),
+                    _ => None,
+                };
                 out.push(Need {
                     vs,
                     mint,
                     maxt,
                     grid,
-                    rollable: None,
+                    rollable,
                 });
             }
             Expr::MatrixSelector(ms) => {
@@ -994,7 +1060,11 @@ impl<'a> Evaluator<'a> {
                     // The selector's need was the last pushed.
                     if let Some(n) = out.last_mut().filter(|n| std::ptr::eq(n.vs, &ms.vs)) {
                         let off = offset_ms(&ms.vs.offset);
-                        n.rollable = Some((lo.saturating_sub(off), dur_ms(ms.range), step));
+                        n.rollable = Some(Rollable::Range {
+                            first: lo.saturating_sub(off),
+                            range: dur_ms(ms.range),
+                            step,
+                        });
                     }
                 }
             }

@@ -42,6 +42,16 @@ fn db() -> MemStorage {
             app.append(&g, t, v).unwrap();
         }
     }
+    // A gauge that goes away (a staleness marker mid-window) for two hours.
+    let gone = Labels::from_pairs([("__name__", "temp"), ("k", "gone")]);
+    for i in 0..(2 * DAY / 15_000) {
+        let t = i * 15_000 + 7;
+        if (10 * HOUR..12 * HOUR).contains(&t) {
+            continue;
+        }
+        app.append(&gone, t, (i % 13) as f64).unwrap();
+    }
+    app.append(&gone, 10 * HOUR + 1000, stale_nan()).unwrap();
     app.commit().unwrap();
     db
 }
@@ -84,6 +94,13 @@ const QUERIES: &[&str] = &[
     "last_over_time(temp[1h])",
     "present_over_time(temp[1h])",
     "max(max_over_time(temp[1h])) - min(min_over_time(temp[1h]))",
+    // Instant selectors: each window's last sample, or its staleness marker.
+    "temp",
+    "max(temp)",
+    "avg by (k) (temp)",
+    "min(temp offset 10m)",
+    "timestamp(temp)",
+    "reqs_total - reqs_total offset 1h",
 ];
 
 #[test]
@@ -101,6 +118,14 @@ fn range_functions_over_rollups_answer_what_raw_samples_answer() {
             let rolled = engine(true, small).range(&db, q, start, end, step).unwrap();
             let (raw, rolled) = (points(raw), points(rolled));
             assert!(!raw.is_empty(), "{q}");
+            if q.starts_with("temp") {
+                // The gauge that went away is absent at once, as it is from the samples.
+                let gone_at = |p: &[(String, i64, f64)], t: i64| {
+                    p.iter().any(|x| x.0.contains("gone") && x.1 == t)
+                };
+                assert!(!gone_at(&raw, 10 * HOUR + 5 * MIN) && gone_at(&raw, 10 * HOUR));
+                assert!(!gone_at(&rolled, 10 * HOUR + 5 * MIN) && gone_at(&rolled, 10 * HOUR));
+            }
             assert_eq!(raw.len(), rolled.len(), "{q} every {step} ms");
             for (a, b) in raw.iter().zip(&rolled) {
                 assert!(

@@ -211,7 +211,9 @@ pub trait Querier {
     /// The windows of `resolution` of the series matching all `matchers`, over
     /// `(hints.start, hints.end]` (both multiples of `resolution`), sorted by labels: read
     /// from the store's rollups where it keeps them, made from the samples elsewhere
-    /// (the default makes them all from [`Querier::select`]).
+    /// (the default makes them all from [`Querier::select`]). With `hints.grid` set (its
+    /// points the windows' ends), the caller reads only each window's `last` and
+    /// `ends_stale`, and samples may be read thinned to the grid ([`Grid::thin`]).
     fn select_rollups(
         &self,
         hints: &SelectHints,
@@ -222,7 +224,7 @@ pub trait Querier {
             start: hints.start.saturating_add(1),
             end: hints.end,
             func: None,
-            grid: None,
+            grid: hints.grid,
         };
         Ok(self
             .select(&raw, matchers)?

@@ -8,16 +8,20 @@
 //! computes over it follows from them: `count`, `sum`, `min`, `max`, `first`, `last`
 //! and the counter-aware `increase` are each exact per window and combine exactly
 //! ([`Rollup::merge`]), which is what `rate`, `increase`, `delta` and the `*_over_time`
-//! aggregations read. Staleness markers are left out, as range selectors leave them out.
+//! aggregations read. Staleness markers are left out of all of those, as range selectors
+//! leave them out; a window notes only whether its last sample was one
+//! ([`Rollup::ends_stale`]), which with `last` is what an instant selector reads at a
+//! window's end.
 
 use lookout_model::{Labels, Sample, is_stale_nan};
 
-/// One window's summary of a series' samples (never empty).
+/// One window's summary of a series' samples (at least one sample, maybe only a
+/// staleness marker: then `count` is 0 and the other figures mean nothing).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rollup {
     /// The window's end (ms): it holds the samples in `(end - resolution, end]`.
     pub end: i64,
-    /// How many samples.
+    /// How many samples, staleness markers left out.
     pub count: u64,
     /// Their sum.
     pub sum: f64,
@@ -32,6 +36,8 @@ pub struct Rollup {
     /// The increase from `first` to `last` read as a counter: each fall is a reset, after
     /// which the value counts from zero (`rate`'s counter correction).
     pub increase: f64,
+    /// Whether the window's last sample is a staleness marker (the series had ended).
+    pub ends_stale: bool,
 }
 
 /// The smaller of a running minimum and a value, as `min_over_time` folds (a NaN so
@@ -62,11 +68,46 @@ impl Rollup {
             first: s,
             last: s,
             increase: 0.0,
+            ends_stale: false,
         }
+    }
+
+    /// The window ending at `end` holding only a staleness marker.
+    pub fn stale(end: i64) -> Self {
+        let nothing = Sample {
+            t: end,
+            v: f64::NAN,
+        };
+        Rollup {
+            count: 0,
+            sum: 0.0,
+            min: f64::NAN,
+            max: f64::NAN,
+            first: nothing,
+            last: nothing,
+            ..Rollup::of(end, nothing)
+        }
+        .with_stale_end()
+    }
+
+    fn with_stale_end(mut self) -> Self {
+        self.ends_stale = true;
+        self
     }
 
     /// Adds the samples of `next`, which all follow this one's (`end` is left as it is).
     pub fn merge(&mut self, next: &Rollup) {
+        self.ends_stale = next.ends_stale;
+        if next.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = Rollup {
+                end: self.end,
+                ..*next
+            };
+            return;
+        }
         self.count += next.count;
         self.sum += next.sum;
         self.min = fold_min(self.min, next.min);
@@ -83,14 +124,37 @@ pub fn window_end(t: i64, resolution: i64) -> i64 {
     t.div_euclid(r) * r + if t.rem_euclid(r) == 0 { 0 } else { r }
 }
 
-/// The windows of `resolution` over `samples` (ascending), skipping staleness markers.
+/// The windows of `resolution` over `samples` (ascending).
 pub fn rollup(samples: &[Sample], resolution: i64) -> Vec<Rollup> {
     let mut out: Vec<Rollup> = Vec::new();
-    for s in samples.iter().filter(|s| !is_stale_nan(s.v)) {
+    for s in samples {
         let end = window_end(s.t, resolution);
+        let one = if is_stale_nan(s.v) {
+            Rollup::stale(end)
+        } else {
+            Rollup::of(end, *s)
+        };
         match out.last_mut() {
-            Some(w) if w.end == end => w.merge(&Rollup::of(end, *s)),
-            _ => out.push(Rollup::of(end, *s)),
+            Some(w) if w.end == end => w.merge(&one),
+            _ => out.push(one),
+        }
+    }
+    out
+}
+
+/// What an instant selector reads at the end of any of `windows`: each window's last
+/// sample, and a staleness marker at its end where its last sample was one.
+pub fn latest_samples(windows: &[Rollup]) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(windows.len());
+    for w in windows {
+        if w.count > 0 {
+            out.push(w.last);
+        }
+        if w.ends_stale {
+            out.push(Sample {
+                t: w.end,
+                v: lookout_model::stale_nan(),
+            });
         }
     }
     out
@@ -177,7 +241,46 @@ mod tests {
         assert_eq!(w[0].count, 3);
         assert_eq!((w[0].min, w[0].max), (3.0, 3.0));
         assert!(rollup(&[s(1, f64::NAN)], 10)[0].max.is_nan());
-        assert!(rollup(&[s(1, lookout_model::stale_nan())], 10).is_empty());
+        let only = rollup(&[s(1, lookout_model::stale_nan())], 10);
+        assert_eq!(
+            (only.len(), only[0].count, only[0].ends_stale),
+            (1, 0, true)
+        );
+        assert!(!w[0].ends_stale);
+    }
+
+    #[test]
+    fn a_window_ending_stale_reads_as_a_marker_and_merges_past_it() {
+        let stale = lookout_model::stale_nan();
+        let x = [
+            s(10, 5.0),
+            s(20, stale),
+            s(310, 1.0),
+            s(320, 4.0),
+            s(610, stale),
+        ];
+        let w = rollup(&x, 300);
+        assert_eq!(w.len(), 3);
+        assert!(w[0].ends_stale && !w[1].ends_stale && w[2].ends_stale);
+        assert_eq!(w[2].count, 0);
+        let latest = latest_samples(&w);
+        assert_eq!(latest.len(), 4);
+        assert_eq!((latest[0], latest[1].t), (s(10, 5.0), 300));
+        assert!(lookout_model::is_stale_nan(latest[1].v));
+        assert_eq!((latest[2], latest[3].t), (s(320, 4.0), 900));
+        // Range functions skip the markers: 5 → 1 is a reset.
+        let c = coarsen(&w, 900);
+        assert_eq!(
+            (c[0].count, c[0].increase, c[0].last),
+            (3, 1.0 + 3.0, s(320, 4.0))
+        );
+        assert!(c[0].ends_stale);
+        // A window holding only a marker, then samples: the samples' figures.
+        let c = coarsen(&rollup(&[s(5, stale), s(310, 2.0)], 300), 600);
+        assert_eq!(
+            (c[0].count, c[0].first, c[0].ends_stale),
+            (1, s(310, 2.0), false)
+        );
     }
 
     #[test]

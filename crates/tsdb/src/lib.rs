@@ -725,7 +725,10 @@ impl Inner {
                     after_seconds: (l.after / 1000) as u64,
                     retention_seconds: (l.retention / 1000) as u64,
                     blocks: blocks.len() as u64,
-                    windows: blocks.iter().map(|b| b.block.meta.stats.samples / 9).sum(),
+                    windows: blocks
+                        .iter()
+                        .map(|b| b.block.meta.stats.samples / tiers::FIELDS as u64)
+                        .sum(),
                     bytes: blocks
                         .iter()
                         .map(|b| b.block.chunks_bytes + b.block.index_bytes)

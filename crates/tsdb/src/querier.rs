@@ -74,7 +74,8 @@ impl Querier for TsdbQuerier<'_> {
             .rev()
             .filter(|l| l.resolution <= resolution && resolution % l.resolution == 0)
             .collect();
-        crate::tiers::windows(self, &levels, matchers, (lo, hi), resolution)
+        let latest_only = hints.grid.is_some();
+        crate::tiers::windows(self, &levels, matchers, (lo, hi), resolution, latest_only)
     }
 
     fn select_exemplars(&self, matchers: &[Matcher]) -> Result<Vec<ExemplarSeries>> {

@@ -6,10 +6,11 @@
 //! and crash safety) holding the windows ending in `(from, to]`, a span of the tier
 //! ([`span`]) aligned to multiples of it. Each series is stored field after field: its
 //! window counts, then sums, minimums, maximums, first sample offsets and values, last
-//! sample offsets and values, counter increases, each field at `from + field × span +
-//! (end - from)`, so the codec sees nine smooth streams rather than nine interleaved
-//! quantities, and the index has one entry per series. The block's `minTime` is
-//! `from + 1` and its `maxTime` `from + 9 × span + 1`.
+//! sample offsets and values, counter increases and whether the window ended with a
+//! staleness marker, each field at `from + field × span + (end - from)`, so the codec sees
+//! ten smooth streams rather than ten interleaved quantities, and the index has one entry
+//! per series. The block's `minTime` is `from + 1` and its `maxTime` `from + 10 × span +
+//! 1`.
 //!
 //! A tier's block for a span is made once the span ended `after` ago and its samples
 //! are in blocks, from the finest data that covers it: the next finer tier's windows,
@@ -33,7 +34,7 @@ use crate::options::Tier;
 use crate::{block_err, ms};
 
 /// Fields stored per window.
-const FIELDS: i64 = 9;
+pub(crate) const FIELDS: i64 = 10;
 
 /// The span of one block of a tier of `resolution` (ms) over blocks of `block_range`:
 /// at least 36 block ranges (the largest compacted block, 3 d by default) and 864
@@ -117,6 +118,7 @@ impl TierBlock {
                         v: v(7),
                     },
                     increase: v(8),
+                    ends_stale: v(9) != 0.0,
                 }
             })
             .collect())
@@ -137,7 +139,8 @@ fn encode(windows: &[Rollup], from: i64, len: i64) -> Vec<Sample> {
                 5 => w.first.v,
                 6 => (w.end - w.last.t) as f64,
                 7 => w.last.v,
-                _ => w.increase,
+                8 => w.increase,
+                _ => f64::from(u8::from(w.ends_stale)),
             };
             out.push(Sample {
                 t: from + f * len + (w.end - from),
@@ -236,13 +239,15 @@ fn all() -> Matcher {
 /// The windows of `resolution` of the series matching `matchers` over `(lo, hi]` (both
 /// multiples of `resolution`), sorted by labels: from the blocks of `levels` (finest
 /// last; each level's resolution divides `resolution`) where they cover a part, the
-/// coarsest first, and from `raw`'s samples for the rest.
+/// coarsest first, and from `raw`'s samples for the rest — thinned to the windows'
+/// ends when only their `last` and `ends_stale` are read (`latest_only`).
 pub(crate) fn windows(
     raw: &dyn Querier,
     levels: &[&Level],
     matchers: &[Matcher],
     (lo, hi): (i64, i64),
     resolution: i64,
+    latest_only: bool,
 ) -> lookout_storage::Result<Vec<RollupSeries>> {
     if matchers.is_empty() || hi <= lo {
         return Ok(Vec::new());
@@ -287,7 +292,11 @@ pub(crate) fn windows(
             start: a.saturating_add(1),
             end: z,
             func: None,
-            grid: None,
+            grid: latest_only.then_some(lookout_storage::Grid {
+                first: a.saturating_add(resolution),
+                last: z,
+                step: resolution,
+            }),
         };
         for s in raw.select(&hints, matchers)? {
             let w = rollup(&s.samples, resolution);
@@ -336,7 +345,7 @@ pub(crate) fn build(
             .iter()
             .map(|l| Matcher::equal(&l.name, &l.value))
             .collect();
-        for s in windows(raw, finer, &exact, (from, to), level.resolution)? {
+        for s in windows(raw, finer, &exact, (from, to), level.resolution, false)? {
             // Equality matchers also match series with more labels.
             if s.labels == ls {
                 w.add(ls.clone(), &encode(&s.windows, from, len))

@@ -107,9 +107,10 @@ pub(super) fn call(
 fn value(f: WindowFn, s: &RollupSeries, (start, end, range): (i64, i64, i64)) -> Option<f64> {
     let a = s.windows.partition_point(|w| w.end <= start);
     let b = s.windows.partition_point(|w| w.end <= end);
-    let (head, rest) = s.windows.get(a..b)?.split_first()?;
-    let mut all: Rollup = *head;
-    for w in rest {
+    // Windows holding only a staleness marker hold nothing a range function reads.
+    let mut held = s.windows.get(a..b)?.iter().filter(|w| w.count > 0);
+    let mut all: Rollup = *held.next()?;
+    for w in held {
         all.merge(w);
     }
     let n = usize::try_from(all.count).unwrap_or(usize::MAX);
