@@ -42,6 +42,7 @@ mod sdk;
 mod send;
 mod soak;
 mod storage;
+mod tiers;
 mod tls;
 mod traces;
 mod vm;
@@ -214,6 +215,9 @@ enum Command {
     Pgcost(crate::pgcost::PgCostOptions),
     /// The trace store: spans stored per CPU-second, bytes per span, lookups.
     Traces(crate::traces::TracesOptions),
+    /// Downsampling: range queries over weeks read from tiers against raw samples (same
+    /// answers), and the bytes each keeps.
+    Tiers(crate::tiers::TiersOptions),
     /// Fuzz every parser and file reader (exposition formats, PromQL through evaluation,
     /// configuration, rule and Alertmanager files, templates, WAL segments, block files)
     /// with mutated inputs; exits 1 if any input crashes one.
@@ -381,6 +385,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detect(o) => crate::detect::run(o)?,
         Command::Pgcost(o) => crate::pgcost::run(o)?,
         Command::Traces(o) => crate::traces::run(o)?,
+        Command::Tiers(o) => crate::tiers::run(o)?,
         Command::Live {
             series,
             throughput_series,

@@ -1323,6 +1323,27 @@ impl Config {
                     PromDuration(block * 2)
                 ));
             }
+            // The tier's source (the samples, or the previous tier) must still hold a
+            // span's data when the span is rolled up, `after` past its end.
+            let span = Duration::from_millis(
+                lookout_tsdb::tier_span(t.resolution.0.as_millis() as i64, block.as_millis() as i64)
+                    .max(0) as u64,
+            );
+            let (source, named) = match i.checked_sub(1).map(|p| &tiers[p]) {
+                None => (st.retention, "storage.retention".to_string()),
+                Some(p) => (
+                    p.retention.unwrap_or(st.retention),
+                    format!("storage.downsampling[{}].retention", i - 1),
+                ),
+            };
+            if source.0 < t.after.0 + span {
+                return Err(format!(
+                    "{at}: {named} ({source}) must be at least its after ({}) plus the {} a tier block of {} spans, or data is deleted before it is rolled up",
+                    t.after,
+                    PromDuration(span),
+                    t.resolution
+                ));
+            }
             let kept = t.retention.unwrap_or(st.retention);
             if kept.0 <= t.after.0 {
                 return Err(format!(
@@ -1675,8 +1696,16 @@ mod tests {
             ),
             ("[{ after: 1h, resolution: 5m }]", "shorter than twice"),
             (
-                "[{ after: 30d, resolution: 5m }]",
+                "[{ after: 2d, resolution: 5m, retention: 90d }, { after: 30d, resolution: 1h }]",
                 "defaults to storage.retention",
+            ),
+            (
+                "[{ after: 13d, resolution: 5m, retention: 90d }]",
+                "storage.retention (2w1d) must be at least its after (1w6d) plus the 3d",
+            ),
+            (
+                "[{ after: 2d, resolution: 5m, retention: 20d }, { after: 10d, resolution: 1h, retention: 90d }]",
+                "storage.downsampling[0].retention (2w6d) must be at least its after (1w3d) plus the 1w5d",
             ),
             (
                 "[{ after: 7d, resolution: 10m, retention: 90d }, { after: 30d, resolution: 15m, retention: 90d }]",

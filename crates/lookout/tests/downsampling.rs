@@ -15,11 +15,12 @@ const MIN: i64 = 60_000;
 const H: i64 = 60 * MIN;
 const D: i64 = 24 * H;
 
-fn options() -> Options {
+/// The store's options, keeping samples `days`.
+fn options(days: u64) -> Options {
     Options {
         maintenance_interval: None,
         block_range: Duration::from_secs(1800),
-        retention: Duration::from_secs(4 * 86_400),
+        retention: Duration::from_secs(days * 86_400),
         downsampling: vec![Tier {
             after: Duration::from_secs(86_400),
             resolution: Duration::from_secs(300),
@@ -123,17 +124,17 @@ fn assert_close(q: &str, a: &[(String, i64, f64)], b: &[(String, i64, f64)]) {
 #[test]
 fn queries_over_a_tier_answer_what_the_samples_answer_and_outlive_them() {
     let dir = tempfile::tempdir().unwrap();
-    // Sample times must be in the past (the store refuses the future): a week and a half
-    // ago, on a multiple of the tier's 72 h spans.
+    // Sample times must be in the past (the store refuses the future): a month ago, on a
+    // multiple of the tier's 36 h spans (288 windows, rounded up to 36 blocks of 30 m).
     let now = lookout_model::now_ms();
     let t0 = (now - 30 * D).div_euclid(3 * D) * 3 * D;
-    let db = Tsdb::open(dir.path(), options(), &mut Registry::default()).unwrap();
+    let db = Tsdb::open(dir.path(), options(30), &mut Registry::default()).unwrap();
     fill(&db, t0);
     db.maintain(t0 + 6 * D + H).unwrap();
     let st = db.stats();
-    // The first 72 h span has ended a day ago; the second has not.
-    assert_eq!(st.tiers[0].blocks, 1, "{:?}", st.tiers);
-    assert_eq!(st.tiers[0].range, Some((t0, t0 + 3 * D)));
+    // Three spans have ended a day ago.
+    assert_eq!(st.tiers[0].blocks, 3, "{:?}", st.tiers);
+    assert_eq!(st.tiers[0].range, Some((t0, t0 + 108 * H)));
 
     // Over the whole range (tier windows for the first three days, samples for the
     // rest), on steps the windows line up with.
@@ -153,9 +154,9 @@ fn queries_over_a_tier_answer_what_the_samples_answer_and_outlive_them() {
     db.close().unwrap();
     drop(db);
 
-    // Two days later the raw retention (4 d) has deleted the first days' samples; the
-    // tier still answers them, after a restart too.
-    let db = Tsdb::open(dir.path(), options(), &mut Registry::default()).unwrap();
+    // Restarted with samples kept 4 d, two days later: the first days' samples are
+    // deleted, and the tier still answers them.
+    let db = Tsdb::open(dir.path(), options(4), &mut Registry::default()).unwrap();
     db.maintain(t0 + 8 * D).unwrap();
     assert!(
         db.stats().min_time.unwrap() > t0 + 3 * D,

@@ -71,6 +71,13 @@ pub use import::{ImportError, ImportSummary, Importer};
 pub use lookout_model::status::HeadStatus;
 use metrics::TsdbMetrics;
 pub use options::{Limits, Options, RetentionRule, SyncPolicy, Tier};
+
+/// The time (ms) one tier block spans for a tier of `resolution` over blocks of
+/// `block_range` (ms): a tier's source must keep its data that much longer than the
+/// tier's `after`, or a span is rolled up after part of it was deleted.
+pub fn tier_span(resolution: i64, block_range: i64) -> i64 {
+    tiers::span(resolution, block_range)
+}
 use wal::{Record, Wal};
 
 /// Figures about the stored data.

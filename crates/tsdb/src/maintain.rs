@@ -131,8 +131,10 @@ impl Inner {
             self.checkpoint()?;
         }
         self.compact()?;
-        self.retention(now)?;
+        // Roll up before retention deletes: a span whose tier block is due is read
+        // while its samples are still there.
         self.downsample(now)?;
+        self.retention(now)?;
         Ok(())
     }
 

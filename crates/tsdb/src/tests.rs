@@ -741,25 +741,28 @@ fn tiers_keep_exact_windows_past_the_raw_retention_and_survive_reopening() {
     db.maintain(80 * H).unwrap();
     // Spans of the 1 m tier are 18 h (36 blocks of 30 m): four have ended 20 h ago, the
     // first (-18 h, 0] holding the samples at 0 (windows are left-open). The 5 m tier's
-    // spans are 72 h: (-72 h, 0] has ended 40 h ago.
+    // spans are 36 h (288 windows, rounded up to 18 h): two have ended 40 h ago.
     let st = db.stats();
     assert_eq!(st.tiers[0].blocks, 4, "{:?}", st.tiers);
     assert_eq!(st.tiers[0].range, Some((-18 * H, 54 * H)));
-    assert_eq!(st.tiers[1].range, Some((-72 * H, 0)));
+    assert_eq!(st.tiers[1].range, Some((-36 * H, 36 * H)));
     let raw = all(&db);
     let lo = -72 * H;
     let want1 = expected(&raw, lo, 72 * H, m1);
     let want5 = expected(&raw, lo, 72 * H, m5);
     same_windows(&rollups(&db, lo, 72 * H, m1), &want1);
-    assert_eq!(db.querier(1, 10 * H).unwrap().rollup_resolutions(), [m1]);
+    assert_eq!(
+        db.querier(37 * H, 50 * H).unwrap().rollup_resolutions(),
+        [m1]
+    );
 
-    // Later, with no new data: the fourth 1 m span, the first 5 m span (72 h, made from
-    // the 1 m tier) and the raw retention (100 h) has taken the blocks before 36 h.
+    // Later, with no new data: the fifth 1 m span, the third 5 m span (made from the
+    // 1 m tier) and the raw retention (100 h) has taken the blocks before 36 h.
     db.maintain(150 * H).unwrap();
     let st = db.stats();
     assert_eq!(
         (st.tiers[0].blocks, st.tiers[1].blocks),
-        (5, 2),
+        (5, 3),
         "{:?}",
         st.tiers
     );
@@ -827,6 +830,38 @@ fn a_damaged_tier_block_is_skipped_and_the_rest_answers() {
     same_windows(
         &rollups(&db, lo, 54 * H, 60_000),
         &expected(&raw, lo, 54 * H, 60_000),
+    );
+    db.close().unwrap();
+}
+
+#[test]
+fn spans_are_rolled_up_before_retention_deletes_their_samples() {
+    // The first maintenance pass comes late (a server that was down): the raw retention
+    // (100 h) takes the blocks before 36 h in the same pass that makes the 1 m tier's
+    // blocks for them, which are made first.
+    let dir = tempfile::tempdir().unwrap();
+    let d = |h: i64| std::time::Duration::from_millis((h * H) as u64);
+    let o = Options {
+        block_range: std::time::Duration::from_secs(1800),
+        retention: d(100),
+        downsampling: vec![Tier {
+            after: d(20),
+            resolution: std::time::Duration::from_secs(60),
+            retention: d(1000),
+        }],
+        ..opts()
+    };
+    let db = Tsdb::open(dir.path(), o, &mut Registry::default()).unwrap();
+    fill(&db, 0, 80);
+    let raw = all(&db);
+    db.maintain(150 * H).unwrap();
+    let st = db.stats();
+    assert!(st.min_time.unwrap() >= 36 * H, "{:?}", st.min_time);
+    assert_eq!(st.tiers[0].range, Some((-18 * H, 72 * H)), "{:?}", st.tiers);
+    let lo = -18 * H;
+    same_windows(
+        &rollups(&db, lo, 72 * H, 60_000),
+        &expected(&raw, lo, 72 * H, 60_000),
     );
     db.close().unwrap();
 }

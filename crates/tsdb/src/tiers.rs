@@ -37,11 +37,11 @@ use crate::{block_err, ms};
 pub(crate) const FIELDS: i64 = 10;
 
 /// The span of one block of a tier of `resolution` (ms) over blocks of `block_range`:
-/// at least 36 block ranges (the largest compacted block, 3 d by default) and 864
-/// windows, a multiple of 36 block ranges.
+/// at least 36 block ranges (the largest compacted block, 3 d by default) and 288
+/// windows (12 d of 1 h windows), a multiple of 36 block ranges.
 pub(crate) fn span(resolution: i64, block_range: i64) -> i64 {
     let unit = block_range.max(1).saturating_mul(36);
-    let want = resolution.max(1).saturating_mul(864);
+    let want = resolution.max(1).saturating_mul(288);
     let units = want / unit + i64::from(want % unit != 0);
     units.max(1).saturating_mul(unit)
 }
@@ -369,7 +369,7 @@ mod tests {
     fn spans_hold_whole_compacted_blocks_and_hundreds_of_windows() {
         let h = 3_600_000;
         assert_eq!(span(300_000, 2 * h), 72 * h);
-        assert_eq!(span(h, 2 * h), 864 * h);
+        assert_eq!(span(h, 2 * h), 288 * h);
         assert_eq!(span(60_000, 2 * h), 72 * h);
         for r in [60_000, 300_000, 900_000, h, 2 * h] {
             assert_eq!(span(r, 2 * h) % r, 0);
