@@ -7,10 +7,16 @@
 //! Gorilla XOR (as Prometheus's chunks do) and go further when a chunk is sealed: if every
 //! value is a decimal number with at most nine fractional digits (counters in seconds or
 //! bytes, gauges scraped as `12.34`), the chunk stores the integers `v × 10^k` instead,
-//! as first differences or second differences, whichever is smaller, in a bit-packed
-//! stream that reuses the previous bit width. Sealing tries every encoding and keeps the
-//! smallest; a value only uses the decimal form if it decodes back bit for bit, so NaN,
+//! as first differences or second differences, whichever is smaller, either in a
+//! bit-packed stream that reuses the previous bit width or, when the differences stay in
+//! a band (a counter's increments, a gauge's steps), as their offsets from the smallest
+//! in one fixed width (frame of reference: no per-value prefix, no sign bit), divided by
+//! their common factor (memory in pages of 4096 bytes). Sealing
+//! tries every encoding and keeps the smallest; a value only uses the decimal form if it decodes back bit for bit, so NaN,
 //! ±Inf, staleness markers and -0 fall back to XOR.
+//!
+//! Timestamps are sealed the same way: delta-of-delta buckets, or (when smaller, as for
+//! scrapes with a few milliseconds of jitter) the deltas in a frame.
 //!
 //! Timestamps and values are separate streams, so the timestamps of series scraped
 //! together are byte-identical and compress away in block files.
@@ -18,12 +24,15 @@
 //! # Sealed chunk format (version 1 of the block format)
 //!
 //! ```text
-//! u8      encoding: 1 = XOR, 2 = decimal deltas, 3 = decimal delta-of-deltas
+//! u8      encoding: 1 = XOR, 2 = decimal deltas, 3 = decimal delta-of-deltas,
+//!         4 = decimal deltas in a frame, 5 = decimal delta-of-deltas in a frame;
+//!         plus 128 when the timestamps are in a frame
 //! varint  sample count
 //! varint  length in bytes of the timestamp stream
 //! bytes   timestamp stream: t0 as 64 bits; then each delta-of-delta (the first against 0):
 //!         '0' for 0, '10'+14 bits, '110'+17 bits, '1110'+20 bits, '1111'+64 bits
-//!         (two's complement)
+//!         (two's complement); in a frame, the timestamps as the decimal frame below
+//!         stores integers (first differences)
 //! u8      k, the decimal exponent (encodings 2 and 3 only)
 //! bytes   value stream, to the end:
 //!         XOR: v0 as 64 bits; then per value '0' if equal to the previous, else '1' and
@@ -32,6 +41,10 @@
 //!         decimal: the first integer as 7 bits width + that many bits (zigzag); then per
 //!              difference (zigzag): '0' for 0, '10' + previous width bits, or '11' +
 //!              6 bits (width − 1) + width bits
+//!         decimal in a frame: the first integer as above; the smallest difference the
+//!              same way; the excesses' greatest common divisor g as 7 bits width +
+//!              that many bits (unsigned; 0 for none); 7 bits width; then per
+//!              difference its excess over the smallest, divided by g, in that many bits
 //! ```
 //!
 //! Varints are unsigned LEB128. Streams are most-significant-bit first, zero padded.
@@ -46,6 +59,10 @@ pub(crate) const MAX_SAMPLES: usize = 240;
 const ENC_XOR: u8 = 1;
 const ENC_DEC_DELTA: u8 = 2;
 const ENC_DEC_DOD: u8 = 3;
+const ENC_FRAME_DELTA: u8 = 4;
+const ENC_FRAME_DOD: u8 = 5;
+/// Added to the encoding when the timestamps are in a frame.
+const TS_FRAME: u8 = 0x80;
 
 /// A chunk's bytes do not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -278,6 +295,109 @@ fn encode_ints(vals: &[i64], second_order: bool) -> Vec<u8> {
     w.finish()
 }
 
+/// The first or second differences of `vals` (the first against 0), as the decimal
+/// encodings take them.
+fn differences(vals: &[i64], second_order: bool) -> Vec<i64> {
+    let (mut prev, mut prev_d) = (vals[0], 0i64);
+    vals[1..]
+        .iter()
+        .map(|&v| {
+            let d = v.wrapping_sub(prev);
+            let x = if second_order {
+                d.wrapping_sub(prev_d)
+            } else {
+                d
+            };
+            prev = v;
+            prev_d = d;
+            x
+        })
+        .collect()
+}
+
+/// The greatest common divisor (0 with 0 is 0).
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Writes `v` zigzagged as 7 bits of width and that many bits.
+fn write_wide(w: &mut BitWriter, v: i64) {
+    let z = zigzag(v);
+    let zw = width(z);
+    w.write(zw as u64, 7);
+    w.write(z, zw);
+}
+
+/// Reads what [`write_wide`] wrote.
+fn read_wide(r: &mut BitReader<'_>) -> Result<i64, CorruptChunk> {
+    let e = CorruptChunk("integer stream ends early");
+    let zw = r.read(7).ok_or(e.clone())? as u32;
+    if zw > 64 {
+        return Err(CorruptChunk("integer width out of range"));
+    }
+    Ok(unzigzag(r.read(zw).ok_or(e)?))
+}
+
+/// The frame-of-reference form: the first integer, the smallest difference, one width,
+/// then every difference's excess over the smallest.
+fn encode_frame(vals: &[i64], second_order: bool) -> Vec<u8> {
+    let mut w = BitWriter::new();
+    write_wide(&mut w, vals[0]);
+    let xs = differences(vals, second_order);
+    let base = xs.iter().copied().min().unwrap_or(0);
+    let excess = |x: i64| x.wrapping_sub(base) as u64;
+    let g = xs.iter().fold(0u64, |g, &x| gcd(g, excess(x)));
+    let top = xs.iter().map(|&x| excess(x)).max().unwrap_or(0) / g.max(1);
+    let fw = width(top);
+    write_wide(&mut w, base);
+    w.write(width(g) as u64, 7);
+    w.write(g, width(g));
+    w.write(fw as u64, 7);
+    for x in xs {
+        w.write(excess(x) / g.max(1), fw);
+    }
+    w.finish()
+}
+
+fn decode_frame(
+    buf: &[u8],
+    n: usize,
+    second_order: bool,
+    out: &mut Vec<i64>,
+) -> Result<(), CorruptChunk> {
+    let e = CorruptChunk("integer stream ends early");
+    let mut r = BitReader::new(buf);
+    let mut prev = read_wide(&mut r)?;
+    out.push(prev);
+    let base = read_wide(&mut r)?;
+    let gw = r.read(7).ok_or(e.clone())? as u32;
+    if gw > 64 {
+        return Err(CorruptChunk("frame factor out of range"));
+    }
+    let g = r.read(gw).ok_or(e.clone())?.max(1);
+    let fw = r.read(7).ok_or(e.clone())? as u32;
+    if fw > 64 {
+        return Err(CorruptChunk("frame width out of range"));
+    }
+    let mut prev_d = 0i64;
+    for _ in 1..n {
+        let o = r.read(fw).ok_or(e.clone())?.wrapping_mul(g);
+        let x = base.wrapping_add(o as i64);
+        let d = if second_order {
+            prev_d.wrapping_add(x)
+        } else {
+            x
+        };
+        prev = prev.wrapping_add(d);
+        prev_d = d;
+        out.push(prev);
+    }
+    Ok(())
+}
+
 fn decode_ints(
     buf: &[u8],
     n: usize,
@@ -351,6 +471,13 @@ pub(crate) fn encode(samples: &[Sample]) -> Vec<u8> {
         ts.push(s.t);
     }
     let ts = ts.w.finish();
+    let times: Vec<i64> = samples.iter().map(|s| s.t).collect();
+    let framed = encode_frame(&times, false);
+    let (ts_flag, ts) = if framed.len() < ts.len() {
+        (TS_FRAME, framed)
+    } else {
+        (0, ts)
+    };
     let vals: Vec<f64> = samples.iter().map(|s| s.v).collect();
     let mut xor = XorEncoder::default();
     for &v in &vals {
@@ -358,15 +485,24 @@ pub(crate) fn encode(samples: &[Sample]) -> Vec<u8> {
     }
     let mut best: (u8, Option<u8>, Vec<u8>) = (ENC_XOR, None, xor.w.finish());
     if let Some((k, ints)) = decimal_exponent(&vals) {
-        for (enc, second) in [(ENC_DEC_DELTA, false), (ENC_DEC_DOD, true)] {
-            let b = encode_ints(&ints, second);
+        for (enc, second, frame) in [
+            (ENC_DEC_DELTA, false, false),
+            (ENC_DEC_DOD, true, false),
+            (ENC_FRAME_DELTA, false, true),
+            (ENC_FRAME_DOD, true, true),
+        ] {
+            let b = if frame {
+                encode_frame(&ints, second)
+            } else {
+                encode_ints(&ints, second)
+            };
             if b.len() + 1 < best.2.len() + best.1.map_or(0, |_| 1) {
                 best = (enc, Some(k), b);
             }
         }
     }
     let mut out = Vec::with_capacity(ts.len() + best.2.len() + 8);
-    out.push(best.0);
+    out.push(best.0 | ts_flag);
     put_varint(&mut out, samples.len() as u64);
     put_varint(&mut out, ts.len() as u64);
     out.extend_from_slice(&ts);
@@ -387,7 +523,8 @@ pub(crate) fn count(buf: &[u8]) -> Result<usize, CorruptChunk> {
 
 /// Decodes an encoded chunk, appending its samples to `out`.
 pub(crate) fn decode(buf: &[u8], out: &mut Vec<Sample>) -> Result<(), CorruptChunk> {
-    let enc = *buf.first().ok_or(CorruptChunk("empty"))?;
+    let first = *buf.first().ok_or(CorruptChunk("empty"))?;
+    let (enc, ts_framed) = (first & !TS_FRAME, first & TS_FRAME != 0);
     let mut pos = 1;
     let n = get_varint(buf, &mut pos).ok_or(CorruptChunk("truncated header"))? as usize;
     let ts_len = get_varint(buf, &mut pos).ok_or(CorruptChunk("truncated header"))? as usize;
@@ -399,7 +536,14 @@ pub(crate) fn decode(buf: &[u8], out: &mut Vec<Sample>) -> Result<(), CorruptChu
         .ok_or(CorruptChunk("truncated timestamps"))?;
     pos += ts_len;
     let mut ts = Vec::with_capacity(n);
-    decode_ts(ts_buf, n, &mut ts)?;
+    if ts_framed {
+        if n == 0 {
+            return Err(CorruptChunk("empty chunk"));
+        }
+        decode_frame(ts_buf, n, false, &mut ts)?;
+    } else {
+        decode_ts(ts_buf, n, &mut ts)?;
+    }
     let mut vals = Vec::with_capacity(n);
     match enc {
         ENC_XOR => decode_xor(&buf[pos..], n, &mut vals)?,
@@ -408,6 +552,13 @@ pub(crate) fn decode(buf: &[u8], out: &mut Vec<Sample>) -> Result<(), CorruptChu
             let p = *POW10.get(k).ok_or(CorruptChunk("exponent out of range"))?;
             let mut ints = Vec::with_capacity(n);
             decode_ints(&buf[pos + 1..], n, enc == ENC_DEC_DOD, &mut ints)?;
+            vals.extend(ints.into_iter().map(|i| (i as f64) / p));
+        }
+        ENC_FRAME_DELTA | ENC_FRAME_DOD => {
+            let k = *buf.get(pos).ok_or(CorruptChunk("missing exponent"))? as usize;
+            let p = *POW10.get(k).ok_or(CorruptChunk("exponent out of range"))?;
+            let mut ints = Vec::with_capacity(n);
+            decode_frame(&buf[pos + 1..], n, enc == ENC_FRAME_DOD, &mut ints)?;
             vals.extend(ints.into_iter().map(|i| (i as f64) / p));
         }
         _ => return Err(CorruptChunk("unknown encoding")),
@@ -529,7 +680,10 @@ mod tests {
             .collect();
         let enc = encode(&samples);
         assert!(
-            matches!(enc[0], ENC_DEC_DELTA | ENC_DEC_DOD),
+            matches!(
+                enc[0] & !TS_FRAME,
+                ENC_DEC_DELTA | ENC_DEC_DOD | ENC_FRAME_DELTA | ENC_FRAME_DOD
+            ),
             "encoding {}",
             enc[0]
         );
@@ -543,6 +697,60 @@ mod tests {
             enc.len()
         );
         assert!(bits_equal(&samples, &round_trip(&samples)));
+    }
+
+    #[test]
+    fn increments_in_a_band_are_stored_as_offsets_in_one_width() {
+        // A byte counter growing by 500..1500 a scrape: offsets from the smallest take
+        // 10 bits, where zigzagged differences with their prefixes take 14.
+        let mut v = 1e9;
+        let mut x = 7u64;
+        let samples: Vec<Sample> = (0..240)
+            .map(|i| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                v += 500.0 + ((x >> 33) % 1000) as f64;
+                Sample::new(1_700_000_000_000 + i * 15_000, v)
+            })
+            .collect();
+        let enc = encode(&samples);
+        assert_eq!(enc[0] & !TS_FRAME, ENC_FRAME_DELTA);
+        let ints: Vec<i64> = samples.iter().map(|s| s.v as i64).collect();
+        assert!(encode_frame(&ints, false).len() * 13 < encode_ints(&ints, false).len() * 10);
+        assert!(bits_equal(&samples, &round_trip(&samples)));
+        // Extremes wrap around and come back.
+        for vals in [
+            vec![i64::MIN, i64::MAX, 0, -1],
+            vec![5],
+            vec![3, 3, 3],
+            vec![0, 4096, 12288, 8192, 1 << 40],
+        ] {
+            for second in [false, true] {
+                let mut got = Vec::new();
+                decode_frame(&encode_frame(&vals, second), vals.len(), second, &mut got).unwrap();
+                assert_eq!(got, vals);
+            }
+        }
+    }
+
+    #[test]
+    fn jittered_timestamps_are_stored_as_deltas_in_a_frame() {
+        // 15 s scrapes a few milliseconds late: each delta in 5 bits, where the
+        // delta-of-delta buckets take 16.
+        let samples: Vec<Sample> = (0..240)
+            .map(|i| Sample::new(1_700_000_000_000 + i * 15_000 + (i * 7 % 10), 1.0))
+            .collect();
+        let enc = encode(&samples);
+        assert_eq!(enc[0] & TS_FRAME, TS_FRAME);
+        assert!(enc.len() < 240 * 5 / 8 + 40, "{} bytes", enc.len());
+        assert!(bits_equal(&samples, &round_trip(&samples)));
+        // Exactly regular ones cost nothing per sample.
+        let regular: Vec<Sample> = (0..240)
+            .map(|i| Sample::new(1_700_000_000_000 + i * 15_000, 1.0))
+            .collect();
+        assert!(encode(&regular).len() < 40);
+        assert!(bits_equal(&regular, &round_trip(&regular)));
     }
 
     #[test]
