@@ -738,36 +738,28 @@ impl<'a> Evaluator<'a> {
                             labels: s.labels,
                         })
                         .collect();
-                    loaded += series.iter().map(|s| s.samples.len()).sum::<usize>();
-                    if loaded > opts.max_samples {
-                        return Err(Error::TooManySamples("query execution"));
-                    }
-                    ev.count_bytes(
-                        series.iter().map(series_bytes).sum::<usize>(),
-                        "query execution",
+                    ev.count_loaded(
+                        &mut loaded,
+                        series.iter().map(|s| s.samples.len()).sum(),
+                        series.iter().map(series_bytes).sum(),
+                        opts.max_samples,
                     )?;
-                    ev.samples.store(loaded, Ordering::Relaxed);
                     ev.data.insert(key(n.vs), sets.len());
                     sets.push(series);
-                    ev.check_limits("query preparation")?;
                     continue;
                 }
-                loaded += got.iter().map(|s| s.windows.len()).sum::<usize>();
-                if loaded > opts.max_samples {
-                    return Err(Error::TooManySamples("query execution"));
-                }
-                ev.count_bytes(
+                ev.count_loaded(
+                    &mut loaded,
+                    got.iter().map(|s| s.windows.len()).sum(),
                     got.iter()
                         .map(|s| {
                             labels_bytes(&s.labels)
                                 + s.windows.len() * std::mem::size_of::<lookout_storage::Rollup>()
                         })
-                        .sum::<usize>(),
-                    "query execution",
+                        .sum(),
+                    opts.max_samples,
                 )?;
-                ev.samples.store(loaded, Ordering::Relaxed);
                 rollups.insert(key(n.vs), (r, got));
-                ev.check_limits("query preparation")?;
                 continue;
             }
             let skey = (
@@ -812,20 +804,16 @@ impl<'a> Evaluator<'a> {
                 hs.dedup_by(|a, b| a.labels == b.labels);
                 ev.histograms.insert(key(n.vs), hs);
             }
-            loaded += series.iter().map(|s| s.samples.len()).sum::<usize>();
-            if loaded > opts.max_samples {
-                return Err(Error::TooManySamples("query execution"));
-            }
-            ev.count_bytes(
-                series.iter().map(series_bytes).sum::<usize>(),
-                "query execution",
+            ev.count_loaded(
+                &mut loaded,
+                series.iter().map(|s| s.samples.len()).sum(),
+                series.iter().map(series_bytes).sum(),
+                opts.max_samples,
             )?;
-            ev.samples.store(loaded, Ordering::Relaxed);
             let i = sets.len();
             sets.push(std::mem::take(&mut series));
             ev.data.insert(key(n.vs), i);
             by_selection.insert(skey, i);
-            ev.check_limits("query preparation")?;
         }
         ev.loaded = Arc::new(sets);
         ev.rollups = Arc::new(rollups);
@@ -1130,6 +1118,25 @@ impl<'a> Evaluator<'a> {
             return Err(Error::TooManySamples(stage));
         }
         self.count_bytes(n.saturating_mul(std::mem::size_of::<Sample>()), stage)
+    }
+
+    /// Counts a selection of `points` points (samples or windows) and `bytes` bytes into
+    /// what the query has loaded so far (`loaded` points), failing past `max_samples`,
+    /// the byte limit, the deadline or a cancellation.
+    fn count_loaded(
+        &self,
+        loaded: &mut usize,
+        points: usize,
+        bytes: usize,
+        max_samples: usize,
+    ) -> Result<()> {
+        *loaded = loaded.saturating_add(points);
+        if *loaded > max_samples {
+            return Err(Error::TooManySamples("query execution"));
+        }
+        self.count_bytes(bytes, "query execution")?;
+        self.samples.store(*loaded, Ordering::Relaxed);
+        self.check_limits("query preparation")
     }
 
     /// Counts `n` more bytes held by the query, failing past `max_memory`.

@@ -128,6 +128,37 @@ pub struct BlockMeta {
 
 static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// What [`scan_dirs`] found: the blocks that opened, and the names of those that did not
+/// with why.
+pub(crate) type Scanned<T> = (Vec<T>, Vec<(String, BlockError)>);
+
+/// The blocks in the directories under `dir`, each opened with `open`: a directory left
+/// by an interrupted write (`.tmp`) is removed, one without `meta.json` passed over, and
+/// one that does not open is left on disk and returned with its name and error instead.
+pub(crate) fn scan_dirs<T>(
+    dir: &Path,
+    open: impl Fn(&Path) -> Result<T, BlockError>,
+) -> std::io::Result<Scanned<T>> {
+    let (mut opened, mut failed) = (Vec::new(), Vec::new());
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.ends_with(".tmp") {
+            // Never renamed into place, so never used.
+            let _ = fs::remove_dir_all(e.path());
+            continue;
+        }
+        if !e.path().join("meta.json").exists() {
+            continue;
+        }
+        match open(&e.path()) {
+            Ok(b) => opened.push(b),
+            Err(err) => failed.push((name, err)),
+        }
+    }
+    Ok((opened, failed))
+}
+
 /// A new block id: creation time and a counter, so ids sort by creation.
 pub(crate) fn new_id() -> String {
     let nanos = std::time::SystemTime::now()

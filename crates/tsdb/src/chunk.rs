@@ -262,21 +262,10 @@ fn decode_xor(buf: &[u8], n: usize, out: &mut Vec<f64>) -> Result<(), CorruptChu
 
 fn encode_ints(vals: &[i64], second_order: bool) -> Vec<u8> {
     let mut w = BitWriter::new();
-    let first = zigzag(vals[0]);
-    let fw = width(first);
-    w.write(fw as u64, 7);
-    w.write(first, fw);
+    write_wide(&mut w, vals[0]);
     let mut pw = 0u32;
-    let (mut prev, mut prev_d) = (vals[0], 0i64);
-    for &v in &vals[1..] {
-        let d = v.wrapping_sub(prev);
-        let z = zigzag(if second_order {
-            d.wrapping_sub(prev_d)
-        } else {
-            d
-        });
-        prev = v;
-        prev_d = d;
+    for x in differences(vals, second_order) {
+        let z = zigzag(x);
         if z == 0 {
             w.bit(false);
             continue;
@@ -321,6 +310,36 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
         (a, b) = (b, a % b);
     }
     a
+}
+
+/// Rebuilds integers from their first or second differences, as [`differences`] made
+/// them.
+struct Integrator {
+    prev: i64,
+    prev_d: i64,
+    second_order: bool,
+}
+
+impl Integrator {
+    fn new(first: i64, second_order: bool) -> Self {
+        Self {
+            prev: first,
+            prev_d: 0,
+            second_order,
+        }
+    }
+
+    /// The next integer, from its difference `x`.
+    fn next(&mut self, x: i64) -> i64 {
+        let d = if self.second_order {
+            self.prev_d.wrapping_add(x)
+        } else {
+            x
+        };
+        self.prev = self.prev.wrapping_add(d);
+        self.prev_d = d;
+        self.prev
+    }
 }
 
 /// Writes `v` zigzagged as 7 bits of width and that many bits.
@@ -370,8 +389,9 @@ fn decode_frame(
 ) -> Result<(), CorruptChunk> {
     let e = CorruptChunk("integer stream ends early");
     let mut r = BitReader::new(buf);
-    let mut prev = read_wide(&mut r)?;
-    out.push(prev);
+    let first = read_wide(&mut r)?;
+    out.push(first);
+    let mut ints = Integrator::new(first, second_order);
     let base = read_wide(&mut r)?;
     let gw = r.read(7).ok_or(e.clone())? as u32;
     if gw > 64 {
@@ -382,18 +402,9 @@ fn decode_frame(
     if fw > 64 {
         return Err(CorruptChunk("frame width out of range"));
     }
-    let mut prev_d = 0i64;
     for _ in 1..n {
         let o = r.read(fw).ok_or(e.clone())?.wrapping_mul(g);
-        let x = base.wrapping_add(o as i64);
-        let d = if second_order {
-            prev_d.wrapping_add(x)
-        } else {
-            x
-        };
-        prev = prev.wrapping_add(d);
-        prev_d = d;
-        out.push(prev);
+        out.push(ints.next(base.wrapping_add(o as i64)));
     }
     Ok(())
 }
@@ -406,13 +417,10 @@ fn decode_ints(
 ) -> Result<(), CorruptChunk> {
     let e = CorruptChunk("integer stream ends early");
     let mut r = BitReader::new(buf);
-    let fw = r.read(7).ok_or(e.clone())? as u32;
-    if fw > 64 {
-        return Err(CorruptChunk("integer width out of range"));
-    }
-    let mut prev = unzigzag(r.read(fw).ok_or(e.clone())?);
-    out.push(prev);
-    let (mut pw, mut prev_d) = (0u32, 0i64);
+    let first = read_wide(&mut r)?;
+    out.push(first);
+    let mut ints = Integrator::new(first, second_order);
+    let mut pw = 0u32;
     for _ in 1..n {
         let z = if !r.bit().ok_or(e.clone())? {
             0
@@ -425,15 +433,7 @@ fn decode_ints(
             pw = r.read(6).ok_or(e.clone())? as u32 + 1;
             r.read(pw).ok_or(e.clone())?
         };
-        let x = unzigzag(z);
-        let d = if second_order {
-            prev_d.wrapping_add(x)
-        } else {
-            x
-        };
-        prev = prev.wrapping_add(d);
-        prev_d = d;
-        out.push(prev);
+        out.push(ints.next(unzigzag(z)));
     }
     Ok(())
 }

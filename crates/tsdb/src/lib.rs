@@ -539,27 +539,12 @@ impl Drop for Tsdb {
 /// are served.
 fn load_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, Vec<String>)> {
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    let mut blocks = Vec::new();
+    let (mut blocks, failed) = block::scan_dirs(dir, |p| Block::open(p).map(Arc::new))
+        .map_err(io_err(format!("reading {}", dir.display())))?;
     let mut skipped = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(io_err(format!("reading {}", dir.display())))?;
-    for e in entries {
-        let e = e.map_err(io_err(format!("reading {}", dir.display())))?;
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.ends_with(".tmp") {
-            // A block whose writing was interrupted: never renamed, never used.
-            let _ = std::fs::remove_dir_all(e.path());
-            continue;
-        }
-        if !e.path().join("meta.json").exists() {
-            continue;
-        }
-        match Block::open(&e.path()) {
-            Ok(b) => blocks.push(Arc::new(b)),
-            Err(err) => {
-                tracing::error!(block = %name, error = %err, "Block is damaged; skipping it (its files are left in place)");
-                skipped.push(format!("{name}: {err}"));
-            }
-        }
+    for (name, err) in failed {
+        tracing::error!(block = %name, error = %err, "Block is damaged; skipping it (its files are left in place)");
+        skipped.push(format!("{name}: {err}"));
     }
     let superseded: HashSet<String> = blocks
         .iter()

@@ -175,24 +175,11 @@ impl Level {
         let resolution = ms(tier.resolution).max(1);
         let dir = dir.join("tiers").join(format!("{resolution}ms"));
         std::fs::create_dir_all(&dir)?;
-        let mut blocks = Vec::new();
-        for e in std::fs::read_dir(&dir)? {
-            let e = e?;
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.ends_with(".tmp") {
-                let _ = std::fs::remove_dir_all(e.path());
-                continue;
-            }
-            if !e.path().join("meta.json").exists() {
-                continue;
-            }
-            match TierBlock::open(&e.path()) {
-                Ok(b) => blocks.push(Arc::new(b)),
-                Err(err) => {
-                    tracing::error!(block = %name, error = %err, "Tier block is damaged; skipping it (its files are left in place)");
-                    skipped.push(format!("tiers/{resolution}ms/{name}: {err}"));
-                }
-            }
+        let (mut blocks, failed) =
+            crate::block::scan_dirs(&dir, |p| TierBlock::open(p).map(Arc::new))?;
+        for (name, err) in failed {
+            tracing::error!(block = %name, error = %err, "Tier block is damaged; skipping it (its files are left in place)");
+            skipped.push(format!("tiers/{resolution}ms/{name}: {err}"));
         }
         blocks.sort_by_key(|b| b.from);
         // Two blocks for one span (a crash between writing one and removing the other):
