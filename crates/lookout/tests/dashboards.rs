@@ -644,13 +644,29 @@ fn issue_15_acknowledging_and_silencing_in_the_browser_change_what_the_api_retur
             "{checks}"
         );
         b.goto(&format!(
-            "{base}/explore?query=rate(ALERTS%5B1m%5D)&mode=range&range=15m"
+            "{base}/explore?query=rate(ALERTS%5B1m%5D)&mode=range&range=15m&resolution=raw"
         ))
         .await
         .unwrap();
         let notes = wait_text(&b, "#explore-notes", |t| !t.is_empty()).await;
         assert!(notes.contains("might not be a counter"), "{notes}");
         wait_text(&b, "#explore-status", |t| t.contains("series")).await;
+        // The query ran with raw samples asked for, and the address keeps the choice.
+        let kept = b
+            .execute(
+                "return [document.getElementById('explore-resolution').value, location.search]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept[0].as_str(), Some("raw"), "{kept:?}");
+        assert!(
+            kept[1]
+                .as_str()
+                .unwrap_or_default()
+                .contains("resolution=raw"),
+            "{kept:?}"
+        );
         b.find(Locator::Id("explore-expr"))
             .await
             .unwrap()

@@ -1,12 +1,14 @@
 // The explore page: one PromQL query, instant or range, as a graph (the dashboards'
 // timeseries panel) or a table, with the API's warnings and notes shown; the address
-// keeps the query (`/explore?query=…&range=1h&mode=range`).
+// keeps the query (`/explore?query=…&range=1h&mode=range`). Range queries start and end
+// on multiples of their step, as the dashboards' do, so steps that are multiples of a
+// downsampling tier's resolution read the tier; `resolution=raw` reads samples only.
 
 import { el, whoami } from "../common.mjs";
 import { render as drawSeries } from "../dash/panels/timeseries.mjs";
 import { render as drawTable } from "../dash/panels/table.mjs";
 import { toSeries } from "../dash/queries.mjs";
-import { formatDuration, parseDuration } from "../dash/time.mjs";
+import { formatDuration, parseDuration, roundInterval } from "../dash/time.mjs";
 
 const page = document.getElementById("page");
 
@@ -14,14 +16,18 @@ async function run(form, out, notes) {
   const expr = form.querySelector("#explore-expr").value.trim();
   const mode = form.querySelector("#explore-mode").value;
   const range = form.querySelector("#explore-range").value;
-  history.replaceState(null, "", "/explore?" + new URLSearchParams({ query: expr, mode, range }));
+  const resolution = form.querySelector("#explore-resolution").value;
+  history.replaceState(null, "", "/explore?" + new URLSearchParams({ query: expr, mode, range, resolution }));
   if (!expr) return;
-  const end = Date.now();
+  const now = Date.now();
   const span = parseDuration(range) || 3600e3;
-  const step = Math.max(1, Math.round(span / 1000 / 300));
+  // About 300 points, on a readable step (Grafana's), so long ranges step by whole
+  // minutes and hours.
+  const step = Math.max(1, Math.round(roundInterval(span / 300) / 1000));
+  const end = Math.ceil(now / 1000 / step) * step * 1000;
   const params = mode === "range"
-    ? { query: expr, start: String((end - span) / 1000), end: String(end / 1000), step: String(step) }
-    : { query: expr, time: String(end / 1000) };
+    ? { query: expr, start: String(Math.floor((now - span) / 1000 / step) * step), end: String(end / 1000), step: String(step), resolution }
+    : { query: expr, time: String(now / 1000), resolution };
   const t0 = performance.now();
   const resp = await fetch((mode === "range" ? "/api/v1/query_range?" : "/api/v1/query?") + new URLSearchParams(params), { credentials: "same-origin" });
   const body = await resp.json().catch(() => ({ status: "error", error: resp.statusText }));
@@ -55,7 +61,8 @@ export async function showExplore() {
   const form = el("form", { id: "explore-form", onsubmit: (ev) => { ev.preventDefault(); run(form, out, notes); } }, expr,
     el("div", { class: "row" },
       select("explore-mode", [["range", "Range"], ["instant", "Instant"]], p.get("mode") || "range"),
-      select("explore-range", [["15m", "15 minutes"], ["1h", "1 hour"], ["6h", "6 hours"], ["1d", "1 day"], ["7d", "7 days"]], p.get("range") || "1h"),
+      select("explore-range", [["15m", "15 minutes"], ["1h", "1 hour"], ["6h", "6 hours"], ["1d", "1 day"], ["7d", "7 days"], ["30d", "30 days"], ["90d", "90 days"]], p.get("range") || "1h"),
+      select("explore-resolution", [["auto", "Tiers where they line up"], ["raw", "Raw samples"]], p.get("resolution") || "auto"),
       select("explore-view", [["graph", "Graph"], ["table", "Table"]], p.get("view") || "graph"),
       el("button", { type: "submit", id: "explore-run" }, "Run")));
   page.replaceChildren(el("section", {}, el("h2", {}, "Explore"), form, notes, out));
