@@ -200,7 +200,7 @@ impl Inner {
                 }
                 let started = std::time::Instant::now();
                 let q = self.querier(from + 1, to);
-                if let Some(b) = crate::tiers::build(level, &finer, &q, from)? {
+                if let Some(b) = crate::tiers::build(self, level, &finer, &q, from)? {
                     tracing::info!(
                         resolution_ms = level.resolution,
                         from,

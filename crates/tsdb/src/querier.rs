@@ -75,7 +75,15 @@ impl Querier for TsdbQuerier<'_> {
             .filter(|l| l.resolution <= resolution && resolution % l.resolution == 0)
             .collect();
         let latest_only = hints.grid.is_some();
-        crate::tiers::windows(self, &levels, matchers, (lo, hi), resolution, latest_only)
+        crate::tiers::windows(
+            self.db,
+            self,
+            &levels,
+            matchers,
+            (lo, hi),
+            resolution,
+            latest_only,
+        )
     }
 
     fn select_exemplars(&self, matchers: &[Matcher]) -> Result<Vec<ExemplarSeries>> {

@@ -817,7 +817,7 @@ fn a_damaged_tier_block_is_skipped_and_the_rest_answers() {
     ids.sort();
     assert_eq!(ids.len(), 4);
     std::fs::write(ids[1].join("index"), b"not an index").unwrap();
-    let db = Tsdb::open(dir.path(), o, &mut Registry::default()).unwrap();
+    let db = Tsdb::open(dir.path(), o.clone(), &mut Registry::default()).unwrap();
     assert_eq!(db.stats().tiers[0].blocks, 3);
     assert!(
         db.warnings().iter().any(|w| w.contains("tiers/60000ms")),
@@ -830,6 +830,28 @@ fn a_damaged_tier_block_is_skipped_and_the_rest_answers() {
     same_windows(
         &rollups(&db, lo, 54 * H, 60_000),
         &expected(&raw, lo, 54 * H, 60_000),
+    );
+    db.close().unwrap();
+    drop(db);
+
+    // Damaged pages in another tier block cost the windows they held, not the query.
+    let chunks = ids[2].join("chunks");
+    let mut bytes = std::fs::read(&chunks).unwrap();
+    for b in bytes.iter_mut().skip(20) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&chunks, bytes).unwrap();
+    let db = Tsdb::open(dir.path(), o, &mut Registry::default()).unwrap();
+    let want = expected(&raw, lo, 54 * H, 60_000);
+    let got = rollups(&db, lo, 54 * H, 60_000);
+    let count =
+        |s: &[lookout_storage::RollupSeries]| -> usize { s.iter().map(|x| x.windows.len()).sum() };
+    assert!(count(&got) > 0 && count(&got) < count(&want));
+    let id = ids[2].file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        db.warnings().iter().any(|w| w.contains(&id)),
+        "{:?}",
+        db.warnings()
     );
     db.close().unwrap();
 }

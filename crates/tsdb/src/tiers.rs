@@ -31,7 +31,7 @@ use lookout_storage::{Querier, Rollup, RollupSeries, SelectHints};
 
 use crate::block::{Block, BlockError, BlockWriter, PageCache};
 use crate::options::Tier;
-use crate::{block_err, ms};
+use crate::{Inner, block_err, ms};
 
 /// Fields stored per window.
 pub(crate) const FIELDS: i64 = 10;
@@ -227,8 +227,11 @@ fn all() -> Matcher {
 /// multiples of `resolution`), sorted by labels: from the blocks of `levels` (finest
 /// last; each level's resolution divides `resolution`) where they cover a part, the
 /// coarsest first, and from `raw`'s samples for the rest — thinned to the windows'
-/// ends when only their `last` and `ends_stale` are read (`latest_only`).
+/// ends when only their `last` and `ends_stale` are read (`latest_only`). A series whose
+/// windows in a tier block do not decode is left out of that block's span and the
+/// damage noted in `db`, as a damaged raw block costs only the samples it held.
 pub(crate) fn windows(
+    db: &Inner,
     raw: &dyn Querier,
     levels: &[&Level],
     matchers: &[Matcher],
@@ -253,7 +256,13 @@ pub(crate) fn windows(
                     continue;
                 }
                 for r in b.block.select(matchers) {
-                    let w = b.windows(r, x, y, &mut pages).map_err(block_err)?;
+                    let w = match b.windows(r, x, y, &mut pages) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            db.damaged_chunks(&b.block.meta.id, &e);
+                            continue;
+                        }
+                    };
                     if w.is_empty() {
                         continue;
                     }
@@ -304,6 +313,7 @@ pub(crate) fn windows(
 /// Writes the tier block of `level` for `(from, from + span]`, series by series, from
 /// `finer` (finest last) and `raw`; `None` when there was nothing to roll up.
 pub(crate) fn build(
+    db: &Inner,
     level: &Level,
     finer: &[&Level],
     raw: &dyn Querier,
@@ -332,7 +342,7 @@ pub(crate) fn build(
             .iter()
             .map(|l| Matcher::equal(&l.name, &l.value))
             .collect();
-        for s in windows(raw, finer, &exact, (from, to), level.resolution, false)? {
+        for s in windows(db, raw, finer, &exact, (from, to), level.resolution, false)? {
             // Equality matchers also match series with more labels.
             if s.labels == ls {
                 w.add(ls.clone(), &encode(&s.windows, from, len))
