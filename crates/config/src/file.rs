@@ -1336,7 +1336,7 @@ impl Config {
                     format!("storage.downsampling[{}].retention", i - 1),
                 ),
             };
-            if source.0 < t.after.0 + span {
+            if source.0 < t.after.0.saturating_add(span) {
                 return Err(format!(
                     "{at}: {named} ({source}) must be at least its after ({}) plus the {} a tier block of {} spans, or data is deleted before it is rolled up",
                     t.after,
@@ -1718,6 +1718,11 @@ mod tests {
             (
                 "[{ after: 7d, resolution: 5m, every: 1h }]",
                 "unknown field",
+            ),
+            // An `after` near the largest duration is refused, not overflowed.
+            (
+                "[{ after: 292y, resolution: 5m }]",
+                "must be at least its after",
             ),
         ] {
             let e = Config::parse(&format!("storage:\n  downsampling: {tiers}\n"))

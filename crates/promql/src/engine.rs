@@ -708,7 +708,7 @@ impl<'a> Evaluator<'a> {
                 // An instant selector reads the window holding its earliest time too.
                 let start = match how {
                     Rollable::Range { .. } => n.mint,
-                    Rollable::Instant { .. } => (n.mint - 1).div_euclid(r) * r,
+                    Rollable::Instant { .. } => n.mint.saturating_sub(1).div_euclid(r) * r,
                 };
                 // An instant selector reads only the windows' last samples: the store
                 // may read its samples thinned to the windows' ends.

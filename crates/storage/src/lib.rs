@@ -153,6 +153,18 @@ pub struct SelectHints {
     pub grid: Option<Grid>,
 }
 
+impl SelectHints {
+    /// `[lo, hi]` narrowed to the hints' range when they give one (`start` and `end`
+    /// both 0 means "the querier's range").
+    pub fn within(&self, lo: i64, hi: i64) -> (i64, i64) {
+        if self.start != 0 || self.end != 0 {
+            (lo.max(self.start), hi.min(self.end))
+        } else {
+            (lo, hi)
+        }
+    }
+}
+
 /// A series with its samples in ascending time order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {

@@ -169,11 +169,7 @@ impl MemQuerier<'_> {
         if matchers.is_empty() {
             return Vec::new();
         }
-        let (mut lo, mut hi) = (self.mint, self.maxt);
-        if hints.start != 0 || hints.end != 0 {
-            lo = lo.max(hints.start);
-            hi = hi.min(hints.end);
-        }
+        let (lo, hi) = hints.within(self.mint, self.maxt);
         let map = map.read().expect("lock poisoned");
         map.iter()
             .filter(|(ls, _)| matches_all(ls, matchers))

@@ -177,13 +177,26 @@ impl Inner {
                 );
             }
             let span = level.span;
+            // Only spans that may be made now: ended by the horizon (`from ≤ horizon −
+            // span`) and not yet past the tier's retention (`from + span > cutoff`).
+            let (least, most) = (
+                cutoff.div_euclid(span).saturating_mul(span),
+                horizon.saturating_sub(span),
+            );
             let mut spans = BTreeSet::new();
             for (a, b) in sources {
                 // Spans (from, from + span] holding some time of [a, b).
-                let mut from = (a - 1).div_euclid(span) * span;
-                while from < b - 1 && spans.len() < 100_000 {
+                let mut from = a
+                    .saturating_sub(1)
+                    .div_euclid(span)
+                    .saturating_mul(span)
+                    .max(least);
+                while from < b.saturating_sub(1) && from <= most && spans.len() < 100_000 {
                     spans.insert(from);
-                    from += span;
+                    let Some(next) = from.checked_add(span) else {
+                        break;
+                    };
+                    from = next;
                 }
             }
             let have: BTreeSet<i64> = level
@@ -192,10 +205,11 @@ impl Inner {
                 .expect("lock poisoned")
                 .iter()
                 .map(|b| b.from)
+                .chain(level.empty.lock().expect("lock poisoned").iter().copied())
                 .collect();
             for from in spans {
                 let to = from + span;
-                if have.contains(&from) || to > horizon || to <= cutoff {
+                if have.contains(&from) {
                     continue;
                 }
                 let started = std::time::Instant::now();
@@ -212,6 +226,10 @@ impl Inner {
                     let mut blocks = level.blocks.write().expect("lock poisoned");
                     blocks.push(Arc::new(b));
                     blocks.sort_by_key(|b| b.from);
+                } else {
+                    // Nothing to roll up (a source touching the span's edge): not looked
+                    // at again until a restart.
+                    level.empty.lock().expect("lock poisoned").insert(from);
                 }
             }
         }

@@ -50,7 +50,10 @@ impl Querier for TsdbQuerier<'_> {
         self.db
             .tiers
             .iter()
-            .filter(|l| !l.overlapping(self.mint - 1, self.maxt).is_empty())
+            .filter(|l| {
+                !l.overlapping(self.mint.saturating_sub(1), self.maxt)
+                    .is_empty()
+            })
             .map(|l| l.resolution)
             .collect()
     }
@@ -61,11 +64,8 @@ impl Querier for TsdbQuerier<'_> {
         matchers: &[Matcher],
         resolution: i64,
     ) -> Result<Vec<RollupSeries>> {
-        let (mut lo, mut hi) = (self.mint - 1, self.maxt);
-        if hints.start != 0 || hints.end != 0 {
-            lo = lo.max(hints.start);
-            hi = hi.min(hints.end);
-        }
+        // Windows are left-open: the one ending at `mint - 1` holds nothing asked for.
+        let (lo, hi) = hints.within(self.mint.saturating_sub(1), self.maxt);
         // Tiers whose windows make up this resolution's, the coarsest first.
         let levels: Vec<&crate::tiers::Level> = self
             .db
@@ -99,11 +99,7 @@ impl Querier for TsdbQuerier<'_> {
         if matchers.is_empty() {
             return Ok(Vec::new());
         }
-        let (mut lo, mut hi) = (self.mint, self.maxt);
-        if hints.start != 0 || hints.end != 0 {
-            lo = lo.max(hints.start);
-            hi = hi.min(hints.end);
-        }
+        let (lo, hi) = hints.within(self.mint, self.maxt);
         // Each series' parts (blocks in time order, then the head) are appended to its
         // list as they are read, each part exactly sized ([`head::append`]): the list of
         // parts is never held beside their join, so a query needs about one copy of its

@@ -751,6 +751,18 @@ fn tiers_keep_exact_windows_past_the_raw_retention_and_survive_reopening() {
     let want1 = expected(&raw, lo, 72 * H, m1);
     let want5 = expected(&raw, lo, 72 * H, m5);
     same_windows(&rollups(&db, lo, 72 * H, m1), &want1);
+    // The widest querier possible neither overflows nor loses windows.
+    let q = db.querier(i64::MIN, i64::MAX).unwrap();
+    assert_eq!(q.rollup_resolutions(), [m1, m5]);
+    let everything = q
+        .select_rollups(
+            &SelectHints::default(),
+            &[Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()],
+            m1,
+        )
+        .unwrap();
+    same_windows(&everything, &expected(&raw, i64::MIN, i64::MAX, m1));
+    drop(q);
     assert_eq!(
         db.querier(37 * H, 50 * H).unwrap().rollup_resolutions(),
         [m1]

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use lookout_model::{Labels, MatchOp, Matcher, Sample};
 use lookout_storage::rollup::{coarsen, rollup};
@@ -161,6 +161,8 @@ pub(crate) struct Level {
     pub(crate) dir: PathBuf,
     /// By `from`.
     pub(crate) blocks: RwLock<Vec<Arc<TierBlock>>>,
+    /// Spans (by `from`) found with nothing to roll up.
+    pub(crate) empty: Mutex<BTreeSet<i64>>,
 }
 
 impl Level {
@@ -203,6 +205,7 @@ impl Level {
             span: span(resolution, block_range),
             dir,
             blocks: RwLock::new(by_span.into_values().collect()),
+            empty: Mutex::new(BTreeSet::new()),
         })
     }
 
