@@ -18,7 +18,10 @@
 //! runs the same store and workload with no metric set, health checker or endpoint (the
 //! baseline: every recording call, and every clock read made only for one, is skipped);
 //! `--time-one-in N` times about one operation in N (`Options::time_one_in`: every
-//! operation is counted, the latency histograms hold a sample).
+//! operation is counted, the latency histograms hold a sample). `--interleave` adds an
+//! uninstrumented twin of the store, run on the same thread over the same operations a
+//! batch each in turn, and prints `instrumented_seconds=… twin_seconds=…`: the two sides
+//! share the machine's moment-to-moment speed, which separate runs on a busy VM do not.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -493,6 +496,92 @@ impl Raft {
     }
 }
 
+/// Operations in a batch: then a Raft replication round.
+const BATCH: u64 = 200;
+
+/// One store's workload: the store, its Raft group and the RPC handles it records
+/// through (none when uninstrumented), and the generator of its keys.
+struct Workload {
+    store: Arc<Mutex<Store>>,
+    raft: Raft,
+    rpc: Rec<GrpcCall>,
+    put_rpc: Rec<GrpcCall>,
+    x: u64,
+}
+
+impl Workload {
+    /// The workload over `store`, recording through `metrics` if given; two made alike run
+    /// the same operations.
+    fn new(store: Arc<Mutex<Store>>, metrics: Option<&Metrics>) -> Self {
+        let raft_metrics = Rec(metrics.map(Metrics::raft));
+        raft_metrics.with(|m| {
+            m.set_term(1);
+            m.set_role(RaftRole::Leader);
+        });
+        let net = metrics.map(Metrics::network);
+        Self {
+            store,
+            raft: Raft {
+                term: 1,
+                leader: 0,
+                last: 0,
+                matched: [0; 3],
+                acked_at: [lookout_sdk::Instant::now(); 3],
+                applied: 0,
+                metrics: raft_metrics,
+                rng: 0x9e37_79b9_7f4a_7c15,
+                rounds: 0,
+            },
+            rpc: Rec(net.as_ref().map(|n| n.grpc_server("unary", "kv.KV", "Get"))),
+            put_rpc: Rec(net.as_ref().map(|n| n.grpc_server("unary", "kv.KV", "Put"))),
+            x: 0x2545_f491_4f6c_dd1d,
+        }
+    }
+
+    /// [`BATCH`] mixed operations (one in twenty a delete, a quarter puts, the rest gets)
+    /// and a replication round.
+    fn batch(&mut self) {
+        for _ in 0..BATCH {
+            let x = &mut self.x;
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            let x = *x;
+            let key = x % 100_000;
+            let t = self.rpc.watch(GrpcCall::stopwatch);
+            let mut s = self.store.lock().expect("store lock");
+            match x % 20 {
+                0 => traced!(
+                    lookout_sdk::trace::btree(BTreeOp::Delete, "primary"),
+                    s.delete(key)
+                ),
+                1..=5 => {
+                    traced!(
+                        lookout_sdk::trace::btree(BTreeOp::Insert, "primary"),
+                        s.put(key, x)
+                    );
+                    self.raft.propose();
+                    self.put_rpc.with(|r| {
+                        r.start();
+                        r.handled(0, t.seconds());
+                    });
+                }
+                _ => {
+                    let found = traced!(
+                        lookout_sdk::trace::btree(BTreeOp::Search, "primary"),
+                        s.get(key).is_some()
+                    );
+                    self.rpc.with(|r| {
+                        r.start();
+                        r.handled(if found { 0 } else { 5 }, t.seconds());
+                    });
+                }
+            }
+        }
+        self.raft.tick();
+    }
+}
+
 const PEERS: [&str; 3] = ["n1", "n2", "n3"];
 
 struct Db(Arc<Mutex<Store>>);
@@ -570,25 +659,7 @@ async fn main() -> std::io::Result<()> {
         )
     });
     let store = Arc::new(Mutex::new(Store::open(&dir, metrics.as_ref())?));
-    let raft_metrics = Rec(metrics.as_ref().map(Metrics::raft));
-    raft_metrics.with(|m| {
-        m.set_term(1);
-        m.set_role(RaftRole::Leader);
-    });
-    let mut raft = Raft {
-        term: 1,
-        leader: 0,
-        last: 0,
-        matched: [0; 3],
-        acked_at: [lookout_sdk::Instant::now(); 3],
-        applied: 0,
-        metrics: raft_metrics,
-        rng: 0x9e37_79b9_7f4a_7c15,
-        rounds: 0,
-    };
     let net = metrics.as_ref().map(Metrics::network);
-    let rpc = Rec(net.as_ref().map(|n| n.grpc_server("unary", "kv.KV", "Get")));
-    let put_rpc = Rec(net.as_ref().map(|n| n.grpc_server("unary", "kv.KV", "Put")));
     let get_route = Rec(net.as_ref().map(|n| n.http_server("GET", "/kv/{key}")));
     let health = match &metrics {
         Some(m) => {
@@ -620,54 +691,52 @@ async fn main() -> std::io::Result<()> {
     };
 
     // The workload: mixed reads, writes and deletes over 100,000 keys, paced to a steady
-    // rate; with --ops, that many as fast as they go, then the figures and exit.
-    let work = Arc::clone(&store);
+    // rate; with --ops, that many as fast as they go, then the figures and exit. With
+    // --interleave, an uninstrumented twin of the store runs the same operations on the
+    // same thread, a batch each in turn, and each side's time is printed.
+    let mut work = Workload::new(Arc::clone(&store), metrics.as_ref());
+    let mut twin = match std::env::args().any(|a| a == "--interleave") {
+        true => Some(Workload::new(
+            Arc::new(Mutex::new(Store::open(&dir.join("twin"), None)?)),
+            None,
+        )),
+        false => None,
+    };
     std::thread::spawn(move || {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut done = 0u64;
+        // Seconds spent in the instrumented store's batches and in its twin's.
+        let mut sides = [0.0f64; 2];
         loop {
-            for _ in 0..200 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let key = x % 100_000;
-                let t = rpc.watch(GrpcCall::stopwatch);
-                let mut s = work.lock().expect("store lock");
-                match x % 20 {
-                    0 => traced!(
-                        lookout_sdk::trace::btree(BTreeOp::Delete, "primary"),
-                        s.delete(key)
-                    ),
-                    1..=5 => {
-                        traced!(
-                            lookout_sdk::trace::btree(BTreeOp::Insert, "primary"),
-                            s.put(key, x)
-                        );
-                        raft.propose();
-                        put_rpc.with(|r| {
-                            r.start();
-                            r.handled(0, t.seconds());
-                        });
-                    }
-                    _ => {
-                        let found = traced!(
-                            lookout_sdk::trace::btree(BTreeOp::Search, "primary"),
-                            s.get(key).is_some()
-                        );
-                        rpc.with(|r| {
-                            r.start();
-                            r.handled(if found { 0 } else { 5 }, t.seconds());
-                        });
+            match &mut twin {
+                Some(twin) => {
+                    // Whichever goes first pays for the other's cache misses: the order
+                    // alternates (ABBA) so that neither side always does.
+                    let twin_first = (done / BATCH).is_multiple_of(2);
+                    for turn in [twin_first, !twin_first] {
+                        let t = std::time::Instant::now();
+                        if turn {
+                            twin.batch();
+                        } else {
+                            work.batch();
+                        }
+                        sides[usize::from(turn)] += t.elapsed().as_secs_f64();
                     }
                 }
+                None => work.batch(),
             }
-            raft.tick();
-            done += 200;
+            done += BATCH;
             match ops {
                 Some(n) if done >= n => {
                     let (user, sys, rss) = usage();
+                    let interleaved = match twin {
+                        Some(_) => format!(
+                            " instrumented_seconds={:.6} twin_seconds={:.6}",
+                            sides[0], sides[1]
+                        ),
+                        None => String::new(),
+                    };
                     println!(
-                        "ops={done} cpu_seconds={:.3} user_seconds={user:.3} max_rss_bytes={rss}",
+                        "ops={done} cpu_seconds={:.3} user_seconds={user:.3} max_rss_bytes={rss}{interleaved}",
                         user + sys
                     );
                     std::process::exit(0);

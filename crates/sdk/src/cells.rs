@@ -26,10 +26,11 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::gauge::Atomic;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 /// Cells per chunk, and the most one metric may take.
@@ -85,9 +86,39 @@ static ALLOC: Mutex<Alloc> = Mutex::new(Alloc {
     free: BTreeMap::new(),
 });
 
+/// What a thread records into: its block, the block's first chunk once it has one (every
+/// cell of most programs: one load fewer on the hot path), and whether the block is the
+/// shared one (locked adds).
+#[derive(Clone, Copy)]
+struct Mine {
+    block: &'static Block,
+    first: Option<&'static Chunk>,
+    shared: bool,
+}
+
+impl Mine {
+    fn new(block: &'static Block, shared: bool) -> Self {
+        Self {
+            block,
+            first: None,
+            shared,
+        }
+    }
+
+    /// Chunk `i` of the block, if it has it.
+    #[inline]
+    fn chunk(&self, i: usize) -> Option<&'static Chunk> {
+        if i == 0 {
+            return self.first;
+        }
+        self.block.chunks.get(i)?.get().map(|c| &**c)
+    }
+}
+
 thread_local! {
-    /// This thread's block: none before its first record; the shared one once handed on.
-    static MINE: Cell<Option<&'static Block>> = const { Cell::new(None) };
+    /// What this thread records into: none before its first record; the shared block
+    /// once its own was handed on.
+    static MINE: Cell<Option<Mine>> = const { Cell::new(None) };
     static RETURN: GiveBack = const { GiveBack(Cell::new(None)) };
 }
 
@@ -97,24 +128,23 @@ struct GiveBack(Cell<Option<&'static Block>>);
 impl Drop for GiveBack {
     fn drop(&mut self) {
         if let Some(b) = self.0.take() {
-            let _ = MINE.try_with(|m| m.set(Some(&SHARED)));
+            let _ = MINE.try_with(|m| m.set(Some(Mine::new(&SHARED, true))));
             IDLE.lock().unwrap_or_else(|e| e.into_inner()).push(b);
         }
     }
 }
 
-/// The calling thread's block, and whether it is the shared one (locked adds).
-#[inline]
-fn my_block() -> (&'static Block, bool) {
+/// What the calling thread records into.
+fn my_block() -> Mine {
     match MINE.try_with(Cell::get) {
-        Ok(Some(b)) => (b, std::ptr::eq(b, &SHARED)),
+        Ok(Some(mine)) => mine,
         Ok(None) => first_block(),
-        Err(_) => (&SHARED, true),
+        Err(_) => Mine::new(&SHARED, true),
     }
 }
 
 #[cold]
-fn first_block() -> (&'static Block, bool) {
+fn first_block() -> Mine {
     let registered = RETURN.try_with(|r| {
         let b = IDLE
             .lock()
@@ -130,11 +160,12 @@ fn first_block() -> (&'static Block, bool) {
     });
     match registered {
         Ok(b) => {
-            MINE.with(|m| m.set(Some(b)));
-            (b, false)
+            let mine = Mine::new(b, false);
+            MINE.with(|m| m.set(Some(mine)));
+            mine
         }
         // The thread is ending: its destructors record into the shared block.
-        Err(_) => (&SHARED, true),
+        Err(_) => Mine::new(&SHARED, true),
     }
 }
 
@@ -213,35 +244,83 @@ impl Drop for Range {
 /// `Range::start` of a metric with cells of its own.
 const OWN: usize = usize::MAX;
 
-/// A handle on one metric's cells; clones share them. The start and length are kept in
-/// the handle, so recording reads the thread's block and not a line of the metric's own.
+/// A handle on one metric's cells; clones share them. Where they sit in every block is
+/// kept in the handle (16 bytes, so a set's handles share few lines), and recording reads
+/// the thread's block, not a line of the metric's own.
 #[derive(Clone, Debug)]
 pub(crate) struct Cells {
-    start: usize,
-    len: usize,
+    /// The first cell's index in every block ([`OWN_AT`]: cells of its own, in `range`).
+    at: u32,
+    len: u32,
     range: Arc<Range>,
 }
+
+/// `Cells::at` of a metric with cells of its own.
+const OWN_AT: u32 = u32::MAX;
 
 impl Cells {
     /// `len` cells (at most [`CHUNK`]), all 0 (also `0.0_f64`'s bits).
     pub(crate) fn new(len: usize) -> Self {
         let range = Range::new(len.clamp(1, CHUNK));
         Self {
-            start: range.start,
-            len: range.len,
+            at: u32::try_from(range.start).unwrap_or(OWN_AT),
+            len: range.len as u32,
             range: Arc::new(range),
         }
     }
 
     /// The calling thread's cells, and whether other threads write them too (then adds
-    /// must be locked).
+    /// must be locked). The path taken on every record after a thread's first: its
+    /// block's chunk, the cells; anything else is [`Cells::mine_slow`].
     #[inline]
     pub(crate) fn mine(&self) -> (&[AtomicU64], bool) {
-        if self.start == OWN {
+        let (chunk, offset) = (self.at as usize / CHUNK, self.at as usize % CHUNK);
+        if let Ok(Some(m)) = MINE.try_with(Cell::get)
+            && let Some(c) = m.chunk(chunk)
+            && let Some(cells) = c.get(offset..offset + self.len as usize)
+        {
+            return (cells, m.shared);
+        }
+        self.mine_slow()
+    }
+
+    /// The calling thread's first cell (a counter's only one), as [`Cells::mine`].
+    #[inline]
+    pub(crate) fn first(&self) -> (&AtomicU64, bool) {
+        let (chunk, offset) = (self.at as usize / CHUNK, self.at as usize % CHUNK);
+        if let Ok(Some(m)) = MINE.try_with(Cell::get)
+            && let Some(c) = m.chunk(chunk)
+            && let Some(cell) = c.get(offset)
+        {
+            return (cell, m.shared);
+        }
+        let (cells, shared) = self.mine_slow();
+        (&cells[0], shared)
+    }
+
+    /// A metric with cells of its own, a thread's first record, or the first record in a
+    /// chunk of its block.
+    #[cold]
+    #[inline(never)]
+    fn mine_slow(&self) -> (&[AtomicU64], bool) {
+        if self.at == OWN_AT {
             return (self.range.own.as_deref().unwrap_or_default(), true);
         }
-        let (b, shared) = my_block();
-        (b.cells(self.start, self.len), shared)
+        let m = my_block();
+        let cells = m.block.cells(self.range.start, self.range.len);
+        if m.first.is_none()
+            && let Some(first) = m.block.chunks[0].get()
+        {
+            let _ = MINE.try_with(|c| {
+                if c.get().is_some_and(|now| std::ptr::eq(now.block, m.block)) {
+                    c.set(Some(Mine {
+                        first: Some(&**first),
+                        ..m
+                    }));
+                }
+            });
+        }
+        (cells, m.shared)
     }
 
     /// Calls `f` with every block's cells (the shared ones included).
@@ -302,8 +381,8 @@ impl Counter {
     /// Adds `n`.
     #[inline]
     pub fn inc_by(&self, n: u64) {
-        let (c, shared) = self.cells.mine();
-        add(&c[0], n, shared);
+        let (c, shared) = self.cells.first();
+        add(c, n, shared);
     }
 
     /// The total over every thread.
@@ -326,6 +405,47 @@ impl EncodeMetric for Counter {
 
     fn metric_type(&self) -> MetricType {
         MetricType::Counter
+    }
+}
+
+/// The value of a [`crate::Gauge`]: `set` is a plain store (`prometheus-client`'s own
+/// value swaps, a locked instruction, to return the old value), `inc` and `dec` stay
+/// atomic adds. Two threads setting one gauge at once leave one of their values, as a
+/// swap would; the old value `set` returns is the one it read just before.
+#[derive(Debug, Default)]
+pub struct Level(AtomicI64);
+
+impl Atomic<i64> for Level {
+    #[inline]
+    fn inc(&self) -> i64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn inc_by(&self, v: i64) -> i64 {
+        self.0.fetch_add(v, Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn dec(&self) -> i64 {
+        self.0.fetch_sub(1, Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn dec_by(&self, v: i64) -> i64 {
+        self.0.fetch_sub(v, Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn set(&self, v: i64) -> i64 {
+        let old = self.0.load(Ordering::Relaxed);
+        self.0.store(v, Ordering::Relaxed);
+        old
+    }
+
+    #[inline]
+    fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -373,22 +493,50 @@ mod tests {
     fn cells_given_back_come_back_zeroed_and_ranges_never_straddle_chunks() {
         let a = Counter::default();
         a.inc_by(5);
-        let start = a.cells.start;
+        let start = a.cells.range.start;
         drop(a);
         let b = Counter::default();
-        if b.cells.start == start {
+        if b.cells.range.start == start {
             assert_eq!(b.get(), 0, "a reused cell starts from zero");
         }
         let wide: Vec<Cells> = (0..3).map(|_| Cells::new(700)).collect();
         for c in &wide {
-            assert!(c.start % CHUNK + c.len <= CHUNK, "{} + {}", c.start, c.len);
+            assert!(
+                c.at as usize % CHUNK + c.len as usize <= CHUNK,
+                "{} + {}",
+                c.at,
+                c.len
+            );
+            assert_eq!(c.at as usize, c.range.start);
             assert_eq!(c.mine().0.len(), 700);
         }
         assert_eq!(
-            Cells::new(1 << 20).len,
+            Cells::new(1 << 20).len as usize,
             CHUNK,
             "a metric takes at most a chunk"
         );
+    }
+
+    #[test]
+    fn a_level_sets_with_a_store_and_adds_atomically() {
+        let g: crate::Gauge = crate::Gauge::default();
+        assert_eq!(g.set(7), 0);
+        assert_eq!(g.set(-3), 7);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let g = g.clone();
+                s.spawn(move || {
+                    for _ in 0..10_000 {
+                        g.inc();
+                        g.dec_by(2);
+                        g.inc_by(2);
+                    }
+                });
+            }
+        });
+        assert_eq!(g.get(), 40_000 - 3);
+        g.dec();
+        assert_eq!(g.get(), 40_000 - 4);
     }
 
     #[test]

@@ -37,7 +37,8 @@
 //!
 //! Recording is cheap: a counter increment or a histogram observation is a plain add to
 //! cells the calling thread owns (no lock, no locked instruction, no cache line shared
-//! between threads; see [`Counter`]), gauges are atomics, and labelled families are
+//! between threads; see [`Counter`]), gauges are atomics whose `set` is a plain store
+//! ([`Gauge`], [`Level`]), and labelled families are
 //! resolved when a set is built (one handle per operation), so the hot path neither
 //! allocates nor hashes. Timers read [`Instant`], the CPU's invariant
 //! time-stamp counter where there is one (`quanta`: about 10 ns a read against 30 for the
@@ -60,18 +61,22 @@ pub mod trace;
 
 use std::sync::{Arc, Mutex};
 
+pub use cells::{Counter, Level};
+pub use hist::Histogram;
 /// The clock the SDK's timers read: monotonic, from the CPU's time-stamp counter where it
 /// is invariant (calibrated once), from the OS otherwise. Use it for your own timings on
 /// hot paths.
-pub use cells::Counter;
-pub use hist::Histogram;
 pub use quanta::Instant;
 pub use timing::{Stopwatch, Timing};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
+
+/// The SDK's gauge: `prometheus-client`'s, over [`Level`] by default, whose `set` is a
+/// plain store rather than a locked swap (engines set gauges such as dirty pages on every
+/// write).
+pub type Gauge<N = i64, A = Level> = prometheus_client::metrics::gauge::Gauge<N, A>;
 
 /// Latency buckets in seconds: 10 µs to about 10 s, doubling (21 buckets).
 pub const LATENCY_BUCKETS: [f64; 21] = [
@@ -129,7 +134,8 @@ impl Options {
 
     /// These options with the metric sets timing about one operation in `n` on each
     /// thread ([`timing`]): counters still count every operation, the latency histograms
-    /// hold a uniform sample.
+    /// (and the per-operation value histograms: traversal depth, node utilisation, WAL
+    /// record sizes) hold a uniform sample.
     pub fn time_one_in(mut self, n: u32) -> Self {
         self.timing = Timing::one_in(n);
         self

@@ -5,7 +5,8 @@
 //! the timestamps (PostgreSQL leaves `track_io_timing` off by default for the same
 //! reason). With [`crate::Options::time_one_in`] set to `n`, the sets time about one
 //! operation in `n` on each thread: every operation is still counted in its `_total`
-//! counter, and the latency histograms (and the B+tree's traversal depth) hold a uniform
+//! counter, and the latency histograms (and the value histograms observed per operation:
+//! the B+tree's traversal depth and node utilisation, WAL record sizes) hold a uniform
 //! sample, so their quantiles and averages stay unbiased while their `_count` is about
 //! `1/n` of the operations.
 //!
@@ -55,14 +56,22 @@ impl Timing {
     /// read) for the others.
     #[inline]
     pub fn start(self) -> Stopwatch {
-        if self.one_in == 1 || self.pick() {
+        if self.sampled() {
             Stopwatch(Some(Instant::now()))
         } else {
             Stopwatch(None)
         }
     }
 
-    /// Whether this call on this thread is in the sample.
+    /// Whether this call on this thread is in the sample (always with [`Timing::EVERY`]):
+    /// the sets observe their value histograms (node utilisation, WAL record sizes) for
+    /// the calls in the sample only, as they do latencies.
+    #[inline]
+    pub fn sampled(self) -> bool {
+        self.one_in == 1 || self.pick()
+    }
+
+    /// Whether this call on this thread is in the sample, when sampling.
     #[inline]
     fn pick(self) -> bool {
         GAP.try_with(|g| {

@@ -392,6 +392,8 @@ fn timing_a_sample_counts_every_operation_and_times_about_one_in_n() {
         let w = grpc.stopwatch();
         grpc.start();
         grpc.handled(0, w.seconds());
+        tree.observe_utilization(0.5);
+        st.wal_append(17);
     }
     // Not timed: counted, not observed; timed by hand: observed.
     st.fsync(None);
@@ -406,6 +408,8 @@ fn timing_a_sample_counts_every_operation_and_times_about_one_in_n() {
         n
     );
     assert_eq!(value(&text, "storage_page_reads_total"), n);
+    assert_eq!(value(&text, "storage_wal_appends_total"), n);
+    assert_eq!(value(&text, "storage_wal_bytes_total"), 17.0 * n);
     assert_eq!(
         value(
             &text,
@@ -416,6 +420,8 @@ fn timing_a_sample_counts_every_operation_and_times_about_one_in_n() {
     for sampled in [
         r#"btree_operation_duration_seconds_count{tree="primary",op="search"}"#,
         r#"btree_traversal_depth_count{tree="primary"}"#,
+        r#"btree_node_utilization_ratio_count{tree="primary"}"#,
+        "storage_wal_append_size_bytes_count",
         r#"storage_disk_io_duration_seconds_count{op="read"}"#,
         r#"grpc_server_handling_seconds_count{grpc_type="unary",grpc_service="kv.KV",grpc_method="Get"}"#,
     ] {

@@ -10,13 +10,13 @@
 //! | `btree_nodes` | gauge | `tree`, `kind` (`internal`, `leaf`) |
 //! | `btree_node_utilization_ratio` | histogram (0.1–1.0) | `tree` |
 //!
-//! With [`crate::Options::time_one_in`], the duration and traversal-depth histograms
-//! hold the sampled operations; `btree_operations_total` counts every one.
+//! With [`crate::Options::time_one_in`], the duration, traversal-depth and utilisation
+//! histograms hold the sampled operations; `btree_operations_total` counts every one.
 
 use crate::Counter;
+use crate::Gauge;
 use crate::Histogram;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 
 use super::{HistFamily, LatencyHistogram, Pairs, handle, latency_family, observe_latency, pairs};
 use crate::{Metrics, RATIO_BUCKETS, Stopwatch, Timing};
@@ -159,16 +159,19 @@ impl BTreeMetrics {
     }
 
     /// A node split.
+    #[inline]
     pub fn split(&self) {
         self.splits.inc();
     }
 
     /// A node merge.
+    #[inline]
     pub fn merge(&self) {
         self.merges.inc();
     }
 
     /// The tree's height now.
+    #[inline]
     pub fn set_height(&self, levels: u32) {
         self.height.set(i64::from(levels));
     }
@@ -180,8 +183,11 @@ impl BTreeMetrics {
     }
 
     /// A node's fill ratio (0–1) when it was written.
+    #[inline]
     pub fn observe_utilization(&self, ratio: f64) {
-        self.utilization.observe(ratio);
+        if self.timing.sampled() {
+            self.utilization.observe(ratio);
+        }
     }
 }
 

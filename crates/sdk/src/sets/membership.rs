@@ -7,8 +7,8 @@
 //! | `membership_partitions_detected_total`, `membership_partitions_healed_total` | counter | |
 
 use crate::Counter;
+use crate::Gauge;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 
 use super::{Pairs, handle};
 use crate::Metrics;

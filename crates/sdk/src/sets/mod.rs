@@ -60,11 +60,19 @@ pub(crate) fn latency_family() -> LatencyFamily {
     Family::new_with_constructor(|| LatencyHistogram::new(crate::LATENCY_BUCKETS.iter().copied()))
 }
 
-/// Observes `seconds` in `h` (nothing when the operation was not timed), with the current
-/// recorded span's trace as the exemplar.
+/// Observes `seconds` in `h` (nothing when the operation was not timed: the check is
+/// inlined into every set's method, the observation is not), with the current recorded
+/// span's trace as the exemplar.
 #[cfg(feature = "tracing")]
+#[inline]
 pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: Option<f64>) {
-    let Some(seconds) = seconds else { return };
+    if let Some(seconds) = seconds {
+        observe_timed(h, seconds);
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn observe_timed(h: &LatencyHistogram, seconds: f64) {
     match crate::exemplar() {
         Some(e) => h.observe(seconds, Some(e), Some(std::time::SystemTime::now())),
         None => h.observe(seconds, None, None),
@@ -73,6 +81,7 @@ pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: Option<f64>) {
 
 /// Observes `seconds` in `h` (nothing when the operation was not timed).
 #[cfg(not(feature = "tracing"))]
+#[inline]
 pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: Option<f64>) {
     if let Some(seconds) = seconds {
         h.observe(seconds);

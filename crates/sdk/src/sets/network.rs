@@ -19,8 +19,8 @@
 //! histogram is their only count).
 
 use crate::Counter;
+use crate::Gauge;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 
 use super::{
     LatencyFamily, LatencyHistogram, Pairs, handle, latency_family, observe_latency, pairs,
@@ -223,6 +223,7 @@ impl NetworkMetrics {
     }
 
     /// A connection opened (`inbound` true: accepted; false: dialled).
+    #[inline]
     pub fn connection_opened(&self, inbound: bool) {
         if inbound {
             &self.inbound
@@ -233,6 +234,7 @@ impl NetworkMetrics {
     }
 
     /// A connection closed.
+    #[inline]
     pub fn connection_closed(&self, inbound: bool) {
         if inbound {
             &self.inbound
@@ -243,11 +245,13 @@ impl NetworkMetrics {
     }
 
     /// Bytes received.
+    #[inline]
     pub fn received(&self, bytes: u64) {
         self.received.inc_by(bytes);
     }
 
     /// Bytes sent.
+    #[inline]
     pub fn sent(&self, bytes: u64) {
         self.sent.inc_by(bytes);
     }

@@ -18,9 +18,9 @@
 use std::sync::atomic::AtomicU64;
 
 use crate::Counter;
+use crate::Gauge;
 use crate::Histogram;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 
 use super::{Pairs, handle, pairs};
 use crate::{LATENCY_BUCKETS, Metrics};
@@ -134,6 +134,7 @@ impl RaftMetrics {
     }
 
     /// The current term.
+    #[inline]
     pub fn set_term(&self, term: u64) {
         self.term.set(term as i64);
     }
@@ -156,6 +157,7 @@ impl RaftMetrics {
     }
 
     /// The commit and applied indexes now.
+    #[inline]
     pub fn set_indexes(&self, commit: u64, applied: u64) {
         self.commit.set(commit as i64);
         self.applied.set(applied as i64);
@@ -200,6 +202,7 @@ impl RaftMetrics {
     }
 
     /// A proposal dropped.
+    #[inline]
     pub fn proposal_dropped(&self) {
         self.dropped.inc();
     }
