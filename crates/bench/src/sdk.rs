@@ -79,6 +79,8 @@ struct Figures {
     rss: u64,
     wall: f64,
     scrapes: u64,
+    /// CPU seconds of every thread but the workload's (the endpoint, the health checker).
+    others: f64,
     /// Interleaved runs: seconds in the store's batches and in its twin's.
     sides: Option<(f64, f64)>,
 }
@@ -98,12 +100,12 @@ fn example_exe(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
-/// What the last line says: CPU, user CPU, peak RSS and, from interleaved runs, the two
-/// sides' seconds.
-type Printed = (f64, f64, u64, Option<(f64, f64)>);
+/// What the last line says: CPU, user CPU, peak RSS, the other threads' CPU and, from
+/// interleaved runs, the two sides' seconds.
+type Printed = (f64, f64, u64, f64, Option<(f64, f64)>);
 
 /// Parses `ops=… cpu_seconds=… user_seconds=… max_rss_bytes=…` and, if present,
-/// `instrumented_seconds=… twin_seconds=…`.
+/// `other_threads_cpu_seconds=…` and `instrumented_seconds=… twin_seconds=…`.
 fn parse_figures(line: &str) -> Option<Printed> {
     let field = |k: &str| {
         line.split_whitespace()
@@ -117,6 +119,7 @@ fn parse_figures(line: &str) -> Option<Printed> {
         field("cpu_seconds")?.parse().ok()?,
         field("user_seconds")?.parse().ok()?,
         field("max_rss_bytes")?.parse().ok()?,
+        field("other_threads_cpu_seconds").map_or(Some(0.0), |v| v.parse().ok())?,
         sides,
     ))
 }
@@ -198,7 +201,7 @@ fn run_once(
     stop.store(true, Ordering::Relaxed);
     let scrapes = scraper.map_or(0, |h| h.join().unwrap_or(0));
     let _ = std::fs::remove_dir_all(&data);
-    let Some((cpu, user, rss, sides)) = figures else {
+    let Some((cpu, user, rss, others, sides)) = figures else {
         bail!("the example exited ({status}) without its figures");
     };
     if interleave && sides.is_none() {
@@ -213,6 +216,7 @@ fn run_once(
         rss,
         wall,
         scrapes,
+        others,
         sides,
     })
 }
@@ -321,6 +325,13 @@ pub(crate) fn run(o: SdkOptions) -> anyhow::Result<()> {
             q1 * 100.0,
             q3 * 100.0
         );
+        let others_on = median(on.iter().map(|f| f.others).collect());
+        let others_off = median(runs[0].iter().map(|f| f.others).collect());
+        println!(
+            "  the other threads (endpoint, {} scrapes a run, health checker): {others_on:.3} s vs {others_off:.3} s of CPU: {:+.2}% of the uninstrumented run's",
+            median(on.iter().map(|f| f.scrapes as f64).collect()),
+            (others_on - others_off) / cpu_off * 100.0
+        );
         let (q1, mid, q3) = quartiles(paired(&runs[0], on));
         println!(
             "  CPU added, round by round (against the same round's uninstrumented run): median {:+.2}%, middle half {:+.2}% to {:+.2}%",
@@ -351,13 +362,13 @@ mod tests {
     fn figures_are_read_from_the_last_line() {
         assert_eq!(
             parse_figures("ops=200 cpu_seconds=1.250 user_seconds=0.5 max_rss_bytes=4096"),
-            Some((1.25, 0.5, 4096, None))
+            Some((1.25, 0.5, 4096, 0.0, None))
         );
         assert_eq!(
             parse_figures(
-                "ops=2 cpu_seconds=1 user_seconds=0.5 max_rss_bytes=1 instrumented_seconds=0.3 twin_seconds=0.25"
+                "ops=2 cpu_seconds=1 user_seconds=0.5 max_rss_bytes=1 other_threads_cpu_seconds=0.02 instrumented_seconds=0.3 twin_seconds=0.25"
             ),
-            Some((1.0, 0.5, 1, Some((0.3, 0.25))))
+            Some((1.0, 0.5, 1, 0.02, Some((0.3, 0.25))))
         );
         assert_eq!(parse_figures("listening on http://127.0.0.1:1"), None);
         assert_eq!(
@@ -374,6 +385,7 @@ mod tests {
             rss: 0,
             wall: 0.0,
             scrapes: 0,
+            others: 0.0,
             sides: None,
         };
         let off = [f(2.0), f(4.0), f(1.0)];

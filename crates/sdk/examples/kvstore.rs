@@ -14,7 +14,9 @@
 //! (default 0.01), and its log lines carry trace ids.
 //!
 //! For the overhead figure (`lookout-bench sdk`), `--ops N` runs N operations as fast as
-//! it can, prints `ops=… cpu_seconds=… user_seconds=… max_rss_bytes=…` and exits; `--uninstrumented`
+//! it can, prints `ops=… cpu_seconds=… user_seconds=… max_rss_bytes=…
+//! other_threads_cpu_seconds=…` (all but the workload's thread: the endpoint, the health
+//! checker) and exits; `--uninstrumented`
 //! runs the same store and workload with no metric set, health checker or endpoint (the
 //! baseline: every recording call, and every clock read made only for one, is skipped);
 //! `--time-one-in N` times about one operation in N (`Options::time_one_in`: every
@@ -623,6 +625,20 @@ fn usage() -> (f64, f64, u64) {
     (stat.utime as f64 / tick, stat.stime as f64 / tick, hwm)
 }
 
+/// The calling thread's user + system CPU seconds (`/proc/thread-self/stat`, fields 14
+/// and 15 after the command name).
+fn thread_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / procfs::ticks_per_second() as f64
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::io::Result<()> {
     let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:9500".into());
@@ -728,6 +744,8 @@ async fn main() -> std::io::Result<()> {
             match ops {
                 Some(n) if done >= n => {
                     let (user, sys, rss) = usage();
+                    // What the other threads took: the endpoint, the health checker.
+                    let others = (user + sys - thread_cpu()).max(0.0);
                     let interleaved = match twin {
                         Some(_) => format!(
                             " instrumented_seconds={:.6} twin_seconds={:.6}",
@@ -736,7 +754,7 @@ async fn main() -> std::io::Result<()> {
                         None => String::new(),
                     };
                     println!(
-                        "ops={done} cpu_seconds={:.3} user_seconds={user:.3} max_rss_bytes={rss}{interleaved}",
+                        "ops={done} cpu_seconds={:.3} user_seconds={user:.3} max_rss_bytes={rss} other_threads_cpu_seconds={others:.3}{interleaved}",
                         user + sys
                     );
                     std::process::exit(0);
