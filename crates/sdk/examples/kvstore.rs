@@ -440,19 +440,17 @@ impl Raft {
             }
             let lag = self.last - self.matched[peer];
             let acked_at = self.acked_at[peer];
-            traced!(
-                {
-                    let span = lookout_sdk::trace::raft_append(
-                        name,
-                        self.term,
-                        self.last - behind + 1,
-                        take as usize,
-                    );
-                    span.record("raft.success", ok);
-                    span
-                },
-                ()
-            );
+            #[cfg(feature = "tracing")]
+            {
+                let span = lookout_sdk::trace::raft_append(
+                    name,
+                    self.term,
+                    self.last - behind + 1,
+                    take as usize,
+                );
+                span.record("raft.success", ok);
+                let _in = span.enter();
+            }
             self.metrics.with(|m| {
                 m.append_entries(take as usize, secs(t) + 0.0005, ok);
                 let behind = if lag == 0 {
