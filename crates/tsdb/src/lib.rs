@@ -41,6 +41,7 @@ mod block;
 mod block_index;
 mod chunk;
 mod exemplars;
+mod hchunk;
 mod head;
 mod import;
 mod maintain;
