@@ -1,7 +1,7 @@
 //! Native histograms (float flavour), as far as Lookout handles them so far: values in
 //! Prometheus's test notation (`{{schema:1 sum:3 count:2 buckets:[1 1] offset:-1}}`),
-//! addition (for the notation's `a+bxn` series), and comparison. Storage keeps them only
-//! in the test store; the tsdb and the evaluator's functions do not take them yet.
+//! addition (for the notation's `a+bxn` series), and comparison. The test store and the
+//! tsdb keep them; the evaluator's functions do not take them yet.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,10 +4,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use lookout_model::{Exemplar, Labels, Sample, now_ms};
-use lookout_storage::{Appendable, Appender, Error, Result, SeriesRef};
+use std::sync::Arc;
 
-use crate::head::{Head, Order};
+use lookout_model::{Exemplar, FloatHistogram, Labels, Sample, now_ms};
+use lookout_storage::{Appendable, Appender, Error, HistogramSample, Result, SeriesRef};
+
+use crate::hchunk;
+use crate::head::{Head, Order, same_histogram};
 use crate::wal::{self, Record};
 use crate::{Inner, SyncPolicy, Tsdb, io_err, ms};
 
@@ -21,6 +24,8 @@ impl Appendable for Tsdb {
             new_index: HashMap::new(),
             newest: HashMap::new(),
             exemplars: Vec::new(),
+            histograms: Vec::new(),
+            hnewest: HashMap::new(),
         })
     }
 }
@@ -45,6 +50,10 @@ struct TsdbAppender<'a> {
     newest: HashMap<Key, i64>,
     /// Exemplars of this batch, with their series.
     exemplars: Vec<(Key, Labels, Exemplar)>,
+    /// Native-histogram samples of this batch.
+    histograms: Vec<(Key, HistogramSample)>,
+    /// Newest histogram timestamp per series in this batch.
+    hnewest: HashMap<Key, i64>,
 }
 
 impl TsdbAppender<'_> {
@@ -116,6 +125,67 @@ impl TsdbAppender<'_> {
     }
 }
 
+impl TsdbAppender<'_> {
+    /// The checks every sample of `labels` at `t` passes whatever its kind: the series'
+    /// labels and the series limit when the series is new, and the block bounds. Returns
+    /// the head's reference and the batch's key for the series, if it has them.
+    fn admit(&self, head: &Head, labels: &Labels, t: i64) -> Result<(Option<u32>, Option<Key>)> {
+        let db = self.db;
+        if db.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if t > self.max_t {
+            db.metrics.rejected.inc();
+            db.metrics.future_rejections.inc();
+            let series = short(labels);
+            db.future.record(&series, t, self.max_t, now_ms());
+            return Err(Error::TooFarInFuture {
+                series,
+                t,
+                max_t: self.max_t,
+            });
+        }
+        let min_valid = db.min_valid.load(Ordering::Acquire);
+        let r = head.get_ref(labels);
+        let key = match r {
+            Some(r) => Some(Key::Ref(r)),
+            None => self.new_index.get(labels).map(|i| Key::New(*i)),
+        };
+        if key.is_none() {
+            self.check_labels(labels)?;
+            if let Some(max) = db.opts.limits.max_series
+                && head.num_series() + self.new_labels.len() >= max
+            {
+                db.metrics.limit_rejections.inc();
+                return Err(Error::LimitExceeded {
+                    what: "series",
+                    limit: max,
+                    detail: format!("cannot add {}", short(labels)),
+                });
+            }
+        }
+        if t < min_valid {
+            db.metrics.rejected.inc();
+            return Err(Error::OutOfBounds {
+                series: short(labels),
+                t,
+                min_t: min_valid,
+            });
+        }
+        Ok((r, key))
+    }
+
+    /// The key of series `labels` in this batch, adding it as a new series if needed.
+    fn key_for(&mut self, key: Option<Key>, labels: &Labels) -> Key {
+        key.unwrap_or_else(|| {
+            let i = self.new_labels.len() as u32;
+            self.new_labels.push(labels.clone());
+            self.new_index.insert(labels.clone(), i);
+            Key::New(i)
+        })
+    }
+}
+
 /// A label set shortened for error messages.
 fn short(ls: &Labels) -> String {
     let s = ls.to_string();
@@ -147,49 +217,9 @@ fn classify(head: &Head, r: Option<u32>, batch: &[Sample], s: Sample) -> Order {
 impl Appender for TsdbAppender<'_> {
     fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef> {
         let db = self.db;
-        if db.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        if t > self.max_t {
-            db.metrics.rejected.inc();
-            db.metrics.future_rejections.inc();
-            let series = short(labels);
-            db.future.record(&series, t, self.max_t, now_ms());
-            return Err(Error::TooFarInFuture {
-                series,
-                t,
-                max_t: self.max_t,
-            });
-        }
         let s = Sample::new(t, v);
-        let min_valid = db.min_valid.load(Ordering::Acquire);
         let head = db.head.read().expect("lock poisoned");
-        let r = head.get_ref(labels);
-        let key = match r {
-            Some(r) => Some(Key::Ref(r)),
-            None => self.new_index.get(labels).map(|i| Key::New(*i)),
-        };
-        if key.is_none() {
-            self.check_labels(labels)?;
-            if let Some(max) = db.opts.limits.max_series
-                && head.num_series() + self.new_labels.len() >= max
-            {
-                db.metrics.limit_rejections.inc();
-                return Err(Error::LimitExceeded {
-                    what: "series",
-                    limit: max,
-                    detail: format!("cannot add {}", short(labels)),
-                });
-            }
-        }
-        if t < min_valid {
-            db.metrics.rejected.inc();
-            return Err(Error::OutOfBounds {
-                series: short(labels),
-                t,
-                min_t: min_valid,
-            });
-        }
+        let (r, key) = self.admit(&head, labels, t)?;
         let batch_newest = key.and_then(|k| self.newest.get(&k).copied());
         // Only a sample not after this batch's newest needs the batch's other samples.
         let batch: Vec<Sample> = match (key, batch_newest) {
@@ -231,15 +261,91 @@ impl Appender for TsdbAppender<'_> {
             }
         }
         drop(head);
-        let key = key.unwrap_or_else(|| {
-            let i = self.new_labels.len() as u32;
-            self.new_labels.push(labels.clone());
-            self.new_index.insert(labels.clone(), i);
-            Key::New(i)
-        });
+        let key = self.key_for(key, labels);
         let e = self.newest.entry(key).or_insert(t);
         *e = (*e).max(t);
         self.pending.push((key, s));
+        Ok(r.map_or(u64::MAX, u64::from))
+    }
+
+    fn append_histogram(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        h: &FloatHistogram,
+    ) -> Result<SeriesRef> {
+        let db = self.db;
+        for (side, n) in [
+            ("positive", h.positive.len()),
+            ("negative", h.negative.len()),
+        ] {
+            if n > hchunk::MAX_BUCKETS {
+                db.metrics.limit_rejections.inc();
+                return Err(Error::LimitExceeded {
+                    what: "native histogram buckets per side",
+                    limit: hchunk::MAX_BUCKETS,
+                    detail: format!("{} has {n} {side} buckets", short(labels)),
+                });
+            }
+        }
+        let head = db.head.read().expect("lock poisoned");
+        let (r, key) = self.admit(&head, labels, t)?;
+        let batch_newest = key.and_then(|k| self.hnewest.get(&k).copied());
+        let in_batch = key.and_then(|k| {
+            self.histograms
+                .iter()
+                .find(|(pk, x)| *pk == k && x.t == t)
+                .map(|(_, x)| &x.h)
+        });
+        let order = match in_batch {
+            Some(x) if same_histogram(x, h) => Order::Duplicate,
+            Some(_) => Order::Conflict,
+            None => match r.map_or(Order::Newest, |r| head.order_histogram(r, t, h)) {
+                Order::Newest if batch_newest.is_some_and(|n| n > t) => Order::Older,
+                other => other,
+            },
+        };
+        match order {
+            Order::Newest => {}
+            Order::Older => {
+                let newest = r
+                    .and_then(|r| head.get(r))
+                    .and_then(|m| m.hist.as_deref())
+                    .and_then(|h| h.max_t())
+                    .into_iter()
+                    .chain(batch_newest)
+                    .max()
+                    .unwrap_or(t);
+                if t < newest - ms(db.opts.ooo_window) {
+                    db.metrics.rejected.inc();
+                    return Err(Error::OutOfOrder {
+                        series: short(labels),
+                        t,
+                        last_t: newest,
+                    });
+                }
+                db.metrics.ooo_accepted.inc();
+            }
+            Order::Duplicate => return Ok(r.map_or(u64::MAX, u64::from)),
+            Order::Conflict => {
+                db.metrics.rejected.inc();
+                return Err(Error::DuplicateSample {
+                    series: short(labels),
+                    t,
+                });
+            }
+        }
+        drop(head);
+        let key = self.key_for(key, labels);
+        let e = self.hnewest.entry(key).or_insert(t);
+        *e = (*e).max(t);
+        self.histograms.push((
+            key,
+            HistogramSample {
+                t,
+                h: Arc::new(h.clone()),
+            },
+        ));
         Ok(r.map_or(u64::MAX, u64::from))
     }
 
@@ -302,7 +408,7 @@ impl Appender for TsdbAppender<'_> {
     /// other commit can run between the check and the apply (the WAL lock is held), so the
     /// check still holds; a block cut in between only raises `min_valid`, re-checked.
     fn commit(self: Box<Self>) -> Result<()> {
-        if self.pending.is_empty() && self.exemplars.is_empty() {
+        if self.pending.is_empty() && self.exemplars.is_empty() && self.histograms.is_empty() {
             return Ok(());
         }
         let db = self.db;
@@ -311,11 +417,13 @@ impl Appender for TsdbAppender<'_> {
         let mut recs = Vec::new();
         let mut created: Vec<u32> = Vec::new();
         let mut relogged: Vec<u32> = Vec::new();
+        let mut hbatch: Vec<(u64, HistogramSample)> = Vec::new();
         {
             let mut head = db.head.write().expect("lock poisoned");
             let min_valid = db.min_valid.load(Ordering::Acquire);
             if !unlogged.is_empty() {
-                for (key, _) in &self.pending {
+                let keys = self.pending.iter().map(|(k, _)| k);
+                for key in keys.chain(self.histograms.iter().map(|(k, _)| k)) {
                     if let Key::Ref(r) = key
                         && unlogged.contains(r)
                         && !relogged.contains(r)
@@ -366,6 +474,26 @@ impl Appender for TsdbAppender<'_> {
                         db.metrics.rejected.inc();
                     }
                 }
+            }
+            for (key, x) in &self.histograms {
+                let r = match key {
+                    Key::Ref(r) => *r,
+                    Key::New(i) => new_refs[*i as usize],
+                };
+                if x.t < min_valid {
+                    db.metrics.rejected.inc();
+                    continue;
+                }
+                match head.order_histogram(r, x.t, &x.h) {
+                    Order::Newest | Order::Older => hbatch.push((u64::from(r), x.clone())),
+                    Order::Duplicate => {}
+                    Order::Conflict => {
+                        db.metrics.rejected.inc();
+                    }
+                }
+            }
+            if !hbatch.is_empty() {
+                recs.push(Record::Histograms(hbatch.clone()));
             }
             if !self.exemplars.is_empty() {
                 recs.push(Record::Exemplars(
@@ -421,6 +549,12 @@ impl Appender for TsdbAppender<'_> {
         for (r, t, v) in &batch {
             if *t >= min_valid {
                 head.append(*r as u32, *t, *v);
+                applied += 1;
+            }
+        }
+        for (r, x) in hbatch {
+            if x.t >= min_valid {
+                head.append_histogram(r as u32, x.t, x.h);
                 applied += 1;
             }
         }

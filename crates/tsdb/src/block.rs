@@ -22,6 +22,9 @@
 //! per series (sorted by labels) the label count, the name and value symbol numbers, the
 //! chunk count, and per chunk its min time (zigzag delta from the previous chunk's max time),
 //! max time − min time, page offset in `chunks`, offset within the page and length.
+//! Version 2 (written only by blocks holding native histograms, so float-only blocks stay
+//! readable by builds from before histograms) adds per chunk a kind after the length: 0
+//! floats (`chunk`), 1 native histograms (`hchunk`); a series' float chunks come first.
 //! Postings are rebuilt in memory, as flat arrays (`block_index`), when a block is opened.
 //!
 //! Blocks are written to `<id>.tmp`, fsynced and renamed, so a crash never leaves a
@@ -36,14 +39,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use lookout_model::{Labels, Matcher, Sample};
+use lookout_storage::HistogramSample;
 use serde::{Deserialize, Serialize};
 
 use crate::block_index::{self, BlockIndex, IndexError};
 use crate::chunk::{self, MAX_SAMPLES, get_varint, put_varint};
+use crate::hchunk;
 
 const CHUNKS_MAGIC: &[u8; 5] = b"LKCHK";
 const INDEX_MAGIC: &[u8; 5] = b"LKIDX";
 const FORMAT_VERSION: u8 = 1;
+/// The index version of blocks holding native histograms.
+const INDEX_VERSION_HIST: u8 = 2;
+/// The bit of [`ChunkRef::len`] that marks a histogram chunk.
+const HIST_BIT: u32 = 1 << 31;
 const PAGE_SIZE: usize = 64 << 10;
 const ZSTD_LEVEL: i32 = 9;
 
@@ -177,10 +186,20 @@ struct ChunkRef {
     max_t: i64,
     page: u64,
     offset: u32,
+    /// The length, with [`HIST_BIT`] set for a histogram chunk (a chunk is far shorter
+    /// than 2 GiB: pages are at most 64 MiB).
     len: u32,
 }
 
 impl ChunkRef {
+    fn len(&self) -> usize {
+        (self.len & !HIST_BIT) as usize
+    }
+
+    fn is_hist(&self) -> bool {
+        self.len & HIST_BIT != 0
+    }
+
     /// Whether the chunk holds samples in `[mint, maxt]`.
     fn overlaps(&self, mint: i64, maxt: i64) -> bool {
         self.max_t >= mint && self.min_t <= maxt
@@ -204,6 +223,8 @@ pub(crate) struct BlockWriter {
     series: Vec<(Labels, Vec<ChunkRef>)>,
     stats: BlockStats,
     compress: zstd::bulk::Compressor<'static>,
+    /// Whether a series has histogram chunks (the index is then version 2).
+    has_histograms: bool,
 }
 
 impl std::fmt::Debug for BlockWriter {
@@ -247,41 +268,70 @@ impl BlockWriter {
             series: Vec::new(),
             stats: BlockStats::default(),
             compress: zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level is valid"),
+            has_histograms: false,
         })
     }
 
     /// Adds one series with its samples (ascending, unique times, inside the block's range).
     pub(crate) fn add(&mut self, labels: Labels, samples: &[Sample]) -> Result<(), BlockError> {
-        if samples.is_empty() {
+        self.add_with_histograms(labels, samples, &[])
+    }
+
+    /// Adds one series with its float samples and its native-histogram samples (each
+    /// ascending, unique times, inside the block's range).
+    pub(crate) fn add_with_histograms(
+        &mut self,
+        labels: Labels,
+        samples: &[Sample],
+        histograms: &[HistogramSample],
+    ) -> Result<(), BlockError> {
+        if samples.is_empty() && histograms.is_empty() {
             return Ok(());
         }
         let idx = self.series.len();
         let mut refs = Vec::new();
-        for part in samples.chunks(MAX_SAMPLES) {
-            let data = chunk::encode(part);
+        let floats = samples
+            .chunks(MAX_SAMPLES)
+            .map(|part| (chunk::encode(part), part[0].t, part[part.len() - 1].t, 0));
+        let hists = hchunk::cut(histograms).map(|part| {
+            (
+                hchunk::encode(part),
+                part[0].t,
+                part[part.len() - 1].t,
+                HIST_BIT,
+            )
+        });
+        for (data, min_t, max_t, kind) in floats.chain(hists) {
             let off = self.page.len();
             self.page.extend_from_slice(&data);
-            self.pending
-                .push((idx, refs.len(), part[0].t, part[part.len() - 1].t));
+            self.pending.push((idx, refs.len(), min_t, max_t));
             refs.push(ChunkRef {
-                min_t: part[0].t,
-                max_t: part[part.len() - 1].t,
+                min_t,
+                max_t,
                 page: 0,
                 offset: off as u32,
-                len: data.len() as u32,
+                len: data.len() as u32 | kind,
             });
             self.stats.chunks += 1;
+            // A page takes whole chunks; a series with many big histogram chunks spans
+            // pages rather than making one huge.
+            if self.page.len() >= PAGE_SIZE {
+                self.flush_page(&mut refs)?;
+            }
         }
-        self.stats.samples += samples.len() as u64;
+        self.has_histograms |= !histograms.is_empty();
+        self.stats.samples += (samples.len() + histograms.len()) as u64;
         self.stats.series += 1;
         self.series.push((labels, refs));
         if self.page.len() >= PAGE_SIZE {
-            self.flush_page()?;
+            self.flush_page(&mut [])?;
         }
         Ok(())
     }
 
-    fn flush_page(&mut self) -> Result<(), BlockError> {
+    /// Writes the page; `current` holds the chunk references of the series being added
+    /// (not in `series` yet).
+    fn flush_page(&mut self, current: &mut [ChunkRef]) -> Result<(), BlockError> {
         if self.page.is_empty() {
             return Ok(());
         }
@@ -294,7 +344,10 @@ impl BlockWriter {
         self.chunks.write_all(&head).map_err(io_err(&path))?;
         self.chunks.write_all(&compressed).map_err(io_err(&path))?;
         for (s, c, _, _) in self.pending.drain(..) {
-            self.series[s].1[c].page = self.chunks_len;
+            match self.series.get_mut(s) {
+                Some(series) => series.1[c].page = self.chunks_len,
+                None => current[c].page = self.chunks_len,
+            }
         }
         self.chunks_len += 12 + compressed.len() as u64;
         self.page.clear();
@@ -303,7 +356,7 @@ impl BlockWriter {
 
     /// Writes the index and meta, fsyncs, and moves the block into place.
     pub(crate) fn finish(mut self) -> Result<Option<BlockMeta>, BlockError> {
-        self.flush_page()?;
+        self.flush_page(&mut [])?;
         if self.series.is_empty() {
             let _ = fs::remove_dir_all(&self.tmp);
             return Ok(None);
@@ -344,7 +397,10 @@ impl BlockWriter {
                 put_varint(&mut body, (c.max_t - c.min_t) as u64);
                 put_varint(&mut body, c.page);
                 put_varint(&mut body, c.offset as u64);
-                put_varint(&mut body, c.len as u64);
+                put_varint(&mut body, c.len() as u64);
+                if self.has_histograms {
+                    put_varint(&mut body, u64::from(c.is_hist()));
+                }
                 prev = c.max_t;
             }
         }
@@ -352,7 +408,11 @@ impl BlockWriter {
         let compressed = self.compress.compress(&body).map_err(io_err(&ipath))?;
         let mut f = File::create(&ipath).map_err(io_err(&ipath))?;
         let mut out = Vec::with_capacity(compressed.len() + 20);
-        out.extend_from_slice(&header(INDEX_MAGIC));
+        let mut h = header(INDEX_MAGIC);
+        if self.has_histograms {
+            h[7] = INDEX_VERSION_HIST;
+        }
+        out.extend_from_slice(&h);
         out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -456,9 +516,10 @@ impl Block {
         if raw.len() < 20 || &raw[..5] != INDEX_MAGIC {
             return Err(corrupt(&ipath, "bad magic"));
         }
-        if raw[7] != FORMAT_VERSION {
+        if raw[7] != FORMAT_VERSION && raw[7] != INDEX_VERSION_HIST {
             return Err(corrupt(&ipath, format!("unsupported version {}", raw[7])));
         }
+        let kinds = raw[7] == INDEX_VERSION_HIST;
         let clen = u32::from_le_bytes(raw[8..12].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(raw[12..16].try_into().expect("4 bytes"));
         let ulen = u32::from_le_bytes(raw[16..20].try_into().expect("4 bytes")) as usize;
@@ -505,7 +566,20 @@ impl Block {
                 let max_t = min_t.wrapping_add(get_varint(&body, &mut pos).ok_or_else(bad)? as i64);
                 let page = get_varint(&body, &mut pos).ok_or_else(bad)?;
                 let offset = get_varint(&body, &mut pos).ok_or_else(bad)? as u32;
-                let len = get_varint(&body, &mut pos).ok_or_else(bad)? as u32;
+                let len = get_varint(&body, &mut pos).ok_or_else(bad)?;
+                if len >= u64::from(HIST_BIT) {
+                    return Err(corrupt(&ipath, "chunk length out of range"));
+                }
+                let kind = if kinds {
+                    match get_varint(&body, &mut pos).ok_or_else(bad)? {
+                        0 => 0,
+                        1 => HIST_BIT,
+                        k => return Err(corrupt(&ipath, format!("unknown chunk kind {k}"))),
+                    }
+                } else {
+                    0
+                };
+                let len = len as u32 | kind;
                 chunk_refs.push(ChunkRef {
                     min_t,
                     max_t,
@@ -587,7 +661,7 @@ impl Block {
     pub(crate) fn covered(&self, r: u32, mint: i64, maxt: i64) -> (i64, usize) {
         self.chunk_refs(r)
             .iter()
-            .filter(|c| c.overlaps(mint, maxt))
+            .filter(|c| !c.is_hist() && c.overlaps(mint, maxt))
             .fold((0, 0), |(ms, n), c| {
                 let span = c.max_t.min(maxt).saturating_sub(c.min_t.max(mint)).max(0);
                 (ms.saturating_add(span), n + MAX_SAMPLES)
@@ -603,9 +677,46 @@ impl Block {
         }
     }
 
-    /// Whether series `r` has a chunk overlapping `[mint, maxt]`.
+    /// Whether series `r` has a chunk (of either kind) overlapping `[mint, maxt]`.
     pub(crate) fn overlaps(&self, r: u32, mint: i64, maxt: i64) -> bool {
         self.chunk_refs(r).iter().any(|c| c.overlaps(mint, maxt))
+    }
+
+    /// Whether series `r` has a histogram chunk overlapping `[mint, maxt]`.
+    pub(crate) fn hist_overlaps(&self, r: u32, mint: i64, maxt: i64) -> bool {
+        self.chunk_refs(r)
+            .iter()
+            .any(|c| c.is_hist() && c.overlaps(mint, maxt))
+    }
+
+    /// The bytes of chunk `c`, from `pages`.
+    fn chunk_bytes<'p>(&self, c: &ChunkRef, page: &'p [u8]) -> Result<&'p [u8], BlockError> {
+        page.get(c.offset as usize..c.offset as usize + c.len())
+            .ok_or_else(|| corrupt(&self.dir.join("chunks"), "chunk outside its page"))
+    }
+
+    /// Native-histogram samples of series `r` in `[mint, maxt]`, using and filling
+    /// `pages`.
+    pub(crate) fn histograms(
+        &self,
+        r: u32,
+        mint: i64,
+        maxt: i64,
+        pages: &mut PageCache,
+    ) -> Result<Vec<HistogramSample>, BlockError> {
+        let mut out = Vec::new();
+        for c in self
+            .chunk_refs(r)
+            .iter()
+            .filter(|c| c.is_hist() && c.overlaps(mint, maxt))
+        {
+            let page = pages.get(self, c.page)?;
+            let bytes = self.chunk_bytes(c, &page)?;
+            hchunk::decode(bytes, &mut out)
+                .map_err(|e| corrupt(&self.dir.join("chunks"), e.to_string()))?;
+        }
+        out.retain(|s| s.t >= mint && s.t <= maxt);
+        Ok(out)
     }
 
     /// Samples of series `r` in `[mint, maxt]`, using and filling `pages`.
@@ -624,11 +735,13 @@ impl Block {
         let mut buf = std::mem::take(&mut pages.decoded);
         buf.clear();
         let mut decode = || -> Result<(), BlockError> {
-            for c in self.chunk_refs(r).iter().filter(|c| c.overlaps(mint, maxt)) {
+            for c in self
+                .chunk_refs(r)
+                .iter()
+                .filter(|c| !c.is_hist() && c.overlaps(mint, maxt))
+            {
                 let page = pages.get(self, c.page)?;
-                let bytes = page
-                    .get(c.offset as usize..c.offset as usize + c.len as usize)
-                    .ok_or_else(|| corrupt(&cpath(), "chunk outside its page"))?;
+                let bytes = self.chunk_bytes(c, &page)?;
                 chunk::decode(bytes, &mut buf).map_err(|e| corrupt(&cpath(), e.to_string()))?;
             }
             Ok(())

@@ -43,8 +43,39 @@ pub(crate) const ENC_HISTOGRAM: u8 = 16;
 
 /// Most samples one histogram chunk holds (a histogram is many numbers: chunks are cut
 /// sooner than float ones).
-#[allow(dead_code)]
 pub(crate) const MAX_SAMPLES: usize = 120;
+
+/// Most buckets (over all its samples) a chunk is cut at, so a chunk of wide histograms
+/// stays around a megabyte.
+pub(crate) const MAX_CHUNK_BUCKETS: usize = 1 << 17;
+
+/// Buckets of a histogram, both sides.
+pub(crate) fn buckets(h: &FloatHistogram) -> usize {
+    h.positive.len() + h.negative.len()
+}
+
+/// `samples` in runs that one chunk each takes: at most [`MAX_SAMPLES`] samples and
+/// [`MAX_CHUNK_BUCKETS`] buckets (a run has at least one sample).
+pub(crate) fn cut(samples: &[HistogramSample]) -> impl Iterator<Item = &[HistogramSample]> {
+    let mut rest = samples;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut n = 0;
+        let mut total = 0;
+        while n < rest.len() && n < MAX_SAMPLES {
+            total += buckets(&rest[n].h);
+            if n > 0 && total > MAX_CHUNK_BUCKETS {
+                break;
+            }
+            n += 1;
+        }
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some(run)
+    })
+}
 
 /// Most buckets a stored histogram may have on one side (Prometheus's own limit is
 /// configurable; 2^16 per side is far past any real schema's span).
@@ -318,7 +349,13 @@ mod tests {
         Arc::new(FloatHistogram::parse(text).unwrap())
     }
 
-    type Bits = (i32, [u64; 4], Vec<(i32, u64)>, Vec<(i32, u64)>, CounterResetHint);
+    type Bits = (
+        i32,
+        [u64; 4],
+        Vec<(i32, u64)>,
+        Vec<(i32, u64)>,
+        CounterResetHint,
+    );
 
     /// Every field as bits, so NaN equals the same NaN.
     fn bits(h: &FloatHistogram) -> Bits {

@@ -5,14 +5,21 @@
 //!
 //! Chunks are cut every [`MAX_SAMPLES`](crate::chunk::MAX_SAMPLES) samples and at every
 //! multiple of the block range, so no chunk straddles two blocks.
+//!
+//! A series may also hold native histograms ([`HistData`], only for the series that have
+//! any): sealed histogram chunks (`hchunk`), the newest samples not sealed yet, and an
+//! out-of-order buffer, cut the same way. Floats and histograms of one series are ordered
+//! independently, as Prometheus keeps them in separate chunks.
 
 use std::collections::HashMap;
 use std::hash::Hasher;
 use std::sync::Arc;
 
-use lookout_model::{Labels, Matcher, Sample};
+use lookout_model::{FloatHistogram, Labels, Matcher, Sample};
+use lookout_storage::HistogramSample;
 
 use crate::chunk::{self, MAX_SAMPLES, OpenChunk};
+use crate::hchunk;
 use crate::postings::Index;
 
 /// Interned strings: each label name and value is stored once.
@@ -89,6 +96,163 @@ pub(crate) struct MemSeries {
     last_v: u64,
     /// Out-of-order samples, ascending, unique timestamps.
     pub(crate) ooo: Vec<Sample>,
+    /// Native-histogram samples, if the series has any.
+    pub(crate) hist: Option<Box<HistData>>,
+}
+
+/// A series' native-histogram samples in the head.
+#[derive(Debug, Default)]
+pub(crate) struct HistData {
+    /// Sealed histogram chunks (`hchunk`).
+    pub(crate) chunks: Vec<HeadChunk>,
+    /// The newest samples, ascending, not sealed yet.
+    pub(crate) open: Vec<HistogramSample>,
+    /// Out-of-order samples, ascending, unique timestamps.
+    pub(crate) ooo: Vec<HistogramSample>,
+}
+
+impl HistData {
+    /// The newest in-order sample's time.
+    pub(crate) fn max_t(&self) -> Option<i64> {
+        self.open
+            .last()
+            .map(|s| s.t)
+            .or_else(|| self.chunks.last().map(|c| c.max_t))
+    }
+
+    fn min_t(&self) -> Option<i64> {
+        [
+            self.chunks.first().map(|c| c.min_t),
+            self.open.first().map(|s| s.t),
+            self.ooo.first().map(|s| s.t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.open.is_empty() && self.ooo.is_empty()
+    }
+
+    fn seal(&mut self) {
+        let (Some(first), Some(last)) = (self.open.first(), self.open.last()) else {
+            return;
+        };
+        let (min_t, max_t) = (first.t, last.t);
+        let data = hchunk::encode(&std::mem::take(&mut self.open));
+        self.chunks.push(HeadChunk {
+            min_t,
+            max_t,
+            data: Arc::from(data),
+        });
+    }
+
+    /// Appends a sample newer than every in-order one, cutting chunks as floats are (at a
+    /// block boundary) and as `hchunk::cut` does (by samples and buckets).
+    fn push(&mut self, range: i64, s: HistogramSample) {
+        if let Some(first) = self.open.first() {
+            let boundary = (first.t.div_euclid(range) + 1).saturating_mul(range);
+            let buckets: usize = self.open.iter().map(|x| hchunk::buckets(&x.h)).sum();
+            if self.open.len() >= hchunk::MAX_SAMPLES
+                || buckets + hchunk::buckets(&s.h) > hchunk::MAX_CHUNK_BUCKETS
+                || s.t >= boundary
+            {
+                self.seal();
+            }
+        }
+        self.open.push(s);
+    }
+
+    /// Every sample, ascending (undecodable chunks are skipped: the head made them).
+    fn all(&self) -> Vec<HistogramSample> {
+        let mut out = Vec::new();
+        for c in &self.chunks {
+            let _ = hchunk::decode(&c.data, &mut out);
+        }
+        out.extend(self.open.iter().cloned());
+        merge_histograms(out, self.ooo.clone())
+    }
+
+    fn samples(&self) -> u64 {
+        let sealed: usize = self
+            .chunks
+            .iter()
+            .map(|c| hchunk::count(&c.data).unwrap_or(0))
+            .sum();
+        (sealed + self.open.len() + self.ooo.len()) as u64
+    }
+}
+
+/// Whether two histograms are the same sample: equal in every field, bit for bit.
+pub(crate) fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    let side = |x: &std::collections::BTreeMap<i32, f64>,
+                y: &std::collections::BTreeMap<i32, f64>| {
+        x.len() == y.len()
+            && x.iter()
+                .zip(y)
+                .all(|((i, v), (j, w))| i == j && v.to_bits() == w.to_bits())
+    };
+    a.schema == b.schema
+        && a.hint == b.hint
+        && [a.zero_threshold, a.zero_count, a.count, a.sum].map(f64::to_bits)
+            == [b.zero_threshold, b.zero_count, b.count, b.sum].map(f64::to_bits)
+        && side(&a.positive, &b.positive)
+        && side(&a.negative, &b.negative)
+}
+
+/// Merges two ascending histogram sample lists; on equal timestamps `a` wins.
+pub(crate) fn merge_histograms(
+    a: Vec<HistogramSample>,
+    b: Vec<HistogramSample>,
+) -> Vec<HistogramSample> {
+    match (a.last(), b.first()) {
+        (None, _) => return b,
+        (_, None) => return a,
+        (Some(x), Some(y)) if x.t < y.t => {
+            let mut a = a;
+            a.extend(b);
+            return a;
+        }
+        _ => {}
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut b = b.into_iter().peekable();
+    for x in a {
+        while let Some(y) = b.next_if(|y| y.t < x.t) {
+            out.push(y);
+        }
+        b.next_if(|y| y.t == x.t);
+        out.push(x);
+    }
+    out.extend(b);
+    out
+}
+
+/// What a query needs of one series' histograms, copied out under the lock.
+#[derive(Debug)]
+pub(crate) struct HistSeriesData {
+    pub(crate) sealed: Vec<Arc<[u8]>>,
+    pub(crate) tail: Vec<HistogramSample>,
+    pub(crate) ooo: Vec<HistogramSample>,
+}
+
+impl HistSeriesData {
+    /// All samples in `[mint, maxt]`, ascending.
+    pub(crate) fn decode(
+        self,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<HistogramSample>, chunk::CorruptChunk> {
+        let mut out = Vec::new();
+        for c in &self.sealed {
+            hchunk::decode(c, &mut out)?;
+        }
+        out.extend(self.tail);
+        let mut out = merge_histograms(out, self.ooo);
+        out.retain(|s| s.t >= mint && s.t <= maxt);
+        Ok(out)
+    }
 }
 
 impl MemSeries {
@@ -104,11 +268,15 @@ impl MemSeries {
         let c = self.chunks.first().map(|c| c.min_t);
         let o = (!self.open.is_empty()).then_some(self.open.min_t);
         let x = self.ooo.first().map(|s| s.t);
-        [c, o, x].into_iter().flatten().min()
+        let h = self.hist.as_ref().and_then(|h| h.min_t());
+        [c, o, x, h].into_iter().flatten().min()
     }
 
     fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.open.is_empty() && self.ooo.is_empty()
+        self.chunks.is_empty()
+            && self.open.is_empty()
+            && self.ooo.is_empty()
+            && self.hist.as_ref().is_none_or(|h| h.is_empty())
     }
 
     fn seal(&mut self) {
@@ -452,6 +620,7 @@ impl Head {
                 open: OpenChunk::default(),
                 last_v: 0,
                 ooo: Vec::new(),
+                hist: None,
             },
         );
         self.live += 1;
@@ -551,6 +720,90 @@ impl Head {
         self.samples += 1;
     }
 
+    /// Where a histogram sample at `t` would go in series `r`.
+    pub(crate) fn order_histogram(&self, r: u32, t: i64, h: &FloatHistogram) -> Order {
+        let Some(hd) = self.get(r).and_then(|s| s.hist.as_deref()) else {
+            return Order::Newest;
+        };
+        let same = |x: &HistogramSample| {
+            if same_histogram(&x.h, h) {
+                Order::Duplicate
+            } else {
+                Order::Conflict
+            }
+        };
+        match hd.max_t() {
+            Some(max) if t <= max => {}
+            _ => {
+                return match hd.ooo.binary_search_by_key(&t, |x| x.t) {
+                    Ok(i) => same(&hd.ooo[i]),
+                    Err(_) => Order::Newest,
+                };
+            }
+        }
+        if let Ok(i) = hd.ooo.binary_search_by_key(&t, |x| x.t) {
+            return same(&hd.ooo[i]);
+        }
+        if let Ok(i) = hd.open.binary_search_by_key(&t, |x| x.t) {
+            return same(&hd.open[i]);
+        }
+        let mut buf = Vec::new();
+        for c in hd.chunks.iter().filter(|c| c.min_t <= t && t <= c.max_t) {
+            let _ = hchunk::decode(&c.data, &mut buf);
+        }
+        match buf.iter().find(|x| x.t == t) {
+            Some(x) => same(x),
+            None => Order::Older,
+        }
+    }
+
+    /// Appends a histogram sample already checked with [`Head::order_histogram`] (or
+    /// replayed from the WAL).
+    pub(crate) fn append_histogram(&mut self, r: u32, t: i64, h: Arc<FloatHistogram>) {
+        let range = self.range;
+        let Some(s) = self.series.get_mut(r) else {
+            return;
+        };
+        let hd = s.hist.get_or_insert_with(Box::default);
+        let sample = HistogramSample { t, h };
+        match hd.max_t() {
+            Some(max) if t < max => match hd.ooo.binary_search_by_key(&t, |x| x.t) {
+                Ok(_) => return,
+                Err(i) => hd.ooo.insert(i, sample),
+            },
+            Some(max) if t == max => return,
+            _ => {
+                // Newer than every in-order sample: an out-of-order one at the same
+                // time (replay) gives way.
+                if let Ok(i) = hd.ooo.binary_search_by_key(&t, |x| x.t) {
+                    hd.ooo.remove(i);
+                    self.samples = self.samples.saturating_sub(1);
+                }
+                hd.push(range, sample);
+            }
+        }
+        self.samples += 1;
+    }
+
+    /// Copies out what a query over `[mint, maxt]` needs of series `r`'s histograms.
+    pub(crate) fn hist_data(&self, r: u32, mint: i64, maxt: i64) -> Option<HistSeriesData> {
+        let hd = self.get(r)?.hist.as_deref()?;
+        let sealed: Vec<Arc<[u8]>> = hd
+            .chunks
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+            .map(|c| Arc::clone(&c.data))
+            .collect();
+        let in_range = |x: &&HistogramSample| x.t >= mint && x.t <= maxt;
+        let tail: Vec<HistogramSample> = hd.open.iter().filter(in_range).cloned().collect();
+        let ooo: Vec<HistogramSample> = hd.ooo.iter().filter(in_range).cloned().collect();
+        (!sealed.is_empty() || !tail.is_empty() || !ooo.is_empty()).then_some(HistSeriesData {
+            sealed,
+            tail,
+            ooo,
+        })
+    }
+
     /// Series references matching every matcher, ascending. An empty list matches nothing.
     pub(crate) fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
         self.index.select(
@@ -598,12 +851,20 @@ impl Head {
         })
     }
 
-    /// Whether series `r` has a sample in `[mint, maxt]` (by chunk bounds).
+    /// Whether series `r` has a sample (float or histogram) in `[mint, maxt]` (by chunk
+    /// bounds).
     pub(crate) fn overlaps(&self, r: u32, mint: i64, maxt: i64) -> bool {
         self.get(r).is_some_and(|s| {
             s.chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt)
                 || (!s.open.is_empty() && s.open.max_t >= mint && s.open.min_t <= maxt)
                 || s.ooo.iter().any(|x| x.t >= mint && x.t <= maxt)
+                || s.hist.as_deref().is_some_and(|h| {
+                    h.chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt)
+                        || h.open
+                            .iter()
+                            .chain(&h.ooo)
+                            .any(|x| x.t >= mint && x.t <= maxt)
+                })
         })
     }
 
@@ -657,6 +918,11 @@ impl Head {
             if let Some(x) = s.ooo.last() {
                 hi = hi.max(x.t);
             }
+            if let Some(h) = s.hist.as_deref() {
+                for t in [h.max_t(), h.ooo.last().map(|x| x.t)].into_iter().flatten() {
+                    hi = hi.max(t);
+                }
+            }
         }
         (lo <= hi).then_some((lo, hi))
     }
@@ -665,7 +931,13 @@ impl Head {
     pub(crate) fn chunk_count(&self) -> usize {
         self.series
             .iter()
-            .map(|(_, s)| s.chunks.len() + usize::from(!s.open.is_empty()))
+            .map(|(_, s)| {
+                s.chunks.len()
+                    + usize::from(!s.open.is_empty())
+                    + s.hist
+                        .as_deref()
+                        .map_or(0, |h| h.chunks.len() + usize::from(!h.open.is_empty()))
+            })
             .sum()
     }
 
@@ -714,6 +986,14 @@ impl Head {
                 s.open = OpenChunk::default();
             }
             s.ooo.retain(|x| x.t >= t);
+            if let Some(h) = s.hist.as_deref_mut() {
+                h.chunks.retain(|c| c.max_t >= t);
+                h.open.retain(|x| x.t >= t);
+                h.ooo.retain(|x| x.t >= t);
+                if h.is_empty() {
+                    s.hist = None;
+                }
+            }
             if s.is_empty() {
                 emptied.push(r);
             }
@@ -732,6 +1012,7 @@ impl Head {
                 .map(|c| chunk::count(&c.data).unwrap_or(0) as u64)
                 .sum::<u64>();
             n += s.open.len() as u64 + s.ooo.len() as u64;
+            n += s.hist.as_deref().map_or(0, HistData::samples);
         }
         self.samples = n;
     }
@@ -763,6 +1044,15 @@ impl Head {
             }
             s.open.push(x.t, x.v);
             s.last_v = x.v.to_bits();
+        }
+        if let Some(h) = s.hist.take() {
+            let mut kept = HistData::default();
+            for x in h.all().into_iter().filter(|x| x.t < mint || x.t > maxt) {
+                kept.push(range, x);
+            }
+            if !kept.is_empty() {
+                s.hist = Some(Box::new(kept));
+            }
         }
         self.recount();
     }

@@ -281,6 +281,23 @@ impl Tsdb {
                     }
                 }
             }
+            Record::Chunk { sref, data } if data.first() == Some(&hchunk::ENC_HISTOGRAM) => {
+                let mut s = Vec::new();
+                if hchunk::decode(&data, &mut s).is_ok() {
+                    for x in s.into_iter().filter(|x| x.t >= min_valid) {
+                        head.append_histogram(sref as u32, x.t, x.h);
+                        replayed += 1;
+                    }
+                }
+            }
+            Record::Histograms(hs) => {
+                for (r, x) in hs {
+                    if x.t >= min_valid {
+                        head.append_histogram(r as u32, x.t, x.h);
+                        replayed += 1;
+                    }
+                }
+            }
             Record::Chunk { sref, data } => {
                 let mut s = Vec::new();
                 if chunk::decode(&data, &mut s).is_ok() {

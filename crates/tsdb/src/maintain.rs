@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use lookout_model::{Labels, Matcher, Sample};
-use lookout_storage::{Error, Result};
+use lookout_storage::{Error, HistogramSample, Result};
 
 use crate::block::{Block, BlockWriter, PageCache};
 use crate::options::{Options, RetentionRule};
@@ -255,7 +255,16 @@ impl Inner {
             let (Some(labels), Some(data)) = (labels, data) else {
                 continue;
             };
-            let samples = match data.decode(start, end - 1) {
+            let hist = self
+                .head
+                .read()
+                .expect("lock poisoned")
+                .hist_data(r, start, end - 1);
+            let decoded = data.decode(start, end - 1).and_then(|s| {
+                let h = hist.map_or(Ok(Vec::new()), |h| h.decode(start, end - 1))?;
+                Ok((s, h))
+            });
+            let (samples, histograms) = match decoded {
                 Ok(s) => s,
                 Err(e) => {
                     w.abort();
@@ -265,7 +274,7 @@ impl Inner {
                     });
                 }
             };
-            if let Err(e) = w.add(labels, &samples) {
+            if let Err(e) = w.add_with_histograms(labels, &samples, &histograms) {
                 w.abort();
                 return Err(block_err(e));
             }
@@ -330,6 +339,25 @@ impl Inner {
                     recs.push(Record::Samples(
                         s.ooo.iter().map(|x| (r as u64, x.t, x.v)).collect(),
                     ));
+                }
+                if let Some(h) = s.hist.as_deref() {
+                    for c in &h.chunks {
+                        recs.push(Record::Chunk {
+                            sref: r as u64,
+                            data: Arc::clone(&c.data),
+                        });
+                    }
+                    if !h.open.is_empty() {
+                        recs.push(Record::Chunk {
+                            sref: r as u64,
+                            data: crate::hchunk::encode(&h.open).into(),
+                        });
+                    }
+                    if !h.ooo.is_empty() {
+                        recs.push(Record::Histograms(
+                            h.ooo.iter().map(|x| (r as u64, x.clone())).collect(),
+                        ));
+                    }
                 }
             }
             // Exemplars of the series the head still has (the others are not replayed).
@@ -427,19 +455,37 @@ impl Inner {
         let mut cache = PageCache::default();
         for (ls, refs) in labels {
             let mut samples: Vec<Sample> = Vec::new();
+            let mut histograms: Vec<HistogramSample> = Vec::new();
             for (i, r) in refs {
-                let s = group[i]
+                let b = &group[i];
+                let s = b
                     .samples(r, i64::MIN, i64::MAX, &mut cache)
                     .map_err(block_err)?;
                 samples = head::merge(samples, s);
+                if b.hist_overlaps(r, i64::MIN, i64::MAX) {
+                    let h = b
+                        .histograms(r, i64::MIN, i64::MAX, &mut cache)
+                        .map_err(block_err)?;
+                    histograms = head::merge_histograms(histograms, h);
+                }
             }
             if let Some(prune) = prune {
                 prune(&ls, &mut samples);
-                if samples.is_empty() {
+                if !histograms.is_empty() {
+                    // Prunes decide by series and time: what they keep of the histograms'
+                    // timestamps is what stays.
+                    let mut times: Vec<Sample> =
+                        histograms.iter().map(|h| Sample::new(h.t, 0.0)).collect();
+                    prune(&ls, &mut times);
+                    let kept: HashSet<i64> = times.iter().map(|s| s.t).collect();
+                    histograms.retain(|h| kept.contains(&h.t));
+                }
+                if samples.is_empty() && histograms.is_empty() {
                     continue;
                 }
             }
-            w.add(ls, &samples).map_err(block_err)?;
+            w.add_with_histograms(ls, &samples, &histograms)
+                .map_err(block_err)?;
         }
         let meta = w.finish().map_err(block_err)?;
         let new = match &meta {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use lookout_model::{Labels, Matcher, Sample};
 use lookout_storage::{
-    Error, ExemplarSeries, Querier, Queryable, Result, RollupSeries, SelectHints, Series,
+    Error, ExemplarSeries, HistogramSample, HistogramSeries, Querier, Queryable, Result,
+    RollupSeries, SelectHints, Series,
 };
 
 use crate::block::{Block, PageCache};
@@ -93,6 +94,61 @@ impl Querier for TsdbQuerier<'_> {
             .lock()
             .expect("lock poisoned")
             .select(self.mint, self.maxt, matchers))
+    }
+
+    fn select_histograms(
+        &self,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<HistogramSeries>> {
+        if matchers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (lo, hi) = hints.within(self.mint, self.maxt);
+        // Few series carry histograms, and a histogram is many numbers: each series' parts
+        // (blocks in time order, then the head) are merged as read.
+        let mut series: BTreeMap<Labels, Vec<HistogramSample>> = BTreeMap::new();
+        let mut cache = PageCache::for_queries();
+        for b in &self.blocks {
+            if b.meta.max_time <= lo || b.meta.min_time > hi {
+                continue;
+            }
+            for r in b.select(matchers) {
+                if !b.hist_overlaps(r, lo, hi) {
+                    continue;
+                }
+                match b.histograms(r, lo, hi, &mut cache) {
+                    Ok(h) if !h.is_empty() => {
+                        let e = series.entry(b.labels(r)).or_default();
+                        *e = head::merge_histograms(std::mem::take(e), h);
+                    }
+                    Ok(_) => {}
+                    // A damaged page costs its series' samples in this block.
+                    Err(e) => self.db.damaged_chunks(&b.meta.id, &e),
+                }
+            }
+        }
+        let head_parts: Vec<(Labels, head::HistSeriesData)> = {
+            let head = self.db.head.read().expect("lock poisoned");
+            head.select(matchers)
+                .into_iter()
+                .filter_map(|r| Some((head.labels_of(r)?, head.hist_data(r, lo, hi)?)))
+                .collect()
+        };
+        for (ls, d) in head_parts {
+            let h = d.decode(lo, hi).map_err(|e| Error::Io {
+                context: format!("decoding head histogram chunk of {ls}"),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?;
+            if !h.is_empty() {
+                let e = series.entry(ls).or_default();
+                *e = head::merge_histograms(std::mem::take(e), h);
+            }
+        }
+        Ok(series
+            .into_iter()
+            .map(|(labels, samples)| HistogramSeries { labels, samples })
+            .collect())
     }
 
     fn select(&self, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {

@@ -366,18 +366,148 @@ fn size_retention_deletes_oldest_blocks_first() {
     );
 }
 
+/// A native histogram of scrape `i`: counts grow, the layout widens now and then, and
+/// every 97th scrape is a float histogram with fractional counts.
+fn hist(i: i64) -> lookout_model::FloatHistogram {
+    let n = i as f64;
+    let wide = (i / 500) % 3;
+    let frac = if i % 97 == 0 { 0.25 } else { 0.0 };
+    let buckets: Vec<String> = (0..3 + wide)
+        .map(|k| format!("{}", n * (k + 1) as f64 + frac))
+        .collect();
+    lookout_model::FloatHistogram::parse(&format!(
+        "{{{{schema:3 count:{} sum:{} z_bucket:{n} z_bucket_w:0.001 offset:-2 buckets:[{}] n_offset:1 n_buckets:[{n}]}}}}",
+        n * 9.0,
+        n * 0.125,
+        buckets.join(" ")
+    ))
+    .unwrap()
+}
+
+fn hists(db: &Tsdb, mint: i64, maxt: i64) -> Vec<(Labels, Vec<(i64, String)>)> {
+    db.querier(mint, maxt)
+        .unwrap()
+        .select_histograms(
+            &SelectHints::default(),
+            &[Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()],
+        )
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            (
+                s.labels,
+                s.samples.iter().map(|x| (x.t, x.h.to_string())).collect(),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn native_histograms_are_refused_by_name() {
+fn native_histograms_survive_replay_checkpoints_blocks_compaction_and_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Tsdb::open(dir.path(), Options::default(), &mut Registry::default()).unwrap();
+    let db = open(dir.path());
+    let lat = Labels::from_pairs([("__name__", "rpc_seconds"), ("job", "api")]);
+    let mut want: Vec<(i64, String)> = Vec::new();
+    // 30 hours of 15 s scrapes: the head cuts blocks and compacts them as it goes.
+    for hour in 0..30 {
+        let mut app = db.appender();
+        for k in 0..240 {
+            let t = hour * H + k * 15_000;
+            let h = hist(t / 15_000);
+            app.append_histogram(&lat, t, &h).unwrap();
+            app.append(&up("counter"), t, t as f64).unwrap();
+            want.push((t, h.to_string()));
+        }
+        app.commit().unwrap();
+        if hour == 3 {
+            // A checkpoint holds the head's histogram chunks and open samples.
+            db.inner.checkpoint().unwrap();
+        }
+    }
+    let floats = bits(&all(&db));
+    assert_eq!(
+        hists(&db, i64::MIN, i64::MAX),
+        vec![(lat.clone(), want.clone())]
+    );
+    // Out of order inside the window, duplicates, and conflicts, as for floats.
     let mut app = db.appender();
-    let h = lookout_model::FloatHistogram::parse("{{sum:1 count:1 buckets:[1]}}").unwrap();
+    let late = 30 * H - 15_000 * 10 + 7;
+    app.append_histogram(&lat, late, &hist(3)).unwrap();
+    app.append_histogram(&lat, want.last().unwrap().0, &hist(30 * 240 - 1))
+        .unwrap();
+    let e = app
+        .append_histogram(&lat, want.last().unwrap().0, &hist(1))
+        .unwrap_err();
+    assert!(matches!(e, Error::DuplicateSample { .. }), "{e}");
+    let e = app.append_histogram(&lat, 1000, &hist(1)).unwrap_err();
+    assert!(matches!(e, Error::OutOfOrder { .. }), "{e}");
+    app.commit().unwrap();
+    let at = want.partition_point(|x| x.0 < late);
+    want.insert(at, (late, hist(3).to_string()));
+    // Replay from the WAL (and checkpoint) gives them back.
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(
+        hists(&db, i64::MIN, i64::MAX),
+        vec![(lat.clone(), want.clone())]
+    );
+    // Blocks and compaction keep them, and floats as they were.
+    db.maintain(30 * H).unwrap();
+    assert!(db.stats().blocks >= 3);
+    assert_eq!(
+        hists(&db, i64::MIN, i64::MAX),
+        vec![(lat.clone(), want.clone())]
+    );
+    assert_eq!(floats, bits(&all(&db)));
+    // A range reads only its samples; a float selection never returns histograms.
+    let part: Vec<(i64, String)> = want
+        .iter()
+        .filter(|x| x.0 >= 5 * H && x.0 <= 7 * H)
+        .cloned()
+        .collect();
+    assert_eq!(hists(&db, 5 * H, 7 * H), vec![(lat.clone(), part)]);
+    assert!(all(&db).iter().all(|s| s.labels != lat));
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(
+        hists(&db, i64::MIN, i64::MAX),
+        vec![(lat.clone(), want.clone())]
+    );
+    // Deletion and retention cut histograms as they cut floats.
+    db.delete_series(&[Matcher::equal("job", "api")], 0, 2 * H)
+        .unwrap();
+    want.retain(|x| x.0 > 2 * H);
+    assert_eq!(
+        hists(&db, i64::MIN, i64::MAX),
+        vec![(lat.clone(), want.clone())]
+    );
+    db.maintain(16 * 24 * H).unwrap();
+    let left = hists(&db, i64::MIN, i64::MAX);
+    assert_eq!(left.len(), 1, "the newest block is inside the retention");
+    let first = left[0].1[0].0;
+    assert!(first > 12 * H, "blocks past retention went: {first}");
+    want.retain(|x| x.0 >= first);
+    assert_eq!(left, vec![(lat, want)]);
+    db.close().unwrap();
+}
+
+#[test]
+fn histograms_too_wide_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut h = lookout_model::FloatHistogram::default();
+    for i in 0..=crate::hchunk::MAX_BUCKETS as i32 {
+        h.positive.insert(i, 1.0);
+    }
+    let mut app = db.appender();
     let e = app
         .append_histogram(&Labels::from_pairs([("__name__", "h")]), 1000, &h)
         .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "native histograms are not stored by this store yet"
+    assert!(
+        e.to_string().contains("native histogram buckets per side"),
+        "{e}"
     );
     app.rollback();
 }

@@ -21,6 +21,9 @@
 //! - `5` exemplars: u32 count, per exemplar u64 ref, i64 timestamp (ms), u64 value bits,
 //!   u16 label count, per label u16 name length + name, u16 value length + value.
 //!   A build from before exemplars skips these records as damage and keeps the rest.
+//! - `6` native histograms: u32 count, per sample u64 ref, u32 length, then the sample as
+//!   a histogram chunk of one (see `hchunk`: it carries the timestamp). Checkpoints keep
+//!   sealed histogram chunks in `3` records (the chunk's first byte tells them apart).
 //!
 //! # Recovery
 //!
@@ -60,6 +63,13 @@ const REC_SAMPLES: u8 = 2;
 const REC_CHUNK: u8 = 3;
 const REC_DELETE: u8 = 4;
 const REC_EXEMPLARS: u8 = 5;
+const REC_HISTOGRAMS: u8 = 6;
+/// The highest record type this build writes (a frame's type byte past it is damage).
+const REC_LAST: u8 = REC_HISTOGRAMS;
+/// Most histogram samples in one record: a histogram is bounded
+/// ([`crate::hchunk::MAX_BUCKETS`] per side, at most about 1.5 MiB encoded), so a record
+/// stays far under [`MAX_RECORD`].
+const MAX_HISTOGRAMS_PER_RECORD: usize = 100;
 /// Largest payload a record may declare; anything bigger is corruption.
 const MAX_RECORD: u32 = 256 << 20;
 /// Most samples written in one record (24 MiB of payload), far under [`MAX_RECORD`];
@@ -94,6 +104,8 @@ pub(crate) enum Record {
     Delete { sref: u64, mint: i64, maxt: i64 },
     /// Exemplars `(ref, exemplar)`.
     Exemplars(Vec<(u64, lookout_model::Exemplar)>),
+    /// Native-histogram samples `(ref, sample)`.
+    Histograms(Vec<(u64, lookout_storage::HistogramSample)>),
 }
 
 fn encode(rec: &Record, buf: &mut Vec<u8>) {
@@ -147,6 +159,16 @@ fn encode(rec: &Record, buf: &mut Vec<u8>) {
                 }
             }
         }
+        Record::Histograms(hs) => {
+            buf.push(REC_HISTOGRAMS);
+            buf.extend_from_slice(&(hs.len() as u32).to_le_bytes());
+            for (r, h) in hs {
+                let one = crate::hchunk::encode(std::slice::from_ref(h));
+                buf.extend_from_slice(&r.to_le_bytes());
+                buf.extend_from_slice(&(one.len() as u32).to_le_bytes());
+                buf.extend_from_slice(&one);
+            }
+        }
     }
 }
 
@@ -165,6 +187,14 @@ fn frame(rec: &Record, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
     {
         for part in e.chunks(MAX_EXEMPLARS_PER_RECORD) {
             frame(&Record::Exemplars(part.to_vec()), scratch, out);
+        }
+        return;
+    }
+    if let Record::Histograms(h) = rec
+        && h.len() > MAX_HISTOGRAMS_PER_RECORD
+    {
+        for part in h.chunks(MAX_HISTOGRAMS_PER_RECORD) {
+            frame(&Record::Histograms(part.to_vec()), scratch, out);
         }
         return;
     }
@@ -275,6 +305,25 @@ fn decode(payload: &[u8]) -> Option<Record> {
             }
             Record::Exemplars(es)
         }
+        REC_HISTOGRAMS => {
+            let n = c.u32()? as usize;
+            // Each sample takes at least 16 bytes: a count past that is damage.
+            if n.checked_mul(16)? > c.0.len() {
+                return None;
+            }
+            let mut hs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let r = c.u64()?;
+                let len = c.u32()? as usize;
+                let mut one = Vec::with_capacity(1);
+                crate::hchunk::decode(c.take(len)?, &mut one).ok()?;
+                if one.len() != 1 {
+                    return None;
+                }
+                hs.push((r, one.pop()?));
+            }
+            Record::Histograms(hs)
+        }
         REC_DELETE => Record::Delete {
             sref: c.u64()?,
             mint: c.u64()? as i64,
@@ -322,7 +371,7 @@ fn frame_at(data: &[u8], pos: usize) -> Option<(Record, usize)> {
 fn good_frame_at(data: &[u8], pos: usize, work: &mut u64) -> Option<usize> {
     let frame = data.get(pos..pos.checked_add(9)?)?;
     let n = u32::from_le_bytes(frame[..4].try_into().expect("4 bytes")) as usize;
-    if n == 0 || n > data.len() - pos - 8 || !(REC_SERIES..=REC_DELETE).contains(&frame[8]) {
+    if n == 0 || n > data.len() - pos - 8 || !(REC_SERIES..=REC_LAST).contains(&frame[8]) {
         return None;
     }
     *work += n as u64;
@@ -745,6 +794,23 @@ mod tests {
                     },
                 ),
             ]),
+            Record::Histograms(
+                (0..60)
+                    .map(|i| {
+                        let h = lookout_model::FloatHistogram::parse(&format!(
+                            "{{{{schema:1 count:{i} sum:0.5 offset:-2 buckets:[{i} 0.5]}}}}"
+                        ))
+                        .unwrap();
+                        (
+                            i % 3,
+                            lookout_storage::HistogramSample {
+                                t: i as i64 * 10,
+                                h: std::sync::Arc::new(h),
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
         ];
         {
             let (mut w, _) = Wal::open(dir.path(), 100, |_| {}).unwrap();
