@@ -177,6 +177,78 @@ fn issue_16_remote_write_requests_get_named_answers() {
         "{body}"
     );
 
+    // A 2.0 request with a native histogram: stored, counted, and answered by the query
+    // API as a histogram; a custom-bucket one is refused by name.
+    use lookout_remote::v2;
+    let hist_request = |schema: i32, custom: Vec<f64>| {
+        let req = v2::Request {
+            symbols: vec![
+                String::new(),
+                "__name__".into(),
+                "rpc_duration_seconds".into(),
+                "job".into(),
+                "pushed".into(),
+            ],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 4],
+                histograms: vec![v2::Histogram {
+                    count_int: Some(7),
+                    sum: 1.75,
+                    schema,
+                    zero_threshold: 0.001,
+                    zero_count_int: Some(1),
+                    positive_spans: vec![v2::BucketSpan {
+                        offset: -2,
+                        length: 3,
+                    }],
+                    positive_deltas: vec![1, 2, -1],
+                    timestamp: t - 500,
+                    custom_values: custom,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        lookout_remote::encode_v2(&req)
+    };
+    let send_v2 = |body: Vec<u8>| {
+        http()
+            .post(format!("{}/api/v1/write", lk.base))
+            .header(
+                "content-type",
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            )
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "2.0.0")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let r = send_v2(hist_request(1, Vec::new()));
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        r.headers()["x-prometheus-remote-write-histograms-written"],
+        "1"
+    );
+    let (code, body) = lk.get(&format!(
+        "/api/v1/query?query=rpc_duration_seconds&time={}",
+        t / 1000 + 1
+    ));
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let h = &v["data"]["result"][0]["histogram"];
+    assert_eq!(h[1]["count"], "7", "{body}");
+    assert_eq!(h[1]["sum"], "1.75", "{body}");
+    assert_eq!(
+        h[1]["buckets"].as_array().map(Vec::len),
+        Some(4),
+        "zero bucket and three positive buckets: {body}"
+    );
+    let r = send_v2(hist_request(-53, vec![0.1, 1.0]));
+    assert_eq!(r.status().as_u16(), 400);
+    let text = r.text().unwrap();
+    assert!(text.contains("custom-bucket"), "{text}");
+
     let mut huge = vec![0x80, 0x80, 0x80, 0x80, 0x0f];
     huge.extend_from_slice(&[0; 64]);
     let no_name = encode_write_request(&[Series {

@@ -65,7 +65,84 @@ fn buckets(list: &str, offset: i32) -> Result<BTreeMap<i32, f64>, String> {
     Ok(out)
 }
 
+/// `frac × 2^exp`, exact wherever the result is representable (as Go's `math.Ldexp`).
+fn ldexp(frac: f64, exp: i32) -> f64 {
+    let step = |v: f64, e: i32| v * f64::from_bits(((e + 1023) as u64) << 52);
+    match exp {
+        e if e > 1023 => step(step(frac, 1023), (e - 1023).min(1023)),
+        e if e < -1022 => step(step(frac, -1022), (e + 1022).max(-1022)),
+        e => step(frac, e),
+    }
+}
+
+/// The upper bound of bucket `index` of a standard schema (−4 to 8): `2^(index ×
+/// 2^−schema)`, computed as Prometheus does (a power of two times a fraction of the
+/// schema's table), so bounds are bit for bit the same; past the largest float,
+/// `f64::MAX`.
+pub fn bucket_upper(schema: i32, index: i32) -> f64 {
+    if schema <= 0 {
+        let exp = i64::from(index) << (-schema).min(8);
+        return if exp >= 1024 {
+            f64::MAX
+        } else {
+            ldexp(1.0, exp.max(-1100) as i32)
+        };
+    }
+    let schema = schema.min(8);
+    let n = 1i64 << schema;
+    let frac_idx = i64::from(index).rem_euclid(n);
+    let frac = (frac_idx as f64 / n as f64).exp2() / 2.0;
+    let exp = i64::from(index).div_euclid(n) + 1;
+    if frac == 0.5 && exp == 1025 {
+        return f64::MAX;
+    }
+    ldexp(frac, exp.clamp(-1100, 1100) as i32)
+}
+
+/// What Prometheus's API says of one bucket: its boundary rule (0: upper bound
+/// inclusive, 1: lower bound inclusive, 3: both, the zero bucket), lower and upper bound,
+/// and count.
+pub type BucketOut = (u8, f64, f64, f64);
+
 impl FloatHistogram {
+    /// The buckets with a non-zero count as Prometheus's API lists them: the negative
+    /// ones from the most negative, the zero bucket, then the positive ones. As in
+    /// Prometheus, a bucket's bound nearest zero is moved out to the zero bucket's edge
+    /// when it lies inside it.
+    pub fn api_buckets(&self) -> Vec<BucketOut> {
+        let zt = self.zero_threshold;
+        let mut out = Vec::new();
+        for (i, c) in self.negative.iter().rev() {
+            if *c != 0.0 {
+                out.push((
+                    1,
+                    -bucket_upper(self.schema, *i),
+                    (-bucket_upper(self.schema, i - 1)).min(-zt),
+                    *c,
+                ));
+            }
+        }
+        if self.zero_count != 0.0 {
+            out.push((
+                3,
+                -self.zero_threshold,
+                self.zero_threshold,
+                self.zero_count,
+            ));
+        }
+        for (i, c) in &self.positive {
+            if *c != 0.0 {
+                out.push((
+                    0,
+                    bucket_upper(self.schema, i - 1).max(zt),
+                    bucket_upper(self.schema, *i),
+                    *c,
+                ));
+            }
+        }
+        out
+    }
+
     /// Parses the inside of `{{…}}` in Prometheus's test notation.
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim();
@@ -216,6 +293,52 @@ impl fmt::Display for FloatHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_bounds_follow_the_schema() {
+        assert_eq!(bucket_upper(0, 0), 1.0);
+        assert_eq!(bucket_upper(0, 3), 8.0);
+        assert_eq!(bucket_upper(0, -2), 0.25);
+        assert_eq!(bucket_upper(-2, 1), 16.0);
+        assert_eq!(bucket_upper(1, 1), std::f64::consts::SQRT_2);
+        assert_eq!(bucket_upper(1, 2), 2.0);
+        assert_eq!(bucket_upper(1, -1), std::f64::consts::FRAC_1_SQRT_2);
+        assert_eq!(bucket_upper(3, 8), 2.0);
+        assert!((bucket_upper(3, 1) - 2f64.powf(0.125)).abs() < 1e-15);
+        assert_eq!(bucket_upper(0, 1024), f64::MAX);
+        assert_eq!(bucket_upper(-4, 200), f64::MAX);
+        assert_eq!(
+            bucket_upper(0, -1074),
+            f64::from_bits(1),
+            "the smallest subnormal"
+        );
+        assert_eq!(bucket_upper(8, i32::MIN), 0.0);
+        let h = FloatHistogram::parse(
+            "{{schema:0 count:6 sum:1 z_bucket:1 z_bucket_w:0.001 offset:1 buckets:[2 0 1] n_offset:0 n_buckets:[1 1]}}",
+        )
+        .unwrap();
+        assert_eq!(
+            h.api_buckets(),
+            vec![
+                (1, -2.0, -1.0, 1.0),
+                (1, -1.0, -0.5, 1.0),
+                (3, -0.001, 0.001, 1.0),
+                (0, 1.0, 2.0, 2.0),
+                (0, 4.0, 8.0, 1.0),
+            ]
+        );
+        // Buckets inside the zero bucket's width start at its edge, as Prometheus lists
+        // them (Debian's Prometheus 2.42 answered with these bounds for this histogram).
+        let h = FloatHistogram::parse(
+            "{{schema:-2 count:11 sum:3.25 z_bucket:1 z_bucket_w:0.001 offset:-3 buckets:[1 2 0 0 1 3 1] n_offset:-1 n_buckets:[1 1]}}",
+        )
+        .unwrap();
+        let b = h.api_buckets();
+        assert_eq!(b[1], (1, -0.0625, -0.00390625, 1.0));
+        assert_eq!(b[3], (0, 0.001, 0.000244140625, 1.0));
+        assert_eq!(b[4], (0, 0.001, 0.00390625, 2.0));
+        assert_eq!(b[7], (0, 256.0, 4096.0, 1.0));
+    }
 
     #[test]
     fn notation_round_trips_and_adds() {

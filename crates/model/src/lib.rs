@@ -27,7 +27,7 @@ pub mod status;
 mod time;
 
 pub use exemplar::{Exemplar, MAX_EXEMPLAR_LABEL_RUNES};
-pub use histogram::{CounterResetHint, FloatHistogram};
+pub use histogram::{BucketOut, CounterResetHint, FloatHistogram, bucket_upper};
 pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use metadata::MetricType;

@@ -35,6 +35,14 @@ pub enum Error {
     /// The decompressed body is not a `prometheus.WriteRequest`.
     #[error("invalid protobuf: {0}")]
     Protobuf(String),
+    /// A native histogram cannot be stored (names the series and the problem).
+    #[error("invalid native histogram in {series}: {message}")]
+    Histogram {
+        /// The series.
+        series: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A series' labels cannot be stored (names the series and the problem).
     #[error("invalid labels {series}: {message}")]
     Labels {
@@ -163,7 +171,7 @@ pub mod v2 {
         /// The float samples.
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<super::Sample>,
-        /// Native histograms, counted only (Lookout does not store them yet).
+        /// Native histograms.
         #[prost(message, repeated, tag = "3")]
         pub histograms: Vec<Histogram>,
         /// The exemplars.
@@ -206,23 +214,212 @@ pub mod v2 {
         pub unit_ref: u32,
     }
 
-    /// A native histogram, not read beyond its presence.
+    /// A native histogram sample (the `oneof`s of the schema are optional fields here,
+    /// which is the same on the wire).
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Histogram {
+        /// The count, for an integer histogram.
+        #[prost(uint64, optional, tag = "1")]
+        pub count_int: Option<u64>,
+        /// The count, for a float histogram.
+        #[prost(double, optional, tag = "2")]
+        pub count_float: Option<f64>,
+        /// The sum of the observations.
+        #[prost(double, tag = "3")]
+        pub sum: f64,
+        /// The resolution: −4 to 8, or −53 for custom buckets.
+        #[prost(sint32, tag = "4")]
+        pub schema: i32,
+        /// The zero bucket's width.
+        #[prost(double, tag = "5")]
+        pub zero_threshold: f64,
+        /// The zero bucket's count, integer histograms.
+        #[prost(uint64, optional, tag = "6")]
+        pub zero_count_int: Option<u64>,
+        /// The zero bucket's count, float histograms.
+        #[prost(double, optional, tag = "7")]
+        pub zero_count_float: Option<f64>,
+        /// Where the negative buckets are.
+        #[prost(message, repeated, tag = "8")]
+        pub negative_spans: Vec<BucketSpan>,
+        /// Negative bucket counts as deltas from the previous bucket's (integer).
+        #[prost(sint64, repeated, tag = "9")]
+        pub negative_deltas: Vec<i64>,
+        /// Negative bucket counts (float).
+        #[prost(double, repeated, tag = "10")]
+        pub negative_counts: Vec<f64>,
+        /// Where the positive buckets are.
+        #[prost(message, repeated, tag = "11")]
+        pub positive_spans: Vec<BucketSpan>,
+        /// Positive bucket counts as deltas from the previous bucket's (integer).
+        #[prost(sint64, repeated, tag = "12")]
+        pub positive_deltas: Vec<i64>,
+        /// Positive bucket counts (float).
+        #[prost(double, repeated, tag = "13")]
+        pub positive_counts: Vec<f64>,
+        /// 0 unknown, 1 reset, 2 no reset, 3 gauge.
+        #[prost(int32, tag = "14")]
+        pub reset_hint: i32,
         /// Its timestamp (ms).
         #[prost(int64, tag = "15")]
         pub timestamp: i64,
+        /// Custom bucket bounds (schema −53).
+        #[prost(double, repeated, tag = "16")]
+        pub custom_values: Vec<f64>,
+    }
+
+    /// A run of consecutive buckets: its offset from the end of the previous run (from
+    /// index 0 for the first) and its length.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct BucketSpan {
+        /// Gap before the run.
+        #[prost(sint32, tag = "1")]
+        pub offset: i32,
+        /// Buckets in the run.
+        #[prost(uint32, tag = "2")]
+        pub length: u32,
     }
 }
 
-/// A decoded remote-write 2.0 request: the float series, and how many native histogram
-/// samples it carried (which Lookout cannot store yet).
+/// Most buckets on one side of a native histogram a request may carry.
+pub const MAX_HISTOGRAM_BUCKETS: usize = 1 << 16;
+
+/// A native histogram from the wire, as Lookout keeps it: spans resolved to bucket
+/// indexes, integer deltas summed to counts. Custom-bucket histograms (schema −53) are
+/// refused by name (their bounds are not kept yet), and so are schemas out of range,
+/// spans that do not match their counts, negative or overflowing counts and more than
+/// [`MAX_HISTOGRAM_BUCKETS`] buckets on a side.
+pub fn histogram_of(
+    h: &v2::Histogram,
+) -> std::result::Result<lookout_model::FloatHistogram, String> {
+    use lookout_model::CounterResetHint;
+    if h.schema == -53 || !h.custom_values.is_empty() {
+        return Err("custom-bucket native histograms (schema -53) are not stored yet".into());
+    }
+    if !(-4..=8).contains(&h.schema) {
+        return Err(format!(
+            "native histogram schema {} is not between -4 and 8",
+            h.schema
+        ));
+    }
+    let integer = h.count_float.is_none();
+    let side = |spans: &[v2::BucketSpan], deltas: &[i64], counts: &[f64], name: &str| {
+        let n: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
+        if n > MAX_HISTOGRAM_BUCKETS as u64 {
+            return Err(format!(
+                "{n} {name} buckets, more than {MAX_HISTOGRAM_BUCKETS}"
+            ));
+        }
+        let have = if integer { deltas.len() } else { counts.len() };
+        if (integer && !counts.is_empty()) || (!integer && !deltas.is_empty()) {
+            return Err(format!("{name} buckets mix integer and float counts"));
+        }
+        if have as u64 != n {
+            return Err(format!(
+                "{name} spans hold {n} buckets but {have} counts were sent"
+            ));
+        }
+        let mut out = std::collections::BTreeMap::new();
+        let mut idx: i64 = 0;
+        let mut k = 0usize;
+        let mut count: i64 = 0;
+        for (j, s) in spans.iter().enumerate() {
+            idx = if j == 0 {
+                i64::from(s.offset)
+            } else {
+                idx.checked_add(i64::from(s.offset))
+                    .ok_or_else(|| format!("{name} bucket index overflows"))?
+            };
+            for _ in 0..s.length {
+                let i = i32::try_from(idx)
+                    .map_err(|_| format!("{name} bucket index {idx} out of range"))?;
+                let v = if integer {
+                    count = count
+                        .checked_add(deltas[k])
+                        .ok_or_else(|| format!("{name} bucket count overflows"))?;
+                    if count < 0 {
+                        return Err(format!("negative count in {name} bucket {i}"));
+                    }
+                    count as f64
+                } else {
+                    let v = counts[k];
+                    if v < 0.0 || v.is_nan() {
+                        return Err(format!("count {v} in {name} bucket {i}"));
+                    }
+                    v
+                };
+                out.insert(i, v);
+                k += 1;
+                idx += 1;
+            }
+        }
+        Ok(out)
+    };
+    let positive = side(
+        &h.positive_spans,
+        &h.positive_deltas,
+        &h.positive_counts,
+        "positive",
+    )?;
+    let negative = side(
+        &h.negative_spans,
+        &h.negative_deltas,
+        &h.negative_counts,
+        "negative",
+    )?;
+    let (count, zero_count) = if integer {
+        (
+            h.count_int.unwrap_or(0) as f64,
+            h.zero_count_int.unwrap_or(0) as f64,
+        )
+    } else {
+        (
+            h.count_float.unwrap_or(0.0),
+            h.zero_count_float.unwrap_or(0.0),
+        )
+    };
+    // As Prometheus: the count covers at least what the buckets hold.
+    let held: f64 = zero_count + positive.values().sum::<f64>() + negative.values().sum::<f64>();
+    if count < held {
+        return Err(format!(
+            "{held} observations found in buckets, but the count is {count}"
+        ));
+    }
+    Ok(lookout_model::FloatHistogram {
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count,
+        count,
+        sum: h.sum,
+        positive,
+        negative,
+        hint: match h.reset_hint {
+            1 => CounterResetHint::Reset,
+            2 => CounterResetHint::NotReset,
+            3 => CounterResetHint::Gauge,
+            _ => CounterResetHint::Unknown,
+        },
+    })
+}
+
+/// A series' native-histogram samples from a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSeries {
+    /// Its labels.
+    pub labels: Labels,
+    /// (timestamp ms, histogram), as sent.
+    pub samples: Vec<(i64, lookout_model::FloatHistogram)>,
+}
+
+/// A decoded remote-write 2.0 request: the float series and the native-histogram ones.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedV2 {
-    /// The series with float samples.
+    /// The series with float samples (or exemplars).
     pub series: Vec<Series>,
     /// Native histogram samples in the request.
     pub histograms: usize,
+    /// The series with native-histogram samples.
+    pub histogram_series: Vec<HistogramSeries>,
 }
 
 /// Decodes a snappy-compressed `io.prometheus.write.v2.Request`: every label reference
@@ -234,10 +431,30 @@ pub fn decode_v2_request(body: &[u8], limits: &Limits) -> Result<DecodedV2> {
     let mut out = DecodedV2 {
         series: Vec::with_capacity(req.timeseries.len()),
         histograms: 0,
+        histogram_series: Vec::new(),
     };
     for ts in req.timeseries {
         out.histograms += ts.histograms.len();
         let pairs = resolve(&req.symbols, &ts.labels_refs)?;
+        if !ts.histograms.is_empty() {
+            let s = series_of(&pairs, &[])?;
+            let samples = ts
+                .histograms
+                .iter()
+                .map(|h| {
+                    histogram_of(h)
+                        .map(|x| (h.timestamp, x))
+                        .map_err(|message| Error::Histogram {
+                            series: s.labels.to_string(),
+                            message,
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.histogram_series.push(HistogramSeries {
+                labels: s.labels,
+                samples,
+            });
+        }
         if ts.samples.is_empty() && ts.exemplars.is_empty() {
             continue;
         }
@@ -616,10 +833,16 @@ pub fn encode_v2_request_with(
             created_timestamp: s.created,
         })
         .collect();
-    snappy(&prost::Message::encode_to_vec(&v2::Request {
+    encode_v2(&v2::Request {
         symbols,
         timeseries,
-    }))
+    })
+}
+
+/// Encodes a 2.0 request as built by the caller (native histograms, for one), snappy
+/// compressed as the protocol sends it.
+pub fn encode_v2(req: &v2::Request) -> Vec<u8> {
+    snappy(&prost::Message::encode_to_vec(req))
 }
 
 #[cfg(test)]
@@ -676,7 +899,10 @@ mod tests {
             symbols: vec![String::new(), "__name__".into(), "h".into()],
             timeseries: vec![v2::TimeSeries {
                 labels_refs: vec![1, 2],
-                histograms: vec![v2::Histogram { timestamp: 5 }],
+                histograms: vec![v2::Histogram {
+                    timestamp: 5,
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         };
@@ -685,6 +911,120 @@ mod tests {
             .unwrap();
         let got = decode_v2_request(&body, &Limits::default()).unwrap();
         assert_eq!((got.series.len(), got.histograms), (0, 1));
+        assert_eq!(got.histogram_series[0].samples[0].0, 5);
+    }
+
+    fn span(offset: i32, length: u32) -> v2::BucketSpan {
+        v2::BucketSpan { offset, length }
+    }
+
+    #[test]
+    fn native_histograms_from_the_wire_resolve_spans_and_deltas() {
+        // Prometheus's own example: spans [0:2] [2:1] hold buckets 0, 1 and 4 (offset
+        // from the previous span's end); integer counts as deltas.
+        let h = v2::Histogram {
+            count_int: Some(15),
+            sum: 18.4,
+            schema: 1,
+            zero_threshold: 0.001,
+            zero_count_int: Some(2),
+            positive_spans: vec![span(0, 2), span(2, 1)],
+            positive_deltas: vec![2, 1, -1],
+            negative_spans: vec![span(-3, 2)],
+            negative_deltas: vec![1, 4],
+            reset_hint: 2,
+            timestamp: 7,
+            ..Default::default()
+        };
+        let got = histogram_of(&h).unwrap();
+        let want = lookout_model::FloatHistogram::parse(
+            "{{schema:1 count:15 sum:18.4 z_bucket:2 z_bucket_w:0.001 offset:0 buckets:[2 3 0 0 2] n_offset:-3 n_buckets:[1 5] counter_reset_hint:not_reset}}",
+        )
+        .unwrap();
+        assert!(got.same_as(&want), "{got} vs {want}");
+        assert_eq!(
+            got.positive.keys().copied().collect::<Vec<_>>(),
+            vec![0, 1, 4]
+        );
+        let float = v2::Histogram {
+            count_float: Some(2.5),
+            zero_count_float: Some(0.5),
+            positive_spans: vec![span(-1, 2)],
+            positive_counts: vec![1.5, 0.5],
+            ..Default::default()
+        };
+        let got = histogram_of(&float).unwrap();
+        assert_eq!((got.count, got.zero_count), (2.5, 0.5));
+        assert_eq!(got.positive.get(&-1), Some(&1.5));
+        // Hostile and malformed ones are named.
+        let bad = |h: v2::Histogram, says: &str| {
+            let e = histogram_of(&h).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        };
+        bad(
+            v2::Histogram {
+                count_int: Some(1),
+                positive_spans: vec![span(0, 1)],
+                positive_deltas: vec![2],
+                ..Default::default()
+            },
+            "2 observations found in buckets, but the count is 1",
+        );
+        bad(
+            v2::Histogram {
+                schema: -53,
+                custom_values: vec![1.0],
+                ..Default::default()
+            },
+            "custom-bucket",
+        );
+        bad(
+            v2::Histogram {
+                schema: 9,
+                ..Default::default()
+            },
+            "schema 9",
+        );
+        bad(
+            v2::Histogram {
+                positive_spans: vec![span(0, 3)],
+                positive_deltas: vec![1],
+                ..Default::default()
+            },
+            "3 buckets but 1 counts",
+        );
+        bad(
+            v2::Histogram {
+                positive_spans: vec![span(0, 2)],
+                positive_deltas: vec![1, -2],
+                ..Default::default()
+            },
+            "negative count",
+        );
+        bad(
+            v2::Histogram {
+                positive_spans: vec![span(0, u32::MAX), span(0, u32::MAX)],
+                ..Default::default()
+            },
+            "more than 65536",
+        );
+        bad(
+            v2::Histogram {
+                positive_spans: vec![span(i32::MAX, 2)],
+                positive_deltas: vec![1, 0],
+                ..Default::default()
+            },
+            "out of range",
+        );
+        bad(
+            v2::Histogram {
+                positive_spans: vec![span(0, 1)],
+                positive_deltas: vec![i64::MAX],
+                positive_counts: vec![1.0],
+                ..Default::default()
+            },
+            "mix",
+        );
     }
 
     #[test]

@@ -356,6 +356,15 @@ impl Querier for MergedQuerier<'_> {
         Ok(merge(local, remote))
     }
 
+    /// Native histograms are Lookout's own: remote read's `SAMPLES` answer carries none.
+    fn select_histograms(
+        &self,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> lookout_storage::Result<Vec<lookout_storage::HistogramSeries>> {
+        self.local.select_histograms(hints, matchers)
+    }
+
     /// Exemplars are Lookout's own: remote read carries none.
     fn select_exemplars(
         &self,

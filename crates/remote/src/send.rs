@@ -691,6 +691,16 @@ impl Appender for FanoutAppender<'_> {
         Ok(r)
     }
 
+    /// Stored, not sent: the queue carries float samples only so far.
+    fn append_histogram(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        h: &lookout_model::FloatHistogram,
+    ) -> lookout_storage::Result<SeriesRef> {
+        self.inner.append_histogram(labels, t, h)
+    }
+
     fn append_exemplar(&mut self, labels: &Labels, e: &Exemplar) -> lookout_storage::Result<()> {
         self.inner.append_exemplar(labels, e)?;
         if self.rw.send_exemplars {

@@ -131,6 +131,44 @@ fn vector_sample(out: &mut String, s: &lookout_promql::VecSample, t: i64) {
     out.push_str("]}");
 }
 
+/// Appends a native histogram as Prometheus's API does: count, sum and (when any has a
+/// count) the buckets as `[boundary rule, lower, upper, count]`.
+pub(crate) fn histogram(out: &mut String, h: &lookout_model::FloatHistogram) {
+    out.push_str("{\"count\":");
+    value(out, h.count);
+    out.push_str(",\"sum\":");
+    value(out, h.sum);
+    let buckets = h.api_buckets();
+    if !buckets.is_empty() {
+        out.push_str(",\"buckets\":[");
+        for (i, (rule, lo, hi, c)) in buckets.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            out.push((b'0' + rule) as char);
+            for v in [lo, hi, c] {
+                out.push(',');
+                value(out, v);
+            }
+            out.push(']');
+        }
+        out.push(']');
+    }
+    out.push('}');
+}
+
+/// Appends one native-histogram sample of an instant vector evaluated at `t`.
+fn vector_histogram(out: &mut String, ls: &Labels, h: &lookout_model::FloatHistogram, t: i64) {
+    out.push_str("{\"metric\":");
+    labels(out, ls);
+    out.push_str(",\"histogram\":[");
+    timestamp(out, t);
+    out.push(',');
+    histogram(out, h);
+    out.push_str("]}");
+}
+
 /// Appends one series of a range vector.
 fn matrix_series(out: &mut String, s: &lookout_promql::RangeSeries) {
     out.push_str("{\"metric\":");
@@ -161,22 +199,34 @@ pub(crate) fn stream_query(
     chunk: usize,
     mut emit: impl FnMut(String) -> bool,
 ) {
-    let mut out = String::with_capacity(chunk + chunk / 4);
+    // Room for a piece and the item that overflows it, within reason (a caller wanting
+    // the whole response in one piece passes `usize::MAX`).
+    let room = chunk.saturating_add(chunk / 4).min(2 << 20);
+    let mut out = String::with_capacity(room);
     out.push_str(SUCCESS_PREFIX);
     let mut flush = |out: &mut String, last: bool| {
         if out.len() >= chunk || (last && !out.is_empty()) {
-            emit(std::mem::replace(
-                out,
-                String::with_capacity(chunk + chunk / 4),
-            ))
+            emit(std::mem::replace(out, String::with_capacity(room)))
         } else {
             true
         }
     };
     let lookout_promql::QueryResult {
-        value, annotations, ..
+        value,
+        annotations,
+        histograms,
     } = r;
     let (open, items): (&str, Box<dyn Iterator<Item = Item>>) = match value {
+        // Float and histogram samples of a selector, in label order together.
+        Value::Vector(vs) if !histograms.is_empty() => {
+            let mut all: Vec<Item> = vs.into_iter().map(Item::Sample).collect();
+            all.extend(histograms.into_iter().map(|(l, h)| Item::Histogram(l, h)));
+            all.sort_by(|a, b| a.labels().cmp(b.labels()));
+            (
+                "{\"resultType\":\"vector\",\"result\":[",
+                Box::new(all.into_iter()),
+            )
+        }
         Value::Vector(vs) => (
             "{\"resultType\":\"vector\",\"result\":[",
             Box::new(vs.into_iter().map(Item::Sample)),
@@ -200,6 +250,7 @@ pub(crate) fn stream_query(
         match &item {
             Item::Sample(s) => vector_sample(&mut out, s, t),
             Item::Series(s) => matrix_series(&mut out, s),
+            Item::Histogram(l, h) => vector_histogram(&mut out, l, h, t),
         }
         // The series is dropped here, before the next one is written.
         drop(item);
@@ -216,6 +267,17 @@ pub(crate) fn stream_query(
 enum Item {
     Sample(lookout_promql::VecSample),
     Series(lookout_promql::RangeSeries),
+    Histogram(Labels, std::sync::Arc<lookout_model::FloatHistogram>),
+}
+
+impl Item {
+    fn labels(&self) -> &Labels {
+        match self {
+            Item::Sample(s) => &s.labels,
+            Item::Series(s) => &s.labels,
+            Item::Histogram(l, _) => l,
+        }
+    }
 }
 
 /// Wraps `data` (already JSON) in a success envelope.
@@ -261,6 +323,47 @@ pub(crate) fn error(error_type: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_are_written_as_prometheus_does_among_the_float_samples() {
+        use lookout_promql::{QueryResult, VecSample};
+        let h = lookout_model::FloatHistogram::parse(
+            "{{schema:1 count:4 sum:2.5 z_bucket:1 z_bucket_w:0.001 offset:0 buckets:[2 0 1]}}",
+        )
+        .unwrap();
+        let ls = |job: &str| Labels::from_pairs([("__name__", "x"), ("job", job)]);
+        let r = QueryResult {
+            value: Value::Vector(vec![
+                VecSample {
+                    labels: ls("a"),
+                    v: 1.0,
+                    drop_name: false,
+                },
+                VecSample {
+                    labels: ls("c"),
+                    v: 2.0,
+                    drop_name: false,
+                },
+            ]),
+            annotations: Default::default(),
+            histograms: vec![(ls("b"), std::sync::Arc::new(h))],
+        };
+        let mut pieces = Vec::new();
+        stream_query(r, 1_000, 1 << 20, |p| {
+            pieces.push(p);
+            true
+        });
+        assert_eq!(
+            pieces.concat(),
+            concat!(
+                r#"{"status":"success","data":{"resultType":"vector","result":["#,
+                r#"{"metric":{"__name__":"x","job":"a"},"value":[1,"1"]},"#,
+                r#"{"metric":{"__name__":"x","job":"b"},"histogram":[1,{"count":"4","sum":"2.5","buckets":["#,
+                r#"[3,"-0.001","0.001","1"],[0,"0.7071067811865476","1","2"],[0,"1.4142135623730951","2","1"]]}]},"#,
+                r#"{"metric":{"__name__":"x","job":"c"},"value":[1,"2"]}]}}"#
+            )
+        );
+    }
 
     #[test]
     fn timestamps_format_as_go_does() {

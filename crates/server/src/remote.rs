@@ -10,9 +10,9 @@
 //! `X-Prometheus-Remote-Write-*-Written` headers); snappy only. Decoding (within limits)
 //! is `lookout_remote`'s. 204
 //! when everything was stored; 400 naming the problem for a body that cannot be read or
-//! samples the store refused (the others of the request are kept, as Prometheus does),
-//! and for native histograms, which Lookout does not store yet; 415 for a message or
-//! encoding this receiver does not speak.
+//! samples the store refused (the others of the request are kept, as Prometheus does);
+//! 415 for a message or encoding this receiver does not speak. 2.0 requests' native
+//! histograms are stored like samples (custom-bucket ones are refused by name).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -37,6 +37,7 @@ struct Outcome {
     stored: usize,
     refused: usize,
     first: Option<String>,
+    /// Native-histogram samples stored.
     histograms: usize,
     /// Exemplars stored.
     exemplars: usize,
@@ -50,16 +51,27 @@ const V2: &str = "io.prometheus.write.v2.Request";
 fn store(
     db: &dyn lookout_storage::Appendable,
     series: &[lookout_remote::Series],
-    histograms: usize,
+    histograms: &[lookout_remote::HistogramSeries],
 ) -> lookout_storage::Result<Outcome> {
     let mut app = db.appender();
     let mut out = Outcome {
         stored: 0,
         refused: 0,
         first: None,
-        histograms,
+        histograms: 0,
         exemplars: 0,
     };
+    for s in histograms {
+        for (t, h) in &s.samples {
+            match app.append_histogram(&s.labels, *t, h) {
+                Ok(_) => out.histograms += 1,
+                Err(e) => {
+                    out.refused += 1;
+                    out.first.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
     for s in series {
         for &(t, v) in &s.samples {
             match app.append(&s.labels, t, v) {
@@ -146,7 +158,7 @@ pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: B
         } else {
             lookout_remote::otlp::decode_otlp_metrics(&body, &opts)?
         };
-        Ok::<_, lookout_remote::Error>((store(db.as_ref(), &t.series, 0), t.refused))
+        Ok::<_, lookout_remote::Error>((store(db.as_ref(), &t.series, &[]), t.refused))
     })
     .await;
     let (o, refused) = match done {
@@ -233,11 +245,14 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
         let limits = lookout_remote::Limits::default();
         let (series, histograms) = if v2 {
             let d = lookout_remote::decode_v2_request(&body, &limits)?;
-            (d.series, d.histograms)
+            (d.series, d.histogram_series)
         } else {
-            (lookout_remote::decode_write_request(&body, &limits)?, 0)
+            (
+                lookout_remote::decode_write_request(&body, &limits)?,
+                Vec::new(),
+            )
         };
-        Ok::<_, lookout_remote::Error>(store(db.as_ref(), &series, histograms))
+        Ok::<_, lookout_remote::Error>(store(db.as_ref(), &series, &histograms))
     })
     .await;
     let o = match done {
@@ -262,16 +277,8 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
             format!(
                 "{} of {} samples refused (the rest stored); first: {}",
                 o.refused,
-                o.refused + o.stored,
+                o.refused + o.stored + o.histograms,
                 o.first.unwrap_or_default()
-            ),
-        )
-    } else if o.histograms > 0 {
-        text(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{} native histogram samples not stored: Lookout does not store native histograms yet (the float samples were stored)",
-                o.histograms
             ),
         )
     } else {
@@ -280,7 +287,10 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
     if v2 {
         let h = resp.headers_mut();
         h.insert("x-prometheus-remote-write-samples-written", o.stored.into());
-        h.insert("x-prometheus-remote-write-histograms-written", 0.into());
+        h.insert(
+            "x-prometheus-remote-write-histograms-written",
+            o.histograms.into(),
+        );
         h.insert(
             "x-prometheus-remote-write-exemplars-written",
             o.exemplars.into(),
