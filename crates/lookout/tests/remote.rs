@@ -436,12 +436,17 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics.view import View, ExponentialBucketHistogramAggregation
 
 exporter = OTLPMetricExporter(endpoint=sys.argv[1] + "/api/v1/otlp/v1/metrics")
 reader = PeriodicExportingMetricReader(exporter, export_interval_millis=60000)
 resource = Resource.create({"service.name": "shop", "service.instance.id": "i1", "deployment.environment": "test"})
-provider = MeterProvider(resource=resource, metric_readers=[reader])
+views = [View(instrument_name="shop.rtt", aggregation=ExponentialBucketHistogramAggregation())]
+provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
 meter = provider.get_meter("lookout-test")
+rtt = meter.create_histogram("shop.rtt", unit="s")
+for v in (0.25, 0.5, 1.5, 3.0):
+    rtt.record(v, {"region": "eu"})
 orders = meter.create_counter("shop.orders", unit="{orders}")
 latency = meter.create_histogram("shop.latency", unit="ms")
 queue = meter.create_up_down_counter("shop.queue.length")
@@ -505,6 +510,33 @@ fn issue_16_the_opentelemetry_sdk_pushes_metrics_over_otlp() {
     assert_eq!(value_of(&queue[0]), 3.0);
     let info = lk.query(r#"target_info{job="shop",instance="i1",deployment_environment="test"}"#);
     assert_eq!(info.len(), 1);
+    // An exponential histogram arrives as a native histogram.
+    let (code, body) = lk.get(&format!(
+        "/api/v1/query?query={}",
+        url_escape(r#"shop_rtt_seconds{job="shop",region="eu"}"#)
+    ));
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let h = &v["data"]["result"][0]["histogram"][1];
+    assert_eq!(h["count"], "4", "{body}");
+    assert_eq!(h["sum"], "5.25", "{body}");
+    let buckets = h["buckets"].as_array().expect("buckets");
+    let counted: f64 = buckets
+        .iter()
+        .map(|b| b[3].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(counted, 4.0, "{body}");
+    // Each observation lies in its bucket's bounds.
+    for x in [0.25, 0.5, 1.5, 3.0] {
+        assert!(
+            buckets.iter().any(|b| {
+                let lo: f64 = b[1].as_str().unwrap().parse().unwrap();
+                let hi: f64 = b[2].as_str().unwrap().parse().unwrap();
+                lo < x && x <= hi
+            }),
+            "{x} in none of {body}"
+        );
+    }
     // OTLP/JSON too; bad bodies and delta sums named; off by default.
     let now_ns = (now_secs() * 1e9) as u64;
     let json = format!(

@@ -5,8 +5,9 @@
 //! attributes `service.namespace`/`service.name` → `job` and `service.instance.id` →
 //! `instance`, the other resource attributes on `target_info`; gauges, sums, classic
 //! histograms (`_bucket{le}`, `_sum`, `_count`) and summaries (`{quantile}`, `_sum`,
-//! `_count`). Delta temporality and exponential histograms are refused by name (Lookout
-//! stores neither yet). Messages derived by hand with prost, only the fields read.
+//! `_count`), and exponential histograms as native histograms ([`native_histogram`]).
+//! Delta temporality is refused by name (Lookout does not convert it to cumulative).
+//! Messages derived by hand with prost, only the fields read.
 
 use std::collections::BTreeMap;
 
@@ -67,17 +68,124 @@ pub struct Metric {
     /// An explicit-bucket histogram.
     #[prost(message, optional, tag = "9")]
     pub histogram: Option<Histogram>,
-    /// An exponential histogram (refused).
+    /// An exponential histogram (stored as a native histogram).
     #[prost(message, optional, tag = "10")]
-    pub exponential_histogram: Option<Empty>,
+    pub exponential_histogram: Option<ExponentialHistogram>,
     /// A summary.
     #[prost(message, optional, tag = "11")]
     pub summary: Option<Summary>,
 }
 
-/// A message whose content is not read.
+/// `ExponentialHistogram`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Empty {}
+pub struct ExponentialHistogram {
+    /// Points.
+    #[prost(message, repeated, tag = "1")]
+    pub data_points: Vec<ExponentialHistogramDataPoint>,
+    /// 1 delta, 2 cumulative.
+    #[prost(int32, tag = "2")]
+    pub aggregation_temporality: i32,
+}
+
+/// `ExponentialHistogramDataPoint`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExponentialHistogramDataPoint {
+    /// Attributes.
+    #[prost(message, repeated, tag = "1")]
+    pub attributes: Vec<KeyValue>,
+    /// When the cumulative series started (ns; 0: not known).
+    #[prost(fixed64, tag = "2")]
+    pub start_time_unix_nano: u64,
+    /// When (ns).
+    #[prost(fixed64, tag = "3")]
+    pub time_unix_nano: u64,
+    /// Observations.
+    #[prost(fixed64, tag = "4")]
+    pub count: u64,
+    /// Their sum.
+    #[prost(double, optional, tag = "5")]
+    pub sum: Option<f64>,
+    /// The resolution: bucket bounds grow by `2^(2^-scale)`.
+    #[prost(sint32, tag = "6")]
+    pub scale: i32,
+    /// Observations in the zero bucket.
+    #[prost(fixed64, tag = "7")]
+    pub zero_count: u64,
+    /// Buckets above zero.
+    #[prost(message, optional, tag = "8")]
+    pub positive: Option<ExpBuckets>,
+    /// Buckets below zero.
+    #[prost(message, optional, tag = "9")]
+    pub negative: Option<ExpBuckets>,
+    /// Flags (1: no recorded value, a staleness marker).
+    #[prost(uint32, tag = "10")]
+    pub flags: u32,
+    /// The zero bucket's width.
+    #[prost(double, tag = "14")]
+    pub zero_threshold: f64,
+}
+
+/// `ExponentialHistogramDataPoint.Buckets`: counts of consecutive buckets from `offset`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExpBuckets {
+    /// The first bucket's index.
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    /// Counts, not cumulative.
+    #[prost(uint64, repeated, tag = "2")]
+    pub bucket_counts: Vec<u64>,
+}
+
+/// An exponential histogram point as a native histogram, as Prometheus's OTLP receiver
+/// makes it: the scale is the schema (finer than 8 is merged down to 8; coarser than −4
+/// is refused), OTLP's bucket `i` (`(base^i, base^(i+1)]`) is Prometheus's `i + 1`; a
+/// point flagged "no recorded value" is a staleness marker.
+pub fn native_histogram(
+    p: &ExponentialHistogramDataPoint,
+) -> std::result::Result<lookout_model::FloatHistogram, String> {
+    if p.scale < -4 {
+        return Err(format!(
+            "scale {} is coarser than native histograms go (-4)",
+            p.scale
+        ));
+    }
+    let down = (p.scale - 8).max(0) as u32;
+    let side = |b: &Option<ExpBuckets>| -> std::result::Result<BTreeMap<i32, f64>, String> {
+        let mut out = BTreeMap::new();
+        let Some(b) = b else { return Ok(out) };
+        if b.bucket_counts.len() > crate::MAX_HISTOGRAM_BUCKETS {
+            return Err(format!(
+                "{} buckets, more than {}",
+                b.bucket_counts.len(),
+                crate::MAX_HISTOGRAM_BUCKETS
+            ));
+        }
+        for (k, c) in b.bucket_counts.iter().enumerate() {
+            if *c == 0 {
+                continue;
+            }
+            let i = i64::from(b.offset) + k as i64;
+            let idx = (i >> down) + 1;
+            let idx = i32::try_from(idx).map_err(|_| format!("bucket index {idx} out of range"))?;
+            *out.entry(idx).or_insert(0.0) += *c as f64;
+        }
+        Ok(out)
+    };
+    let mut h = lookout_model::FloatHistogram {
+        schema: p.scale.min(8),
+        zero_threshold: p.zero_threshold,
+        zero_count: p.zero_count as f64,
+        count: p.count as f64,
+        sum: p.sum.unwrap_or(0.0),
+        positive: side(&p.positive)?,
+        negative: side(&p.negative)?,
+        hint: lookout_model::CounterResetHint::Unknown,
+    };
+    if p.flags & 1 != 0 {
+        h.sum = lookout_model::stale_nan();
+    }
+    Ok(h)
+}
 
 /// `Gauge`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -422,7 +530,10 @@ impl Translation {
 pub struct Translated {
     /// Series to append.
     pub series: Vec<Series>,
-    /// What could not be stored, by metric (delta temporality, exponential histograms).
+    /// Native histograms (from exponential histograms) to append.
+    pub histograms: Vec<crate::HistogramSeries>,
+    /// What could not be stored, by metric (delta temporality, malformed exponential
+    /// histograms).
     pub refused: Vec<String>,
 }
 
@@ -470,6 +581,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
     let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     // Created times (ms) of cumulative series, from their points' start times.
     let mut created: std::collections::HashMap<Labels, i64> = Default::default();
+    let mut hists: Vec<crate::HistogramSeries> = Vec::new();
     for rm in &req.resource_metrics {
         let attrs: Vec<(String, String)> = rm
             .resource
@@ -637,11 +749,48 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                             ct,
                         );
                     }
-                } else if m.exponential_histogram.is_some() {
-                    out.refused.push(format!(
-                        "{}: exponential histograms are not stored yet",
-                        m.name
-                    ));
+                } else if let Some(e) = &m.exponential_histogram {
+                    if e.aggregation_temporality != CUMULATIVE {
+                        out.refused.push(format!(
+                            "{}: delta temporality is not stored (send cumulative histograms)",
+                            m.name
+                        ));
+                        continue;
+                    }
+                    let name = name_of(&m.name, &m.unit, false, false, opts);
+                    for p in &e.data_points {
+                        match native_histogram(p) {
+                            Ok(h) => {
+                                let mut pairs: Vec<(String, String)> = p
+                                    .attributes
+                                    .iter()
+                                    .map(|kv| {
+                                        (
+                                            label_of(&kv.key, opts),
+                                            kv.value
+                                                .as_ref()
+                                                .map(AnyValue::text)
+                                                .unwrap_or_default(),
+                                        )
+                                    })
+                                    .collect();
+                                pairs.extend(base.iter().cloned());
+                                pairs.push(("__name__".into(), name.clone()));
+                                let labels = Labels::from_pairs(
+                                    pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                                );
+                                let t = ms(p.time_unix_nano);
+                                match hists.iter_mut().find(|s| s.labels == labels) {
+                                    Some(s) => s.samples.push((t, h)),
+                                    None => hists.push(crate::HistogramSeries {
+                                        labels,
+                                        samples: vec![(t, h)],
+                                    }),
+                                }
+                            }
+                            Err(why) => out.refused.push(format!("{}: {why}", m.name)),
+                        }
+                    }
                 }
             }
         }
@@ -676,6 +825,11 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
             }
         })
         .collect();
+    for h in &mut hists {
+        h.samples.sort_by_key(|s| s.0);
+    }
+    hists.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out.histograms = hists;
     out
 }
 
@@ -891,6 +1045,113 @@ mod tests {
             .unwrap();
         assert_eq!(orders.labels.get("host_name"), Some("h1"));
     }
+
+    fn exp_request(scale: i32, temporality: i32) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", "api")],
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "rpc.duration".into(),
+                        unit: "s".into(),
+                        exponential_histogram: Some(ExponentialHistogram {
+                            data_points: vec![
+                                ExponentialHistogramDataPoint {
+                                    attributes: vec![kv("rpc.method", "Get")],
+                                    time_unix_nano: 2_000_000_000,
+                                    count: 9,
+                                    sum: Some(4.5),
+                                    scale,
+                                    zero_count: 1,
+                                    zero_threshold: 0.001,
+                                    positive: Some(ExpBuckets {
+                                        offset: -1,
+                                        bucket_counts: vec![2, 0, 3, 1],
+                                    }),
+                                    negative: Some(ExpBuckets {
+                                        offset: 0,
+                                        bucket_counts: vec![2],
+                                    }),
+                                    ..Default::default()
+                                },
+                                ExponentialHistogramDataPoint {
+                                    attributes: vec![kv("rpc.method", "Get")],
+                                    time_unix_nano: 1_000_000_000,
+                                    count: 0,
+                                    scale,
+                                    flags: 1,
+                                    ..Default::default()
+                                },
+                            ],
+                            aggregation_temporality: temporality,
+                        }),
+                        ..Default::default()
+                    }],
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn exponential_histograms_become_native_histograms() {
+        let got = translate(&exp_request(2, CUMULATIVE), &Options::default());
+        assert!(got.refused.is_empty(), "{:?}", got.refused);
+        assert_eq!(got.histograms.len(), 1);
+        let s = &got.histograms[0];
+        assert_eq!(
+            s.labels.to_string(),
+            r#"rpc_duration_seconds{job="api", rpc_method="Get"}"#
+        );
+        // Ascending by time: the staleness marker (t = 1 s) first.
+        assert_eq!(s.samples[0].0, 1000);
+        assert!(lookout_model::is_stale_nan(s.samples[0].1.sum));
+        let (t, h) = &s.samples[1];
+        assert_eq!(*t, 2000);
+        // OTLP's bucket i is Prometheus's i + 1; empty buckets are left out.
+        let want = lookout_model::FloatHistogram::parse(
+            "{{schema:2 count:9 sum:4.5 z_bucket:1 z_bucket_w:0.001 offset:0 buckets:[2 0 3 1] n_offset:1 n_buckets:[2]}}",
+        )
+        .unwrap();
+        assert!(h.same_as(&want), "{h} vs {want}");
+        // Finer than schema 8: merged down (scale 10 → 8, four buckets to one).
+        let got = translate(&exp_request(10, CUMULATIVE), &Options::default());
+        let h = &got.histograms[0].samples[1].1;
+        assert_eq!(h.schema, 8);
+        // OTLP indexes -1..=2 at scale 10 fall in scale-8 indexes -1 and 0: 2 and 4.
+        assert_eq!(h.positive.get(&0), Some(&2.0));
+        assert_eq!(h.positive.get(&1), Some(&4.0));
+        // Coarser than -4, and delta temporality, are refused by name.
+        let got = translate(&exp_request(-5, CUMULATIVE), &Options::default());
+        assert!(got.histograms.is_empty());
+        assert!(got.refused[0].contains("coarser"), "{:?}", got.refused);
+        let got = translate(&exp_request(2, 1), &Options::default());
+        assert!(got.refused[0].contains("delta"), "{:?}", got.refused);
+        // Too many buckets.
+        let mut wide = exp_request(2, CUMULATIVE);
+        if let Some(e) =
+            &mut wide.resource_metrics[0].scope_metrics[0].metrics[0].exponential_histogram
+        {
+            e.data_points[0].positive = Some(ExpBuckets {
+                offset: 0,
+                bucket_counts: vec![1; crate::MAX_HISTOGRAM_BUCKETS + 1],
+            });
+        }
+        let got = translate(&wide, &Options::default());
+        assert!(got.refused[0].contains("more than"), "{:?}", got.refused);
+    }
+
+    #[test]
+    fn exponential_histograms_read_from_json_too() {
+        let body = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},
+            "scopeMetrics":[{"metrics":[{"name":"rpc.duration","unit":"s","exponentialHistogram":{"aggregationTemporality":2,
+            "dataPoints":[{"timeUnixNano":"2000000000","count":"9","sum":4.5,"scale":2,"zeroCount":"1","zeroThreshold":0.001,
+            "positive":{"offset":-1,"bucketCounts":["2","0","3","1"]},"negative":{"offset":0,"bucketCounts":[2]}}]}}]}]}]}"#;
+        let got = json::decode(body, &Options::default()).unwrap();
+        let proto = translate(&exp_request(2, CUMULATIVE), &Options::default());
+        assert_eq!(got.histograms[0].samples[0], proto.histograms[0].samples[1]);
+    }
 }
 
 /// OTLP/JSON: the same messages in the protobuf JSON mapping (lowerCamelCase names,
@@ -965,8 +1226,40 @@ pub mod json {
         gauge: Option<Pts>,
         sum: Option<SumJ>,
         histogram: Option<HistJ>,
-        exponential_histogram: Option<serde_json::Value>,
+        exponential_histogram: Option<ExpJ>,
         summary: Option<SummJ>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct ExpJ {
+        data_points: Vec<Ep>,
+        aggregation_temporality: i32,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Ep {
+        attributes: Vec<Kv>,
+        #[serde(deserialize_with = "int")]
+        start_time_unix_nano: u64,
+        #[serde(deserialize_with = "int")]
+        time_unix_nano: u64,
+        #[serde(deserialize_with = "int")]
+        count: u64,
+        sum: Option<f64>,
+        scale: i32,
+        #[serde(deserialize_with = "int")]
+        zero_count: u64,
+        positive: Option<Eb>,
+        negative: Option<Eb>,
+        flags: u32,
+        zero_threshold: f64,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Eb {
+        offset: i32,
+        #[serde(deserialize_with = "ints")]
+        bucket_counts: Vec<u64>,
     }
     #[derive(Deserialize, Default)]
     #[serde(rename_all = "camelCase", default)]
@@ -1139,9 +1432,34 @@ pub mod json {
                                             .collect(),
                                         aggregation_temporality: h.aggregation_temporality,
                                     }),
-                                    exponential_histogram: m
-                                        .exponential_histogram
-                                        .map(|_| Empty {}),
+                                    exponential_histogram: m.exponential_histogram.map(|e| {
+                                        let buckets = |b: Option<Eb>| {
+                                            b.map(|b| ExpBuckets {
+                                                offset: b.offset,
+                                                bucket_counts: b.bucket_counts,
+                                            })
+                                        };
+                                        ExponentialHistogram {
+                                            data_points: e
+                                                .data_points
+                                                .into_iter()
+                                                .map(|p| ExponentialHistogramDataPoint {
+                                                    attributes: kvs(p.attributes),
+                                                    start_time_unix_nano: p.start_time_unix_nano,
+                                                    time_unix_nano: p.time_unix_nano,
+                                                    count: p.count,
+                                                    sum: p.sum,
+                                                    scale: p.scale,
+                                                    zero_count: p.zero_count,
+                                                    positive: buckets(p.positive),
+                                                    negative: buckets(p.negative),
+                                                    flags: p.flags,
+                                                    zero_threshold: p.zero_threshold,
+                                                })
+                                                .collect(),
+                                            aggregation_temporality: e.aggregation_temporality,
+                                        }
+                                    }),
                                     summary: m.summary.map(|s| Summary {
                                         data_points: s
                                             .data_points

@@ -100,8 +100,9 @@ fn store(
 /// `POST /api/v1/otlp/v1/metrics`: OTLP metrics over HTTP, on only with
 /// `--web.enable-otlp-receiver` as in Prometheus; translated by `lookout_remote::otlp`.
 /// 200 with an empty `ExportMetricsServiceResponse` when everything was stored; 400
-/// naming what could not be (unreadable body, refused samples, delta temporality,
-/// exponential histograms) with the rest stored; OTLP/JSON as well as protobuf.
+/// naming what could not be (unreadable body, refused samples, delta temporality) with
+/// the rest stored; exponential histograms are stored as native histograms; OTLP/JSON
+/// as well as protobuf.
 /// Whether an OTLP/HTTP body is JSON (else protobuf), or the 415 that names what is
 /// refused: another media type, or a compressed body (Lookout takes them uncompressed).
 pub(crate) fn otlp_encoding(headers: &HeaderMap) -> Result<bool, (StatusCode, String)> {
@@ -158,7 +159,7 @@ pub(crate) async fn otlp(State(st): State<AppState>, headers: HeaderMap, body: B
         } else {
             lookout_remote::otlp::decode_otlp_metrics(&body, &opts)?
         };
-        Ok::<_, lookout_remote::Error>((store(db.as_ref(), &t.series, &[]), t.refused))
+        Ok::<_, lookout_remote::Error>((store(db.as_ref(), &t.series, &t.histograms), t.refused))
     })
     .await;
     let (o, refused) = match done {
