@@ -99,6 +99,118 @@ pub fn bucket_upper(schema: i32, index: i32) -> f64 {
     ldexp(frac, exp.clamp(-1100, 1100) as i32)
 }
 
+/// A native histogram as the wire formats carry it (remote write, the protobuf
+/// exposition): buckets as spans (`(offset, length)`: the first offset from index 0, the
+/// others from the end of the previous span) and either integer counts as deltas from the
+/// previous bucket's or float counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Wire<'a> {
+    /// The schema (−4 to 8).
+    pub schema: i32,
+    /// The zero bucket's width.
+    pub zero_threshold: f64,
+    /// Whether counts are integers (deltas) rather than floats.
+    pub integer: bool,
+    /// Observations.
+    pub count: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: f64,
+    /// Their sum.
+    pub sum: f64,
+    /// Positive spans, integer deltas, float counts.
+    pub positive: (&'a [(i32, u32)], &'a [i64], &'a [f64]),
+    /// Negative spans, integer deltas, float counts.
+    pub negative: (&'a [(i32, u32)], &'a [i64], &'a [f64]),
+    /// The counter-reset hint.
+    pub hint: CounterResetHint,
+}
+
+impl Wire<'_> {
+    /// The histogram, or what is wrong with it: a schema out of range, spans that do not
+    /// match their counts, integer and float counts mixed, negative or overflowing
+    /// counts, more than `max_buckets` on a side, or a count below what the buckets hold
+    /// (as Prometheus checks).
+    pub fn resolve(&self, max_buckets: usize) -> Result<FloatHistogram, String> {
+        if !(-4..=8).contains(&self.schema) {
+            return Err(format!(
+                "native histogram schema {} is not between -4 and 8",
+                self.schema
+            ));
+        }
+        let integer = self.integer;
+        let side = |(spans, deltas, counts): (&[(i32, u32)], &[i64], &[f64]), name: &str| {
+            let n: u64 = spans.iter().map(|s| u64::from(s.1)).sum();
+            if n > max_buckets as u64 {
+                return Err(format!("{n} {name} buckets, more than {max_buckets}"));
+            }
+            if (integer && !counts.is_empty()) || (!integer && !deltas.is_empty()) {
+                return Err(format!("{name} buckets mix integer and float counts"));
+            }
+            let have = if integer { deltas.len() } else { counts.len() };
+            if have as u64 != n {
+                return Err(format!(
+                    "{name} spans hold {n} buckets but {have} counts were sent"
+                ));
+            }
+            let mut out = BTreeMap::new();
+            let mut idx: i64 = 0;
+            let mut k = 0usize;
+            let mut count: i64 = 0;
+            for (j, &(offset, length)) in spans.iter().enumerate() {
+                idx = if j == 0 {
+                    i64::from(offset)
+                } else {
+                    idx.checked_add(i64::from(offset))
+                        .ok_or_else(|| format!("{name} bucket index overflows"))?
+                };
+                for _ in 0..length {
+                    let i = i32::try_from(idx)
+                        .map_err(|_| format!("{name} bucket index {idx} out of range"))?;
+                    let v = if integer {
+                        count = count
+                            .checked_add(deltas[k])
+                            .ok_or_else(|| format!("{name} bucket count overflows"))?;
+                        if count < 0 {
+                            return Err(format!("negative count in {name} bucket {i}"));
+                        }
+                        count as f64
+                    } else {
+                        let v = counts[k];
+                        if v < 0.0 || v.is_nan() {
+                            return Err(format!("count {v} in {name} bucket {i}"));
+                        }
+                        v
+                    };
+                    out.insert(i, v);
+                    k += 1;
+                    idx += 1;
+                }
+            }
+            Ok(out)
+        };
+        let positive = side(self.positive, "positive")?;
+        let negative = side(self.negative, "negative")?;
+        let held: f64 =
+            self.zero_count + positive.values().sum::<f64>() + negative.values().sum::<f64>();
+        if self.count < held {
+            return Err(format!(
+                "{held} observations found in buckets, but the count is {}",
+                self.count
+            ));
+        }
+        Ok(FloatHistogram {
+            schema: self.schema,
+            zero_threshold: self.zero_threshold,
+            zero_count: self.zero_count,
+            count: self.count,
+            sum: self.sum,
+            positive,
+            negative,
+            hint: self.hint,
+        })
+    }
+}
+
 /// What Prometheus's API says of one bucket: its boundary rule (0: upper bound
 /// inclusive, 1: lower bound inclusive, 3: both, the zero bucket), lower and upper bound,
 /// and count.

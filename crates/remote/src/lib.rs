@@ -296,110 +296,32 @@ pub fn histogram_of(
     if h.schema == -53 || !h.custom_values.is_empty() {
         return Err("custom-bucket native histograms (schema -53) are not stored yet".into());
     }
-    if !(-4..=8).contains(&h.schema) {
-        return Err(format!(
-            "native histogram schema {} is not between -4 and 8",
-            h.schema
-        ));
-    }
     let integer = h.count_float.is_none();
-    let side = |spans: &[v2::BucketSpan], deltas: &[i64], counts: &[f64], name: &str| {
-        let n: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
-        if n > MAX_HISTOGRAM_BUCKETS as u64 {
-            return Err(format!(
-                "{n} {name} buckets, more than {MAX_HISTOGRAM_BUCKETS}"
-            ));
-        }
-        let have = if integer { deltas.len() } else { counts.len() };
-        if (integer && !counts.is_empty()) || (!integer && !deltas.is_empty()) {
-            return Err(format!("{name} buckets mix integer and float counts"));
-        }
-        if have as u64 != n {
-            return Err(format!(
-                "{name} spans hold {n} buckets but {have} counts were sent"
-            ));
-        }
-        let mut out = std::collections::BTreeMap::new();
-        let mut idx: i64 = 0;
-        let mut k = 0usize;
-        let mut count: i64 = 0;
-        for (j, s) in spans.iter().enumerate() {
-            idx = if j == 0 {
-                i64::from(s.offset)
-            } else {
-                idx.checked_add(i64::from(s.offset))
-                    .ok_or_else(|| format!("{name} bucket index overflows"))?
-            };
-            for _ in 0..s.length {
-                let i = i32::try_from(idx)
-                    .map_err(|_| format!("{name} bucket index {idx} out of range"))?;
-                let v = if integer {
-                    count = count
-                        .checked_add(deltas[k])
-                        .ok_or_else(|| format!("{name} bucket count overflows"))?;
-                    if count < 0 {
-                        return Err(format!("negative count in {name} bucket {i}"));
-                    }
-                    count as f64
-                } else {
-                    let v = counts[k];
-                    if v < 0.0 || v.is_nan() {
-                        return Err(format!("count {v} in {name} bucket {i}"));
-                    }
-                    v
-                };
-                out.insert(i, v);
-                k += 1;
-                idx += 1;
-            }
-        }
-        Ok(out)
+    let spans = |s: &[v2::BucketSpan]| -> Vec<(i32, u32)> {
+        s.iter().map(|s| (s.offset, s.length)).collect()
     };
-    let positive = side(
-        &h.positive_spans,
-        &h.positive_deltas,
-        &h.positive_counts,
-        "positive",
-    )?;
-    let negative = side(
-        &h.negative_spans,
-        &h.negative_deltas,
-        &h.negative_counts,
-        "negative",
-    )?;
-    let (count, zero_count) = if integer {
-        (
-            h.count_int.unwrap_or(0) as f64,
-            h.zero_count_int.unwrap_or(0) as f64,
-        )
-    } else {
-        (
-            h.count_float.unwrap_or(0.0),
-            h.zero_count_float.unwrap_or(0.0),
-        )
-    };
-    // As Prometheus: the count covers at least what the buckets hold.
-    let held: f64 = zero_count + positive.values().sum::<f64>() + negative.values().sum::<f64>();
-    if count < held {
-        return Err(format!(
-            "{held} observations found in buckets, but the count is {count}"
-        ));
-    }
-    Ok(lookout_model::FloatHistogram {
+    let (pos, neg) = (spans(&h.positive_spans), spans(&h.negative_spans));
+    let wire = lookout_model::histogram::Wire {
         schema: h.schema,
         zero_threshold: h.zero_threshold,
-        zero_count,
-        count,
+        integer,
+        count: h
+            .count_int
+            .map_or(h.count_float.unwrap_or(0.0), |c| c as f64),
+        zero_count: h
+            .zero_count_int
+            .map_or(h.zero_count_float.unwrap_or(0.0), |c| c as f64),
         sum: h.sum,
-        positive,
-        negative,
+        positive: (&pos, &h.positive_deltas, &h.positive_counts),
+        negative: (&neg, &h.negative_deltas, &h.negative_counts),
         hint: match h.reset_hint {
             1 => CounterResetHint::Reset,
             2 => CounterResetHint::NotReset,
             3 => CounterResetHint::Gauge,
             _ => CounterResetHint::Unknown,
         },
-    })
+    };
+    wire.resolve(MAX_HISTOGRAM_BUCKETS)
 }
 
 /// A series' native-histogram samples from a request.
