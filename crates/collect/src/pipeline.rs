@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use lookout_model::{Exemplar, Labels, METRIC_NAME_LABEL, stale_nan};
+use lookout_model::{Exemplar, FloatHistogram, Labels, METRIC_NAME_LABEL, stale_nan};
 use lookout_storage::Appendable;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,6 +37,9 @@ pub(crate) struct Run {
     pub(crate) exemplars: Vec<(usize, Exemplar)>,
     /// Created timestamps (ms), each with the index of its sample, ascending.
     pub(crate) created: Vec<(usize, i64)>,
+    /// Native-histogram samples (labels, timestamp in ms, histogram), target labels
+    /// applied.
+    pub(crate) histograms: Vec<(Labels, i64, FloatHistogram)>,
     /// Samples the source exposed before relabeling.
     pub(crate) scraped: usize,
     /// Whether the source answered (`up`).
@@ -62,6 +65,9 @@ pub(crate) struct Pipeline {
     /// The source's target labels (`job`, `instance`); report series carry only these.
     target: Labels,
     previous: HashSet<Labels>,
+    /// The native-histogram series the last run wrote (ended with a histogram staleness
+    /// marker).
+    previous_hist: HashSet<Labels>,
     /// A source's own label sets of the last run and this one, each with its target
     /// labels added ([`Pipeline::labelled`]).
     labelled: HashMap<Labels, Labels>,
@@ -74,6 +80,7 @@ impl Pipeline {
         Self {
             target,
             previous: HashSet::new(),
+            previous_hist: HashSet::new(),
             labelled: HashMap::new(),
             labelled_now: HashMap::new(),
         }
@@ -126,8 +133,26 @@ impl Pipeline {
                 added += 1;
             }
         }
+        let mut current_hist: HashSet<Labels> = HashSet::with_capacity(run.histograms.len());
+        for (ls, ts, h) in &run.histograms {
+            let (ls, known) = match self.previous_hist.get(ls) {
+                Some(known) => (known.clone(), true),
+                None => (ls.clone(), false),
+            };
+            if app.append_histogram(&ls, *ts, h).is_err() {
+                rejected += 1;
+            }
+            if current_hist.insert(ls) && !known {
+                added += 1;
+            }
+        }
         for gone in self.previous.difference(&current) {
             if app.append(gone, t, stale_nan()).is_err() {
+                rejected += 1;
+            }
+        }
+        for gone in self.previous_hist.difference(&current_hist) {
+            if app.append_histogram(gone, t, &stale_histogram()).is_err() {
                 rejected += 1;
             }
         }
@@ -135,7 +160,7 @@ impl Pipeline {
             if run.up { 1.0 } else { 0.0 },
             run.duration.as_secs_f64(),
             run.scraped as f64,
-            run.samples.len() as f64,
+            (run.samples.len() + run.histograms.len()) as f64,
             added as f64,
         ];
         for (n, v) in REPORT.iter().zip(report) {
@@ -147,8 +172,9 @@ impl Pipeline {
             }
         }
         let commit_error = app.commit().err();
-        let series = current.len();
+        let series = current.len() + current_hist.len();
         self.previous = current;
+        self.previous_hist = current_hist;
         self.labelled = std::mem::take(&mut self.labelled_now);
         Written {
             series,
@@ -164,10 +190,22 @@ impl Pipeline {
         for gone in self.previous.drain() {
             let _ = app.append(&gone, t, stale_nan());
         }
+        for gone in self.previous_hist.drain() {
+            let _ = app.append_histogram(&gone, t, &stale_histogram());
+        }
         for n in REPORT {
             let _ = app.append(&self.target.with(METRIC_NAME_LABEL, n), t, stale_nan());
         }
         let _ = app.commit();
+    }
+}
+
+/// A native histogram's staleness marker, as Prometheus writes it: the sum is the
+/// staleness NaN.
+fn stale_histogram() -> FloatHistogram {
+    FloatHistogram {
+        sum: stale_nan(),
+        ..FloatHistogram::default()
     }
 }
 
@@ -251,6 +289,7 @@ mod tests {
                 samples: vec![s("a", 1000), s("b", 1000)],
                 exemplars: Vec::new(),
                 created: Vec::new(),
+                histograms: Vec::new(),
                 scraped: 3,
                 up: true,
                 duration: Duration::from_millis(5),
@@ -266,6 +305,7 @@ mod tests {
                 samples: vec![s("a", 2000)],
                 exemplars: Vec::new(),
                 created: Vec::new(),
+                histograms: Vec::new(),
                 scraped: 1,
                 up: false,
                 duration: Duration::ZERO,
@@ -297,6 +337,7 @@ mod tests {
                     samples: samples.clone(),
                     exemplars: Vec::new(),
                     created: Vec::new(),
+                    histograms: Vec::new(),
                     scraped: names.len(),
                     up: true,
                     duration: Duration::ZERO,

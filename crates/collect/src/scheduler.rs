@@ -279,6 +279,7 @@ async fn run_once(
             .collect(),
         exemplars: Vec::new(),
         created: Vec::new(),
+        histograms: Vec::new(),
         scraped: out.len(),
         up: error.is_none() || !out.is_empty(),
         duration: started.elapsed(),

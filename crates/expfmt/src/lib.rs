@@ -16,6 +16,8 @@
 
 use std::borrow::Cow;
 
+pub mod proto;
+
 /// Which format a line is in: the timestamp unit differs (ms in Prometheus text, seconds
 /// in OpenMetrics), and OpenMetrics ends with `# EOF`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -896,7 +896,11 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         for s in self.histograms.get(&key(vs)).into_iter().flatten() {
             let i = s.samples.partition_point(|x| x.t <= t);
-            if i == 0 || s.samples[i - 1].t <= t - self.lookback {
+            // Past the lookback, or ended by a staleness marker (a stale NaN sum).
+            if i == 0
+                || s.samples[i - 1].t <= t - self.lookback
+                || lookout_model::is_stale_nan(s.samples[i - 1].h.sum)
+            {
                 continue;
             }
             out.push((s.labels.clone(), std::sync::Arc::clone(&s.samples[i - 1].h)));

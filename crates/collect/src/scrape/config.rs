@@ -138,6 +138,48 @@ pub struct ScrapeConfig {
     /// Longest label value (0: no limit).
     #[serde(default)]
     pub label_value_length_limit: usize,
+    /// The exposition formats to ask for, most preferred first (default: the text
+    /// formats, with `PrometheusProto` first when native histograms are scraped).
+    #[serde(default)]
+    pub scrape_protocols: Vec<ScrapeProtocol>,
+    /// Store the native histograms a target exposes (in the protobuf format).
+    #[serde(default)]
+    pub scrape_native_histograms: bool,
+    /// Also store the classic buckets of histograms that are native too.
+    #[serde(default)]
+    pub always_scrape_classic_histograms: bool,
+}
+
+/// An exposition format a scrape may ask for, by Prometheus's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ScrapeProtocol {
+    /// The protobuf format (the only one with native histograms).
+    PrometheusProto,
+    /// OpenMetrics 1.0.0.
+    #[serde(rename = "OpenMetricsText1.0.0")]
+    OpenMetrics1,
+    /// OpenMetrics 0.0.1.
+    #[serde(rename = "OpenMetricsText0.0.1")]
+    OpenMetrics0,
+    /// The Prometheus text format 1.0.0.
+    #[serde(rename = "PrometheusText1.0.0")]
+    PrometheusText1,
+    /// The Prometheus text format 0.0.4.
+    #[serde(rename = "PrometheusText0.0.4")]
+    PrometheusText0,
+}
+
+impl ScrapeProtocol {
+    /// Its media type, as the `Accept` header names it.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            ScrapeProtocol::PrometheusProto => lookout_expfmt::proto::CONTENT_TYPE,
+            ScrapeProtocol::OpenMetrics1 => "application/openmetrics-text;version=1.0.0",
+            ScrapeProtocol::OpenMetrics0 => "application/openmetrics-text;version=0.0.1",
+            ScrapeProtocol::PrometheusText1 => "text/plain;version=1.0.0",
+            ScrapeProtocol::PrometheusText0 => "text/plain;version=0.0.4",
+        }
+    }
 }
 
 fn default_metrics_path() -> String {
@@ -185,6 +227,13 @@ impl ScrapeConfig {
                 "scrape_configs {job:?}: scrape timeout greater than scrape interval"
             ));
         }
+        for (i, p) in self.scrape_protocols.iter().enumerate() {
+            if self.scrape_protocols[..i].contains(p) {
+                return Err(format!(
+                    "scrape_configs {job:?}: scrape_protocols lists {p:?} twice"
+                ));
+            }
+        }
         if !self.metrics_path.starts_with('/') {
             return Err(format!(
                 "scrape_configs {job:?}: metrics_path {:?} must start with /",
@@ -192,6 +241,34 @@ impl ScrapeConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The `Accept` header: the protocols asked for (or the default), each with a
+    /// falling weight, then anything.
+    pub fn accept_header(&self) -> Option<String> {
+        if self.scrape_protocols.is_empty() && !self.scrape_native_histograms {
+            // The text formats, as Lookout always asked.
+            return None;
+        }
+        let protocols: Vec<ScrapeProtocol> = if self.scrape_protocols.is_empty() {
+            vec![
+                ScrapeProtocol::PrometheusProto,
+                ScrapeProtocol::OpenMetrics1,
+                ScrapeProtocol::OpenMetrics0,
+                ScrapeProtocol::PrometheusText1,
+                ScrapeProtocol::PrometheusText0,
+            ]
+        } else {
+            self.scrape_protocols.clone()
+        };
+        let mut weight = protocols.len() + 1;
+        let mut out = String::new();
+        for p in protocols {
+            out.push_str(&format!("{};q=0.{weight},", p.media_type()));
+            weight -= 1;
+        }
+        out.push_str(&format!("*/*;q=0.{weight}"));
+        Some(out)
     }
 
     /// The interval and timeout in effect. As Prometheus: a job without its own
@@ -207,5 +284,46 @@ impl ScrapeConfig {
             None => global_timeout.min(interval),
         };
         (interval, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<ScrapeConfig, String> {
+        let c: ScrapeConfig = yaml_serde::from_str(yaml).map_err(|e| e.to_string())?;
+        c.validate(Duration::from_secs(15), Duration::from_secs(10))?;
+        Ok(c)
+    }
+
+    #[test]
+    fn scrape_protocols_make_the_accept_header_and_are_checked() {
+        let c = parse("job_name: a\n").unwrap();
+        assert_eq!(c.accept_header(), None, "the text formats by default");
+        let c = parse("job_name: a\nscrape_native_histograms: true\n").unwrap();
+        let h = c.accept_header().unwrap();
+        assert!(
+            h.starts_with(
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,"
+            ),
+            "{h}"
+        );
+        assert!(
+            h.ends_with("text/plain;version=0.0.4;q=0.2,*/*;q=0.1"),
+            "{h}"
+        );
+        let c =
+            parse("job_name: a\nscrape_protocols: [ PrometheusText0.0.4, OpenMetricsText1.0.0 ]\n")
+                .unwrap();
+        assert_eq!(
+            c.accept_header().unwrap(),
+            "text/plain;version=0.0.4;q=0.3,application/openmetrics-text;version=1.0.0;q=0.2,*/*;q=0.1"
+        );
+        let e = parse("job_name: a\nscrape_protocols: [ PrometheusProto, PrometheusProto ]\n")
+            .unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = parse("job_name: a\nscrape_protocols: [ Protobuf ]\n").unwrap_err();
+        assert!(e.contains("Protobuf"), "{e}");
     }
 }

@@ -34,7 +34,8 @@ use crate::pipeline::{Pipeline, Run, RunMetrics};
 use crate::scheduler::ChangeHook;
 
 pub use config::{
-    BasicAuth, FileSdConfig, PromDuration, Scheme, ScrapeConfig, StaticConfig, TlsConfig,
+    BasicAuth, FileSdConfig, PromDuration, Scheme, ScrapeConfig, ScrapeProtocol, StaticConfig,
+    TlsConfig,
 };
 pub use discovery::{TargetGroup, read_file_sd};
 
@@ -450,14 +451,22 @@ async fn scrape_loop(
         let t = now_ms();
         let result = scrape_once(&job, &target, t).await;
         let elapsed = started.elapsed();
-        let (samples, exemplars, created, scraped, error) = match result {
-            Ok(s) => (s.samples, s.exemplars, s.created, s.exposed, None),
-            Err(e) => (Vec::new(), Vec::new(), Vec::new(), 0, Some(e)),
+        let (samples, exemplars, created, histograms, scraped, error) = match result {
+            Ok(s) => (
+                s.samples,
+                s.exemplars,
+                s.created,
+                s.histograms,
+                s.exposed,
+                None,
+            ),
+            Err(e) => (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0, Some(e)),
         };
         let run = Run {
             samples,
             exemplars,
             created,
+            histograms,
             scraped,
             up: error.is_none(),
             duration: elapsed,
@@ -575,8 +584,50 @@ struct Scraped {
     exemplars: Vec<(usize, Exemplar)>,
     /// Created timestamps (ms, OpenMetrics `_created`), by the index of their sample.
     created: Vec<(usize, i64)>,
+    /// Native histograms to store (labels, timestamp, histogram).
+    histograms: Vec<(Labels, i64, lookout_model::FloatHistogram)>,
     /// Samples the target exposed.
     exposed: usize,
+}
+
+/// The labels a scraped series is stored with: its own, the target's (renamed
+/// `exported_*` on a clash unless `honor_labels`), then `metric_relabel_configs`
+/// (`None`: dropped), within the label limits.
+fn series_labels<'a>(
+    cfg: &ScrapeConfig,
+    target: &Target,
+    name: &str,
+    labels: impl IntoIterator<Item = (&'a str, std::borrow::Cow<'a, str>)>,
+) -> Result<Option<Labels>, String> {
+    let mut pairs: BTreeMap<String, String> = BTreeMap::new();
+    pairs.insert(METRIC_NAME_LABEL.into(), name.to_string());
+    for (k, v) in labels {
+        pairs.insert(k.to_string(), v.into_owned());
+    }
+    for l in target.labels.iter() {
+        match pairs.get(&l.name) {
+            Some(_) if cfg.honor_labels => {}
+            Some(exposed) => {
+                // Prometheus keeps the target's value and renames the scraped one.
+                let exposed = exposed.clone();
+                let mut name = format!("exported_{}", l.name);
+                while pairs.contains_key(&name) {
+                    name = format!("exported_{name}");
+                }
+                pairs.insert(name, exposed);
+                pairs.insert(l.name.clone(), l.value.clone());
+            }
+            None => {
+                pairs.insert(l.name.clone(), l.value.clone());
+            }
+        }
+    }
+    let ls = Labels::from_pairs(pairs);
+    let Some(ls) = process(&ls, &cfg.metric_relabel_configs) else {
+        return Ok(None);
+    };
+    check_label_limits(cfg, &ls)?;
+    Ok(Some(ls))
 }
 
 /// One scrape: the samples to store and how many the target exposed; an error names
@@ -587,7 +638,10 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
         .client
         .get(&target.url)
         .timeout(target.timeout)
-        .header(reqwest::header::ACCEPT, ACCEPT_HEADER)
+        .header(
+            reqwest::header::ACCEPT,
+            cfg.accept_header().as_deref().unwrap_or(ACCEPT_HEADER),
+        )
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
             format!("{}", target.timeout.as_secs_f64()),
@@ -616,50 +670,53 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
     if !status.is_success() {
         return Err(format!("server returned HTTP status {status}"));
     }
-    let format = format_for_content_type(
-        resp.headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    );
-    let body = resp.text().await.map_err(|e| describe(&e))?;
-    let exp =
-        lookout_expfmt::parse(&body, format).map_err(|e| format!("parsing the response: {e}"))?;
-    let scraped = exp.samples.len();
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    // The body, kept here while the parsed exposition borrows from it.
+    let (text, decoded);
+    let (exp, native) = if lookout_expfmt::proto::is_protobuf(&content_type) {
+        let bytes = resp.bytes().await.map_err(|e| describe(&e))?;
+        decoded = lookout_expfmt::proto::decode(&bytes)
+            .map_err(|e| format!("parsing the response: {e}"))?;
+        decoded
+            .exposition(lookout_expfmt::proto::Options {
+                native: cfg.scrape_native_histograms,
+                classic_too: cfg.always_scrape_classic_histograms,
+            })
+            .map_err(|e| format!("parsing the response: {e}"))?
+    } else {
+        text = resp.text().await.map_err(|e| describe(&e))?;
+        let format = format_for_content_type(&content_type);
+        let exp = lookout_expfmt::parse(&text, format)
+            .map_err(|e| format!("parsing the response: {e}"))?;
+        (exp, Vec::new())
+    };
+    let scraped = exp.samples.len() + native.len();
     let mut out = Vec::with_capacity(scraped);
     let mut exemplars = Vec::new();
     let created_of = CreatedTimes::new(&exp.created);
     let mut created = Vec::new();
-    for s in exp.samples {
-        let ct = created_of.of(&s);
-        let mut pairs: BTreeMap<String, String> = BTreeMap::new();
-        pairs.insert(METRIC_NAME_LABEL.into(), s.name.to_string());
-        for (k, v) in s.labels {
-            pairs.insert(k.to_string(), v.into_owned());
-        }
-        for l in target.labels.iter() {
-            match pairs.get(&l.name) {
-                Some(_) if cfg.honor_labels => {}
-                Some(exposed) => {
-                    // Prometheus keeps the target's value and renames the scraped one.
-                    let exposed = exposed.clone();
-                    let mut name = format!("exported_{}", l.name);
-                    while pairs.contains_key(&name) {
-                        name = format!("exported_{name}");
-                    }
-                    pairs.insert(name, exposed);
-                    pairs.insert(l.name.clone(), l.value.clone());
-                }
-                None => {
-                    pairs.insert(l.name.clone(), l.value.clone());
-                }
-            }
-        }
-        let ls = Labels::from_pairs(pairs);
-        let Some(ls) = process(&ls, &cfg.metric_relabel_configs) else {
+    let over_limit = |n: usize| cfg.sample_limit > 0 && n > cfg.sample_limit;
+    let mut histograms = Vec::new();
+    for h in native {
+        let Some(ls) = series_labels(cfg, target, h.name, h.labels)? else {
             continue;
         };
-        check_label_limits(cfg, &ls)?;
+        let ts = match h.timestamp_ms {
+            Some(ts) if cfg.honor_timestamps => ts,
+            _ => t,
+        };
+        histograms.push((ls, ts, h.histogram));
+    }
+    for s in exp.samples {
+        let ct = created_of.of(&s);
+        let Some(ls) = series_labels(cfg, target, s.name, s.labels)? else {
+            continue;
+        };
         let ts = match s.timestamp_ms {
             Some(ts) if cfg.honor_timestamps => ts,
             _ => t,
@@ -679,17 +736,24 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
             created.push((out.len(), ct));
         }
         out.push((ls, ts, s.value));
-        if cfg.sample_limit > 0 && out.len() > cfg.sample_limit {
+        if over_limit(out.len() + histograms.len()) {
             return Err(format!(
                 "sample_limit exceeded (limit {})",
                 cfg.sample_limit
             ));
         }
     }
+    if over_limit(out.len() + histograms.len()) {
+        return Err(format!(
+            "sample_limit exceeded (limit {})",
+            cfg.sample_limit
+        ));
+    }
     Ok(Scraped {
         samples: out,
         exemplars,
         created,
+        histograms,
         exposed: scraped,
     })
 }
