@@ -25,6 +25,10 @@ pub const CONTENT_TYPE: &str =
 /// Most buckets on one side of a scraped native histogram.
 pub const MAX_BUCKETS: usize = 1 << 16;
 
+/// Most native-histogram buckets one exposition may hold in all (a bucket costs a byte
+/// on the wire and some forty bytes held).
+pub const MAX_EXPOSITION_BUCKETS: u64 = 1 << 22;
+
 /// Whether a `Content-Type` announces the protobuf format.
 pub fn is_protobuf(content_type: &str) -> bool {
     let mut parts = content_type.split(';').map(str::trim);
@@ -396,6 +400,19 @@ impl Decoded {
     ) -> Result<(Exposition<'_>, Vec<NativeLine<'_>>), ParseError> {
         let mut out = Exposition::default();
         let mut native = Vec::new();
+        let buckets: u64 = self
+            .families
+            .iter()
+            .flat_map(|f| &f.metric)
+            .filter_map(|m| m.histogram.as_ref())
+            .flat_map(|h| h.positive_span.iter().chain(&h.negative_span))
+            .map(|s| u64::from(s.length))
+            .sum();
+        if opts.native && buckets > MAX_EXPOSITION_BUCKETS {
+            return Err(ParseError(format!(
+                "protobuf exposition: native histograms hold {buckets} buckets, more than {MAX_EXPOSITION_BUCKETS}"
+            )));
+        }
         for (f, [bucket, sum, count]) in self.families.iter().zip(&self.suffixed) {
             let kind = match f.r#type {
                 COUNTER => "counter",
@@ -738,6 +755,31 @@ mod tests {
             })
             .is_err()
         );
+        let many: Vec<MetricFamily> = (0..70)
+            .map(|i| MetricFamily {
+                name: format!("h{i}"),
+                r#type: HISTOGRAM,
+                metric: vec![Metric {
+                    histogram: Some(Histogram {
+                        positive_span: vec![BucketSpan {
+                            offset: 0,
+                            length: 60_000,
+                        }],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect();
+        let e = decode(&encode(&many))
+            .unwrap()
+            .exposition(Options {
+                native: true,
+                classic_too: false,
+            })
+            .unwrap_err();
+        assert!(e.0.contains("more than 4194304"), "{e}");
         assert!(is_protobuf(CONTENT_TYPE));
         assert!(is_protobuf(
             "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"

@@ -119,32 +119,35 @@ fn issue_16_remote_write_requests_get_named_answers() {
     assert_eq!(got.len(), 1);
 
     // Remote write 2.0: stored, with the written counts in the response headers.
-    let r = http()
-        .post(format!("{}/api/v1/write", lk.base))
-        .header(
-            "content-type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
-        )
-        .header("content-encoding", "snappy")
-        .header("x-prometheus-remote-write-version", "2.0.0")
-        .body(encode_v2_request(&[Series {
-            exemplars: vec![
-                lookout_model::Exemplar {
-                    labels: Labels::from_pairs([("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]),
-                    value: 5.5,
-                    t: t - 500,
-                },
-                // Too long: refused alone, not counted, the rest stored.
-                lookout_model::Exemplar {
-                    labels: Labels::from_pairs([("trace_id", "x".repeat(200))]),
-                    value: 5.5,
-                    t,
-                },
-            ],
-            ..series("pushed_v2", &[(t - 1000, 5.0), (t, 6.0)])
-        }]))
-        .send()
-        .unwrap();
+    let send_v2 = |body: Vec<u8>| {
+        http()
+            .post(format!("{}/api/v1/write", lk.base))
+            .header(
+                "content-type",
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            )
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "2.0.0")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let r = send_v2(encode_v2_request(&[Series {
+        exemplars: vec![
+            lookout_model::Exemplar {
+                labels: Labels::from_pairs([("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]),
+                value: 5.5,
+                t: t - 500,
+            },
+            // Too long: refused alone, not counted, the rest stored.
+            lookout_model::Exemplar {
+                labels: Labels::from_pairs([("trace_id", "x".repeat(200))]),
+                value: 5.5,
+                t,
+            },
+        ],
+        ..series("pushed_v2", &[(t - 1000, 5.0), (t, 6.0)])
+    }]));
     assert_eq!(r.status().as_u16(), 204);
     assert_eq!(
         r.headers()["x-prometheus-remote-write-samples-written"],
@@ -210,19 +213,6 @@ fn issue_16_remote_write_requests_get_named_answers() {
             }],
         };
         lookout_remote::encode_v2(&req)
-    };
-    let send_v2 = |body: Vec<u8>| {
-        http()
-            .post(format!("{}/api/v1/write", lk.base))
-            .header(
-                "content-type",
-                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
-            )
-            .header("content-encoding", "snappy")
-            .header("x-prometheus-remote-write-version", "2.0.0")
-            .body(body)
-            .send()
-            .unwrap()
     };
     let r = send_v2(hist_request(1, Vec::new()));
     assert_eq!(r.status().as_u16(), 204);

@@ -284,6 +284,11 @@ pub mod v2 {
 /// Most buckets on one side of a native histogram a request may carry.
 pub const MAX_HISTOGRAM_BUCKETS: usize = 1 << 16;
 
+/// Most native-histogram buckets one request may carry in all: a bucket costs a byte on
+/// the wire and some forty bytes held, so the body limit alone would let a request hold
+/// gigabytes.
+pub const MAX_REQUEST_BUCKETS: u64 = 1 << 22;
+
 /// A native histogram from the wire, as Lookout keeps it: spans resolved to bucket
 /// indexes, integer deltas summed to counts. Custom-bucket histograms (schema −53) are
 /// refused by name (their bounds are not kept yet), and so are schemas out of range,
@@ -355,6 +360,18 @@ pub fn decode_v2_request(body: &[u8], limits: &Limits) -> Result<DecodedV2> {
         histograms: 0,
         histogram_series: Vec::new(),
     };
+    let buckets: u64 = req
+        .timeseries
+        .iter()
+        .flat_map(|ts| &ts.histograms)
+        .flat_map(|h| h.positive_spans.iter().chain(&h.negative_spans))
+        .map(|s| u64::from(s.length))
+        .sum();
+    if buckets > MAX_REQUEST_BUCKETS {
+        return Err(Error::Protobuf(format!(
+            "the request's native histograms hold {buckets} buckets, more than {MAX_REQUEST_BUCKETS}"
+        )));
+    }
     for ts in req.timeseries {
         out.histograms += ts.histograms.len();
         let pairs = resolve(&req.symbols, &ts.labels_refs)?;
@@ -883,6 +900,22 @@ mod tests {
             let e = histogram_of(&h).unwrap_err();
             assert!(e.contains(says), "{e}");
         };
+        let many = v2::Request {
+            symbols: vec![String::new(), "__name__".into(), "h".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                histograms: vec![
+                    v2::Histogram {
+                        positive_spans: vec![span(0, 60_000)],
+                        ..Default::default()
+                    };
+                    70
+                ],
+                ..Default::default()
+            }],
+        };
+        let e = decode_v2_request(&encode_v2(&many), &Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("more than 4194304"), "{e}");
         bad(
             v2::Histogram {
                 count_int: Some(1),

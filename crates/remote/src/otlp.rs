@@ -578,6 +578,8 @@ impl Default for Options {
 /// Translates a decoded request (see the module doc).
 pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translated {
     let mut out = Translated::default();
+    // Exponential histograms' buckets, all told, within a request's budget.
+    let mut bucket_budget = crate::MAX_REQUEST_BUCKETS;
     let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     // Created times (ms) of cumulative series, from their points' start times.
     let mut created: std::collections::HashMap<Labels, i64> = Default::default();
@@ -759,6 +761,20 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                     }
                     let name = name_of(&m.name, &m.unit, false, false, opts);
                     for p in &e.data_points {
+                        let n = [&p.positive, &p.negative]
+                            .into_iter()
+                            .flatten()
+                            .map(|b| b.bucket_counts.len() as u64)
+                            .sum::<u64>();
+                        if n > bucket_budget {
+                            out.refused.push(format!(
+                                "{}: the request's exponential histograms hold more than {} buckets",
+                                m.name,
+                                crate::MAX_REQUEST_BUCKETS
+                            ));
+                            break;
+                        }
+                        bucket_budget -= n;
                         match native_histogram(p) {
                             Ok(h) => {
                                 let mut pairs: Vec<(String, String)> = p
@@ -1140,6 +1156,34 @@ mod tests {
         }
         let got = translate(&wide, &Options::default());
         assert!(got.refused[0].contains("more than"), "{:?}", got.refused);
+        // And the request's budget over every point.
+        let mut many = exp_request(2, CUMULATIVE);
+        if let Some(e) =
+            &mut many.resource_metrics[0].scope_metrics[0].metrics[0].exponential_histogram
+        {
+            let p = ExponentialHistogramDataPoint {
+                positive: Some(ExpBuckets {
+                    offset: 0,
+                    bucket_counts: vec![1; 60_000],
+                }),
+                count: 60_000,
+                ..Default::default()
+            };
+            e.data_points = vec![p; 71];
+        }
+        let got = translate(&many, &Options::default());
+        assert!(
+            got.refused
+                .iter()
+                .any(|r| r.contains("more than 4194304 buckets")),
+            "{:?}",
+            got.refused
+        );
+        assert_eq!(
+            got.histograms[0].samples.len(),
+            69,
+            "the points within the budget"
+        );
     }
 
     #[test]

@@ -175,6 +175,49 @@ impl TsdbAppender<'_> {
         Ok((r, key))
     }
 
+    /// What `order` means for a sample of `labels` at `t` (`r`: its head reference),
+    /// given the newest time stored and in this batch: go on (`None`), nothing to add
+    /// (a duplicate: `Some(reference)`), or the refusal (too far out of order, a
+    /// different value for a stored time).
+    fn settle(
+        &self,
+        order: Order,
+        (stored_newest, batch_newest): (Option<i64>, Option<i64>),
+        labels: &Labels,
+        t: i64,
+        r: Option<u32>,
+    ) -> Result<Option<SeriesRef>> {
+        let db = self.db;
+        match order {
+            Order::Newest => Ok(None),
+            Order::Older => {
+                let newest = stored_newest
+                    .into_iter()
+                    .chain(batch_newest)
+                    .max()
+                    .unwrap_or(t);
+                if t < newest - ms(db.opts.ooo_window) {
+                    db.metrics.rejected.inc();
+                    return Err(Error::OutOfOrder {
+                        series: short(labels),
+                        t,
+                        last_t: newest,
+                    });
+                }
+                db.metrics.ooo_accepted.inc();
+                Ok(None)
+            }
+            Order::Duplicate => Ok(Some(r.map_or(u64::MAX, u64::from))),
+            Order::Conflict => {
+                db.metrics.rejected.inc();
+                Err(Error::DuplicateSample {
+                    series: short(labels),
+                    t,
+                })
+            }
+        }
+    }
+
     /// The key of series `labels` in this batch, adding it as a new series if needed.
     fn key_for(&mut self, key: Option<Key>, labels: &Labels) -> Key {
         key.unwrap_or_else(|| {
@@ -231,34 +274,13 @@ impl Appender for TsdbAppender<'_> {
                 .collect(),
             _ => Vec::new(),
         };
-        match classify(&head, r, &batch, s) {
-            Order::Newest if batch_newest.is_none_or(|n| t > n) => {}
-            Order::Newest | Order::Older => {
-                let newest = r
-                    .and_then(|r| head.get(r))
-                    .and_then(|m| m.max_t())
-                    .into_iter()
-                    .chain(batch_newest)
-                    .max()
-                    .unwrap_or(t);
-                if t < newest - ms(db.opts.ooo_window) {
-                    db.metrics.rejected.inc();
-                    return Err(Error::OutOfOrder {
-                        series: short(labels),
-                        t,
-                        last_t: newest,
-                    });
-                }
-                db.metrics.ooo_accepted.inc();
-            }
-            Order::Duplicate => return Ok(r.map_or(u64::MAX, u64::from)),
-            Order::Conflict => {
-                db.metrics.rejected.inc();
-                return Err(Error::DuplicateSample {
-                    series: short(labels),
-                    t,
-                });
-            }
+        let order = match classify(&head, r, &batch, s) {
+            Order::Newest if batch_newest.is_some_and(|n| t <= n) => Order::Older,
+            o => o,
+        };
+        let stored_newest = r.and_then(|r| head.get(r)).and_then(|m| m.max_t());
+        if let Some(done) = self.settle(order, (stored_newest, batch_newest), labels, t, r)? {
+            return Ok(done);
         }
         drop(head);
         let key = self.key_for(key, labels);
@@ -305,35 +327,12 @@ impl Appender for TsdbAppender<'_> {
                 other => other,
             },
         };
-        match order {
-            Order::Newest => {}
-            Order::Older => {
-                let newest = r
-                    .and_then(|r| head.get(r))
-                    .and_then(|m| m.hist.as_deref())
-                    .and_then(|h| h.max_t())
-                    .into_iter()
-                    .chain(batch_newest)
-                    .max()
-                    .unwrap_or(t);
-                if t < newest - ms(db.opts.ooo_window) {
-                    db.metrics.rejected.inc();
-                    return Err(Error::OutOfOrder {
-                        series: short(labels),
-                        t,
-                        last_t: newest,
-                    });
-                }
-                db.metrics.ooo_accepted.inc();
-            }
-            Order::Duplicate => return Ok(r.map_or(u64::MAX, u64::from)),
-            Order::Conflict => {
-                db.metrics.rejected.inc();
-                return Err(Error::DuplicateSample {
-                    series: short(labels),
-                    t,
-                });
-            }
+        let stored_newest = r
+            .and_then(|r| head.get(r))
+            .and_then(|m| m.hist.as_deref())
+            .and_then(|h| h.max_t());
+        if let Some(done) = self.settle(order, (stored_newest, batch_newest), labels, t, r)? {
+            return Ok(done);
         }
         drop(head);
         let key = self.key_for(key, labels);
