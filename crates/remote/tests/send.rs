@@ -397,6 +397,12 @@ async fn exemplars_are_sent_with_send_exemplars_in_both_versions() {
                 got, want,
                 "{protocol:?}: once each, in order, on their series"
             );
+            // The sender counts a batch after its request returns, which may be after
+            // the receiver has seen it: wait for the count, then check it is exact.
+            until("the exemplars counted", || {
+                figure(&reg, "prometheus_remote_storage_exemplars_total") >= 5.0
+            })
+            .await;
             assert_eq!(
                 figure(&reg, "prometheus_remote_storage_exemplars_total"),
                 5.0

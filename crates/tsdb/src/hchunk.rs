@@ -188,30 +188,49 @@ fn get_indices(buf: &[u8], pos: &mut usize) -> Result<Vec<i32>, CorruptChunk> {
 /// Encodes `samples` (ascending by time, at most [`MAX_SAMPLES`] is usual but not
 /// required) as one chunk.
 pub(crate) fn encode(samples: &[HistogramSample]) -> Vec<u8> {
-    let mut out = vec![ENC_HISTOGRAM];
-    put_varint(&mut out, samples.len() as u64);
-    let mut prev_t = 0i64;
-    let mut prev_delta = 0i64;
-    let mut layout: Option<Layout> = None;
-    let mut prev: Vec<f64> = Vec::new();
-    let mut prev_sum = 0u64;
-    for (n, s) in samples.iter().enumerate() {
-        if n == 0 {
-            put_varint(&mut out, zigzag(s.t));
+    let mut e = Encoder::default();
+    for s in samples {
+        e.push(s);
+    }
+    e.finish()
+}
+
+/// A chunk being written a sample at a time (the head's open histogram chunk): the
+/// samples' bytes and what the next sample is encoded against. [`Encoder::finish`]
+/// gives the chunk; the encoder stays usable.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Encoder {
+    body: Vec<u8>,
+    n: usize,
+    /// Buckets of the samples so far (for cutting: [`MAX_CHUNK_BUCKETS`]).
+    buckets: usize,
+    prev_t: i64,
+    prev_delta: i64,
+    layout: Option<Layout>,
+    prev: Vec<f64>,
+    prev_sum: u64,
+}
+
+impl Encoder {
+    /// Appends a sample newer than the last.
+    pub(crate) fn push(&mut self, s: &HistogramSample) {
+        let out = &mut self.body;
+        if self.n == 0 {
+            put_varint(out, zigzag(s.t));
         } else {
-            let delta = s.t.wrapping_sub(prev_t);
-            put_varint(&mut out, zigzag(delta.wrapping_sub(prev_delta)));
-            prev_delta = delta;
+            let delta = s.t.wrapping_sub(self.prev_t);
+            put_varint(out, zigzag(delta.wrapping_sub(self.prev_delta)));
+            self.prev_delta = delta;
         }
-        prev_t = s.t;
+        self.prev_t = s.t;
         let h = &*s.h;
         let this = Layout::of(h);
-        let new_layout = layout.as_ref() != Some(&this);
+        let new_layout = self.layout.as_ref() != Some(&this);
         let values = values_of(h);
         if new_layout {
-            prev = vec![0.0; values.len()];
+            self.prev = vec![0.0; values.len()];
         }
-        let whole = values.iter().chain(&prev).all(|v| integral(*v));
+        let whole = values.iter().chain(&self.prev).all(|v| integral(*v));
         let mut flags = hint_bits(h.hint) << 2;
         if new_layout {
             flags |= F_LAYOUT;
@@ -221,24 +240,50 @@ pub(crate) fn encode(samples: &[HistogramSample]) -> Vec<u8> {
         }
         out.push(flags);
         if new_layout {
-            put_varint(&mut out, zigzag(i64::from(this.schema)));
+            put_varint(out, zigzag(i64::from(this.schema)));
             out.extend_from_slice(&this.zero_threshold_bits.to_le_bytes());
-            put_indices(&mut out, &this.positive);
-            put_indices(&mut out, &this.negative);
-            layout = Some(this);
+            put_indices(out, &this.positive);
+            put_indices(out, &this.negative);
+            self.layout = Some(this);
         }
-        for (v, p) in values.iter().zip(&prev) {
+        for (v, p) in values.iter().zip(&self.prev) {
             if whole {
-                put_varint(&mut out, zigzag((*v as i64).wrapping_sub(*p as i64)));
+                put_varint(out, zigzag((*v as i64).wrapping_sub(*p as i64)));
             } else {
-                put_varint(&mut out, v.to_bits() ^ p.to_bits());
+                put_varint(out, v.to_bits() ^ p.to_bits());
             }
         }
-        put_varint(&mut out, h.sum.to_bits() ^ prev_sum);
-        prev_sum = h.sum.to_bits();
-        prev = values;
+        put_varint(out, h.sum.to_bits() ^ self.prev_sum);
+        self.prev_sum = h.sum.to_bits();
+        self.prev = values;
+        self.n += 1;
+        self.buckets += buckets(h);
     }
-    out
+
+    /// Samples written.
+    pub(crate) fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Buckets of the samples written.
+    pub(crate) fn buckets(&self) -> usize {
+        self.buckets
+    }
+
+    /// The chunk of the samples written so far.
+    pub(crate) fn finish(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 6);
+        out.push(ENC_HISTOGRAM);
+        put_varint(&mut out, self.n as u64);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Heap bytes held.
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.body.capacity() + 8 * self.prev.capacity()
+    }
 }
 
 /// Samples in a chunk, from its header.

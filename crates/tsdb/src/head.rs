@@ -100,13 +100,19 @@ pub(crate) struct MemSeries {
     pub(crate) hist: Option<Box<HistData>>,
 }
 
-/// A series' native-histogram samples in the head.
+/// A series' native-histogram samples in the head. The newest samples are encoded as
+/// they arrive (`hchunk::Encoder`): a histogram is many numbers, and holding a chunk's
+/// worth of them decoded for every series would cost the head kilobytes per series.
 #[derive(Debug, Default)]
 pub(crate) struct HistData {
     /// Sealed histogram chunks (`hchunk`).
     pub(crate) chunks: Vec<HeadChunk>,
-    /// The newest samples, ascending, not sealed yet.
-    pub(crate) open: Vec<HistogramSample>,
+    /// The newest samples, encoded, not sealed yet.
+    pub(crate) open: hchunk::Encoder,
+    /// The first open sample's time.
+    open_min_t: i64,
+    /// The newest in-order sample (what a repeat of it is compared with).
+    last: Option<HistogramSample>,
     /// Out-of-order samples, ascending, unique timestamps.
     pub(crate) ooo: Vec<HistogramSample>,
 }
@@ -114,16 +120,18 @@ pub(crate) struct HistData {
 impl HistData {
     /// The newest in-order sample's time.
     pub(crate) fn max_t(&self) -> Option<i64> {
-        self.open
-            .last()
-            .map(|s| s.t)
-            .or_else(|| self.chunks.last().map(|c| c.max_t))
+        self.last.as_ref().map(|s| s.t)
+    }
+
+    /// The open samples' time range, if there are any.
+    fn open_range(&self) -> Option<(i64, i64)> {
+        (self.open.len() > 0).then(|| (self.open_min_t, self.max_t().unwrap_or(i64::MAX)))
     }
 
     fn min_t(&self) -> Option<i64> {
         [
             self.chunks.first().map(|c| c.min_t),
-            self.open.first().map(|s| s.t),
+            self.open_range().map(|r| r.0),
             self.ooo.first().map(|s| s.t),
         ]
         .into_iter()
@@ -132,15 +140,14 @@ impl HistData {
     }
 
     fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.open.is_empty() && self.ooo.is_empty()
+        self.chunks.is_empty() && self.open.len() == 0 && self.ooo.is_empty()
     }
 
     fn seal(&mut self) {
-        let (Some(first), Some(last)) = (self.open.first(), self.open.last()) else {
+        let Some((min_t, max_t)) = self.open_range() else {
             return;
         };
-        let (min_t, max_t) = (first.t, last.t);
-        let data = hchunk::encode(&std::mem::take(&mut self.open));
+        let data = std::mem::take(&mut self.open).finish();
         self.chunks.push(HeadChunk {
             min_t,
             max_t,
@@ -151,17 +158,29 @@ impl HistData {
     /// Appends a sample newer than every in-order one, cutting chunks as floats are (at a
     /// block boundary) and as `hchunk::cut` does (by samples and buckets).
     fn push(&mut self, range: i64, s: HistogramSample) {
-        if let Some(first) = self.open.first() {
-            let boundary = (first.t.div_euclid(range) + 1).saturating_mul(range);
-            let buckets: usize = self.open.iter().map(|x| hchunk::buckets(&x.h)).sum();
+        if self.open.len() > 0 {
+            let boundary = (self.open_min_t.div_euclid(range) + 1).saturating_mul(range);
             if self.open.len() >= hchunk::MAX_SAMPLES
-                || buckets + hchunk::buckets(&s.h) > hchunk::MAX_CHUNK_BUCKETS
+                || self.open.buckets() + hchunk::buckets(&s.h) > hchunk::MAX_CHUNK_BUCKETS
                 || s.t >= boundary
             {
                 self.seal();
             }
         }
-        self.open.push(s);
+        if self.open.len() == 0 {
+            self.open_min_t = s.t;
+        }
+        self.open.push(&s);
+        self.last = Some(s);
+    }
+
+    /// The open samples, decoded.
+    pub(crate) fn open_samples(&self) -> Vec<HistogramSample> {
+        let mut out = Vec::new();
+        if self.open.len() > 0 {
+            let _ = hchunk::decode(&self.open.finish(), &mut out);
+        }
+        out
     }
 
     /// Every sample, ascending (undecodable chunks are skipped: the head made them).
@@ -170,7 +189,7 @@ impl HistData {
         for c in &self.chunks {
             let _ = hchunk::decode(&c.data, &mut out);
         }
-        out.extend(self.open.iter().cloned());
+        out.extend(self.open_samples());
         merge_histograms(out, self.ooo.clone())
     }
 
@@ -181,6 +200,18 @@ impl HistData {
             .map(|c| hchunk::count(&c.data).unwrap_or(0))
             .sum();
         (sealed + self.open.len() + self.ooo.len()) as u64
+    }
+
+    /// Drops every sample before `t` (whole chunks: they never straddle a block).
+    fn truncate_before(&mut self, t: i64) {
+        self.chunks.retain(|c| c.max_t >= t);
+        if self.open_range().is_some_and(|(_, hi)| hi < t) {
+            self.open = hchunk::Encoder::default();
+        }
+        if self.max_t().is_some_and(|m| m < t) {
+            self.last = None;
+        }
+        self.ooo.retain(|x| x.t >= t);
     }
 }
 
@@ -732,24 +763,21 @@ impl Head {
                 Order::Conflict
             }
         };
-        match hd.max_t() {
-            Some(max) if t <= max => {}
-            _ => {
-                return match hd.ooo.binary_search_by_key(&t, |x| x.t) {
-                    Ok(i) => same(&hd.ooo[i]),
-                    Err(_) => Order::Newest,
-                };
-            }
+        match (hd.max_t(), &hd.last) {
+            (Some(max), _) if t > max => return Order::Newest,
+            (None, _) => return Order::Newest,
+            (Some(max), Some(last)) if t == max => return same(last),
+            _ => {}
         }
         if let Ok(i) = hd.ooo.binary_search_by_key(&t, |x| x.t) {
             return same(&hd.ooo[i]);
         }
-        if let Ok(i) = hd.open.binary_search_by_key(&t, |x| x.t) {
-            return same(&hd.open[i]);
-        }
         let mut buf = Vec::new();
         for c in hd.chunks.iter().filter(|c| c.min_t <= t && t <= c.max_t) {
             let _ = hchunk::decode(&c.data, &mut buf);
+        }
+        if hd.open_range().is_some_and(|(lo, hi)| lo <= t && t <= hi) {
+            buf.extend(hd.open_samples());
         }
         match buf.iter().find(|x| x.t == t) {
             Some(x) => same(x),
@@ -772,15 +800,7 @@ impl Head {
                 Err(i) => hd.ooo.insert(i, sample),
             },
             Some(max) if t == max => return,
-            _ => {
-                // Newer than every in-order sample: an out-of-order one at the same
-                // time (replay) gives way.
-                if let Ok(i) = hd.ooo.binary_search_by_key(&t, |x| x.t) {
-                    hd.ooo.remove(i);
-                    self.samples = self.samples.saturating_sub(1);
-                }
-                hd.push(range, sample);
-            }
+            _ => hd.push(range, sample),
         }
         self.samples += 1;
     }
@@ -794,9 +814,16 @@ impl Head {
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
             .map(|c| Arc::clone(&c.data))
             .collect();
-        let in_range = |x: &&HistogramSample| x.t >= mint && x.t <= maxt;
-        let tail: Vec<HistogramSample> = hd.open.iter().filter(in_range).cloned().collect();
-        let ooo: Vec<HistogramSample> = hd.ooo.iter().filter(in_range).cloned().collect();
+        let in_range = |x: &HistogramSample| x.t >= mint && x.t <= maxt;
+        let mut tail = Vec::new();
+        if hd
+            .open_range()
+            .is_some_and(|(lo, hi)| hi >= mint && lo <= maxt)
+        {
+            tail = hd.open_samples();
+            tail.retain(in_range);
+        }
+        let ooo: Vec<HistogramSample> = hd.ooo.iter().filter(|x| in_range(x)).cloned().collect();
         (!sealed.is_empty() || !tail.is_empty() || !ooo.is_empty()).then_some(HistSeriesData {
             sealed,
             tail,
@@ -860,10 +887,9 @@ impl Head {
                 || s.ooo.iter().any(|x| x.t >= mint && x.t <= maxt)
                 || s.hist.as_deref().is_some_and(|h| {
                     h.chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt)
-                        || h.open
-                            .iter()
-                            .chain(&h.ooo)
-                            .any(|x| x.t >= mint && x.t <= maxt)
+                        || h.open_range()
+                            .is_some_and(|(lo, hi)| hi >= mint && lo <= maxt)
+                        || h.ooo.iter().any(|x| x.t >= mint && x.t <= maxt)
                 })
         })
     }
@@ -936,7 +962,7 @@ impl Head {
                     + usize::from(!s.open.is_empty())
                     + s.hist
                         .as_deref()
-                        .map_or(0, |h| h.chunks.len() + usize::from(!h.open.is_empty()))
+                        .map_or(0, |h| h.chunks.len() + usize::from(h.open.len() > 0))
             })
             .sum()
     }
@@ -987,9 +1013,7 @@ impl Head {
             }
             s.ooo.retain(|x| x.t >= t);
             if let Some(h) = s.hist.as_deref_mut() {
-                h.chunks.retain(|c| c.max_t >= t);
-                h.open.retain(|x| x.t >= t);
-                h.ooo.retain(|x| x.t >= t);
+                h.truncate_before(t);
                 if h.is_empty() {
                     s.hist = None;
                 }
@@ -1099,6 +1123,60 @@ mod tests {
         assert_eq!(q(vec![re(MatchOp::Regex, ".*")]), vec![0, 1, 2, 3, 4]);
         assert_eq!(h.get_ref(&ls("db", "a")), Some(2));
         assert_eq!(h.labels_of(2), Some(ls("db", "a")));
+    }
+
+    #[test]
+    fn open_histograms_are_held_encoded_and_still_checked() {
+        let mut h = Head::new(7_200_000);
+        let ls = Labels::from_pairs([("__name__", "rpc_seconds")]);
+        h.create(0, &ls);
+        let hist = |i: u64| {
+            let b: Vec<String> = (0..20).map(|k| (i * (k + 1)).to_string()).collect();
+            Arc::new(
+                FloatHistogram::parse(&format!(
+                    "{{{{schema:3 count:{} sum:{i} buckets:[{}]}}}}",
+                    i * 210,
+                    b.join(" ")
+                ))
+                .unwrap(),
+            )
+        };
+        for i in 0..100u64 {
+            h.append_histogram(0, i as i64 * 1000, hist(i));
+        }
+        let hd = h.get(0).unwrap().hist.as_deref().unwrap();
+        assert_eq!(hd.open.len(), 100);
+        // 100 histograms of 22 numbers: a few bytes each, not the kilobyte a decoded one
+        // takes.
+        assert!(hd.open.heap_bytes() < 100 * 60, "{}", hd.open.heap_bytes());
+        assert_eq!(hd.open_samples().len(), 100);
+        // Inside the open chunk: the same histogram is a duplicate, another a conflict, a
+        // new time out of order.
+        assert_eq!(h.order_histogram(0, 50_000, &hist(50)), Order::Duplicate);
+        assert_eq!(h.order_histogram(0, 50_000, &hist(51)), Order::Conflict);
+        assert_eq!(h.order_histogram(0, 50_500, &hist(51)), Order::Older);
+        assert_eq!(h.order_histogram(0, 99_000, &hist(99)), Order::Duplicate);
+        assert_eq!(h.order_histogram(0, 100_000, &hist(1)), Order::Newest);
+        // Sealed at 120 samples; reading sees every one, in order.
+        for i in 100..130u64 {
+            h.append_histogram(0, i as i64 * 1000, hist(i));
+        }
+        let hd = h.get(0).unwrap().hist.as_deref().unwrap();
+        assert_eq!((hd.chunks.len(), hd.open.len()), (1, 10));
+        let got = h
+            .hist_data(0, 0, i64::MAX)
+            .unwrap()
+            .decode(0, i64::MAX)
+            .unwrap();
+        assert_eq!(got.len(), 130);
+        assert!(got.windows(2).all(|w| w[0].t < w[1].t));
+        assert_eq!(got[129].h, hist(129));
+        // Truncation drops whole chunks and the open one when it is older.
+        h.truncate_before(7_200_000);
+        assert!(
+            h.get(0).is_none(),
+            "every sample went, and the series with them"
+        );
     }
 
     #[test]

@@ -347,10 +347,10 @@ impl Inner {
                             data: Arc::clone(&c.data),
                         });
                     }
-                    if !h.open.is_empty() {
+                    if h.open.len() > 0 {
                         recs.push(Record::Chunk {
                             sref: r as u64,
-                            data: crate::hchunk::encode(&h.open).into(),
+                            data: h.open.finish().into(),
                         });
                     }
                     if !h.ooo.is_empty() {
