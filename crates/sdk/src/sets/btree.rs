@@ -49,7 +49,10 @@ impl BTreeOp {
 
 /// The B+tree metric set of one tree.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct BTreeMetrics {
+    /// First: read on every operation, beside the operations' counters (`repr(C)`).
+    timing: Timing,
     ops: [(Counter, LatencyHistogram); 4],
     depth: Histogram,
     splits: Counter,
@@ -58,7 +61,6 @@ pub struct BTreeMetrics {
     internal: Gauge,
     leaf: Gauge,
     utilization: Histogram,
-    timing: Timing,
 }
 
 impl BTreeMetrics {

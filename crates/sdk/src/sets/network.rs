@@ -105,11 +105,13 @@ impl GrpcSide {
 /// One gRPC method's series; record each call with [`GrpcCall::start`] and
 /// [`GrpcCall::handled`].
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct GrpcCall {
+    /// First: read on every call, beside the counters (`repr(C)`).
+    timing: Timing,
     started: Counter,
     handled: [Counter; 17],
     seconds: LatencyHistogram,
-    timing: Timing,
 }
 
 impl GrpcCall {
