@@ -362,10 +362,11 @@ fn exemplar(e: &Option<Exemplar>) -> Option<ExemplarLine<'_>> {
             .map(|l| (l.name.as_str(), Cow::Borrowed(l.value.as_str())))
             .collect(),
         value: e.value,
-        timestamp_ms: e
-            .timestamp
-            .as_ref()
-            .map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000)),
+        timestamp_ms: e.timestamp.as_ref().map(|t| {
+            t.seconds
+                .saturating_mul(1000)
+                .saturating_add(i64::from(t.nanos / 1_000_000))
+        }),
     })
 }
 
@@ -780,6 +781,25 @@ mod tests {
             })
             .unwrap_err();
         assert!(e.0.contains("more than 4194304"), "{e}");
+        // An exemplar timestamp past what milliseconds hold saturates, never overflows.
+        let mut far = families();
+        if let Some(c) = &mut far[0].metric[0].counter {
+            c.exemplar.as_mut().unwrap().timestamp = Some(Timestamp {
+                seconds: i64::MAX,
+                nanos: 999_999_999,
+            });
+        }
+        let d = decode(&encode(&far)).unwrap();
+        let (e, _) = d
+            .exposition(Options {
+                native: false,
+                classic_too: false,
+            })
+            .unwrap();
+        assert_eq!(
+            e.samples[0].exemplar.as_ref().unwrap().timestamp_ms,
+            Some(i64::MAX)
+        );
         assert!(is_protobuf(CONTENT_TYPE));
         assert!(is_protobuf(
             "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"

@@ -575,6 +575,30 @@ impl Default for Options {
     }
 }
 
+/// A point's labels: its attributes (names translated), the resource's labels, `extra`
+/// (`le`, `quantile`) and the metric name.
+fn point_labels(
+    point: &[KeyValue],
+    base: &[(String, String)],
+    extra: &[(String, String)],
+    name: &str,
+    opts: &Options,
+) -> Labels {
+    let mut pairs: Vec<(String, String)> = point
+        .iter()
+        .map(|kv| {
+            (
+                label_of(&kv.key, opts),
+                kv.value.as_ref().map(AnyValue::text).unwrap_or_default(),
+            )
+        })
+        .collect();
+    pairs.extend(base.iter().cloned());
+    pairs.extend(extra.iter().cloned());
+    pairs.push(("__name__".into(), name.to_string()));
+    Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
 /// Translates a decoded request (see the module doc).
 pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translated {
     let mut out = Translated::default();
@@ -583,7 +607,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
     let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     // Created times (ms) of cumulative series, from their points' start times.
     let mut created: std::collections::HashMap<Labels, i64> = Default::default();
-    let mut hists: Vec<crate::HistogramSeries> = Vec::new();
+    let mut hists: BTreeMap<Labels, Vec<(i64, lookout_model::FloatHistogram)>> = BTreeMap::new();
     for rm in &req.resource_metrics {
         let attrs: Vec<(String, String)> = rm
             .resource
@@ -622,19 +646,7 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                        t: i64,
                        v: f64,
                        ct: i64| {
-            let mut pairs: Vec<(String, String)> = point
-                .iter()
-                .map(|kv| {
-                    (
-                        label_of(&kv.key, opts),
-                        kv.value.as_ref().map(AnyValue::text).unwrap_or_default(),
-                    )
-                })
-                .collect();
-            pairs.extend(base.iter().cloned());
-            pairs.extend(extra.iter().cloned());
-            pairs.push(("__name__".into(), name.to_string()));
-            let labels = Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let labels = point_labels(point, &base, extra, name, opts);
             if ct > 0 {
                 created.insert(labels.clone(), ct);
             }
@@ -777,32 +789,11 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
                         bucket_budget -= n;
                         match native_histogram(p) {
                             Ok(h) => {
-                                let mut pairs: Vec<(String, String)> = p
-                                    .attributes
-                                    .iter()
-                                    .map(|kv| {
-                                        (
-                                            label_of(&kv.key, opts),
-                                            kv.value
-                                                .as_ref()
-                                                .map(AnyValue::text)
-                                                .unwrap_or_default(),
-                                        )
-                                    })
-                                    .collect();
-                                pairs.extend(base.iter().cloned());
-                                pairs.push(("__name__".into(), name.clone()));
-                                let labels = Labels::from_pairs(
-                                    pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                                );
-                                let t = ms(p.time_unix_nano);
-                                match hists.iter_mut().find(|s| s.labels == labels) {
-                                    Some(s) => s.samples.push((t, h)),
-                                    None => hists.push(crate::HistogramSeries {
-                                        labels,
-                                        samples: vec![(t, h)],
-                                    }),
-                                }
+                                let labels = point_labels(&p.attributes, &base, &[], &name, opts);
+                                hists
+                                    .entry(labels)
+                                    .or_default()
+                                    .push((ms(p.time_unix_nano), h));
                             }
                             Err(why) => out.refused.push(format!("{}: {why}", m.name)),
                         }
@@ -841,11 +832,13 @@ pub fn translate(req: &ExportMetricsServiceRequest, opts: &Options) -> Translate
             }
         })
         .collect();
-    for h in &mut hists {
-        h.samples.sort_by_key(|s| s.0);
-    }
-    hists.sort_by(|a, b| a.labels.cmp(&b.labels));
-    out.histograms = hists;
+    out.histograms = hists
+        .into_iter()
+        .map(|(labels, mut samples)| {
+            samples.sort_by_key(|s| s.0);
+            crate::HistogramSeries { labels, samples }
+        })
+        .collect();
     out
 }
 

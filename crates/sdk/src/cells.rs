@@ -284,7 +284,10 @@ impl Cells {
         self.mine_slow()
     }
 
-    /// The calling thread's first cell (a counter's only one), as [`Cells::mine`].
+    /// The calling thread's first cell (a counter's only one), as [`Cells::mine`]. Its
+    /// own path rather than `mine()[0]`: without the slice's range check a counter
+    /// increment takes 0.49 ns instead of 0.70 (`cargo bench -p lookout-sdk --bench
+    /// recording`), on a path an engine runs ten times per operation.
     #[inline]
     pub(crate) fn first(&self) -> (&AtomicU64, bool) {
         let (chunk, offset) = (self.at as usize / CHUNK, self.at as usize % CHUNK);

@@ -475,6 +475,8 @@ pub(crate) struct Block {
     chunks: File,
     /// Earliest and latest sample times, from the chunk references.
     pub(crate) data_range: Option<(i64, i64)>,
+    /// Whether any series has a histogram chunk (else a query for histograms skips it).
+    pub(crate) has_histograms: bool,
     /// Sizes of the `chunks` and `index` files.
     pub(crate) chunks_bytes: u64,
     pub(crate) index_bytes: u64,
@@ -608,6 +610,7 @@ impl Block {
                 (a.min(c.min_t), b.max(c.max_t))
             }))
         });
+        let has_histograms = chunk_refs.iter().any(ChunkRef::is_hist);
         Ok(Self {
             dir: dir.to_path_buf(),
             meta,
@@ -616,6 +619,7 @@ impl Block {
             chunk_refs,
             chunks,
             data_range,
+            has_histograms,
             chunks_bytes,
             index_bytes: raw.len() as u64,
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),

@@ -190,7 +190,7 @@ impl HistData {
             let _ = hchunk::decode(&c.data, &mut out);
         }
         out.extend(self.open_samples());
-        merge_histograms(out, self.ooo.clone())
+        merge(out, self.ooo.clone())
     }
 
     fn samples(&self) -> u64 {
@@ -232,34 +232,6 @@ pub(crate) fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
         && side(&a.negative, &b.negative)
 }
 
-/// Merges two ascending histogram sample lists; on equal timestamps `a` wins.
-pub(crate) fn merge_histograms(
-    a: Vec<HistogramSample>,
-    b: Vec<HistogramSample>,
-) -> Vec<HistogramSample> {
-    match (a.last(), b.first()) {
-        (None, _) => return b,
-        (_, None) => return a,
-        (Some(x), Some(y)) if x.t < y.t => {
-            let mut a = a;
-            a.extend(b);
-            return a;
-        }
-        _ => {}
-    }
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let mut b = b.into_iter().peekable();
-    for x in a {
-        while let Some(y) = b.next_if(|y| y.t < x.t) {
-            out.push(y);
-        }
-        b.next_if(|y| y.t == x.t);
-        out.push(x);
-    }
-    out.extend(b);
-    out
-}
-
 /// What a query needs of one series' histograms, copied out under the lock.
 #[derive(Debug)]
 pub(crate) struct HistSeriesData {
@@ -280,7 +252,7 @@ impl HistSeriesData {
             hchunk::decode(c, &mut out)?;
         }
         out.extend(self.tail);
-        let mut out = merge_histograms(out, self.ooo);
+        let mut out = merge(out, self.ooo);
         out.retain(|s| s.t >= mint && s.t <= maxt);
         Ok(out)
     }
@@ -472,33 +444,47 @@ pub(crate) fn append(acc: &mut Vec<Sample>, part: Vec<Sample>) {
     }
 }
 
-/// Merges two ascending sample lists; on equal timestamps `a` wins.
-pub(crate) fn merge(mut a: Vec<Sample>, b: Vec<Sample>) -> Vec<Sample> {
+/// A sample of either kind: what [`merge`] orders by.
+pub(crate) trait Timed {
+    /// Its timestamp (ms).
+    fn t(&self) -> i64;
+}
+
+impl Timed for Sample {
+    fn t(&self) -> i64 {
+        self.t
+    }
+}
+
+impl Timed for HistogramSample {
+    fn t(&self) -> i64 {
+        self.t
+    }
+}
+
+/// Merges two ascending sample lists (floats or histograms); on equal timestamps `a`
+/// wins.
+pub(crate) fn merge<T: Timed>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
     // Blocks and head rarely overlap: appending is the common case.
     match (a.last(), b.first()) {
         (None, _) => return b,
         (_, None) => return a,
-        (Some(x), Some(y)) if x.t < y.t => {
-            a.extend_from_slice(&b);
+        (Some(x), Some(y)) if x.t() < y.t() => {
+            a.extend(b);
             return a;
         }
         _ => {}
     }
     let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if j >= b.len() || (i < a.len() && a[i].t < b[j].t) {
-            out.push(a[i]);
-            i += 1;
-        } else if i >= a.len() || b[j].t < a[i].t {
-            out.push(b[j]);
-            j += 1;
-        } else {
-            out.push(a[i]);
-            i += 1;
-            j += 1;
+    let mut b = b.into_iter().peekable();
+    for x in a {
+        while let Some(y) = b.next_if(|y| y.t() < x.t()) {
+            out.push(y);
         }
+        b.next_if(|y| y.t() == x.t());
+        out.push(x);
     }
+    out.extend(b);
     out
 }
 
@@ -529,6 +515,9 @@ pub(crate) struct Head {
     pub(crate) samples: u64,
     /// Block range in ms; chunks are cut at its multiples.
     range: i64,
+    /// Whether a native histogram was ever appended since the head was made: a store
+    /// that never had one skips looking for them on every query.
+    pub(crate) has_histograms: bool,
 }
 
 /// A fast non-cryptographic hash of a label set (FxHash's mixing over 8-byte words).
@@ -586,6 +575,7 @@ impl Head {
             live: 0,
             samples: 0,
             range,
+            has_histograms: false,
         }
     }
 
@@ -792,6 +782,7 @@ impl Head {
         let Some(s) = self.series.get_mut(r) else {
             return;
         };
+        self.has_histograms = true;
         let hd = s.hist.get_or_insert_with(Box::default);
         let sample = HistogramSample { t, h };
         match hd.max_t() {

@@ -466,7 +466,7 @@ impl Inner {
                     let h = b
                         .histograms(r, i64::MIN, i64::MAX, &mut cache)
                         .map_err(block_err)?;
-                    histograms = head::merge_histograms(histograms, h);
+                    histograms = head::merge(histograms, h);
                 }
             }
             if let Some(prune) = prune {

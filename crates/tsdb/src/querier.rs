@@ -106,11 +106,12 @@ impl Querier for TsdbQuerier<'_> {
         }
         let (lo, hi) = hints.within(self.mint, self.maxt);
         // Few series carry histograms, and a histogram is many numbers: each series' parts
-        // (blocks in time order, then the head) are merged as read.
+        // (blocks in time order, then the head) are merged as read. Every selector of
+        // every query asks, so a block or head without histograms is not searched.
         let mut series: BTreeMap<Labels, Vec<HistogramSample>> = BTreeMap::new();
         let mut cache = PageCache::for_queries();
         for b in &self.blocks {
-            if b.meta.max_time <= lo || b.meta.min_time > hi {
+            if !b.has_histograms || b.meta.max_time <= lo || b.meta.min_time > hi {
                 continue;
             }
             for r in b.select(matchers) {
@@ -120,7 +121,7 @@ impl Querier for TsdbQuerier<'_> {
                 match b.histograms(r, lo, hi, &mut cache) {
                     Ok(h) if !h.is_empty() => {
                         let e = series.entry(b.labels(r)).or_default();
-                        *e = head::merge_histograms(std::mem::take(e), h);
+                        *e = head::merge(std::mem::take(e), h);
                     }
                     Ok(_) => {}
                     // A damaged page costs its series' samples in this block.
@@ -130,10 +131,14 @@ impl Querier for TsdbQuerier<'_> {
         }
         let head_parts: Vec<(Labels, head::HistSeriesData)> = {
             let head = self.db.head.read().expect("lock poisoned");
-            head.select(matchers)
-                .into_iter()
-                .filter_map(|r| Some((head.labels_of(r)?, head.hist_data(r, lo, hi)?)))
-                .collect()
+            if !head.has_histograms {
+                Vec::new()
+            } else {
+                head.select(matchers)
+                    .into_iter()
+                    .filter_map(|r| Some((head.labels_of(r)?, head.hist_data(r, lo, hi)?)))
+                    .collect()
+            }
         };
         for (ls, d) in head_parts {
             let h = d.decode(lo, hi).map_err(|e| Error::Io {
@@ -142,7 +147,7 @@ impl Querier for TsdbQuerier<'_> {
             })?;
             if !h.is_empty() {
                 let e = series.entry(ls).or_default();
-                *e = head::merge_histograms(std::mem::take(e), h);
+                *e = head::merge(std::mem::take(e), h);
             }
         }
         Ok(series
