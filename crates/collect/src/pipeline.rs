@@ -152,7 +152,10 @@ impl Pipeline {
             }
         }
         for gone in self.previous_hist.difference(&current_hist) {
-            if app.append_histogram(gone, t, &stale_histogram()).is_err() {
+            if app
+                .append_histogram(gone, t, &FloatHistogram::stale())
+                .is_err()
+            {
                 rejected += 1;
             }
         }
@@ -191,21 +194,12 @@ impl Pipeline {
             let _ = app.append(&gone, t, stale_nan());
         }
         for gone in self.previous_hist.drain() {
-            let _ = app.append_histogram(&gone, t, &stale_histogram());
+            let _ = app.append_histogram(&gone, t, &FloatHistogram::stale());
         }
         for n in REPORT {
             let _ = app.append(&self.target.with(METRIC_NAME_LABEL, n), t, stale_nan());
         }
         let _ = app.commit();
-    }
-}
-
-/// A native histogram's staleness marker, as Prometheus writes it: the sum is the
-/// staleness NaN.
-fn stale_histogram() -> FloatHistogram {
-    FloatHistogram {
-        sum: stale_nan(),
-        ..FloatHistogram::default()
     }
 }
 

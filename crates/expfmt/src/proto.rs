@@ -244,6 +244,7 @@ impl Histogram {
             } else {
                 lookout_model::CounterResetHint::Unknown
             },
+            custom_values: &[],
         }
         .resolve(MAX_BUCKETS)
     }

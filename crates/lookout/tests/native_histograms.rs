@@ -175,6 +175,39 @@ fn issue_20_native_histograms_are_scraped_over_protobuf_stored_and_answered() {
         ],
         "{h}"
     );
+    // PromQL over them: 4n of the 5n observations lie at or below 4; the per-scrape
+    // increase has the same shape at any n, so its median is the same everywhere:
+    // rank 2.5 of 5 falls a quarter into (2, 4], exponentially interpolated: 2^1.25.
+    let frac = lk.wait_for(
+        r#"histogram_fraction(0, 4, rpc_seconds{job="native"})"#,
+        Duration::from_secs(10),
+    );
+    assert!((value_of(&frac[0]) - 0.8).abs() < 1e-12, "{frac:?}");
+    let med = lk.wait_for(
+        r#"histogram_quantile(0.5, sum by (job) (rate(rpc_seconds{job="native"}[30s])))"#,
+        Duration::from_secs(30),
+    );
+    assert!(
+        (value_of(&med[0]) - 2f64.powf(1.25)).abs() < 1e-9,
+        "{med:?}"
+    );
+    // A range query returns them as Prometheus's `histograms`.
+    let end = now_secs();
+    let (code, body) = lk.get(&format!(
+        "/api/v1/query_range?query=rpc_seconds%7Bjob%3D%22native%22%7D&start={}&end={end}&step=1",
+        end - 20.0
+    ));
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let series = &v["data"]["result"][0];
+    let points = series["histograms"].as_array().expect("histograms");
+    assert!(points.len() >= 2, "{body}");
+    assert!(series.get("values").is_none(), "{body}");
+    let counts: Vec<f64> = points
+        .iter()
+        .map(|p| p[1]["count"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
     // Native only for `native`; classic series too for `both`; only classic when native
     // histograms are off (the body is protobuf whatever was asked).
     assert!(lk.query(r#"rpc_seconds_bucket{job="native"}"#).is_empty());

@@ -181,7 +181,7 @@ fn issue_16_remote_write_requests_get_named_answers() {
     );
 
     // A 2.0 request with a native histogram: stored, counted, and answered by the query
-    // API as a histogram; a custom-bucket one is refused by name.
+    // API as a histogram; custom buckets (NHCB) with their bounds.
     use lookout_remote::v2;
     let hist_request = |schema: i32, custom: Vec<f64>| {
         let req = v2::Request {
@@ -234,10 +234,68 @@ fn issue_16_remote_write_requests_get_named_answers() {
         Some(4),
         "zero bucket and three positive buckets: {body}"
     );
+    // Custom buckets have no zero bucket: this one is refused by name.
     let r = send_v2(hist_request(-53, vec![0.1, 1.0]));
     assert_eq!(r.status().as_u16(), 400);
     let text = r.text().unwrap();
-    assert!(text.contains("custom-bucket"), "{text}");
+    assert!(text.contains("no negative or zero buckets"), "{text}");
+    let nhcb = v2::Request {
+        symbols: vec![
+            String::new(),
+            "__name__".into(),
+            "rpc_duration_seconds".into(),
+            "job".into(),
+            "nhcb".into(),
+        ],
+        timeseries: vec![v2::TimeSeries {
+            labels_refs: vec![1, 2, 3, 4],
+            histograms: vec![v2::Histogram {
+                count_int: Some(6),
+                sum: 2.5,
+                schema: -53,
+                custom_values: vec![0.1, 1.0],
+                positive_spans: vec![v2::BucketSpan {
+                    offset: 0,
+                    length: 3,
+                }],
+                positive_deltas: vec![1, 2, -1],
+                timestamp: t - 500,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let r = send_v2(lookout_remote::encode_v2(&nhcb));
+    assert_eq!(r.status().as_u16(), 204);
+    let (code, body) = lk.get(&format!(
+        "/api/v1/query?query=rpc_duration_seconds%7Bjob%3D%22nhcb%22%7D&time={}",
+        t / 1000 + 1
+    ));
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let b = &v["data"]["result"][0]["histogram"][1]["buckets"];
+    assert_eq!(
+        b,
+        &serde_json::json!([
+            [0, "-Inf", "0.1", "1"],
+            [0, "0.1", "1", "3"],
+            [0, "1", "+Inf", "2"]
+        ]),
+        "{body}"
+    );
+    // The median: rank 3 of 6 lies two thirds into (0.1, 1], linearly.
+    let (code, body) = lk.get(&format!(
+        "/api/v1/query?query=histogram_quantile(0.5,rpc_duration_seconds%7Bjob%3D%22nhcb%22%7D)&time={}",
+        t / 1000 + 1
+    ));
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let q: f64 = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((q - 0.7).abs() < 1e-12, "{body}");
 
     let mut huge = vec![0x80, 0x80, 0x80, 0x80, 0x0f];
     huge.extend_from_slice(&[0; 64]);

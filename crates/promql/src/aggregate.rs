@@ -4,6 +4,7 @@
 use lookout_model::gofmt::format_f;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use lookout_model::{Labels, METRIC_NAME_LABEL};
 use promql_parser::parser::token::{
@@ -14,6 +15,7 @@ use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use crate::engine::{Evaluator, NodeId};
 use crate::error::{Result, exec};
+use crate::functions::HistogramSum;
 use crate::numeric::kahan_inc;
 use crate::value::{Value, VecSample};
 
@@ -187,7 +189,11 @@ fn count_values(
     let mut order: Vec<Labels> = Vec::new();
     let mut counts: HashMap<Labels, f64> = HashMap::new();
     for s in input {
-        let key = group_labels(&s.labels, &a.modifier).with(&label, &format_f(s.v));
+        let value = match &s.h {
+            Some(h) => crate::functions::go_string(h),
+            None => format_f(s.v),
+        };
+        let key = group_labels(&s.labels, &a.modifier).with(&label, &value);
         *counts.entry(key.clone()).or_insert_with(|| {
             order.push(key);
             0.0
@@ -276,6 +282,135 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
         Value::Vector(v) => v,
         other => return exec(format!("aggregation over a {}", other.type_name())),
     };
+    if input.iter().any(|s| s.h.is_some()) {
+        return with_histograms(ev, a, input, ts);
+    }
+    aggregate(ev, a, input, ts)
+}
+
+/// The name Prometheus's messages give an aggregation.
+fn op_name(op: u16) -> &'static str {
+    match op {
+        T_SUM => "sum",
+        T_AVG => "avg",
+        T_MIN => "min",
+        T_MAX => "max",
+        T_STDDEV => "stddev",
+        T_STDVAR => "stdvar",
+        T_TOPK => "topk",
+        T_BOTTOMK => "bottomk",
+        T_QUANTILE => "quantile",
+        _ => "aggregation",
+    }
+}
+
+/// An aggregation over input holding native histograms, as Prometheus does: `sum` and
+/// `avg` add histograms (a group mixing them with floats gives nothing and a warning),
+/// `count`, `group`, `limitk` and `limit_ratio` take them as any sample, the others
+/// ignore them (with an info).
+fn with_histograms(
+    ev: &Evaluator<'_>,
+    a: &AggregateExpr,
+    input: Vec<VecSample>,
+    ts: i64,
+) -> Result<Value> {
+    let op = a.op.id();
+    match op {
+        T_COUNT | T_GROUP | T_LIMITK | T_LIMIT_RATIO | T_COUNT_VALUES => {
+            return aggregate(ev, a, input, ts);
+        }
+        T_SUM | T_AVG => {}
+        _ => {
+            ev.info_at(
+                format!("ignored histogram in {} aggregation", op_name(op)),
+                &a.expr,
+            );
+            let floats = input.into_iter().filter(|s| s.h.is_none()).collect();
+            return aggregate(ev, a, floats, ts);
+        }
+    }
+    let plan = group_plan(ev, a, &input);
+    // Per group: has floats, the histogram sum, members, some name dropped.
+    let mut groups: Vec<(bool, Option<HistogramSum>, f64, bool)> = (0..plan.keys.len())
+        .map(|_| (false, None, 0.0, false))
+        .collect();
+    for (s, &slot) in input.iter().zip(&plan.slots) {
+        let g = &mut groups[slot as usize];
+        g.3 |= s.drop_name;
+        match &s.h {
+            None => g.0 = true,
+            Some(h) => {
+                g.2 += 1.0;
+                match &mut g.1 {
+                    None => g.1 = Some(HistogramSum::new(h)),
+                    Some(sum) => sum.add(h),
+                }
+            }
+        }
+    }
+    if groups
+        .iter()
+        .any(|g| g.1.as_ref().is_some_and(|s| s.reconciled))
+    {
+        ev.info_at(
+            "mismatched custom buckets were reconciled during aggregation",
+            &a.expr,
+        );
+    }
+    if groups
+        .iter()
+        .any(|g| g.1.as_ref().is_some_and(|s| s.collided))
+    {
+        ev.warn_at(
+            "conflicting counter resets during histogram aggregation",
+            &a.expr,
+        );
+    }
+    let mut out = Vec::new();
+    let mut floats = Vec::new();
+    for (slot, (has_floats, sum, n, drop_name)) in groups.into_iter().enumerate() {
+        match (has_floats, sum) {
+            (true, Some(_)) => ev.warn_at(
+                "encountered a mix of histograms and floats for aggregation",
+                &a.expr,
+            ),
+            (false, Some(sum)) if sum.incompatible => {
+                crate::functions::mixed_schemas(ev, &plan.keys[slot], &a.expr);
+            }
+            (false, Some(sum)) => {
+                let sum = sum.total();
+                let h = if op == T_AVG { sum.divided(n) } else { sum };
+                let labels = plan.keys[slot].clone();
+                out.push(VecSample {
+                    drop_name: drop_name && labels.metric_name().is_some(),
+                    ..VecSample::histogram(labels, Arc::new(h.compacted()))
+                });
+            }
+            _ => floats.push(slot),
+        }
+    }
+    if !floats.is_empty() {
+        let only: Vec<VecSample> = input
+            .into_iter()
+            .zip(plan.slots.iter())
+            .filter(|(_, slot)| floats.contains(&(**slot as usize)))
+            .map(|(s, _)| s)
+            .collect();
+        if let Value::Vector(v) = aggregate(ev, a, only, ts)? {
+            out.extend(v);
+        }
+    }
+    Ok(Value::Vector(out))
+}
+
+/// An aggregation over float samples (or samples whose value it does not read).
+fn aggregate(
+    ev: &Evaluator<'_>,
+    a: &AggregateExpr,
+    input: Vec<VecSample>,
+    ts: i64,
+) -> Result<Value> {
+    let op = a.op.id();
     match op {
         T_TOPK | T_BOTTOMK | T_LIMITK => return select_k(ev, a, input, ts),
         T_LIMIT_RATIO => return limit_ratio(ev, a, input, ts),
@@ -378,6 +513,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val
                 labels: g.labels,
                 v,
                 drop_name,
+                h: None,
             }
         })
         .collect();

@@ -3,8 +3,9 @@
 //! Prometheus's `VectorBinop`, `VectorscalarBinop` and `vectorElemBinop`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use lookout_model::{Labels, METRIC_NAME_LABEL};
+use lookout_model::{FloatHistogram, Labels, METRIC_NAME_LABEL};
 use promql_parser::parser::token::*;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
@@ -39,6 +40,125 @@ fn elem(op: u16, l: f64, r: f64) -> (f64, bool) {
         T_LTE => (l, l <= r),
         _ => (f64::NAN, false),
     }
+}
+
+/// One operand: a float, or a native histogram.
+type Operand<'a> = (f64, Option<&'a Arc<FloatHistogram>>);
+
+/// The name Prometheus's messages give an operator.
+fn op_name(op: u16) -> &'static str {
+    match op {
+        T_ADD => "+",
+        T_SUB => "-",
+        T_MUL => "*",
+        T_DIV => "/",
+        T_POW => "^",
+        T_MOD => "%",
+        T_ATAN2 => "atan2",
+        T_EQLC => "==",
+        T_NEQ => "!=",
+        T_GTR => ">",
+        T_LSS => "<",
+        T_GTE => ">=",
+        T_LTE => "<=",
+        _ => "?",
+    }
+}
+
+/// `lhs op rhs` where either side may be a native histogram, as Prometheus's
+/// `vectorElemBinop`: histograms add and subtract, scale by a float (`*`, and `/` on the
+/// left), and compare for (in)equality; other pairings give no sample at all (not even
+/// with `bool`) and an info.
+fn elem_any(
+    ev: &Evaluator<'_>,
+    node: NodeId,
+    op: u16,
+    l: Operand<'_>,
+    r: Operand<'_>,
+) -> Option<(f64, Option<Arc<FloatHistogram>>, bool)> {
+    let incompatible = |a: &str, b: &str| {
+        ev.note_at_node(
+            format!(
+                "incompatible sample types encountered for binary operator {:?}: {a} {} {b}",
+                op_name(op),
+                op_name(op)
+            ),
+            node,
+            true,
+        );
+        None
+    };
+    let h = |x: FloatHistogram| Some(Arc::new(x.compacted()));
+    match (l.1, r.1) {
+        (None, None) => {
+            let (v, keep) = elem(op, l.0, r.0);
+            Some((v, None, keep))
+        }
+        (None, Some(rh)) => match op {
+            T_MUL => Some((0.0, h(rh.scaled(l.0)), true)),
+            _ => incompatible("float", "histogram"),
+        },
+        (Some(lh), None) => match op {
+            T_MUL => Some((0.0, h(lh.scaled(r.0)), true)),
+            T_DIV => Some((0.0, h(lh.divided(r.0)), true)),
+            _ => incompatible("histogram", "float"),
+        },
+        (Some(lh), Some(rh)) => match op {
+            T_ADD | T_SUB => {
+                let what = if op == T_ADD {
+                    "addition"
+                } else {
+                    "subtraction"
+                };
+                if !lh.compatible(rh) {
+                    ev.note_at_node(
+                        format!(
+                            "incompatible bucket layout encountered for binary operator {}",
+                            op_name(op)
+                        ),
+                        node,
+                        false,
+                    );
+                    return None;
+                }
+                if lh.bounds_differ(rh) {
+                    ev.note_at_node(
+                        format!("mismatched custom buckets were reconciled during {what}"),
+                        node,
+                        true,
+                    );
+                }
+                if lh.hints_collide(rh) {
+                    ev.note_at_node(
+                        format!("conflicting counter resets during histogram {what}"),
+                        node,
+                        false,
+                    );
+                }
+                let mut x = if op == T_ADD { lh.add(rh) } else { lh.sub(rh) };
+                if op == T_SUB {
+                    x.hint = lookout_model::CounterResetHint::Gauge;
+                }
+                Some((0.0, h(x), true))
+            }
+            T_EQLC => Some((0.0, Some(Arc::clone(lh)), lh.identical(rh))),
+            T_NEQ => Some((0.0, Some(Arc::clone(lh)), !lh.identical(rh))),
+            _ => incompatible("histogram", "histogram"),
+        },
+    }
+}
+
+/// [`outcome`] for a value that may be a histogram; `bool` comparisons give floats.
+fn outcome_any(
+    value: f64,
+    h: Option<Arc<FloatHistogram>>,
+    keep: bool,
+    return_bool: bool,
+) -> Option<(f64, Option<Arc<FloatHistogram>>)> {
+    if return_bool {
+        return outcome(value, keep, true).map(|v| (v, None));
+    }
+    keep.then_some((value, h))
 }
 
 /// Per-node memo of match signatures and result label sets: a range query sees the same
@@ -110,8 +230,8 @@ pub(crate) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value>
                 v
             }))
         }
-        (Value::Vector(v), Value::Scalar(s)) => vector_scalar(ev, op, v, s, false, return_bool),
-        (Value::Scalar(s), Value::Vector(v)) => vector_scalar(ev, op, v, s, true, return_bool),
+        (Value::Vector(v), Value::Scalar(s)) => vector_scalar(&memo, op, v, s, false, return_bool),
+        (Value::Scalar(s), Value::Vector(v)) => vector_scalar(&memo, op, v, s, true, return_bool),
         (Value::Vector(l), Value::Vector(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
             let card = b
@@ -135,7 +255,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value>
 }
 
 fn vector_scalar(
-    ev: &Evaluator<'_>,
+    memo: &Memo<'_>,
     op: u16,
     v: Vec<VecSample>,
     s: f64,
@@ -144,19 +264,30 @@ fn vector_scalar(
 ) -> Result<Value> {
     let mut out = Vec::with_capacity(v.len());
     for smp in v {
-        let (l, r) = if swap { (s, smp.v) } else { (smp.v, s) };
-        let (value, keep) = elem(op, l, r);
+        let mine = (smp.v, smp.h.as_ref());
+        let (l, r) = if swap {
+            ((s, None), mine)
+        } else {
+            (mine, (s, None))
+        };
+        let Some((value, h, keep)) = elem_any(memo.ev, memo.node, op, l, r) else {
+            continue;
+        };
         // A filtering comparison keeps the vector's own value, on either side.
-        let value = if is_comparison(op) && swap { r } else { value };
-        if let Some(v) = outcome(value, keep, return_bool) {
+        let (value, h) = if is_comparison(op) && swap {
+            (r.0, r.1.cloned())
+        } else {
+            (value, h)
+        };
+        if let Some((v, h)) = outcome_any(value, h, keep, return_bool) {
             out.push(VecSample {
                 labels: smp.labels,
                 v,
                 drop_name: smp.drop_name || drops_name(op) || return_bool,
+                h,
             });
         }
     }
-    let _ = ev;
     Ok(Value::Vector(out))
 }
 
@@ -305,17 +436,22 @@ fn vector_vector(
         let mut out = Vec::with_capacity(p.pairs.len());
         for (i, j, labels) in &p.pairs {
             let (ls, rs) = (&many[*i as usize], &one[*j as usize]);
-            let (l, r) = if one_to_many {
-                (rs.v, ls.v)
-            } else {
-                (ls.v, rs.v)
+            let (l, r) = if one_to_many { (rs, ls) } else { (ls, rs) };
+            let Some((value, h, keep)) = elem_any(
+                memo.ev,
+                memo.node,
+                op,
+                (l.v, l.h.as_ref()),
+                (r.v, r.h.as_ref()),
+            ) else {
+                continue;
             };
-            let (value, keep) = elem(op, l, r);
-            if let Some(v) = outcome(value, keep, return_bool) {
+            if let Some((v, h)) = outcome_any(value, h, keep, return_bool) {
                 out.push(VecSample {
                     labels: labels.clone(),
                     v,
                     drop_name: ls.drop_name || return_bool,
+                    h,
                 });
             }
         }
@@ -379,13 +515,17 @@ fn vector_match(
     for ls in lhs {
         let sig = memo.sig(&ls.labels, matching);
         let Some(rs) = right.get(&sig) else { continue };
-        let (l, r) = if one_to_many {
-            (rs.v, ls.v)
-        } else {
-            (ls.v, rs.v)
+        let (l, r) = if one_to_many { (rs, &ls) } else { (&ls, rs) };
+        let Some((value, h, keep)) = elem_any(
+            memo.ev,
+            memo.node,
+            op,
+            (l.v, l.h.as_ref()),
+            (r.v, r.h.as_ref()),
+        ) else {
+            continue;
         };
-        let (value, keep) = elem(op, l, r);
-        let Some(value) = outcome(value, keep, return_bool) else {
+        let Some((value, h)) = outcome_any(value, h, keep, return_bool) else {
             continue;
         };
         // Arithmetic removes the name at once (as upstream's resultMetric does even with
@@ -413,6 +553,7 @@ fn vector_match(
             labels,
             v: value,
             drop_name,
+            h,
         });
     }
     Ok(out)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use lookout_model::{Labels, METRIC_NAME_LABEL, MatchOp, Matcher, Sample, is_stale_nan};
-use lookout_storage::{Grid, Queryable, SelectHints, Series};
+use lookout_storage::{Grid, HistogramSample, HistogramSeries, Queryable, SelectHints, Series};
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 
@@ -167,7 +167,6 @@ impl Engine {
         cancel: Option<&AtomicBool>,
     ) -> Result<crate::value::QueryResult> {
         let ev = Evaluator::prepare(&self.opts, db, text, expr, t, t, 0, cancel)?;
-        let histograms = ev.plain_histograms(expr, t)?;
         let v = ev.eval(expr, t)?;
         let value = match v {
             Value::Vector(v) => {
@@ -183,7 +182,6 @@ impl Engine {
         Ok(crate::value::QueryResult {
             value,
             annotations: ev.annotations.into_inner(),
-            histograms,
         })
     }
 
@@ -226,9 +224,6 @@ impl Engine {
             }
         }
         let ev = Evaluator::prepare(&self.opts, db, text, expr, start, end, step, cancel)?;
-        if !ev.histograms.is_empty() {
-            return exec("native histograms are not supported in range queries yet");
-        }
         if functions::is_sort(expr) {
             ev.warn(format!(
                 "sort is ineffective for range queries since results are always ordered by labels ({})",
@@ -282,7 +277,10 @@ impl Engine {
                 ev.annotations.borrow_mut().absorb(annotations);
                 for s in r? {
                     match index.get(&s.labels) {
-                        Some(&i) => series[i].samples.extend(s.samples),
+                        Some(&i) => {
+                            series[i].samples.extend(s.samples);
+                            series[i].histograms.extend(s.histograms);
+                        }
                         None => {
                             index.insert(s.labels.clone(), series.len());
                             series.push(s);
@@ -298,7 +296,6 @@ impl Engine {
         Ok(crate::value::QueryResult {
             value: Value::Matrix(series),
             annotations: ev.annotations.into_inner(),
-            histograms: Vec::new(),
         })
     }
 }
@@ -379,11 +376,7 @@ fn eval_steps(
         match v {
             Value::Scalar(v) => {
                 if series.is_empty() {
-                    series.push(RangeSeries {
-                        labels: Labels::empty(),
-                        samples: Vec::new(),
-                        drop_name: false,
-                    });
+                    series.push(RangeSeries::new(Labels::empty(), Vec::new()));
                 }
                 series[0].samples.push(Sample::new(t, v));
             }
@@ -395,7 +388,7 @@ fn eval_steps(
                         .all(|(s, p)| s.drop_name == p.1 && s.labels.ptr_eq(&p.0));
                 if same {
                     for (s, p) in vs.iter().zip(&prev) {
-                        series[p.2].samples.push(Sample::new(t, s.v));
+                        series[p.2].push(t, s);
                     }
                 } else {
                     let keys: Vec<(Labels, bool)> =
@@ -418,14 +411,11 @@ fn eval_steps(
                             } else {
                                 0
                             };
-                            series.push(RangeSeries {
-                                labels: s.labels,
-                                samples: Vec::with_capacity(room),
-                                drop_name: false,
-                            });
+                            series
+                                .push(RangeSeries::new(s.labels.clone(), Vec::with_capacity(room)));
                             series.len() - 1
                         });
-                        series[i].samples.push(Sample::new(t, s.v));
+                        series[i].push(t, &s);
                         prev.push((key, dn, i));
                     }
                 }
@@ -448,7 +438,11 @@ fn cleanup(v: Vec<VecSample>, memo: &mut HashMap<Labels, Labels>) -> Vec<VecSamp
                     .entry(s.labels.clone())
                     .or_insert_with(|| s.labels.without_metric_name())
                     .clone();
-                VecSample::new(ls, s.v)
+                VecSample {
+                    labels: ls,
+                    drop_name: false,
+                    ..s
+                }
             } else {
                 s
             }
@@ -544,11 +538,11 @@ pub(crate) struct Evaluator<'a> {
     /// instead of samples, when they line up with the store's rollups
     /// ([`crate::functions::rollup`]).
     pub(crate) rollups: Arc<HashMap<NodeId, (i64, Vec<lookout_storage::RollupSeries>)>>,
-    /// Native-histogram series of each selector, when the store has any.
-    histograms: HashMap<NodeId, Vec<lookout_storage::HistogramSeries>>,
     /// Selected series; selectors with the same matchers and window share one entry
     /// (and every thread of a split range query shares them all).
     loaded: Arc<Vec<Vec<Series>>>,
+    /// The native-histogram series of each entry of `loaded` (same index).
+    hists: Arc<Vec<Vec<HistogramSeries>>>,
     deadline: Instant,
     cancel: Option<&'a AtomicBool>,
     /// Most samples (loaded, computed by subqueries, or returned) the query may hold.
@@ -582,6 +576,7 @@ struct Seed<'a> {
     sub_step: i64,
     data: HashMap<NodeId, usize>,
     loaded: Arc<Vec<Vec<Series>>>,
+    hists: Arc<Vec<Vec<HistogramSeries>>>,
     rollups: Arc<HashMap<NodeId, (i64, Vec<lookout_storage::RollupSeries>)>>,
     deadline: Instant,
     cancel: Option<&'a AtomicBool>,
@@ -598,6 +593,8 @@ pub(crate) struct GridSeries {
     labels: Labels,
     samples: Vec<Sample>,
     drops: Vec<bool>,
+    histograms: Vec<HistogramSample>,
+    hdrops: Vec<bool>,
 }
 
 struct Need<'e> {
@@ -663,6 +660,7 @@ impl<'a> Evaluator<'a> {
             sub_step: opts.default_subquery_step.as_millis().max(1) as i64,
             data: HashMap::new(),
             loaded: Arc::default(),
+            hists: Arc::default(),
             rollups: Arc::default(),
             deadline: Instant::now() + opts.timeout,
             cancel,
@@ -670,6 +668,15 @@ impl<'a> Evaluator<'a> {
             counters: Default::default(),
             extent: (start, end, false),
         });
+        // A binary expression at the top: its annotations point at the query's start.
+        let mut top = expr;
+        while let Expr::Paren(p) = top {
+            top = &p.expr;
+        }
+        if let Expr::Binary(b) = top {
+            ev.positions
+                .insert(NodeId::of(b), crate::position::start(text));
+        }
         let mut needs = Vec::new();
         ev.collect(expr, start, end, Some(step), &mut needs);
         let (lo, hi, too_long) = ev.extent.get();
@@ -698,13 +705,18 @@ impl<'a> Evaluator<'a> {
         };
         let mut loaded = 0usize;
         let mut sets = Vec::new();
+        let mut hsets = Vec::new();
         let mut rollups = HashMap::new();
         let mut by_selection: HashMap<(String, i64, i64), usize> = HashMap::new();
         for n in needs {
             if ev.data.contains_key(&key(n.vs)) || rollups.contains_key(&key(n.vs)) {
                 continue;
             }
-            if let Some((how, r)) = n.rollable.and_then(|how| Some((how, how.pick(&tiers)?))) {
+            // Rollups hold floats only: a selector that finds histograms reads samples.
+            let mut hs = None;
+            if let Some((how, r)) = n.rollable.and_then(|how| Some((how, how.pick(&tiers)?)))
+                && hs.insert(select_histograms(q.as_ref(), &n)?).is_empty()
+            {
                 // An instant selector reads the window holding its earliest time too.
                 let start = match how {
                     Rollable::Range { .. } => n.mint,
@@ -746,6 +758,7 @@ impl<'a> Evaluator<'a> {
                     )?;
                     ev.data.insert(key(n.vs), sets.len());
                     sets.push(series);
+                    hsets.push(Vec::new());
                     continue;
                 }
                 ev.count_loaded(
@@ -790,32 +803,26 @@ impl<'a> Evaluator<'a> {
                     .map(|(labels, samples)| Series { labels, samples })
                     .collect()
             };
-            let mut hs = Vec::new();
-            let groups: Vec<&Vec<PMatcher>> = if n.vs.matchers.or_matchers.is_empty() {
-                vec![&n.vs.matchers.matchers]
-            } else {
-                n.vs.matchers.or_matchers.iter().collect()
+            let hs = match hs {
+                Some(hs) => hs,
+                None => select_histograms(q.as_ref(), &n)?,
             };
-            for g in groups {
-                hs.extend(q.select_histograms(&hints, &to_matchers(&n.vs.name, g)?)?);
-            }
-            if !hs.is_empty() {
-                hs.sort_by(|a, b| a.labels.cmp(&b.labels));
-                hs.dedup_by(|a, b| a.labels == b.labels);
-                ev.histograms.insert(key(n.vs), hs);
-            }
             ev.count_loaded(
                 &mut loaded,
-                series.iter().map(|s| s.samples.len()).sum(),
-                series.iter().map(series_bytes).sum(),
+                series.iter().map(|s| s.samples.len()).sum::<usize>()
+                    + hs.iter().map(|s| s.samples.len()).sum::<usize>(),
+                series.iter().map(series_bytes).sum::<usize>()
+                    + hs.iter().map(histogram_series_bytes).sum::<usize>(),
                 opts.max_samples,
             )?;
             let i = sets.len();
             sets.push(std::mem::take(&mut series));
+            hsets.push(hs);
             ev.data.insert(key(n.vs), i);
             by_selection.insert(skey, i);
         }
         ev.loaded = Arc::new(sets);
+        ev.hists = Arc::new(hsets);
         ev.rollups = Arc::new(rollups);
         Ok(ev)
     }
@@ -833,6 +840,7 @@ impl<'a> Evaluator<'a> {
             sub_step: self.sub_step,
             data: self.data.clone(),
             loaded: Arc::clone(&self.loaded),
+            hists: Arc::clone(&self.hists),
             rollups: Arc::clone(&self.rollups),
             deadline: self.deadline,
             cancel: self.cancel,
@@ -856,8 +864,8 @@ impl<'a> Evaluator<'a> {
             lookback: s.lookback,
             sub_step: s.sub_step,
             data: s.data,
-            histograms: HashMap::new(),
             loaded: s.loaded,
+            hists: s.hists,
             rollups: s.rollups,
             deadline: s.deadline,
             cancel: s.cancel,
@@ -870,42 +878,6 @@ impl<'a> Evaluator<'a> {
             grids: Default::default(),
             cache: Default::default(),
         }
-    }
-
-    /// The native-histogram samples an instant query returns: only a plain selector
-    /// (possibly in parentheses) returns them so far; any other expression over
-    /// histogram series is an error rather than a wrong answer.
-    fn plain_histograms(
-        &self,
-        expr: &Expr,
-        ts: i64,
-    ) -> Result<Vec<(Labels, std::sync::Arc<lookout_model::FloatHistogram>)>> {
-        if self.histograms.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut e = expr;
-        while let Expr::Paren(p) = e {
-            e = &p.expr;
-        }
-        let Expr::VectorSelector(vs) = e else {
-            return exec(
-                "native histograms are only returned by plain selectors so far; functions, operators and aggregations do not take them yet",
-            );
-        };
-        let t = self.at_time(&vs.at).unwrap_or(ts) - offset_ms(&vs.offset);
-        let mut out = Vec::new();
-        for s in self.histograms.get(&key(vs)).into_iter().flatten() {
-            let i = s.samples.partition_point(|x| x.t <= t);
-            // Past the lookback, or ended by a staleness marker (a stale NaN sum).
-            if i == 0
-                || s.samples[i - 1].t <= t - self.lookback
-                || lookout_model::is_stale_nan(s.samples[i - 1].h.sum)
-            {
-                continue;
-            }
-            out.push((s.labels.clone(), std::sync::Arc::clone(&s.samples[i - 1].h)));
-        }
-        Ok(out)
     }
 
     /// A label set derived from `key` (expression node and inputs), computed by `derive`
@@ -944,6 +916,20 @@ impl<'a> Evaluator<'a> {
         match self.positions.get(&NodeId::of(about)) {
             Some(p) => format!("{msg} ({})", crate::position::line_col(&self.text, *p)),
             None => msg,
+        }
+    }
+
+    /// Records an annotation about node `node` (a binary expression): a warning, or an
+    /// info when `info`, with the node's position when it is known.
+    pub(crate) fn note_at_node(&self, msg: String, node: NodeId, info: bool) {
+        let msg = match self.positions.get(&node) {
+            Some(p) => format!("{msg} ({})", crate::position::line_col(&self.text, *p)),
+            None => msg,
+        };
+        if info {
+            self.info(msg);
+        } else {
+            self.warn(msg);
         }
     }
 
@@ -1195,6 +1181,7 @@ impl<'a> Evaluator<'a> {
                             labels: s.labels,
                             v: -s.v,
                             drop_name: true,
+                            h: s.h.map(|h| Arc::new(h.scaled(-1.0))),
                         })
                         .collect();
                     Ok(Value::Vector(out))
@@ -1229,6 +1216,7 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         let mut times = Vec::new();
         let series = self.series_of(vs);
+        let has_hists = !self.hists_of(vs).is_empty();
         // Steps mostly move forward a little: continue from where the previous one
         // stopped in each series instead of searching it again.
         let mut cursors = self.cache.cursors.borrow_mut();
@@ -1272,11 +1260,70 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             out.push(VecSample::new(s.labels.clone(), smp.v));
-            if with_t {
+            if with_t || has_hists {
                 times.push(smp.t);
             }
         }
+        drop(cursors);
+        if has_hists {
+            self.add_instant_histograms(vs, t, &mut out, &mut times);
+            if !with_t {
+                times.clear();
+            }
+        }
         (out, times)
+    }
+
+    /// Adds the native-histogram samples of a selector at `t` to its float samples
+    /// `out` (taken at `times`): a series holding both kinds gives its newer sample.
+    fn add_instant_histograms(
+        &self,
+        vs: &VectorSelector,
+        t: i64,
+        out: &mut Vec<VecSample>,
+        times: &mut Vec<i64>,
+    ) {
+        let floats: HashMap<Labels, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.labels.clone(), i))
+            .collect();
+        let mut drop = Vec::new();
+        for s in self.hists_of(vs) {
+            let i = s.samples.partition_point(|x| x.t <= t);
+            if i == 0 {
+                continue;
+            }
+            let smp = &s.samples[i - 1];
+            // Past the lookback, or ended by a staleness marker (a stale NaN sum).
+            if smp.t <= t - self.lookback || is_stale_nan(smp.h.sum) {
+                continue;
+            }
+            if let Some(&f) = floats.get(&s.labels) {
+                if times[f] > smp.t {
+                    continue;
+                }
+                drop.push(f);
+            }
+            out.push(VecSample::histogram(s.labels.clone(), Arc::clone(&smp.h)));
+            times.push(smp.t);
+        }
+        if !drop.is_empty() {
+            drop.sort_unstable();
+            for f in drop.into_iter().rev() {
+                out.remove(f);
+                times.remove(f);
+            }
+        }
+    }
+
+    /// Every native-histogram series a selector loaded.
+    pub(crate) fn hists_of(&self, vs: &VectorSelector) -> &[HistogramSeries] {
+        self.data
+            .get(&key(vs))
+            .and_then(|&i| self.hists.get(i))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Every series a selector loaded, with all its samples.
@@ -1299,13 +1346,36 @@ impl<'a> Evaluator<'a> {
                 .copied()
                 .collect();
             if !samples.is_empty() {
-                out.push(RangeSeries {
-                    labels: s.labels.clone(),
-                    samples,
-                    drop_name: false,
-                });
+                out.push(RangeSeries::new(s.labels.clone(), samples));
             }
         }
+        let hists = self.hists_of(vs);
+        if hists.is_empty() {
+            return out;
+        }
+        let mut at: HashMap<Labels, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.labels.clone(), i))
+            .collect();
+        for s in hists {
+            let a = s.samples.partition_point(|x| x.t <= t - range);
+            let b = s.samples.partition_point(|x| x.t <= t);
+            let window: Vec<HistogramSample> = s.samples[a..b]
+                .iter()
+                .filter(|x| !is_stale_nan(x.h.sum))
+                .cloned()
+                .collect();
+            if window.is_empty() {
+                continue;
+            }
+            let i = *at.entry(s.labels.clone()).or_insert_with(|| {
+                out.push(RangeSeries::new(s.labels.clone(), Vec::new()));
+                out.len() - 1
+            });
+            out[i].histograms = window;
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
     }
 
@@ -1371,10 +1441,13 @@ impl<'a> Evaluator<'a> {
                 .filter_map(|s| {
                     let a = s.samples.partition_point(|x| x.t < t);
                     let b = s.samples.partition_point(|x| x.t <= end);
-                    (a < b).then(|| RangeSeries {
+                    let ha = s.histograms.partition_point(|x| x.t < t);
+                    let hb = s.histograms.partition_point(|x| x.t <= end);
+                    (a < b || ha < hb).then(|| RangeSeries {
                         labels: s.labels.clone(),
                         samples: s.samples[a..b].to_vec(),
-                        drop_name: s.drops[a..b].iter().any(|d| *d),
+                        drop_name: s.drops[a..b].iter().chain(&s.hdrops[ha..hb]).any(|d| *d),
+                        histograms: s.histograms[ha..hb].to_vec(),
                     })
                 })
                 .collect());
@@ -1424,17 +1497,31 @@ impl<'a> Evaluator<'a> {
                 } else {
                     let i = *index.entry(s.labels.clone()).or_insert_with(|| {
                         out.push(GridSeries {
-                            labels: s.labels,
+                            labels: s.labels.clone(),
                             samples: Vec::new(),
                             drops: Vec::new(),
+                            histograms: Vec::new(),
+                            hdrops: Vec::new(),
                         });
                         out.len() - 1
                     });
                     prev.push(i);
                     i
                 };
-                out[i].samples.push(Sample::new(t, s.v));
-                out[i].drops.push(s.drop_name);
+                let g = &mut out[i];
+                match s.h {
+                    Some(h) => {
+                        g.histograms.push(HistogramSample {
+                            t,
+                            h: subquery_point(h),
+                        });
+                        g.hdrops.push(s.drop_name);
+                    }
+                    None => {
+                        g.samples.push(Sample::new(t, s.v));
+                        g.drops.push(s.drop_name);
+                    }
+                }
             }
             t += step;
         }
@@ -1455,7 +1542,7 @@ impl<'a> Evaluator<'a> {
             .filter(|s| *s > 0)
             .unwrap_or(self.sub_step);
         self.room_for_steps(t, end, step)?;
-        let mut out: HashMap<Labels, (Vec<Sample>, bool)> = HashMap::new();
+        let mut out: HashMap<Labels, RangeSeries> = HashMap::new();
         while t <= end {
             self.check_limits("subquery evaluation")?;
             let cached = self.cache.subquery_steps.borrow().get(&(key, t)).cloned();
@@ -1477,31 +1564,27 @@ impl<'a> Evaluator<'a> {
             };
             match value {
                 Value::Vector(vs) => {
-                    for s in vs {
-                        let e = out.entry(s.labels).or_default();
-                        e.0.push(Sample::new(t, s.v));
-                        e.1 |= s.drop_name;
+                    for mut s in vs {
+                        s.h = s.h.map(subquery_point);
+                        let e = out
+                            .entry(s.labels.clone())
+                            .or_insert_with(|| RangeSeries::new(s.labels.clone(), Vec::new()));
+                        e.push(t, &s);
+                        e.drop_name |= s.drop_name;
                     }
                 }
                 Value::Scalar(v) => out
                     .entry(Labels::empty())
-                    .or_default()
-                    .0
+                    .or_insert_with(|| RangeSeries::new(Labels::empty(), Vec::new()))
+                    .samples
                     .push(Sample::new(t, v)),
                 other => return exec(format!("subquery over a {}", other.type_name())),
             }
             t += step;
         }
-        let mut out: Vec<(Labels, (Vec<Sample>, bool))> = out.into_iter().collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out
-            .into_iter()
-            .map(|(labels, (samples, drop_name))| RangeSeries {
-                labels,
-                samples,
-                drop_name,
-            })
-            .collect())
+        let mut out: Vec<RangeSeries> = out.into_values().collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
     }
 }
 /// The bytes a selected series holds: its samples, its label strings and their
@@ -1509,6 +1592,77 @@ impl<'a> Evaluator<'a> {
 /// allocator).
 fn series_bytes(s: &Series) -> usize {
     s.samples.len() * std::mem::size_of::<Sample>() + labels_bytes(&s.labels)
+}
+
+/// The bytes a selected native-histogram series holds (an estimate, as
+/// [`series_bytes`]).
+fn histogram_series_bytes(s: &HistogramSeries) -> usize {
+    s.samples
+        .iter()
+        .map(|x| {
+            std::mem::size_of::<lookout_model::FloatHistogram>()
+                + 40 * (x.h.positive.len() + x.h.negative.len())
+                + 24
+        })
+        .sum::<usize>()
+        + labels_bytes(&s.labels)
+}
+
+/// The native-histogram series a selector reads over its whole window, sorted by
+/// labels (one per label set when `or` groups overlap).
+fn select_histograms(
+    q: &dyn lookout_storage::Querier,
+    n: &Need<'_>,
+) -> Result<Vec<HistogramSeries>> {
+    let hints = SelectHints {
+        start: n.mint,
+        end: n.maxt,
+        func: None,
+        grid: n.grid,
+    };
+    let groups: Vec<&Vec<PMatcher>> = if n.vs.matchers.or_matchers.is_empty() {
+        vec![&n.vs.matchers.matchers]
+    } else {
+        n.vs.matchers.or_matchers.iter().collect()
+    };
+    let mut hs = Vec::new();
+    for g in groups {
+        hs.extend(q.select_histograms(&hints, &to_matchers(&n.vs.name, g)?)?);
+    }
+    hs.sort_by(|a, b| a.labels.cmp(&b.labels));
+    hs.dedup_by(|a, b| a.labels == b.labels);
+    for s in &mut hs {
+        read_hints(&mut s.samples);
+    }
+    Ok(hs)
+}
+
+/// Gives samples with no counter-reset hint the one Prometheus's storage gives on read:
+/// "no reset" where a sample follows its predecessor in the same chunk, none where it
+/// resets it (the sample starts a new chunk, whose hint Prometheus reads back as
+/// unknown: prometheus/prometheus#15346) and none on the first. Aggregations then see
+/// the same hints, and warn of the same conflicts.
+fn read_hints(samples: &mut [HistogramSample]) {
+    use lookout_model::CounterResetHint as Hint;
+    for i in 1..samples.len() {
+        let (before, rest) = samples.split_at_mut(i);
+        let cur = &mut rest[0].h;
+        if cur.hint == Hint::Unknown && !cur.detect_reset(&before[i - 1].h) {
+            Arc::make_mut(cur).hint = Hint::NotReset;
+        }
+    }
+}
+
+/// A histogram a subquery took: the samples between its steps are skipped, so what the
+/// stored hint says about the previous sample no longer holds (a gauge stays a gauge).
+fn subquery_point(h: Arc<lookout_model::FloatHistogram>) -> Arc<lookout_model::FloatHistogram> {
+    use lookout_model::CounterResetHint as Hint;
+    if matches!(h.hint, Hint::Reset | Hint::NotReset) {
+        let mut h = h;
+        Arc::make_mut(&mut h).hint = Hint::Unknown;
+        return h;
+    }
+    h
 }
 
 /// About what a label set costs in memory, as the byte limit counts it.

@@ -1,18 +1,23 @@
 //! Query results: scalars, instant vectors, range vectors and strings.
 
-use lookout_model::{Labels, Sample};
+use std::sync::Arc;
+
+use lookout_model::{FloatHistogram, Labels, Sample};
+use lookout_storage::HistogramSample;
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VecSample {
     /// The series' labels.
     pub labels: Labels,
-    /// The value.
+    /// The value (0 for a native histogram).
     pub v: f64,
     /// The metric name is to be removed when the query's result is returned (Prometheus's
     /// delayed name removal: functions and operators mark it, `label_replace` onto
     /// `__name__` keeps it).
     pub drop_name: bool,
+    /// The native histogram, when the sample is one rather than a float.
+    pub h: Option<Arc<FloatHistogram>>,
 }
 
 impl VecSample {
@@ -22,6 +27,17 @@ impl VecSample {
             labels,
             v,
             drop_name: false,
+            h: None,
+        }
+    }
+
+    /// A native-histogram sample that keeps its metric name.
+    pub fn histogram(labels: Labels, h: Arc<FloatHistogram>) -> Self {
+        Self {
+            labels,
+            v: 0.0,
+            drop_name: false,
+            h: Some(h),
         }
     }
 }
@@ -31,10 +47,41 @@ impl VecSample {
 pub struct RangeSeries {
     /// The series' labels.
     pub labels: Labels,
-    /// Its samples, ascending by time.
+    /// Its float samples, ascending by time.
     pub samples: Vec<Sample>,
     /// The metric name is to be removed on the way out (see [`VecSample::drop_name`]).
     pub drop_name: bool,
+    /// Its native-histogram samples, ascending by time (a series may hold both kinds,
+    /// never at the same time).
+    pub histograms: Vec<HistogramSample>,
+}
+
+impl RangeSeries {
+    /// A series of float samples whose name stays.
+    pub fn new(labels: Labels, samples: Vec<Sample>) -> Self {
+        Self {
+            labels,
+            samples,
+            drop_name: false,
+            histograms: Vec::new(),
+        }
+    }
+
+    /// Appends `s`'s value (float or histogram) at `t`.
+    pub fn push(&mut self, t: i64, s: &VecSample) {
+        match &s.h {
+            Some(h) => self.histograms.push(HistogramSample {
+                t,
+                h: Arc::clone(h),
+            }),
+            None => self.samples.push(Sample::new(t, s.v)),
+        }
+    }
+
+    /// Whether it holds no sample of either kind.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.histograms.is_empty()
+    }
 }
 
 /// The value of an expression at one evaluation time, or of a whole range query.
@@ -112,7 +159,4 @@ pub struct QueryResult {
     pub value: Value,
     /// Warnings and infos.
     pub annotations: Annotations,
-    /// Native-histogram samples of an instant query that is a plain selector (the only
-    /// expression that returns them so far), sorted by labels.
-    pub histograms: Vec<(Labels, std::sync::Arc<lookout_model::FloatHistogram>)>,
 }

@@ -81,41 +81,77 @@ fn lookback_delta_is_configurable() {
     assert!(matches!(v, lookout_promql::Value::Vector(ref s) if s.is_empty()));
 }
 
-/// Native histograms come back from a plain selector and nowhere else yet: any other use
-/// is an error naming the limitation, never a wrong number.
+/// Native histograms flow through selectors, functions, aggregations, operators and
+/// range queries, and count against `max_samples` as floats do.
 #[test]
-fn native_histograms_only_through_plain_selectors() {
+fn native_histograms_through_the_engine() {
     use lookout_model::FloatHistogram;
+    use lookout_promql::Value;
     let db = MemStorage::new();
     let mut app = db.appender();
     let h = FloatHistogram::parse("{{schema:0 sum:5 count:3 buckets:[1 2]}}").unwrap();
+    let later = FloatHistogram::parse("{{schema:0 sum:11 count:6 buckets:[2 4]}}").unwrap();
     let l = Labels::from_pairs([("__name__", "h"), ("job", "x")]);
     app.append_histogram(&l, 60_000, &h).unwrap();
+    app.append_histogram(&l, 120_000, &later).unwrap();
     app.append(&Labels::from_pairs([("__name__", "f")]), 60_000, 1.0)
         .unwrap();
     app.commit().unwrap();
     let e = Engine::default();
-    let q = |s: &str| e.instant_query(&db, s, &lookout_promql::parse(s).unwrap(), 90_000, None);
-    let r = q("(h)").unwrap();
-    assert_eq!(r.histograms.len(), 1);
-    assert!(r.histograms[0].1.same_as(&h));
-    assert_eq!(r.histograms[0].0, l);
-    assert!(q("h").unwrap().histograms.len() == 1);
+    let q = |s: &str, t: i64| match e
+        .instant_query(&db, s, &lookout_promql::parse(s).unwrap(), t, None)
+        .unwrap()
+        .value
+    {
+        Value::Vector(v) => v,
+        other => panic!("{s}: {other:?}"),
+    };
+    let v = q("(h)", 90_000);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].labels, l);
+    assert!(v[0].h.as_ref().unwrap().same_as(&h));
+    assert!(q("h offset 10m", 90_000).is_empty(), "outside the lookback");
+    assert!(q("f", 90_000)[0].h.is_none());
+    let sum = q("sum(h) * 2", 90_000);
+    assert_eq!(sum[0].h.as_ref().unwrap().count, 6.0);
+    assert_eq!(q("histogram_count(h)", 130_000)[0].v, 6.0);
+    // increase over exactly the two samples, extrapolated to the window's edges as
+    // Prometheus does (not below zero: the count started at 3, grew by 3 in 60s).
+    let inc = q("increase(h[61s])", 120_000);
+    let inc = inc[0].h.as_ref().unwrap();
+    assert!((inc.count - 3.0 * 61.0 / 60.0).abs() < 1e-9, "{inc}");
+    // Floats and histograms do not mix in arithmetic: nothing, and an info.
+    let r = e
+        .instant_query(
+            &db,
+            "h + f",
+            &lookout_promql::parse("h + on() f").unwrap(),
+            90_000,
+            None,
+        )
+        .unwrap();
+    assert!(matches!(r.value, Value::Vector(ref v) if v.is_empty()));
     assert!(
-        q("h offset 10m").unwrap().histograms.is_empty(),
-        "outside the lookback"
+        r.annotations.infos[0].contains("incompatible sample types"),
+        "{:?}",
+        r.annotations
     );
-    assert!(q("f").unwrap().histograms.is_empty());
-    let err = q("sum(h)").unwrap_err().to_string();
-    assert!(
-        err.contains("native histograms are only returned by plain selectors"),
-        "{err}"
-    );
-    let err = e
-        .range(&db, "h", 0, 90_000, 15_000)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("not supported in range queries"), "{err}");
+    let Value::Matrix(m) = e.range(&db, "h", 0, 150_000, 30_000).unwrap() else {
+        panic!("not a matrix")
+    };
+    assert_eq!(m.len(), 1);
+    assert!(m[0].samples.is_empty());
+    let times: Vec<i64> = m[0].histograms.iter().map(|x| x.t).collect();
+    assert_eq!(times, vec![60_000, 90_000, 120_000, 150_000]);
+    assert_eq!(m[0].histograms[2].h.count, 6.0);
+    let small = Engine::new(EngineOptions {
+        max_samples: 1,
+        ..EngineOptions::default()
+    });
+    let err = small
+        .instant(&db, "count_over_time(h[5m])", 150_000)
+        .unwrap_err();
+    assert!(err.to_string().contains("too many samples"), "{err}");
 }
 
 /// Issue 12: a subquery over a constant was unbounded (`max_samples` counted loaded

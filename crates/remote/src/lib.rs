@@ -290,17 +290,14 @@ pub const MAX_HISTOGRAM_BUCKETS: usize = 1 << 16;
 pub const MAX_REQUEST_BUCKETS: u64 = 1 << 22;
 
 /// A native histogram from the wire, as Lookout keeps it: spans resolved to bucket
-/// indexes, integer deltas summed to counts. Custom-bucket histograms (schema −53) are
-/// refused by name (their bounds are not kept yet), and so are schemas out of range,
-/// spans that do not match their counts, negative or overflowing counts and more than
-/// [`MAX_HISTOGRAM_BUCKETS`] buckets on a side.
+/// indexes, integer deltas summed to counts, custom bounds kept (schema −53). Schemas
+/// out of range, spans that do not match their counts, negative or overflowing counts,
+/// bounds that are not finite and ascending and more than [`MAX_HISTOGRAM_BUCKETS`]
+/// buckets on a side are refused by name.
 pub fn histogram_of(
     h: &v2::Histogram,
 ) -> std::result::Result<lookout_model::FloatHistogram, String> {
     use lookout_model::CounterResetHint;
-    if h.schema == -53 || !h.custom_values.is_empty() {
-        return Err("custom-bucket native histograms (schema -53) are not stored yet".into());
-    }
     let integer = h.count_float.is_none();
     let spans = |s: &[v2::BucketSpan]| -> Vec<(i32, u32)> {
         s.iter().map(|s| (s.offset, s.length)).collect()
@@ -325,6 +322,7 @@ pub fn histogram_of(
             3 => CounterResetHint::Gauge,
             _ => CounterResetHint::Unknown,
         },
+        custom_values: &h.custom_values,
     };
     wire.resolve(MAX_HISTOGRAM_BUCKETS)
 }
@@ -928,11 +926,43 @@ mod tests {
         bad(
             v2::Histogram {
                 schema: -53,
+                custom_values: vec![2.0, 1.0],
+                ..Default::default()
+            },
+            "finite and ascending",
+        );
+        bad(
+            v2::Histogram {
+                schema: -53,
+                custom_values: vec![1.0],
+                count_int: Some(3),
+                positive_spans: vec![span(0, 3)],
+                positive_deltas: vec![1, 0, 0],
+                ..Default::default()
+            },
+            "past the custom bounds",
+        );
+        bad(
+            v2::Histogram {
+                schema: 0,
                 custom_values: vec![1.0],
                 ..Default::default()
             },
-            "custom-bucket",
+            "custom bucket bounds on an exponential",
         );
+        // A custom-bucket histogram is kept with its bounds.
+        let nhcb = histogram_of(&v2::Histogram {
+            schema: -53,
+            custom_values: vec![0.5, 1.0],
+            count_int: Some(3),
+            sum: 1.5,
+            positive_spans: vec![span(0, 3)],
+            positive_deltas: vec![1, 0, 0],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(nhcb.custom_values, vec![0.5, 1.0]);
+        assert_eq!(nhcb.bucket_bounds(2), (1.0, f64::INFINITY));
         bad(
             v2::Histogram {
                 schema: 9,

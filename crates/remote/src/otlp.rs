@@ -180,6 +180,7 @@ pub fn native_histogram(
         positive: side(&p.positive)?,
         negative: side(&p.negative)?,
         hint: lookout_model::CounterResetHint::Unknown,
+        custom_values: Vec::new(),
     };
     if p.flags & 1 != 0 {
         h.sum = lookout_model::stale_nan();

@@ -22,9 +22,6 @@ pub enum Error {
     /// An expression that does not parse, or whose evaluation failed.
     #[error("{0}")]
     Query(#[from] lookout_promql::Error),
-    /// A rule evaluated to native histograms, which rules do not write yet.
-    #[error("rules over native histograms are not supported yet")]
-    HistogramResult,
     /// A rule evaluated to something other than a vector or a scalar.
     #[error("rule result is not a vector or scalar: {0}")]
     ResultType(&'static str),

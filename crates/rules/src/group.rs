@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lookout_model::{Labels, stale_nan};
+use lookout_model::{FloatHistogram, Labels, stale_nan};
+use lookout_promql::VecSample;
 use lookout_storage::Appendable;
 
 use crate::file::GroupSpec;
@@ -28,6 +29,8 @@ pub struct RuleEntry {
     /// How long the last evaluation took.
     pub evaluation_time: Duration,
     previous: HashSet<Labels>,
+    /// Which of `previous` were native histograms (their staleness marker is one).
+    previous_histograms: HashSet<Labels>,
 }
 
 impl RuleEntry {
@@ -39,6 +42,7 @@ impl RuleEntry {
             last_evaluation: 0,
             evaluation_time: Duration::ZERO,
             previous: HashSet::new(),
+            previous_histograms: HashSet::new(),
         }
     }
 }
@@ -139,6 +143,7 @@ impl Group {
         for (e, o) in self.rules.iter_mut().zip(&old.rules) {
             if e.rule.name() == o.rule.name() && e.rule.expr() == o.rule.expr() {
                 e.previous.clone_from(&o.previous);
+                e.previous_histograms.clone_from(&o.previous_histograms);
             }
         }
         self.last_evaluation = old.last_evaluation;
@@ -153,7 +158,9 @@ impl Group {
             let t0 = Instant::now();
             let res = match &mut e.rule {
                 Rule::Recording(r) => r.eval(ctx, data_ts, self.limit),
-                Rule::Alerting(r) => r.eval(ctx, ts, self.query_offset, self.limit),
+                Rule::Alerting(r) => r
+                    .eval(ctx, ts, self.query_offset, self.limit)
+                    .map(|v| v.into_iter().map(|(l, v)| VecSample::new(l, v)).collect()),
             };
             e.last_evaluation = ts;
             let samples = match res {
@@ -171,8 +178,17 @@ impl Group {
             };
             let mut app = out.appender();
             let mut now_returned = HashSet::with_capacity(samples.len());
-            for (l, v) in samples {
-                match app.append(&l, data_ts, v) {
+            let mut histograms = HashSet::new();
+            for s in samples {
+                let l = s.labels;
+                let res = match &s.h {
+                    Some(h) => {
+                        histograms.insert(l.clone());
+                        app.append_histogram(&l, data_ts, h)
+                    }
+                    None => app.append(&l, data_ts, s.v),
+                };
+                match res {
                     Ok(_) => stats.written += 1,
                     Err(err) => {
                         stats.refused += 1;
@@ -183,7 +199,11 @@ impl Group {
             }
             for gone in e.previous.difference(&now_returned) {
                 // A series the rule no longer produces ends now, as Prometheus marks it.
-                let _ = app.append(gone, data_ts, stale_nan());
+                let _ = if e.previous_histograms.contains(gone) {
+                    app.append_histogram(gone, data_ts, &FloatHistogram::stale())
+                } else {
+                    app.append(gone, data_ts, stale_nan())
+                };
             }
             if let Err(err) = app.commit() {
                 tracing::warn!(group = %self.name, rule = %e.rule.name(), error = %err, "Writing rule results failed");
@@ -191,6 +211,7 @@ impl Group {
                 e.last_error = Some(format!("writing results: {err}"));
             }
             e.previous = now_returned;
+            e.previous_histograms = histograms;
             e.evaluation_time = t0.elapsed();
         }
         self.last_evaluation = ts;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lookout_model::{Labels, METRIC_NAME_LABEL};
-use lookout_promql::{Engine, Expr, Value};
+use lookout_promql::{Engine, Expr, Value, VecSample};
 use lookout_storage::Queryable;
 use serde::{Deserialize, Serialize};
 
@@ -121,20 +121,27 @@ impl std::fmt::Debug for EvalContext {
 }
 
 impl EvalContext {
-    /// Evaluates `expr` at `t` (ms) as a rule does: a vector, or a scalar as one sample
-    /// without labels.
-    pub fn query(&self, text: &str, expr: &Expr, t: i64) -> crate::Result<Vec<(Labels, f64)>> {
+    /// Evaluates `expr` at `t` (ms) as a rule does: a vector (floats and native
+    /// histograms), or a scalar as one sample without labels.
+    pub fn samples(&self, text: &str, expr: &Expr, t: i64) -> crate::Result<Vec<VecSample>> {
         let r = self
             .engine
             .instant_query(self.db.as_ref(), text, expr, t, None)?;
-        if !r.histograms.is_empty() {
-            return Err(Error::HistogramResult);
-        }
         match r.value {
-            Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
-            Value::Scalar(v) => Ok(vec![(Labels::empty(), v)]),
+            Value::Vector(v) => Ok(v),
+            Value::Scalar(v) => Ok(vec![VecSample::new(Labels::empty(), v)]),
             other => Err(Error::ResultType(other.type_name())),
         }
+    }
+
+    /// [`EvalContext::samples`] as label sets and float values; a native histogram's
+    /// value is 0, as in Prometheus's alerts and templates.
+    pub fn query(&self, text: &str, expr: &Expr, t: i64) -> crate::Result<Vec<(Labels, f64)>> {
+        Ok(self
+            .samples(text, expr, t)?
+            .into_iter()
+            .map(|s| (s.labels, s.v))
+            .collect())
     }
 
     /// A `query` function for templates, evaluating at `t`.
@@ -179,22 +186,17 @@ impl RecordingRule {
         })
     }
 
-    /// Evaluates at `t` (ms): the series to write.
-    pub fn eval(
-        &self,
-        ctx: &EvalContext,
-        t: i64,
-        limit: usize,
-    ) -> crate::Result<Vec<(Labels, f64)>> {
-        let res = ctx.query(&self.expr_text, &self.expr, t)?;
+    /// Evaluates at `t` (ms): the series to write (floats and native histograms).
+    pub fn eval(&self, ctx: &EvalContext, t: i64, limit: usize) -> crate::Result<Vec<VecSample>> {
+        let res = ctx.samples(&self.expr_text, &self.expr, t)?;
         let mut seen = HashSet::with_capacity(res.len());
         let mut out = Vec::with_capacity(res.len());
-        for (l, v) in res {
-            let l = apply_labels(&l.with(METRIC_NAME_LABEL, &self.name), &self.labels);
+        for s in res {
+            let l = apply_labels(&s.labels.with(METRIC_NAME_LABEL, &self.name), &self.labels);
             if !seen.insert(l.clone()) {
                 return Err(Error::DuplicateLabelset("rule"));
             }
-            out.push((l, v));
+            out.push(VecSample { labels: l, ..s });
         }
         if limit > 0 && out.len() > limit {
             return Err(Error::SeriesLimit {

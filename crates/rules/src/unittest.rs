@@ -14,8 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lookout_model::{CounterResetHint, FloatHistogram, Labels, stale_nan};
-use lookout_promql::{Engine, EngineOptions, promqltest};
+use lookout_model::{FloatHistogram, Labels};
+use lookout_promql::promqltest::{self, Point};
+use lookout_promql::{Engine, EngineOptions};
 use lookout_storage::{Appendable, MemStorage};
 use serde::Deserialize;
 
@@ -262,99 +263,6 @@ fn ms_text(ms: i64) -> String {
     lookout_model::format_duration(Duration::from_millis(ms.max(0) as u64))
 }
 
-/// One input point.
-enum Point {
-    /// `_`: no sample.
-    None,
-    /// A float (stale markers included).
-    Float(f64),
-    /// A native histogram.
-    Histogram(FloatHistogram),
-}
-
-/// Splits series values at whitespace outside `{{…}}`.
-fn tokens(values: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut depth = 0usize;
-    let mut chars = values.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                depth += 1;
-                cur.push_str("{{");
-            }
-            '}' if depth > 0 && chars.peek() == Some(&'}') => {
-                chars.next();
-                depth -= 1;
-                cur.push_str("}}");
-            }
-            c if c.is_whitespace() && depth == 0 => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// Expands a histogram token: `{{a}}`, `{{a}}xN` (N more copies) or `{{a}}+{{b}}xN`
-/// (N more, each adding b). Generated samples say `not_reset`, as Prometheus's loader.
-fn expand_histogram(tok: &str) -> Result<Vec<FloatHistogram>, String> {
-    let first_end = tok.find("}}").ok_or("unterminated histogram")? + 2;
-    let first = FloatHistogram::parse(&tok[..first_end])?;
-    let rest = &tok[first_end..];
-    if rest.is_empty() {
-        return Ok(vec![first]);
-    }
-    let (delta, times) = if let Some(r) = rest.strip_prefix('+') {
-        let end = r.find("}}").ok_or("unterminated histogram")? + 2;
-        (Some(FloatHistogram::parse(&r[..end])?), &r[end..])
-    } else {
-        (None, rest)
-    };
-    let n: usize = times
-        .strip_prefix('x')
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| format!("bad histogram repetition {tok:?}"))?;
-    let mut out = vec![first.clone()];
-    let mut cur = first;
-    for _ in 0..n {
-        if let Some(d) = &delta {
-            cur = cur.add(d)?;
-        }
-        let mut next = cur.clone();
-        next.hint = CounterResetHint::NotReset;
-        out.push(next);
-    }
-    Ok(out)
-}
-
-/// Expands input values (expanding notation, floats and native histograms).
-fn expand(values: &str) -> Result<Vec<Point>, String> {
-    let mut out = Vec::new();
-    for tok in tokens(values) {
-        if tok.starts_with("{{") {
-            out.extend(expand_histogram(&tok)?.into_iter().map(Point::Histogram));
-        } else {
-            for v in promqltest::expand_values(&[tok.as_str()])? {
-                out.push(match v {
-                    None => Point::None,
-                    Some(v) if lookout_model::is_stale_nan(v) => Point::Float(stale_nan()),
-                    Some(v) => Point::Float(v),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Runs one test group; returns its failures.
 fn run_group(
     tg: &TestGroup,
@@ -376,14 +284,14 @@ fn run_group(
                 Ok(l) => l,
                 Err(e) => return vec![format!("bad input series {:?}: {e}", s.series)],
             };
-            let vals = match expand(&s.values) {
+            let vals = match promqltest::expand_points(&s.values) {
                 Ok(v) => v,
                 Err(e) => return vec![format!("bad values for {:?}: {e}", s.series)],
             };
             for (i, v) in vals.into_iter().enumerate() {
                 let t = start + i as i64 * interval;
                 let res = match v {
-                    Point::None => Ok(0),
+                    Point::Absent => Ok(0),
                     Point::Float(v) => app.append(&labels, t, v),
                     Point::Histogram(h) => app.append_histogram(&labels, t, &h),
                 };
@@ -533,7 +441,7 @@ impl Got {
     fn same(&self, other: &Got, fuzzy: bool) -> bool {
         match (self, other) {
             (Got::Float(a), Got::Float(b)) => floats_equal(*a, *b, fuzzy),
-            (Got::Histogram(a), Got::Histogram(b)) => a.same_as(b),
+            (Got::Histogram(a), Got::Histogram(b)) => promqltest::histograms_close(a, b),
             _ => false,
         }
     }
@@ -565,10 +473,14 @@ fn check_expr(t: &ExprTest, ctx: &EvalContext, start: i64, fuzzy: bool) -> Optio
             .instant_query(ctx.db.as_ref(), &t.expr, &expr, at, None)
     }) {
         Ok(r) => {
-            let mut got: Vec<(Labels, Got)> = match r.value {
-                lookout_promql::Value::Vector(v) => {
-                    v.into_iter().map(|s| (s.labels, Got::Float(s.v))).collect()
-                }
+            let got: Vec<(Labels, Got)> = match r.value {
+                lookout_promql::Value::Vector(v) => v
+                    .into_iter()
+                    .map(|s| match s.h {
+                        Some(h) => (s.labels, Got::Histogram((*h).clone())),
+                        None => (s.labels, Got::Float(s.v)),
+                    })
+                    .collect(),
                 lookout_promql::Value::Scalar(v) => vec![(Labels::empty(), Got::Float(v))],
                 other => {
                     return Some(format!(
@@ -577,11 +489,6 @@ fn check_expr(t: &ExprTest, ctx: &EvalContext, start: i64, fuzzy: bool) -> Optio
                     ));
                 }
             };
-            got.extend(
-                r.histograms
-                    .into_iter()
-                    .map(|(l, h)| (l, Got::Histogram((*h).clone()))),
-            );
             got
         }
         Err(e) => return Some(format!("{head}, err: {e}")),

@@ -209,16 +209,6 @@ fn query_response(r: lookout_promql::QueryResult, t: i64) -> Response {
     if json::query_size_hint(&r.value) > STREAM_ABOVE {
         return streamed(move |emit| json::stream_query(r, t, STREAM_CHUNK, emit));
     }
-    if !r.histograms.is_empty() {
-        // Histogram samples go among the float ones: written by the streaming writer,
-        // in one piece.
-        let mut out = String::new();
-        json::stream_query(r, t, usize::MAX, |whole| {
-            out = whole;
-            true
-        });
-        return json_response(StatusCode::OK, out);
-    }
     let mut out = String::with_capacity(128 + json::query_size_hint(&r.value));
     out.push_str(json::SUCCESS_PREFIX);
     json::query_data(&mut out, &r.value, t);

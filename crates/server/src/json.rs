@@ -63,7 +63,14 @@ pub(crate) fn query_size_hint(v: &Value) -> usize {
         Value::Vector(vs) => vs.iter().map(|s| 64 + labels_size(&s.labels)).sum(),
         Value::Matrix(ms) => ms
             .iter()
-            .map(|s| 32 + labels_size(&s.labels) + 36 * s.samples.len())
+            .map(|s| {
+                32 + labels_size(&s.labels)
+                    + 36 * s.samples.len()
+                    + s.histograms
+                        .iter()
+                        .map(|h| 64 + 40 * (h.h.positive.len() + h.h.negative.len()))
+                        .sum::<usize>()
+            })
             .sum(),
         _ => 64,
     }
@@ -120,14 +127,25 @@ pub(crate) fn query_data(out: &mut String, v: &Value, t: i64) {
     out.push('}');
 }
 
-/// Appends one sample of an instant vector evaluated at `t`.
+/// Appends one sample of an instant vector evaluated at `t`: `value` for a float,
+/// `histogram` for a native histogram, as Prometheus's API writes them.
 fn vector_sample(out: &mut String, s: &lookout_promql::VecSample, t: i64) {
     out.push_str("{\"metric\":");
     labels(out, &s.labels);
-    out.push_str(",\"value\":[");
-    timestamp(out, t);
-    out.push(',');
-    value(out, s.v);
+    match &s.h {
+        Some(h) => {
+            out.push_str(",\"histogram\":[");
+            timestamp(out, t);
+            out.push(',');
+            histogram(out, h);
+        }
+        None => {
+            out.push_str(",\"value\":[");
+            timestamp(out, t);
+            out.push(',');
+            value(out, s.v);
+        }
+    }
     out.push_str("]}");
 }
 
@@ -158,33 +176,40 @@ pub(crate) fn histogram(out: &mut String, h: &lookout_model::FloatHistogram) {
     out.push('}');
 }
 
-/// Appends one native-histogram sample of an instant vector evaluated at `t`.
-fn vector_histogram(out: &mut String, ls: &Labels, h: &lookout_model::FloatHistogram, t: i64) {
-    out.push_str("{\"metric\":");
-    labels(out, ls);
-    out.push_str(",\"histogram\":[");
-    timestamp(out, t);
-    out.push(',');
-    histogram(out, h);
-    out.push_str("]}");
-}
-
-/// Appends one series of a range vector.
+/// Appends one series of a range vector: `values` when it has float samples,
+/// `histograms` when it has native-histogram samples (as Prometheus's API writes them).
 fn matrix_series(out: &mut String, s: &lookout_promql::RangeSeries) {
     out.push_str("{\"metric\":");
     labels(out, &s.labels);
-    out.push_str(",\"values\":[");
-    for (j, p) in s.samples.iter().enumerate() {
-        if j > 0 {
+    if !s.samples.is_empty() || s.histograms.is_empty() {
+        out.push_str(",\"values\":[");
+        for (j, p) in s.samples.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            timestamp(out, p.t);
             out.push(',');
+            value(out, p.v);
+            out.push(']');
         }
-        out.push('[');
-        timestamp(out, p.t);
-        out.push(',');
-        value(out, p.v);
         out.push(']');
     }
-    out.push_str("]}");
+    if !s.histograms.is_empty() {
+        out.push_str(",\"histograms\":[");
+        for (j, p) in s.histograms.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            timestamp(out, p.t);
+            out.push(',');
+            histogram(out, &p.h);
+            out.push(']');
+        }
+        out.push(']');
+    }
+    out.push('}');
 }
 
 /// Writes the whole success response for a query result evaluated at `t` (the bytes
@@ -211,22 +236,8 @@ pub(crate) fn stream_query(
             true
         }
     };
-    let lookout_promql::QueryResult {
-        value,
-        annotations,
-        histograms,
-    } = r;
+    let lookout_promql::QueryResult { value, annotations } = r;
     let (open, items): (&str, Box<dyn Iterator<Item = Item>>) = match value {
-        // Float and histogram samples of a selector, in label order together.
-        Value::Vector(vs) if !histograms.is_empty() => {
-            let mut all: Vec<Item> = vs.into_iter().map(Item::Sample).collect();
-            all.extend(histograms.into_iter().map(|(l, h)| Item::Histogram(l, h)));
-            all.sort_by(|a, b| a.labels().cmp(b.labels()));
-            (
-                "{\"resultType\":\"vector\",\"result\":[",
-                Box::new(all.into_iter()),
-            )
-        }
         Value::Vector(vs) => (
             "{\"resultType\":\"vector\",\"result\":[",
             Box::new(vs.into_iter().map(Item::Sample)),
@@ -250,7 +261,6 @@ pub(crate) fn stream_query(
         match &item {
             Item::Sample(s) => vector_sample(&mut out, s, t),
             Item::Series(s) => matrix_series(&mut out, s),
-            Item::Histogram(l, h) => vector_histogram(&mut out, l, h, t),
         }
         // The series is dropped here, before the next one is written.
         drop(item);
@@ -267,17 +277,6 @@ pub(crate) fn stream_query(
 enum Item {
     Sample(lookout_promql::VecSample),
     Series(lookout_promql::RangeSeries),
-    Histogram(Labels, std::sync::Arc<lookout_model::FloatHistogram>),
-}
-
-impl Item {
-    fn labels(&self) -> &Labels {
-        match self {
-            Item::Sample(s) => &s.labels,
-            Item::Series(s) => &s.labels,
-            Item::Histogram(l, _) => l,
-        }
-    }
 }
 
 /// Wraps `data` (already JSON) in a success envelope.
@@ -334,19 +333,11 @@ mod tests {
         let ls = |job: &str| Labels::from_pairs([("__name__", "x"), ("job", job)]);
         let r = QueryResult {
             value: Value::Vector(vec![
-                VecSample {
-                    labels: ls("a"),
-                    v: 1.0,
-                    drop_name: false,
-                },
-                VecSample {
-                    labels: ls("c"),
-                    v: 2.0,
-                    drop_name: false,
-                },
+                VecSample::new(ls("a"), 1.0),
+                VecSample::histogram(ls("b"), std::sync::Arc::new(h)),
+                VecSample::new(ls("c"), 2.0),
             ]),
             annotations: Default::default(),
-            histograms: vec![(ls("b"), std::sync::Arc::new(h))],
         };
         let mut pieces = Vec::new();
         stream_query(r, 1_000, 1 << 20, |p| {
@@ -384,6 +375,10 @@ mod tests {
         let ls = |i: usize| {
             Labels::from_pairs([("__name__", "m"), ("i", &*format!("{i}")), ("q", "\"x\"")])
         };
+        let h = std::sync::Arc::new(
+            lookout_model::FloatHistogram::parse("{{schema:0 count:3 sum:2 buckets:[1 2]}}")
+                .unwrap(),
+        );
         let annotations = Annotations {
             warnings: vec!["PromQL warning: w".into()],
             infos: vec!["PromQL info: i".into()],
@@ -397,15 +392,27 @@ mod tests {
                             .map(|k| Sample::new(k * 15_000 + 7, k as f64 / 3.0))
                             .collect(),
                         drop_name: false,
+                        // Some series hold histograms too, one only histograms.
+                        histograms: (0..(i % 5) as i64)
+                            .map(|k| lookout_storage::HistogramSample {
+                                t: k * 15_000 + 300_007,
+                                h: h.clone(),
+                            })
+                            .collect(),
                     })
+                    .chain([RangeSeries {
+                        labels: ls(99),
+                        samples: Vec::new(),
+                        drop_name: false,
+                        histograms: vec![lookout_storage::HistogramSample { t: 7, h: h.clone() }],
+                    }])
                     .collect(),
             ),
             Value::Vector(
                 (0..50)
-                    .map(|i| VecSample {
-                        labels: ls(i),
-                        v: f64::NAN,
-                        drop_name: false,
+                    .map(|i| match i % 7 {
+                        0 => VecSample::histogram(ls(i), h.clone()),
+                        _ => VecSample::new(ls(i), f64::NAN),
                     })
                     .collect(),
             ),
@@ -421,7 +428,6 @@ mod tests {
                 let r = QueryResult {
                     value: v.clone(),
                     annotations: annotations.clone(),
-                    histograms: Vec::new(),
                 };
                 let mut pieces = Vec::new();
                 stream_query(r, 1_700_000_000_500, chunk, |p| {
@@ -438,7 +444,6 @@ mod tests {
             let r = QueryResult {
                 value: v.clone(),
                 annotations: annotations.clone(),
-                histograms: Vec::new(),
             };
             let mut calls = 0;
             stream_query(r, 0, 1, |_| {

@@ -12,7 +12,7 @@
 //! when everything was stored; 400 naming the problem for a body that cannot be read or
 //! samples the store refused (the others of the request are kept, as Prometheus does);
 //! 415 for a message or encoding this receiver does not speak. 2.0 requests' native
-//! histograms are stored like samples (custom-bucket ones are refused by name).
+//! histograms are stored like samples (custom-bucket ones with their bounds).
 
 use axum::body::Bytes;
 use axum::extract::State;

@@ -298,15 +298,16 @@ impl Appender for TsdbAppender<'_> {
     ) -> Result<SeriesRef> {
         let db = self.db;
         for (side, n) in [
-            ("positive", h.positive.len()),
-            ("negative", h.negative.len()),
+            ("positive buckets", h.positive.len()),
+            ("negative buckets", h.negative.len()),
+            ("custom bounds", h.custom_values.len()),
         ] {
             if n > hchunk::MAX_BUCKETS {
                 db.metrics.limit_rejections.inc();
                 return Err(Error::LimitExceeded {
                     what: "native histogram buckets per side",
                     limit: hchunk::MAX_BUCKETS,
-                    detail: format!("{} has {n} {side} buckets", short(labels)),
+                    detail: format!("{} has {n} {side}", short(labels)),
                 });
             }
         }

@@ -22,7 +22,8 @@
 //!           (else varints of XORed bits), bits 2–3 the counter-reset hint (0 unknown,
 //!           1 reset, 2 not reset, 3 gauge)
 //!   layout  varint zigzag schema; u64 LE zero threshold bits; positive then negative
-//!           indices: varint n, then the first index zigzag and n − 1 varint gaps − 1
+//!           indices: varint n, then the first index zigzag and n − 1 varint gaps − 1;
+//!           for schema −53 (custom buckets) varint n and n u64 LE bound bits
 //!   values  count, zero count, each positive bucket, each negative bucket (as flags
 //!           say), then the sum: varint of its bits XOR the previous sum's
 //! ```
@@ -122,6 +123,8 @@ struct Layout {
     zero_threshold_bits: u64,
     positive: Vec<i32>,
     negative: Vec<i32>,
+    /// Custom bucket bounds (schema −53), as bits.
+    custom: Vec<u64>,
 }
 
 impl Layout {
@@ -131,6 +134,7 @@ impl Layout {
             zero_threshold_bits: h.zero_threshold.to_bits(),
             positive: h.positive.keys().copied().collect(),
             negative: h.negative.keys().copied().collect(),
+            custom: h.custom_values.iter().map(|v| v.to_bits()).collect(),
         }
     }
 
@@ -244,6 +248,12 @@ impl Encoder {
             out.extend_from_slice(&this.zero_threshold_bits.to_le_bytes());
             put_indices(out, &this.positive);
             put_indices(out, &this.negative);
+            if this.schema == lookout_model::histogram::CUSTOM_BUCKETS_SCHEMA {
+                put_varint(out, this.custom.len() as u64);
+                for b in &this.custom {
+                    out.extend_from_slice(&b.to_le_bytes());
+                }
+            }
             self.layout = Some(this);
         }
         for (v, p) in values.iter().zip(&self.prev) {
@@ -333,11 +343,26 @@ pub(crate) fn decode(buf: &[u8], out: &mut Vec<HistogramSample>) -> Result<(), C
             pos += 8;
             let positive = get_indices(buf, &mut pos)?;
             let negative = get_indices(buf, &mut pos)?;
+            let mut custom = Vec::new();
+            if schema == lookout_model::histogram::CUSTOM_BUCKETS_SCHEMA {
+                let n = get_varint(buf, &mut pos).ok_or(bad("histogram custom bounds"))? as usize;
+                if n > MAX_BUCKETS || n.saturating_mul(8) > buf.len() - pos {
+                    return Err(bad("histogram custom bounds"));
+                }
+                for _ in 0..n {
+                    let b = buf
+                        .get(pos..pos + 8)
+                        .ok_or(bad("histogram custom bounds"))?;
+                    custom.push(u64::from_le_bytes(b.try_into().unwrap_or_default()));
+                    pos += 8;
+                }
+            }
             let l = Layout {
                 schema,
                 zero_threshold_bits,
                 positive,
                 negative,
+                custom,
             };
             prev = vec![0.0; l.values()];
             layout = Some(l);
@@ -376,6 +401,7 @@ pub(crate) fn decode(buf: &[u8], out: &mut Vec<HistogramSample>) -> Result<(), C
                 .zip(values[2 + np..].iter().copied())
                 .collect::<BTreeMap<_, _>>(),
             hint: hint_of(flags >> 2),
+            custom_values: l.custom.iter().map(|b| f64::from_bits(*b)).collect(),
         };
         prev = values;
         out.push(HistogramSample { t, h: Arc::new(h) });
@@ -400,6 +426,7 @@ mod tests {
         Vec<(i32, u64)>,
         Vec<(i32, u64)>,
         CounterResetHint,
+        Vec<u64>,
     );
 
     /// Every field as bits, so NaN equals the same NaN.
@@ -411,6 +438,7 @@ mod tests {
             side(&h.positive),
             side(&h.negative),
             h.hint,
+            h.custom_values.iter().map(|v| v.to_bits()).collect(),
         )
     }
 
@@ -487,6 +515,19 @@ mod tests {
                 h: h(
                     "{{schema:8 count:2 sum:-3 n_offset:5 n_buckets:[1 0 1] counter_reset_hint:gauge}}",
                 ),
+            },
+            // Custom buckets, then other bounds: a new layout each.
+            HistogramSample {
+                t: 50,
+                h: h("{{schema:-53 count:3 sum:2 custom_values:[0.1 0.5 2] buckets:[1 0 2 0]}}"),
+            },
+            HistogramSample {
+                t: 51,
+                h: h("{{schema:-53 count:4 sum:3 custom_values:[0.1 0.5 2] buckets:[1 1 2 0]}}"),
+            },
+            HistogramSample {
+                t: 52,
+                h: h("{{schema:-53 count:1 sum:1 custom_values:[-1 1] buckets:[0 1]}}"),
             },
         ];
         round_trip(&samples);

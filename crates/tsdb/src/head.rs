@@ -217,19 +217,7 @@ impl HistData {
 
 /// Whether two histograms are the same sample: equal in every field, bit for bit.
 pub(crate) fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
-    let side = |x: &std::collections::BTreeMap<i32, f64>,
-                y: &std::collections::BTreeMap<i32, f64>| {
-        x.len() == y.len()
-            && x.iter()
-                .zip(y)
-                .all(|((i, v), (j, w))| i == j && v.to_bits() == w.to_bits())
-    };
-    a.schema == b.schema
-        && a.hint == b.hint
-        && [a.zero_threshold, a.zero_count, a.count, a.sum].map(f64::to_bits)
-            == [b.zero_threshold, b.zero_count, b.count, b.sum].map(f64::to_bits)
-        && side(&a.positive, &b.positive)
-        && side(&a.negative, &b.negative)
+    a.identical(b) && a.hint == b.hint
 }
 
 /// What a query needs of one series' histograms, copied out under the lock.

@@ -82,6 +82,7 @@ pub(super) fn timestamp(c: &FnCall<'_, '_>) -> Result<Value> {
                 labels: s.labels.clone(),
                 drop_name: true,
                 v: t as f64 / 1000.0,
+                h: None,
             })
             .collect()
     } else {

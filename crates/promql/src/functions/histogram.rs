@@ -1,5 +1,6 @@
 //! Classic-histogram functions: `histogram_quantile`, `histogram_quantiles`,
-//! `histogram_fraction`, and bucket grouping.
+//! `histogram_fraction`, and bucket grouping; native histograms in the same call go to
+//! [`super::native`].
 
 use lookout_model::gofmt::format_f;
 use promql_parser::parser::Expr;
@@ -139,13 +140,13 @@ pub(super) fn check_buckets(ev: &Evaluator<'_>, v: &[VecSample], about: &Expr) {
     }
 }
 
-pub(super) fn histogram_quantile(
+fn histogram_quantile(
     ev: &Evaluator<'_>,
     q: f64,
-    v: Vec<VecSample>,
+    groups: Vec<(lookout_model::Labels, Vec<(f64, f64)>)>,
     about: &Expr,
 ) -> Vec<VecSample> {
-    histogram_groups(v)
+    groups
         .into_iter()
         .map(|(k, b)| {
             let v = bucket_quantile(ev, k.metric_name(), q, b, about);
@@ -153,6 +154,7 @@ pub(super) fn histogram_quantile(
                 labels: k,
                 v,
                 drop_name: true,
+                h: None,
             }
         })
         .collect()
@@ -236,18 +238,80 @@ pub(super) fn bucket_quantile(
 pub(super) fn fraction(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
     let lo = args.scalar(0)?;
     let hi = args.scalar(1)?;
-    let v = args.vector(2)?;
+    let (v, mut natives) = super::native::split(args.vector(2)?);
     check_buckets(c.ev, &v, &c.exprs[2]);
-    Ok(Value::Vector(
-        histogram_groups(v)
-            .into_iter()
-            .map(|(k, b)| VecSample {
-                labels: k,
-                v: bucket_fraction(lo, hi, b),
+    let groups = classic_groups(c, v, &mut natives, 2);
+    for n in natives
+        .iter()
+        .filter(|n| n.h.as_ref().is_some_and(|h| h.sum.is_nan()))
+    {
+        c.ev.info_at(
+            format!(
+                "input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {:?}",
+                n.labels.metric_name().unwrap_or("")
+            ),
+            &c.exprs[2],
+        );
+    }
+    let mut out = native_values(&natives, |h| super::native::fraction(lo, hi, h));
+    out.extend(groups.into_iter().map(|(k, b)| VecSample {
+        labels: k,
+        v: bucket_fraction(lo, hi, b),
+        drop_name: true,
+        h: None,
+    }));
+    Ok(Value::Vector(out))
+}
+
+/// A float of each native-histogram sample, its name dropped.
+fn native_values(
+    natives: &[VecSample],
+    f: impl Fn(&lookout_model::FloatHistogram) -> f64,
+) -> Vec<VecSample> {
+    natives
+        .iter()
+        .filter_map(|s| {
+            Some(VecSample {
+                labels: s.labels.clone(),
+                v: f(s.h.as_deref()?),
                 drop_name: true,
+                h: None,
             })
-            .collect(),
-    ))
+        })
+        .collect()
+}
+
+/// The classic histograms among bucket samples `v`; where a native histogram has the
+/// same labels, Prometheus warns of the mix and answers for neither.
+fn classic_groups(
+    c: &FnCall<'_, '_>,
+    v: Vec<VecSample>,
+    natives: &mut Vec<VecSample>,
+    arg: usize,
+) -> Vec<(lookout_model::Labels, Vec<(f64, f64)>)> {
+    let mut groups = histogram_groups(v);
+    if natives.is_empty() {
+        return groups;
+    }
+    let mut clashed = Vec::new();
+    groups.retain(|(k, _)| {
+        let clash = natives.iter().any(|n| &n.labels == k);
+        if clash {
+            clashed.push(k.clone());
+        }
+        if clash {
+            c.ev.warn_at(
+                format!(
+                    "vector contains a mix of classic and native histograms for metric name {:?}",
+                    k.metric_name().unwrap_or("")
+                ),
+                &c.exprs[arg],
+            );
+        }
+        !clash
+    });
+    natives.retain(|n| !clashed.contains(&n.labels));
+    groups
 }
 
 /// `histogram_quantiles(buckets, label, q...)`: one series per quantile, labelled.
@@ -261,18 +325,35 @@ pub(super) fn quantiles(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
     for (q, a) in qs.iter().zip(&c.exprs[2..]) {
         check_quantile(c.ev, *q, a);
     }
+    let (v, mut natives) = super::native::split(v);
     check_buckets(c.ev, &v, &c.exprs[0]);
+    let groups = classic_groups(c, v, &mut natives, 0);
+    let q_label = |q: f64| {
+        let mut s = format_f(q);
+        if !s.contains(['.', 'e', 'I', 'N']) {
+            s.push_str(".0");
+        }
+        s
+    };
     let mut out = Vec::new();
-    for (k, b) in histogram_groups(v) {
+    for n in &natives {
+        let Some(h) = n.h.as_deref() else { continue };
         for q in &qs {
-            let mut qs_str = format_f(*q);
-            if !qs_str.contains(['.', 'e', 'I', 'N']) {
-                qs_str.push_str(".0");
-            }
             out.push(VecSample {
-                labels: k.with(&label, &qs_str),
+                labels: n.labels.with(&label, &q_label(*q)),
+                v: super::native::quantile(*q, h),
+                drop_name: true,
+                h: None,
+            });
+        }
+    }
+    for (k, b) in groups {
+        for q in &qs {
+            out.push(VecSample {
+                labels: k.with(&label, &q_label(*q)),
                 v: bucket_quantile(c.ev, k.metric_name(), *q, b.clone(), &c.exprs[0]),
                 drop_name: true,
+                h: None,
             });
         }
     }
@@ -283,7 +364,26 @@ pub(super) fn quantiles(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
 pub(super) fn quantile(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
     let q = args.scalar(0)?;
     check_quantile(c.ev, q, &c.exprs[0]);
-    let v = args.vector(1)?;
+    let (v, mut natives) = super::native::split(args.vector(1)?);
     check_buckets(c.ev, &v, &c.exprs[1]);
-    Ok(Value::Vector(histogram_quantile(c.ev, q, v, &c.exprs[1])))
+    let groups = classic_groups(c, v, &mut natives, 1);
+    let mut out = native_values(&natives, |h| super::native::quantile(q, h));
+    for (n, s) in natives.iter().zip(&out) {
+        if n.h.as_ref().is_some_and(|h| h.sum.is_nan()) {
+            let what = if s.v.is_nan() {
+                "is NaN"
+            } else {
+                "is skewed higher"
+            };
+            c.ev.info_at(
+                format!(
+                    "input to histogram_quantile has NaN observations, result {what} for metric name {:?}",
+                    n.labels.metric_name().unwrap_or("")
+                ),
+                &c.exprs[1],
+            );
+        }
+    }
+    out.extend(histogram_quantile(c.ev, q, groups, &c.exprs[1]));
+    Ok(Value::Vector(out))
 }

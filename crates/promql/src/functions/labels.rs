@@ -95,6 +95,7 @@ fn relabel(
                     labels,
                     v: s.v,
                     drop_name: s.drop_name && dst != lookout_model::METRIC_NAME_LABEL,
+                    h: None,
                 }
             })
             .collect(),

@@ -14,6 +14,7 @@ mod date;
 mod histogram;
 mod labels;
 mod math;
+mod native;
 mod range;
 pub(crate) mod rollup;
 
@@ -27,6 +28,7 @@ use crate::engine::{Evaluator, NodeId, offset_ms};
 use crate::error::{Result, exec};
 use crate::value::{RangeSeries, Value, VecSample};
 
+pub(crate) use native::{HistogramSum, go_string, mixed_schemas};
 pub(crate) use range::WindowFn;
 
 /// How a function is evaluated.
@@ -54,6 +56,9 @@ pub(crate) struct Spec {
     pub(crate) keeps_name: bool,
     /// Whether the result's order is meaningful (`sort` and friends).
     pub(crate) ordered: bool,
+    /// Whether it takes native-histogram samples; the others never see them (as in
+    /// Prometheus, element-wise functions skip them).
+    pub(crate) histograms: bool,
 }
 
 const fn f(name: &'static str, eval: Eval) -> Spec {
@@ -62,12 +67,22 @@ const fn f(name: &'static str, eval: Eval) -> Spec {
         eval,
         keeps_name: false,
         ordered: false,
+        histograms: false,
+    }
+}
+
+/// A function that takes native histograms.
+const fn hist(name: &'static str, eval: Eval) -> Spec {
+    Spec {
+        histograms: true,
+        ..f(name, eval)
     }
 }
 
 const fn window(name: &'static str, w: WindowFn) -> Spec {
     Spec {
         keeps_name: matches!(w, WindowFn::Last | WindowFn::First),
+        histograms: true,
         ..f(name, Eval::Window(w))
     }
 }
@@ -75,6 +90,7 @@ const fn window(name: &'static str, w: WindowFn) -> Spec {
 const fn ordered(name: &'static str, call: fn(&FnCall<'_, '_>, Args) -> Result<Value>) -> Spec {
     Spec {
         ordered: true,
+        histograms: true,
         ..f(name, Eval::Call(call))
     }
 }
@@ -102,19 +118,24 @@ pub(crate) static SPECS: &[Spec] = &[
     window("resets", WindowFn::Resets),
     window("deriv", WindowFn::Deriv),
     window("predict_linear", WindowFn::PredictLinear),
-    f("absent_over_time", Eval::Call(range::absent_over_time)),
+    hist("absent_over_time", Eval::Call(range::absent_over_time)),
     f(
         "double_exponential_smoothing",
         Eval::Call(range::double_exponential_smoothing),
     ),
-    f("absent", Eval::Call(labels::absent)),
-    f("label_replace", Eval::Call(labels::label_replace)),
-    f("label_join", Eval::Call(labels::label_join)),
+    hist("absent", Eval::Call(labels::absent)),
+    hist("label_replace", Eval::Call(labels::label_replace)),
+    hist("label_join", Eval::Call(labels::label_join)),
     ordered("sort_by_label", labels::sort_by_label),
     ordered("sort_by_label_desc", labels::sort_by_label_desc),
-    f("histogram_fraction", Eval::Call(histogram::fraction)),
-    f("histogram_quantiles", Eval::Call(histogram::quantiles)),
-    f("histogram_quantile", Eval::Call(histogram::quantile)),
+    hist("histogram_fraction", Eval::Call(histogram::fraction)),
+    hist("histogram_quantiles", Eval::Call(histogram::quantiles)),
+    hist("histogram_quantile", Eval::Call(histogram::quantile)),
+    hist("histogram_count", Eval::Call(native::count)),
+    hist("histogram_sum", Eval::Call(native::sum)),
+    hist("histogram_avg", Eval::Call(native::avg)),
+    hist("histogram_stddev", Eval::Call(native::stddev)),
+    hist("histogram_stdvar", Eval::Call(native::stdvar)),
     f("minute", Eval::Call(|c, a| date::part(c, a, |d| d.minute))),
     f("hour", Eval::Call(|c, a| date::part(c, a, |d| d.hour))),
     f(
@@ -136,7 +157,7 @@ pub(crate) static SPECS: &[Spec] = &[
     f("month", Eval::Call(|c, a| date::part(c, a, |d| d.month))),
     f("year", Eval::Call(|c, a| date::part(c, a, |d| d.year))),
     f("time", Eval::Call(date::time)),
-    f("timestamp", Eval::Raw(date::timestamp)),
+    hist("timestamp", Eval::Raw(date::timestamp)),
     f("pi", Eval::Call(math::pi)),
     f("vector", Eval::Call(math::vector)),
     f("scalar", Eval::Call(math::scalar)),
@@ -144,8 +165,14 @@ pub(crate) static SPECS: &[Spec] = &[
     f("clamp_max", Eval::Call(math::clamp_max)),
     f("clamp", Eval::Call(math::clamp)),
     f("round", Eval::Call(math::round)),
-    ordered("sort", math::sort),
-    ordered("sort_desc", math::sort_desc),
+    Spec {
+        histograms: false,
+        ..ordered("sort", math::sort)
+    },
+    Spec {
+        histograms: false,
+        ..ordered("sort_desc", math::sort_desc)
+    },
     f("abs", Eval::Math(f64::abs)),
     f("ceil", Eval::Math(f64::ceil)),
     f("floor", Eval::Math(f64::floor)),
@@ -336,7 +363,7 @@ fn eval_arg(ev: &Evaluator<'_>, e: &Expr, ty: ValueType, ts: i64) -> Result<Arg>
 
 /// Evaluates every argument of `c` by the types the parser declares for it (the last type
 /// repeats for variadic arguments).
-fn eval_args(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Args> {
+fn eval_args(ev: &Evaluator<'_>, c: &Call, ts: i64, histograms: bool) -> Result<Args> {
     let types = &c.func.arg_types;
     let mut out = Vec::with_capacity(c.args.args.len());
     for (i, e) in c.args.args.iter().enumerate() {
@@ -345,7 +372,29 @@ fn eval_args(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Args> {
             .or(types.last())
             .copied()
             .unwrap_or(ValueType::Vector);
-        out.push(Some(eval_arg(ev, e, ty, ts)?));
+        let mut arg = eval_arg(ev, e, ty, ts)?;
+        if !histograms {
+            match &mut arg {
+                Arg::Vector(v) => v.retain(|s| s.h.is_none()),
+                Arg::Matrix(w) => {
+                    for s in &mut w.series {
+                        if !s.samples.is_empty() && !s.histograms.is_empty() {
+                            ev.info_at(
+                                format!(
+                                    "ignored histograms in a range containing both floats and histograms for metric name {:?}",
+                                    s.labels.metric_name().unwrap_or("")
+                                ),
+                                e,
+                            );
+                        }
+                        s.histograms.clear();
+                    }
+                    w.series.retain(|s| !s.is_empty());
+                }
+                _ => {}
+            }
+        }
+        out.push(Some(arg));
     }
     Ok(Args(out))
 }
@@ -356,6 +405,7 @@ fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Vec<VecSample> {
             labels: s.labels.clone(),
             drop_name: true,
             v: f(s.v),
+            h: None,
         })
         .collect()
 }
@@ -400,14 +450,14 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, ts: i64) -> Result<Value> {
             if let Some(v) = batched(ev, c, w, spec.keeps_name, ts) {
                 return Ok(Value::Vector(v));
             }
-            let args = eval_args(ev, c, ts)?;
+            let args = eval_args(ev, c, ts, true)?;
             range::window_call(&fc, w, spec.keeps_name, args)
         }
         Eval::Math(f) => {
-            let mut args = eval_args(ev, c, ts)?;
+            let mut args = eval_args(ev, c, ts, false)?;
             Ok(Value::Vector(map_vector(args.vector(0)?, f)))
         }
-        Eval::Call(f) => f(&fc, eval_args(ev, c, ts)?),
+        Eval::Call(f) => f(&fc, eval_args(ev, c, ts, spec.histograms)?),
         Eval::Raw(f) => f(&fc),
     }
 }
@@ -445,7 +495,7 @@ fn batched(
     let Expr::MatrixSelector(ms) = arg else {
         return None;
     };
-    if ms.vs.at.is_some() {
+    if ms.vs.at.is_some() || !ev.hists_of(&ms.vs).is_empty() {
         return None;
     }
     let node = NodeId::of(c);
@@ -454,6 +504,7 @@ fn batched(
         labels: series[i as usize].labels.clone(),
         v,
         drop_name: !keeps_name,
+        h: None,
     };
     if let Some(v) = ev.cache.range_steps.borrow_mut().remove(&(node, ts)) {
         return Some(v.into_iter().map(sample).collect());

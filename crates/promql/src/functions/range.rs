@@ -175,12 +175,22 @@ pub(super) fn window_call(
     let about = &c.exprs[f.range_arg()];
     let mut out = Vec::with_capacity(w.series.len());
     for s in &w.series {
-        note_non_counter(c.ev, f, &s.labels, about);
-        if let Some(v) = window_fn(f, &w, &s.samples, c.ts, param, false) {
+        if !s.samples.is_empty() {
+            note_non_counter(c.ev, f, &s.labels, about);
+        }
+        let drop_name = !keeps_name || s.drop_name;
+        if !s.histograms.is_empty() {
+            if let Some(v) = super::native::window(c.ev, f, &w, s, c.ts, param, about) {
+                out.push(v.sample(s.labels.clone(), drop_name));
+            }
+        } else if !s.samples.is_empty()
+            && let Some(v) = window_fn(f, &w, &s.samples, c.ts, param, false)
+        {
             out.push(VecSample {
                 labels: s.labels.clone(),
                 v,
-                drop_name: !keeps_name || s.drop_name,
+                drop_name,
+                h: None,
             });
         }
     }
@@ -220,6 +230,7 @@ pub(super) fn double_exponential_smoothing(_: &FnCall<'_, '_>, mut args: Args) -
                 labels: s.labels.clone(),
                 v: holt(&s.samples, sf, tf),
                 drop_name: true,
+                h: None,
             })
             .collect(),
     ))
@@ -264,10 +275,23 @@ pub(super) fn extrapolated_rate(
 /// samples (at least 2) in the window `(start, end]` of `range` ms, to the whole window
 /// (per second when `is_rate`).
 pub(super) fn extrapolate(
-    (start, end, range): (i64, i64, i64),
+    window: (i64, i64, i64),
     (first, last, n): (Sample, Sample, usize),
     result: f64,
     is_counter: bool,
+    is_rate: bool,
+) -> f64 {
+    let counter = is_counter.then_some((first.v, result));
+    result * extrapolation_factor(window, (first, last, n), counter, is_rate)
+}
+
+/// What [`extrapolate`] multiplies the change by. `counter`, for a float counter, is its
+/// first value and the change: a counter is not extrapolated below zero (histograms are
+/// not held to that, as in Prometheus).
+pub(super) fn extrapolation_factor(
+    (start, end, range): (i64, i64, i64),
+    (first, last, n): (Sample, Sample, usize),
+    counter: Option<(f64, f64)>,
     is_rate: bool,
 ) -> f64 {
     let mut to_start = (first.t - start) as f64 / 1000.0;
@@ -278,10 +302,10 @@ pub(super) fn extrapolate(
     if to_start >= threshold {
         to_start = avg_step / 2.0;
     }
-    if is_counter {
+    if let Some((first_v, result)) = counter {
         let mut to_zero = to_start;
-        if result > 0.0 && first.v >= 0.0 {
-            to_zero = sampled * (first.v / result);
+        if result > 0.0 && first_v >= 0.0 {
+            to_zero = sampled * (first_v / result);
         }
         if to_zero < to_start {
             to_start = to_zero;
@@ -294,7 +318,7 @@ pub(super) fn extrapolate(
     if is_rate {
         factor /= range as f64 / 1000.0;
     }
-    result * factor
+    factor
 }
 
 /// Prometheus's `instantValue` (irate, idelta).

@@ -97,6 +97,7 @@ pub(super) fn call(
                 labels: s.labels.clone(),
                 v,
                 drop_name: !keeps_name,
+                h: None,
             });
         }
     }

@@ -1,10 +1,13 @@
-//! Native histograms (float flavour), as far as Lookout handles them so far: values in
-//! Prometheus's test notation (`{{schema:1 sum:3 count:2 buckets:[1 1] offset:-1}}`),
-//! addition (for the notation's `a+bxn` series), and comparison. The test store and the
-//! tsdb keep them; the evaluator's functions do not take them yet.
+//! Native histograms (float flavour): the value every part of Lookout passes around
+//! (scrapes, remote write, OTLP, the tsdb, PromQL), Prometheus's test notation
+//! (`{{schema:1 sum:3 count:2 buckets:[1 1] offset:-1}}`), the wire form's checks,
+//! bucket bounds, and (in `arith`) the arithmetic PromQL needs. Custom-bucket
+//! histograms (schema −53) are not held yet.
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+mod arith;
 
 /// What a histogram says about counter resets since the previous sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,10 +34,14 @@ impl CounterResetHint {
     }
 }
 
+/// The schema of native histograms with custom buckets (NHCB).
+pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
+
 /// A float native histogram. Buckets are keyed by their index in the schema.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FloatHistogram {
-    /// Resolution (bucket boundaries grow by 2^(2^-schema)).
+    /// Resolution (bucket boundaries grow by 2^(2^-schema)), or
+    /// [`CUSTOM_BUCKETS_SCHEMA`] for custom buckets.
     pub schema: i32,
     /// Width of the zero bucket.
     pub zero_threshold: f64,
@@ -50,6 +57,10 @@ pub struct FloatHistogram {
     pub negative: BTreeMap<i32, f64>,
     /// Counter-reset hint.
     pub hint: CounterResetHint,
+    /// The upper bounds of a custom-bucket histogram's buckets, ascending and finite:
+    /// positive bucket `i` is `(custom_values[i-1], custom_values[i]]`, the first from
+    /// −∞, the one past the last to +∞ (empty for exponential schemas).
+    pub custom_values: Vec<f64>,
 }
 
 fn buckets(list: &str, offset: i32) -> Result<BTreeMap<i32, f64>, String> {
@@ -123,6 +134,8 @@ pub struct Wire<'a> {
     pub negative: (&'a [(i32, u32)], &'a [i64], &'a [f64]),
     /// The counter-reset hint.
     pub hint: CounterResetHint,
+    /// Custom bucket bounds, for schema −53.
+    pub custom_values: &'a [f64],
 }
 
 impl Wire<'_> {
@@ -131,11 +144,29 @@ impl Wire<'_> {
     /// counts, more than `max_buckets` on a side, or a count below what the buckets hold
     /// (as Prometheus checks).
     pub fn resolve(&self, max_buckets: usize) -> Result<FloatHistogram, String> {
-        if !(-4..=8).contains(&self.schema) {
+        let custom = self.schema == CUSTOM_BUCKETS_SCHEMA;
+        if !custom && !(-4..=8).contains(&self.schema) {
             return Err(format!(
-                "native histogram schema {} is not between -4 and 8",
+                "native histogram schema {} is not between -4 and 8 (or -53, custom buckets)",
                 self.schema
             ));
+        }
+        if custom {
+            let cv = self.custom_values;
+            if cv.len() > max_buckets {
+                return Err(format!(
+                    "{} custom bounds, more than {max_buckets}",
+                    cv.len()
+                ));
+            }
+            if cv.iter().any(|v| !v.is_finite()) || cv.windows(2).any(|w| w[0] >= w[1]) {
+                return Err("custom bucket bounds must be finite and ascending".into());
+            }
+            if !self.negative.0.is_empty() || self.zero_count != 0.0 || self.zero_threshold != 0.0 {
+                return Err("a custom-bucket histogram has no negative or zero buckets".into());
+            }
+        } else if !self.custom_values.is_empty() {
+            return Err("custom bucket bounds on an exponential histogram".into());
         }
         let integer = self.integer;
         let side = |(spans, deltas, counts): (&[(i32, u32)], &[i64], &[f64]), name: &str| {
@@ -190,6 +221,13 @@ impl Wire<'_> {
         };
         let positive = side(self.positive, "positive")?;
         let negative = side(self.negative, "negative")?;
+        if custom
+            && positive
+                .keys()
+                .any(|&i| i < 0 || i as usize > self.custom_values.len())
+        {
+            return Err("a bucket past the custom bounds".into());
+        }
         let held: f64 =
             self.zero_count + positive.values().sum::<f64>() + negative.values().sum::<f64>();
         if self.count < held {
@@ -207,6 +245,7 @@ impl Wire<'_> {
             positive,
             negative,
             hint: self.hint,
+            custom_values: self.custom_values.to_vec(),
         })
     }
 }
@@ -217,11 +256,45 @@ impl Wire<'_> {
 pub type BucketOut = (u8, f64, f64, f64);
 
 impl FloatHistogram {
+    /// Whether its buckets are custom (schema −53).
+    pub fn is_custom(&self) -> bool {
+        self.schema == CUSTOM_BUCKETS_SCHEMA
+    }
+
+    /// Lower and upper bound of positive bucket `index` (for custom buckets from the
+    /// custom values, −∞ and +∞ at the ends).
+    pub fn bucket_bounds(&self, index: i32) -> (f64, f64) {
+        if self.is_custom() {
+            let cv = &self.custom_values;
+            let at = |i: i64| match i {
+                i if i < 0 => f64::NEG_INFINITY,
+                i if i as usize >= cv.len() => f64::INFINITY,
+                i => cv[i as usize],
+            };
+            return (at(i64::from(index) - 1), at(i64::from(index)));
+        }
+        (
+            bucket_upper(self.schema, index.saturating_sub(1)),
+            bucket_upper(self.schema, index),
+        )
+    }
+
     /// The buckets with a non-zero count as Prometheus's API lists them: the negative
     /// ones from the most negative, the zero bucket, then the positive ones. As in
     /// Prometheus, a bucket's bound nearest zero is moved out to the zero bucket's edge
     /// when it lies inside it.
     pub fn api_buckets(&self) -> Vec<BucketOut> {
+        if self.is_custom() {
+            return self
+                .positive
+                .iter()
+                .filter(|(_, c)| **c != 0.0)
+                .map(|(i, c)| {
+                    let (lo, hi) = self.bucket_bounds(*i);
+                    (0, lo, hi, *c)
+                })
+                .collect();
+        }
         let zt = self.zero_threshold;
         let mut out = Vec::new();
         for (i, c) in self.negative.iter().rev() {
@@ -253,6 +326,15 @@ impl FloatHistogram {
             }
         }
         out
+    }
+
+    /// A native histogram's staleness marker, as Prometheus writes it: the sum is the
+    /// staleness NaN.
+    pub fn stale() -> Self {
+        Self {
+            sum: crate::stale_nan(),
+            ..Self::default()
+        }
     }
 
     /// Parses the inside of `{{…}}` in Prometheus's test notation.
@@ -305,6 +387,7 @@ impl FloatHistogram {
                 "n_buckets",
                 "n_offset",
                 "counter_reset_hint",
+                "custom_values",
             ]
             .contains(&k.as_str())
             {
@@ -328,27 +411,15 @@ impl FloatHistogram {
             negative: get("n_buckets")
                 .map_or(Ok(BTreeMap::new()), |b| buckets(b, int("n_offset")?))?,
             hint,
+            custom_values: get("custom_values").map_or(Ok(Vec::new()), |b| {
+                let b = buckets(b, 0)?;
+                let v: Vec<f64> = b.into_values().collect();
+                if v.windows(2).any(|w| w[0] >= w[1]) || v.iter().any(|x| !x.is_finite()) {
+                    return Err(format!("custom_values {v:?} must be finite and ascending"));
+                }
+                Ok(v)
+            })?,
         })
-    }
-
-    /// `self + other` (same schema; buckets added by index).
-    pub fn add(&self, other: &Self) -> Result<Self, String> {
-        if self.schema != other.schema {
-            return Err("cannot add histograms of different schemas yet".into());
-        }
-        let mut out = self.clone();
-        out.zero_count += other.zero_count;
-        out.count += other.count;
-        out.sum += other.sum;
-        for (side, theirs) in [
-            (&mut out.positive, &other.positive),
-            (&mut out.negative, &other.negative),
-        ] {
-            for (i, v) in theirs {
-                *side.entry(*i).or_insert(0.0) += v;
-            }
-        }
-        Ok(out)
     }
 
     /// Equal in every field, empty buckets counting as absent.
@@ -365,6 +436,7 @@ impl FloatHistogram {
             && self.count == other.count
             && self.sum == other.sum
             && self.hint == other.hint
+            && self.custom_values == other.custom_values
             && nz(&self.positive) == nz(&other.positive)
             && nz(&self.negative) == nz(&other.negative)
     }
@@ -397,6 +469,10 @@ impl fmt::Display for FloatHistogram {
         }
         if self.hint != CounterResetHint::Unknown {
             write!(f, " counter_reset_hint:{}", self.hint.as_str())?;
+        }
+        if !self.custom_values.is_empty() {
+            let vals: Vec<String> = self.custom_values.iter().map(f64::to_string).collect();
+            write!(f, " custom_values:[{}]", vals.join(" "))?;
         }
         write!(f, "}}}}")
     }
@@ -460,7 +536,7 @@ mod tests {
         assert!(FloatHistogram::parse(&h.to_string()).unwrap().same_as(&h));
         let a = FloatHistogram::parse("{{sum:3 count:2 buckets:[2]}}").unwrap();
         let b = FloatHistogram::parse("{{sum:1.3 count:1 buckets:[1]}}").unwrap();
-        let mut sum = a.add(&b).unwrap().add(&b).unwrap();
+        let mut sum = a.add(&b).add(&b);
         sum.hint = CounterResetHint::NotReset;
         let want =
             FloatHistogram::parse("{{count:4 sum:5.6 counter_reset_hint:not_reset buckets:[4]}}")
