@@ -91,50 +91,7 @@ impl<'de> Deserialize<'de> for WalSync {
     }
 }
 
-/// A size in bytes: an integer with an optional unit B, KB, MB, GB, TB (powers of 1024,
-/// as Prometheus's `--storage.tsdb.retention.size`); `0` means no limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    /// Parses `512MB`, `10GB`, `1024` (bytes; units are powers of 1024).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid size {s:?} (use e.g. 512MB, 20GB)"))?;
-        let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-            "" | "B" => 1,
-            "KB" | "KIB" => 1 << 10,
-            "MB" | "MIB" => 1 << 20,
-            "GB" | "GIB" => 1 << 30,
-            "TB" | "TIB" => 1 << 40,
-            "PB" | "PIB" => 1 << 50,
-            _ => {
-                return Err(format!(
-                    "invalid size unit in {s:?} (use B, KB, MB, GB, TB)"
-                ));
-            }
-        };
-        n.checked_mul(mult)
-            .map(Self)
-            .ok_or_else(|| format!("size {s:?} is too large"))
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = yaml_serde::Value::deserialize(d)?;
-        let s = match v {
-            yaml_serde::Value::Number(n) => n.to_string(),
-            yaml_serde::Value::String(s) => s,
-            _ => return Err(de::Error::custom("expected a size such as 512MB")),
-        };
-        Self::parse(&s).map_err(de::Error::custom)
-    }
-}
+pub use lookout_model::ByteSize;
 
 /// A `host:port` listen address; port 0 picks a free port.
 #[derive(Debug, Clone, PartialEq, Eq)]

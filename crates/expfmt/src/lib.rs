@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 
+pub mod nhcb;
 pub mod proto;
 
 /// Which format a line is in: the timestamp unit differs (ms in Prometheus text, seconds

@@ -128,7 +128,7 @@ fn issue_20_native_histograms_are_scraped_over_protobuf_stored_and_answered() {
     let cfg = write_config(
         dir.path(),
         &format!(
-            "global:\n  scrape_interval: 1s\ncollectors:\n  host: {{ enabled: false }}\nscrape_configs:\n  - job_name: native\n    scrape_native_histograms: true\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\n  - job_name: both\n    scrape_native_histograms: true\n    always_scrape_classic_histograms: true\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\n  - job_name: off\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\n  - job_name: prom\n    scrape_protocols: [ PrometheusProto ]\n    static_configs: [ {{ targets: ['127.0.0.1:{}'] }} ]\n",
+            "global:\n  scrape_interval: 1s\ncollectors:\n  host: {{ enabled: false }}\nscrape_configs:\n  - job_name: native\n    scrape_native_histograms: true\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\n  - job_name: both\n    scrape_native_histograms: true\n    always_scrape_classic_histograms: true\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\n  - job_name: off\n    static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ]\n  - job_name: prom\n    scrape_protocols: [ PrometheusProto ]\n    static_configs: [ {{ targets: ['127.0.0.1:{0}'] }} ]\n  - job_name: nhcb\n    convert_classic_histograms_to_nhcb: true\n    static_configs: [ {{ targets: ['127.0.0.1:{0}'] }} ]\n  - job_name: tiny\n    body_size_limit: 1KB\n    static_configs: [ {{ targets: ['127.0.0.1:{0}'] }} ]\n",
             prom.port
         ),
     );
@@ -245,6 +245,34 @@ fn issue_20_native_histograms_are_scraped_over_protobuf_stored_and_answered() {
         Duration::from_secs(10),
     );
     assert_eq!(value_of(&build[0]), 1.0);
+    // Converted to custom buckets: one series per histogram, its `le` bounds kept, and
+    // no bucket series; PromQL reads it as it reads the classic one.
+    let q_nhcb = r#"prometheus_http_request_duration_seconds{job="nhcb",handler="/metrics"}"#;
+    let mut conv = None;
+    wait_until("a converted histogram", Duration::from_secs(30), || {
+        conv = histogram(&lk, q_nhcb);
+        conv.is_some()
+    });
+    let conv = conv.unwrap();
+    let first = &conv[1]["buckets"][0];
+    assert_eq!(first[1], "-Inf", "{conv}");
+    assert!(
+        lk.query(r#"prometheus_http_request_duration_seconds_bucket{job="nhcb"}"#)
+            .is_empty()
+    );
+    let classic = lk.query(
+        r#"histogram_quantile(1, prometheus_http_request_duration_seconds_bucket{job="prom",handler="/metrics"})"#,
+    );
+    assert!(!classic.is_empty());
+    let native_count = lk.wait_for(
+        r#"histogram_count(prometheus_http_request_duration_seconds{job="nhcb",handler="/metrics"})"#,
+        Duration::from_secs(10),
+    );
+    assert!(value_of(&native_count[0]) >= 1.0, "{native_count:?}");
+    // A body over `body_size_limit` fails the scrape.
+    let tiny = lk.wait_for(r#"up{job="tiny"}"#, Duration::from_secs(30));
+    assert_eq!(value_of(&tiny[0]), 0.0, "{tiny:?}");
+    assert!(lk.query(r#"prometheus_build_info{job="tiny"}"#).is_empty());
     // A restart replays them from the WAL.
     assert!(lk.terminate().success());
     drop(prom);
@@ -254,5 +282,9 @@ fn issue_20_native_histograms_are_scraped_over_protobuf_stored_and_answered() {
     let at = h[0].as_f64().unwrap();
     let again = histogram(&lk, &format!("{q}&time={at}")).expect("the histogram after a restart");
     assert_eq!(again, h);
+    // Custom bounds too.
+    let at = conv[0].as_f64().unwrap();
+    let again = histogram(&lk, &format!("{q_nhcb}&time={at}")).expect("NHCB after a restart");
+    assert_eq!(again, conv);
     assert!(lk.terminate().success());
 }

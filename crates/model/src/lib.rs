@@ -23,6 +23,7 @@ mod matcher;
 mod metadata;
 pub mod relabel;
 mod sample;
+mod size;
 pub mod status;
 mod time;
 
@@ -32,6 +33,7 @@ pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use metadata::MetricType;
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
+pub use size::ByteSize;
 pub use time::{
     civil_from_days, days_from_civil, days_in_month, format_duration, format_go_time,
     format_rfc3339, now_ms, parse_duration, parse_rfc3339,

@@ -145,9 +145,18 @@ pub struct ScrapeConfig {
     /// Store the native histograms a target exposes (in the protobuf format).
     #[serde(default)]
     pub scrape_native_histograms: bool,
-    /// Also store the classic buckets of histograms that are native too.
+    /// Also store the classic buckets of histograms that are native too (or converted
+    /// to custom buckets).
     #[serde(default)]
     pub always_scrape_classic_histograms: bool,
+    /// Store classic histograms as native histograms with custom buckets (NHCB), one
+    /// series instead of one per bucket.
+    #[serde(default)]
+    pub convert_classic_histograms_to_nhcb: bool,
+    /// Largest uncompressed response body a scrape reads (`10MB`; 0: no limit); a larger
+    /// one fails the scrape.
+    #[serde(default)]
+    pub body_size_limit: lookout_model::ByteSize,
 }
 
 /// An exposition format a scrape may ask for, by Prometheus's names.

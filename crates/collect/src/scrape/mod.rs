@@ -676,10 +676,10 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let bytes = read_body(resp, cfg.body_size_limit.0).await?;
     // The body, kept here while the parsed exposition borrows from it.
     let (text, decoded);
-    let (exp, native) = if lookout_expfmt::proto::is_protobuf(&content_type) {
-        let bytes = resp.bytes().await.map_err(|e| describe(&e))?;
+    let (mut exp, mut native) = if lookout_expfmt::proto::is_protobuf(&content_type) {
         decoded = lookout_expfmt::proto::decode(&bytes)
             .map_err(|e| format!("parsing the response: {e}"))?;
         decoded
@@ -689,12 +689,22 @@ async fn scrape_once(job: &Job, target: &Target, t: i64) -> Result<Scraped, Stri
             })
             .map_err(|e| format!("parsing the response: {e}"))?
     } else {
-        text = resp.text().await.map_err(|e| describe(&e))?;
+        text = String::from_utf8_lossy(&bytes);
         let format = format_for_content_type(&content_type);
         let exp = lookout_expfmt::parse(&text, format)
             .map_err(|e| format!("parsing the response: {e}"))?;
         (exp, Vec::new())
     };
+    if cfg.convert_classic_histograms_to_nhcb {
+        // Families that came native already are not converted again.
+        let native_names: Vec<&str> = native.iter().map(|h| h.name).collect();
+        let converted = lookout_expfmt::nhcb::convert(
+            &mut exp,
+            &native_names,
+            cfg.always_scrape_classic_histograms,
+        );
+        native.extend(converted);
+    }
     let scraped = exp.samples.len() + native.len();
     let mut out = Vec::with_capacity(scraped);
     let mut exemplars = Vec::new();
@@ -830,6 +840,19 @@ fn check_label_limits(cfg: &ScrapeConfig, ls: &Labels) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A response body read piece by piece, failing once it passes `limit` bytes (0: no
+/// limit) rather than after holding it all, as Prometheus's `body_size_limit` does.
+async fn read_body(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(piece) = resp.chunk().await.map_err(|e| describe(&e))? {
+        if limit > 0 && (body.len() + piece.len()) as u64 > limit {
+            return Err(format!("body size limit exceeded (limit {limit} bytes)"));
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body)
 }
 
 fn describe(e: &reqwest::Error) -> String {
