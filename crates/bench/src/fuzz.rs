@@ -536,6 +536,15 @@ fn remote_targets() -> Vec<Target> {
             let extra = lookout_remote::queue::Extra {
                 exemplars: vec![(series[0].labels.clone(), series[0].exemplars[0].clone())],
                 created: vec![(series[0].labels.clone(), series[0].created)],
+                // A histogram record too, so damaged ones are read as well.
+                histograms: vec![(
+                    series[0].labels.clone(),
+                    1,
+                    lookout_model::FloatHistogram::parse(
+                        "{{schema:1 count:4 sum:2 z_bucket:1 z_bucket_w:0.001 buckets:[1 2]}}",
+                    )
+                    .expect("a valid histogram"),
+                )],
             };
             let samples: Vec<(Labels, i64, f64)> = series[0]
                 .samples

@@ -366,9 +366,9 @@ pub struct RemoteWriteConfig {
     pub queue_config: QueueConfig,
     /// Metadata sending.
     pub metadata_config: MetadataConfig,
-    /// Exemplars (Lookout stores none yet: accepted, nothing to send).
+    /// Send the exemplars Lookout keeps with their samples.
     pub send_exemplars: bool,
-    /// Native histograms (Lookout stores none yet: accepted, nothing to send).
+    /// Send native histograms (1.0 and 2.0 both carry them).
     pub send_native_histograms: bool,
     /// `prometheus.WriteRequest` (1.0, the default) or `io.prometheus.write.v2.Request`.
     pub protobuf_message: Option<String>,

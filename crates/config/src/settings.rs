@@ -184,6 +184,7 @@ fn remote_write(r: &crate::file::RemoteWriteConfig) -> lookout_remote::send::Rem
         },
         send_metadata: r.metadata_config.send,
         send_exemplars: r.send_exemplars,
+        send_native_histograms: r.send_native_histograms,
         metadata_interval: r.metadata_config.send_interval.0,
         protocol: match r.protobuf_message.as_deref() {
             Some("io.prometheus.write.v2.Request") => Protocol::V2,

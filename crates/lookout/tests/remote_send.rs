@@ -412,6 +412,117 @@ fn issue_16_18_exemplars_reach_prometheus_through_remote_write() {
 }
 
 #[test]
+fn issue_20_native_histograms_reach_prometheus_through_remote_write() {
+    // Lookout receives native histograms over remote write 1.0 and sends them on
+    // (send_native_histograms) to Prometheus 2.42 with its native-histograms feature:
+    // both answer the same histogram.
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start_with(
+        dir.path(),
+        &[
+            "--web.enable-remote-write-receiver",
+            "--enable-feature=native-histograms",
+        ],
+        |_| "global:\n  scrape_interval: 1h\n".into(),
+    );
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "collectors:\n  host: {{ enabled: false }}\n  process: {{ enabled: false }}\nremote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    send_native_histograms: true\n    queue_config: {{ batch_send_deadline: 1s }}\n",
+            prom.port
+        ),
+    );
+    let lk = Lookout::start_with(
+        &dir.path().join("data"),
+        &cfg,
+        &["--web.enable-remote-write-receiver"],
+    );
+    let t = (now_secs() * 1000.0) as i64;
+    let h = |text: &str| lookout_model::FloatHistogram::parse(text).unwrap();
+    let body = lookout_remote::encode_write_request_all(
+        &[],
+        &[lookout_remote::HistogramSeries {
+            labels: lookout_model::Labels::from_pairs([
+                ("__name__", "rpc_seconds"),
+                ("job", "api"),
+            ]),
+            samples: vec![
+                (
+                    t - 1000,
+                    h(
+                        "{{schema:1 count:6 sum:7.5 z_bucket:1 z_bucket_w:0.001 offset:-1 buckets:[1 2 0 1] n_offset:2 n_buckets:[1]}}",
+                    ),
+                ),
+                (
+                    t,
+                    h(
+                        "{{schema:1 count:9 sum:11 z_bucket:2 z_bucket_w:0.001 offset:-1 buckets:[2 3 0 1] n_offset:2 n_buckets:[1]}}",
+                    ),
+                ),
+            ],
+        }],
+        &[],
+    );
+    let r = http()
+        .post(format!("{}/api/v1/write", lk.base))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204, "{:?}", r.text());
+    let q = format!("/api/v1/query?query=rpc_seconds&time={}", t as f64 / 1000.0);
+    let prom_url = format!("http://127.0.0.1:{}{q}", prom.port);
+    let mut got = Value::Null;
+    wait_until(
+        "Prometheus holds the histogram",
+        Duration::from_secs(60),
+        || {
+            got = http()
+                .get(&prom_url)
+                .send()
+                .ok()
+                .and_then(|r| r.json::<Value>().ok())
+                .unwrap_or_default();
+            got["data"]["result"][0]["histogram"].is_array()
+        },
+    );
+    let (code, mine) = lk.get(&q);
+    assert_eq!(code, 200, "{mine}");
+    let mine: Value = serde_json::from_str(&mine).unwrap();
+    // The same histogram: count, sum and every bucket's rule and count exactly; bounds
+    // of positive schemas within a few ulps (Prometheus reads them from a table of its
+    // own, Lookout computes them).
+    let (a, b) = (
+        &mine["data"]["result"][0]["histogram"],
+        &got["data"]["result"][0]["histogram"],
+    );
+    assert_eq!(a[0], b[0]);
+    assert_eq!(a[1]["count"], b[1]["count"]);
+    assert_eq!(a[1]["sum"], b[1]["sum"]);
+    let (ab, bb) = (
+        a[1]["buckets"].as_array().unwrap(),
+        b[1]["buckets"].as_array().unwrap(),
+    );
+    assert_eq!(ab.len(), bb.len(), "{a} vs {b}");
+    let num = |v: &Value| -> f64 { v.as_str().unwrap().parse().unwrap() };
+    for (x, y) in ab.iter().zip(bb) {
+        assert_eq!(x[0], y[0], "{a} vs {b}");
+        assert_eq!(x[3], y[3], "{a} vs {b}");
+        for k in 1..3 {
+            let (p, q) = (num(&x[k]), num(&y[k]));
+            assert!((p - q).abs() <= q.abs() * 1e-15, "{a} vs {b}");
+        }
+    }
+    assert_eq!(got["data"]["result"][0]["histogram"][1]["count"], "9");
+    assert!(
+        metric_sum(&lk, "prometheus_remote_storage_histograms_total", "") >= 2.0,
+        "counted"
+    );
+    assert!(lk.terminate().success());
+}
+
+#[test]
 fn issue_16_remote_write_2_0_relabels_refusals_and_figures() {
     let dir = tempfile::tempdir().unwrap();
     let quiet = write_config(

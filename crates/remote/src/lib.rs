@@ -78,7 +78,7 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
-/// Prometheus's `prometheus.TimeSeries` (histograms are not read).
+/// Prometheus's `prometheus.TimeSeries`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TimeSeries {
     /// The labels, `__name__` among them.
@@ -90,6 +90,9 @@ pub struct TimeSeries {
     /// The exemplars.
     #[prost(message, repeated, tag = "3")]
     pub exemplars: Vec<Exemplar>,
+    /// Native histograms (1.0's `prometheus.Histogram` is 2.0's message).
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<v2::Histogram>,
 }
 
 /// Prometheus's `prometheus.Exemplar`.
@@ -347,6 +350,47 @@ pub struct DecodedV2 {
     pub histogram_series: Vec<HistogramSeries>,
 }
 
+/// Refuses a request whose native histograms hold more than [`MAX_REQUEST_BUCKETS`]
+/// buckets (and custom bounds) in all.
+fn check_bucket_budget<'a>(histograms: impl Iterator<Item = &'a v2::Histogram>) -> Result<()> {
+    let buckets: u64 = histograms
+        .map(|h| {
+            h.positive_spans
+                .iter()
+                .chain(&h.negative_spans)
+                .map(|s| u64::from(s.length))
+                .sum::<u64>()
+                + h.custom_values.len() as u64
+        })
+        .sum();
+    if buckets > MAX_REQUEST_BUCKETS {
+        return Err(Error::Protobuf(format!(
+            "the request's native histograms hold {buckets} buckets, more than {MAX_REQUEST_BUCKETS}"
+        )));
+    }
+    Ok(())
+}
+
+/// One series' native histograms from the wire, each checked ([`histogram_of`]).
+fn histogram_series(pairs: &[Label], wire: &[v2::Histogram]) -> Result<HistogramSeries> {
+    let s = series_of(pairs, &[])?;
+    let samples = wire
+        .iter()
+        .map(|h| {
+            histogram_of(h)
+                .map(|x| (h.timestamp, x))
+                .map_err(|message| Error::Histogram {
+                    series: s.labels.to_string(),
+                    message,
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(HistogramSeries {
+        labels: s.labels,
+        samples,
+    })
+}
+
 /// Decodes a snappy-compressed `io.prometheus.write.v2.Request`: every label reference
 /// must point into the symbol table, in name/value pairs.
 pub fn decode_v2_request(body: &[u8], limits: &Limits) -> Result<DecodedV2> {
@@ -358,39 +402,13 @@ pub fn decode_v2_request(body: &[u8], limits: &Limits) -> Result<DecodedV2> {
         histograms: 0,
         histogram_series: Vec::new(),
     };
-    let buckets: u64 = req
-        .timeseries
-        .iter()
-        .flat_map(|ts| &ts.histograms)
-        .flat_map(|h| h.positive_spans.iter().chain(&h.negative_spans))
-        .map(|s| u64::from(s.length))
-        .sum();
-    if buckets > MAX_REQUEST_BUCKETS {
-        return Err(Error::Protobuf(format!(
-            "the request's native histograms hold {buckets} buckets, more than {MAX_REQUEST_BUCKETS}"
-        )));
-    }
+    check_bucket_budget(req.timeseries.iter().flat_map(|ts| &ts.histograms))?;
     for ts in req.timeseries {
         out.histograms += ts.histograms.len();
         let pairs = resolve(&req.symbols, &ts.labels_refs)?;
         if !ts.histograms.is_empty() {
-            let s = series_of(&pairs, &[])?;
-            let samples = ts
-                .histograms
-                .iter()
-                .map(|h| {
-                    histogram_of(h)
-                        .map(|x| (h.timestamp, x))
-                        .map_err(|message| Error::Histogram {
-                            series: s.labels.to_string(),
-                            message,
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            out.histogram_series.push(HistogramSeries {
-                labels: s.labels,
-                samples,
-            });
+            out.histogram_series
+                .push(histogram_series(&pairs, &ts.histograms)?);
         }
         if ts.samples.is_empty() && ts.exemplars.is_empty() {
             continue;
@@ -514,21 +532,86 @@ pub struct Series {
 /// decompress past the limit before decompressing them, and series whose labels cannot
 /// be stored (an invalid or repeated name, no metric name).
 pub fn decode_write_request(body: &[u8], limits: &Limits) -> Result<Vec<Series>> {
+    Ok(decode_write_request_all(body, limits)?.series)
+}
+
+/// [`decode_write_request`] with the request's native histograms (1.0 carries them as
+/// Prometheus sends them with `send_native_histograms`), checked as 2.0's are.
+pub fn decode_write_request_all(body: &[u8], limits: &Limits) -> Result<DecodedV2> {
     let raw = decompress(body, limits)?;
     let req = <WriteRequest as prost::Message>::decode(raw.as_slice())
         .map_err(|e| Error::Protobuf(e.to_string()))?;
-    req.timeseries
-        .iter()
-        .map(|ts| {
-            let mut s = series_of(&ts.labels, &ts.samples)?;
-            s.exemplars = ts
-                .exemplars
-                .iter()
-                .map(|e| exemplar_of(&e.labels, e.value, e.timestamp))
-                .collect();
-            Ok(s)
-        })
-        .collect()
+    check_bucket_budget(req.timeseries.iter().flat_map(|ts| &ts.histograms))?;
+    let mut out = DecodedV2 {
+        series: Vec::with_capacity(req.timeseries.len()),
+        histograms: 0,
+        histogram_series: Vec::new(),
+    };
+    for ts in &req.timeseries {
+        out.histograms += ts.histograms.len();
+        if !ts.histograms.is_empty() {
+            out.histogram_series
+                .push(histogram_series(&ts.labels, &ts.histograms)?);
+            if ts.samples.is_empty() && ts.exemplars.is_empty() {
+                continue;
+            }
+        }
+        let mut s = series_of(&ts.labels, &ts.samples)?;
+        s.exemplars = ts
+            .exemplars
+            .iter()
+            .map(|e| exemplar_of(&e.labels, e.value, e.timestamp))
+            .collect();
+        out.series.push(s);
+    }
+    Ok(out)
+}
+
+/// A native histogram as the wire carries it (float counts; spans from the bucket
+/// indexes; custom bounds kept), at `t` (ms).
+pub fn wire_histogram(h: &lookout_model::FloatHistogram, t: i64) -> v2::Histogram {
+    use lookout_model::CounterResetHint as Hint;
+    fn side(m: &std::collections::BTreeMap<i32, f64>) -> (Vec<v2::BucketSpan>, Vec<f64>) {
+        let mut spans: Vec<v2::BucketSpan> = Vec::new();
+        let mut counts = Vec::with_capacity(m.len());
+        let mut next: Option<i32> = None;
+        for (&i, &c) in m {
+            match next {
+                Some(n) if n == i => spans.last_mut().expect("a span is open").length += 1,
+                _ => {
+                    // The first span's offset is from index 0, the others' from the end
+                    // of the previous span.
+                    let offset = next.map_or(i, |n| i - n);
+                    spans.push(v2::BucketSpan { offset, length: 1 });
+                }
+            }
+            counts.push(c);
+            next = Some(i.saturating_add(1));
+        }
+        (spans, counts)
+    }
+    let (positive_spans, positive_counts) = side(&h.positive);
+    let (negative_spans, negative_counts) = side(&h.negative);
+    v2::Histogram {
+        count_float: Some(h.count),
+        sum: h.sum,
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count_float: Some(h.zero_count),
+        negative_spans,
+        negative_counts,
+        positive_spans,
+        positive_counts,
+        reset_hint: match h.hint {
+            Hint::Unknown => 0,
+            Hint::Reset => 1,
+            Hint::NotReset => 2,
+            Hint::Gauge => 3,
+        },
+        timestamp: t,
+        custom_values: h.custom_values.clone(),
+        ..Default::default()
+    }
 }
 
 /// An exemplar from its wire labels; whether the store takes it (label names, length,
@@ -543,16 +626,8 @@ fn exemplar_of(wire: &[Label], value: f64, t: i64) -> lookout_model::Exemplar {
 
 /// A series as remote write 1.0 and remote read carry it.
 pub(crate) fn wire(s: &Series) -> TimeSeries {
-    fn labels(ls: &Labels) -> Vec<Label> {
-        ls.iter()
-            .map(|l| Label {
-                name: l.name.to_string(),
-                value: l.value.to_string(),
-            })
-            .collect()
-    }
     TimeSeries {
-        labels: labels(&s.labels),
+        labels: wire_labels(&s.labels),
         samples: s
             .samples
             .iter()
@@ -562,11 +637,12 @@ pub(crate) fn wire(s: &Series) -> TimeSeries {
             .exemplars
             .iter()
             .map(|e| Exemplar {
-                labels: labels(&e.labels),
+                labels: wire_labels(&e.labels),
                 value: e.value,
                 timestamp: e.t,
             })
             .collect(),
+        histograms: Vec::new(),
     }
 }
 
@@ -666,14 +742,46 @@ fn put_timeseries(series: &[Series], out: &mut Vec<u8>) {
 
 /// Encodes series and metadata as a snappy-compressed `prometheus.WriteRequest`.
 pub fn encode_write_request_with(series: &[Series], metadata: &[send::MetricMeta]) -> Vec<u8> {
+    encode_write_request_all(series, &[], metadata)
+}
+
+/// The 1.0 wire labels of a label set.
+fn wire_labels(ls: &Labels) -> Vec<Label> {
+    ls.iter()
+        .map(|l| Label {
+            name: l.name.to_string(),
+            value: l.value.to_string(),
+        })
+        .collect()
+}
+
+/// Encodes series, native-histogram series and metadata as a snappy-compressed
+/// `prometheus.WriteRequest`.
+pub fn encode_write_request_all(
+    series: &[Series],
+    histograms: &[HistogramSeries],
+    metadata: &[send::MetricMeta],
+) -> Vec<u8> {
     let mut raw = Vec::with_capacity(series.len() * 96);
     put_timeseries(series, &mut raw);
-    if metadata.is_empty() {
+    if metadata.is_empty() && histograms.is_empty() {
         return snappy(&raw);
     }
-    // Repeated fields of concatenated messages merge: the metadata follows the series.
+    // Repeated fields of concatenated messages merge: histogram series and metadata
+    // follow the float series.
     let req = WriteRequest {
-        timeseries: Vec::new(),
+        timeseries: histograms
+            .iter()
+            .map(|s| TimeSeries {
+                labels: wire_labels(&s.labels),
+                histograms: s
+                    .samples
+                    .iter()
+                    .map(|(t, h)| wire_histogram(h, *t))
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
         metadata: metadata
             .iter()
             .map(|m| MetricMetadata {
@@ -716,6 +824,15 @@ fn family_of<'a>(
 /// with its family's metadata when known.
 pub fn encode_v2_request_with(
     series: &[Series],
+    metadata: &std::collections::HashMap<String, send::MetricMeta>,
+) -> Vec<u8> {
+    encode_v2_request_all(series, &[], metadata)
+}
+
+/// [`encode_v2_request_with`] with native-histogram series too.
+pub fn encode_v2_request_all(
+    series: &[Series],
+    histograms: &[HistogramSeries],
     metadata: &std::collections::HashMap<String, send::MetricMeta>,
 ) -> Vec<u8> {
     fn intern<'a>(
@@ -769,7 +886,32 @@ pub fn encode_v2_request_with(
                 }),
             created_timestamp: s.created,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut timeseries = timeseries;
+    for s in histograms {
+        timeseries.push(v2::TimeSeries {
+            labels_refs: s
+                .labels
+                .iter()
+                .flat_map(|l| [sym(&l.name), sym(&l.value)])
+                .collect(),
+            histograms: s
+                .samples
+                .iter()
+                .map(|(t, h)| wire_histogram(h, *t))
+                .collect(),
+            metadata: s
+                .labels
+                .metric_name()
+                .and_then(|n| family_of(n, metadata))
+                .map(|m| v2::Metadata {
+                    r#type: type_number(m.kind),
+                    help_ref: sym(&m.help),
+                    unit_ref: sym(&m.unit),
+                }),
+            ..Default::default()
+        });
+    }
     encode_v2(&v2::Request {
         symbols,
         timeseries,
@@ -1013,6 +1155,62 @@ mod tests {
     }
 
     #[test]
+    fn native_histograms_round_trip_in_both_versions() {
+        let hs = vec![HistogramSeries {
+            labels: Labels::from_pairs([("__name__", "rpc_seconds"), ("job", "a")]),
+            samples: vec![
+                (
+                    1000,
+                    lookout_model::FloatHistogram::parse(
+                        "{{schema:1 count:9 sum:4.5 z_bucket:1 z_bucket_w:0.001 offset:-2 buckets:[1 2 0 3] n_offset:5 n_buckets:[1 1] counter_reset_hint:not_reset}}",
+                    )
+                    .unwrap(),
+                ),
+                (
+                    2000,
+                    lookout_model::FloatHistogram::parse(
+                        "{{schema:-53 count:3 sum:1 custom_values:[0.5 1] buckets:[1 0 2] counter_reset_hint:gauge}}",
+                    )
+                    .unwrap(),
+                ),
+            ],
+        }];
+        let floats = vec![series(&[("__name__", "up")], &[(1000, 1.0)])];
+        let same = |got: &[HistogramSeries]| {
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].labels, hs[0].labels);
+            for ((ta, a), (tb, b)) in got[0].samples.iter().zip(&hs[0].samples) {
+                assert_eq!(ta, tb);
+                assert!(a.same_as(b), "{a} vs {b}");
+            }
+        };
+        let v1 = decode_write_request_all(
+            &encode_write_request_all(&floats, &hs, &[]),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(v1.series, floats);
+        assert_eq!(v1.histograms, 2);
+        same(&v1.histogram_series);
+        let v2 = decode_v2_request(
+            &encode_v2_request_all(&floats, &hs, &Default::default()),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(v2.series, floats);
+        same(&v2.histogram_series);
+        // Spans: the first offset from 0, later ones from the previous span's end.
+        let w = wire_histogram(&hs[0].samples[0].1, 0);
+        assert_eq!(
+            w.positive_spans
+                .iter()
+                .map(|s| (s.offset, s.length))
+                .collect::<Vec<_>>(),
+            vec![(-2, 4)]
+        );
+    }
+
+    #[test]
     fn exemplars_are_read_in_both_versions() {
         let v1 = WriteRequest {
             timeseries: vec![TimeSeries {
@@ -1032,6 +1230,7 @@ mod tests {
                     value: 0.25,
                     timestamp: 900,
                 }],
+                histograms: Vec::new(),
             }],
             ..Default::default()
         };
@@ -1192,6 +1391,7 @@ mod tests {
                 ],
                 samples: vec![],
                 exemplars: vec![],
+                histograms: vec![],
             }],
             metadata: vec![],
         };

@@ -22,7 +22,11 @@
 //!     timestamp zigzag varint, value as f64 bits LE, label count varint, then name and
 //!     value as length-prefixed bytes). Written only for remotes with `send_exemplars`;
 //!   - kind 4, created timestamps (the count field counts them): repeated (reference
-//!     varint, created time in ms zigzag varint), written when a series' changes.
+//!     varint, created time in ms zigzag varint), written when a series' changes;
+//!   - kind 5, native histograms (the count field counts them): repeated (reference
+//!     varint, timestamp zigzag varint, then the histogram as a length-prefixed
+//!     remote-write `Histogram` message). Written only for remotes with
+//!     `send_native_histograms`.
 //!
 //!   References are per segment: a segment defines every series it uses before its
 //!   samples, so any segment can be read alone, and dropping one costs only its samples.
@@ -40,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lookout_model::{Exemplar, Labels};
+use lookout_model::{Exemplar, FloatHistogram, Labels};
 
 const MAGIC: &[u8; 4] = b"LKRQ";
 const VERSION: u32 = 1;
@@ -51,6 +55,7 @@ const KIND_SERIES: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
 const KIND_EXEMPLARS: u8 = 3;
 const KIND_CREATED: u8 = 4;
+const KIND_HISTOGRAMS: u8 = 5;
 /// Largest record accepted when reading (a bigger length field means damage).
 const MAX_RECORD: u32 = 256 << 20;
 /// Most samples one record holds (about 12 MiB before compression, far below
@@ -366,7 +371,11 @@ impl Writer {
         sync_every: Duration,
     ) -> io::Result<()> {
         let exemplars = &extra.exemplars;
-        if samples.is_empty() && exemplars.is_empty() && extra.created.is_empty() {
+        if samples.is_empty()
+            && exemplars.is_empty()
+            && extra.created.is_empty()
+            && extra.histograms.is_empty()
+        {
             return Ok(());
         }
         if self.len >= self.segment_bytes {
@@ -395,6 +404,15 @@ impl Writer {
             put_varint(&mut created, u64::from(r));
             put_varint(&mut created, ((ct << 1) ^ (ct >> 63)) as u64);
         }
+        let mut hist_body = Vec::new();
+        for (l, t, h) in &extra.histograms {
+            let r = self.reference(l, &mut series);
+            put_varint(&mut hist_body, u64::from(r));
+            put_varint(&mut hist_body, ((t << 1) ^ (t >> 63)) as u64);
+            let msg = prost::Message::encode_to_vec(&crate::wire_histogram(h, *t));
+            put_varint(&mut hist_body, msg.len() as u64);
+            hist_body.extend_from_slice(&msg);
+        }
         let mut out = Vec::new();
         if self.refs.len() > defined {
             out = frame(KIND_SERIES, now_ms, 0, &series);
@@ -409,6 +427,14 @@ impl Writer {
         }
         if !samples.is_empty() {
             out.extend(frame(KIND_SAMPLES, now_ms, samples.len() as u32, &body));
+        }
+        if !extra.histograms.is_empty() {
+            out.extend(frame(
+                KIND_HISTOGRAMS,
+                now_ms,
+                extra.histograms.len() as u32,
+                &hist_body,
+            ));
         }
         if !exemplars.is_empty() {
             out.extend(frame(
@@ -433,7 +459,7 @@ impl Writer {
             let mut end = self.shared.end.lock().expect("queue lock");
             end.segment = self.segment;
             end.len = self.len;
-            end.appended += samples.len() as u64;
+            end.appended += (samples.len() + extra.histograms.len()) as u64;
         }
         self.shared.notify.notify_one();
         Ok(())
@@ -466,6 +492,8 @@ pub struct Extra {
     pub exemplars: Vec<(Labels, Exemplar)>,
     /// Created timestamps (ms), by series.
     pub created: Vec<(Labels, i64)>,
+    /// Native histograms (series, timestamp ms, histogram).
+    pub histograms: Vec<(Labels, i64, FloatHistogram)>,
 }
 
 /// One commit's samples read back.
@@ -479,8 +507,22 @@ pub struct Batch {
     pub exemplars: Vec<(Labels, Exemplar)>,
     /// Created timestamps (ms), series labels resolved.
     pub created: Vec<(Labels, i64)>,
+    /// Native histograms, series labels resolved.
+    pub histograms: Vec<(Labels, i64, FloatHistogram)>,
     /// Where the record after it starts.
     pub next: Position,
+}
+
+impl Batch {
+    /// Its samples, float and histogram: what the queue counts as pending.
+    pub fn len(&self) -> usize {
+        self.samples.len() + self.histograms.len()
+    }
+
+    /// Whether it holds no sample of either kind.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What reading met besides batches.
@@ -602,7 +644,7 @@ impl Reader {
             let mut head = [0u8; FRAME as usize + PAYLOAD_HEAD];
             while f.read_exact(&mut head).is_ok() {
                 let len = u32::from_le_bytes(head[..4].try_into().expect("4"));
-                if head[8] == KIND_SAMPLES {
+                if head[8] == KIND_SAMPLES || head[8] == KIND_HISTOGRAMS {
                     total += u64::from(u32::from_le_bytes(head[17..21].try_into().expect("4")));
                 }
                 off += FRAME + u64::from(len);
@@ -797,6 +839,7 @@ impl Reader {
                     samples,
                     exemplars: Vec::new(),
                     created: Vec::new(),
+                    histograms: Vec::new(),
                     next: self.position(),
                 }))
             }
@@ -823,6 +866,7 @@ impl Reader {
                     samples: Vec::new(),
                     exemplars,
                     created: Vec::new(),
+                    histograms: Vec::new(),
                     next: self.position(),
                 }))
             }
@@ -844,6 +888,37 @@ impl Reader {
                     samples: Vec::new(),
                     exemplars: Vec::new(),
                     created,
+                    histograms: Vec::new(),
+                    next: self.position(),
+                }))
+            }
+            KIND_HISTOGRAMS => {
+                // Each takes at least 3 bytes of the body.
+                let mut histograms = Vec::with_capacity((count as usize).min(body.len() / 3));
+                while at < body.len() {
+                    let parsed = (|| {
+                        let (r, t) = get_ref_time(&body, &mut at)?;
+                        let n = usize::try_from(get_varint(&body, &mut at)?).ok()?;
+                        let msg = body.get(at..at.checked_add(n)?)?;
+                        at += n;
+                        let wire = <crate::v2::Histogram as prost::Message>::decode(msg).ok()?;
+                        Some((r, t, crate::histogram_of(&wire).ok()?))
+                    })();
+                    let Some((r, t, h)) = parsed else {
+                        return self.damaged(bad("histograms record"), u64::from(count));
+                    };
+                    let Some(l) = self.dict.get(&r) else {
+                        return self
+                            .damaged(bad("histogram of an undefined series"), u64::from(count));
+                    };
+                    histograms.push((l.clone(), t, h));
+                }
+                Ok(Step::Batch(Batch {
+                    appended_ms,
+                    samples: Vec::new(),
+                    exemplars: Vec::new(),
+                    created: Vec::new(),
+                    histograms,
                     next: self.position(),
                 }))
             }
@@ -950,9 +1025,13 @@ mod tests {
         };
         // With samples; alone, on a series the segment has not defined yet.
         let bucket = l("lat_bucket", "a");
+        let hist =
+            FloatHistogram::parse("{{schema:-53 count:3 sum:2 custom_values:[1] buckets:[1 2]}}")
+                .unwrap();
         let extra = Extra {
             exemplars: vec![(bucket.clone(), ex(9))],
             created: vec![(bucket.clone(), 3)],
+            histograms: vec![(l("lat", "a"), 10, hist.clone())],
         };
         w.append(1, &[(bucket.clone(), 10, 1.0)], &extra, SYNC)
             .unwrap();
@@ -964,14 +1043,22 @@ mod tests {
         drop((w, shared));
         let (_w, shared) = open(dir.path(), 1 << 20).unwrap();
         let mut r = Reader::open(dir.path(), shared).unwrap();
-        assert_eq!(r.count_pending().unwrap(), 1, "exemplars are not samples");
+        assert_eq!(
+            r.count_pending().unwrap(),
+            2,
+            "a sample and a histogram; exemplars are not samples"
+        );
         let got: Vec<Batch> = std::iter::from_fn(|| r.next_batch().unwrap()).collect();
-        assert_eq!(got.len(), 4);
+        assert_eq!(got.len(), 5);
         assert_eq!(got[0].created, vec![(bucket.clone(), 3)]);
         assert_eq!(got[1].samples, vec![(bucket.clone(), 10, 1.0)]);
-        assert_eq!(got[2].exemplars, vec![(bucket, ex(9))]);
-        assert_eq!(got[3].exemplars, vec![(l("lat_bucket", "b"), ex(20))]);
-        assert!(got[3].samples.is_empty());
+        assert_eq!(got[2].histograms.len(), 1);
+        assert_eq!(got[2].histograms[0].0, l("lat", "a"));
+        assert!(got[2].histograms[0].2.same_as(&hist));
+        assert_eq!(got[2].len(), 1);
+        assert_eq!(got[3].exemplars, vec![(bucket, ex(9))]);
+        assert_eq!(got[4].exemplars, vec![(l("lat_bucket", "b"), ex(20))]);
+        assert!(got[4].samples.is_empty());
     }
 
     #[test]

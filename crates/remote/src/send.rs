@@ -32,7 +32,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::queue::{self, Batch, Position, Reader};
-use crate::{Series, encode_v2_request_with, encode_write_request_with};
+use crate::{HistogramSeries, Series, encode_v2_request_all, encode_write_request_all};
 
 /// Which message a remote is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,6 +107,9 @@ pub struct RemoteOptions {
     pub metadata_interval: Duration,
     /// `send_exemplars`: exemplars are queued and sent with the samples.
     pub send_exemplars: bool,
+    /// `send_native_histograms`: native histograms are queued and sent (both protocols
+    /// carry them).
+    pub send_native_histograms: bool,
     /// 1.0 or 2.0.
     pub protocol: Protocol,
     /// The oldest unsent data kept; older is dropped and counted.
@@ -199,6 +202,7 @@ struct Families {
     bytes: Family<RemoteLabels, Counter>,
     metadata: Family<RemoteLabels, Counter>,
     exemplars: Family<RemoteLabels, Counter>,
+    histograms: Family<RemoteLabels, Counter>,
     backlog_bytes: Family<RemoteLabels, Gauge>,
     lag: Family<RemoteLabels, Gauge<f64, AtomicU64>>,
     highest: Gauge<f64, AtomicU64>,
@@ -259,6 +263,11 @@ impl Families {
             f.exemplars.clone(),
         );
         p.register(
+            "histograms",
+            "Native histograms sent to remote storage and acknowledged",
+            f.histograms.clone(),
+        );
+        p.register(
             "highest_timestamp_in_seconds",
             "Newest timestamp queued for remote storage",
             f.highest.clone(),
@@ -298,6 +307,7 @@ struct Metrics {
     bytes: Counter,
     metadata: Counter,
     exemplars: Counter,
+    histograms: Counter,
     backlog_bytes: Gauge,
     lag: Gauge<f64, AtomicU64>,
 }
@@ -326,6 +336,7 @@ impl Metrics {
             bytes: f.bytes.get_or_create(&labels).clone(),
             metadata: f.metadata.get_or_create(&labels).clone(),
             exemplars: f.exemplars.get_or_create(&labels).clone(),
+            histograms: f.histograms.get_or_create(&labels).clone(),
             backlog_bytes: f.backlog_bytes.get_or_create(&labels).clone(),
             lag: f.lag.get_or_create(&labels).clone(),
             labels,
@@ -401,6 +412,8 @@ pub struct RemoteWrite {
     send_exemplars: bool,
     /// Whether any remote sends 2.0, which carries created timestamps.
     send_created: bool,
+    /// Whether any remote sends native histograms (else they are not collected).
+    send_histograms: bool,
 }
 
 impl std::fmt::Debug for RemoteWrite {
@@ -475,11 +488,13 @@ impl RemoteWrite {
         }
         let send_exemplars = opts.remotes.iter().any(|r| r.send_exemplars);
         let send_created = opts.remotes.iter().any(|r| r.protocol == Protocol::V2);
+        let send_histograms = opts.remotes.iter().any(|r| r.send_native_histograms);
         Ok(Self {
             remotes,
             families,
             send_exemplars,
             send_created,
+            send_histograms,
         })
     }
 
@@ -538,14 +553,11 @@ impl RemoteWrite {
         }
     }
 
-    fn enqueue(
-        &self,
-        batch: &[(Labels, i64, f64)],
-        exemplars: &[(Labels, Exemplar)],
-        created: &[(Labels, i64)],
-    ) {
+    fn enqueue(&self, batch: &[(Labels, i64, f64)], extra: &queue::Extra) {
         let now = now_ms();
-        self.families.samples_in.inc_by(batch.len() as u64);
+        self.families
+            .samples_in
+            .inc_by((batch.len() + extra.histograms.len()) as u64);
         if let Some(max) = batch.iter().map(|s| s.1).max() {
             let secs = max as f64 / 1000.0;
             if secs > self.families.highest.get() {
@@ -554,16 +566,21 @@ impl RemoteWrite {
         }
         for r in &self.remotes {
             let ex = if r.opts.send_exemplars {
-                exemplars
+                &extra.exemplars[..]
             } else {
                 &[]
             };
             let ct = if r.opts.protocol == Protocol::V2 {
-                created
+                &extra.created[..]
             } else {
                 &[]
             };
-            r.enqueue(now, batch, ex, ct);
+            let hs = if r.opts.send_native_histograms {
+                &extra.histograms[..]
+            } else {
+                &[]
+            };
+            r.enqueue(now, batch, ex, ct, hs);
         }
     }
 }
@@ -585,6 +602,7 @@ impl Remote {
         batch: &[(Labels, i64, f64)],
         exemplars: &[(Labels, Exemplar)],
         created: &[(Labels, i64)],
+        histograms: &[(Labels, i64, lookout_model::FloatHistogram)],
     ) {
         let mut guard = self.writer.lock().expect("writer lock");
         let st = &mut *guard;
@@ -609,6 +627,13 @@ impl Remote {
                 None => dropped += 1,
             }
         }
+        let mut hs = Vec::with_capacity(histograms.len());
+        for (l, t, h) in histograms {
+            match mapped(l) {
+                Some(m) => hs.push((m, *t, h.clone())),
+                None => dropped += 1,
+            }
+        }
         // An exemplar goes where its series goes (relabeling may drop both).
         let mut extra = queue::Extra {
             exemplars: exemplars
@@ -616,6 +641,7 @@ impl Remote {
                 .filter_map(|(l, e)| Some((mapped(l)?, e.clone())))
                 .collect(),
             created: Vec::new(),
+            histograms: hs,
         };
         // Created timestamps are queued when they change (a counter reset), not with
         // every sample.
@@ -630,8 +656,9 @@ impl Remote {
         self.metrics.drop_samples("relabel", dropped);
         if let Err(e) = st.w.append(now, &out, &extra, self.sync_every) {
             drop(guard);
-            tracing::error!(remote = %self.opts.name, error = %e, samples = out.len(), "Remote-write queue write failed; these samples will not be sent");
-            self.metrics.drop_samples("queue_write", out.len() as u64);
+            let n = out.len() + extra.histograms.len();
+            tracing::error!(remote = %self.opts.name, error = %e, samples = n, "Remote-write queue write failed; these samples will not be sent");
+            self.metrics.drop_samples("queue_write", n as u64);
         }
     }
 
@@ -668,8 +695,7 @@ impl Appendable for Fanout {
             inner: self.inner.appender(),
             rw: &self.rw,
             buf: Vec::new(),
-            exemplars: Vec::new(),
-            created: Vec::new(),
+            extra: queue::Extra::default(),
         })
     }
 }
@@ -678,10 +704,10 @@ struct FanoutAppender<'a> {
     inner: Box<dyn Appender + 'a>,
     rw: &'a RemoteWrite,
     buf: Vec<(Labels, i64, f64)>,
-    /// Exemplars the store took, for remotes with `send_exemplars`.
-    exemplars: Vec<(Labels, Exemplar)>,
-    /// Created timestamps, for remotes sending 2.0.
-    created: Vec<(Labels, i64)>,
+    /// Exemplars the store took (for remotes with `send_exemplars`), created
+    /// timestamps (for remotes sending 2.0) and native histograms (for remotes with
+    /// `send_native_histograms`).
+    extra: queue::Extra,
 }
 
 impl Appender for FanoutAppender<'_> {
@@ -691,20 +717,23 @@ impl Appender for FanoutAppender<'_> {
         Ok(r)
     }
 
-    /// Stored, not sent: the queue carries float samples only so far.
     fn append_histogram(
         &mut self,
         labels: &Labels,
         t: i64,
         h: &lookout_model::FloatHistogram,
     ) -> lookout_storage::Result<SeriesRef> {
-        self.inner.append_histogram(labels, t, h)
+        let r = self.inner.append_histogram(labels, t, h)?;
+        if self.rw.send_histograms {
+            self.extra.histograms.push((labels.clone(), t, h.clone()));
+        }
+        Ok(r)
     }
 
     fn append_exemplar(&mut self, labels: &Labels, e: &Exemplar) -> lookout_storage::Result<()> {
         self.inner.append_exemplar(labels, e)?;
         if self.rw.send_exemplars {
-            self.exemplars.push((labels.clone(), e.clone()));
+            self.extra.exemplars.push((labels.clone(), e.clone()));
         }
         Ok(())
     }
@@ -712,7 +741,7 @@ impl Appender for FanoutAppender<'_> {
     fn append_created(&mut self, labels: &Labels, created_ms: i64) -> lookout_storage::Result<()> {
         self.inner.append_created(labels, created_ms)?;
         if self.rw.send_created {
-            self.created.push((labels.clone(), created_ms));
+            self.extra.created.push((labels.clone(), created_ms));
         }
         Ok(())
     }
@@ -720,8 +749,13 @@ impl Appender for FanoutAppender<'_> {
     fn commit(self: Box<Self>) -> lookout_storage::Result<()> {
         // Queued first: a crash between the two leaves the remote with samples the
         // store never acknowledged, never the other way round.
-        if !self.buf.is_empty() || !self.exemplars.is_empty() || !self.created.is_empty() {
-            self.rw.enqueue(&self.buf, &self.exemplars, &self.created);
+        let e = &self.extra;
+        if !self.buf.is_empty()
+            || !e.exemplars.is_empty()
+            || !e.created.is_empty()
+            || !e.histograms.is_empty()
+        {
+            self.rw.enqueue(&self.buf, e);
         }
         self.inner.commit()
     }
@@ -768,13 +802,13 @@ async fn run(r: Arc<Remote>, mut reader: Reader, mut stop: watch::Receiver<bool>
             match reader.next_batch() {
                 Ok(Some(b)) => {
                     if backlog_ms > 0 && now - b.appended_ms > backlog_ms && round.is_empty() {
-                        r.metrics.drop_samples("backlog", b.samples.len() as u64);
-                        r.consume(b.samples.len() as u64);
-                        warn_backlog(&r, b.samples.len() as u64, "older than max_backlog");
+                        r.metrics.drop_samples("backlog", b.len() as u64);
+                        r.consume(b.len() as u64);
+                        warn_backlog(&r, b.len() as u64, "older than max_backlog");
                         committed = b.next;
                         continue;
                     }
-                    round_samples += b.samples.len();
+                    round_samples += b.len();
                     if created.len() > 2_000_000 {
                         created.clear();
                     }
@@ -896,7 +930,14 @@ fn protocol(r: &Remote) -> Protocol {
 }
 
 /// A round's shards: each series' index in the shard, and the series.
-type Shard = (HashMap<Labels, usize>, Vec<Series>);
+/// One shard's float series and native-histogram series, each found by its labels.
+#[derive(Default)]
+struct Shard {
+    index: HashMap<Labels, usize>,
+    series: Vec<Series>,
+    hindex: HashMap<Labels, usize>,
+    histograms: Vec<HistogramSeries>,
+}
 
 /// The series of `l` in its shard, made on first use.
 fn series_in<'a>(
@@ -904,8 +945,8 @@ fn series_in<'a>(
     l: &Labels,
     created: &HashMap<Labels, i64>,
 ) -> &'a mut Series {
-    let (idx, series) = &mut shards[shard_of(l, shards.len())];
-    let i = *idx.entry(l.clone()).or_insert_with(|| {
+    let Shard { index, series, .. } = &mut shards[shard_of(l, shards.len())];
+    let i = *index.entry(l.clone()).or_insert_with(|| {
         series.push(Series {
             labels: l.clone(),
             samples: Vec::new(),
@@ -951,18 +992,38 @@ async fn send_round(
             }
             series_in(&mut shards, l, created).exemplars.push(e.clone());
         }
+        for (l, t, h) in &b.histograms {
+            if age_limit > 0 && now - t > age_limit {
+                too_old += 1;
+                continue;
+            }
+            let n = shards.len();
+            let Shard {
+                hindex, histograms, ..
+            } = &mut shards[shard_of(l, n)];
+            let i = *hindex.entry(l.clone()).or_insert_with(|| {
+                histograms.push(HistogramSeries {
+                    labels: l.clone(),
+                    samples: Vec::new(),
+                });
+                histograms.len() - 1
+            });
+            histograms[i].samples.push((*t, h.clone()));
+        }
     }
     r.metrics.drop_samples("too_old", too_old);
     let abandon = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
-    for (_, series) in shards {
-        if series.is_empty() {
+    for s in shards {
+        if s.series.is_empty() && s.histograms.is_empty() {
             continue;
         }
         let r = Arc::clone(r);
         let abandon = Arc::clone(&abandon);
         let stop = stop.clone();
-        tasks.spawn(async move { send_shard(&r, series, oldest, &abandon, stop).await });
+        tasks.spawn(
+            async move { send_shard(&r, s.series, s.histograms, oldest, &abandon, stop).await },
+        );
     }
     let mut outcome = Outcome::Sent;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -999,6 +1060,7 @@ async fn send_round(
 async fn send_shard(
     r: &Remote,
     series: Vec<Series>,
+    histograms: Vec<HistogramSeries>,
     oldest_ms: i64,
     abandon: &AtomicBool,
     mut stop: watch::Receiver<bool>,
@@ -1033,8 +1095,36 @@ async fn send_shard(
     if !batch.is_empty() {
         batches.push((batch, n));
     }
-    for (b, n) in batches {
-        match send_batch(r, &b, n, oldest_ms, abandon, &mut stop).await {
+    // Native histograms follow in batches of their own, as many per batch.
+    let mut hbatches: Vec<(Vec<HistogramSeries>, usize)> = Vec::new();
+    let (mut hbatch, mut hn) = (Vec::new(), 0);
+    for mut s in histograms {
+        loop {
+            let take = (per_send - hn).min(s.samples.len());
+            let rest = s.samples.split_off(take);
+            hbatch.push(HistogramSeries {
+                labels: s.labels.clone(),
+                samples: std::mem::replace(&mut s.samples, rest),
+            });
+            hn += take;
+            if hn == per_send {
+                hbatches.push((std::mem::take(&mut hbatch), hn));
+                hn = 0;
+            }
+            if s.samples.is_empty() {
+                break;
+            }
+        }
+    }
+    if !hbatch.is_empty() {
+        hbatches.push((hbatch, hn));
+    }
+    let work = batches
+        .into_iter()
+        .map(|(b, n)| (b, Vec::new(), n))
+        .chain(hbatches.into_iter().map(|(h, n)| (Vec::new(), h, n)));
+    for (b, h, n) in work {
+        match send_batch(r, &b, &h, n, oldest_ms, abandon, &mut stop).await {
             Outcome::Sent => {}
             Outcome::Refused => result = Outcome::Refused,
             other => return other,
@@ -1044,9 +1134,11 @@ async fn send_shard(
 }
 
 /// Posts one batch until it is acknowledged, refused for good, abandoned or stopped.
+#[allow(clippy::too_many_arguments)]
 async fn send_batch(
     r: &Remote,
     batch: &[Series],
+    histograms: &[HistogramSeries],
     n: usize,
     oldest_ms: i64,
     abandon: &AtomicBool,
@@ -1063,13 +1155,15 @@ async fn send_batch(
             &r.no_metadata
         };
         let body = match proto {
-            Protocol::V1 => encode_write_request_with(batch, &[]),
-            Protocol::V2 => encode_v2_request_with(batch, meta),
+            Protocol::V1 => encode_write_request_all(batch, histograms, &[]),
+            Protocol::V2 => encode_v2_request_all(batch, histograms, meta),
         };
         let len = body.len();
         match post(r, body, proto).await {
             Ok(()) => {
-                r.metrics.samples.inc_by(n as u64);
+                let hs: usize = histograms.iter().map(|s| s.samples.len()).sum();
+                r.metrics.samples.inc_by((n - hs) as u64);
+                r.metrics.histograms.inc_by(hs as u64);
                 r.metrics
                     .exemplars
                     .inc_by(batch.iter().map(|s| s.exemplars.len() as u64).sum());
@@ -1077,6 +1171,11 @@ async fn send_batch(
                 let newest = batch
                     .iter()
                     .filter_map(|s| s.samples.last().map(|x| x.0))
+                    .chain(
+                        histograms
+                            .iter()
+                            .filter_map(|s| s.samples.last().map(|x| x.0)),
+                    )
                     .max()
                     .unwrap_or(0) as f64
                     / 1000.0;

@@ -127,6 +127,7 @@ fn remote(url: &str) -> RemoteOptions {
         send_metadata: false,
         metadata_interval: Duration::from_secs(60),
         send_exemplars: false,
+        send_native_histograms: false,
         protocol: Protocol::V1,
         max_backlog: Duration::from_secs(3600),
         max_backlog_bytes: 0,

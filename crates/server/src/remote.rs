@@ -11,8 +11,8 @@
 //! is `lookout_remote`'s. 204
 //! when everything was stored; 400 naming the problem for a body that cannot be read or
 //! samples the store refused (the others of the request are kept, as Prometheus does);
-//! 415 for a message or encoding this receiver does not speak. 2.0 requests' native
-//! histograms are stored like samples (custom-bucket ones with their bounds).
+//! 415 for a message or encoding this receiver does not speak. Native histograms (1.0
+//! and 2.0) are stored like samples, custom-bucket ones with their bounds.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -244,15 +244,12 @@ pub(crate) async fn write(State(st): State<AppState>, headers: HeaderMap, body: 
     }
     let done = tokio::task::spawn_blocking(move || {
         let limits = lookout_remote::Limits::default();
-        let (series, histograms) = if v2 {
-            let d = lookout_remote::decode_v2_request(&body, &limits)?;
-            (d.series, d.histogram_series)
+        let d = if v2 {
+            lookout_remote::decode_v2_request(&body, &limits)?
         } else {
-            (
-                lookout_remote::decode_write_request(&body, &limits)?,
-                Vec::new(),
-            )
+            lookout_remote::decode_write_request_all(&body, &limits)?
         };
+        let (series, histograms) = (d.series, d.histogram_series);
         Ok::<_, lookout_remote::Error>(store(db.as_ref(), &series, &histograms))
     })
     .await;
