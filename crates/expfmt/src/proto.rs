@@ -547,7 +547,58 @@ impl Decoded {
     }
 }
 
-/// Encodes families as a protobuf exposition body (for tests and exporters).
+/// A native histogram as the protobuf exposition writes it (float counts). A
+/// custom-bucket histogram, which the exposition cannot carry, becomes classic buckets
+/// (cumulative counts at its bounds).
+pub fn histogram_message(h: &FloatHistogram) -> Histogram {
+    if h.is_custom() {
+        let mut cumulative = 0.0;
+        let bucket = h
+            .custom_values
+            .iter()
+            .enumerate()
+            .map(|(i, &upper_bound)| {
+                cumulative += h.positive.get(&(i as i32)).copied().unwrap_or(0.0);
+                Bucket {
+                    cumulative_count_float: cumulative,
+                    upper_bound,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        return Histogram {
+            sample_count_float: h.count,
+            sample_sum: h.sum,
+            bucket,
+            ..Default::default()
+        };
+    }
+    let side = |m| {
+        let (spans, counts) = lookout_model::histogram::spans_of(m);
+        let spans = spans
+            .into_iter()
+            .map(|(offset, length)| BucketSpan { offset, length })
+            .collect::<Vec<_>>();
+        (spans, counts)
+    };
+    let (positive_span, positive_count) = side(&h.positive);
+    let (negative_span, negative_count) = side(&h.negative);
+    Histogram {
+        sample_count_float: h.count,
+        sample_sum: h.sum,
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count_float: h.zero_count,
+        positive_span,
+        positive_count,
+        negative_span,
+        negative_count,
+        ..Default::default()
+    }
+}
+
+/// Encodes families as a protobuf exposition body (delimited messages), for federation,
+/// exporters and tests.
 pub fn encode(families: &[MetricFamily]) -> Vec<u8> {
     let mut out = Vec::new();
     for f in families {

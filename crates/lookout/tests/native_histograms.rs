@@ -191,6 +191,37 @@ fn issue_20_native_histograms_are_scraped_over_protobuf_stored_and_answered() {
         (value_of(&med[0]) - 2f64.powf(1.25)).abs() < 1e-9,
         "{med:?}"
     );
+    // Federation: a Prometheus with native histograms on asks for protobuf and gets the
+    // native histogram, the same one.
+    let fed_dir = dir.path().join("fed");
+    std::fs::create_dir_all(&fed_dir).unwrap();
+    let lk_addr = lk.base.trim_start_matches("http://").to_string();
+    let fed = Prometheus::start_with(&fed_dir, &["--enable-feature=native-histograms"], |_| {
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params: {{ 'match[]': ['{{job=\"native\"}}'] }}\n    static_configs: [ {{ targets: ['{lk_addr}'] }} ]\n"
+        )
+    });
+    let mut federated = Vec::new();
+    wait_until(
+        "Prometheus federates the native histogram",
+        Duration::from_secs(60),
+        || {
+            federated = fed.query(r#"rpc_seconds{job="native"}"#);
+            federated
+                .first()
+                .is_some_and(|s| s.get("histogram").is_some())
+        },
+    );
+    let fh = &federated[0]["histogram"][1];
+    let fcount: f64 = fh["count"].as_str().unwrap().parse().unwrap();
+    let fsum: f64 = fh["sum"].as_str().unwrap().parse().unwrap();
+    assert!(fcount >= 5.0 && fsum == 10.5 * fcount / 5.0, "{fh}");
+    assert_eq!(
+        fh["buckets"].as_array().map(Vec::len),
+        Some(4),
+        "the zero bucket and three others: {fh}"
+    );
+    drop(fed);
     // A range query returns them as Prometheus's `histograms`.
     let end = now_secs();
     let (code, body) = lk.get(&format!(

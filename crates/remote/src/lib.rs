@@ -572,22 +572,11 @@ pub fn decode_write_request_all(body: &[u8], limits: &Limits) -> Result<DecodedV
 pub fn wire_histogram(h: &lookout_model::FloatHistogram, t: i64) -> v2::Histogram {
     use lookout_model::CounterResetHint as Hint;
     fn side(m: &std::collections::BTreeMap<i32, f64>) -> (Vec<v2::BucketSpan>, Vec<f64>) {
-        let mut spans: Vec<v2::BucketSpan> = Vec::new();
-        let mut counts = Vec::with_capacity(m.len());
-        let mut next: Option<i32> = None;
-        for (&i, &c) in m {
-            match next {
-                Some(n) if n == i => spans.last_mut().expect("a span is open").length += 1,
-                _ => {
-                    // The first span's offset is from index 0, the others' from the end
-                    // of the previous span.
-                    let offset = next.map_or(i, |n| i - n);
-                    spans.push(v2::BucketSpan { offset, length: 1 });
-                }
-            }
-            counts.push(c);
-            next = Some(i.saturating_add(1));
-        }
+        let (spans, counts) = lookout_model::histogram::spans_of(m);
+        let spans = spans
+            .into_iter()
+            .map(|(offset, length)| v2::BucketSpan { offset, length })
+            .collect();
         (spans, counts)
     }
     let (positive_spans, positive_counts) = side(&h.positive);

@@ -250,6 +250,24 @@ impl Wire<'_> {
     }
 }
 
+/// One side's buckets as the wire formats carry them: spans (`(offset, length)`, the
+/// first offset from index 0, the others from the end of the previous span) and the
+/// counts in index order.
+pub fn spans_of(side: &BTreeMap<i32, f64>) -> (Vec<(i32, u32)>, Vec<f64>) {
+    let mut spans: Vec<(i32, u32)> = Vec::new();
+    let mut counts = Vec::with_capacity(side.len());
+    let mut next: Option<i32> = None;
+    for (&i, &c) in side {
+        match (next, spans.last_mut()) {
+            (Some(n), Some(last)) if n == i => last.1 += 1,
+            _ => spans.push((next.map_or(i, |n| i - n), 1)),
+        }
+        counts.push(c);
+        next = Some(i.saturating_add(1));
+    }
+    (spans, counts)
+}
+
 /// What Prometheus's API says of one bucket: its boundary rule (0: upper bound
 /// inclusive, 1: lower bound inclusive, 3: both, the zero bucket), lower and upper bound,
 /// and count.
