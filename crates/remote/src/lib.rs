@@ -735,7 +735,7 @@ pub fn encode_write_request_with(series: &[Series], metadata: &[send::MetricMeta
 }
 
 /// The 1.0 wire labels of a label set.
-fn wire_labels(ls: &Labels) -> Vec<Label> {
+pub(crate) fn wire_labels(ls: &Labels) -> Vec<Label> {
     ls.iter()
         .map(|l| Label {
             name: l.name.to_string(),

@@ -255,11 +255,33 @@ pub fn encode_chunked_frames(index: usize, series: &[Series], out: &mut Vec<u8>)
 
 /// Encodes one result per query as a snappy `ReadResponse`.
 pub fn encode_read_response(results: &[Vec<Series>]) -> Vec<u8> {
+    let all: Vec<(Vec<Series>, Vec<crate::HistogramSeries>)> =
+        results.iter().map(|s| (s.clone(), Vec::new())).collect();
+    encode_read_response_all(&all)
+}
+
+/// Encodes one result per query, float series and native-histogram series, as a
+/// snappy `ReadResponse`.
+pub fn encode_read_response_all(results: &[(Vec<Series>, Vec<crate::HistogramSeries>)]) -> Vec<u8> {
     let resp = ReadResponse {
         results: results
             .iter()
-            .map(|series| QueryResult {
-                timeseries: series.iter().map(crate::wire).collect(),
+            .map(|(series, histograms)| QueryResult {
+                timeseries: series
+                    .iter()
+                    .map(crate::wire)
+                    .chain(histograms.iter().map(|h| {
+                        crate::TimeSeries {
+                            labels: crate::wire_labels(&h.labels),
+                            histograms: h
+                                .samples
+                                .iter()
+                                .map(|(t, x)| crate::wire_histogram(x, *t))
+                                .collect(),
+                            ..Default::default()
+                        }
+                    }))
+                    .collect(),
             })
             .collect(),
     };
@@ -342,10 +364,29 @@ mod tests {
             created: 0,
         };
         let raw = snap::raw::Decoder::new()
-            .decompress_vec(&encode_read_response(&[vec![s]]))
+            .decompress_vec(&encode_read_response(&[vec![s.clone()]]))
             .unwrap();
         let resp = <ReadResponse as prost::Message>::decode(raw.as_slice()).unwrap();
         assert_eq!(resp.results[0].timeseries[0].samples[0].timestamp, 5);
+        // Native histograms follow the float series of their query.
+        let h = lookout_model::FloatHistogram::parse("{{schema:0 count:3 sum:2 buckets:[1 2]}}")
+            .unwrap();
+        let hs = crate::HistogramSeries {
+            labels: lookout_model::Labels::from_pairs([("__name__", "lat")]),
+            samples: vec![(7, h.clone())],
+        };
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&encode_read_response_all(&[(vec![s], vec![hs])]))
+            .unwrap();
+        let resp = <ReadResponse as prost::Message>::decode(raw.as_slice()).unwrap();
+        let ts = &resp.results[0].timeseries;
+        assert_eq!(ts.len(), 2);
+        assert_eq!(ts[1].histograms[0].timestamp, 7);
+        assert!(
+            crate::histogram_of(&ts[1].histograms[0])
+                .unwrap()
+                .same_as(&h)
+        );
     }
 
     #[test]

@@ -316,6 +316,9 @@ pub(crate) async fn read(State(st): State<AppState>, body: Bytes) -> Response {
         .run(move |_| {
             let mut results = Vec::with_capacity(queries.len());
             let mut total = 0usize;
+            // Native histograms go in the samples response (the streamed one carries
+            // XOR float chunks only).
+            let with_histograms = kind == ResponseType::Samples;
             for q in &queries {
                 let querier = db.querier(q.start, q.end).map_err(|e| e.to_string())?;
                 let hints = lookout_storage::SelectHints {
@@ -340,13 +343,29 @@ pub(crate) async fn read(State(st): State<AppState>, body: Bytes) -> Response {
                         created: 0,
                     });
                 }
-                results.push(series);
+                let mut histograms = Vec::new();
+                if with_histograms {
+                    for s in querier
+                        .select_histograms(&hints, &q.matchers)
+                        .map_err(|e| e.to_string())?
+                    {
+                        total += s.samples.len();
+                        if total > limit {
+                            return Err(format!("exceeded the sample limit of {limit}"));
+                        }
+                        histograms.push(lookout_remote::HistogramSeries {
+                            labels: s.labels,
+                            samples: s.samples.iter().map(|x| (x.t, (*x.h).clone())).collect(),
+                        });
+                    }
+                }
+                results.push((series, histograms));
             }
             Ok(match kind {
-                ResponseType::Samples => lookout_remote::read::encode_read_response(&results),
+                ResponseType::Samples => lookout_remote::read::encode_read_response_all(&results),
                 ResponseType::StreamedXorChunks => {
                     let mut out = Vec::new();
-                    for (i, series) in results.iter().enumerate() {
+                    for (i, (series, _)) in results.iter().enumerate() {
                         lookout_remote::read::encode_chunked_frames(i, series, &mut out);
                     }
                     out
