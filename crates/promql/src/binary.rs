@@ -148,6 +148,22 @@ fn elem_any(
     }
 }
 
+/// [`elem_any`] of two vector samples.
+fn elem_samples(
+    memo: &Memo<'_>,
+    op: u16,
+    l: &VecSample,
+    r: &VecSample,
+) -> Option<(f64, Option<Arc<FloatHistogram>>, bool)> {
+    elem_any(
+        memo.ev,
+        memo.node,
+        op,
+        (l.v, l.h.as_ref()),
+        (r.v, r.h.as_ref()),
+    )
+}
+
 /// [`outcome`] for a value that may be a histogram; `bool` comparisons give floats.
 fn outcome_any(
     value: f64,
@@ -437,13 +453,7 @@ fn vector_vector(
         for (i, j, labels) in &p.pairs {
             let (ls, rs) = (&many[*i as usize], &one[*j as usize]);
             let (l, r) = if one_to_many { (rs, ls) } else { (ls, rs) };
-            let Some((value, h, keep)) = elem_any(
-                memo.ev,
-                memo.node,
-                op,
-                (l.v, l.h.as_ref()),
-                (r.v, r.h.as_ref()),
-            ) else {
+            let Some((value, h, keep)) = elem_samples(memo, op, l, r) else {
                 continue;
             };
             if let Some((v, h)) = outcome_any(value, h, keep, return_bool) {
@@ -516,13 +526,7 @@ fn vector_match(
         let sig = memo.sig(&ls.labels, matching);
         let Some(rs) = right.get(&sig) else { continue };
         let (l, r) = if one_to_many { (rs, &ls) } else { (&ls, rs) };
-        let Some((value, h, keep)) = elem_any(
-            memo.ev,
-            memo.node,
-            op,
-            (l.v, l.h.as_ref()),
-            (r.v, r.h.as_ref()),
-        ) else {
+        let Some((value, h, keep)) = elem_samples(memo, op, l, r) else {
             continue;
         };
         let Some((value, h)) = outcome_any(value, h, keep, return_bool) else {

@@ -339,9 +339,11 @@ pub(super) fn quantiles(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
     for n in &natives {
         let Some(h) = n.h.as_deref() else { continue };
         for q in &qs {
+            let v = super::native::quantile(*q, h);
+            note_nan_observations(c, n, v, 0);
             out.push(VecSample {
                 labels: n.labels.with(&label, &q_label(*q)),
-                v: super::native::quantile(*q, h),
+                v,
                 drop_name: true,
                 h: None,
             });
@@ -360,6 +362,25 @@ pub(super) fn quantiles(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
     Ok(Value::Vector(out))
 }
 
+/// The info Prometheus gives for a quantile of a native histogram with NaN
+/// observations (a NaN sum): the result is NaN, or skewed high.
+fn note_nan_observations(c: &FnCall<'_, '_>, n: &VecSample, result: f64, arg: usize) {
+    if n.h.as_ref().is_some_and(|h| h.sum.is_nan()) {
+        let what = if result.is_nan() {
+            "is NaN"
+        } else {
+            "is skewed higher"
+        };
+        c.ev.info_at(
+            format!(
+                "input to histogram_quantile has NaN observations, result {what} for metric name {:?}",
+                n.labels.metric_name().unwrap_or("")
+            ),
+            &c.exprs[arg],
+        );
+    }
+}
+
 /// `histogram_quantile(q, buckets)`.
 pub(super) fn quantile(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
     let q = args.scalar(0)?;
@@ -369,20 +390,7 @@ pub(super) fn quantile(c: &FnCall<'_, '_>, mut args: Args) -> Result<Value> {
     let groups = classic_groups(c, v, &mut natives, 1);
     let mut out = native_values(&natives, |h| super::native::quantile(q, h));
     for (n, s) in natives.iter().zip(&out) {
-        if n.h.as_ref().is_some_and(|h| h.sum.is_nan()) {
-            let what = if s.v.is_nan() {
-                "is NaN"
-            } else {
-                "is skewed higher"
-            };
-            c.ev.info_at(
-                format!(
-                    "input to histogram_quantile has NaN observations, result {what} for metric name {:?}",
-                    n.labels.metric_name().unwrap_or("")
-                ),
-                &c.exprs[1],
-            );
-        }
+        note_nan_observations(c, n, s.v, 1);
     }
     out.extend(histogram_quantile(c.ev, q, groups, &c.exprs[1]));
     Ok(Value::Vector(out))

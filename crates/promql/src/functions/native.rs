@@ -347,44 +347,48 @@ pub(super) fn split(v: Vec<VecSample>) -> (Vec<VecSample>, Vec<VecSample>) {
     v.into_iter().partition(|s| s.h.is_none())
 }
 
+/// A warning about series `labels`: `what` and its metric name, as Prometheus words it.
+fn warn_named(ev: &Evaluator<'_>, what: &str, labels: &Labels, about: &Expr) {
+    ev.warn_at(
+        format!("{what} {:?}", labels.metric_name().unwrap_or("")),
+        about,
+    );
+}
+
 /// The warning for a series whose window mixes floats and histograms.
 fn mixed(ev: &Evaluator<'_>, labels: &Labels, about: &Expr) {
-    ev.warn_at(
-        format!(
-            "encountered a mix of histograms and floats for metric name {:?}",
-            labels.metric_name().unwrap_or("")
-        ),
+    warn_named(
+        ev,
+        "encountered a mix of histograms and floats for metric name",
+        labels,
         about,
     );
 }
 
 fn not_counter(ev: &Evaluator<'_>, labels: &Labels, about: &Expr) {
-    ev.warn_at(
-        format!(
-            "this native histogram metric is not a counter: {:?}",
-            labels.metric_name().unwrap_or("")
-        ),
+    warn_named(
+        ev,
+        "this native histogram metric is not a counter:",
+        labels,
         about,
     );
 }
 
 fn not_gauge(ev: &Evaluator<'_>, labels: &Labels, about: &Expr) {
-    ev.warn_at(
-        format!(
-            "this native histogram metric is not a gauge: {:?}",
-            labels.metric_name().unwrap_or("")
-        ),
+    warn_named(
+        ev,
+        "this native histogram metric is not a gauge:",
+        labels,
         about,
     );
 }
 
 /// The warning for exponential and custom-bucket histograms in one computation.
 pub(crate) fn mixed_schemas(ev: &Evaluator<'_>, labels: &Labels, about: &Expr) {
-    ev.warn_at(
-        format!(
-            "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}",
-            labels.metric_name().unwrap_or("")
-        ),
+    warn_named(
+        ev,
+        "vector contains a mix of histograms with exponential and custom buckets schemas for metric name",
+        labels,
         about,
     );
 }
