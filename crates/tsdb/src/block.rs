@@ -133,6 +133,16 @@ pub struct BlockMeta {
     /// then: its samples are in this block.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<String>,
+    /// When its data last changed in Lookout (ms since the epoch): when it was cut,
+    /// imported or had samples deleted; a compaction keeps its parents' newest. A tier
+    /// block built before a block over its span last changed is built again. 0 when
+    /// not known (blocks from before this was kept).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub arrived: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -216,6 +226,7 @@ pub(crate) struct BlockWriter {
     level: u32,
     imported: bool,
     parents: Vec<String>,
+    arrived: i64,
     chunks: File,
     chunks_len: u64,
     page: Vec<u8>,
@@ -261,6 +272,7 @@ impl BlockWriter {
             level,
             imported: false,
             parents: Vec::new(),
+            arrived: lookout_model::now_ms(),
             chunks,
             chunks_len: 8,
             page: Vec::with_capacity(PAGE_SIZE * 2),
@@ -428,6 +440,7 @@ impl BlockWriter {
             level: self.level,
             imported: self.imported,
             parents: std::mem::take(&mut self.parents),
+            arrived: self.arrived,
         };
         let mpath = self.tmp.join("meta.json");
         let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
@@ -449,6 +462,11 @@ impl BlockWriter {
     /// Marks the block as imported (see [`BlockMeta::imported`]).
     pub(crate) fn set_imported(&mut self, imported: bool) {
         self.imported = imported;
+    }
+
+    /// When its data last changed (see [`BlockMeta::arrived`]; now by default).
+    pub(crate) fn set_arrived(&mut self, arrived: i64) {
+        self.arrived = arrived;
     }
 
     /// Names the blocks this one replaces (see [`BlockMeta::parents`]).

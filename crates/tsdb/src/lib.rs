@@ -175,8 +175,16 @@ struct Inner {
     exemplars: Mutex<exemplars::Exemplars>,
     /// Downsampling tiers, finest first ([`Options::downsampling`]).
     tiers: Vec<tiers::Level>,
+    /// Time ranges `[min, max)` whose samples a deletion changed since the start, and
+    /// when (ms since the epoch): a block a deletion emptied leaves no block to say so,
+    /// and the tiers over it are made again all the same. Kept in memory only (the
+    /// newest [`MAX_CHANGES`]).
+    changes: Mutex<Vec<(i64, i64, i64)>>,
     _lock: File,
 }
+
+/// Most deletions [`Inner::changes`] remembers.
+const MAX_CHANGES: usize = 10_000;
 
 /// The embedded time-series database. Share it behind an `Arc`; all methods take `&self`.
 #[derive(Debug)]
@@ -363,6 +371,7 @@ impl Tsdb {
             bad_chunks: Mutex::new(BTreeMap::new()),
             exemplars: Mutex::new(ring),
             tiers,
+            changes: Mutex::new(Vec::new()),
             _lock: lock,
         });
         let mut threads = Vec::new();

@@ -160,12 +160,13 @@ impl Inner {
                 .saturating_sub(level.after)
                 .min(min_valid.saturating_sub(1));
             let finer: Vec<&crate::tiers::Level> = self.tiers[..i].iter().rev().collect();
-            let mut sources: Vec<(i64, i64)> = self
+            // Every source's time range [a, b) and when its data last changed.
+            let mut sources: Vec<(i64, i64, i64)> = self
                 .blocks
                 .read()
                 .expect("lock poisoned")
                 .iter()
-                .map(|b| (b.meta.min_time, b.meta.max_time))
+                .map(|b| (b.meta.min_time, b.meta.max_time, b.meta.arrived))
                 .collect();
             for l in &finer {
                 sources.extend(
@@ -173,9 +174,10 @@ impl Inner {
                         .read()
                         .expect("lock poisoned")
                         .iter()
-                        .map(|b| (b.from + 1, b.to + 1)),
+                        .map(|b| (b.from + 1, b.to + 1, b.block.meta.arrived)),
                 );
             }
+            let changes = self.changes.lock().expect("lock poisoned").clone();
             let span = level.span;
             // Only spans that may be made now: ended by the horizon (`from ≤ horizon −
             // span`) and not yet past the tier's retention (`from + span > cutoff`).
@@ -184,7 +186,7 @@ impl Inner {
                 horizon.saturating_sub(span),
             );
             let mut spans = BTreeSet::new();
-            for (a, b) in sources {
+            for &(a, b, _) in &sources {
                 // Spans (from, from + span] holding some time of [a, b).
                 let mut from = a
                     .saturating_sub(1)
@@ -199,19 +201,55 @@ impl Inner {
                     from = next;
                 }
             }
-            let have: BTreeSet<i64> = level
+            // What a span's sources say: the newest change to its data, and whether its
+            // start is still held (raw retention or a finer tier's has not taken it).
+            let state = |from: i64| {
+                let over = |&&(a, b, _): &&(i64, i64, i64)| a <= from + span && b > from + 1;
+                let newest = sources
+                    .iter()
+                    .chain(&changes)
+                    .filter(over)
+                    .map(|s| s.2)
+                    .max()
+                    .unwrap_or(0);
+                let whole = sources
+                    .iter()
+                    .filter(over)
+                    .map(|s| s.0)
+                    .min()
+                    .is_some_and(|a| a <= from + 1);
+                (newest, whole)
+            };
+            let have: BTreeMap<i64, i64> = level
                 .blocks
                 .read()
                 .expect("lock poisoned")
                 .iter()
-                .map(|b| b.from)
-                .chain(level.empty.lock().expect("lock poisoned").iter().copied())
+                .map(|b| (b.from, b.block.meta.arrived))
+                .chain(
+                    level
+                        .empty
+                        .lock()
+                        .expect("lock poisoned")
+                        .iter()
+                        .map(|(f, t)| (*f, *t)),
+                )
                 .collect();
             for from in spans {
                 let to = from + span;
-                if have.contains(&from) {
-                    continue;
-                }
+                // A span already made stays, unless a block over it changed since (an
+                // import, a deletion) while its samples are still all there to make it
+                // again from.
+                let replaces = match have.get(&from) {
+                    None => false,
+                    Some(&made) => {
+                        let (newest, whole) = state(from);
+                        if made == 0 || newest <= made || !whole {
+                            continue;
+                        }
+                        true
+                    }
+                };
                 let started = std::time::Instant::now();
                 let q = self.querier(from + 1, to);
                 if let Some(b) = crate::tiers::build(self, level, &finer, &q, from)? {
@@ -223,13 +261,24 @@ impl Inner {
                         elapsed = ?started.elapsed(),
                         "Tier block written"
                     );
+                    if replaces {
+                        drop_tier_span(level, from)?;
+                    }
                     let mut blocks = level.blocks.write().expect("lock poisoned");
                     blocks.push(Arc::new(b));
                     blocks.sort_by_key(|b| b.from);
+                    level.empty.lock().expect("lock poisoned").remove(&from);
                 } else {
-                    // Nothing to roll up (a source touching the span's edge): not looked
-                    // at again until a restart.
-                    level.empty.lock().expect("lock poisoned").insert(from);
+                    if replaces {
+                        drop_tier_span(level, from)?;
+                    }
+                    // Nothing to roll up (a source touching the span's edge): looked at
+                    // again only when a block over it changes.
+                    level
+                        .empty
+                        .lock()
+                        .expect("lock poisoned")
+                        .insert(from, lookout_model::now_ms());
                 }
             }
         }
@@ -415,7 +464,7 @@ impl Inner {
                 if group.is_empty() {
                     break;
                 }
-                self.merge_blocks(&group, None)?;
+                self.merge_blocks(&group, None, true)?;
             }
         }
         Ok(())
@@ -423,11 +472,14 @@ impl Inner {
 
     /// Writes one block holding every sample of `group`, each series' samples passed
     /// through `prune` when given (a series left without samples is left out), then swaps
-    /// it in. Without `prune` it is a compaction (one level up).
+    /// it in. Without `prune` it is a compaction (one level up). With `keeps_arrival` the
+    /// new block keeps its parents' [`crate::block::BlockMeta::arrived`] (the data did not
+    /// change for the tiers); otherwise it changed now.
     pub(crate) fn merge_blocks(
         &self,
         group: &[Arc<Block>],
         prune: Option<&Prune<'_>>,
+        keeps_arrival: bool,
     ) -> Result<()> {
         let started = std::time::Instant::now();
         let min = group.iter().map(|b| b.meta.min_time).min().unwrap_or(0);
@@ -438,6 +490,16 @@ impl Inner {
         let mut w = BlockWriter::new(&parent, min, max, level).map_err(block_err)?;
         w.set_parents(group.iter().map(|b| b.meta.id.clone()).collect());
         w.set_imported(group.iter().all(|b| b.meta.imported));
+        if keeps_arrival {
+            // Tiers built from the parents stay true.
+            w.set_arrived(group.iter().map(|b| b.meta.arrived).max().unwrap_or(0));
+        } else {
+            let mut changes = self.changes.lock().expect("lock poisoned");
+            if changes.len() >= crate::MAX_CHANGES {
+                changes.remove(0);
+            }
+            changes.push((min, max, lookout_model::now_ms()));
+        }
         let all = vec![
             Matcher::new(
                 lookout_model::MatchOp::Regex,
@@ -566,7 +628,8 @@ impl Inner {
                 samples.retain(|s| s.t >= c);
             };
             tracing::info!(id = %b.meta.id, "Block rewritten by retention rules");
-            self.merge_blocks(std::slice::from_ref(&b), Some(&prune))?;
+            // Retention is the raw data's: the tiers keep what they rolled up.
+            self.merge_blocks(std::slice::from_ref(&b), Some(&prune), true)?;
         }
         Ok(())
     }
@@ -632,8 +695,25 @@ impl Inner {
                     samples.retain(|s| s.t < mint || s.t > maxt);
                 }
             };
-            self.merge_blocks(std::slice::from_ref(&b), Some(&prune))?;
+            // A deletion changes the data: tiers over it are made again.
+            self.merge_blocks(std::slice::from_ref(&b), Some(&prune), false)?;
         }
         Ok(touched.len())
     }
+}
+
+/// Removes `level`'s block of the span starting at `from` (it is made again).
+fn drop_tier_span(level: &crate::tiers::Level, from: i64) -> Result<()> {
+    let gone: Vec<Arc<crate::tiers::TierBlock>> = {
+        let mut blocks = level.blocks.write().expect("lock poisoned");
+        let (gone, kept) = blocks.drain(..).partition(|x| x.from == from);
+        *blocks = kept;
+        gone
+    };
+    for o in gone {
+        tracing::info!(resolution_ms = level.resolution, id = %o.block.meta.id, "Tier block replaced: a block over its span changed");
+        std::fs::remove_dir_all(&o.block.dir)
+            .map_err(io_err(format!("deleting {}", o.block.dir.display())))?;
+    }
+    Ok(())
 }

@@ -934,6 +934,60 @@ fn tiers_keep_exact_windows_past_the_raw_retention_and_survive_reopening() {
 }
 
 #[test]
+fn a_late_import_or_a_deletion_makes_a_rolled_up_span_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |h: i64| std::time::Duration::from_millis((h * H) as u64);
+    let m1 = 60_000;
+    let o = Options {
+        block_range: std::time::Duration::from_secs(1800),
+        retention: d(100),
+        downsampling: vec![Tier {
+            after: d(20),
+            resolution: std::time::Duration::from_millis(m1 as u64),
+            retention: d(200),
+        }],
+        ..opts()
+    };
+    let db = Tsdb::open(dir.path(), o.clone(), &mut Registry::default()).unwrap();
+    fill(&db, 0, 40);
+    db.maintain(40 * H).unwrap();
+    let made = db.stats().tiers[0].blocks;
+    assert!(made >= 2, "{:?}", db.stats().tiers);
+    // Compaction alone (another maintenance) does not make spans again.
+    db.maintain(40 * H + 60_000).unwrap();
+    db.close().unwrap();
+    drop(db);
+    // Samples of a new series imported into the span (0, 18 h], already rolled up.
+    let mut imp = crate::Importer::new(dir.path(), d(1) / 2).unwrap();
+    let late = up("late");
+    for k in 0..240i64 {
+        imp.add(late.clone(), H + k * 15_000, k as f64).unwrap();
+    }
+    imp.finish().unwrap();
+    let db = Tsdb::open(dir.path(), o.clone(), &mut Registry::default()).unwrap();
+    db.maintain(41 * H).unwrap();
+    let raw = all(&db);
+    assert!(raw.iter().any(|s| s.labels == late));
+    let (lo, hi) = (-18 * H, 36 * H);
+    let got = rollups(&db, lo, hi, m1);
+    assert!(
+        got.iter().any(|s| s.labels == late),
+        "the import is rolled up"
+    );
+    same_windows(&got, &expected(&raw, lo, hi, m1));
+    // A deletion too: the span is made again without the deleted samples.
+    db.delete_series(&[Matcher::equal("job", "late")], 0, 10 * H)
+        .unwrap();
+    db.maintain(41 * H + 60_000).unwrap();
+    let raw = all(&db);
+    let got = rollups(&db, lo, hi, m1);
+    assert!(!got.iter().any(|s| s.labels == late), "deleted");
+    same_windows(&got, &expected(&raw, lo, hi, m1));
+    assert_eq!(db.stats().tiers[0].blocks, made, "replaced, not added");
+    db.close().unwrap();
+}
+
+#[test]
 fn a_damaged_tier_block_is_skipped_and_the_rest_answers() {
     let dir = tempfile::tempdir().unwrap();
     let d = |h: i64| std::time::Duration::from_millis((h * H) as u64);

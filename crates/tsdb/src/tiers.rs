@@ -161,8 +161,8 @@ pub(crate) struct Level {
     pub(crate) dir: PathBuf,
     /// By `from`.
     pub(crate) blocks: RwLock<Vec<Arc<TierBlock>>>,
-    /// Spans (by `from`) found with nothing to roll up.
-    pub(crate) empty: Mutex<BTreeSet<i64>>,
+    /// Spans (by `from`) found with nothing to roll up, and when (ms since the epoch).
+    pub(crate) empty: Mutex<std::collections::BTreeMap<i64, i64>>,
 }
 
 impl Level {
@@ -205,7 +205,7 @@ impl Level {
             span: span(resolution, block_range),
             dir,
             blocks: RwLock::new(by_span.into_values().collect()),
-            empty: Mutex::new(BTreeSet::new()),
+            empty: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
