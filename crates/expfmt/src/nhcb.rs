@@ -230,4 +230,29 @@ up 1
         let mut exp = parse(BODY, Format::Prometheus).unwrap();
         assert!(convert(&mut exp, &["rpc_seconds"], false).is_empty());
     }
+
+    #[test]
+    fn buckets_that_make_no_histogram_stay_classic() {
+        for body in [
+            // A bound that is not a number, NaN, a repeated bound, -Inf.
+            "# TYPE h histogram\nh_bucket{le=\"x\"} 1\nh_bucket{le=\"+Inf\"} 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"NaN\"} 1\nh_bucket{le=\"+Inf\"} 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"1.0\"} 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"-Inf\"} 0\nh_bucket{le=\"+Inf\"} 1\n",
+            // Samples of one series at different times.
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1 1000\nh_bucket{le=\"+Inf\"} 1 2000\n",
+        ] {
+            let mut exp = parse(body, Format::Prometheus).unwrap();
+            let n = exp.samples.len();
+            assert!(convert(&mut exp, &[], false).is_empty(), "{body}");
+            assert_eq!(exp.samples.len(), n, "kept classic: {body}");
+        }
+        // Too many bounds.
+        let mut body = String::from("# TYPE h histogram\n");
+        for i in 0..=MAX_BOUNDS + 1 {
+            body.push_str(&format!("h_bucket{{le=\"{i}\"}} {i}\n"));
+        }
+        let mut exp = parse(&body, Format::Prometheus).unwrap();
+        assert!(convert(&mut exp, &[], false).is_empty());
+    }
 }

@@ -539,9 +539,12 @@ mod tests {
         let samples: Vec<HistogramSample> = (0..30)
             .map(|i| HistogramSample {
                 t: i * 1000,
-                h: h(&format!(
-                    "{{{{schema:2 count:{i} sum:{i}.5 buckets:[{i} 1]}}}}"
-                )),
+                h: h(&if i % 3 == 0 {
+                    // Custom buckets between exponential ones: bounds in the layout.
+                    format!("{{{{schema:-53 count:{i} sum:1 custom_values:[0.25 {i}.5] buckets:[{i} 1]}}}}")
+                } else {
+                    format!("{{{{schema:2 count:{i} sum:{i}.5 buckets:[{i} 1]}}}}")
+                }),
             })
             .collect();
         let buf = encode(&samples);
@@ -566,6 +569,14 @@ mod tests {
         many.extend_from_slice(&0u64.to_le_bytes());
         put_varint(&mut many, 1 << 40);
         assert!(decode(&many, &mut Vec::new()).is_err());
+        // So is a claim of 2^40 custom bounds.
+        let mut bounds = vec![ENC_HISTOGRAM, 1, 0, F_LAYOUT];
+        put_varint(&mut bounds, zigzag(-53));
+        bounds.extend_from_slice(&0u64.to_le_bytes());
+        put_varint(&mut bounds, 0);
+        put_varint(&mut bounds, 0);
+        put_varint(&mut bounds, 1 << 40);
+        assert!(decode(&bounds, &mut Vec::new()).is_err());
         assert!(decode(&[1, 0], &mut Vec::new()).is_err(), "a float chunk");
     }
 }
