@@ -359,7 +359,7 @@ fn with_histograms(
     }
     if groups
         .iter()
-        .any(|g| g.1.as_ref().is_some_and(|s| s.collided))
+        .any(|g| g.1.as_ref().is_some_and(HistogramSum::collided))
     {
         ev.warn_at(
             "conflicting counter resets during histogram aggregation",

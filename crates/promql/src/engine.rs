@@ -679,6 +679,8 @@ impl<'a> Evaluator<'a> {
         }
         let mut needs = Vec::new();
         ev.collect(expr, start, end, Some(step), &mut needs);
+        let mut stats = std::collections::HashSet::new();
+        stats_only(expr, false, &mut stats);
         let (lo, hi, too_long) = ev.extent.get();
         if too_long {
             return Err(Error::Parse(format!(
@@ -715,7 +717,13 @@ impl<'a> Evaluator<'a> {
             // Rollups hold floats only: a selector that finds histograms reads samples.
             let mut hs = None;
             if let Some((how, r)) = n.rollable.and_then(|how| Some((how, how.pick(&tiers)?)))
-                && hs.insert(select_histograms(q.as_ref(), &n)?).is_empty()
+                && hs
+                    .insert(select_histograms(
+                        q.as_ref(),
+                        &n,
+                        stats.contains(&key(n.vs)),
+                    )?)
+                    .is_empty()
             {
                 // An instant selector reads the window holding its earliest time too.
                 let start = match how {
@@ -776,7 +784,13 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             let skey = (
-                format!("{:?}|{:?}|{:?}", n.vs.name, n.vs.matchers, n.grid),
+                format!(
+                    "{:?}|{:?}|{:?}|{}",
+                    n.vs.name,
+                    n.vs.matchers,
+                    n.grid,
+                    stats.contains(&key(n.vs))
+                ),
                 n.mint,
                 n.maxt,
             );
@@ -805,7 +819,7 @@ impl<'a> Evaluator<'a> {
             };
             let hs = match hs {
                 Some(hs) => hs,
-                None => select_histograms(q.as_ref(), &n)?,
+                None => select_histograms(q.as_ref(), &n, stats.contains(&key(n.vs)))?,
             };
             ev.count_loaded(
                 &mut loaded,
@@ -1613,6 +1627,7 @@ fn histogram_series_bytes(s: &HistogramSeries) -> usize {
 fn select_histograms(
     q: &dyn lookout_storage::Querier,
     n: &Need<'_>,
+    stats: bool,
 ) -> Result<Vec<HistogramSeries>> {
     let hints = SelectHints {
         start: n.mint,
@@ -1632,23 +1647,68 @@ fn select_histograms(
     hs.sort_by(|a, b| a.labels.cmp(&b.labels));
     hs.dedup_by(|a, b| a.labels == b.labels);
     for s in &mut hs {
-        read_hints(&mut s.samples);
+        read_hints(&mut s.samples, stats);
     }
     Ok(hs)
+}
+
+/// The selectors whose histograms only feed `histogram_count`, `histogram_sum` or
+/// `histogram_avg` (the innermost such call decides; a subquery or a binary operator in
+/// between ends it): Prometheus reads those through its statistics iterator, which marks
+/// the counter resets it finds as resets (see [`read_hints`]), and its annotations follow.
+fn stats_only(e: &Expr, under: bool, out: &mut std::collections::HashSet<NodeId>) {
+    match e {
+        Expr::VectorSelector(vs) if under => {
+            out.insert(key(vs));
+        }
+        Expr::MatrixSelector(ms) if under => {
+            out.insert(key(&ms.vs));
+        }
+        Expr::Subquery(sq) => stats_only(&sq.expr, false, out),
+        Expr::Binary(b) => {
+            stats_only(&b.lhs, false, out);
+            stats_only(&b.rhs, false, out);
+        }
+        Expr::Paren(p) => stats_only(&p.expr, under, out),
+        Expr::Unary(u) => stats_only(&u.expr, under, out),
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                stats_only(p, under, out);
+            }
+            stats_only(&a.expr, under, out);
+        }
+        Expr::Call(c) => {
+            let under = match c.func.name {
+                "histogram_count" | "histogram_sum" | "histogram_avg" => true,
+                "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => false,
+                _ => under,
+            };
+            for a in &c.args.args {
+                stats_only(a, under, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Gives samples with no counter-reset hint the one Prometheus's storage gives on read:
 /// "no reset" where a sample follows its predecessor in the same chunk, none where it
 /// resets it (the sample starts a new chunk, whose hint Prometheus reads back as
 /// unknown: prometheus/prometheus#15346) and none on the first. Aggregations then see
-/// the same hints, and warn of the same conflicts.
-fn read_hints(samples: &mut [HistogramSample]) {
+/// the same hints, and warn of the same conflicts. With `stats` (a selector read only for
+/// counts and sums, [`stats_only`]) a reset is marked as one, as Prometheus's statistics
+/// iterator does.
+fn read_hints(samples: &mut [HistogramSample], stats: bool) {
     use lookout_model::CounterResetHint as Hint;
     for i in 1..samples.len() {
         let (before, rest) = samples.split_at_mut(i);
         let cur = &mut rest[0].h;
-        if cur.hint == Hint::Unknown && !cur.detect_reset(&before[i - 1].h) {
-            Arc::make_mut(cur).hint = Hint::NotReset;
+        if cur.hint == Hint::Unknown {
+            if !cur.detect_reset(&before[i - 1].h) {
+                Arc::make_mut(cur).hint = Hint::NotReset;
+            } else if stats {
+                Arc::make_mut(cur).hint = Hint::Reset;
+            }
         }
     }
 }

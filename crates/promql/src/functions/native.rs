@@ -564,7 +564,7 @@ pub(super) fn window(
                     about,
                 );
             }
-            if acc.collided {
+            if acc.collided() {
                 ev.warn_at(
                     "conflicting counter resets during histogram aggregation",
                     about,
@@ -622,6 +622,14 @@ pub(super) fn window(
     }
 }
 
+/// Whether a hint says "reset", and whether it says "no reset".
+fn hint_flags(h: CounterResetHint) -> (bool, bool) {
+    (
+        h == CounterResetHint::Reset,
+        h == CounterResetHint::NotReset,
+    )
+}
+
 /// A compensated (Kahan) sum of histograms, as Prometheus sums them in `sum`, `avg`,
 /// `sum_over_time` and `avg_over_time`: counts, sum and buckets each carry their
 /// compensation while the layout stays; a change of schema or zero bucket folds the
@@ -629,8 +637,9 @@ pub(super) fn window(
 pub(crate) struct HistogramSum {
     sum: FloatHistogram,
     comp: FloatHistogram,
-    /// Two of the added histograms' hints were a reset and a non-reset.
-    pub(crate) collided: bool,
+    /// Which counter-reset hints the added histograms carried: "reset" and "no reset"
+    /// both make the sum suspect ([`HistogramSum::collided`]).
+    hints: (bool, bool),
     /// Exponential and custom-bucket histograms were mixed (the sum means nothing).
     pub(crate) incompatible: bool,
     /// Custom buckets with different bounds were added on the bounds they share.
@@ -648,15 +657,22 @@ impl HistogramSum {
                 custom_values: h.custom_values.clone(),
                 ..FloatHistogram::default()
             },
-            collided: false,
+            hints: hint_flags(h.hint),
             incompatible: false,
             reconciled: false,
         }
     }
 
+    /// Whether the added histograms said both "counter reset" and "no reset" (a gauge
+    /// or an unknown hint in between does not hide it): Prometheus warns.
+    pub(crate) fn collided(&self) -> bool {
+        self.hints == (true, true)
+    }
+
     /// Adds `h`.
     pub(crate) fn add(&mut self, h: &FloatHistogram) {
-        self.collided |= self.sum.hints_collide(h);
+        let (r, n) = hint_flags(h.hint);
+        self.hints = (self.hints.0 || r, self.hints.1 || n);
         if !self.sum.compatible(h) {
             self.incompatible = true;
             return;
