@@ -366,6 +366,16 @@ fn with_histograms(
             &a.expr,
         );
     }
+    // An average may need its members again (a total that overflows).
+    let mut members: Vec<Vec<&lookout_model::FloatHistogram>> = Vec::new();
+    if op == T_AVG {
+        members.resize_with(groups.len(), Vec::new);
+        for (s, &slot) in input.iter().zip(&plan.slots) {
+            if let Some(h) = &s.h {
+                members[slot as usize].push(h);
+            }
+        }
+    }
     let mut out = Vec::new();
     let mut floats = Vec::new();
     for (slot, (has_floats, sum, n, drop_name)) in groups.into_iter().enumerate() {
@@ -378,8 +388,11 @@ fn with_histograms(
                 crate::functions::mixed_schemas(ev, &plan.keys[slot], &a.expr);
             }
             (false, Some(sum)) => {
-                let sum = sum.total();
-                let h = if op == T_AVG { sum.divided(n) } else { sum };
+                let h = if op == T_AVG {
+                    sum.mean(n as usize, members[slot].iter().copied())
+                } else {
+                    sum.total()
+                };
                 let labels = plan.keys[slot].clone();
                 out.push(VecSample {
                     drop_name: drop_name && labels.metric_name().is_some(),

@@ -570,10 +570,11 @@ pub(super) fn window(
                     about,
                 );
             }
-            let mut total = acc.total();
-            if f == W::Avg {
-                total = total.divided(hs.len() as f64);
-            }
+            let total = if f == W::Avg {
+                acc.mean(hs.len(), hs.iter().map(|p| &*p.h))
+            } else {
+                acc.total()
+            };
             Some(Out::H(total.compacted()))
         }
         W::Count => Some(Out::F((fs.len() + hs.len()) as f64)),
@@ -714,6 +715,39 @@ impl HistogramSum {
             }
         }
         s.hint = hint;
+    }
+
+    /// The mean of `inputs` (the histograms added, in order): the total over their
+    /// count; where the total overflows (counts near the float range's end), each is
+    /// divided first, which keeps the mean finite as Prometheus's does.
+    pub(crate) fn mean<'a>(
+        &self,
+        n: usize,
+        inputs: impl Iterator<Item = &'a FloatHistogram>,
+    ) -> FloatHistogram {
+        let n = n as f64;
+        let total = self.total();
+        let overflowed = |h: &FloatHistogram| {
+            [h.count, h.sum, h.zero_count]
+                .into_iter()
+                .chain(h.positive.values().copied())
+                .chain(h.negative.values().copied())
+                .any(f64::is_infinite)
+        };
+        if !overflowed(&total) {
+            return total.divided(n);
+        }
+        let mut parts = inputs.map(|h| h.divided(n));
+        let Some(first) = parts.next() else {
+            return total.divided(n);
+        };
+        let mut acc = HistogramSum::new(&first);
+        for p in parts {
+            acc.add(&p);
+        }
+        let mut mean = acc.total();
+        mean.hint = total.hint;
+        mean
     }
 
     /// The sum with its compensation applied.
