@@ -224,11 +224,18 @@ impl Engine {
             }
         }
         let ev = Evaluator::prepare(&self.opts, db, text, expr, start, end, step, cancel)?;
+        // Every sort in a range query is ineffective: at the top the warning points at
+        // the query's start, elsewhere at the argument the sort is.
+        const INEFFECTIVE: &str =
+            "sort is ineffective for range queries since results are always ordered by labels";
         if functions::is_sort(expr) {
             ev.warn(format!(
-                "sort is ineffective for range queries since results are always ordered by labels ({})",
+                "{INEFFECTIVE} ({})",
                 crate::position::line_col(text, crate::position::start(text))
             ));
+        }
+        for inner in functions::nested_sorts(expr) {
+            ev.warn_at(INEFFECTIVE, inner);
         }
         let mut ev = ev;
         let spans = split_steps(

@@ -212,6 +212,35 @@ pub(crate) fn is_sort(e: &Expr) -> bool {
     }
 }
 
+/// The sort calls inside `e` (not `e` itself when it is one).
+pub(crate) fn nested_sorts(e: &Expr) -> Vec<&Expr> {
+    fn walk<'a>(e: &'a Expr, top: bool, out: &mut Vec<&'a Expr>) {
+        if !top && is_sort(e) && !matches!(e, Expr::Paren(_)) {
+            out.push(e);
+        }
+        match e {
+            Expr::Paren(p) => walk(&p.expr, top, out),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| walk(a, false, out)),
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    walk(p, false, out);
+                }
+                walk(&a.expr, false, out);
+            }
+            Expr::Binary(b) => {
+                walk(&b.lhs, false, out);
+                walk(&b.rhs, false, out);
+            }
+            Expr::Unary(u) => walk(&u.expr, false, out),
+            Expr::Subquery(s) => walk(&s.expr, false, out),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(e, true, &mut out);
+    out
+}
+
 /// Whether a query's result order is meaningful (a sort function or `topk`/`bottomk` at
 /// the top).
 pub(crate) fn is_ordered(e: &Expr) -> bool {

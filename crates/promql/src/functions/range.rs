@@ -100,6 +100,8 @@ pub(super) fn window_fn(
         W::Quantile => crate::aggregate::quantile(param, x.iter().map(|p| p.v).collect()),
         W::Stdvar => stdvar_over(x),
         W::Stddev => stdvar_over(x).sqrt(),
+        // A NaN makes the deviation NaN rather than being sorted away.
+        W::Mad if x.iter().any(|p| p.v.is_nan()) => f64::NAN,
         W::Mad => {
             let med = crate::aggregate::quantile(0.5, x.iter().map(|p| p.v).collect());
             crate::aggregate::quantile(0.5, x.iter().map(|p| (p.v - med).abs()).collect())
