@@ -94,6 +94,9 @@ pub struct Counter {
     /// An exemplar.
     #[prost(message, optional, tag = "2")]
     pub exemplar: Option<Exemplar>,
+    /// When the counter was created.
+    #[prost(message, optional, tag = "3")]
+    pub created_timestamp: Option<Timestamp>,
 }
 
 /// `io.prometheus.client.Quantile`.
@@ -119,6 +122,9 @@ pub struct Summary {
     /// Quantiles.
     #[prost(message, repeated, tag = "3")]
     pub quantile: Vec<Quantile>,
+    /// When the summary was created.
+    #[prost(message, optional, tag = "4")]
+    pub created_timestamp: Option<Timestamp>,
 }
 
 /// `io.prometheus.client.Bucket`: a classic bucket.
@@ -194,6 +200,9 @@ pub struct Histogram {
     /// Native: positive counts (float).
     #[prost(double, repeated, tag = "14")]
     pub positive_count: Vec<f64>,
+    /// When the histogram was created.
+    #[prost(message, optional, tag = "15")]
+    pub created_timestamp: Option<Timestamp>,
     /// Native: exemplars.
     #[prost(message, repeated, tag = "16")]
     pub exemplars: Vec<Exemplar>,
@@ -438,6 +447,31 @@ impl Decoded {
                     .map(|l| (l.name.as_str(), Cow::Borrowed(l.value.as_str())))
                     .collect();
                 let t = m.timestamp_ms;
+                // A created timestamp goes where the text formats' `_created` lines go.
+                let created = match f.r#type {
+                    COUNTER => m
+                        .counter
+                        .as_ref()
+                        .and_then(|c| c.created_timestamp.as_ref()),
+                    SUMMARY => m
+                        .summary
+                        .as_ref()
+                        .and_then(|s| s.created_timestamp.as_ref()),
+                    HISTOGRAM | GAUGE_HISTOGRAM => m
+                        .histogram
+                        .as_ref()
+                        .and_then(|h| h.created_timestamp.as_ref()),
+                    _ => None,
+                };
+                if let Some(ts) = created {
+                    let secs = ts.seconds as f64 + f64::from(ts.nanos) / 1e9;
+                    if secs.is_finite() && secs > 0.0 {
+                        out.created.push((
+                            f.name.as_str(),
+                            line(&f.name, &labels, None, secs, None, None),
+                        ));
+                    }
+                }
                 match f.r#type {
                     COUNTER => {
                         let c = m.counter.as_ref();
@@ -636,6 +670,10 @@ mod tests {
                                 nanos: 500_000_000,
                             }),
                         }),
+                        created_timestamp: Some(Timestamp {
+                            seconds: 1_700_000_000,
+                            nanos: 250_000_000,
+                        }),
                     }),
                     ..Default::default()
                 }],
@@ -685,6 +723,7 @@ mod tests {
                             quantile: 0.5,
                             value: 1.5,
                         }],
+                        created_timestamp: None,
                     }),
                     ..Default::default()
                 }],
@@ -724,6 +763,11 @@ mod tests {
         );
         let ex = e.samples[0].exemplar.as_ref().unwrap();
         assert_eq!((ex.value, ex.timestamp_ms), (0.5, Some(10_500)));
+        // The counter's created timestamp, as a text exposition's `_created` line.
+        assert_eq!(e.created.len(), 1);
+        assert_eq!(e.created[0].0, "requests_total");
+        assert_eq!(e.created[0].1.value, 1_700_000_000.25);
+        assert_eq!(e.created[0].1.labels, vec![("code", Cow::Borrowed("200"))]);
         assert_eq!(native.len(), 1);
         assert_eq!(native[0].timestamp_ms, Some(1234));
         let want = FloatHistogram::parse(
