@@ -1066,59 +1066,36 @@ async fn send_shard(
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
     let per_send = r.opts.queue.max_samples_per_send.max(1);
-    let mut batch: Vec<Series> = Vec::new();
-    let mut n = 0;
     let mut result = Outcome::Sent;
-    let mut batches = Vec::new();
-    for mut s in series {
-        // A series' exemplars go with its first part (alone when it has no samples).
-        let mut exemplars = std::mem::take(&mut s.exemplars);
-        loop {
-            let take = (per_send - n).min(s.samples.len());
-            let rest = s.samples.split_off(take);
-            batch.push(Series {
+    let batches = in_batches(
+        series,
+        per_send,
+        |s| s.samples.len(),
+        |s, k| {
+            let rest = s.samples.split_off(k);
+            Series {
                 labels: s.labels.clone(),
                 samples: std::mem::replace(&mut s.samples, rest),
-                exemplars: std::mem::take(&mut exemplars),
+                // A series' exemplars go with its first part (alone when it has no
+                // samples).
+                exemplars: std::mem::take(&mut s.exemplars),
                 created: s.created,
-            });
-            n += take;
-            if n == per_send {
-                batches.push((std::mem::take(&mut batch), n));
-                n = 0;
             }
-            if s.samples.is_empty() {
-                break;
-            }
-        }
-    }
-    if !batch.is_empty() {
-        batches.push((batch, n));
-    }
+        },
+    );
     // Native histograms follow in batches of their own, as many per batch.
-    let mut hbatches: Vec<(Vec<HistogramSeries>, usize)> = Vec::new();
-    let (mut hbatch, mut hn) = (Vec::new(), 0);
-    for mut s in histograms {
-        loop {
-            let take = (per_send - hn).min(s.samples.len());
-            let rest = s.samples.split_off(take);
-            hbatch.push(HistogramSeries {
+    let hbatches = in_batches(
+        histograms,
+        per_send,
+        |s| s.samples.len(),
+        |s, k| {
+            let rest = s.samples.split_off(k);
+            HistogramSeries {
                 labels: s.labels.clone(),
                 samples: std::mem::replace(&mut s.samples, rest),
-            });
-            hn += take;
-            if hn == per_send {
-                hbatches.push((std::mem::take(&mut hbatch), hn));
-                hn = 0;
             }
-            if s.samples.is_empty() {
-                break;
-            }
-        }
-    }
-    if !hbatch.is_empty() {
-        hbatches.push((hbatch, hn));
-    }
+        },
+    );
     let work = batches
         .into_iter()
         .map(|(b, n)| (b, Vec::new(), n))
@@ -1131,6 +1108,37 @@ async fn send_shard(
         }
     }
     result
+}
+
+/// Series in batches of at most `per_send` points, in order: `take(s, k)` splits off a
+/// series' first `k` points as a part of its own (a series is cut where a batch fills;
+/// one without points still gives a part). Each batch comes with its number of points.
+fn in_batches<S>(
+    series: Vec<S>,
+    per_send: usize,
+    len: impl Fn(&S) -> usize,
+    take: impl Fn(&mut S, usize) -> S,
+) -> Vec<(Vec<S>, usize)> {
+    let mut batches = Vec::new();
+    let (mut batch, mut n) = (Vec::new(), 0);
+    for mut s in series {
+        loop {
+            let k = (per_send - n).min(len(&s));
+            batch.push(take(&mut s, k));
+            n += k;
+            if n == per_send {
+                batches.push((std::mem::take(&mut batch), n));
+                n = 0;
+            }
+            if len(&s) == 0 {
+                break;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        batches.push((batch, n));
+    }
+    batches
 }
 
 /// Posts one batch until it is acknowledged, refused for good, abandoned or stopped.
