@@ -184,7 +184,15 @@ fn count_values(
         _ => return exec("count_values needs a label name"),
     };
     if !lookout_model::is_valid_label_name(&label) {
-        return exec(format!("invalid label name {label:?}"));
+        // Named as Prometheus names it: Go's quoting of the bytes the literal wrote (a
+        // `\xc5` is a byte there, which a Rust string cannot hold alone).
+        let named = a
+            .param
+            .as_deref()
+            .and_then(|p| ev.source_of(p))
+            .and_then(crate::position::go_quote_literal)
+            .unwrap_or_else(|| format!("{label:?}"));
+        return exec(format!("invalid label name {named}"));
     }
     let mut order: Vec<Labels> = Vec::new();
     let mut counts: HashMap<Labels, f64> = HashMap::new();

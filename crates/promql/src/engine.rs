@@ -954,6 +954,13 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// The query's text from where argument `about` starts, when that is known.
+    pub(crate) fn source_of(&self, about: &Expr) -> Option<&str> {
+        self.positions
+            .get(&NodeId::of(about))
+            .and_then(|&p| self.text.get(p..))
+    }
+
     /// Records a warning about the argument `about`.
     pub(crate) fn warn_at(&self, msg: impl Into<String>, about: &Expr) {
         self.warn(self.at(msg.into(), about));

@@ -68,6 +68,99 @@ pub(crate) fn string_end(b: &[u8], open: usize) -> usize {
     i.min(b.len())
 }
 
+/// Go's `%q` of the string literal `src` starts with (quotes included): the bytes its
+/// escapes stand for, quoted as Go's `strconv.Quote` does (valid UTF-8 kept, other bytes
+/// as `\xNN`, control characters escaped). `None` when `src` does not start with one.
+pub(crate) fn go_quote_literal(src: &str) -> Option<String> {
+    let b = src.as_bytes();
+    let q = *b.first().filter(|c| matches!(c, b'"' | b'\'' | b'`'))?;
+    let end = string_end(b, 0);
+    if end >= b.len() {
+        return None;
+    }
+    let body = &b[1..end];
+    let mut bytes = Vec::with_capacity(body.len());
+    let mut i = 0;
+    let hex = |s: &[u8]| {
+        std::str::from_utf8(s)
+            .ok()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+    };
+    while i < body.len() {
+        let c = body[i];
+        if c != b'\\' || q == b'`' {
+            bytes.push(c);
+            i += 1;
+            continue;
+        }
+        let e = *body.get(i + 1)?;
+        i += 2;
+        match e {
+            b'a' => bytes.push(7),
+            b'b' => bytes.push(8),
+            b'f' => bytes.push(12),
+            b'n' => bytes.push(b'\n'),
+            b'r' => bytes.push(b'\r'),
+            b't' => bytes.push(b'\t'),
+            b'v' => bytes.push(11),
+            b'x' => {
+                bytes.push(u8::try_from(hex(body.get(i..i + 2)?)?).ok()?);
+                i += 2;
+            }
+            b'u' | b'U' => {
+                let n = if e == b'u' { 4 } else { 8 };
+                let c = char::from_u32(hex(body.get(i..i + n)?)?)?;
+                bytes.extend_from_slice(c.to_string().as_bytes());
+                i += n;
+            }
+            b'0'..=b'7' => {
+                let oct = std::str::from_utf8(body.get(i - 1..i + 2)?).ok()?;
+                bytes.push(u8::from_str_radix(oct, 8).ok()?);
+                i += 2;
+            }
+            other => bytes.push(other),
+        }
+    }
+    let mut out = String::from("\"");
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                push_quoted(&mut out, s);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                push_quoted(&mut out, std::str::from_utf8(good).unwrap_or_default());
+                let n = e.error_len().unwrap_or(bad.len()).max(1);
+                for x in &bad[..n] {
+                    out.push_str(&format!("\\x{x:02x}"));
+                }
+                rest = &bad[n..];
+            }
+        }
+    }
+    out.push('"');
+    Some(out)
+}
+
+/// Appends valid UTF-8 as Go's `strconv.Quote` writes it.
+fn push_quoted(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+}
+
 fn scan(text: &str) -> Vec<(usize, Tok<'_>)> {
     let b = text.as_bytes();
     let mut out = Vec::new();
@@ -294,6 +387,18 @@ pub(crate) fn line_col(text: &str, pos: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_are_quoted_as_go_quotes_their_bytes() {
+        let q = |s: &str| go_quote_literal(s);
+        assert_eq!(q(r#""a\xc5z", version)"#).as_deref(), Some(r#""a\xc5z""#));
+        assert_eq!(q(r#""Åb\n\"x" rest"#).as_deref(), Some(r#""Åb\n\"x""#));
+        assert_eq!(q(r#"'\101\u00e9'"#).as_deref(), Some(r#""Aé""#));
+        assert_eq!(q("`a\\xc5`").as_deref(), Some(r#""a\\xc5""#));
+        assert_eq!(q(r#""unterminated"#), None);
+        assert_eq!(q(r#""bad \x"#), None);
+        assert_eq!(q("version"), None);
+    }
 
     fn pos_of_arg(query: &str, pick: impl Fn(&Expr) -> &Expr) -> Option<String> {
         let e = promql_parser::parser::parse(query).unwrap();
