@@ -1,8 +1,8 @@
 //! Native histograms (float flavour): the value every part of Lookout passes around
 //! (scrapes, remote write, OTLP, the tsdb, PromQL), Prometheus's test notation
 //! (`{{schema:1 sum:3 count:2 buckets:[1 1] offset:-1}}`), the wire form's checks,
-//! bucket bounds, and (in `arith`) the arithmetic PromQL needs. Custom-bucket
-//! histograms (schema −53) are not held yet.
+//! bucket bounds, and (in `arith`) the arithmetic PromQL needs; exponential schemas
+//! (−4 to 8) and custom buckets (schema −53, their bounds in `custom_values`).
 
 use std::collections::BTreeMap;
 use std::fmt;
