@@ -4,9 +4,10 @@
 //! limits, and encoded for tests and senders.
 //!
 //! The messages are derived by hand with prost (no protoc, no generated code): only the
-//! fields Lookout reads are declared, so anything else in a body (exemplars, native
-//! histograms, metadata) is skipped by the decoder, as protobuf allows. Nothing here
-//! knows about HTTP or storage: the server decodes with [`decode_write_request`] and
+//! fields Lookout reads are declared (samples, exemplars, native histograms with their
+//! custom bounds, 2.0's metadata and created timestamps), so anything else in a body is
+//! skipped by the decoder, as protobuf allows. Nothing here knows about HTTP or storage:
+//! the server decodes with [`decode_write_request_all`] / [`decode_v2_request`] and
 //! appends what it gets.
 
 use lookout_model::Labels;
