@@ -1311,12 +1311,11 @@ impl<'a> Evaluator<'a> {
         out: &mut Vec<VecSample>,
         times: &mut Vec<i64>,
     ) {
-        let floats: HashMap<Labels, usize> = out
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.labels.clone(), i))
-            .collect();
-        let mut drop = Vec::new();
+        // Both lists are in label order: a series holding both kinds is found by
+        // walking them side by side (this runs at every step).
+        let floats = out.len();
+        let mut f = 0;
+        let mut dropped: Vec<bool> = Vec::new();
         for s in self.hists_of(vs) {
             let i = s.samples.partition_point(|x| x.t <= t);
             if i == 0 {
@@ -1327,21 +1326,31 @@ impl<'a> Evaluator<'a> {
             if smp.t <= t - self.lookback || is_stale_nan(smp.h.sum) {
                 continue;
             }
-            if let Some(&f) = floats.get(&s.labels) {
+            while f < floats && out[f].labels < s.labels {
+                f += 1;
+            }
+            if f < floats && out[f].labels == s.labels {
                 if times[f] > smp.t {
                     continue;
                 }
-                drop.push(f);
+                dropped.resize(floats, false);
+                dropped[f] = true;
             }
             out.push(VecSample::histogram(s.labels.clone(), Arc::clone(&smp.h)));
             times.push(smp.t);
         }
-        if !drop.is_empty() {
-            drop.sort_unstable();
-            for f in drop.into_iter().rev() {
-                out.remove(f);
-                times.remove(f);
-            }
+        if !dropped.is_empty() {
+            dropped.resize(out.len(), false);
+            let mut k = 0;
+            out.retain(|_| {
+                k += 1;
+                !dropped[k - 1]
+            });
+            let mut k = 0;
+            times.retain(|_| {
+                k += 1;
+                !dropped[k - 1]
+            });
         }
     }
 
@@ -1381,11 +1390,9 @@ impl<'a> Evaluator<'a> {
         if hists.is_empty() {
             return out;
         }
-        let mut at: HashMap<Labels, usize> = out
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.labels.clone(), i))
-            .collect();
+        // Both lists are in label order: walked side by side.
+        let floats = out.len();
+        let mut f = 0;
         for s in hists {
             let a = s.samples.partition_point(|x| x.t <= t - range);
             let b = s.samples.partition_point(|x| x.t <= t);
@@ -1397,11 +1404,16 @@ impl<'a> Evaluator<'a> {
             if window.is_empty() {
                 continue;
             }
-            let i = *at.entry(s.labels.clone()).or_insert_with(|| {
-                out.push(RangeSeries::new(s.labels.clone(), Vec::new()));
-                out.len() - 1
-            });
-            out[i].histograms = window;
+            while f < floats && out[f].labels < s.labels {
+                f += 1;
+            }
+            if f < floats && out[f].labels == s.labels {
+                out[f].histograms = window;
+            } else {
+                let mut only = RangeSeries::new(s.labels.clone(), Vec::new());
+                only.histograms = window;
+                out.push(only);
+            }
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out

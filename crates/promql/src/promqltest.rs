@@ -164,6 +164,15 @@ fn expand_histogram(tok: &str) -> Result<Vec<FloatHistogram>, String> {
         .ok_or_else(|| format!("bad histogram repetition {tok:?}"))?;
     let mut out = vec![first.clone()];
     let mut cur = first;
+    // Each copy holds its buckets (at most the first's and the delta's together): a
+    // typo's repetition must not fill memory.
+    let width = |h: &FloatHistogram| h.positive.len() + h.negative.len() + h.custom_values.len();
+    let per_copy = width(&cur) + delta.as_ref().map_or(0, |(_, d)| width(d)) + 1;
+    if per_copy.saturating_mul(n) > MAX_EXPANDED_BUCKETS {
+        return Err(format!(
+            "{tok:?} expands to more than {MAX_EXPANDED_BUCKETS} histogram buckets"
+        ));
+    }
     for _ in 0..n {
         let mut next = match &delta {
             Some((b'+', d)) => {
@@ -188,6 +197,9 @@ fn expand_histogram(tok: &str) -> Result<Vec<FloatHistogram>, String> {
 /// Most repetitions one token may ask for (`1x100000`): a script is test data, but a
 /// typo must not fill memory.
 const MAX_REPEAT: usize = 1_000_000;
+
+/// Most buckets (each copy's, plus one for the copy) a histogram token may expand to.
+const MAX_EXPANDED_BUCKETS: usize = 16 << 20;
 
 /// Expands series values in the test notation (floats as [`expand_values`] reads them,
 /// native histograms in `{{…}}`), as `load` and promtool's `input_series` write them.
@@ -1054,6 +1066,10 @@ mod tests {
         assert_eq!(p.len(), 5);
         assert!(matches!(&p[2], Point::Histogram(h) if h.count == 5.0));
         assert!(expand_points("1x100000000").is_err());
+        // A wide histogram repeated a million times, and an index past i32, are refused.
+        let wide = format!("{{{{buckets:[{}]}}}}x1000000", vec!["1"; 100].join(" "));
+        assert!(expand_points(&wide).unwrap_err().contains("more than"));
+        assert!(expand_points("{{offset:2147483647 buckets:[1 1]}}").is_err());
     }
 
     #[test]

@@ -825,87 +825,96 @@ pub fn encode_v2_request_all(
     histograms: &[HistogramSeries],
     metadata: &std::collections::HashMap<String, send::MetricMeta>,
 ) -> Vec<u8> {
-    fn intern<'a>(
-        s: &'a str,
-        index: &mut std::collections::HashMap<&'a str, u32>,
-        symbols: &mut Vec<String>,
-    ) -> u32 {
-        *index.entry(s).or_insert_with(|| {
-            symbols.push(s.to_string());
-            (symbols.len() - 1) as u32
-        })
+    // Every series (float or histogram) is its labels' references and its family's
+    // metadata, then its own samples.
+    let mut t = V2Symbols::default();
+    let mut timeseries = Vec::with_capacity(series.len() + histograms.len());
+    for s in series {
+        let mut ts = t.series(&s.labels, metadata);
+        ts.samples = s
+            .samples
+            .iter()
+            .map(|&(timestamp, value)| Sample { value, timestamp })
+            .collect();
+        ts.exemplars = s
+            .exemplars
+            .iter()
+            .map(|e| v2::Exemplar {
+                labels_refs: t.refs(&e.labels),
+                value: e.value,
+                timestamp: e.t,
+            })
+            .collect();
+        ts.created_timestamp = s.created;
+        timeseries.push(ts);
     }
-    let mut symbols = vec![String::new()];
-    let mut index: std::collections::HashMap<&str, u32> = [("", 0)].into();
-    let mut sym = |s| intern(s, &mut index, &mut symbols);
-    let timeseries = series
-        .iter()
-        .map(|s| v2::TimeSeries {
-            labels_refs: s
-                .labels
-                .iter()
-                .flat_map(|l| [sym(&l.name), sym(&l.value)])
-                .collect(),
-            samples: s
-                .samples
-                .iter()
-                .map(|&(timestamp, value)| Sample { value, timestamp })
-                .collect(),
-            histograms: Vec::new(),
-            exemplars: s
-                .exemplars
-                .iter()
-                .map(|e| v2::Exemplar {
-                    labels_refs: e
-                        .labels
-                        .iter()
-                        .flat_map(|l| [sym(&l.name), sym(&l.value)])
-                        .collect(),
-                    value: e.value,
-                    timestamp: e.t,
-                })
-                .collect(),
-            metadata: s
-                .labels
-                .metric_name()
-                .and_then(|n| family_of(n, metadata))
-                .map(|m| v2::Metadata {
-                    r#type: type_number(m.kind),
-                    help_ref: sym(&m.help),
-                    unit_ref: sym(&m.unit),
-                }),
-            created_timestamp: s.created,
-        })
-        .collect::<Vec<_>>();
-    let mut timeseries = timeseries;
     for s in histograms {
-        timeseries.push(v2::TimeSeries {
-            labels_refs: s
-                .labels
-                .iter()
-                .flat_map(|l| [sym(&l.name), sym(&l.value)])
-                .collect(),
-            histograms: s
-                .samples
-                .iter()
-                .map(|(t, h)| wire_histogram(h, *t))
-                .collect(),
-            metadata: s
-                .labels
-                .metric_name()
-                .and_then(|n| family_of(n, metadata))
-                .map(|m| v2::Metadata {
-                    r#type: type_number(m.kind),
-                    help_ref: sym(&m.help),
-                    unit_ref: sym(&m.unit),
-                }),
-            ..Default::default()
-        });
+        let mut ts = t.series(&s.labels, metadata);
+        ts.histograms = s
+            .samples
+            .iter()
+            .map(|(t, h)| wire_histogram(h, *t))
+            .collect();
+        timeseries.push(ts);
     }
+    let symbols = t.symbols;
     encode_v2(&v2::Request {
         symbols,
         timeseries,
     })
+}
+
+/// A 2.0 request's symbol table in the making (the empty string first).
+struct V2Symbols<'a> {
+    symbols: Vec<String>,
+    index: std::collections::HashMap<&'a str, u32>,
+}
+
+impl Default for V2Symbols<'_> {
+    fn default() -> Self {
+        Self {
+            symbols: vec![String::new()],
+            index: [("", 0)].into(),
+        }
+    }
+}
+
+impl<'a> V2Symbols<'a> {
+    fn sym(&mut self, s: &'a str) -> u32 {
+        let symbols = &mut self.symbols;
+        *self.index.entry(s).or_insert_with(|| {
+            symbols.push(s.to_string());
+            (symbols.len() - 1) as u32
+        })
+    }
+
+    /// A label set as name/value reference pairs.
+    fn refs(&mut self, labels: &'a Labels) -> Vec<u32> {
+        labels
+            .iter()
+            .flat_map(|l| [self.sym(&l.name), self.sym(&l.value)])
+            .collect()
+    }
+
+    /// A series with its labels and its family's metadata, nothing else yet.
+    fn series(
+        &mut self,
+        labels: &'a Labels,
+        metadata: &'a std::collections::HashMap<String, send::MetricMeta>,
+    ) -> v2::TimeSeries {
+        v2::TimeSeries {
+            labels_refs: self.refs(labels),
+            metadata: labels
+                .metric_name()
+                .and_then(|n| family_of(n, metadata))
+                .map(|m| v2::Metadata {
+                    r#type: type_number(m.kind),
+                    help_ref: self.sym(&m.help),
+                    unit_ref: self.sym(&m.unit),
+                }),
+            ..Default::default()
+        }
+    }
 }
 
 /// Encodes a 2.0 request as built by the caller (native histograms, for one), snappy

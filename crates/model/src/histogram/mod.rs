@@ -71,7 +71,11 @@ fn buckets(list: &str, offset: i32) -> Result<BTreeMap<i32, f64>, String> {
     let mut out = BTreeMap::new();
     for (i, v) in inner.split_whitespace().enumerate() {
         let v: f64 = v.parse().map_err(|_| format!("bad bucket count {v:?}"))?;
-        out.insert(offset + i as i32, v);
+        let index = i32::try_from(i)
+            .ok()
+            .and_then(|i| offset.checked_add(i))
+            .ok_or_else(|| format!("bucket index past {} in {list:?}", i32::MAX))?;
+        out.insert(index, v);
     }
     Ok(out)
 }
