@@ -275,6 +275,13 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         samples: usize,
     },
+    /// `traces`' memory figure, in a process of its own so its heap is the index's
+    /// alone: opens the trace store in `dir` and prints the resident bytes it added.
+    #[command(hide = true)]
+    TracesOpen {
+        /// The store's directory.
+        dir: PathBuf,
+    },
 }
 
 /// A clap value parser for Prometheus-style durations (`15s`, `10m`).
@@ -385,6 +392,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detect(o) => crate::detect::run(o)?,
         Command::Pgcost(o) => crate::pgcost::run(o)?,
         Command::Traces(o) => crate::traces::run(o)?,
+        Command::TracesOpen { dir } => crate::traces::open_probe(&dir)?,
         Command::Tiers(o) => crate::tiers::run(o)?,
         Command::Live {
             series,

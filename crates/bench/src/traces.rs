@@ -3,9 +3,9 @@
 //! an event on some spans), encodes them as OTLP/HTTP protobuf requests, and measures in
 //! one process: decoding plus storing (spans per CPU-second), bytes per span on disk
 //! against bytes per span on the wire (the OTLP request: the same run's baseline), how
-//! long opening the store takes (the index is rebuilt from the files), and the latency of
-//! trace-by-id and of searches (by service and operation; with a tag) as Jaeger's UI
-//! issues them.
+//! long opening the store takes (the index is rebuilt from the files), the index's memory
+//! (opened again in a process of its own: `traces-open`), and the latency of trace-by-id
+//! and of searches (by service and operation; with a tag) as Jaeger's UI issues them.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -160,6 +160,17 @@ fn median_us(mut v: Vec<Duration>) -> f64 {
     v[v.len() / 2].as_secs_f64() * 1e6
 }
 
+/// Opens the store in `dir` and prints the resident bytes that added (`traces-open`).
+pub(crate) fn open_probe(dir: &std::path::Path) -> anyhow::Result<()> {
+    let me = std::process::id().to_string();
+    let before = crate::storage::rss(&me).0;
+    let store = TraceStore::open(dir, lookout_traces::Options::default())?;
+    let after = crate::storage::rss(&me).0;
+    anyhow::ensure!(store.stats().spans > 0, "no spans in {}", dir.display());
+    println!("{}", after.saturating_sub(before));
+    Ok(())
+}
+
 /// Runs the benchmark and prints its figures.
 pub(crate) fn run(o: TracesOptions) -> anyhow::Result<()> {
     let dir = match &o.work {
@@ -198,6 +209,19 @@ pub(crate) fn run(o: TracesOptions) -> anyhow::Result<()> {
     let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
     let stats = store.stats();
     drop(store);
+    let requests = bodies.len();
+    drop(bodies);
+    // The index's memory, opened in a process of its own (a fresh heap).
+    let probe = std::process::Command::new(std::env::current_exe()?)
+        .arg("traces-open")
+        .arg(dir.path())
+        .output()?;
+    anyhow::ensure!(
+        probe.status.success(),
+        "traces-open: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let index_bytes: u64 = String::from_utf8_lossy(&probe.stdout).trim().parse()?;
     let t = Instant::now();
     let store = TraceStore::open(dir.path(), opts)?;
     let reopen = t.elapsed().as_secs_f64();
@@ -241,12 +265,7 @@ pub(crate) fn run(o: TracesOptions) -> anyhow::Result<()> {
     let plain = search(Vec::new(), &mut rng)?;
     let tagged = search(vec![("user.tier".into(), "pro".into())], &mut rng)?;
 
-    println!(
-        "{} spans in {} requests of {}",
-        o.spans,
-        bodies.len(),
-        o.batch
-    );
+    println!("{} spans in {} requests of {}", o.spans, requests, o.batch);
     println!(
         "ingest (OTLP protobuf decode + store): {:.0} spans/s wall, {:.0} spans per CPU-second",
         o.spans as f64 / wall,
@@ -260,6 +279,11 @@ pub(crate) fn run(o: TracesOptions) -> anyhow::Result<()> {
         wire as f64 / stats.bytes as f64
     );
     println!("reopen (index rebuilt from the files): {reopen:.2} s");
+    println!(
+        "index in memory: {:.0} MB, {:.1} bytes/span (resident memory the open added, in a process of its own)",
+        index_bytes as f64 / 1e6,
+        index_bytes as f64 / o.spans as f64
+    );
     println!(
         "trace by id: median {:.0} µs; search by service+operation (limit 20): median {plain:.0} µs; with a tag: median {tagged:.0} µs",
         median_us(by_id)

@@ -15,11 +15,15 @@
 //!
 //! # The index
 //!
-//! One small entry per span (trace id, service, operation, start, duration, where
-//! its batch is), the spans of each trace, and the operations of each service. Queries
-//! filter entries first and read only the batches of the spans they return (or whose
-//! attributes they must check). Retention drops whole segments: by age (the newest span
-//! in them) and by total size, oldest first.
+//! Each segment has an index of its own: one 32-byte entry per span (the segment's
+//! numbers for its trace and for its service, operation and kind; its batch; the next
+//! span of its trace; start; duration), where each batch is, and its traces' ids with
+//! their first and last entries (a list threaded through the entries). About 40 bytes of
+//! memory per span with ten spans a trace, the index of a segment gone with it: retention
+//! drops whole segments (by age, the newest span in them, and by total size, oldest
+//! first) without touching the others. Queries filter entries first and read only the
+//! batches of the spans they return (or whose attributes they must check). At open the
+//! segments are read on every core, one segment a thread at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -77,39 +81,60 @@ struct Loc {
     len: u32,
 }
 
-#[derive(Debug, Clone)]
+/// One span in a segment's index (32 bytes).
+#[derive(Debug, Clone, Copy)]
 struct Entry {
-    trace: TraceId,
-    service: u32,
-    op: u32,
-    kind: u8,
+    /// The segment's number for its trace.
+    trace: u32,
+    /// The segment's number for its service, operation and kind.
+    key: u32,
+    /// Its batch, in the segment's `batches`.
+    batch: u32,
+    /// The next span of its trace in the segment (`LAST` at the end).
+    next: u32,
     start_ns: u64,
     duration_ns: u64,
-    loc: Loc,
-    /// Its place in the batch.
-    idx: u32,
 }
 
+/// No next span of the trace.
+const LAST: u32 = u32::MAX;
+/// Most spans one segment indexes; a segment reaching it is closed (and spans past it
+/// in a foreign file are counted as damage).
+const MAX_SEGMENT_SPANS: usize = 1 << 31;
+
+/// Where a batch is in its segment, and its first span's entry.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    offset: u64,
+    len: u32,
+    first: u32,
+}
+
+/// A trace's id and its first and last entries in a segment.
+#[derive(Debug, Clone, Copy)]
+struct TraceSpans {
+    id: TraceId,
+    first: u32,
+    last: u32,
+}
+
+/// A segment's file size, newest span end and index.
 #[derive(Debug, Default)]
 struct Segment {
     bytes: u64,
     max_end_ns: u64,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    segments: BTreeMap<u64, Segment>,
-    active: Option<(u64, File)>,
+    batches: Vec<Batch>,
     entries: Vec<Entry>,
-    by_trace: HashMap<TraceId, Vec<u32>>,
+    trace_nums: HashMap<TraceId, u32>,
+    traces: Vec<TraceSpans>,
     names: Vec<String>,
     name_ids: HashMap<String, u32>,
-    operations: BTreeMap<u32, BTreeSet<(u32, u8)>>,
-    damaged: u64,
-    last_sync: Option<Instant>,
+    /// By key number: service and operation (name numbers) and kind.
+    keys: Vec<(u32, u32, u8)>,
+    key_nums: HashMap<(u32, u32, u8), u32>,
 }
 
-impl Inner {
+impl Segment {
     fn intern(&mut self, s: &str) -> u32 {
         if let Some(i) = self.name_ids.get(s) {
             return *i;
@@ -120,45 +145,98 @@ impl Inner {
         i
     }
 
-    fn index(&mut self, spans: &[Span], loc: Loc) {
-        let seg = self.segments.entry(loc.seg).or_default();
-        for s in spans {
-            seg.max_end_ns = seg.max_end_ns.max(s.start_ns.saturating_add(s.duration_ns));
+    /// Indexes a batch at `offset` (`len` bytes); returns the spans it could not take.
+    fn index(&mut self, spans: &[Span], offset: u64, len: u32) -> usize {
+        let room = MAX_SEGMENT_SPANS.saturating_sub(self.entries.len());
+        let (spans, refused) = spans.split_at(spans.len().min(room));
+        if spans.is_empty() {
+            return refused.len();
         }
-        for (idx, s) in spans.iter().enumerate() {
+        let batch = self.batches.len() as u32;
+        self.batches.push(Batch {
+            offset,
+            len,
+            first: self.entries.len() as u32,
+        });
+        for s in spans {
+            self.max_end_ns = self
+                .max_end_ns
+                .max(s.start_ns.saturating_add(s.duration_ns));
             let service = self.intern(&s.service);
             let op = self.intern(&s.name);
-            self.operations
-                .entry(service)
-                .or_default()
-                .insert((op, s.kind));
+            let k = (service, op, s.kind);
+            let key = match self.key_nums.get(&k) {
+                Some(n) => *n,
+                None => {
+                    let n = self.keys.len() as u32;
+                    self.keys.push(k);
+                    self.key_nums.insert(k, n);
+                    n
+                }
+            };
             let n = self.entries.len() as u32;
+            let trace = match self.trace_nums.get(&s.trace_id) {
+                Some(t) => {
+                    let t = *t;
+                    let last = self.traces[t as usize].last;
+                    self.entries[last as usize].next = n;
+                    self.traces[t as usize].last = n;
+                    t
+                }
+                None => {
+                    let t = self.traces.len() as u32;
+                    self.trace_nums.insert(s.trace_id, t);
+                    self.traces.push(TraceSpans {
+                        id: s.trace_id,
+                        first: n,
+                        last: n,
+                    });
+                    t
+                }
+            };
             self.entries.push(Entry {
-                trace: s.trace_id,
-                service,
-                op,
-                kind: s.kind,
+                trace,
+                key,
+                batch,
+                next: LAST,
                 start_ns: s.start_ns,
                 duration_ns: s.duration_ns,
-                loc,
-                idx: idx as u32,
             });
-            self.by_trace.entry(s.trace_id).or_default().push(n);
         }
+        refused.len()
     }
 
-    /// Rebuilds the per-trace and per-service maps after entries went.
-    fn reindex(&mut self) {
-        self.by_trace.clear();
-        self.operations.clear();
-        for (n, e) in self.entries.iter().enumerate() {
-            self.by_trace.entry(e.trace).or_default().push(n as u32);
-            self.operations
-                .entry(e.service)
-                .or_default()
-                .insert((e.op, e.kind));
-        }
+    /// Where entry `n`'s span is: its batch and its place in the batch.
+    fn place(&self, seq: u64, n: u32) -> (Loc, u32) {
+        let b = self.batches[self.entries[n as usize].batch as usize];
+        (
+            Loc {
+                seg: seq,
+                offset: b.offset,
+                len: b.len,
+            },
+            n - b.first,
+        )
     }
+
+    /// The services and operations (with kinds) it holds, by name.
+    fn operations(&self) -> impl Iterator<Item = (&str, &str, u8)> {
+        self.keys.iter().map(|(s, o, k)| {
+            (
+                self.names[*s as usize].as_str(),
+                self.names[*o as usize].as_str(),
+                *k,
+            )
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    segments: BTreeMap<u64, Segment>,
+    active: Option<(u64, File)>,
+    damaged: u64,
+    last_sync: Option<Instant>,
 }
 
 /// What a search asks for (Jaeger's `/api/traces` parameters).
@@ -188,7 +266,8 @@ pub struct Query {
 pub struct Stats {
     /// Spans indexed.
     pub spans: u64,
-    /// Traces indexed.
+    /// Traces indexed, counted per segment file (a trace whose spans straddle two files
+    /// counts in each).
     pub traces: u64,
     /// Segment files.
     pub segments: u64,
@@ -231,8 +310,43 @@ impl TraceStore {
         seqs.sort_unstable();
         let mut inner = Inner::default();
         let newest = seqs.last().copied();
-        for seq in seqs {
-            read_segment(dir, seq, Some(seq) == newest, &mut inner)?;
+        // Segments are independent: read them on every core, a segment at a time.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(seqs.len())
+            .max(1);
+        let read: Vec<Vec<(u64, Result<Opened>)>> = std::thread::scope(|scope| {
+            // A panic while reading comes back as the error of a segment no thread read.
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(seq) = seqs.get(i).copied() else {
+                                break done;
+                            };
+                            done.push((seq, read_segment(dir, seq, Some(seq) == newest)));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        vec![(0, Err(Error::Io("a segment reader panicked".into())))]
+                    })
+                })
+                .collect()
+        });
+        for (seq, r) in read.into_iter().flatten() {
+            let r = r?;
+            inner.damaged += r.damaged;
+            if let Some(seg) = r.segment {
+                inner.segments.insert(seq, seg);
+            }
         }
         if inner.damaged > 0 {
             tracing::warn!(records = inner.damaged, dir = %dir.display(), "Damaged span records skipped");
@@ -292,7 +406,9 @@ impl TraceStore {
         let mut inner = self.lock();
         let roll = match (&inner.active, inner.segments.last_key_value()) {
             (Some((seq, _)), _) => inner.segments.get(seq).is_some_and(|s| {
-                s.bytes + rec.len() as u64 > self.opts.segment_bytes && s.bytes > MAGIC.len() as u64
+                (s.bytes + rec.len() as u64 > self.opts.segment_bytes
+                    || s.entries.len() + spans.len() > MAX_SEGMENT_SPANS)
+                    && s.bytes > MAGIC.len() as u64
             }),
             (None, _) => true,
         };
@@ -312,7 +428,7 @@ impl TraceStore {
                 seq,
                 Segment {
                     bytes: MAGIC.len() as u64,
-                    max_end_ns: 0,
+                    ..Default::default()
                 },
             );
             inner.active = Some((seq, f));
@@ -338,15 +454,10 @@ impl TraceStore {
             }
             inner.last_sync = Some(Instant::now());
         }
+        let seg = inner.segments.get_mut(&seq).expect("active segment");
         for (at, len, chunk) in records {
-            inner.index(
-                chunk,
-                Loc {
-                    seg: seq,
-                    offset: offset + at,
-                    len,
-                },
-            );
+            // The segment was rolled above when these would not fit.
+            seg.index(chunk, offset + at, len);
         }
         drop(inner);
         self.metrics.observe(spans);
@@ -404,8 +515,6 @@ impl TraceStore {
             }
             inner.segments.remove(seq);
         }
-        inner.entries.retain(|e| !drop.contains(&e.loc.seg));
-        inner.reindex();
         Ok(drop.len())
     }
 
@@ -418,8 +527,12 @@ impl TraceStore {
     pub fn stats(&self) -> Stats {
         let inner = self.lock();
         Stats {
-            spans: inner.entries.len() as u64,
-            traces: inner.by_trace.len() as u64,
+            spans: inner
+                .segments
+                .values()
+                .map(|s| s.entries.len() as u64)
+                .sum(),
+            traces: inner.segments.values().map(|s| s.traces.len() as u64).sum(),
             segments: inner.segments.len() as u64,
             bytes: inner.segments.values().map(|s| s.bytes).sum(),
             damaged: inner.damaged,
@@ -429,48 +542,47 @@ impl TraceStore {
     /// The services with spans, sorted.
     pub fn services(&self) -> Vec<String> {
         let inner = self.lock();
-        let mut v: Vec<String> = inner
-            .operations
-            .keys()
-            .map(|i| inner.names[*i as usize].clone())
+        let v: BTreeSet<&str> = inner
+            .segments
+            .values()
+            .flat_map(|s| s.operations().map(|(svc, _, _)| svc))
             .collect();
-        v.sort();
-        v
+        v.into_iter().map(str::to_string).collect()
     }
 
     /// A service's operations with their span kinds (OTLP's numbers; 0 when unknown),
     /// sorted by name.
     pub fn operations(&self, service: &str) -> Vec<(String, u8)> {
         let inner = self.lock();
-        let Some(id) = inner.name_ids.get(service) else {
-            return Vec::new();
-        };
-        let mut v: Vec<(String, u8)> = inner
-            .operations
-            .get(id)
-            .into_iter()
-            .flatten()
-            .map(|(op, kind)| (inner.names[*op as usize].clone(), *kind))
+        let v: BTreeSet<(&str, u8)> = inner
+            .segments
+            .values()
+            .flat_map(|s| s.operations())
+            .filter(|(svc, _, _)| *svc == service)
+            .map(|(_, op, kind)| (op, kind))
             .collect();
-        v.sort();
-        v
+        v.into_iter().map(|(op, k)| (op.to_string(), k)).collect()
     }
 
     /// Every stored span of a trace, in start order (at most `max_spans`).
     pub fn trace(&self, id: &TraceId, max_spans: usize) -> Result<Vec<Span>> {
         let wanted: Vec<(Loc, u32)> = {
             let inner = self.lock();
-            inner
-                .by_trace
-                .get(id)
-                .into_iter()
-                .flatten()
-                .take(max_spans)
-                .map(|n| {
-                    let e = &inner.entries[*n as usize];
-                    (e.loc, e.idx)
-                })
-                .collect()
+            let mut wanted = Vec::new();
+            'segments: for (seq, seg) in &inner.segments {
+                let Some(t) = seg.trace_nums.get(id) else {
+                    continue;
+                };
+                let mut n = seg.traces[*t as usize].first;
+                while n != LAST {
+                    if wanted.len() >= max_spans {
+                        break 'segments;
+                    }
+                    wanted.push(seg.place(*seq, n));
+                    n = seg.entries[n as usize].next;
+                }
+            }
+            wanted
         };
         let mut spans = self.load(&wanted)?;
         spans.sort_by_key(|s| (s.start_ns, s.span_id));
@@ -482,30 +594,45 @@ impl TraceStore {
         // Candidates from the index alone, newest first.
         let candidates: Vec<(TraceId, Loc, u32)> = {
             let inner = self.lock();
-            let Some(svc) = inner.name_ids.get(&q.service).copied() else {
-                return Ok(Vec::new());
-            };
-            let op = match &q.operation {
-                Some(o) => match inner.name_ids.get(o) {
-                    Some(i) => Some(*i),
-                    None => return Ok(Vec::new()),
-                },
-                None => None,
-            };
-            let mut c: Vec<&Entry> = inner
-                .entries
-                .iter()
-                .filter(|e| {
-                    e.service == svc
-                        && op.is_none_or(|o| e.op == o)
-                        && e.start_ns >= q.start_ns
-                        && e.start_ns <= q.end_ns
-                        && q.min_duration_ns.is_none_or(|d| e.duration_ns >= d)
-                        && q.max_duration_ns.is_none_or(|d| e.duration_ns <= d)
+            // (start, segment, entry), newest first.
+            let mut c: Vec<(u64, u64, u32)> = Vec::new();
+            for (seq, seg) in &inner.segments {
+                // The segment's keys of the service (and operation) asked for.
+                let wanted: Vec<bool> = seg
+                    .operations()
+                    .map(|(svc, op, _)| {
+                        svc == q.service && q.operation.as_ref().is_none_or(|o| o == op)
+                    })
+                    .collect();
+                if !wanted.contains(&true) {
+                    continue;
+                }
+                c.extend(
+                    seg.entries
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| {
+                            wanted[e.key as usize]
+                                && e.start_ns >= q.start_ns
+                                && e.start_ns <= q.end_ns
+                                && q.min_duration_ns.is_none_or(|d| e.duration_ns >= d)
+                                && q.max_duration_ns.is_none_or(|d| e.duration_ns <= d)
+                        })
+                        .map(|(n, e)| (e.start_ns, *seq, n as u32)),
+                );
+            }
+            c.sort_unstable_by_key(|(start, seq, n)| std::cmp::Reverse((*start, *seq, *n)));
+            c.iter()
+                .map(|(_, seq, n)| {
+                    let seg = &inner.segments[seq];
+                    let (loc, idx) = seg.place(*seq, *n);
+                    (
+                        seg.traces[seg.entries[*n as usize].trace as usize].id,
+                        loc,
+                        idx,
+                    )
                 })
-                .collect();
-            c.sort_by_key(|e| std::cmp::Reverse(e.start_ns));
-            c.iter().map(|e| (e.trace, e.loc, e.idx)).collect()
+                .collect()
         };
         let mut found: Vec<TraceId> = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -628,8 +755,16 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<Span>> {
     serde_json::from_slice(&json).map_err(|e| Error::Io(format!("a damaged span batch: {e}")))
 }
 
-/// Reads one segment into the index; cuts a torn tail when it is the newest.
-fn read_segment(dir: &Path, seq: u64, newest: bool, inner: &mut Inner) -> Result<()> {
+/// A segment read at open: its index (none when it was an empty newest segment, now
+/// removed, or not a segment at all) and the damaged records it had.
+#[derive(Debug, Default)]
+struct Opened {
+    segment: Option<Segment>,
+    damaged: u64,
+}
+
+/// Reads one segment and indexes it; cuts a torn tail when it is the newest.
+fn read_segment(dir: &Path, seq: u64, newest: bool) -> Result<Opened> {
     let path = seg_path(dir, seq);
     let file = File::open(&path).map_err(io("reading", &path))?;
     let size = file.metadata().map_err(io("reading", &path))?.len();
@@ -640,13 +775,16 @@ fn read_segment(dir: &Path, seq: u64, newest: bool, inner: &mut Inner) -> Result
         if newest && size < MAGIC.len() as u64 {
             // Created and killed before its magic was written.
             std::fs::remove_file(&path).map_err(io("removing", &path))?;
-            return Ok(());
+            return Ok(Opened::default());
         }
         tracing::warn!(path = %path.display(), "Not a span segment; skipped");
-        inner.damaged += 1;
-        return Ok(());
+        return Ok(Opened {
+            segment: None,
+            damaged: 1,
+        });
     }
-    inner.segments.insert(seq, Segment::default());
+    let mut seg = Segment::default();
+    let mut damaged = 0;
     let mut at = MAGIC.len() as u64;
     let mut payload = Vec::new();
     while at + 8 <= size {
@@ -660,14 +798,13 @@ fn read_segment(dir: &Path, seq: u64, newest: bool, inner: &mut Inner) -> Result
         }
         payload.resize(len as usize, 0);
         r.read_exact(&mut payload).map_err(io("reading", &path))?;
-        let loc = Loc {
-            seg: seq,
-            offset: at,
-            len,
-        };
         match (crc32fast::hash(&payload) == crc).then(|| decode_batch(&payload)) {
-            Some(Ok(spans)) => inner.index(&spans, loc),
-            _ => inner.damaged += 1,
+            Some(Ok(spans)) => {
+                if seg.index(&spans, at, len) > 0 {
+                    damaged += 1;
+                }
+            }
+            _ => damaged += 1,
         }
         at = end;
     }
@@ -682,11 +819,14 @@ fn read_segment(dir: &Path, seq: u64, newest: bool, inner: &mut Inner) -> Result
             tracing::info!(path = %path.display(), bytes = size - at, "Cut a torn span record");
         } else {
             // A length that cannot be trusted: the rest of this segment is lost.
-            inner.damaged += 1;
+            damaged += 1;
         }
     }
-    inner.segments.entry(seq).or_default().bytes = at;
-    Ok(())
+    seg.bytes = at;
+    Ok(Opened {
+        segment: Some(seg),
+        damaged,
+    })
 }
 
 #[cfg(test)]
@@ -839,6 +979,78 @@ mod tests {
         assert_eq!(st.stats().spans, 0);
         st.append(vec![span(2, 1, "api", "op", 100, 1)]).unwrap();
         assert_eq!(st.stats().spans, 1);
+    }
+
+    #[test]
+    fn a_trace_across_segments_reads_back_whole_and_loses_only_a_dropped_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            segment_bytes: 1,
+            retention: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let st = TraceStore::open(dir.path(), opts.clone()).unwrap();
+        // Trace 7's spans in three segments (one batch each at this size), other traces
+        // between them.
+        for i in 0..3u8 {
+            st.append(vec![
+                span(7, i + 1, "api", "op", 10_000 + u64::from(i) * 1000, 1),
+                span(8 + i, 1, "db", "get", 10_000 + u64::from(i) * 1000, 1),
+            ])
+            .unwrap();
+        }
+        let ids = |spans: &[Span]| spans.iter().map(|s| s.span_id[0]).collect::<Vec<_>>();
+        assert_eq!(st.stats().segments, 3);
+        assert_eq!(ids(&st.trace(&[7; 16], 10).unwrap()), [1, 2, 3]);
+        assert_eq!(
+            ids(&st.trace(&[7; 16], 2).unwrap()),
+            [1, 2],
+            "at most max_spans"
+        );
+        let found = st.search(&query("api"), 100).unwrap();
+        assert_eq!(found.len(), 1, "one trace, found once");
+        assert_eq!(ids(&found[0]), [1, 2, 3]);
+        assert_eq!(st.services(), ["api", "db"]);
+        drop(st);
+        // Read back on every core: the same.
+        let st = TraceStore::open(dir.path(), opts).unwrap();
+        assert_eq!(st.stats().spans, 6);
+        assert_eq!(ids(&st.trace(&[7; 16], 10).unwrap()), [1, 2, 3]);
+        // The first segment goes by age: only what it held is lost.
+        assert_eq!(st.maintain(14_500 * 1_000_000_000).unwrap(), 1);
+        assert_eq!(ids(&st.trace(&[7; 16], 10).unwrap()), [2, 3]);
+        assert!(st.trace(&[8; 16], 10).unwrap().is_empty());
+        assert_eq!(st.trace(&[9; 16], 10).unwrap().len(), 1);
+        assert_eq!(st.stats().spans, 4);
+    }
+
+    #[test]
+    fn many_segments_open_in_parallel_and_a_damaged_one_costs_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            segment_bytes: 1,
+            ..Default::default()
+        };
+        let st = TraceStore::open(dir.path(), opts.clone()).unwrap();
+        let now_s = 1_700_000_000;
+        for i in 0..40u8 {
+            st.append(vec![span(i + 1, 1, "api", "op", now_s + u64::from(i), 1)])
+                .unwrap();
+        }
+        drop(st);
+        // The tenth segment's record damaged in its middle (CRC mismatch).
+        let path = seg_path(dir.path(), 10);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() - 4;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let st = TraceStore::open(dir.path(), opts).unwrap();
+        let s = st.stats();
+        assert_eq!((s.spans, s.segments, s.damaged), (39, 40, 1));
+        assert!(st.trace(&[10; 16], 10).unwrap().is_empty());
+        for t in (1..=40u8).filter(|t| *t != 10) {
+            assert_eq!(st.trace(&[t; 16], 10).unwrap().len(), 1, "trace {t}");
+        }
     }
 
     #[test]
