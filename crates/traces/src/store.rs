@@ -981,8 +981,8 @@ mod tests {
         assert_eq!(st.stats().spans, 1);
     }
 
-    #[test]
-    fn a_trace_across_segments_reads_back_whole_and_loses_only_a_dropped_segment() {
+    /// A store in a new directory whose segments hold one batch each, keeping an hour.
+    fn one_batch_segments() -> (tempfile::TempDir, Options, TraceStore) {
         let dir = tempfile::tempdir().unwrap();
         let opts = Options {
             segment_bytes: 1,
@@ -990,6 +990,12 @@ mod tests {
             ..Default::default()
         };
         let st = TraceStore::open(dir.path(), opts.clone()).unwrap();
+        (dir, opts, st)
+    }
+
+    #[test]
+    fn a_trace_across_segments_reads_back_whole_and_loses_only_a_dropped_segment() {
+        let (dir, opts, st) = one_batch_segments();
         // Trace 7's spans in three segments (one batch each at this size), other traces
         // between them.
         for i in 0..3u8 {
@@ -1026,12 +1032,7 @@ mod tests {
 
     #[test]
     fn many_segments_open_in_parallel_and_a_damaged_one_costs_only_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = Options {
-            segment_bytes: 1,
-            ..Default::default()
-        };
-        let st = TraceStore::open(dir.path(), opts.clone()).unwrap();
+        let (dir, opts, st) = one_batch_segments();
         let now_s = 1_700_000_000;
         for i in 0..40u8 {
             st.append(vec![span(i + 1, 1, "api", "op", now_s + u64::from(i), 1)])
@@ -1055,13 +1056,7 @@ mod tests {
 
     #[test]
     fn retention_drops_whole_segments_by_age_and_size() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = Options {
-            segment_bytes: 1,
-            retention: Duration::from_secs(3600),
-            ..Default::default()
-        };
-        let st = TraceStore::open(dir.path(), opts.clone()).unwrap();
+        let (dir, opts, st) = one_batch_segments();
         for i in 0..4u8 {
             st.append(vec![span(
                 i + 1,
