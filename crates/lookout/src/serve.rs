@@ -253,9 +253,10 @@ async fn build(
     let traces = match &settings.traces {
         Some(t) => {
             let dir = settings.data_dir.join("traces");
-            let store = lookout_traces::TraceStore::open(&dir, t.store.clone())
+            // Its index is read in the background: a restart does not wait for it.
+            let store = lookout_traces::TraceStore::open_in_background(&dir, t.store.clone())
                 .with_context(|| format!("opening the trace store in {}", dir.display()))?;
-            tracing::info!(spans = store.stats().spans, "Trace store opened");
+            tracing::info!(dir = %dir.display(), "Trace store opened; its index loads in the background");
             registry.register_collector(Box::new(lookout_traces::metrics::Shared(
                 store.span_metrics(),
             )));
@@ -278,6 +279,9 @@ async fn build(
     let mut checks = health_checks(&tsdb, &collection, &settings.data_dir, database_checks);
     if let Some(rw) = &remote_write {
         checks.extend(remote_write_checks(rw));
+    }
+    if let Some(t) = &traces {
+        checks.push(Arc::new(traces_check(Arc::clone(t))));
     }
     let engine = Engine::new(settings.engine.clone());
 
@@ -965,6 +969,32 @@ fn rules_manager(
     m.reload(now_ms())
         .map_err(|errs| anyhow::anyhow!("loading rule files:\n{}", errs.join("\n")))?;
     Ok(Some(Arc::new(m)))
+}
+
+/// The `traces` health check, gating readiness while the trace index loads (appends are
+/// taken meanwhile; searches would miss what is not read yet).
+fn traces_check(store: Arc<lookout_traces::TraceStore>) -> impl HealthCheck {
+    FnCheck::new("traces", true, move || {
+        let s = store.stats();
+        let figures = format!(
+            "{} spans in {} segment files, {} bytes",
+            s.spans, s.segments, s.bytes
+        );
+        if s.loading {
+            CheckResult::new(
+                HealthStatus::Unhealthy,
+                format!("loading the trace index: {figures} read so far"),
+            )
+        } else if s.damaged > 0 {
+            // Logged when found; what was readable is served.
+            CheckResult::new(
+                HealthStatus::Healthy,
+                format!("{figures}; {} damaged records skipped", s.damaged),
+            )
+        } else {
+            CheckResult::new(HealthStatus::Healthy, figures)
+        }
+    })
 }
 
 /// The `rules` health check: a failed reload or failing rules degrade it.

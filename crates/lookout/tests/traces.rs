@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const SEND: &str = r#"
 import sys, time
@@ -83,6 +84,25 @@ fn issue_18_python_sdk_traces_survive_a_kill_and_read_back_through_jaegers_api()
     lk.child.kill().unwrap();
     let _ = lk.child.wait();
     let lk = Lookout::start(&data, &cfg);
+    // The trace index loads in the background; readiness waits for it.
+    wait_until(
+        "ready (the trace index loaded)",
+        Duration::from_secs(30),
+        || lk.get("/-/ready").0 == 200,
+    );
+    let (_, health) = get_json(&lk, "/health");
+    let check = health["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "traces"))
+        .unwrap_or_else(|| panic!("a traces check: {health}"));
+    assert_eq!(check["status"], "healthy", "{check}");
+    assert!(
+        check["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 spans in "),
+        "{check}"
+    );
 
     let (code, services) = get_json(&lk, "/api/services");
     assert_eq!(code, 200);

@@ -23,13 +23,16 @@
 //! drops whole segments (by age, the newest span in them, and by total size, oldest
 //! first) without touching the others. Queries filter entries first and read only the
 //! batches of the spans they return (or whose attributes they must check). At open the
-//! segments are read on every core, one segment a thread at a time.
+//! segments are read on every core, one segment a thread at a time, newest first; with
+//! [`TraceStore::open_in_background`] that happens on threads of the store's own while
+//! it already takes appends (into a new segment) and answers from what is read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::span::{Span, TraceId};
@@ -237,6 +240,15 @@ struct Inner {
     active: Option<(u64, File)>,
     damaged: u64,
     last_sync: Option<Instant>,
+    /// The highest segment number found at open: new segments are numbered past it even
+    /// before it is read.
+    floor: u64,
+    /// Segments found at open are still being read into the index.
+    loading: bool,
+}
+
+fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a search asks for (Jaeger's `/api/traces` parameters).
@@ -275,6 +287,8 @@ pub struct Stats {
     pub bytes: u64,
     /// Damaged records skipped since open.
     pub damaged: u64,
+    /// Segments found at open are still being read (the figures above grow meanwhile).
+    pub loading: bool,
 }
 
 /// The trace store.
@@ -282,8 +296,21 @@ pub struct Stats {
 pub struct TraceStore {
     dir: PathBuf,
     opts: Options,
-    inner: Mutex<Inner>,
-    metrics: std::sync::Arc<crate::metrics::SpanMetrics>,
+    inner: Arc<Mutex<Inner>>,
+    metrics: Arc<crate::metrics::SpanMetrics>,
+    /// Reads the segments found at open into the index; gives the errors of those it
+    /// could not read.
+    loader: Mutex<Option<std::thread::JoinHandle<Vec<Error>>>>,
+    /// Tells the loader to stop (the store is dropped).
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for TraceStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // The segments being read are finished (a torn tail cut), no others started.
+        let _ = self.wait_loaded();
+    }
 }
 
 fn seg_path(dir: &Path, seq: u64) -> PathBuf {
@@ -296,8 +323,22 @@ fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 impl TraceStore {
-    /// Opens (or creates) the store in `dir`, reading every segment into the index.
+    /// Opens (or creates) the store in `dir`, reading every segment into the index before
+    /// it returns; fails with the first segment that cannot be read.
     pub fn open(dir: &Path, opts: Options) -> Result<Self> {
+        let store = Self::open_in_background(dir, opts)?;
+        match store.wait_loaded().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(store),
+        }
+    }
+
+    /// Opens (or creates) the store in `dir` and reads its segments into the index on
+    /// threads of its own, newest first, so a restart does not wait for them: appends are
+    /// taken at once (into a new segment), queries answer from the segments read so far,
+    /// retention waits until all are. A segment that cannot be read is logged and costs
+    /// only itself.
+    pub fn open_in_background(dir: &Path, opts: Options) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
         let mut seqs: Vec<u64> = std::fs::read_dir(dir)
             .map_err(io("reading", dir))?
@@ -308,59 +349,46 @@ impl TraceStore {
             })
             .collect();
         seqs.sort_unstable();
-        let mut inner = Inner::default();
-        let newest = seqs.last().copied();
-        // Segments are independent: read them on every core, a segment at a time.
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(seqs.len())
-            .max(1);
-        let read: Vec<Vec<(u64, Result<Opened>)>> = std::thread::scope(|scope| {
-            // A panic while reading comes back as the error of a segment no thread read.
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(seq) = seqs.get(i).copied() else {
-                                break done;
-                            };
-                            done.push((seq, read_segment(dir, seq, Some(seq) == newest)));
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        vec![(0, Err(Error::Io("a segment reader panicked".into())))]
-                    })
-                })
-                .collect()
-        });
-        for (seq, r) in read.into_iter().flatten() {
-            let r = r?;
-            inner.damaged += r.damaged;
-            if let Some(seg) = r.segment {
-                inner.segments.insert(seq, seg);
-            }
-        }
-        if inner.damaged > 0 {
-            tracing::warn!(records = inner.damaged, dir = %dir.display(), "Damaged span records skipped");
-        }
+        let inner = Arc::new(Mutex::new(Inner {
+            floor: seqs.last().copied().unwrap_or(0),
+            loading: !seqs.is_empty(),
+            ..Default::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let loader = if seqs.is_empty() {
+            None
+        } else {
+            let (dir, inner, stop) = (dir.to_path_buf(), Arc::clone(&inner), Arc::clone(&stop));
+            let h = std::thread::Builder::new()
+                .name("trace-index".into())
+                .spawn(move || load(&dir, seqs, &inner, &stop))
+                .map_err(|e| Error::Io(format!("starting the trace index loader: {e}")))?;
+            Some(h)
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
-            metrics: std::sync::Arc::new(crate::metrics::SpanMetrics::new(opts.max_metric_series)),
+            metrics: Arc::new(crate::metrics::SpanMetrics::new(opts.max_metric_series)),
             opts,
-            inner: Mutex::new(inner),
+            inner,
+            loader: Mutex::new(loader),
+            stop,
         })
     }
 
+    /// Waits until the segments found at open are read; returns the errors of those that
+    /// could not be (each also logged).
+    pub fn wait_loaded(&self) -> Vec<Error> {
+        let loader = self.loader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match loader {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| vec![Error::Io("the trace index loader panicked".into())]),
+            None => Vec::new(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     /// The span metrics of what this store took since it opened (a `prometheus-client`
@@ -416,7 +444,14 @@ impl TraceStore {
             if let Some((_, f)) = inner.active.take() {
                 f.sync_data().map_err(io("syncing", &self.dir))?;
             }
-            let seq = inner.segments.keys().next_back().map_or(1, |s| s + 1);
+            let seq = inner
+                .segments
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0)
+                .max(inner.floor)
+                + 1;
             let path = seg_path(&self.dir, seq);
             let mut f = OpenOptions::new()
                 .create_new(true)
@@ -476,8 +511,13 @@ impl TraceStore {
 
     /// Drops segments past the retention (by age at `now_ns`, then by size).
     /// Returns the number of segments removed.
+    /// Nothing is dropped while segments found at open are still being read (the oldest
+    /// are not known yet).
     pub fn maintain(&self, now_ns: u64) -> Result<usize> {
         let mut inner = self.lock();
+        if inner.loading {
+            return Ok(0);
+        }
         let cutoff = now_ns.saturating_sub(self.opts.retention.as_nanos() as u64);
         let active = inner.active.as_ref().map(|(s, _)| *s);
         let mut drop: Vec<u64> = inner
@@ -536,6 +576,7 @@ impl TraceStore {
             segments: inner.segments.len() as u64,
             bytes: inner.segments.values().map(|s| s.bytes).sum(),
             damaged: inner.damaged,
+            loading: inner.loading,
         }
     }
 
@@ -753,6 +794,59 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<Span>> {
         })
         .map_err(|e| Error::Io(format!("a damaged span batch: {e}")))?;
     serde_json::from_slice(&json).map_err(|e| Error::Io(format!("a damaged span batch: {e}")))
+}
+
+/// Reads the segments found at open into the index, newest first (recent traces are
+/// found first), a segment a thread on every core; each goes into the index as soon as it
+/// is read. Returns the errors of the segments that could not be read.
+fn load(dir: &Path, seqs: Vec<u64>, inner: &Mutex<Inner>, stop: &AtomicBool) -> Vec<Error> {
+    let started = Instant::now();
+    let newest = seqs.last().copied();
+    let order: Vec<u64> = seqs.into_iter().rev().collect();
+    let next = AtomicUsize::new(0);
+    let errors = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(order.len());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(seq) = order.get(next.fetch_add(1, Ordering::Relaxed)).copied() else {
+                        break;
+                    };
+                    match read_segment(dir, seq, Some(seq) == newest) {
+                        Ok(r) => {
+                            let mut g = lock(inner);
+                            g.damaged += r.damaged;
+                            if let Some(seg) = r.segment {
+                                g.segments.insert(seq, seg);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "A span segment could not be read; skipped");
+                            errors.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut g = lock(inner);
+    g.loading = false;
+    let spans: usize = g.segments.values().map(|s| s.entries.len()).sum();
+    let (segments, damaged) = (g.segments.len(), g.damaged);
+    drop(g);
+    if damaged > 0 {
+        tracing::warn!(records = damaged, dir = %dir.display(), "Damaged span records skipped");
+    }
+    tracing::info!(
+        spans,
+        segments,
+        seconds = started.elapsed().as_secs_f64(),
+        "Trace index loaded"
+    );
+    errors.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A segment read at open: its index (none when it was an empty newest segment, now
@@ -1052,6 +1146,37 @@ mod tests {
         for t in (1..=40u8).filter(|t| *t != 10) {
             assert_eq!(st.trace(&[t; 16], 10).unwrap().len(), 1, "trace {t}");
         }
+    }
+
+    #[test]
+    fn a_store_opened_in_the_background_takes_appends_at_once_and_loses_nothing() {
+        let (dir, opts, st) = one_batch_segments();
+        let now_s = 1_700_000_000;
+        for i in 0..20u8 {
+            st.append(vec![span(i + 1, 1, "api", "op", now_s + u64::from(i), 1)])
+                .unwrap();
+        }
+        drop(st);
+        let st = TraceStore::open_in_background(dir.path(), opts.clone()).unwrap();
+        // Taken while the index may still be loading, into a segment of its own numbered
+        // past the others.
+        st.append(vec![span(99, 1, "api", "late", now_s + 100, 1)])
+            .unwrap();
+        assert!(st.wait_loaded().is_empty());
+        let s = st.stats();
+        assert!(!s.loading);
+        assert_eq!((s.spans, s.segments), (21, 21));
+        assert!(seg_path(dir.path(), 21).exists());
+        for t in (1..=20u8).chain([99]) {
+            assert_eq!(st.trace(&[t; 16], 10).unwrap().len(), 1, "trace {t}");
+        }
+        assert_eq!(
+            st.operations("api"),
+            [("late".to_string(), 2), ("op".to_string(), 2)]
+        );
+        drop(st);
+        let st = TraceStore::open(dir.path(), opts).unwrap();
+        assert_eq!(st.stats().spans, 21);
     }
 
     #[test]
