@@ -99,6 +99,9 @@ struct Entry {
     duration_ns: u64,
 }
 
+// The index's memory is mostly entries: keep them at 32 bytes.
+const _: () = assert!(std::mem::size_of::<Entry>() == 32);
+
 /// No next span of the trace.
 const LAST: u32 = u32::MAX;
 /// Most spans one segment indexes; a segment reaching it is closed (and spans past it
