@@ -1,4 +1,4 @@
-//! Remote write, sent: every `remote_write` entry gets a durable [`queue`](crate::queue)
+//! Remote write, sent: every `remote_write` entry gets a durable [`crate::queue`]
 //! fed by [`RemoteWrite::wrap`] (an [`Appendable`] around the store: what a commit adds
 //! is queued, with external labels and `write_relabel_configs` applied, before the store
 //! commits it) and a sender task that reads the queue in rounds and posts them.
