@@ -1,6 +1,6 @@
 //! Prometheus recording and alerting rules for Lookout.
 //!
-//! - [`file`]: rule files (Prometheus's `rulefmt`): parsing, validation, glob expansion.
+//! - [`mod@file`]: rule files (Prometheus's `rulefmt`): parsing, validation, glob expansion.
 //! - [`template`]: Go text/template expansion of alert labels and annotations, with
 //!   Prometheus's variables and functions.
 //! - [`rule`]: one evaluation of a recording or alerting rule; alert states and timing.

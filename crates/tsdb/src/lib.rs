@@ -1,6 +1,7 @@
 //! Lookout's embedded time-series database.
 //!
-//! [`Tsdb`] implements the storage seams ([`Appendable`], [`Queryable`]); nothing above
+//! [`Tsdb`] implements the storage seams ([`lookout_storage::Appendable`],
+//! [`lookout_storage::Queryable`]); nothing above
 //! them knows how data is kept.
 //!
 //! - **Head** (`head`): recent data in memory: interned labels, stable series references,

@@ -41,7 +41,7 @@ impl Default for Limits {
     }
 }
 
-/// How a [`Tsdb`] is opened.
+/// How a [`crate::Tsdb`] is opened.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How long samples are kept (default 15 d); whole blocks past it are deleted.
@@ -56,7 +56,7 @@ pub struct Options {
     /// How far behind the newest sample an out-of-order sample may be (default 10 min).
     pub ooo_window: Duration,
     /// How far ahead of the wall clock a sample may be (default 10 min); later ones are
-    /// rejected with [`Error::TooFarInFuture`], so one bad timestamp cannot move the
+    /// rejected with [`crate::Error::TooFarInFuture`], so one bad timestamp cannot move the
     /// head's time range (and with it every block cut) past the present.
     pub future_tolerance: Duration,
     /// Limits.
@@ -64,7 +64,7 @@ pub struct Options {
     /// Largest WAL segment file (default 32 MiB).
     pub wal_segment_size: u64,
     /// How often the background thread cuts blocks, compacts and applies retention
-    /// (`None`: only when [`Tsdb::maintain`] is called).
+    /// (`None`: only when [`crate::Tsdb::maintain`] is called).
     pub maintenance_interval: Option<Duration>,
     /// Most exemplars kept (default 100,000, as Prometheus's
     /// `storage.exemplars.max_exemplars`); the oldest go first; 0 keeps none.
