@@ -976,20 +976,18 @@ fn rules_manager(
 fn traces_check(store: Arc<lookout_traces::TraceStore>) -> impl HealthCheck {
     FnCheck::new("traces", true, move || {
         let s = store.stats();
-        let figures = format!(
+        let mut figures = format!(
             "{} spans in {} segment files, {} bytes",
             s.spans, s.segments, s.bytes
         );
+        if s.damaged > 0 {
+            // Logged when found; what was readable is served.
+            figures += &format!("; {} damaged records skipped", s.damaged);
+        }
         if s.loading {
             CheckResult::new(
                 HealthStatus::Unhealthy,
                 format!("loading the trace index: {figures} read so far"),
-            )
-        } else if s.damaged > 0 {
-            // Logged when found; what was readable is served.
-            CheckResult::new(
-                HealthStatus::Healthy,
-                format!("{figures}; {} damaged records skipped", s.damaged),
             )
         } else {
             CheckResult::new(HealthStatus::Healthy, figures)

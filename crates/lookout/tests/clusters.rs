@@ -14,15 +14,7 @@ use serde_json::Value;
 use support::RedisServer;
 
 fn cluster(lk: &Lookout) -> Value {
-    let (_, body) = lk.get("/health");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "cluster/cache")
-        .unwrap_or_else(|| panic!("no cluster check: {v}"))
-        .clone()
+    lk.health_check("cluster/cache")
 }
 
 #[test]

@@ -13,15 +13,7 @@ use serde_json::Value;
 use support::{PgServer, RedisServer};
 
 fn check(lk: &Lookout, name: &str) -> (String, String) {
-    let (_, body) = lk.get("/health");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let c = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name} in {v}"))
-        .clone();
+    let c = lk.health_check(name);
     (
         c["status"].as_str().unwrap().to_string(),
         c["message"].as_str().unwrap().to_string(),

@@ -281,15 +281,7 @@ fn sigkill_loses_nothing_fsynced() {
 }
 
 fn storage_check(lk: &Lookout) -> (String, String) {
-    let (_, body) = lk.get("/health");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let c = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "storage")
-        .unwrap()
-        .clone();
+    let c = lk.health_check("storage");
     (
         c["status"].as_str().unwrap().to_string(),
         c["message"].as_str().unwrap().to_string(),

@@ -111,16 +111,8 @@ fn rules_evaluate_and_reload_without_losing_the_running_set() {
         rule_names(&lk),
         ["instance:node_load1:max", "HostSeen", "NeverFires"]
     );
-    let (_, body) = lk.get("/health");
-    let h = json(&body);
-    let check = h["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "rules")
-        .unwrap()
-        .clone();
-    assert_eq!(check["status"], "degraded", "{h}");
+    let check = lk.health_check("rules");
+    assert_eq!(check["status"], "degraded", "{check}");
 
     // A good file: POST /-/reload takes it.
     std::fs::write(&rules, RULES.replace("NeverFires", "StillNever")).unwrap();

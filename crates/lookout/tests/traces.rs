@@ -90,11 +90,7 @@ fn issue_18_python_sdk_traces_survive_a_kill_and_read_back_through_jaegers_api()
         Duration::from_secs(30),
         || lk.get("/-/ready").0 == 200,
     );
-    let (_, health) = get_json(&lk, "/health");
-    let check = health["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "traces"))
-        .unwrap_or_else(|| panic!("a traces check: {health}"));
+    let check = lk.health_check("traces");
     assert_eq!(check["status"], "healthy", "{check}");
     assert!(
         check["message"]

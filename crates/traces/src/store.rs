@@ -133,8 +133,9 @@ struct Segment {
     entries: Vec<Entry>,
     trace_nums: HashMap<TraceId, u32>,
     traces: Vec<TraceSpans>,
-    names: Vec<String>,
-    name_ids: HashMap<String, u32>,
+    /// Service and operation names by number, each held once (the map shares it).
+    names: Vec<Arc<str>>,
+    name_ids: HashMap<Arc<str>, u32>,
     /// By key number: service and operation (name numbers) and kind.
     keys: Vec<(u32, u32, u8)>,
     key_nums: HashMap<(u32, u32, u8), u32>,
@@ -146,8 +147,9 @@ impl Segment {
             return *i;
         }
         let i = self.names.len() as u32;
-        self.names.push(s.to_string());
-        self.name_ids.insert(s.to_string(), i);
+        let name: Arc<str> = Arc::from(s);
+        self.names.push(Arc::clone(&name));
+        self.name_ids.insert(name, i);
         i
     }
 
@@ -227,13 +229,9 @@ impl Segment {
 
     /// The services and operations (with kinds) it holds, by name.
     fn operations(&self) -> impl Iterator<Item = (&str, &str, u8)> {
-        self.keys.iter().map(|(s, o, k)| {
-            (
-                self.names[*s as usize].as_str(),
-                self.names[*o as usize].as_str(),
-                *k,
-            )
-        })
+        self.keys
+            .iter()
+            .map(|(s, o, k)| (&*self.names[*s as usize], &*self.names[*o as usize], *k))
     }
 }
 
@@ -843,12 +841,17 @@ fn load(dir: &Path, seqs: Vec<u64>, inner: &Mutex<Inner>, stop: &AtomicBool) -> 
     if damaged > 0 {
         tracing::warn!(records = damaged, dir = %dir.display(), "Damaged span records skipped");
     }
-    tracing::info!(
-        spans,
-        segments,
-        seconds = started.elapsed().as_secs_f64(),
-        "Trace index loaded"
-    );
+    let seconds = started.elapsed().as_secs_f64();
+    if stop.load(Ordering::Relaxed) {
+        tracing::info!(
+            spans,
+            segments,
+            seconds,
+            "Trace index loading stopped: the store closed"
+        );
+    } else {
+        tracing::info!(spans, segments, seconds, "Trace index loaded");
+    }
     errors.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 

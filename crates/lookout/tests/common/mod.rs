@@ -99,6 +99,17 @@ impl Lookout {
         (r.status().as_u16(), r.text().unwrap())
     }
 
+    /// The check named `name` in `/health` (its `status`, `message`, `details`).
+    pub fn health_check(&self, name: &str) -> Value {
+        let (_, body) = self.get("/health");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .unwrap_or_else(|| panic!("no check {name} in {v}"))
+            .clone()
+    }
+
     pub fn query(&self, q: &str) -> Vec<Value> {
         let url = format!("{}/api/v1/query", self.base);
         let r = http().get(url).query(&[("query", q)]).send().unwrap();
