@@ -37,7 +37,8 @@ use lookout_sdk::health::{
     MonitoredDatabase,
 };
 use lookout_sdk::sets::{
-    BTreeMetrics, BTreeOp, GrpcCall, MemberState, OpTimer, RaftMetrics, RaftRole, StorageMetrics,
+    BTreeMetrics, BTreeOp, GrpcCall, MemberState, OpTimer, RaftMetrics, RaftPeer, RaftRole,
+    StorageMetrics,
 };
 use lookout_sdk::{Metrics, Options, Stopwatch};
 
@@ -400,6 +401,8 @@ struct Raft {
     acked_at: [lookout_sdk::Instant; 3],
     applied: u64,
     metrics: Rec<RaftMetrics>,
+    /// Each peer's lag series, looked up once.
+    peers: Option<[RaftPeer; 3]>,
     rng: u64,
     rounds: u64,
 }
@@ -419,7 +422,7 @@ impl Raft {
 
     /// One replication round.
     fn tick(&mut self) {
-        for (peer, name) in PEERS.iter().enumerate() {
+        for peer in 0..PEERS.len() {
             if peer == self.leader {
                 continue;
             }
@@ -443,7 +446,7 @@ impl Raft {
             #[cfg(feature = "tracing")]
             {
                 let span = lookout_sdk::trace::raft_append(
-                    name,
+                    PEERS[peer],
                     self.term,
                     self.last - behind + 1,
                     take as usize,
@@ -451,15 +454,16 @@ impl Raft {
                 span.record("raft.success", ok);
                 let _in = span.enter();
             }
-            self.metrics.with(|m| {
-                m.append_entries(take as usize, secs(t) + 0.0005, ok);
+            self.metrics
+                .with(|m| m.append_entries(take as usize, secs(t) + 0.0005, ok));
+            if let Some(peers) = &self.peers {
                 let behind = if lag == 0 {
                     0.0
                 } else {
                     acked_at.elapsed().as_secs_f64()
                 };
-                m.set_peer_lag(name, lag, behind);
-            });
+                peers[peer].set_lag(lag, behind);
+            }
         }
         let mut m = self.matched;
         m.sort_unstable();
@@ -528,6 +532,7 @@ impl Workload {
                 matched: [0; 3],
                 acked_at: [lookout_sdk::Instant::now(); 3],
                 applied: 0,
+                peers: raft_metrics.0.as_ref().map(|m| PEERS.map(|p| m.peer(p))),
                 metrics: raft_metrics,
                 rng: 0x9e37_79b9_7f4a_7c15,
                 rounds: 0,

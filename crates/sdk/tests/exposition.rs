@@ -56,6 +56,9 @@ async fn every_set_is_exposed_under_its_documented_names() {
     raft.election();
     raft.set_indexes(100, 99);
     raft.set_peer_lag("n2", 3, 0.25);
+    let n3 = raft.peer("n3");
+    n3.set_lag(9, 1.0);
+    n3.set_lag(u64::MAX, 0.5);
     raft.append_entries(8, 0.003, true);
     raft.append_entries(0, 0.5, false);
     raft.request_vote(0.002, true);
@@ -207,6 +210,15 @@ async fn every_set_is_exposed_under_its_documented_names() {
     assert_eq!(
         value("raft_peer_replication_lag_entries", &[("peer", "n2")]),
         3.0
+    );
+    assert_eq!(
+        value("raft_peer_replication_lag_entries", &[("peer", "n3")]),
+        i64::MAX as f64,
+        "a peer's handle sets its series; a lag past i64 saturates"
+    );
+    assert_eq!(
+        value("raft_peer_replication_lag_seconds", &[("peer", "n3")]),
+        0.5
     );
     assert_eq!(value("raft_append_entries_failures_total", &[]), 1.0);
     assert_eq!(

@@ -15,7 +15,7 @@ pub use membership::{MemberState, MembershipMetrics};
 pub use network::{GRPC_CODES, GrpcCall, HttpCall, NetworkMetrics};
 pub(crate) use process::read_process as process_figures;
 pub use process::{ProcessCollector, RuntimeCollector};
-pub use raft::{RaftMetrics, RaftRole};
+pub use raft::{RaftMetrics, RaftPeer, RaftRole};
 pub use storage::StorageMetrics;
 
 use crate::Histogram;

@@ -36,6 +36,24 @@ pub enum RaftRole {
     Candidate,
 }
 
+/// One peer's replication-lag series (`raft_peer_replication_lag_entries` and
+/// `_seconds`), from [`RaftMetrics::peer`].
+#[derive(Debug, Clone)]
+pub struct RaftPeer {
+    entries: Gauge,
+    seconds: Gauge<f64, AtomicU64>,
+}
+
+impl RaftPeer {
+    /// How far the peer is behind, in entries and in seconds since it last acknowledged
+    /// the leader's last entry.
+    #[inline]
+    pub fn set_lag(&self, entries: u64, seconds: f64) {
+        self.entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.seconds.set(seconds);
+    }
+}
+
 /// The Raft metric set.
 #[derive(Debug, Clone)]
 pub struct RaftMetrics {
@@ -163,11 +181,21 @@ impl RaftMetrics {
         self.applied.set(applied as i64);
     }
 
-    /// How far `peer` is behind, in entries and seconds (leaders report this).
+    /// How far `peer` is behind, in entries and seconds (leaders report this). Each call
+    /// looks the peer's series up by name; a leader reporting lag on every replication
+    /// round keeps a [`RaftMetrics::peer`] handle per peer instead.
     pub fn set_peer_lag(&self, peer: &str, entries: u64, seconds: f64) {
-        let l = pairs(&[("peer", peer)]);
-        self.lag_entries.get_or_create(&l).set(entries as i64);
-        self.lag_seconds.get_or_create(&l).set(seconds);
+        self.peer(peer).set_lag(entries, seconds);
+    }
+
+    /// `peer`'s lag series, looked up once: setting them through the handle is two plain
+    /// stores. After [`RaftMetrics::remove_peer`] a handle kept from before no longer
+    /// shows; ask again if the peer comes back.
+    pub fn peer(&self, peer: &str) -> RaftPeer {
+        RaftPeer {
+            entries: handle(&self.lag_entries, &[("peer", peer)]),
+            seconds: handle(&self.lag_seconds, &[("peer", peer)]),
+        }
     }
 
     /// Forgets a peer that left the group.
