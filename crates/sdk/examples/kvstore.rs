@@ -401,8 +401,9 @@ struct Raft {
     acked_at: [lookout_sdk::Instant; 3],
     applied: u64,
     metrics: Rec<RaftMetrics>,
-    /// Each peer's lag series, looked up once.
-    peers: Option<[RaftPeer; 3]>,
+    /// Each follower's lag series, looked up the first time the leader reports it (a
+    /// handle shows its series from when it is made, and the leader has no lag of its own).
+    peers: [Option<RaftPeer>; 3],
     rng: u64,
     rounds: u64,
 }
@@ -422,7 +423,7 @@ impl Raft {
 
     /// One replication round.
     fn tick(&mut self) {
-        for peer in 0..PEERS.len() {
+        for (peer, name) in PEERS.iter().enumerate() {
             if peer == self.leader {
                 continue;
             }
@@ -446,7 +447,7 @@ impl Raft {
             #[cfg(feature = "tracing")]
             {
                 let span = lookout_sdk::trace::raft_append(
-                    PEERS[peer],
+                    name,
                     self.term,
                     self.last - behind + 1,
                     take as usize,
@@ -456,13 +457,15 @@ impl Raft {
             }
             self.metrics
                 .with(|m| m.append_entries(take as usize, secs(t) + 0.0005, ok));
-            if let Some(peers) = &self.peers {
+            if let Some(m) = &self.metrics.0 {
                 let behind = if lag == 0 {
                     0.0
                 } else {
                     acked_at.elapsed().as_secs_f64()
                 };
-                peers[peer].set_lag(lag, behind);
+                self.peers[peer]
+                    .get_or_insert_with(|| m.peer(name))
+                    .set_lag(lag, behind);
             }
         }
         let mut m = self.matched;
@@ -476,7 +479,10 @@ impl Raft {
             self.term += 1;
             self.leader = (self.leader + 1) % 3;
             let (term, leader) = (self.term, self.leader);
+            // The new leader has no lag of its own to show.
+            self.peers[leader] = None;
             self.metrics.with(|m| {
+                m.remove_peer(PEERS[leader]);
                 m.set_role(RaftRole::Candidate);
                 m.election();
                 for _ in 0..2 {
@@ -532,7 +538,7 @@ impl Workload {
                 matched: [0; 3],
                 acked_at: [lookout_sdk::Instant::now(); 3],
                 applied: 0,
-                peers: raft_metrics.0.as_ref().map(|m| PEERS.map(|p| m.peer(p))),
+                peers: [None, None, None],
                 metrics: raft_metrics,
                 rng: 0x9e37_79b9_7f4a_7c15,
                 rounds: 0,

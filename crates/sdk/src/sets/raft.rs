@@ -189,7 +189,8 @@ impl RaftMetrics {
     }
 
     /// `peer`'s lag series, looked up once: setting them through the handle is two plain
-    /// stores. After [`RaftMetrics::remove_peer`] a handle kept from before no longer
+    /// stores. The series show from this call on (at 0 until set), so a leader asks for a
+    /// peer's handle when it first has that peer's lag to report. After [`RaftMetrics::remove_peer`] a handle kept from before no longer
     /// shows; ask again if the peer comes back.
     pub fn peer(&self, peer: &str) -> RaftPeer {
         RaftPeer {
