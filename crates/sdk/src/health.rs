@@ -166,7 +166,8 @@ impl HealthChecker {
     }
 
     /// Runs every check now (concurrently, each within the timeout), keeps and returns
-    /// the results.
+    /// the results. A check that panics is reported `unknown` with the panic's message, as
+    /// one that timed out: it stays in the report rather than vanishing from it.
     pub async fn run(&self) -> Report {
         let checks: Vec<Arc<dyn HealthCheck>> = self.checks.lock().expect("health lock").clone();
         let timeout = self.timeout;
@@ -193,10 +194,18 @@ impl HealthChecker {
         });
         let mut reports = Vec::with_capacity(checks.len());
         let handles: Vec<_> = runs.map(tokio::spawn).collect();
-        for h in handles {
-            if let Ok(r) = h.await {
-                reports.push(r);
-            }
+        for (h, c) in handles.into_iter().zip(&checks) {
+            reports.push(match h.await {
+                Ok(r) => r,
+                Err(e) => CheckReport {
+                    name: c.name().to_string(),
+                    status: Status::Unknown,
+                    message: format!("check failed: {}", panic_message(e)),
+                    duration_ms: 0.0,
+                    details: BTreeMap::new(),
+                    readiness: c.readiness(),
+                },
+            });
         }
         *self.last.write().expect("health lock") = reports.clone();
         Report::of(reports)
@@ -216,6 +225,19 @@ impl HealthChecker {
                 self.run().await;
             }
         })
+    }
+}
+
+/// What a check's task ended with when it did not return: its panic's message if it was
+/// a string.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .map_or_else(|| "panicked".into(), |m| format!("panicked: {m}")),
+        Err(e) => e.to_string(),
     }
 }
 
@@ -489,6 +511,37 @@ mod tests {
         assert_eq!(json["status"], "unhealthy");
         assert_eq!(json["checks"][0]["name"], "fixed");
         assert!(json["checks"][0]["duration_ms"].is_number());
+    }
+
+    struct Panics;
+
+    impl HealthCheck for Panics {
+        fn name(&self) -> &str {
+            "panics"
+        }
+        fn check(&self) -> BoxFuture<'_, Outcome> {
+            Box::pin(async { panic!("replica table poisoned") })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_that_panics_is_reported_unknown_and_the_others_still_run() {
+        let h = HealthChecker::new(Duration::from_secs(60), Duration::from_secs(5));
+        h.add(Fixed(Status::Healthy, Duration::ZERO));
+        h.add(Panics);
+        h.add(Fixed(Status::Degraded, Duration::ZERO));
+        let r = h.run().await;
+        assert_eq!(r.checks.len(), 3, "{r:?}");
+        assert_eq!(r.checks[1].name, "panics");
+        assert_eq!(r.checks[1].status, Status::Unknown);
+        assert!(
+            r.checks[1].message.contains("replica table poisoned"),
+            "{r:?}"
+        );
+        assert_eq!(r.checks[2].status, Status::Degraded);
+        assert_eq!(h.report().checks.len(), 3, "kept for the next report");
+        // A second round still runs every check.
+        assert_eq!(h.run().await.checks[0].status, Status::Healthy);
     }
 
     #[tokio::test]
