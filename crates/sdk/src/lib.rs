@@ -59,6 +59,8 @@ pub mod timing;
 #[cfg(feature = "tracing")]
 pub mod trace;
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use cells::{Counter, Level};
@@ -116,6 +118,16 @@ pub fn histogram(buckets: &[f64]) -> Histogram {
     Histogram::new(buckets.iter().copied())
 }
 
+/// `name` as a valid metric name (see [`Metrics`]).
+fn valid_name(name: &str) -> String {
+    facade::sanitize(name)
+}
+
+/// A counter's name without the `_total` the exposition adds.
+fn counter_name(name: &str) -> &str {
+    name.strip_suffix("_total").unwrap_or(name)
+}
+
 /// How the registry is set up.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -143,11 +155,34 @@ impl Options {
 }
 
 /// The registry every metric of the engine lives in; cheap to clone (shared).
+///
+/// Each name is exposed once, as the exposition formats require (a second `# TYPE` line
+/// for a name makes strict parsers refuse the whole scrape): asking again for a metric by
+/// a name already taken returns the one registered when it has the same type (a metric
+/// set made twice, for a second tree or a second Raft group, shares its families; two
+/// subsystems asking for the same counter share it), and otherwise a working metric that
+/// is not exposed, with a warning logged through `tracing`. Names are made valid
+/// (characters other than letters, digits, `_` and `:` become `_`; a counter's `_total`
+/// is the exposition's to add).
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Mutex<Registry>>,
+    inner: Arc<Shared>,
     timing: Timing,
 }
+
+/// What every clone of a [`Metrics`] shares.
+struct Shared {
+    registry: Mutex<Registry>,
+    /// What is registered under each name: the metric itself when it can be handed out
+    /// again, `None` for what [`Metrics::register`] and [`Metrics::info`] registered.
+    names: Mutex<Names>,
+}
+
+type Names = HashMap<String, Option<Box<dyn Any + Send + Sync>>>;
+
+/// The name `process()` keeps in [`Names`] once its collectors are registered (not a
+/// valid metric name, so no metric takes it).
+const PROCESS_COLLECTORS: &str = "process collectors";
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,46 +199,86 @@ impl Metrics {
                 .map(|(k, v)| (k.into(), v.into())),
         );
         Self {
-            registry: Arc::new(Mutex::new(registry)),
+            inner: Arc::new(Shared {
+                registry: Mutex::new(registry),
+                names: Mutex::default(),
+            }),
             timing: opts.timing,
         }
     }
 
-    /// Registers any `prometheus-client` metric (a custom one).
+    /// Registers any `prometheus-client` metric (a custom one) under `name` made valid;
+    /// if the name is taken, the metric is not exposed and a warning is logged.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        self.registry
+        let name = valid_name(name);
+        let mut names = self.inner.names.lock().expect("registry lock");
+        if names.contains_key(&name) {
+            tracing::warn!(metric = %name, "a metric by this name is registered already: the new one is not exposed");
+            return;
+        }
+        self.inner
+            .registry
             .lock()
             .expect("registry lock")
-            .register(name, help, metric);
+            .register(&name, help, metric);
+        names.insert(name, None);
     }
 
-    /// A counter named `name` (the exposition adds `_total`).
+    /// The metric registered under `name` (made valid) if it has type `M`; else `make()`'s,
+    /// registered if the name is free, only logged if another type holds it.
+    pub(crate) fn shared<M: Metric + Clone>(
+        &self,
+        name: &str,
+        help: &str,
+        make: impl FnOnce() -> M,
+    ) -> M {
+        let name = valid_name(name);
+        let mut names = self.inner.names.lock().expect("registry lock");
+        match names.get(&name) {
+            Some(Some(held)) if held.downcast_ref::<M>().is_some() => {
+                return held.downcast_ref::<M>().expect("checked").clone();
+            }
+            Some(_) => {
+                tracing::warn!(metric = %name, "a metric of another kind is registered by this name: the new one is not exposed");
+                return make();
+            }
+            None => {}
+        }
+        let metric = make();
+        self.inner
+            .registry
+            .lock()
+            .expect("registry lock")
+            .register(&name, help, metric.clone());
+        names.insert(name, Some(Box::new(metric.clone())));
+        metric
+    }
+
+    /// A counter named `name` (the exposition adds `_total`; a `_total` given is dropped
+    /// so it is not doubled). Asked for again by the same name, the same counter.
     pub fn counter(&self, name: &str, help: &str) -> Counter {
-        let c = Counter::default();
-        self.register(name, help, c.clone());
-        c
+        self.shared(counter_name(name), help, Counter::default)
     }
 
-    /// A gauge.
+    /// A gauge (the same one when asked for again by its name).
     pub fn gauge(&self, name: &str, help: &str) -> Gauge {
-        let g = Gauge::default();
-        self.register(name, help, g.clone());
-        g
+        self.shared(name, help, Gauge::default)
     }
 
     /// A gauge of floating-point values.
     pub fn gauge_f64(&self, name: &str, help: &str) -> Gauge<f64, std::sync::atomic::AtomicU64> {
-        let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        self.register(name, help, g.clone());
-        g
+        self.shared(
+            name,
+            help,
+            Gauge::<f64, std::sync::atomic::AtomicU64>::default,
+        )
     }
 
     /// A histogram with `buckets` ([`LATENCY_BUCKETS`], [`SIZE_BUCKETS`] or the
-    /// author's own).
+    /// author's own); asked for again by its name, the one registered first (with its
+    /// buckets).
     pub fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-        let h = histogram(buckets);
-        self.register(name, help, h.clone());
-        h
+        self.shared(name, help, || histogram(buckets))
     }
 
     /// A counter family labelled by `L` (a struct deriving `EncodeLabelSet`, or
@@ -212,9 +287,7 @@ impl Metrics {
     where
         L: EncodeLabelSet + Clone + std::hash::Hash + Eq + Send + Sync + std::fmt::Debug + 'static,
     {
-        let f = Family::<L, Counter>::default();
-        self.register(name, help, f.clone());
-        f
+        self.shared(counter_name(name), help, Family::<L, Counter>::default)
     }
 
     /// A gauge family labelled by `L`.
@@ -222,19 +295,19 @@ impl Metrics {
     where
         L: EncodeLabelSet + Clone + std::hash::Hash + Eq + Send + Sync + std::fmt::Debug + 'static,
     {
-        let f = Family::<L, Gauge>::default();
-        self.register(name, help, f.clone());
-        f
+        self.shared(name, help, Family::<L, Gauge>::default)
     }
 
-    /// An info metric (`<name>_info 1` with `labels`): versions, build facts.
+    /// An info metric (`<name>_info 1` with `labels`): versions, build facts. Label names
+    /// are made valid as metric names are; a second info metric by the same name is not
+    /// exposed (a warning is logged).
     pub fn info(&self, name: &str, help: &str, labels: &[(&str, &str)]) {
         let labels: Vec<(String, String)> = labels
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (valid_name(k).replace(':', "_"), v.to_string()))
             .collect();
         self.register(
-            name,
+            name.strip_suffix("_info").unwrap_or(name),
             help,
             prometheus_client::metrics::info::Info::new(labels),
         );
@@ -245,7 +318,7 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(
             &mut out,
-            &self.registry.lock().expect("registry lock"),
+            &self.inner.registry.lock().expect("registry lock"),
         )
         .expect("writing to a String cannot fail");
         out
@@ -283,9 +356,14 @@ impl Metrics {
     }
 
     /// Registers the process collector (CPU, memory, file descriptors, threads) and, when
-    /// called inside a tokio runtime, that runtime's figures.
+    /// called inside a tokio runtime, that runtime's figures; once (later calls do
+    /// nothing).
     pub fn process(&self) {
-        let mut r = self.registry.lock().expect("registry lock");
+        let mut names = self.inner.names.lock().expect("registry lock");
+        if names.insert(PROCESS_COLLECTORS.into(), None).is_some() {
+            return;
+        }
+        let mut r = self.inner.registry.lock().expect("registry lock");
         r.register_collector(Box::new(sets::ProcessCollector));
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             r.register_collector(Box::new(sets::RuntimeCollector::new(h)));

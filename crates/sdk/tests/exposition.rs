@@ -446,3 +446,105 @@ fn timing_a_sample_counts_every_operation_and_times_about_one_in_n() {
     assert_eq!(value(&text, "storage_fsyncs_total"), 2.0);
     assert_eq!(value(&text, "storage_fsync_duration_seconds_count"), 1.0);
 }
+
+/// Every `# TYPE` line's family name in `text`, in order.
+fn families(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect()
+}
+
+#[test]
+fn each_name_is_exposed_once_however_often_it_is_asked_for() {
+    let m = Metrics::new(Options::default().label("node", "n1"));
+    // Two trees, two Raft groups' sets, the storage and network sets asked for twice,
+    // the process collector twice: every family once, the trees told apart by label.
+    let primary = m.btree("primary");
+    let by_email = m.btree("by_email");
+    primary.record(BTreeOp::Search, None, 3);
+    by_email.record(BTreeOp::Search, None, 2);
+    by_email.record(BTreeOp::Insert, None, 2);
+    let (r1, r2) = (m.raft(), m.raft());
+    r1.set_term(4);
+    r2.election();
+    m.storage().cache_hit();
+    m.storage().cache_hit();
+    m.network().grpc_server("unary", "kv.KV", "Get").start();
+    m.network().grpc_server("unary", "kv.KV", "Get").start();
+    m.membership().joined();
+    m.membership().joined();
+    m.process();
+    m.process();
+    // The same counter asked for twice (once with the `_total` the exposition adds) is
+    // one counter; a gauge by a counter's name, an invalid name, a second info metric.
+    m.counter("kv_stalls", "Stalls").inc();
+    m.counter("kv_stalls_total", "Stalls").inc_by(2);
+    m.gauge("kv_stalls", "Not a counter").set(99);
+    m.counter("kv.write-stalls", "Dotted").inc();
+    m.info(
+        "kv_build",
+        "Build",
+        &[("version", "1.0"), ("git-sha", "abc")],
+    );
+    m.info("kv_build_info", "Again", &[("version", "2.0")]);
+
+    let text = m.encode();
+    let exp = lookout_expfmt::parse(&text, lookout_expfmt::Format::OpenMetrics)
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    let mut seen = std::collections::HashSet::new();
+    for f in families(&text) {
+        assert!(seen.insert(f), "{f} exposed twice:\n{text}");
+    }
+    assert!(seen.len() > 40, "{seen:?}");
+    assert_eq!(
+        value(
+            &text,
+            r#"btree_operations_total{node="n1",tree="primary",op="search"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"btree_operations_total{node="n1",tree="by_email",op="search"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"btree_operations_total{node="n1",tree="by_email",op="insert"}"#
+        ),
+        1.0
+    );
+    assert_eq!(value(&text, r#"raft_term{node="n1"}"#), 4.0);
+    assert_eq!(value(&text, r#"raft_elections_total{node="n1"}"#), 1.0);
+    assert_eq!(value(&text, r#"storage_cache_hits_total{node="n1"}"#), 2.0);
+    assert_eq!(
+        value(
+            &text,
+            r#"grpc_server_started_total{node="n1",grpc_type="unary",grpc_service="kv.KV",grpc_method="Get"}"#
+        ),
+        2.0
+    );
+    assert_eq!(value(&text, r#"kv_stalls_total{node="n1"}"#), 3.0);
+    assert!(
+        !text.contains("kv_stalls{"),
+        "the gauge is not exposed:\n{text}"
+    );
+    assert!(!text.contains("kv_stalls_total_total"), "{text}");
+    assert_eq!(value(&text, r#"kv_write_stalls_total{node="n1"}"#), 1.0);
+    assert!(
+        text.contains(r#"kv_build_info{node="n1",version="1.0",git_sha="abc"} 1"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"version="2.0""#),
+        "the second info is not exposed:\n{text}"
+    );
+    assert!(
+        exp.types.iter().any(|t| t.0 == "kv_build"),
+        "{:?}",
+        exp.types
+    );
+}

@@ -75,45 +75,39 @@ impl BTreeMetrics {
         let height = Family::<Pairs, Gauge>::default();
         let nodes = Family::<Pairs, Gauge>::default();
         let utilization = HistFamily::new_with_constructor(|| crate::histogram(&RATIO_BUCKETS));
-        m.register(
+        let ops_total = m.shared(
             "btree_operations",
             "B+tree operations, by tree and operation",
-            ops_total.clone(),
+            || ops_total,
         );
-        m.register(
+        let durations = m.shared(
             "btree_operation_duration_seconds",
             "B+tree operation latency, by tree and operation",
-            durations.clone(),
+            || durations,
         );
-        m.register(
+        let depth = m.shared(
             "btree_traversal_depth",
             "Levels visited from the root per operation",
-            depth.clone(),
+            || depth,
         );
-        m.register(
+        let splits = m.shared(
             "btree_node_splits",
             "Nodes split because they were full",
-            splits.clone(),
+            || splits,
         );
-        m.register(
+        let merges = m.shared(
             "btree_node_merges",
             "Nodes merged because they were underfull",
-            merges.clone(),
+            || merges,
         );
-        m.register(
-            "btree_height",
-            "Levels from the root to the leaves",
-            height.clone(),
-        );
-        m.register(
-            "btree_nodes",
-            "Nodes, by kind (internal, leaf)",
-            nodes.clone(),
-        );
-        m.register(
+        let height = m.shared("btree_height", "Levels from the root to the leaves", || {
+            height
+        });
+        let nodes = m.shared("btree_nodes", "Nodes, by kind (internal, leaf)", || nodes);
+        let utilization = m.shared(
             "btree_node_utilization_ratio",
             "Fill ratio of nodes when written",
-            utilization.clone(),
+            || utilization,
         );
         let t = pairs(&[("tree", tree)]);
         let ops = BTreeOp::ALL.map(|op| {

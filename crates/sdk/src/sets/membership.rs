@@ -41,13 +41,11 @@ pub struct MembershipMetrics {
 impl MembershipMetrics {
     pub(crate) fn new(m: &Metrics) -> Self {
         let members = Family::<Pairs, Gauge>::default();
-        m.register("membership_members", "Members, by state", members.clone());
+        let members = m.shared("membership_members", "Members, by state", || members);
         let changes = Family::<Pairs, Counter>::default();
-        m.register(
-            "membership_changes",
-            "Membership changes, by kind",
-            changes.clone(),
-        );
+        let changes = m.shared("membership_changes", "Membership changes, by kind", || {
+            changes
+        });
         let change = |c: &str| handle(&changes, &[("change", c)]);
         Self {
             members: ["alive", "suspect", "dead", "left"]

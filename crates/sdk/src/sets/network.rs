@@ -58,28 +58,24 @@ struct GrpcSide {
 
 impl GrpcSide {
     fn new(m: &Metrics, side: &str) -> Self {
-        let s = Self {
-            started: Family::default(),
-            handled: Family::default(),
-            seconds: latency_family(),
+        Self {
+            started: m.shared(
+                &format!("grpc_{side}_started"),
+                &format!("RPCs started on the {side}"),
+                Family::default,
+            ),
+            handled: m.shared(
+                &format!("grpc_{side}_handled"),
+                &format!("RPCs completed on the {side}, by status code"),
+                Family::default,
+            ),
+            seconds: m.shared(
+                &format!("grpc_{side}_handling_seconds"),
+                &format!("RPC latency on the {side}"),
+                latency_family,
+            ),
             timing: m.timing(),
-        };
-        m.register(
-            &format!("grpc_{side}_started"),
-            &format!("RPCs started on the {side}"),
-            s.started.clone(),
-        );
-        m.register(
-            &format!("grpc_{side}_handled"),
-            &format!("RPCs completed on the {side}, by status code"),
-            s.handled.clone(),
-        );
-        m.register(
-            &format!("grpc_{side}_handling_seconds"),
-            &format!("RPC latency on the {side}"),
-            s.seconds.clone(),
-        );
-        s
+        }
     }
 
     fn call(&self, kind: &str, service: &str, method: &str) -> GrpcCall {
@@ -168,22 +164,22 @@ pub struct NetworkMetrics {
 impl NetworkMetrics {
     pub(crate) fn new(m: &Metrics) -> Self {
         let http_server = latency_family();
-        m.register(
+        let http_server = m.shared(
             "http_server_request_duration_seconds",
             "Duration of HTTP server requests",
-            http_server.clone(),
+            || http_server,
         );
         let http_client = latency_family();
-        m.register(
+        let http_client = m.shared(
             "http_client_request_duration_seconds",
             "Duration of HTTP client requests",
-            http_client.clone(),
+            || http_client,
         );
         let conns = Family::<Pairs, Gauge>::default();
-        m.register(
+        let conns = m.shared(
             "network_connections_open",
             "Open connections, by direction",
-            conns.clone(),
+            || conns,
         );
         Self {
             server: GrpcSide::new(m, "server"),

@@ -79,23 +79,21 @@ pub struct RaftMetrics {
 impl RaftMetrics {
     pub(crate) fn new(m: &Metrics) -> Self {
         let state = Family::<Pairs, Gauge>::default();
-        m.register(
-            "raft_state",
-            "1 for this node's current Raft role",
-            state.clone(),
-        );
+        let state = m.shared("raft_state", "1 for this node's current Raft role", || {
+            state
+        });
         let roles = ["leader", "follower", "candidate"].map(|s| handle(&state, &[("state", s)]));
         let lag_entries = Family::<Pairs, Gauge>::default();
-        m.register(
+        let lag_entries = m.shared(
             "raft_peer_replication_lag_entries",
             "Entries a peer is behind the leader's last index",
-            lag_entries.clone(),
+            || lag_entries,
         );
         let lag_seconds = Family::<Pairs, Gauge<f64, AtomicU64>>::default();
-        m.register(
+        let lag_seconds = m.shared(
             "raft_peer_replication_lag_seconds",
             "Time since a peer last acknowledged the leader's last entry",
-            lag_seconds.clone(),
+            || lag_seconds,
         );
         Self {
             term: m.gauge("raft_term", "The current Raft term"),

@@ -57,16 +57,16 @@ pub struct StorageMetrics {
 impl StorageMetrics {
     pub(crate) fn new(m: &Metrics) -> Self {
         let io = latency_family();
-        m.register(
+        let io = m.shared(
             "storage_disk_io_duration_seconds",
             "Disk I/O latency, by operation (read, write)",
-            io.clone(),
+            || io,
         );
         let wal_size = size_family().get_or_create(&Vec::new()).clone();
-        m.register(
+        let wal_size = m.shared(
             "storage_wal_append_size_bytes",
             "Size of WAL appends",
-            wal_size.clone(),
+            || wal_size,
         );
         Self {
             page_reads: m.counter("storage_page_reads", "Pages read from disk"),
