@@ -44,27 +44,9 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
-/// A Prometheus-safe metric name.
-pub(crate) fn sanitize(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
-        out.insert(0, '_');
-    }
-    out
-}
-
 fn labels_of(key: &Key) -> Labels {
     key.labels()
-        .map(|l| (sanitize(l.key()), l.value().to_string()))
+        .map(|l| (crate::sanitize(l.key()), l.value().to_string()))
         .collect()
 }
 
@@ -118,7 +100,7 @@ impl Recorder {
             .lock()
             .expect("facade lock")
             .help
-            .insert(sanitize(key.as_str()), description.to_string());
+            .insert(crate::sanitize(key.as_str()), description.to_string());
     }
 
     /// The family for `name`, made and registered on first use.
@@ -153,7 +135,7 @@ impl metrics::Recorder for Recorder {
     }
 
     fn register_counter(&self, key: &Key, _metadata: &Metadata<'_>) -> metrics::Counter {
-        let name = sanitize(key.name());
+        let name = crate::sanitize(key.name());
         let kinds = self.kind(&name, || Kind::Counter(Family::default()));
         match kinds.kinds.get(&name) {
             Some(Kind::Counter(f)) => metrics::Counter::from_arc(Arc::new(CounterHandle(
@@ -164,7 +146,7 @@ impl metrics::Recorder for Recorder {
     }
 
     fn register_gauge(&self, key: &Key, _metadata: &Metadata<'_>) -> metrics::Gauge {
-        let name = sanitize(key.name());
+        let name = crate::sanitize(key.name());
         let kinds = self.kind(&name, || Kind::Gauge(Family::default()));
         match kinds.kinds.get(&name) {
             Some(Kind::Gauge(f)) => metrics::Gauge::from_arc(Arc::new(GaugeHandle(
@@ -175,7 +157,7 @@ impl metrics::Recorder for Recorder {
     }
 
     fn register_histogram(&self, key: &Key, _metadata: &Metadata<'_>) -> metrics::Histogram {
-        let name = sanitize(key.name());
+        let name = crate::sanitize(key.name());
         let sizes = name.ends_with("_bytes");
         let kinds = self.kind(&name, || {
             Kind::Histogram(if sizes {
@@ -237,6 +219,6 @@ mod tests {
         );
         assert!(text.contains("kv_latency_seconds_count"), "{text}");
         assert!(!text.contains("99"), "{text}");
-        assert_eq!(sanitize("1a.b-c"), "_1a_b_c");
+        assert_eq!(crate::sanitize("1a.b-c"), "_1a_b_c");
     }
 }

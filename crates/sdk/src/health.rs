@@ -92,6 +92,20 @@ pub struct CheckReport {
     pub readiness: bool,
 }
 
+impl CheckReport {
+    /// `check`'s report of `outcome`, which took `duration_ms`.
+    fn of(check: &dyn HealthCheck, outcome: Outcome, duration_ms: f64) -> Self {
+        Self {
+            name: check.name().to_string(),
+            status: outcome.status,
+            message: outcome.message,
+            duration_ms,
+            details: outcome.details,
+            readiness: check.readiness(),
+        }
+    }
+}
+
 /// Every check's last result and the aggregate.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
@@ -154,14 +168,14 @@ impl HealthChecker {
     /// Adds a check (reported as unknown until it first runs).
     pub fn add(&self, check: impl HealthCheck + 'static) {
         let check: Arc<dyn HealthCheck> = Arc::new(check);
-        self.last.write().expect("health lock").push(CheckReport {
-            name: check.name().to_string(),
-            status: Status::Unknown,
-            message: "not run yet".into(),
-            duration_ms: 0.0,
-            details: BTreeMap::new(),
-            readiness: check.readiness(),
-        });
+        self.last
+            .write()
+            .expect("health lock")
+            .push(CheckReport::of(
+                &*check,
+                Outcome::new(Status::Unknown, "not run yet"),
+                0.0,
+            ));
         self.checks.lock().expect("health lock").push(check);
     }
 
@@ -182,14 +196,8 @@ impl HealthChecker {
                         format!("timed out after {} ms", timeout.as_millis()),
                     ),
                 };
-                CheckReport {
-                    name: c.name().to_string(),
-                    status: outcome.status,
-                    message: outcome.message,
-                    duration_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
-                    details: outcome.details,
-                    readiness: c.readiness(),
-                }
+                let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+                CheckReport::of(&*c, outcome, ms)
             }
         });
         let mut reports = Vec::with_capacity(checks.len());
@@ -197,14 +205,14 @@ impl HealthChecker {
         for (h, c) in handles.into_iter().zip(&checks) {
             reports.push(match h.await {
                 Ok(r) => r,
-                Err(e) => CheckReport {
-                    name: c.name().to_string(),
-                    status: Status::Unknown,
-                    message: format!("check failed: {}", panic_message(e)),
-                    duration_ms: 0.0,
-                    details: BTreeMap::new(),
-                    readiness: c.readiness(),
-                },
+                Err(e) => CheckReport::of(
+                    &**c,
+                    Outcome::new(
+                        Status::Unknown,
+                        format!("check failed: {}", panic_message(e)),
+                    ),
+                    0.0,
+                ),
             });
         }
         *self.last.write().expect("health lock") = reports.clone();

@@ -61,7 +61,7 @@ pub mod trace;
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 pub use cells::{Counter, Level};
 pub use hist::Histogram;
@@ -118,9 +118,23 @@ pub fn histogram(buckets: &[f64]) -> Histogram {
     Histogram::new(buckets.iter().copied())
 }
 
-/// `name` as a valid metric name (see [`Metrics`]).
-fn valid_name(name: &str) -> String {
-    facade::sanitize(name)
+/// A Prometheus-safe metric name: characters other than letters, digits, `_` and `:`
+/// become `_`, and a leading digit gets a `_` before it (see [`Metrics`]).
+pub(crate) fn sanitize(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
+        out.insert(0, '_');
+    }
+    out
 }
 
 /// A counter's name without the `_total` the exposition adds.
@@ -173,16 +187,14 @@ pub struct Metrics {
 /// What every clone of a [`Metrics`] shares.
 struct Shared {
     registry: Mutex<Registry>,
+    /// Whether [`Metrics::process`] registered its collectors.
+    process: Once,
     /// What is registered under each name: the metric itself when it can be handed out
     /// again, `None` for what [`Metrics::register`] and [`Metrics::info`] registered.
     names: Mutex<Names>,
 }
 
 type Names = HashMap<String, Option<Box<dyn Any + Send + Sync>>>;
-
-/// The name `process()` keeps in [`Names`] once its collectors are registered (not a
-/// valid metric name, so no metric takes it).
-const PROCESS_COLLECTORS: &str = "process collectors";
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -202,6 +214,7 @@ impl Metrics {
             inner: Arc::new(Shared {
                 registry: Mutex::new(registry),
                 names: Mutex::default(),
+                process: Once::new(),
             }),
             timing: opts.timing,
         }
@@ -210,7 +223,7 @@ impl Metrics {
     /// Registers any `prometheus-client` metric (a custom one) under `name` made valid;
     /// if the name is taken, the metric is not exposed and a warning is logged.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        let name = valid_name(name);
+        let name = sanitize(name);
         let mut names = self.inner.names.lock().expect("registry lock");
         if names.contains_key(&name) {
             tracing::warn!(metric = %name, "a metric by this name is registered already: the new one is not exposed");
@@ -232,17 +245,14 @@ impl Metrics {
         help: &str,
         make: impl FnOnce() -> M,
     ) -> M {
-        let name = valid_name(name);
+        let name = sanitize(name);
         let mut names = self.inner.names.lock().expect("registry lock");
-        match names.get(&name) {
-            Some(Some(held)) if held.downcast_ref::<M>().is_some() => {
-                return held.downcast_ref::<M>().expect("checked").clone();
+        if let Some(held) = names.get(&name) {
+            if let Some(same) = held.as_ref().and_then(|h| h.downcast_ref::<M>()) {
+                return same.clone();
             }
-            Some(_) => {
-                tracing::warn!(metric = %name, "a metric of another kind is registered by this name: the new one is not exposed");
-                return make();
-            }
-            None => {}
+            tracing::warn!(metric = %name, "a metric of another kind is registered by this name: the new one is not exposed");
+            return make();
         }
         let metric = make();
         self.inner
@@ -304,7 +314,7 @@ impl Metrics {
     pub fn info(&self, name: &str, help: &str, labels: &[(&str, &str)]) {
         let labels: Vec<(String, String)> = labels
             .iter()
-            .map(|(k, v)| (valid_name(k).replace(':', "_"), v.to_string()))
+            .map(|(k, v)| (sanitize(k).replace(':', "_"), v.to_string()))
             .collect();
         self.register(
             name.strip_suffix("_info").unwrap_or(name),
@@ -359,14 +369,12 @@ impl Metrics {
     /// called inside a tokio runtime, that runtime's figures; once (later calls do
     /// nothing).
     pub fn process(&self) {
-        let mut names = self.inner.names.lock().expect("registry lock");
-        if names.insert(PROCESS_COLLECTORS.into(), None).is_some() {
-            return;
-        }
-        let mut r = self.inner.registry.lock().expect("registry lock");
-        r.register_collector(Box::new(sets::ProcessCollector));
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            r.register_collector(Box::new(sets::RuntimeCollector::new(h)));
-        }
+        self.inner.process.call_once(|| {
+            let mut r = self.inner.registry.lock().expect("registry lock");
+            r.register_collector(Box::new(sets::ProcessCollector));
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                r.register_collector(Box::new(sets::RuntimeCollector::new(h)));
+            }
+        });
     }
 }

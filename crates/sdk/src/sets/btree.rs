@@ -65,49 +65,43 @@ pub struct BTreeMetrics {
 
 impl BTreeMetrics {
     pub(crate) fn new(m: &Metrics, tree: &str) -> Self {
-        let ops_total = Family::<Pairs, Counter>::default();
-        let durations = latency_family();
-        let depth = HistFamily::new_with_constructor(|| {
-            Histogram::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0])
-        });
-        let splits = Family::<Pairs, Counter>::default();
-        let merges = Family::<Pairs, Counter>::default();
-        let height = Family::<Pairs, Gauge>::default();
-        let nodes = Family::<Pairs, Gauge>::default();
-        let utilization = HistFamily::new_with_constructor(|| crate::histogram(&RATIO_BUCKETS));
+        let counters = Family::<Pairs, Counter>::default;
+        let gauges = Family::<Pairs, Gauge>::default;
         let ops_total = m.shared(
             "btree_operations",
             "B+tree operations, by tree and operation",
-            || ops_total,
+            counters,
         );
         let durations = m.shared(
             "btree_operation_duration_seconds",
             "B+tree operation latency, by tree and operation",
-            || durations,
+            latency_family,
         );
         let depth = m.shared(
             "btree_traversal_depth",
             "Levels visited from the root per operation",
-            || depth,
+            || {
+                HistFamily::new_with_constructor(|| {
+                    Histogram::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0])
+                })
+            },
         );
         let splits = m.shared(
             "btree_node_splits",
             "Nodes split because they were full",
-            || splits,
+            counters,
         );
         let merges = m.shared(
             "btree_node_merges",
             "Nodes merged because they were underfull",
-            || merges,
+            counters,
         );
-        let height = m.shared("btree_height", "Levels from the root to the leaves", || {
-            height
-        });
-        let nodes = m.shared("btree_nodes", "Nodes, by kind (internal, leaf)", || nodes);
+        let height = m.shared("btree_height", "Levels from the root to the leaves", gauges);
+        let nodes = m.shared("btree_nodes", "Nodes, by kind (internal, leaf)", gauges);
         let utilization = m.shared(
             "btree_node_utilization_ratio",
             "Fill ratio of nodes when written",
-            || utilization,
+            || HistFamily::new_with_constructor(|| crate::histogram(&RATIO_BUCKETS)),
         );
         let t = pairs(&[("tree", tree)]);
         let ops = BTreeOp::ALL.map(|op| {

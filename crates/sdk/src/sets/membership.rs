@@ -40,12 +40,16 @@ pub struct MembershipMetrics {
 
 impl MembershipMetrics {
     pub(crate) fn new(m: &Metrics) -> Self {
-        let members = Family::<Pairs, Gauge>::default();
-        let members = m.shared("membership_members", "Members, by state", || members);
-        let changes = Family::<Pairs, Counter>::default();
-        let changes = m.shared("membership_changes", "Membership changes, by kind", || {
-            changes
-        });
+        let members = m.shared(
+            "membership_members",
+            "Members, by state",
+            Family::<Pairs, Gauge>::default,
+        );
+        let changes = m.shared(
+            "membership_changes",
+            "Membership changes, by kind",
+            Family::<Pairs, Counter>::default,
+        );
         let change = |c: &str| handle(&changes, &[("change", c)]);
         Self {
             members: ["alive", "suspect", "dead", "left"]

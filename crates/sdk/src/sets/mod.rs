@@ -88,11 +88,6 @@ pub(crate) fn observe_latency(h: &LatencyHistogram, seconds: Option<f64>) {
     }
 }
 
-/// A family of size histograms ([`crate::SIZE_BUCKETS`]).
-pub(crate) fn size_family() -> HistFamily {
-    Family::new_with_constructor(|| crate::histogram(&crate::SIZE_BUCKETS))
-}
-
 /// `[(name, value), …]` as owned pairs.
 pub(crate) fn pairs(p: &[(&str, &str)]) -> Pairs {
     p.iter()

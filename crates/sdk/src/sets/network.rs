@@ -163,23 +163,20 @@ pub struct NetworkMetrics {
 
 impl NetworkMetrics {
     pub(crate) fn new(m: &Metrics) -> Self {
-        let http_server = latency_family();
         let http_server = m.shared(
             "http_server_request_duration_seconds",
             "Duration of HTTP server requests",
-            || http_server,
+            latency_family,
         );
-        let http_client = latency_family();
         let http_client = m.shared(
             "http_client_request_duration_seconds",
             "Duration of HTTP client requests",
-            || http_client,
+            latency_family,
         );
-        let conns = Family::<Pairs, Gauge>::default();
         let conns = m.shared(
             "network_connections_open",
             "Open connections, by direction",
-            || conns,
+            Family::<Pairs, Gauge>::default,
         );
         Self {
             server: GrpcSide::new(m, "server"),

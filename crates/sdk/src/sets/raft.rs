@@ -78,22 +78,21 @@ pub struct RaftMetrics {
 
 impl RaftMetrics {
     pub(crate) fn new(m: &Metrics) -> Self {
-        let state = Family::<Pairs, Gauge>::default();
-        let state = m.shared("raft_state", "1 for this node's current Raft role", || {
-            state
-        });
+        let state = m.shared(
+            "raft_state",
+            "1 for this node's current Raft role",
+            Family::<Pairs, Gauge>::default,
+        );
         let roles = ["leader", "follower", "candidate"].map(|s| handle(&state, &[("state", s)]));
-        let lag_entries = Family::<Pairs, Gauge>::default();
         let lag_entries = m.shared(
             "raft_peer_replication_lag_entries",
             "Entries a peer is behind the leader's last index",
-            || lag_entries,
+            Family::<Pairs, Gauge>::default,
         );
-        let lag_seconds = Family::<Pairs, Gauge<f64, AtomicU64>>::default();
         let lag_seconds = m.shared(
             "raft_peer_replication_lag_seconds",
             "Time since a peer last acknowledged the leader's last entry",
-            || lag_seconds,
+            Family::<Pairs, Gauge<f64, AtomicU64>>::default,
         );
         Self {
             term: m.gauge("raft_term", "The current Raft term"),
@@ -188,8 +187,9 @@ impl RaftMetrics {
 
     /// `peer`'s lag series, looked up once: setting them through the handle is two plain
     /// stores. The series show from this call on (at 0 until set), so a leader asks for a
-    /// peer's handle when it first has that peer's lag to report. After [`RaftMetrics::remove_peer`] a handle kept from before no longer
-    /// shows; ask again if the peer comes back.
+    /// peer's handle when it first has that peer's lag to report. After
+    /// [`RaftMetrics::remove_peer`] a handle kept from before no longer shows; ask again if
+    /// the peer comes back.
     pub fn peer(&self, peer: &str) -> RaftPeer {
         RaftPeer {
             entries: handle(&self.lag_entries, &[("peer", peer)]),

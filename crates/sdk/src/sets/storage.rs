@@ -23,7 +23,7 @@ use crate::Counter;
 use crate::Gauge;
 use crate::Histogram;
 
-use super::{LatencyHistogram, handle, latency_family, observe_latency, size_family};
+use super::{LatencyHistogram, handle, latency_family, observe_latency};
 use crate::{LATENCY_BUCKETS, Metrics, Stopwatch, Timing};
 
 /// The page cache and storage metric set. The handles an engine touches on every
@@ -56,17 +56,15 @@ pub struct StorageMetrics {
 
 impl StorageMetrics {
     pub(crate) fn new(m: &Metrics) -> Self {
-        let io = latency_family();
         let io = m.shared(
             "storage_disk_io_duration_seconds",
             "Disk I/O latency, by operation (read, write)",
-            || io,
+            latency_family,
         );
-        let wal_size = size_family().get_or_create(&Vec::new()).clone();
         let wal_size = m.shared(
             "storage_wal_append_size_bytes",
             "Size of WAL appends",
-            || wal_size,
+            || crate::histogram(&crate::SIZE_BUCKETS),
         );
         Self {
             page_reads: m.counter("storage_page_reads", "Pages read from disk"),
